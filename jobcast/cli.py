@@ -1,0 +1,106 @@
+"""`jobcast web`, `jobcast worker` and `jobcast dev`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from jobcast.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return Settings(**overrides)
+
+
+def run_web(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    settings = _settings(args)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        # A client that hangs up must free its subscription at once, not at the next heartbeat.
+        handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=None,
+        print=lambda *_: logging.getLogger("jobcast").info(
+            "jobcast web listening on http://%s:%s", settings.host, settings.port
+        ),
+    )
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    from jobs.worker import create_worker
+
+    create_worker(Settings()).run()
+
+
+def run_dev(args: argparse.Namespace) -> None:
+    """Web + worker (+ a private Redis when REDIS_URL is not set), for a newcomer."""
+    from jobcast.embedded_redis import RedisProcess
+
+    settings = _settings(args)
+    env = dict(os.environ)
+    redis = None
+    if "REDIS_URL" not in env and "JOBCAST_REDIS_URL" not in env:
+        redis = RedisProcess(Path(args.data_dir) / "redis")
+        redis.start()
+        env["REDIS_URL"] = redis.url
+        print(f"started a private Redis at {redis.url} (data in {redis.data_dir})", flush=True)
+    me = [sys.executable, "-m", "jobcast"]
+    web_cmd = [*me, "web", "--host", settings.host, "--port", str(settings.port)]
+    children = [subprocess.Popen([*me, "worker"], env=env), subprocess.Popen(web_cmd, env=env)]
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
+    print(f"\n  jobcast is starting: open http://{host}:{settings.port}/\n", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            try:
+                children[0].wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait()
+        if redis is not None:
+            redis.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("JOBCAST_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
+    )
+    parser = argparse.ArgumentParser(prog="jobcast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in (
+        ("web", run_web, "the HTTP/SSE/WebSocket server"),
+        ("worker", run_worker, "an arq worker that runs jobs"),
+        ("dev", run_dev, "everything in one command, with a private Redis unless REDIS_URL is set"),
+    ):
+        cmd = commands.add_parser(name, help=help_)
+        cmd.set_defaults(func=func)
+        if name != "worker":
+            cmd.add_argument("--host", default=None)
+            cmd.add_argument("--port", type=int, default=None)
+        if name == "dev":
+            cmd.add_argument("--data-dir", default="data", help="where the private Redis keeps its files")
+    args = parser.parse_args(argv)
+    args.func(args)

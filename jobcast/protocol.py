@@ -1,0 +1,133 @@
+"""The contract shared by producer (jobs/) and consumer (server/): states, event types, Redis key
+and channel names, and the wire format of an event.
+
+An event travels as one *record*: ``b"<seq>\\n<type>\\n<event JSON>"``. The same record is the
+member stored in the job's history and the payload published on the job's channel, so the relay
+routes it without parsing JSON and every watcher gets the very same JSON bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+
+
+class EventType(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SNAPSHOT = "snapshot"
+
+
+TERMINAL_TYPES = frozenset({EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELLED})
+TERMINAL_TYPE_BYTES = frozenset(t.value.encode() for t in TERMINAL_TYPES)
+
+# The state a job is in right after an event of each type.
+STATE_AFTER: dict[EventType, State] = {
+    EventType.QUEUED: State.QUEUED,
+    EventType.STARTED: State.RUNNING,
+    EventType.PROGRESS: State.RUNNING,
+    EventType.RETRYING: State.RETRYING,
+    EventType.SUCCEEDED: State.SUCCEEDED,
+    EventType.FAILED: State.FAILED,
+    EventType.CANCELLED: State.CANCELLED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Redis key and channel names under one prefix."""
+
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def history(self, job_id: str) -> str:
+        return f"{self.prefix}:history:{job_id}"
+
+    def channel(self, job_id: str) -> str:
+        return f"{self.prefix}:events:{job_id}"
+
+    @property
+    def channel_prefix(self) -> bytes:
+        return f"{self.prefix}:events:".encode()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(dt: datetime) -> str:
+    """ISO 8601 UTC with millisecond precision and a `Z`, as the API promises."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return isoformat(utcnow())
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+loads = orjson.loads
+
+
+def event_template(
+    job_id: str,
+    type_: EventType,
+    *,
+    attempt: int,
+    progress: dict[str, Any] | None = None,
+    result: Any = None,
+    error: dict[str, str] | None = None,
+    ts: str | None = None,
+) -> tuple[bytes, bytes]:
+    """The event JSON split around its `seq`, which only Redis assigns (inside the publish script)."""
+    head = b'{"job_id":' + dumps(job_id) + b',"seq":'
+    tail = dumps(
+        {
+            "type": type_.value,
+            "state": STATE_AFTER[type_].value,
+            "ts": ts or now_iso(),
+            "attempt": attempt,
+            "progress": progress,
+            "result": result,
+            "error": error,
+        }
+    )
+    return head, b"," + tail[1:]
+
+
+def split_record(record: bytes) -> tuple[int, bytes, bytes]:
+    """``(seq, type, event JSON)`` of a history member or pub/sub payload."""
+    seq, type_, data = record.split(b"\n", 2)
+    return int(seq), type_, data
+
+
+def progress_dict(current: float, total: float | None, message: str | None) -> dict[str, Any]:
+    percent = None
+    if total:
+        percent = round(min(max(current / total, 0.0), 1.0) * 100, 2)
+    return {"current": current, "total": total, "percent": percent, "message": message}

@@ -1,0 +1,24 @@
+"""Redis clients that ride out a restart instead of failing the first command."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+# Enough retries to cover a Redis restart (seconds), with jittered exponential backoff so a fleet of
+# workers does not reconnect in lockstep. arq does not retry commands at all by default.
+RETRY_ATTEMPTS = 12
+
+
+def create_redis(url: str) -> ArqRedis:
+    """One client (and its pool) for commands; arq and the job store share it."""
+    return ArqRedis.from_url(
+        url,
+        retry=Retry(EqualJitterBackoff(cap=2.0, base=0.05), RETRY_ATTEMPTS),
+        retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError, ConnectionResetError],
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )

@@ -1,0 +1,8 @@
+"""The registry of job kinds. Adding a kind: write a module like demo.py and list it here."""
+
+from __future__ import annotations
+
+from jobs.kind import Kind
+from jobs.kinds import demo
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (demo.KIND,)}

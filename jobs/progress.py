@@ -1,0 +1,110 @@
+"""The progress API job code calls, and the coalescing publisher behind it.
+
+`update()` only records the latest value, so a tight loop may call it thousands of times a second;
+a flusher task publishes at most `rate_hz` progress events per second per job, always the latest
+value, and every state change flushes pending progress first so watchers see them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from jobcast.protocol import EventType, progress_dict
+from jobcast.store import JobStore
+from jobcast.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+# A state change (above all the terminal one) must reach Redis: watchers rely on learning how a
+# job ended. The client already retries a few seconds; this outer loop rides out longer outages.
+STATE_PUBLISH_TRIES = 30
+
+
+class Progress:
+    """Handed to job code as `ctx.progress`; also publishes the job's state changes."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int, *, rate_hz: float) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._attempt = attempt
+        self._interval = 1.0 / rate_hz
+        self._pending: tuple[float, float | None, str | None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self.latest: dict[str, Any] | None = None
+
+    async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress; cheap enough for a tight loop (publishing happens elsewhere)."""
+        self._pending = (current, total, message)
+        self._wake.set()
+
+    async def __aenter__(self) -> Progress:
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"progress:{self._job_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._flusher is not None:
+            await cancel_and_wait(self._flusher)
+            self._flusher = None
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            try:
+                async with self._lock:
+                    await self._flush_locked()
+            except RedisError as e:
+                # Keep the value; the next wake (or the state change that ends the job) retries.
+                log.warning("progress for %s not published yet: %s", self._job_id, e)
+            await asyncio.sleep(self._interval)
+
+    async def _flush_locked(self) -> None:
+        self._wake.clear()
+        if self._pending is None:
+            return
+        current, total, message = self._pending
+        progress = progress_dict(current, total, message)
+        await self._store.publish(self._job_id, EventType.PROGRESS, attempt=self._attempt, progress=progress)
+        # Only forget the value once it is in Redis, so a failed publish is retried.
+        if self._pending == (current, total, message):
+            self._pending = None
+        self.latest = progress
+
+    async def state(
+        self,
+        type_: EventType,
+        *,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> int:
+        """Publish a state change after any pending progress; returns its seq (0: refused)."""
+        delay = 0.1
+        for try_ in range(1, STATE_PUBLISH_TRIES + 1):
+            try:
+                async with self._lock:
+                    if type_ is not EventType.STARTED:
+                        await self._flush_locked()
+                    return await self._store.publish(
+                        self._job_id,
+                        type_,
+                        attempt=self._attempt,
+                        progress=progress if progress is not None else self.latest,
+                        result=result,
+                        error=error,
+                    )
+            except RedisError as e:
+                if try_ == STATE_PUBLISH_TRIES:
+                    raise
+                log.warning("%s event for %s not published yet (%s); retrying", type_, self._job_id, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")

@@ -1,0 +1,62 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from jobcast.redis import create_redis
+from jobcast.settings import Settings
+from jobcast.store import JobStore
+from server import sse, ws  # noqa: F401  (their routes join api.routes)
+from server.api import routes
+from server.keys import OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from server.problems import problem_middleware
+from server.relay import Relay
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    redis = create_redis(settings.redis_url)
+    app[REDIS] = redis
+    app[STORE] = JobStore(
+        redis,
+        key_prefix=settings.key_prefix,
+        queue_name=settings.queue_name,
+        history_max_events=settings.history_max_events,
+        retention_s=settings.retention_s,
+    )
+    yield
+    await redis.aclose()
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    relay = Relay(app[SETTINGS].redis_url, app[STORE])
+    app[RELAY] = relay
+    await relay.start()
+    yield
+    await relay.stop()
+
+
+async def close_streams(app: web.Application) -> None:
+    """Before connections are drained: end SSE streams (clients reconnect and resume elsewhere)
+    and close WebSockets with 1001 going away."""
+    for outbox in list(app[OUTBOXES]):
+        outbox.close("shutdown")
+    for socket in list(app[SOCKETS]):
+        await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[OUTBOXES] = weakref.WeakSet()
+    app[SOCKETS] = weakref.WeakSet()
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(relay_ctx)
+    app.on_shutdown.append(close_streams)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,266 @@
+"""Who is watching what in this process, and the fan-out of each event to them.
+
+The hub is synchronous and knows nothing of Redis: the relay hands it events, and it writes each
+one (serialised once, as shared bytes) into every local watcher's bounded outbox. A watcher's seq
+only moves forward, so replayed and live copies of an event never reach it twice; an event that
+would skip a seq is held back and the relay is asked to repair the topic from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, EventType, dumps
+
+
+class Event:
+    """One event, encoded once for every transport."""
+
+    __slots__ = ("data", "job_id", "seq", "sse", "terminal", "type")
+
+    def __init__(self, job_id: str, seq: int, type_: bytes, data: bytes, *, terminal: bool | None = None):
+        self.job_id = job_id
+        self.seq = seq
+        self.type = type_
+        self.data = data
+        self.terminal = type_ in TERMINAL_TYPE_BYTES if terminal is None else terminal
+        self.sse = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type_, data)
+
+    @classmethod
+    def snapshot(cls, snapshot: dict[str, Any]) -> Event:
+        """The `snapshot` event: data is the job snapshot, id its last_event_id."""
+        return cls(
+            snapshot["id"],
+            snapshot["last_event_id"],
+            EventType.SNAPSHOT.value.encode(),
+            dumps(
+                {
+                    "type": EventType.SNAPSHOT.value,
+                    "job_id": snapshot["id"],
+                    "seq": snapshot["last_event_id"],
+                    **snapshot,
+                }
+            ),
+            terminal=snapshot["state"] in TERMINAL_STATES,
+        )
+
+    @classmethod
+    def control(cls, message: dict[str, Any]) -> Event:
+        """A WebSocket control message (subscribed, error, ...): no job seq."""
+        return cls(message.get("job_id") or "", 0, b"control", dumps(message), terminal=False)
+
+
+class OutboxClosed(Exception):
+    """The watcher's connection must end; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Outbox:
+    """One connection's bounded queue of events waiting to be written.
+
+    When the client falls behind, superseded `progress` events are dropped (the latest progress
+    of each job and every state change stay); if even that is not enough the outbox closes, and
+    the client reconnects and resumes from its last seq.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self.closed: str | None = None
+        self.dropped = 0
+        # Called when the client fell too far behind, to cut its connection even mid-write.
+        self.on_overflow: Callable[[], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: Event) -> None:
+        if self.closed:
+            return
+        self._items.append(event)
+        if len(self._items) > self.limit:
+            self._compact()
+            if len(self._items) > self.limit:
+                self.close("overflow")
+                if self.on_overflow is not None:
+                    self.on_overflow()
+        self._ready.set()
+
+    def _compact(self) -> None:
+        newest_progress: set[str] = set()
+        kept: deque[Event] = deque()
+        for event in reversed(self._items):
+            if event.type == b"progress":
+                if event.job_id in newest_progress:
+                    self.dropped += 1
+                    continue
+                newest_progress.add(event.job_id)
+            kept.appendleft(event)
+        self._items = kept
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = reason
+            self._items.clear()
+            self._ready.set()
+
+    async def take(self, wait_s: float) -> list[Event]:
+        """Everything queued, waiting up to `wait_s` for something; [] when the wait timed out."""
+        if not self._items and not self.closed:
+            self._ready.clear()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._ready.wait()
+            except TimeoutError:
+                return []
+        if self.closed:
+            raise OutboxClosed(self.closed)
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+class Subscription:
+    """One watcher of one job; its seq only moves forward."""
+
+    __slots__ = ("done", "job_id", "last_seq", "outbox", "pending", "ready")
+
+    def __init__(self, job_id: str, outbox: Outbox, since: int | None = None) -> None:
+        self.job_id = job_id
+        self.outbox = outbox
+        self.last_seq = since or 0
+        # Until its replay is written, live events wait here so that order is kept.
+        self.ready = False
+        self.pending: deque[Event] = deque(maxlen=outbox.limit)
+        self.done = False
+
+    def push(self, event: Event) -> None:
+        if self.done or event.seq <= self.last_seq:
+            return
+        self.last_seq = event.seq
+        self.done = event.terminal
+        self.outbox.put(event)
+
+    def push_snapshot(self, event: Event) -> None:
+        """A snapshot stands for everything up to its seq, so it may repeat the current seq."""
+        if self.done or event.seq < self.last_seq:
+            return
+        self.last_seq = event.seq
+        self.done = event.terminal
+        self.outbox.put(event)
+
+
+class Topic:
+    __slots__ = ("repairing", "seen_max", "subs")
+
+    def __init__(self) -> None:
+        self.subs: set[Subscription] = set()
+        self.repairing = False
+        self.seen_max = 0
+
+
+class Hub:
+    """This process's watchers, grouped by job."""
+
+    def __init__(self, request_repair: Callable[[str], None]) -> None:
+        self.topics: dict[str, Topic] = {}
+        self._request_repair = request_repair
+
+    def add(self, sub: Subscription) -> bool:
+        """Register a watcher; True when it is the job's first here (subscribe to its channel)."""
+        topic = self.topics.get(sub.job_id)
+        first = topic is None
+        if topic is None:
+            topic = self.topics[sub.job_id] = Topic()
+        topic.subs.add(sub)
+        return first
+
+    def remove(self, sub: Subscription) -> bool:
+        """Unregister a watcher; True when it was the job's last here (unsubscribe)."""
+        topic = self.topics.get(sub.job_id)
+        if topic is None or sub not in topic.subs:
+            return False
+        topic.subs.discard(sub)
+        if topic.subs:
+            return False
+        del self.topics[sub.job_id]
+        return True
+
+    def mark_ready(self, sub: Subscription) -> None:
+        """The watcher's replay is written: release the live events that arrived meanwhile."""
+        sub.ready = True
+        for event in sub.pending:
+            self._push_live(self.topics[sub.job_id], sub, event)
+        sub.pending.clear()
+
+    def deliver(self, job_id: str, seq: int, type_: bytes, data: bytes) -> None:
+        """A live event from Redis."""
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return
+        if topic.repairing:
+            topic.seen_max = max(topic.seen_max, seq)
+            return
+        event = Event(job_id, seq, type_, data)
+        for sub in tuple(topic.subs):
+            if not sub.ready:
+                sub.pending.append(event)
+            elif not self._push_live(topic, sub, event):
+                return
+
+    def _push_live(self, topic: Topic, sub: Subscription, event: Event) -> bool:
+        if event.seq > sub.last_seq + 1 and not sub.done:
+            self.start_repair(sub.job_id, event.seq)
+            return False
+        sub.push(event)
+        return True
+
+    def start_repair(self, job_id: str, seen: int = 0) -> None:
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return
+        topic.seen_max = max(topic.seen_max, seen)
+        if not topic.repairing:
+            topic.repairing = True
+            self._request_repair(job_id)
+
+    def repair_from(self, job_id: str) -> int | None:
+        """The seq after which the job's ready watchers need history (None: nobody to repair)."""
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return None
+        behind = [sub.last_seq for sub in topic.subs if sub.ready and not sub.done]
+        return min(behind) if behind else None
+
+    def apply_repair(self, job_id: str, events: Iterable[Event], snapshot: Event | None) -> bool:
+        """Deliver repaired history; True when the topic is whole again (else repair once more)."""
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return True
+        ready = [sub for sub in topic.subs if sub.ready]
+        high = 0
+        if snapshot is not None:
+            high = snapshot.seq
+            for sub in ready:
+                sub.push_snapshot(snapshot)
+        for event in events:
+            high = max(high, event.seq)
+            for sub in ready:
+                sub.push(event)
+        if topic.seen_max > high:
+            return False
+        topic.repairing = False
+        topic.seen_max = 0
+        return True
+
+    def close_all(self, reason: str) -> None:
+        for topic in self.topics.values():
+            for sub in topic.subs:
+                sub.outbox.close(reason)

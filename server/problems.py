@@ -1,0 +1,86 @@
+"""Errors as `application/problem+json` (RFC 9457), and the middleware that guarantees no
+traceback, and no non-problem error body, ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from jobcast.protocol import dumps
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://jobcast.dev/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise from a handler to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.slug = slug or HTTPStatus(status).phrase.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return web.Response(
+            status=self.status, body=dumps(body), content_type=CONTENT_TYPE, headers=self.headers
+        )
+
+
+def validation_problem(error: ValidationError, *, prefix: str = "") -> Problem:
+    """422 naming every bad field, as dotted paths (`params.steps`)."""
+    errors = [
+        {
+            "field": ".".join(str(part) for part in (prefix, *e["loc"]) if part != ""),
+            "message": e["msg"],
+            "code": e["type"],
+        }
+        for e in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    fields = ", ".join(e["field"] or "(body)" for e in errors)
+    return Problem(422, f"invalid {fields}", slug="validation", errors=errors)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        detail = http.text if http.text and not http.text.startswith(str(http.status)) else http.reason
+        headers = {k: v for k, v in http.headers.items() if k in ("Allow", "Retry-After")}
+        return Problem(http.status, detail, headers=headers).response()
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return Problem(500, "internal error; it has been logged").response()

@@ -1,0 +1,233 @@
+"""The one Redis pub/sub connection of this process, and what keeps the hub whole across it.
+
+The relay subscribes to a job's channel when the job's first local watcher arrives and
+unsubscribes when the last one leaves. When the connection drops (a Redis restart, CLIENT KILL, a
+silent network) it reconnects with backoff, resubscribes, and repairs every job's watchers from the
+job's history, so nobody misses a seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.exceptions import RedisError
+
+from jobcast.protocol import split_record
+from jobcast.store import JobStore
+from jobcast.tasks import cancel_and_wait
+from server.hub import Event, Hub, Outbox, Subscription
+from server.pubsub import PubSubProtocol, connect_pubsub
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL_S = 5.0
+
+
+class JobNotFound(Exception):
+    pass
+
+
+class RelayUnavailable(Exception):
+    """Redis is unreachable; the watcher should come back later."""
+
+
+class AlreadyEnded(Exception):
+    """The watcher has seen the job's terminal event: nothing more will come."""
+
+
+class Relay:
+    def __init__(self, redis_url: str, store: JobStore, *, subscribe_timeout_s: float = 10.0) -> None:
+        self._url = redis_url
+        self._store = store
+        self._subscribe_timeout_s = subscribe_timeout_s
+        self._prefix = store.keys.channel_prefix
+        self.hub = Hub(self._queue_repair)
+        self._proto: PubSubProtocol | None = None
+        self._ready: dict[str, asyncio.Event] = {}
+        self._in_flight: dict[str, int] = {}
+        self._repairs: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._connection_loop(), name="relay-connection"),
+            asyncio.create_task(self._repair_loop(), name="relay-repair"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks = []
+        if self._proto is not None:
+            self._proto.close()
+
+    async def _connection_loop(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                proto = await connect_pubsub(self._url, self._on_message, self._on_subscribed)
+            except (OSError, TimeoutError) as e:
+                log.warning("redis pub/sub unreachable (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            self._attach(proto)
+            try:
+                await self._keepalive(proto)
+            finally:
+                self._detach()
+                proto.close()
+            self.reconnects += 1
+
+    def _attach(self, proto: PubSubProtocol) -> None:
+        self._proto = proto
+        self._in_flight = dict.fromkeys(self._ready, 1)
+        proto.subscribe(self._channel(job_id) for job_id in self._ready)
+        # Whatever was published while we were away is in history.
+        for job_id in self._ready:
+            self.hub.start_repair(job_id)
+        self.connected.set()
+        log.info("redis pub/sub connected (%d channels)", len(self._ready))
+
+    def _detach(self) -> None:
+        self._proto = None
+        self.connected.clear()
+        for ready in self._ready.values():
+            ready.clear()
+
+    async def _keepalive(self, proto: PubSubProtocol) -> None:
+        while not proto.closed.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.closed), PING_INTERVAL_S)
+            except TimeoutError:
+                try:
+                    await proto.ping(PING_INTERVAL_S)
+                except (TimeoutError, ConnectionError):
+                    log.warning("redis pub/sub did not answer a ping; reconnecting")
+                    return
+
+    # -- channels ----------------------------------------------------------------------------------
+
+    def _channel(self, job_id: str) -> str:
+        return self._store.keys.channel(job_id)
+
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
+        seq, type_, data = split_record(payload)
+        self.hub.deliver(channel[len(self._prefix) :].decode(), seq, type_, data)
+
+    def _on_subscribed(self, channel: bytes) -> None:
+        job_id = channel[len(self._prefix) :].decode()
+        left = self._in_flight.get(job_id, 0) - 1
+        if left > 0:
+            self._in_flight[job_id] = left
+            return
+        self._in_flight.pop(job_id, None)
+        if (ready := self._ready.get(job_id)) is not None:
+            ready.set()
+
+    def _subscribe(self, job_id: str) -> None:
+        self._ready[job_id] = asyncio.Event()
+        if self._proto is not None:
+            self._in_flight[job_id] = self._in_flight.get(job_id, 0) + 1
+            self._proto.subscribe([self._channel(job_id)])
+
+    def _unsubscribe(self, job_id: str) -> None:
+        self._ready.pop(job_id, None)
+        if self._proto is not None:
+            self._proto.unsubscribe([self._channel(job_id)])
+
+    async def _until_subscribed(self, job_id: str) -> None:
+        try:
+            async with asyncio.timeout(self._subscribe_timeout_s):
+                await self._ready[job_id].wait()
+        except TimeoutError:
+            raise RelayUnavailable("redis pub/sub is not available") from None
+
+    # -- watchers ----------------------------------------------------------------------------------
+
+    async def join(self, sub: Subscription, since: int | None, *, announce: Event | None = None) -> None:
+        """Start watching: subscribe, then replay what the watcher has not seen, then go live.
+
+        `announce` (a WebSocket `subscribed` message) is queued just before the replay. Raises
+        JobNotFound, AlreadyEnded or RelayUnavailable; the watcher is then not joined.
+        """
+        if self.hub.add(sub):
+            self._subscribe(sub.job_id)
+        try:
+            # History is read only once Redis confirms the subscription, so every event is either
+            # in what we read or arrives live after it.
+            await self._until_subscribed(sub.job_id)
+            try:
+                replay = await self._store.replay(sub.job_id, since)
+            except RedisError as e:
+                raise RelayUnavailable(str(e)) from e
+            if replay is None:
+                raise JobNotFound(sub.job_id)
+            if since is not None and replay.terminal and since >= replay.head_seq:
+                raise AlreadyEnded(sub.job_id)
+            if announce is not None:
+                sub.outbox.put(announce)
+            if replay.needs_snapshot:
+                sub.push_snapshot(Event.snapshot(replay.snapshot))
+            for record in replay.records:
+                seq, type_, data = split_record(record)
+                sub.push(Event(sub.job_id, seq, type_, data))
+            self.hub.mark_ready(sub)
+        except BaseException:
+            self.leave(sub)
+            raise
+
+    def leave(self, sub: Subscription) -> None:
+        if self.hub.remove(sub):
+            self._unsubscribe(sub.job_id)
+
+    @asynccontextmanager
+    async def watch(self, job_id: str, outbox: Outbox, since: int | None) -> AsyncIterator[Subscription]:
+        sub = Subscription(job_id, outbox, since)
+        await self.join(sub, since)
+        try:
+            yield sub
+        finally:
+            self.leave(sub)
+
+    # -- repair --------------------------------------------------------------------------------------
+
+    def _queue_repair(self, job_id: str) -> None:
+        self._repairs.put_nowait(job_id)
+
+    async def _repair_loop(self) -> None:
+        while True:
+            job_id = await self._repairs.get()
+            while job_id in self.hub.topics:
+                try:
+                    if await self._repair(job_id):
+                        break
+                except (RedisError, RelayUnavailable) as e:
+                    log.warning("repair of %s postponed: %s", job_id, e)
+                    await asyncio.sleep(0.2)
+
+    async def _repair(self, job_id: str) -> bool:
+        await self._until_subscribed(job_id)
+        start = self.hub.repair_from(job_id)
+        if start is None:
+            return self.hub.apply_repair(job_id, (), None)
+        records, oldest = await self._store.history_after(job_id, start)
+        snapshot = None
+        if oldest is None or oldest > start + 1:
+            # History no longer reaches back far enough (trimmed or expired): only a snapshot tells
+            # the truth about what was missed.
+            current = await self._store.snapshot(job_id)
+            if current is None:
+                return self.hub.apply_repair(job_id, (), None)
+            snapshot = Event.snapshot(current)
+        events = [Event(job_id, *split_record(record)) for record in records]
+        return self.hub.apply_repair(job_id, events, snapshot)
