@@ -39,7 +39,7 @@ class Kind(Generic[P]):
     no_retry: tuple[type[BaseException], ...] = ()
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
-        if isinstance(error, PermanentError | self.no_retry):
+        if isinstance(error, (PermanentError, *self.no_retry)):
             return False
         return attempt < self.max_attempts
 

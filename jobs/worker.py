@@ -74,7 +74,15 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         if not await progress.state(EventType.STARTED):
             return  # ended meanwhile, or a newer attempt owns the job
         async with hold_lease(ctx["redis"], job_id, settings.lease_s):
-            await _run_attempt(kind, record.params, JobContext(job_id, attempt, progress), settings)
+            try:
+                await _run_attempt(kind, record.params, JobContext(job_id, attempt, progress), settings)
+            except Retry:
+                raise
+            except Exception:
+                # A bug of ours, not of the job: still, watchers must learn that the job ended.
+                log.exception("job %s: internal error", job_id)
+                error = {"type": "InternalError", "message": "the worker failed to run the job"}
+                await progress.state(EventType.FAILED, error=error)
 
 
 async def _run_attempt(kind: Kind, params: dict[str, Any], ctx: JobContext, settings: Settings) -> None:

@@ -1,0 +1,98 @@
+"""Fixtures: a private Redis server on a free port (so fault tests can kill and restart it), the
+real app in-process, and real `jobcast worker` / `jobcast web` processes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from jobcast.embedded_redis import RedisProcess
+from jobcast.redis import create_redis
+from jobcast.settings import Settings
+from server.app import create_app
+from tests.helpers import JobcastProcess
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_up(redis_server: RedisProcess) -> RedisProcess:
+    """The Redis server, started again if an earlier test left it stopped."""
+    if redis_server.process is None:
+        redis_server.start()
+    return redis_server
+
+
+@pytest.fixture
+def settings(redis_up: RedisProcess) -> Settings:
+    # A prefix and queue of its own per test: tests never see each other's jobs or events.
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    return Settings(
+        redis_url=redis_up.url,
+        key_prefix=prefix,
+        queue_name=f"{prefix}:queue",
+        heartbeat_s=1.0,
+        shutdown_grace_s=5.0,
+        retry_base_s=0.05,
+        retry_max_s=0.2,
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """The environment that gives jobcast processes the test's settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_") and k != "REDIS_URL"}
+    base.update(
+        REDIS_URL=settings.redis_url,
+        JOBCAST_KEY_PREFIX=settings.key_prefix,
+        JOBCAST_QUEUE_NAME=settings.queue_name,
+        JOBCAST_HEARTBEAT_S=str(settings.heartbeat_s),
+        JOBCAST_SHUTDOWN_GRACE_S=str(settings.shutdown_grace_s),
+        JOBCAST_RETRY_BASE_S=str(settings.retry_base_s),
+        JOBCAST_RETRY_MAX_S=str(settings.retry_max_s),
+        PYTHONUNBUFFERED="1",
+    )
+    return base
+
+
+@pytest.fixture
+def spawn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., JobcastProcess]]:
+    """Start real jobcast processes; all are stopped when the test ends."""
+    started: list[JobcastProcess] = []
+
+    def start(command: str, **extra_env: str) -> JobcastProcess:
+        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def worker(spawn: Callable[..., JobcastProcess]) -> JobcastProcess:
+    return spawn("worker")
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[object]:
+    r = create_redis(settings.redis_url)
+    yield r
+    await r.aclose()

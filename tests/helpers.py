@@ -1,0 +1,143 @@
+"""Test helpers: SSE parsing, real jobcast processes, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from jobcast.embedded_redis import free_port
+
+DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
+
+
+@dataclass
+class SseEvent:
+    id: int | None
+    event: str
+    data: dict[str, Any]
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+    """Parse an SSE stream into events (comments and `retry:` are skipped)."""
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line == "":
+            if "data" in fields:
+                yield SseEvent(
+                    int(fields["id"]) if "id" in fields else None,
+                    fields.get("event", "message"),
+                    json.loads(fields["data"]),
+                )
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+
+
+async def read_sse(
+    session: aiohttp.ClientSession | Any,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+    timeout: float = 30,
+) -> list[SseEvent]:
+    """Events from `url` until the server ends the stream (or `stop_after` events)."""
+    events: list[SseEvent] = []
+    async with asyncio.timeout(timeout), session.get(url, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async for event in sse_events(response):
+            events.append(event)
+            if stop_after is not None and len(events) >= stop_after:
+                break
+    return events
+
+
+async def submit(session: Any, url: str = "/api/jobs", body: Any = None, status: int = 202) -> dict[str, Any]:
+    async with session.post(url, json=DEMO_SUBMIT if body is None else body) as response:
+        text = await response.text()
+        assert response.status == status, text
+        return json.loads(text)
+
+
+def assert_contiguous(events: list[SseEvent] | list[dict[str, Any]], start: int) -> None:
+    """Seqs run start, start+1, ... with no gap and no duplicate."""
+    seqs = [e.data["seq"] if isinstance(e, SseEvent) else e["seq"] for e in events]
+    assert seqs == list(range(start, start + len(seqs))), seqs
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Poll a cheap local predicate (process state, a counter) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+    return value
+
+
+class JobcastProcess:
+    """`jobcast web` or `jobcast worker` as a real process."""
+
+    def __init__(self, command: str, env: dict[str, str], log_dir: Path, port: int | None = None) -> None:
+        self.command = command
+        self.port = port
+        args = [sys.executable, "-m", "jobcast", command]
+        if command in ("web", "dev"):
+            self.port = port or free_port()
+            args += ["--port", str(self.port)]
+        self.log_path = log_dir / f"{command}-{self.port or os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_http(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                assert self.process.poll() is None, f"{self.command} exited:\n{self.log()}"
+                try:
+                    async with session.get(self.url + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self.command} not healthy in time:\n{self.log()}")
+                await asyncio.sleep(0.05)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait_exit(self, timeout: float = 30) -> int:
+        await wait_for(lambda: self.process.poll() is not None, timeout, f"{self.command} to exit")
+        return self.process.returncode
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()

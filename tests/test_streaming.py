@@ -1,0 +1,137 @@
+"""Submit a job over HTTP, watch it run on a real worker over SSE and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.helpers import assert_contiguous, read_sse, submit
+
+
+def check_demo_run(events: list[dict[str, Any]], steps: int) -> None:
+    """A demo job's events from `queued` on: started, progress to the total, succeeded."""
+    types = [e["type"] for e in events]
+    assert types[0] == "queued" and types[1] == "started" and types[-1] == "succeeded", types
+    assert set(types[2:-1]) == {"progress"}, types
+    assert events[-2]["progress"]["current"] == steps == events[-2]["progress"]["total"]
+    assert events[-2]["progress"]["percent"] == 100
+    assert events[-1]["result"] == {"steps": steps}
+    assert all(e["ts"].endswith("Z") and "." in e["ts"] for e in events)
+
+
+async def test_submit_answers_202_with_location_and_snapshot(client, worker) -> None:
+    async with client.post("/api/jobs", json={"kind": "demo", "params": {"steps": 3}}) as response:
+        assert response.status == 202, await response.text()
+        body = await response.json()
+        assert response.headers["Location"] == f"/api/jobs/{body['id']}"
+    assert body["state"] == "queued" and body["kind"] == "demo" and body["last_event_id"] == 1
+    assert body["params"]["steps"] == 3
+    assert set(body) >= {"progress", "attempt", "created_at", "started_at", "finished_at", "result", "error"}
+    assert body["links"]["events"] == f"/api/jobs/{body['id']}/events"
+    async with client.get(body["links"]["self"]) as response:
+        assert response.status == 200
+        assert (await response.json())["id"] == body["id"]
+
+
+async def test_sse_streams_a_job_to_succeeded(client, worker) -> None:
+    job = await submit(client)
+    async with client.get(f"/api/jobs/{job['id']}/events") as response:
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["X-Accel-Buffering"] == "no"
+        first = (await response.content.readline()).decode()
+        assert first.startswith("retry: ")
+    events = await read_sse(client, f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
+    assert [e.id for e in events] == [e.data["seq"] for e in events]
+    assert [e.event for e in events] == [e.data["type"] for e in events]
+    assert_contiguous(events, 1)
+    check_demo_run([e.data for e in events], steps=10)
+
+
+async def test_sse_without_last_event_id_starts_with_a_snapshot(client, worker) -> None:
+    job = await submit(client, body={"kind": "demo", "params": {"steps": 5, "step_ms": 50}})
+    events = await read_sse(client, f"/api/jobs/{job['id']}/events")
+    assert events[0].event == "snapshot" and events[0].data["id"] == job["id"]
+    assert events[0].id == events[0].data["last_event_id"]
+    assert_contiguous(events[1:], events[0].id + 1)
+    assert events[-1].event == "succeeded"
+
+
+async def test_websocket_streams_a_job_to_succeeded(client, worker) -> None:
+    job = await submit(client)
+    messages: list[dict[str, Any]] = []
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job_id": job["id"], "last_event_id": 0})
+        async with asyncio.timeout(30):
+            while not messages or messages[-1].get("type") != "succeeded":
+                messages.append(await ws.receive_json())
+    assert messages[0] == {"type": "subscribed", "job_id": job["id"]}
+    assert_contiguous(messages[1:], 1)
+    check_demo_run(messages[1:], steps=10)
+
+
+async def test_one_websocket_watches_many_jobs(client, worker) -> None:
+    jobs = [await submit(client) for _ in range(3)]
+    per_job: dict[str, list[dict[str, Any]]] = {job["id"]: [] for job in jobs}
+    async with client.ws_connect("/api/ws") as ws:
+        for job in jobs:
+            await ws.send_json({"type": "subscribe", "job_id": job["id"], "last_event_id": 0})
+        async with asyncio.timeout(30):
+            while not all(events and events[-1]["type"] == "succeeded" for events in per_job.values()):
+                message = await ws.receive_json()
+                if message["type"] != "subscribed":
+                    per_job[message["job_id"]].append(message)
+    for events in per_job.values():
+        assert_contiguous(events, 1)
+        check_demo_run(events, steps=10)
+
+
+async def test_sse_resume_gets_exactly_the_missed_events(client, worker) -> None:
+    job = await submit(client, body={"kind": "demo", "params": {"steps": 20, "step_ms": 20}})
+    url = f"/api/jobs/{job['id']}/events"
+    head = await read_sse(client, url, headers={"Last-Event-ID": "0"}, stop_after=4)
+    rest = await read_sse(client, url, headers={"Last-Event-ID": str(head[-1].id)})
+    assert_contiguous(head + rest, 1)
+    assert rest[-1].event == "succeeded"
+    # The query parameter is the same position for clients that cannot set headers.
+    tail = await read_sse(client, f"{url}?last_event_id={rest[-2].id}")
+    assert [e.id for e in tail] == [rest[-1].id]
+
+
+async def test_watchers_after_the_end_get_the_final_snapshot_then_204(client, worker) -> None:
+    job = await submit(client, body={"kind": "demo", "params": {"steps": 2, "step_ms": 1}})
+    url = f"/api/jobs/{job['id']}/events"
+    live = await read_sse(client, url, headers={"Last-Event-ID": "0"})
+    late = await read_sse(client, url)
+    assert len(late) == 1 and late[0].event == "snapshot"
+    assert late[0].data["state"] == "succeeded" and late[0].id == live[-1].id
+    assert late[0].data["result"] == {"steps": 2}
+    async with client.get(url, headers={"Last-Event-ID": str(live[-1].id)}) as response:
+        assert response.status == 204
+    async with client.ws_connect("/api/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+        assert (await ws.receive_json())["type"] == "subscribed"
+        snapshot = await ws.receive_json()
+        assert snapshot["type"] == "snapshot" and snapshot["job_id"] == job["id"]
+        assert snapshot["state"] == "succeeded"
+
+
+async def test_a_failing_job_is_retried_then_fails_with_its_error(client, worker) -> None:
+    body = {"kind": "demo", "params": {"steps": 3, "step_ms": 1, "fail_at_step": 2}}
+    job = await submit(client, body=body)
+    events = await read_sse(client, f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
+    assert_contiguous(events, 1)
+    lifecycle = [(e.event, e.data["attempt"]) for e in events if e.event != "progress"]
+    assert lifecycle == [
+        ("queued", 0),
+        ("started", 1),
+        ("retrying", 1),
+        ("started", 2),
+        ("retrying", 2),
+        ("started", 3),
+        ("failed", 3),
+    ]
+    assert events[-1].data["error"] == {"type": "DemoFailure", "message": "failed at step 2 as asked"}
+    async with client.get(f"/api/jobs/{job['id']}") as response:
+        snapshot = await response.json()
+    assert snapshot["state"] == "failed" and snapshot["error"]["type"] == "DemoFailure"
+    assert "Traceback" not in str(snapshot)
