@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of jobcast. Environment: `REDIS_URL` and `JOBCAST_<NAME>`; flags override."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBCAST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="JOBCAST_", extra="ignore", populate_by_name=True)
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

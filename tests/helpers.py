@@ -76,7 +76,10 @@ async def submit(session: Any, url: str = "/api/jobs", body: Any = None, status:
 def assert_contiguous(events: list[SseEvent] | list[dict[str, Any]], start: int) -> None:
     """Seqs run start, start+1, ... with no gap and no duplicate."""
     seqs = [e.data["seq"] if isinstance(e, SseEvent) else e["seq"] for e in events]
-    assert seqs == list(range(start, start + len(seqs))), seqs
+    for i, seq in enumerate(seqs):
+        assert seq == start + i, (
+            f"expected seq {start + i} at position {i}, got {seqs[max(0, i - 3) : i + 3]}"
+        )
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:

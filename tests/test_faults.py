@@ -1,0 +1,132 @@
+"""Faults heal by themselves: Redis restarts, a killed pub/sub connection, a client that stops
+reading. Watchers see every seq, and slow ones never hold the others back."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiohttp import web
+
+from server.keys import RELAY
+from tests.helpers import assert_contiguous, read_sse, sse_events, submit, wait_for
+
+LONG_DEMO = {"kind": "demo", "params": {"steps": 40, "step_ms": 50}}
+
+
+class Watchers:
+    """An SSE and a WebSocket watcher of one job, collecting events until its terminal one."""
+
+    def __init__(self, client: Any, job_id: str) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.sse: list[dict[str, Any]] = []
+        self.ws: list[dict[str, Any]] = []
+        self.tasks = [asyncio.create_task(self._sse()), asyncio.create_task(self._ws())]
+
+    async def _sse(self) -> None:
+        url = f"/api/jobs/{self.job_id}/events"
+        async with self.client.get(url, headers={"Last-Event-ID": "0"}) as response:
+            async for event in sse_events(response):
+                self.sse.append(event.data)
+
+    async def _ws(self) -> None:
+        async with self.client.ws_connect("/api/ws") as ws:
+            await ws.send_json({"type": "subscribe", "job_id": self.job_id, "last_event_id": 0})
+            while not self.ws or self.ws[-1]["type"] not in ("succeeded", "failed", "cancelled"):
+                message = await ws.receive_json()
+                if message["type"] != "subscribed":
+                    self.ws.append(message)
+
+    def seen(self, n: int) -> bool:
+        return len(self.sse) >= n and len(self.ws) >= n
+
+    async def finish(self, timeout: float = 60) -> None:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*self.tasks)
+        for events in (self.sse, self.ws):
+            assert_contiguous(events, 1)
+            assert events[-1]["type"] == "succeeded", events[-1]
+
+
+async def test_redis_restart_while_streaming_loses_no_event(client, worker, redis_server) -> None:
+    jobs = [await submit(client, body=LONG_DEMO) for _ in range(2)]
+    watchers = [Watchers(client, job["id"]) for job in jobs]
+    await wait_for(lambda: all(w.seen(5) for w in watchers), what="events before the restart")
+    await asyncio.to_thread(redis_server.restart)
+    for w in watchers:
+        await w.finish()
+    assert client.app[RELAY].reconnects >= 1
+
+
+async def test_killed_pubsub_connection_is_repaired_from_history(client, worker, redis) -> None:
+    job = await submit(client, body=LONG_DEMO)
+    watchers = Watchers(client, job["id"])
+    await wait_for(lambda: watchers.seen(4), what="events before the kill")
+    # The relay's is the only pub/sub connection; events published before it resubscribes must
+    # come back from history.
+    assert await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 1
+    await watchers.finish()
+    assert client.app[RELAY].reconnects == 1
+
+
+@web.middleware
+async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Pin the server's send buffer for the stalled client: Linux would otherwise grow it to
+    megabytes, and the test would measure the kernel instead of jobcast."""
+    if request.headers.get("X-Stall") and request.transport is not None:
+        request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return await handler(request)
+
+
+async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
+    aiohttp_client, settings, spawn
+) -> None:
+    from server.app import create_app
+
+    small = settings.model_copy(update={"watcher_buffer": 64})
+    app = create_app(small)
+    app.middlewares.append(small_send_buffer)
+    client = await aiohttp_client(app)
+    spawn("worker", JOBCAST_PROGRESS_RATE_HZ="5000")
+    job = await submit(client, body={"kind": "demo", "params": {"steps": 3000, "step_ms": 1}})
+    path = f"/api/jobs/{job['id']}/events"
+
+    # A client with a tiny receive window that never reads what it asked for.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stalled.connect(("127.0.0.1", client.port))
+    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n".encode())
+    try:
+        hub = client.app[RELAY].hub
+        await wait_for(lambda: job["id"] in hub.topics, what="the stalled watcher to join")
+        (slow,) = hub.topics[job["id"]].subs
+        peak = 0
+
+        async def watch_outbox() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, len(slow.outbox))
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(watch_outbox())
+        fast = await read_sse(client, path, headers={"Last-Event-ID": "0"}, timeout=60)
+        sampler.cancel()
+        assert_contiguous(fast, 1)
+        assert fast[-1].event == "succeeded"
+        # The stalled watcher's queue stayed bounded by dropping superseded progress.
+        assert peak <= small.watcher_buffer
+        assert slow.outbox.dropped > 0 or slow.outbox.closed == "overflow"
+
+        # Once it reads again, it still learns every state change and how the job ended.
+        stalled.setblocking(False)
+        loop = asyncio.get_running_loop()
+        received = b""
+        async with asyncio.timeout(30):
+            while b"event: succeeded" not in received and slow.outbox.closed is None:
+                received += await loop.sock_recv(stalled, 65536)
+        if slow.outbox.closed is None:
+            assert b"event: queued" in received and b"event: started" in received
+    finally:
+        stalled.close()
