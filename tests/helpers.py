@@ -95,13 +95,21 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str 
 class JobcastProcess:
     """`jobcast web` or `jobcast worker` as a real process."""
 
-    def __init__(self, command: str, env: dict[str, str], log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        env: dict[str, str],
+        log_dir: Path,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.command = command
         self.port = port
         args = [sys.executable, "-m", "jobcast", command]
         if command in ("web", "dev"):
             self.port = port or free_port()
             args += ["--port", str(self.port)]
+        args += extra
         self.log_path = log_dir / f"{command}-{self.port or os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)

@@ -1,0 +1,123 @@
+"""End to end with real processes: `jobcast web`, `jobcast worker` and `jobcast dev`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.helpers import JobcastProcess, assert_contiguous, read_sse, sse_events, submit
+
+
+async def test_two_web_and_two_worker_processes_share_one_redis(spawn) -> None:
+    web_a, web_b = spawn("web"), spawn("web")
+    spawn("worker"), spawn("worker")
+    await asyncio.gather(web_a.wait_http(), web_b.wait_http())
+    async with aiohttp.ClientSession() as session:
+        jobs = [
+            await submit(
+                session, web_a.url + "/api/jobs", {"kind": "demo", "params": {"steps": 15, "step_ms": 30}}
+            )
+            for _ in range(4)
+        ]
+        # Watched live through the other server, from before each job starts to its end.
+        runs = await asyncio.gather(
+            *(
+                read_sse(session, f"{web_b.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
+                for job in jobs
+            )
+        )
+    for events in runs:
+        assert_contiguous(events, 1)
+        assert events[-1].event == "succeeded" and events[-2].data["progress"]["current"] == 15
+
+
+async def test_web_shutdown_closes_websockets_with_1001_and_ends_sse_streams(spawn, worker) -> None:
+    web = spawn("web")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(
+            session, web.url + "/api/jobs", {"kind": "demo", "params": {"steps": 200, "step_ms": 50}}
+        )
+        ws = await session.ws_connect(web.url + "/api/ws")
+        await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+        assert (await ws.receive_json())["type"] == "subscribed"
+        sse_seen: list[int] = []
+        async with session.get(f"{web.url}/api/jobs/{job['id']}/events") as response:
+            events = sse_events(response)
+            sse_seen.append((await anext(events)).id)
+            web.signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                async for event in events:
+                    sse_seen.append(event.id)
+            # The stream ended cleanly (no exception): the client reconnects with its last id.
+        async with asyncio.timeout(20):
+            while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                pass
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1001
+        await ws.close()
+    assert await web.wait_exit() == 0, web.log()
+
+
+async def test_resume_across_a_web_restart(spawn, worker) -> None:
+    first = spawn("web")
+    await first.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(
+            session, first.url + "/api/jobs", {"kind": "demo", "params": {"steps": 30, "step_ms": 40}}
+        )
+        head = await read_sse(
+            session, f"{first.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}, stop_after=5
+        )
+        first.signal(signal.SIGTERM)
+        await first.wait_exit()
+        second = spawn("web")
+        await second.wait_http()
+        rest = await read_sse(
+            session, f"{second.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(head[-1].id)}
+        )
+    assert_contiguous(head + rest, 1)
+    assert rest[-1].event == "succeeded"
+
+
+async def test_worker_sigterm_lets_a_running_job_finish(spawn) -> None:
+    web, worker = spawn("web"), spawn("worker")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(
+            session, web.url + "/api/jobs", {"kind": "demo", "params": {"steps": 20, "step_ms": 50}}
+        )
+        url = f"{web.url}/api/jobs/{job['id']}/events"
+        head = await read_sse(session, url, headers={"Last-Event-ID": "0"}, stop_after=4)
+        assert head[-1].event == "progress"
+        worker.signal(signal.SIGTERM)
+        rest = await read_sse(session, url, headers={"Last-Event-ID": str(head[-1].id)})
+    assert_contiguous(head + rest, 1)
+    assert [e.event for e in rest if e.event != "progress"] == ["succeeded"]
+    assert await worker.wait_exit() == 0
+
+
+async def test_jobcast_dev_runs_everything_with_no_redis_installed(tmp_path: Path) -> None:
+    # Only the virtualenv's bin on PATH: no system redis-server can be found or used.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_") and k != "REDIS_URL"}
+    env["PATH"] = str(Path(sys.executable).parent)
+    proc = JobcastProcess("dev", env, tmp_path, extra=("--data-dir", str(tmp_path / "data")))
+    try:
+        await proc.wait_http(timeout=60)
+        assert "open http://localhost:" in proc.log()
+        async with aiohttp.ClientSession() as session:
+            job = await submit(
+                session, proc.url + "/api/jobs", {"kind": "demo", "params": {"steps": 3, "step_ms": 10}}
+            )
+            events = await read_sse(
+                session, f"{proc.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}
+            )
+        assert events[-1].event == "succeeded"
+    finally:
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0, proc.log()
+        proc.stop()
