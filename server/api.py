@@ -61,6 +61,17 @@ def redis_unavailable(e: RedisError) -> Problem:
     return Problem(503, f"job store unavailable: {e}", slug="unavailable", headers={"Retry-After": "2"})
 
 
+async def create_job(app: web.Application, kind: str, params: dict[str, Any]) -> str:
+    """Validate and submit a job; its id. Raises the right problem (422, 503)."""
+    params = validate_params(kind, params)
+    job_id = uuid.uuid4().hex
+    try:
+        await app[STORE].create(job_id, kind, params)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    return job_id
+
+
 @routes.post("/api/jobs")
 async def submit_job(request: web.Request) -> web.Response:
     body = await read_json(request)
@@ -70,12 +81,9 @@ async def submit_job(request: web.Request) -> web.Response:
         submission = SubmitRequest.model_validate(body)
     except ValidationError as e:
         raise validation_problem(e) from None
-    params = validate_params(submission.kind, submission.params)
-    job_id = uuid.uuid4().hex
-    store = request.app[STORE]
+    job_id = await create_job(request.app, submission.kind, submission.params)
     try:
-        await store.create(job_id, submission.kind, params)
-        snapshot = await store.snapshot(job_id)
+        snapshot = await request.app[STORE].snapshot(job_id)
     except RedisError as e:
         raise redis_unavailable(e) from None
     location = f"/api/jobs/{job_id}"

@@ -13,6 +13,7 @@ from jobcast.store import JobStore
 from server import sse, ws  # noqa: F401  (their routes join api.routes)
 from server.api import routes
 from server.keys import OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from server.pages import setup_pages
 from server.problems import problem_middleware
 from server.relay import Relay
 
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(relay_ctx)
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)
+    setup_pages(app)
     return app

@@ -135,3 +135,18 @@ async def test_a_failing_job_is_retried_then_fails_with_its_error(client, worker
         snapshot = await response.json()
     assert snapshot["state"] == "failed" and snapshot["error"]["type"] == "DemoFailure"
     assert "Traceback" not in str(snapshot)
+
+
+async def test_pages_render_before_any_js_runs(client, worker) -> None:
+    async with client.get("/") as response:
+        assert response.status == 200 and "<form" in await response.text()
+    async with client.post(
+        "/submit", data={"kind": "demo", "steps": "3", "step_ms": "1"}, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        page = response.headers["Location"]
+    async with client.get(page) as response:
+        html = await response.text()
+    assert response.status == 200 and "<progress" in html and 'data-events="/api/jobs/' in html
+    async with client.get("/static/job.js") as response:
+        assert response.status == 200
