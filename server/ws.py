@@ -143,6 +143,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             elif msg.type is WSMsgType.BINARY:
                 conn.outbox.put(error("bad_message", "send JSON text messages"))
     finally:
-        await cancel_and_wait(sender)
+        # Leave first, synchronously: aiohttp may cancel this handler when the peer goes away, and
+        # a cancelled await below must not skip it.
         conn.close()
+        await cancel_and_wait(sender)
     return ws

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.keys import OUTBOXES, RELAY
 from tests.helpers import assert_contiguous, read_sse, submit
 
 
@@ -150,3 +151,47 @@ async def test_pages_render_before_any_js_runs(client, worker) -> None:
     assert response.status == 200 and "<progress" in html and 'data-events="/api/jobs/' in html
     async with client.get("/static/job.js") as response:
         assert response.status == 200
+
+
+async def test_one_pubsub_connection_subscribed_while_anyone_watches(client, redis, settings) -> None:
+    job = await submit(client, body={"kind": "demo", "params": {"steps": 5}})  # no worker: stays queued
+    channel = f"{settings.key_prefix}:events:{job['id']}"
+    url = f"/api/jobs/{job['id']}/events"
+
+    async def numsub() -> int:
+        return dict(await redis.pubsub_numsub(channel))[channel.encode()]
+
+    first, second = await client.get(url), await client.get(url)
+    for response in (first, second):
+        assert (await response.content.readline()).startswith(b"retry:")
+    ws = await client.ws_connect("/api/ws")
+    await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+    assert (await ws.receive_json())["type"] == "subscribed"
+    assert await numsub() == 1  # three watchers, one subscription
+    pubsub_clients = await redis.client_list(_type="pubsub")
+    assert len(pubsub_clients) == 1 and pubsub_clients[0]["name"] == "jobcast-relay"
+    first.close()
+    second.close()
+    await ws.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while await numsub() != 0:  # the server notices the hang-ups asynchronously
+        hub = client.app[RELAY].hub
+        left = [
+            (s.ready, s.outbox.closed, len(s.outbox), s.outbox in set(client.app[OUTBOXES]))
+            for t in hub.topics.values()
+            for s in t.subs
+        ]
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"still subscribed after all watchers left: {left}"
+        )
+        await asyncio.sleep(0.05)
+
+
+async def test_queue_payloads_are_json_not_pickle(client, redis, settings) -> None:
+    from arq.constants import job_key_prefix
+
+    from jobcast.protocol import loads
+
+    job = await submit(client)
+    payload = loads(await redis.get(job_key_prefix + job["id"]))
+    assert payload["f"] == "run_job" and payload["a"] == [job["id"]]
