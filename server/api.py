@@ -90,8 +90,8 @@ async def submit_job(request: web.Request) -> web.Response:
     return json_response(snapshot, status=202, headers={"Location": location})
 
 
-@routes.get(f"/api/jobs/{JOB_ID}")
-async def get_job(request: web.Request) -> web.Response:
+async def load_snapshot(request: web.Request) -> dict[str, Any]:
+    """The snapshot of the job named in the URL, or the right problem (404, 503)."""
     job_id = request.match_info["job_id"]
     try:
         snapshot = await request.app[STORE].snapshot(job_id)
@@ -99,7 +99,12 @@ async def get_job(request: web.Request) -> web.Response:
         raise redis_unavailable(e) from None
     if snapshot is None:
         raise Problem(404, f"no job {job_id}", slug="not-found")
-    return json_response(snapshot)
+    return snapshot
+
+
+@routes.get(f"/api/jobs/{JOB_ID}")
+async def get_job(request: web.Request) -> web.Response:
+    return json_response(await load_snapshot(request))
 
 
 @routes.post(f"/api/jobs/{JOB_ID}/cancel")

@@ -8,12 +8,9 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from jobs.kinds import KINDS
-from server.api import JOB_ID, create_job, redis_unavailable
-from server.keys import STORE
-from server.problems import Problem
+from server.api import JOB_ID, create_job, load_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 routes = web.RouteTableDef()
@@ -38,14 +35,7 @@ async def submit_form(request: web.Request) -> web.Response:
 @routes.get(f"/jobs/{JOB_ID}")
 @aiohttp_jinja2.template("job.html")
 async def job_page(request: web.Request) -> dict[str, Any]:
-    job_id = request.match_info["job_id"]
-    try:
-        job = await request.app[STORE].snapshot(job_id)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
-    if job is None:
-        raise Problem(404, f"no job {job_id}", slug="not-found")
-    return {"job": job, "origin": request.url.origin()}
+    return {"job": await load_snapshot(request), "origin": request.url.origin()}
 
 
 def setup_pages(app: web.Application) -> None:

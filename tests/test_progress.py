@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from jobcast.protocol import EventType, loads, split_record
 from jobcast.store import JobStore
 from jobs.progress import Progress
+
+
+@pytest.fixture
+def store(redis, settings) -> JobStore:
+    return JobStore(
+        redis,
+        key_prefix=settings.key_prefix,
+        queue_name=settings.queue_name,
+        history_max_events=1000,
+        retention_s=600,
+    )
 
 
 async def history(store: JobStore, job_id: str) -> list[dict]:
@@ -14,14 +27,7 @@ async def history(store: JobStore, job_id: str) -> list[dict]:
     return [loads(split_record(r)[2]) for r in records]
 
 
-async def test_a_tight_loop_is_coalesced_and_the_latest_value_always_lands(redis, settings) -> None:
-    store = JobStore(
-        redis,
-        key_prefix=settings.key_prefix,
-        queue_name=settings.queue_name,
-        history_max_events=1000,
-        retention_s=600,
-    )
+async def test_a_tight_loop_is_coalesced_and_the_latest_value_always_lands(store) -> None:
     job_id = uuid.uuid4().hex
     await store.create(job_id, "demo", {})
     async with Progress(store, job_id, 1, rate_hz=5) as progress:
@@ -38,14 +44,7 @@ async def test_a_tight_loop_is_coalesced_and_the_latest_value_always_lands(redis
     assert events[-1]["progress"]["current"] == 50_000
 
 
-async def test_no_event_after_the_terminal_one_and_stale_attempts_are_refused(redis, settings) -> None:
-    store = JobStore(
-        redis,
-        key_prefix=settings.key_prefix,
-        queue_name=settings.queue_name,
-        history_max_events=1000,
-        retention_s=600,
-    )
+async def test_no_event_after_the_terminal_one_and_stale_attempts_are_refused(store, redis) -> None:
     job_id = uuid.uuid4().hex
     await store.create(job_id, "demo", {})
     assert await store.publish(job_id, EventType.STARTED, attempt=2) == 2
