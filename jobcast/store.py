@@ -219,9 +219,9 @@ class JobStore:
 
     async def create(
         self, job_id: str, kind: str, params: dict[str, Any], *, function: str = RUN_JOB
-    ) -> None:
+    ) -> dict[str, Any]:
         """Create the job record, its `queued` event and the arq queue entry in one transaction,
-        so a job is either fully submitted or not at all."""
+        so a job is either fully submitted or not at all. Returns the new job's snapshot."""
         created = utcnow()
         enqueue_ms = int(created.timestamp() * 1000)
         keys, args = self._publish_args(
@@ -235,22 +235,23 @@ class JobStore:
             fields={},
         )
         payload = serialize_job(function, (job_id,), {}, None, enqueue_ms, serializer=json_serializer)
+        record: dict[str, str | bytes | int] = {
+            "kind": kind,
+            "params": dumps(params),
+            "state": State.QUEUED.value,
+            "attempt": 0,
+            "seq": 0,
+            "created_at": isoformat(created),
+        }
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self.keys.job(job_id),
-                mapping={
-                    "kind": kind,
-                    "params": dumps(params),
-                    "state": State.QUEUED.value,
-                    "attempt": 0,
-                    "seq": 0,
-                    "created_at": isoformat(created),
-                },
-            )
+            pipe.hset(self.keys.job(job_id), mapping=record)
             await self._publish(keys=keys, args=args, client=pipe)
             pipe.psetex(job_key_prefix + job_id, self.retention_s * 1000, payload)
             pipe.zadd(self.queue_name, {job_id: enqueue_ms})
-            await pipe.execute()
+            _, seq, _, _ = await pipe.execute()
+        record["seq"] = seq
+        raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
+        return build_snapshot(job_id, raw)
 
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hmget(self.keys.job(job_id), ["kind", "params", "state", "attempt"])

@@ -87,24 +87,26 @@ class Progress:
         progress: dict[str, Any] | None = None,
     ) -> int:
         """Publish a state change after any pending progress; returns its seq (0: refused)."""
+
+        async def once() -> int:
+            async with self._lock:
+                if type_ is not EventType.STARTED:
+                    await self._flush_locked()
+                return await self._store.publish(
+                    self._job_id,
+                    type_,
+                    attempt=self._attempt,
+                    progress=progress if progress is not None else self.latest,
+                    result=result,
+                    error=error,
+                )
+
         delay = 0.1
-        for try_ in range(1, STATE_PUBLISH_TRIES + 1):
+        for _ in range(STATE_PUBLISH_TRIES - 1):
             try:
-                async with self._lock:
-                    if type_ is not EventType.STARTED:
-                        await self._flush_locked()
-                    return await self._store.publish(
-                        self._job_id,
-                        type_,
-                        attempt=self._attempt,
-                        progress=progress if progress is not None else self.latest,
-                        result=result,
-                        error=error,
-                    )
+                return await once()
             except RedisError as e:
-                if try_ == STATE_PUBLISH_TRIES:
-                    raise
                 log.warning("%s event for %s not published yet (%s); retrying", type_, self._job_id, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+        return await once()

@@ -61,15 +61,13 @@ def redis_unavailable(e: RedisError) -> Problem:
     return Problem(503, f"job store unavailable: {e}", slug="unavailable", headers={"Retry-After": "2"})
 
 
-async def create_job(app: web.Application, kind: str, params: dict[str, Any]) -> str:
-    """Validate and submit a job; its id. Raises the right problem (422, 503)."""
+async def create_job(app: web.Application, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate and submit a job; its snapshot. Raises the right problem (422, 503)."""
     params = validate_params(kind, params)
-    job_id = uuid.uuid4().hex
     try:
-        await app[STORE].create(job_id, kind, params)
+        return await app[STORE].create(uuid.uuid4().hex, kind, params)
     except RedisError as e:
         raise redis_unavailable(e) from None
-    return job_id
 
 
 @routes.post("/api/jobs")
@@ -81,13 +79,8 @@ async def submit_job(request: web.Request) -> web.Response:
         submission = SubmitRequest.model_validate(body)
     except ValidationError as e:
         raise validation_problem(e) from None
-    job_id = await create_job(request.app, submission.kind, submission.params)
-    try:
-        snapshot = await request.app[STORE].snapshot(job_id)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
-    location = f"/api/jobs/{job_id}"
-    return json_response(snapshot, status=202, headers={"Location": location})
+    snapshot = await create_job(request.app, submission.kind, submission.params)
+    return json_response(snapshot, status=202, headers={"Location": snapshot["links"]["self"]})
 
 
 async def load_snapshot(request: web.Request) -> dict[str, Any]:

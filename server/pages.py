@@ -28,8 +28,8 @@ async def submit_form(request: web.Request) -> web.Response:
     kind = str(form.get("kind", ""))
     # The form carries only numbers for now; the UI issue builds forms from the kinds' schemas.
     numbers = {k: int(v) for k, v in form.items() if k != "kind" and isinstance(v, str) and v.isdigit()}
-    job_id = await create_job(request.app, kind, numbers)
-    raise web.HTTPSeeOther(f"/jobs/{job_id}")
+    job = await create_job(request.app, kind, numbers)
+    raise web.HTTPSeeOther(job["links"]["page"])
 
 
 @routes.get(f"/jobs/{JOB_ID}")

@@ -21,6 +21,11 @@ from jobcast.embedded_redis import free_port
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
 
 
+def demo(steps: int, step_ms: int) -> dict[str, Any]:
+    """A submission body for the demo kind."""
+    return {"kind": "demo", "params": {"steps": steps, "step_ms": step_ms}}
+
+
 @dataclass
 class SseEvent:
     id: int | None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import JobcastProcess, assert_contiguous, read_sse, sse_events, submit
+from tests.helpers import JobcastProcess, assert_contiguous, demo, read_sse, sse_events, submit
 
 
 async def test_two_web_and_two_worker_processes_share_one_redis(spawn) -> None:
@@ -18,12 +18,7 @@ async def test_two_web_and_two_worker_processes_share_one_redis(spawn) -> None:
     spawn("worker"), spawn("worker")
     await asyncio.gather(web_a.wait_http(), web_b.wait_http())
     async with aiohttp.ClientSession() as session:
-        jobs = [
-            await submit(
-                session, web_a.url + "/api/jobs", {"kind": "demo", "params": {"steps": 15, "step_ms": 30}}
-            )
-            for _ in range(4)
-        ]
+        jobs = [await submit(session, web_a.url + "/api/jobs", demo(15, 30)) for _ in range(4)]
         # Watched live through the other server, from before each job starts to its end.
         runs = await asyncio.gather(
             *(
@@ -40,9 +35,7 @@ async def test_web_shutdown_closes_websockets_with_1001_and_ends_sse_streams(spa
     web = spawn("web")
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
-        job = await submit(
-            session, web.url + "/api/jobs", {"kind": "demo", "params": {"steps": 200, "step_ms": 50}}
-        )
+        job = await submit(session, web.url + "/api/jobs", demo(200, 50))
         ws = await session.ws_connect(web.url + "/api/ws")
         await ws.send_json({"type": "subscribe", "job_id": job["id"]})
         assert (await ws.receive_json())["type"] == "subscribed"
@@ -67,9 +60,7 @@ async def test_resume_across_a_web_restart(spawn, worker) -> None:
     first = spawn("web")
     await first.wait_http()
     async with aiohttp.ClientSession() as session:
-        job = await submit(
-            session, first.url + "/api/jobs", {"kind": "demo", "params": {"steps": 30, "step_ms": 40}}
-        )
+        job = await submit(session, first.url + "/api/jobs", demo(30, 40))
         head = await read_sse(
             session, f"{first.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}, stop_after=5
         )
@@ -88,9 +79,7 @@ async def test_worker_sigterm_lets_a_running_job_finish(spawn) -> None:
     web, worker = spawn("web"), spawn("worker")
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
-        job = await submit(
-            session, web.url + "/api/jobs", {"kind": "demo", "params": {"steps": 20, "step_ms": 50}}
-        )
+        job = await submit(session, web.url + "/api/jobs", demo(20, 50))
         url = f"{web.url}/api/jobs/{job['id']}/events"
         head = await read_sse(session, url, headers={"Last-Event-ID": "0"}, stop_after=4)
         assert head[-1].event == "progress"
@@ -110,9 +99,7 @@ async def test_jobcast_dev_runs_everything_with_no_redis_installed(tmp_path: Pat
         await proc.wait_http(timeout=60)
         assert "open http://localhost:" in proc.log()
         async with aiohttp.ClientSession() as session:
-            job = await submit(
-                session, proc.url + "/api/jobs", {"kind": "demo", "params": {"steps": 3, "step_ms": 10}}
-            )
+            job = await submit(session, proc.url + "/api/jobs", demo(3, 10))
             events = await read_sse(
                 session, f"{proc.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}
             )
