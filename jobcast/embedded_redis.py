@@ -35,9 +35,10 @@ def free_port() -> int:
 class RedisProcess:
     """One redis-server on 127.0.0.1, with an append-only file so a restart keeps the data."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, persist: bool = True) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +52,7 @@ class RedisProcess:
             redis_server_binary(),
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--save", "",
-            "--appendonly", "yes", "--appendfsync", "everysec",
+            "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
             "--daemonize", "no", "--loglevel", "warning",
         ]
         # fmt: on

@@ -26,6 +26,13 @@ class State(StrEnum):
 
 
 TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+WAITING_STATES = frozenset({State.QUEUED, State.RETRYING})
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    DEFAULT = "default"
+    LOW = "low"
 
 
 class EventType(StrEnum):
@@ -73,6 +80,50 @@ class Keys:
     def channel_prefix(self) -> bytes:
         return f"{self.prefix}:events:".encode()
 
+    # Indexes for listing, newest first: all jobs and per kind by creation time, per state by the
+    # time the job entered it.
+    @property
+    def index_all(self) -> str:
+        return f"{self.prefix}:index:all"
+
+    def index_state(self, state: str) -> str:
+        return f"{self.prefix}:index:state:{state}"
+
+    def index_kind(self, kind: str) -> str:
+        return f"{self.prefix}:index:kind:{kind}"
+
+    def waiting(self, priority: str) -> str:
+        """Jobs queued or between attempts, scored by when they may run."""
+        return f"{self.prefix}:waiting:{priority}"
+
+    @property
+    def workers(self) -> str:
+        """Live workers, scored by their last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.prefix}:cancel"
+
+    @property
+    def wake_channel(self) -> str:
+        """Published on when a job becomes due, so idle workers poll at once."""
+        return f"{self.prefix}:wake"
+
+    # The dashboard feed: every job's events on one channel; state changes numbered by a feed seq
+    # and kept (capped) for resuming.
+    @property
+    def feed_channel(self) -> str:
+        return f"{self.prefix}:feed"
+
+    @property
+    def feed_history(self) -> str:
+        return f"{self.prefix}:feed:history"
+
+    @property
+    def feed_seq(self) -> str:
+        return f"{self.prefix}:feed:seq"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -85,6 +136,10 @@ def isoformat(dt: datetime) -> str:
 
 def now_iso() -> str:
     return isoformat(utcnow())
+
+
+def epoch_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
 
 
 def dumps(value: Any) -> bytes:
@@ -103,27 +158,36 @@ def event_template(
     result: Any = None,
     error: dict[str, str] | None = None,
     ts: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[bytes, bytes]:
-    """The event JSON split around its `seq`, which only Redis assigns (inside the publish script)."""
+    """The event JSON split around its `seq`, which only Redis assigns (inside the publish script).
+
+    `extra` adds type-specific fields: `run_at` on `queued`, `next_attempt_at` on `retrying`."""
     head = b'{"job_id":' + dumps(job_id) + b',"seq":'
-    tail = dumps(
-        {
-            "type": type_.value,
-            "state": STATE_AFTER[type_].value,
-            "ts": ts or now_iso(),
-            "attempt": attempt,
-            "progress": progress,
-            "result": result,
-            "error": error,
-        }
-    )
-    return head, b"," + tail[1:]
+    body = {
+        "type": type_.value,
+        "state": STATE_AFTER[type_].value,
+        "ts": ts or now_iso(),
+        "attempt": attempt,
+        "progress": progress,
+        "result": result,
+        "error": error,
+    }
+    if extra:
+        body.update(extra)
+    return head, b"," + dumps(body)[1:]
 
 
 def split_record(record: bytes) -> tuple[int, bytes, bytes]:
     """``(seq, type, event JSON)`` of a history member or pub/sub payload."""
     seq, type_, data = record.split(b"\n", 2)
     return int(seq), type_, data
+
+
+def split_feed_record(record: bytes) -> tuple[int, bytes, str, bytes]:
+    """``(feed seq, type, job id, event JSON)`` of a feed record; feed seq 0: live-only progress."""
+    seq, type_, job_id, data = record.split(b"\n", 3)
+    return int(seq), type_, job_id.decode(), data
 
 
 def progress_dict(current: float, total: float | None, message: str | None) -> dict[str, Any]:

@@ -7,16 +7,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
-# Enough retries to cover a Redis restart (seconds), with jittered exponential backoff so a fleet of
-# workers does not reconnect in lockstep. arq does not retry commands at all by default.
-RETRY_ATTEMPTS = 12
 
+def create_redis(url: str, *, retries: int = 3) -> ArqRedis:
+    """One client (and its pool) for commands; arq and the job store share it.
 
-def create_redis(url: str) -> ArqRedis:
-    """One client (and its pool) for commands; arq and the job store share it."""
+    Commands are retried with jittered exponential backoff (so a fleet does not reconnect in
+    lockstep); arq does not retry commands at all by default. The web server retries briefly and
+    answers 503; the worker retries longer, and its poll loop survives what remains."""
     return ArqRedis.from_url(
         url,
-        retry=Retry(EqualJitterBackoff(cap=2.0, base=0.05), RETRY_ATTEMPTS),
+        retry=Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries),
         retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError, ConnectionResetError],
         socket_connect_timeout=5,
         socket_keepalive=True,

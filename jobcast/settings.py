@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,13 +33,32 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 10.0
 
+    # Redis: command retries (with jittered backoff) before a request gives up with 503; the worker
+    # retries longer, and its poll loop outlives any outage.
+    redis_retries: int = Field(default=3, ge=0)
+    worker_redis_retries: int = Field(default=20, ge=0)
+
     # Redis data
     history_max_events: int = Field(default=10_000, ge=10)
+    # Job records, histories, indexes and result files are kept this long after a job's last event.
     retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # Submission
+    # Over this many waiting jobs (queued or between attempts), submissions get 429. 0: no limit.
+    max_waiting_jobs: int = Field(default=10_000, ge=0)
+    backpressure_retry_after_s: int = Field(default=5, ge=1)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    max_delay_s: int = Field(default=24 * 3600, ge=0)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # Uploads and result files. On several machines, mount one shared volume here on every web
+    # server and worker.
+    files_dir: Path = Path("data/files")
 
     # Worker
     queue_name: str = "jobcast:queue"
-    poll_delay_s: float = Field(default=0.05, gt=0)
+    # Submissions wake idle workers at once; this tick only catches lapsed leases and wakeups lost
+    # in a reconnect.
+    poll_delay_s: float = Field(default=0.5, gt=0)
     worker_max_jobs: int = Field(default=10, ge=1)
     # A crashed worker's job is picked up again once its lease lapses; the worker renews it every
     # third of this while the job runs.
@@ -46,3 +67,16 @@ class Settings(BaseSettings):
     progress_rate_hz: float = Field(default=10.0, gt=0)
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # Per-kind overrides of the kind's own policy, as JSON: {"report": 120}.
+    kind_timeouts_s: dict[str, float] = Field(default_factory=dict)
+    kind_max_attempts: dict[str, int] = Field(default_factory=dict)
+    # Processes for CPU-bound kinds (aggregate); 0: one per core.
+    cpu_processes: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _delays_within_retention(self) -> Settings:
+        # A job delayed past the retention would lose its record before it ever ran.
+        if self.max_delay_s >= self.retention_s:
+            raise ValueError("max_delay_s must be shorter than retention_s")
+        return self

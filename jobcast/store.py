@@ -1,66 +1,55 @@
-"""Job records, per-job event history and publishing, all in Redis.
+"""Job records, per-job event history, indexes and publishing, all in Redis.
 
-Publishing is one Lua script, so seq assignment, history append, snapshot update and PUBLISH
-happen together and history order always equals live order.
+Every write that must be atomic is one Lua script (see jobcast/lua/): publishing assigns the seq,
+appends history, updates the snapshot and indexes and PUBLISHes together, so history order always
+equals live order; submission, cancel and dispatch are scripts for the same reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
 from typing import Any
 
-from arq.constants import job_key_prefix
+import orjson
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from jobcast.protocol import (
     STATE_AFTER,
     TERMINAL_STATES,
+    TERMINAL_TYPES,
     EventType,
     Keys,
+    Priority,
     State,
     dumps,
+    epoch_ms,
     event_template,
     isoformat,
     loads,
-    now_iso,
     utcnow,
 )
+from jobcast.settings import Settings
 
 RUN_JOB = "run_job"
 
-# KEYS: job hash, history zset.
-# ARGV: head, tail, type, state, channel, history max, ttl (0: keep), attempt fence (-1: none),
-#       then snapshot field/value pairs.
-# Returns the new seq, 0 when the event was refused (job already ended, or a stale attempt), -1
-# when the job does not exist.
-_PUBLISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return -1 end
-if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
-local fence = tonumber(ARGV[8])
-if fence >= 0 and fence < tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0') then return 0 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local record = seq .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[1] .. seq .. ARGV[2]
-redis.call('ZADD', KEYS[2], seq, record)
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[6]) + 1))
-redis.call('HSET', KEYS[1], 'state', ARGV[4], unpack(ARGV, 9))
-redis.call('PUBLISH', ARGV[5], record)
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-return seq
-"""
+
+def _script_source(name: str) -> str:
+    lua = resources.files("jobcast") / "lua"
+    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
 
 _JSON_FIELDS = ("params", "progress", "result", "error")
 _EMPTY_PROGRESS = {"current": 0, "total": None, "percent": None, "message": None}
 
 
 def json_serializer(value: Any) -> bytes:
-    """arq's job payload codec: JSON, never pickle (a queue must not execute what it reads)."""
-    return dumps(value)
+    """arq's job payload codec: JSON, never pickle (a queue must not execute what it reads).
+    arq also passes its failure records (holding exception objects) through it: those get repr."""
+    return orjson.dumps(value, default=repr)
 
 
 def json_deserializer(raw: bytes) -> Any:
@@ -72,6 +61,8 @@ def job_links(job_id: str) -> dict[str, str]:
         "self": f"/api/jobs/{job_id}",
         "events": f"/api/jobs/{job_id}/events",
         "cancel": f"/api/jobs/{job_id}/cancel",
+        "retry": f"/api/jobs/{job_id}/retry",
+        "result": f"/api/jobs/{job_id}/result",
         "page": f"/jobs/{job_id}",
     }
 
@@ -93,13 +84,20 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
         "kind": text("kind"),
         "params": json_field("params"),
         "state": text("state"),
+        "priority": text("priority") or Priority.DEFAULT.value,
         "progress": json_field("progress") or dict(_EMPTY_PROGRESS),
         "attempt": int(fields.get("attempt", b"0")),
+        "max_attempts": int(fields.get("max_attempts", b"0")) or None,
         "created_at": text("created_at"),
+        "run_at": text("run_at"),
         "started_at": text("started_at"),
+        "next_attempt_at": text("next_attempt_at"),
         "finished_at": text("finished_at"),
+        "cancel_requested": bool(fields.get("cancel_requested")),
         "result": json_field("result"),
         "error": json_field("error"),
+        "retry_of": text("retry_of"),
+        "retried_by": text("retried_by"),
         "last_event_id": int(fields.get("seq", b"0")),
         "links": job_links(job_id),
     }
@@ -129,136 +127,255 @@ class JobRecord:
     params: dict[str, Any]
     state: State
     attempt: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A validated request for a job."""
+
+    kind: str
+    params: dict[str, Any]
+    priority: Priority = Priority.DEFAULT
+    delay_s: float = 0.0
+    max_attempts: int = 0
+
+    def fingerprint(self) -> str:
+        """Identifies the request body, so a reused idempotency key with another body is caught."""
+        body = {"kind": self.kind, "params": self.params, "priority": self.priority, "delay_s": self.delay_s}
+        return hashlib.sha256(dumps(body)).hexdigest()
+
+
+class SubmitRefused(Exception):
+    """Base of the reasons a submission creates no job."""
+
+
+class IdempotentReplay(SubmitRefused):
+    def __init__(self, job_id: str, same_request: bool) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.same_request = same_request
+
+
+class TooManyWaiting(SubmitRefused):
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} jobs are waiting")
+        self.waiting = waiting
+
+
+class NotRetryable(SubmitRefused):
+    """The job to retry is gone (state None) or has not failed or been cancelled."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+class AlreadyRetried(SubmitRefused):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """`ended`: the job was already over (409); `requested`: its worker is stopping it."""
+
+    found: bool
+    cancelled: bool = False
+    requested: bool = False
+    ended_as: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 class JobStore:
     """Reads and writes jobcast's Redis data; shared by the web server and the workers."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        key_prefix: str,
-        queue_name: str,
-        history_max_events: int,
-        retention_s: int,
-    ) -> None:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.keys = Keys(key_prefix)
-        self.queue_name = queue_name
-        self.history_max_events = history_max_events
-        self.retention_s = retention_s
-        self._publish = redis.register_script(_PUBLISH)
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.queue_name = settings.queue_name
+        self._scripts = {
+            name: redis.register_script(_script_source(name))
+            for name in ("publish", "create", "cancel", "dispatch", "renew")
+        }
 
-    def _publish_args(
-        self,
-        job_id: str,
+    # Scripts share their first four arguments (see common.lua).
+    def _common(self) -> list[Any]:
+        s = self.settings
+        return [s.key_prefix, s.history_max_events, s.retention_s, epoch_ms(utcnow())]
+
+    async def run_script(self, name: str, *args: Any, client: Any = None) -> Any:
+        return await self._scripts[name](args=[*self._common(), *args], client=client)
+
+    def script_command(self, name: str, *args: Any) -> tuple[Any, ...]:
+        """The EVALSHA command for a script, for a caller that writes commands to Redis itself
+        (the benchmark's publisher); `load_script` must have run on that Redis first."""
+        return ("EVALSHA", self._scripts[name].sha, 0, *self._common(), *args)
+
+    async def load_script(self, name: str) -> None:
+        await self.redis.script_load(self._scripts[name].script)
+
+    @staticmethod
+    def _event_fields(
         type_: EventType,
-        *,
-        attempt: int,
-        fence: bool,
+        ts: str,
         progress: dict[str, Any] | None,
         result: Any,
         error: dict[str, str] | None,
-        fields: dict[str, Any],
-    ) -> tuple[list[str], list[Any]]:
-        ts = now_iso()
-        head, tail = event_template(
-            job_id, type_, attempt=attempt, progress=progress, result=result, error=error, ts=ts
-        )
-        snapshot_fields: dict[str, Any] = dict(fields)
+        extra: dict[str, Any] | None,
+    ) -> list[Any]:
+        fields: dict[str, Any] = {}
         if progress is not None:
-            snapshot_fields["progress"] = dumps(progress)
-        if type_ in (EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELLED):
-            snapshot_fields["finished_at"] = ts
-            snapshot_fields["result"] = dumps(result)
-            snapshot_fields["error"] = dumps(error)
+            fields["progress"] = dumps(progress)
+        if type_ in TERMINAL_TYPES:
+            fields.update(finished_at=ts, result=dumps(result), error=dumps(error), next_attempt_at="")
         elif type_ is EventType.STARTED:
-            snapshot_fields.update(started_at=ts, attempt=attempt, error=b"")
+            fields.update(started_at=ts, error=b"", next_attempt_at="")
         elif type_ is EventType.RETRYING:
-            snapshot_fields["error"] = dumps(error)
-        ttl = 0 if type_ is EventType.PROGRESS else self.retention_s
-        args: list[Any] = [
-            head,
-            tail,
-            type_.value,
-            STATE_AFTER[type_].value,
-            self.keys.channel(job_id),
-            self.history_max_events,
-            ttl,
-            attempt if fence else -1,
-        ]
-        for name, value in snapshot_fields.items():
-            args += [name, value]
-        return [self.keys.job(job_id), self.keys.history(job_id)], args
+            fields["error"] = dumps(error)
+        for name, value in (extra or {}).items():
+            fields[name] = value if isinstance(value, str | bytes | int | float) else dumps(value)
+        return [item for pair in fields.items() for item in pair]
 
-    async def publish(
+    async def publish(self, job_id: str, type_: EventType, **fields: Any) -> int:
+        """Publish one event; returns its seq, or 0 if refused (job ended or attempt stale).
+        `fields` are those of `publish_args`."""
+        args = self.publish_args(job_id, type_, **fields)
+        return max(int(await self.run_script("publish", *args)), 0)
+
+    def publish_args(
         self,
         job_id: str,
         type_: EventType,
         *,
         attempt: int,
-        fence: bool = True,
+        fence: int | None = None,
         progress: dict[str, Any] | None = None,
         result: Any = None,
         error: dict[str, str] | None = None,
-    ) -> int:
-        """Publish one event; returns its seq, or 0 if refused (job ended or attempt stale)."""
-        keys, args = self._publish_args(
-            job_id,
-            type_,
-            attempt=attempt,
-            fence=fence,
-            progress=progress,
-            result=result,
-            error=error,
-            fields={},
+        extra: dict[str, Any] | None = None,
+        ready_ms: int | None = None,
+    ) -> list[Any]:
+        """The publish script's arguments for one event (for `run_script(..., client=pipeline)`).
+
+        `fence` defaults to `attempt` (for `started`: the attempt before it); -1 publishes
+        unconditionally."""
+        now = utcnow()
+        ts = isoformat(now)
+        if fence is None:
+            fence = attempt - 1 if type_ is EventType.STARTED else attempt
+        head, tail = event_template(
+            job_id, type_, attempt=attempt, progress=progress, result=result, error=error, ts=ts, extra=extra
         )
-        seq = int(await self._publish(keys=keys, args=args))
-        return max(seq, 0)
+        return [
+            job_id,
+            type_.value,
+            STATE_AFTER[type_].value,
+            head,
+            tail,
+            fence,
+            ready_ms if ready_ms is not None else epoch_ms(now),
+            *self._event_fields(type_, ts, progress, result, error, extra),
+        ]
 
     async def create(
-        self, job_id: str, kind: str, params: dict[str, Any], *, function: str = RUN_JOB
+        self,
+        job_id: str,
+        submission: Submission,
+        *,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+        function: str = RUN_JOB,
     ) -> dict[str, Any]:
-        """Create the job record, its `queued` event and the arq queue entry in one transaction,
-        so a job is either fully submitted or not at all. Returns the new job's snapshot."""
+        """Submit a job: the record, its `queued` event, its indexes and arq's queue entry in one
+        script, so a job is either fully submitted or not at all. Returns the new job's snapshot;
+        raises a SubmitRefused when no job was created."""
         created = utcnow()
-        enqueue_ms = int(created.timestamp() * 1000)
-        keys, args = self._publish_args(
-            job_id,
-            EventType.QUEUED,
-            attempt=0,
-            fence=False,
-            progress=None,
-            result=None,
-            error=None,
-            fields={},
-        )
-        payload = serialize_job(function, (job_id,), {}, None, enqueue_ms, serializer=json_serializer)
-        record: dict[str, str | bytes | int] = {
-            "kind": kind,
-            "params": dumps(params),
-            "state": State.QUEUED.value,
-            "attempt": 0,
-            "seq": 0,
-            "created_at": isoformat(created),
+        run_at = created + timedelta(seconds=submission.delay_s)
+        ready_ms = epoch_ms(run_at)
+        ts = isoformat(created)
+        extra = {"run_at": isoformat(run_at)} if submission.delay_s else None
+        head, tail = event_template(job_id, EventType.QUEUED, attempt=0, ts=ts, extra=extra)
+        payload = serialize_job(function, (job_id,), {}, None, ready_ms, serializer=json_serializer)
+        record: dict[str, Any] = {
+            "kind": submission.kind,
+            "params": dumps(submission.params),
+            "priority": submission.priority.value,
+            "max_attempts": submission.max_attempts,
+            "created_at": ts,
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.job(job_id), mapping=record)
-            await self._publish(keys=keys, args=args, client=pipe)
-            pipe.psetex(job_key_prefix + job_id, self.retention_s * 1000, payload)
-            pipe.zadd(self.queue_name, {job_id: enqueue_ms})
-            _, seq, _, _ = await pipe.execute()
-        record["seq"] = seq
+        if submission.delay_s:
+            record["run_at"] = isoformat(run_at)
+        if retry_of:
+            record["retry_of"] = retry_of
+        idem_key = ""
+        if idempotency_key is not None:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+            idem_key = f"{self.keys.prefix}:idempotency:{digest}"
+        fingerprint = submission.fingerprint()
+        answer = await self.run_script(
+            "create",
+            job_id,
+            submission.kind,
+            submission.priority.value,
+            ready_ms,
+            self.queue_name,
+            payload,
+            idem_key,
+            fingerprint,
+            self.settings.idempotency_ttl_s,
+            self.settings.max_waiting_jobs,
+            head,
+            tail,
+            retry_of or "",
+            *[item for pair in record.items() for item in pair],
+        )
+        status = int(answer[0])
+        if status == 2:
+            raise IdempotentReplay(answer[1].decode(), answer[2].decode() == fingerprint)
+        if status == 3:
+            raise TooManyWaiting(int(answer[1]))
+        if status == 4:
+            raise AlreadyRetried(answer[1].decode())
+        if status in (5, 6):
+            raise NotRetryable(answer[1].decode() if status == 6 else None)
+        record.update(state=State.QUEUED.value, seq=int(answer[1]), attempt=0)
         raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
         return build_snapshot(job_id, raw)
 
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        now = utcnow()
+        ts = isoformat(now)
+        error = {"type": "Cancelled", "message": "cancelled on request"}
+        head, tail = event_template(job_id, EventType.CANCELLED, attempt=0, error=error, ts=ts)
+        fields = self._event_fields(EventType.CANCELLED, ts, None, None, error, None)
+        answer = await self.run_script("cancel", job_id, self.queue_name, head, tail, *fields)
+        status = int(answer[0])
+        if status == -1:
+            return CancelOutcome(found=False)
+        if status == 0:
+            return CancelOutcome(found=True, ended_as=answer[1].decode())
+        return CancelOutcome(found=True, cancelled=status == 1, requested=status == 2)
+
     async def load(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.hmget(self.keys.job(job_id), ["kind", "params", "state", "attempt"])
+        raw = await self.redis.hmget(
+            self.keys.job(job_id), ["kind", "params", "state", "attempt", "cancel_requested"]
+        )
         if raw[0] is None:
             return None
         return JobRecord(
-            kind=raw[0].decode(), params=loads(raw[1]), state=State(raw[2].decode()), attempt=int(raw[3])
+            kind=raw[0].decode(),
+            params=loads(raw[1]),
+            state=State(raw[2].decode()),
+            attempt=int(raw[3]),
+            cancel_requested=bool(raw[4]),
         )
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:

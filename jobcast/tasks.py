@@ -10,14 +10,13 @@ log = logging.getLogger(__name__)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel `task` and wait for it to finish. A CancelledError aimed at the *current* task is
-    re-raised; the task's own is expected and absorbed."""
+    """Cancel `task` and wait for it to finish. A CancelledError aimed at the *current* task
+    propagates; the task's own is expected and absorbed.
+
+    `asyncio.wait` never raises the task's outcome, so the two cannot be confused; counting the
+    current task's `cancelling()` can, when the caller is itself shutting down after a cancel (as
+    aiohttp's cleanup runs)."""
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:
-        log.exception("task %s failed while being cancelled", task.get_name())
+    await asyncio.wait({task})
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("task %s failed while being cancelled", task.get_name(), exc_info=error)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from jobcast.files import JobFiles
+
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from jobcast.settings import Settings
     from jobs.progress import Progress
 
 P = TypeVar("P", bound=BaseModel)
@@ -25,6 +31,9 @@ class JobContext:
     job_id: str
     attempt: int
     progress: Progress
+    files: JobFiles
+    # For CPU-bound work: a process pool the worker owns (see the aggregate kind).
+    cpu: Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,9 @@ class Kind(Generic[P]):
     timeout_s: float = 600.0
     # Errors that are never worth another attempt, besides PermanentError.
     no_retry: tuple[type[BaseException], ...] = ()
+    # Kinds whose input is an uploaded file: submitted as multipart/form-data with a `file` part.
+    takes_upload: bool = False
+    description: str = ""
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         if isinstance(error, (PermanentError, *self.no_retry)):
@@ -45,3 +57,28 @@ class Kind(Generic[P]):
 
     def schema(self) -> dict[str, Any]:
         return self.params.model_json_schema()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "max_attempts": self.max_attempts,
+            "timeout_s": self.timeout_s,
+            "takes_upload": self.takes_upload,
+            "params_schema": self.schema(),
+        }
+
+
+def configure(kinds: Mapping[str, Kind], settings: Settings) -> dict[str, Kind]:
+    """The kinds with the operator's per-kind overrides (JOBCAST_KIND_TIMEOUTS_S and
+    JOBCAST_KIND_MAX_ATTEMPTS) applied."""
+    out = {}
+    for name, kind in kinds.items():
+        changes: dict[str, Any] = {}
+        if name in settings.kind_timeouts_s:
+            changes["timeout_s"] = settings.kind_timeouts_s[name]
+        if name in settings.kind_max_attempts:
+            changes["max_attempts"] = settings.kind_max_attempts[name]
+        out[name] = dataclasses.replace(kind, **changes) if changes else kind
+    return out

@@ -1,9 +1,10 @@
 """A short, renewed lease on a running job, so a crashed worker's job is picked up again quickly.
 
-arq marks a running job with an "in progress" key that lives for the job's whole timeout plus ten
-seconds; a worker killed mid-job would leave its job stranded for that long. While the job runs,
-the worker keeps that key at `lease_s` and renews it every third of that, so after a crash
-another worker picks the job up within `lease_s`.
+arq marks a running job with an "in progress" key; jobcast's worker creates it with a lifetime of
+`lease_s` (arq's default is the job's whole timeout plus ten seconds, which would strand a
+crashed worker's job for that long). While the job runs, the worker renews the key every third
+of the lease, so after a crash another worker picks the job up within `lease_s`. Each renewal
+also reads the job's cancel flag (see jobs/signals.py).
 """
 
 from __future__ import annotations
@@ -13,27 +14,28 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq.constants import in_progress_key_prefix
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
+from jobs.signals import Attempt
 
 log = logging.getLogger(__name__)
 
 
-async def _renew(redis: Redis, key: str, lease_ms: int) -> None:
+async def _renew(store: JobStore, attempt: Attempt, lease_ms: int) -> None:
     while True:
         try:
-            await redis.pexpire(key, lease_ms)
+            if await store.run_script("renew", attempt.job_id, lease_ms):
+                attempt.request_cancel()
         except RedisError as e:
-            log.warning("could not renew lease %s: %s", key, e)
+            log.warning("could not renew the lease of %s: %s", attempt.job_id, e)
         await asyncio.sleep(lease_ms / 3000)
 
 
 @asynccontextmanager
-async def hold_lease(redis: Redis, job_id: str, lease_s: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(_renew(redis, in_progress_key_prefix + job_id, int(lease_s * 1000)))
+async def hold_lease(store: JobStore, attempt: Attempt, lease_s: float) -> AsyncIterator[None]:
+    task = asyncio.create_task(_renew(store, attempt, int(lease_s * 1000)), name=f"lease:{attempt.job_id}")
     try:
         yield
     finally:

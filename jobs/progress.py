@@ -44,6 +44,12 @@ class Progress:
         self._pending = (current, total, message)
         self._wake.set()
 
+    def report(self, current: float, total: float | None = None, message: str | None = None) -> None:
+        """`update` for code that cannot await; on the event loop's thread only. From a worker
+        thread: `loop.call_soon_threadsafe(progress.report, current, total, message)`."""
+        self._pending = (current, total, message)
+        self._wake.set()
+
     async def __aenter__(self) -> Progress:
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"progress:{self._job_id}")
         return self
@@ -85,8 +91,14 @@ class Progress:
         result: Any = None,
         error: dict[str, str] | None = None,
         progress: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        ready_ms: int | None = None,
+        fence: int | None = None,
     ) -> int:
-        """Publish a state change after any pending progress; returns its seq (0: refused)."""
+        """Publish a state change after any pending progress; returns its seq (0: refused).
+
+        `fence` defaults to this attempt's (see JobStore.publish); events a worker publishes
+        before the attempt starts pass the job's previous attempt."""
 
         async def once() -> int:
             async with self._lock:
@@ -95,10 +107,13 @@ class Progress:
                 return await self._store.publish(
                     self._job_id,
                     type_,
-                    attempt=self._attempt,
+                    attempt=self._attempt if fence is None else fence,
+                    fence=fence,
                     progress=progress if progress is not None else self.latest,
                     result=result,
                     error=error,
+                    extra=extra,
+                    ready_ms=ready_ms,
                 )
 
         delay = 0.1

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import random
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from typing import Any
 
-from arq.worker import Retry, Worker, func
+from arq.worker import Retry, func
 
-from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps
+from jobcast.files import FileStore
+from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
-from jobcast.store import RUN_JOB, JobStore, json_deserializer, json_serializer
-from jobs.kind import JobContext, Kind
+from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
+from jobcast.tasks import cancel_and_wait
+from jobs.dispatch import JobcastWorker
+from jobs.kind import JobContext, Kind, configure
 from jobs.kinds import KINDS
 from jobs.lease import hold_lease
 from jobs.progress import Progress
+from jobs.signals import Attempt, RunningAttempts, listen_for_signals
 
 log = logging.getLogger(__name__)
 
 # jobcast counts attempts itself (per kind) so that it can publish `failed` when they run out;
 # arq's own limit must never cut in first, or the job would end with no terminal event.
 ARQ_MAX_TRIES = 1_000_000
+SWEEP_INTERVAL_S = 3600.0
+CANCELLED = {"type": "Cancelled", "message": "cancelled on request"}
 
 
 def error_info(error: BaseException) -> dict[str, str]:
@@ -31,72 +41,124 @@ def error_info(error: BaseException) -> dict[str, str]:
 
 
 def backoff_s(settings: Settings, attempt: int) -> float:
-    """Exponential backoff with full jitter, so retried jobs do not stampede together."""
+    """Exponential backoff with jitter, so retried jobs do not stampede together."""
     ceiling = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
+def _after(delay_s: float) -> tuple[dict[str, str], int]:
+    """`next_attempt_at` for an event, and the same instant in ms for the waiting index."""
+    when = utcnow() + timedelta(seconds=delay_s)
+    return {"next_attempt_at": isoformat(when)}, epoch_ms(when)
+
+
+async def _sweep_files(files: FileStore, retention_s: float) -> None:
+    while True:
+        removed = await asyncio.to_thread(files.sweep, retention_s)
+        if removed:
+            log.info("swept %d expired job directories", removed)
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    ctx["store"] = JobStore(
-        ctx["redis"],
-        key_prefix=settings.key_prefix,
-        queue_name=settings.queue_name,
-        history_max_events=settings.history_max_events,
-        retention_s=settings.retention_s,
+    store = ctx["store"] = JobStore(ctx["redis"], settings)
+    ctx["files"] = FileStore(settings.files_dir)
+    ctx["running"] = running = RunningAttempts()
+    # Spawned, not forked: a fork of a process with an event loop and threads is not safe.
+    ctx["cpu"] = ProcessPoolExecutor(
+        max_workers=settings.cpu_processes or os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("spawn"),
     )
+    ctx["services"] = [
+        asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
+        asyncio.create_task(_sweep_files(ctx["files"], settings.retention_s)),
+    ]
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    for task in ctx.pop("services", []):
+        await cancel_and_wait(task)
+    if (cpu := ctx.pop("cpu", None)) is not None:
+        cpu.shutdown(wait=True, cancel_futures=True)
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """arq's entry point for every jobcast job."""
     store: JobStore = ctx["store"]
     settings: Settings = ctx["settings"]
-    attempt: int = ctx["job_try"]
     record = await store.load(job_id)
     if record is None or record.state in TERMINAL_STATES:
-        return
+        return  # cancelled (or expired) while waiting
+    attempt = record.attempt + 1
     async with Progress(store, job_id, attempt, rate_hz=settings.progress_rate_hz) as progress:
-        if record.state is State.RUNNING:
-            # An attempt started and never concluded: its worker died or lost its lease.
-            await progress.state(
-                EventType.RETRYING,
-                error={"type": "WorkerLost", "message": f"attempt {record.attempt} was interrupted"},
-            )
-        kind = KINDS.get(record.kind)
-        if kind is None:
-            error = {"type": "UnknownKind", "message": f"no worker knows kind {record.kind!r}"}
+        kind = await _admit(ctx["kinds"], record, attempt, progress)
+        if kind is None or not await progress.state(EventType.STARTED):
+            return  # ended, or another worker started this attempt first
+        running: RunningAttempts = ctx["running"]
+        entry = running.add(job_id)
+        jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
+        try:
+            async with hold_lease(store, entry, settings.lease_s):
+                await _run_attempt(kind, record.params, jobctx, entry, store, settings)
+        except (Retry, asyncio.CancelledError):
+            raise
+        except Exception:
+            # A bug of ours, not of the job: still, watchers must learn that the job ended.
+            log.exception("job %s: internal error", job_id)
+            error = {"type": "InternalError", "message": "the worker failed to run the job"}
             await progress.state(EventType.FAILED, error=error)
-            return
-        if attempt > kind.max_attempts:
-            message = f"gave up after {kind.max_attempts} attempts"
-            await progress.state(EventType.FAILED, error={"type": "AttemptsExhausted", "message": message})
-            return
-        if not await progress.state(EventType.STARTED):
-            return  # ended meanwhile, or a newer attempt owns the job
-        async with hold_lease(ctx["redis"], job_id, settings.lease_s):
-            try:
-                await _run_attempt(kind, record.params, JobContext(job_id, attempt, progress), settings)
-            except Retry:
-                raise
-            except Exception:
-                # A bug of ours, not of the job: still, watchers must learn that the job ended.
-                log.exception("job %s: internal error", job_id)
-                error = {"type": "InternalError", "message": "the worker failed to run the job"}
-                await progress.state(EventType.FAILED, error=error)
+        finally:
+            running.remove(job_id)
 
 
-async def _run_attempt(kind: Kind, params: dict[str, Any], ctx: JobContext, settings: Settings) -> None:
+async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progress: Progress) -> Kind | None:
+    """The job's kind if this attempt may start; otherwise publish why the job ends here."""
+    previous = record.attempt
+    if record.cancel_requested:
+        # Asked to cancel while running on a worker that then died.
+        await progress.state(EventType.CANCELLED, error=CANCELLED, fence=previous)
+        return None
+    if record.state is State.RUNNING:
+        # An attempt started and never concluded: its worker died or lost its lease.
+        error = {"type": "WorkerLost", "message": f"attempt {previous} was interrupted"}
+        extra, ready_ms = _after(0)
+        await progress.state(EventType.RETRYING, error=error, extra=extra, ready_ms=ready_ms, fence=previous)
+    kind = kinds.get(record.kind)
+    if kind is None:
+        error = {"type": "UnknownKind", "message": f"no worker knows kind {record.kind!r}"}
+        await progress.state(EventType.FAILED, error=error, fence=previous)
+        return None
+    if attempt > kind.max_attempts:
+        error = {"type": "AttemptsExhausted", "message": f"gave up after {kind.max_attempts} attempts"}
+        await progress.state(EventType.FAILED, error=error, fence=previous)
+        return None
+    return kind
+
+
+async def _run_attempt(
+    kind: Kind, params: dict[str, Any], ctx: JobContext, entry: Attempt, store: JobStore, settings: Settings
+) -> None:
     progress = ctx.progress
+    # The kind's code runs in a task of its own, so a cancel request can stop it without
+    # cancelling this task (which belongs to arq and means "worker shutting down").
+    entry.task = task = asyncio.create_task(kind.run(ctx, kind.params.model_validate(params)))
     try:
         async with asyncio.timeout(kind.timeout_s) as deadline:
-            result = await kind.run(ctx, kind.params.model_validate(params))
+            result = await task
         dumps(result)  # a result that is not JSON fails the job here, not in a client
     except asyncio.CancelledError:
-        # The worker is shutting down: arq puts the job back in the queue. Tell watchers why the
-        # job pauses; the next attempt picks up from there.
-        error = {"type": "WorkerShutdown", "message": "the worker stopped; the job will run again"}
-        await asyncio.shield(progress.state(EventType.RETRYING, error=error))
-        raise
+        current = asyncio.current_task()
+        if (current is not None and current.cancelling()) or not entry.cancel_requested:
+            # The worker is shutting down: arq puts the job back in the queue. Tell watchers why
+            # the job pauses; the next attempt picks up from there.
+            error = {"type": "WorkerShutdown", "message": "the worker stopped; the job will run again"}
+            extra, ready_ms = _after(0)
+            await asyncio.shield(
+                progress.state(EventType.RETRYING, error=error, extra=extra, ready_ms=ready_ms)
+            )
+            raise
+        await progress.state(EventType.CANCELLED, error=CANCELLED)
     except Exception as e:
         if isinstance(e, TimeoutError) and deadline.expired():
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
@@ -104,25 +166,33 @@ async def _run_attempt(kind: Kind, params: dict[str, Any], ctx: JobContext, sett
             await progress.state(EventType.FAILED, error=error_info(e))
             return
         delay = backoff_s(settings, ctx.attempt)
-        await progress.state(EventType.RETRYING, error=error_info(e))
+        extra, ready_ms = _after(delay)
+        await progress.state(EventType.RETRYING, error=error_info(e), extra=extra, ready_ms=ready_ms)
+        record = await store.load(ctx.job_id)
+        if record is not None and record.cancel_requested:
+            # Cancelled while this attempt was failing: do not start another.
+            await progress.state(EventType.CANCELLED, error=CANCELLED)
+            return
         raise Retry(defer=delay) from e
     else:
         await progress.state(EventType.SUCCEEDED, result=result)
 
 
-def create_worker(settings: Settings) -> Worker:
+def create_worker(settings: Settings) -> JobcastWorker:
     """The arq worker for these settings (run it with `worker.run()`)."""
-    longest = max(kind.timeout_s for kind in KINDS.values())
-    return Worker(
+    kinds = configure(KINDS, settings)
+    longest = max(kind.timeout_s for kind in kinds.values())
+    return JobcastWorker(
+        settings=settings,
         functions=[func(run_job, name=RUN_JOB, max_tries=ARQ_MAX_TRIES, timeout=longest + 60)],
         queue_name=settings.queue_name,
-        redis_pool=create_redis(settings.redis_url),
-        ctx={"settings": settings},
+        redis_pool=create_redis(settings.redis_url, retries=settings.worker_redis_retries),
+        ctx={"settings": settings, "kinds": kinds},
         on_startup=startup,
+        on_shutdown=shutdown,
         handle_signals=True,
         job_completion_wait=int(settings.shutdown_grace_s),
         max_jobs=settings.worker_max_jobs,
-        poll_delay=settings.poll_delay_s,
         keep_result=0,
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
+from jobcast.files import FileStore
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
 from jobcast.store import JobStore
-from server import sse, ws  # noqa: F401  (their routes join api.routes)
+from jobcast.tasks import cancel_and_wait
+from jobs.kind import configure
+from jobs.kinds import KINDS as ALL_KINDS
+from server import compat, control, metrics, queries, results, sse, submit, ws  # noqa: F401  (routes join api.routes)
 from server.api import routes
-from server.keys import OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from server.metrics import setup_metrics
 from server.pages import setup_pages
 from server.problems import problem_middleware
 from server.relay import Relay
@@ -20,15 +26,9 @@ from server.relay import Relay
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = create_redis(settings.redis_url)
+    redis = create_redis(settings.redis_url, retries=settings.redis_retries)
     app[REDIS] = redis
-    app[STORE] = JobStore(
-        redis,
-        key_prefix=settings.key_prefix,
-        queue_name=settings.queue_name,
-        history_max_events=settings.history_max_events,
-        retention_s=settings.retention_s,
-    )
+    app[STORE] = JobStore(redis, settings)
     yield
     await redis.aclose()
 
@@ -39,6 +39,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     await relay.start()
     yield
     await relay.stop()
+
+
+async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(sse.beat(app[OUTBOXES], app[SETTINGS].heartbeat_s), name="sse-heartbeats")
+    yield
+    await cancel_and_wait(task)
 
 
 async def close_streams(app: web.Application) -> None:
@@ -54,11 +60,15 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[KINDS] = configure(ALL_KINDS, settings)
+    app[FILES] = FileStore(settings.files_dir)
     app[OUTBOXES] = weakref.WeakSet()
     app[SOCKETS] = weakref.WeakSet()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
+    app.cleanup_ctx.append(heartbeat_ctx)
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)
     setup_pages(app)
+    setup_metrics(app)
     return app

@@ -19,15 +19,49 @@ from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, EventType, du
 class Event:
     """One event, encoded once for every transport."""
 
-    __slots__ = ("data", "job_id", "seq", "sse", "terminal", "type")
+    __slots__ = ("_sse_chunk", "_ws_frame", "data", "job_id", "seq", "sse", "terminal", "type")
 
-    def __init__(self, job_id: str, seq: int, type_: bytes, data: bytes, *, terminal: bool | None = None):
+    def __init__(
+        self,
+        job_id: str,
+        seq: int,
+        type_: bytes,
+        data: bytes,
+        *,
+        terminal: bool | None = None,
+        with_id: bool | None = None,
+    ):
         self.job_id = job_id
         self.seq = seq
         self.type = type_
         self.data = data
         self.terminal = type_ in TERMINAL_TYPE_BYTES if terminal is None else terminal
-        self.sse = b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type_, data)
+        # No id for live-only feed progress (seq 0): the browser keeps its last feed seq.
+        head = b"id: %d\n" % seq if (seq if with_id is None else with_id) else b""
+        self.sse = head + b"event: %s\ndata: %s\n\n" % (type_, data)
+        self._sse_chunk: bytes | None = None
+        self._ws_frame: bytes | None = None
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The SSE frame as one HTTP/1.1 chunk, built once and written as is to every watcher."""
+        if self._sse_chunk is None:
+            self._sse_chunk = b"%x\r\n%s\r\n" % (len(self.sse), self.sse)
+        return self._sse_chunk
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The event as one unmasked WebSocket text frame (RFC 6455), built once."""
+        if self._ws_frame is None:
+            n = len(self.data)
+            if n < 126:
+                head = bytes((0x81, n))
+            elif n < 65536:
+                head = b"\x81\x7e" + n.to_bytes(2, "big")
+            else:
+                head = b"\x81\x7f" + n.to_bytes(8, "big")
+            self._ws_frame = head + self.data
+        return self._ws_frame
 
     @classmethod
     def snapshot(cls, snapshot: dict[str, Any]) -> Event:
@@ -46,6 +80,23 @@ class Event:
             ),
             terminal=snapshot["state"] in TERMINAL_STATES,
         )
+
+    @classmethod
+    def feed(cls, feed_seq: int, type_: bytes, job_id: str, data: bytes) -> Event:
+        """An event of the dashboard feed: numbered by feed seq (0: live-only progress)."""
+        return cls(job_id, feed_seq, type_, data, terminal=False)
+
+    @classmethod
+    def feed_snapshot(cls, snapshot: dict[str, Any]) -> Event:
+        type_ = EventType.SNAPSHOT.value.encode()
+        return cls("", snapshot["feed_seq"], type_, dumps(snapshot), terminal=False, with_id=True)
+
+    @classmethod
+    def comment(cls, text: bytes) -> Event:
+        """An SSE comment (a heartbeat): browsers ignore it, proxies see the stream is alive."""
+        event = cls("", 0, b"comment", b"", terminal=False)
+        event.sse = b": %s\n\n" % text
+        return event
 
     @classmethod
     def control(cls, message: dict[str, Any]) -> Event:
@@ -67,22 +118,51 @@ class Outbox:
     When the client falls behind, superseded `progress` events are dropped (the latest progress
     of each job and every state change stay); if even that is not enough the outbox closes, and
     the client reconnects and resumes from its last seq.
+
+    The fast path skips the queue: while it is empty, `direct` (set by the transport) writes the
+    event's shared bytes straight to the socket and says so, and no task wakes for the delivery.
+    It declines when the socket's buffer is filling up or the event needs the connection's task
+    (a terminal event); from then on events queue, in order, until the task has written them.
     """
+
+    # An idle watcher costs what its connection holds: slots, a list (not a deque, whose first
+    # block is over 500 bytes) and a bare future only while its task waits (not an asyncio.Event).
+    __slots__ = (
+        "__weakref__",
+        "_items",
+        "_waiter",
+        "closed",
+        "direct",
+        "dropped",
+        "hold",
+        "limit",
+        "on_overflow",
+        "on_queue",
+    )
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: deque[Event] = deque()
-        self._ready = asyncio.Event()
+        self._items: list[Event] = []
+        self._waiter: asyncio.Future[None] | None = None
         self.closed: str | None = None
         self.dropped = 0
         # Called when the client fell too far behind, to cut its connection even mid-write.
         self.on_overflow: Callable[[], None] | None = None
+        self.direct: Callable[[Event], bool] | None = None
+        # Called when an event is queued (the fast path declined), for a transport that starts
+        # its writer task only when there is something to write.
+        self.on_queue: Callable[[], None] | None = None
+        # True while a writer holds taken events it has not written yet: the fast path must not
+        # overtake them.
+        self.hold = False
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, event: Event) -> None:
         if self.closed:
+            return
+        if not self._items and not self.hold and self.direct is not None and self.direct(event):
             return
         self._items.append(event)
         if len(self._items) > self.limit:
@@ -91,39 +171,54 @@ class Outbox:
                 self.close("overflow")
                 if self.on_overflow is not None:
                     self.on_overflow()
-        self._ready.set()
+        self._wake()
+        if self.on_queue is not None:
+            self.on_queue()  # also on overflow: the writer tells the client why it is cut off
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _compact(self) -> None:
         newest_progress: set[str] = set()
-        kept: deque[Event] = deque()
+        kept: list[Event] = []
         for event in reversed(self._items):
             if event.type == b"progress":
                 if event.job_id in newest_progress:
                     self.dropped += 1
                     continue
                 newest_progress.add(event.job_id)
-            kept.appendleft(event)
+            kept.append(event)
+        kept.reverse()
         self._items = kept
 
     def close(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
             self._items.clear()
-            self._ready.set()
+            self._wake()
 
-    async def take(self, wait_s: float) -> list[Event]:
-        """Everything queued, waiting up to `wait_s` for something; [] when the wait timed out."""
-        if not self._items and not self.closed:
-            self._ready.clear()
-            try:
-                async with asyncio.timeout(wait_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                return []
+    def take_nowait(self) -> list[Event]:
+        """Everything queued now (maybe nothing); raises OutboxClosed once closed."""
         if self.closed:
             raise OutboxClosed(self.closed)
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
+        return items
+
+    async def take(self, wait_s: float | None = None) -> list[Event]:
+        """Everything queued, waiting for something (up to `wait_s`: [] when that timed out)."""
+        if not self._items and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._waiter
+            except TimeoutError:
+                return []
+            finally:
+                self._waiter = None
+        if self.closed:
+            raise OutboxClosed(self.closed)
+        items, self._items = self._items, []
         return items
 
 
@@ -136,9 +231,9 @@ class Subscription:
         self.job_id = job_id
         self.outbox = outbox
         self.last_seq = since or 0
-        # Until its replay is written, live events wait here so that order is kept.
+        # Until its replay is written, live events wait here so that order is kept (then None).
         self.ready = False
-        self.pending: deque[Event] = deque(maxlen=outbox.limit)
+        self.pending: deque[Event] | None = deque(maxlen=outbox.limit)
         self.done = False
 
     def push(self, event: Event) -> None:
@@ -196,26 +291,39 @@ class Hub:
     def mark_ready(self, sub: Subscription) -> None:
         """The watcher's replay is written: release the live events that arrived meanwhile."""
         sub.ready = True
-        for event in sub.pending:
+        pending, sub.pending = sub.pending, None
+        for event in pending or ():
             self._push_live(self.topics[sub.job_id], sub, event)
-        sub.pending.clear()
 
     def deliver(self, job_id: str, seq: int, type_: bytes, data: bytes) -> None:
-        """A live event from Redis."""
-        topic = self.topics.get(job_id)
+        """A live event of one job from Redis."""
+        if job_id in self.topics:
+            self.deliver_event(job_id, Event(job_id, seq, type_, data))
+
+    def deliver_event(self, topic_id: str, event: Event) -> None:
+        topic = self.topics.get(topic_id)
         if topic is None:
             return
-        if topic.repairing:
-            topic.seen_max = max(topic.seen_max, seq)
+        if event.seq == 0:
+            # Live-only (feed progress): no seq to keep in order, nothing to repair.
+            for sub in topic.subs:
+                if sub.ready:
+                    sub.outbox.put(event)
             return
-        event = Event(job_id, seq, type_, data)
+        if topic.repairing:
+            topic.seen_max = max(topic.seen_max, event.seq)
+            return
         for sub in tuple(topic.subs):
             if not sub.ready:
+                assert sub.pending is not None
                 sub.pending.append(event)
             elif not self._push_live(topic, sub, event):
                 return
 
     def _push_live(self, topic: Topic, sub: Subscription, event: Event) -> bool:
+        if event.seq == 0:
+            sub.outbox.put(event)
+            return True
         if event.seq > sub.last_seq + 1 and not sub.done:
             self.start_repair(sub.job_id, event.seq)
             return False

@@ -7,8 +7,10 @@ import weakref
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from jobcast.files import FileStore
 from jobcast.settings import Settings
 from jobcast.store import JobStore
+from jobs.kind import Kind
 from server.hub import Outbox
 from server.relay import Relay
 
@@ -16,6 +18,10 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", ArqRedis)
 STORE = web.AppKey("store", JobStore)
 RELAY = web.AppKey("relay", Relay)
-# Open streams, so shutdown can end them cleanly (SSE) or close them with 1001 (WebSocket).
+FILES = web.AppKey("files", FileStore)
+# The job kinds with the operator's overrides applied.
+KINDS = web.AppKey("kinds", dict[str, Kind])
+# Open streams, so shutdown can end them cleanly: SSE outboxes (the client reconnects elsewhere)
+# and WebSockets (closed with 1001).
 OUTBOXES = web.AppKey("outboxes", weakref.WeakSet[Outbox])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -1,46 +1,157 @@
-"""Server-rendered pages: they work before any JS runs, and watch jobs over SSE when it does."""
+"""Server-rendered pages: the dashboard and the job page. They work before any JS runs (forms
+post to the routes here); static/dashboard.js and static/job-page.js then make them live through
+the same JS client as any other frontend (static/jobcast.js)."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from pydantic import ValidationError
+from redis.exceptions import RedisError
 
-from jobs.kinds import KINDS
-from server.api import JOB_ID, create_job, load_snapshot
+from jobcast.listing import list_jobs
+from jobcast.protocol import Priority, State, loads, split_record
+from jobcast.stats import stats
+from server.api import JOB_ID, load_snapshot, redis_unavailable
+from server.control import cancel_job
+from server.forms import form_fields, params_from_form
+from server.keys import KINDS, SETTINGS, STORE
+from server.problems import Problem, validation_problem
+from server.submit import (
+    SubmitRequest,
+    discard_files_unless_created,
+    read_form,
+    require_upload,
+    retry,
+    submit,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 routes = web.RouteTableDef()
+RECENT_JOBS = 50
+FAILED_JOBS = 10
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any]:
+    app = request.app
+    state = request.query.get("state") or None
+    kind = request.query.get("kind") or None
+    if state not in {s.value for s in State}:
+        state = None
+    if kind not in app[KINDS]:
+        kind = None
+    store = app[STORE]
+    try:
+        recent = await list_jobs(store, state=state, kind=kind, limit=RECENT_JOBS, cursor=None)
+        failed = await list_jobs(store, state=State.FAILED, kind=None, limit=FAILED_JOBS, cursor=None)
+        counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    kinds = list(app[KINDS].values())
+    return {
+        "kinds": kinds,
+        "fields": {k.name: form_fields(k) for k in kinds},
+        "priorities": [p.value for p in Priority],
+        "states": [s.value for s in State],
+        "filters": {"state": state, "kind": kind},
+        "jobs": recent.jobs,
+        "failed": failed.jobs,
+        "stats": counters,
+        "values": {},
+        "errors": {},
+        "selected_kind": kinds[0].name if kinds else "",
+        **extra,
+    }
 
 
 @routes.get("/")
-@aiohttp_jinja2.template("index.html")
-async def index(request: web.Request) -> dict[str, Any]:
-    return {"kinds": list(KINDS.values())}
+async def index(request: web.Request) -> web.Response:
+    return aiohttp_jinja2.render_template("index.html", request, await dashboard_context(request))
 
 
 @routes.post("/submit")
 async def submit_form(request: web.Request) -> web.Response:
-    form = await request.post()
-    kind = str(form.get("kind", ""))
-    # The form carries only numbers for now; the UI issue builds forms from the kinds' schemas.
-    numbers = {k: int(v) for k, v in form.items() if k != "kind" and isinstance(v, str) and v.isdigit()}
-    job = await create_job(request.app, kind, numbers)
+    """The dashboard's form, posted by a browser (HTML answers) or by its JS (`Accept: JSON`)."""
+    app = request.app
+    job_id = uuid.uuid4().hex
+    fields: dict[str, str] = {}
+    try:
+        async with discard_files_unless_created(app, job_id):
+            fields, upload = await read_form(request, job_id)
+            kind = app[KINDS].get(fields.get("kind", ""))
+            params = params_from_form(kind, fields) if kind is not None else {}
+            if upload is not None:
+                params["upload"] = upload
+            body: dict[str, Any] = {"kind": fields.get("kind", ""), "params": params}
+            for name in ("priority", "delay_s"):
+                if fields.get(name):
+                    body[name] = fields[name]
+            try:
+                request_ = SubmitRequest.model_validate(body)
+            except ValidationError as e:
+                raise validation_problem(e) from None
+            submission = validate(app, request_)
+            require_upload(app, submission)
+            job = (await submit(app, submission, job_id=job_id)).snapshot
+    except Problem as problem:
+        if wants_json(request) or problem.status != 422:
+            raise
+        errors = {e["field"]: e["message"] for e in problem.errors or []}
+        context = await dashboard_context(
+            request, values=fields, errors=errors, selected_kind=fields.get("kind"), problem=problem.detail
+        )
+        return aiohttp_jinja2.render_template("index.html", request, context, status=422)
+    if wants_json(request):
+        return web.json_response(job, status=202, headers={"Location": job["links"]["self"]})
     raise web.HTTPSeeOther(job["links"]["page"])
 
 
+def _history(records: list[bytes]) -> list[dict[str, Any]]:
+    return [loads(split_record(record)[2]) for record in records]
+
+
 @routes.get(f"/jobs/{JOB_ID}")
-@aiohttp_jinja2.template("job.html")
-async def job_page(request: web.Request) -> dict[str, Any]:
-    return {"job": await load_snapshot(request), "origin": request.url.origin()}
+async def job_page(request: web.Request) -> web.Response:
+    job = await load_snapshot(request)
+    try:
+        records, _ = await request.app[STORE].history_after(job["id"], 0)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    context = {
+        "job": job,
+        "events": _history(records),
+        "origin": str(request.url.origin()),
+        "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
+    }
+    return aiohttp_jinja2.render_template("job.html", request, context)
+
+
+@routes.post(f"/jobs/{JOB_ID}/cancel")
+async def cancel_form(request: web.Request) -> web.Response:
+    await cancel_job(request.app[STORE], request.match_info["job_id"])
+    raise web.HTTPSeeOther(f"/jobs/{request.match_info['job_id']}")
+
+
+@routes.post(f"/jobs/{JOB_ID}/retry")
+async def retry_form(request: web.Request) -> web.Response:
+    submitted = await retry(request.app, await load_snapshot(request))
+    raise web.HTTPSeeOther(submitted.snapshot["links"]["page"])
 
 
 def setup_pages(app: web.Application) -> None:
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=jinja2.select_autoescape()
     )
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     app.add_routes(routes)
     app.router.add_static("/static", ROOT / "static")

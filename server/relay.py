@@ -11,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from redis.exceptions import RedisError
 
-from jobcast.protocol import split_record
+from jobcast.feed import feed_after, feed_replay, feed_snapshot
+from jobcast.protocol import split_feed_record, split_record
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
-from server.hub import Event, Hub, Outbox, Subscription
+from server.hub import Event, Hub, Subscription
 from server.pubsub import PubSubProtocol, connect_pubsub
 
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
+# The dashboard feed's topic in the hub (job ids are 32 hex digits, so it cannot clash).
+FEED = "feed"
 
 
 class JobNotFound(Exception):
@@ -45,6 +46,7 @@ class Relay:
         self._store = store
         self._subscribe_timeout_s = subscribe_timeout_s
         self._prefix = store.keys.channel_prefix
+        self._feed_channel = store.keys.feed_channel.encode()
         self.hub = Hub(self._queue_repair)
         self._proto: PubSubProtocol | None = None
         self._ready: dict[str, asyncio.Event] = {}
@@ -53,6 +55,7 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.messages = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -118,14 +121,22 @@ class Relay:
     # -- channels ----------------------------------------------------------------------------------
 
     def _channel(self, job_id: str) -> str:
-        return self._store.keys.channel(job_id)
+        return self._store.keys.feed_channel if job_id == FEED else self._store.keys.channel(job_id)
+
+    def _topic(self, channel: bytes) -> str:
+        return FEED if channel == self._feed_channel else channel[len(self._prefix) :].decode()
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
+        self.messages += 1
+        if channel == self._feed_channel:
+            feed_seq, type_, job_id, data = split_feed_record(payload)
+            self.hub.deliver_event(FEED, Event.feed(feed_seq, type_, job_id, data))
+            return
         seq, type_, data = split_record(payload)
         self.hub.deliver(channel[len(self._prefix) :].decode(), seq, type_, data)
 
     def _on_subscribed(self, channel: bytes) -> None:
-        job_id = channel[len(self._prefix) :].decode()
+        job_id = self._topic(channel)
         left = self._in_flight.get(job_id, 0) - 1
         if left > 0:
             self._in_flight[job_id] = left
@@ -167,37 +178,39 @@ class Relay:
             # in what we read or arrives live after it.
             await self._until_subscribed(sub.job_id)
             try:
-                replay = await self._store.replay(sub.job_id, since)
+                snapshot, events = await self._replay(sub.job_id, since)
             except RedisError as e:
                 raise RelayUnavailable(str(e)) from e
-            if replay is None:
-                raise JobNotFound(sub.job_id)
-            if since is not None and replay.terminal and since >= replay.head_seq:
-                raise AlreadyEnded(sub.job_id)
             if announce is not None:
                 sub.outbox.put(announce)
-            if replay.needs_snapshot:
-                sub.push_snapshot(Event.snapshot(replay.snapshot))
-            for record in replay.records:
-                seq, type_, data = split_record(record)
-                sub.push(Event(sub.job_id, seq, type_, data))
+            if snapshot is not None:
+                sub.push_snapshot(snapshot)
+            for event in events:
+                sub.push(event)
             self.hub.mark_ready(sub)
         except BaseException:
             self.leave(sub)
             raise
 
+    async def _replay(self, topic: str, since: int | None) -> tuple[Event | None, list[Event]]:
+        """What a watcher joining at `since` gets before live events: a snapshot, or events."""
+        if topic == FEED:
+            feed = await feed_replay(self._store, since)
+            if feed.needs_snapshot:
+                return Event.feed_snapshot(await feed_snapshot(self._store)), []
+            return None, [Event.feed(*split_feed_record(r)) for r in feed.records]
+        replay = await self._store.replay(topic, since)
+        if replay is None:
+            raise JobNotFound(topic)
+        if since is not None and replay.terminal and since >= replay.head_seq:
+            raise AlreadyEnded(topic)
+        snapshot = Event.snapshot(replay.snapshot) if replay.needs_snapshot else None
+        events = [Event(topic, *split_record(record)) for record in replay.records]
+        return snapshot, events
+
     def leave(self, sub: Subscription) -> None:
         if self.hub.remove(sub):
             self._unsubscribe(sub.job_id)
-
-    @asynccontextmanager
-    async def watch(self, job_id: str, outbox: Outbox, since: int | None) -> AsyncIterator[Subscription]:
-        sub = Subscription(job_id, outbox, since)
-        await self.join(sub, since)
-        try:
-            yield sub
-        finally:
-            self.leave(sub)
 
     # -- repair --------------------------------------------------------------------------------------
 
@@ -220,6 +233,12 @@ class Relay:
         start = self.hub.repair_from(job_id)
         if start is None:
             return self.hub.apply_repair(job_id, (), None)
+        if job_id == FEED:
+            head, records, oldest = await feed_after(self._store, start)
+            if head > start and (oldest is None or oldest > start + 1):
+                snapshot = Event.feed_snapshot(await feed_snapshot(self._store))
+                return self.hub.apply_repair(FEED, (), snapshot)
+            return self.hub.apply_repair(FEED, [Event.feed(*split_feed_record(r)) for r in records], None)
         records, oldest = await self._store.history_after(job_id, start)
         snapshot = None
         if oldest is None or oldest > start + 1:

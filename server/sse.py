@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from server.api import JOB_ID, routes
-from server.hub import Outbox, OutboxClosed, Subscription
+from server.direct import direct_writer
+from server.hub import Event, Outbox, OutboxClosed, Subscription
 from server.keys import OUTBOXES, RELAY, SETTINGS
 from server.problems import Problem
-from server.relay import AlreadyEnded, JobNotFound, RelayUnavailable
+from server.relay import FEED, AlreadyEnded, JobNotFound, RelayUnavailable
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -20,7 +22,7 @@ SSE_HEADERS = {
 }
 # A comment line: browsers ignore it, and it keeps proxies and load balancers from timing out an
 # idle stream (and tells us when the client has gone).
-HEARTBEAT = b": ping\n\n"
+HEARTBEAT = Event.comment(b"ping")
 
 
 def parse_last_event_id(request: web.Request) -> int | None:
@@ -34,22 +36,24 @@ def parse_last_event_id(request: web.Request) -> int | None:
 
 @routes.get(f"/api/jobs/{JOB_ID}/events")
 async def job_events(request: web.Request) -> web.StreamResponse:
+    return await stream(request, request.match_info["job_id"])
+
+
+@routes.get("/api/events")
+async def feed_events(request: web.Request) -> web.StreamResponse:
+    """The dashboard feed: every job's state changes (id: the feed seq) and live progress (no id),
+    one stream per page however many jobs it shows."""
+    return await stream(request, FEED)
+
+
+async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    job_id = request.match_info["job_id"]
     since = parse_last_event_id(request)
     outbox = Outbox(settings.watcher_buffer)
+    relay = request.app[RELAY]
+    sub = Subscription(job_id, outbox, since)
     try:
-        async with request.app[RELAY].watch(job_id, outbox, since) as sub:
-            response = web.StreamResponse(headers=SSE_HEADERS)
-            # A watcher that fell hopelessly behind is cut off at once, even mid-write; it
-            # reconnects with its Last-Event-ID.
-            transport = request.transport
-            outbox.on_overflow = transport.abort if transport is not None else None
-            await response.prepare(request)
-            request.app[OUTBOXES].add(outbox)
-            await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
-            await _pump(response, outbox, sub, settings.heartbeat_s, settings.write_timeout_s)
-            return response
+        await relay.join(sub, since)
     except JobNotFound:
         raise Problem(404, f"no job {job_id}", slug="not-found") from None
     except AlreadyEnded:
@@ -57,26 +61,54 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         return web.Response(status=204)
     except RelayUnavailable as e:
         raise Problem(503, str(e), slug="unavailable", headers={"Retry-After": "2"}) from None
+    # Joined: from here on, leaving is certain (a context manager would cost every idle watcher
+    # a generator object for as long as it stays connected).
+    try:
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        # A watcher that fell hopelessly behind is cut off at once, even mid-write; it
+        # reconnects with its Last-Event-ID.
+        transport = request.transport
+        outbox.on_overflow = transport.abort if transport is not None else None
+        await response.prepare(request)
+        request.app[OUTBOXES].add(outbox)
+        await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
+        if transport is not None and request.version >= HttpVersion11:
+            # HTTP/1.1 responses here are chunked; the direct path writes whole chunks.
+            outbox.direct = direct_writer(transport, websocket=False)
+        await _pump(response, outbox, settings.write_timeout_s)
+        return response
+    finally:
+        relay.leave(sub)
 
 
-async def _pump(
-    response: web.StreamResponse,
-    outbox: Outbox,
-    sub: Subscription,
-    heartbeat_s: float,
-    write_timeout_s: float,
-) -> None:
+async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:
+    """Every `heartbeat_s`, a heartbeat to each SSE stream with nothing queued. One task for the
+    process rather than a timer per stream: an idle watcher then costs no timer at all."""
+    while True:
+        await asyncio.sleep(heartbeat_s)
+        for outbox in list(outboxes):
+            if not len(outbox):
+                outbox.put(HEARTBEAT)
+
+
+async def _pump(response: web.StreamResponse, outbox: Outbox, write_timeout_s: float) -> None:
     while True:
         try:
-            batch = await outbox.take(heartbeat_s)
+            batch = await outbox.take()
         except OutboxClosed:
             return  # shutdown or overflow: the client reconnects and resumes
-        payload = b"".join(event.sse for event in batch) if batch else HEARTBEAT
+        payload = b"".join(event.sse for event in batch)
+        ended = batch[-1].terminal
+        # Nothing written may stay referenced while this task waits: an idle watcher would keep
+        # its last events (a snapshot is kilobytes) alive for as long as it stays connected.
+        batch = None
         try:
             async with asyncio.timeout(write_timeout_s):
                 await response.write(payload)
         except (TimeoutError, ConnectionError):
             return
-        if batch and batch[-1].terminal:
+        finally:
+            payload = None
+        if ended:
             await response.write_eof()
             return

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobcast.protocol import loads
+from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 from server.api import routes
+from server.control import cancel_job
+from server.direct import direct_writer
 from server.hub import Event, Outbox, OutboxClosed, Subscription
-from server.keys import OUTBOXES, RELAY, SETTINGS, SOCKETS
-from server.relay import AlreadyEnded, JobNotFound, Relay, RelayUnavailable
+from server.keys import RELAY, SETTINGS, SOCKETS, STORE
+from server.problems import Problem
+from server.relay import FEED, AlreadyEnded, JobNotFound, Relay, RelayUnavailable
 
 MAX_MESSAGE_BYTES = 64 * 1024
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def error(code: str, message: str, job_id: str | None = None) -> Event:
@@ -26,16 +32,33 @@ def error(code: str, message: str, job_id: str | None = None) -> Event:
 
 
 class Connection:
-    """One WebSocket client's subscriptions and outbox."""
+    """One WebSocket client's subscriptions and outbox.
+
+    Events reach the socket by the outbox's fast path while the client keeps up; only when they
+    queue does the connection start a sender task, which writes the queue out and ends. An idle
+    client costs no task of its own beyond aiohttp's handler.
+    """
+
+    __slots__ = ("abort", "outbox", "relay", "sender", "store", "subs", "write_timeout_s", "ws")
 
     def __init__(
-        self, ws: web.WebSocketResponse, relay: Relay, buffer: int, abort: Callable[[], None]
+        self,
+        ws: web.WebSocketResponse,
+        relay: Relay,
+        store: JobStore,
+        buffer: int,
+        abort: Callable[[], None],
+        write_timeout_s: float,
     ) -> None:
         self.ws = ws
+        self.store = store
         self.abort = abort
         self.relay = relay
+        self.write_timeout_s = write_timeout_s
         self.outbox = Outbox(buffer)
+        self.outbox.on_queue = self._start_sender
         self.subs: dict[str, Subscription] = {}
+        self.sender: asyncio.Task[None] | None = None
 
     async def handle(self, raw: str) -> None:
         try:
@@ -48,16 +71,20 @@ class Connection:
             return
         kind = message.get("type")
         job_id = message.get("job_id")
-        if kind not in ("subscribe", "unsubscribe", "cancel"):
+        if kind == "subscribe_feed":
+            await self.subscribe(FEED, message.get("last_event_id"))
+        elif kind == "unsubscribe_feed":
+            self.unsubscribe(FEED)
+        elif kind not in ("subscribe", "unsubscribe", "cancel"):
             self.outbox.put(error("unknown_type", f"unknown message type {kind!r}"))
-        elif not isinstance(job_id, str) or not job_id:
-            self.outbox.put(error("bad_message", "job_id must be a non-empty string"))
+        elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            self.outbox.put(error("bad_message", "job_id must be a job id (32 hex digits)"))
         elif kind == "subscribe":
             await self.subscribe(job_id, message.get("last_event_id"))
         elif kind == "unsubscribe":
             self.unsubscribe(job_id)
         else:
-            self.outbox.put(error("not_implemented", "cancelling jobs is not available yet", job_id))
+            await self.cancel(job_id)
 
     async def subscribe(self, job_id: str, since: Any) -> None:
         if since is not None and (type(since) is not int or since < 0):
@@ -69,9 +96,7 @@ class Connection:
             self.relay.leave(old)
         sub = Subscription(job_id, self.outbox, since)
         try:
-            await self.relay.join(
-                sub, since, announce=Event.control({"type": "subscribed", "job_id": job_id})
-            )
+            await self.relay.join(sub, since, announce=Event.control(self._named("subscribed", job_id)))
         except JobNotFound:
             self.outbox.put(error("not_found", f"no job {job_id}", job_id))
         except AlreadyEnded:
@@ -84,13 +109,27 @@ class Connection:
             else:
                 self.subs[job_id] = sub
 
+    async def cancel(self, job_id: str) -> None:
+        try:
+            done = await cancel_job(self.store, job_id)
+        except Problem as problem:
+            code = {404: "not_found", 409: "ended", 503: "unavailable"}.get(problem.status, "error")
+            self.outbox.put(error(code, problem.detail, job_id))
+            return
+        # The `cancelled` event itself reaches whoever watches the job.
+        self.outbox.put(Event.control({"type": "cancel_accepted", "job_id": job_id, "status": done.status}))
+
     def unsubscribe(self, job_id: str) -> None:
         sub = self.subs.pop(job_id, None)
         if sub is None:
             self.outbox.put(error("not_subscribed", "not subscribed to this job", job_id))
             return
         self.relay.leave(sub)
-        self.outbox.put(Event.control({"type": "unsubscribed", "job_id": job_id}))
+        self.outbox.put(Event.control(self._named("unsubscribed", job_id)))
+
+    @staticmethod
+    def _named(type_: str, job_id: str) -> dict[str, Any]:
+        return {"type": type_, "feed": True} if job_id == FEED else {"type": type_, "job_id": job_id}
 
     def finished(self, job_id: str) -> None:
         """The job's terminal event went out: nothing more will come for it."""
@@ -104,23 +143,36 @@ class Connection:
             self.relay.leave(sub)
         self.subs.clear()
 
-    async def send_loop(self, write_timeout_s: float) -> None:
-        while True:
-            try:
-                batch = await self.outbox.take(3600)
-            except OutboxClosed as closed:
-                if closed.reason == "overflow":
-                    await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume")
-                return
-            for event in batch:
-                try:
-                    async with asyncio.timeout(write_timeout_s):
-                        await self.ws.send_frame(event.data, WSMsgType.TEXT)
-                except (TimeoutError, ConnectionError):
-                    self.abort()  # a client that cannot take a frame in this long is gone
-                    return
-                if event.terminal:
-                    self.finished(event.job_id)
+    def _start_sender(self) -> None:
+        if self.sender is None:
+            self.sender = asyncio.get_running_loop().create_task(self._send_queued(), name="ws-sender")
+
+    async def stop_sender(self) -> None:
+        if self.sender is not None:
+            await cancel_and_wait(self.sender)
+
+    async def _send_queued(self) -> None:
+        """Write what is queued until nothing is; then the task ends (the next queued event
+        starts another)."""
+        try:
+            while batch := self.outbox.take_nowait():
+                self.outbox.hold = True
+                for event in batch:
+                    try:
+                        async with asyncio.timeout(self.write_timeout_s):
+                            await self.ws.send_frame(event.data, WSMsgType.TEXT)
+                    except (TimeoutError, ConnectionError):
+                        self.abort()  # a client that cannot take a frame in this long is gone
+                        return
+                    if event.terminal:
+                        self.finished(event.job_id)
+                self.outbox.hold = False
+        except OutboxClosed as closed:
+            if closed.reason == "overflow":
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume")
+        finally:
+            self.outbox.hold = False
+            self.sender = None
 
 
 @routes.get("/api/ws")
@@ -132,10 +184,19 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     transport = request.transport
     assert transport is not None  # prepared: the connection is open
-    conn = Connection(ws, request.app[RELAY], settings.watcher_buffer, transport.abort)
+    conn = Connection(
+        ws,
+        request.app[RELAY],
+        request.app[STORE],
+        settings.watcher_buffer,
+        transport.abort,
+        settings.write_timeout_s,
+    )
+    # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
+    # idle connection).
     request.app[SOCKETS].add(ws)
-    request.app[OUTBOXES].add(conn.outbox)
-    sender = asyncio.create_task(conn.send_loop(settings.write_timeout_s), name="ws-sender")
+    # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
+    conn.outbox.direct = direct_writer(transport, websocket=True)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -146,5 +207,5 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         # Leave first, synchronously: aiohttp may cancel this handler when the peer goes away, and
         # a cancelled await below must not skip it.
         conn.close()
-        await cancel_and_wait(sender)
+        await conn.stop_sender()
     return ws

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -35,7 +36,7 @@ def redis_up(redis_server: RedisProcess) -> RedisProcess:
 
 
 @pytest.fixture
-def settings(redis_up: RedisProcess) -> Settings:
+def settings(redis_up: RedisProcess, tmp_path: Path) -> Settings:
     # A prefix and queue of its own per test: tests never see each other's jobs or events.
     prefix = f"t{uuid.uuid4().hex[:8]}"
     return Settings(
@@ -46,6 +47,7 @@ def settings(redis_up: RedisProcess) -> Settings:
         shutdown_grace_s=5.0,
         retry_base_s=0.05,
         retry_max_s=0.2,
+        files_dir=tmp_path / "files",
     )
 
 
@@ -61,6 +63,7 @@ def env(settings: Settings) -> dict[str, str]:
         JOBCAST_SHUTDOWN_GRACE_S=str(settings.shutdown_grace_s),
         JOBCAST_RETRY_BASE_S=str(settings.retry_base_s),
         JOBCAST_RETRY_MAX_S=str(settings.retry_max_s),
+        JOBCAST_FILES_DIR=str(settings.files_dir),
         PYTHONUNBUFFERED="1",
     )
     return base
@@ -71,8 +74,8 @@ def spawn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Jobcast
     """Start real jobcast processes; all are stopped when the test ends."""
     started: list[JobcastProcess] = []
 
-    def start(command: str, **extra_env: str) -> JobcastProcess:
-        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path)
+    def start(command: str, port: int | None = None, **extra_env: str) -> JobcastProcess:
+        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path, port=port)
         started.append(proc)
         return proc
 
@@ -96,3 +99,39 @@ async def redis(settings: Settings) -> AsyncIterator[object]:
     r = create_redis(settings.redis_url)
     yield r
     await r.aclose()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, driven by Playwright (scripts/test installs it when it is missing)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A fresh browser page; the test fails if the page logs a JS error."""
+    context = await browser.new_context()
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    await context.close()
+    assert errors == [], errors

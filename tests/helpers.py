@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -88,9 +89,14 @@ def assert_contiguous(events: list[SseEvent] | list[dict[str, Any]], start: int)
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    """Poll a cheap local predicate (process state, a counter) until it holds."""
+    """Poll a cheap predicate (process state, a counter, a Redis read) until it holds."""
     deadline = time.monotonic() + timeout
-    while not (value := predicate()):
+
+    async def check() -> Any:
+        value = predicate()
+        return await value if inspect.isawaitable(value) else value
+
+    while not (value := await check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
@@ -157,3 +163,32 @@ class JobcastProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+async def watch_to_end(
+    session: Any, job_id: str, base: str = "", timeout: float = 60
+) -> list[dict[str, Any]]:
+    """Every event of a job from its first (`queued`) to its terminal one, over SSE."""
+    url = f"{base}/api/jobs/{job_id}/events"
+    events = await read_sse(session, url, headers={"Last-Event-ID": "0"}, timeout=timeout)
+    assert_contiguous(events, 1)
+    return [e.data for e in events]
+
+
+def lifecycle(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(type, attempt) of every event but progress."""
+    return [(e["type"], e["attempt"]) for e in events if e["type"] != "progress"]
+
+
+async def get_json(session: Any, url: str, status: int = 200) -> Any:
+    async with session.get(url) as response:
+        text = await response.text()
+        assert response.status == status, text
+        return json.loads(text)
+
+
+async def post_json(session: Any, url: str, body: Any = None, status: int = 200, **kwargs: Any) -> Any:
+    async with session.post(url, json=body, **kwargs) as response:
+        text = await response.text()
+        assert response.status == status, text
+        return json.loads(text) if text else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -107,3 +108,102 @@ async def test_cancel_and_wait_never_swallows_the_callers_cancellation() -> None
     with pytest.raises(asyncio.CancelledError):
         await outer
     assert outer.cancelled()
+
+
+async def test_cleanup_after_a_handled_cancel_stops_its_tasks_without_raising() -> None:
+    # aiohttp's run_app catches the cancel that starts shutdown, then runs cleanups: the current
+    # task still counts as cancelling, but stopping its services must not raise.
+    running = asyncio.Event()
+
+    async def app_main() -> bool:
+        services = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(2)]
+        running.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        for task in services:
+            await cancel_and_wait(task)
+        return all(task.cancelled() for task in services)
+
+    main = asyncio.create_task(app_main())
+    await running.wait()
+    main.cancel()
+    assert await main is True
+
+
+async def test_an_owner_cancelled_while_its_task_winds_down_is_cancelled() -> None:
+    stopping, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopping.set()
+            await release.wait()
+
+    async def owner() -> None:
+        task = asyncio.create_task(slow_to_stop())
+        await asyncio.sleep(0)
+        await cancel_and_wait(task)
+
+    outer = asyncio.create_task(owner())
+    await stopping.wait()
+    outer.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+
+
+def test_the_fast_path_writes_shared_bytes_while_the_queue_is_empty_and_keeps_order() -> None:
+    hub = Hub(lambda job: None)
+    wire: dict[str, list[bytes]] = {"a": [], "b": []}
+    open_ = {"a": True, "b": True}
+    subs = {}
+    for name in wire:
+        sub = ready_sub(hub, limit=16)
+
+        def direct(event: Event, name: str = name) -> bool:
+            if not open_[name] or event.terminal:
+                return False
+            wire[name].append(event.sse_chunk)
+            return True
+
+        sub.outbox.direct = direct
+        subs[name] = sub
+    hub.deliver("j", 1, b"progress", b"{}")
+    assert wire["a"][0] is wire["b"][0]  # one encoding, written to both sockets
+    assert wire["a"][0] == b"20\r\nid: 1\nevent: progress\ndata: {}\n\n\r\n"  # one HTTP chunk
+    open_["a"] = False  # a's socket buffer is full: its events queue instead
+    hub.deliver("j", 2, b"progress", b"{}")
+    open_["a"] = True  # writable again, but 2 is still queued: 3 must not overtake it
+    hub.deliver("j", 3, b"progress", b"{}")
+    assert [e.seq for e in subs["a"].outbox.take_nowait()] == [2, 3]
+    subs["a"].outbox.hold = True  # its writer holds taken events not yet written
+    hub.deliver("j", 4, b"succeeded", b"{}")
+    hub.deliver("j", 5, b"progress", b"{}")
+    assert len(wire["b"]) == 3 and [e.seq for e in subs["b"].outbox.take_nowait()] == [4]
+    assert [e.seq for e in subs["a"].outbox.take_nowait()] == [4]
+
+
+def test_a_websocket_frame_is_encoded_once_with_the_right_length_header() -> None:
+    for size in (5, 300, 70000):
+        e = Event("j", 1, b"progress", b"x" * size)
+        frame = e.ws_frame
+        assert frame is e.ws_frame and frame.endswith(b"x" * size) and frame[0] == 0x81
+        assert len(frame) - size == (2 if size < 126 else 4 if size < 65536 else 10)
+
+
+def test_a_lazy_writer_is_started_when_events_queue_and_on_overflow() -> None:
+    outbox = Outbox(limit=2)
+    started: list[int] = []
+    outbox.on_queue = lambda: started.append(len(outbox))
+    outbox.direct = lambda event: not event.terminal
+    outbox.put(event(1))  # written directly: no writer needed
+    assert started == []
+    outbox.put(event(2, b"succeeded"))
+    assert started == [1]
+    for seq in range(3, 5):
+        outbox.put(Event(f"job{seq}", seq, b"started", b"{}"))
+    # The writer is also started on overflow, to tell the client why it is cut off.
+    assert outbox.closed == "overflow" and started == [1, 2, 0]
+    with pytest.raises(OutboxClosed, match="overflow"):
+        outbox.take_nowait()

@@ -7,19 +7,13 @@ import uuid
 import pytest
 
 from jobcast.protocol import EventType, loads, split_record
-from jobcast.store import JobStore
+from jobcast.store import JobStore, Submission
 from jobs.progress import Progress
 
 
 @pytest.fixture
 def store(redis, settings) -> JobStore:
-    return JobStore(
-        redis,
-        key_prefix=settings.key_prefix,
-        queue_name=settings.queue_name,
-        history_max_events=1000,
-        retention_s=600,
-    )
+    return JobStore(redis, settings.model_copy(update={"history_max_events": 1000, "retention_s": 600}))
 
 
 async def history(store: JobStore, job_id: str) -> list[dict]:
@@ -29,7 +23,7 @@ async def history(store: JobStore, job_id: str) -> list[dict]:
 
 async def test_a_tight_loop_is_coalesced_and_the_latest_value_always_lands(store) -> None:
     job_id = uuid.uuid4().hex
-    await store.create(job_id, "demo", {})
+    await store.create(job_id, Submission("demo", {}))
     async with Progress(store, job_id, 1, rate_hz=5) as progress:
         await progress.state(EventType.STARTED)
         for i in range(1, 50_001):
@@ -46,12 +40,15 @@ async def test_a_tight_loop_is_coalesced_and_the_latest_value_always_lands(store
 
 async def test_no_event_after_the_terminal_one_and_stale_attempts_are_refused(store, redis) -> None:
     job_id = uuid.uuid4().hex
-    await store.create(job_id, "demo", {})
-    assert await store.publish(job_id, EventType.STARTED, attempt=2) == 2
+    await store.create(job_id, Submission("demo", {}))
+    assert await store.publish(job_id, EventType.STARTED, attempt=1) == 2
+    # A second worker starting the same attempt is refused: attempts are compare-and-set.
+    assert await store.publish(job_id, EventType.STARTED, attempt=1) == 0
+    assert await store.publish(job_id, EventType.STARTED, attempt=2) == 3
     assert await store.publish(job_id, EventType.PROGRESS, attempt=1) == 0  # an older attempt
-    assert await store.publish(job_id, EventType.FAILED, attempt=2, error={"type": "E", "message": "m"}) == 3
+    assert await store.publish(job_id, EventType.FAILED, attempt=2, error={"type": "E", "message": "m"}) == 4
     assert await store.publish(job_id, EventType.SUCCEEDED, attempt=2) == 0
-    assert [e["type"] for e in await history(store, job_id)] == ["queued", "started", "failed"]
+    assert [e["type"] for e in await history(store, job_id)] == ["queued", "started", "started", "failed"]
     assert 0 < await redis.ttl(store.keys.history(job_id)) <= 600
 
 

@@ -138,21 +138,6 @@ async def test_a_failing_job_is_retried_then_fails_with_its_error(client, worker
     assert "Traceback" not in str(snapshot)
 
 
-async def test_pages_render_before_any_js_runs(client, worker) -> None:
-    async with client.get("/") as response:
-        assert response.status == 200 and "<form" in await response.text()
-    async with client.post(
-        "/submit", data={"kind": "demo", "steps": "3", "step_ms": "1"}, allow_redirects=False
-    ) as response:
-        assert response.status == 303
-        page = response.headers["Location"]
-    async with client.get(page) as response:
-        html = await response.text()
-    assert response.status == 200 and "<progress" in html and 'data-events="/api/jobs/' in html
-    async with client.get("/static/job.js") as response:
-        assert response.status == 200
-
-
 async def test_one_pubsub_connection_subscribed_while_anyone_watches(client, redis, settings) -> None:
     job = await submit(client, body={"kind": "demo", "params": {"steps": 5}})  # no worker: stays queued
     channel = f"{settings.key_prefix}:events:{job['id']}"
@@ -195,3 +180,21 @@ async def test_queue_payloads_are_json_not_pickle(client, redis, settings) -> No
     job = await submit(client)
     payload = loads(await redis.get(job_key_prefix + job["id"]))
     assert payload["f"] == "run_job" and payload["a"] == [job["id"]]
+
+
+async def test_an_idle_sse_stream_gets_heartbeats_and_then_its_events(client, settings) -> None:
+    # No worker: the job stays queued, and nothing but heartbeats flows (settings: one a second).
+    job = await submit(client)
+    async with client.get(f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "1"}) as response:
+        assert response.status == 200
+        beats = 0
+        async with asyncio.timeout(20):
+            while beats < 2:
+                line = await response.content.readline()
+                assert not line.startswith(b"data:"), line  # nothing happened to the job
+                beats += line == b": ping\n"
+        # Heartbeats and events share the stream: a cancel still comes through after them.
+        await client.post(f"/api/jobs/{job['id']}/cancel")
+        async with asyncio.timeout(20):
+            while not (line := await response.content.readline()).startswith(b"event: cancelled"):
+                assert line, "the stream ended before the cancelled event"

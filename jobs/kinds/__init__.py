@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from jobs.kind import Kind
-from jobs.kinds import demo
+from jobs.kinds import aggregate, convert, demo, report
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (demo.KIND,)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (demo.KIND, report.KIND, convert.KIND, aggregate.KIND)}

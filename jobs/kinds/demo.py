@@ -26,13 +26,27 @@ class DemoFailure(Exception):
 
 async def run(ctx: JobContext, params: DemoParams) -> dict[str, int]:
     fails_now = params.fail_attempts is None or ctx.attempt <= params.fail_attempts
-    for step in range(1, params.steps + 1):
-        if params.step_ms:
-            await asyncio.sleep(params.step_ms / 1000)
-        if step == params.fail_at_step and fails_now:
-            raise DemoFailure(f"failed at step {step} as asked")
-        await ctx.progress.update(step, params.steps, f"step {step} of {params.steps}")
+    step = 0
+    try:
+        for step in range(1, params.steps + 1):
+            if params.step_ms:
+                await asyncio.sleep(params.step_ms / 1000)
+            if step == params.fail_at_step and fails_now:
+                raise DemoFailure(f"failed at step {step} as asked")
+            await ctx.progress.update(step, params.steps, f"step {step} of {params.steps}")
+    except asyncio.CancelledError:
+        # Job code sees a cancel (or a worker shutdown) here and can clean up; the demo says where
+        # it stopped, and watchers see that before the `cancelled` event.
+        await ctx.progress.update(step - 1, params.steps, f"stopped before step {step}")
+        raise
     return {"steps": params.steps}
 
 
-KIND = Kind(name="demo", title="Demo: count through steps", params=DemoParams, run=run, max_attempts=3)
+KIND = Kind(
+    name="demo",
+    title="Demo: count through steps",
+    description="Counts through steps at a fixed pace; can be told to fail, to try retries.",
+    params=DemoParams,
+    run=run,
+    max_attempts=3,
+)

@@ -1,0 +1,1 @@
+"""jobcast's benchmark harness: `python -m bench` (see docs/performance.md)."""

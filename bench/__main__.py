@@ -1,0 +1,78 @@
+"""`python -m bench [--quick] [--rounds N] [--only NAME ...] [--out DIR]`: run, print, save.
+
+Prints a table, and writes DIR/results.json and DIR/results.png (default DIR: bench/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import processes, report, scenarios
+from bench.machine import describe
+from bench.peers import nchan
+
+FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
+PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress")
+
+
+def run(
+    workload: scenarios.Workload, rounds: int, only: set[str], systems: list[str], tmp: Path
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": describe(), "workload": vars(workload), "started": time.time()}
+    with processes.redis_server() as redis:
+        if "nchan" in systems and not nchan.available():
+            systems = [s for s in systems if s != "nchan"]
+            results["not_run"] = {"nchan": "nginx with libnginx-mod-nchan is not installed"}
+        if "fanout" in only:
+            # Alternating systems round by round, so drift in the machine hits them all alike.
+            results["fanout"] = [
+                scenarios.deliveries(system, redis, workload, tmp)
+                for _ in range(rounds)
+                for system in systems
+            ]
+        if "polling" in only:
+            results["polling"] = scenarios.deliveries("polling", redis, workload, tmp)
+        if "idle" in only:
+            runs = [("ceiling", "half"), ("jobcast", "half"), ("jobcast", "sse"), ("jobcast", "ws")]
+            results["idle"] = [scenarios.idle(s, redis, workload, tmp, mix) for s, mix in runs]
+        if "ingestion" in only:
+            results["ingestion"] = scenarios.ingestion(redis, workload, tmp)
+        if "submit" in only:
+            results["submit"] = scenarios.submissions(redis, workload, tmp)
+        if "progress" in only:
+            results["progress"] = scenarios.progress_api(redis, workload)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a tiny workload: checks the harness runs")
+    parser.add_argument("--rounds", type=int, default=1, help="fan-out rounds per system (alternating)")
+    parser.add_argument("--only", nargs="*", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--systems", nargs="*", choices=FANOUT_SYSTEMS, default=list(FANOUT_SYSTEMS))
+    parser.add_argument("--watchers", type=int, help="override the fan-out watcher count")
+    parser.add_argument("--rate", type=float, help="override the fan-out event rate (events/s)")
+    parser.add_argument("--ingest-rate", type=float, help="override the relay ingestion rate (messages/s)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    workload = scenarios.QUICK if args.quick else scenarios.Workload()
+    if args.watchers:
+        workload.watchers = args.watchers
+    if args.rate:
+        workload.rate = args.rate
+    if args.ingest_rate:
+        workload.ingest_rate = args.ingest_rate
+    with tempfile.TemporaryDirectory(prefix="jobcast-bench-") as tmp:
+        results = run(workload, args.rounds, set(args.only), args.systems, Path(tmp))
+    print(report.table(results))
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.save(results, args.out)
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.png'}")
+
+
+if __name__ == "__main__":
+    main()

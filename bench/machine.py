@@ -1,0 +1,83 @@
+"""The machine a run measures on, and what the kernel says each process costs.
+
+CPU time comes from /proc/<pid>/stat (utime + stime, the process's own threads), memory from
+/proc/<pid>/status (VmRSS), so the figures are the kernel's, not the process's own estimate.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    # Fields 14 and 15 of the man page (utime, stime); the split drops the first two.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds several processes spent between start() and stop()."""
+
+    pids: list[int]
+    _start: float = 0.0
+
+    def _total(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def start(self) -> None:
+        self._start = self._total()
+
+    def stop(self) -> float:
+        return self._total() - self._start
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def pin(pid: int, core: int) -> bool:
+    """Pin a process to one core when the machine has more than one; False if not pinned."""
+    if cores() < 2:
+        return False
+    try:
+        os.sched_setaffinity(pid, {core % os.cpu_count()})
+    except OSError:
+        return False
+    return True
+
+
+def describe() -> dict[str, object]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    memory = 0
+    try:
+        with open("/proc/meminfo") as f:
+            memory = int(f.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cores": cores(),
+        "memory_gb": round(memory / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,144 @@
+"""The figures of a run as a table, a JSON file and a plot."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MIXES = {"half": "half SSE, half WebSocket", "sse": "SSE", "ws": "WebSocket"}
+
+
+def median_by_system(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for system in dict.fromkeys(row["system"] for row in rows):
+        mine = [row for row in rows if row["system"] == system]
+        out[system] = {
+            "cpu_us": statistics.median(r["server_cpu_us_per_delivery"] for r in mine),
+            "per_s": statistics.median(r["deliveries_per_s"] for r in mine),
+            "p50": statistics.median(r["latency_ms"].get("p50_ms", 0) for r in mine),
+            "p99": statistics.median(r["latency_ms"].get("p99_ms", 0) for r in mine),
+            "max": max(r["latency_ms"].get("max_ms", 0) for r in mine),
+            "cpu_share": statistics.median(r["server_cpu_share"] for r in mine),
+            "load_share": statistics.median(r["load_side_cpu_share"] for r in mine),
+        }
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['memory_gb']} GB, "
+        f"Linux {m['kernel']}, Python {m['python']}",
+        "server pinned to core 0; load generator, publisher, Redis and workers to core 1",
+    ]
+    w = results["workload"]
+    if "fanout" in results:
+        lines += [
+            "",
+            f"fan-out: {w['watchers']} watchers over {w['jobs']} jobs (half SSE, half WebSocket; "
+            f"socketio: WebSocket), {w['rate']:g} events/s, {w['seconds']:g} s",
+            f"{'system':<10} {'deliveries/s':>13} {'CPU µs/deliv':>13} {'core used':>10} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'vs ceiling':>11} {'load side':>10}",
+        ]
+        medians = median_by_system(results["fanout"])
+        ceiling = medians.get("ceiling", {}).get("cpu_us") or 0
+        for system, f in medians.items():
+            ratio = f"{f['cpu_us'] / ceiling:.2f}x" if ceiling else "-"
+            lines.append(
+                f"{system:<10} {f['per_s']:>13,.0f} {f['cpu_us']:>13.2f} {f['cpu_share']:>10.0%} "
+                f"{f['p50']:>8.2f} {f['p99']:>8.2f} {f['max']:>8.1f} {ratio:>11} {f['load_share']:>10.0%}"
+            )
+        for system, why in results.get("not_run", {}).items():
+            lines.append(f"{system}: not run ({why})")
+        if "jobcast" in medians and "socketio" in medians:
+            lines.append(
+                f"python-socketio / jobcast CPU per delivery: "
+                f"{medians['socketio']['cpu_us'] / medians['jobcast']['cpu_us']:.2f}x"
+            )
+    if "polling" in results:
+        p = results["polling"]
+        lines += [
+            "",
+            f"polling every {w['poll_interval_s']:g} s ({p['watchers']} pollers): "
+            f"{p['deliveries_per_s']:,.0f} updates seen/s, {p['requests_per_delivery']} requests per update, "
+            f"{p['server_cpu_us_per_delivery']:.1f} µs server CPU per update, "
+            f"latency p50 {p['latency_ms'].get('p50_ms', 0):.0f} ms, "
+            f"p99 {p['latency_ms'].get('p99_ms', 0):.0f} ms",
+        ]
+    for row in results.get("idle", []):
+        lines.append(
+            f"idle {row['system']} ({MIXES[row['mix']]}): {row['connected']:,} watchers open "
+            f"({row['failed']} failed) in "
+            f"{row['connect_s']:.1f} s, {row['rss_kb_per_watcher']:.1f} KB RSS each "
+            f"({row['rss_before_mb']} → {row['rss_after_mb']} MB)"
+        )
+    if "ingestion" in results:
+        i = results["ingestion"]
+        lines.append(
+            f"relay ingestion: {i['taken_per_s']:,} messages/s taken ({i['taken']:,} of {i['published']:,} "
+            f"published at {i['publish_rate']:,}/s), {i['server_cpu_us_per_message']} µs CPU each, "
+            f"{i['behind_at_end_ms']} ms behind when publishing stopped, {i['reconnects']} reconnects"
+        )
+    if "submit" in results:
+        s = results["submit"]
+        lat = s["submit_to_started_ms"]
+        lines.append(
+            f"submit→started at {s['submit_rate']:g}/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, "
+            f"max {lat['max_ms']} ms; {s['jobs_per_s']} jobs/s end to end ({s['throughput_jobs']} jobs, "
+            "5 progress steps each, 2 workers)"
+        )
+    if "progress" in results:
+        p = results["progress"]
+        lines.append(
+            f"progress.update(): {p['us_per_call']} µs per call "
+            f"over {p['calls']:,} calls in {p['seconds']} s; "
+            f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
+        )
+    return "\n".join(lines)
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    plot(results, out / "results.png")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if "fanout" in results:
+        medians = median_by_system(results["fanout"])
+        systems = list(medians)
+        if "polling" in results:
+            poll = results["polling"]
+            systems.append("polling")
+            medians["polling"] = {
+                "cpu_us": poll["server_cpu_us_per_delivery"],
+                "p50": poll["latency_ms"].get("p50_ms", 0),
+                "p99": poll["latency_ms"].get("p99_ms", 0),
+            }
+        colors = [
+            "#6b7280" if s == "ceiling" else "#2563eb" if s == "jobcast" else "#f59e0b" for s in systems
+        ]
+        axes[0].bar(systems, [medians[s]["cpu_us"] for s in systems], color=colors)
+        axes[0].set_title("server CPU per delivered event (µs, lower is better)")
+        x = range(len(systems))
+        axes[1].bar([i - 0.2 for i in x], [medians[s]["p50"] for s in systems], 0.4, label="p50")
+        axes[1].bar([i + 0.2 for i in x], [medians[s]["p99"] for s in systems], 0.4, label="p99")
+        axes[1].set_xticks(list(x), systems)
+        axes[1].set_yscale("log")
+        axes[1].set_title("publish → receive latency (ms, log scale)")
+        axes[1].legend()
+    w = results["workload"]
+    fig.suptitle(
+        f"{w['watchers']} watchers, {w['jobs']} jobs, {w['rate']:g} events/s; {results['machine']['cpu']}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""`GET /api/jobs`: jobs newest first, filtered by state and kind, paginated with a cursor.
+
+The cursor is the (score, id) of the last job returned, so pages stay stable while new jobs
+arrive. With both filters, the state index is walked and kind checked per job; a page may then
+come back short with a cursor to continue, rather than scanning without bound.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from jobcast.store import JobStore, Page, build_snapshot
+
+# How many index entries one request examines at most, as a multiple of the page size.
+SCAN_FACTOR = 10
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, job_id = raw.split(":", 1)
+        return int(score), job_id
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("malformed cursor") from None
+
+
+async def list_jobs(
+    store: JobStore, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+) -> Page:
+    keys = store.keys
+    index = keys.index_state(state) if state else keys.index_kind(kind) if kind else keys.index_all
+    check_kind = kind if state and kind else None
+    max_score: int | str = "+inf"
+    after_id: str | None = None
+    if cursor:
+        max_score, after_id = decode_cursor(cursor)
+    jobs: list[dict[str, Any]] = []
+    budget = limit * SCAN_FACTOR
+    last: tuple[float, str] | None = None
+    start = 0  # entries at max_score already passed over (ties)
+    while len(jobs) < limit and budget > 0:
+        batch = min(budget, max(limit * 2, 50))
+        fetched = await store.redis.zrevrangebyscore(
+            index, max_score, "-inf", start=start, num=batch, withscores=True
+        )
+        budget -= len(fetched)
+        entries = fetched
+        if after_id is not None:
+            # Entries with the cursor's score sort by id, descending: skip up to and including it.
+            entries = [(m, s) for m, s in fetched if s != max_score or m.decode() < after_id]
+        if not entries:
+            if len(fetched) < batch:
+                return Page(jobs, None)
+            start += len(fetched)  # a run of ties longer than a batch
+            continue
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hgetall(keys.job(member.decode()))
+            records = await pipe.execute()
+        for (member, score), raw in zip(entries, records, strict=True):
+            last = (score, member.decode())
+            if not raw:
+                continue  # expired; the index forgets it at the next submission
+            if check_kind and raw.get(b"kind", b"").decode() != check_kind:
+                continue
+            jobs.append(build_snapshot(member.decode(), raw))
+            if len(jobs) == limit:
+                break
+        assert last is not None
+        max_score, after_id, start = int(last[0]), last[1], 0
+        if len(fetched) < batch and len(jobs) < limit:
+            return Page(jobs, None)
+    return Page(jobs, encode_cursor(*last) if last else None)

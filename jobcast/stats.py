@@ -1,0 +1,44 @@
+"""`GET /api/stats`: what is waiting, running and done, and how many workers are alive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobcast.protocol import TERMINAL_STATES, Priority, State, epoch_ms, utcnow
+from jobcast.store import JobStore
+
+HOUR_MS = 3600 * 1000
+
+
+async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
+    keys = store.keys
+    now = epoch_ms(utcnow())
+    priorities = list(Priority)
+    finished = [s.value for s in sorted(TERMINAL_STATES)]
+    async with store.redis.pipeline(transaction=True) as pipe:
+        for p in priorities:
+            pipe.zcount(keys.waiting(p), "-inf", now)  # due now
+            pipe.zcount(keys.waiting(p), f"({now}", "+inf")  # delayed, or backing off
+            pipe.zrangebyscore(keys.waiting(p), "-inf", now, start=0, num=1, withscores=True)
+        pipe.zcard(keys.index_state(State.RUNNING))
+        for s in finished:
+            pipe.zcount(keys.index_state(s), now - HOUR_MS, "+inf")
+        pipe.zremrangebyscore(keys.workers, "-inf", now - int(worker_ttl_s * 1000))
+        pipe.zcard(keys.workers)
+        results = await pipe.execute()
+    waiting, delayed, oldest = {}, {}, []
+    for i, p in enumerate(priorities):
+        due, later, first = results[3 * i : 3 * i + 3]
+        waiting[p.value] = due
+        delayed[p.value] = later
+        if first:
+            oldest.append(first[0][1])
+    rest = results[3 * len(priorities) :]
+    return {
+        "waiting": waiting,
+        "delayed": delayed,
+        "oldest_waiting_s": round((now - min(oldest)) / 1000, 3) if oldest else None,
+        "running": rest[0],
+        "finished_last_hour": dict(zip(finished, rest[1 : 1 + len(finished)], strict=True)),
+        "workers": rest[-1],
+    }

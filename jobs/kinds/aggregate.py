@@ -1,0 +1,114 @@
+"""`aggregate`: statistics per group over millions of generated rows, in a process pool.
+
+CPU-bound work must not run on the worker's event loop (it would stall every other job's
+progress and the lease renewals). The rows are split into chunks that run in the worker's
+process pool, in parallel; progress counts the rows of finished chunks, and the partial
+statistics are merged as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.kind import JobContext, Kind
+
+# Partial statistics of one group: count, sum, sum of squares, min, max.
+Partial = list[float]
+
+
+class AggregateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(default=1_000_000, ge=1, le=100_000_000, description="How many rows to generate.")
+    groups: int = Field(default=8, ge=1, le=1000, description="How many groups the rows fall into.")
+    chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows per pool task.")
+    seed: int = Field(default=1, description="The same seed gives the same rows.")
+
+
+def aggregate_chunk(seed: int, index: int, count: int, groups: int) -> dict[int, Partial]:
+    """Runs in a pool process: generate `count` rows and summarize them per group."""
+    rng = random.Random(seed * 1_000_003 + index)
+    stats: dict[int, Partial] = {}
+    for _ in range(count):
+        group = rng.randrange(groups)
+        value = rng.gauss(100.0 + group * 10.0, 15.0)
+        s = stats.get(group)
+        if s is None:
+            stats[group] = [1, value, value * value, value, value]
+        else:
+            s[0] += 1
+            s[1] += value
+            s[2] += value * value
+            if value < s[3]:
+                s[3] = value
+            if value > s[4]:
+                s[4] = value
+    return stats
+
+
+def merge(total: dict[int, Partial], part: dict[int, Partial]) -> None:
+    for group, s in part.items():
+        t = total.get(group)
+        if t is None:
+            total[group] = list(s)
+        else:
+            t[0] += s[0]
+            t[1] += s[1]
+            t[2] += s[2]
+            t[3] = min(t[3], s[3])
+            t[4] = max(t[4], s[4])
+
+
+def summarize(total: dict[int, Partial]) -> dict[str, dict[str, float]]:
+    out = {}
+    for group in sorted(total):
+        n, s, sq, lo, hi = total[group]
+        mean = s / n
+        out[str(group)] = {
+            "count": int(n),
+            "mean": round(mean, 4),
+            "stddev": round(math.sqrt(max(sq / n - mean * mean, 0.0)), 4),
+            "min": round(lo, 4),
+            "max": round(hi, 4),
+        }
+    return out
+
+
+async def run(ctx: JobContext, params: AggregateParams) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    sizes = [
+        min(params.chunk_rows, params.rows - start) for start in range(0, params.rows, params.chunk_rows)
+    ]
+    futures = [
+        loop.run_in_executor(ctx.cpu, aggregate_chunk, params.seed, i, n, params.groups)
+        for i, n in enumerate(sizes)
+    ]
+    total: dict[int, Partial] = {}
+    done_rows = 0
+    try:
+        for finished in asyncio.as_completed(futures):
+            part = await finished
+            merge(total, part)
+            done_rows += sum(int(s[0]) for s in part.values())
+            await ctx.progress.update(done_rows, params.rows, f"{done_rows:,} of {params.rows:,} rows")
+    finally:
+        # Cancelled or failed: chunks not started yet never start.
+        for future in futures:
+            future.cancel()
+    return {"rows": done_rows, "groups": summarize(total)}
+
+
+KIND = Kind(
+    name="aggregate",
+    title="Aggregate: statistics over millions of rows",
+    description="CPU-bound statistics per group, computed in a process pool.",
+    params=AggregateParams,
+    run=run,
+    max_attempts=2,
+    timeout_s=3600,
+)

@@ -1,0 +1,85 @@
+"""What the web servers tell workers over pub/sub: stop this job, and there is new work.
+
+The web server's cancel script flags the job in its own record and publishes its id on the
+`{prefix}:cancel` channel. Each worker listens there and cancels the attempt's task if it runs the
+job; the lease renewal re-reads the flag, so a message missed during a reconnect still cancels
+the job within a third of the lease.
+
+Submission publishes on `{prefix}:wake`, so an idle worker polls at once instead of on its next
+tick: a job starts within a Redis round trip or two, while idle workers poll only every
+`poll_delay_s`. A wake lost in a reconnect costs at most that one tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from jobcast.protocol import Keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A job attempt running on this worker: the task running the kind's code."""
+
+    job_id: str
+    task: asyncio.Task[object] | None = None
+    cancel_requested: bool = False
+
+    def request_cancel(self) -> None:
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+@dataclass(slots=True)
+class RunningAttempts:
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+
+    def add(self, job_id: str) -> Attempt:
+        attempt = self.attempts[job_id] = Attempt(job_id)
+        return attempt
+
+    def remove(self, job_id: str) -> None:
+        self.attempts.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> bool:
+        attempt = self.attempts.get(job_id)
+        if attempt is None:
+            return False
+        attempt.request_cancel()
+        return True
+
+
+async def listen_for_signals(
+    redis: Redis, keys: Keys, running: RunningAttempts, wakeup: asyncio.Event
+) -> None:
+    """Runs for the worker's life (its owner cancels it); rides out Redis outages."""
+    cancel_channel, wake_channel = keys.cancel_channel.encode(), keys.wake_channel.encode()
+    delay = 0.1
+    while True:
+        try:
+            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                await pubsub.subscribe(cancel_channel, wake_channel)
+                delay = 0.1
+                # Whatever was submitted while we were away.
+                wakeup.set()
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == wake_channel:
+                        wakeup.set()
+                    elif running.cancel(job_id := message["data"].decode()):
+                        log.info("cancelling job %s on request", job_id)
+        except RedisError as e:
+            log.warning("cancel listener lost Redis (%s); reconnecting in %.1fs", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

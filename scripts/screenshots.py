@@ -1,0 +1,104 @@
+"""Take the README's screenshots: the dashboard and a job page, light and dark.
+
+    .venv/bin/python scripts/screenshots.py        # writes docs/screenshots/*.png
+
+Starts its own Redis, web server and worker on free ports, runs a few jobs of each kind, and
+photographs the pages in Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from playwright.async_api import async_playwright
+
+from jobcast.embedded_redis import RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(100):
+        try:
+            async with session.get(url + "/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("jobcast web did not start")
+
+
+async def make_jobs(url: str) -> dict[str, Any]:
+    """A mix of finished, failed, running and delayed jobs; returns a running one."""
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, url)
+
+        async def submit(kind: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            async with session.post(url + "/api/jobs", json={"kind": kind, "params": params, **extra}) as r:
+                return await r.json()
+
+        await submit("report", {"user_id": "ada", "days": 8})
+        await submit("aggregate", {"rows": 200_000})
+        await submit("demo", {"steps": 3, "step_ms": 10, "fail_at_step": 2})
+        await asyncio.sleep(3)
+        running = await submit("demo", {"steps": 400, "step_ms": 100})
+        for steps in (300, 500):
+            await submit("demo", {"steps": steps, "step_ms": 60})
+        await submit("demo", {}, priority="low", delay_s=600)
+        await asyncio.sleep(4)
+        return running
+
+
+async def photograph(url: str, job: dict[str, Any]) -> None:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for scheme in ("light", "dark"):
+            viewport = {"width": 1280, "height": 900}
+            context = await browser.new_context(viewport=viewport, color_scheme=scheme)
+            page = await context.new_page()
+            await page.goto(url + "/")
+            await page.wait_for_selector("#connection[data-state=live]")
+            await page.screenshot(path=OUT / f"dashboard-{scheme}.png", full_page=True)
+            await page.goto(url + job["links"]["page"])
+            await page.wait_for_selector("#connection[data-state=live]")
+            await asyncio.sleep(1)
+            await page.screenshot(path=OUT / f"job-{scheme}.png")
+            await context.close()
+        await browser.close()
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = RedisProcess(Path(tmp) / "redis")
+        redis.start()
+        port = free_port()
+        env = {**os.environ, "REDIS_URL": redis.url, "JOBCAST_FILES_DIR": f"{tmp}/files"}
+        me = (sys.executable, "-m", "jobcast")
+        procs = [
+            await asyncio.create_subprocess_exec(*me, "worker", env={**env, "JOBCAST_WORKER_MAX_JOBS": "4"}),
+            await asyncio.create_subprocess_exec(*me, "web", "--port", str(port), env=env),
+        ]
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await photograph(url, await make_jobs(url))
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                await proc.wait()
+            redis.stop()
+    print(f"screenshots in {OUT}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,64 @@
+"""The API of the ASP.NET Core article jobcast grew from (../shared/seeds), for its clients:
+`POST /reports` with `{"userId", "reportType"}` answers 202 with a status URL under
+`/reports/status/{id}`, which serves the job's snapshot."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobcast.protocol import Priority
+from jobcast.store import Submission
+from jobs.kinds.report import METRICS
+from server.api import JOB_ID, json_response, load_snapshot, read_json, routes
+from server.keys import KINDS
+from server.problems import Problem, validation_problem
+from server.submit import submit
+
+
+class ReportRequest(BaseModel):
+    # ASP.NET Core binds camelCase by default and PascalCase case-insensitively; accept both. It
+    # also ignores members it does not know (CorrelationId, which the server assigns).
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str = Field(validation_alias=AliasChoices("userId", "UserId"), min_length=1, max_length=64)
+    report_type: str = Field(validation_alias=AliasChoices("reportType", "ReportType"))
+
+    @field_validator("report_type")
+    @classmethod
+    def known_type(cls, value: str) -> str:
+        lowered = value.lower()
+        if lowered not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
+        return lowered
+
+
+@routes.post("/reports")
+async def post_report(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise Problem(422, "the body must be a JSON object", slug="validation")
+    try:
+        report = ReportRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_problem(e) from None
+    kind = request.app[KINDS]["report"]
+    params = kind.params.model_validate({"user_id": report.user_id, "report_type": report.report_type})
+    submission = Submission(
+        kind="report",
+        params=params.model_dump(mode="json"),
+        priority=Priority.DEFAULT,
+        max_attempts=kind.max_attempts,
+    )
+    job = (await submit(request.app, submission)).snapshot
+    status_url = f"/reports/status/{job['id']}"
+    return json_response(
+        {"status": "Processing initiated", "correlationId": job["id"], "statusUrl": status_url},
+        status=202,
+        headers={"Location": status_url},
+    )
+
+
+@routes.get(f"/reports/status/{JOB_ID}")
+async def report_status(request: web.Request) -> web.Response:
+    return json_response(await load_snapshot(request))

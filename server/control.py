@@ -1,0 +1,42 @@
+"""`POST /api/jobs/{id}/cancel` (the WebSocket `cancel` message shares `cancel_job`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from jobcast.store import JobStore
+from server.api import JOB_ID, json_response, redis_unavailable, routes
+from server.keys import STORE
+from server.problems import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    # "cancelled": the job has ended (it was not running); "requested": its worker is stopping it
+    # and watchers will see `cancelled` once the job's code has stopped.
+    status: str
+    snapshot: dict[str, Any]
+
+
+async def cancel_job(store: JobStore, job_id: str) -> Cancelled:
+    """Cancel a job, or raise the problem: 404 unknown, 409 already ended, 503."""
+    try:
+        outcome = await store.cancel(job_id)
+        snapshot = await store.snapshot(job_id)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    if not outcome.found or snapshot is None:
+        raise Problem(404, f"no job {job_id}", slug="not-found")
+    if outcome.ended_as is not None:
+        raise Problem(409, f"the job has already ended: {outcome.ended_as}", slug="already-ended")
+    return Cancelled("cancelled" if outcome.cancelled else "requested", snapshot)
+
+
+@routes.post(f"/api/jobs/{JOB_ID}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    done = await cancel_job(request.app[STORE], request.match_info["job_id"])
+    return json_response(done.snapshot, status=200 if done.status == "cancelled" else 202)

@@ -1,0 +1,34 @@
+"""The outbox's fast path: an event's shared bytes written straight to a watcher's socket.
+
+Waking one task per watcher per event costs more than the write itself; while a watcher keeps up,
+the hub writes the event's pre-encoded bytes (the same bytes for every watcher) to its socket
+directly. A watcher whose socket buffer fills up falls back to its queue and its task, which
+drops superseded progress and cuts off a client that stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from operator import attrgetter
+
+from server.hub import Event
+
+# Past this many bytes waiting in the socket's buffer, events queue in the outbox instead.
+DIRECT_WRITE_LIMIT = 64 * 1024
+
+
+def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable[[Event], bool]:
+    """The outbox's fast path for one socket: write the event's SSE chunk (or WebSocket frame)
+    now and return True, or decline."""
+    write = transport.write  # type: ignore[attr-defined]
+    buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]
+    encoded = attrgetter("ws_frame" if websocket else "sse_chunk")
+
+    def direct(event: Event) -> bool:
+        if event.terminal or transport.is_closing() or buffered() > DIRECT_WRITE_LIMIT:
+            return False
+        write(encoded(event))
+        return True
+
+    return direct

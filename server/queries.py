@@ -1,0 +1,64 @@
+"""Knowing what exists: `GET /api/jobs` (list, filter, paginate) and `GET /api/stats`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
+
+from jobcast.listing import BadCursor, list_jobs
+from jobcast.protocol import State
+from jobcast.stats import stats
+from server.api import json_response, redis_unavailable, routes
+from server.keys import KINDS, SETTINGS, STORE
+from server.problems import Problem, validation_problem
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: State | None = None
+    kind: str | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = None
+    order: Literal["newest"] = "newest"
+
+
+@routes.get("/api/jobs")
+async def jobs(request: web.Request) -> web.Response:
+    try:
+        query = ListQuery.model_validate(dict(request.query))
+    except ValidationError as e:
+        raise validation_problem(e, prefix="query") from None
+    if query.kind is not None and query.kind not in request.app[KINDS]:
+        raise Problem(
+            422,
+            f"unknown kind {query.kind!r}",
+            slug="validation",
+            errors=[{"field": "query.kind", "message": "unknown kind", "code": "unknown"}],
+        )
+    try:
+        page = await list_jobs(
+            request.app[STORE], state=query.state, kind=query.kind, limit=query.limit, cursor=query.cursor
+        )
+    except BadCursor:
+        message = "malformed cursor; use next_cursor from a previous page"
+        raise Problem(400, message, slug="bad-cursor") from None
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    body: dict[str, object] = {"jobs": page.jobs, "next_cursor": page.next_cursor}
+    if page.next_cursor:
+        body["links"] = {"next": str(request.rel_url.update_query(cursor=page.next_cursor))}
+    return json_response(body)
+
+
+@routes.get("/api/stats")
+async def get_stats(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    try:
+        body = await stats(request.app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    return json_response(body)

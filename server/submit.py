@@ -1,0 +1,268 @@
+"""Submitting jobs: `POST /api/jobs` (JSON, or multipart/form-data for kinds that take a file)
+and `POST /api/jobs/{id}/retry`. Idempotency keys, the waiting-jobs limit and uploads live here."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
+
+from jobcast.files import safe_name
+from jobcast.protocol import Priority, loads
+from jobcast.store import (
+    AlreadyRetried,
+    IdempotentReplay,
+    NotRetryable,
+    Submission,
+    TooManyWaiting,
+)
+from server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
+from server.keys import FILES, KINDS, SETTINGS, STORE
+from server.problems import Problem, validation_problem
+
+UPLOAD_CHUNK = 256 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="One of the kinds listed at /api/kinds.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Field(
+        default=Priority.DEFAULT, description="Waiting jobs of higher priority start first."
+    )
+    delay_s: float = Field(default=0, ge=0, description="Keep the job queued this long before it may start.")
+
+
+@dataclass(slots=True)
+class Submitted:
+    snapshot: dict[str, Any]
+    # True when an Idempotency-Key named an existing job: nothing new was created.
+    replayed: bool = False
+
+    def response(self) -> web.Response:
+        headers = {"Location": self.snapshot["links"]["self"]}
+        if self.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return json_response(self.snapshot, status=200 if self.replayed else 202, headers=headers)
+
+
+def validate(app: web.Application, request: SubmitRequest) -> Submission:
+    """The submission with its params validated by the kind's schema, or a 422 naming the field."""
+    kinds = app[KINDS]
+    kind = kinds.get(request.kind)
+    if kind is None:
+        known = ", ".join(sorted(kinds))
+        raise Problem(
+            422,
+            f"unknown kind {request.kind!r}; known kinds: {known}",
+            slug="validation",
+            errors=[{"field": "kind", "message": f"unknown kind; known kinds: {known}", "code": "unknown"}],
+        )
+    max_delay = app[SETTINGS].max_delay_s
+    if request.delay_s > max_delay:
+        message = f"at most {max_delay} seconds"
+        raise Problem(
+            422, f"invalid delay_s: {message}", slug="validation",
+            errors=[{"field": "delay_s", "message": message, "code": "less_than_equal"}],
+        )  # fmt: skip
+    try:
+        params = kind.params.model_validate(request.params).model_dump(mode="json")
+    except ValidationError as e:
+        raise validation_problem(e, prefix="params") from None
+    return Submission(
+        kind=kind.name,
+        params=params,
+        priority=request.priority,
+        delay_s=request.delay_s,
+        max_attempts=kind.max_attempts,
+    )
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise Problem(
+            400, "Idempotency-Key must be 1 to 255 printable ASCII characters", slug="bad-idempotency-key"
+        )
+    return key
+
+
+async def submit(
+    app: web.Application,
+    submission: Submission,
+    *,
+    job_id: str | None = None,
+    key: str | None = None,
+    retry_of: str | None = None,
+) -> Submitted:
+    """Create the job, or answer with the right problem (409, 422, 429, 503)."""
+    store = app[STORE]
+    job_id = job_id or uuid.uuid4().hex
+    try:
+        return Submitted(await store.create(job_id, submission, idempotency_key=key, retry_of=retry_of))
+    except IdempotentReplay as replay:
+        if not replay.same_request:
+            raise Problem(
+                422,
+                "this Idempotency-Key was used with a different request",
+                slug="idempotency-key-reused",
+            ) from None
+        return Submitted(await store_snapshot(app, replay.job_id), replayed=True)
+    except TooManyWaiting as busy:
+        retry_after = app[SETTINGS].backpressure_retry_after_s
+        raise Problem(
+            429,
+            f"too many jobs are waiting ({busy.waiting}); try again later",
+            slug="too-many-waiting",
+            headers={"Retry-After": str(retry_after)},
+        ) from None
+    except AlreadyRetried as done:
+        return Submitted(await store_snapshot(app, done.job_id), replayed=True)
+    except NotRetryable as e:
+        if e.state is None:
+            raise Problem(404, f"no job {retry_of}", slug="not-found") from None
+        raise Problem(
+            409, f"only failed or cancelled jobs can be retried; this one is {e.state}", slug="conflict"
+        ) from None
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+
+
+async def store_snapshot(app: web.Application, job_id: str) -> dict[str, Any]:
+    snapshot = await app[STORE].snapshot(job_id)
+    if snapshot is None:
+        raise Problem(404, f"no job {job_id}", slug="not-found")
+    return snapshot
+
+
+def parse_request(body: Any) -> SubmitRequest:
+    if not isinstance(body, dict):
+        raise Problem(422, "the body must be a JSON object", slug="validation")
+    try:
+        return SubmitRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_problem(e) from None
+
+
+async def read_form(request: web.Request, job_id: str) -> tuple[dict[str, str], str | None]:
+    """A posted form's text fields, and the name of its `file` part, stored as the job's upload.
+    Multipart bodies are streamed (an upload never sits in memory)."""
+    if request.content_type != "multipart/form-data":
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}, None
+    fields: dict[str, str] = {}
+    upload: str | None = None
+    limit = request.app[SETTINGS].max_upload_bytes
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            raise Problem(400, "nested multipart bodies are not accepted", slug="bad-multipart")
+        if part.name == "file" and part.filename:
+            if upload is not None:
+                raise Problem(422, "send one file", slug="validation")
+            upload = safe_name(part.filename, "upload")
+            await save_upload(part, request.app[FILES].job(job_id).upload_path(upload), limit)
+        else:
+            raw = await part.read(decode=True)
+            if len(raw) > MAX_FIELD_BYTES:
+                raise Problem(413, f"form field {part.name} is too large", slug="payload-too-large")
+            fields[part.name] = raw.decode("utf-8", "replace")
+    return fields, upload
+
+
+async def read_multipart(request: web.Request, job_id: str) -> SubmitRequest:
+    """A multipart submission: `kind`, `params` (JSON text), `priority`, `delay_s` and `file`."""
+    fields, upload = await read_form(request, job_id)
+    body: dict[str, Any] = {k: v for k, v in fields.items() if k in ("kind", "priority", "delay_s")}
+    try:
+        body["params"] = loads(fields["params"]) if fields.get("params") else {}
+    except ValueError as e:
+        raise Problem(400, f"params is not JSON: {e}", slug="malformed-json") from None
+    if upload is not None and isinstance(body["params"], dict):
+        body["params"]["upload"] = upload
+    return parse_request(body)
+
+
+def require_upload(app: web.Application, submission: Submission) -> None:
+    if app[KINDS][submission.kind].takes_upload and not submission.params.get("upload"):
+        raise Problem(
+            422,
+            f"kind {submission.kind} takes a file: send multipart/form-data with a `file` part",
+            slug="validation",
+            errors=[{"field": "file", "message": "a file is required", "code": "missing"}],
+        )
+
+
+async def save_upload(part: BodyPartReader, path: Any, limit: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with path.open("wb") as f:
+        while chunk := await part.read_chunk(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"the file is larger than {limit} bytes", slug="payload-too-large")
+            f.write(chunk)
+
+
+@routes.post("/api/jobs")
+async def submit_job(request: web.Request) -> web.Response:
+    key = idempotency_key(request)
+    if request.content_type != "multipart/form-data":
+        submission = validate(request.app, parse_request(await read_json(request)))
+        require_upload(request.app, submission)
+        return (await submit(request.app, submission, key=key)).response()
+    job_id = uuid.uuid4().hex
+    async with discard_files_unless_created(request.app, job_id):
+        submission = validate(request.app, await read_multipart(request, job_id))
+        require_upload(request.app, submission)
+        submitted = await submit(request.app, submission, job_id=job_id, key=key)
+    if submitted.replayed:  # the job named by the key already has its upload
+        shutil.rmtree(request.app[FILES].job(job_id).root, ignore_errors=True)
+    return submitted.response()
+
+
+@asynccontextmanager
+async def discard_files_unless_created(app: web.Application, job_id: str) -> AsyncIterator[None]:
+    """Deletes a job's directory (its upload) if the job was not created: nothing half-created."""
+    root = app[FILES].job(job_id).root
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
+    """Submit a new job like `old` (a failed or cancelled job), linked both ways."""
+    kind = app[KINDS].get(old["kind"])
+    if kind is None:
+        raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
+    priority = Priority(old["priority"])
+    submission = Submission(kind.name, old["params"], priority=priority, max_attempts=kind.max_attempts)
+    job_id = uuid.uuid4().hex
+    files = app[FILES]
+    async with discard_files_unless_created(app, job_id):
+        if kind.takes_upload:
+            source = files.job(old["id"]).uploads
+            if source.is_dir():
+                await asyncio.to_thread(shutil.copytree, source, files.job(job_id).uploads)
+        submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"])
+    if submitted.replayed:
+        shutil.rmtree(files.job(job_id).root, ignore_errors=True)
+    return submitted
+
+
+@routes.post(f"/api/jobs/{JOB_ID}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    return (await retry(request.app, await load_snapshot(request))).response()

@@ -1,0 +1,180 @@
+// The dashboard: one feed stream for every job on the page, the submit form, counters, retry.
+import { readJson, retryJob, watchFeed } from "/static/jobcast.js";
+import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "/static/ui.js";
+
+const MAX_ROWS = 50;
+const list = document.getElementById("jobs");
+const template = document.getElementById("job-row");
+const form = document.getElementById("submit-form");
+const rows = new Map([...list.querySelectorAll(".job")].map((row) => [row.dataset.jobId, row]));
+
+function matchesFilters(job) {
+  const { filterState, filterKind } = list.dataset;
+  return (!filterState || job.state === filterState) && (!filterKind || job.kind === filterKind);
+}
+
+function addRow(job) {
+  if (rows.has(job.id) || !matchesFilters(job)) return;
+  const row = template.content.firstElementChild.cloneNode(true);
+  row.dataset.jobId = job.id;
+  row.querySelector(".job-link").href = `/jobs/${job.id}`;
+  row.querySelector(".job-kind").textContent = job.kind;
+  row.querySelector(".job-id").textContent = job.id.slice(0, 8);
+  const priority = row.querySelector(".job-priority");
+  priority.textContent = priority.dataset.priority = job.priority;
+  row.querySelector("progress").setAttribute("aria-label", `Progress of ${job.kind} job ${job.id.slice(0, 8)}`);
+  applyToJob(row, job);
+  list.prepend(row);
+  rows.set(job.id, row);
+  while (rows.size > MAX_ROWS) {
+    const last = list.lastElementChild;
+    rows.delete(last.dataset.jobId);
+    last.remove();
+  }
+  document.querySelector(".empty").hidden = true;
+}
+
+async function fetchJob(id) {
+  return readJson(await fetch(`/api/jobs/${id}`));
+}
+
+// Counters: refreshed after state changes (at most twice a second) and every 5 s for workers.
+let statsTimer = null;
+function refreshStatsSoon() {
+  if (statsTimer) return;
+  statsTimer = setTimeout(async () => {
+    statsTimer = null;
+    try {
+      const stats = await readJson(await fetch("/api/stats"));
+      for (const box of document.querySelectorAll("[data-stat]")) {
+        box.textContent = box.dataset.stat.split(".").reduce((value, key) => value?.[key], stats) ?? "—";
+      }
+    } catch {
+      // The connection indicator already says when the server is away.
+    }
+  }, 500);
+}
+setInterval(refreshStatsSoon, 5000);
+
+function addFailed(job) {
+  const failed = document.getElementById("failed");
+  if (failed.querySelector(`[data-job-id="${job.id}"]`)) return;
+  failed.querySelector(".empty")?.remove();
+  const item = document.createElement("li");
+  item.dataset.jobId = job.id;
+  const link = document.createElement("a");
+  link.href = `/jobs/${job.id}`;
+  link.textContent = `${job.kind} ${job.id.slice(0, 8)}`;
+  const error = document.createElement("span");
+  error.className = "error-text";
+  error.textContent = job.error ? `${job.error.type}: ${job.error.message}` : "";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.retry = job.id;
+  button.textContent = "Retry";
+  item.append(link, " ", error, " ", button);
+  failed.prepend(item);
+}
+
+watchFeed({
+  onState: showConnection,
+  onSnapshot: (snapshot) => {
+    for (const job of snapshot.jobs) {
+      const row = rows.get(job.id);
+      if (row) applyToJob(row, job);
+    }
+    refreshStatsSoon();
+  },
+  onEvent: async (event) => {
+    const row = rows.get(event.job_id);
+    if (row) applyToJob(row, event);
+    if (event.type === "progress") return;
+    refreshStatsSoon();
+    if (!row && event.type === "queued") addRow(await fetchJob(event.job_id));
+    if (event.type === "failed") addFailed(await fetchJob(event.job_id));
+  },
+});
+
+setInterval(() => {
+  for (const row of rows.values()) if (row.dataset.state === "running") updateTiming(row);
+}, 1000);
+for (const row of rows.values()) updateTiming(row);
+
+// The form: the kind picks its fieldset; the server validates and its messages go next to fields.
+const kindSelect = document.getElementById("kind");
+function showKind() {
+  for (const fieldset of form.querySelectorAll(".kind-params")) {
+    const active = fieldset.dataset.kind === kindSelect.value;
+    fieldset.hidden = !active;
+    fieldset.disabled = !active;
+    fieldset.toggleAttribute("data-inactive", !active);
+  }
+}
+kindSelect.addEventListener("change", showKind);
+showKind();
+
+function clearErrors() {
+  for (const box of form.querySelectorAll(".field-error")) box.textContent = "";
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  form.querySelector(".form-problem")?.remove();
+}
+
+function showErrors(problem) {
+  const active = form.querySelector(`.kind-params[data-kind="${kindSelect.value}"]`);
+  let shown = false;
+  for (const error of problem.errors || []) {
+    const box = active.querySelector(`[data-error-for="${error.field}"]`) || form.querySelector(`[data-error-for="${error.field}"]`);
+    if (!box) continue;
+    box.textContent = error.message;
+    box.closest(".field")?.querySelector("input, select")?.setAttribute("aria-invalid", "true");
+    shown = true;
+  }
+  if (!shown) status.textContent = problem.detail || "The job was not submitted.";
+  form.querySelector("[aria-invalid]")?.focus();
+}
+
+const status = document.getElementById("submit-status");
+form.addEventListener("submit", async (submitEvent) => {
+  submitEvent.preventDefault();
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  clearErrors();
+  status.textContent = "Submitting…";
+  try {
+    const response = await fetch("/submit", { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
+    const job = await readJson(response);
+    status.innerHTML = "";
+    const link = document.createElement("a");
+    link.href = job.links.page;
+    link.textContent = `Submitted ${job.kind} ${job.id.slice(0, 8)}`;
+    status.append(link);
+    addRow(job);
+  } catch (error) {
+    status.textContent = "";
+    if (error.problem) showErrors(error.problem);
+    else status.textContent = "Could not reach the server.";
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// One-click retry from the failed list.
+document.getElementById("failed").addEventListener("click", async (click) => {
+  const button = click.target.closest("[data-retry]");
+  if (!button) return;
+  click.preventDefault();
+  button.disabled = true;
+  try {
+    const job = await retryJob(button.dataset.retry);
+    const link = document.createElement("a");
+    link.href = job.links.page;
+    link.textContent = "retried";
+    (button.closest("form") || button).replaceWith(link);
+    addRow(job);
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = error.problem?.detail || "Retry failed";
+  }
+});
+
+enableCopyButtons();

@@ -1,0 +1,104 @@
+// The job page: the job's own stream (resuming after the events the server rendered).
+import { TERMINAL, cancelJob, retryJob, watchJob } from "/static/jobcast.js";
+import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "/static/ui.js";
+
+const page = document.getElementById("job");
+const jobId = page.dataset.jobId;
+const log = document.getElementById("log");
+const cancelButton = document.getElementById("cancel");
+const retryButton = document.getElementById("retry");
+const actionStatus = document.getElementById("action-status");
+
+// The log keeps every state change but only the newest progress rows: a long job must not grow
+// the page without bound.
+const MAX_PROGRESS_ROWS = 1000;
+let progressRows = log.querySelectorAll("tr[data-type=progress]").length;
+
+function logRow(event) {
+  const row = document.createElement("tr");
+  row.dataset.seq = event.seq;
+  let detail = "";
+  if (event.error) detail = `${event.error.type}: ${event.error.message}`;
+  else if (event.progress?.message) detail = event.progress.message;
+  row.dataset.type = event.type;
+  for (const text of [event.seq, event.type, event.ts || "", event.attempt ?? "", detail]) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    row.append(cell);
+  }
+  log.append(row);
+  if (event.type === "progress" && ++progressRows > MAX_PROGRESS_ROWS) {
+    log.querySelector("tr[data-type=progress]")?.remove();
+    progressRows -= 1;
+  }
+}
+
+function showEnd(event) {
+  cancelButton.disabled = true;
+  retryButton.disabled = !["failed", "cancelled"].includes(event.state);
+  if (event.error && event.state !== "succeeded") {
+    document.getElementById("error-type").textContent = event.error.type;
+    document.getElementById("error-message").textContent = event.error.message;
+    document.getElementById("error").hidden = false;
+  }
+  if (event.state === "succeeded") {
+    document.getElementById("result").hidden = false;
+    document.getElementById("result-json").textContent = JSON.stringify(event.result, null, 2);
+    const file = event.result?.file;
+    if (file) {
+      document.getElementById("result-file").hidden = false;
+      document.getElementById("download").textContent = `Download ${file.name}`;
+    }
+  }
+  document.getElementById("finished-at").textContent = event.finished_at || event.ts;
+}
+
+function apply(event) {
+  if (event.type !== "snapshot") logRow(event);
+  applyToJob(page, event);
+  document.getElementById("state").textContent = event.state;
+  const attempt = document.getElementById("attempt");
+  attempt.textContent = attempt.textContent.replace(/^\d+/, String(event.attempt));
+  if (event.type === "started") document.getElementById("started-at").textContent = event.ts;
+  if (event.type === "retrying" && event.error) {
+    document.getElementById("error-type").textContent = event.error.type;
+    document.getElementById("error-message").textContent = `${event.error.message} (next attempt at ${event.next_attempt_at})`;
+    document.getElementById("error").hidden = false;
+  }
+  if (event.type === "started") document.getElementById("error").hidden = true;
+  if (TERMINAL.has(event.state)) showEnd(event);
+}
+
+if (!TERMINAL.has(page.dataset.state)) {
+  watchJob(jobId, { lastEventId: Number(page.dataset.seq), onEvent: apply, onState: showConnection });
+  setInterval(() => updateTiming(page), 1000);
+} else {
+  showConnection("ended");
+}
+updateTiming(page);
+
+cancelButton.addEventListener("click", async (click) => {
+  click.preventDefault();
+  cancelButton.disabled = true;
+  actionStatus.textContent = "Cancelling…";
+  try {
+    const job = await cancelJob(jobId);
+    actionStatus.textContent = job.state === "cancelled" ? "Cancelled." : "Cancel requested; the job is stopping.";
+  } catch (error) {
+    actionStatus.textContent = error.problem?.detail || "Could not cancel.";
+  }
+});
+
+retryButton.addEventListener("click", async (click) => {
+  click.preventDefault();
+  retryButton.disabled = true;
+  try {
+    const job = await retryJob(jobId);
+    window.location.assign(job.links.page);
+  } catch (error) {
+    actionStatus.textContent = error.problem?.detail || "Could not retry.";
+    retryButton.disabled = false;
+  }
+});
+
+enableCopyButtons();

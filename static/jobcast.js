@@ -1,0 +1,390 @@
+// jobcast's JS client: watch one job or the whole feed over SSE or WebSocket, with resume.
+// An ES module with no dependencies. Documented in docs/js-client.md.
+//
+//   import { watchJob, watchFeed } from "/static/jobcast.js";
+//   const watcher = watchJob(id, { onEvent, onState, transport: "sse" });
+//   watcher.stop();
+
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const EVENT_TYPES = ["snapshot", "queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled"];
+
+// Connection states, as onState reports them.
+export const State = Object.freeze({
+  CONNECTING: "connecting",
+  LIVE: "live",
+  RECONNECTING: "reconnecting",
+  OFFLINE: "offline", // many attempts failed in a row: the server looks gone (still retrying, slowly)
+  ENDED: "ended", // the job's terminal event arrived: nothing more will come
+  STOPPED: "stopped", // the caller stopped watching
+  ERROR: "error", // the server said no for good (unknown job)
+});
+
+class Backoff {
+  constructor(baseMs = 250, maxMs = 15000) {
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+    this.failures = 0;
+  }
+  // Exponential with jitter (half to full), so a fleet of pages does not reconnect in lockstep.
+  next() {
+    const ceiling = Math.min(this.maxMs, this.baseMs * 2 ** this.failures);
+    this.failures += 1;
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+  reset() {
+    this.failures = 0;
+  }
+}
+
+function wsUrl(base) {
+  const url = new URL("/api/ws", base || window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.toString();
+}
+
+// One logical stream (a job, or the feed) that outlives its connections. `position()` says where
+// to resume; `accept(data, type)` decides whether an event is new and handles it.
+class Stream {
+  constructor({ sseUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
+    this.sseUrl = sseUrl;
+    this.wsSubscribe = wsSubscribe;
+    this.position = position;
+    this.accept = accept;
+    this.isDone = isDone;
+    this.transport = transport === "ws" ? "ws" : "sse";
+    this.onState = onState || (() => {});
+    this.offlineAfter = offlineAfter ?? 6;
+    this.backoff = new Backoff();
+    this.state = null;
+    this.source = null;
+    this.socket = null;
+    this.timer = null;
+    this.stopped = false;
+  }
+
+  setState(state, detail) {
+    if (this.state === state) return;
+    this.state = state;
+    this.onState(state, detail);
+  }
+
+  start() {
+    this.setState(State.CONNECTING);
+    this.connect();
+    return this;
+  }
+
+  stop(state = State.STOPPED) {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.close();
+    this.setState(state);
+  }
+
+  close() {
+    if (this.source) {
+      this.source.close();
+      this.source = null;
+    }
+    if (this.socket) {
+      const socket = this.socket;
+      this.socket = null;
+      socket.onclose = socket.onmessage = socket.onerror = null;
+      socket.close();
+    }
+  }
+
+  connect() {
+    if (this.stopped) return;
+    if (this.transport === "ws") this.connectWs();
+    else this.connectSse();
+  }
+
+  // The connection is gone (or never came): try again later from where we are.
+  retry() {
+    this.close();
+    if (this.stopped) return;
+    const offline = this.backoff.failures >= this.offlineAfter;
+    this.setState(offline ? State.OFFLINE : State.RECONNECTING);
+    this.timer = setTimeout(() => this.connect(), this.backoff.next());
+  }
+
+  deliver(data, type) {
+    this.accept(data, type);
+    if (this.isDone()) this.stop(State.ENDED);
+  }
+
+  connectSse() {
+    const url = new URL(this.sseUrl, window.location.href);
+    const pos = this.position();
+    if (pos !== null && pos !== undefined) url.searchParams.set("last_event_id", String(pos));
+    // Each connection is a new EventSource that we own: the browser's own reconnect does not
+    // back off with jitter, and it gives up for good after some errors (a 502 during a deploy).
+    const source = new EventSource(url.toString());
+    this.source = source;
+    source.onopen = () => {
+      this.backoff.reset();
+      this.setState(State.LIVE);
+    };
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (message) => {
+        if (this.source !== source) return;
+        this.deliver(JSON.parse(message.data), type);
+      });
+    }
+    source.onerror = () => {
+      if (this.source !== source) return;
+      this.retry();
+    };
+  }
+
+  connectWs() {
+    const socket = new WebSocket(wsUrl(this.sseUrl.startsWith("http") ? this.sseUrl : undefined));
+    this.socket = socket;
+    socket.onopen = () => socket.send(JSON.stringify(this.wsSubscribe(this.position())));
+    socket.onmessage = (message) => {
+      const data = JSON.parse(message.data);
+      if (data.type === "subscribed") {
+        this.backoff.reset();
+        this.setState(State.LIVE);
+      } else if (data.type === "error") {
+        if (data.code === "ended") this.stop(State.ENDED);
+        else if (data.code === "not_found") this.stop(State.ERROR);
+        else if (data.code === "unavailable") this.retry();
+      } else if (data.type !== "unsubscribed" && data.type !== "cancel_accepted") {
+        this.deliver(data, data.type);
+      }
+    };
+    socket.onclose = () => {
+      if (this.socket === socket) this.retry();
+    };
+  }
+}
+
+function serverBase(base) {
+  return base ? String(base).replace(/\/$/, "") : "";
+}
+
+/**
+ * Watch one job. `onEvent(event)` gets each event once, in order (a `snapshot` event stands for
+ * everything up to its seq); `onState(state)` gets the connection state. Resumes after the last
+ * seq seen on every reconnect; stops by itself after the terminal event.
+ */
+export function watchJob(jobId, options = {}) {
+  const { onEvent = () => {}, onState, transport = "sse", base = "", lastEventId = null } = options;
+  let lastSeq = lastEventId;
+  let done = false;
+  const root = serverBase(base);
+  const stream = new Stream({
+    sseUrl: `${root}/api/jobs/${jobId}/events`,
+    wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...(pos === null ? {} : { last_event_id: pos }) }),
+    position: () => lastSeq,
+    accept: (event, type) => {
+      // Never twice, never backwards: a snapshot may repeat the current seq, events may not.
+      if (lastSeq !== null && (type === "snapshot" ? event.seq < lastSeq : event.seq <= lastSeq)) return;
+      lastSeq = event.seq;
+      if (TERMINAL.has(event.state)) done = true;
+      onEvent(event);
+    },
+    isDone: () => done,
+    transport,
+    onState,
+    offlineAfter: options.offlineAfter,
+  });
+  return started(stream, () => lastSeq);
+}
+
+/**
+ * Watch every job at once: one connection whatever the number of jobs. `onSnapshot({feed_seq,
+ * jobs})` gets the newest jobs when the stream starts (or could not resume); `onEvent(event)` gets
+ * every job's events after it (state changes once each, progress live). Each job's events come
+ * in order; events a snapshot already covers are skipped.
+ */
+export function watchFeed(options = {}) {
+  const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = "sse", base = "" } = options;
+  let feedSeq = options.lastEventId ?? null;
+  const jobSeqs = new Map();
+  const root = serverBase(base);
+  const stream = new Stream({
+    sseUrl: `${root}/api/events`,
+    wsSubscribe: (pos) => ({ type: "subscribe_feed", ...(pos === null ? {} : { last_event_id: pos }) }),
+    position: () => feedSeq,
+    accept: (event, type) => {
+      if (type === "snapshot") {
+        feedSeq = event.feed_seq;
+        for (const job of event.jobs) jobSeqs.set(job.id, job.last_event_id);
+        onSnapshot(event);
+        return;
+      }
+      if (event.feed_seq !== undefined) {
+        if (feedSeq !== null && event.feed_seq <= feedSeq) return;
+        feedSeq = event.feed_seq;
+      }
+      const seen = jobSeqs.get(event.job_id);
+      if (seen !== undefined && event.seq <= seen) return;
+      jobSeqs.set(event.job_id, event.seq);
+      if (jobSeqs.size > 5000) jobSeqs.delete(jobSeqs.keys().next().value); // bounded
+      onEvent(event);
+    },
+    isDone: () => false,
+    transport,
+    onState,
+    offlineAfter: options.offlineAfter,
+  });
+  return started(stream, () => feedSeq);
+}
+
+/** Start a stream and hand the caller its controls. */
+function started(stream, position) {
+  stream.start();
+  return {
+    stop: () => stream.stop(),
+    get lastEventId() {
+      return position();
+    },
+    get state() {
+      return stream.state;
+    },
+  };
+}
+
+/** Submit a job; resolves to its snapshot, or rejects with the problem document (`.problem`). */
+export async function submitJob(kind, params = {}, { priority, delaySeconds, base = "", idempotencyKey } = {}) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+  const body = { kind, params };
+  if (priority) body.priority = priority;
+  if (delaySeconds) body.delay_s = delaySeconds;
+  const response = await fetch(`${serverBase(base)}/api/jobs`, { method: "POST", headers, body: JSON.stringify(body) });
+  return readJson(response);
+}
+
+/** Cancel a job; resolves to its snapshot (state `cancelled`, or `cancel_requested`). */
+export async function cancelJob(jobId, { base = "" } = {}) {
+  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/cancel`, { method: "POST" }));
+}
+
+/** Retry a failed or cancelled job; resolves to the new job's snapshot. */
+export async function retryJob(jobId, { base = "" } = {}) {
+  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/retry`, { method: "POST" }));
+}
+
+export async function readJson(response) {
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new Error((body && body.detail) || `HTTP ${response.status}`);
+    error.problem = body;
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+/** Seconds as "1m 05s". */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "—";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+}
+
+/** Elapsed and remaining seconds of a job from its start, end and percent done. */
+export function timing({ startedAt, finishedAt, percent }, now = Date.now()) {
+  if (!startedAt) return { elapsed: NaN, eta: NaN };
+  const end = finishedAt ? Date.parse(finishedAt) : now;
+  const elapsed = (end - Date.parse(startedAt)) / 1000;
+  const eta = finishedAt ? 0 : percent > 0 && percent < 100 ? (elapsed * (100 - percent)) / percent : NaN;
+  return { elapsed, eta };
+}
+
+const ELEMENT_STYLE = `
+  :host { display: block; font: var(--job-progress-font, inherit); color: var(--job-progress-text, inherit); }
+  .row { display: flex; justify-content: space-between; gap: .5em; font-size: .9em; margin-bottom: .25em; }
+  .state { font-weight: 600; }
+  progress { width: 100%; height: var(--job-progress-height, .75rem); appearance: none; border: 0;
+    border-radius: var(--job-progress-radius, 999px); overflow: hidden;
+    background: var(--job-progress-track, #e5e7eb); accent-color: var(--job-progress-accent, #2563eb); }
+  progress::-webkit-progress-bar { background: var(--job-progress-track, #e5e7eb); }
+  progress::-webkit-progress-value { background: var(--job-progress-accent, #2563eb); transition: width .2s; }
+  progress::-moz-progress-bar { background: var(--job-progress-accent, #2563eb); }
+  :host([state="succeeded"]) progress::-webkit-progress-value { background: var(--job-progress-success, #16a34a); }
+  :host([state="failed"]) progress::-webkit-progress-value,
+  :host([state="cancelled"]) progress::-webkit-progress-value { background: var(--job-progress-danger, #dc2626); }
+  .message { font-size: .85em; opacity: .8; min-height: 1.2em; }
+`;
+
+/**
+ * <job-progress job-id="..." [base="https://jobs.example"] [transport="ws"] [label="Export"]>
+ * A live progress bar for one job. Styled with CSS custom properties: --job-progress-accent,
+ * --job-progress-track, --job-progress-success, --job-progress-danger, --job-progress-height,
+ * --job-progress-radius, --job-progress-font, --job-progress-text. Reflects the job's state in its
+ * `state` attribute and fires `job-event` (detail: the event) for each event.
+ */
+export class JobProgressElement extends HTMLElement {
+  static get observedAttributes() {
+    return ["job-id"];
+  }
+
+  constructor() {
+    super();
+    const shadow = this.attachShadow({ mode: "open" });
+    shadow.innerHTML = `<style>${ELEMENT_STYLE}</style>
+      <div class="row"><span class="label" part="label"></span><span class="state" part="state">connecting</span></div>
+      <progress part="bar" max="100" value="0"></progress>
+      <div class="row"><span class="message" part="message"></span><span class="percent" part="percent">0%</span></div>`;
+    this.bar = shadow.querySelector("progress");
+    this.stateText = shadow.querySelector(".state");
+    this.percentText = shadow.querySelector(".percent");
+    this.messageText = shadow.querySelector(".message");
+    this.watcher = null;
+  }
+
+  connectedCallback() {
+    this.shadowRoot.querySelector(".label").textContent = this.getAttribute("label") || "";
+    this.bar.setAttribute("aria-label", this.getAttribute("label") || "Job progress");
+    this.start();
+  }
+
+  disconnectedCallback() {
+    this.watcher?.stop();
+    this.watcher = null;
+  }
+
+  attributeChangedCallback() {
+    if (this.isConnected) this.start();
+  }
+
+  start() {
+    this.watcher?.stop();
+    const jobId = this.getAttribute("job-id");
+    if (!jobId) return;
+    this.watcher = watchJob(jobId, {
+      base: this.getAttribute("base") || "",
+      transport: this.getAttribute("transport") || "sse",
+      onEvent: (event) => this.show(event),
+      onState: (state) => {
+        if (state === State.RECONNECTING || state === State.OFFLINE) this.stateText.textContent = state + "…";
+        else if (state === State.ERROR) this.stateText.textContent = "unknown job";
+      },
+    });
+  }
+
+  show(event) {
+    const percent = event.progress?.percent ?? (event.state === "succeeded" ? 100 : null);
+    if (percent !== null && percent !== undefined) {
+      this.bar.value = percent;
+      this.percentText.textContent = `${Math.round(percent)}%`;
+    }
+    this.stateText.textContent = event.state;
+    this.setAttribute("state", event.state);
+    const message = event.error ? `${event.error.type}: ${event.error.message}` : event.progress?.message;
+    this.messageText.textContent = message || "";
+    this.dispatchEvent(new CustomEvent("job-event", { detail: event }));
+  }
+}
+
+if (typeof customElements !== "undefined" && !customElements.get("job-progress")) {
+  customElements.define("job-progress", JobProgressElement);
+}

@@ -1,0 +1,85 @@
+// Shared by the dashboard and the job page: connection status, job rows, timing, copy buttons.
+import { State, formatDuration, timing } from "/static/jobcast.js";
+
+const CONNECTION_LABELS = {
+  [State.CONNECTING]: "connecting…",
+  [State.LIVE]: "live",
+  [State.RECONNECTING]: "reconnecting…",
+  [State.OFFLINE]: "server unreachable — retrying",
+  [State.ENDED]: "job ended",
+  [State.STOPPED]: "not live",
+  [State.ERROR]: "unknown job",
+};
+
+export function showConnection(state) {
+  const box = document.getElementById("connection");
+  if (!box) return;
+  box.dataset.state = state;
+  box.querySelector(".label").textContent = CONNECTION_LABELS[state] || state;
+}
+
+export function setBadge(badge, state) {
+  badge.dataset.state = state;
+  badge.textContent = state;
+}
+
+/** Apply an event (or a snapshot) to a job row or the job page: bar, badge, message, times. */
+export function applyToJob(root, event) {
+  root.dataset.state = event.state;
+  root.dataset.seq = event.seq ?? event.last_event_id ?? root.dataset.seq;
+  if (event.type === "started") {
+    root.dataset.startedAt = event.ts;
+    root.dataset.finishedAt = "";
+  }
+  if (event.started_at) root.dataset.startedAt = event.started_at;
+  if (event.finished_at || ["succeeded", "failed", "cancelled"].includes(event.type)) {
+    root.dataset.finishedAt = event.finished_at || event.ts;
+  }
+  const badge = root.querySelector(".badge");
+  if (badge) setBadge(badge, event.state);
+  const progress = event.progress || {};
+  let percent = progress.percent;
+  if (event.state === "succeeded") percent = 100;
+  if (percent !== null && percent !== undefined) {
+    const bar = root.querySelector("progress");
+    bar.value = percent;
+    bar.textContent = `${percent}%`;
+    root.dataset.percent = percent;
+    const label = root.querySelector(".job-percent, #percent");
+    if (label) label.textContent = `${Math.round(percent * 100) / 100}%`;
+  }
+  const message = root.querySelector(".job-message, #message");
+  if (message) {
+    if (event.error && event.state !== "succeeded") message.textContent = `${event.error.type}: ${event.error.message}`;
+    else if (progress.message) message.textContent = progress.message;
+  }
+  updateTiming(root);
+}
+
+export function updateTiming(root) {
+  const percent = Number(root.dataset.percent ?? root.querySelector("progress")?.value ?? 0);
+  const { elapsed, eta } = timing({
+    startedAt: root.dataset.startedAt,
+    finishedAt: root.dataset.finishedAt,
+    percent,
+  });
+  const elapsedBox = root.querySelector(".job-elapsed, #elapsed");
+  const etaBox = root.querySelector(".job-eta, #eta");
+  if (elapsedBox) elapsedBox.textContent = Number.isFinite(elapsed) ? formatDuration(elapsed) : "—";
+  if (etaBox) etaBox.textContent = Number.isFinite(eta) && eta > 0 ? `ETA ${formatDuration(eta)}` : "";
+}
+
+export function enableCopyButtons() {
+  for (const button of document.querySelectorAll("button.copy")) {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch {
+        button.textContent = "Select and copy";
+      }
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    });
+  }
+}

@@ -1,0 +1,43 @@
+"""The benchmark harness must not rot: a tiny run of every part, checking that it runs and reports
+(figures are not judged here; they belong to `make bench` and docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.peers import nchan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "fan-out:" in run.stdout and "relay ingestion:" in run.stdout
+    results = json.loads((out / "results.json").read_text())
+    systems = {row["system"] for row in results["fanout"]}
+    if nchan.available():
+        assert systems == {"ceiling", "jobcast", "socketio", "nchan"}
+    else:  # a machine without Debian's nchan: the run says what it left out
+        assert systems == {"ceiling", "jobcast", "socketio"} and "nchan" in results["not_run"]
+    for row in results["fanout"]:
+        # Every watcher connected and events reached them, whichever system served them.
+        assert row["connected"] == row["watchers"], row
+        assert row["deliveries_per_s"] > 0 and row["latency_ms"]["count"] > 0, row
+    # A poll sees one update at most (counted at the window edges, so not exactly >= 1).
+    assert results["polling"]["requests_per_delivery"] > 0
+    assert all(row["connected"] == row["watchers"] for row in results["idle"])
+    assert results["ingestion"]["taken"] == results["ingestion"]["published"]
+    assert results["submit"]["submitted"] > 0 and results["submit"]["jobs_per_s"] > 0
+    assert 0 < results["progress"]["published"] <= results["progress"]["calls"]
+    assert (out / "results.png").stat().st_size > 0

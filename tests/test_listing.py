@@ -1,0 +1,84 @@
+"""Knowing what exists: listing with filters and cursors, stats, kinds, retention."""
+
+from __future__ import annotations
+
+from tests.helpers import demo, get_json, post_json, read_sse, submit, watch_to_end
+
+
+async def test_jobs_are_listed_newest_first_filtered_and_paginated(client) -> None:
+    demos = [await submit(client, body=demo(1, 1)) for _ in range(5)]
+    reports = [await submit(client, body={"kind": "report", "params": {"user_id": "u1"}}) for _ in range(2)]
+    for job in demos[:2]:
+        await post_json(client, f"/api/jobs/{job['id']}/cancel")
+    everything = [j["id"] for j in reversed(demos + reports)]
+
+    seen, url = [], "/api/jobs?limit=3"
+    while url:
+        page = await get_json(client, url)
+        assert len(page["jobs"]) <= 3
+        seen += [j["id"] for j in page["jobs"]]
+        url = page.get("links", {}).get("next")
+    assert seen == everything  # newest first, no duplicate, nothing missing
+
+    cancelled = await get_json(client, "/api/jobs?state=cancelled")
+    assert {j["id"] for j in cancelled["jobs"]} == {demos[0]["id"], demos[1]["id"]}
+    by_kind = await get_json(client, "/api/jobs?kind=report")
+    assert [j["id"] for j in by_kind["jobs"]] == [reports[1]["id"], reports[0]["id"]]
+    both = await get_json(client, "/api/jobs?kind=demo&state=queued&limit=10")
+    assert [j["id"] for j in both["jobs"]] == [j["id"] for j in reversed(demos[2:])]
+    assert both["next_cursor"] is None
+
+
+async def test_listing_rejects_bad_queries(client) -> None:
+    for query, status in (("state=bogus", 422), ("kind=nope", 422), ("limit=0", 422), ("cursor=!!", 400)):
+        problem = await get_json(client, f"/api/jobs?{query}", status=status)
+        assert problem["status"] == status
+
+
+async def test_the_failed_list_is_the_dead_letter_list(client, worker) -> None:
+    failing = await submit(
+        client, body={"kind": "demo", "params": {"steps": 1, "step_ms": 1, "fail_at_step": 1}}
+    )
+    ok = await submit(client, body=demo(1, 1))
+    await watch_to_end(client, failing["id"])
+    await watch_to_end(client, ok["id"])
+    failed = await get_json(client, "/api/jobs?state=failed")
+    assert [j["id"] for j in failed["jobs"]] == [failing["id"]]
+    assert failed["jobs"][0]["error"]["type"] == "DemoFailure"
+
+
+async def test_stats_count_waiting_running_finished_and_workers(client, spawn) -> None:
+    quick = [await submit(client, body={**demo(1, 1), "priority": "high"}) for _ in range(2)]
+    quick.append(await submit(client, body={**demo(1, 1), "priority": "low"}))
+    await submit(client, body={**demo(1, 1), "delay_s": 3600})
+    stats = await get_json(client, "/api/stats")
+    assert stats["waiting"] == {"high": 2, "default": 0, "low": 1}
+    assert stats["delayed"] == {"high": 0, "default": 1, "low": 0}
+    assert stats["oldest_waiting_s"] >= 0 and stats["workers"] == 0 and stats["running"] == 0
+
+    spawn("worker")
+    for job in quick:
+        await watch_to_end(client, job["id"])
+    long = await submit(client, body=demo(200, 20))
+    await read_sse(client, f"/api/jobs/{long['id']}/events", headers={"Last-Event-ID": "0"}, stop_after=3)
+    stats = await get_json(client, "/api/stats")
+    assert stats["running"] == 1 and stats["workers"] == 1
+    await post_json(client, f"/api/jobs/{long['id']}/cancel", status=202)
+    await watch_to_end(client, long["id"])
+    stats = await get_json(client, "/api/stats")
+    assert stats["finished_last_hour"]["succeeded"] == 3 and stats["finished_last_hour"]["cancelled"] == 1
+    assert stats["waiting"] == {"high": 0, "default": 0, "low": 0} and stats["delayed"]["default"] == 1
+
+
+async def test_kinds_are_listed_with_json_schemas(client) -> None:
+    kinds = {k["name"]: k for k in (await get_json(client, "/api/kinds"))["kinds"]}
+    assert set(kinds) >= {"demo", "report", "convert", "aggregate"}
+    assert kinds["report"]["params_schema"]["required"] == ["user_id"]
+    assert kinds["convert"]["takes_upload"] is True
+
+
+async def test_job_data_expires_after_the_retention(client, worker, redis, settings) -> None:
+    job = await submit(client, body=demo(2, 1))
+    await watch_to_end(client, job["id"])
+    for key in (f"{settings.key_prefix}:job:{job['id']}", f"{settings.key_prefix}:history:{job['id']}"):
+        assert 0 < await redis.ttl(key) <= settings.retention_s

@@ -1,0 +1,82 @@
+"""The pages without JS: forms built from the kinds' schemas, server-side validation messages next
+to the fields, the job page's event log from history, and the no-JS cancel and retry buttons."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers import demo, get_json, submit, watch_to_end
+
+
+async def test_the_dashboard_form_is_built_from_the_kinds_schemas(client) -> None:
+    async with client.get("/") as response:
+        assert response.status == 200
+        html = await response.text()
+    for kind in ("demo", "report", "convert", "aggregate"):
+        assert f'data-kind="{kind}"' in html
+    assert re.search(r'<input id="demo-steps" name="demo.steps" type="number"\s+value="20"[^>]*min="1"', html)
+    assert re.search(r'<select id="report-report_type" name="report.report_type"', html)
+    assert 'type="file" id="file-convert" name="file"' in html
+    assert 'name="convert.upload"' not in html  # the server fills it in
+
+
+async def test_a_form_submission_without_js_lands_on_the_job_page(client, worker) -> None:
+    form = {"kind": "demo", "demo.steps": "3", "demo.step_ms": "1", "priority": "high"}
+    async with client.post("/submit", data=form, allow_redirects=False) as response:
+        assert response.status == 303
+        page = response.headers["Location"]
+    job_id = page.rsplit("/", 1)[1]
+    job = await get_json(client, f"/api/jobs/{job_id}")
+    assert job["params"]["steps"] == 3 and job["priority"] == "high"
+    await watch_to_end(client, job_id)
+    async with client.get(page) as response:
+        html = await response.text()
+    assert '<progress id="bar" max="100" value="100.0"' in html
+    seqs = [int(s) for s in re.findall(r'<tr data-seq="(\d+)" data-type=', html)]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5  # the whole log, in order
+    assert (
+        'data-state="succeeded"' in html
+        and f"curl -N http://127.0.0.1:{client.port}/api/jobs/{job_id}/events" in html
+    )
+
+
+async def test_invalid_form_input_is_shown_next_to_its_field(client) -> None:
+    form = {"kind": "demo", "demo.steps": "0", "demo.step_ms": "abc"}
+    async with client.post("/submit", data=form) as response:
+        assert response.status == 422
+        html = await response.text()
+    steps_error = re.search(r'data-error-for="params.steps" id="error-demo-steps">([^<]+)<', html)
+    assert steps_error and "greater than or equal to 1" in steps_error.group(1)
+    assert re.search(r'data-error-for="params.step_ms" id="error-demo-step_ms">[^<]*integer', html)
+    assert 'value="0"' in html  # what the user typed stays
+    async with client.post("/submit", data=form, headers={"Accept": "application/json"}) as response:
+        assert response.status == 422
+        problem = await response.json()
+    assert {e["field"] for e in problem["errors"]} == {"params.steps", "params.step_ms"}
+    listed = await get_json(client, "/api/jobs")
+    assert listed["jobs"] == []
+
+
+async def test_no_js_cancel_and_retry_buttons(client, worker) -> None:
+    job = await submit(client, body=demo(300, 20))
+    async with client.post(f"/jobs/{job['id']}/cancel", allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == f"/jobs/{job['id']}"
+    assert (await watch_to_end(client, job["id"]))[-1]["type"] == "cancelled"
+    async with client.post(f"/jobs/{job['id']}/retry", allow_redirects=False) as response:
+        assert response.status == 303
+        new_page = response.headers["Location"]
+    assert new_page != f"/jobs/{job['id']}"
+    assert (await get_json(client, "/api" + new_page))["retry_of"] == job["id"]
+
+
+async def test_the_dashboard_filters_and_lists_failed_jobs(client, worker) -> None:
+    bad = await submit(client, body={"kind": "demo", "params": {"steps": 1, "step_ms": 1, "fail_at_step": 1}})
+    good = await submit(client, body=demo(1, 1))
+    await watch_to_end(client, bad["id"])
+    await watch_to_end(client, good["id"])
+    async with client.get("/?state=succeeded") as response:
+        html = await response.text()
+    jobs_list = html.split('id="jobs"')[1].split("</ul>")[0]
+    assert good["id"] in jobs_list and bad["id"] not in jobs_list
+    failed_list = html.split('id="failed"')[1].split("</ul>")[0]
+    assert bad["id"] in failed_list and f'action="/jobs/{bad["id"]}/retry"' in failed_list

@@ -1,0 +1,68 @@
+"""Crash recovery with real worker processes: SIGKILL, SIGTERM past the grace period, and a
+worker that loses Redis."""
+
+from __future__ import annotations
+
+import signal
+
+from tests.helpers import demo, lifecycle, read_sse, submit, wait_for, watch_to_end
+
+
+async def started_on(client, job_id: str) -> None:
+    """Wait until the job's first progress event: it is running."""
+    head = await read_sse(client, f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": "0"}, stop_after=3)
+    assert [e.event for e in head] == ["queued", "started", "progress"]
+
+
+async def test_a_job_whose_worker_is_killed_finishes_on_another_worker(client, spawn) -> None:
+    first = spawn("worker", JOBCAST_LEASE_S="1")
+    job = await submit(client, body=demo(40, 50))
+    await started_on(client, job["id"])
+    spawn("worker", JOBCAST_LEASE_S="1")
+    first.signal(signal.SIGKILL)
+    events = await watch_to_end(client, job["id"])
+    assert lifecycle(events) == [
+        ("queued", 0),
+        ("started", 1),
+        ("retrying", 1),
+        ("started", 2),
+        ("succeeded", 2),
+    ]
+    assert events[2 + [e["type"] for e in events[2:]].index("retrying")]["error"]["type"] == "WorkerLost"
+    assert sum(e["type"] in ("succeeded", "failed", "cancelled") for e in events) == 1
+    assert events[-2]["progress"]["current"] == 40
+
+
+async def test_a_job_still_running_after_the_sigterm_grace_is_requeued_not_failed(client, spawn) -> None:
+    first = spawn("worker", JOBCAST_SHUTDOWN_GRACE_S="1")
+    job = await submit(client, body=demo(60, 50))
+    await started_on(client, job["id"])
+    spawn("worker")
+    first.signal(signal.SIGTERM)
+    events = await watch_to_end(client, job["id"])
+    assert lifecycle(events) == [
+        ("queued", 0),
+        ("started", 1),
+        ("retrying", 1),
+        ("started", 2),
+        ("succeeded", 2),
+    ]
+    retrying = next(e for e in events if e["type"] == "retrying")
+    assert retrying["error"]["type"] == "WorkerShutdown"
+    assert await first.wait_exit() == 0
+
+
+async def test_a_worker_that_loses_redis_reconnects_instead_of_dying(client, spawn, redis_server) -> None:
+    # No command retries: every poll during the outage fails, and the worker must outlive that.
+    worker = spawn("worker", JOBCAST_WORKER_REDIS_RETRIES="0")
+    first = await submit(client, body=demo(2, 1))
+    await watch_to_end(client, first["id"])
+    redis_server.stop()
+    try:
+        await wait_for(lambda: worker.log().count("Redis unavailable") >= 3, what="failed polls")
+        assert worker.process.poll() is None, worker.log()
+    finally:
+        redis_server.start()
+    await wait_for(lambda: "Redis is back" in worker.log(), what="the worker to reconnect")
+    job = await submit(client, body=demo(3, 10))
+    assert (await watch_to_end(client, job["id"]))[-1]["type"] == "succeeded"
