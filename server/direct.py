@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from operator import attrgetter
 
 from server.hub import Event
 
@@ -23,12 +22,24 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable
     now and return True, or decline."""
     write = transport.write  # type: ignore[attr-defined]
     buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]
-    encoded = attrgetter("ws_frame" if websocket else "sse_chunk")
+    closing = transport.is_closing
 
-    def direct(event: Event) -> bool:
-        if event.terminal or transport.is_closing() or buffered() > DIRECT_WRITE_LIMIT:
-            return False
-        write(encoded(event))
-        return True
+    # Once per watcher per event: the encoded bytes are read from the event's cache slot, and the
+    # property that fills it is called only by the first watcher.
+    if websocket:
+
+        def direct(event: Event) -> bool:
+            if event.terminal or closing() or buffered() > DIRECT_WRITE_LIMIT:
+                return False
+            write(event._ws_frame or event.ws_frame)
+            return True
+
+    else:
+
+        def direct(event: Event) -> bool:
+            if event.terminal or closing() or buffered() > DIRECT_WRITE_LIMIT:
+                return False
+            write(event._sse_chunk or event.sse_chunk)
+            return True
 
     return direct

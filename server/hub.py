@@ -313,12 +313,22 @@ class Hub:
         if topic.repairing:
             topic.seen_max = max(topic.seen_max, event.seq)
             return
+        # The fan-out's hot loop, once per watcher per event: `_push_live` and
+        # `Subscription.push` are inlined here because their calls cost more than their work.
+        seq = event.seq
         for sub in tuple(topic.subs):
             if not sub.ready:
                 assert sub.pending is not None
                 sub.pending.append(event)
-            elif not self._push_live(topic, sub, event):
+                continue
+            if sub.done or seq <= sub.last_seq:
+                continue
+            if seq > sub.last_seq + 1:
+                self.start_repair(sub.job_id, seq)
                 return
+            sub.last_seq = seq
+            sub.done = event.terminal
+            sub.outbox.put(event)
 
     def _push_live(self, topic: Topic, sub: Subscription, event: Event) -> bool:
         if event.seq == 0:
