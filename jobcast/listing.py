@@ -8,6 +8,7 @@ come back short with a cursor to continue, rather than scanning without bound.
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from jobcast.store import JobStore, Page, build_snapshot
@@ -21,14 +22,18 @@ class BadCursor(ValueError):
 
 
 def encode_cursor(score: float, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{int(score)}:{job_id}".encode()).decode().rstrip("=")
+    # repr: the shortest text that reads back as the same float (scores carry a fraction).
+    return base64.urlsafe_b64encode(f"{score!r}:{job_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         score, job_id = raw.split(":", 1)
-        return int(score), job_id
+        value = float(score)
+        if not math.isfinite(value):
+            raise ValueError(score)
+        return value, job_id
     except (ValueError, UnicodeDecodeError):
         raise BadCursor("malformed cursor") from None
 
@@ -39,7 +44,7 @@ async def list_jobs(
     keys = store.keys
     index = keys.index_state(state) if state else keys.index_kind(kind) if kind else keys.index_all
     check_kind = kind if state and kind else None
-    max_score: int | str = "+inf"
+    max_score: float | str = "+inf"
     after_id: str | None = None
     if cursor:
         max_score, after_id = decode_cursor(cursor)
@@ -76,7 +81,7 @@ async def list_jobs(
             if len(jobs) == limit:
                 break
         assert last is not None
-        max_score, after_id, start = int(last[0]), last[1], 0
+        max_score, after_id, start = last[0], last[1], 0
         if len(fetched) < batch and len(jobs) < limit:
             return Page(jobs, None)
     return Page(jobs, encode_cursor(*last) if last else None)

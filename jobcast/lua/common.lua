@@ -11,6 +11,24 @@ local function is_terminal(state)
   return state == 'succeeded' or state == 'failed' or state == 'cancelled'
 end
 
+-- The score of a job in the indexes (`GET /api/jobs` lists by it, newest first): the time in ms,
+-- with a counter in the fraction for jobs indexed within the same ms, and never behind the last
+-- score given (web processes' clocks may differ). Redis orders equal scores by member, here a
+-- random id, so plain ms would shuffle jobs submitted together.
+-- Formatted here: Lua would print the number with 14 significant digits, losing the fraction.
+local function index_score()
+  local clock = P .. ':index:clock'
+  local last = redis.call('HMGET', clock, 'ms', 'n')
+  local ms, n = tonumber(last[1]) or 0, (tonumber(last[2]) or 0) + 1
+  if NOW_MS > ms then
+    ms, n = NOW_MS, 0
+  elseif n > 999 then
+    ms, n = ms + 1, 0
+  end
+  redis.call('HSET', clock, 'ms', ms, 'n', n)
+  return string.format('%d.%03d', ms, n)
+end
+
 -- Publish one event of job `id`: assign its seq, append it to history, update the snapshot and
 -- the indexes, PUBLISH it. `fence` guards attempts: for `started` it is the attempt the caller
 -- saw (compare-and-set: a second worker starting the same attempt is refused); for other events
@@ -42,7 +60,7 @@ local function publish(id, etype, newstate, head, tail, fence, ready_ms, fields)
   end
   if newstate ~= state then
     redis.call('ZREM', P .. ':index:state:' .. state, id)
-    redis.call('ZADD', P .. ':index:state:' .. newstate, NOW_MS, id)
+    redis.call('ZADD', P .. ':index:state:' .. newstate, index_score(), id)
     local waiting = P .. ':waiting:' .. (redis.call('HGET', jk, 'priority') or 'default')
     if newstate == 'queued' or newstate == 'retrying' then
       redis.call('ZADD', waiting, ready_ms, id)

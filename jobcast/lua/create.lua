@@ -37,9 +37,10 @@ end
 
 local jk = P .. ':job:' .. id
 redis.call('HSET', jk, 'state', 'queued', 'seq', 0, 'attempt', 0, unpack(rest(18)))
-redis.call('ZADD', P .. ':index:all', NOW_MS, id)
-redis.call('ZADD', P .. ':index:kind:' .. kind, NOW_MS, id)
-redis.call('ZADD', P .. ':index:state:queued', NOW_MS, id)
+local score = index_score()
+redis.call('ZADD', P .. ':index:all', score, id)
+redis.call('ZADD', P .. ':index:kind:' .. kind, score, id)
+redis.call('ZADD', P .. ':index:state:queued', score, id)
 redis.call('ZADD', P .. ':waiting:' .. priority, ready_ms, id)
 -- Jobs due in the same millisecond leave in the order they came: a counter breaks the tie in the
 -- score's fraction (Redis would otherwise order them by their random ids).
