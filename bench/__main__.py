@@ -41,6 +41,7 @@ def run(
             results["idle"] = [scenarios.idle(s, redis, workload, tmp, mix) for s, mix in runs]
         if "ingestion" in only:
             results["ingestion"] = scenarios.ingestion(redis, workload, tmp)
+            results["ingestion_redispy"] = scenarios.ingestion_redispy(redis, workload, tmp)
         if "submit" in only:
             results["submit"] = scenarios.submissions(redis, workload, tmp)
         if "progress" in only:

@@ -82,6 +82,13 @@ def table(results: dict[str, Any]) -> str:
             f"published at {i['publish_rate']:,}/s), {i['server_cpu_us_per_message']} µs CPU each, "
             f"{i['behind_at_end_ms']} ms behind when publishing stopped, {i['reconnects']} reconnects"
         )
+    if "ingestion_redispy" in results:
+        r = results["ingestion_redispy"]
+        lines.append(
+            f"redis-py PubSub reader, same load: {r['taken_per_s']:,} messages/s taken "
+            f"({r['taken']:,} of {r['published']:,} published at {r['publish_rate']:,}/s)"
+            + (", disconnected by Redis" if r["disconnected"] else "")
+        )
     if "submit" in results:
         s = results["submit"]
         lat = s["submit_to_started_ms"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -243,6 +245,40 @@ def ingestion(redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, Any]:
         "reconnects": int(
             metric(after, "jobcast_relay_reconnects") - metric(before, "jobcast_relay_reconnects")
         ),
+    }
+
+
+def ingestion_redispy(redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, Any]:
+    """The same ingestion through redis-py's asyncio PubSub, one `get_message()` per message (the
+    reader the relay replaced), in a process on the server's core."""
+    channel = "jobcast:events:redispy"
+    command = [sys.executable, "-m", "bench.peers.redispy_reader", "--redis-url", redis.url]
+    command += ["--channel", channel, "--seconds", str(w.ingest_seconds)]
+    reader = processes.start(command, processes.SERVER_CORE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None
+        if reader.stdout.readline().strip() != "ready":
+            raise RuntimeError("the redis-py reader did not subscribe")
+        source = {
+            "format": "raw",
+            "redis_host": "127.0.0.1",
+            "redis_port": redis.port,
+            "channel": channel,
+            "record": '1\nprogress\n{"job_id":"redispy","seq":1,"type":"progress"}',
+            "seconds": w.ingest_seconds,
+            "rate": w.ingest_rate,
+        }
+        published = processes.publisher_result(processes.publisher(source, tmp))
+        out, _ = reader.communicate(timeout=w.ingest_seconds + 120)
+    finally:
+        processes.stop(reader)
+    result = orjson.loads(out.splitlines()[-1])
+    return {
+        "published": published["sent"],
+        "publish_rate": round(published["rate"]),
+        "taken": result["taken"],
+        "taken_per_s": round(result["taken"] / max(result["seconds"], 1e-9)),
+        "disconnected": result["disconnected"],
     }
 
 

@@ -1,6 +1,6 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
 import { TERMINAL, cancelJob, retryJob, watchJob } from "/static/jobcast.js";
-import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "/static/ui.js";
+import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "/static/ui.js";
 
 const page = document.getElementById("job");
 const jobId = page.dataset.jobId;
@@ -21,9 +21,9 @@ function logRow(event) {
   if (event.error) detail = `${event.error.type}: ${event.error.message}`;
   else if (event.progress?.message) detail = event.progress.message;
   row.dataset.type = event.type;
-  for (const text of [event.seq, event.type, event.ts || "", event.attempt ?? "", detail]) {
+  for (const content of [event.seq, event.type, timeElement(event.ts), event.attempt ?? "", detail]) {
     const cell = document.createElement("td");
-    cell.textContent = text;
+    cell.append(content);
     row.append(cell);
   }
   log.append(row);
@@ -50,7 +50,7 @@ function showEnd(event) {
       document.getElementById("download").textContent = `Download ${file.name}`;
     }
   }
-  document.getElementById("finished-at").textContent = event.finished_at || event.ts;
+  document.getElementById("finished-at").replaceChildren(timeElement(event.finished_at || event.ts));
 }
 
 function apply(event) {
@@ -59,7 +59,7 @@ function apply(event) {
   document.getElementById("state").textContent = event.state;
   const attempt = document.getElementById("attempt");
   attempt.textContent = attempt.textContent.replace(/^\d+/, String(event.attempt));
-  if (event.type === "started") document.getElementById("started-at").textContent = event.ts;
+  if (event.type === "started") document.getElementById("started-at").replaceChildren(timeElement(event.ts));
   if (event.type === "retrying" && event.error) {
     document.getElementById("error-type").textContent = event.error.type;
     document.getElementById("error-message").textContent = `${event.error.message} (next attempt at ${event.next_attempt_at})`;

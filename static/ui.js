@@ -18,6 +18,15 @@ export function showConnection(state) {
   box.querySelector(".label").textContent = CONNECTION_LABELS[state] || state;
 }
 
+/** A timestamp as people read it (UTC), with the exact ISO time for machines; like the pages'. */
+export function timeElement(iso) {
+  if (!iso) return document.createTextNode("—");
+  const element = document.createElement("time");
+  element.dateTime = iso;
+  element.textContent = iso.replace("T", " ").replace("Z", " UTC");
+  return element;
+}
+
 export function setBadge(badge, state) {
   badge.dataset.state = state;
   badge.textContent = state;

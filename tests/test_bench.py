@@ -38,6 +38,9 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert results["polling"]["requests_per_delivery"] > 0
     assert all(row["connected"] == row["watchers"] for row in results["idle"])
     assert results["ingestion"]["taken"] == results["ingestion"]["published"]
+    # The redis-py reader it is compared with took messages too (at its own pace).
+    assert 0 < results["ingestion_redispy"]["taken"] <= results["ingestion_redispy"]["published"]
+    assert "redis-py PubSub reader" in run.stdout
     assert results["submit"]["submitted"] > 0 and results["submit"]["jobs_per_s"] > 0
     assert 0 < results["progress"]["published"] <= results["progress"]["calls"]
     assert (out / "results.png").stat().st_size > 0
