@@ -203,7 +203,7 @@ class JobStore:
         self.queue_name = settings.queue_name
         self._scripts = {
             name: redis.register_script(_script_source(name))
-            for name in ("publish", "create", "cancel", "dispatch", "renew")
+            for name in ("publish", "create", "cancel", "dispatch", "renew", "finish")
         }
 
     # Scripts share their first four arguments (see common.lua).

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
@@ -49,6 +49,8 @@ class JobcastWorker(Worker):
         # arq sets the in-progress key for the job's whole timeout; jobcast's lease renews it.
         self.in_progress_timeout_s = settings.lease_s
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # The value of the in-progress keys this worker holds (see jobs/lease.py).
+        self.ctx["lease_owner"] = self.name
         self._last_beat = 0.0
         self._outage = 0
 
@@ -148,12 +150,45 @@ class JobcastWorker(Worker):
             if ongoing or not score or score > time.time() * 1000:
                 return None
             pipe.multi()
-            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), self.name)
             try:
                 await pipe.execute()
             except (ResponseError, WatchError):
                 return None
         return int(score)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        # arq's bookkeeping, done only while this worker holds the job's lease (finish.lua says
+        # why). jobcast keeps no arq results (keep_result=0) and has no cron jobs.
+        await self._finish(job_id, finish, incr_score)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        await self._finish(job_id, True, None)
+
+    async def _finish(self, job_id: str, finish: bool, incr_score: int | None) -> None:
+        done = await self.store.run_script(
+            "finish",
+            self.queue_name,
+            job_id,
+            self.name,
+            int(finish),
+            "" if incr_score is None else incr_score,
+            in_progress_key_prefix,
+            job_key_prefix,
+            retry_key_prefix,
+            abort_jobs_ss,
+        )
+        if not done:
+            log.warning("job %s: not finishing in arq's queue, this worker no longer holds its lease", job_id)
 
     async def heart_beat(self) -> None:
         await super().heart_beat()

@@ -5,6 +5,11 @@ arq marks a running job with an "in progress" key; jobcast's worker creates it w
 crashed worker's job for that long). While the job runs, the worker renews the key every third
 of the lease, so after a crash another worker picks the job up within `lease_s`. Each renewal
 also reads the job's cancel flag (see jobs/signals.py).
+
+The key's value names the worker holding the lease. A worker that stalled past it (a long pause,
+a network partition) learns at its next renewal that another worker took the job over, and stops
+its attempt without publishing anything (its events would be refused as a stale attempt anyway);
+arq's bookkeeping when it is done (jobcast/lua/finish.lua) is left to the holder.
 """
 
 from __future__ import annotations
@@ -23,19 +28,28 @@ from jobs.signals import Attempt
 log = logging.getLogger(__name__)
 
 
-async def _renew(store: JobStore, attempt: Attempt, lease_ms: int) -> None:
+async def _renew(store: JobStore, attempt: Attempt, lease_ms: int, owner: str) -> None:
     while True:
         try:
-            if await store.run_script("renew", attempt.job_id, lease_ms):
-                attempt.request_cancel()
+            held, detail = await store.run_script("renew", attempt.job_id, lease_ms, owner)
         except RedisError as e:
             log.warning("could not renew the lease of %s: %s", attempt.job_id, e)
+        else:
+            if not held:
+                log.warning("job %s was taken over by %s: stopping this attempt", attempt.job_id, detail)
+                attempt.lose_lease()
+                return
+            if detail:
+                attempt.request_cancel()
         await asyncio.sleep(lease_ms / 3000)
 
 
 @asynccontextmanager
-async def hold_lease(store: JobStore, attempt: Attempt, lease_s: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(_renew(store, attempt, int(lease_s * 1000)), name=f"lease:{attempt.job_id}")
+async def hold_lease(store: JobStore, attempt: Attempt, lease_s: float, owner: str) -> AsyncIterator[None]:
+    """Renew `owner`'s lease on the attempt's job while the block runs."""
+    task = asyncio.create_task(
+        _renew(store, attempt, int(lease_s * 1000), owner), name=f"lease:{attempt.job_id}"
+    )
     try:
         yield
     finally:

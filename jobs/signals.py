@@ -31,11 +31,20 @@ class Attempt:
     job_id: str
     task: asyncio.Task[object] | None = None
     cancel_requested: bool = False
+    # Another worker took the job over (this one stalled past its lease): stop, publish nothing.
+    lease_lost: bool = False
 
     def request_cancel(self) -> None:
         if self.cancel_requested:
             return
         self.cancel_requested = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def lose_lease(self) -> None:
+        if self.lease_lost:
+            return
+        self.lease_lost = True
         if self.task is not None:
             self.task.cancel()
 

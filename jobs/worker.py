@@ -99,7 +99,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
-            async with hold_lease(store, entry, settings.lease_s):
+            async with hold_lease(store, entry, settings.lease_s, ctx["lease_owner"]):
                 await _run_attempt(kind, record.params, jobctx, entry, store, settings)
         except (Retry, asyncio.CancelledError):
             raise
@@ -149,7 +149,10 @@ async def _run_attempt(
         dumps(result)  # a result that is not JSON fails the job here, not in a client
     except asyncio.CancelledError:
         current = asyncio.current_task()
-        if (current is not None and current.cancelling()) or not entry.cancel_requested:
+        shutting_down = current is not None and current.cancelling() > 0
+        if entry.lease_lost and not shutting_down:
+            return  # another worker runs the job now: nothing of this attempt may reach watchers
+        if shutting_down or not entry.cancel_requested:
             # The worker is shutting down: arq puts the job back in the queue. Tell watchers why
             # the job pauses; the next attempt picks up from there.
             error = {"type": "WorkerShutdown", "message": "the worker stopped; the job will run again"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.helpers import demo, lifecycle, read_sse, submit, wait_for, watch_to_end
+from tests.helpers import demo, lifecycle, read_sse, sse_events, submit, wait_for, watch_to_end
 
 
 async def started_on(client, job_id: str) -> None:
@@ -31,6 +31,49 @@ async def test_a_job_whose_worker_is_killed_finishes_on_another_worker(client, s
     assert events[2 + [e["type"] for e in events[2:]].index("retrying")]["error"]["type"] == "WorkerLost"
     assert sum(e["type"] in ("succeeded", "failed", "cancelled") for e in events) == 1
     assert events[-2]["progress"]["current"] == 40
+
+
+async def reached(client, job_id: str, type_: str, attempt: int) -> None:
+    """Wait until the job's stream shows the `type_` event of `attempt`."""
+    async with client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": "0"}) as response:
+        async for event in sse_events(response):
+            if event.event == type_ and event.data["attempt"] == attempt:
+                return
+    raise AssertionError(f"the stream of {job_id} ended before {type_} of attempt {attempt}")
+
+
+async def test_a_worker_that_stalls_past_its_lease_leaves_the_job_to_its_new_holder(client, spawn) -> None:
+    # A frozen worker (SIGSTOP: a long pause, or a network partition) loses its lease to another.
+    stalled = spawn("worker", JOBCAST_LEASE_S="1")
+    job = await submit(client, body=demo(100, 50))
+    await started_on(client, job["id"])
+    stalled.signal(signal.SIGSTOP)
+    try:
+        holder = spawn("worker", JOBCAST_LEASE_S="1")
+        await reached(client, job["id"], "started", 2)
+    finally:
+        stalled.signal(signal.SIGCONT)
+    # Woken, it learns the job was taken over and stops its attempt without finishing the job in
+    # arq's queue: so when the new holder crashes as well, the job is still there to run again.
+    await wait_for(lambda: "was taken over" in stalled.log(), what="the stalled worker to give the job up")
+    await wait_for(lambda: "no longer holds its lease" in stalled.log(), what="its finish to be refused")
+    holder.signal(signal.SIGKILL)
+    events = await watch_to_end(client, job["id"])
+    assert lifecycle(events) == [
+        ("queued", 0),
+        ("started", 1),
+        ("retrying", 1),
+        ("started", 2),
+        ("retrying", 2),
+        ("started", 3),
+        ("succeeded", 3),
+    ]
+    # Nothing of an attempt reached watchers once the next attempt had started.
+    attempt = 0
+    for event in events:
+        assert event["attempt"] >= attempt, event
+        attempt = max(attempt, event["attempt"]) if event["type"] == "started" else attempt
+    assert events[-2]["progress"]["current"] == 100
 
 
 async def test_a_job_still_running_after_the_sigterm_grace_is_requeued_not_failed(client, spawn) -> None:
