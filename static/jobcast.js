@@ -45,8 +45,9 @@ function wsUrl(base) {
 // One logical stream (a job, or the feed) that outlives its connections. `position()` says where
 // to resume; `accept(data, type)` decides whether an event is new and handles it.
 class Stream {
-  constructor({ sseUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
+  constructor({ sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
     this.sseUrl = sseUrl;
+    this.probeUrl = probeUrl;
     this.wsSubscribe = wsSubscribe;
     this.position = position;
     this.accept = accept;
@@ -122,7 +123,9 @@ class Stream {
     // back off with jitter, and it gives up for good after some errors (a 502 during a deploy).
     const source = new EventSource(url.toString());
     this.source = source;
+    let opened = false;
     source.onopen = () => {
+      opened = true;
       this.backoff.reset();
       this.setState(State.LIVE);
     };
@@ -134,8 +137,24 @@ class Stream {
     }
     source.onerror = () => {
       if (this.source !== source) return;
-      this.retry();
+      if (!opened && this.probeUrl) this.probe(source);
+      else this.retry();
     };
+  }
+
+  // EventSource hides why a stream was refused. Ask the status URL: an unknown (or expired) job
+  // is an answer for good, anything else (a 502 during a deploy, no server) is worth a retry.
+  async probe(source) {
+    source.close();
+    let status = 0;
+    try {
+      status = (await fetch(this.probeUrl, { headers: { Accept: "application/json" } })).status;
+    } catch {
+      // no server: retry below
+    }
+    if (this.source !== source || this.stopped) return;
+    if (status === 404) this.stop(State.ERROR);
+    else this.retry();
   }
 
   connectWs() {
@@ -177,6 +196,7 @@ export function watchJob(jobId, options = {}) {
   const root = serverBase(base);
   const stream = new Stream({
     sseUrl: `${root}/api/jobs/${jobId}/events`,
+    probeUrl: `${root}/api/jobs/${jobId}`,
     wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...(pos === null ? {} : { last_event_id: pos }) }),
     position: () => lastSeq,
     accept: (event, type) => {

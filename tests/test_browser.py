@@ -113,6 +113,16 @@ async def test_the_job_progress_element_follows_a_job_on_a_plain_page(client, wo
     )
     await expect(page.locator("job-progress#ws")).to_have_attribute("state", "succeeded", timeout=TIMEOUT_MS)
     assert await page.locator("job-progress#ws progress").evaluate("p => p.value") == 100
+    # An unknown job is said to be one over either transport, instead of "reconnecting" forever.
+    for transport in ("sse", "ws"):
+        await page.evaluate(
+            """t => { const e = document.createElement('job-progress');
+                      e.id = 'unknown-' + t; e.setAttribute('transport', t); e.setAttribute('job-id', 'f'.repeat(32));
+                      document.body.append(e); }""",
+            transport,
+        )
+        state = page.locator(f"job-progress#unknown-{transport} .state")
+        await expect(state).to_have_text("unknown job", timeout=TIMEOUT_MS)
 
 
 async def test_a_page_watching_30_running_jobs_keeps_every_bar_live(client, spawn, page) -> None:
