@@ -75,7 +75,11 @@ export function updateTiming(root) {
   const elapsedBox = root.querySelector(".job-elapsed, #elapsed");
   const etaBox = root.querySelector(".job-eta, #eta");
   if (elapsedBox) elapsedBox.textContent = Number.isFinite(elapsed) ? formatDuration(elapsed) : "—";
-  if (etaBox) etaBox.textContent = Number.isFinite(eta) && eta > 0 ? `ETA ${formatDuration(eta)}` : "";
+  if (etaBox) {
+    // The job page labels the box itself ("ETA"); a dashboard row does not.
+    const prefix = etaBox.id === "eta" ? "" : "ETA ";
+    etaBox.textContent = Number.isFinite(eta) && eta > 0 ? `${prefix}${formatDuration(eta)}` : etaBox.id === "eta" ? "—" : "";
+  }
 }
 
 export function enableCopyButtons() {

@@ -13,7 +13,9 @@ class DemoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: int = Field(default=20, ge=1, le=1_000_000, description="How many steps to count through.")
-    step_ms: int = Field(default=100, ge=0, le=60_000, description="Milliseconds each step takes.")
+    step_ms: int = Field(
+        default=100, ge=0, le=60_000, title="Step (ms)", description="Milliseconds each step takes."
+    )
     fail_at_step: int | None = Field(default=None, ge=1, description="Raise an error at this step.")
     fail_attempts: int | None = Field(
         default=None, ge=1, description="How many attempts fail at fail_at_step (default: all)."
