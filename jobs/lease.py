@@ -36,7 +36,8 @@ async def _renew(store: JobStore, attempt: Attempt, lease_ms: int, owner: str) -
             log.warning("could not renew the lease of %s: %s", attempt.job_id, e)
         else:
             if not held:
-                log.warning("job %s was taken over by %s: stopping this attempt", attempt.job_id, detail)
+                holder = detail.decode() if isinstance(detail, bytes) else detail
+                log.warning("job %s was taken over by %s: stopping this attempt", attempt.job_id, holder)
                 attempt.lose_lease()
                 return
             if detail:
