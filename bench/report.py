@@ -11,6 +11,12 @@ import orjson
 MIXES = {"half": "half SSE, half WebSocket", "sse": "SSE", "ws": "WebSocket"}
 
 
+def ratio(a: float, b: float) -> str:
+    """a/b as "1.35x", or "-" when b is 0: a short run's CPU can read as 0 (/proc counts in 10 ms
+    ticks)."""
+    return f"{a / b:.2f}x" if b else "-"
+
+
 def median_by_system(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for system in dict.fromkeys(row["system"] for row in rows):
@@ -46,17 +52,17 @@ def table(results: dict[str, Any]) -> str:
         medians = median_by_system(results["fanout"])
         ceiling = medians.get("ceiling", {}).get("cpu_us") or 0
         for system, f in medians.items():
-            ratio = f"{f['cpu_us'] / ceiling:.2f}x" if ceiling else "-"
+            vs_ceiling = ratio(f["cpu_us"], ceiling)
             lines.append(
                 f"{system:<10} {f['per_s']:>13,.0f} {f['cpu_us']:>13.2f} {f['cpu_share']:>10.0%} "
-                f"{f['p50']:>8.2f} {f['p99']:>8.2f} {f['max']:>8.1f} {ratio:>11} {f['load_share']:>10.0%}"
+                f"{f['p50']:>8.2f} {f['p99']:>8.2f} {f['max']:>8.1f} {vs_ceiling:>11} {f['load_share']:>10.0%}"
             )
         for system, why in results.get("not_run", {}).items():
             lines.append(f"{system}: not run ({why})")
         if "jobcast" in medians and "socketio" in medians:
             lines.append(
-                f"python-socketio / jobcast CPU per delivery: "
-                f"{medians['socketio']['cpu_us'] / medians['jobcast']['cpu_us']:.2f}x"
+                "python-socketio / jobcast CPU per delivery: "
+                + ratio(medians["socketio"]["cpu_us"], medians["jobcast"]["cpu_us"])
             )
     if "polling" in results:
         p = results["polling"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import report
 from bench.peers import nchan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +45,24 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert results["submit"]["submitted"] > 0 and results["submit"]["jobs_per_s"] > 0
     assert 0 < results["progress"]["published"] <= results["progress"]["calls"]
     assert (out / "results.png").stat().st_size > 0
+
+
+def test_the_report_copes_with_cpu_too_small_to_measure() -> None:
+    # /proc counts CPU in 10 ms ticks: a short run can read 0 for a server, and the table must
+    # still print (a quick run once died dividing by it).
+    def row(system: str, cpu_us: float) -> dict[str, object]:
+        return {
+            "system": system,
+            "server_cpu_us_per_delivery": cpu_us,
+            "deliveries_per_s": 200.0,
+            "latency_ms": {"p50_ms": 1.0, "p99_ms": 2.0, "max_ms": 3.0},
+            "server_cpu_share": 0.0,
+            "load_side_cpu_share": 0.1,
+        }
+
+    machine = {"cpu": "x", "cores": 2, "usable_cores": 2, "memory_gb": 1, "kernel": "k", "python": "3.11"}
+    workload = {"watchers": 20, "jobs": 4, "rate": 200.0, "seconds": 1.0}
+    rows = [row("ceiling", 0.0), row("jobcast", 0.0), row("socketio", 30.0)]
+    text = report.table({"machine": machine, "workload": workload, "fanout": rows})
+    assert "python-socketio / jobcast CPU per delivery: -" in text
+    assert report.ratio(5.4, 4.0) == "1.35x"
