@@ -55,7 +55,8 @@ def table(results: dict[str, Any]) -> str:
             vs_ceiling = ratio(f["cpu_us"], ceiling)
             lines.append(
                 f"{system:<10} {f['per_s']:>13,.0f} {f['cpu_us']:>13.2f} {f['cpu_share']:>10.0%} "
-                f"{f['p50']:>8.2f} {f['p99']:>8.2f} {f['max']:>8.1f} {vs_ceiling:>11} {f['load_share']:>10.0%}"
+                f"{f['p50']:>8.2f} {f['p99']:>8.2f} {f['max']:>8.1f} {vs_ceiling:>11} "
+                f"{f['load_share']:>10.0%}"
             )
         for system, why in results.get("not_run", {}).items():
             lines.append(f"{system}: not run ({why})")
