@@ -55,7 +55,9 @@ def upload_form(name: str, content: bytes, params: dict, kind: str = "convert") 
 async def test_convert_turns_an_uploaded_csv_into_json_lines(client, worker, settings) -> None:
     lines = ["id,name,score"] + [f"{i},name {i},{i * 3}" for i in range(20_000)]
     content = ("\n".join(lines) + "\n").encode()
-    async with client.post("/api/jobs", data=upload_form("scores.csv", content, {"to": "jsonl"})) as response:
+    async with client.post(
+        "/api/jobs", data=upload_form("scores.csv", content, {"to": "jsonl", "pace_ms": 30})
+    ) as response:
         assert response.status == 202, await response.text()
         job = await response.json()
     assert job["params"]["upload"] == "scores.csv"
@@ -63,7 +65,9 @@ async def test_convert_turns_an_uploaded_csv_into_json_lines(client, worker, set
     assert events[-1]["type"] == "succeeded", events[-1]
     progress = [e["progress"] for e in events if e["type"] == "progress"]
     assert progress[-1]["total"] == len(content) and progress[-1]["current"] == len(content)
-    assert len(progress) > 1  # by bytes, as it goes
+    # By bytes, as it goes: paced (30 ms a batch of 2,000 rows) to outlast the 10/s publish rate,
+    # which a fast machine would otherwise beat.
+    assert len(progress) > 1
     async with client.get(f"/api/jobs/{job['id']}/result") as response:
         assert response.headers["Content-Type"].startswith("application/jsonl")
         assert 'filename="scores.jsonl"' in response.headers["Content-Disposition"]
@@ -87,7 +91,9 @@ async def test_convert_rejects_missing_and_oversized_uploads_leaving_nothing(
 
 
 async def test_aggregate_runs_in_the_process_pool_with_progress(client, spawn) -> None:
-    spawn("worker", JOBCAST_CPU_PROCESSES="2")
+    # A fast machine aggregates this in about the 10/s publish interval: a higher rate lets the
+    # test see progress from the pool as it goes.
+    spawn("worker", JOBCAST_CPU_PROCESSES="2", JOBCAST_PROGRESS_RATE_HZ="1000")
     params = {"rows": 300_000, "groups": 4, "chunk_rows": 30_000, "seed": 7}
     job = await submit(client, body={"kind": "aggregate", "params": params})
     events = await watch_to_end(client, job["id"])

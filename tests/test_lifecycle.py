@@ -173,6 +173,8 @@ async def test_jobs_submitted_within_one_millisecond_are_dispatched_in_submissio
     redis, settings
 ) -> None:
     store = JobStore(redis, settings)
+    # A counter taken modulo 1000 for the tie-break would wrap in the middle of these.
+    await redis.set(f"{settings.key_prefix}:dispatch:order", 990)
     ids = [uuid.uuid4().hex for _ in range(30)]
     for job_id in ids:  # well under a millisecond apart on a local Redis: ties are certain
         await store.create(job_id, Submission("demo", {}, priority=Priority.LOW))

@@ -11,22 +11,26 @@ local function is_terminal(state)
   return state == 'succeeded' or state == 'failed' or state == 'cancelled'
 end
 
--- The score of a job in the indexes (`GET /api/jobs` lists by it, newest first): the time in ms,
--- with a counter in the fraction for jobs indexed within the same ms, and never behind the last
--- score given (web processes' clocks may differ). Redis orders equal scores by member, here a
--- random id, so plain ms would shuffle jobs submitted together.
+-- A score that orders entries by time and, within one millisecond, by arrival: `ms` with a
+-- counter in the fraction, never behind the last score this clock gave (web processes' clocks may
+-- differ by a little; an entry may then be scored that little later than asked). Redis orders
+-- equal scores by member, here a random id, so plain ms would shuffle entries made together.
 -- Formatted here: Lua would print the number with 14 significant digits, losing the fraction.
-local function index_score()
-  local clock = P .. ':index:clock'
+local function clock_score(clock, at_ms)
   local last = redis.call('HMGET', clock, 'ms', 'n')
   local ms, n = tonumber(last[1]) or 0, (tonumber(last[2]) or 0) + 1
-  if NOW_MS > ms then
-    ms, n = NOW_MS, 0
+  if at_ms > ms then
+    ms, n = at_ms, 0
   elseif n > 999 then
     ms, n = ms + 1, 0
   end
   redis.call('HSET', clock, 'ms', ms, 'n', n)
   return string.format('%d.%03d', ms, n)
+end
+
+-- The score of a job in the indexes (`GET /api/jobs` lists by it, newest first).
+local function index_score()
+  return clock_score(P .. ':index:clock', NOW_MS)
 end
 
 -- Publish one event of job `id`: assign its seq, append it to history, update the snapshot and

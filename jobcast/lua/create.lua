@@ -42,11 +42,15 @@ redis.call('ZADD', P .. ':index:all', score, id)
 redis.call('ZADD', P .. ':index:kind:' .. kind, score, id)
 redis.call('ZADD', P .. ':index:state:queued', score, id)
 redis.call('ZADD', P .. ':waiting:' .. priority, ready_ms, id)
--- Jobs due in the same millisecond leave in the order they came: a counter breaks the tie in the
--- score's fraction (Redis would otherwise order them by their random ids).
--- Formatted here: Lua would print the number with 14 significant digits, losing the fraction.
-local order = redis.call('INCR', P .. ':dispatch:order') % 1000
-redis.call('ZADD', P .. ':dispatch:' .. priority, string.format('%d.%03d', ready_ms, order), id)
+-- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
+-- jobs, due at scattered times, take a plain counter as their fraction.
+local dispatch_score
+if ready_ms <= NOW_MS then
+  dispatch_score = clock_score(P .. ':dispatch:clock', ready_ms)
+else
+  dispatch_score = string.format('%d.%03d', ready_ms, redis.call('INCR', P .. ':dispatch:order') % 1000)
+end
+redis.call('ZADD', P .. ':dispatch:' .. priority, dispatch_score, id)
 redis.call('ZADD', queue, ready_ms, id)
 -- Idle workers poll at once (a delayed job tells them when to poll next).
 redis.call('PUBLISH', P .. ':wake', '')
