@@ -195,6 +195,19 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def raw_publishing(redis: RedisProcess, w: Workload, channel: str, record: str) -> dict[str, Any]:
+    """The publisher's config for ingestion: one record PUBLISHed at the ingestion rate."""
+    return {
+        "format": "raw",
+        "redis_host": "127.0.0.1",
+        "redis_port": redis.port,
+        "channel": channel,
+        "record": record,
+        "seconds": w.ingest_seconds,
+        "rate": w.ingest_rate,
+    }
+
+
 def ingestion(redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, Any]:
     """How many pub/sub messages one web process takes from Redis: one watcher on one job, and a
     publisher PUBLISHing that job's (already seen) event as fast as Redis takes it."""
@@ -207,17 +220,9 @@ def ingestion(redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, Any]:
             load.read()
             url = f"http://127.0.0.1:{port}/metrics"
             before = asyncio.run(fetch_text(url))
-            source = {
-                "format": "raw",
-                "redis_host": "127.0.0.1",
-                "redis_port": redis.port,
-                "channel": f"jobcast:events:{jobs[0]}",
-                "record": record,
-                "seconds": w.ingest_seconds,
-                "rate": w.ingest_rate,
-            }
             meter = CpuMeter([proc.pid])
             meter.start()
+            source = raw_publishing(redis, w, f"jobcast:events:{jobs[0]}", record)
             published = processes.publisher_result(processes.publisher(source, tmp))
             sent_done = time.perf_counter()
             # Caught up when the relay has taken every message that was sent.
@@ -259,15 +264,8 @@ def ingestion_redispy(redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, 
         assert reader.stdout is not None
         if reader.stdout.readline().strip() != "ready":
             raise RuntimeError("the redis-py reader did not subscribe")
-        source = {
-            "format": "raw",
-            "redis_host": "127.0.0.1",
-            "redis_port": redis.port,
-            "channel": channel,
-            "record": '1\nprogress\n{"job_id":"redispy","seq":1,"type":"progress"}',
-            "seconds": w.ingest_seconds,
-            "rate": w.ingest_rate,
-        }
+        record = '1\nprogress\n{"job_id":"redispy","seq":1,"type":"progress"}'
+        source = raw_publishing(redis, w, channel, record)
         published = processes.publisher_result(processes.publisher(source, tmp))
         out, _ = reader.communicate(timeout=w.ingest_seconds + 120)
     finally:

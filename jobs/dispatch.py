@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
@@ -175,18 +175,8 @@ class JobcastWorker(Worker):
         await self._finish(job_id, True, None)
 
     async def _finish(self, job_id: str, finish: bool, incr_score: int | None) -> None:
-        done = await self.store.run_script(
-            "finish",
-            self.queue_name,
-            job_id,
-            self.name,
-            int(finish),
-            "" if incr_score is None else incr_score,
-            in_progress_key_prefix,
-            job_key_prefix,
-            retry_key_prefix,
-            abort_jobs_ss,
-        )
+        incr = "" if incr_score is None else incr_score
+        done = await self.store.run_script("finish", self.queue_name, job_id, self.name, int(finish), incr)
         if not done:
             log.warning("job %s: not finishing in arq's queue, this worker no longer holds its lease", job_id)
 

@@ -25,7 +25,8 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable
     closing = transport.is_closing
 
     # Once per watcher per event: the encoded bytes are read from the event's cache slot, and the
-    # property that fills it is called only by the first watcher.
+    # property that fills it is called only by the first watcher. Two closures rather than one
+    # with attrgetters: that costs 10% more per delivery (measured, 300 vs 330 ns).
     if websocket:
 
         def direct(event: Event) -> bool:

@@ -180,6 +180,11 @@ class Stream {
   }
 }
 
+// The WebSocket subscribe message's resume field: none before the first event.
+function resumeFrom(pos) {
+  return pos === null || pos === undefined ? {} : { last_event_id: pos };
+}
+
 function serverBase(base) {
   return base ? String(base).replace(/\/$/, "") : "";
 }
@@ -197,7 +202,7 @@ export function watchJob(jobId, options = {}) {
   const stream = new Stream({
     sseUrl: `${root}/api/jobs/${jobId}/events`,
     probeUrl: `${root}/api/jobs/${jobId}`,
-    wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...(pos === null ? {} : { last_event_id: pos }) }),
+    wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...resumeFrom(pos) }),
     position: () => lastSeq,
     accept: (event, type) => {
       // Never twice, never backwards: a snapshot may repeat the current seq, events may not.
@@ -227,7 +232,7 @@ export function watchFeed(options = {}) {
   const root = serverBase(base);
   const stream = new Stream({
     sseUrl: `${root}/api/events`,
-    wsSubscribe: (pos) => ({ type: "subscribe_feed", ...(pos === null ? {} : { last_event_id: pos }) }),
+    wsSubscribe: (pos) => ({ type: "subscribe_feed", ...resumeFrom(pos) }),
     position: () => feedSeq,
     accept: (event, type) => {
       if (type === "snapshot") {

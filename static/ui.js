@@ -77,8 +77,9 @@ export function updateTiming(root) {
   if (elapsedBox) elapsedBox.textContent = Number.isFinite(elapsed) ? formatDuration(elapsed) : "—";
   if (etaBox) {
     // The job page labels the box itself ("ETA"); a dashboard row does not.
-    const prefix = etaBox.id === "eta" ? "" : "ETA ";
-    etaBox.textContent = Number.isFinite(eta) && eta > 0 ? `${prefix}${formatDuration(eta)}` : etaBox.id === "eta" ? "—" : "";
+    const labelled = etaBox.id === "eta";
+    const known = Number.isFinite(eta) && eta > 0;
+    etaBox.textContent = known ? `${labelled ? "" : "ETA "}${formatDuration(eta)}` : labelled ? "—" : "";
   }
 }
 

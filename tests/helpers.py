@@ -180,6 +180,13 @@ def lifecycle(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(e["type"], e["attempt"]) for e in events if e["type"] != "progress"]
 
 
+def attempts(n: int, end: str) -> list[tuple[str, int]]:
+    """The lifecycle of a job that ran `n` attempts, each but the last ending in `retrying`, and
+    then ended `end`: queued, started 1, retrying 1, ..., started n, end."""
+    runs = [step for a in range(1, n) for step in (("started", a), ("retrying", a))]
+    return [("queued", 0), *runs, ("started", n), (end, n)]
+
+
 async def get_json(session: Any, url: str, status: int = 200) -> Any:
     async with session.get(url) as response:
         text = await response.text()

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from server.keys import OUTBOXES, RELAY
-from tests.helpers import assert_contiguous, read_sse, submit
+from tests.helpers import assert_contiguous, attempts, read_sse, submit
 
 
 def check_demo_run(events: list[dict[str, Any]], steps: int) -> None:
@@ -122,15 +122,7 @@ async def test_a_failing_job_is_retried_then_fails_with_its_error(client, worker
     events = await read_sse(client, f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
     assert_contiguous(events, 1)
     lifecycle = [(e.event, e.data["attempt"]) for e in events if e.event != "progress"]
-    assert lifecycle == [
-        ("queued", 0),
-        ("started", 1),
-        ("retrying", 1),
-        ("started", 2),
-        ("retrying", 2),
-        ("started", 3),
-        ("failed", 3),
-    ]
+    assert lifecycle == attempts(3, "failed")
     assert events[-1].data["error"] == {"type": "DemoFailure", "message": "failed at step 2 as asked"}
     async with client.get(f"/api/jobs/{job['id']}") as response:
         snapshot = await response.json()
