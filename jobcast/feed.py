@@ -1,49 +1,46 @@
 """Reading the dashboard feed: every job's state changes in one numbered, capped history.
 
-The publish script appends to it (see common.lua); a watcher resumes after its last feed seq, or
-gets a feed snapshot (the newest jobs and the feed seq they stand for) when the history no longer
-reaches back that far.
+The publish script appends to it (see common.lua); a watcher resumes after its last feed id, or
+gets a feed snapshot (the newest jobs and the feed position they stand for) when the history no
+longer reaches back that far, or when the id belongs to another epoch: feed seqs count within an
+epoch, which starts over whenever the feed's data is lost.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from jobcast.listing import list_jobs
-from jobcast.store import JobStore
+from jobcast.protocol import new_epoch
+from jobcast.store import HistoryPage, JobStore
 
 SNAPSHOT_JOBS = 50
 
 
-@dataclass(slots=True)
-class FeedReplay:
-    head: int
-    records: list[bytes] = field(default_factory=list)
-    needs_snapshot: bool = False
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    epoch: str
+    page: HistoryPage
+
+    def misses(self, after: int, epoch: str | None) -> bool:
+        """A reader at `after` in `epoch` cannot continue from this page: it needs a snapshot."""
+        return epoch != self.epoch or self.page.misses(after)
 
 
-async def feed_after(store: JobStore, seq: int) -> tuple[int, list[bytes], int | None]:
-    """The feed's head seq, its records after `seq`, and the oldest seq it still holds."""
+async def feed_page(store: JobStore, after: int, limit: int | None) -> FeedPage:
+    """The feed's epoch and head, and up to `limit` records after `after` (None: all)."""
     keys = store.keys
+    page = {"start": 0, "num": limit} if limit is not None else {}
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.get(keys.feed_seq)
+        # The epoch is created by whoever needs it first, reader or publisher, and never replaced.
+        pipe.hsetnx(keys.feed_position, "epoch", new_epoch())
+        pipe.hmget(keys.feed_position, ["seq", "epoch"])
         pipe.zrange(keys.feed_history, 0, 0, withscores=True)
-        pipe.zrangebyscore(keys.feed_history, f"({seq}", "+inf")
-        head, oldest, records = await pipe.execute()
-    return int(head or 0), records, (int(oldest[0][1]) if oldest else None)
-
-
-async def feed_replay(store: JobStore, since: int | None) -> FeedReplay:
-    head, records, oldest = await feed_after(store, since or 0)
-    if since is None or since > head:
-        # No position, or one this feed never reached (Redis lost its data): a snapshot.
-        return FeedReplay(head, needs_snapshot=True)
-    if since == head:
-        return FeedReplay(head)
-    if oldest is None or oldest > since + 1:
-        return FeedReplay(head, needs_snapshot=True)
-    return FeedReplay(head, records)
+        pipe.zrangebyscore(keys.feed_history, f"({after}", "+inf", **page)
+        _, (head, epoch), oldest, records = await pipe.execute()
+    oldest_seq = int(oldest[0][1]) if oldest else None
+    return FeedPage(epoch.decode(), HistoryPage(int(head or 0), records, oldest_seq))
 
 
 async def feed_snapshot(store: JobStore) -> dict[str, Any]:
@@ -51,6 +48,6 @@ async def feed_snapshot(store: JobStore) -> dict[str, Any]:
 
     The head is read first, so the jobs are at least that fresh; events after it are delivered
     too, and a client skips those its job snapshots already include (by each job's seq)."""
-    head = int(await store.redis.get(store.keys.feed_seq) or 0)
+    position = await feed_page(store, 0, 0)
     page = await list_jobs(store, state=None, kind=None, limit=SNAPSHOT_JOBS, cursor=None)
-    return {"type": "snapshot", "feed_seq": head, "jobs": page.jobs}
+    return {"type": "snapshot", "feed_seq": position.page.head, "epoch": position.epoch, "jobs": page.jobs}

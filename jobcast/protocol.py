@@ -121,8 +121,9 @@ class Keys:
         return f"{self.prefix}:feed:history"
 
     @property
-    def feed_seq(self) -> str:
-        return f"{self.prefix}:feed:seq"
+    def feed_position(self) -> str:
+        """A hash: the feed's last `seq` and its `epoch` (which changes when the feed is lost)."""
+        return f"{self.prefix}:feed:position"
 
 
 def utcnow() -> datetime:
@@ -184,10 +185,34 @@ def split_record(record: bytes) -> tuple[int, bytes, bytes]:
     return int(seq), type_, data
 
 
-def split_feed_record(record: bytes) -> tuple[int, bytes, str, bytes]:
-    """``(feed seq, type, job id, event JSON)`` of a feed record; feed seq 0: live-only progress."""
-    seq, type_, job_id, data = record.split(b"\n", 3)
-    return int(seq), type_, job_id.decode(), data
+def split_feed_record(record: bytes) -> tuple[int, bytes, str, bytes, bytes]:
+    """``(feed seq, type, job id, epoch, event JSON)`` of a feed record. Feed seq 0: live-only
+    progress, which carries no epoch (it is never resumed)."""
+    seq, type_, job_id, rest = record.split(b"\n", 3)
+    if seq == b"0":
+        return 0, type_, job_id.decode(), b"", rest
+    epoch, data = rest.split(b"\n", 1)
+    return int(seq), type_, job_id.decode(), epoch, data
+
+
+def new_epoch() -> str:
+    """A feed epoch: the hex milliseconds at which a feed history began."""
+    return format(epoch_ms(utcnow()), "x")
+
+
+def format_feed_id(epoch: str | bytes, seq: int) -> str:
+    """A feed position as one opaque id: `<epoch>:<seq>` (the SSE `id:` of a feed event)."""
+    return f"{epoch.decode() if isinstance(epoch, bytes) else epoch}:{seq}"
+
+
+def parse_feed_id(raw: str) -> tuple[str | None, int] | None:
+    """`(epoch, seq)` of a feed id; a bare seq has no epoch. None when malformed."""
+    epoch, sep, seq = raw.rpartition(":")
+    if not seq.isascii() or not seq.isdigit() or len(seq) > 18:
+        return None
+    if sep and not (epoch.isascii() and epoch.isalnum() and len(epoch) <= 16):
+        return None
+    return (epoch if sep else None), int(seq)
 
 
 def progress_dict(current: float, total: float | None, message: str | None) -> dict[str, Any]:

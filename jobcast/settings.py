@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     heartbeat_s: float = 15.0
     ws_ping_interval_s: float = 20.0
     watcher_buffer: int = Field(default=256, ge=8)
+    # A resuming watcher's missed events are read from history this many at a time (at most half
+    # of watcher_buffer), each page once the last has left for the socket.
+    replay_page_events: int = Field(default=100, ge=1)
     write_timeout_s: float = 30.0
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 10.0

@@ -121,6 +121,22 @@ class Replay:
         return self.snapshot["state"] in TERMINAL_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Part of a history (a job's or the feed's): records after some seq, read with the head."""
+
+    head: int
+    records: list[bytes]
+    oldest: int | None
+
+    def misses(self, after: int) -> bool:
+        """History cannot continue a reader at `after`: it was trimmed or expired past it, or
+        `after` is beyond the head (an id from data Redis has lost, or from elsewhere)."""
+        if after > self.head:
+            return True
+        return self.head > after and (self.oldest is None or self.oldest > after + 1)
+
+
 @dataclass(slots=True)
 class JobRecord:
     kind: str
@@ -382,12 +398,13 @@ class JobStore:
         raw = await self.redis.hgetall(self.keys.job(job_id))
         return build_snapshot(job_id, raw) if raw else None
 
-    async def replay(self, job_id: str, since: int | None) -> Replay | None:
-        """Snapshot plus the history after `since` (None: the watcher wants a snapshot first)."""
+    async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:
+        """Snapshot plus the first `limit` events of history after `since` (None: the watcher
+        wants a snapshot first)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.keys.job(job_id))
             pipe.zrange(self.keys.history(job_id), 0, 0, withscores=True)
-            pipe.zrangebyscore(self.keys.history(job_id), f"({since or 0}", "+inf")
+            pipe.zrangebyscore(self.keys.history(job_id), f"({since or 0}", "+inf", start=0, num=limit)
             raw, oldest, records = await pipe.execute()
         if not raw:
             return None
@@ -404,8 +421,17 @@ class JobStore:
 
     async def history_after(self, job_id: str, seq: int) -> tuple[list[bytes], int | None]:
         """Records after `seq`, and the oldest seq history still holds (None: no history)."""
+        page = await self.history_page(job_id, seq, None)
+        return page.records, page.oldest
+
+    async def history_page(self, job_id: str, after: int, limit: int | None) -> HistoryPage:
+        """Up to `limit` records after `after` (None: all), with the job's head seq and the oldest
+        seq history still holds, read together."""
+        history = self.keys.history(job_id)
+        page = {"start": 0, "num": limit} if limit is not None else {}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrange(self.keys.history(job_id), 0, 0, withscores=True)
-            pipe.zrangebyscore(self.keys.history(job_id), f"({seq}", "+inf")
-            oldest, records = await pipe.execute()
-        return records, (int(oldest[0][1]) if oldest else None)
+            pipe.hget(self.keys.job(job_id), "seq")
+            pipe.zrange(history, 0, 0, withscores=True)
+            pipe.zrangebyscore(history, f"({after}", "+inf", **page)
+            head, oldest, records = await pipe.execute()
+        return HistoryPage(int(head or 0), records, int(oldest[0][1]) if oldest else None)

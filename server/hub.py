@@ -19,7 +19,7 @@ from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, EventType, du
 class Event:
     """One event, encoded once for every transport."""
 
-    __slots__ = ("_sse_chunk", "_ws_frame", "data", "job_id", "seq", "sse", "terminal", "type")
+    __slots__ = ("_sse_chunk", "_ws_frame", "data", "epoch", "job_id", "seq", "sse", "terminal", "type")
 
     def __init__(
         self,
@@ -29,15 +29,20 @@ class Event:
         data: bytes,
         *,
         terminal: bool | None = None,
-        with_id: bool | None = None,
+        epoch: str | None = None,
     ):
         self.job_id = job_id
         self.seq = seq
         self.type = type_
         self.data = data
         self.terminal = type_ in TERMINAL_TYPE_BYTES if terminal is None else terminal
-        # No id for live-only feed progress (seq 0): the browser keeps its last feed seq.
-        head = b"id: %d\n" % seq if (seq if with_id is None else with_id) else b""
+        # The feed's seqs count within an epoch, so its ids carry both; a job's id is its seq.
+        self.epoch = epoch
+        if epoch is not None:
+            head = b"id: %s:%d\n" % (epoch.encode(), seq)
+        else:
+            # No id for live-only feed progress (seq 0): the browser keeps its last feed id.
+            head = b"id: %d\n" % seq if seq else b""
         self.sse = head + b"event: %s\ndata: %s\n\n" % (type_, data)
         self._sse_chunk: bytes | None = None
         self._ws_frame: bytes | None = None
@@ -82,14 +87,15 @@ class Event:
         )
 
     @classmethod
-    def feed(cls, feed_seq: int, type_: bytes, job_id: str, data: bytes) -> Event:
-        """An event of the dashboard feed: numbered by feed seq (0: live-only progress)."""
-        return cls(job_id, feed_seq, type_, data, terminal=False)
+    def feed(cls, feed_seq: int, type_: bytes, job_id: str, epoch: bytes, data: bytes) -> Event:
+        """An event of the dashboard feed: numbered by feed seq within an epoch (seq 0: live-only
+        progress, with no epoch)."""
+        return cls(job_id, feed_seq, type_, data, terminal=False, epoch=epoch.decode() if feed_seq else None)
 
     @classmethod
     def feed_snapshot(cls, snapshot: dict[str, Any]) -> Event:
         type_ = EventType.SNAPSHOT.value.encode()
-        return cls("", snapshot["feed_seq"], type_, dumps(snapshot), terminal=False, with_id=True)
+        return cls("", snapshot["feed_seq"], type_, dumps(snapshot), terminal=False, epoch=snapshot["epoch"])
 
     @classmethod
     def comment(cls, text: bytes) -> Event:
@@ -129,6 +135,7 @@ class Outbox:
     # block is over 500 bytes) and a bare future only while its task waits (not an asyncio.Event).
     __slots__ = (
         "__weakref__",
+        "_drained",
         "_items",
         "_waiter",
         "closed",
@@ -144,6 +151,8 @@ class Outbox:
         self.limit = limit
         self._items: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
+        # Set while a catch-up waits for the queue to empty before it reads the next page.
+        self._drained: asyncio.Future[None] | None = None
         self.closed: str | None = None
         self.dropped = 0
         # Called when the client fell too far behind, to cut its connection even mid-write.
@@ -179,6 +188,28 @@ class Outbox:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _wake_drained(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def release(self) -> None:
+        """The writer has written what it took: the fast path may write again."""
+        self.hold = False
+        if not self._items:
+            self._wake_drained()
+
+    async def drained(self) -> None:
+        """Wait until everything queued has been handed to the socket (whose own buffer is
+        bounded by the fast path's limit and the writer's drain). Raises OutboxClosed."""
+        while (self._items or self.hold) and not self.closed:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+        if self.closed:
+            raise OutboxClosed(self.closed)
+
     def _compact(self) -> None:
         newest_progress: set[str] = set()
         kept: list[Event] = []
@@ -197,12 +228,15 @@ class Outbox:
             self.closed = reason
             self._items.clear()
             self._wake()
+            self._wake_drained()
 
     def take_nowait(self) -> list[Event]:
         """Everything queued now (maybe nothing); raises OutboxClosed once closed."""
         if self.closed:
             raise OutboxClosed(self.closed)
         items, self._items = self._items, []
+        if not self.hold:
+            self._wake_drained()
         return items
 
     async def take(self, wait_s: float | None = None) -> list[Event]:
@@ -219,18 +253,24 @@ class Outbox:
         if self.closed:
             raise OutboxClosed(self.closed)
         items, self._items = self._items, []
+        if not self.hold:
+            self._wake_drained()
         return items
 
 
 class Subscription:
     """One watcher of one job; its seq only moves forward."""
 
-    __slots__ = ("done", "job_id", "last_seq", "outbox", "pending", "ready")
+    __slots__ = ("done", "epoch", "job_id", "last_seq", "outbox", "pending", "ready")
 
-    def __init__(self, job_id: str, outbox: Outbox, since: int | None = None) -> None:
+    def __init__(
+        self, job_id: str, outbox: Outbox, since: int | None = None, epoch: str | None = None
+    ) -> None:
         self.job_id = job_id
         self.outbox = outbox
         self.last_seq = since or 0
+        # The feed's epoch the watcher's seq counts in (None for a job: its seqs never restart).
+        self.epoch = epoch
         # Until its replay is written, live events wait here so that order is kept (then None).
         self.ready = False
         self.pending: deque[Event] | None = deque(maxlen=outbox.limit)
@@ -244,12 +284,28 @@ class Subscription:
         self.outbox.put(event)
 
     def push_snapshot(self, event: Event) -> None:
-        """A snapshot stands for everything up to its seq, so it may repeat the current seq."""
-        if self.done or event.seq < self.last_seq:
+        """A snapshot stands for everything up to its seq, so it may repeat the current seq. One
+        from another epoch replaces whatever the watcher had."""
+        if self.done or (event.seq < self.last_seq and event.epoch == self.epoch):
             return
+        self.reset(event)
+
+    def reset(self, event: Event) -> None:
+        """Start over from a snapshot, whatever seq the watcher claimed (one beyond the head, or
+        from a lost epoch, is no position at all)."""
         self.last_seq = event.seq
+        self.epoch = event.epoch
         self.done = event.terminal
         self.outbox.put(event)
+
+    def behind(self) -> bool:
+        """Live events are waiting with a gap before them (some were dropped while the watcher
+        caught up): more history must be read before it can go live."""
+        pending = self.pending
+        if not pending or self.done:
+            return False
+        first = pending[0]
+        return first.seq > self.last_seq + 1 or first.epoch != self.epoch
 
 
 class Topic:
@@ -288,6 +344,14 @@ class Hub:
         del self.topics[sub.job_id]
         return True
 
+    def go_live(self, sub: Subscription) -> bool:
+        """Release the live events that arrived while the watcher caught up, unless some are
+        missing before them (then False: read on in history)."""
+        if sub.behind():
+            return False
+        self.mark_ready(sub)
+        return True
+
     def mark_ready(self, sub: Subscription) -> None:
         """The watcher's replay is written: release the live events that arrived meanwhile."""
         sub.ready = True
@@ -313,6 +377,8 @@ class Hub:
         if topic.repairing:
             topic.seen_max = max(topic.seen_max, event.seq)
             return
+        if event.epoch is not None and self._epoch_changed(topic, event):
+            return
         # The fan-out's hot loop, once per watcher per event: `_push_live` and
         # `Subscription.push` are inlined here because their calls cost more than their work.
         seq = event.seq
@@ -330,11 +396,19 @@ class Hub:
             sub.done = event.terminal
             sub.outbox.put(event)
 
+    def _epoch_changed(self, topic: Topic, event: Event) -> bool:
+        """The feed started over (Redis lost it): its watchers need a snapshot, not events."""
+        for sub in topic.subs:
+            if sub.ready and not sub.done and sub.epoch != event.epoch:
+                self.start_repair(sub.job_id, event.seq)
+                return True
+        return False
+
     def _push_live(self, topic: Topic, sub: Subscription, event: Event) -> bool:
         if event.seq == 0:
             sub.outbox.put(event)
             return True
-        if event.seq > sub.last_seq + 1 and not sub.done:
+        if (event.seq > sub.last_seq + 1 or event.epoch != sub.epoch) and not sub.done:
             self.start_repair(sub.job_id, event.seq)
             return False
         sub.push(event)
@@ -349,13 +423,17 @@ class Hub:
             topic.repairing = True
             self._request_repair(job_id)
 
-    def repair_from(self, job_id: str) -> int | None:
-        """The seq after which the job's ready watchers need history (None: nobody to repair)."""
+    def repair_from(self, job_id: str) -> tuple[int, str | None] | None:
+        """The seq after which the topic's ready watchers need history, and the epoch they count
+        in ("" when they differ). None: nobody to repair."""
         topic = self.topics.get(job_id)
         if topic is None:
             return None
-        behind = [sub.last_seq for sub in topic.subs if sub.ready and not sub.done]
-        return min(behind) if behind else None
+        behind = [sub for sub in topic.subs if sub.ready and not sub.done]
+        if not behind:
+            return None
+        epochs = {sub.epoch for sub in behind}
+        return min(sub.last_seq for sub in behind), (epochs.pop() if len(epochs) == 1 else "")
 
     def apply_repair(self, job_id: str, events: Iterable[Event], snapshot: Event | None) -> bool:
         """Deliver repaired history; True when the topic is whole again (else repair once more)."""

@@ -14,10 +14,11 @@ import random
 
 from redis.exceptions import RedisError
 
-from jobcast.feed import feed_after, feed_replay, feed_snapshot
 from jobcast.protocol import split_feed_record, split_record
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
+from server.catchup import CatchUp
+from server.history import FeedHistory, History, JobHistory
 from server.hub import Event, Hub, Subscription
 from server.pubsub import PubSubProtocol, connect_pubsub
 
@@ -28,23 +29,25 @@ PING_INTERVAL_S = 5.0
 FEED = "feed"
 
 
-class JobNotFound(Exception):
-    pass
-
-
 class RelayUnavailable(Exception):
     """Redis is unreachable; the watcher should come back later."""
 
 
-class AlreadyEnded(Exception):
-    """The watcher has seen the job's terminal event: nothing more will come."""
-
-
 class Relay:
-    def __init__(self, redis_url: str, store: JobStore, *, subscribe_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        store: JobStore,
+        *,
+        subscribe_timeout_s: float = 10.0,
+    ) -> None:
         self._url = redis_url
         self._store = store
         self._subscribe_timeout_s = subscribe_timeout_s
+        # At most half an outbox, so a page never overflows the outbox it is queued in.
+        settings = store.settings
+        self._page = max(1, min(settings.replay_page_events, settings.watcher_buffer // 2))
+        self._feed_history = FeedHistory(store)
         self._prefix = store.keys.channel_prefix
         self._feed_channel = store.keys.feed_channel.encode()
         self.hub = Hub(self._queue_repair)
@@ -129,8 +132,7 @@ class Relay:
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         self.messages += 1
         if channel == self._feed_channel:
-            feed_seq, type_, job_id, data = split_feed_record(payload)
-            self.hub.deliver_event(FEED, Event.feed(feed_seq, type_, job_id, data))
+            self.hub.deliver_event(FEED, Event.feed(*split_feed_record(payload)))
             return
         seq, type_, data = split_record(payload)
         self.hub.deliver(channel[len(self._prefix) :].decode(), seq, type_, data)
@@ -165,11 +167,18 @@ class Relay:
 
     # -- watchers ----------------------------------------------------------------------------------
 
-    async def join(self, sub: Subscription, since: int | None, *, announce: Event | None = None) -> None:
-        """Start watching: subscribe, then replay what the watcher has not seen, then go live.
+    def history(self, topic: str) -> History:
+        return self._feed_history if topic == FEED else JobHistory(self._store, topic)
 
-        `announce` (a WebSocket `subscribed` message) is queued just before the replay. Raises
-        JobNotFound, AlreadyEnded or RelayUnavailable; the watcher is then not joined.
+    async def join(
+        self, sub: Subscription, since: int | None, *, announce: Event | None = None
+    ) -> CatchUp | None:
+        """Start watching: subscribe, then queue a snapshot or the first page of what the watcher
+        has not seen. When that is not all, the transport drives the returned catch-up, a page at a
+        time, until the watcher is live; None: it is live already.
+
+        `announce` (a WebSocket `subscribed` message) is queued first. Raises JobNotFound,
+        AlreadyEnded or RelayUnavailable; the watcher is then not joined.
         """
         if self.hub.add(sub):
             self._subscribe(sub.job_id)
@@ -177,36 +186,25 @@ class Relay:
             # History is read only once Redis confirms the subscription, so every event is either
             # in what we read or arrives live after it.
             await self._until_subscribed(sub.job_id)
+            history = self.history(sub.job_id)
             try:
-                snapshot, events = await self._replay(sub.job_id, since)
+                opening = await history.open(since, sub.epoch, self._page)
             except RedisError as e:
                 raise RelayUnavailable(str(e)) from e
             if announce is not None:
                 sub.outbox.put(announce)
-            if snapshot is not None:
-                sub.push_snapshot(snapshot)
-            for event in events:
+            if opening.snapshot is not None:
+                sub.reset(opening.snapshot)
+            for event in opening.events:
                 sub.push(event)
-            self.hub.mark_ready(sub)
+            read_all = opening.snapshot is not None or len(opening.events) < self._page
+            # When everything up to the read is queued, whatever came after it arrives live.
+            if read_all and self.hub.go_live(sub):
+                return None
+            return CatchUp(self.hub, sub, history, self._page)
         except BaseException:
             self.leave(sub)
             raise
-
-    async def _replay(self, topic: str, since: int | None) -> tuple[Event | None, list[Event]]:
-        """What a watcher joining at `since` gets before live events: a snapshot, or events."""
-        if topic == FEED:
-            feed = await feed_replay(self._store, since)
-            if feed.needs_snapshot:
-                return Event.feed_snapshot(await feed_snapshot(self._store)), []
-            return None, [Event.feed(*split_feed_record(r)) for r in feed.records]
-        replay = await self._store.replay(topic, since)
-        if replay is None:
-            raise JobNotFound(topic)
-        if since is not None and replay.terminal and since >= replay.head_seq:
-            raise AlreadyEnded(topic)
-        snapshot = Event.snapshot(replay.snapshot) if replay.needs_snapshot else None
-        events = [Event(topic, *split_record(record)) for record in replay.records]
-        return snapshot, events
 
     def leave(self, sub: Subscription) -> None:
         if self.hub.remove(sub):
@@ -228,25 +226,21 @@ class Relay:
                     log.warning("repair of %s postponed: %s", job_id, e)
                     await asyncio.sleep(0.2)
 
-    async def _repair(self, job_id: str) -> bool:
-        await self._until_subscribed(job_id)
-        start = self.hub.repair_from(job_id)
-        if start is None:
-            return self.hub.apply_repair(job_id, (), None)
-        if job_id == FEED:
-            head, records, oldest = await feed_after(self._store, start)
-            if head > start and (oldest is None or oldest > start + 1):
-                snapshot = Event.feed_snapshot(await feed_snapshot(self._store))
-                return self.hub.apply_repair(FEED, (), snapshot)
-            return self.hub.apply_repair(FEED, [Event.feed(*split_feed_record(r)) for r in records], None)
-        records, oldest = await self._store.history_after(job_id, start)
-        snapshot = None
-        if oldest is None or oldest > start + 1:
-            # History no longer reaches back far enough (trimmed or expired): only a snapshot tells
-            # the truth about what was missed.
-            current = await self._store.snapshot(job_id)
-            if current is None:
-                return self.hub.apply_repair(job_id, (), None)
-            snapshot = Event.snapshot(current)
-        events = [Event(job_id, *split_record(record)) for record in records]
-        return self.hub.apply_repair(job_id, events, snapshot)
+    async def _repair(self, topic: str) -> bool:
+        await self._until_subscribed(topic)
+        behind = self.hub.repair_from(topic)
+        if behind is None:
+            return self.hub.apply_repair(topic, (), None)
+        start, epoch = behind
+        history = self.history(topic)
+        # A page at a time: when more is missing, the topic is still behind after this page
+        # and is repaired again from where its watchers now are.
+        page = await history.page(start, epoch, self._page)
+        if page.missed:
+            # History no longer reaches back far enough (trimmed, expired, or the feed started
+            # over): only a snapshot tells the truth about what was missed.
+            snapshot = await history.snapshot()
+            if snapshot is None:
+                return self.hub.apply_repair(topic, (), None)
+            return self.hub.apply_repair(topic, (), snapshot)
+        return self.hub.apply_repair(topic, page.events, None)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from contextlib import suppress
 
 from aiohttp import HttpVersion11, web
 
+from jobcast.protocol import parse_feed_id
 from server.api import JOB_ID, routes
+from server.catchup import CatchUp, CatchUpFailed
 from server.direct import direct_writer
+from server.history import AlreadyEnded, JobNotFound
 from server.hub import Event, Outbox, OutboxClosed, Subscription
 from server.keys import OUTBOXES, RELAY, SETTINGS
 from server.problems import Problem
-from server.relay import FEED, AlreadyEnded, JobNotFound, RelayUnavailable
+from server.relay import FEED, RelayUnavailable
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -25,13 +29,30 @@ SSE_HEADERS = {
 HEARTBEAT = Event.comment(b"ping")
 
 
-def parse_last_event_id(request: web.Request) -> int | None:
+def _raw_last_event_id(request: web.Request) -> str | None:
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
-    if raw is None or raw == "":
+    return raw or None
+
+
+def parse_last_event_id(request: web.Request) -> int | None:
+    raw = _raw_last_event_id(request)
+    if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise Problem(400, "Last-Event-ID must be a non-negative integer seq", slug="bad-last-event-id")
     return int(raw)
+
+
+def parse_feed_position(request: web.Request) -> tuple[int | None, str | None]:
+    """The feed's `Last-Event-ID`: `<epoch>:<feed seq>` (a bare seq names no epoch: a snapshot)."""
+    raw = _raw_last_event_id(request)
+    if raw is None:
+        return None, None
+    position = parse_feed_id(raw)
+    if position is None:
+        raise Problem(400, "Last-Event-ID must be a feed event id, <epoch>:<seq>", slug="bad-last-event-id")
+    epoch, seq = position
+    return seq, epoch
 
 
 @routes.get(f"/api/jobs/{JOB_ID}/events")
@@ -48,12 +69,12 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 
 async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    since = parse_last_event_id(request)
+    since, epoch = parse_feed_position(request) if job_id == FEED else (parse_last_event_id(request), None)
     outbox = Outbox(settings.watcher_buffer)
     relay = request.app[RELAY]
-    sub = Subscription(job_id, outbox, since)
+    sub = Subscription(job_id, outbox, since, epoch)
     try:
-        await relay.join(sub, since)
+        catch_up = await relay.join(sub, since)
     except JobNotFound:
         raise Problem(404, f"no job {job_id}", slug="not-found") from None
     except AlreadyEnded:
@@ -75,7 +96,7 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         if transport is not None and request.version >= HttpVersion11:
             # HTTP/1.1 responses here are chunked; the direct path writes whole chunks.
             outbox.direct = direct_writer(transport, websocket=False)
-        await _pump(response, outbox, settings.write_timeout_s)
+        await _pump(response, outbox, settings.write_timeout_s, catch_up)
         return response
     finally:
         relay.leave(sub)
@@ -91,8 +112,20 @@ async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:
                 outbox.put(HEARTBEAT)
 
 
-async def _pump(response: web.StreamResponse, outbox: Outbox, write_timeout_s: float) -> None:
+async def _pump(
+    response: web.StreamResponse, outbox: Outbox, write_timeout_s: float, catch_up: CatchUp | None
+) -> None:
     while True:
+        if catch_up is not None and not len(outbox):
+            # The next page of the replay, only once the last has left for the socket.
+            if outbox.closed:
+                return
+            try:
+                if await catch_up.step():
+                    catch_up = None
+            except CatchUpFailed:
+                return  # the client resumes from its last id
+            continue
         try:
             batch = await outbox.take()
         except OutboxClosed:
@@ -110,5 +143,7 @@ async def _pump(response: web.StreamResponse, outbox: Outbox, write_timeout_s: f
         finally:
             payload = None
         if ended:
-            await response.write_eof()
+            # A client that hangs up right after the terminal event is no error.
+            with suppress(ConnectionError):
+                await response.write_eof()
             return

@@ -13,12 +13,14 @@ from jobcast.protocol import loads
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 from server.api import routes
+from server.catchup import CatchUpFailed
 from server.control import cancel_job
 from server.direct import direct_writer
+from server.history import AlreadyEnded, JobNotFound
 from server.hub import Event, Outbox, OutboxClosed, Subscription
 from server.keys import RELAY, SETTINGS, SOCKETS, STORE
 from server.problems import Problem
-from server.relay import FEED, AlreadyEnded, JobNotFound, Relay, RelayUnavailable
+from server.relay import FEED, Relay, RelayUnavailable
 
 MAX_MESSAGE_BYTES = 64 * 1024
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -72,7 +74,7 @@ class Connection:
         kind = message.get("type")
         job_id = message.get("job_id")
         if kind == "subscribe_feed":
-            await self.subscribe(FEED, message.get("last_event_id"))
+            await self.subscribe(FEED, message.get("last_event_id"), message.get("epoch"))
         elif kind == "unsubscribe_feed":
             self.unsubscribe(FEED)
         elif kind not in ("subscribe", "unsubscribe", "cancel"):
@@ -86,28 +88,45 @@ class Connection:
         else:
             await self.cancel(job_id)
 
-    async def subscribe(self, job_id: str, since: Any) -> None:
+    async def subscribe(self, job_id: str, since: Any, epoch: Any = None) -> None:
         if since is not None and (type(since) is not int or since < 0):
-            self.outbox.put(
-                error("bad_last_event_id", "last_event_id must be a non-negative integer", job_id)
-            )
+            message = "last_event_id must be a non-negative integer"
+            self.outbox.put(error("bad_last_event_id", message, job_id))
+            return
+        if epoch is not None and (not isinstance(epoch, str) or not epoch.isalnum() or len(epoch) > 16):
+            self.outbox.put(error("bad_last_event_id", "epoch must be the feed's epoch (a short token)"))
             return
         if (old := self.subs.pop(job_id, None)) is not None:
             self.relay.leave(old)
-        sub = Subscription(job_id, self.outbox, since)
+        sub = Subscription(job_id, self.outbox, since, epoch)
         try:
-            await self.relay.join(sub, since, announce=Event.control(self._named("subscribed", job_id)))
+            catch_up = await self.relay.join(
+                sub, since, announce=Event.control(self._named("subscribed", job_id))
+            )
         except JobNotFound:
             self.outbox.put(error("not_found", f"no job {job_id}", job_id))
+            return
         except AlreadyEnded:
             self.outbox.put(error("ended", "the job has ended and you have seen its last event", job_id))
+            return
         except RelayUnavailable as e:
             self.outbox.put(error("unavailable", str(e), job_id))
-        else:
-            if sub.done:
-                self.relay.leave(sub)
-            else:
-                self.subs[job_id] = sub
+            return
+        self.subs[job_id] = sub
+        try:
+            # The replay, a page at a time, each once the last has left for the socket. This
+            # connection's other messages wait meanwhile, so they keep their order.
+            while catch_up is not None and not await catch_up.step():
+                await self.outbox.drained()
+        except OutboxClosed:
+            return  # the connection is being cut (too slow, or shutdown)
+        except CatchUpFailed as e:
+            self.subs.pop(job_id, None)
+            self.relay.leave(sub)
+            self.outbox.put(error("unavailable", str(e), job_id))
+            return
+        if sub.done:
+            self.finished(job_id)
 
     async def cancel(self, job_id: str) -> None:
         try:
@@ -156,6 +175,7 @@ class Connection:
         starts another)."""
         try:
             while batch := self.outbox.take_nowait():
+                # The fast path must not overtake what this task holds but has not written yet.
                 self.outbox.hold = True
                 for event in batch:
                     try:
@@ -166,13 +186,13 @@ class Connection:
                         return
                     if event.terminal:
                         self.finished(event.job_id)
-                self.outbox.hold = False
+                self.outbox.release()
         except OutboxClosed as closed:
             if closed.reason == "overflow":
                 await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume")
         finally:
-            self.outbox.hold = False
             self.sender = None
+            self.outbox.release()
 
 
 @routes.get("/api/ws")

@@ -23,8 +23,11 @@ function addRow(job) {
   const priority = row.querySelector(".job-priority");
   priority.textContent = priority.dataset.priority = job.priority;
   row.querySelector("progress").setAttribute("aria-label", `Progress of ${job.kind} job ${job.id.slice(0, 8)}`);
+  row.dataset.createdAt = job.created_at || "";
   applyToJob(row, job);
-  list.prepend(row);
+  // Newest first by creation, whatever order the rows' fetches complete in.
+  const older = [...list.querySelectorAll(".job")].find((other) => other.dataset.createdAt < row.dataset.createdAt);
+  list.insertBefore(row, older ?? null);
   rows.set(job.id, row);
   while (rows.size > MAX_ROWS) {
     const last = list.lastElementChild;
@@ -76,22 +79,55 @@ function addFailed(job) {
   failed.prepend(item);
 }
 
+// A new job's row needs its snapshot (kind, priority); events that arrive while it is fetched are
+// kept (the latest per job) and applied after, so a row never stays behind its job.
+// A fetch that fails (the server going down) is tried again on the job's next state change.
+const fetching = new Map();
+const unfetched = new Set();
+async function addFetchedRow(id) {
+  fetching.set(id, null);
+  try {
+    const job = await fetchJob(id);
+    unfetched.delete(id);
+    addRow(job);
+    const latest = fetching.get(id);
+    const row = rows.get(id);
+    if (row && latest && latest.seq > job.last_event_id) applyToJob(row, latest);
+  } catch {
+    if (unfetched.size < 1000) unfetched.add(id);
+  } finally {
+    fetching.delete(id);
+  }
+}
+
 watchFeed({
   onState: showConnection,
   onSnapshot: (snapshot) => {
-    for (const job of snapshot.jobs) {
+    // Oldest first, since each new row goes on top: jobs we missed get their rows too.
+    for (const job of [...snapshot.jobs].reverse()) {
       const row = rows.get(job.id);
       if (row) applyToJob(row, job);
+      else addRow(job);
     }
     refreshStatsSoon();
   },
   onEvent: async (event) => {
     const row = rows.get(event.job_id);
     if (row) applyToJob(row, event);
+    else if (fetching.has(event.job_id)) fetching.set(event.job_id, event);
     if (event.type === "progress") return;
     refreshStatsSoon();
-    if (!row && event.type === "queued") addRow(await fetchJob(event.job_id));
-    if (event.type === "failed") addFailed(await fetchJob(event.job_id));
+    const missed = unfetched.has(event.job_id);
+    if (!row && !fetching.has(event.job_id) && (event.type === "queued" || missed)) {
+      await addFetchedRow(event.job_id);
+    }
+    if (event.type === "failed") {
+      try {
+        addFailed(await fetchJob(event.job_id));
+      } catch {
+        // The failed list is server-rendered too; the next page load shows it.
+      }
+    }
   },
 });
 

@@ -19,6 +19,10 @@ export const State = Object.freeze({
   ERROR: "error", // the server said no for good (unknown job)
 });
 
+// A connection counts as good, and resets the backoff, once it delivers an event or stays open
+// this long: a stream that opens and ends at once is a failure, so a tab never hammers a server.
+const STABLE_MS = 5000;
+
 class Backoff {
   constructor(baseMs = 250, maxMs = 15000) {
     this.baseMs = baseMs;
@@ -61,6 +65,13 @@ class Stream {
     this.socket = null;
     this.timer = null;
     this.stopped = false;
+    this.openedAt = null;
+  }
+
+  // The connection is up; it resets the backoff only once it proves itself (see STABLE_MS).
+  opened() {
+    this.openedAt = Date.now();
+    this.setState(State.LIVE);
   }
 
   setState(state, detail) {
@@ -105,12 +116,15 @@ class Stream {
   retry() {
     this.close();
     if (this.stopped) return;
+    if (this.openedAt !== null && Date.now() - this.openedAt >= STABLE_MS) this.backoff.reset();
+    this.openedAt = null;
     const offline = this.backoff.failures >= this.offlineAfter;
     this.setState(offline ? State.OFFLINE : State.RECONNECTING);
     this.timer = setTimeout(() => this.connect(), this.backoff.next());
   }
 
   deliver(data, type) {
+    this.backoff.reset();
     this.accept(data, type);
     if (this.isDone()) this.stop(State.ENDED);
   }
@@ -126,8 +140,7 @@ class Stream {
     let opened = false;
     source.onopen = () => {
       opened = true;
-      this.backoff.reset();
-      this.setState(State.LIVE);
+      this.opened();
     };
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (message) => {
@@ -164,8 +177,7 @@ class Stream {
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
       if (data.type === "subscribed") {
-        this.backoff.reset();
-        this.setState(State.LIVE);
+        this.opened();
       } else if (data.type === "error") {
         if (data.code === "ended") this.stop(State.ENDED);
         else if (data.code === "not_found") this.stop(State.ERROR);
@@ -219,31 +231,42 @@ export function watchJob(jobId, options = {}) {
   return started(stream, () => lastSeq);
 }
 
+// A feed position as the server writes it in the SSE `id:`: `<epoch>:<feed seq>`.
+function parseFeedId(id) {
+  const match = /^([0-9A-Za-z]{1,16}):(\d+)$/.exec(id ?? "");
+  return match ? { epoch: match[1], seq: Number(match[2]) } : { epoch: null, seq: null };
+}
+
 /**
  * Watch every job at once: one connection whatever the number of jobs. `onSnapshot({feed_seq,
- * jobs})` gets the newest jobs when the stream starts (or could not resume); `onEvent(event)` gets
- * every job's events after it (state changes once each, progress live). Each job's events come
- * in order; events a snapshot already covers are skipped.
+ * epoch, jobs})` gets the newest jobs when the stream starts (or could not resume); `onEvent(event)`
+ * gets every job's events after it (state changes once each, progress live). Each job's events
+ * come in order; events a snapshot already covers are skipped. Feed seqs count within an epoch,
+ * which changes when the server lost the feed's history; resuming from another epoch gives a
+ * snapshot. `lastEventId` (and the watcher's `lastEventId`) is a feed id, `<epoch>:<feed seq>`.
  */
 export function watchFeed(options = {}) {
   const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = "sse", base = "" } = options;
-  let feedSeq = options.lastEventId ?? null;
+  let { epoch, seq: feedSeq } = parseFeedId(options.lastEventId);
   const jobSeqs = new Map();
   const root = serverBase(base);
+  const feedId = () => (feedSeq === null ? null : `${epoch}:${feedSeq}`);
   const stream = new Stream({
     sseUrl: `${root}/api/events`,
-    wsSubscribe: (pos) => ({ type: "subscribe_feed", ...resumeFrom(pos) }),
-    position: () => feedSeq,
+    wsSubscribe: () => ({ type: "subscribe_feed", ...(feedSeq === null ? {} : { last_event_id: feedSeq, epoch }) }),
+    position: feedId,
     accept: (event, type) => {
       if (type === "snapshot") {
         feedSeq = event.feed_seq;
+        epoch = event.epoch;
         for (const job of event.jobs) jobSeqs.set(job.id, job.last_event_id);
         onSnapshot(event);
         return;
       }
       if (event.feed_seq !== undefined) {
-        if (feedSeq !== null && event.feed_seq <= feedSeq) return;
+        if (feedSeq !== null && event.epoch === epoch && event.feed_seq <= feedSeq) return;
         feedSeq = event.feed_seq;
+        epoch = event.epoch;
       }
       const seen = jobSeqs.get(event.job_id);
       if (seen !== undefined && event.seq <= seen) return;
@@ -256,7 +279,7 @@ export function watchFeed(options = {}) {
     onState,
     offlineAfter: options.offlineAfter,
   });
-  return started(stream, () => feedSeq);
+  return started(stream, feedId);
 }
 
 /** Start a stream and hand the caller its controls. */

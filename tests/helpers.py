@@ -29,9 +29,13 @@ def demo(steps: int, step_ms: int) -> dict[str, Any]:
 
 @dataclass
 class SseEvent:
-    id: int | None
+    id: int | str | None  # a job's event id is its seq; a feed event's is `<epoch>:<feed seq>`
     event: str
     data: dict[str, Any]
+
+
+def _event_id(raw: str) -> int | str:
+    return int(raw) if raw.isdigit() else raw
 
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
@@ -42,7 +46,7 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent
         if line == "":
             if "data" in fields:
                 yield SseEvent(
-                    int(fields["id"]) if "id" in fields else None,
+                    _event_id(fields["id"]) if "id" in fields else None,
                     fields.get("event", "message"),
                     json.loads(fields["data"]),
                 )

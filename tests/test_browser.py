@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import signal
+import time
+from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from playwright.async_api import expect
 
 from tests.helpers import demo, get_json, submit
 
 TIMEOUT_MS = 30_000
+STATIC = Path(__file__).parent.parent / "static"
 
 
 def base(client) -> str:
@@ -146,3 +152,92 @@ async def test_a_page_watching_30_running_jobs_keeps_every_bar_live(client, spaw
     assert {j["id"] for j in jobs} == set(
         await page.locator(".job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
     )
+
+
+async def test_a_dashboard_whose_web_restarts_during_a_burst_shows_every_final_state(
+    spawn, worker, page
+) -> None:
+    dashboard, other = spawn("web"), spawn("web")
+    await asyncio.gather(dashboard.wait_http(), other.wait_http())
+    feed_requests: list[float] = []
+    page.on("request", lambda r: feed_requests.append(time.monotonic()) if "/api/events" in r.url else None)
+    await page.goto(dashboard.url + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    async with aiohttp.ClientSession() as session:
+        # 120 jobs, 360 state changes, submitted through the other web process while the
+        # dashboard's own goes down and comes back.
+        jobs = [await submit(session, other.url + "/api/jobs", demo(2, 20)) for _ in range(30)]
+        dashboard.signal(signal.SIGTERM)
+        assert await dashboard.wait_exit() == 0
+        down_at = time.monotonic()
+        jobs += [await submit(session, other.url + "/api/jobs", demo(2, 20)) for _ in range(90)]
+        restarted = spawn("web", port=dashboard.port)
+        await restarted.wait_http()
+        up_at = time.monotonic()
+        await page.wait_for_function(
+            """n => { const rows = [...document.querySelectorAll('.job')];
+                      return rows.length === n && rows.every(r => r.dataset.state === 'succeeded'); }""",
+            arg=50,
+            timeout=15_000,
+        )
+        shown_at = time.monotonic()
+        states = {(await get_json(session, f"{other.url}/api/jobs/{j['id']}"))["state"] for j in jobs}
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert states == {"succeeded"}
+    shown = await page.locator(".job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    newest = [j["id"] for j in reversed(jobs)]
+    # The newest jobs, newest first (jobs submitted in the same millisecond may swap).
+    assert set(shown) <= set(newest[:52]) and set(newest[:48]) <= set(shown)
+    assert shown_at - up_at < 10, "the dashboard took long to catch up after its server came back"
+    # While the server was away, reconnects backed off (the first after 125-250 ms, each next
+    # wait twice as long): a handful of tries, not several a second.
+    tries = [t for t in feed_requests if down_at <= t <= shown_at]
+    assert len(tries) <= 2 + math.log2(8 * (shown_at - down_at) + 1), (len(tries), shown_at - down_at)
+
+
+async def test_a_stream_that_ends_as_soon_as_it_opens_counts_as_a_failed_try(aiohttp_server, page) -> None:
+    """A server that accepts the stream and ends it at once (over SSE, or WebSocket after
+    `subscribed`) must not be hammered: the client's backoff grows as if it had refused."""
+    opened: dict[str, list[float]] = {"sse": [], "ws": []}
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        opened["sse"].append(time.monotonic())
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"retry: 10\n\n")
+        return response
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        opened["ws"].append(time.monotonic())
+        await ws.send_json({"type": "subscribed", "feed": True})
+        await ws.close()
+        return ws
+
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text=BACKOFF_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    app.router.add_get("/api/events", feed)
+    app.router.add_get("/api/ws", socket)
+    app.router.add_static("/static", STATIC)
+    server = await aiohttp_server(app)
+    await page.goto(f"http://127.0.0.1:{server.port}/")
+    # Six tries take at least 125 + 250 + 500 + 1000 + 2000 ms of backoff; without it, under 1.3 s.
+    for transport in ("sse", "ws"):
+        await page.wait_for_function(f"() => window.tries_{transport} >= 6", timeout=TIMEOUT_MS)
+        assert len(opened[transport]) >= 6
+        first, sixth = opened[transport][0], opened[transport][5]
+        assert sixth - first > 3.5, f"{transport}: six tries in {sixth - first:.2f} s"
+
+
+BACKOFF_PAGE = """<!doctype html><title>backoff</title><script type="module">
+import { watchFeed } from "/static/jobcast.js";
+for (const transport of ["sse", "ws"]) {
+  window["tries_" + transport] = 0;
+  watchFeed({ transport, onState: (state) => { if (state !== "live") return; window["tries_" + transport] += 1; } });
+}
+</script>"""

@@ -9,7 +9,13 @@ from tests.helpers import SseEvent, demo, sse_events, submit, wait_for, watch_to
 
 
 def lifecycle_seqs(events: list[SseEvent]) -> list[int]:
-    return [e.id for e in events if e.id is not None and e.event != "snapshot"]
+    return [e.data["feed_seq"] for e in events if e.id is not None and e.event != "snapshot"]
+
+
+def feed_id(event: SseEvent | dict) -> str:
+    """The id a feed event carries: `<epoch>:<feed seq>`."""
+    data = event.data if isinstance(event, SseEvent) else event
+    return f"{data['epoch']}:{data['feed_seq']}"
 
 
 async def test_the_feed_carries_every_jobs_state_changes_and_progress(client, worker) -> None:
@@ -20,7 +26,7 @@ async def test_the_feed_carries_every_jobs_state_changes_and_progress(client, wo
         assert response.headers["Content-Type"].startswith("text/event-stream")
         events = sse_events(response)
         snapshot = await anext(events)
-        assert snapshot.event == "snapshot" and snapshot.id == snapshot.data["feed_seq"]
+        assert snapshot.event == "snapshot" and snapshot.id == feed_id(snapshot)
         assert [j["id"] for j in snapshot.data["jobs"]] == [earlier["id"]]
         jobs = [await submit(client, body=demo(5, 20)) for _ in range(3)]
         async with asyncio.timeout(30):
@@ -37,20 +43,22 @@ async def test_the_feed_carries_every_jobs_state_changes_and_progress(client, wo
         assert seqs == sorted(set(seqs))  # each job's own seqs in order, none twice
     # State changes are numbered by the feed, with no gap; progress is live only (no id).
     feed_seqs = lifecycle_seqs(seen)
-    assert feed_seqs == list(range(snapshot.id + 1, snapshot.id + 1 + len(feed_seqs)))
+    head = snapshot.data["feed_seq"]
+    assert feed_seqs == list(range(head + 1, head + 1 + len(feed_seqs)))
     assert all(e.id is None for e in seen if e.event == "progress")
-    assert all(e.data["feed_seq"] == e.id for e in seen if e.id is not None)
+    assert all(feed_id(e) == e.id for e in seen if e.id is not None)
 
 
 async def test_a_feed_watcher_resumes_after_its_last_feed_seq(client, worker) -> None:
     async with client.get("/api/events") as response:
         events = sse_events(response)
-        head = (await anext(events)).id
+        snapshot = await anext(events)
+    head = snapshot.data["feed_seq"]
     jobs = [await submit(client, body=demo(2, 1)) for _ in range(3)]
     for job in jobs:
         await watch_to_end(client, job["id"])
     resumed: list[SseEvent] = []
-    async with client.get("/api/events", headers={"Last-Event-ID": str(head)}) as response:
+    async with client.get("/api/events", headers={"Last-Event-ID": snapshot.id}) as response:
         events = sse_events(response)
         async with asyncio.timeout(10):
             async for event in events:
@@ -102,6 +110,6 @@ async def test_the_feed_is_repaired_after_its_pubsub_connection_is_killed(client
         await wait_for(lambda: any(e.event == "succeeded" for e in seen), what="the end on the feed")
     finally:
         watcher.cancel()
-    head = seen[0].id
+    head = seen[0].data["feed_seq"]
     assert lifecycle_seqs(seen) == [head + 1, head + 2, head + 3]
     assert [e.event for e in seen if e.id is not None][1:] == ["queued", "started", "succeeded"]

@@ -62,7 +62,7 @@ def test_duplicates_are_dropped_and_a_gap_asks_for_repair() -> None:
     hub.deliver("j", 6, b"progress", b"{}")  # 5 is missing
     assert repairs == ["j"] and sub.last_seq == 4
     hub.deliver("j", 7, b"progress", b"{}")  # held back while repairing
-    assert hub.repair_from("j") == 4
+    assert hub.repair_from("j") == (4, None)
     assert not hub.apply_repair("j", [event(5), event(6)], None)  # 7 was seen: not whole yet
     assert hub.apply_repair("j", [event(7)], None)
     assert sub.last_seq == 7
@@ -207,3 +207,77 @@ def test_a_lazy_writer_is_started_when_events_queue_and_on_overflow() -> None:
     assert outbox.closed == "overflow" and started == [1, 2, 0]
     with pytest.raises(OutboxClosed, match="overflow"):
         outbox.take_nowait()
+
+
+def feed_event(seq: int, epoch: str, job: str = "j") -> Event:
+    return Event.feed(seq, b"queued", job, epoch.encode(), b'{"feed_seq":%d}' % seq)
+
+
+def test_feed_ids_carry_their_epoch() -> None:
+    assert feed_event(7, "abc").sse.startswith(b"id: abc:7\n")
+    # Live-only progress on the feed has no id, so it never moves the browser's Last-Event-ID.
+    assert Event.feed(0, b"progress", "j", b"", b"{}").sse.startswith(b"event: progress\n")
+
+
+def test_a_feed_event_from_a_new_epoch_asks_for_repair_even_with_a_lower_seq() -> None:
+    repairs: list[str] = []
+    hub = Hub(repairs.append)
+    sub = Subscription("feed", Outbox(8), 40, "old")
+    hub.add(sub)
+    hub.mark_ready(sub)
+    hub.deliver_event("feed", feed_event(41, "old"))
+    assert sub.last_seq == 41 and repairs == []
+    # Redis lost the feed: its seqs start over in another epoch. Without the epoch these events
+    # would look like duplicates and be dropped in silence.
+    hub.deliver_event("feed", feed_event(1, "new"))
+    assert repairs == ["feed"] and sub.last_seq == 41
+    assert hub.repair_from("feed") == (41, "old")
+    snapshot = Event.feed_snapshot({"type": "snapshot", "feed_seq": 1, "epoch": "new", "jobs": []})
+    assert hub.apply_repair("feed", [], snapshot)
+    assert (sub.last_seq, sub.epoch) == (1, "new")
+    hub.deliver_event("feed", feed_event(2, "new"))
+    assert [e.seq for e in sub.outbox.take_nowait()] == [41, 1, 2]
+
+
+def test_a_snapshot_resets_a_watcher_whose_seq_is_beyond_the_head() -> None:
+    sub = Subscription("j", Outbox(8), since=999)
+    snapshot = Event.snapshot({"id": "j", "last_event_id": 12, "state": "running"})
+    sub.push_snapshot(snapshot)  # an older snapshot of the same history: stale, dropped
+    assert len(sub.outbox) == 0
+    sub.reset(snapshot)  # an id beyond the head is no position at all: start over
+    assert sub.last_seq == 12 and sub.outbox.take_nowait() == [snapshot]
+
+
+def test_a_catching_up_watcher_goes_live_only_when_history_reaches_its_pending_events() -> None:
+    hub = Hub(lambda job: None)
+    sub = Subscription("j", Outbox(8), since=0)
+    hub.add(sub)
+    for seq in (5, 6):
+        hub.deliver("j", seq, b"progress", b"{}")  # live events while the watcher reads history
+    sub.push(event(1))
+    sub.push(event(2))
+    assert not hub.go_live(sub)  # 3 and 4 are still in history only
+    sub.push(event(3))
+    sub.push(event(4))
+    assert hub.go_live(sub)
+    assert [e.seq for e in sub.outbox.take_nowait()] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_drained_waits_for_the_writer_to_take_the_queue() -> None:
+    outbox = Outbox(8)
+    outbox.put(event(1))
+    waiter = asyncio.create_task(outbox.drained())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    outbox.hold = True
+    outbox.take_nowait()
+    await asyncio.sleep(0)
+    assert not waiter.done()  # taken but not yet written
+    outbox.release()
+    await asyncio.wait_for(waiter, 1)
+    outbox.put(event(2))
+    closing = asyncio.create_task(outbox.drained())
+    await asyncio.sleep(0)
+    outbox.close("overflow")
+    with pytest.raises(OutboxClosed):
+        await closing

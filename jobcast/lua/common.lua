@@ -33,6 +33,20 @@ local function index_score()
   return clock_score(P .. ':index:clock', NOW_MS)
 end
 
+-- The next feed seq and the feed's epoch. Both live in one hash, so they are lost together (a
+-- Redis that restarts empty, a FLUSHALL): the new epoch then tells a client that its feed id
+-- belongs to a history that no longer exists. Readers create the epoch the same way (HSETNX).
+local function feed_next()
+  local position = P .. ':feed:position'
+  local fseq = redis.call('HINCRBY', position, 'seq', 1)
+  local epoch = redis.call('HGET', position, 'epoch')
+  if not epoch then
+    epoch = string.format('%x', NOW_MS)
+    redis.call('HSET', position, 'epoch', epoch)
+  end
+  return fseq, epoch
+end
+
 -- Publish one event of job `id`: assign its seq, append it to history, update the snapshot and
 -- the indexes, PUBLISH it. `fence` guards attempts: for `started` it is the attempt the caller
 -- saw (compare-and-set: a second worker starting the same attempt is refused); for other events
@@ -79,8 +93,9 @@ local function publish(id, etype, newstate, head, tail, fence, ready_ms, fields)
   if etype == 'progress' then
     redis.call('PUBLISH', P .. ':feed', '0\nprogress\n' .. id .. '\n' .. json)
   else
-    local fseq = redis.call('INCR', P .. ':feed:seq')
-    local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n{"feed_seq":' .. fseq .. ',' .. string.sub(json, 2)
+    local fseq, epoch = feed_next()
+    local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
+      .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
     redis.call('ZADD', P .. ':feed:history', fseq, frecord)
     redis.call('ZREMRANGEBYRANK', P .. ':feed:history', 0, -(HISTORY_MAX + 1))
     redis.call('PUBLISH', P .. ':feed', frecord)

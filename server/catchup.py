@@ -1,0 +1,58 @@
+"""Catching a joining watcher up: the events it missed, read from history a page at a time.
+
+A watcher that resumes far behind (a long job read from its start, a dashboard away for a
+thousand state changes) must get every event, yet neither the process nor its outbox may hold them
+all at once. So its transport asks for one page at a time, and only once the previous page has
+left for the socket: the replay runs at the speed of the client's socket, never conflated. Live
+events that arrive meanwhile wait in the watcher's bounded `pending`; when history is read up to
+them the watcher goes live. If some were dropped from `pending` meanwhile, history still has them.
+"""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+from server.history import History
+from server.hub import Hub, Subscription
+
+
+class CatchUpFailed(Exception):
+    """History could not be read (Redis is unreachable): end the stream; the client resumes."""
+
+
+class CatchUp:
+    __slots__ = ("history", "hub", "page_size", "sub")
+
+    def __init__(self, hub: Hub, sub: Subscription, history: History, page_size: int) -> None:
+        self.hub = hub
+        self.sub = sub
+        self.history = history
+        self.page_size = page_size
+
+    async def step(self) -> bool:
+        """Queue the next page of history for the watcher; True once it is live (or ended)."""
+        sub = self.sub
+        if sub.done:
+            self.hub.mark_ready(sub)
+            return True
+        try:
+            page = await self.history.page(sub.last_seq, sub.epoch, self.page_size)
+            if page.missed:
+                # Trimmed or expired while the watcher read, or the feed started over: only a
+                # snapshot is truthful. Reading continues after its seq.
+                snapshot = await self.history.snapshot()
+            else:
+                snapshot = None
+        except RedisError as e:
+            raise CatchUpFailed(str(e)) from e
+        if page.missed:
+            if snapshot is None:  # the job itself is gone: nothing more will come
+                self.hub.mark_ready(sub)
+                return True
+            sub.reset(snapshot)
+            return False
+        for event in page.events:
+            sub.push(event)
+        if len(page.events) < self.page_size:
+            return self.hub.go_live(sub)
+        return False
