@@ -10,6 +10,8 @@ them the watcher goes live. If some were dropped from `pending` meanwhile, histo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis.exceptions import RedisError
 
 from server.history import History
@@ -21,13 +23,22 @@ class CatchUpFailed(Exception):
 
 
 class CatchUp:
-    __slots__ = ("history", "hub", "page_size", "sub")
+    __slots__ = ("history", "hub", "on_live", "page_size", "sub")
 
-    def __init__(self, hub: Hub, sub: Subscription, history: History, page_size: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        sub: Subscription,
+        history: History,
+        page_size: int,
+        on_live: Callable[[], None] = lambda: None,
+    ) -> None:
         self.hub = hub
         self.sub = sub
         self.history = history
         self.page_size = page_size
+        # Called once the watcher is live (the relay checks it missed no reconnect meanwhile).
+        self.on_live = on_live
 
     async def step(self) -> bool:
         """Queue the next page of history for the watcher; True once it is live (or ended)."""
@@ -53,6 +64,7 @@ class CatchUp:
             return False
         for event in page.events:
             sub.push(event)
-        if len(page.events) < self.page_size:
-            return self.hub.go_live(sub)
+        if len(page.events) < self.page_size and self.hub.go_live(sub):
+            self.on_live()
+            return True
         return False

@@ -446,11 +446,17 @@ class Hub:
             high = snapshot.seq
             for sub in ready:
                 sub.push_snapshot(snapshot)
+        # A watcher may have gone live after the repair chose where to read from, and be further
+        # behind: it gets nothing that would skip a seq, and the topic is repaired once more.
+        short = False
         for event in events:
             high = max(high, event.seq)
             for sub in ready:
+                if event.seq > sub.last_seq + 1 and event.epoch == sub.epoch and not sub.done:
+                    short = True
+                    continue
                 sub.push(event)
-        if topic.seen_max > high:
+        if short or topic.seen_max > high:
             return False
         topic.repairing = False
         topic.seen_max = 0

@@ -58,6 +58,9 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         self.reconnects = 0
+        # Pub/sub connections made so far: a watcher that joined under an earlier one may have
+        # missed events published in between.
+        self.connections = 0
         self.messages = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -96,6 +99,7 @@ class Relay:
 
     def _attach(self, proto: PubSubProtocol) -> None:
         self._proto = proto
+        self.connections += 1
         self._in_flight = dict.fromkeys(self._ready, 1)
         proto.subscribe(self._channel(job_id) for job_id in self._ready)
         # Whatever was published while we were away is in history.
@@ -186,6 +190,7 @@ class Relay:
             # History is read only once Redis confirms the subscription, so every event is either
             # in what we read or arrives live after it.
             await self._until_subscribed(sub.job_id)
+            connection = self.connections
             history = self.history(sub.job_id)
             try:
                 opening = await history.open(since, sub.epoch, self._page)
@@ -198,10 +203,18 @@ class Relay:
             for event in opening.events:
                 sub.push(event)
             read_all = opening.snapshot is not None or len(opening.events) < self._page
+
+            def check_connection() -> None:
+                # Events published while the pub/sub connection was down reach ready watchers by
+                # repair. One that was not ready when that repair began is repaired now.
+                if self.connections != connection:
+                    self.hub.start_repair(sub.job_id)
+
             # When everything up to the read is queued, whatever came after it arrives live.
             if read_all and self.hub.go_live(sub):
+                check_connection()
                 return None
-            return CatchUp(self.hub, sub, history, self._page)
+            return CatchUp(self.hub, sub, history, self._page, check_connection)
         except BaseException:
             self.leave(sub)
             raise

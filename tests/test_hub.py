@@ -281,3 +281,16 @@ async def test_drained_waits_for_the_writer_to_take_the_queue() -> None:
     outbox.close("overflow")
     with pytest.raises(OutboxClosed):
         await closing
+
+
+def test_a_repair_never_skips_a_seq_for_a_watcher_further_behind() -> None:
+    hub = Hub(lambda job: None)
+    ahead = ready_sub(hub, since=5)
+    hub.start_repair("j")
+    behind = ready_sub(hub, since=2)  # went live after the repair chose to read after seq 5
+    assert not hub.apply_repair("j", [event(6), event(7)], None)  # not whole: repair again
+    assert (ahead.last_seq, behind.last_seq) == (7, 2)
+    assert hub.repair_from("j") == (2, None)
+    assert hub.apply_repair("j", [event(seq) for seq in range(3, 8)], None)
+    assert [e.seq for e in behind.outbox.take_nowait()] == [3, 4, 5, 6, 7]
+    assert [e.seq for e in ahead.outbox.take_nowait()] == [6, 7]
