@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from jobcast.jobs.progress import Progress
 
 from bench import processes
 from bench.machine import CpuMeter, rss_bytes
@@ -22,7 +23,6 @@ from jobcast.protocol import loads
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
 from jobcast.store import JobStore, Submission
-from jobs.progress import Progress
 
 
 @dataclass

@@ -46,7 +46,7 @@ async def _quiet_gc(app: object) -> None:
 def run_web(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from server.app import create_app
+    from jobcast.server.app import create_app
 
     settings = _settings(args)
     _use_uvloop()
@@ -67,7 +67,7 @@ def run_web(args: argparse.Namespace) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    from jobs.worker import create_worker
+    from jobcast.jobs.worker import create_worker
 
     _use_uvloop()
     create_worker(Settings()).run()

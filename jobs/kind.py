@@ -14,8 +14,9 @@ from jobcast.files import JobFiles
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+    from jobcast.jobs.progress import Progress
+
     from jobcast.settings import Settings
-    from jobs.progress import Progress
 
 P = TypeVar("P", bound=BaseModel)
 

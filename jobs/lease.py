@@ -19,11 +19,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from jobcast.jobs.signals import Attempt
 from redis.exceptions import RedisError
 
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
-from jobs.signals import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from arq.worker import Retry, func
+from jobcast.jobs.dispatch import JobcastWorker
+from jobcast.jobs.kind import JobContext, Kind, configure
+from jobcast.jobs.kinds import KINDS
+from jobcast.jobs.lease import hold_lease
+from jobcast.jobs.progress import Progress
+from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 
 from jobcast.files import FileStore
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
@@ -19,12 +25,6 @@ from jobcast.redis import create_redis
 from jobcast.settings import Settings
 from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.tasks import cancel_and_wait
-from jobs.dispatch import JobcastWorker
-from jobs.kind import JobContext, Kind, configure
-from jobs.kinds import KINDS
-from jobs.lease import hold_lease
-from jobs.progress import Progress
-from jobs.signals import Attempt, RunningAttempts, listen_for_signals
 
 log = logging.getLogger(__name__)
 

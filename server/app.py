@@ -7,21 +7,21 @@ import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
+from jobcast.jobs.kind import configure
+from jobcast.jobs.kinds import KINDS as ALL_KINDS
+from jobcast.server import compat, control, metrics, queries, results, sse, submit, ws  # noqa: F401  (routes join api.routes)
+from jobcast.server.api import routes
+from jobcast.server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from jobcast.server.metrics import setup_metrics
+from jobcast.server.pages import setup_pages
+from jobcast.server.problems import problem_middleware
+from jobcast.server.relay import Relay
 
 from jobcast.files import FileStore
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
-from jobs.kind import configure
-from jobs.kinds import KINDS as ALL_KINDS
-from server import compat, control, metrics, queries, results, sse, submit, ws  # noqa: F401  (routes join api.routes)
-from server.api import routes
-from server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
-from server.metrics import setup_metrics
-from server.pages import setup_pages
-from server.problems import problem_middleware
-from server.relay import Relay
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

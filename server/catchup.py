@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from jobcast.server.history import History
+from jobcast.server.hub import Hub, Subscription
 from redis.exceptions import RedisError
-
-from server.history import History
-from server.hub import Hub, Subscription
 
 
 class CatchUpFailed(Exception):

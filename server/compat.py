@@ -5,15 +5,15 @@
 from __future__ import annotations
 
 from aiohttp import web
+from jobcast.jobs.kinds.report import METRICS
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, routes
+from jobcast.server.keys import KINDS
+from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.submit import submit
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobcast.protocol import Priority
 from jobcast.store import Submission
-from jobs.kinds.report import METRICS
-from server.api import JOB_ID, json_response, load_snapshot, read_json, routes
-from server.keys import KINDS
-from server.problems import Problem, validation_problem
-from server.submit import submit
 
 
 class ReportRequest(BaseModel):

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from jobcast.server.api import JOB_ID, json_response, redis_unavailable, routes
+from jobcast.server.keys import STORE
+from jobcast.server.problems import Problem
 from redis.exceptions import RedisError
 
 from jobcast.store import JobStore
-from server.api import JOB_ID, json_response, redis_unavailable, routes
-from server.keys import STORE
-from server.problems import Problem
 
 
 @dataclass(frozen=True, slots=True)

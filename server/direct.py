@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from server.hub import Event
+from jobcast.server.hub import Event
 
 # Past this many bytes waiting in the socket's buffer, events queue in the outbox instead.
 DIRECT_WRITE_LIMIT = 64 * 1024

@@ -6,13 +6,13 @@ import weakref
 
 from aiohttp import web
 from arq.connections import ArqRedis
+from jobcast.jobs.kind import Kind
+from jobcast.server.hub import Outbox
+from jobcast.server.relay import Relay
 
 from jobcast.files import FileStore
 from jobcast.settings import Settings
 from jobcast.store import JobStore
-from jobs.kind import Kind
-from server.hub import Outbox
-from server.relay import Relay
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", ArqRedis)

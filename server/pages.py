@@ -11,18 +11,12 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from pydantic import ValidationError
-from redis.exceptions import RedisError
-
-from jobcast.listing import list_jobs
-from jobcast.protocol import Priority, State, loads, split_record
-from jobcast.stats import stats
-from server.api import JOB_ID, load_snapshot, redis_unavailable
-from server.control import cancel_job
-from server.forms import form_fields, params_from_form
-from server.keys import KINDS, SETTINGS, STORE
-from server.problems import Problem, validation_problem
-from server.submit import (
+from jobcast.server.api import JOB_ID, load_snapshot, redis_unavailable
+from jobcast.server.control import cancel_job
+from jobcast.server.forms import form_fields, params_from_form
+from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.submit import (
     SubmitRequest,
     discard_files_unless_created,
     read_form,
@@ -31,6 +25,12 @@ from server.submit import (
     submit,
     validate,
 )
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from jobcast.listing import list_jobs
+from jobcast.protocol import Priority, State, loads, split_record
+from jobcast.stats import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 routes = web.RouteTableDef()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from aiohttp import web
-
-from server.api import JOB_ID, json_response, load_snapshot, routes
-from server.keys import FILES
-from server.problems import Problem
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, routes
+from jobcast.server.keys import FILES
+from jobcast.server.problems import Problem
 
 
 @routes.get(f"/api/jobs/{JOB_ID}/result")

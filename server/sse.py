@@ -7,16 +7,16 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from aiohttp import HttpVersion11, web
+from jobcast.server.api import JOB_ID, routes
+from jobcast.server.catchup import CatchUp, CatchUpFailed
+from jobcast.server.direct import direct_writer
+from jobcast.server.history import AlreadyEnded, JobNotFound
+from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
+from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS
+from jobcast.server.problems import Problem
+from jobcast.server.relay import FEED, RelayUnavailable
 
 from jobcast.protocol import parse_feed_id
-from server.api import JOB_ID, routes
-from server.catchup import CatchUp, CatchUpFailed
-from server.direct import direct_writer
-from server.history import AlreadyEnded, JobNotFound
-from server.hub import Event, Outbox, OutboxClosed, Subscription
-from server.keys import OUTBOXES, RELAY, SETTINGS
-from server.problems import Problem
-from server.relay import FEED, RelayUnavailable
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
+from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE
+from jobcast.server.problems import Problem, validation_problem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
@@ -24,9 +27,6 @@ from jobcast.store import (
     Submission,
     TooManyWaiting,
 )
-from server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
-from server.keys import FILES, KINDS, SETTINGS, STORE
-from server.problems import Problem, validation_problem
 
 UPLOAD_CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024

@@ -8,19 +8,19 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from jobcast.server.api import routes
+from jobcast.server.catchup import CatchUpFailed
+from jobcast.server.control import cancel_job
+from jobcast.server.direct import direct_writer
+from jobcast.server.history import AlreadyEnded, JobNotFound
+from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
+from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE
+from jobcast.server.problems import Problem
+from jobcast.server.relay import FEED, Relay, RelayUnavailable
 
 from jobcast.protocol import loads
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
-from server.api import routes
-from server.catchup import CatchUpFailed
-from server.control import cancel_job
-from server.direct import direct_writer
-from server.history import AlreadyEnded, JobNotFound
-from server.hub import Event, Outbox, OutboxClosed, Subscription
-from server.keys import RELAY, SETTINGS, SOCKETS, STORE
-from server.problems import Problem
-from server.relay import FEED, Relay, RelayUnavailable
 
 MAX_MESSAGE_BYTES = 64 * 1024
 JOB_ID = re.compile(r"[0-9a-f]{32}")

@@ -4,6 +4,7 @@ real app in-process, and real `jobcast worker` / `jobcast web` processes."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -11,11 +12,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from jobcast.server.app import create_app
 
 from jobcast.embedded_redis import RedisProcess
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
-from server.app import create_app
 from tests.helpers import JobcastProcess
 
 
@@ -74,8 +75,15 @@ def spawn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Jobcast
     """Start real jobcast processes; all are stopped when the test ends."""
     started: list[JobcastProcess] = []
 
-    def start(command: str, port: int | None = None, **extra_env: str) -> JobcastProcess:
-        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path, port=port)
+    def start(
+        command: str,
+        port: int | None = None,
+        *,
+        python: str = sys.executable,
+        cwd: Path | None = None,
+        **extra_env: str,
+    ) -> JobcastProcess:
+        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path, port=port, python=python, cwd=cwd)
         started.append(proc)
         return proc
 

@@ -117,17 +117,19 @@ class JobcastProcess:
         log_dir: Path,
         port: int | None = None,
         extra: tuple[str, ...] = (),
+        python: str = sys.executable,
+        cwd: Path | None = None,
     ) -> None:
         self.command = command
         self.port = port
-        args = [sys.executable, "-m", "jobcast", command]
+        args = [python, "-m", "jobcast", command]
         if command in ("web", "dev"):
             self.port = port or free_port()
             args += ["--port", str(self.port)]
         args += extra
         self.log_path = log_dir / f"{command}-{self.port or os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
 
     @property
     def url(self) -> str:

@@ -8,8 +8,8 @@ import socket
 from typing import Any
 
 from aiohttp import web
+from jobcast.server.keys import RELAY
 
-from server.keys import RELAY
 from tests.helpers import assert_contiguous, read_sse, sse_events, submit, wait_for
 
 LONG_DEMO = {"kind": "demo", "params": {"steps": 40, "step_ms": 50}}
@@ -85,7 +85,7 @@ async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamRes
 async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
     aiohttp_client, settings, spawn
 ) -> None:
-    from server.app import create_app
+    from jobcast.server.app import create_app
 
     small = settings.model_copy(update={"watcher_buffer": 64})
     app = create_app(small)

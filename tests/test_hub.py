@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 import pytest
+from jobcast.server.hub import Event, Hub, Outbox, OutboxClosed, Subscription
 
 from jobcast.tasks import cancel_and_wait
-from server.hub import Event, Hub, Outbox, OutboxClosed, Subscription
 
 
 def event(seq: int, type_: bytes = b"progress", job: str = "j") -> Event:

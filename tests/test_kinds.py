@@ -78,7 +78,7 @@ async def test_convert_turns_an_uploaded_csv_into_json_lines(client, worker, set
 async def test_convert_rejects_missing_and_oversized_uploads_leaving_nothing(
     aiohttp_client, settings, redis
 ) -> None:
-    from server.app import create_app
+    from jobcast.server.app import create_app
 
     client = await aiohttp_client(create_app(settings.model_copy(update={"max_upload_bytes": 4096})))
     problem = await post_json(client, "/api/jobs", {"kind": "convert", "params": {}}, status=422)

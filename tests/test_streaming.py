@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.keys import OUTBOXES, RELAY
+from jobcast.server.keys import OUTBOXES, RELAY
+
 from tests.helpers import assert_contiguous, attempts, read_sse, submit
 
 

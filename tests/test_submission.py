@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.app import create_app
+from jobcast.server.app import create_app
+
 from tests.helpers import demo, get_json, post_json
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.kind import Kind
-from jobs.kinds import aggregate, convert, demo, report
+from jobcast.jobs.kind import Kind
+from jobcast.jobs.kinds import aggregate, convert, demo, report
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (demo.KIND, report.KIND, convert.KIND, aggregate.KIND)}

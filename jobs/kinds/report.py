@@ -13,9 +13,8 @@ import random
 import zlib
 from typing import Literal
 
+from jobcast.jobs.kind import JobContext, Kind
 from pydantic import BaseModel, ConfigDict, Field
-
-from jobs.kind import JobContext, Kind
 
 ReportType = Literal["activity", "sales", "usage"]
 METRICS: dict[str, tuple[str, ...]] = {
