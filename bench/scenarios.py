@@ -14,11 +14,11 @@ from typing import Any
 
 import aiohttp
 import orjson
-from jobcast.jobs.progress import Progress
 
 from bench import processes
 from bench.machine import CpuMeter, rss_bytes
 from jobcast.embedded_redis import RedisProcess
+from jobcast.jobs.progress import Progress
 from jobcast.protocol import loads
 from jobcast.redis import create_redis
 from jobcast.settings import Settings

@@ -1,1 +1,13 @@
-"""Shared by the web server (server/) and the workers (jobs/): settings, wire protocol, Redis store."""
+"""jobcast: accept long-running work at once, run it on arq workers, stream live progress.
+
+The public API for job code is what this module exports, and it is kept stable:
+
+    from jobcast import Kind, JobContext, PermanentError
+
+`jobcast.server` is the web server, `jobcast.jobs` the workers; both share the settings, the wire
+protocol and the Redis store that live beside this file.
+"""
+
+from jobcast.jobs.kind import JobContext, Kind, PermanentError
+
+__all__ = ["JobContext", "Kind", "PermanentError"]

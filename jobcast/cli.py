@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jobcast.jobs.registry import KindsError
 from jobcast.settings import Settings
 
 
@@ -135,4 +137,12 @@ def main(argv: list[str] | None = None) -> None:
                 "--data-dir", default="data", help="where the private Redis and the job files live"
             )
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except KindsError as e:
+        sys.exit(f"jobcast {args.command}: {e}")
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        port = getattr(args, "port", None) or Settings().port
+        sys.exit(f"jobcast {args.command}: port {port} is already in use; choose another with --port N")

@@ -102,6 +102,11 @@ class Keys:
         return f"{self.prefix}:workers"
 
     @property
+    def worker_kinds(self) -> str:
+        """A hash: each live worker's name to the kinds it serves (comma separated)."""
+        return f"{self.prefix}:worker-kinds"
+
+    @property
     def cancel_channel(self) -> str:
         return f"{self.prefix}:cancel"
 

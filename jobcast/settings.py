@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # More job kinds (modules on the import path) and kinds left out (a leading `-`), comma
+    # separated, besides those installed packages declare: "myapp.jobs,-builtin".
+    kinds: str = ""
     # Per-kind overrides of the kind's own policy, as JSON: {"report": 120}.
     kind_timeouts_s: dict[str, float] = Field(default_factory=dict)
     kind_max_attempts: dict[str, int] = Field(default_factory=dict)

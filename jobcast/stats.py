@@ -24,7 +24,8 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         for s in finished:
             pipe.zcount(keys.index_state(s), now - HOUR_MS, "+inf")
         pipe.zremrangebyscore(keys.workers, "-inf", now - int(worker_ttl_s * 1000))
-        pipe.zcard(keys.workers)
+        pipe.zrange(keys.workers, 0, -1)
+        pipe.hgetall(keys.worker_kinds)
         results = await pipe.execute()
     waiting, delayed, oldest = {}, {}, []
     for i, p in enumerate(priorities):
@@ -33,12 +34,32 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         delayed[p.value] = later
         if first:
             oldest.append(first[0][1])
-    rest = results[3 * len(priorities) :]
+    rest = results[3 * len(priorities) : -2]
+    live, kinds = results[-2:]
+    serving = serving_kinds(live, kinds)
     return {
         "waiting": waiting,
         "delayed": delayed,
         "oldest_waiting_s": round((now - min(oldest)) / 1000, 3) if oldest else None,
         "running": rest[0],
         "finished_last_hour": dict(zip(finished, rest[1 : 1 + len(finished)], strict=True)),
-        "workers": rest[-1],
+        "workers": len(live),
+        "serving": [{"worker": name, "kinds": names} for name, names in serving.items()],
     }
+
+
+def serving_kinds(live: list[bytes], kinds: dict[bytes, bytes]) -> dict[str, list[str]]:
+    """Each live worker's kinds (a worker that died leaves an entry behind: it is not live)."""
+    return {
+        name.decode(): sorted(filter(None, kinds.get(name, b"").decode().split(","))) for name in sorted(live)
+    }
+
+
+async def live_workers(store: JobStore, worker_ttl_s: float) -> dict[str, list[str]]:
+    """The workers alive now, with the kinds each serves."""
+    now = epoch_ms(utcnow())
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.zrangebyscore(store.keys.workers, now - int(worker_ttl_s * 1000), "+inf")
+        pipe.hgetall(store.keys.worker_kinds)
+        live, kinds = await pipe.execute()
+    return serving_kinds(live, kinds)

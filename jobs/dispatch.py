@@ -185,16 +185,22 @@ class JobcastWorker(Worker):
         now = time.time()
         if now - self._last_beat >= self.settings.worker_heartbeat_s:
             stale_ms = int((now - 3 * self.settings.worker_heartbeat_s) * 1000)
+            keys = self.store.keys
             async with self.pool.pipeline(transaction=True) as pipe:
-                pipe.zadd(self.store.keys.workers, {self.name: int(now * 1000)})
-                pipe.zremrangebyscore(self.store.keys.workers, "-inf", stale_ms)  # workers that died
+                pipe.zadd(keys.workers, {self.name: int(now * 1000)})
+                pipe.zremrangebyscore(keys.workers, "-inf", stale_ms)  # workers that died
+                # What it serves, so web servers can refuse a kind that no live worker runs.
+                pipe.hset(keys.worker_kinds, self.name, ",".join(sorted(self.ctx["kinds"])))
                 await pipe.execute()
             self._last_beat = now
 
     async def close(self) -> None:
         # Without Redis, the worker leaves the list once its heartbeat is stale.
         with contextlib.suppress(RedisError, KeyError):
-            await self.pool.zrem(self.store.keys.workers, self.name)
+            async with self.pool.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.store.keys.workers, self.name)
+                pipe.hdel(self.store.keys.worker_kinds, self.name)
+                await pipe.execute()
         try:
             await super().close()
         except RedisError as e:

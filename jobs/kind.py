@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from jobcast.jobs.progress import Progress
-
     from jobcast.settings import Settings
 
 P = TypeVar("P", bound=BaseModel)

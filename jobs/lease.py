@@ -19,9 +19,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from jobcast.jobs.signals import Attempt
 from redis.exceptions import RedisError
 
+from jobcast.jobs.signals import Attempt
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 

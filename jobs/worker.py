@@ -12,14 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from arq.worker import Retry, func
-from jobcast.jobs.dispatch import JobcastWorker
-from jobcast.jobs.kind import JobContext, Kind, configure
-from jobcast.jobs.kinds import KINDS
-from jobcast.jobs.lease import hold_lease
-from jobcast.jobs.progress import Progress
-from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 
 from jobcast.files import FileStore
+from jobcast.jobs.dispatch import JobcastWorker
+from jobcast.jobs.kind import JobContext, Kind, configure
+from jobcast.jobs.lease import hold_lease
+from jobcast.jobs.progress import Progress
+from jobcast.jobs.registry import discover_kinds
+from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
@@ -183,7 +183,7 @@ async def _run_attempt(
 
 def create_worker(settings: Settings) -> JobcastWorker:
     """The arq worker for these settings (run it with `worker.run()`)."""
-    kinds = configure(KINDS, settings)
+    kinds = configure(discover_kinds(settings.kinds), settings)
     longest = max(kind.timeout_s for kind in kinds.values())
     return JobcastWorker(
         settings=settings,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
-from jobcast.server.problems import Problem
 from redis.exceptions import RedisError
 
 from jobcast.protocol import dumps, loads
+from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
+from jobcast.server.problems import Problem
 
 routes = web.RouteTableDef()
 

@@ -7,21 +7,22 @@ import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
+
+from jobcast.files import FileStore
 from jobcast.jobs.kind import configure
-from jobcast.jobs.kinds import KINDS as ALL_KINDS
+from jobcast.jobs.registry import discover_kinds
+from jobcast.redis import create_redis
 from jobcast.server import compat, control, metrics, queries, results, sse, submit, ws  # noqa: F401  (routes join api.routes)
 from jobcast.server.api import routes
-from jobcast.server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE
+from jobcast.server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE, WORKERS
 from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
-
-from jobcast.files import FileStore
-from jobcast.redis import create_redis
 from jobcast.settings import Settings
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
+from jobcast.workers import WorkerDirectory
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -29,6 +30,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = create_redis(settings.redis_url, retries=settings.redis_retries)
     app[REDIS] = redis
     app[STORE] = JobStore(redis, settings)
+    app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
     yield
     await redis.aclose()
 
@@ -60,7 +62,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[KINDS] = configure(ALL_KINDS, settings)
+    app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[FILES] = FileStore(settings.files_dir)
     app[OUTBOXES] = weakref.WeakSet()
     app[SOCKETS] = weakref.WeakSet()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from jobcast.server.history import History
 from jobcast.server.hub import Hub, Subscription
-from redis.exceptions import RedisError
 
 
 class CatchUpFailed(Exception):

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from jobcast.jobs.kinds.report import METRICS
+from jobcast.protocol import Priority
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, routes
 from jobcast.server.keys import KINDS
 from jobcast.server.problems import Problem, validation_problem
 from jobcast.server.submit import submit
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from jobcast.protocol import Priority
 from jobcast.store import Submission
 
 

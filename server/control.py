@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
+
 from jobcast.server.api import JOB_ID, json_response, redis_unavailable, routes
 from jobcast.server.keys import STORE
 from jobcast.server.problems import Problem
-from redis.exceptions import RedisError
-
 from jobcast.store import JobStore
 
 

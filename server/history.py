@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from jobcast.server.hub import Event
-
 from jobcast.feed import feed_page, feed_snapshot
 from jobcast.protocol import split_feed_record, split_record
+from jobcast.server.hub import Event
 from jobcast.store import JobStore
 
 

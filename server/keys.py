@@ -6,19 +6,21 @@ import weakref
 
 from aiohttp import web
 from arq.connections import ArqRedis
+
+from jobcast.files import FileStore
 from jobcast.jobs.kind import Kind
 from jobcast.server.hub import Outbox
 from jobcast.server.relay import Relay
-
-from jobcast.files import FileStore
 from jobcast.settings import Settings
 from jobcast.store import JobStore
+from jobcast.workers import WorkerDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", ArqRedis)
 STORE = web.AppKey("store", JobStore)
 RELAY = web.AppKey("relay", Relay)
 FILES = web.AppKey("files", FileStore)
+WORKERS = web.AppKey("workers", WorkerDirectory)
 # The job kinds with the operator's overrides applied.
 KINDS = web.AppKey("kinds", dict[str, Kind])
 # Open streams, so shutdown can end them cleanly: SSE outboxes (the client reconnects elsewhere)

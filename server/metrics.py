@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from aiohttp import web
-from jobcast.server.api import routes
-from jobcast.server.keys import OUTBOXES, RELAY, SOCKETS
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from jobcast.server.api import routes
+from jobcast.server.keys import OUTBOXES, RELAY, SOCKETS
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 

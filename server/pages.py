@@ -11,6 +11,11 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from jobcast.listing import list_jobs
+from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.server.api import JOB_ID, load_snapshot, redis_unavailable
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
@@ -25,11 +30,6 @@ from jobcast.server.submit import (
     submit,
     validate,
 )
-from pydantic import ValidationError
-from redis.exceptions import RedisError
-
-from jobcast.listing import list_jobs
-from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.stats import stats
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-from jobcast.server.api import json_response, redis_unavailable, routes
-from jobcast.server.keys import KINDS, SETTINGS, STORE
-from jobcast.server.problems import Problem, validation_problem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
+from jobcast.server.api import json_response, redis_unavailable, routes
+from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.problems import Problem, validation_problem
 from jobcast.stats import stats
 
 

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import random
 
+from redis.exceptions import RedisError
+
+from jobcast.protocol import split_feed_record, split_record
 from jobcast.server.catchup import CatchUp
 from jobcast.server.history import FeedHistory, History, JobHistory
 from jobcast.server.hub import Event, Hub, Subscription
 from jobcast.server.pubsub import PubSubProtocol, connect_pubsub
-from redis.exceptions import RedisError
-
-from jobcast.protocol import split_feed_record, split_record
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 

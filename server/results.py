@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, routes
 from jobcast.server.keys import FILES
 from jobcast.server.problems import Problem

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from aiohttp import HttpVersion11, web
+
+from jobcast.protocol import parse_feed_id
 from jobcast.server.api import JOB_ID, routes
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.direct import direct_writer
@@ -15,8 +17,6 @@ from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, RelayUnavailable
-
-from jobcast.protocol import parse_feed_id
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",

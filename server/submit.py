@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
-from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
-from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE
-from jobcast.server.problems import Problem, validation_problem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
 from jobcast.protocol import Priority, loads
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
+from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
+from jobcast.server.problems import Problem, validation_problem
 from jobcast.store import (
     AlreadyRetried,
     IdempotentReplay,
@@ -111,6 +111,8 @@ async def submit(
     store = app[STORE]
     job_id = job_id or uuid.uuid4().hex
     try:
+        if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
+            raise unserved_kind(submission.kind, workers)
         return Submitted(await store.create(job_id, submission, idempotency_key=key, retry_of=retry_of))
     except IdempotentReplay as replay:
         if not replay.same_request:
@@ -138,6 +140,17 @@ async def submit(
         ) from None
     except RedisError as e:
         raise redis_unavailable(e) from None
+
+
+def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:
+    served = sorted({name for kinds in workers.values() for name in kinds})
+    message = f"no running worker serves kind {kind!r}; the {len(workers)} running serve: {', '.join(served)}"
+    return Problem(
+        422,
+        message,
+        slug="kind-not-served",
+        errors=[{"field": "kind", "message": "no running worker serves this kind", "code": "not_served"}],
+    )
 
 
 async def store_snapshot(app: web.Application, job_id: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from jobcast.protocol import loads
 from jobcast.server.api import routes
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
@@ -17,8 +19,6 @@ from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, Relay, RelayUnavailable
-
-from jobcast.protocol import loads
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 

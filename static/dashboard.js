@@ -52,12 +52,33 @@ function refreshStatsSoon() {
       for (const box of document.querySelectorAll("[data-stat]")) {
         box.textContent = box.dataset.stat.split(".").reduce((value, key) => value?.[key], stats) ?? "—";
       }
+      showServing(stats.serving);
     } catch {
       // The connection indicator already says when the server is away.
     }
   }, 500);
 }
 setInterval(refreshStatsSoon, 5000);
+
+// Which worker serves which kinds (a kind no running worker serves is refused at submission).
+function showServing(serving) {
+  const list = document.getElementById("serving");
+  if (!list || !serving) return;
+  const items = serving.map(({ worker, kinds }) => {
+    const item = document.createElement("li");
+    const name = document.createElement("code");
+    name.textContent = worker;
+    item.append(name, ` serves ${kinds.join(", ")}`);
+    return item;
+  });
+  if (!items.length) {
+    const none = document.createElement("li");
+    none.className = "none";
+    none.textContent = "No worker is running: submitted jobs wait until one starts.";
+    items.push(none);
+  }
+  list.replaceChildren(...items);
+}
 
 function addFailed(job) {
   const failed = document.getElementById("failed");

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from jobcast.server.app import create_app
 
 from jobcast.embedded_redis import RedisProcess
 from jobcast.redis import create_redis
+from jobcast.server.app import create_app
 from jobcast.settings import Settings
 from tests.helpers import JobcastProcess
 

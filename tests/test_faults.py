@@ -8,8 +8,8 @@ import socket
 from typing import Any
 
 from aiohttp import web
-from jobcast.server.keys import RELAY
 
+from jobcast.server.keys import RELAY
 from tests.helpers import assert_contiguous, read_sse, sse_events, submit, wait_for
 
 LONG_DEMO = {"kind": "demo", "params": {"steps": 40, "step_ms": 50}}

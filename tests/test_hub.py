@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 
 import pytest
-from jobcast.server.hub import Event, Hub, Outbox, OutboxClosed, Subscription
 
+from jobcast.server.hub import Event, Hub, Outbox, OutboxClosed, Subscription
 from jobcast.tasks import cancel_and_wait
 
 

@@ -4,6 +4,7 @@ checkout, run as `jobcast web` and `jobcast worker`."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,16 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from a copy of what git would commit (tracked and new files, not ignored ones), so
+    # nothing lying around in the checkout sneaks in, and the build leaves no trace in it.
+    source = tmp_path_factory.mktemp("source")
+    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=CHECKOUT)
+    for name in filter(None, listed.split("\0")):
+        if (CHECKOUT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(CHECKOUT / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, CHECKOUT)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source)
     (built,) = out.glob("jobcast-*.whl")
     return built
 
@@ -64,3 +73,59 @@ async def test_the_wheel_runs_from_a_clean_venv(venv: Path, spawn) -> None:
         job = await submit(session, web.url + "/api/jobs", demo(3, 10))
         events = await asyncio.wait_for(watch_to_end(session, job["id"], base=web.url), 60)
     assert events[-1]["type"] == "succeeded"
+
+
+@pytest.fixture(scope="session")
+def venv_with_example(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same venv with examples/thumbnails installed beside the jobcast wheel."""
+    example = tmp_path_factory.mktemp("example") / "thumbnails"
+    shutil.copytree(CHECKOUT / "examples" / "thumbnails", example)
+    run(venv / "env" / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", example, cwd=venv)
+    return venv
+
+
+async def in_venv(py: str, code: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return await asyncio.to_thread(
+        subprocess.run, [py, "-c", code], capture_output=True, check=True, **kwargs
+    )
+
+
+MAKE_IMAGE = """
+import io, sys
+from PIL import Image
+Image.new("RGB", (640, 480), (200, 80, 40)).save(sys.stdout.buffer, format="PNG")
+"""
+
+READ_ZIP = """
+import io, sys, zipfile
+from PIL import Image
+with zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())) as archive:
+    for name in sorted(archive.namelist()):
+        print(name, *Image.open(io.BytesIO(archive.read(name))).size)
+"""
+
+
+async def test_a_kind_from_its_own_package_runs_end_to_end(venv_with_example: Path, spawn) -> None:
+    py = python(venv_with_example)
+    web = spawn("web", python=py, cwd=venv_with_example)
+    spawn("worker", python=py, cwd=venv_with_example)
+    image = (await in_venv(py, MAKE_IMAGE, cwd=venv_with_example)).stdout
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        kinds = await (await session.get(web.url + "/api/kinds")).json()
+        assert "thumbnails" in {k["name"] for k in kinds["kinds"]}
+        form = aiohttp.FormData()
+        form.add_field("kind", "thumbnails")
+        form.add_field("params", '{"sizes": [64, 200]}')
+        form.add_field("file", image, filename="photo.png", content_type="image/png")
+        async with session.post(web.url + "/api/jobs", data=form) as response:
+            assert response.status == 202, await response.text()
+            job = await response.json()
+        events = await asyncio.wait_for(watch_to_end(session, job["id"], base=web.url), 60)
+        assert events[-1]["type"] == "succeeded", events[-1]
+        assert [e["progress"]["message"] for e in events if e["type"] == "progress"][-1] == "200 px done"
+        async with session.get(f"{web.url}/api/jobs/{job['id']}/result") as result:
+            assert result.status == 200 and result.content_type == "application/zip"
+            archive = await result.read()
+    listing = (await in_venv(py, READ_ZIP, cwd=venv_with_example, input=archive)).stdout.decode()
+    assert listing.split("\n")[:2] == ["photo-200.png 200 150", "photo-64.png 64 48"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from jobcast.jobs.progress import Progress
 
+from jobcast.jobs.progress import Progress
 from jobcast.protocol import EventType, loads, split_record
 from jobcast.store import JobStore, Submission
 
@@ -54,7 +54,6 @@ async def test_no_event_after_the_terminal_one_and_stale_attempts_are_refused(st
 
 async def test_trimmed_history_gives_a_resuming_watcher_a_snapshot(aiohttp_client, settings, spawn) -> None:
     from jobcast.server.app import create_app
-
     from tests.helpers import read_sse, submit
 
     client = await aiohttp_client(create_app(settings.model_copy(update={"history_max_events": 10})))

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 from jobcast.server.keys import OUTBOXES, RELAY
-
 from tests.helpers import assert_contiguous, attempts, read_sse, submit
 
 

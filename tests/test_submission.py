@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from jobcast.server.app import create_app
-
 from tests.helpers import demo, get_json, post_json
 
 

@@ -17,6 +17,7 @@ import base64
 import hashlib
 
 import uvloop
+
 from jobcast.server.pubsub import connect_pubsub
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"

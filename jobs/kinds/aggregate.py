@@ -13,8 +13,9 @@ import math
 import random
 from typing import Any
 
-from jobcast.jobs.kind import JobContext, Kind
 from pydantic import BaseModel, ConfigDict, Field
+
+from jobcast.jobs.kind import JobContext, Kind
 
 # Partial statistics of one group: count, sum, sum of squares, min, max.
 Partial = list[float]

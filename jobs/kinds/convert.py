@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from jobcast.jobs.kind import JobContext, Kind, PermanentError
 from pydantic import BaseModel, ConfigDict, Field
+
+from jobcast.jobs.kind import JobContext, Kind, PermanentError
 
 Format = Literal["csv", "jsonl", "json"]
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "json": "application/json"}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from jobcast.jobs.kind import JobContext, Kind
 from pydantic import BaseModel, ConfigDict, Field
+
+from jobcast.jobs.kind import JobContext, Kind
 
 
 class DemoParams(BaseModel):

@@ -13,8 +13,9 @@ import random
 import zlib
 from typing import Literal
 
-from jobcast.jobs.kind import JobContext, Kind
 from pydantic import BaseModel, ConfigDict, Field
+
+from jobcast.jobs.kind import JobContext, Kind
 
 ReportType = Literal["activity", "sales", "usage"]
 METRICS: dict[str, tuple[str, ...]] = {
