@@ -116,6 +116,14 @@ def run_dev(args: argparse.Namespace) -> None:
             redis.stop()
 
 
+def run_watch(args: argparse.Namespace) -> None:
+    from jobcast.watch import watch
+
+    settings = Settings()
+    base = args.url or os.environ.get("JOBCAST_URL") or f"http://{settings.host}:{settings.port}"
+    sys.exit(asyncio.run(watch(base, args.job_id)))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("JOBCAST_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
@@ -126,9 +134,14 @@ def main(argv: list[str] | None = None) -> None:
         ("web", run_web, "the HTTP/SSE/WebSocket server"),
         ("worker", run_worker, "an arq worker that runs jobs"),
         ("dev", run_dev, "everything in one command, with a private Redis unless REDIS_URL is set"),
+        ("watch", run_watch, "follow a job until it ends (a progress bar with jobcast[cli])"),
     ):
         cmd = commands.add_parser(name, help=help_)
         cmd.set_defaults(func=func)
+        if name == "watch":
+            cmd.add_argument("job_id")
+            cmd.add_argument("--url", default=None, help="the server (default: $JOBCAST_URL or this host's)")
+            continue
         if name != "worker":
             cmd.add_argument("--host", default=None)
             cmd.add_argument("--port", type=int, default=None)

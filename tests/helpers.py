@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from jobcast.client import sse_messages
 from jobcast.embedded_redis import free_port
 
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
@@ -40,20 +41,9 @@ def _event_id(raw: str) -> int | str:
 
 async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
     """Parse an SSE stream into events (comments and `retry:` are skipped)."""
-    fields: dict[str, str] = {}
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line == "":
-            if "data" in fields:
-                yield SseEvent(
-                    _event_id(fields["id"]) if "id" in fields else None,
-                    fields.get("event", "message"),
-                    json.loads(fields["data"]),
-                )
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
+    async for message in sse_messages(response.content):
+        event_id = None if message.id is None else _event_id(message.id)
+        yield SseEvent(event_id, message.event, json.loads(message.data))
 
 
 async def read_sse(
