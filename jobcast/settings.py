@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# A path of one or more segments, without a trailing slash ("" for the root).
+URL_PREFIX = r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$"
+
 
 class Settings(BaseSettings):
     """Every knob of jobcast. Environment: `REDIS_URL` and `JOBCAST_<NAME>`; flags override."""
@@ -23,6 +26,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # The path jobcast is served under: "/jobs" when it is mounted into another aiohttp app
+    # (jobcast.server.setup does this) or behind a proxy that strips that prefix. Every link in
+    # snapshots and pages starts with it.
+    url_prefix: str = Field(default="", pattern=URL_PREFIX)
 
     # Streams
     sse_retry_ms: int = 2000

@@ -56,18 +56,19 @@ def json_deserializer(raw: bytes) -> Any:
     return loads(raw)
 
 
-def job_links(job_id: str) -> dict[str, str]:
+def job_links(job_id: str, prefix: str = "") -> dict[str, str]:
+    api = f"{prefix}/api/jobs/{job_id}"
     return {
-        "self": f"/api/jobs/{job_id}",
-        "events": f"/api/jobs/{job_id}/events",
-        "cancel": f"/api/jobs/{job_id}/cancel",
-        "retry": f"/api/jobs/{job_id}/retry",
-        "result": f"/api/jobs/{job_id}/result",
-        "page": f"/jobs/{job_id}",
+        "self": api,
+        "events": f"{api}/events",
+        "cancel": f"{api}/cancel",
+        "retry": f"{api}/retry",
+        "result": f"{api}/result",
+        "page": f"{prefix}/jobs/{job_id}",
     }
 
 
-def build_snapshot(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
+def build_snapshot(job_id: str, raw: dict[bytes, bytes], prefix: str = "") -> dict[str, Any]:
     """The public job snapshot from the job's Redis hash."""
     fields = {k.decode(): v for k, v in raw.items()}
 
@@ -99,7 +100,7 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
         "retry_of": text("retry_of"),
         "retried_by": text("retried_by"),
         "last_event_id": int(fields.get("seq", b"0")),
-        "links": job_links(job_id),
+        "links": job_links(job_id, prefix),
     }
 
 
@@ -364,7 +365,7 @@ class JobStore:
             raise NotRetryable(answer[1].decode() if status == 6 else None)
         record.update(state=State.QUEUED.value, seq=int(answer[1]), attempt=0)
         raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
-        return build_snapshot(job_id, raw)
+        return build_snapshot(job_id, raw, self.settings.url_prefix)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         now = utcnow()
@@ -396,7 +397,7 @@ class JobStore:
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
-        return build_snapshot(job_id, raw) if raw else None
+        return build_snapshot(job_id, raw, self.settings.url_prefix) if raw else None
 
     async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:
         """Snapshot plus the first `limit` events of history after `since` (None: the watcher
@@ -408,7 +409,7 @@ class JobStore:
             raw, oldest, records = await pipe.execute()
         if not raw:
             return None
-        replay = Replay(snapshot=build_snapshot(job_id, raw))
+        replay = Replay(snapshot=build_snapshot(job_id, raw, self.settings.url_prefix))
         if since is None or since > replay.head_seq:
             # No position, or one this job never reached (a stale id, or data lost with Redis):
             # only a snapshot is truthful.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,7 @@ from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
-from jobcast.settings import Settings
+from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 from jobcast.workers import WorkerDirectory
@@ -56,6 +57,22 @@ async def close_streams(app: web.Application) -> None:
         outbox.close("shutdown")
     for socket in list(app[SOCKETS]):
         await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def setup(
+    host: web.Application, settings: Settings | None = None, *, prefix: str = "/jobs"
+) -> web.Application:
+    """Mount jobcast (its API, streams and pages) into an aiohttp app of your own, under `prefix`.
+
+    jobcast's Redis pool, relay and heartbeats join the host app's startup and cleanup, and every
+    link it gives (snapshots, pages, `Location`) starts with `prefix`. Returns jobcast's sub-app.
+    The host app's `client_max_size` applies to jobcast's requests too: raise it for uploads.
+    """
+    if not prefix or not re.fullmatch(URL_PREFIX, prefix):
+        raise ValueError(f"prefix must be a path such as '/jobs', not {prefix!r}")
+    app = create_app((settings or Settings()).model_copy(update={"url_prefix": prefix}))
+    host.add_subapp(prefix, app)
+    return app
 
 
 def create_app(settings: Settings | None = None) -> web.Application:

@@ -10,7 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from jobcast.jobs.kinds.report import METRICS
 from jobcast.protocol import Priority
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, routes
-from jobcast.server.keys import KINDS
+from jobcast.server.keys import KINDS, SETTINGS
 from jobcast.server.problems import Problem, validation_problem
 from jobcast.server.submit import submit
 from jobcast.store import Submission
@@ -42,7 +42,9 @@ async def post_report(request: web.Request) -> web.Response:
         report = ReportRequest.model_validate(body)
     except ValidationError as e:
         raise validation_problem(e) from None
-    kind = request.app[KINDS]["report"]
+    kind = request.app[KINDS].get("report")
+    if kind is None:
+        raise Problem(404, "this server does not serve the report kind", slug="not-found")
     params = kind.params.model_validate({"user_id": report.user_id, "report_type": report.report_type})
     submission = Submission(
         kind="report",
@@ -51,7 +53,7 @@ async def post_report(request: web.Request) -> web.Response:
         max_attempts=kind.max_attempts,
     )
     job = (await submit(request.app, submission)).snapshot
-    status_url = f"/reports/status/{job['id']}"
+    status_url = f"{request.app[SETTINGS].url_prefix}/reports/status/{job['id']}"
     return json_response(
         {"status": "Processing initiated", "correlationId": job["id"], "statusUrl": status_url},
         status=202,

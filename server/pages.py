@@ -139,7 +139,8 @@ async def job_page(request: web.Request) -> web.Response:
 @routes.post(f"/jobs/{JOB_ID}/cancel")
 async def cancel_form(request: web.Request) -> web.Response:
     await cancel_job(request.app[STORE], request.match_info["job_id"])
-    raise web.HTTPSeeOther(f"/jobs/{request.match_info['job_id']}")
+    prefix = request.app[SETTINGS].url_prefix
+    raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}")
 
 
 @routes.post(f"/jobs/{JOB_ID}/retry")
@@ -153,5 +154,6 @@ def setup_pages(app: web.Application) -> None:
         app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=jinja2.select_autoescape()
     )
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
+    env.globals["prefix"] = app[SETTINGS].url_prefix
     app.add_routes(routes)
     app.router.add_static("/static", ROOT / "static")

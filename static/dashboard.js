@@ -1,6 +1,9 @@
 // The dashboard: one feed stream for every job on the page, the submit form, counters, retry.
-import { readJson, retryJob, watchFeed } from "/static/jobcast.js";
-import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "/static/ui.js";
+import { readJson, retryJob, watchFeed } from "./jobcast.js";
+import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "./ui.js";
+
+// Where jobcast is mounted ("" at the root, "/jobs" inside another app): every URL starts here.
+const base = document.documentElement.dataset.base || "";
 
 const MAX_ROWS = 50;
 const list = document.getElementById("jobs");
@@ -17,7 +20,7 @@ function addRow(job) {
   if (rows.has(job.id) || !matchesFilters(job)) return;
   const row = template.content.firstElementChild.cloneNode(true);
   row.dataset.jobId = job.id;
-  row.querySelector(".job-link").href = `/jobs/${job.id}`;
+  row.querySelector(".job-link").href = `${base}/jobs/${job.id}`;
   row.querySelector(".job-kind").textContent = job.kind;
   row.querySelector(".job-id").textContent = job.id.slice(0, 8);
   const priority = row.querySelector(".job-priority");
@@ -38,7 +41,7 @@ function addRow(job) {
 }
 
 async function fetchJob(id) {
-  return readJson(await fetch(`/api/jobs/${id}`));
+  return readJson(await fetch(`${base}/api/jobs/${id}`));
 }
 
 // Counters: refreshed after state changes (at most twice a second) and every 5 s for workers.
@@ -48,7 +51,7 @@ function refreshStatsSoon() {
   statsTimer = setTimeout(async () => {
     statsTimer = null;
     try {
-      const stats = await readJson(await fetch("/api/stats"));
+      const stats = await readJson(await fetch(`${base}/api/stats`));
       for (const box of document.querySelectorAll("[data-stat]")) {
         box.textContent = box.dataset.stat.split(".").reduce((value, key) => value?.[key], stats) ?? "—";
       }
@@ -87,7 +90,7 @@ function addFailed(job) {
   const item = document.createElement("li");
   item.dataset.jobId = job.id;
   const link = document.createElement("a");
-  link.href = `/jobs/${job.id}`;
+  link.href = `${base}/jobs/${job.id}`;
   link.textContent = `${job.kind} ${job.id.slice(0, 8)}`;
   const error = document.createElement("span");
   error.className = "error-text";
@@ -122,6 +125,7 @@ async function addFetchedRow(id) {
 }
 
 watchFeed({
+  base,
   onState: showConnection,
   onSnapshot: (snapshot) => {
     // Oldest first, since each new row goes on top: jobs we missed get their rows too.
@@ -198,7 +202,7 @@ form.addEventListener("submit", async (submitEvent) => {
   clearErrors();
   status.textContent = "Submitting…";
   try {
-    const response = await fetch("/submit", { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
+    const response = await fetch(`${base}/submit`, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
     const job = await readJson(response);
     status.innerHTML = "";
     const link = document.createElement("a");
@@ -222,7 +226,7 @@ document.getElementById("failed").addEventListener("click", async (click) => {
   click.preventDefault();
   button.disabled = true;
   try {
-    const job = await retryJob(button.dataset.retry);
+    const job = await retryJob(button.dataset.retry, { base });
     const link = document.createElement("a");
     link.href = job.links.page;
     link.textContent = "retried";

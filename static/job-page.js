@@ -1,6 +1,8 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
-import { TERMINAL, cancelJob, retryJob, watchJob } from "/static/jobcast.js";
-import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "/static/ui.js";
+import { TERMINAL, cancelJob, retryJob, watchJob } from "./jobcast.js";
+import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "./ui.js";
+
+const base = document.documentElement.dataset.base || "";
 
 const page = document.getElementById("job");
 const jobId = page.dataset.jobId;
@@ -70,7 +72,7 @@ function apply(event) {
 }
 
 if (!TERMINAL.has(page.dataset.state)) {
-  watchJob(jobId, { lastEventId: Number(page.dataset.seq), onEvent: apply, onState: showConnection });
+  watchJob(jobId, { base, lastEventId: Number(page.dataset.seq), onEvent: apply, onState: showConnection });
   setInterval(() => updateTiming(page), 1000);
 } else {
   showConnection("ended");
@@ -82,7 +84,7 @@ cancelButton.addEventListener("click", async (click) => {
   cancelButton.disabled = true;
   actionStatus.textContent = "Cancelling…";
   try {
-    const job = await cancelJob(jobId);
+    const job = await cancelJob(jobId, { base });
     actionStatus.textContent = job.state === "cancelled" ? "Cancelled." : "Cancel requested; the job is stopping.";
   } catch (error) {
     actionStatus.textContent = error.problem?.detail || "Could not cancel.";
@@ -93,7 +95,7 @@ retryButton.addEventListener("click", async (click) => {
   click.preventDefault();
   retryButton.disabled = true;
   try {
-    const job = await retryJob(jobId);
+    const job = await retryJob(jobId, { base });
     window.location.assign(job.links.page);
   } catch (error) {
     actionStatus.textContent = error.problem?.detail || "Could not retry.";

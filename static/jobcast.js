@@ -40,8 +40,10 @@ class Backoff {
   }
 }
 
-function wsUrl(base) {
-  const url = new URL("/api/ws", base || window.location.href);
+// The WebSocket URL under a server root: "" (this origin), "/jobs" (mounted under a prefix) or
+// "https://jobs.example.com".
+function wsUrl(root) {
+  const url = new URL(`${root}/api/ws`, window.location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
 }
@@ -49,7 +51,8 @@ function wsUrl(base) {
 // One logical stream (a job, or the feed) that outlives its connections. `position()` says where
 // to resume; `accept(data, type)` decides whether an event is new and handles it.
 class Stream {
-  constructor({ sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
+  constructor({ root, sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
+    this.root = root;
     this.sseUrl = sseUrl;
     this.probeUrl = probeUrl;
     this.wsSubscribe = wsSubscribe;
@@ -171,7 +174,7 @@ class Stream {
   }
 
   connectWs() {
-    const socket = new WebSocket(wsUrl(this.sseUrl.startsWith("http") ? this.sseUrl : undefined));
+    const socket = new WebSocket(wsUrl(this.root));
     this.socket = socket;
     socket.onopen = () => socket.send(JSON.stringify(this.wsSubscribe(this.position())));
     socket.onmessage = (message) => {
@@ -212,6 +215,7 @@ export function watchJob(jobId, options = {}) {
   let done = false;
   const root = serverBase(base);
   const stream = new Stream({
+    root,
     sseUrl: `${root}/api/jobs/${jobId}/events`,
     probeUrl: `${root}/api/jobs/${jobId}`,
     wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...resumeFrom(pos) }),
@@ -252,6 +256,7 @@ export function watchFeed(options = {}) {
   const root = serverBase(base);
   const feedId = () => (feedSeq === null ? null : `${epoch}:${feedSeq}`);
   const stream = new Stream({
+    root,
     sseUrl: `${root}/api/events`,
     wsSubscribe: () => ({ type: "subscribe_feed", ...(feedSeq === null ? {} : { last_event_id: feedSeq, epoch }) }),
     position: feedId,

@@ -1,5 +1,5 @@
 // Shared by the dashboard and the job page: connection status, job rows, timing, copy buttons.
-import { State, formatDuration, timing } from "/static/jobcast.js";
+import { State, formatDuration, timing } from "./jobcast.js";
 
 const CONNECTION_LABELS = {
   [State.CONNECTING]: "connecting…",

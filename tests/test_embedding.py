@@ -1,0 +1,73 @@
+"""jobcast mounted under a prefix in an aiohttp app that has routes of its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from playwright.async_api import expect
+
+from jobcast.server.app import setup
+from tests.helpers import demo, get_json, read_sse, submit
+
+
+def host_app(settings) -> web.Application:
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text="the host's own home page")
+
+    host = web.Application()
+    host.router.add_get("/", home)
+    setup(host, settings, prefix="/jobs")
+    return host
+
+
+async def test_jobcast_mounted_under_a_prefix_serves_its_api_streams_and_pages(
+    aiohttp_client, settings, worker
+) -> None:
+    client = await aiohttp_client(host_app(settings))
+    assert await (await client.get("/")).text() == "the host's own home page"
+    async with client.post("/jobs/api/jobs", json=demo(3, 5)) as response:
+        assert response.status == 202, await response.text()
+        job = await response.json()
+        assert response.headers["Location"] == f"/jobs/api/jobs/{job['id']}"
+    assert job["links"]["events"] == f"/jobs/api/jobs/{job['id']}/events"
+    assert job["links"]["page"] == f"/jobs/jobs/{job['id']}"
+    events = await read_sse(client, job["links"]["events"], headers={"Last-Event-ID": "0"})
+    assert events[-1].event == "succeeded"
+    ws = await client.ws_connect("/jobs/api/ws")
+    await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+    assert (await ws.receive_json())["type"] == "subscribed"
+    assert (await asyncio.wait_for(ws.receive_json(), 10))["state"] == "succeeded"
+    await ws.close()
+    listed = await get_json(client, "/jobs/api/jobs")
+    assert listed["jobs"][0]["links"]["self"] == f"/jobs/api/jobs/{job['id']}"
+    dashboard = await (await client.get("/jobs/")).text()
+    assert 'data-base="/jobs"' in dashboard and 'href="/jobs/static/style.css"' in dashboard
+    assert f'href="/jobs/jobs/{job["id"]}"' in dashboard
+    page = await (await client.get(job["links"]["page"])).text()
+    assert 'src="/jobs/static/job-page.js"' in page and f'action="/jobs/jobs/{job["id"]}/cancel"' in page
+    assert (await client.get("/jobs/static/jobcast.js")).status == 200
+    # The form post answers with a redirect under the prefix too.
+    async with client.post(
+        "/jobs/submit", data={"kind": "demo", "demo.steps": "1"}, allow_redirects=False
+    ) as r:
+        assert r.status == 303 and r.headers["Location"].startswith("/jobs/jobs/")
+
+
+async def test_the_embedded_dashboard_works_in_a_browser(aiohttp_server, settings, worker, page) -> None:
+    server = await aiohttp_server(host_app(settings))
+    base = f"http://127.0.0.1:{server.port}/jobs"
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, base + "/api/jobs", demo(2, 5))
+    await page.goto(base + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    row = page.locator(f'.job[data-job-id="{job["id"]}"]')
+    await expect(row.locator(".badge")).to_have_text("succeeded", timeout=30_000)
+    await page.fill("#demo-steps", "3")
+    await page.fill("#demo-step_ms", "20")
+    await page.click("#submit-form button[type=submit]")
+    await expect(page.locator(".job").first.locator(".badge")).to_have_text("succeeded", timeout=30_000)
+    await page.locator(".job").first.locator(".job-link").click()
+    await expect(page.locator("#state")).to_have_text("succeeded")
+    assert page.url.startswith(base + "/jobs/")
