@@ -9,7 +9,9 @@ from redis.exceptions import RedisError
 
 from jobcast.protocol import dumps, loads
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
+from jobcast.server.openapi import Operation, build_document, json, operation
 from jobcast.server.problems import Problem
+from jobcast.server.schemas import Health, JobSnapshot, KindList
 
 routes = web.RouteTableDef()
 
@@ -48,16 +50,40 @@ async def load_snapshot(request: web.Request, job_id: str | None = None) -> dict
 
 
 @routes.get(f"/api/jobs/{JOB_ID}")
+@operation(
+    Operation("A job's snapshot", {200: json("The job as it is now", JobSnapshot)}, problems=(404, 503))
+)
 async def get_job(request: web.Request) -> web.Response:
     return json_response(await load_snapshot(request))
 
 
 @routes.get("/api/kinds")
+@operation(
+    Operation("The job kinds, with the JSON Schema of each kind's params", {200: json("The kinds", KindList)})
+)
 async def list_kinds(request: web.Request) -> web.Response:
     return json_response({"kinds": [k.describe() for k in request.app[KINDS].values()]})
 
 
+@routes.get("/api/openapi.json")
+@operation(
+    Operation(
+        "This document: OpenAPI 3.1, generated from the app's routes and models",
+        {200: json("The OpenAPI document", {"type": "object"})},
+    )
+)
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(build_document(request.app))
+
+
 @routes.get("/healthz")
+@operation(
+    Operation(
+        "Whether this web process reaches Redis and holds its pub/sub connection",
+        {200: json("Healthy", Health), 503: json("Redis or pub/sub is down", Health)},
+        tags=("operations",),
+    )
+)
 async def health(request: web.Request) -> web.Response:
     try:
         await request.app[REDIS].ping()

@@ -11,7 +11,9 @@ from jobcast.jobs.kinds.report import METRICS
 from jobcast.protocol import Priority
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, routes
 from jobcast.server.keys import KINDS, SETTINGS
+from jobcast.server.openapi import JSON, Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.schemas import JobSnapshot, ReportAccepted
 from jobcast.server.submit import submit
 from jobcast.store import Submission
 
@@ -22,7 +24,11 @@ class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_id: str = Field(validation_alias=AliasChoices("userId", "UserId"), min_length=1, max_length=64)
-    report_type: str = Field(validation_alias=AliasChoices("reportType", "ReportType"))
+    report_type: str = Field(
+        validation_alias=AliasChoices("reportType", "ReportType"),
+        json_schema_extra={"enum": list(METRICS)},
+        description="Case-insensitive",
+    )
 
     @field_validator("report_type")
     @classmethod
@@ -34,6 +40,15 @@ class ReportRequest(BaseModel):
 
 
 @routes.post("/reports")
+@operation(
+    Operation(
+        "The article's API: request a report for a user",
+        {202: json("Accepted", ReportAccepted, headers=("Location",))},
+        body={JSON: ReportRequest},
+        problems=(400, 404, 415, 422, 429, 503),
+        tags=("compat",),
+    )
+)
 async def post_report(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
@@ -62,5 +77,10 @@ async def post_report(request: web.Request) -> web.Response:
 
 
 @routes.get(f"/reports/status/{JOB_ID}")
+@operation(
+    Operation(
+        "A report job's snapshot", {200: json("The job", JobSnapshot)}, problems=(404, 503), tags=("compat",)
+    )
+)
 async def report_status(request: web.Request) -> web.Response:
     return json_response(await load_snapshot(request))

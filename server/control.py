@@ -10,7 +10,9 @@ from redis.exceptions import RedisError
 
 from jobcast.server.api import JOB_ID, json_response, redis_unavailable, routes
 from jobcast.server.keys import STORE
+from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem
+from jobcast.server.schemas import JobSnapshot
 from jobcast.store import JobStore
 
 
@@ -37,6 +39,16 @@ async def cancel_job(store: JobStore, job_id: str) -> Cancelled:
 
 
 @routes.post(f"/api/jobs/{JOB_ID}/cancel")
+@operation(
+    Operation(
+        "Cancel a job",
+        {
+            200: json("Cancelled: it had not started", JobSnapshot),
+            202: json("Requested: its worker is stopping it (`cancel_requested`)", JobSnapshot),
+        },
+        problems=(404, 409, 503),
+    )
+)
 async def cancel(request: web.Request) -> web.Response:
     done = await cancel_job(request.app[STORE], request.match_info["job_id"])
     return json_response(done.snapshot, status=200 if done.status == "cancelled" else 202)

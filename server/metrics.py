@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from jobcast.server.api import routes
 from jobcast.server.keys import OUTBOXES, RELAY, SOCKETS
+from jobcast.server.openapi import TEXT, Answer, Operation, operation
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
@@ -52,6 +53,13 @@ def setup_metrics(app: web.Application) -> None:
 
 
 @routes.get("/metrics")
+@operation(
+    Operation(
+        "Prometheus metrics",
+        {200: Answer("The metrics, in Prometheus' text format", {"text/plain": TEXT})},
+        tags=("operations",),
+    )
+)
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 
 from jobcast.listing import list_jobs
@@ -20,7 +20,21 @@ from jobcast.server.api import JOB_ID, load_snapshot, redis_unavailable
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
 from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.openapi import (
+    BINARY,
+    FORM,
+    HTML,
+    MULTIPART,
+    PAGE,
+    TEXT,
+    Answer,
+    Operation,
+    json,
+    operation,
+)
+from jobcast.server.problems import CONTENT_TYPE as PROBLEM
 from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.schemas import JobSnapshot, ProblemDocument
 from jobcast.server.submit import (
     SubmitRequest,
     discard_files_unless_created,
@@ -74,12 +88,54 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     }
 
 
+class DashboardQuery(BaseModel):
+    """The dashboard's filters (an unknown value shows every job)."""
+
+    state: str | None = Field(default=None, description="Only jobs in this state")
+    kind: str | None = Field(default=None, description="Only jobs of this kind")
+
+
+FORM_BODY = {
+    "type": "object",
+    "properties": {
+        "kind": TEXT,
+        "priority": TEXT,
+        "delay_s": TEXT,
+        "file": BINARY,
+    },
+    "additionalProperties": {"type": "string", "description": "`<kind>.<param>` for each param"},
+}
+PAGE_PROBLEMS = (400, 404, 413, 415, 503)
+
+
 @routes.get("/")
+@operation(
+    Operation(
+        "The dashboard",
+        {200: Answer("The page", {HTML: PAGE})},
+        query=DashboardQuery,
+        problems=(503,),
+        tags=("pages",),
+    )
+)
 async def index(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("index.html", request, await dashboard_context(request))
 
 
 @routes.post("/submit")
+@operation(
+    Operation(
+        "The dashboard's form (with `Accept: application/json`: answers as POST /api/jobs)",
+        {
+            303: Answer("Submitted: to the job's page", headers=("Location",)),
+            202: json("Submitted (JSON)", JobSnapshot, headers=("Location",)),
+            422: Answer("Invalid: the form again, with messages", {HTML: PAGE, PROBLEM: ProblemDocument}),
+        },
+        body={MULTIPART: FORM_BODY, FORM: FORM_BODY},
+        problems=(*PAGE_PROBLEMS, 429),
+        tags=("pages",),
+    )
+)
 async def submit_form(request: web.Request) -> web.Response:
     """The dashboard's form, posted by a browser (HTML answers) or by its JS (`Accept: JSON`)."""
     app = request.app
@@ -121,6 +177,9 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
 
 
 @routes.get(f"/jobs/{JOB_ID}")
+@operation(
+    Operation("A job's page", {200: Answer("The page", {HTML: PAGE})}, problems=(404, 503), tags=("pages",))
+)
 async def job_page(request: web.Request) -> web.Response:
     job = await load_snapshot(request)
     try:
@@ -137,6 +196,14 @@ async def job_page(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/jobs/{JOB_ID}/cancel")
+@operation(
+    Operation(
+        "Cancel from the job's page",
+        {303: Answer("Back to the job's page", headers=("Location",))},
+        problems=(404, 409, 503),
+        tags=("pages",),
+    )
+)
 async def cancel_form(request: web.Request) -> web.Response:
     await cancel_job(request.app[STORE], request.match_info["job_id"])
     prefix = request.app[SETTINGS].url_prefix
@@ -144,6 +211,14 @@ async def cancel_form(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/jobs/{JOB_ID}/retry")
+@operation(
+    Operation(
+        "Retry from the job's page",
+        {303: Answer("To the new job's page", headers=("Location",))},
+        problems=(404, 409, 422, 429, 503),
+        tags=("pages",),
+    )
+)
 async def retry_form(request: web.Request) -> web.Response:
     submitted = await retry(request.app, await load_snapshot(request))
     raise web.HTTPSeeOther(submitted.snapshot["links"]["page"])
@@ -156,4 +231,27 @@ def setup_pages(app: web.Application) -> None:
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     env.globals["prefix"] = app[SETTINGS].url_prefix
     app.add_routes(routes)
-    app.router.add_static("/static", ROOT / "static")
+
+
+STATIC = (ROOT / "static").resolve()
+
+
+@routes.get("/static/{filename:[A-Za-z0-9_./-]+}")
+@operation(
+    Operation(
+        "jobcast's static files: the JS client (`jobcast.js`), the pages' scripts and CSS",
+        {200: Answer("The file", {"*/*": BINARY})},
+        problems=(404,),
+        tags=("pages",),
+    )
+)
+async def static_file(request: web.Request) -> web.FileResponse:
+    path = (STATIC / request.match_info["filename"]).resolve()
+    # Only files under static/, and no hidden ones: `..` and symlinks out are refused.
+    if not path.is_relative_to(STATIC) or any(
+        part.startswith(".") for part in path.relative_to(STATIC).parts
+    ):
+        raise Problem(404, "no such file", slug="not-found")
+    if not path.is_file():
+        raise Problem(404, "no such file", slug="not-found")
+    return web.FileResponse(path)

@@ -12,7 +12,9 @@ from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
 from jobcast.server.api import json_response, redis_unavailable, routes
 from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.schemas import JobPage, Stats
 from jobcast.stats import stats
 
 
@@ -27,6 +29,14 @@ class ListQuery(BaseModel):
 
 
 @routes.get("/api/jobs")
+@operation(
+    Operation(
+        "List jobs, newest first, filtered by state or kind",
+        {200: json("A page of jobs; follow `next_cursor` for the next", JobPage)},
+        query=ListQuery,
+        problems=(400, 422, 503),
+    )
+)
 async def jobs(request: web.Request) -> web.Response:
     try:
         query = ListQuery.model_validate(dict(request.query))
@@ -55,6 +65,11 @@ async def jobs(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/stats")
+@operation(
+    Operation(
+        "Counters: waiting, running, finished, workers", {200: json("The counters", Stats)}, problems=(503,)
+    )
+)
 async def get_stats(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     try:

@@ -6,10 +6,18 @@ from aiohttp import web
 
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, routes
 from jobcast.server.keys import FILES
+from jobcast.server.openapi import BINARY, JSON, Answer, Operation, operation
 from jobcast.server.problems import Problem
 
 
 @routes.get(f"/api/jobs/{JOB_ID}/result")
+@operation(
+    Operation(
+        "A succeeded job's result: its JSON, or its file",
+        {200: Answer("The result", {JSON: {}, "*/*": BINARY})},
+        problems=(404, 409, 410, 503),
+    )
+)
 async def result(request: web.Request) -> web.StreamResponse:
     job = await load_snapshot(request)
     if job["state"] != "succeeded":

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 from aiohttp import HttpVersion11, web
+from pydantic import BaseModel, Field
 
 from jobcast.protocol import parse_feed_id
 from jobcast.server.api import JOB_ID, routes
@@ -15,6 +16,7 @@ from jobcast.server.direct import direct_writer
 from jobcast.server.history import AlreadyEnded, JobNotFound
 from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS
+from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, RelayUnavailable
 
@@ -55,12 +57,52 @@ def parse_feed_position(request: web.Request) -> tuple[int | None, str | None]:
     return seq, epoch
 
 
+class ResumeQuery(BaseModel):
+    """For clients that cannot set headers (the browser's EventSource on a first connect)."""
+
+    last_event_id: str | None = Field(default=None, description="As the Last-Event-ID header")
+
+
+def stream_answer(what: str) -> Answer:
+    description = (
+        f"{what} as Server-Sent Events: `id:` (the resume position), `event:` (the type) and `data:` "
+        "(a JobEvent), with `: ping` comments while idle."
+    )
+    return Answer(description, {SSE: {**TEXT, "x-jobcast-event": {"$ref": "#/components/schemas/JobEvent"}}})
+
+
+RESUME = {"Last-Event-ID": "Resume after this event (see docs/api.md, Resuming)"}
+
+
 @routes.get(f"/api/jobs/{JOB_ID}/events")
+@operation(
+    Operation(
+        "Follow a job live: a snapshot or the events after Last-Event-ID, then live events to the end",
+        {
+            200: stream_answer("The job's events"),
+            204: Answer("The Last-Event-ID is the job's terminal event: nothing more will come"),
+        },
+        query=ResumeQuery,
+        headers=RESUME,
+        problems=(400, 404, 503),
+        tags=("streams",),
+    )
+)
 async def job_events(request: web.Request) -> web.StreamResponse:
     return await stream(request, request.match_info["job_id"])
 
 
 @routes.get("/api/events")
+@operation(
+    Operation(
+        "The dashboard feed: every job's state changes (resumable by feed id) and live progress",
+        {200: stream_answer("Every job's events")},
+        query=ResumeQuery,
+        headers=RESUME,
+        problems=(400, 503),
+        tags=("streams",),
+    )
+)
 async def feed_events(request: web.Request) -> web.StreamResponse:
     """The dashboard feed: every job's state changes (id: the feed seq) and live progress (no id),
     one stream per page however many jobs it shows."""

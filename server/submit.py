@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
@@ -19,7 +20,19 @@ from jobcast.files import safe_name
 from jobcast.protocol import Priority, loads
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
+from jobcast.server.openapi import (
+    BINARY,
+    JSON,
+    MULTIPART,
+    REF,
+    Operation,
+    Schema,
+    json,
+    operation,
+    params_ref,
+)
 from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.schemas import JobSnapshot
 from jobcast.store import (
     AlreadyRetried,
     IdempotentReplay,
@@ -172,6 +185,14 @@ def parse_request(body: Any) -> SubmitRequest:
 async def read_form(request: web.Request, job_id: str) -> tuple[dict[str, str], str | None]:
     """A posted form's text fields, and the name of its `file` part, stored as the job's upload.
     Multipart bodies are streamed (an upload never sits in memory)."""
+    try:
+        return await _read_form(request, job_id)
+    except (ValueError, HttpProcessingError) as e:
+        # A body that is not the form it says it is (no boundary, broken part headers).
+        raise Problem(400, f"malformed form body: {e}", slug="bad-multipart") from None
+
+
+async def _read_form(request: web.Request, job_id: str) -> tuple[dict[str, str], str | None]:
     if request.content_type != "multipart/form-data":
         form = await request.post()
         return {k: v for k, v in form.items() if isinstance(v, str)}, None
@@ -228,7 +249,61 @@ async def save_upload(part: BodyPartReader, path: Any, limit: int) -> None:
             f.write(chunk)
 
 
+def submission_body(app: web.Application) -> dict[str, Schema]:
+    """The body of `POST /api/jobs`: JSON, one variant per kind the app knows (its params
+    checked by that kind's schema), or multipart with the upload as `file`."""
+    fields = SubmitRequest.model_json_schema(ref_template=REF)["properties"]
+    delay = {**fields["delay_s"], "maximum": app[SETTINGS].max_delay_s}
+    variants = [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind"],
+            "properties": {
+                "kind": {"const": name},
+                "params": params_ref(name),
+                "priority": fields["priority"],
+                "delay_s": delay,
+            },
+        }
+        for name, kind in app[KINDS].items()
+        if not kind.takes_upload  # those come as multipart, with their file
+    ]
+    multipart = {
+        "type": "object",
+        "required": ["kind", "file"],
+        "properties": {
+            "kind": {
+                "type": "string",
+                "enum": [name for name, kind in app[KINDS].items() if kind.takes_upload],
+            },
+            "params": {"type": "string", "description": "The params as JSON text"},
+            "priority": fields["priority"],
+            "delay_s": {"type": "string", "description": "Seconds, as text"},
+            "file": BINARY,
+        },
+    }
+    return {JSON: {"oneOf": variants}, MULTIPART: multipart}
+
+
+SUBMITTED = {
+    202: json("Accepted: the job is queued", JobSnapshot, headers=("Location",)),
+    200: json(
+        "An earlier job with this Idempotency-Key", JobSnapshot, headers=("Location", "Idempotent-Replayed")
+    ),
+}
+
+
 @routes.post("/api/jobs")
+@operation(
+    Operation(
+        "Submit a job",
+        SUBMITTED,
+        body=submission_body,
+        headers={"Idempotency-Key": "A repeat with the same key and body answers with the first job"},
+        problems=(400, 413, 415, 422, 429, 503),
+    )
+)
 async def submit_job(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     if request.content_type != "multipart/form-data":
@@ -277,5 +352,15 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
 
 
 @routes.post(f"/api/jobs/{JOB_ID}/retry")
+@operation(
+    Operation(
+        "Retry a failed or cancelled job as a new job",
+        {
+            202: json("The new job", JobSnapshot, headers=("Location",)),
+            200: json("The job retried earlier", JobSnapshot, headers=("Location", "Idempotent-Replayed")),
+        },
+        problems=(404, 409, 422, 429, 503),
+    )
+)
 async def retry_job(request: web.Request) -> web.Response:
     return (await retry(request.app, await load_snapshot(request))).response()

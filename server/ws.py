@@ -17,6 +17,7 @@ from jobcast.server.direct import direct_writer
 from jobcast.server.history import AlreadyEnded, JobNotFound
 from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE
+from jobcast.server.openapi import Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, Relay, RelayUnavailable
 from jobcast.store import JobStore
@@ -196,6 +197,14 @@ class Connection:
 
 
 @routes.get("/api/ws")
+@operation(
+    Operation(
+        "One WebSocket for many jobs and the feed: subscribe, unsubscribe, cancel (see docs/api.md)",
+        {101: Answer("Switching to the WebSocket protocol; messages are JobEvents and control messages")},
+        problems=(400,),
+        tags=("streams",),
+    )
+)
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(

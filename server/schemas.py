@@ -1,0 +1,148 @@
+"""The shapes of jobcast's answers, as pydantic models: the OpenAPI document is generated from
+them (and from the request models beside each handler), and the schemathesis run in the test
+suite holds every real answer to them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobcast.protocol import Priority, State
+
+
+class Closed(BaseModel):
+    # Answers name every field they may carry: a field the server adds without documenting it
+    # fails the schema-conformance check.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Progress(Closed):
+    current: float = Field(description="Work done so far, in the kind's own unit.")
+    total: float | None = Field(description="Work in all, when known.")
+    percent: float | None = Field(description="0 to 100, when the total is known.")
+    message: str | None
+
+
+class ErrorInfo(Closed):
+    type: str = Field(description="The error's class name (`Cancelled`, `TimeoutError`, ...).")
+    message: str
+
+
+class JobLinks(Closed):
+    self: str
+    events: str
+    cancel: str
+    retry: str
+    result: str
+    page: str
+
+
+class JobSnapshot(Closed):
+    """A job as it is now."""
+
+    id: str = Field(pattern="^[0-9a-f]{32}$")
+    kind: str | None
+    params: dict[str, Any] | None
+    state: State | None
+    priority: Priority
+    progress: Progress
+    attempt: int = Field(description="The attempt running or last run; 0 before the first.")
+    max_attempts: int | None
+    created_at: str | None
+    run_at: str | None
+    started_at: str | None
+    next_attempt_at: str | None
+    finished_at: str | None
+    cancel_requested: bool
+    result: Any = Field(
+        description="What the job returned (a succeeded job); `file` describes a result file."
+    )
+    error: ErrorInfo | None
+    retry_of: str | None
+    retried_by: str | None
+    last_event_id: int = Field(description="The seq of the job's last event.")
+    links: JobLinks
+
+
+class PageLinks(Closed):
+    next: str
+
+
+class JobPage(Closed):
+    jobs: list[JobSnapshot]
+    next_cursor: str | None
+    links: PageLinks | None = None
+
+
+class KindInfo(Closed):
+    name: str
+    title: str
+    description: str
+    max_attempts: int
+    timeout_s: float
+    takes_upload: bool
+    params_schema: dict[str, Any] = Field(description="The JSON Schema of the kind's params.")
+
+
+class KindList(Closed):
+    kinds: list[KindInfo]
+
+
+class Serving(Closed):
+    worker: str
+    kinds: list[str]
+
+
+class Stats(Closed):
+    waiting: dict[str, int] = Field(description="Jobs due now, per priority.")
+    delayed: dict[str, int] = Field(description="Jobs waiting for their time, per priority.")
+    oldest_waiting_s: float | None
+    running: int
+    finished_last_hour: dict[str, int]
+    workers: int
+    serving: list[Serving] = Field(description="Each live worker and the kinds it serves.")
+
+
+class Health(Closed):
+    redis: bool
+    pubsub: bool
+
+
+class FieldError(Closed):
+    field: str
+    message: str
+    code: str
+
+
+class ProblemDocument(Closed):
+    """An error (RFC 9457), served as `application/problem+json`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ReportAccepted(Closed):
+    status: Literal["Processing initiated"]
+    correlationId: str
+    statusUrl: str
+
+
+class JobEvent(BaseModel):
+    """One event of a job, as SSE `data:` (with `id:` its seq and `event:` its type) or a
+    WebSocket message. A `snapshot` event is a `JobSnapshot` plus `type`, `job_id` and `seq`."""
+
+    job_id: str
+    seq: int
+    type: Literal["queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled", "snapshot"]
+    state: State | None
+    ts: str | None = None
+    attempt: int
+    progress: Progress | None
+    result: Any = None
+    error: ErrorInfo | None = None
+    feed_seq: int | None = Field(default=None, description="On the feed only: the event's feed seq.")
+    epoch: str | None = Field(default=None, description="On the feed only: the epoch its feed seq counts in.")
