@@ -85,3 +85,12 @@ async def list_jobs(
         if len(fetched) < batch and len(jobs) < limit:
             return Page(jobs, None)
     return Page(jobs, encode_cursor(*last) if last else None)
+
+
+async def ids_starting_with(store: JobStore, prefix: str, limit: int = 10) -> list[str]:
+    """Retained job ids that start with `prefix` (hex), at most `limit`: the short ids people
+    copy from the dashboard."""
+    members = await store.redis.zrangebylex(
+        store.keys.index_ids, f"[{prefix}", f"({prefix}g", start=0, num=limit
+    )
+    return [m.decode() for m in members]

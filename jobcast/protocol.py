@@ -89,6 +89,11 @@ class Keys:
     def index_state(self, state: str) -> str:
         return f"{self.prefix}:index:state:{state}"
 
+    @property
+    def index_ids(self) -> str:
+        """Every retained job id, scored 0, so ids are found by a prefix (`ZRANGEBYLEX`)."""
+        return f"{self.prefix}:index:ids"
+
     def index_kind(self, kind: str) -> str:
         return f"{self.prefix}:index:kind:{kind}"
 

@@ -18,7 +18,10 @@ def describe(event: JobEvent) -> str:
         return f"progress {percent}{event.message or ''}".rstrip()
     error = event.data.get("error")
     detail = f": {error['type']}: {error['message']}" if isinstance(error, dict) else ""
-    return f"{event.type} (state {event.state}, attempt {event.data.get('attempt')}){detail}"
+    attempt = event.data.get("attempt")
+    if event.type == "snapshot":  # the job as it is now (it may already have ended)
+        return f"{event.state} (as of event {event.seq}, attempt {attempt}){detail}"
+    return f"{event.type} (attempt {attempt}){detail}"
 
 
 async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:

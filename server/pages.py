@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 
-from jobcast.listing import list_jobs
+from jobcast.listing import ids_starting_with, list_jobs
 from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.server.api import JOB_ID, load_snapshot, redis_unavailable
 from jobcast.server.control import cancel_job
@@ -176,11 +176,21 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
     return [loads(split_record(record)[2]) for record in records]
 
 
-@routes.get(f"/jobs/{JOB_ID}")
+@routes.get("/jobs/{job_id:[0-9a-f]{4,32}}")
 @operation(
-    Operation("A job's page", {200: Answer("The page", {HTML: PAGE})}, problems=(404, 503), tags=("pages",))
+    Operation(
+        "A job's page; the start of its id (the dashboard shows 8 characters) finds it too",
+        {
+            200: Answer("The page", {HTML: PAGE}),
+            302: Answer("To the page of the one job whose id starts so", headers=("Location",)),
+        },
+        problems=(404, 409, 503),
+        tags=("pages",),
+    )
 )
 async def job_page(request: web.Request) -> web.Response:
+    if len(request.match_info["job_id"]) < 32:
+        raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
     job = await load_snapshot(request)
     try:
         records, _ = await request.app[STORE].history_after(job["id"], 0)
@@ -193,6 +203,19 @@ async def job_page(request: web.Request) -> web.Response:
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
     }
     return aiohttp_jinja2.render_template("job.html", request, context)
+
+
+async def full_job_page(request: web.Request, short: str) -> str:
+    try:
+        matches = await ids_starting_with(request.app[STORE], short)
+    except RedisError as e:
+        raise redis_unavailable(e) from None
+    if not matches:
+        raise Problem(404, f"no job id starts with {short}", slug="not-found")
+    if len(matches) > 1:
+        shown = ", ".join(matches)
+        raise Problem(409, f"several job ids start with {short} ({shown}); give more of it", slug="ambiguous")
+    return f"{request.app[SETTINGS].url_prefix}/jobs/{matches[0]}"
 
 
 @routes.post(f"/jobs/{JOB_ID}/cancel")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
-from jobcast.protocol import Priority, loads
+from jobcast.protocol import Priority, dumps, loads
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
 from jobcast.server.openapi import (
@@ -92,6 +92,12 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
         params = kind.params.model_validate(request.params).model_dump(mode="json")
     except ValidationError as e:
         raise validation_problem(e, prefix="params") from None
+    try:
+        dumps(params)
+    except TypeError:  # a number no JSON reader on the way (orjson, Lua, browsers) keeps exactly
+        message = "numbers must fit in 64 bits"
+        errors = [{"field": "params", "message": message, "code": "out_of_range"}]
+        raise Problem(422, f"invalid params: {message}", slug="validation", errors=errors) from None
     return Submission(
         kind=kind.name,
         params=params,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from typing import Any
 
 import pytest
@@ -120,3 +121,15 @@ async def test_websocket_unsubscribe_stops_events(client, worker) -> None:
         # After `unsubscribed` nothing more arrives for the job: prove it with a round trip.
         await ws.send_json({"type": "unsubscribe", "job_id": job["id"]})
         assert (await ws.receive_json())["code"] == "not_subscribed"
+
+
+async def test_numbers_beyond_64_bits_are_422_not_500(client) -> None:
+    form = {"kind": "demo", "demo.steps": "3", "demo.fail_at_step": "9" * 30}
+    async with client.post("/submit", data=form, headers={"Accept": "application/json"}) as response:
+        problem = await response.json()
+    assert response.status == 422 and problem["errors"][0]["code"] == "out_of_range"
+    body = {"kind": "demo", "params": {"steps": 3, "fail_at_step": 2**70}}
+    async with client.post(
+        "/api/jobs", data=json.dumps(body), headers={"Content-Type": "application/json"}
+    ) as r:
+        assert r.status == 422, await r.text()

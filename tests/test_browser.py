@@ -174,10 +174,15 @@ async def test_a_dashboard_whose_web_restarts_during_a_burst_shows_every_final_s
         restarted = spawn("web", port=dashboard.port)
         await restarted.wait_http()
         up_at = time.monotonic()
+        newest = [j["id"] for j in reversed(jobs)]
+        # The newest 50 rows, each showing its job's end (jobs submitted in the same millisecond
+        # may swap places at the edge).
         await page.wait_for_function(
-            """n => { const rows = [...document.querySelectorAll('.job')];
-                      return rows.length === n && rows.every(r => r.dataset.state === 'succeeded'); }""",
-            arg=50,
+            """newest => { const rows = [...document.querySelectorAll('.job')];
+                           const shown = new Set(rows.map(r => r.dataset.jobId));
+                           return rows.length === 50 && newest.every(id => shown.has(id))
+                             && rows.every(r => r.dataset.state === 'succeeded'); }""",
+            arg=newest[:48],
             timeout=15_000,
         )
         shown_at = time.monotonic()
@@ -185,9 +190,8 @@ async def test_a_dashboard_whose_web_restarts_during_a_burst_shows_every_final_s
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     assert states == {"succeeded"}
     shown = await page.locator(".job").evaluate_all("rows => rows.map(r => r.dataset.jobId)")
-    newest = [j["id"] for j in reversed(jobs)]
-    # The newest jobs, newest first (jobs submitted in the same millisecond may swap).
-    assert set(shown) <= set(newest[:52]) and set(newest[:48]) <= set(shown)
+    positions = [newest.index(job_id) if job_id in newest else None for job_id in shown]
+    assert set(shown) <= set(newest[:52]) and set(newest[:48]) <= set(shown), positions
     assert shown_at - up_at < 10, "the dashboard took long to catch up after its server came back"
     # While the server was away, reconnects backed off (the first after 125-250 ms, each next
     # wait twice as long): a handful of tries, not several a second.

@@ -80,3 +80,20 @@ async def test_the_dashboard_filters_and_lists_failed_jobs(client, worker) -> No
     assert good["id"] in jobs_list and bad["id"] not in jobs_list
     failed_list = html.split('id="failed"')[1].split("</ul>")[0]
     assert bad["id"] in failed_list and f'action="/jobs/{bad["id"]}/retry"' in failed_list
+
+
+async def test_the_short_id_on_the_dashboard_finds_the_job(client, redis, settings) -> None:
+    job = await submit(client, body=demo(1, 1))
+    async with client.get(f"/jobs/{job['id'][:8]}", allow_redirects=False) as response:
+        assert response.status == 302 and response.headers["Location"] == f"/jobs/{job['id']}"
+    async with client.get(f"/jobs/{job['id'][:8]}") as page:
+        assert page.status == 200 and job["id"] in await page.text()
+    other = "f" * 32 if not job["id"].startswith("ffff") else "e" * 32
+    async with client.get(f"/jobs/{other[:8]}") as unknown:
+        assert unknown.status == 404 and unknown.content_type == "application/problem+json"
+    # Two retained ids sharing a start (placed in the id index as submission places them).
+    await redis.zadd(f"{settings.key_prefix}:index:ids", {"abcd" + "0" * 28: 0, "abcd" + "1" * 28: 0})
+    async with client.get("/jobs/abcd") as ambiguous:
+        problem = await ambiguous.json()
+    assert ambiguous.status == 409 and "give more of it" in problem["detail"]
+    assert "abcd" + "0" * 28 in problem["detail"] and "abcd" + "1" * 28 in problem["detail"]

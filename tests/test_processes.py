@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -108,3 +109,16 @@ async def test_jobcast_dev_runs_everything_with_no_redis_installed(tmp_path: Pat
         proc.signal(signal.SIGTERM)
         assert await proc.wait_exit() == 0, proc.log()
         proc.stop()
+
+
+async def test_a_port_in_use_is_a_one_line_error_naming_the_flag(env, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = JobcastProcess("web", env, tmp_path, port=port)
+        assert await proc.wait_exit() == 1
+    last = proc.log().strip().splitlines()[-1]
+    assert last == f"jobcast web: port {port} is already in use; choose another with --port N"
+    assert "Traceback" not in proc.log()
+    proc.stop()

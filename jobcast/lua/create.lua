@@ -39,6 +39,7 @@ local jk = P .. ':job:' .. id
 redis.call('HSET', jk, 'state', 'queued', 'seq', 0, 'attempt', 0, unpack(rest(18)))
 local score = index_score()
 redis.call('ZADD', P .. ':index:all', score, id)
+redis.call('ZADD', P .. ':index:ids', 0, id)
 redis.call('ZADD', P .. ':index:kind:' .. kind, score, id)
 redis.call('ZADD', P .. ':index:state:queued', score, id)
 redis.call('ZADD', P .. ':waiting:' .. priority, ready_ms, id)
@@ -65,6 +66,10 @@ end
 
 -- Indexes forget jobs older than the retention (their records have expired by then).
 local horizon = '(' .. (NOW_MS - RETENTION_S * 1000)
+local expired = redis.call('ZRANGEBYSCORE', P .. ':index:all', '-inf', horizon)
+for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a time
+  redis.call('ZREM', P .. ':index:ids', unpack(expired, i, math.min(i + 999, #expired)))
+end
 redis.call('ZREMRANGEBYSCORE', P .. ':index:all', '-inf', horizon)
 redis.call('ZREMRANGEBYSCORE', P .. ':index:kind:' .. kind, '-inf', horizon)
 for _, s in ipairs({'succeeded', 'failed', 'cancelled'}) do
