@@ -8,6 +8,6 @@ The public API for job code is what this module exports, and it is kept stable:
 protocol and the Redis store that live beside this file.
 """
 
-from jobcast.jobs.kind import JobContext, Kind, PermanentError
+from jobcast.kind import JobContext, Kind, PermanentError
 
 __all__ = ["JobContext", "Kind", "PermanentError"]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobcast.jobs.registry import KindsError
+from jobcast.registry import KindsError
 from jobcast.settings import Settings
 
 

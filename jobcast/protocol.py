@@ -26,7 +26,6 @@ class State(StrEnum):
 
 
 TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
-WAITING_STATES = frozenset({State.QUEUED, State.RETRYING})
 
 
 class Priority(StrEnum):

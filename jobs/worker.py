@@ -15,13 +15,13 @@ from arq.worker import Retry, func
 
 from jobcast.files import FileStore
 from jobcast.jobs.dispatch import JobcastWorker
-from jobcast.jobs.kind import JobContext, Kind, configure
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
-from jobcast.jobs.registry import discover_kinds
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
+from jobcast.kind import JobContext, Kind, configure
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
 from jobcast.redis import create_redis
+from jobcast.registry import discover_kinds
 from jobcast.settings import Settings
 from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.tasks import cancel_and_wait

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from aiohttp import WSCloseCode, web
 
 from jobcast.files import FileStore
-from jobcast.jobs.kind import configure
-from jobcast.jobs.registry import discover_kinds
+from jobcast.kind import configure
 from jobcast.redis import create_redis
-from jobcast.server import compat, control, metrics, queries, results, sse, submit, ws  # noqa: F401  (routes join api.routes)
-from jobcast.server.api import routes
+from jobcast.registry import discover_kinds
+from jobcast.server import api, compat, control, metrics, pages, queries, results, sse, submit, ws
 from jobcast.server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE, WORKERS
 from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
@@ -87,7 +86,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)
     app.on_shutdown.append(close_streams)
-    app.add_routes(routes)
+    # Every module's routes, named here rather than registered by importing it.
+    for module in (api, submit, control, queries, results, sse, ws, compat, metrics, pages):
+        app.add_routes(module.routes)
     setup_pages(app)
     setup_metrics(app)
     return app

@@ -8,12 +8,14 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from jobcast.server.api import JOB_ID, json_response, redis_unavailable, routes
+from jobcast.server.api import JOB_ID, json_response, redis_unavailable
 from jobcast.server.keys import STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem
 from jobcast.server.schemas import JobSnapshot
 from jobcast.store import JobStore
+
+routes = web.RouteTableDef()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcast.jobs.kind import Kind
+from jobcast.kind import Kind
 
 NUMERIC = {"integer": "1", "number": "any"}
 

@@ -461,8 +461,3 @@ class Hub:
         topic.repairing = False
         topic.seen_max = 0
         return True
-
-    def close_all(self, reason: str) -> None:
-        for topic in self.topics.values():
-            for sub in topic.subs:
-                sub.outbox.close(reason)

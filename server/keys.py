@@ -8,7 +8,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from jobcast.files import FileStore
-from jobcast.jobs.kind import Kind
+from jobcast.kind import Kind
 from jobcast.server.hub import Outbox
 from jobcast.server.relay import Relay
 from jobcast.settings import Settings

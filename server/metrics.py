@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobcast.server.api import routes
 from jobcast.server.keys import OUTBOXES, RELAY, SOCKETS
 from jobcast.server.openapi import TEXT, Answer, Operation, operation
+
+routes = web.RouteTableDef()
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 

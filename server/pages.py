@@ -253,7 +253,6 @@ def setup_pages(app: web.Application) -> None:
     )
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     env.globals["prefix"] = app[SETTINGS].url_prefix
-    app.add_routes(routes)
 
 
 STATIC = (ROOT / "static").resolve()

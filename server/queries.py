@@ -10,12 +10,14 @@ from redis.exceptions import RedisError
 
 from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
-from jobcast.server.api import json_response, redis_unavailable, routes
+from jobcast.server.api import json_response, redis_unavailable
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
 from jobcast.server.schemas import JobPage, Stats
 from jobcast.stats import stats
+
+routes = web.RouteTableDef()
 
 
 class ListQuery(BaseModel):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobcast.server.api import JOB_ID, json_response, load_snapshot, routes
+from jobcast.server.api import JOB_ID, json_response, load_snapshot
 from jobcast.server.keys import FILES
 from jobcast.server.openapi import BINARY, JSON, Answer, Operation, operation
 from jobcast.server.problems import Problem
+
+routes = web.RouteTableDef()
 
 
 @routes.get(f"/api/jobs/{JOB_ID}/result")

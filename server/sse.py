@@ -10,7 +10,7 @@ from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, Field
 
 from jobcast.protocol import parse_feed_id
-from jobcast.server.api import JOB_ID, routes
+from jobcast.server.api import JOB_ID
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.direct import direct_writer
 from jobcast.server.history import AlreadyEnded, JobNotFound
@@ -19,6 +19,8 @@ from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, RelayUnavailable
+
+routes = web.RouteTableDef()
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",

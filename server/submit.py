@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
 from jobcast.protocol import Priority, dumps, loads
-from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable, routes
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
 from jobcast.server.openapi import (
     BINARY,
@@ -40,6 +40,8 @@ from jobcast.store import (
     Submission,
     TooManyWaiting,
 )
+
+routes = web.RouteTableDef()
 
 UPLOAD_CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024

@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobcast.protocol import loads
-from jobcast.server.api import routes
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
 from jobcast.server.direct import direct_writer
@@ -22,6 +21,8 @@ from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, Relay, RelayUnavailable
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
+
+routes = web.RouteTableDef()
 
 MAX_MESSAGE_BYTES = 64 * 1024
 JOB_ID = re.compile(r"[0-9a-f]{32}")

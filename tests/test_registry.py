@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 
-from jobcast.jobs.registry import KindsError, discover_kinds
+from jobcast.registry import KindsError, discover_kinds
 from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
 
 BUILTIN = {"demo", "report", "convert", "aggregate"}

@@ -1,5 +1,5 @@
 """jobcast's own job kinds, registered like any package's: the `builtin` entry point of the
-`jobcast.kinds` group (see jobcast/jobs/registry.py)."""
+`jobcast.kinds` group (see jobcast/registry.py)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.jobs.kind import JobContext, Kind
+from jobcast.kind import JobContext, Kind
 
 # Partial statistics of one group: count, sum, sum of squares, min, max.
 Partial = list[float]

@@ -17,7 +17,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.jobs.kind import JobContext, Kind, PermanentError
+from jobcast.kind import JobContext, Kind, PermanentError
 
 Format = Literal["csv", "jsonl", "json"]
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "json": "application/json"}

@@ -6,7 +6,7 @@ import asyncio
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.jobs.kind import JobContext, Kind
+from jobcast.kind import JobContext, Kind
 
 
 class DemoParams(BaseModel):

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.jobs.kind import JobContext, Kind
+from jobcast.kind import JobContext, Kind
 
 ReportType = Literal["activity", "sales", "usage"]
 METRICS: dict[str, tuple[str, ...]] = {

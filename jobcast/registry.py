@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
-from jobcast.jobs.kind import Kind
+from jobcast.kind import Kind
 
 ENTRY_POINT_GROUP = "jobcast.kinds"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -14,10 +14,19 @@ from jobcast.files import JobFiles
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
-    from jobcast.jobs.progress import Progress
     from jobcast.settings import Settings
 
 P = TypeVar("P", bound=BaseModel)
+
+
+class ProgressReporter(Protocol):
+    """`ctx.progress`: how job code reports progress (the worker's coalescing publisher)."""
+
+    async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
+        """Record progress; at most JOBCAST_PROGRESS_RATE_HZ events a second reach watchers."""
+
+    def report(self, current: float, total: float | None = None, message: str | None = None) -> None:
+        """`update` for code on the event loop that cannot await."""
 
 
 class PermanentError(Exception):
@@ -30,7 +39,7 @@ class JobContext:
 
     job_id: str
     attempt: int
-    progress: Progress
+    progress: ProgressReporter
     files: JobFiles
     # For CPU-bound work: a process pool the worker owns (see the aggregate kind).
     cpu: Executor
