@@ -14,7 +14,6 @@ server's problem document.
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from jobcast.backoff import Backoff
 from jobcast.protocol import TERMINAL_STATES, dumps, loads
 
 
@@ -88,18 +88,6 @@ async def sse_messages(content: aiohttp.StreamReader) -> AsyncIterator[SseMessag
                 data.append(value)
             else:
                 fields[name] = value
-
-
-class Backoff:
-    """Exponential with jitter; reset once a connection delivers something."""
-
-    def __init__(self, base_s: float = 0.25, max_s: float = 15.0) -> None:
-        self.base_s, self.max_s, self.failures = base_s, max_s, 0
-
-    def next(self) -> float:
-        ceiling = min(self.max_s, self.base_s * 2**self.failures)
-        self.failures += 1
-        return random.uniform(ceiling / 2, ceiling)
 
 
 _FILENAME = re.compile(r'filename="?([^";]+)"?')
@@ -235,7 +223,7 @@ class Client:
         A stream that drops is resumed from the last seq; when history no longer reaches back
         that far, the server sends a `snapshot` (it stands for everything up to its seq)."""
         last = last_event_id
-        backoff = Backoff()
+        backoff = Backoff(0.25, 15.0)  # as jobcast.js: reset once a connection delivers
         url = self.url(f"/api/jobs/{job_id}/events")
         while True:
             headers = {"Accept": "text/event-stream"}
@@ -254,7 +242,7 @@ class Client:
                         ):
                             continue
                         last = event.seq
-                        backoff.failures = 0
+                        backoff.reset()
                         yield event
                         if event.terminal:
                             return
@@ -263,7 +251,7 @@ class Client:
                     raise
             except (aiohttp.ClientError, TimeoutError):
                 pass  # dropped: resume below
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(backoff.next_s())
 
 
 async def _read(response: aiohttp.ClientResponse) -> Any:

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -31,6 +30,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from jobcast.backoff import Backoff, jittered_s
 from jobcast.settings import Settings
 from jobcast.store import JobStore
 
@@ -60,15 +60,14 @@ class JobcastWorker(Worker):
 
     async def main(self) -> None:
         # A worker started before its Redis waits for it instead of exiting.
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             try:
                 await self.pool.ping()
                 break
             except RedisError as e:
                 log.warning("waiting for Redis (%s)", e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next_s())
         await super().main()
 
     async def _poll_iteration(self) -> None:
@@ -77,8 +76,8 @@ class JobcastWorker(Worker):
         try:
             next_due_ms = await self._poll_once()
         except RedisError as e:
+            delay = jittered_s(0.05, 5.0, self._outage)
             self._outage += 1
-            delay = min(5.0, 0.05 * 2 ** min(self._outage, 7)) * random.uniform(0.5, 1.0)
             log.warning("Redis unavailable (%s); polling again in %.1fs", e, delay)
             await asyncio.sleep(delay)
         else:

@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobcast.backoff import Backoff
 from jobcast.protocol import EventType, progress_dict
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
@@ -116,12 +117,11 @@ class Progress:
                     ready_ms=ready_ms,
                 )
 
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         for _ in range(STATE_PUBLISH_TRIES - 1):
             try:
                 return await once()
             except RedisError as e:
                 log.warning("%s event for %s not published yet (%s); retrying", type_, self._job_id, e)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next_s())
         return await once()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from jobcast.backoff import Backoff
 from jobcast.protocol import Keys
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,12 @@ async def listen_for_signals(
 ) -> None:
     """Runs for the worker's life (its owner cancels it); rides out Redis outages."""
     cancel_channel, wake_channel = keys.cancel_channel.encode(), keys.wake_channel.encode()
-    delay = 0.1
+    backoff = Backoff(0.1, 5.0)
     while True:
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(cancel_channel, wake_channel)
-                delay = 0.1
+                backoff.reset()
                 # Whatever was submitted while we were away.
                 wakeup.set()
                 async for message in pubsub.listen():
@@ -89,6 +90,6 @@ async def listen_for_signals(
                     elif running.cancel(job_id := message["data"].decode()):
                         log.info("cancelling job %s on request", job_id)
         except RedisError as e:
+            delay = backoff.next_s()
             log.warning("cancel listener lost Redis (%s); reconnecting in %.1fs", e, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

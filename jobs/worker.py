@@ -6,13 +6,13 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import random
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 from arq.worker import Retry, func
 
+from jobcast.backoff import jittered_s
 from jobcast.files import FileStore
 from jobcast.jobs.dispatch import JobcastWorker
 from jobcast.jobs.lease import hold_lease
@@ -42,8 +42,7 @@ def error_info(error: BaseException) -> dict[str, str]:
 
 def backoff_s(settings: Settings, attempt: int) -> float:
     """Exponential backoff with jitter, so retried jobs do not stampede together."""
-    ceiling = min(settings.retry_max_s, settings.retry_base_s * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    return jittered_s(settings.retry_base_s, settings.retry_max_s, attempt - 1)
 
 
 def _after(delay_s: float) -> tuple[dict[str, str], int]:

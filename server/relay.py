@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from redis.exceptions import RedisError
 
+from jobcast.backoff import Backoff
 from jobcast.protocol import split_feed_record, split_record
 from jobcast.server.catchup import CatchUp
 from jobcast.server.history import FeedHistory, History, JobHistory
@@ -79,16 +79,16 @@ class Relay:
             self._proto.close()
 
     async def _connection_loop(self) -> None:
-        delay = 0.05
+        backoff = Backoff(0.05, 2.0)
         while True:
             try:
                 proto = await connect_pubsub(self._url, self._on_message, self._on_subscribed)
             except (OSError, TimeoutError) as e:
+                delay = backoff.next_s()
                 log.warning("redis pub/sub unreachable (%s); retrying in %.1fs", e, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)
                 continue
-            delay = 0.05
+            backoff.reset()
             self._attach(proto)
             try:
                 await self._keepalive(proto)
