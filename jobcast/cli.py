@@ -71,6 +71,8 @@ def run_web(args: argparse.Namespace) -> None:
 def run_worker(args: argparse.Namespace) -> None:
     from jobcast.jobs.worker import create_worker
 
+    if args.check:
+        sys.exit(asyncio.run(check_workers(Settings())))
     _use_uvloop()
     create_worker(Settings()).run()
 
@@ -116,6 +118,30 @@ def run_dev(args: argparse.Namespace) -> None:
             redis.stop()
 
 
+async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:
+    """`jobcast worker --check`: 0 when Redis answers and a worker's heartbeat is fresh."""
+    from redis.exceptions import RedisError
+
+    from jobcast.redis import create_redis
+    from jobcast.stats import live_workers
+    from jobcast.store import JobStore
+
+    redis = create_redis(settings.redis_url, retries=0)
+    try:
+        async with asyncio.timeout(timeout_s):
+            workers = await live_workers(JobStore(redis, settings), 3 * settings.worker_heartbeat_s)
+    except (RedisError, OSError, TimeoutError) as e:
+        print(f"jobcast worker --check: Redis does not answer: {e or type(e).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+    if not workers:
+        print("jobcast worker --check: no worker heartbeat in Redis", file=sys.stderr)
+        return 1
+    print(f"ok: {len(workers)} live worker(s): {', '.join(workers)}")
+    return 0
+
+
 def run_watch(args: argparse.Namespace) -> None:
     from jobcast.watch import watch
 
@@ -142,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
             cmd.add_argument("job_id")
             cmd.add_argument("--url", default=None, help="the server (default: $JOBCAST_URL or this host's)")
             continue
+        if name == "worker":
+            cmd.add_argument(
+                "--check", action="store_true", help="exit 0 if Redis answers and a worker is alive"
+            )
         if name != "worker":
             cmd.add_argument("--host", default=None)
             cmd.add_argument("--port", type=int, default=None)

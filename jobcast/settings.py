@@ -19,73 +19,125 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "JOBCAST_REDIS_URL"),
+        description="The Redis server: `redis://`, `rediss://` or `unix://`.",
     )
-    # Pub/sub channels are global to a Redis server (not per database), so every key and channel
-    # carries this prefix; two deployments can share one Redis by choosing different prefixes.
-    key_prefix: str = "jobcast"
+    # Pub/sub channels are global to a Redis server (not per database), hence a prefix for both.
+    key_prefix: str = Field(
+        default="jobcast",
+        description="Prefix of every Redis key and pub/sub channel: two deployments can share one Redis.",
+    )
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # The path jobcast is served under: "/jobs" when it is mounted into another aiohttp app
-    # (jobcast.server.setup does this) or behind a proxy that strips that prefix. Every link in
-    # snapshots and pages starts with it.
-    url_prefix: str = Field(default="", pattern=URL_PREFIX)
+    host: str = Field(default="127.0.0.1", description="The address `jobcast web` listens on (`--host`).")
+    port: int = Field(default=8000, description="The port `jobcast web` listens on (`--port`).")
+    url_prefix: str = Field(
+        default="",
+        pattern=URL_PREFIX,
+        description="The path jobcast is served under (`/jobs`) when embedded in another app or behind "
+        "a proxy that strips it; every link in snapshots and pages starts with it.",
+    )
 
     # Streams
-    sse_retry_ms: int = 2000
-    heartbeat_s: float = 15.0
-    ws_ping_interval_s: float = 20.0
-    watcher_buffer: int = Field(default=256, ge=8)
-    # A resuming watcher's missed events are read from history this many at a time (at most half
-    # of watcher_buffer), each page once the last has left for the socket.
-    replay_page_events: int = Field(default=100, ge=1)
-    write_timeout_s: float = 30.0
-    max_body_bytes: int = 1024 * 1024
-    shutdown_timeout_s: float = 10.0
+    sse_retry_ms: int = Field(default=2000, description="The `retry:` an SSE stream starts with.")
+    heartbeat_s: float = Field(
+        default=15.0, description="An idle SSE stream gets a `: ping` comment this often."
+    )
+    ws_ping_interval_s: float = Field(default=20.0, description="WebSocket pings, to find dead peers.")
+    watcher_buffer: int = Field(
+        default=256,
+        ge=8,
+        description="Events a watcher may have queued before superseded progress is dropped (and, past "
+        "that, the watcher is cut off to resume).",
+    )
+    replay_page_events: int = Field(
+        default=100,
+        ge=1,
+        description="A resuming watcher's missed events are read from history this many at a time (at "
+        "most half of the watcher buffer), each page once the last has left for the socket.",
+    )
+    write_timeout_s: float = Field(
+        default=30.0, description="A client that cannot take a write this long is cut off."
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, description="Largest JSON request body (413 past it).")
+    shutdown_timeout_s: float = Field(default=10.0, description="How long `jobcast web` drains on SIGTERM.")
 
     # Redis: command retries (with jittered backoff) before a request gives up with 503; the worker
     # retries longer, and its poll loop outlives any outage.
-    redis_retries: int = Field(default=3, ge=0)
-    worker_redis_retries: int = Field(default=20, ge=0)
+    redis_retries: int = Field(default=3, ge=0, description="Web: retries of a Redis command before a 503.")
+    worker_redis_retries: int = Field(default=20, ge=0, description="Worker: retries of a Redis command.")
 
     # Redis data
-    history_max_events: int = Field(default=10_000, ge=10)
-    # Job records, histories, indexes and result files are kept this long after a job's last event.
-    retention_s: int = Field(default=7 * 24 * 3600, ge=60)
+    history_max_events: int = Field(
+        default=10_000, ge=10, description="Events kept per job (and on the feed) for resuming."
+    )
+    retention_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="Job records, histories, indexes and result files are kept this long after a job's "
+        "last state change.",
+    )
 
     # Submission
-    # Over this many waiting jobs (queued or between attempts), submissions get 429. 0: no limit.
-    max_waiting_jobs: int = Field(default=10_000, ge=0)
-    backpressure_retry_after_s: int = Field(default=5, ge=1)
-    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
-    max_delay_s: int = Field(default=24 * 3600, ge=0)
-    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
-    # Uploads and result files. On several machines, mount one shared volume here on every web
-    # server and worker.
-    files_dir: Path = Path("data/files")
+    max_waiting_jobs: int = Field(
+        default=10_000,
+        ge=0,
+        description="Over this many waiting jobs (queued or between attempts), submissions get 429; 0: "
+        "no limit.",
+    )
+    backpressure_retry_after_s: int = Field(default=5, ge=1, description="The `Retry-After` of a 429.")
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600, ge=1, description="How long an Idempotency-Key is kept."
+    )
+    max_delay_s: int = Field(
+        default=24 * 3600, ge=0, description="Longest `delay_s` a submission may ask for."
+    )
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
+    files_dir: Path = Field(
+        default=Path("data/files"),
+        description="Uploads and result files; on several machines, one shared volume mounted on every "
+        "web server and worker.",
+    )
 
     # Worker
-    queue_name: str = "jobcast:queue"
-    # Submissions wake idle workers at once; this tick only catches lapsed leases and wakeups lost
-    # in a reconnect.
-    poll_delay_s: float = Field(default=0.5, gt=0)
-    worker_max_jobs: int = Field(default=10, ge=1)
-    # A crashed worker's job is picked up again once its lease lapses; the worker renews it every
-    # third of this while the job runs.
-    lease_s: float = Field(default=10.0, ge=1.0)
-    shutdown_grace_s: float = 20.0
-    progress_rate_hz: float = Field(default=10.0, gt=0)
-    retry_base_s: float = 1.0
-    retry_max_s: float = 60.0
-    worker_heartbeat_s: float = Field(default=5.0, gt=0)
-    # More job kinds (modules on the import path) and kinds left out (a leading `-`), comma
-    # separated, besides those installed packages declare: "myapp.jobs,-builtin".
-    kinds: str = ""
-    # Per-kind overrides of the kind's own policy, as JSON: {"report": 120}.
-    kind_timeouts_s: dict[str, float] = Field(default_factory=dict)
-    kind_max_attempts: dict[str, int] = Field(default_factory=dict)
-    # Processes for CPU-bound kinds (aggregate); 0: one per core.
-    cpu_processes: int = Field(default=0, ge=0)
+    queue_name: str = Field(default="jobcast:queue", description="arq's queue key.")
+    poll_delay_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="The worker's fallback tick: submissions wake idle workers at once, this only "
+        "catches lapsed leases and wakeups lost in a reconnect.",
+    )
+    worker_max_jobs: int = Field(default=10, ge=1, description="Jobs one worker runs at once.")
+    lease_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="A crashed worker's job runs again once its lease lapses; the lease is renewed "
+        "every third of this while the job runs.",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        description="On SIGTERM, running jobs get this long to finish before they are re-queued.",
+    )
+    progress_rate_hz: float = Field(
+        default=10.0, gt=0, description="Most progress events per second per job."
+    )
+    retry_base_s: float = Field(default=1.0, description="The first retry's backoff (doubling, with jitter).")
+    retry_max_s: float = Field(default=60.0, description="The longest backoff between attempts.")
+    worker_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="Workers say they are alive (and what kinds they serve) this often."
+    )
+    kinds: str = Field(
+        default="",
+        description="More job kinds (modules on the import path) and kinds left out (a leading `-`), "
+        "comma separated, besides those installed packages declare: `myapp.jobs,-builtin`.",
+    )
+    kind_timeouts_s: dict[str, float] = Field(
+        default_factory=dict, description='Per-kind timeout overrides, as JSON: `{"report": 120}`.'
+    )
+    kind_max_attempts: dict[str, int] = Field(
+        default_factory=dict, description='Per-kind attempt limits, as JSON: `{"report": 5}`.'
+    )
+    cpu_processes: int = Field(
+        default=0, ge=0, description="Processes for CPU-bound kinds (aggregate); 0: one per core."
+    )
 
     @model_validator(mode="after")
     def _delays_within_retention(self) -> Settings:
@@ -93,3 +145,28 @@ class Settings(BaseSettings):
         if self.max_delay_s >= self.retention_s:
             raise ValueError("max_delay_s must be shorter than retention_s")
         return self
+
+
+def configuration_reference() -> str:
+    """docs/configuration.md, from the settings themselves (a test keeps the file current)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting of `jobcast web` and `jobcast worker`, from `jobcast/settings.py`. Set them as",
+        "environment variables; `--host` and `--port` override theirs. Generated by",
+        "`python -m jobcast.settings > docs/configuration.md`; a test fails when this file is stale.",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"JOBCAST_{name.upper()}"
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        shown = '""' if default == "" else str(default).replace("|", "\\|")
+        lines.append(f"| `{env}` | `{shown}` | {field.description or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(configuration_reference(), end="")

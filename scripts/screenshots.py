@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
     for _ in range(100):
         try:
-            async with session.get(url + "/healthz") as response:
+            async with session.get(url + "/readyz") as response:
                 if response.status == 200:
                     return
         except aiohttp.ClientError:

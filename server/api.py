@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -11,9 +12,11 @@ from jobcast.protocol import dumps, loads
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
 from jobcast.server.openapi import Operation, build_document, json, operation
 from jobcast.server.problems import Problem
-from jobcast.server.schemas import Health, JobSnapshot, KindList
+from jobcast.server.schemas import Health, JobSnapshot, KindList, Liveness
 
 routes = web.RouteTableDef()
+
+READY_TIMEOUT_S = 1.0
 
 JOB_ID = r"{job_id:[0-9a-f]{32}}"
 
@@ -79,16 +82,30 @@ async def openapi(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 @operation(
     Operation(
-        "Whether this web process reaches Redis and holds its pub/sub connection",
-        {200: json("Healthy", Health), 503: json("Redis or pub/sub is down", Health)},
+        "Liveness: the process answers (restart it when this fails)",
+        {200: json("Alive", Liveness)},
         tags=("operations",),
     )
 )
 async def health(request: web.Request) -> web.Response:
+    return json_response({"alive": True})
+
+
+@routes.get("/readyz")
+@operation(
+    Operation(
+        "Readiness: this web process reaches Redis and holds its pub/sub connection",
+        {200: json("Ready", Health), 503: json("Redis or pub/sub is down", Health)},
+        tags=("operations",),
+    )
+)
+async def ready(request: web.Request) -> web.Response:
     try:
-        await request.app[REDIS].ping()
+        # A probe must answer quickly, even while the client would still be retrying.
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[REDIS].ping()
         redis_ok = True
-    except RedisError:
+    except (RedisError, TimeoutError):
         redis_ok = False
     relay_ok = request.app[RELAY].connected.is_set()
     status = 200 if redis_ok and relay_ok else 503

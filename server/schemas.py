@@ -104,6 +104,10 @@ class Stats(Closed):
     serving: list[Serving] = Field(description="Each live worker and the kinds it serves.")
 
 
+class Liveness(Closed):
+    alive: bool
+
+
 class Health(Closed):
     redis: bool
     pubsub: bool

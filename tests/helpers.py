@@ -134,7 +134,7 @@ class JobcastProcess:
             while True:
                 assert self.process.poll() is None, f"{self.command} exited:\n{self.log()}"
                 try:
-                    async with session.get(self.url + "/healthz") as r:
+                    async with session.get(self.url + "/readyz") as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:

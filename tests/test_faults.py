@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from typing import Any
 
 from aiohttp import web
 
+from jobcast.embedded_redis import free_port
 from jobcast.server.keys import RELAY
 from tests.helpers import assert_contiguous, read_sse, sse_events, submit, wait_for
 
@@ -132,3 +135,34 @@ async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
             assert b"event: queued" in received and b"event: started" in received
     finally:
         stalled.close()
+
+
+async def test_readyz_follows_redis_and_healthz_only_liveness(client, redis_server) -> None:
+    async def status(path: str) -> int:
+        async with client.get(path) as response:
+            return response.status
+
+    await wait_for(lambda: _is(status("/readyz"), 200), what="ready")
+    await asyncio.to_thread(redis_server.stop)
+    try:
+        await wait_for(lambda: _is(status("/readyz"), 503), what="not ready while Redis is down")
+        assert await status("/healthz") == 200  # alive: do not restart it for Redis's sake
+    finally:
+        await asyncio.to_thread(redis_server.start)
+    await wait_for(lambda: _is(status("/readyz"), 200), what="ready again once Redis is back")
+
+
+async def _is(status: Any, expected: int) -> bool:
+    return await status == expected
+
+
+async def test_worker_check_passes_with_a_live_worker_and_fails_without_redis(spawn, env) -> None:
+    def check(**extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jobcast", "worker", "--check"]
+        return subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, timeout=30)
+
+    assert (await asyncio.to_thread(check)).returncode == 1  # no worker yet
+    spawn("worker")
+    await wait_for(lambda: asyncio.to_thread(lambda: check().returncode == 0), what="a worker heartbeat")
+    gone = await asyncio.to_thread(check, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert gone.returncode == 1 and "Redis does not answer" in gone.stderr

@@ -25,3 +25,16 @@ async def test_the_suite_talks_to_its_own_redis(redis, redis_server) -> None:
     info = await redis.info("server")
     assert info["tcp_port"] == redis_server.port
     assert info["process_id"] == redis_server.process.pid
+
+
+def test_the_configuration_reference_lists_every_setting_as_it_is() -> None:
+    from pathlib import Path
+
+    from jobcast.settings import Settings, configuration_reference
+
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    assert reference == configuration_reference(), (
+        "regenerate: python -m jobcast.settings > docs/configuration.md"
+    )
+    for name in Settings.model_fields:
+        assert f"JOBCAST_{name.upper()}" in reference or name == "redis_url"
