@@ -8,13 +8,12 @@ import errno
 import gc
 import logging
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 from jobcast.registry import KindsError
 from jobcast.settings import Settings
+from jobcast.supervise import Child, supervise
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -92,30 +91,16 @@ def run_dev(args: argparse.Namespace) -> None:
     env.setdefault("JOBCAST_FILES_DIR", str(Path(args.data_dir) / "files"))
     me = [sys.executable, "-m", "jobcast"]
     web_cmd = [*me, "web", "--host", settings.host, "--port", str(settings.port)]
-    children = [subprocess.Popen([*me, "worker"], env=env), subprocess.Popen(web_cmd, env=env)]
+    children = [Child("worker", [*me, "worker"], env), Child("web", web_cmd, env)]
     host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
     print(f"\n  jobcast is starting: open http://{host}:{settings.port}/\n", flush=True)
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        while all(child.poll() is None for child in children):
-            try:
-                children[0].wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-    except KeyboardInterrupt:
-        pass
+        status = supervise(children)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            child.wait()
         if redis is not None:
             redis.stop()
+    if status:
+        sys.exit(status)
 
 
 async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -27,6 +30,8 @@ from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # jobcast counts attempts itself (per kind) so that it can publish `failed` when they run out;
 # arq's own limit must never cut in first, or the job would end with no terminal event.
@@ -59,6 +64,18 @@ async def _sweep_files(files: FileStore, retention_s: float) -> None:
         await asyncio.sleep(SWEEP_INTERVAL_S)
 
 
+def die_with_parent() -> None:
+    """In each process-pool child: end when the worker ends, however it ends (a SIGKILL leaves no
+    chance to shut the pool down). Linux only; elsewhere the pool's own cleanup must do."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the worker died before prctl took effect
+        os._exit(1)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store = ctx["store"] = JobStore(ctx["redis"], settings)
@@ -68,6 +85,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["cpu"] = ProcessPoolExecutor(
         max_workers=settings.cpu_processes or os.cpu_count() or 1,
         mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
     )
     ctx["services"] = [
         asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import JobcastProcess, assert_contiguous, demo, read_sse, sse_events, submit
+from tests.helpers import JobcastProcess, assert_contiguous, demo, read_sse, sse_events, submit, wait_for
 
 
 async def test_two_web_and_two_worker_processes_share_one_redis(spawn) -> None:
@@ -122,3 +122,61 @@ async def test_a_port_in_use_is_a_one_line_error_naming_the_flag(env, tmp_path: 
     assert last == f"jobcast web: port {port} is already in use; choose another with --port N"
     assert "Traceback" not in proc.log()
     proc.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_jobcast_dev_restarts_a_killed_worker_whose_pool_dies_with_it(env, tmp_path: Path) -> None:
+    # A short lease, so the job the killed worker ran is taken up again soon.
+    dev = JobcastProcess("dev", {**env, "JOBCAST_LEASE_S": "2", "JOBCAST_CPU_PROCESSES": "2"}, tmp_path)
+    try:
+        await dev.wait_http(timeout=60)
+        async with aiohttp.ClientSession() as session:
+            # Long enough to be running in the pool when the worker is killed.
+            body = {"kind": "aggregate", "params": {"rows": 40_000_000, "chunk_rows": 1_000_000}}
+            job = await submit(session, dev.url + "/api/jobs", body)
+
+            def the_worker() -> int | None:
+                found = [p for p in children_of(dev.process.pid) if " worker" in command_of(p)]
+                return found[0] if found else None
+
+            async def running() -> bool:
+                state = await (await session.get(f"{dev.url}/api/jobs/{job['id']}")).json()
+                return state["state"] == "running" and state["progress"]["current"] > 0
+
+            await wait_for(running, what="the job to run in the pool")
+            worker = the_worker()
+            assert worker is not None
+            pool = await wait_for(lambda: children_of(worker), what="the worker's pool processes")
+            os.kill(worker, signal.SIGKILL)
+            await wait_for(lambda: not any(alive(p) for p in pool), timeout=10, what="the pool to die too")
+            await wait_for(lambda: the_worker() not in (None, worker), timeout=30, what="a new worker")
+            events = await read_sse(
+                session, f"{dev.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}, timeout=120
+            )
+        assert "jobcast dev: worker exited (signal 9 (SIGKILL)); restarting it in" in dev.log()
+        lifecycle = [(e.event, e.data["attempt"]) for e in events if e.event != "progress"]
+        assert lifecycle[:3] == [("queued", 0), ("started", 1), ("retrying", 1)]
+        assert lifecycle[-1] == ("succeeded", 2)
+        assert_contiguous(events, 1)
+    finally:
+        dev.signal(signal.SIGTERM)
+        assert await dev.wait_exit() == 0, dev.log()
+        dev.stop()
