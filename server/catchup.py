@@ -15,7 +15,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from jobcast.server.history import History
-from jobcast.server.hub import Hub, Subscription
+from jobcast.server.hub import Event, Hub, Subscription
 
 
 class CatchUpFailed(Exception):
@@ -57,7 +57,8 @@ class CatchUp:
         except RedisError as e:
             raise CatchUpFailed(str(e)) from e
         if page.missed:
-            if snapshot is None:  # the job itself is gone: nothing more will come
+            if snapshot is None:  # the job itself is gone: say so, and end
+                sub.end(Event.gone(sub.job_id))
                 self.hub.mark_ready(sub)
                 return True
             sub.reset(snapshot)

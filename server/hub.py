@@ -98,6 +98,18 @@ class Event:
         return cls("", snapshot["feed_seq"], type_, dumps(snapshot), terminal=False, epoch=snapshot["epoch"])
 
     @classmethod
+    def gone(cls, job_id: str) -> Event:
+        """The end of a watch whose job no longer exists (Redis lost it, or it expired): an SSE
+        `error` event, or a WebSocket `error` message, after which nothing more comes."""
+        message = {
+            "type": "error",
+            "code": "not_found",
+            "job_id": job_id,
+            "message": "the job no longer exists (its data was lost or has expired)",
+        }
+        return cls(job_id, 0, b"error", dumps(message), terminal=True)
+
+    @classmethod
     def comment(cls, text: bytes) -> Event:
         """An SSE comment (a heartbeat): browsers ignore it, proxies see the stream is alive."""
         event = cls("", 0, b"comment", b"", terminal=False)
@@ -298,6 +310,12 @@ class Subscription:
         self.done = event.terminal
         self.outbox.put(event)
 
+    def end(self, event: Event) -> None:
+        """Nothing more will come (the job is gone): the watcher's last event."""
+        if not self.done:
+            self.done = True
+            self.outbox.put(event)
+
     def behind(self) -> bool:
         """Live events are waiting with a gap before them (some were dropped while the watcher
         caught up): more history must be read before it can go live."""
@@ -434,6 +452,18 @@ class Hub:
             return None
         epochs = {sub.epoch for sub in behind}
         return min(sub.last_seq for sub in behind), (epochs.pop() if len(epochs) == 1 else "")
+
+    def end_topic(self, job_id: str, event: Event) -> None:
+        """The job is gone: its live watchers get `event` as their last (those still catching up
+        find out from history themselves)."""
+        topic = self.topics.get(job_id)
+        if topic is None:
+            return
+        for sub in topic.subs:
+            if sub.ready:
+                sub.end(event)
+        topic.repairing = False
+        topic.seen_max = 0
 
     def apply_repair(self, job_id: str, events: Iterable[Event], snapshot: Event | None) -> bool:
         """Deliver repaired history; True when the topic is whole again (else repair once more)."""

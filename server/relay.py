@@ -253,7 +253,8 @@ class Relay:
             # History no longer reaches back far enough (trimmed, expired, or the feed started
             # over): only a snapshot tells the truth about what was missed.
             snapshot = await history.snapshot()
-            if snapshot is None:
-                return self.hub.apply_repair(topic, (), None)
+            if snapshot is None:  # the job itself is gone (Redis lost it): say so, and end
+                self.hub.end_topic(topic, Event.gone(topic))
+                return True
             return self.hub.apply_repair(topic, (), snapshot)
         return self.hub.apply_repair(topic, page.events, None)

@@ -279,3 +279,31 @@ async def test_a_slow_reader_of_a_long_replay_still_gets_every_event(web, fast_w
     assert len(events) > 2000, "the job must outrun the outbox many times over for this to mean anything"
     assert_contiguous(events, 1)
     assert events[-1].event == "succeeded"
+
+
+async def test_watchers_of_a_job_redis_lost_are_told_and_their_streams_end(spawn, tmp_path: Path) -> None:
+    volatile = RedisProcess(tmp_path / "volatile-redis", persist=False)
+    volatile.start()
+    try:
+        web = spawn("web", REDIS_URL=volatile.url)
+        await web.wait_http()
+        async with aiohttp.ClientSession() as session:
+            job = await submit(session, web.url + "/api/jobs", demo(3, 1))  # no worker: it waits
+            url = f"{web.url}/api/jobs/{job['id']}/events"
+            async with (
+                asyncio.timeout(60),
+                session.get(url) as sse,
+                session.ws_connect(web.url + "/api/ws") as ws,
+            ):
+                events = sse_events(sse)
+                assert (await anext(events)).event == "snapshot"
+                await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+                assert (await ws.receive_json())["type"] == "subscribed"
+                assert (await ws.receive_json())["type"] == "snapshot"
+                await asyncio.to_thread(volatile.restart)  # it comes back empty
+                rest = [event async for event in events]  # the stream must end by itself
+                told = await ws.receive_json()
+    finally:
+        volatile.stop()
+    assert [e.event for e in rest] == ["error"] and rest[0].data["code"] == "not_found"
+    assert told == rest[0].data and told["job_id"] == job["id"]
