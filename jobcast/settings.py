@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # Redis: command retries (with jittered backoff) before a request gives up with 503; the worker
     # retries longer, and its poll loop outlives any outage.
     redis_retries: int = Field(default=3, ge=0, description="Web: retries of a Redis command before a 503.")
+    redis_max_connections: int = Field(
+        default=64,
+        ge=2,
+        description="Most Redis connections one process's pool opens (besides the web's one pub/sub "
+        "connection); past it a command waits up to 5 s for one.",
+    )
     worker_redis_retries: int = Field(default=20, ge=0, description="Worker: retries of a Redis command.")
 
     # Redis data

@@ -206,7 +206,11 @@ def create_worker(settings: Settings) -> JobcastWorker:
         settings=settings,
         functions=[func(run_job, name=RUN_JOB, max_tries=ARQ_MAX_TRIES, timeout=longest + 60)],
         queue_name=settings.queue_name,
-        redis_pool=create_redis(settings.redis_url, retries=settings.worker_redis_retries),
+        redis_pool=create_redis(
+            settings.redis_url,
+            retries=settings.worker_redis_retries,
+            max_connections=settings.redis_max_connections,
+        ),
         ctx={"settings": settings, "kinds": kinds},
         on_startup=startup,
         on_shutdown=shutdown,

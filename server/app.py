@@ -14,7 +14,19 @@ from jobcast.kind import configure
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server import api, compat, control, metrics, pages, queries, results, sse, submit, ws
-from jobcast.server.keys import FILES, KINDS, OUTBOXES, REDIS, RELAY, SETTINGS, SOCKETS, STORE, WORKERS
+from jobcast.server.hub import OpenStreams
+from jobcast.server.keys import (
+    FILES,
+    KINDS,
+    OUTBOXES,
+    REDIS,
+    RELAY,
+    SETTINGS,
+    SOCKETS,
+    STORE,
+    STREAMS,
+    WORKERS,
+)
 from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
@@ -27,7 +39,9 @@ from jobcast.workers import WorkerDirectory
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = create_redis(settings.redis_url, retries=settings.redis_retries)
+    redis = create_redis(
+        settings.redis_url, retries=settings.redis_retries, max_connections=settings.redis_max_connections
+    )
     app[REDIS] = redis
     app[STORE] = JobStore(redis, settings)
     app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
@@ -82,6 +96,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[FILES] = FileStore(settings.files_dir)
     app[OUTBOXES] = weakref.WeakSet()
     app[SOCKETS] = weakref.WeakSet()
+    app[STREAMS] = OpenStreams()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)

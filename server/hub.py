@@ -122,6 +122,17 @@ class Event:
         return cls(message.get("job_id") or "", 0, b"control", dumps(message), terminal=False)
 
 
+class OpenStreams:
+    """How many SSE streams and WebSockets are open in this process, counted as they open and
+    close (a count of live objects would include closed ones the GC has not collected yet)."""
+
+    __slots__ = ("sse", "ws")
+
+    def __init__(self) -> None:
+        self.sse = 0
+        self.ws = 0
+
+
 class OutboxClosed(Exception):
     """The watcher's connection must end; `reason` says why."""
 

@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 
 from jobcast.files import FileStore
 from jobcast.kind import Kind
-from jobcast.server.hub import Outbox
+from jobcast.server.hub import OpenStreams, Outbox
 from jobcast.server.relay import Relay
 from jobcast.settings import Settings
 from jobcast.store import JobStore
@@ -27,3 +27,4 @@ KINDS = web.AppKey("kinds", dict[str, Kind])
 # and WebSockets (closed with 1001).
 OUTBOXES = web.AppKey("outboxes", weakref.WeakSet[Outbox])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+STREAMS = web.AppKey("streams", OpenStreams)

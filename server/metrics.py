@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobcast.server.keys import OUTBOXES, RELAY, SOCKETS
+from jobcast.server.keys import RELAY, STREAMS
 from jobcast.server.openapi import TEXT, Answer, Operation, operation
 
 routes = web.RouteTableDef()
@@ -40,11 +40,13 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "jobcast_watched_topics", "Jobs (and the feed) watched here.", len(relay.hub.topics)
         )
-        yield GaugeMetricFamily(
-            "jobcast_open_streams",
-            "Open SSE and WebSocket streams.",
-            len(self._app[OUTBOXES]) + len(self._app[SOCKETS]),
+        streams = self._app[STREAMS]
+        open_streams = GaugeMetricFamily(
+            "jobcast_open_streams", "Open SSE streams and WebSockets.", labels=["transport"]
         )
+        open_streams.add_metric(["sse"], streams.sse)
+        open_streams.add_metric(["websocket"], streams.ws)
+        yield open_streams
 
 
 def setup_metrics(app: web.Application) -> None:

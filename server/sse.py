@@ -15,7 +15,7 @@ from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.direct import direct_writer
 from jobcast.server.history import AlreadyEnded, JobNotFound
 from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
-from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS
+from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, RelayUnavailable
@@ -128,6 +128,8 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         raise Problem(503, str(e), slug="unavailable", headers={"Retry-After": "2"}) from None
     # Joined: from here on, leaving is certain (a context manager would cost every idle watcher
     # a generator object for as long as it stays connected).
+    streams = request.app[STREAMS]
+    counted = False
     try:
         response = web.StreamResponse(headers=SSE_HEADERS)
         # A watcher that fell hopelessly behind is cut off at once, even mid-write; it
@@ -135,6 +137,8 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         transport = request.transport
         outbox.on_overflow = transport.abort if transport is not None else None
         await response.prepare(request)
+        streams.sse += 1
+        counted = True
         request.app[OUTBOXES].add(outbox)
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
         if transport is not None and request.version >= HttpVersion11:
@@ -144,6 +148,8 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         return response
     finally:
         relay.leave(sub)
+        if counted:
+            streams.sse -= 1
 
 
 async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:

@@ -15,7 +15,7 @@ from jobcast.server.control import cancel_job
 from jobcast.server.direct import direct_writer
 from jobcast.server.history import AlreadyEnded, JobNotFound
 from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
-from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE
+from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
 from jobcast.server.openapi import Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.relay import FEED, Relay, RelayUnavailable
@@ -225,8 +225,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
     # idle connection).
     request.app[SOCKETS].add(ws)
+    streams = request.app[STREAMS]
     # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
     conn.outbox.direct = direct_writer(transport, websocket=True)
+    streams.ws += 1
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -237,5 +239,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         # Leave first, synchronously: aiohttp may cancel this handler when the peer goes away, and
         # a cancelled await below must not skip it.
         conn.close()
+        streams.ws -= 1
         await conn.stop_sender()
     return ws

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
-from jobcast.server.keys import OUTBOXES, RELAY
-from tests.helpers import assert_contiguous, attempts, read_sse, submit
+from jobcast.server.app import create_app
+from jobcast.server.keys import OUTBOXES, REDIS, RELAY
+from tests.helpers import assert_contiguous, attempts, read_sse, submit, wait_for
 
 
 def check_demo_run(events: list[dict[str, Any]], steps: int) -> None:
@@ -190,3 +192,36 @@ async def test_an_idle_sse_stream_gets_heartbeats_and_then_its_events(client, se
         async with asyncio.timeout(20):
             while not (line := await response.content.readline()).startswith(b"event: cancelled"):
                 assert line, "the stream ended before the cancelled event"
+
+
+async def test_the_open_streams_gauge_counts_exactly_what_is_open(client) -> None:
+    async def gauge() -> dict[str, float]:
+        text = await (await client.get("/metrics")).text()
+        found = re.findall(r'^jobcast_open_streams\{transport="(\w+)"\} (\S+)$', text, re.M)
+        return {transport: float(value) for transport, value in found}
+
+    job = await submit(client)
+    assert await gauge() == {"sse": 0, "websocket": 0}
+    streams = [await client.get(f"/api/jobs/{job['id']}/events") for _ in range(3)]
+    sockets = [await client.ws_connect("/api/ws") for _ in range(2)]
+    await wait_for(lambda: _equals(gauge(), {"sse": 3, "websocket": 2}), what="3 SSE and 2 WebSockets")
+    for stream in streams[:2]:
+        stream.close()
+    await sockets[0].close()
+    await wait_for(lambda: _equals(gauge(), {"sse": 1, "websocket": 1}), what="1 of each left")
+    streams[2].close()
+    await sockets[1].close()
+    await wait_for(lambda: _equals(gauge(), {"sse": 0, "websocket": 0}), what="none left")
+
+
+async def _equals(value: object, expected: object) -> bool:
+    return await value == expected  # type: ignore[misc]
+
+
+async def test_the_redis_pool_is_bounded_and_a_burst_waits_for_it(aiohttp_client, settings) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"redis_max_connections": 2})))
+    pool = client.app[REDIS].connection_pool
+    assert pool.max_connections == 2
+    answers = await asyncio.gather(*(client.get("/api/stats") for _ in range(40)))
+    assert [r.status for r in answers] == [200] * 40
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 2
