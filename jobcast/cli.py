@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from jobcast.logs import configure_logging
 from jobcast.registry import KindsError
 from jobcast.settings import Settings
 from jobcast.supervise import Child, supervise
@@ -60,7 +61,9 @@ def run_web(args: argparse.Namespace) -> None:
         # A client that hangs up must free its subscription at once, not at the next heartbeat.
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=None,
+        # One line per request, with the request id that the job's worker lines carry too.
+        access_log=logging.getLogger("jobcast.access"),
+        access_log_format='%a "%r" %s %b %Tfs request=%{X-Request-ID}o',
         print=lambda *_: logging.getLogger("jobcast").info(
             "jobcast web listening on http://%s:%s", settings.host, settings.port
         ),
@@ -136,9 +139,7 @@ def run_watch(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("JOBCAST_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
-    )
+    configure_logging()
     parser = argparse.ArgumentParser(prog="jobcast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in (

@@ -145,6 +145,7 @@ class JobRecord:
     state: State
     attempt: int
     cancel_requested: bool
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +311,7 @@ class JobStore:
         idempotency_key: str | None = None,
         retry_of: str | None = None,
         function: str = RUN_JOB,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Submit a job: the record, its `queued` event, its indexes and arq's queue entry in one
         script, so a job is either fully submitted or not at all. Returns the new job's snapshot;
@@ -332,6 +334,8 @@ class JobStore:
             record["run_at"] = isoformat(run_at)
         if retry_of:
             record["retry_of"] = retry_of
+        if request_id:
+            record["request_id"] = request_id
         idem_key = ""
         if idempotency_key is not None:
             digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
@@ -383,7 +387,7 @@ class JobStore:
 
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hmget(
-            self.keys.job(job_id), ["kind", "params", "state", "attempt", "cancel_requested"]
+            self.keys.job(job_id), ["kind", "params", "state", "attempt", "cancel_requested", "request_id"]
         )
         if raw[0] is None:
             return None
@@ -393,6 +397,7 @@ class JobStore:
             state=State(raw[2].decode()),
             attempt=int(raw[3]),
             cancel_requested=bool(raw[4]),
+            request_id=raw[5].decode() if raw[5] else None,
         )
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, configure
+from jobcast.logs import context_text, log_context
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
@@ -108,10 +109,13 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     if record is None or record.state in TERMINAL_STATES:
         return  # cancelled (or expired) while waiting
     attempt = record.attempt + 1
+    # Every line logged while this attempt runs (its tasks inherit the context) names it.
+    log_context.set(context_text(job=job_id, attempt=attempt, request=record.request_id))
     async with Progress(store, job_id, attempt, rate_hz=settings.progress_rate_hz) as progress:
         kind = await _admit(ctx["kinds"], record, attempt, progress)
         if kind is None or not await progress.state(EventType.STARTED):
             return  # ended, or another worker started this attempt first
+        log.info("%s attempt %d started", record.kind, attempt)
         running: RunningAttempts = ctx["running"]
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
@@ -184,6 +188,7 @@ async def _run_attempt(
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
         if not kind.should_retry(e, ctx.attempt):
             await progress.state(EventType.FAILED, error=error_info(e))
+            log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
         extra, ready_ms = _after(delay)
@@ -193,9 +198,11 @@ async def _run_attempt(
             # Cancelled while this attempt was failing: do not start another.
             await progress.state(EventType.CANCELLED, error=CANCELLED)
             return
+        log.info("attempt %d failed (%s); retrying in %.1f s", ctx.attempt, type(e).__name__, delay)
         raise Retry(defer=delay) from e
     else:
         await progress.state(EventType.SUCCEEDED, result=result)
+        log.info("attempt %d succeeded", ctx.attempt)
 
 
 def create_worker(settings: Settings) -> JobcastWorker:

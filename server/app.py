@@ -31,6 +31,7 @@ from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
+from jobcast.server.request_ids import request_id_middleware, send_request_id
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
@@ -90,7 +91,10 @@ def setup(
 
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[request_id_middleware, problem_middleware], client_max_size=settings.max_body_bytes
+    )
+    app.on_response_prepare.append(send_request_id)
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[FILES] = FileStore(settings.files_dir)

@@ -32,6 +32,7 @@ from jobcast.server.openapi import (
     params_ref,
 )
 from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.request_ids import current_request_id
 from jobcast.server.schemas import JobSnapshot
 from jobcast.store import (
     AlreadyRetried,
@@ -134,7 +135,10 @@ async def submit(
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
-        return Submitted(await store.create(job_id, submission, idempotency_key=key, retry_of=retry_of))
+        created = await store.create(
+            job_id, submission, idempotency_key=key, retry_of=retry_of, request_id=current_request_id.get()
+        )
+        return Submitted(created)
     except IdempotentReplay as replay:
         if not replay.same_request:
             raise Problem(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -180,3 +181,31 @@ async def test_jobcast_dev_restarts_a_killed_worker_whose_pool_dies_with_it(env,
         dev.signal(signal.SIGTERM)
         assert await dev.wait_exit() == 0, dev.log()
         dev.stop()
+
+
+async def test_one_jobs_lines_in_web_and_worker_share_its_id_and_request_id(spawn) -> None:
+    web, worker = spawn("web"), spawn("worker")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        headers = {"X-Request-ID": "req-7f3a"}
+        async with session.post(web.url + "/api/jobs", json=demo(2, 5), headers=headers) as response:
+            assert response.status == 202 and response.headers["X-Request-ID"] == "req-7f3a"
+            job = await response.json()
+        events = await read_sse(
+            session, f"{web.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}
+        )
+        assert events[-1].event == "succeeded"
+        async with session.get(
+            web.url + "/api/stats", headers={"X-Request-ID": "bad id with spaces"}
+        ) as made_up:
+            assert re.fullmatch(r"[0-9a-f]{32}", made_up.headers["X-Request-ID"])
+
+    def worker_lines() -> list[str]:
+        return [line for line in worker.log().splitlines() if f"job={job['id']}" in line]
+
+    await wait_for(lambda: any("succeeded" in line for line in worker_lines()), what="the worker's lines")
+    assert all("request=req-7f3a" in line and "attempt=1" in line for line in worker_lines())
+    assert any(
+        '"POST /api/jobs HTTP/1.1" 202' in line and "request=req-7f3a" in line
+        for line in web.log().splitlines()
+    )
