@@ -109,23 +109,20 @@ class Schemas:
         return {**defs.get("$defs", {}), **self.extra}
 
 
-# `{name}` or `{name:regex}` in an aiohttp route (the regex may hold `{32}`).
-PATH_PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
+# A named group of the regex aiohttp compiles for a route: `(?P<job_id>[0-9a-f]{32})`.
+NAMED_GROUP = re.compile(r"\(\?P<(\w+)>((?:[^()]|\([^()]*\))*)\)")
 
 
 def path_and_params(resource: web.AbstractResource) -> tuple[str, list[dict[str, Any]]]:
-    """The OpenAPI path of an aiohttp resource (`{job_id:[0-9a-f]{32}}` becomes `{job_id}`),
-    and its path parameters, each with the route's own pattern."""
+    """The OpenAPI path of an aiohttp resource (`/api/jobs/{job_id}`), and its path parameters,
+    each with the route's own pattern."""
+    pattern = resource.get_info().get("pattern")
+    groups = NAMED_GROUP.findall(pattern.pattern) if pattern is not None else []
     params = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": f"^{regex or '[^/]+'}$"},
-        }
-        for name, regex in PATH_PARAM.findall(resource.canonical)
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{regex}$"}}
+        for name, regex in groups
     ]
-    return PATH_PARAM.sub(r"{\1}", resource.canonical), params
+    return resource.canonical, params
 
 
 def query_params(model: type[BaseModel]) -> list[dict[str, Any]]:

@@ -44,6 +44,9 @@ async def test_the_document_covers_every_route_and_nothing_else(client) -> None:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["summary"] and op["responses"], (method, path)
+    # Path parameters carry the route's own pattern.
+    (job_id,) = doc["paths"]["/api/jobs/{job_id}"]["get"]["parameters"]
+    assert job_id["schema"]["pattern"] == "^[0-9a-f]{32}$"
 
 
 async def test_each_kinds_params_come_from_the_kind_itself(client) -> None:
