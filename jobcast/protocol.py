@@ -219,9 +219,14 @@ def parse_feed_id(raw: str) -> tuple[str | None, int] | None:
     epoch, sep, seq = raw.rpartition(":")
     if not seq.isascii() or not seq.isdigit() or len(seq) > 18:
         return None
-    if sep and not (epoch.isascii() and epoch.isalnum() and len(epoch) <= 16):
+    if sep and not valid_epoch(epoch):
         return None
     return (epoch if sep else None), int(seq)
+
+
+def valid_epoch(epoch: object) -> bool:
+    """Whether a client's epoch could be one the server made (a short ASCII token)."""
+    return isinstance(epoch, str) and epoch.isascii() and epoch.isalnum() and len(epoch) <= 16
 
 
 def progress_dict(current: float, total: float | None, message: str | None) -> dict[str, Any]:

@@ -415,14 +415,12 @@ class JobStore:
         if not raw:
             return None
         replay = Replay(snapshot=build_snapshot(job_id, raw, self.settings.url_prefix))
-        if since is None or since > replay.head_seq:
-            # No position, or one this job never reached (a stale id, or data lost with Redis):
-            # only a snapshot is truthful.
+        page = HistoryPage(replay.head_seq, records, int(oldest[0][1]) if oldest else None)
+        if since is None or page.misses(since):
+            # No position, or one history cannot continue: only a snapshot is truthful.
             replay.needs_snapshot = True
-        elif since < replay.head_seq:
-            oldest_seq = int(oldest[0][1]) if oldest else replay.head_seq + 1
-            replay.needs_snapshot = oldest_seq > since + 1
-            replay.records = [] if replay.needs_snapshot else records
+        else:
+            replay.records = records
         return replay
 
     async def history_after(self, job_id: str, seq: int) -> tuple[list[bytes], int | None]:

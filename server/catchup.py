@@ -48,12 +48,9 @@ class CatchUp:
             return True
         try:
             page = await self.history.page(sub.last_seq, sub.epoch, self.page_size)
-            if page.missed:
-                # Trimmed or expired while the watcher read, or the feed started over: only a
-                # snapshot is truthful. Reading continues after its seq.
-                snapshot = await self.history.snapshot()
-            else:
-                snapshot = None
+            # Trimmed or expired while the watcher read, or the feed started over: only a
+            # snapshot is truthful. Reading continues after its seq.
+            snapshot = await self.history.snapshot() if page.missed else None
         except RedisError as e:
             raise CatchUpFailed(str(e)) from e
         if page.missed:

@@ -255,6 +255,9 @@ class Outbox:
 
     def take_nowait(self) -> list[Event]:
         """Everything queued now (maybe nothing); raises OutboxClosed once closed."""
+        return self._take_all()
+
+    def _take_all(self) -> list[Event]:
         if self.closed:
             raise OutboxClosed(self.closed)
         items, self._items = self._items, []
@@ -273,12 +276,7 @@ class Outbox:
                 return []
             finally:
                 self._waiter = None
-        if self.closed:
-            raise OutboxClosed(self.closed)
-        items, self._items = self._items, []
-        if not self.hold:
-            self._wake_drained()
-        return items
+        return self._take_all()
 
 
 class Subscription:
@@ -327,14 +325,15 @@ class Subscription:
             self.done = True
             self.outbox.put(event)
 
+    def skips(self, event: Event) -> bool:
+        """Taking `event` next would skip events (a seq gap, or another epoch of the feed): the
+        watcher needs history first. (The hub's hot loop inlines the seq half of this.)"""
+        return not self.done and (event.seq > self.last_seq + 1 or event.epoch != self.epoch)
+
     def behind(self) -> bool:
         """Live events are waiting with a gap before them (some were dropped while the watcher
         caught up): more history must be read before it can go live."""
-        pending = self.pending
-        if not pending or self.done:
-            return False
-        first = pending[0]
-        return first.seq > self.last_seq + 1 or first.epoch != self.epoch
+        return bool(self.pending) and self.skips(self.pending[0])  # type: ignore[index]
 
 
 class Topic:
@@ -437,7 +436,7 @@ class Hub:
         if event.seq == 0:
             sub.outbox.put(event)
             return True
-        if (event.seq > sub.last_seq + 1 or event.epoch != sub.epoch) and not sub.done:
+        if sub.skips(event):
             self.start_repair(sub.job_id, event.seq)
             return False
         sub.push(event)
@@ -493,7 +492,7 @@ class Hub:
         for event in events:
             high = max(high, event.seq)
             for sub in ready:
-                if event.seq > sub.last_seq + 1 and event.epoch == sub.epoch and not sub.done:
+                if sub.skips(event):
                     short = True
                     continue
                 sub.push(event)

@@ -129,7 +129,7 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
     # Joined: from here on, leaving is certain (a context manager would cost every idle watcher
     # a generator object for as long as it stays connected).
     streams = request.app[STREAMS]
-    counted = False
+    streams.sse += 1  # from here until the handler ends, however it ends
     try:
         response = web.StreamResponse(headers=SSE_HEADERS)
         # A watcher that fell hopelessly behind is cut off at once, even mid-write; it
@@ -137,8 +137,6 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         transport = request.transport
         outbox.on_overflow = transport.abort if transport is not None else None
         await response.prepare(request)
-        streams.sse += 1
-        counted = True
         request.app[OUTBOXES].add(outbox)
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
         if transport is not None and request.version >= HttpVersion11:
@@ -148,8 +146,7 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         return response
     finally:
         relay.leave(sub)
-        if counted:
-            streams.sse -= 1
+        streams.sse -= 1
 
 
 async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from jobcast.protocol import loads
+from jobcast.protocol import loads, valid_epoch
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
 from jobcast.server.direct import direct_writer
@@ -95,7 +95,7 @@ class Connection:
             message = "last_event_id must be a non-negative integer"
             self.outbox.put(error("bad_last_event_id", message, job_id))
             return
-        if epoch is not None and (not isinstance(epoch, str) or not epoch.isalnum() or len(epoch) > 16):
+        if epoch is not None and not valid_epoch(epoch):
             self.outbox.put(error("bad_last_event_id", "epoch must be the feed's epoch (a short token)"))
             return
         if (old := self.subs.pop(job_id, None)) is not None:
