@@ -79,7 +79,7 @@ async def jobcast_source(config: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(redis_url=config["redis_url"], key_prefix=config["prefix"])
     redis = create_redis(settings.redis_url, retries=0)
     store = JobStore(redis, settings)
-    await store.load_script("publish")
+    await store.scripts.load("publish")
     await redis.aclose()
     connection = await RawRedis.open(config["redis_host"], config["redis_port"])
     events = RoundRobin(config["jobs"])
@@ -88,8 +88,10 @@ async def jobcast_source(config: dict[str, Any]) -> dict[str, Any]:
         commands = []
         for job_id, seq, due_us in events.batch(n, first_due, interval):
             progress = progress_dict(seq, None, str(due_us))
-            args = store.publish_args(job_id, EventType.PROGRESS, attempt=0, fence=-1, progress=progress)
-            commands.append(hiredis.pack_command(store.script_command("publish", *args)))
+            event = store.event(job_id, EventType.PROGRESS, attempt=0, fence=-1, progress=progress)
+            commands.append(
+                hiredis.pack_command(store.scripts.command("publish", store.event_keys(job_id), **event))
+            )
         connection.write(b"".join(commands), n)
 
     try:

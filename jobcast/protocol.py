@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from jobcast.arq_runtime import ARQ_JOB_KEY_PREFIX, ARQ_RETRY_KEY_PREFIX
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -96,9 +98,51 @@ class Keys:
     def index_kind(self, kind: str) -> str:
         return f"{self.prefix}:index:kind:{kind}"
 
-    def waiting(self, priority: str) -> str:
-        """Jobs queued or between attempts, scored by when they may run."""
-        return f"{self.prefix}:waiting:{priority}"
+    @property
+    def index_clock(self) -> str:
+        """The last index score given out (see `clock_score` in jobcast/lua/common.lua)."""
+        return f"{self.prefix}:index:clock"
+
+    def idempotency(self, digest: str) -> str:
+        """The job an Idempotency-Key (by its SHA-256) created, with the request's fingerprint."""
+        return f"{self.prefix}:idempotency:{digest}"
+
+    # The queue. A waiting job (queued, delayed, or between attempts) has one home: its priority's
+    # queue, scored by when it may run (ms, with a fraction that keeps submission order). A
+    # worker's claim moves it to `running`, scored by when its lease lapses; the lease's holder is
+    # in `leases`. A lapsed lease puts the job back in its queue.
+    def queue(self, priority: str) -> str:
+        return f"{self.prefix}:queue:{priority}"
+
+    def running(self, priority: str) -> str:
+        return f"{self.prefix}:running:{priority}"
+
+    @property
+    def leases(self) -> str:
+        """A hash: each running job's id to the name of the worker holding its lease."""
+        return f"{self.prefix}:leases"
+
+    @property
+    def queue_clock(self) -> str:
+        """The last queue score given to a job due at once (see `clock_score`)."""
+        return f"{self.prefix}:queue:clock"
+
+    @property
+    def queue_order(self) -> str:
+        """A counter that orders delayed jobs due in the same millisecond."""
+        return f"{self.prefix}:queue:order"
+
+    # arq's own keys (jobcast/arq_runtime.py names them): the job's payload, which arq's run_job
+    # reads, and arq's count of its runs. arq's queue name is only read by arq's health line.
+    @property
+    def arq_queue(self) -> str:
+        return f"{self.prefix}:arq"
+
+    def arq_job(self, job_id: str) -> str:
+        return ARQ_JOB_KEY_PREFIX + job_id
+
+    def arq_retry(self, job_id: str) -> str:
+        return ARQ_RETRY_KEY_PREFIX + job_id
 
     @property
     def workers(self) -> str:

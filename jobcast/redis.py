@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
-from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+from jobcast.arq_runtime import ArqRedis
 
 
 def create_redis(

@@ -104,12 +104,12 @@ class Settings(BaseSettings):
     )
 
     # Worker
-    queue_name: str = Field(default="jobcast:queue", description="arq's queue key.")
     poll_delay_s: float = Field(
         default=0.5,
         gt=0,
-        description="The worker's fallback tick: submissions wake idle workers at once, this only "
-        "catches lapsed leases and wakeups lost in a reconnect.",
+        description="The worker's fallback tick: submissions wake idle workers at once, and a worker "
+        "knows when the next delayed job falls due or lease lapses; this only catches wakeups lost in "
+        "a reconnect.",
     )
     worker_max_jobs: int = Field(default=10, ge=1, description="Jobs one worker runs at once.")
     lease_s: float = Field(

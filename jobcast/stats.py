@@ -17,9 +17,9 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
     finished = [s.value for s in sorted(TERMINAL_STATES)]
     async with store.redis.pipeline(transaction=True) as pipe:
         for p in priorities:
-            pipe.zcount(keys.waiting(p), "-inf", now)  # due now
-            pipe.zcount(keys.waiting(p), f"({now}", "+inf")  # delayed, or backing off
-            pipe.zrangebyscore(keys.waiting(p), "-inf", now, start=0, num=1, withscores=True)
+            pipe.zcount(keys.queue(p), "-inf", now)  # due now
+            pipe.zcount(keys.queue(p), f"({now}", "+inf")  # delayed, or backing off
+            pipe.zrangebyscore(keys.queue(p), "-inf", now, start=0, num=1, withscores=True)
         pipe.zcard(keys.index_state(State.RUNNING))
         for s in finished:
             pipe.zcount(keys.index_state(s), now - HOUR_MS, "+inf")

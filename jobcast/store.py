@@ -1,8 +1,9 @@
 """Job records, per-job event history, indexes and publishing, all in Redis.
 
-Every write that must be atomic is one Lua script (see jobcast/lua/): publishing assigns the seq,
-appends history, updates the snapshot and indexes and PUBLISHes together, so history order always
-equals live order; submission, cancel and dispatch are scripts for the same reason.
+Every write that must be atomic is one Lua script (see jobcast/lua/, called through
+jobcast/scripts.py): publishing assigns the seq, appends history, updates the snapshot and indexes
+and PUBLISHes together, so history order always equals live order; submission, cancel, a worker's
+claim, lease renewal and finish are scripts for the same reason.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
-from importlib import resources
 from typing import Any
 
 import orjson
-from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
+from jobcast.arq_runtime import job_payload
 from jobcast.protocol import (
     STATE_AFTER,
     TERMINAL_STATES,
@@ -30,16 +30,13 @@ from jobcast.protocol import (
     event_template,
     isoformat,
     loads,
+    now_iso,
     utcnow,
 )
+from jobcast.scripts import Scripts, Status, text
 from jobcast.settings import Settings
 
 RUN_JOB = "run_job"
-
-
-def _script_source(name: str) -> str:
-    lua = resources.files("jobcast") / "lua"
-    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
 _JSON_FIELDS = ("params", "progress", "result", "error")
@@ -146,6 +143,7 @@ class JobRecord:
     attempt: int
     cancel_requested: bool
     request_id: str | None = None
+    priority: str = Priority.DEFAULT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,27 +216,15 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.queue_name = settings.queue_name
-        self._scripts = {
-            name: redis.register_script(_script_source(name))
-            for name in ("publish", "create", "cancel", "dispatch", "renew", "finish")
+        self.scripts = Scripts(redis, self.keys, settings)
+
+    def event_keys(self, job_id: str) -> dict[str, str]:
+        """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua)."""
+        return {
+            "job": self.keys.job(job_id),
+            "history": self.keys.history(job_id),
+            "channel": self.keys.channel(job_id),
         }
-
-    # Scripts share their first four arguments (see common.lua).
-    def _common(self) -> list[Any]:
-        s = self.settings
-        return [s.key_prefix, s.history_max_events, s.retention_s, epoch_ms(utcnow())]
-
-    async def run_script(self, name: str, *args: Any, client: Any = None) -> Any:
-        return await self._scripts[name](args=[*self._common(), *args], client=client)
-
-    def script_command(self, name: str, *args: Any) -> tuple[Any, ...]:
-        """The EVALSHA command for a script, for a caller that writes commands to Redis itself
-        (the benchmark's publisher); `load_script` must have run on that Redis first."""
-        return ("EVALSHA", self._scripts[name].sha, 0, *self._common(), *args)
-
-    async def load_script(self, name: str) -> None:
-        await self.redis.script_load(self._scripts[name].script)
 
     @staticmethod
     def _event_fields(
@@ -248,7 +234,7 @@ class JobStore:
         result: Any,
         error: dict[str, str] | None,
         extra: dict[str, Any] | None,
-    ) -> list[Any]:
+    ) -> list[str]:
         fields: dict[str, Any] = {}
         if progress is not None:
             fields["progress"] = dumps(progress)
@@ -260,15 +246,21 @@ class JobStore:
             fields["error"] = dumps(error)
         for name, value in (extra or {}).items():
             fields[name] = value if isinstance(value, str | bytes | int | float) else dumps(value)
-        return [item for pair in fields.items() for item in pair]
+        return [
+            text(item) if isinstance(item, str | bytes) else str(item)
+            for pair in fields.items()
+            for item in pair
+        ]
 
     async def publish(self, job_id: str, type_: EventType, **fields: Any) -> int:
         """Publish one event; returns its seq, or 0 if refused (job ended or attempt stale).
-        `fields` are those of `publish_args`."""
-        args = self.publish_args(job_id, type_, **fields)
-        return max(int(await self.run_script("publish", *args)), 0)
+        `fields` are those of `event`."""
+        answer = await self.scripts.call(
+            "publish", self.event_keys(job_id), **self.event(job_id, type_, **fields)
+        )
+        return int(answer["seq"]) if answer.status is Status.PUBLISHED else 0
 
-    def publish_args(
+    def event(
         self,
         job_id: str,
         type_: EventType,
@@ -279,29 +271,26 @@ class JobStore:
         result: Any = None,
         error: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
-        ready_ms: int | None = None,
-    ) -> list[Any]:
-        """The publish script's arguments for one event (for `run_script(..., client=pipeline)`).
+    ) -> dict[str, Any]:
+        """The publish script's named arguments for one event.
 
         `fence` defaults to `attempt` (for `started`: the attempt before it); -1 publishes
         unconditionally."""
-        now = utcnow()
-        ts = isoformat(now)
+        ts = now_iso()
         if fence is None:
             fence = attempt - 1 if type_ is EventType.STARTED else attempt
         head, tail = event_template(
             job_id, type_, attempt=attempt, progress=progress, result=result, error=error, ts=ts, extra=extra
         )
-        return [
-            job_id,
-            type_.value,
-            STATE_AFTER[type_].value,
-            head,
-            tail,
-            fence,
-            ready_ms if ready_ms is not None else epoch_ms(now),
-            *self._event_fields(type_, ts, progress, result, error, extra),
-        ]
+        return {
+            "id": job_id,
+            "type": type_.value,
+            "state": STATE_AFTER[type_].value,
+            "head": text(head),
+            "tail": text(tail),
+            "fence": fence,
+            "fields": self._event_fields(type_, ts, progress, result, error, extra),
+        }
 
     async def create(
         self,
@@ -310,19 +299,17 @@ class JobStore:
         *,
         idempotency_key: str | None = None,
         retry_of: str | None = None,
-        function: str = RUN_JOB,
         request_id: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job: the record, its `queued` event, its indexes and arq's queue entry in one
-        script, so a job is either fully submitted or not at all. Returns the new job's snapshot;
-        raises a SubmitRefused when no job was created."""
+        """Submit a job: the record, its `queued` event, its indexes, its place in the queue and
+        arq's payload in one script, so a job is either fully submitted or not at all. Returns the
+        new job's snapshot; raises a SubmitRefused when no job was created."""
         created = utcnow()
         run_at = created + timedelta(seconds=submission.delay_s)
         ready_ms = epoch_ms(run_at)
         ts = isoformat(created)
         extra = {"run_at": isoformat(run_at)} if submission.delay_s else None
         head, tail = event_template(job_id, EventType.QUEUED, attempt=0, ts=ts, extra=extra)
-        payload = serialize_job(function, (job_id,), {}, None, ready_ms, serializer=json_serializer)
         record: dict[str, Any] = {
             "kind": submission.kind,
             "params": dumps(submission.params),
@@ -336,58 +323,69 @@ class JobStore:
             record["retry_of"] = retry_of
         if request_id:
             record["request_id"] = request_id
-        idem_key = ""
+        keys = {
+            **self.event_keys(job_id),
+            "kind_index": self.keys.index_kind(submission.kind),
+            "arq_job": self.keys.arq_job(job_id),
+        }
         if idempotency_key is not None:
-            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-            idem_key = f"{self.keys.prefix}:idempotency:{digest}"
+            keys["idempotency"] = self.keys.idempotency(hashlib.sha256(idempotency_key.encode()).hexdigest())
+        if retry_of:
+            keys["original"] = self.keys.job(retry_of)
         fingerprint = submission.fingerprint()
-        answer = await self.run_script(
+        answer = await self.scripts.call(
             "create",
-            job_id,
-            submission.kind,
-            submission.priority.value,
-            ready_ms,
-            self.queue_name,
-            payload,
-            idem_key,
-            fingerprint,
-            self.settings.idempotency_ttl_s,
-            self.settings.max_waiting_jobs,
-            head,
-            tail,
-            retry_of or "",
-            *[item for pair in record.items() for item in pair],
+            keys,
+            id=job_id,
+            priority=submission.priority.value,
+            ready_ms=ready_ms,
+            payload=text(job_payload(RUN_JOB, job_id, ready_ms, json_serializer)),
+            fingerprint=fingerprint,
+            idempotency_ttl_s=self.settings.idempotency_ttl_s,
+            limit=self.settings.max_waiting_jobs,
+            event={"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
+            record=[
+                text(v) if isinstance(v, str | bytes) else str(v) for pair in record.items() for v in pair
+            ],
         )
-        status = int(answer[0])
-        if status == 2:
-            raise IdempotentReplay(answer[1].decode(), answer[2].decode() == fingerprint)
-        if status == 3:
-            raise TooManyWaiting(int(answer[1]))
-        if status == 4:
-            raise AlreadyRetried(answer[1].decode())
-        if status in (5, 6):
-            raise NotRetryable(answer[1].decode() if status == 6 else None)
-        record.update(state=State.QUEUED.value, seq=int(answer[1]), attempt=0)
+        status = answer.status
+        if status is Status.KEY_REUSED:
+            raise IdempotentReplay(answer["id"], answer["fingerprint"] == fingerprint)
+        if status is Status.TOO_MANY_WAITING:
+            raise TooManyWaiting(int(answer["waiting"]))
+        if status is Status.ALREADY_RETRIED:
+            raise AlreadyRetried(answer["id"])
+        if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
+            raise NotRetryable(answer.get("state"))
+        record.update(state=State.QUEUED.value, seq=int(answer["seq"]), attempt=0)
         raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
         return build_snapshot(job_id, raw, self.settings.url_prefix)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
-        now = utcnow()
-        ts = isoformat(now)
+        ts = now_iso()
         error = {"type": "Cancelled", "message": "cancelled on request"}
         head, tail = event_template(job_id, EventType.CANCELLED, attempt=0, error=error, ts=ts)
         fields = self._event_fields(EventType.CANCELLED, ts, None, None, error, None)
-        answer = await self.run_script("cancel", job_id, self.queue_name, head, tail, *fields)
-        status = int(answer[0])
-        if status == -1:
+        keys = {
+            **self.event_keys(job_id),
+            "arq_job": self.keys.arq_job(job_id),
+            "arq_retry": self.keys.arq_retry(job_id),
+        }
+        event = {"id": job_id, "head": text(head), "tail": text(tail), "fields": fields}
+        answer = await self.scripts.call("cancel", keys, event=event)
+        status = answer.status
+        if status is Status.NOT_FOUND:
             return CancelOutcome(found=False)
-        if status == 0:
-            return CancelOutcome(found=True, ended_as=answer[1].decode())
-        return CancelOutcome(found=True, cancelled=status == 1, requested=status == 2)
+        if status is Status.ENDED:
+            return CancelOutcome(found=True, ended_as=answer["state"])
+        return CancelOutcome(
+            found=True, cancelled=status is Status.CANCELLED, requested=status is Status.CANCEL_REQUESTED
+        )
 
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hmget(
-            self.keys.job(job_id), ["kind", "params", "state", "attempt", "cancel_requested", "request_id"]
+            self.keys.job(job_id),
+            ["kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority"],
         )
         if raw[0] is None:
             return None
@@ -398,6 +396,7 @@ class JobStore:
             attempt=int(raw[3]),
             cancel_requested=bool(raw[4]),
             request_id=raw[5].decode() if raw[5] else None,
+            priority=raw[6].decode() if raw[6] else Priority.DEFAULT.value,
         )
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:

@@ -42,8 +42,7 @@ class Progress:
 
     async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress; cheap enough for a tight loop (publishing happens elsewhere)."""
-        self._pending = (current, total, message)
-        self._wake.set()
+        self.report(current, total, message)
 
     def report(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """`update` for code that cannot await; on the event loop's thread only. From a worker
@@ -93,7 +92,6 @@ class Progress:
         error: dict[str, str] | None = None,
         progress: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
-        ready_ms: int | None = None,
         fence: int | None = None,
     ) -> int:
         """Publish a state change after any pending progress; returns its seq (0: refused).
@@ -114,7 +112,6 @@ class Progress:
                     result=result,
                     error=error,
                     extra=extra,
-                    ready_ms=ready_ms,
                 )
 
         backoff = Backoff(0.1, 5.0)

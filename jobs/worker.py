@@ -9,21 +9,21 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from arq.worker import Retry, func
-
+from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, func
 from jobcast.backoff import jittered_s
 from jobcast.files import FileStore
-from jobcast.jobs.dispatch import JobcastWorker
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, configure
 from jobcast.logs import context_text, log_context
-from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, epoch_ms, isoformat, utcnow
+from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.settings import Settings
@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-# jobcast counts attempts itself (per kind) so that it can publish `failed` when they run out;
-# arq's own limit must never cut in first, or the job would end with no terminal event.
-ARQ_MAX_TRIES = 1_000_000
 SWEEP_INTERVAL_S = 3600.0
 CANCELLED = {"type": "Cancelled", "message": "cancelled on request"}
 
@@ -51,10 +48,9 @@ def backoff_s(settings: Settings, attempt: int) -> float:
     return jittered_s(settings.retry_base_s, settings.retry_max_s, attempt - 1)
 
 
-def _after(delay_s: float) -> tuple[dict[str, str], int]:
-    """`next_attempt_at` for an event, and the same instant in ms for the waiting index."""
-    when = utcnow() + timedelta(seconds=delay_s)
-    return {"next_attempt_at": isoformat(when)}, epoch_ms(when)
+def _after(delay_s: float) -> dict[str, str]:
+    """`next_attempt_at` for a `retrying` event."""
+    return {"next_attempt_at": isoformat(utcnow() + timedelta(seconds=delay_s))}
 
 
 async def _sweep_files(files: FileStore, retention_s: float) -> None:
@@ -79,7 +75,7 @@ def die_with_parent() -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    store = ctx["store"] = JobStore(ctx["redis"], settings)
+    store: JobStore = ctx["store"]
     ctx["files"] = FileStore(settings.files_dir)
     ctx["running"] = running = RunningAttempts()
     # Spawned, not forked: a fork of a process with an event loop and threads is not safe.
@@ -120,7 +116,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
-            async with hold_lease(store, entry, settings.lease_s, ctx["lease_owner"]):
+            async with hold_lease(store, entry, record.priority, settings.lease_s, ctx["lease_owner"]):
                 await _run_attempt(kind, record.params, jobctx, entry, store, settings)
         except (Retry, asyncio.CancelledError):
             raise
@@ -143,8 +139,7 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
     if record.state is State.RUNNING:
         # An attempt started and never concluded: its worker died or lost its lease.
         error = {"type": "WorkerLost", "message": f"attempt {previous} was interrupted"}
-        extra, ready_ms = _after(0)
-        await progress.state(EventType.RETRYING, error=error, extra=extra, ready_ms=ready_ms, fence=previous)
+        await progress.state(EventType.RETRYING, error=error, extra=_after(0), fence=previous)
     kind = kinds.get(record.kind)
     if kind is None:
         error = {"type": "UnknownKind", "message": f"no worker knows kind {record.kind!r}"}
@@ -177,10 +172,7 @@ async def _run_attempt(
             # The worker is shutting down: arq puts the job back in the queue. Tell watchers why
             # the job pauses; the next attempt picks up from there.
             error = {"type": "WorkerShutdown", "message": "the worker stopped; the job will run again"}
-            extra, ready_ms = _after(0)
-            await asyncio.shield(
-                progress.state(EventType.RETRYING, error=error, extra=extra, ready_ms=ready_ms)
-            )
+            await asyncio.shield(progress.state(EventType.RETRYING, error=error, extra=_after(0)))
             raise
         await progress.state(EventType.CANCELLED, error=CANCELLED)
     except Exception as e:
@@ -191,8 +183,7 @@ async def _run_attempt(
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
-        extra, ready_ms = _after(delay)
-        await progress.state(EventType.RETRYING, error=error_info(e), extra=extra, ready_ms=ready_ms)
+        await progress.state(EventType.RETRYING, error=error_info(e), extra=_after(delay))
         record = await store.load(ctx.job_id)
         if record is not None and record.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.
@@ -209,16 +200,21 @@ def create_worker(settings: Settings) -> JobcastWorker:
     """The arq worker for these settings (run it with `worker.run()`)."""
     kinds = configure(discover_kinds(settings.kinds), settings)
     longest = max(kind.timeout_s for kind in kinds.values())
+    redis = create_redis(
+        settings.redis_url,
+        retries=settings.worker_redis_retries,
+        max_connections=settings.redis_max_connections,
+    )
+    store = JobStore(redis, settings)
+    name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     return JobcastWorker(
+        store=store,
         settings=settings,
+        name=name,
         functions=[func(run_job, name=RUN_JOB, max_tries=ARQ_MAX_TRIES, timeout=longest + 60)],
-        queue_name=settings.queue_name,
-        redis_pool=create_redis(
-            settings.redis_url,
-            retries=settings.worker_redis_retries,
-            max_connections=settings.redis_max_connections,
-        ),
-        ctx={"settings": settings, "kinds": kinds},
+        redis_pool=redis,
+        # The name the worker's leases carry (see jobs/lease.py).
+        ctx={"settings": settings, "kinds": kinds, "store": store, "lease_owner": name},
         on_startup=startup,
         on_shutdown=shutdown,
         handle_signals=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 
 from aiohttp import web
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from jobcast.files import FileStore
 from jobcast.kind import Kind
@@ -16,7 +16,7 @@ from jobcast.store import JobStore
 from jobcast.workers import WorkerDirectory
 
 SETTINGS = web.AppKey("settings", Settings)
-REDIS = web.AppKey("redis", ArqRedis)
+REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", JobStore)
 RELAY = web.AppKey("relay", Relay)
 FILES = web.AppKey("files", FileStore)

@@ -38,12 +38,11 @@ def redis_up(redis_server: RedisProcess) -> RedisProcess:
 
 @pytest.fixture
 def settings(redis_up: RedisProcess, tmp_path: Path) -> Settings:
-    # A prefix and queue of its own per test: tests never see each other's jobs or events.
+    # A prefix of its own per test: tests never see each other's jobs or events.
     prefix = f"t{uuid.uuid4().hex[:8]}"
     return Settings(
         redis_url=redis_up.url,
         key_prefix=prefix,
-        queue_name=f"{prefix}:queue",
         heartbeat_s=1.0,
         shutdown_grace_s=5.0,
         retry_base_s=0.05,
@@ -59,7 +58,6 @@ def env(settings: Settings) -> dict[str, str]:
     base.update(
         REDIS_URL=settings.redis_url,
         JOBCAST_KEY_PREFIX=settings.key_prefix,
-        JOBCAST_QUEUE_NAME=settings.queue_name,
         JOBCAST_HEARTBEAT_S=str(settings.heartbeat_s),
         JOBCAST_SHUTDOWN_GRACE_S=str(settings.shutdown_grace_s),
         JOBCAST_RETRY_BASE_S=str(settings.retry_base_s),

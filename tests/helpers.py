@@ -19,8 +19,15 @@ import aiohttp
 
 from jobcast.client import sse_messages
 from jobcast.embedded_redis import free_port
+from jobcast.protocol import Keys, Priority
 
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
+
+
+async def queued_ids(redis: Any, prefix: str) -> set[str]:
+    """The ids waiting in the queue (every priority)."""
+    keys = Keys(prefix)
+    return {job_id.decode() for p in Priority for job_id in await redis.zrange(keys.queue(p), 0, -1)}
 
 
 def demo(steps: int, step_ms: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import queued_ids
+
 UNKNOWN = "0" * 32
 
 
@@ -43,7 +45,7 @@ async def test_unknown_kind_is_422_naming_the_field(client, redis, settings) -> 
     body = await expect_problem(r, 422)
     assert [e["field"] for e in body["errors"]] == ["kind"]
     # Nothing was created or queued.
-    assert await redis.zcard(settings.queue_name) == 0
+    assert await queued_ids(redis, settings.key_prefix) == set()
 
 
 @pytest.mark.parametrize(

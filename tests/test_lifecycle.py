@@ -13,6 +13,7 @@ from tests.helpers import (
     get_json,
     lifecycle,
     post_json,
+    queued_ids,
     read_sse,
     submit,
     wait_for,
@@ -26,7 +27,7 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_it_never_starts(
     job = await submit(client, body=demo(3, 10))
     cancelled = await post_json(client, f"/api/jobs/{job['id']}/cancel", status=200)
     assert cancelled["state"] == "cancelled" and cancelled["error"]["type"] == "Cancelled"
-    assert await redis.zscore(settings.queue_name, job["id"]) is None  # out of the queue
+    assert job["id"] not in await queued_ids(redis, settings.key_prefix)  # out of the queue
     spawn("worker")
     other = await submit(client, body=demo(2, 10))
     assert (await watch_to_end(client, other["id"]))[-1]["type"] == "succeeded"
@@ -166,9 +167,9 @@ async def test_jobs_submitted_within_one_millisecond_are_dispatched_in_submissio
 ) -> None:
     store = JobStore(redis, settings)
     # A counter taken modulo 1000 for the tie-break would wrap in the middle of these.
-    await redis.set(f"{settings.key_prefix}:dispatch:order", 990)
+    await redis.set(store.keys.queue_order, 990)
     ids = [uuid.uuid4().hex for _ in range(30)]
     for job_id in ids:  # well under a millisecond apart on a local Redis: ties are certain
         await store.create(job_id, Submission("demo", {}, priority=Priority.LOW))
-    due, _ = await store.run_script("dispatch", settings.queue_name, len(ids), 1000)
-    assert [job_id.decode() for job_id in due] == ids
+    claim = await store.scripts.call("dispatch", owner="test", want=len(ids), lease_ms=1000)
+    assert [job_id for job_id, _, _ in claim["jobs"]] == ids

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobcast.server.app import create_app
-from tests.helpers import demo, get_json, post_json
+from tests.helpers import demo, get_json, post_json, queued_ids
 
 
 async def test_the_same_idempotency_key_twice_gives_one_job(client, redis, settings) -> None:
@@ -48,7 +48,7 @@ async def test_over_the_waiting_limit_submission_is_429_and_creates_nothing(
     assert problem["status"] == 429 and "waiting" in problem["detail"]
     records = [k async for k in redis.scan_iter(f"{settings.key_prefix}:job:*")]
     assert len(records) == 2
-    assert await redis.zcard(settings.queue_name) == 2
+    assert len(await queued_ids(redis, settings.key_prefix)) == 2
     stats = await get_json(client, "/api/stats")
     assert stats["waiting"]["default"] == 2
 

@@ -1,78 +1,76 @@
--- Submit a job: idempotency check, waiting-jobs limit, record, indexes, `queued` event and arq's
--- job and queue entry, all at once, so a job is either fully submitted or not at all.
--- ARGV[5..]: id, kind, priority, ready ms, arq queue, arq job payload, idempotency key ('' for
---   none), request fingerprint, idempotency ttl (s), waiting limit (0: none), head, tail, the id
---   of the job this one retries ('' for none), then the record's field/value pairs.
--- Returns {1, seq} created; {2, id, fingerprint} the key was used before; {3, waiting} over limit;
--- for a retry: {4, id} already retried as id; {5} original gone; {6, state} original not retryable.
-local id, kind, priority, ready_ms = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local queue, payload = ARGV[9], ARGV[10]
-local idem_key, fingerprint, idem_ttl = ARGV[11], ARGV[12], tonumber(ARGV[13])
-local limit = tonumber(ARGV[14])
-local retry_of = ARGV[17]
-
-if idem_key ~= '' then
-  local seen = redis.call('GET', idem_key)
-  if seen then
-    local old_id, old_fingerprint = string.match(seen, '^([^\n]*)\n(.*)$')
-    -- A key whose job has expired is free again.
-    if redis.call('EXISTS', P .. ':job:' .. old_id) == 1 then return {2, old_id, old_fingerprint} end
+-- Submit a job: idempotency check, waiting-jobs limit, record, indexes, its place in its priority's
+-- queue, arq's job payload and the `queued` event, all at once, so a job is either fully submitted
+-- or not at all.
+-- K: job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
+--   original (the job this one retries, if any).
+-- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit (0: none),
+--   event (for `publish`), record (field/value pairs).
+-- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting), and for a
+-- retry already_retried (id), original_gone, not_retryable (state).
+if K.idempotency then
+  local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
+  -- A key whose job has expired is free again (so is one in a format from before).
+  if ok and type(seen) == 'table' and redis.call('EXISTS', seen.job_key) == 1 then
+    return answer({status = S.key_reused, id = seen.id, fingerprint = seen.fingerprint})
   end
 end
 
-if retry_of ~= '' then
-  local old = redis.call('HMGET', P .. ':job:' .. retry_of, 'state', 'retried_by')
-  if not old[1] then return {5} end
-  if old[2] and old[2] ~= '' then return {4, old[2]} end
-  if old[1] ~= 'failed' and old[1] ~= 'cancelled' then return {6, old[1]} end
+if K.original then
+  local old = redis.call('HMGET', K.original, 'state', 'retried_by')
+  if not old[1] then return answer({status = S.original_gone}) end
+  if old[2] and old[2] ~= '' then return answer({status = S.already_retried, id = old[2]}) end
+  if old[1] ~= L.state.failed and old[1] ~= L.state.cancelled then
+    return answer({status = S.not_retryable, state = old[1]})
+  end
 end
 
-if limit > 0 then
+if A.limit > 0 then
   local waiting = 0
-  for _, p in ipairs({'high', 'default', 'low'}) do
-    waiting = waiting + redis.call('ZCARD', P .. ':waiting:' .. p)
+  for _, p in ipairs(L.priorities) do
+    waiting = waiting + redis.call('ZCARD', L.queues[p])
   end
-  if waiting >= limit then return {3, waiting} end
+  if waiting >= A.limit then return answer({status = S.too_many_waiting, waiting = waiting}) end
 end
 
-local jk = P .. ':job:' .. id
-redis.call('HSET', jk, 'state', 'queued', 'seq', 0, 'attempt', 0, unpack(rest(18)))
+local id, ready_ms = A.id, A.ready_ms
+redis.call('HSET', K.job, 'state', L.state.queued, 'seq', 0, 'attempt', 0, unpack(A.record))
 local score = index_score()
-redis.call('ZADD', P .. ':index:all', score, id)
-redis.call('ZADD', P .. ':index:ids', 0, id)
-redis.call('ZADD', P .. ':index:kind:' .. kind, score, id)
-redis.call('ZADD', P .. ':index:state:queued', score, id)
-redis.call('ZADD', P .. ':waiting:' .. priority, ready_ms, id)
+redis.call('ZADD', L.index_all, score, id)
+redis.call('ZADD', L.index_ids, 0, id)
+redis.call('ZADD', K.kind_index, score, id)
+redis.call('ZADD', L.state_index[L.state.queued], score, id)
 -- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
 -- jobs, due at scattered times, take a plain counter as their fraction.
-local dispatch_score
+local queue_score
 if ready_ms <= NOW_MS then
-  dispatch_score = clock_score(P .. ':dispatch:clock', ready_ms)
+  queue_score = clock_score(L.queue_clock, ready_ms)
 else
-  dispatch_score = string.format('%d.%03d', ready_ms, redis.call('INCR', P .. ':dispatch:order') % 1000)
+  queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
 end
-redis.call('ZADD', P .. ':dispatch:' .. priority, dispatch_score, id)
-redis.call('ZADD', queue, ready_ms, id)
+redis.call('ZADD', L.queues[A.priority], queue_score, id)
 -- Idle workers poll at once (a delayed job tells them when to poll next).
-redis.call('PUBLISH', P .. ':wake', '')
-redis.call('SET', 'arq:job:' .. id, payload, 'PX', math.max(ready_ms - NOW_MS, 0) + RETENTION_S * 1000)
-local seq = publish(id, 'queued', 'queued', ARGV[15], ARGV[16], -1, ready_ms, {})
-if retry_of ~= '' then
-  redis.call('HSET', P .. ':job:' .. retry_of, 'retried_by', id)
+redis.call('PUBLISH', L.wake_channel, '')
+redis.call('SET', K.arq_job, A.payload, 'PX', math.max(ready_ms - NOW_MS, 0) + L.retention_s * 1000)
+A.event.state = L.state.queued
+A.event.fence = -1
+local seq = publish(K, A.event)
+if K.original then
+  redis.call('HSET', K.original, 'retried_by', id)
 end
-if idem_key ~= '' then
-  redis.call('SET', idem_key, id .. '\n' .. fingerprint, 'EX', idem_ttl)
+if K.idempotency then
+  local seen = cjson.encode({id = id, fingerprint = A.fingerprint, job_key = K.job})
+  redis.call('SET', K.idempotency, seen, 'EX', A.idempotency_ttl_s)
 end
 
 -- Indexes forget jobs older than the retention (their records have expired by then).
-local horizon = '(' .. (NOW_MS - RETENTION_S * 1000)
-local expired = redis.call('ZRANGEBYSCORE', P .. ':index:all', '-inf', horizon)
+local horizon = '(' .. (NOW_MS - L.retention_s * 1000)
+local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)
 for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a time
-  redis.call('ZREM', P .. ':index:ids', unpack(expired, i, math.min(i + 999, #expired)))
+  redis.call('ZREM', L.index_ids, unpack(expired, i, math.min(i + 999, #expired)))
 end
-redis.call('ZREMRANGEBYSCORE', P .. ':index:all', '-inf', horizon)
-redis.call('ZREMRANGEBYSCORE', P .. ':index:kind:' .. kind, '-inf', horizon)
-for _, s in ipairs({'succeeded', 'failed', 'cancelled'}) do
-  redis.call('ZREMRANGEBYSCORE', P .. ':index:state:' .. s, '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', L.index_all, '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', K.kind_index, '-inf', horizon)
+for state in pairs(L.terminal) do
+  redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
 end
-return {1, seq}
+return answer({status = S.created, seq = seq})

@@ -1,41 +1,43 @@
--- The jobs a worker should try to start next: due jobs of the highest priority first, oldest
--- first within a priority. The per-priority dispatch sets mirror arq's queue (which is ordered by
--- time only); entries that left arq's queue are dropped, entries arq deferred (a retry's
--- backoff) are moved to their new time, and running jobs (arq's in-progress key) are skipped, so
--- a job whose worker died is picked up again once its lease lapses.
--- ARGV[5..]: arq queue, how many ids at most, how many entries to examine at most.
--- Returns {ids, when the next job not yet due becomes due (ms; -1: none)}.
-local queue, want, budget = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+-- A worker's claim: put back the jobs whose lease lapsed, then take up to A.want due jobs,
+-- highest priority first and oldest first within a priority, each leased to A.owner for
+-- A.lease_ms. A waiting job lives in its priority's queue only; a claimed one in `running`
+-- (scored by when its lease lapses) with its holder in `leases`, until its worker finishes it.
+-- A job whose worker died (or stalled) goes back to its queue once the lease lapses, and any
+-- worker's next claim takes it: no reaper process is needed.
+-- A: owner, want, lease_ms.
+-- Answers ok, with jobs ({id, priority, score} each) and next_ms (when the next job not yet due
+-- becomes due or the next lease lapses; -1: none).
+local lease_until = NOW_MS + A.lease_ms
+for _, p in ipairs(L.priorities) do
+  local lapsed = redis.call('ZRANGEBYSCORE', L.running[p], '-inf', '(' .. NOW_MS, 'WITHSCORES', 'LIMIT', 0, 100)
+  for i = 1, #lapsed, 2 do
+    redis.call('ZREM', L.running[p], lapsed[i])
+    redis.call('HDEL', L.leases, lapsed[i])
+    -- Due since its lease lapsed: ahead of what was submitted after that.
+    redis.call('ZADD', L.queues[p], lapsed[i + 1], lapsed[i])
+  end
+end
 -- Scores are ready_ms plus a fraction that orders ties (see create.lua): due means below now + 1.
 local due_below = '(' .. (NOW_MS + 1)
-local out = {}
-for _, p in ipairs({'high', 'default', 'low'}) do
-  local dk = P .. ':dispatch:' .. p
-  local offset = 0
-  while #out < want and budget > 0 do
-    local ids = redis.call('ZRANGEBYSCORE', dk, '-inf', due_below, 'LIMIT', offset, math.min(budget, 100))
-    if #ids == 0 then break end
-    offset = offset + #ids
-    budget = budget - #ids
-    for _, id in ipairs(ids) do
-      local score = redis.call('ZSCORE', queue, id)
-      if not score then
-        redis.call('ZREM', dk, id)
-        offset = offset - 1
-      elseif tonumber(score) > NOW_MS then
-        redis.call('ZADD', dk, score, id)
-        offset = offset - 1
-      elseif redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
-        out[#out + 1] = id
-        if #out >= want then break end
-      end
-    end
+local jobs = {}
+for _, p in ipairs(L.priorities) do
+  if #jobs >= A.want then break end
+  local due = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, A.want - #jobs)
+  for i = 1, #due, 2 do
+    local id = due[i]
+    redis.call('ZREM', L.queues[p], id)
+    redis.call('ZADD', L.running[p], lease_until, id)
+    redis.call('HSET', L.leases, id, A.owner)
+    jobs[#jobs + 1] = {id, p, math.floor(tonumber(due[i + 1]))}
   end
 end
 local next_ms = -1
-for _, p in ipairs({'high', 'default', 'low'}) do
-  local first = redis.call('ZRANGEBYSCORE', P .. ':dispatch:' .. p, NOW_MS + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local function sooner(first)
   local at = first[2] and math.floor(tonumber(first[2]))
   if at and (next_ms < 0 or at < next_ms) then next_ms = at end
 end
-return {out, next_ms}
+for _, p in ipairs(L.priorities) do
+  sooner(redis.call('ZRANGEBYSCORE', L.queues[p], NOW_MS + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, 1))
+  sooner(redis.call('ZRANGE', L.running[p], 0, 0, 'WITHSCORES'))
+end
+return answer({status = S.ok, jobs = jobs, next_ms = next_ms})

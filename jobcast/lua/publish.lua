@@ -1,2 +1,7 @@
--- ARGV[5..]: id, type, new state, head, tail, fence, ready ms, then snapshot field/value pairs.
-return publish(ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), rest(12))
+-- Publish one event (see `publish` in common.lua). K: job, history, channel.
+-- A: the event (id, type, state, head, tail, fence, fields).
+-- Answers published (with seq), refused (the job ended, or the attempt is stale) or not_found.
+local seq = publish(K, A)
+if seq > 0 then return answer({status = S.published, seq = seq}) end
+if seq == 0 then return answer({status = S.refused}) end
+return answer({status = S.not_found})

@@ -1,0 +1,127 @@
+"""jobcast's Lua scripts, and the one way they are called: named keys and arguments in, named
+answers out.
+
+Python owns the Redis layout (`protocol.Keys`). A script never builds a key name:
+
+- `KEYS` are the call's own keys (a job's record, history and channel, ...), each named in the
+  call's arguments (`keys`), so a script reads `K.job`, not `KEYS[1]`;
+- `ARGV[1]` is the deployment's layout, encoded once per process: the keys that are not per call
+  (queues, indexes, the feed, channels), the priorities in dispatch order, the states, event
+  types and terminal states, the limits, and the answer statuses;
+- `ARGV[2]` is the call's named arguments, as JSON.
+
+Each script answers with a JSON object whose `status` is a `Status`. jobcast runs on one Redis
+server (or a primary with replicas), not a cluster: the dispatch script touches jobs it finds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from jobcast.protocol import TERMINAL_STATES, EventType, Keys, Priority, State, epoch_ms, utcnow
+from jobcast.settings import Settings
+
+SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish")
+
+
+class Status(StrEnum):
+    """Every answer a script can give (the layout hands the same names to Lua)."""
+
+    OK = "ok"
+    # publish
+    PUBLISHED = "published"
+    REFUSED = "refused"  # the job has ended, or the caller's attempt is stale
+    NOT_FOUND = "not_found"
+    # create
+    CREATED = "created"
+    KEY_REUSED = "key_reused"  # the idempotency key made a job before
+    TOO_MANY_WAITING = "too_many_waiting"
+    ALREADY_RETRIED = "already_retried"
+    ORIGINAL_GONE = "original_gone"
+    NOT_RETRYABLE = "not_retryable"
+    # cancel
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+    CANCEL_REQUESTED = "cancel_requested"
+    # renew, finish
+    HELD = "held"
+    NOT_HOLDER = "not_holder"
+
+
+def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
+    """The deployment's layout table (ARGV[1] of every script)."""
+    priorities = [p.value for p in Priority]  # in dispatch order: highest first
+    return {
+        "priorities": priorities,
+        "queues": {p: keys.queue(p) for p in priorities},
+        "running": {p: keys.running(p) for p in priorities},
+        "leases": keys.leases,
+        "queue_clock": keys.queue_clock,
+        "queue_order": keys.queue_order,
+        "index_all": keys.index_all,
+        "index_ids": keys.index_ids,
+        "index_clock": keys.index_clock,
+        "state_index": {s.value: keys.index_state(s.value) for s in State},
+        "feed_channel": keys.feed_channel,
+        "feed_history": keys.feed_history,
+        "feed_position": keys.feed_position,
+        "cancel_channel": keys.cancel_channel,
+        "wake_channel": keys.wake_channel,
+        "state": {s.value: s.value for s in State},
+        "event": {t.value: t.value for t in EventType},
+        "terminal": {s.value: True for s in TERMINAL_STATES},
+        "history_max": settings.history_max_events,
+        "retention_s": settings.retention_s,
+        "status": {s.name.lower(): s.value for s in Status},
+    }
+
+
+def _source(name: str) -> str:
+    lua = resources.files("jobcast") / "lua"
+    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+def text(value: str | bytes) -> str:
+    """A script argument as text (event JSON and payloads are UTF-8)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Answer(dict[str, Any]):
+    """A script's answer: `answer.status` is a Status; other fields by name."""
+
+    @property
+    def status(self) -> Status:
+        return Status(self["status"])
+
+
+class Scripts:
+    """The scripts registered on one Redis client."""
+
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+        self._layout = orjson.dumps(layout(keys, settings))
+        self._scripts = {name: redis.register_script(_source(name)) for name in SCRIPT_NAMES}
+        self.redis = redis
+
+    def _argv(self, keys: dict[str, str], args: dict[str, Any]) -> tuple[list[str], list[bytes]]:
+        named = {"keys": list(keys), "now_ms": epoch_ms(utcnow()), **args}
+        return list(keys.values()), [self._layout, orjson.dumps(named)]
+
+    async def call(self, name: str, keys: dict[str, str] | None = None, **args: Any) -> Answer:
+        """Run script `name` with its keys by name and its named arguments."""
+        key_list, argv = self._argv(keys or {}, args)
+        raw = await self._scripts[name](keys=key_list, args=argv)
+        return Answer(orjson.loads(raw))
+
+    def command(self, name: str, keys: dict[str, str], **args: Any) -> tuple[Any, ...]:
+        """The EVALSHA command for a call, for a caller that writes commands to Redis itself (the
+        benchmark's publisher); `load` must have run on that Redis first."""
+        key_list, argv = self._argv(keys, args)
+        return ("EVALSHA", self._scripts[name].sha, len(key_list), *key_list, *argv)
+
+    async def load(self, name: str) -> None:
+        await self.redis.script_load(self._scripts[name].script)
