@@ -43,6 +43,15 @@ def test_the_shared_core_imports_neither_but_in_its_composition_root() -> None:
     assert core == []
 
 
+def test_arq_is_imported_by_its_one_adapter_only() -> None:
+    # Everything of arq jobcast relies on is named in jobcast/arq_runtime.py (and checked by
+    # tests/test_arq_contract.py).
+    found = []
+    for folder in ("jobcast", "server", "jobs", "bench"):
+        found += offenders(folder, ("arq.", "arq"), allowed=("arq_runtime.py",))
+    assert [f for f in found if f.split(" imports ")[1].split(".")[0] == "arq"] == []
+
+
 def test_the_checker_sees_an_offending_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text(

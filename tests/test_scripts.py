@@ -1,0 +1,219 @@
+"""The Lua scripts, each against the suite's Redis: the atomicity and fencing rules it promises.
+
+Python owns the Redis layout (jobcast/scripts.py), so these call the scripts as the store and the
+worker do, with named keys and arguments, and read Redis to see what each left behind.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jobcast.protocol import EventType, Priority
+from jobcast.scripts import Status
+from jobcast.store import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
+
+LUA = Path(__file__).resolve().parent.parent / "jobcast" / "lua"
+
+
+@pytest.fixture
+def store(redis, settings) -> JobStore:
+    return JobStore(redis, settings)
+
+
+async def everything(store: JobStore) -> dict[str, object]:
+    """Every key under the test's prefix and arq's keys, with its content."""
+    out: dict[str, object] = {}
+    for pattern in (f"{store.keys.prefix}:*", "arq:*"):
+        async for key in store.redis.scan_iter(pattern):
+            kind = (await store.redis.type(key)).decode()
+            dump = {
+                "hash": store.redis.hgetall,
+                "zset": lambda k: store.redis.zrange(k, 0, -1, withscores=True),
+                "string": store.redis.get,
+            }[kind]
+            out[key.decode()] = await dump(key)
+    return out
+
+
+async def new_job(store: JobStore, priority: Priority = Priority.DEFAULT, delay_s: float = 0.0) -> str:
+    job_id = uuid.uuid4().hex
+    await store.create(job_id, Submission("demo", {}, priority=priority, delay_s=delay_s))
+    return job_id
+
+
+async def claim(store: JobStore, owner: str, want: int = 10, lease_ms: int = 10_000) -> dict:
+    return await store.scripts.call("dispatch", owner=owner, want=want, lease_ms=lease_ms)
+
+
+async def renew(store: JobStore, job_id: str, owner: str, lease_ms: int = 10_000) -> dict:
+    keys = {"job": store.keys.job(job_id)}
+    return await store.scripts.call(
+        "renew", keys, id=job_id, priority="default", owner=owner, lease_ms=lease_ms
+    )
+
+
+async def finish(store: JobStore, job_id: str, owner: str, *, done: bool, ready_ms: int = 0) -> dict:
+    keys = store.keys
+    return await store.scripts.call(
+        "finish",
+        {"job": keys.job(job_id), "arq_job": keys.arq_job(job_id), "arq_retry": keys.arq_retry(job_id)},
+        id=job_id,
+        priority="default",
+        owner=owner,
+        finish=done,
+        ready_ms=ready_ms,
+    )
+
+
+def test_no_script_holds_a_redis_key_name() -> None:
+    # Key names are built in protocol.Keys and passed in; a literal like 'arq:job:' or ':queue:'
+    # in a script would be a second source of truth.
+    literals = [
+        (path.name, m.group(1))
+        for path in LUA.glob("*.lua")
+        for m in re.finditer(r"'((?:[^'\\]|\\.)*)'", path.read_text())
+    ]
+    assert literals  # the check reads something
+    keyish = [
+        (name, lit) for name, lit in literals if re.match(r"^:?[\w-]+:", lit) or re.fullmatch(r":[\w-]+", lit)
+    ]
+    assert keyish == []
+
+
+async def test_create_writes_the_whole_job_or_nothing(store, settings) -> None:
+    job_id = await new_job(store)
+    data = await everything(store)
+    assert data[store.keys.job(job_id)][b"state"] == b"queued"
+    assert [m for m, _ in data[store.keys.queue("default")]] == [job_id.encode()]
+    assert len(data[store.keys.history(job_id)]) == 1 and store.keys.arq_job(job_id) in data
+    assert job_id.encode() in [m for m, _ in data[store.keys.index_all]]
+
+    # Each refusal leaves Redis exactly as it was.
+    limited = JobStore(store.redis, settings.model_copy(update={"max_waiting_jobs": 1}))
+    with pytest.raises(TooManyWaiting):
+        await limited.create(uuid.uuid4().hex, Submission("demo", {}))
+    with pytest.raises(NotRetryable):
+        await store.create(uuid.uuid4().hex, Submission("demo", {}), retry_of=job_id)  # not failed
+    assert await everything(store) == data
+
+
+async def test_an_idempotency_key_names_its_job_until_the_job_is_gone(store) -> None:
+    first = uuid.uuid4().hex
+    await store.create(first, Submission("demo", {"a": 1}), idempotency_key="k")
+    with pytest.raises(IdempotentReplay) as replay:
+        await store.create(uuid.uuid4().hex, Submission("demo", {"a": 2}), idempotency_key="k")
+    assert replay.value.job_id == first and not replay.value.same_request
+    await store.redis.delete(store.keys.job(first))  # expired
+    again = uuid.uuid4().hex
+    await store.create(again, Submission("demo", {"a": 2}), idempotency_key="k")
+
+
+async def test_publish_fences_attempts_and_ended_jobs(store) -> None:
+    job_id = await new_job(store)
+    assert await store.publish(job_id, EventType.STARTED, attempt=1) == 2
+    assert await store.publish(job_id, EventType.STARTED, attempt=1) == 0  # the same attempt twice
+    assert await store.publish(job_id, EventType.STARTED, attempt=2) == 3
+    assert await store.publish(job_id, EventType.PROGRESS, attempt=1) == 0  # a stale attempt
+    assert await store.publish(job_id, EventType.SUCCEEDED, attempt=2) == 4
+    assert await store.publish(job_id, EventType.FAILED, attempt=2) == 0  # ended
+    unknown = uuid.uuid4().hex
+    answer = await store.scripts.call(
+        "publish", store.event_keys(unknown), **store.event(unknown, EventType.PROGRESS, attempt=1)
+    )
+    assert answer.status is Status.NOT_FOUND and not await store.redis.exists(store.keys.job(unknown))
+
+
+async def test_a_claim_takes_due_jobs_by_priority_and_never_twice(store) -> None:
+    low = await new_job(store, Priority.LOW)
+    default = await new_job(store)
+    high = await new_job(store, Priority.HIGH)
+    delayed = await new_job(store, delay_s=60)
+    first = await claim(store, "a", want=2)
+    assert [j[0] for j in first["jobs"]] == [high, default]
+    # When to poll again: when the first lease lapses, sooner than the delayed job is due.
+    assert first["next_ms"] == await store.redis.zscore(store.keys.running("high"), high)
+    second = await claim(store, "b")
+    assert [j[0] for j in second["jobs"]] == [low]
+    assert (await claim(store, "c"))["jobs"] in ([], {})
+    assert await store.redis.zscore(store.keys.queue("default"), delayed) is not None
+    assert await store.redis.hget(store.keys.leases, high) == b"a"
+
+
+async def test_a_lapsed_lease_puts_the_job_back_for_the_next_claim(store) -> None:
+    job_id = await new_job(store)
+    held = await claim(store, "a", lease_ms=1)
+    assert [j[0] for j in held["jobs"]] == [job_id]
+    deadline = await store.redis.zscore(store.keys.running("default"), job_id)
+    while int(time.time() * 1000) <= deadline:
+        await store.redis.ping()  # lets the millisecond pass without sleeping on a guess
+    taken = await claim(store, "b")
+    assert [j[0] for j in taken["jobs"]] == [job_id]
+    # The first holder learns it lost the job, and can neither renew nor finish it.
+    lost = await renew(store, job_id, "a")
+    assert lost.status is Status.NOT_HOLDER and lost["holder"] == "b"
+    assert (await finish(store, job_id, "a", done=True)).status is Status.NOT_HOLDER
+    assert await store.redis.zscore(store.keys.running("default"), job_id) is not None
+    assert await store.redis.exists(store.keys.arq_job(job_id))
+
+
+async def test_renewal_extends_the_lease_and_reports_a_cancel(store) -> None:
+    job_id = await new_job(store)
+    await claim(store, "a", lease_ms=1_000)
+    before = await store.redis.zscore(store.keys.running("default"), job_id)
+    held = await renew(store, job_id, "a", lease_ms=60_000)
+    assert held.status is Status.HELD and held["cancel_requested"] is False
+    assert await store.redis.zscore(store.keys.running("default"), job_id) > before + 50_000
+    await store.publish(job_id, EventType.STARTED, attempt=1)
+    assert (await store.cancel(job_id)).requested
+    assert (await renew(store, job_id, "a"))["cancel_requested"] is True
+
+
+async def test_finish_ends_the_lease_and_requeues_or_removes_the_job(store) -> None:
+    retried = await new_job(store)
+    done = await new_job(store)
+    await claim(store, "a")
+    due = int(time.time() * 1000) + 30_000
+    assert (await finish(store, retried, "a", done=False, ready_ms=due)).status is Status.OK
+    assert await store.redis.zscore(store.keys.queue("default"), retried) == due
+    assert (await finish(store, done, "a", done=True)).status is Status.OK
+    assert not await store.redis.exists(store.keys.arq_job(done))
+    for job_id in (retried, done):
+        assert await store.redis.zscore(store.keys.running("default"), job_id) is None
+        assert await store.redis.hget(store.keys.leases, job_id) is None
+
+
+async def test_a_job_cancelled_while_its_attempt_ends_is_not_put_back(store) -> None:
+    job_id = await new_job(store)
+    await claim(store, "a")
+    await store.publish(job_id, EventType.STARTED, attempt=1)
+    await store.publish(job_id, EventType.RETRYING, attempt=1, error={"type": "E", "message": "m"})
+    assert (await store.cancel(job_id)).cancelled
+    await finish(store, job_id, "a", done=False, ready_ms=0)
+    assert await store.redis.zscore(store.keys.queue("default"), job_id) is None
+    assert not await store.redis.exists(store.keys.arq_job(job_id))
+
+
+async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
+    waiting = await new_job(store)
+    outcome = await store.cancel(waiting)
+    assert outcome.cancelled
+    assert await store.redis.zscore(store.keys.queue("default"), waiting) is None
+    assert not await store.redis.exists(store.keys.arq_job(waiting))
+    assert (await store.cancel(waiting)).ended_as == "cancelled"
+
+    running = await new_job(store)
+    await claim(store, "a")
+    await store.publish(running, EventType.STARTED, attempt=1)
+    async with store.redis.pubsub() as pubsub:
+        await pubsub.subscribe(store.keys.cancel_channel)
+        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+        assert (await store.cancel(running)).requested
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+    assert message["data"] == running.encode()
+    assert await store.redis.hget(store.keys.job(running), "state") == b"running"
+    assert not (await store.cancel(uuid.uuid4().hex)).found
