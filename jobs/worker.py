@@ -23,6 +23,7 @@ from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, configure
 from jobcast.logs import context_text, log_context
+from jobcast.migrate import migrate
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
@@ -76,6 +77,7 @@ def die_with_parent() -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
+    await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
     ctx["files"] = FileStore(settings.files_dir)
     ctx["running"] = running = RunningAttempts()
     # Spawned, not forked: a fork of a process with an event loop and threads is not safe.

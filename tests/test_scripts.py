@@ -217,3 +217,16 @@ async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
     assert message["data"] == running.encode()
     assert await store.redis.hget(store.keys.job(running), "state") == b"running"
     assert not (await store.cancel(uuid.uuid4().hex)).found
+
+
+async def test_jobs_waiting_in_the_old_layout_move_to_their_queues(store) -> None:
+    from jobcast.migrate import migrate
+
+    job_id = await new_job(store)
+    await store.redis.zrem(store.keys.queue("default"), job_id)
+    old = f"{store.keys.prefix}:dispatch:default"
+    await store.redis.zadd(old, {job_id: 1000})
+    assert await migrate(store.redis, store.keys, f"{store.keys.prefix}:old-queue") == 1
+    assert not await store.redis.exists(old)
+    assert [j[0] for j in (await claim(store, "a"))["jobs"]] == [job_id]
+    assert await migrate(store.redis, store.keys) == 0
