@@ -14,6 +14,7 @@ from jobcast.kind import configure
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server import api, compat, control, metrics, pages, queries, results, sse, submit, ws
+from jobcast.server.broker import RedisBroker
 from jobcast.server.hub import OpenStreams
 from jobcast.server.keys import (
     FILES,
@@ -51,7 +52,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    relay = Relay(app[SETTINGS].redis_url, app[STORE])
+    settings = app[SETTINGS]
+    # At most half an outbox, so a page of history never overflows the outbox it is queued in.
+    page = max(1, min(settings.replay_page_events, settings.watcher_buffer // 2))
+    relay = Relay(RedisBroker(settings.redis_url, app[STORE]), page_size=page)
     app[RELAY] = relay
     await relay.start()
     yield

@@ -12,30 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
-from jobcast.server.history import History
-from jobcast.server.hub import Event, Hub, Subscription
+from jobcast.server.hub import Hub, Subscription
+from jobcast.server.topics import TopicUnavailable
 
 
 class CatchUpFailed(Exception):
-    """History could not be read (Redis is unreachable): end the stream; the client resumes."""
+    """History could not be read (the broker is unreachable): end the stream; the client resumes."""
 
 
 class CatchUp:
-    __slots__ = ("history", "hub", "on_live", "page_size", "sub")
+    __slots__ = ("hub", "on_live", "page_size", "sub")
 
     def __init__(
-        self,
-        hub: Hub,
-        sub: Subscription,
-        history: History,
-        page_size: int,
-        on_live: Callable[[], None] = lambda: None,
+        self, hub: Hub, sub: Subscription, page_size: int, on_live: Callable[[], None] = lambda: None
     ) -> None:
         self.hub = hub
         self.sub = sub
-        self.history = history
         self.page_size = page_size
         # Called once the watcher is live (the relay checks it missed no reconnect meanwhile).
         self.on_live = on_live
@@ -46,16 +38,17 @@ class CatchUp:
         if sub.done:
             self.hub.mark_ready(sub)
             return True
+        topic = sub.topic
         try:
-            page = await self.history.page(sub.last_seq, sub.epoch, self.page_size)
+            page = await topic.page(sub.last_seq, sub.epoch, self.page_size)
             # Trimmed or expired while the watcher read, or the feed started over: only a
             # snapshot is truthful. Reading continues after its seq.
-            snapshot = await self.history.snapshot() if page.missed else None
-        except RedisError as e:
+            snapshot = await topic.snapshot() if page.missed else None
+        except TopicUnavailable as e:
             raise CatchUpFailed(str(e)) from e
         if page.missed:
             if snapshot is None:  # the job itself is gone: say so, and end
-                sub.end(Event.gone(sub.job_id))
+                sub.end(topic.gone())
                 self.hub.mark_ready(sub)
                 return True
             sub.reset(snapshot)

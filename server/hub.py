@@ -1,9 +1,10 @@
 """Who is watching what in this process, and the fan-out of each event to them.
 
-The hub is synchronous and knows nothing of Redis: the relay hands it events, and it writes each
-one (serialised once, as shared bytes) into every local watcher's bounded outbox. A watcher's seq
-only moves forward, so replayed and live copies of an event never reach it twice; an event that
-would skip a seq is held back and the relay is asked to repair the topic from history.
+The hub is synchronous and knows nothing of Redis or of the wire: the relay hands it events, and
+it puts each one (one shared object) into every local watcher's bounded outbox; the transports
+encode it (server/wire.py). A watcher's seq only moves forward, so replayed and live copies of an
+event never reach it twice (`deliver`, the one place that rule is written); an event that would
+skip a seq is held back and the relay is asked to repair the topic from history.
 """
 
 from __future__ import annotations
@@ -11,115 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, EventType, dumps
+from jobcast.server.events import Event
 
-
-class Event:
-    """One event, encoded once for every transport."""
-
-    __slots__ = ("_sse_chunk", "_ws_frame", "data", "epoch", "job_id", "seq", "sse", "terminal", "type")
-
-    def __init__(
-        self,
-        job_id: str,
-        seq: int,
-        type_: bytes,
-        data: bytes,
-        *,
-        terminal: bool | None = None,
-        epoch: str | None = None,
-    ):
-        self.job_id = job_id
-        self.seq = seq
-        self.type = type_
-        self.data = data
-        self.terminal = type_ in TERMINAL_TYPE_BYTES if terminal is None else terminal
-        # The feed's seqs count within an epoch, so its ids carry both; a job's id is its seq.
-        self.epoch = epoch
-        if epoch is not None:
-            head = b"id: %s:%d\n" % (epoch.encode(), seq)
-        else:
-            # No id for live-only feed progress (seq 0): the browser keeps its last feed id.
-            head = b"id: %d\n" % seq if seq else b""
-        self.sse = head + b"event: %s\ndata: %s\n\n" % (type_, data)
-        self._sse_chunk: bytes | None = None
-        self._ws_frame: bytes | None = None
-
-    @property
-    def sse_chunk(self) -> bytes:
-        """The SSE frame as one HTTP/1.1 chunk, built once and written as is to every watcher."""
-        if self._sse_chunk is None:
-            self._sse_chunk = b"%x\r\n%s\r\n" % (len(self.sse), self.sse)
-        return self._sse_chunk
-
-    @property
-    def ws_frame(self) -> bytes:
-        """The event as one unmasked WebSocket text frame (RFC 6455), built once."""
-        if self._ws_frame is None:
-            n = len(self.data)
-            if n < 126:
-                head = bytes((0x81, n))
-            elif n < 65536:
-                head = b"\x81\x7e" + n.to_bytes(2, "big")
-            else:
-                head = b"\x81\x7f" + n.to_bytes(8, "big")
-            self._ws_frame = head + self.data
-        return self._ws_frame
-
-    @classmethod
-    def snapshot(cls, snapshot: dict[str, Any]) -> Event:
-        """The `snapshot` event: data is the job snapshot, id its last_event_id."""
-        return cls(
-            snapshot["id"],
-            snapshot["last_event_id"],
-            EventType.SNAPSHOT.value.encode(),
-            dumps(
-                {
-                    "type": EventType.SNAPSHOT.value,
-                    "job_id": snapshot["id"],
-                    "seq": snapshot["last_event_id"],
-                    **snapshot,
-                }
-            ),
-            terminal=snapshot["state"] in TERMINAL_STATES,
-        )
-
-    @classmethod
-    def feed(cls, feed_seq: int, type_: bytes, job_id: str, epoch: bytes, data: bytes) -> Event:
-        """An event of the dashboard feed: numbered by feed seq within an epoch (seq 0: live-only
-        progress, with no epoch)."""
-        return cls(job_id, feed_seq, type_, data, terminal=False, epoch=epoch.decode() if feed_seq else None)
-
-    @classmethod
-    def feed_snapshot(cls, snapshot: dict[str, Any]) -> Event:
-        type_ = EventType.SNAPSHOT.value.encode()
-        return cls("", snapshot["feed_seq"], type_, dumps(snapshot), terminal=False, epoch=snapshot["epoch"])
-
-    @classmethod
-    def gone(cls, job_id: str) -> Event:
-        """The end of a watch whose job no longer exists (Redis lost it, or it expired): an SSE
-        `error` event, or a WebSocket `error` message, after which nothing more comes."""
-        message = {
-            "type": "error",
-            "code": "not_found",
-            "job_id": job_id,
-            "message": "the job no longer exists (its data was lost or has expired)",
-        }
-        return cls(job_id, 0, b"error", dumps(message), terminal=True)
-
-    @classmethod
-    def comment(cls, text: bytes) -> Event:
-        """An SSE comment (a heartbeat): browsers ignore it, proxies see the stream is alive."""
-        event = cls("", 0, b"comment", b"", terminal=False)
-        event.sse = b": %s\n\n" % text
-        return event
-
-    @classmethod
-    def control(cls, message: dict[str, Any]) -> Event:
-        """A WebSocket control message (subscribed, error, ...): no job seq."""
-        return cls(message.get("job_id") or "", 0, b"control", dumps(message), terminal=False)
+if TYPE_CHECKING:
+    from jobcast.server.topics import Topic
 
 
 class OpenStreams:
@@ -279,15 +177,41 @@ class Outbox:
         return self._take_all()
 
 
-class Subscription:
-    """One watcher of one job; its seq only moves forward."""
+def deliver(subs: Iterable[Subscription], event: Event) -> Subscription | None:
+    """The ordering rule, written once and used by every path (live, replayed, repaired): a
+    watcher takes each seq of its topic once and in order, never twice and never backwards.
 
-    __slots__ = ("done", "epoch", "job_id", "last_seq", "outbox", "pending", "ready")
+    Puts `event` into each watcher's outbox that is due it. Returns the first watcher it would
+    skip a seq for (a gap, or an event from another epoch of the feed): that one needs history
+    first, and the watchers after it were not served. None when all were."""
+    # The fan-out's hot loop, once per watcher per event: kept to plain attribute reads.
+    seq = event.seq
+    epoch = event.epoch
+    terminal = event.terminal
+    for sub in subs:
+        if sub.done:
+            continue
+        if epoch is not sub.epoch and epoch != sub.epoch:
+            return sub
+        if seq <= sub.last_seq:
+            continue
+        if seq > sub.last_seq + 1:
+            return sub
+        sub.last_seq = seq
+        sub.done = terminal
+        sub.outbox.put(event)
+    return None
+
+
+class Subscription:
+    """One watcher of one topic; its seq only moves forward (see `deliver`)."""
+
+    __slots__ = ("done", "epoch", "last_seq", "outbox", "pending", "ready", "topic")
 
     def __init__(
-        self, job_id: str, outbox: Outbox, since: int | None = None, epoch: str | None = None
+        self, topic: Topic, outbox: Outbox, since: int | None = None, epoch: str | None = None
     ) -> None:
-        self.job_id = job_id
+        self.topic = topic
         self.outbox = outbox
         self.last_seq = since or 0
         # The feed's epoch the watcher's seq counts in (None for a job: its seqs never restart).
@@ -297,12 +221,9 @@ class Subscription:
         self.pending: deque[Event] | None = deque(maxlen=outbox.limit)
         self.done = False
 
-    def push(self, event: Event) -> None:
-        if self.done or event.seq <= self.last_seq:
-            return
-        self.last_seq = event.seq
-        self.done = event.terminal
-        self.outbox.put(event)
+    def push(self, event: Event) -> bool:
+        """Queue `event` if the watcher is due it; False when it would skip a seq."""
+        return deliver((self,), event) is None
 
     def push_snapshot(self, event: Event) -> None:
         """A snapshot stands for everything up to its seq, so it may repeat the current seq. One
@@ -320,56 +241,66 @@ class Subscription:
         self.outbox.put(event)
 
     def end(self, event: Event) -> None:
-        """Nothing more will come (the job is gone): the watcher's last event."""
+        """Nothing more will come (the topic's data is gone): the watcher's last event."""
         if not self.done:
             self.done = True
             self.outbox.put(event)
 
-    def skips(self, event: Event) -> bool:
-        """Taking `event` next would skip events (a seq gap, or another epoch of the feed): the
-        watcher needs history first. (The hub's hot loop inlines the seq half of this.)"""
-        return not self.done and (event.seq > self.last_seq + 1 or event.epoch != self.epoch)
-
     def behind(self) -> bool:
         """Live events are waiting with a gap before them (some were dropped while the watcher
         caught up): more history must be read before it can go live."""
-        return bool(self.pending) and self.skips(self.pending[0])  # type: ignore[index]
+        if not self.pending or self.done:
+            return False
+        first = self.pending[0]
+        return first.epoch != self.epoch or first.seq > self.last_seq + 1
 
 
-class Topic:
-    __slots__ = ("repairing", "seen_max", "subs")
+class Watchers:
+    """A topic's watchers in this process, and the relay's state of its channel."""
 
-    def __init__(self) -> None:
-        self.subs: set[Subscription] = set()
+    __slots__ = ("confirmed", "joining", "live", "repairing", "seen_max", "topic")
+
+    def __init__(self, topic: Topic) -> None:
+        self.topic = topic
+        # Watchers still catching up (their live events wait in `pending`), and those live.
+        self.joining: set[Subscription] = set()
+        self.live: set[Subscription] = set()
         self.repairing = False
         self.seen_max = 0
+        # Set once Redis confirms the channel's subscription on the current connection.
+        self.confirmed = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return bool(self.joining or self.live)
 
 
 class Hub:
-    """This process's watchers, grouped by job."""
+    """This process's watchers, grouped by topic (keyed by the topic's channel)."""
 
-    def __init__(self, request_repair: Callable[[str], None]) -> None:
-        self.topics: dict[str, Topic] = {}
+    def __init__(self, request_repair: Callable[[Watchers], None]) -> None:
+        self.topics: dict[bytes, Watchers] = {}
         self._request_repair = request_repair
 
-    def add(self, sub: Subscription) -> bool:
-        """Register a watcher; True when it is the job's first here (subscribe to its channel)."""
-        topic = self.topics.get(sub.job_id)
-        first = topic is None
-        if topic is None:
-            topic = self.topics[sub.job_id] = Topic()
-        topic.subs.add(sub)
-        return first
+    def add(self, sub: Subscription) -> Watchers | None:
+        """Register a joining watcher; its topic's Watchers when it is the first here (subscribe
+        to the channel), else None."""
+        watchers = self.topics.get(sub.topic.key)
+        first = watchers is None
+        if watchers is None:
+            watchers = self.topics[sub.topic.key] = Watchers(sub.topic)
+        watchers.joining.add(sub)
+        return watchers if first else None
 
     def remove(self, sub: Subscription) -> bool:
-        """Unregister a watcher; True when it was the job's last here (unsubscribe)."""
-        topic = self.topics.get(sub.job_id)
-        if topic is None or sub not in topic.subs:
+        """Unregister a watcher; True when it was the topic's last here (unsubscribe)."""
+        watchers = self.topics.get(sub.topic.key)
+        if watchers is None or (sub not in watchers.live and sub not in watchers.joining):
             return False
-        topic.subs.discard(sub)
-        if topic.subs:
+        watchers.live.discard(sub)
+        watchers.joining.discard(sub)
+        if watchers:
             return False
-        del self.topics[sub.job_id]
+        del self.topics[sub.topic.key]
         return True
 
     def go_live(self, sub: Subscription) -> bool:
@@ -382,122 +313,74 @@ class Hub:
 
     def mark_ready(self, sub: Subscription) -> None:
         """The watcher's replay is written: release the live events that arrived meanwhile."""
+        watchers = self.topics[sub.topic.key]
+        watchers.joining.discard(sub)
+        watchers.live.add(sub)
         sub.ready = True
         pending, sub.pending = sub.pending, None
         for event in pending or ():
-            self._push_live(self.topics[sub.job_id], sub, event)
-
-    def deliver(self, job_id: str, seq: int, type_: bytes, data: bytes) -> None:
-        """A live event of one job from Redis."""
-        if job_id in self.topics:
-            self.deliver_event(job_id, Event(job_id, seq, type_, data))
-
-    def deliver_event(self, topic_id: str, event: Event) -> None:
-        topic = self.topics.get(topic_id)
-        if topic is None:
-            return
-        if event.seq == 0:
-            # Live-only (feed progress): no seq to keep in order, nothing to repair.
-            for sub in topic.subs:
-                if sub.ready:
-                    sub.outbox.put(event)
-            return
-        if topic.repairing:
-            topic.seen_max = max(topic.seen_max, event.seq)
-            return
-        if event.epoch is not None and self._epoch_changed(topic, event):
-            return
-        # The fan-out's hot loop, once per watcher per event: `_push_live` and
-        # `Subscription.push` are inlined here because their calls cost more than their work.
-        seq = event.seq
-        for sub in tuple(topic.subs):
-            if not sub.ready:
-                assert sub.pending is not None
-                sub.pending.append(event)
-                continue
-            if sub.done or seq <= sub.last_seq:
-                continue
-            if seq > sub.last_seq + 1:
-                self.start_repair(sub.job_id, seq)
+            if not sub.push(event):
+                self.start_repair(watchers, event.seq)
                 return
-            sub.last_seq = seq
-            sub.done = event.terminal
-            sub.outbox.put(event)
 
-    def _epoch_changed(self, topic: Topic, event: Event) -> bool:
-        """The feed started over (Redis lost it): its watchers need a snapshot, not events."""
-        for sub in topic.subs:
-            if sub.ready and not sub.done and sub.epoch != event.epoch:
-                self.start_repair(sub.job_id, event.seq)
-                return True
-        return False
-
-    def _push_live(self, topic: Topic, sub: Subscription, event: Event) -> bool:
+    def deliver(self, watchers: Watchers, event: Event) -> None:
+        """A live event of the topic, from Redis."""
         if event.seq == 0:
-            sub.outbox.put(event)
-            return True
-        if sub.skips(event):
-            self.start_repair(sub.job_id, event.seq)
-            return False
-        sub.push(event)
-        return True
-
-    def start_repair(self, job_id: str, seen: int = 0) -> None:
-        topic = self.topics.get(job_id)
-        if topic is None:
+            # Live-only (feed progress): no seq to keep in order, nothing to repair, and nothing
+            # for a watcher still catching up (its snapshot or history has newer progress).
+            for sub in watchers.live:
+                sub.outbox.put(event)
             return
-        topic.seen_max = max(topic.seen_max, seen)
-        if not topic.repairing:
-            topic.repairing = True
-            self._request_repair(job_id)
+        for sub in watchers.joining:
+            sub.pending.append(event)  # type: ignore[union-attr]
+        if watchers.repairing:
+            watchers.seen_max = max(watchers.seen_max, event.seq)
+            return
+        # A copy: an outbox that overflows may make its connection leave.
+        if deliver(tuple(watchers.live), event) is not None:
+            self.start_repair(watchers, event.seq)
 
-    def repair_from(self, job_id: str) -> tuple[int, str | None] | None:
-        """The seq after which the topic's ready watchers need history, and the epoch they count
+    def start_repair(self, watchers: Watchers, seen: int = 0) -> None:
+        watchers.seen_max = max(watchers.seen_max, seen)
+        if not watchers.repairing and self.topics.get(watchers.topic.key) is watchers:
+            watchers.repairing = True
+            self._request_repair(watchers)
+
+    def repair_from(self, watchers: Watchers) -> tuple[int, str | None] | None:
+        """The seq after which the topic's live watchers need history, and the epoch they count
         in ("" when they differ). None: nobody to repair."""
-        topic = self.topics.get(job_id)
-        if topic is None:
-            return None
-        behind = [sub for sub in topic.subs if sub.ready and not sub.done]
+        behind = [sub for sub in watchers.live if not sub.done]
         if not behind:
             return None
         epochs = {sub.epoch for sub in behind}
         return min(sub.last_seq for sub in behind), (epochs.pop() if len(epochs) == 1 else "")
 
-    def end_topic(self, job_id: str, event: Event) -> None:
-        """The job is gone: its live watchers get `event` as their last (those still catching up
-        find out from history themselves)."""
-        topic = self.topics.get(job_id)
-        if topic is None:
-            return
-        for sub in topic.subs:
-            if sub.ready:
-                sub.end(event)
-        topic.repairing = False
-        topic.seen_max = 0
+    def end_topic(self, watchers: Watchers, event: Event) -> None:
+        """The topic's data is gone: its live watchers get `event` as their last (those still
+        catching up find out from history themselves)."""
+        for sub in watchers.live:
+            sub.end(event)
+        watchers.repairing = False
+        watchers.seen_max = 0
 
-    def apply_repair(self, job_id: str, events: Iterable[Event], snapshot: Event | None) -> bool:
+    def apply_repair(self, watchers: Watchers, events: Iterable[Event], snapshot: Event | None) -> bool:
         """Deliver repaired history; True when the topic is whole again (else repair once more)."""
-        topic = self.topics.get(job_id)
-        if topic is None:
-            return True
-        ready = [sub for sub in topic.subs if sub.ready]
+        live = list(watchers.live)
         high = 0
         if snapshot is not None:
             high = snapshot.seq
-            for sub in ready:
+            for sub in live:
                 sub.push_snapshot(snapshot)
         # A watcher may have gone live after the repair chose where to read from, and be further
         # behind: it gets nothing that would skip a seq, and the topic is repaired once more.
         short = False
         for event in events:
             high = max(high, event.seq)
-            for sub in ready:
-                if sub.skips(event):
+            for sub in live:
+                if not sub.push(event):
                     short = True
-                    continue
-                sub.push(event)
-        if short or topic.seen_max > high:
+        if short or watchers.seen_max > high:
             return False
-        topic.repairing = False
-        topic.seen_max = 0
+        watchers.repairing = False
+        watchers.seen_max = 0
         return True

@@ -72,13 +72,13 @@ class PubSubProtocol(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(hiredis.pack_command(args))
 
-    def subscribe(self, channels: Iterable[str]) -> None:
+    def subscribe(self, channels: Iterable[bytes]) -> None:
         self._in_chunks("SUBSCRIBE", list(channels))
 
-    def unsubscribe(self, channels: Iterable[str]) -> None:
+    def unsubscribe(self, channels: Iterable[bytes]) -> None:
         self._in_chunks("UNSUBSCRIBE", list(channels))
 
-    def _in_chunks(self, command: str, channels: list[str]) -> None:
+    def _in_chunks(self, command: str, channels: list[bytes]) -> None:
         for start in range(0, len(channels), _CHUNK):
             self.send(command, *channels[start : start + _CHUNK])
 

@@ -1,9 +1,10 @@
-"""The one Redis pub/sub connection of this process, and what keeps the hub whole across it.
+"""The one pub/sub connection of this process, and what keeps the hub whole across it.
 
-The relay subscribes to a job's channel when the job's first local watcher arrives and
+The relay subscribes to a topic's channel when the topic's first local watcher arrives and
 unsubscribes when the last one leaves. When the connection drops (a Redis restart, CLIENT KILL, a
-silent network) it reconnects with backoff, resubscribes, and repairs every job's watchers from the
-job's history, so nobody misses a seq.
+silent network) it reconnects with backoff, resubscribes, and repairs every topic's watchers from
+the topic's history, so nobody misses a seq. It works through a Broker (server/broker.py): Redis in
+production, an in-memory one in tests.
 """
 
 from __future__ import annotations
@@ -11,50 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
 from jobcast.backoff import Backoff
-from jobcast.protocol import split_feed_record, split_record
+from jobcast.server.broker import Broker, Connection
 from jobcast.server.catchup import CatchUp
-from jobcast.server.history import FeedHistory, History, JobHistory
-from jobcast.server.hub import Event, Hub, Subscription
-from jobcast.server.pubsub import PubSubProtocol, connect_pubsub
-from jobcast.store import JobStore
+from jobcast.server.events import Event
+from jobcast.server.hub import Hub, Subscription, Watchers
+from jobcast.server.topics import TopicUnavailable
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 5.0
-# The dashboard feed's topic in the hub (job ids are 32 hex digits, so it cannot clash).
-FEED = "feed"
 
 
 class RelayUnavailable(Exception):
-    """Redis is unreachable; the watcher should come back later."""
+    """The broker is unreachable; the watcher should come back later."""
 
 
 class Relay:
-    def __init__(
-        self,
-        redis_url: str,
-        store: JobStore,
-        *,
-        subscribe_timeout_s: float = 10.0,
-    ) -> None:
-        self._url = redis_url
-        self._store = store
+    def __init__(self, broker: Broker, *, page_size: int, subscribe_timeout_s: float = 10.0) -> None:
+        self.broker = broker
+        self._page = page_size
         self._subscribe_timeout_s = subscribe_timeout_s
-        # At most half an outbox, so a page never overflows the outbox it is queued in.
-        settings = store.settings
-        self._page = max(1, min(settings.replay_page_events, settings.watcher_buffer // 2))
-        self._feed_history = FeedHistory(store)
-        self._prefix = store.keys.channel_prefix
-        self._feed_channel = store.keys.feed_channel.encode()
         self.hub = Hub(self._queue_repair)
-        self._proto: PubSubProtocol | None = None
-        self._ready: dict[str, asyncio.Event] = {}
-        self._in_flight: dict[str, int] = {}
-        self._repairs: asyncio.Queue[str] = asyncio.Queue()
+        self._conn: Connection | None = None
+        # SUBSCRIBEs sent on this connection and not confirmed yet, per channel: a topic left and
+        # joined again while its first was in flight is confirmed by the last one only.
+        self._in_flight: dict[bytes, int] = {}
+        self._repairs: asyncio.Queue[Watchers] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -75,104 +60,93 @@ class Relay:
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks = []
-        if self._proto is not None:
-            self._proto.close()
+        if self._conn is not None:
+            self._conn.close()
 
     async def _connection_loop(self) -> None:
         backoff = Backoff(0.05, 2.0)
         while True:
             try:
-                proto = await connect_pubsub(self._url, self._on_message, self._on_subscribed)
+                conn = await self.broker.connect(self._on_message, self._on_subscribed)
             except (OSError, TimeoutError) as e:
                 delay = backoff.next_s()
-                log.warning("redis pub/sub unreachable (%s); retrying in %.1fs", e, delay)
+                log.warning("pub/sub unreachable (%s); retrying in %.1fs", e, delay)
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            self._attach(proto)
+            self._attach(conn)
             try:
-                await self._keepalive(proto)
+                await self._keepalive(conn)
             finally:
                 self._detach()
-                proto.close()
+                conn.close()
             self.reconnects += 1
 
-    def _attach(self, proto: PubSubProtocol) -> None:
-        self._proto = proto
+    def _attach(self, conn: Connection) -> None:
+        self._conn = conn
         self.connections += 1
-        self._in_flight = dict.fromkeys(self._ready, 1)
-        proto.subscribe(self._channel(job_id) for job_id in self._ready)
+        topics = list(self.hub.topics.values())
+        self._in_flight = {watchers.topic.key: 1 for watchers in topics}
+        conn.subscribe(watchers.topic.key for watchers in topics)
         # Whatever was published while we were away is in history.
-        for job_id in self._ready:
-            self.hub.start_repair(job_id)
+        for watchers in topics:
+            self.hub.start_repair(watchers)
         self.connected.set()
-        log.info("redis pub/sub connected (%d channels)", len(self._ready))
+        log.info("pub/sub connected (%d channels)", len(topics))
 
     def _detach(self) -> None:
-        self._proto = None
+        self._conn = None
         self.connected.clear()
-        for ready in self._ready.values():
-            ready.clear()
+        self._in_flight = {}
+        for watchers in self.hub.topics.values():
+            watchers.confirmed.clear()
 
-    async def _keepalive(self, proto: PubSubProtocol) -> None:
-        while not proto.closed.done():
+    async def _keepalive(self, conn: Connection) -> None:
+        while not conn.closed.done():
             try:
-                await asyncio.wait_for(asyncio.shield(proto.closed), PING_INTERVAL_S)
+                await asyncio.wait_for(asyncio.shield(conn.closed), PING_INTERVAL_S)
             except TimeoutError:
                 try:
-                    await proto.ping(PING_INTERVAL_S)
+                    await conn.ping(PING_INTERVAL_S)
                 except (TimeoutError, ConnectionError):
-                    log.warning("redis pub/sub did not answer a ping; reconnecting")
+                    log.warning("pub/sub did not answer a ping; reconnecting")
                     return
 
     # -- channels ----------------------------------------------------------------------------------
 
-    def _channel(self, job_id: str) -> str:
-        return self._store.keys.feed_channel if job_id == FEED else self._store.keys.channel(job_id)
-
-    def _topic(self, channel: bytes) -> str:
-        return FEED if channel == self._feed_channel else channel[len(self._prefix) :].decode()
-
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         self.messages += 1
-        if channel == self._feed_channel:
-            self.hub.deliver_event(FEED, Event.feed(*split_feed_record(payload)))
-            return
-        seq, type_, data = split_record(payload)
-        self.hub.deliver(channel[len(self._prefix) :].decode(), seq, type_, data)
+        watchers = self.hub.topics.get(channel)
+        if watchers is not None:
+            self.hub.deliver(watchers, watchers.topic.event(payload))
 
     def _on_subscribed(self, channel: bytes) -> None:
-        job_id = self._topic(channel)
-        left = self._in_flight.get(job_id, 0) - 1
+        left = self._in_flight.get(channel, 0) - 1
         if left > 0:
-            self._in_flight[job_id] = left
+            self._in_flight[channel] = left
             return
-        self._in_flight.pop(job_id, None)
-        if (ready := self._ready.get(job_id)) is not None:
-            ready.set()
+        self._in_flight.pop(channel, None)
+        if (watchers := self.hub.topics.get(channel)) is not None:
+            watchers.confirmed.set()
 
-    def _subscribe(self, job_id: str) -> None:
-        self._ready[job_id] = asyncio.Event()
-        if self._proto is not None:
-            self._in_flight[job_id] = self._in_flight.get(job_id, 0) + 1
-            self._proto.subscribe([self._channel(job_id)])
+    def _subscribe(self, watchers: Watchers) -> None:
+        if self._conn is not None:
+            key = watchers.topic.key
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            self._conn.subscribe([key])
 
-    def _unsubscribe(self, job_id: str) -> None:
-        self._ready.pop(job_id, None)
-        if self._proto is not None:
-            self._proto.unsubscribe([self._channel(job_id)])
+    def _unsubscribe(self, watchers: Watchers) -> None:
+        if self._conn is not None:
+            self._conn.unsubscribe([watchers.topic.key])
 
-    async def _until_subscribed(self, job_id: str) -> None:
+    async def _until_subscribed(self, watchers: Watchers) -> None:
         try:
             async with asyncio.timeout(self._subscribe_timeout_s):
-                await self._ready[job_id].wait()
+                await watchers.confirmed.wait()
         except TimeoutError:
-            raise RelayUnavailable("redis pub/sub is not available") from None
+            raise RelayUnavailable("pub/sub is not available") from None
 
     # -- watchers ----------------------------------------------------------------------------------
-
-    def history(self, topic: str) -> History:
-        return self._feed_history if topic == FEED else JobHistory(self._store, topic)
 
     async def join(
         self, sub: Subscription, since: int | None, *, announce: Event | None = None
@@ -184,17 +158,17 @@ class Relay:
         `announce` (a WebSocket `subscribed` message) is queued first. Raises JobNotFound,
         AlreadyEnded or RelayUnavailable; the watcher is then not joined.
         """
-        if self.hub.add(sub):
-            self._subscribe(sub.job_id)
+        if (first := self.hub.add(sub)) is not None:
+            self._subscribe(first)
         try:
-            # History is read only once Redis confirms the subscription, so every event is either
-            # in what we read or arrives live after it.
-            await self._until_subscribed(sub.job_id)
+            # History is read only once the broker confirms the subscription, so every event is
+            # either in what we read or arrives live after it.
+            watchers = self.hub.topics[sub.topic.key]
+            await self._until_subscribed(watchers)
             connection = self.connections
-            history = self.history(sub.job_id)
             try:
-                opening = await history.open(since, sub.epoch, self._page)
-            except RedisError as e:
+                opening = await sub.topic.open(since, sub.epoch, self._page)
+            except TopicUnavailable as e:
                 raise RelayUnavailable(str(e)) from e
             if announce is not None:
                 sub.outbox.put(announce)
@@ -205,56 +179,58 @@ class Relay:
             read_all = opening.snapshot is not None or len(opening.events) < self._page
 
             def check_connection() -> None:
-                # Events published while the pub/sub connection was down reach ready watchers by
-                # repair. One that was not ready when that repair began is repaired now.
+                # Events published while the pub/sub connection was down reach live watchers by
+                # repair. One that was not live when that repair began is repaired now.
                 if self.connections != connection:
-                    self.hub.start_repair(sub.job_id)
+                    self.hub.start_repair(self.hub.topics[sub.topic.key])
 
             # When everything up to the read is queued, whatever came after it arrives live.
             if read_all and self.hub.go_live(sub):
                 check_connection()
                 return None
-            return CatchUp(self.hub, sub, history, self._page, check_connection)
+            return CatchUp(self.hub, sub, self._page, check_connection)
         except BaseException:
             self.leave(sub)
             raise
 
     def leave(self, sub: Subscription) -> None:
-        if self.hub.remove(sub):
-            self._unsubscribe(sub.job_id)
+        watchers = self.hub.topics.get(sub.topic.key)
+        if self.hub.remove(sub) and watchers is not None:
+            self._unsubscribe(watchers)
 
     # -- repair --------------------------------------------------------------------------------------
 
-    def _queue_repair(self, job_id: str) -> None:
-        self._repairs.put_nowait(job_id)
+    def _queue_repair(self, watchers: Watchers) -> None:
+        self._repairs.put_nowait(watchers)
 
     async def _repair_loop(self) -> None:
         while True:
-            job_id = await self._repairs.get()
-            while job_id in self.hub.topics:
+            watchers = await self._repairs.get()
+            # Until the topic is whole, or nobody here watches it any more.
+            while self.hub.topics.get(watchers.topic.key) is watchers:
                 try:
-                    if await self._repair(job_id):
+                    if await self._repair(watchers):
                         break
-                except (RedisError, RelayUnavailable) as e:
-                    log.warning("repair of %s postponed: %s", job_id, e)
+                except (TopicUnavailable, RelayUnavailable) as e:
+                    log.warning("repair of %r postponed: %s", watchers.topic.key, e)
                     await asyncio.sleep(0.2)
 
-    async def _repair(self, topic: str) -> bool:
-        await self._until_subscribed(topic)
-        behind = self.hub.repair_from(topic)
+    async def _repair(self, watchers: Watchers) -> bool:
+        await self._until_subscribed(watchers)
+        behind = self.hub.repair_from(watchers)
         if behind is None:
-            return self.hub.apply_repair(topic, (), None)
+            return self.hub.apply_repair(watchers, (), None)
         start, epoch = behind
-        history = self.history(topic)
+        topic = watchers.topic
         # A page at a time: when more is missing, the topic is still behind after this page
         # and is repaired again from where its watchers now are.
-        page = await history.page(start, epoch, self._page)
+        page = await topic.page(start, epoch, self._page)
         if page.missed:
             # History no longer reaches back far enough (trimmed, expired, or the feed started
             # over): only a snapshot tells the truth about what was missed.
-            snapshot = await history.snapshot()
+            snapshot = await topic.snapshot()
             if snapshot is None:  # the job itself is gone (Redis lost it): say so, and end
-                self.hub.end_topic(topic, Event.gone(topic))
+                self.hub.end_topic(watchers, topic.gone())
                 return True
-            return self.hub.apply_repair(topic, (), snapshot)
-        return self.hub.apply_repair(topic, page.events, None)
+            return self.hub.apply_repair(watchers, (), snapshot)
+        return self.hub.apply_repair(watchers, page.events, None)

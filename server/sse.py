@@ -9,16 +9,15 @@ from contextlib import suppress
 from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, Field
 
-from jobcast.protocol import parse_feed_id
 from jobcast.server.api import JOB_ID
 from jobcast.server.catchup import CatchUp, CatchUpFailed
-from jobcast.server.direct import direct_writer
-from jobcast.server.history import AlreadyEnded, JobNotFound
-from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
+from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
-from jobcast.server.relay import FEED, RelayUnavailable
+from jobcast.server.relay import RelayUnavailable
+from jobcast.server.topics import AlreadyEnded, BadPosition, JobNotFound, Topic
+from jobcast.server.wire import comment, direct_writer, sse_fast_path, sse_text
 
 routes = web.RouteTableDef()
 
@@ -30,33 +29,18 @@ SSE_HEADERS = {
 }
 # A comment line: browsers ignore it, and it keeps proxies and load balancers from timing out an
 # idle stream (and tells us when the client has gone).
-HEARTBEAT = Event.comment(b"ping")
+HEARTBEAT = comment(b"ping")
 
 
-def _raw_last_event_id(request: web.Request) -> str | None:
+def resume_position(request: web.Request, topic: Topic) -> tuple[int | None, str | None]:
+    """Where the client resumes: its `Last-Event-ID` (or `?last_event_id=`) in the topic's terms."""
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
-    return raw or None
-
-
-def parse_last_event_id(request: web.Request) -> int | None:
-    raw = _raw_last_event_id(request)
-    if raw is None:
-        return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise Problem(400, "Last-Event-ID must be a non-negative integer seq", slug="bad-last-event-id")
-    return int(raw)
-
-
-def parse_feed_position(request: web.Request) -> tuple[int | None, str | None]:
-    """The feed's `Last-Event-ID`: `<epoch>:<feed seq>` (a bare seq names no epoch: a snapshot)."""
-    raw = _raw_last_event_id(request)
-    if raw is None:
+    if not raw:
         return None, None
-    position = parse_feed_id(raw)
-    if position is None:
-        raise Problem(400, "Last-Event-ID must be a feed event id, <epoch>:<seq>", slug="bad-last-event-id")
-    epoch, seq = position
-    return seq, epoch
+    try:
+        return topic.position(raw)
+    except BadPosition as e:
+        raise Problem(400, str(e), slug="bad-last-event-id") from None
 
 
 class ResumeQuery(BaseModel):
@@ -91,7 +75,7 @@ RESUME = {"Last-Event-ID": "Resume after this event (see docs/api.md, Resuming)"
     )
 )
 async def job_events(request: web.Request) -> web.StreamResponse:
-    return await stream(request, request.match_info["job_id"])
+    return await stream(request, request.app[RELAY].broker.job(request.match_info["job_id"]))
 
 
 @routes.get("/api/events")
@@ -108,19 +92,19 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 async def feed_events(request: web.Request) -> web.StreamResponse:
     """The dashboard feed: every job's state changes (id: the feed seq) and live progress (no id),
     one stream per page however many jobs it shows."""
-    return await stream(request, FEED)
+    return await stream(request, request.app[RELAY].broker.feed)
 
 
-async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
+async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    since, epoch = parse_feed_position(request) if job_id == FEED else (parse_last_event_id(request), None)
+    since, epoch = resume_position(request, topic)
     outbox = Outbox(settings.watcher_buffer)
     relay = request.app[RELAY]
-    sub = Subscription(job_id, outbox, since, epoch)
+    sub = Subscription(topic, outbox, since, epoch)
     try:
         catch_up = await relay.join(sub, since)
-    except JobNotFound:
-        raise Problem(404, f"no job {job_id}", slug="not-found") from None
+    except JobNotFound as e:
+        raise Problem(404, f"no job {e}", slug="not-found") from None
     except AlreadyEnded:
         # 204 tells EventSource to stop reconnecting.
         return web.Response(status=204)
@@ -132,6 +116,9 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
     streams.sse += 1  # from here until the handler ends, however it ends
     try:
         response = web.StreamResponse(headers=SSE_HEADERS)
+        # The fast path writes whole chunks (server/wire.py): say so rather than rely on a default.
+        if request.version >= HttpVersion11:
+            response.enable_chunked_encoding()
         # A watcher that fell hopelessly behind is cut off at once, even mid-write; it
         # reconnects with its Last-Event-ID.
         transport = request.transport
@@ -139,8 +126,7 @@ async def stream(request: web.Request, job_id: str) -> web.StreamResponse:
         await response.prepare(request)
         request.app[OUTBOXES].add(outbox)
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
-        if transport is not None and request.version >= HttpVersion11:
-            # HTTP/1.1 responses here are chunked; the direct path writes whole chunks.
+        if transport is not None and sse_fast_path(request, response):
             outbox.direct = direct_writer(transport, websocket=False)
         await _pump(response, outbox, settings.write_timeout_s, catch_up)
         return response
@@ -177,7 +163,7 @@ async def _pump(
             batch = await outbox.take()
         except OutboxClosed:
             return  # shutdown or overflow: the client reconnects and resumes
-        payload = b"".join(event.sse for event in batch)
+        payload = b"".join(sse_text(event) for event in batch)
         ended = batch[-1].terminal
         # Nothing written may stay referenced while this task waits: an idle watcher would keep
         # its last events (a snapshot is kilobytes) alive for as long as it stays connected.

@@ -12,13 +12,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from jobcast.protocol import loads, valid_epoch
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
-from jobcast.server.direct import direct_writer
-from jobcast.server.history import AlreadyEnded, JobNotFound
-from jobcast.server.hub import Event, Outbox, OutboxClosed, Subscription
+from jobcast.server.events import Event
+from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
 from jobcast.server.openapi import Answer, Operation, operation
 from jobcast.server.problems import Problem
-from jobcast.server.relay import FEED, Relay, RelayUnavailable
+from jobcast.server.relay import Relay, RelayUnavailable
+from jobcast.server.topics import AlreadyEnded, JobNotFound, Topic
+from jobcast.server.wire import direct_writer, ws_fast_path
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 
@@ -61,7 +62,7 @@ class Connection:
         self.write_timeout_s = write_timeout_s
         self.outbox = Outbox(buffer)
         self.outbox.on_queue = self._start_sender
-        self.subs: dict[str, Subscription] = {}
+        self.subs: dict[Topic, Subscription] = {}
         self.sender: asyncio.Task[None] | None = None
 
     async def handle(self, raw: str) -> None:
@@ -75,46 +76,49 @@ class Connection:
             return
         kind = message.get("type")
         job_id = message.get("job_id")
+        broker = self.relay.broker
         if kind == "subscribe_feed":
-            await self.subscribe(FEED, message.get("last_event_id"), message.get("epoch"))
+            await self.subscribe(broker.feed, message.get("last_event_id"), message.get("epoch"))
         elif kind == "unsubscribe_feed":
-            self.unsubscribe(FEED)
+            self.unsubscribe(broker.feed)
         elif kind not in ("subscribe", "unsubscribe", "cancel"):
             self.outbox.put(error("unknown_type", f"unknown message type {kind!r}"))
         elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             self.outbox.put(error("bad_message", "job_id must be a job id (32 hex digits)"))
         elif kind == "subscribe":
-            await self.subscribe(job_id, message.get("last_event_id"))
+            await self.subscribe(broker.job(job_id), message.get("last_event_id"))
         elif kind == "unsubscribe":
-            self.unsubscribe(job_id)
+            self.unsubscribe(broker.job(job_id))
         else:
             await self.cancel(job_id)
 
-    async def subscribe(self, job_id: str, since: Any, epoch: Any = None) -> None:
+    def _error(self, code: str, message: str, topic: Topic) -> None:
+        self.outbox.put(Event.control({"type": "error", "code": code, "message": message, **topic.names}))
+
+    async def subscribe(self, topic: Topic, since: Any, epoch: Any = None) -> None:
         if since is not None and (type(since) is not int or since < 0):
-            message = "last_event_id must be a non-negative integer"
-            self.outbox.put(error("bad_last_event_id", message, job_id))
+            self._error("bad_last_event_id", "last_event_id must be a non-negative integer", topic)
             return
         if epoch is not None and not valid_epoch(epoch):
-            self.outbox.put(error("bad_last_event_id", "epoch must be the feed's epoch (a short token)"))
+            self._error("bad_last_event_id", "epoch must be the feed's epoch (a short token)", topic)
             return
-        if (old := self.subs.pop(job_id, None)) is not None:
+        if (old := self.subs.pop(topic, None)) is not None:
             self.relay.leave(old)
-        sub = Subscription(job_id, self.outbox, since, epoch)
+        sub = Subscription(topic, self.outbox, since, epoch)
         try:
             catch_up = await self.relay.join(
-                sub, since, announce=Event.control(self._named("subscribed", job_id))
+                sub, since, announce=Event.control({"type": "subscribed", **topic.names})
             )
-        except JobNotFound:
-            self.outbox.put(error("not_found", f"no job {job_id}", job_id))
+        except JobNotFound as e:
+            self._error("not_found", f"no job {e}", topic)
             return
         except AlreadyEnded:
-            self.outbox.put(error("ended", "the job has ended and you have seen its last event", job_id))
+            self._error("ended", "the job has ended and you have seen its last event", topic)
             return
         except RelayUnavailable as e:
-            self.outbox.put(error("unavailable", str(e), job_id))
+            self._error("unavailable", str(e), topic)
             return
-        self.subs[job_id] = sub
+        self.subs[topic] = sub
         try:
             # The replay, a page at a time, each once the last has left for the socket. This
             # connection's other messages wait meanwhile, so they keep their order.
@@ -123,12 +127,12 @@ class Connection:
         except OutboxClosed:
             return  # the connection is being cut (too slow, or shutdown)
         except CatchUpFailed as e:
-            self.subs.pop(job_id, None)
+            self.subs.pop(topic, None)
             self.relay.leave(sub)
-            self.outbox.put(error("unavailable", str(e), job_id))
+            self._error("unavailable", str(e), topic)
             return
         if sub.done:
-            self.finished(job_id)
+            self.finished(topic)
 
     async def cancel(self, job_id: str) -> None:
         try:
@@ -140,23 +144,19 @@ class Connection:
         # The `cancelled` event itself reaches whoever watches the job.
         self.outbox.put(Event.control({"type": "cancel_accepted", "job_id": job_id, "status": done.status}))
 
-    def unsubscribe(self, job_id: str) -> None:
-        sub = self.subs.pop(job_id, None)
+    def unsubscribe(self, topic: Topic) -> None:
+        sub = self.subs.pop(topic, None)
         if sub is None:
-            self.outbox.put(error("not_subscribed", "not subscribed to this job", job_id))
+            self._error("not_subscribed", "not subscribed to this job", topic)
             return
         self.relay.leave(sub)
-        self.outbox.put(Event.control(self._named("unsubscribed", job_id)))
+        self.outbox.put(Event.control({"type": "unsubscribed", **topic.names}))
 
-    @staticmethod
-    def _named(type_: str, job_id: str) -> dict[str, Any]:
-        return {"type": type_, "feed": True} if job_id == FEED else {"type": type_, "job_id": job_id}
-
-    def finished(self, job_id: str) -> None:
-        """The job's terminal event went out: nothing more will come for it."""
-        sub = self.subs.get(job_id)
+    def finished(self, topic: Topic) -> None:
+        """The topic's last event went out: nothing more will come for it."""
+        sub = self.subs.get(topic)
         if sub is not None and sub.done:
-            del self.subs[job_id]
+            del self.subs[topic]
             self.relay.leave(sub)
 
     def close(self) -> None:
@@ -187,7 +187,7 @@ class Connection:
                         self.abort()  # a client that cannot take a frame in this long is gone
                         return
                     if event.terminal:
-                        self.finished(event.job_id)
+                        self.finished(self.relay.broker.job(event.job_id))
                 self.outbox.release()
         except OutboxClosed as closed:
             if closed.reason == "overflow":
@@ -227,7 +227,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS].add(ws)
     streams = request.app[STREAMS]
     # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
-    conn.outbox.direct = direct_writer(transport, websocket=True)
+    if ws_fast_path(ws):
+        conn.outbox.direct = direct_writer(transport, websocket=True)
     streams.ws += 1
     try:
         async for msg in ws:

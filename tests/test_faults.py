@@ -105,8 +105,9 @@ async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
     stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n".encode())
     try:
         hub = client.app[RELAY].hub
-        await wait_for(lambda: job["id"] in hub.topics, what="the stalled watcher to join")
-        (slow,) = hub.topics[job["id"]].subs
+        key = client.app[RELAY].broker.job(job["id"]).key
+        await wait_for(lambda: key in hub.topics, what="the stalled watcher to join")
+        (slow,) = (*hub.topics[key].live, *hub.topics[key].joining)
         peak = 0
 
         async def watch_outbox() -> None:

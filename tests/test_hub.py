@@ -7,8 +7,31 @@ import contextlib
 
 import pytest
 
-from jobcast.server.hub import Event, Hub, Outbox, OutboxClosed, Subscription
+from jobcast.server.events import Event
+from jobcast.server.hub import Hub, Outbox, OutboxClosed, Subscription, Watchers
+from jobcast.server.topics import KeyedTopic
+from jobcast.server.wire import sse_chunk, sse_text, ws_frame
 from jobcast.tasks import cancel_and_wait
+
+
+class Named(KeyedTopic):
+    """A topic for the hub's own rules: just a channel name."""
+
+    __slots__ = ("job_id",)
+
+    def __init__(self, name: str) -> None:
+        self.key = name.encode()
+        self.job_id = name
+
+
+def w(hub: Hub, name: str) -> Watchers:
+    return hub.topics[name.encode()]
+
+
+def live(hub: Hub, name: str, seq: int, type_: bytes, data: bytes) -> None:
+    """A live event of topic `name` from the broker."""
+    if name.encode() in hub.topics:
+        hub.deliver(w(hub, name), Event(name, seq, type_, data))
 
 
 def event(seq: int, type_: bytes = b"progress", job: str = "j") -> Event:
@@ -16,7 +39,7 @@ def event(seq: int, type_: bytes = b"progress", job: str = "j") -> Event:
 
 
 def ready_sub(hub: Hub, limit: int = 8, since: int = 0, job: str = "j") -> Subscription:
-    sub = Subscription(job, Outbox(limit), since)
+    sub = Subscription(Named(job), Outbox(limit), since)
     hub.add(sub)
     hub.mark_ready(sub)
     return sub
@@ -25,9 +48,9 @@ def ready_sub(hub: Hub, limit: int = 8, since: int = 0, job: str = "j") -> Subsc
 async def test_every_watcher_gets_the_same_bytes() -> None:
     hub = Hub(lambda job: None)
     a, b = ready_sub(hub), ready_sub(hub)
-    hub.deliver("j", 1, b"queued", b'{"x":1}')
+    live(hub, "j", 1, b"queued", b'{"x":1}')
     (ea,), (eb,) = await a.outbox.take(1), await b.outbox.take(1)
-    assert ea is eb and ea.sse == b'id: 1\nevent: queued\ndata: {"x":1}\n\n'
+    assert ea is eb and sse_text(ea) == b'id: 1\nevent: queued\ndata: {"x":1}\n\n'
 
 
 async def test_a_full_outbox_drops_superseded_progress_but_keeps_state_changes() -> None:
@@ -54,25 +77,25 @@ async def test_an_outbox_of_state_changes_only_closes_when_full() -> None:
 
 def test_duplicates_are_dropped_and_a_gap_asks_for_repair() -> None:
     repairs: list[str] = []
-    hub = Hub(repairs.append)
+    hub = Hub(lambda watchers: repairs.append(watchers.topic.job_id))
     sub = ready_sub(hub, since=3)
-    hub.deliver("j", 3, b"progress", b"{}")  # already seen
-    hub.deliver("j", 4, b"progress", b"{}")
+    live(hub, "j", 3, b"progress", b"{}")  # already seen
+    live(hub, "j", 4, b"progress", b"{}")
     assert sub.last_seq == 4 and len(sub.outbox) == 1 and repairs == []
-    hub.deliver("j", 6, b"progress", b"{}")  # 5 is missing
+    live(hub, "j", 6, b"progress", b"{}")  # 5 is missing
     assert repairs == ["j"] and sub.last_seq == 4
-    hub.deliver("j", 7, b"progress", b"{}")  # held back while repairing
-    assert hub.repair_from("j") == (4, None)
-    assert not hub.apply_repair("j", [event(5), event(6)], None)  # 7 was seen: not whole yet
-    assert hub.apply_repair("j", [event(7)], None)
+    live(hub, "j", 7, b"progress", b"{}")  # held back while repairing
+    assert hub.repair_from(w(hub, "j")) == (4, None)
+    assert not hub.apply_repair(w(hub, "j"), [event(5), event(6)], None)  # 7 was seen: not whole yet
+    assert hub.apply_repair(w(hub, "j"), [event(7)], None)
     assert sub.last_seq == 7
 
 
 def test_live_events_wait_for_the_replay_of_a_joining_watcher() -> None:
     hub = Hub(lambda job: None)
-    sub = Subscription("j", Outbox(8), 0)
+    sub = Subscription(Named("j"), Outbox(8), 0)
     hub.add(sub)
-    hub.deliver("j", 3, b"progress", b"{}")  # arrives while the replay is being read
+    live(hub, "j", 3, b"progress", b"{}")  # arrives while the replay is being read
     for seq in (1, 2):
         sub.push(event(seq))
     hub.mark_ready(sub)
@@ -82,8 +105,8 @@ def test_live_events_wait_for_the_replay_of_a_joining_watcher() -> None:
 def test_nothing_reaches_a_watcher_after_the_terminal_event() -> None:
     hub = Hub(lambda job: None)
     sub = ready_sub(hub)
-    hub.deliver("j", 1, b"succeeded", b"{}")
-    hub.deliver("j", 2, b"progress", b"{}")
+    live(hub, "j", 1, b"succeeded", b"{}")
+    live(hub, "j", 2, b"progress", b"{}")
     assert sub.done and len(sub.outbox) == 1
 
 
@@ -164,22 +187,22 @@ def test_the_fast_path_writes_shared_bytes_while_the_queue_is_empty_and_keeps_or
         def direct(event: Event, name: str = name) -> bool:
             if not open_[name] or event.terminal:
                 return False
-            wire[name].append(event.sse_chunk)
+            wire[name].append(sse_chunk(event))
             return True
 
         sub.outbox.direct = direct
         subs[name] = sub
-    hub.deliver("j", 1, b"progress", b"{}")
+    live(hub, "j", 1, b"progress", b"{}")
     assert wire["a"][0] is wire["b"][0]  # one encoding, written to both sockets
     assert wire["a"][0] == b"20\r\nid: 1\nevent: progress\ndata: {}\n\n\r\n"  # one HTTP chunk
     open_["a"] = False  # a's socket buffer is full: its events queue instead
-    hub.deliver("j", 2, b"progress", b"{}")
+    live(hub, "j", 2, b"progress", b"{}")
     open_["a"] = True  # writable again, but 2 is still queued: 3 must not overtake it
-    hub.deliver("j", 3, b"progress", b"{}")
+    live(hub, "j", 3, b"progress", b"{}")
     assert [e.seq for e in subs["a"].outbox.take_nowait()] == [2, 3]
     subs["a"].outbox.hold = True  # its writer holds taken events not yet written
-    hub.deliver("j", 4, b"succeeded", b"{}")
-    hub.deliver("j", 5, b"progress", b"{}")
+    live(hub, "j", 4, b"succeeded", b"{}")
+    live(hub, "j", 5, b"progress", b"{}")
     assert len(wire["b"]) == 3 and [e.seq for e in subs["b"].outbox.take_nowait()] == [4]
     assert [e.seq for e in subs["a"].outbox.take_nowait()] == [4]
 
@@ -187,8 +210,8 @@ def test_the_fast_path_writes_shared_bytes_while_the_queue_is_empty_and_keeps_or
 def test_a_websocket_frame_is_encoded_once_with_the_right_length_header() -> None:
     for size in (5, 300, 70000):
         e = Event("j", 1, b"progress", b"x" * size)
-        frame = e.ws_frame
-        assert frame is e.ws_frame and frame.endswith(b"x" * size) and frame[0] == 0x81
+        frame = ws_frame(e)
+        assert frame is ws_frame(e) and frame.endswith(b"x" * size) and frame[0] == 0x81
         assert len(frame) - size == (2 if size < 126 else 4 if size < 65536 else 10)
 
 
@@ -214,33 +237,33 @@ def feed_event(seq: int, epoch: str, job: str = "j") -> Event:
 
 
 def test_feed_ids_carry_their_epoch() -> None:
-    assert feed_event(7, "abc").sse.startswith(b"id: abc:7\n")
+    assert sse_text(feed_event(7, "abc")).startswith(b"id: abc:7\n")
     # Live-only progress on the feed has no id, so it never moves the browser's Last-Event-ID.
-    assert Event.feed(0, b"progress", "j", b"", b"{}").sse.startswith(b"event: progress\n")
+    assert sse_text(Event.feed(0, b"progress", "j", b"", b"{}")).startswith(b"event: progress\n")
 
 
 def test_a_feed_event_from_a_new_epoch_asks_for_repair_even_with_a_lower_seq() -> None:
     repairs: list[str] = []
-    hub = Hub(repairs.append)
-    sub = Subscription("feed", Outbox(8), 40, "old")
+    hub = Hub(lambda watchers: repairs.append(watchers.topic.job_id))
+    sub = Subscription(Named("feed"), Outbox(8), 40, "old")
     hub.add(sub)
     hub.mark_ready(sub)
-    hub.deliver_event("feed", feed_event(41, "old"))
+    hub.deliver(w(hub, "feed"), feed_event(41, "old"))
     assert sub.last_seq == 41 and repairs == []
     # Redis lost the feed: its seqs start over in another epoch. Without the epoch these events
     # would look like duplicates and be dropped in silence.
-    hub.deliver_event("feed", feed_event(1, "new"))
+    hub.deliver(w(hub, "feed"), feed_event(1, "new"))
     assert repairs == ["feed"] and sub.last_seq == 41
-    assert hub.repair_from("feed") == (41, "old")
+    assert hub.repair_from(w(hub, "feed")) == (41, "old")
     snapshot = Event.feed_snapshot({"type": "snapshot", "feed_seq": 1, "epoch": "new", "jobs": []})
-    assert hub.apply_repair("feed", [], snapshot)
+    assert hub.apply_repair(w(hub, "feed"), [], snapshot)
     assert (sub.last_seq, sub.epoch) == (1, "new")
-    hub.deliver_event("feed", feed_event(2, "new"))
+    hub.deliver(w(hub, "feed"), feed_event(2, "new"))
     assert [e.seq for e in sub.outbox.take_nowait()] == [41, 1, 2]
 
 
 def test_a_snapshot_resets_a_watcher_whose_seq_is_beyond_the_head() -> None:
-    sub = Subscription("j", Outbox(8), since=999)
+    sub = Subscription(Named("j"), Outbox(8), since=999)
     snapshot = Event.snapshot({"id": "j", "last_event_id": 12, "state": "running"})
     sub.push_snapshot(snapshot)  # an older snapshot of the same history: stale, dropped
     assert len(sub.outbox) == 0
@@ -250,10 +273,10 @@ def test_a_snapshot_resets_a_watcher_whose_seq_is_beyond_the_head() -> None:
 
 def test_a_catching_up_watcher_goes_live_only_when_history_reaches_its_pending_events() -> None:
     hub = Hub(lambda job: None)
-    sub = Subscription("j", Outbox(8), since=0)
+    sub = Subscription(Named("j"), Outbox(8), since=0)
     hub.add(sub)
     for seq in (5, 6):
-        hub.deliver("j", seq, b"progress", b"{}")  # live events while the watcher reads history
+        live(hub, "j", seq, b"progress", b"{}")  # live events while the watcher reads history
     sub.push(event(1))
     sub.push(event(2))
     assert not hub.go_live(sub)  # 3 and 4 are still in history only
@@ -286,11 +309,11 @@ async def test_drained_waits_for_the_writer_to_take_the_queue() -> None:
 def test_a_repair_never_skips_a_seq_for_a_watcher_further_behind() -> None:
     hub = Hub(lambda job: None)
     ahead = ready_sub(hub, since=5)
-    hub.start_repair("j")
+    hub.start_repair(w(hub, "j"))
     behind = ready_sub(hub, since=2)  # went live after the repair chose to read after seq 5
-    assert not hub.apply_repair("j", [event(6), event(7)], None)  # not whole: repair again
+    assert not hub.apply_repair(w(hub, "j"), [event(6), event(7)], None)  # not whole: repair again
     assert (ahead.last_seq, behind.last_seq) == (7, 2)
-    assert hub.repair_from("j") == (2, None)
-    assert hub.apply_repair("j", [event(seq) for seq in range(3, 8)], None)
+    assert hub.repair_from(w(hub, "j")) == (2, None)
+    assert hub.apply_repair(w(hub, "j"), [event(seq) for seq in range(3, 8)], None)
     assert [e.seq for e in behind.outbox.take_nowait()] == [3, 4, 5, 6, 7]
     assert [e.seq for e in ahead.outbox.take_nowait()] == [6, 7]

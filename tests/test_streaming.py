@@ -158,7 +158,7 @@ async def test_one_pubsub_connection_subscribed_while_anyone_watches(client, red
         left = [
             (s.ready, s.outbox.closed, len(s.outbox), s.outbox in set(client.app[OUTBOXES]))
             for t in hub.topics.values()
-            for s in t.subs
+            for s in (*t.live, *t.joining)
         ]
         assert asyncio.get_running_loop().time() < deadline, (
             f"still subscribed after all watchers left: {left}"
