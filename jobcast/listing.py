@@ -77,7 +77,7 @@ async def list_jobs(
                 continue  # expired; the index forgets it at the next submission
             if check_kind and raw.get(b"kind", b"").decode() != check_kind:
                 continue
-            jobs.append(build_snapshot(member.decode(), raw, store.settings.url_prefix))
+            jobs.append(build_snapshot(member.decode(), raw, store.links))
             if len(jobs) == limit:
                 break
         assert last is not None

@@ -9,6 +9,7 @@ claim, lease renewal and finish are scripts for the same reason.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,19 +54,16 @@ def json_deserializer(raw: bytes) -> Any:
     return loads(raw)
 
 
-def job_links(job_id: str, prefix: str = "") -> dict[str, str]:
-    api = f"{prefix}/api/jobs/{job_id}"
-    return {
-        "self": api,
-        "events": f"{api}/events",
-        "cancel": f"{api}/cancel",
-        "retry": f"{api}/retry",
-        "result": f"{api}/result",
-        "page": f"{prefix}/jobs/{job_id}",
-    }
+# A job's URLs (`links` in its snapshot): the web server gives the store its own (server/links.py);
+# the data layer knows no URL shapes.
+Links = Callable[[str], dict[str, str]]
 
 
-def build_snapshot(job_id: str, raw: dict[bytes, bytes], prefix: str = "") -> dict[str, Any]:
+def no_links(job_id: str) -> dict[str, str]:
+    return {}
+
+
+def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> dict[str, Any]:
     """The public job snapshot from the job's Redis hash."""
     fields = {k.decode(): v for k, v in raw.items()}
 
@@ -97,7 +95,7 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes], prefix: str = "") -> di
         "retry_of": text("retry_of"),
         "retried_by": text("retried_by"),
         "last_event_id": int(fields.get("seq", b"0")),
-        "links": job_links(job_id, prefix),
+        "links": links(job_id),
     }
 
 
@@ -212,9 +210,10 @@ class Page:
 class JobStore:
     """Reads and writes jobcast's Redis data; shared by the web server and the workers."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, links: Links = no_links) -> None:
         self.redis = redis
         self.settings = settings
+        self.links = links
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
 
@@ -359,7 +358,7 @@ class JobStore:
             raise NotRetryable(answer.get("state"))
         record.update(state=State.QUEUED.value, seq=int(answer["seq"]), attempt=0)
         raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
-        return build_snapshot(job_id, raw, self.settings.url_prefix)
+        return build_snapshot(job_id, raw, self.links)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         ts = now_iso()
@@ -401,7 +400,7 @@ class JobStore:
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
-        return build_snapshot(job_id, raw, self.settings.url_prefix) if raw else None
+        return build_snapshot(job_id, raw, self.links) if raw else None
 
     async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:
         """Snapshot plus the first `limit` events of history after `since` (None: the watcher
@@ -413,7 +412,7 @@ class JobStore:
             raw, oldest, records = await pipe.execute()
         if not raw:
             return None
-        replay = Replay(snapshot=build_snapshot(job_id, raw, self.settings.url_prefix))
+        replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
         page = HistoryPage(replay.head_seq, records, int(oldest[0][1]) if oldest else None)
         if since is None or page.misses(since):
             # No position, or one history cannot continue: only a snapshot is truthful.

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from jobcast.errors import JobNotFound
 from jobcast.protocol import dumps, loads
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
 from jobcast.server.openapi import Operation, build_document, json, operation
@@ -36,19 +37,12 @@ async def read_json(request: web.Request) -> Any:
         raise Problem(400, f"malformed JSON: {e}", slug="malformed-json") from None
 
 
-def redis_unavailable(e: RedisError) -> Problem:
-    return Problem(503, f"job store unavailable: {e}", slug="unavailable", headers={"Retry-After": "2"})
-
-
 async def load_snapshot(request: web.Request, job_id: str | None = None) -> dict[str, Any]:
-    """The snapshot of the job named in the URL, or the right problem (404, 503)."""
+    """The snapshot of the job named in the URL; raises JobNotFound."""
     job_id = job_id or request.match_info["job_id"]
-    try:
-        snapshot = await request.app[STORE].snapshot(job_id)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
+    snapshot = await request.app[STORE].snapshot(job_id)
     if snapshot is None:
-        raise Problem(404, f"no job {job_id}", slug="not-found")
+        raise JobNotFound(job_id)
     return snapshot
 
 

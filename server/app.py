@@ -6,6 +6,7 @@ import asyncio
 import re
 import weakref
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import WSCloseCode, web
 
@@ -28,6 +29,7 @@ from jobcast.server.keys import (
     STREAMS,
     WORKERS,
 )
+from jobcast.server.links import job_links
 from jobcast.server.metrics import setup_metrics
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
@@ -45,7 +47,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url, retries=settings.redis_retries, max_connections=settings.redis_max_connections
     )
     app[REDIS] = redis
-    app[STORE] = JobStore(redis, settings)
+    app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix))
     app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
     yield
     await redis.aclose()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from jobcast.errors import Unavailable
 from jobcast.server.hub import Hub, Subscription
 from jobcast.server.topics import TopicUnavailable
 
 
-class CatchUpFailed(Exception):
+class CatchUpFailed(Unavailable):
     """History could not be read (the broker is unreachable): end the stream; the client resumes."""
 
 

@@ -8,10 +8,10 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from jobcast.server.api import JOB_ID, json_response, redis_unavailable
+from jobcast.errors import AlreadyEnded, JobNotFound, Unavailable
+from jobcast.server.api import JOB_ID, json_response
 from jobcast.server.keys import STORE
 from jobcast.server.openapi import Operation, json, operation
-from jobcast.server.problems import Problem
 from jobcast.server.schemas import JobSnapshot
 from jobcast.store import JobStore
 
@@ -27,16 +27,16 @@ class Cancelled:
 
 
 async def cancel_job(store: JobStore, job_id: str) -> Cancelled:
-    """Cancel a job, or raise the problem: 404 unknown, 409 already ended, 503."""
+    """Cancel a job; raises JobNotFound, AlreadyEnded or Unavailable."""
     try:
         outcome = await store.cancel(job_id)
         snapshot = await store.snapshot(job_id)
     except RedisError as e:
-        raise redis_unavailable(e) from None
+        raise Unavailable(f"job store unavailable: {e}") from None
     if not outcome.found or snapshot is None:
-        raise Problem(404, f"no job {job_id}", slug="not-found")
+        raise JobNotFound(job_id)
     if outcome.ended_as is not None:
-        raise Problem(409, f"the job has already ended: {outcome.ended_as}", slug="already-ended")
+        raise AlreadyEnded(f"the job has already ended: {outcome.ended_as}")
     return Cancelled("cancelled" if outcome.cancelled else "requested", snapshot)
 
 

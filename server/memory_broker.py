@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobcast.errors import AlreadyEnded, JobNotFound
 from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, split_record
 from jobcast.server.broker import OnMessage, OnSubscribed
 from jobcast.server.events import Event
 from jobcast.server.topics import (
-    AlreadyEnded,
-    JobNotFound,
+    SEEN_THE_END,
     KeyedTopic,
     Opening,
     Page,
@@ -100,7 +100,7 @@ class MemoryTopic(KeyedTopic):
         if job is None:
             raise JobNotFound(self.job_id)
         if since is not None and job.state in TERMINAL_STATES and since == job.head:
-            raise AlreadyEnded(self.job_id)
+            raise AlreadyEnded(SEEN_THE_END)
         page = self._history(job, since or 0, limit)
         if since is None or page.misses(since):
             return Opening(self._snapshot(job), [])

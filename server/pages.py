@@ -12,11 +12,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
-from redis.exceptions import RedisError
 
 from jobcast.listing import ids_starting_with, list_jobs
 from jobcast.protocol import Priority, State, loads, split_record
-from jobcast.server.api import JOB_ID, load_snapshot, redis_unavailable
+from jobcast.server.api import JOB_ID, load_snapshot
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
 from jobcast.server.keys import KINDS, SETTINGS, STORE
@@ -65,12 +64,9 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     if kind not in app[KINDS]:
         kind = None
     store = app[STORE]
-    try:
-        recent = await list_jobs(store, state=state, kind=kind, limit=RECENT_JOBS, cursor=None)
-        failed = await list_jobs(store, state=State.FAILED, kind=None, limit=FAILED_JOBS, cursor=None)
-        counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
+    recent = await list_jobs(store, state=state, kind=kind, limit=RECENT_JOBS, cursor=None)
+    failed = await list_jobs(store, state=State.FAILED, kind=None, limit=FAILED_JOBS, cursor=None)
+    counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s)
     kinds = list(app[KINDS].values())
     return {
         "kinds": kinds,
@@ -192,10 +188,7 @@ async def job_page(request: web.Request) -> web.Response:
     if len(request.match_info["job_id"]) < 32:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
     job = await load_snapshot(request)
-    try:
-        records, _ = await request.app[STORE].history_after(job["id"], 0)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
+    records, _ = await request.app[STORE].history_after(job["id"], 0)
     context = {
         "job": job,
         "events": _history(records),
@@ -206,10 +199,7 @@ async def job_page(request: web.Request) -> web.Response:
 
 
 async def full_job_page(request: web.Request, short: str) -> str:
-    try:
-        matches = await ids_starting_with(request.app[STORE], short)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
+    matches = await ids_starting_with(request.app[STORE], short)
     if not matches:
         raise Problem(404, f"no job id starts with {short}", slug="not-found")
     if len(matches) > 1:

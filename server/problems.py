@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
+from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import dumps
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,17 @@ def validation_problem(error: ValidationError, *, prefix: str = "") -> Problem:
     return Problem(422, f"invalid {fields}", slug="validation", errors=errors)
 
 
+def problem_for(error: JobcastError) -> Problem:
+    """The problem document that answers a domain error (the one place that maps them)."""
+    if isinstance(error, JobNotFound):
+        return Problem(404, str(error), slug="not-found")
+    if isinstance(error, AlreadyEnded):
+        return Problem(409, str(error), slug="already-ended")
+    if isinstance(error, Unavailable):
+        return Problem(503, str(error), slug="unavailable", headers={"Retry-After": "2"})
+    return Problem(400, str(error))
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -75,6 +88,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except JobcastError as error:
+        return problem_for(error).response()
+    except RedisError as e:
+        return problem_for(Unavailable(f"job store unavailable: {e}")).response()
     except web.HTTPException as http:
         if http.status < 400:
             raise

@@ -6,11 +6,10 @@ from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import RedisError
 
 from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
-from jobcast.server.api import json_response, redis_unavailable
+from jobcast.server.api import json_response
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
@@ -58,8 +57,6 @@ async def jobs(request: web.Request) -> web.Response:
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"
         raise Problem(400, message, slug="bad-cursor") from None
-    except RedisError as e:
-        raise redis_unavailable(e) from None
     body: dict[str, object] = {"jobs": page.jobs, "next_cursor": page.next_cursor}
     if page.next_cursor:
         body["links"] = {"next": str(request.rel_url.update_query(cursor=page.next_cursor))}
@@ -74,8 +71,5 @@ async def jobs(request: web.Request) -> web.Response:
 )
 async def get_stats(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    try:
-        body = await stats(request.app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
-    except RedisError as e:
-        raise redis_unavailable(e) from None
+    body = await stats(request.app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
     return json_response(body)

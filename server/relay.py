@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from jobcast.backoff import Backoff
+from jobcast.errors import Unavailable
 from jobcast.server.broker import Broker, Connection
 from jobcast.server.catchup import CatchUp
 from jobcast.server.events import Event
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 PING_INTERVAL_S = 5.0
 
 
-class RelayUnavailable(Exception):
+class RelayUnavailable(Unavailable):
     """The broker is unreachable; the watcher should come back later."""
 
 
@@ -206,14 +207,16 @@ class Relay:
     async def _repair_loop(self) -> None:
         while True:
             watchers = await self._repairs.get()
+            backoff = Backoff(0.1, 2.0)
             # Until the topic is whole, or nobody here watches it any more.
             while self.hub.topics.get(watchers.topic.key) is watchers:
                 try:
                     if await self._repair(watchers):
                         break
-                except (TopicUnavailable, RelayUnavailable) as e:
-                    log.warning("repair of %r postponed: %s", watchers.topic.key, e)
-                    await asyncio.sleep(0.2)
+                except Unavailable as e:
+                    delay = backoff.next_s()
+                    log.warning("repair of %r postponed %.1fs: %s", watchers.topic.key, delay, e)
+                    await asyncio.sleep(delay)
 
     async def _repair(self, watchers: Watchers) -> bool:
         await self._until_subscribed(watchers)

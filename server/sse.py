@@ -9,14 +9,14 @@ from contextlib import suppress
 from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, Field
 
+from jobcast.errors import AlreadyEnded
 from jobcast.server.api import JOB_ID
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
-from jobcast.server.relay import RelayUnavailable
-from jobcast.server.topics import AlreadyEnded, BadPosition, JobNotFound, Topic
+from jobcast.server.topics import BadPosition, Topic
 from jobcast.server.wire import comment, direct_writer, sse_fast_path, sse_text
 
 routes = web.RouteTableDef()
@@ -103,13 +103,9 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     sub = Subscription(topic, outbox, since, epoch)
     try:
         catch_up = await relay.join(sub, since)
-    except JobNotFound as e:
-        raise Problem(404, f"no job {e}", slug="not-found") from None
     except AlreadyEnded:
-        # 204 tells EventSource to stop reconnecting.
+        # 204 tells EventSource to stop reconnecting. (Other errors answer as problems.)
         return web.Response(status=204)
-    except RelayUnavailable as e:
-        raise Problem(503, str(e), slug="unavailable", headers={"Retry-After": "2"}) from None
     # Joined: from here on, leaving is certain (a context manager would cost every idle watcher
     # a generator object for as long as it stays connected).
     streams = request.app[STREAMS]

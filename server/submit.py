@@ -14,11 +14,10 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
 from jobcast.protocol import Priority, dumps, loads
-from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json, redis_unavailable
+from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
 from jobcast.server.openapi import (
     BINARY,
@@ -163,8 +162,6 @@ async def submit(
         raise Problem(
             409, f"only failed or cancelled jobs can be retried; this one is {e.state}", slug="conflict"
         ) from None
-    except RedisError as e:
-        raise redis_unavailable(e) from None
 
 
 def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:

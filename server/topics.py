@@ -16,22 +16,19 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
+from jobcast.errors import AlreadyEnded, JobNotFound, Unavailable
 from jobcast.feed import feed_page, feed_snapshot
 from jobcast.protocol import parse_feed_id, split_feed_record, split_record
 from jobcast.server.events import Event
 from jobcast.store import JobStore
 
 
-class JobNotFound(Exception):
-    pass
-
-
-class AlreadyEnded(Exception):
-    """The watcher has seen the job's terminal event: nothing more will come."""
-
-
-class TopicUnavailable(Exception):
+class TopicUnavailable(Unavailable):
     """The topic's history cannot be read now (its broker is unreachable)."""
+
+
+# What a watcher resuming at the job's last event is told: nothing more will come.
+SEEN_THE_END = "the job has ended and you have seen its last event"
 
 
 class BadPosition(ValueError):
@@ -127,7 +124,7 @@ class JobTopic(KeyedTopic):
         if replay is None:
             raise JobNotFound(self.job_id)
         if since is not None and replay.terminal and since == replay.head_seq:
-            raise AlreadyEnded(self.job_id)
+            raise AlreadyEnded(SEEN_THE_END)
         if replay.needs_snapshot:
             return Opening(Event.snapshot(replay.snapshot), [])
         return Opening(None, self._events(replay.records))

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import loads, valid_epoch
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
@@ -16,9 +17,8 @@ from jobcast.server.events import Event
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
 from jobcast.server.openapi import Answer, Operation, operation
-from jobcast.server.problems import Problem
-from jobcast.server.relay import Relay, RelayUnavailable
-from jobcast.server.topics import AlreadyEnded, JobNotFound, Topic
+from jobcast.server.relay import Relay
+from jobcast.server.topics import Topic
 from jobcast.server.wire import direct_writer, ws_fast_path
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
@@ -26,6 +26,8 @@ from jobcast.tasks import cancel_and_wait
 routes = web.RouteTableDef()
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# The `code` of the error message that answers each domain error.
+ERROR_CODES = ((JobNotFound, "not_found"), (AlreadyEnded, "ended"), (Unavailable, "unavailable"))
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -92,6 +94,11 @@ class Connection:
         else:
             await self.cancel(job_id)
 
+    def _failed(self, error: JobcastError, topic: Topic) -> None:
+        """A domain error as an error message (the one place that maps them for WebSockets)."""
+        code = next((code for kind, code in ERROR_CODES if isinstance(error, kind)), "error")
+        self._error(code, str(error), topic)
+
     def _error(self, code: str, message: str, topic: Topic) -> None:
         self.outbox.put(Event.control({"type": "error", "code": code, "message": message, **topic.names}))
 
@@ -109,14 +116,8 @@ class Connection:
             catch_up = await self.relay.join(
                 sub, since, announce=Event.control({"type": "subscribed", **topic.names})
             )
-        except JobNotFound as e:
-            self._error("not_found", f"no job {e}", topic)
-            return
-        except AlreadyEnded:
-            self._error("ended", "the job has ended and you have seen its last event", topic)
-            return
-        except RelayUnavailable as e:
-            self._error("unavailable", str(e), topic)
+        except JobcastError as e:
+            self._failed(e, topic)
             return
         self.subs[topic] = sub
         try:
@@ -129,7 +130,7 @@ class Connection:
         except CatchUpFailed as e:
             self.subs.pop(topic, None)
             self.relay.leave(sub)
-            self._error("unavailable", str(e), topic)
+            self._failed(e, topic)
             return
         if sub.done:
             self.finished(topic)
@@ -137,9 +138,8 @@ class Connection:
     async def cancel(self, job_id: str) -> None:
         try:
             done = await cancel_job(self.store, job_id)
-        except Problem as problem:
-            code = {404: "not_found", 409: "ended", 503: "unavailable"}.get(problem.status, "error")
-            self.outbox.put(error(code, problem.detail, job_id))
+        except JobcastError as e:
+            self._failed(e, self.relay.broker.job(job_id))
             return
         # The `cancelled` event itself reaches whoever watches the job.
         self.outbox.put(Event.control({"type": "cancel_accepted", "job_id": job_id, "status": done.status}))

@@ -1,0 +1,25 @@
+"""Domain errors: what went wrong, in jobcast's terms, whoever asked.
+
+The web answers each with a problem document (`problem_for` in server/problems.py, the one place
+that knows HTTP statuses) and the WebSocket with an error message (`ERROR_CODES` in server/ws.py).
+"""
+
+from __future__ import annotations
+
+
+class JobcastError(Exception):
+    """Base of jobcast's domain errors; `str(error)` is a message fit for a client."""
+
+
+class JobNotFound(JobcastError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
+class AlreadyEnded(JobcastError):
+    """The job has ended: it cannot be cancelled, or the watcher has seen its last event."""
+
+
+class Unavailable(JobcastError):
+    """A store or broker jobcast needs cannot be reached now; try again shortly."""
