@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import ipaddress
 import logging
 import os
 import sys
@@ -51,6 +52,7 @@ def run_web(args: argparse.Namespace) -> None:
     from jobcast.server.app import create_app
 
     settings = _settings(args)
+    check_exposure(settings)
     _use_uvloop()
     app = create_app(settings)
     app.on_startup.append(_quiet_gc)
@@ -68,6 +70,39 @@ def run_web(args: argparse.Namespace) -> None:
             "jobcast web listening on http://%s:%s", settings.host, settings.port
         ),
     )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Single-user mode (no secret) only where nobody else can connect."""
+    log = logging.getLogger("jobcast")
+    if settings.secret is not None:
+        log.info("owner mode: each job is seen by its owner and admins only")
+        return
+    if not is_loopback(settings.host):
+        raise SystemExit(
+            f"jobcast web: refusing to listen on {settings.host} without JOBCAST_SECRET: single-user mode "
+            "shows every job to everyone, so it is for loopback only (see docs/security.md)"
+        )
+    log.info(
+        "single-user mode (no JOBCAST_SECRET): every job is visible to whoever reaches %s", settings.host
+    )
+
+
+def run_new_key(args: argparse.Namespace) -> None:
+    from jobcast.server.auth import new_api_key
+
+    key, digest = new_api_key()
+    print(f"key (give it to the client; it is not stored anywhere): {key}")
+    print(f"add to JOBCAST_API_KEYS: {args.name}:{args.role}:{digest}")
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -93,6 +128,7 @@ def run_dev(args: argparse.Namespace) -> None:
         print(f"started a private Redis at {redis.url} (data in {redis.data_dir})", flush=True)
     env.setdefault("JOBCAST_FILES_DIR", str(Path(args.data_dir) / "files"))
     me = [sys.executable, "-m", "jobcast"]
+    check_exposure(settings)
     web_cmd = [*me, "web", "--host", settings.host, "--port", str(settings.port)]
     children = [Child("worker", [*me, "worker"], env), Child("web", web_cmd, env)]
     host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
@@ -147,9 +183,14 @@ def main(argv: list[str] | None = None) -> None:
         ("worker", run_worker, "an arq worker that runs jobs"),
         ("dev", run_dev, "everything in one command, with a private Redis unless REDIS_URL is set"),
         ("watch", run_watch, "follow a job until it ends (a progress bar with jobcast[cli])"),
+        ("new-key", run_new_key, "make an API key, and the JOBCAST_API_KEYS entry that admits it"),
     ):
         cmd = commands.add_parser(name, help=help_)
         cmd.set_defaults(func=func)
+        if name == "new-key":
+            cmd.add_argument("name", help="who the key is for (a service's name; its jobs' owner)")
+            cmd.add_argument("role", choices=("service", "admin"))
+            continue
         if name == "watch":
             cmd.add_argument("job_id")
             cmd.add_argument("--url", default=None, help="the server (default: $JOBCAST_URL or this host's)")

@@ -28,26 +28,27 @@ class FeedPage:
         return epoch != self.epoch or self.page.misses(after)
 
 
-async def feed_page(store: JobStore, after: int, limit: int | None) -> FeedPage:
-    """The feed's epoch and head, and up to `limit` records after `after` (None: all)."""
-    keys = store.keys
+async def feed_page(store: JobStore, after: int, limit: int | None, owner: str | None = None) -> FeedPage:
+    """The feed's (every job's, or one owner's) epoch and head, and up to `limit` records after
+    `after` (None: all)."""
+    feed = store.keys.feed(owner)
     page = {"start": 0, "num": limit} if limit is not None else {}
     async with store.redis.pipeline(transaction=True) as pipe:
         # The epoch is created by whoever needs it first, reader or publisher, and never replaced.
-        pipe.hsetnx(keys.feed_position, "epoch", new_epoch())
-        pipe.hmget(keys.feed_position, ["seq", "epoch"])
-        pipe.zrange(keys.feed_history, 0, 0, withscores=True)
-        pipe.zrangebyscore(keys.feed_history, f"({after}", "+inf", **page)
+        pipe.hsetnx(feed.position, "epoch", new_epoch())
+        pipe.hmget(feed.position, ["seq", "epoch"])
+        pipe.zrange(feed.history, 0, 0, withscores=True)
+        pipe.zrangebyscore(feed.history, f"({after}", "+inf", **page)
         _, (head, epoch), oldest, records = await pipe.execute()
     oldest_seq = int(oldest[0][1]) if oldest else None
     return FeedPage(epoch.decode(), HistoryPage(int(head or 0), records, oldest_seq))
 
 
-async def feed_snapshot(store: JobStore) -> dict[str, Any]:
+async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, Any]:
     """What a feed watcher needs instead of missed events: the newest jobs, as of `feed_seq`.
 
     The head is read first, so the jobs are at least that fresh; events after it are delivered
     too, and a client skips those its job snapshots already include (by each job's seq)."""
-    position = await feed_page(store, 0, 0)
-    page = await list_jobs(store, state=None, kind=None, limit=SNAPSHOT_JOBS, cursor=None)
+    position = await feed_page(store, 0, 0, owner)
+    page = await list_jobs(store, state=None, kind=None, owner=owner, limit=SNAPSHOT_JOBS, cursor=None)
     return {"type": "snapshot", "feed_seq": position.page.head, "epoch": position.epoch, "jobs": page.jobs}

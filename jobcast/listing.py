@@ -11,6 +11,7 @@ import base64
 import math
 from typing import Any
 
+from jobcast.protocol import Keys
 from jobcast.store import JobStore, Page, build_snapshot
 
 # How many index entries one request examines at most, as a multiple of the page size.
@@ -38,12 +39,33 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise BadCursor("malformed cursor") from None
 
 
+def _index(
+    keys: Keys, state: str | None, kind: str | None, owner: str | None, submitted_by: str | None
+) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The index to walk, and the record fields each job found there must still match."""
+    if owner is not None or submitted_by is not None:
+        filters = [(b"state", state), (b"kind", kind)]
+        index = keys.index_owner(owner) if owner is not None else keys.index_submitted_by(submitted_by or "")
+        return index, [(f, v.encode()) for f, v in filters if v]
+    if state:
+        return keys.index_state(state), [(b"kind", kind.encode())] if kind else []
+    return (keys.index_kind(kind) if kind else keys.index_all), []
+
+
 async def list_jobs(
-    store: JobStore, *, state: str | None, kind: str | None, limit: int, cursor: str | None
+    store: JobStore,
+    *,
+    state: str | None,
+    kind: str | None,
+    limit: int,
+    cursor: str | None,
+    owner: str | None = None,
+    submitted_by: str | None = None,
 ) -> Page:
+    """Jobs newest first: every job, one owner's, or those a service submitted; by state, by
+    kind, or both."""
     keys = store.keys
-    index = keys.index_state(state) if state else keys.index_kind(kind) if kind else keys.index_all
-    check_kind = kind if state and kind else None
+    index, wanted = _index(keys, state, kind, owner, submitted_by)
     max_score: float | str = "+inf"
     after_id: str | None = None
     if cursor:
@@ -75,7 +97,7 @@ async def list_jobs(
             last = (score, member.decode())
             if not raw:
                 continue  # expired; the index forgets it at the next submission
-            if check_kind and raw.get(b"kind", b"").decode() != check_kind:
+            if any(raw.get(field) != value for field, value in wanted):
                 continue
             jobs.append(build_snapshot(member.decode(), raw, store.links))
             if len(jobs) == limit:

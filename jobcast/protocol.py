@@ -98,6 +98,13 @@ class Keys:
     def index_kind(self, kind: str) -> str:
         return f"{self.prefix}:index:kind:{kind}"
 
+    def index_owner(self, owner: str) -> str:
+        return f"{self.prefix}:index:owner:{owner}"
+
+    def index_submitted_by(self, service: str) -> str:
+        """The jobs a service key submitted for its users."""
+        return f"{self.prefix}:index:submitted-by:{service}"
+
     @property
     def index_clock(self) -> str:
         """The last index score given out (see `clock_score` in jobcast/lua/common.lua)."""
@@ -163,20 +170,24 @@ class Keys:
         """Published on when a job becomes due, so idle workers poll at once."""
         return f"{self.prefix}:wake"
 
-    # The dashboard feed: every job's events on one channel; state changes numbered by a feed seq
-    # and kept (capped) for resuming.
+    def feed(self, owner: str | None = None) -> FeedKeys:
+        """The dashboard feed: every job's events (None), or one owner's jobs' events."""
+        base = f"{self.prefix}:feed" if owner is None else f"{self.prefix}:owner-feed:{owner}"
+        return FeedKeys(base, f"{base}:history", f"{base}:position")
+
     @property
     def feed_channel(self) -> str:
-        return f"{self.prefix}:feed"
+        return self.feed().channel
 
-    @property
-    def feed_history(self) -> str:
-        return f"{self.prefix}:feed:history"
 
-    @property
-    def feed_position(self) -> str:
-        """A hash: the feed's last `seq` and its `epoch` (which changes when the feed is lost)."""
-        return f"{self.prefix}:feed:position"
+@dataclass(frozen=True, slots=True)
+class FeedKeys:
+    """A feed's channel, its history (state changes by feed seq, capped, for resuming) and its
+    position (a hash: the last `seq` and the `epoch`, which changes when the feed is lost)."""
+
+    channel: str
+    history: str
+    position: str
 
 
 def utcnow() -> datetime:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A path of one or more segments, without a trailing slash ("" for the root).
@@ -144,6 +145,37 @@ class Settings(BaseSettings):
     cpu_processes: int = Field(
         default=0, ge=0, description="Processes for CPU-bound kinds (aggregate); 0: one per core."
     )
+
+    # Owners and access (docs/security.md)
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; setting it turns owners on: each job is seen and touched by "
+        "its owner and admins only. Every web process of a deployment shares it. Without it jobcast is "
+        "single-user (every job visible to everyone) and `jobcast web` listens on loopback only.",
+    )
+    old_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description='Secrets being rotated out, as JSON (`["old"]`): cookies they signed still hold.',
+    )
+    api_keys: str = Field(
+        default="",
+        description="API keys, comma separated, each `name:role:sha256` (role `service` or `admin`; the "
+        "key's SHA-256 in hex, never the key itself). `jobcast new-key NAME ROLE` makes one.",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Other origins (`https://app.example.com`, comma separated) whose pages may open "
+        "WebSockets here, make state-changing requests and read snapshots and streams; by default only "
+        "this server's own pages may.",
+    )
+    session_max_age_s: int = Field(
+        default=400 * 24 * 3600, ge=60, description="How long a browser keeps its anonymous identity."
+    )
+    admin_session_s: int = Field(default=12 * 3600, ge=60, description="How long an admin login lasts.")
+
+    @cached_property
+    def cors_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @model_validator(mode="after")
     def _delays_within_retention(self) -> Settings:

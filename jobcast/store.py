@@ -94,6 +94,8 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links
         "error": json_field("error"),
         "retry_of": text("retry_of"),
         "retried_by": text("retried_by"),
+        "owner": text("owner"),
+        "submitted_by": text("submitted_by"),
         "last_event_id": int(fields.get("seq", b"0")),
         "links": links(job_id),
     }
@@ -142,6 +144,7 @@ class JobRecord:
     cancel_requested: bool
     request_id: str | None = None
     priority: str = Priority.DEFAULT.value
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +220,20 @@ class JobStore:
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
 
-    def event_keys(self, job_id: str) -> dict[str, str]:
-        """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua)."""
-        return {
+    def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
+        """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua):
+        with an owner, the owner's feed too."""
+        keys = {
             "job": self.keys.job(job_id),
             "history": self.keys.history(job_id),
             "channel": self.keys.channel(job_id),
         }
+        if owner is not None:
+            feed = self.keys.feed(owner)
+            keys.update(
+                owner_feed=feed.channel, owner_feed_history=feed.history, owner_feed_position=feed.position
+            )
+        return keys
 
     @staticmethod
     def _event_fields(
@@ -251,12 +261,11 @@ class JobStore:
             for item in pair
         ]
 
-    async def publish(self, job_id: str, type_: EventType, **fields: Any) -> int:
-        """Publish one event; returns its seq, or 0 if refused (job ended or attempt stale).
-        `fields` are those of `event`."""
-        answer = await self.scripts.call(
-            "publish", self.event_keys(job_id), **self.event(job_id, type_, **fields)
-        )
+    async def publish(self, job_id: str, type_: EventType, *, owner: str | None = None, **fields: Any) -> int:
+        """Publish one event of a job (of `owner`); returns its seq, or 0 if refused (job ended or
+        attempt stale). `fields` are those of `event`."""
+        keys = self.event_keys(job_id, owner)
+        answer = await self.scripts.call("publish", keys, **self.event(job_id, type_, **fields))
         return int(answer["seq"]) if answer.status is Status.PUBLISHED else 0
 
     def event(
@@ -299,6 +308,8 @@ class JobStore:
         idempotency_key: str | None = None,
         retry_of: str | None = None,
         request_id: str | None = None,
+        owner: str | None = None,
+        submitted_by: str | None = None,
     ) -> dict[str, Any]:
         """Submit a job: the record, its `queued` event, its indexes, its place in the queue and
         arq's payload in one script, so a job is either fully submitted or not at all. Returns the
@@ -316,21 +327,15 @@ class JobStore:
             "max_attempts": submission.max_attempts,
             "created_at": ts,
         }
-        if submission.delay_s:
-            record["run_at"] = isoformat(run_at)
-        if retry_of:
-            record["retry_of"] = retry_of
-        if request_id:
-            record["request_id"] = request_id
-        keys = {
-            **self.event_keys(job_id),
-            "kind_index": self.keys.index_kind(submission.kind),
-            "arq_job": self.keys.arq_job(job_id),
+        optional = {
+            "run_at": isoformat(run_at) if submission.delay_s else None,
+            "retry_of": retry_of,
+            "request_id": request_id,
+            "owner": owner,
+            "submitted_by": submitted_by,
         }
-        if idempotency_key is not None:
-            keys["idempotency"] = self.keys.idempotency(hashlib.sha256(idempotency_key.encode()).hexdigest())
-        if retry_of:
-            keys["original"] = self.keys.job(retry_of)
+        record.update({name: value for name, value in optional.items() if value})
+        keys = self._create_keys(job_id, submission.kind, idempotency_key, retry_of, owner, submitted_by)
         fingerprint = submission.fingerprint()
         answer = await self.scripts.call(
             "create",
@@ -360,13 +365,41 @@ class JobStore:
         raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
         return build_snapshot(job_id, raw, self.links)
 
+    def _create_keys(
+        self,
+        job_id: str,
+        kind: str,
+        idempotency_key: str | None,
+        retry_of: str | None,
+        owner: str | None,
+        submitted_by: str | None,
+    ) -> dict[str, str]:
+        """The create script's keys (see create.lua); optional ones only when they apply."""
+        keys = {
+            **self.event_keys(job_id, owner),
+            "kind_index": self.keys.index_kind(kind),
+            "arq_job": self.keys.arq_job(job_id),
+        }
+        if idempotency_key is not None:
+            # Scoped to the owner: nobody can squat another owner's key.
+            scoped = f"{owner or ''}\n{idempotency_key}"
+            keys["idempotency"] = self.keys.idempotency(hashlib.sha256(scoped.encode()).hexdigest())
+        if retry_of:
+            keys["original"] = self.keys.job(retry_of)
+        if owner is not None:
+            keys["owner_index"] = self.keys.index_owner(owner)
+        if submitted_by is not None:
+            keys["via_index"] = self.keys.index_submitted_by(submitted_by)
+        return keys
+
     async def cancel(self, job_id: str) -> CancelOutcome:
         ts = now_iso()
         error = {"type": "Cancelled", "message": "cancelled on request"}
         head, tail = event_template(job_id, EventType.CANCELLED, attempt=0, error=error, ts=ts)
         fields = self._event_fields(EventType.CANCELLED, ts, None, None, error, None)
+        owner = await self.redis.hget(self.keys.job(job_id), "owner")
         keys = {
-            **self.event_keys(job_id),
+            **self.event_keys(job_id, owner.decode() if owner else None),
             "arq_job": self.keys.arq_job(job_id),
             "arq_retry": self.keys.arq_retry(job_id),
         }
@@ -384,7 +417,7 @@ class JobStore:
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hmget(
             self.keys.job(job_id),
-            ["kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority"],
+            ["kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"],
         )
         if raw[0] is None:
             return None
@@ -396,6 +429,7 @@ class JobStore:
             cancel_requested=bool(raw[4]),
             request_id=raw[5].decode() if raw[5] else None,
             priority=raw[6].decode() if raw[6] else Priority.DEFAULT.value,
+            owner=raw[7].decode() if raw[7] else None,
         )
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:

@@ -29,9 +29,12 @@ STATE_PUBLISH_TRIES = 30
 class Progress:
     """Handed to job code as `ctx.progress`; also publishes the job's state changes."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, *, rate_hz: float) -> None:
+    def __init__(
+        self, store: JobStore, job_id: str, attempt: int, *, rate_hz: float, owner: str | None = None
+    ) -> None:
         self._store = store
         self._job_id = job_id
+        self._owner = owner
         self._attempt = attempt
         self._interval = 1.0 / rate_hz
         self._pending: tuple[float, float | None, str | None] | None = None
@@ -78,7 +81,9 @@ class Progress:
             return
         current, total, message = self._pending
         progress = progress_dict(current, total, message)
-        await self._store.publish(self._job_id, EventType.PROGRESS, attempt=self._attempt, progress=progress)
+        await self._store.publish(
+            self._job_id, EventType.PROGRESS, owner=self._owner, attempt=self._attempt, progress=progress
+        )
         # Only forget the value once it is in Redis, so a failed publish is retried.
         if self._pending == (current, total, message):
             self._pending = None
@@ -106,6 +111,7 @@ class Progress:
                 return await self._store.publish(
                     self._job_id,
                     type_,
+                    owner=self._owner,
                     attempt=self._attempt if fence is None else fence,
                     fence=fence,
                     progress=progress if progress is not None else self.latest,

@@ -109,7 +109,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     attempt = record.attempt + 1
     # Every line logged while this attempt runs (its tasks inherit the context) names it.
     log_context.set(context_text(job=job_id, attempt=attempt, request=record.request_id))
-    async with Progress(store, job_id, attempt, rate_hz=settings.progress_rate_hz) as progress:
+    progress_ = Progress(store, job_id, attempt, rate_hz=settings.progress_rate_hz, owner=record.owner)
+    async with progress_ as progress:
         kind = await _admit(ctx["kinds"], record, attempt, progress)
         if kind is None or not await progress.state(EventType.STARTED):
             return  # ended, or another worker started this attempt first

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from jobcast.errors import JobNotFound
 from jobcast.protocol import dumps, loads
+from jobcast.server.auth import principal
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
 from jobcast.server.openapi import Operation, build_document, json, operation
 from jobcast.server.problems import Problem
@@ -38,10 +39,11 @@ async def read_json(request: web.Request) -> Any:
 
 
 async def load_snapshot(request: web.Request, job_id: str | None = None) -> dict[str, Any]:
-    """The snapshot of the job named in the URL; raises JobNotFound."""
+    """The snapshot of the job named in the URL; raises JobNotFound (also for a job the asker may
+    not see)."""
     job_id = job_id or request.match_info["job_id"]
     snapshot = await request.app[STORE].snapshot(job_id)
-    if snapshot is None:
+    if snapshot is None or not principal(request).may_see(snapshot["owner"], snapshot["submitted_by"]):
         raise JobNotFound(job_id)
     return snapshot
 

@@ -14,8 +14,10 @@ from jobcast.files import FileStore
 from jobcast.kind import configure
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
-from jobcast.server import api, compat, control, metrics, pages, queries, results, sse, submit, ws
+from jobcast.server import api, compat, control, login, metrics, pages, queries, results, sse, submit, ws
+from jobcast.server.auth import AUTH, Auth, auth_middleware, send_cookie
 from jobcast.server.broker import RedisBroker
+from jobcast.server.headers import security_headers
 from jobcast.server.hub import OpenStreams
 from jobcast.server.keys import (
     FILES,
@@ -31,6 +33,7 @@ from jobcast.server.keys import (
 )
 from jobcast.server.links import job_links
 from jobcast.server.metrics import setup_metrics
+from jobcast.server.origins import cross_site_middleware
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
@@ -98,9 +101,13 @@ def setup(
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[request_id_middleware, problem_middleware, cross_site_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     app.on_response_prepare.append(send_request_id)
+    app.on_response_prepare.append(send_cookie)
+    app.on_response_prepare.append(security_headers)
+    app[AUTH] = Auth(settings)
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[FILES] = FileStore(settings.files_dir)
@@ -112,7 +119,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(heartbeat_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.
-    for module in (api, submit, control, queries, results, sse, ws, compat, metrics, pages):
+    for module in (api, submit, control, queries, results, sse, ws, compat, metrics, pages, login):
         app.add_routes(module.routes)
     setup_pages(app)
     setup_metrics(app)

@@ -41,8 +41,9 @@ class Broker(Protocol):
 
     def job(self, job_id: str) -> Topic: ...
 
-    @property
-    def feed(self) -> Topic: ...
+    def feed(self, owner: str | None = None) -> Topic:
+        """Every job's feed (None), or one owner's."""
+        ...
 
 
 class RedisBroker:
@@ -57,6 +58,5 @@ class RedisBroker:
     def job(self, job_id: str) -> Topic:
         return JobTopic(self._store, job_id)
 
-    @property
-    def feed(self) -> Topic:
-        return self._feed
+    def feed(self, owner: str | None = None) -> Topic:
+        return self._feed if owner is None else FeedTopic(self._store, owner)

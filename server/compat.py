@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobcast.protocol import Priority
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
+from jobcast.server.auth import OWNER, Role, owner_for, principal
 from jobcast.server.keys import KINDS, SETTINGS
 from jobcast.server.openapi import JSON, Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
@@ -75,7 +78,10 @@ async def post_report(request: web.Request) -> web.Response:
         priority=Priority.DEFAULT,
         max_attempts=kind.max_attempts,
     )
-    job = (await submit(request.app, submission)).snapshot
+    # A service key submits for the article's userId; a browser user, for itself.
+    who = principal(request)
+    named = report.user_id if who.role is not Role.USER and re.fullmatch(OWNER, report.user_id) else None
+    job = (await submit(request.app, submission, owner=owner_for(request, named))).snapshot
     status_url = f"{request.app[SETTINGS].url_prefix}/reports/status/{job['id']}"
     return json_response(
         {"status": "Processing initiated", "correlationId": job["id"], "statusUrl": status_url},

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from jobcast.errors import AlreadyEnded, JobNotFound, Unavailable
 from jobcast.server.api import JOB_ID, json_response
+from jobcast.server.auth import Principal, check_visible, principal
 from jobcast.server.keys import STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.schemas import JobSnapshot
@@ -26,9 +27,10 @@ class Cancelled:
     snapshot: dict[str, Any]
 
 
-async def cancel_job(store: JobStore, job_id: str) -> Cancelled:
-    """Cancel a job; raises JobNotFound, AlreadyEnded or Unavailable."""
+async def cancel_job(store: JobStore, job_id: str, who: Principal) -> Cancelled:
+    """Cancel a job (if `who` may see it); raises JobNotFound, AlreadyEnded or Unavailable."""
     try:
+        await check_visible(store, who, job_id)
         outcome = await store.cancel(job_id)
         snapshot = await store.snapshot(job_id)
     except RedisError as e:
@@ -52,5 +54,5 @@ async def cancel_job(store: JobStore, job_id: str) -> Cancelled:
     )
 )
 async def cancel(request: web.Request) -> web.Response:
-    done = await cancel_job(request.app[STORE], request.match_info["job_id"])
+    done = await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
     return json_response(done.snapshot, status=200 if done.status == "cancelled" else 202)

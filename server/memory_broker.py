@@ -143,8 +143,7 @@ class MemoryBroker:
     def job(self, job_id: str) -> MemoryTopic:
         return MemoryTopic(self, job_id)
 
-    @property
-    def feed(self) -> MemoryTopic:
+    def feed(self, owner: str | None = None) -> MemoryTopic:
         raise NotImplementedError("the memory broker models jobs only")
 
     def publish(self, job_id: str, type_: bytes = b"progress") -> int:

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from jobcast.server.auth import require_admin
 from jobcast.server.keys import RELAY, STREAMS
 from jobcast.server.openapi import TEXT, Answer, Operation, operation
 
@@ -64,5 +65,6 @@ def setup_metrics(app: web.Application) -> None:
     )
 )
 async def metrics(request: web.Request) -> web.Response:
+    require_admin(request)
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from jobcast.listing import ids_starting_with, list_jobs
 from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.server.api import JOB_ID, load_snapshot
+from jobcast.server.auth import owner_for, principal
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
 from jobcast.server.keys import KINDS, SETTINGS, STORE
@@ -64,9 +65,14 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     if kind not in app[KINDS]:
         kind = None
     store = app[STORE]
-    recent = await list_jobs(store, state=state, kind=kind, limit=RECENT_JOBS, cursor=None)
-    failed = await list_jobs(store, state=State.FAILED, kind=None, limit=FAILED_JOBS, cursor=None)
-    counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s)
+    who = principal(request)
+    owner = None if who.sees_all else who.owner
+    recent = await list_jobs(store, state=state, kind=kind, owner=owner, limit=RECENT_JOBS, cursor=None)
+    failed = await list_jobs(
+        store, state=State.FAILED, kind=None, owner=owner, limit=FAILED_JOBS, cursor=None
+    )
+    # The counters cover every job: an operator's (admin's) view only.
+    counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s) if who.sees_all else None
     kinds = list(app[KINDS].values())
     return {
         "kinds": kinds,
@@ -154,7 +160,7 @@ async def submit_form(request: web.Request) -> web.Response:
                 raise validation_problem(e) from None
             submission = validate(app, request_)
             require_upload(app, submission)
-            job = (await submit(app, submission, job_id=job_id)).snapshot
+            job = (await submit(app, submission, job_id=job_id, owner=owner_for(request, None))).snapshot
     except Problem as problem:
         if wants_json(request) or problem.status != 422:
             raise
@@ -200,6 +206,16 @@ async def job_page(request: web.Request) -> web.Response:
 
 async def full_job_page(request: web.Request, short: str) -> str:
     matches = await ids_starting_with(request.app[STORE], short)
+    who = principal(request)
+    if not who.sees_all:
+        store = request.app[STORE]
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for job_id in matches:
+                pipe.hget(store.keys.job(job_id), "owner")
+            owners = await pipe.execute()
+        matches = [
+            m for m, o in zip(matches, owners, strict=True) if o is not None and o.decode() == who.owner
+        ]
     if not matches:
         raise Problem(404, f"no job id starts with {short}", slug="not-found")
     if len(matches) > 1:
@@ -218,7 +234,7 @@ async def full_job_page(request: web.Request, short: str) -> str:
     )
 )
 async def cancel_form(request: web.Request) -> web.Response:
-    await cancel_job(request.app[STORE], request.match_info["job_id"])
+    await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
     prefix = request.app[SETTINGS].url_prefix
     raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}")
 

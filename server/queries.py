@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
 from jobcast.server.api import json_response
+from jobcast.server.auth import principal, require_admin
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
@@ -51,8 +52,15 @@ async def jobs(request: web.Request) -> web.Response:
             errors=[{"field": "query.kind", "message": "unknown kind", "code": "unknown"}],
         )
     try:
+        owner, submitted_by = principal(request).lists
         page = await list_jobs(
-            request.app[STORE], state=query.state, kind=query.kind, limit=query.limit, cursor=query.cursor
+            request.app[STORE],
+            state=query.state,
+            kind=query.kind,
+            owner=owner,
+            submitted_by=submitted_by,
+            limit=query.limit,
+            cursor=query.cursor,
         )
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"
@@ -70,6 +78,7 @@ async def jobs(request: web.Request) -> web.Response:
     )
 )
 async def get_stats(request: web.Request) -> web.Response:
+    require_admin(request)
     settings = request.app[SETTINGS]
     body = await stats(request.app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
     return json_response(body)

@@ -61,6 +61,8 @@ class JobSnapshot(Closed):
     error: ErrorInfo | None
     retry_of: str | None
     retried_by: str | None
+    owner: str | None = Field(description="Who the job belongs to (owner mode; null when single-user).")
+    submitted_by: str | None = Field(description="The service (API key) that submitted it for its owner.")
     last_event_id: int = Field(description="The seq of the job's last event.")
     links: JobLinks
 

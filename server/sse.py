@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from jobcast.errors import AlreadyEnded
 from jobcast.server.api import JOB_ID
+from jobcast.server.auth import check_visible, principal
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
-from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STREAMS
+from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
 from jobcast.server.topics import BadPosition, Topic
@@ -75,7 +76,9 @@ RESUME = {"Last-Event-ID": "Resume after this event (see docs/api.md, Resuming)"
     )
 )
 async def job_events(request: web.Request) -> web.StreamResponse:
-    return await stream(request, request.app[RELAY].broker.job(request.match_info["job_id"]))
+    job_id = request.match_info["job_id"]
+    await check_visible(request.app[STORE], principal(request), job_id)
+    return await stream(request, request.app[RELAY].broker.job(job_id))
 
 
 @routes.get("/api/events")
@@ -92,7 +95,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 async def feed_events(request: web.Request) -> web.StreamResponse:
     """The dashboard feed: every job's state changes (id: the feed seq) and live progress (no id),
     one stream per page however many jobs it shows."""
-    return await stream(request, request.app[RELAY].broker.feed)
+    who = principal(request)
+    return await stream(request, request.app[RELAY].broker.feed(None if who.sees_all else who.owner))
 
 
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:

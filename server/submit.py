@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobcast.files import safe_name
 from jobcast.protocol import Priority, dumps, loads
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
+from jobcast.server.auth import OWNER, owner_for
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
 from jobcast.server.openapi import (
     BINARY,
@@ -56,6 +57,12 @@ class SubmitRequest(BaseModel):
         default=Priority.DEFAULT, description="Waiting jobs of higher priority start first."
     )
     delay_s: float = Field(default=0, ge=0, description="Keep the job queued this long before it may start.")
+    owner: str | None = Field(
+        default=None,
+        pattern=OWNER,
+        description="Owner mode: the end user a service (or admin) API key submits for; others' own "
+        "jobs are theirs.",
+    )
 
 
 @dataclass(slots=True)
@@ -127,15 +134,24 @@ async def submit(
     job_id: str | None = None,
     key: str | None = None,
     retry_of: str | None = None,
+    owner: tuple[str | None, str | None] = (None, None),
 ) -> Submitted:
-    """Create the job, or answer with the right problem (409, 422, 429, 503)."""
+    """Create the job (for `owner`: who owns it and the service that submitted it for them, in
+    owner mode), or answer with the right problem (409, 422, 429,
+    503)."""
     store = app[STORE]
     job_id = job_id or uuid.uuid4().hex
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
         created = await store.create(
-            job_id, submission, idempotency_key=key, retry_of=retry_of, request_id=current_request_id.get()
+            job_id,
+            submission,
+            idempotency_key=key,
+            retry_of=retry_of,
+            request_id=current_request_id.get(),
+            owner=owner[0],
+            submitted_by=owner[1],
         )
         return Submitted(created)
     except IdempotentReplay as replay:
@@ -316,14 +332,19 @@ SUBMITTED = {
 async def submit_job(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     if request.content_type != "multipart/form-data":
-        submission = validate(request.app, parse_request(await read_json(request)))
+        body = parse_request(await read_json(request))
+        submission = validate(request.app, body)
         require_upload(request.app, submission)
-        return (await submit(request.app, submission, key=key)).response()
+        return (
+            await submit(request.app, submission, key=key, owner=owner_for(request, body.owner))
+        ).response()
     job_id = uuid.uuid4().hex
     async with discard_files_unless_created(request.app, job_id):
-        submission = validate(request.app, await read_multipart(request, job_id))
+        body = await read_multipart(request, job_id)
+        submission = validate(request.app, body)
         require_upload(request.app, submission)
-        submitted = await submit(request.app, submission, job_id=job_id, key=key)
+        owner = owner_for(request, body.owner)
+        submitted = await submit(request.app, submission, job_id=job_id, key=key, owner=owner)
     if submitted.replayed:  # the job named by the key already has its upload
         shutil.rmtree(request.app[FILES].job(job_id).root, ignore_errors=True)
     return submitted.response()
@@ -354,7 +375,9 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
             source = files.job(old["id"]).uploads
             if source.is_dir():
                 await asyncio.to_thread(shutil.copytree, source, files.job(job_id).uploads)
-        submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"])
+        # A retry belongs to the job's owner, whoever asks for it (the owner, or an admin).
+        owner = (old["owner"], old["submitted_by"])
+        submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"], owner=owner)
     if submitted.replayed:
         shutil.rmtree(files.job(job_id).root, ignore_errors=True)
     return submitted

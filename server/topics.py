@@ -147,14 +147,16 @@ class JobTopic(KeyedTopic):
 
 
 class FeedTopic(KeyedTopic):
-    """Every job's state changes, numbered by feed seq within an epoch, and live progress."""
+    """Every job's state changes (or one owner's jobs'), numbered by feed seq within an epoch, and
+    live progress."""
 
-    __slots__ = ("store",)
+    __slots__ = ("owner", "store")
     names = {"feed": True}
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, owner: str | None = None) -> None:
         self.store = store
-        self.key = store.keys.feed_channel.encode()
+        self.owner = owner
+        self.key = store.keys.feed(owner).channel.encode()
 
     def event(self, payload: bytes) -> Event:
         return Event.feed(*split_feed_record(payload))
@@ -179,7 +181,7 @@ class FeedTopic(KeyedTopic):
 
     async def page(self, after: int, epoch: str | None, limit: int) -> Page:
         try:
-            feed = await feed_page(self.store, after, limit)
+            feed = await feed_page(self.store, after, limit, self.owner)
         except RedisError as e:
             raise TopicUnavailable(str(e)) from e
         if feed.misses(after, epoch):
@@ -188,6 +190,6 @@ class FeedTopic(KeyedTopic):
 
     async def snapshot(self) -> Event:
         try:
-            return Event.feed_snapshot(await feed_snapshot(self.store))
+            return Event.feed_snapshot(await feed_snapshot(self.store, self.owner))
         except RedisError as e:
             raise TopicUnavailable(str(e)) from e

@@ -11,12 +11,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import loads, valid_epoch
+from jobcast.server.auth import Principal, check_visible, principal
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
 from jobcast.server.events import Event
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
 from jobcast.server.openapi import Answer, Operation, operation
+from jobcast.server.origins import check_websocket_origin
 from jobcast.server.relay import Relay
 from jobcast.server.topics import Topic
 from jobcast.server.wire import direct_writer, ws_fast_path
@@ -46,7 +48,7 @@ class Connection:
     client costs no task of its own beyond aiohttp's handler.
     """
 
-    __slots__ = ("abort", "outbox", "relay", "sender", "store", "subs", "write_timeout_s", "ws")
+    __slots__ = ("abort", "outbox", "relay", "sender", "store", "subs", "who", "write_timeout_s", "ws")
 
     def __init__(
         self,
@@ -56,8 +58,10 @@ class Connection:
         buffer: int,
         abort: Callable[[], None],
         write_timeout_s: float,
+        who: Principal,
     ) -> None:
         self.ws = ws
+        self.who = who
         self.store = store
         self.abort = abort
         self.relay = relay
@@ -79,15 +83,22 @@ class Connection:
         kind = message.get("type")
         job_id = message.get("job_id")
         broker = self.relay.broker
-        if kind == "subscribe_feed":
-            await self.subscribe(broker.feed, message.get("last_event_id"), message.get("epoch"))
-        elif kind == "unsubscribe_feed":
-            self.unsubscribe(broker.feed)
+        if kind in ("subscribe_feed", "unsubscribe_feed"):
+            feed = broker.feed(None if self.who.sees_all else self.who.owner)
+            if kind == "subscribe_feed":
+                await self.subscribe(feed, message.get("last_event_id"), message.get("epoch"))
+            else:
+                self.unsubscribe(feed)
         elif kind not in ("subscribe", "unsubscribe", "cancel"):
             self.outbox.put(error("unknown_type", f"unknown message type {kind!r}"))
         elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             self.outbox.put(error("bad_message", "job_id must be a job id (32 hex digits)"))
         elif kind == "subscribe":
+            try:
+                await check_visible(self.store, self.who, job_id)
+            except JobNotFound as e:
+                self._failed(e, broker.job(job_id))
+                return
             await self.subscribe(broker.job(job_id), message.get("last_event_id"))
         elif kind == "unsubscribe":
             self.unsubscribe(broker.job(job_id))
@@ -137,7 +148,7 @@ class Connection:
 
     async def cancel(self, job_id: str) -> None:
         try:
-            done = await cancel_job(self.store, job_id)
+            done = await cancel_job(self.store, job_id, self.who)
         except JobcastError as e:
             self._failed(e, self.relay.broker.job(job_id))
             return
@@ -208,6 +219,7 @@ class Connection:
 )
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SETTINGS]
+    check_websocket_origin(request)
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_ping_interval_s, compress=False, max_msg_size=MAX_MESSAGE_BYTES
     )
@@ -221,6 +233,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         settings.watcher_buffer,
         transport.abort,
         settings.write_timeout_s,
+        principal(request),
     )
     # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
     # idle connection).

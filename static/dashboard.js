@@ -47,7 +47,8 @@ async function fetchJob(id) {
 // Counters: refreshed after state changes (at most twice a second) and every 5 s for workers.
 let statsTimer = null;
 function refreshStatsSoon() {
-  if (statsTimer) return;
+  // Counters are for operators: in owner mode only an admin's dashboard has them.
+  if (statsTimer || !document.getElementById("stats")) return;
   statsTimer = setTimeout(async () => {
     statsTimer = null;
     try {

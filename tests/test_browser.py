@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 from playwright.async_api import expect
 
-from tests.helpers import demo, get_json, submit
+from tests.helpers import demo, get_json, submit, watch_to_end
 
 TIMEOUT_MS = 30_000
 STATIC = Path(__file__).parent.parent / "static"
@@ -245,3 +245,33 @@ for (const transport of ["sse", "ws"]) {
   watchFeed({ transport, onState: (state) => { if (state !== "live") return; window["tries_" + transport] += 1; } });
 }
 </script>"""
+
+
+MARKUP = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+async def test_markup_in_a_jobs_params_and_messages_is_text_under_the_pages_csp(spawn, page) -> None:
+    web = spawn("web", JOBCAST_KINDS="tests.kinds_extra")
+    spawn("worker", JOBCAST_KINDS="tests.kinds_extra")
+    await web.wait_http()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security" in message.text else None,
+    )
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", {"kind": "echo", "params": {"text": MARKUP}})
+        await watch_to_end(session, job["id"], base=web.url)
+        async with session.get(web.url + "/") as response:
+            csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    # The message is the job's progress message: on the dashboard row and in the job's event log.
+    await page.goto(web.url + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator(".job").first).to_contain_text(MARKUP, timeout=TIMEOUT_MS)
+    await page.goto(f"{web.url}/jobs/{job['id']}")
+    await expect(page.locator("#log")).to_contain_text(MARKUP, timeout=TIMEOUT_MS)
+    assert await page.evaluate("() => window.pwned") is None
+    assert await page.locator("#log img, .job img").count() == 0
+    # The pages themselves run under the policy without breaking it.
+    assert violations == []

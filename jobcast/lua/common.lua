@@ -39,20 +39,27 @@ local function index_score()
   return clock_score(L.index_clock, NOW_MS)
 end
 
--- The next feed seq and the feed's epoch. Both live in one hash, so they are lost together (a
--- Redis that restarts empty, a FLUSHALL): the new epoch then tells a client that its feed id
--- belongs to a history that no longer exists. Readers create the epoch the same way (HSETNX).
-local function feed_next()
-  local fseq = redis.call('HINCRBY', L.feed_position, 'seq', 1)
-  local epoch = redis.call('HGET', L.feed_position, 'epoch')
+-- Append a state change to a feed (`f`: channel, history, position) and publish it. The feed seq
+-- and the feed's epoch live in one hash, so they are lost together (a Redis that restarts empty, a
+-- FLUSHALL): the new epoch then tells a client that its feed id belongs to a history that no
+-- longer exists. Readers create the epoch the same way (HSETNX).
+local function feed_append(f, etype, id, json)
+  local fseq = redis.call('HINCRBY', f.position, 'seq', 1)
+  local epoch = redis.call('HGET', f.position, 'epoch')
   if not epoch then
     epoch = string.format('%x', NOW_MS)
-    redis.call('HSET', L.feed_position, 'epoch', epoch)
+    redis.call('HSET', f.position, 'epoch', epoch)
   end
-  return fseq, epoch
+  local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
+    .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
+  redis.call('ZADD', f.history, fseq, frecord)
+  redis.call('ZREMRANGEBYRANK', f.history, 0, -(L.history_max + 1))
+  redis.call('PUBLISH', f.channel, frecord)
+  if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
 end
 
--- Publish one event of job `e.id` (keys `k.job`, `k.history`, `k.channel`): assign its seq,
+-- Publish one event of job `e.id` (keys `k.job`, `k.history`, `k.channel`, and in owner mode the
+-- owner's feed `k.owner_feed`, `k.owner_feed_history`, `k.owner_feed_position`): assign its seq,
 -- append it to history, update the record and the state indexes, PUBLISH it. `e.fence` guards
 -- attempts: for `started` it is the attempt the caller saw (compare-and-set: a second worker
 -- starting the same attempt is refused); for other events it is the caller's attempt (an older
@@ -82,17 +89,18 @@ local function publish(k, e)
     redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
   end
   redis.call('PUBLISH', k.channel, record)
-  -- The dashboard feed: every job's events on one channel. State changes get a feed seq and a
-  -- place in the feed's history (for resuming); progress is live only (it is superseded anyway).
+  -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).
+  -- State changes get a feed seq and a place in the feed's history (for resuming); progress is
+  -- live only (it is superseded anyway).
+  local feeds = {L.feed}
+  if k.owner_feed then
+    feeds[2] = {channel = k.owner_feed, history = k.owner_feed_history, position = k.owner_feed_position}
+  end
   if e.type == L.event.progress then
-    redis.call('PUBLISH', L.feed_channel, '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json)
+    local live = '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json
+    for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
   else
-    local fseq, epoch = feed_next()
-    local frecord = fseq .. '\n' .. e.type .. '\n' .. e.id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
-      .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
-    redis.call('ZADD', L.feed_history, fseq, frecord)
-    redis.call('ZREMRANGEBYRANK', L.feed_history, 0, -(L.history_max + 1))
-    redis.call('PUBLISH', L.feed_channel, frecord)
+    for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end
     redis.call('EXPIRE', k.job, L.retention_s)
     redis.call('EXPIRE', k.history, L.retention_s)
   end

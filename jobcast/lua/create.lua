@@ -2,7 +2,8 @@
 -- queue, arq's job payload and the `queued` event, all at once, so a job is either fully submitted
 -- or not at all.
 -- K: job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
---   original (the job this one retries, if any).
+--   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
+--   service that submitted it for its owner).
 -- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit (0: none),
 --   event (for `publish`), record (field/value pairs).
 -- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting), and for a
@@ -38,6 +39,8 @@ local score = index_score()
 redis.call('ZADD', L.index_all, score, id)
 redis.call('ZADD', L.index_ids, 0, id)
 redis.call('ZADD', K.kind_index, score, id)
+if K.owner_index then redis.call('ZADD', K.owner_index, score, id) end
+if K.via_index then redis.call('ZADD', K.via_index, score, id) end
 redis.call('ZADD', L.state_index[L.state.queued], score, id)
 -- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
 -- jobs, due at scattered times, take a plain counter as their fraction.
@@ -70,6 +73,8 @@ for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a ti
 end
 redis.call('ZREMRANGEBYSCORE', L.index_all, '-inf', horizon)
 redis.call('ZREMRANGEBYSCORE', K.kind_index, '-inf', horizon)
+if K.owner_index then redis.call('ZREMRANGEBYSCORE', K.owner_index, '-inf', horizon) end
+if K.via_index then redis.call('ZREMRANGEBYSCORE', K.via_index, '-inf', horizon) end
 for state in pairs(L.terminal) do
   redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
 end

@@ -1,0 +1,63 @@
+"""Requests from other web pages: what a browser may do on a user's behalf from another origin.
+
+A page elsewhere can make the user's browser send requests here, cookies included. So:
+- state-changing requests (every method but GET, HEAD and OPTIONS) must come from this origin or
+  an allowed one, as Go's `CrossOriginProtection` decides: an allowed `Origin` passes; otherwise
+  `Sec-Fetch-Site` (sent by every current browser) must say same-origin or none; failing that,
+  `Origin` must match the host. A request with neither header comes from no browser (curl, a
+  backend) and passes: in owner mode it still needs an API key to act on anything of someone else.
+- a WebSocket handshake is a GET, but opens a channel that reads jobs and cancels them: its
+  `Origin` must be this one or an allowed one (`JOBCAST_CORS_ORIGINS`).
+Either refusal is a 403 problem, before anything happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from jobcast.server.keys import SETTINGS
+from jobcast.server.problems import Problem
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def allowed_origins(request: web.Request) -> frozenset[str]:
+    return request.app[SETTINGS].cors_origin_set
+
+
+def same_origin(request: web.Request, origin: str) -> bool:
+    """Whether `origin` (scheme://host[:port]) names this server as the browser reached it."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+
+
+def from_elsewhere(request: web.Request) -> bool:
+    """The browser says this request was made by a page of another, not allowed, origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in allowed_origins(request):
+        return False
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    return origin is not None and not same_origin(request, origin)
+
+
+def check_websocket_origin(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in allowed_origins(request) and not same_origin(request, origin):
+        raise Problem(403, "WebSocket connections from this origin are not allowed", slug="cross-origin")
+
+
+@web.middleware
+async def cross_site_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in SAFE_METHODS and from_elsewhere(request):
+        raise Problem(403, "cross-site requests may not change anything here", slug="cross-origin")
+    return await handler(request)

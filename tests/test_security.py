@@ -1,0 +1,236 @@
+"""Owners, roles and browser protections, against real `jobcast web` and `jobcast worker`
+processes in owner mode (JOBCAST_SECRET set): nobody sees or touches a job that is not theirs, and
+no page elsewhere acts through a user's browser."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import demo, read_sse, watch_to_end
+
+ADMIN_KEY = "jc_admin-key-for-tests-0123456789"
+SERVICE_KEY = "jc_service-key-for-tests-0123456789"
+SECRET = "a-test-secret-that-signs-the-cookies"
+
+
+def key_entry(name: str, role: str, key: str) -> str:
+    return f"{name}:{role}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+@pytest.fixture
+async def owner_mode(spawn) -> Any:
+    web = spawn(
+        "web",
+        JOBCAST_SECRET=SECRET,
+        JOBCAST_API_KEYS=",".join(
+            [key_entry("ops", "admin", ADMIN_KEY), key_entry("shop", "service", SERVICE_KEY)]
+        ),
+        JOBCAST_CORS_ORIGINS="https://allowed.example",
+    )
+    spawn("worker")
+    await web.wait_http()
+    return web
+
+
+async def browser_session() -> aiohttp.ClientSession:
+    # unsafe: keep cookies for an IP address host (127.0.0.1), as a browser does.
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+@pytest.fixture
+async def browsers() -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
+    a, b = await browser_session(), await browser_session()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def status_of(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> int:
+    async with session.request(method, url, **kwargs) as response:
+        await response.read()
+        return response.status
+
+
+async def submitted(session: aiohttp.ClientSession, url: str, body: Any = None, **kwargs: Any) -> dict:
+    async with session.post(url + "/api/jobs", json=body or demo(3, 10), **kwargs) as response:
+        assert response.status == 202, await response.text()
+        return await response.json()
+
+
+async def test_an_owner_sees_and_touches_only_their_own_jobs_and_an_admin_all(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, b = browsers
+    job = await submitted(a, url)
+    done = await watch_to_end(a, job["id"], base=url)
+    assert done[-1]["type"] == "succeeded" and job["owner"].startswith("anon-")
+    jid = job["id"]
+    # Everything about A's job is "not found" for B: ids cannot be probed.
+    for method, path in [
+        ("GET", f"/api/jobs/{jid}"),
+        ("GET", f"/api/jobs/{jid}/events"),
+        ("GET", f"/api/jobs/{jid}/result"),
+        ("POST", f"/api/jobs/{jid}/cancel"),
+        ("POST", f"/api/jobs/{jid}/retry"),
+        ("GET", f"/jobs/{jid}"),
+        ("GET", f"/jobs/{jid[:8]}"),
+    ]:
+        assert await status_of(b, method, url + path) == 404, (method, path)
+    async with b.get(url + "/api/jobs") as response:
+        assert (await response.json())["jobs"] == []
+    async with b.ws_connect(url + "/api/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job_id": jid})
+        assert (await ws.receive_json())["code"] == "not_found"
+        await ws.send_json({"type": "cancel", "job_id": jid})
+        assert (await ws.receive_json())["code"] == "not_found"
+    # A can; so can an admin, who sees B's jobs as well.
+    assert await status_of(a, "GET", f"{url}/api/jobs/{jid}/result") == 200
+    other = await submitted(b, url)
+    async with aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin:
+        async with admin.get(url + "/api/jobs") as response:
+            listed = {j["id"] for j in (await response.json())["jobs"]}
+        assert {jid, other["id"]} <= listed
+        assert await status_of(admin, "GET", f"{url}/api/jobs/{jid}") == 200
+        assert await status_of(admin, "POST", f"{url}/api/jobs/{other['id']}/cancel") in (200, 202)
+    # A retry by its owner stays the owner's.
+    await watch_to_end(b, other["id"], base=url)
+    async with b.post(f"{url}/api/jobs/{other['id']}/retry") as response:
+        assert response.status == 202 and (await response.json())["owner"] == other["owner"]
+
+
+async def test_each_owner_feed_carries_only_their_jobs(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, b = browsers
+    mine = await submitted(a, url)
+    theirs = await submitted(b, url)
+    for job in (mine, theirs):
+        await watch_to_end(a if job is mine else b, job["id"], base=url)
+    (snapshot,) = await read_sse(a, url + "/api/events", stop_after=1)
+    assert [j["id"] for j in snapshot.data["jobs"]] == [mine["id"]]
+    # Resumed from the start of A's feed: A's job's state changes, and nothing of B's.
+    events = await read_sse(
+        a, url + "/api/events", headers={"Last-Event-ID": f"{snapshot.data['epoch']}:0"}, stop_after=3
+    )
+    assert {e.data["job_id"] for e in events} == {mine["id"]}
+    async with aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin:
+        (everything,) = await read_sse(admin, url + "/api/events", stop_after=1)
+    assert {mine["id"], theirs["id"]} <= {j["id"] for j in everything.data["jobs"]}
+
+
+async def test_a_service_key_names_the_owner_and_a_browser_cannot(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    async with aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as service:
+        job = await submitted(service, url, {**demo(2, 1), "owner": "user-42"})
+        assert (job["owner"], job["submitted_by"]) == ("user-42", "shop")
+        own = await submitted(service, url)
+        assert own["owner"] == "shop"
+        # The article's endpoint: userId is the owner.
+        async with service.post(url + "/reports", json={"userId": "user-7", "reportType": "sales"}) as r:
+            assert r.status == 202
+            status_url = (await r.json())["statusUrl"]
+        async with service.get(url + status_url) as r:
+            assert (await r.json())["owner"] == "user-7"
+        # It follows the jobs it submitted for its users, and lists them.
+        async with service.get(url + "/api/jobs") as r:
+            assert job["id"] in {j["id"] for j in (await r.json())["jobs"]}
+    async with a.post(url + "/api/jobs", json={**demo(2, 1), "owner": "user-42"}) as response:
+        assert response.status == 422
+        assert [e["field"] for e in (await response.json())["errors"]] == ["owner"]
+    stranger = aiohttp.ClientSession(headers=bearer("jc_not-a-key"))
+    async with stranger, stranger.get(url + "/api/jobs") as response:
+        assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_idempotency_keys_belong_to_their_owner(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, b = browsers
+    key = {"Idempotency-Key": "order-1"}
+    first = await submitted(a, url, headers=key)
+    # B using the same key gets a job of its own, not A's.
+    second = await submitted(b, url, headers=key)
+    assert second["id"] != first["id"]
+    async with a.post(url + "/api/jobs", json=demo(3, 10), headers=key) as response:
+        assert response.status == 200 and (await response.json())["id"] == first["id"]
+
+
+async def test_counters_and_metrics_are_for_admins(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    assert await status_of(a, "GET", url + "/api/stats") == 403
+    assert await status_of(a, "GET", url + "/metrics") == 403
+    async with a.get(url + "/") as page:
+        assert 'id="stats"' not in await page.text()
+    async with aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin:
+        assert await status_of(admin, "GET", url + "/api/stats") == 200
+        assert await status_of(admin, "GET", url + "/metrics") == 200
+
+
+async def test_an_operator_signs_in_with_an_admin_key(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    async with a.post(url + "/login", data={"key": SERVICE_KEY}) as refused:
+        assert refused.status == 401 and "not an admin API key" in await refused.text()
+    async with a.post(url + "/login", data={"key": ADMIN_KEY}, allow_redirects=False) as signed:
+        assert signed.status == 303
+        cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert await status_of(a, "GET", url + "/api/stats") == 200
+    async with a.get(url + "/") as page:
+        assert 'id="stats"' in await page.text()
+    assert await status_of(a, "POST", url + "/logout", allow_redirects=False) == 303
+    assert await status_of(a, "GET", url + "/api/stats") == 403
+    # Neither keys nor cookies reach the log.
+    log = owner_mode.log()
+    assert (
+        ADMIN_KEY not in log and SERVICE_KEY not in log and cookie.split(";")[0].split("=", 1)[1] not in log
+    )
+
+
+async def test_pages_elsewhere_cannot_act_through_the_browser(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    await submitted(a, url)  # the browser holds its identity
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+        async with a.post(url + "/api/jobs", json=demo(2, 1), headers=headers) as response:
+            assert response.status == 403, headers
+            assert response.headers["Content-Type"] == "application/problem+json"
+        form = aiohttp.FormData({"kind": "demo", "demo.steps": "2"})
+        assert await status_of(a, "POST", url + "/submit", data=form, headers=headers) == 403
+    async with a.get(url + "/api/jobs") as response:
+        assert len((await response.json())["jobs"]) == 1  # nothing was created
+    # The same page, or one the operator allowed, may.
+    for origin in (url, "https://allowed.example"):
+        async with a.post(url + "/api/jobs", json=demo(2, 1), headers={"Origin": origin}) as response:
+            assert response.status == 202, origin
+    assert (
+        await status_of(
+            a, "POST", url + "/api/jobs", json=demo(2, 1), headers={"Sec-Fetch-Site": "same-origin"}
+        )
+        == 202
+    )
+    # A WebSocket from a foreign origin is refused before the upgrade, cookie or not.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await a.ws_connect(url + "/api/ws", origin="https://evil.example")
+    assert refused.value.status == 403
+    async with a.ws_connect(url + "/api/ws", origin="https://allowed.example") as ws:
+        await ws.send_json({"type": "subscribe_feed"})
+        assert (await ws.receive_json()) == {"type": "subscribed", "feed": True}
+
+
+async def test_single_user_mode_listens_on_loopback_only(spawn) -> None:
+    exposed = spawn("web", JOBCAST_HOST="0.0.0.0")
+    assert await exposed.wait_exit() != 0
+    (line,) = [line for line in exposed.log().splitlines() if line.strip()]
+    assert "refusing to listen on 0.0.0.0 without JOBCAST_SECRET" in line
+    local = spawn("web")
+    await local.wait_http()
+    assert "single-user mode (no JOBCAST_SECRET)" in local.log()
