@@ -49,6 +49,7 @@ async def _quiet_gc(app: object) -> None:
 def run_web(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from jobcast.server.access_log import AccessLogger, access_logger
     from jobcast.server.app import create_app
 
     settings = _settings(args)
@@ -64,8 +65,8 @@ def run_web(args: argparse.Namespace) -> None:
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout_s,
         # One line per request, with the request id that the job's worker lines carry too.
-        access_log=logging.getLogger("jobcast.access"),
-        access_log_format='%a "%r" %s %b %Tfs request=%{X-Request-ID}o',
+        access_log=access_logger(),
+        access_log_class=AccessLogger,
         print=lambda *_: logging.getLogger("jobcast").info(
             "jobcast web listening on http://%s:%s", settings.host, settings.port
         ),

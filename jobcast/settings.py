@@ -168,6 +168,12 @@ class Settings(BaseSettings):
         "WebSockets here, make state-changing requests and read snapshots and streams; by default only "
         "this server's own pages may.",
     )
+    stream_token_ttl_s: int = Field(
+        default=3600,
+        ge=10,
+        description="How long a stream token (owner mode: watching one job or one owner's feed without a "
+        "cookie) lasts; clients refresh it before then.",
+    )
     session_max_age_s: int = Field(
         default=400 * 24 * 3600, ge=60, description="How long a browser keeps its anonymous identity."
     )

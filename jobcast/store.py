@@ -54,13 +54,13 @@ def json_deserializer(raw: bytes) -> Any:
     return loads(raw)
 
 
-# A job's URLs (`links` in its snapshot): the web server gives the store its own (server/links.py);
-# the data layer knows no URL shapes.
-Links = Callable[[str], dict[str, str]]
+# What the web adds to a job's snapshot: its URLs (`links`) and, in owner mode, a `stream_token`.
+# The web server gives the store its own (server/links.py); the data layer knows no URL shapes.
+Links = Callable[[str], dict[str, Any]]
 
 
-def no_links(job_id: str) -> dict[str, str]:
-    return {}
+def no_links(job_id: str) -> dict[str, Any]:
+    return {"links": {}, "stream_token": None}
 
 
 def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links
         "owner": text("owner"),
         "submitted_by": text("submitted_by"),
         "last_event_id": int(fields.get("seq", b"0")),
-        "links": links(job_id),
+        **links(job_id),
     }
 
 

@@ -14,7 +14,20 @@ from jobcast.files import FileStore
 from jobcast.kind import configure
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
-from jobcast.server import api, compat, control, login, metrics, pages, queries, results, sse, submit, ws
+from jobcast.server import (
+    api,
+    compat,
+    control,
+    login,
+    metrics,
+    pages,
+    queries,
+    results,
+    sse,
+    submit,
+    tokens,
+    ws,
+)
 from jobcast.server.auth import AUTH, Auth, auth_middleware, send_cookie
 from jobcast.server.broker import RedisBroker
 from jobcast.server.headers import security_headers
@@ -33,11 +46,12 @@ from jobcast.server.keys import (
 )
 from jobcast.server.links import job_links
 from jobcast.server.metrics import setup_metrics
-from jobcast.server.origins import cross_site_middleware
+from jobcast.server.origins import cors_middleware, cross_site_middleware, send_cors_headers
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
 from jobcast.server.request_ids import request_id_middleware, send_request_id
+from jobcast.server.tokens import TOKENS, StreamTokens
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
@@ -50,7 +64,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url, retries=settings.redis_retries, max_connections=settings.redis_max_connections
     )
     app[REDIS] = redis
-    app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix))
+    app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix, app[TOKENS]))
     app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
     yield
     await redis.aclose()
@@ -101,13 +115,21 @@ def setup(
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware, cross_site_middleware, auth_middleware],
+        middlewares=[
+            request_id_middleware,
+            problem_middleware,
+            cors_middleware,
+            cross_site_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app.on_response_prepare.append(send_request_id)
     app.on_response_prepare.append(send_cookie)
     app.on_response_prepare.append(security_headers)
+    app.on_response_prepare.append(send_cors_headers)
     app[AUTH] = Auth(settings)
+    app[TOKENS] = StreamTokens(settings)
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[FILES] = FileStore(settings.files_dir)
@@ -119,7 +141,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(heartbeat_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.
-    for module in (api, submit, control, queries, results, sse, ws, compat, metrics, pages, login):
+    for module in (api, submit, control, queries, results, sse, ws, tokens, compat, metrics, pages, login):
         app.add_routes(module.routes)
     setup_pages(app)
     setup_metrics(app)

@@ -12,10 +12,12 @@ from aiohttp import web
 
 from jobcast.server.auth import AUTH, SET_COOKIE, Principal, Role, new_anonymous, principal
 from jobcast.server.keys import SETTINGS
-from jobcast.server.openapi import HTML, PAGE, Answer, Operation, operation
+from jobcast.server.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
 
 routes = web.RouteTableDef()
+
+KEY_FORM = {"type": "object", "properties": {"key": TEXT}}
 
 
 def _owner_mode(request: web.Request) -> None:
@@ -45,15 +47,26 @@ async def login_page(request: web.Request) -> web.Response:
 @operation(
     Operation(
         "Sign in with an admin API key (form field `key`)",
-        {303: Answer("To the dashboard, signed in", headers=("Location",))},
-        problems=(401, 404),
+        {
+            303: Answer("To the dashboard, signed in", headers=("Location",)),
+            401: Answer("Not an admin API key: the page again, with a message", {HTML: PAGE}),
+        },
+        body={FORM: KEY_FORM},
+        problems=(400, 404, 415),
         tags=("pages",),
     )
 )
 async def login(request: web.Request) -> web.Response:
     _owner_mode(request)
     auth = request.app[AUTH]
-    form = await request.post()
+    if request.content_type != FORM:
+        raise Problem(
+            415, "send the form as application/x-www-form-urlencoded", slug="unsupported-media-type"
+        )
+    try:
+        form = await request.post()
+    except ValueError as e:
+        raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None
     key = form.get("key")
     who = auth.api_key(key) if isinstance(key, str) else None
     if who is None or who.role is not Role.ADMIN:

@@ -13,6 +13,7 @@ Either refusal is a 403 problem, before anything happens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -61,3 +62,37 @@ async def cross_site_middleware(request: web.Request, handler: Handler) -> web.S
     if request.method not in SAFE_METHODS and from_elsewhere(request):
         raise Problem(403, "cross-site requests may not change anything here", slug="cross-origin")
     return await handler(request)
+
+
+# What a page of an allowed origin may read or do without a cookie (it holds a stream token):
+# snapshots, streams, token renewal, and the JS client itself.
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
+CORS_PATHS = re.compile(r"/api/jobs/[0-9a-f]{32}(/events|/token)?|/api/events(/token)?|/static/jobcast\.js")
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS for `JOBCAST_CORS_ORIGINS` on the paths a page elsewhere needs (docs/security.md);
+    every other origin gets no CORS headers, so its pages cannot read the answers."""
+    origin = request.headers.get("Origin")
+    prefix = request.app[SETTINGS].url_prefix
+    path = request.path[len(prefix) :] if prefix and request.path.startswith(prefix) else request.path
+    if origin is None or origin not in allowed_origins(request) or not CORS_PATHS.fullmatch(path):
+        return await handler(request)
+    request[CORS_ORIGIN] = origin
+    if request.method == "OPTIONS":
+        preflight = {
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Last-Event-ID, Content-Type",
+            "Access-Control-Max-Age": "600",
+        }
+        return web.Response(status=204, headers=preflight)
+    return await handler(request)
+
+
+async def send_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: streams are prepared inside their handlers, so the headers go on here."""
+    origin = request.get(CORS_ORIGIN)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")

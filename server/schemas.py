@@ -35,7 +35,13 @@ class JobLinks(Closed):
     cancel: str
     retry: str
     result: str
+    token: str
     page: str
+
+
+class StreamToken(Closed):
+    stream_token: str
+    expires_at: float = Field(description="When it expires (Unix time, seconds).")
 
 
 class JobSnapshot(Closed):
@@ -63,6 +69,10 @@ class JobSnapshot(Closed):
     retried_by: str | None
     owner: str | None = Field(description="Who the job belongs to (owner mode; null when single-user).")
     submitted_by: str | None = Field(description="The service (API key) that submitted it for its owner.")
+    stream_token: str | None = Field(
+        description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "
+        "cookie, until it expires; `POST links.token` gives a fresh one."
+    )
     last_event_id: int = Field(description="The seq of the job's last event.")
     links: JobLinks
 

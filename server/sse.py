@@ -17,6 +17,7 @@ from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
+from jobcast.server.tokens import TOKENS, TokenRefused, refused
 from jobcast.server.topics import BadPosition, Topic
 from jobcast.server.wire import comment, direct_writer, sse_fast_path, sse_text
 
@@ -48,6 +49,9 @@ class ResumeQuery(BaseModel):
     """For clients that cannot set headers (the browser's EventSource on a first connect)."""
 
     last_event_id: str | None = Field(default=None, description="As the Last-Event-ID header")
+    token: str | None = Field(
+        default=None, description="Owner mode: a stream token, for a watcher without the owner's cookie"
+    )
 
 
 def stream_answer(what: str) -> Answer:
@@ -71,13 +75,21 @@ RESUME = {"Last-Event-ID": "Resume after this event (see docs/api.md, Resuming)"
         },
         query=ResumeQuery,
         headers=RESUME,
-        problems=(400, 404, 503),
+        problems=(400, 401, 404, 503),
         tags=("streams",),
     )
 )
 async def job_events(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
-    await check_visible(request.app[STORE], principal(request), job_id)
+    tokens = request.app[TOKENS]
+    token = request.query.get("token")
+    if token is not None and tokens.enabled:
+        try:
+            tokens.check_job(token, job_id)
+        except TokenRefused as e:
+            raise refused(e) from None
+    else:
+        await check_visible(request.app[STORE], principal(request), job_id)
     return await stream(request, request.app[RELAY].broker.job(job_id))
 
 
@@ -88,7 +100,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         {200: stream_answer("Every job's events")},
         query=ResumeQuery,
         headers=RESUME,
-        problems=(400, 503),
+        problems=(400, 401, 503),
         tags=("streams",),
     )
 )
@@ -96,7 +108,15 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
     """The dashboard feed: every job's state changes (id: the feed seq) and live progress (no id),
     one stream per page however many jobs it shows."""
     who = principal(request)
-    return await stream(request, request.app[RELAY].broker.feed(None if who.sees_all else who.owner))
+    owner = None if who.sees_all else who.owner
+    tokens = request.app[TOKENS]
+    token = request.query.get("token")
+    if token is not None and tokens.enabled:
+        try:
+            owner = tokens.feed_owner(token)
+        except TokenRefused as e:
+            raise refused(e) from None
+    return await stream(request, request.app[RELAY].broker.feed(owner))
 
 
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:

@@ -20,6 +20,7 @@ from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
 from jobcast.server.openapi import Answer, Operation, operation
 from jobcast.server.origins import check_websocket_origin
 from jobcast.server.relay import Relay
+from jobcast.server.tokens import TOKENS, StreamTokens, TokenRefused
 from jobcast.server.topics import Topic
 from jobcast.server.wire import direct_writer, ws_fast_path
 from jobcast.store import JobStore
@@ -48,7 +49,18 @@ class Connection:
     client costs no task of its own beyond aiohttp's handler.
     """
 
-    __slots__ = ("abort", "outbox", "relay", "sender", "store", "subs", "who", "write_timeout_s", "ws")
+    __slots__ = (
+        "abort",
+        "outbox",
+        "relay",
+        "sender",
+        "store",
+        "subs",
+        "tokens",
+        "who",
+        "write_timeout_s",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -59,9 +71,11 @@ class Connection:
         abort: Callable[[], None],
         write_timeout_s: float,
         who: Principal,
+        tokens: StreamTokens,
     ) -> None:
         self.ws = ws
         self.who = who
+        self.tokens = tokens
         self.store = store
         self.abort = abort
         self.relay = relay
@@ -84,7 +98,9 @@ class Connection:
         job_id = message.get("job_id")
         broker = self.relay.broker
         if kind in ("subscribe_feed", "unsubscribe_feed"):
-            feed = broker.feed(None if self.who.sees_all else self.who.owner)
+            feed = self._feed(message.get("token"))
+            if feed is None:
+                return
             if kind == "subscribe_feed":
                 await self.subscribe(feed, message.get("last_event_id"), message.get("epoch"))
             else:
@@ -94,16 +110,40 @@ class Connection:
         elif not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
             self.outbox.put(error("bad_message", "job_id must be a job id (32 hex digits)"))
         elif kind == "subscribe":
-            try:
-                await check_visible(self.store, self.who, job_id)
-            except JobNotFound as e:
-                self._failed(e, broker.job(job_id))
-                return
-            await self.subscribe(broker.job(job_id), message.get("last_event_id"))
+            if await self._may_watch(job_id, message.get("token")):
+                await self.subscribe(broker.job(job_id), message.get("last_event_id"))
         elif kind == "unsubscribe":
             self.unsubscribe(broker.job(job_id))
         else:
             await self.cancel(job_id)
+
+    def _feed(self, token: Any) -> Topic | None:
+        """The feed this connection watches: the asker's, or the one a stream token opens."""
+        owner = None if self.who.sees_all else self.who.owner
+        if token is not None and self.tokens.enabled:
+            try:
+                owner = self.tokens.feed_owner(token if isinstance(token, str) else "")
+            except TokenRefused as e:
+                self._error("bad_token", str(e), self.relay.broker.feed())
+                return None
+        return self.relay.broker.feed(owner)
+
+    async def _may_watch(self, job_id: str, token: Any) -> bool:
+        """The asker may see the job, or holds a stream token for it; else an error says why."""
+        topic = self.relay.broker.job(job_id)
+        if token is not None and self.tokens.enabled:
+            try:
+                self.tokens.check_job(token if isinstance(token, str) else "", job_id)
+            except TokenRefused as e:
+                self._error("bad_token", str(e), topic)
+                return False
+            return True
+        try:
+            await check_visible(self.store, self.who, job_id)
+        except JobNotFound as e:
+            self._failed(e, topic)
+            return False
+        return True
 
     def _failed(self, error: JobcastError, topic: Topic) -> None:
         """A domain error as an error message (the one place that maps them for WebSockets)."""
@@ -234,6 +274,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         transport.abort,
         settings.write_timeout_s,
         principal(request),
+        request.app[TOKENS],
     )
     # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
     # idle connection).

@@ -51,8 +51,10 @@ function wsUrl(root) {
 // One logical stream (a job, or the feed) that outlives its connections. `position()` says where
 // to resume; `accept(data, type)` decides whether an event is new and handles it.
 class Stream {
-  constructor({ root, sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter }) {
+  constructor({ root, sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter, token }) {
     this.root = root;
+    // A stream token (owner mode, watching without the owner's cookie), kept fresh; or null.
+    this.token = token || null;
     this.sseUrl = sseUrl;
     this.probeUrl = probeUrl;
     this.wsSubscribe = wsSubscribe;
@@ -86,12 +88,14 @@ class Stream {
   start() {
     this.setState(State.CONNECTING);
     this.connect();
+    if (this.token) this.token.start(this);
     return this;
   }
 
   stop(state = State.STOPPED) {
     this.stopped = true;
     clearTimeout(this.timer);
+    if (this.token) this.token.stop();
     this.close();
     this.setState(state);
   }
@@ -136,6 +140,7 @@ class Stream {
     const url = new URL(this.sseUrl, window.location.href);
     const pos = this.position();
     if (pos !== null && pos !== undefined) url.searchParams.set("last_event_id", String(pos));
+    if (this.token) url.searchParams.set("token", this.token.value);
     // Each connection is a new EventSource that we own: the browser's own reconnect does not
     // back off with jitter, and it gives up for good after some errors (a 502 during a deploy).
     const source = new EventSource(url.toString());
@@ -153,37 +158,44 @@ class Stream {
     }
     source.onerror = () => {
       if (this.source !== source) return;
-      if (!opened && this.probeUrl) this.probe(source);
+      if (!opened && (this.probeUrl || this.token)) this.probe(source);
       else this.retry();
     };
   }
 
-  // EventSource hides why a stream was refused. Ask the status URL: an unknown (or expired) job
-  // is an answer for good, anything else (a 502 during a deploy, no server) is worth a retry.
+  // EventSource hides why a stream was refused. Ask the status URL (with a token, its renewal:
+  // the snapshot needs the owner's cookie): an unknown (or expired) job, or a token refused for
+  // good, is an answer; anything else (a 502 during a deploy, no server) is worth a retry.
   async probe(source) {
     source.close();
     let status = 0;
     try {
-      status = (await fetch(this.probeUrl, { headers: { Accept: "application/json" } })).status;
+      status = this.token
+        ? await this.token.renew()
+        : (await fetch(this.probeUrl, { headers: { Accept: "application/json" } })).status;
     } catch {
       // no server: retry below
     }
     if (this.source !== source || this.stopped) return;
-    if (status === 404) this.stop(State.ERROR);
+    if (status === 404 || status === 401) this.stop(State.ERROR);
     else this.retry();
   }
 
   connectWs() {
     const socket = new WebSocket(wsUrl(this.root));
     this.socket = socket;
-    socket.onopen = () => socket.send(JSON.stringify(this.wsSubscribe(this.position())));
+    socket.onopen = () => {
+      const message = this.wsSubscribe(this.position());
+      if (this.token) message.token = this.token.value;
+      socket.send(JSON.stringify(message));
+    };
     socket.onmessage = (message) => {
       const data = JSON.parse(message.data);
       if (data.type === "subscribed") {
         this.opened();
       } else if (data.type === "error") {
         if (data.code === "ended") this.stop(State.ENDED);
-        else if (data.code === "not_found") this.stop(State.ERROR);
+        else if (data.code === "not_found" || data.code === "bad_token") this.stop(State.ERROR);
         else if (data.code === "unavailable") this.retry();
       } else if (data.type !== "unsubscribed" && data.type !== "cancel_accepted") {
         this.deliver(data, data.type);
@@ -192,6 +204,58 @@ class Stream {
     socket.onclose = () => {
       if (this.socket === socket) this.retry();
     };
+  }
+}
+
+// A stream token kept fresh: renewed (in exchange for itself) well before it expires, so a page
+// watching a job for hours keeps being able to reconnect. Renewals that fail are retried.
+class StreamToken {
+  constructor(value, renewUrl) {
+    this.value = value;
+    this.renewUrl = renewUrl;
+    this.timer = null;
+    this.backoff = new Backoff(1000, 30000);
+  }
+
+  // The first renewal says how long tokens last; later ones come at 80% of that.
+  start(stream) {
+    this.stream = stream;
+    this.schedule(0);
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.stream = null;
+  }
+
+  schedule(ms) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.renew(), ms);
+  }
+
+  // Resolves to the renewal's HTTP status (0: no answer).
+  async renew() {
+    let response;
+    try {
+      response = await fetch(this.renewUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ token: this.value }),
+      });
+    } catch {
+      if (this.stream) this.schedule(this.backoff.next());
+      return 0;
+    }
+    if (response.ok) {
+      const { stream_token: value, expires_at: expiresAt } = await response.json();
+      this.value = value;
+      this.backoff.reset();
+      if (this.stream) this.schedule(Math.max(1000, (expiresAt * 1000 - Date.now()) * 0.8));
+    } else if (response.status !== 401 && response.status !== 404 && this.stream) {
+      this.schedule(this.backoff.next());
+    }
+    return response.status;
   }
 }
 
@@ -210,12 +274,13 @@ function serverBase(base) {
  * seq seen on every reconnect; stops by itself after the terminal event.
  */
 export function watchJob(jobId, options = {}) {
-  const { onEvent = () => {}, onState, transport = "sse", base = "", lastEventId = null } = options;
+  const { onEvent = () => {}, onState, transport = "sse", base = "", lastEventId = null, token } = options;
   let lastSeq = lastEventId;
   let done = false;
   const root = serverBase(base);
   const stream = new Stream({
     root,
+    token: token ? new StreamToken(token, `${root}/api/jobs/${jobId}/token`) : null,
     sseUrl: `${root}/api/jobs/${jobId}/events`,
     probeUrl: `${root}/api/jobs/${jobId}`,
     wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...resumeFrom(pos) }),
@@ -250,13 +315,14 @@ function parseFeedId(id) {
  * snapshot. `lastEventId` (and the watcher's `lastEventId`) is a feed id, `<epoch>:<feed seq>`.
  */
 export function watchFeed(options = {}) {
-  const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = "sse", base = "" } = options;
+  const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = "sse", base = "", token } = options;
   let { epoch, seq: feedSeq } = parseFeedId(options.lastEventId);
   const jobSeqs = new Map();
   const root = serverBase(base);
   const feedId = () => (feedSeq === null ? null : `${epoch}:${feedSeq}`);
   const stream = new Stream({
     root,
+    token: token ? new StreamToken(token, `${root}/api/events/token`) : null,
     sseUrl: `${root}/api/events`,
     wsSubscribe: () => ({ type: "subscribe_feed", ...(feedSeq === null ? {} : { last_event_id: feedSeq, epoch }) }),
     position: feedId,
@@ -369,7 +435,7 @@ const ELEMENT_STYLE = `
 `;
 
 /**
- * <job-progress job-id="..." [base="https://jobs.example"] [transport="ws"] [label="Export"]>
+ * <job-progress job-id="..." [base="https://jobs.example"] [token="..."] [transport="ws"] [label="Export"]>
  * A live progress bar for one job. Styled with CSS custom properties: --job-progress-accent,
  * --job-progress-track, --job-progress-success, --job-progress-danger, --job-progress-height,
  * --job-progress-radius, --job-progress-font, --job-progress-text. Reflects the job's state in its
@@ -415,6 +481,7 @@ export class JobProgressElement extends HTMLElement {
     if (!jobId) return;
     this.watcher = watchJob(jobId, {
       base: this.getAttribute("base") || "",
+      token: this.getAttribute("token") || undefined,
       transport: this.getAttribute("transport") || "sse",
       onEvent: (event) => this.show(event),
       onState: (state) => {

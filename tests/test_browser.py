@@ -275,3 +275,53 @@ async def test_markup_in_a_jobs_params_and_messages_is_text_under_the_pages_csp(
     assert await page.locator("#log img, .job img").count() == 0
     # The pages themselves run under the policy without breaking it.
     assert violations == []
+
+
+ELSEWHERE_PAGE = """<!doctype html><title>elsewhere</title><script type="module">
+const q = new URLSearchParams(location.search);
+const { watchJob } = await import(q.get("base") + "/static/jobcast.js");
+window.seqs = []; window.current = 0; window.states = [];
+watchJob(q.get("job"), {
+  base: q.get("base"), token: q.get("token"), transport: q.get("transport"),
+  onEvent: (e) => { window.seqs.push(e.seq); if (e.progress) window.current = e.progress.current; },
+  onState: (s) => window.states.push(s),
+});
+</script>"""
+
+
+async def test_a_page_on_another_origin_streams_a_long_job_across_token_expiry(
+    aiohttp_server, spawn, page
+) -> None:
+    # The page lives on another origin (another port), with neither the owner's cookie nor a key:
+    # only the job's stream token, which lasts 10 s here. The job runs about 20 s, and the web
+    # server restarts after the first token has expired: the client reconnects with the token it
+    # renewed meanwhile, and the bar still reaches the end with no gap or duplicate.
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text=ELSEWHERE_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    elsewhere = await aiohttp_server(app)
+    origin = f"http://127.0.0.1:{elsewhere.port}"
+    owner_env = {
+        "JOBCAST_SECRET": "browser-test-secret",
+        "JOBCAST_STREAM_TOKEN_TTL_S": "10",
+        "JOBCAST_CORS_ORIGINS": origin,
+    }
+    web_ = spawn("web", **owner_env)
+    spawn("worker", **owner_env)
+    await web_.wait_http()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as owner:
+        job = await submit(owner, web_.url + "/api/jobs", demo(20, 1000))
+    query = f"job={job['id']}&token={job['stream_token']}&base={web_.url}&transport=sse"
+    await page.goto(f"{origin}/?{query}")
+    # Past the first token's expiry (and its renewal) before the restart.
+    await page.wait_for_function("() => window.current >= 12", timeout=TIMEOUT_MS)
+    web_.signal(signal.SIGTERM)
+    assert await web_.wait_exit() == 0
+    restarted = spawn("web", port=web_.port, **owner_env)
+    await restarted.wait_http()
+    await page.wait_for_function("() => window.states.includes('ended')", timeout=TIMEOUT_MS)
+    seqs = await page.evaluate("() => window.seqs")
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)) and await page.evaluate("() => window.current") == 20
+    assert "error" not in await page.evaluate("() => window.states")

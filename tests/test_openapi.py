@@ -4,11 +4,13 @@ fuzzing the running server against it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from jobcast.server.app import create_app
@@ -76,8 +78,20 @@ def test_a_route_without_a_description_is_caught(settings) -> None:
         raise AssertionError("an undocumented route went unnoticed")
 
 
-async def test_schemathesis_finds_no_server_error_and_every_answer_conforms(spawn, tmp_path: Path) -> None:
-    web_ = spawn("web")
+ADMIN_KEY = "jc_schemathesis-admin-key-0123456789"
+
+
+@pytest.mark.parametrize("mode", ["single-user", "owner"])
+async def test_schemathesis_finds_no_server_error_and_every_answer_conforms(
+    spawn, tmp_path: Path, mode: str
+) -> None:
+    env = {}
+    auth: list[str] = []
+    if mode == "owner":
+        digest = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()
+        env = {"JOBCAST_SECRET": "schemathesis-secret", "JOBCAST_API_KEYS": f"ops:admin:{digest}"}
+        auth = ["--header", f"Authorization: Bearer {ADMIN_KEY}"]
+    web_ = spawn("web", **env)
     await web_.wait_http()
     st = Path(sys.executable).parent / "st"
     command = [
@@ -85,9 +99,10 @@ async def test_schemathesis_finds_no_server_error_and_every_answer_conforms(spaw
         "--checks", CHECKS,
         # Streams last as long as their job (or for ever, the feed): they are tested elsewhere.
         "--exclude-tag", "streams",
-        "--max-time", "30",
+        "--max-time", "20",
         "--workers", "2",
         "--seed", "1",
+        *auth,
     ]  # fmt: skip
     done = await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=240, cwd=tmp_path

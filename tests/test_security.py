@@ -5,6 +5,7 @@ no page elsewhere acts through a user's browser."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -234,3 +235,94 @@ async def test_single_user_mode_listens_on_loopback_only(spawn) -> None:
     local = spawn("web")
     await local.wait_http()
     assert "single-user mode (no JOBCAST_SECRET)" in local.log()
+
+
+def crafted_token(scope: dict[str, str], age_s: float) -> str:
+    """A token signed with the deployment's secret, made `age_s` ago."""
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    class Then(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age_s)
+
+    return URLSafeTimedSerializer(SECRET, salt="jobcast-stream", signer=Then).dumps(scope)
+
+
+async def test_a_stream_token_opens_its_own_job_only(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, b = browsers
+    mine = await submitted(a, url, demo(5, 20))
+    theirs = await submitted(b, url)
+    token = mine["stream_token"]
+    assert token and f"token={token}" in mine["links"]["events"]
+    async with aiohttp.ClientSession() as elsewhere:  # no cookie, no key: only the token
+        events = await read_sse(elsewhere, url + mine["links"]["events"], headers={"Last-Event-ID": "0"})
+        assert events[-1].event == "succeeded"
+        refusals = {
+            "for another stream": f"/api/jobs/{theirs['id']}/events?token={token}",
+            "tampered": f"/api/jobs/{mine['id']}/events?token={token[:-2]}xx",
+            "malformed": f"/api/jobs/{mine['id']}/events?token=not-a-token",
+            "expired": f"/api/jobs/{mine['id']}/events?token={crafted_token({'job': mine['id']}, 7200)}",
+        }
+        for reason, path in refusals.items():
+            async with elsewhere.get(url + path) as response:
+                assert response.status == 401, reason
+                assert reason in (await response.json())["detail"]
+        async with elsewhere.ws_connect(url + "/api/ws") as ws:
+            await ws.send_json({"type": "subscribe", "job_id": theirs["id"], "token": token})
+            refused = await ws.receive_json()
+            assert refused["code"] == "bad_token" and "another stream" in refused["message"]
+            await ws.send_json(
+                {"type": "subscribe", "job_id": mine["id"], "token": token, "last_event_id": 0}
+            )
+            assert (await ws.receive_json())["type"] == "subscribed"
+            assert (await ws.receive_json())["type"] == "queued"
+        # A token that has not expired buys a fresh one; an expired one does not.
+        async with elsewhere.post(f"{url}/api/jobs/{mine['id']}/token", json={"token": token}) as response:
+            assert response.status == 200
+            fresh = await response.json()
+        # It lasts a full term from now (JOBCAST_STREAM_TOKEN_TTL_S, an hour) and opens the stream.
+        assert fresh["expires_at"] > time.time() + 3500
+        assert await status_of(elsewhere, "GET", f"{url}/api/jobs/{mine['id']}?token=x") == 404
+        async with elsewhere.get(f"{url}/api/jobs/{mine['id']}/events?token={fresh['stream_token']}") as r:
+            assert r.status == 200
+        old = crafted_token({"job": mine["id"]}, 7200)
+        async with elsewhere.post(f"{url}/api/jobs/{mine['id']}/token", json={"token": old}) as response:
+            assert response.status == 401
+        assert await status_of(elsewhere, "POST", f"{url}/api/jobs/{mine['id']}/token") == 404
+    assert await status_of(a, "POST", f"{url}/api/jobs/{mine['id']}/token") == 200
+    # Tokens travel in query strings: the access log shows them redacted.
+    log = owner_mode.log()
+    assert token not in log and fresh["stream_token"] not in log
+    assert f"/api/jobs/{mine['id']}/events?token=[redacted]" in log
+
+
+async def test_a_feed_token_opens_its_owners_feed_from_elsewhere(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, b = browsers
+    mine = await submitted(a, url)
+    await submitted(b, url)
+    async with a.post(url + "/api/events/token") as response:
+        token = (await response.json())["stream_token"]
+    async with aiohttp.ClientSession() as elsewhere:
+        (snapshot,) = await read_sse(elsewhere, f"{url}/api/events?token={token}", stop_after=1)
+    assert [j["id"] for j in snapshot.data["jobs"]] == [mine["id"]]
+
+
+async def test_cors_lets_allowed_origins_read_streams_and_the_client(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    job = await submitted(a, url)
+    path = job["links"]["events"]
+    async with aiohttp.ClientSession() as elsewhere:
+        for origin, allowed in (("https://allowed.example", True), ("https://evil.example", False)):
+            headers = {"Origin": origin, "Last-Event-ID": "0"}
+            async with elsewhere.get(url + path, headers=headers) as response:
+                assert response.status == 200  # the token opens the stream whoever asks
+                assert (response.headers.get("Access-Control-Allow-Origin") == origin) is allowed
+            async with elsewhere.get(url + "/static/jobcast.js", headers={"Origin": origin}) as response:
+                assert (response.headers.get("Access-Control-Allow-Origin") == origin) is allowed
+        preflight = {"Origin": "https://allowed.example", "Access-Control-Request-Method": "POST"}
+        async with elsewhere.options(f"{url}/api/jobs/{job['id']}/token", headers=preflight) as response:
+            assert response.status == 204
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
