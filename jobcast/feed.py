@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobcast.listing import list_jobs
-from jobcast.protocol import new_epoch
+from jobcast.protocol import dumps, new_epoch
 from jobcast.store import HistoryPage, JobStore
-
-SNAPSHOT_JOBS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,5 +48,15 @@ async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, 
     The head is read first, so the jobs are at least that fresh; events after it are delivered
     too, and a client skips those its job snapshots already include (by each job's seq)."""
     position = await feed_page(store, 0, 0, owner)
-    page = await list_jobs(store, state=None, kind=None, owner=owner, limit=SNAPSHOT_JOBS, cursor=None)
-    return {"type": "snapshot", "feed_seq": position.page.head, "epoch": position.epoch, "jobs": page.jobs}
+    limits = store.settings
+    page = await list_jobs(
+        store, state=None, kind=None, owner=owner, limit=limits.feed_snapshot_jobs, cursor=None
+    )
+    # Bounded in bytes too (params and results can be large): the newest jobs that fit.
+    jobs, size = [], 0
+    for job in page.jobs:
+        size += len(dumps(job))
+        if size > limits.feed_snapshot_bytes and jobs:
+            break
+        jobs.append(job)
+    return {"type": "snapshot", "feed_seq": position.page.head, "epoch": position.epoch, "jobs": jobs}

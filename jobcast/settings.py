@@ -49,11 +49,24 @@ class Settings(BaseSettings):
         description="Events a watcher may have queued before superseded progress is dropped (and, past "
         "that, the watcher is cut off to resume).",
     )
+    watcher_buffer_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes a watcher may have queued (events and snapshots alike), with the same rule.",
+    )
     replay_page_events: int = Field(
         default=100,
         ge=1,
         description="A resuming watcher's missed events are read from history this many at a time (at "
         "most half of the watcher buffer), each page once the last has left for the socket.",
+    )
+    feed_snapshot_jobs: int = Field(
+        default=50, ge=1, description="The newest jobs a feed snapshot holds (the dashboard's first rows)."
+    )
+    feed_snapshot_bytes: int = Field(
+        default=256 * 1024,
+        ge=16 * 1024,
+        description="A feed snapshot holds the newest jobs that fit in this many bytes (at least one).",
     )
     write_timeout_s: float = Field(
         default=30.0, description="A client that cannot take a write this long is cut off."
@@ -98,6 +111,17 @@ class Settings(BaseSettings):
         default=24 * 3600, ge=0, description="Longest `delay_s` a submission may ask for."
     )
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
+    max_form_fields: int = Field(default=64, ge=4, description="Most fields in a posted form (413 past it).")
+    max_form_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Most bytes of a posted form's fields, files aside (413 past it).",
+    )
+    max_message_chars: int = Field(
+        default=1000,
+        ge=40,
+        description="A progress or error message is cut to this many characters before it is stored.",
+    )
     files_dir: Path = Field(
         default=Path("data/files"),
         description="Uploads and result files; on several machines, one shared volume mounted on every "
@@ -162,6 +186,12 @@ class Settings(BaseSettings):
         description="API keys, comma separated, each `name:role:sha256` (role `service` or `admin`; the "
         "key's SHA-256 in hex, never the key itself). `jobcast new-key NAME ROLE` makes one.",
     )
+    allowed_hosts: str = Field(
+        default="",
+        description="Host names (comma separated, `*.example.com` for subdomains) this server answers "
+        "to; others get 400, against DNS rebinding. Empty: any host in owner mode, loopback names "
+        "only in single-user mode.",
+    )
     cors_origins: str = Field(
         default="",
         description="Other origins (`https://app.example.com`, comma separated) whose pages may open "
@@ -178,6 +208,10 @@ class Settings(BaseSettings):
         default=400 * 24 * 3600, ge=60, description="How long a browser keeps its anonymous identity."
     )
     admin_session_s: int = Field(default=12 * 3600, ge=60, description="How long an admin login lasts.")
+
+    @cached_property
+    def allowed_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @cached_property
     def cors_origin_set(self) -> frozenset[str]:

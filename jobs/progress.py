@@ -30,8 +30,17 @@ class Progress:
     """Handed to job code as `ctx.progress`; also publishes the job's state changes."""
 
     def __init__(
-        self, store: JobStore, job_id: str, attempt: int, *, rate_hz: float, owner: str | None = None
+        self,
+        store: JobStore,
+        job_id: str,
+        attempt: int,
+        *,
+        rate_hz: float,
+        owner: str | None = None,
+        max_message_chars: int = 1000,
     ) -> None:
+        # Messages are cut before they are stored: one per job, echoed to every watcher.
+        self.max_message_chars = max_message_chars
         self._store = store
         self._job_id = job_id
         self._owner = owner
@@ -50,6 +59,8 @@ class Progress:
     def report(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """`update` for code that cannot await; on the event loop's thread only. From a worker
         thread: `loop.call_soon_threadsafe(progress.report, current, total, message)`."""
+        if message is not None and len(message) > self.max_message_chars:
+            message = message[: self.max_message_chars - 1] + "…"
         self._pending = (current, total, message)
         self._wake.set()
 

@@ -39,9 +39,13 @@ SWEEP_INTERVAL_S = 3600.0
 CANCELLED = {"type": "Cancelled", "message": "cancelled on request"}
 
 
-def error_info(error: BaseException) -> dict[str, str]:
-    """What a client learns of an error: its type and message, never a traceback."""
-    return {"type": type(error).__name__, "message": str(error) or type(error).__name__}
+def error_info(error: BaseException, max_chars: int = 1000) -> dict[str, str]:
+    """What a client learns of an error: its type and message (cut to `max_chars`), never a
+    traceback."""
+    message = str(error) or type(error).__name__
+    if len(message) > max_chars:
+        message = message[: max_chars - 1] + "…"
+    return {"type": type(error).__name__[:200], "message": message}
 
 
 def backoff_s(settings: Settings, attempt: int) -> float:
@@ -109,7 +113,14 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     attempt = record.attempt + 1
     # Every line logged while this attempt runs (its tasks inherit the context) names it.
     log_context.set(context_text(job=job_id, attempt=attempt, request=record.request_id))
-    progress_ = Progress(store, job_id, attempt, rate_hz=settings.progress_rate_hz, owner=record.owner)
+    progress_ = Progress(
+        store,
+        job_id,
+        attempt,
+        rate_hz=settings.progress_rate_hz,
+        owner=record.owner,
+        max_message_chars=settings.max_message_chars,
+    )
     async with progress_ as progress:
         kind = await _admit(ctx["kinds"], record, attempt, progress)
         if kind is None or not await progress.state(EventType.STARTED):
@@ -182,11 +193,13 @@ async def _run_attempt(
         if isinstance(e, TimeoutError) and deadline.expired():
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
         if not kind.should_retry(e, ctx.attempt):
-            await progress.state(EventType.FAILED, error=error_info(e))
+            await progress.state(EventType.FAILED, error=error_info(e, settings.max_message_chars))
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
-        await progress.state(EventType.RETRYING, error=error_info(e), extra=_after(delay))
+        await progress.state(
+            EventType.RETRYING, error=error_info(e, settings.max_message_chars), extra=_after(delay)
+        )
         record = await store.load(ctx.job_id)
         if record is not None and record.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.

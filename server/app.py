@@ -46,7 +46,7 @@ from jobcast.server.keys import (
 )
 from jobcast.server.links import job_links
 from jobcast.server.metrics import setup_metrics
-from jobcast.server.origins import cors_middleware, cross_site_middleware, send_cors_headers
+from jobcast.server.origins import cors_middleware, cross_site_middleware, host_middleware, send_cors_headers
 from jobcast.server.pages import setup_pages
 from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         middlewares=[
             request_id_middleware,
             problem_middleware,
+            host_middleware,
             cors_middleware,
             cross_site_middleware,
             auth_middleware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,12 @@ from jobcast.server.api import JOB_ID, json_response
 from jobcast.server.auth import Principal, check_visible, principal
 from jobcast.server.keys import STORE
 from jobcast.server.openapi import Operation, json, operation
+from jobcast.server.problems import STORE_UNAVAILABLE
 from jobcast.server.schemas import JobSnapshot
 from jobcast.store import JobStore
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,8 @@ async def cancel_job(store: JobStore, job_id: str, who: Principal) -> Cancelled:
         outcome = await store.cancel(job_id)
         snapshot = await store.snapshot(job_id)
     except RedisError as e:
-        raise Unavailable(f"job store unavailable: {e}") from None
+        log.warning("cancel of %s: job store unavailable: %s", job_id, e)
+        raise Unavailable(STORE_UNAVAILABLE) from None
     if not outcome.found or snapshot is None:
         raise JobNotFound(job_id)
     if outcome.ended_as is not None:

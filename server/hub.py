@@ -64,12 +64,18 @@ class Outbox:
         "dropped",
         "hold",
         "limit",
+        "max_bytes",
         "on_overflow",
         "on_queue",
+        "size",
     )
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int = 1 << 62) -> None:
         self.limit = limit
+        # Bytes queued (the events' JSON): a few big events (snapshots) fill it as surely as many
+        # small ones.
+        self.max_bytes = max_bytes
+        self.size = 0
         self._items: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
         # Set while a catch-up waits for the queue to empty before it reads the next page.
@@ -95,9 +101,10 @@ class Outbox:
         if not self._items and not self.hold and self.direct is not None and self.direct(event):
             return
         self._items.append(event)
-        if len(self._items) > self.limit:
+        self.size += len(event.data)
+        if len(self._items) > self.limit or self.size > self.max_bytes:
             self._compact()
-            if len(self._items) > self.limit:
+            if len(self._items) > self.limit or self.size > self.max_bytes:
                 self.close("overflow")
                 if self.on_overflow is not None:
                     self.on_overflow()
@@ -143,11 +150,13 @@ class Outbox:
             kept.append(event)
         kept.reverse()
         self._items = kept
+        self.size = sum(len(event.data) for event in kept)
 
     def close(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
             self._items.clear()
+            self.size = 0
             self._wake()
             self._wake_drained()
 
@@ -159,6 +168,7 @@ class Outbox:
         if self.closed:
             raise OutboxClosed(self.closed)
         items, self._items = self._items, []
+        self.size = 0
         if not self.hold:
             self._wake_drained()
         return items

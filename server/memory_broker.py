@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from jobcast.errors import AlreadyEnded, JobNotFound
-from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, split_record
+from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES
 from jobcast.server.broker import OnMessage, OnSubscribed
 from jobcast.server.events import Event
 from jobcast.server.topics import (
     SEEN_THE_END,
-    KeyedTopic,
+    OneJob,
     Opening,
     Page,
     TopicUnavailable,
-    job_position,
 )
 from jobcast.store import HistoryPage
 
@@ -64,26 +62,13 @@ class MemoryConnection:
             self.closed.set_result(None)
 
 
-class MemoryTopic(KeyedTopic):
-    __slots__ = ("broker", "job_id")
+class MemoryTopic(OneJob):
+    __slots__ = ("broker",)
 
     def __init__(self, broker: MemoryBroker, job_id: str) -> None:
         self.broker = broker
         self.job_id = job_id
         self.key = b"events:" + job_id.encode()
-
-    @property
-    def names(self) -> dict[str, Any]:
-        return {"job_id": self.job_id}
-
-    def event(self, payload: bytes) -> Event:
-        return Event(self.job_id, *split_record(payload))
-
-    def position(self, raw: str) -> tuple[int, str | None]:
-        return job_position(raw)
-
-    def gone(self) -> Event:
-        return Event.gone(self.job_id)
 
     def _job(self) -> MemoryJob | None:
         if self.broker.down:

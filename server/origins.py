@@ -96,3 +96,32 @@ async def send_cors_headers(request: web.Request, response: web.StreamResponse) 
     if origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
+
+
+HOST = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def host_allowed(request: web.Request) -> bool:
+    """Whether the `Host` names this server: one of `JOBCAST_ALLOWED_HOSTS` (`*.example.com` for
+    subdomains); without the setting, any well-formed host in owner mode and loopback names only
+    in single-user mode (a page that rebinds its own name to 127.0.0.1 must not reach jobcast)."""
+    raw = request.headers.get("Host", "")
+    match = HOST.fullmatch(raw)
+    if match is None:
+        return False
+    name = match["name"].lower()
+    settings = request.app[SETTINGS]
+    allowed = settings.allowed_host_set
+    if not allowed:
+        return settings.secret is not None or name in LOOPBACK_NAMES or name.endswith(".localhost")
+    return any(name == a or (a.startswith("*.") and name.endswith(a[1:])) for a in allowed)
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not host_allowed(request):
+        raise Problem(400, "this server does not answer to that Host", slug="bad-host")
+    return await handler(request)

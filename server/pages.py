@@ -148,6 +148,7 @@ async def submit_form(request: web.Request) -> web.Response:
             fields, upload = await read_form(request, job_id)
             kind = app[KINDS].get(fields.get("kind", ""))
             params = params_from_form(kind, fields) if kind is not None else {}
+            params.pop("upload", None)  # the server's to set, from the file
             if upload is not None:
                 params["upload"] = upload
             body: dict[str, Any] = {"kind": fields.get("kind", ""), "params": params}

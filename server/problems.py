@@ -17,6 +17,7 @@ from jobcast.protocol import dumps
 
 log = logging.getLogger(__name__)
 
+STORE_UNAVAILABLE = "the job store is unavailable; try again shortly"
 PROBLEM_TYPE_BASE = "https://jobcast.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
 
@@ -91,7 +92,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except JobcastError as error:
         return problem_for(error).response()
     except RedisError as e:
-        return problem_for(Unavailable(f"job store unavailable: {e}")).response()
+        # The detail (addresses, errors) is for the log, not for clients.
+        log.warning("job store unavailable in %s %s: %s", request.method, request.path, e)
+        return problem_for(Unavailable(STORE_UNAVAILABLE)).response()
     except web.HTTPException as http:
         if http.status < 400:
             raise

@@ -17,7 +17,7 @@ from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
-from jobcast.server.tokens import TOKENS, TokenRefused, refused
+from jobcast.server.tokens import TOKENS, TokenRefused, opens_job, refused
 from jobcast.server.topics import BadPosition, Topic
 from jobcast.server.wire import comment, direct_writer, sse_fast_path, sse_text
 
@@ -84,10 +84,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     tokens = request.app[TOKENS]
     token = request.query.get("token")
     if token is not None and tokens.enabled:
-        try:
-            tokens.check_job(token, job_id)
-        except TokenRefused as e:
-            raise refused(e) from None
+        opens_job(tokens, token, job_id)
     else:
         await check_visible(request.app[STORE], principal(request), job_id)
     return await stream(request, request.app[RELAY].broker.job(job_id))
@@ -122,7 +119,7 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     since, epoch = resume_position(request, topic)
-    outbox = Outbox(settings.watcher_buffer)
+    outbox = Outbox(settings.watcher_buffer, settings.watcher_buffer_bytes)
     relay = request.app[RELAY]
     sub = Subscription(topic, outbox, since, epoch)
     try:

@@ -212,8 +212,9 @@ async def read_form(request: web.Request, job_id: str) -> tuple[dict[str, str], 
     Multipart bodies are streamed (an upload never sits in memory)."""
     try:
         return await _read_form(request, job_id)
-    except (ValueError, HttpProcessingError) as e:
-        # A body that is not the form it says it is (no boundary, broken part headers).
+    except (ValueError, RuntimeError, HttpProcessingError) as e:
+        # A body that is not the form it says it is: no boundary, broken part headers, bad base64,
+        # an unknown Content-Transfer-Encoding (aiohttp raises RuntimeError for that one).
         raise Problem(400, f"malformed form body: {e}", slug="bad-multipart") from None
 
 
@@ -223,34 +224,64 @@ async def _read_form(request: web.Request, job_id: str) -> tuple[dict[str, str],
         return {k: v for k, v in form.items() if isinstance(v, str)}, None
     fields: dict[str, str] = {}
     upload: str | None = None
-    limit = request.app[SETTINGS].max_upload_bytes
+    settings = request.app[SETTINGS]
+    limit = settings.max_upload_bytes
+    parts = text_bytes = 0
     async for part in await request.multipart():
         if not isinstance(part, BodyPartReader) or part.name is None:
             raise Problem(400, "nested multipart bodies are not accepted", slug="bad-multipart")
+        parts += 1
+        if parts > settings.max_form_fields:
+            raise Problem(413, f"more than {settings.max_form_fields} form fields", slug="payload-too-large")
         if part.name == "file" and part.filename:
             if upload is not None:
                 raise Problem(422, "send one file", slug="validation")
             upload = safe_name(part.filename, "upload")
             await save_upload(part, request.app[FILES].job(job_id).upload_path(upload), limit)
         else:
-            raw = await part.read(decode=True)
-            if len(raw) > MAX_FIELD_BYTES:
-                raise Problem(413, f"form field {part.name} is too large", slug="payload-too-large")
+            raw = await read_field(part, min(MAX_FIELD_BYTES, settings.max_form_bytes - text_bytes))
+            text_bytes += len(raw)
             fields[part.name] = raw.decode("utf-8", "replace")
     return fields, upload
+
+
+async def read_field(part: BodyPartReader, limit: int) -> bytes:
+    """A text field, read a chunk at a time up to `limit` bytes (413 past it): a huge field is
+    refused before it is all in memory."""
+    if part.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise Problem(400, "compressed form fields are not accepted", slug="bad-multipart")
+    data = bytearray()
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise Problem(
+                413, f"form field {part.name} is too large, or the form is", slug="payload-too-large"
+            )
+    return bytes(part.decode(bytes(data)))
 
 
 async def read_multipart(request: web.Request, job_id: str) -> SubmitRequest:
     """A multipart submission: `kind`, `params` (JSON text), `priority`, `delay_s` and `file`."""
     fields, upload = await read_form(request, job_id)
-    body: dict[str, Any] = {k: v for k, v in fields.items() if k in ("kind", "priority", "delay_s")}
+    body: dict[str, Any] = {k: v for k, v in fields.items() if k in ("kind", "priority", "delay_s", "owner")}
     try:
         body["params"] = loads(fields["params"]) if fields.get("params") else {}
     except ValueError as e:
         raise Problem(400, f"params is not JSON: {e}", slug="malformed-json") from None
-    if upload is not None and isinstance(body["params"], dict):
-        body["params"]["upload"] = upload
+    if isinstance(body["params"], dict):
+        body["params"].pop("upload", None)  # the server's to set
+        if upload is not None:
+            body["params"]["upload"] = upload
     return parse_request(body)
+
+
+def refuse_server_params(app: web.Application, body: SubmitRequest) -> None:
+    """`upload` names the file the server stored: only a multipart `file` part sets it."""
+    kind = app[KINDS].get(body.kind)
+    if kind is not None and kind.takes_upload and "upload" in body.params:
+        message = "set by the server: send the file as a multipart `file` part"
+        errors = [{"field": "params.upload", "message": message, "code": "server_only"}]
+        raise Problem(422, f"invalid params.upload: {message}", slug="validation", errors=errors)
 
 
 def require_upload(app: web.Application, submission: Submission) -> None:
@@ -333,6 +364,7 @@ async def submit_job(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     if request.content_type != "multipart/form-data":
         body = parse_request(await read_json(request))
+        refuse_server_params(request.app, body)
         submission = validate(request.app, body)
         require_upload(request.app, submission)
         return (

@@ -90,6 +90,22 @@ def refused(error: TokenRefused) -> Problem:
     return Problem(401, str(error), slug="bad-stream-token")
 
 
+def opens_job(tokens: StreamTokens, token: str, job_id: str) -> None:
+    """Raises the 401 problem unless `token` opens `job_id`'s stream."""
+    try:
+        tokens.check_job(token, job_id)
+    except TokenRefused as e:
+        raise refused(e) from None
+
+
+def owner_mode_tokens(request: web.Request) -> StreamTokens:
+    tokens = request.app[TOKENS]
+    if not tokens.enabled:
+        message = "single-user mode needs no stream tokens (set JOBCAST_SECRET for owners)"
+        raise Problem(404, message, slug="not-found")
+    return tokens
+
+
 class Renewal(BaseModel):
     token: str | None = Field(
         default=None, max_length=512, description="A stream token of this job that has not expired"
@@ -109,18 +125,11 @@ routes = web.RouteTableDef()
     )
 )
 async def job_token(request: web.Request) -> web.Response:
-    tokens = request.app[TOKENS]
+    tokens = owner_mode_tokens(request)
     job_id = request.match_info["job_id"]
-    if not tokens.enabled:
-        raise Problem(
-            404, "single-user mode needs no stream tokens (set JOBCAST_SECRET for owners)", slug="not-found"
-        )
     presented = await _presented(request)
     if presented is not None:
-        try:
-            tokens.check_job(presented, job_id)
-        except TokenRefused as e:
-            raise refused(e) from None
+        opens_job(tokens, presented, job_id)
     else:
         await check_visible(request.app[STORE], principal(request), job_id)
         if not await request.app[STORE].redis.exists(request.app[STORE].keys.job(job_id)):
@@ -138,11 +147,7 @@ async def job_token(request: web.Request) -> web.Response:
     )
 )
 async def feed_token(request: web.Request) -> web.Response:
-    tokens = request.app[TOKENS]
-    if not tokens.enabled:
-        raise Problem(
-            404, "single-user mode needs no stream tokens (set JOBCAST_SECRET for owners)", slug="not-found"
-        )
+    tokens = owner_mode_tokens(request)
     presented = await _presented(request)
     if presented is not None:
         try:

@@ -11,6 +11,7 @@ Both are topics with one interface, so subscribing, replaying and repairing are 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,8 +25,16 @@ from jobcast.store import JobStore
 
 
 class TopicUnavailable(Unavailable):
-    """The topic's history cannot be read now (its broker is unreachable)."""
+    """The topic's history cannot be read now (its broker is unreachable). The cause is logged;
+    clients get a message that names no address."""
 
+    def __init__(self, cause: object = None) -> None:
+        super().__init__("the job store is unavailable; try again shortly")
+        if cause is not None:
+            log.warning("history unavailable: %s", cause)
+
+
+log = logging.getLogger(__name__)
 
 # What a watcher resuming at the job's last event is told: nothing more will come.
 SEEN_THE_END = "the job has ended and you have seen its last event"
@@ -90,15 +99,12 @@ class KeyedTopic:
         return isinstance(other, KeyedTopic) and other.key == self.key
 
 
-class JobTopic(KeyedTopic):
-    """One job's events, numbered by its seq."""
+class OneJob(KeyedTopic):
+    """What every job topic shares, whatever holds its history: how it names itself, reads a live
+    record and a resume id, and ends."""
 
-    __slots__ = ("job_id", "store")
-
-    def __init__(self, store: JobStore, job_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
-        self.key = store.keys.channel(job_id).encode()
+    __slots__ = ("job_id",)
+    job_id: str
 
     @property
     def names(self) -> dict[str, Any]:
@@ -113,6 +119,17 @@ class JobTopic(KeyedTopic):
     def gone(self) -> Event:
         return Event.gone(self.job_id)
 
+
+class JobTopic(OneJob):
+    """One job's events, numbered by its seq, with its history in Redis."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.key = store.keys.channel(job_id).encode()
+
     def _events(self, records: list[bytes]) -> list[Event]:
         return [Event(self.job_id, *split_record(record)) for record in records]
 
@@ -120,7 +137,7 @@ class JobTopic(KeyedTopic):
         try:
             replay = await self.store.replay(self.job_id, since, limit)
         except RedisError as e:
-            raise TopicUnavailable(str(e)) from e
+            raise TopicUnavailable(e) from e
         if replay is None:
             raise JobNotFound(self.job_id)
         if since is not None and replay.terminal and since == replay.head_seq:
@@ -133,7 +150,7 @@ class JobTopic(KeyedTopic):
         try:
             page = await self.store.history_page(self.job_id, after, limit)
         except RedisError as e:
-            raise TopicUnavailable(str(e)) from e
+            raise TopicUnavailable(e) from e
         if page.misses(after):
             return Page(missed=True)
         return Page(self._events(page.records))
@@ -142,7 +159,7 @@ class JobTopic(KeyedTopic):
         try:
             current = await self.store.snapshot(self.job_id)
         except RedisError as e:
-            raise TopicUnavailable(str(e)) from e
+            raise TopicUnavailable(e) from e
         return None if current is None else Event.snapshot(current)
 
 
@@ -183,7 +200,7 @@ class FeedTopic(KeyedTopic):
         try:
             feed = await feed_page(self.store, after, limit, self.owner)
         except RedisError as e:
-            raise TopicUnavailable(str(e)) from e
+            raise TopicUnavailable(e) from e
         if feed.misses(after, epoch):
             return Page(missed=True)
         return Page([Event.feed(*split_feed_record(record)) for record in feed.page.records])
@@ -192,4 +209,4 @@ class FeedTopic(KeyedTopic):
         try:
             return Event.feed_snapshot(await feed_snapshot(self.store, self.owner))
         except RedisError as e:
-            raise TopicUnavailable(str(e)) from e
+            raise TopicUnavailable(e) from e

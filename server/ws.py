@@ -67,7 +67,7 @@ class Connection:
         ws: web.WebSocketResponse,
         relay: Relay,
         store: JobStore,
-        buffer: int,
+        buffer: tuple[int, int],
         abort: Callable[[], None],
         write_timeout_s: float,
         who: Principal,
@@ -80,7 +80,7 @@ class Connection:
         self.abort = abort
         self.relay = relay
         self.write_timeout_s = write_timeout_s
-        self.outbox = Outbox(buffer)
+        self.outbox = Outbox(*buffer)
         self.outbox.on_queue = self._start_sender
         self.subs: dict[Topic, Subscription] = {}
         self.sender: asyncio.Task[None] | None = None
@@ -270,7 +270,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws,
         request.app[RELAY],
         request.app[STORE],
-        settings.watcher_buffer,
+        (settings.watcher_buffer, settings.watcher_buffer_bytes),
         transport.abort,
         settings.write_timeout_s,
         principal(request),

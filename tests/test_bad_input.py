@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.helpers import queued_ids
@@ -135,3 +136,92 @@ async def test_numbers_beyond_64_bits_are_422_not_500(client) -> None:
         "/api/jobs", data=json.dumps(body), headers={"Content-Type": "application/json"}
     ) as r:
         assert r.status == 422, await r.text()
+
+
+async def test_the_upload_name_is_the_servers_to_set(client) -> None:
+    body = {"kind": "convert", "params": {"upload": "x" * 1000, "to_format": "json"}}
+    r = await client.post("/api/jobs", json=body)
+    problem = await expect_problem(r, 422)
+    assert [e["field"] for e in problem["errors"]] == ["params.upload"]
+    assert len(json.dumps(problem)) < 1000  # the value is not echoed back
+    # Smuggled in a multipart body's params, it is dropped: without a file there is no upload.
+    form = aiohttp.FormData(
+        {"kind": "convert", "params": json.dumps({"upload": "a.csv"})}, default_to_multipart=True
+    )
+    problem = await expect_problem(await client.post("/api/jobs", data=form), 422)
+    assert [e["field"] for e in problem["errors"]] == ["file"]
+
+
+def multipart(
+    parts: list[tuple[dict[str, str], bytes]], boundary: str = "b0undary"
+) -> tuple[bytes, dict[str, str]]:
+    body = b"".join(
+        b"--%s\r\n%s\r\n\r\n%s\r\n"
+        % (boundary.encode(), b"\r\n".join(f"{k}: {v}".encode() for k, v in headers.items()), data)
+        for headers, data in parts
+    )
+    body += b"--%s--\r\n" % boundary.encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def field(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"Content-Disposition": f'form-data; name="{name}"', **(extra or {})}
+
+
+@pytest.mark.parametrize(
+    ("parts", "status"),
+    [
+        # More fields than JOBCAST_MAX_FORM_FIELDS (64), each tiny.
+        ([(field(f"f{i}"), b"x") for i in range(65)], 413),
+        # More field bytes than JOBCAST_MAX_FORM_BYTES (256 KiB), each under the per-field cap.
+        ([(field(f"f{i}"), b"x" * 60_000) for i in range(5)], 413),
+        ([(field("kind", {"Content-Transfer-Encoding": "base64"}), b"!!not base64!!")], 400),
+        ([(field("kind", {"Content-Transfer-Encoding": "x-unknown"}), b"demo")], 400),
+        ([(field("kind", {"Content-Encoding": "gzip"}), b"\x1f\x8b rubbish")], 400),
+    ],
+    ids=["too-many-fields", "too-many-bytes", "bad-base64", "unknown-encoding", "compressed"],
+)
+async def test_hostile_multipart_bodies_are_4xx(client, parts, status: int) -> None:
+    body, headers = multipart(parts)
+    await expect_problem(await client.post("/api/jobs", data=body, headers=headers), status)
+    # The dashboard's form post reads forms the same way.
+    await expect_problem(
+        await client.post("/submit", data=body, headers={**headers, "Accept": "application/json"}), status
+    )
+
+
+async def test_malformed_multipart_framing_is_400(client) -> None:
+    for content_type, body in [
+        ("multipart/form-data", b"--x\r\n\r\n"),  # no boundary
+        ("multipart/form-data; boundary=", b""),  # an empty one
+        (
+            "multipart/form-data; boundary=abc",
+            b"--xyz\r\nContent-Disposition: form-data; name=kind\r\n\r\ndemo",
+        ),
+        (
+            "multipart/form-data; boundary=abc",
+            b"--abc\r\nContent-Disposition: form-data; name=kind\r\n\r\nde",
+        ),
+    ]:
+        response = await client.post("/api/jobs", data=body, headers={"Content-Type": content_type})
+        assert response.status in (400, 422), (content_type, body, await response.text())
+        assert response.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_a_host_this_server_does_not_answer_to_is_400(client) -> None:
+    # Single-user mode answers to loopback names only: a rebound name pointing here is refused.
+    for host in ("evil.example", "evil.example:8000", "bad host", "x" * 300):
+        await expect_problem(await client.get("/api/kinds", headers={"Host": host}), 400)
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        async with client.get("/api/kinds", headers={"Host": host}) as response:
+            assert response.status == 200, host
+
+
+async def test_unavailable_answers_name_no_address(client, redis_server, settings) -> None:
+    redis_server.stop()
+    try:
+        problem = await expect_problem(await client.get("/api/jobs"), 503)
+    finally:
+        redis_server.start()
+    port = settings.redis_url.rsplit(":", 1)[1].split("/")[0]
+    assert port not in problem["detail"] and "127.0.0.1" not in problem["detail"]

@@ -102,7 +102,9 @@ async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     stalled.connect(("127.0.0.1", client.port))
-    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n".encode())
+    stalled.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n".encode()
+    )
     try:
         hub = client.app[RELAY].hub
         key = client.app[RELAY].broker.job(job["id"]).key

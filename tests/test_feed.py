@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from tests.helpers import SseEvent, demo, sse_events, submit, wait_for, watch_to_end
 
@@ -113,3 +114,19 @@ async def test_the_feed_is_repaired_after_its_pubsub_connection_is_killed(client
     head = seen[0].data["feed_seq"]
     assert lifecycle_seqs(seen) == [head + 1, head + 2, head + 3]
     assert [e.event for e in seen if e.id is not None][1:] == ["queued", "started", "succeeded"]
+
+
+async def test_a_feed_snapshot_is_bounded_in_bytes(redis, settings) -> None:
+    from jobcast.feed import feed_snapshot
+    from jobcast.protocol import dumps
+    from jobcast.store import JobStore, Submission
+
+    bounded = settings.model_copy(update={"feed_snapshot_bytes": 16 * 1024})
+    store = JobStore(redis, bounded)
+    for _ in range(6):
+        await store.create(uuid.uuid4().hex, Submission("demo", {"pad": "x" * 5000}))
+    snapshot = await feed_snapshot(store)
+    # The newest jobs that fit in 16 KB (each is over 5 KB), not all six.
+    sizes = [len(dumps(job)) for job in snapshot["jobs"]]
+    assert 1 <= len(sizes) < 6 and sum(sizes) <= 16 * 1024
+    assert sum(sizes) + sizes[0] > 16 * 1024  # one more would not have fit

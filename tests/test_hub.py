@@ -317,3 +317,21 @@ def test_a_repair_never_skips_a_seq_for_a_watcher_further_behind() -> None:
     assert hub.apply_repair(w(hub, "j"), [event(seq) for seq in range(3, 8)], None)
     assert [e.seq for e in behind.outbox.take_nowait()] == [3, 4, 5, 6, 7]
     assert [e.seq for e in ahead.outbox.take_nowait()] == [6, 7]
+
+
+async def test_an_outbox_is_bounded_in_bytes_too() -> None:
+    # Few events, but big ones (snapshots, large results): the byte bound cuts the watcher off as
+    # the event bound would for many small ones.
+    outbox = Outbox(limit=100, max_bytes=1000)
+    cut = []
+    outbox.on_overflow = lambda: cut.append(True)
+    for seq in range(1, 4):
+        outbox.put(Event(f"job{seq}", seq, b"started", b"x" * 400))
+    assert cut == [True] and outbox.closed == "overflow"
+    # Superseded progress is dropped first, by bytes as by count.
+    outbox = Outbox(limit=100, max_bytes=1000)
+    for seq in range(1, 6):
+        outbox.put(Event("j", seq, b"progress", b"x" * 300))
+    assert not outbox.closed and outbox.dropped == 3 and outbox.size <= 1000
+    assert [e.seq for e in await outbox.take(1)] == [4, 5]
+    assert outbox.size == 0

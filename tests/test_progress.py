@@ -65,3 +65,17 @@ async def test_trimmed_history_gives_a_resuming_watcher_a_snapshot(aiohttp_clien
     events = await read_sse(client, url, headers={"Last-Event-ID": "2"})
     assert [e.event for e in events] == ["snapshot"], [(e.id, e.event) for e in events]
     assert events[0].data["state"] == "succeeded" and events[0].id == events[0].data["last_event_id"]
+
+
+async def test_long_messages_are_cut_before_they_are_stored(redis, settings) -> None:
+    from jobcast.jobs.worker import error_info
+
+    store = JobStore(redis, settings)
+    job_id = uuid.uuid4().hex
+    await store.create(job_id, Submission("demo", {}))
+    async with Progress(store, job_id, 0, rate_hz=1000, max_message_chars=50) as progress:
+        await progress.update(1, 2, "m" * 5000)
+        await progress.state(EventType.FAILED, error=error_info(ValueError("e" * 5000), 60))
+    snapshot = await store.snapshot(job_id)
+    assert len(snapshot["progress"]["message"]) == 50 and snapshot["progress"]["message"].endswith("…")
+    assert len(snapshot["error"]["message"]) == 60

@@ -326,3 +326,24 @@ async def test_cors_lets_allowed_origins_read_streams_and_the_client(owner_mode,
         async with elsewhere.options(f"{url}/api/jobs/{job['id']}/token", headers=preflight) as response:
             assert response.status == 204
             assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+async def test_an_allow_list_of_hosts_refuses_the_rest(aiohttp_client, settings) -> None:
+    from pydantic import SecretStr
+
+    from jobcast.server.app import create_app
+
+    configured = settings.model_copy(
+        update={"secret": SecretStr(SECRET), "allowed_hosts": "jobs.example.com, *.jobs.example.net"}
+    )
+    client = await aiohttp_client(create_app(configured))
+    for host, status in [
+        ("jobs.example.com", 200),
+        ("jobs.example.com:443", 200),
+        ("eu.jobs.example.net", 200),
+        ("jobs.example.net", 400),
+        ("attacker.example", 400),
+        ("127.0.0.1", 400),
+    ]:
+        async with client.get("/api/kinds", headers={"Host": host}) as response:
+            assert response.status == status, host
