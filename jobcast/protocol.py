@@ -101,6 +101,10 @@ class Keys:
     def index_owner(self, owner: str) -> str:
         return f"{self.prefix}:index:owner:{owner}"
 
+    def owner_rate(self, owner: str, minute: int) -> str:
+        """How many jobs an owner submitted in one minute (a fixed window; it expires)."""
+        return f"{self.prefix}:rate:{owner}:{minute}"
+
     def index_submitted_by(self, service: str) -> str:
         """The jobs a service key submitted for its users."""
         return f"{self.prefix}:index:submitted-by:{service}"

@@ -41,6 +41,7 @@ class Status(StrEnum):
     CREATED = "created"
     KEY_REUSED = "key_reused"  # the idempotency key made a job before
     TOO_MANY_WAITING = "too_many_waiting"
+    RATE_LIMITED = "rate_limited"
     ALREADY_RETRIED = "already_retried"
     ORIGINAL_GONE = "original_gone"
     NOT_RETRYABLE = "not_retryable"

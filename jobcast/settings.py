@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         ge=16 * 1024,
         description="A feed snapshot holds the newest jobs that fit in this many bytes (at least one).",
     )
+    max_streams_per_owner: int = Field(
+        default=100,
+        ge=0,
+        description="Owner mode: SSE streams and WebSockets one owner may have open on one web process "
+        "(429 past it); 0: no limit.",
+    )
+    max_ws_subscriptions: int = Field(
+        default=1000, ge=1, description="Jobs one WebSocket may watch at once (an `error` past it)."
+    )
     write_timeout_s: float = Field(
         default=30.0, description="A client that cannot take a write this long is cut off."
     )
@@ -100,8 +109,19 @@ class Settings(BaseSettings):
     max_waiting_jobs: int = Field(
         default=10_000,
         ge=0,
-        description="Over this many waiting jobs (queued or between attempts), submissions get 429; 0: "
-        "no limit.",
+        description="Over this many jobs due now (queued or between attempts), submissions of work for "
+        "now get 429; 0: no limit.",
+    )
+    max_delayed_jobs: int = Field(
+        default=10_000,
+        ge=0,
+        description="Over this many delayed jobs (due later), delayed submissions get 429; they never "
+        "count against `max_waiting_jobs`. 0: no limit.",
+    )
+    max_submissions_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Owner mode: jobs one owner may submit per minute (429 past it); 0: no limit.",
     )
     backpressure_retry_after_s: int = Field(default=5, ge=1, description="The `Retry-After` of a 429.")
     idempotency_ttl_s: int = Field(

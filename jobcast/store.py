@@ -9,6 +9,7 @@ claim, lease renewal and finish are scripts for the same reason.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -175,9 +176,18 @@ class IdempotentReplay(SubmitRefused):
 
 
 class TooManyWaiting(SubmitRefused):
-    def __init__(self, waiting: int) -> None:
-        super().__init__(f"{waiting} jobs are waiting")
+    def __init__(self, waiting: int, delayed: bool = False) -> None:
+        super().__init__(f"{waiting} {'delayed ' if delayed else ''}jobs are waiting")
         self.waiting = waiting
+        self.delayed = delayed
+
+
+class RateLimited(SubmitRefused):
+    """The owner submitted `JOBCAST_MAX_SUBMISSIONS_PER_MINUTE` jobs this minute already."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many submissions; retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
 
 
 class NotRetryable(SubmitRefused):
@@ -347,6 +357,8 @@ class JobStore:
             fingerprint=fingerprint,
             idempotency_ttl_s=self.settings.idempotency_ttl_s,
             limit=self.settings.max_waiting_jobs,
+            delayed_limit=self.settings.max_delayed_jobs,
+            rate_limit=self.settings.max_submissions_per_minute,
             event={"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
             record=[
                 text(v) if isinstance(v, str | bytes) else str(v) for pair in record.items() for v in pair
@@ -356,7 +368,9 @@ class JobStore:
         if status is Status.KEY_REUSED:
             raise IdempotentReplay(answer["id"], answer["fingerprint"] == fingerprint)
         if status is Status.TOO_MANY_WAITING:
-            raise TooManyWaiting(int(answer["waiting"]))
+            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]))
+        if status is Status.RATE_LIMITED:
+            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000)
         if status is Status.ALREADY_RETRIED:
             raise AlreadyRetried(answer["id"])
         if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
@@ -388,6 +402,7 @@ class JobStore:
             keys["original"] = self.keys.job(retry_of)
         if owner is not None:
             keys["owner_index"] = self.keys.index_owner(owner)
+            keys["owner_rate"] = self.keys.owner_rate(owner, int(time.time() // 60))
         if submitted_by is not None:
             keys["via_index"] = self.keys.index_submitted_by(submitted_by)
         return keys

@@ -28,7 +28,7 @@ from jobcast.server import (
     tokens,
     ws,
 )
-from jobcast.server.auth import AUTH, Auth, auth_middleware, send_cookie
+from jobcast.server.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, auth_middleware, send_cookie
 from jobcast.server.broker import RedisBroker
 from jobcast.server.headers import security_headers
 from jobcast.server.hub import OpenStreams
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.on_response_prepare.append(send_cors_headers)
     app[AUTH] = Auth(settings)
     app[TOKENS] = StreamTokens(settings)
+    app[STREAM_COUNTS] = StreamCounts(settings.max_streams_per_owner if settings.secret is not None else 0)
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[FILES] = FileStore(settings.files_dir)

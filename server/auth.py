@@ -144,7 +144,38 @@ class Auth:
         return morsel.OutputString()
 
 
+class StreamCounts:
+    """Open streams per owner in this process, against `JOBCAST_MAX_STREAMS_PER_OWNER`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def acquire(self, who: Principal) -> bool:
+        if who.owner is None or self.limit == 0:
+            return True
+        count = self.open.get(who.owner, 0)
+        if count >= self.limit:
+            return False
+        self.open[who.owner] = count + 1
+        return True
+
+    def release(self, who: Principal) -> None:
+        if who.owner is None or self.limit == 0:
+            return
+        left = self.open.get(who.owner, 1) - 1
+        if left > 0:
+            self.open[who.owner] = left
+        else:
+            self.open.pop(who.owner, None)
+
+    def refuse(self) -> Problem:
+        message = f"at most {self.limit} open streams per owner; close one first"
+        return Problem(429, message, slug="too-many-streams", headers={"Retry-After": "5"})
+
+
 AUTH = web.AppKey("auth", Auth)
+STREAM_COUNTS = web.AppKey("stream_counts", StreamCounts)
 PRINCIPAL = web.RequestKey("principal", Principal)
 # A cookie to set on this request's response (a new anonymous identity, a login, a logout): the
 # signed value and its max-age.

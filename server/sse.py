@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from jobcast.errors import AlreadyEnded
 from jobcast.server.api import JOB_ID
-from jobcast.server.auth import check_visible, principal
+from jobcast.server.auth import STREAM_COUNTS, check_visible, principal
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
@@ -75,7 +75,7 @@ RESUME = {"Last-Event-ID": "Resume after this event (see docs/api.md, Resuming)"
         },
         query=ResumeQuery,
         headers=RESUME,
-        problems=(400, 401, 404, 503),
+        problems=(400, 401, 404, 429, 503),
         tags=("streams",),
     )
 )
@@ -97,7 +97,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         {200: stream_answer("Every job's events")},
         query=ResumeQuery,
         headers=RESUME,
-        problems=(400, 401, 503),
+        problems=(400, 401, 429, 503),
         tags=("streams",),
     )
 )
@@ -117,8 +117,20 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 
 
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
     since, epoch = resume_position(request, topic)
+    counts, who = request.app[STREAM_COUNTS], principal(request)
+    if not counts.acquire(who):
+        raise counts.refuse()
+    try:
+        return await _stream(request, topic, since, epoch)
+    finally:
+        counts.release(who)
+
+
+async def _stream(
+    request: web.Request, topic: Topic, since: int | None, epoch: str | None
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
     outbox = Outbox(settings.watcher_buffer, settings.watcher_buffer_bytes)
     relay = request.app[RELAY]
     sub = Subscription(topic, outbox, since, epoch)

@@ -4,6 +4,8 @@ and `POST /api/jobs/{id}/retry`. Idempotency keys, the waiting-jobs limit and up
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -38,6 +40,7 @@ from jobcast.store import (
     AlreadyRetried,
     IdempotentReplay,
     NotRetryable,
+    RateLimited,
     Submission,
     TooManyWaiting,
 )
@@ -164,11 +167,19 @@ async def submit(
         return Submitted(await store_snapshot(app, replay.job_id), replayed=True)
     except TooManyWaiting as busy:
         retry_after = app[SETTINGS].backpressure_retry_after_s
+        which = "delayed jobs are" if busy.delayed else "jobs are"
         raise Problem(
             429,
-            f"too many jobs are waiting ({busy.waiting}); try again later",
+            f"too many {which} waiting ({busy.waiting}); try again later",
             slug="too-many-waiting",
             headers={"Retry-After": str(retry_after)},
+        ) from None
+    except RateLimited as limited:
+        raise Problem(
+            429,
+            str(limited),
+            slug="rate-limited",
+            headers={"Retry-After": str(math.ceil(limited.retry_after_s))},
         ) from None
     except AlreadyRetried as done:
         return Submitted(await store_snapshot(app, done.job_id), replayed=True)
@@ -406,7 +417,10 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
         if kind.takes_upload:
             source = files.job(old["id"]).uploads
             if source.is_dir():
-                await asyncio.to_thread(shutil.copytree, source, files.job(job_id).uploads)
+                # Hard links, not copies: a retry costs no disk (the files are never written to).
+                await asyncio.to_thread(
+                    shutil.copytree, source, files.job(job_id).uploads, copy_function=os.link
+                )
         # A retry belongs to the job's owner, whoever asks for it (the owner, or an admin).
         owner = (old["owner"], old["submitted_by"])
         submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"], owner=owner)

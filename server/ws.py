@@ -11,7 +11,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import loads, valid_epoch
-from jobcast.server.auth import Principal, check_visible, principal
+from jobcast.server.auth import STREAM_COUNTS, Principal, check_visible, principal
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
 from jobcast.server.events import Event
@@ -51,6 +51,7 @@ class Connection:
 
     __slots__ = (
         "abort",
+        "max_subscriptions",
         "outbox",
         "relay",
         "sender",
@@ -72,10 +73,12 @@ class Connection:
         write_timeout_s: float,
         who: Principal,
         tokens: StreamTokens,
+        max_subscriptions: int,
     ) -> None:
         self.ws = ws
         self.who = who
         self.tokens = tokens
+        self.max_subscriptions = max_subscriptions
         self.store = store
         self.abort = abort
         self.relay = relay
@@ -162,6 +165,9 @@ class Connection:
             return
         if (old := self.subs.pop(topic, None)) is not None:
             self.relay.leave(old)
+        elif len(self.subs) >= self.max_subscriptions:
+            self._error("too_many_subscriptions", f"at most {self.max_subscriptions} at once", topic)
+            return
         sub = Subscription(topic, self.outbox, since, epoch)
         try:
             catch_up = await self.relay.join(
@@ -253,13 +259,23 @@ class Connection:
     Operation(
         "One WebSocket for many jobs and the feed: subscribe, unsubscribe, cancel (see docs/api.md)",
         {101: Answer("Switching to the WebSocket protocol; messages are JobEvents and control messages")},
-        problems=(400,),
+        problems=(400, 403, 429),
         tags=("streams",),
     )
 )
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    settings = request.app[SETTINGS]
     check_websocket_origin(request)
+    counts, who = request.app[STREAM_COUNTS], principal(request)
+    if not counts.acquire(who):
+        raise counts.refuse()
+    try:
+        return await _websocket(request, who)
+    finally:
+        counts.release(who)
+
+
+async def _websocket(request: web.Request, who: Principal) -> web.WebSocketResponse:
+    settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_ping_interval_s, compress=False, max_msg_size=MAX_MESSAGE_BYTES
     )
@@ -273,8 +289,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         (settings.watcher_buffer, settings.watcher_buffer_bytes),
         transport.abort,
         settings.write_timeout_s,
-        principal(request),
+        who,
         request.app[TOKENS],
+        settings.max_ws_subscriptions,
     )
     # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
     # idle connection).

@@ -133,3 +133,38 @@ async def test_the_articles_reports_api_keeps_working(client, worker) -> None:
     assert (await get_json(client, pascal["statusUrl"]))["params"]["user_id"] == "u8"
     problem = await post_json(client, "/reports", {"userId": "u9", "reportType": "weather"}, status=422)
     assert problem["errors"][0]["field"] == "reportType"
+
+
+async def test_a_retried_conversion_links_its_upload_instead_of_copying_it(client, worker, settings) -> None:
+    import os
+
+    from jobcast.files import FileStore
+
+    # A file whose format cannot be told fails for good; its retry reuses the upload.
+    async with client.post("/api/jobs", data=upload_form("data.txt", b"a,b\n1,2\n", {})) as response:
+        assert response.status == 202, await response.text()
+        job = await response.json()
+    assert (await watch_to_end(client, job["id"]))[-1]["type"] == "failed"
+    retried = await post_json(client, f"/api/jobs/{job['id']}/retry", status=202)
+    files = FileStore(settings.files_dir)
+    old, new = (files.job(j["id"]).upload_path("data.txt") for j in (job, retried))
+    assert os.stat(old).st_ino == os.stat(new).st_ino and os.stat(new).st_nlink == 2
+
+
+def test_every_string_param_of_the_builtin_kinds_is_bounded() -> None:
+    from jobcast.registry import discover_kinds
+
+    def strings(schema: dict, path: str) -> list[str]:
+        found = []
+        if schema.get("type") == "string" and "enum" not in schema and "maxLength" not in schema:
+            found.append(path)
+        for name, sub in schema.get("properties", {}).items():
+            found += strings(sub, f"{path}.{name}")
+        for sub in schema.get("anyOf", []):
+            found += strings(sub, path)
+        return found
+
+    unbounded = [
+        p for kind in discover_kinds("").values() for p in strings(kind.params.model_json_schema(), kind.name)
+    ]
+    assert unbounded == []

@@ -4,6 +4,7 @@ no page elsewhere acts through a user's browser."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -347,3 +348,62 @@ async def test_an_allow_list_of_hosts_refuses_the_rest(aiohttp_client, settings)
     ]:
         async with client.get("/api/kinds", headers={"Host": host}) as response:
             assert response.status == status, host
+
+
+async def owner_app(aiohttp_client, settings, **limits: Any) -> Any:
+    from pydantic import SecretStr
+
+    from jobcast.server.app import create_app
+
+    configured = settings.model_copy(update={"secret": SecretStr(SECRET), **limits})
+    return await aiohttp_client(create_app(configured))
+
+
+async def test_each_owner_has_a_submission_rate_and_delayed_jobs_their_own_limit(
+    aiohttp_client, settings
+) -> None:
+    client = await owner_app(
+        aiohttp_client, settings, max_submissions_per_minute=3, max_delayed_jobs=2, max_waiting_jobs=100
+    )
+    for _ in range(2):  # delayed work up to its limit...
+        async with client.post("/api/jobs", json={**demo(2, 1), "delay_s": 3600}) as response:
+            assert response.status == 202
+    async with client.post("/api/jobs", json={**demo(2, 1), "delay_s": 3600}) as response:
+        assert response.status == 429 and "delayed" in (await response.json())["detail"]
+    # ...does not lock out work for now; the owner's rate does, at the fourth submission a minute.
+    async with client.post("/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 202
+    async with client.post("/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 429 and (await response.json())["type"].endswith("rate-limited")
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # Another owner (another browser) has a rate of its own.
+    other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with other, other.post(f"http://127.0.0.1:{client.port}/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 202
+
+
+async def test_each_owner_has_a_bounded_number_of_streams(aiohttp_client, settings) -> None:
+    client = await owner_app(aiohttp_client, settings, max_streams_per_owner=2, max_ws_subscriptions=1)
+    job = await submitted(client, "")
+    first = await client.get(f"/api/jobs/{job['id']}/events")
+    assert first.status == 200
+    ws = await client.ws_connect("/api/ws")
+    # The third stream (SSE or WebSocket) of the same owner is refused...
+    async with client.get(f"/api/jobs/{job['id']}/events") as third:
+        assert third.status == 429 and third.headers["Retry-After"]
+    # ...and one WebSocket watches at most JOBCAST_MAX_WS_SUBSCRIPTIONS jobs.
+    other = await submitted(client, "")
+    await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+    assert (await ws.receive_json())["type"] == "subscribed"
+    await ws.receive_json()  # the snapshot
+    await ws.send_json({"type": "subscribe", "job_id": other["id"]})
+    assert (await ws.receive_json())["code"] == "too_many_subscriptions"
+    # Closing one frees its place.
+    first.close()
+    await ws.close()
+    async with asyncio.timeout(10):
+        while True:
+            async with client.get(f"/api/jobs/{job['id']}/events") as again:
+                if again.status == 200:
+                    break
+                await asyncio.sleep(0.05)  # the server notices the hang-ups asynchronously

@@ -2,12 +2,15 @@
 -- queue, arq's job payload and the `queued` event, all at once, so a job is either fully submitted
 -- or not at all.
 -- K: job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
+--   owner_rate (owner mode: the owner's submissions this minute);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
--- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit (0: none),
---   event (for `publish`), record (field/value pairs).
--- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting), and for a
--- retry already_retried (id), original_gone, not_retryable (state).
+-- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
+--   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), rate_limit (an
+--   owner's submissions per minute; 0: none), event (for `publish`), record (field/value pairs).
+-- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting, delayed),
+-- rate_limited (retry_after_ms), and for a retry already_retried (id), original_gone,
+-- not_retryable (state).
 if K.idempotency then
   local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
   -- A key whose job has expired is free again (so is one in a format from before).
@@ -25,12 +28,30 @@ if K.original then
   end
 end
 
-if A.limit > 0 then
+-- Jobs due now and delayed jobs have limits of their own: a pile of jobs for tomorrow never
+-- locks out work for now.
+local delayed = A.ready_ms > NOW_MS
+local limit = delayed and A.delayed_limit or A.limit
+if limit > 0 then
   local waiting = 0
   for _, p in ipairs(L.priorities) do
-    waiting = waiting + redis.call('ZCARD', L.queues[p])
+    if delayed then
+      waiting = waiting + redis.call('ZCOUNT', L.queues[p], '(' .. (NOW_MS + 1), '+inf')
+    else
+      waiting = waiting + redis.call('ZCOUNT', L.queues[p], '-inf', '(' .. (NOW_MS + 1))
+    end
   end
-  if waiting >= A.limit then return answer({status = S.too_many_waiting, waiting = waiting}) end
+  if waiting >= limit then
+    return answer({status = S.too_many_waiting, waiting = waiting, delayed = delayed})
+  end
+end
+
+if K.owner_rate and A.rate_limit > 0 then
+  local count = redis.call('INCR', K.owner_rate)
+  if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
+  if count > A.rate_limit then
+    return answer({status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_rate)})
+  end
 end
 
 local id, ready_ms = A.id, A.ready_ms

@@ -29,7 +29,9 @@ class ConvertParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     upload: str = Field(
-        default="", description="Set by the server: the uploaded file's name (send the file as `file`)."
+        default="",
+        max_length=255,
+        description="Set by the server: the uploaded file's name (send the file as `file`).",
     )
     from_format: Literal["csv", "jsonl"] | None = Field(
         default=None, description="The upload's format; by default taken from its name."
