@@ -131,6 +131,17 @@ class Settings(BaseSettings):
         default=24 * 3600, ge=0, description="Longest `delay_s` a submission may ask for."
     )
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="Largest uploaded file.")
+    min_free_disk_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Uploads get 507 while the files volume has less free space than this.",
+    )
+    max_result_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="A job whose result (its file, or its JSON) is larger fails for good; the file is "
+        "removed.",
+    )
     max_form_fields: int = Field(default=64, ge=4, description="Most fields in a posted form (413 past it).")
     max_form_bytes: int = Field(
         default=256 * 1024,

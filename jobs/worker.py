@@ -21,7 +21,7 @@ from jobcast.files import FileStore
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
-from jobcast.kind import JobContext, Kind, configure
+from jobcast.kind import JobContext, Kind, PermanentError, configure
 from jobcast.logs import context_text, log_context
 from jobcast.migrate import migrate
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
@@ -46,6 +46,16 @@ def error_info(error: BaseException, max_chars: int = 1000) -> dict[str, str]:
     if len(message) > max_chars:
         message = message[: max_chars - 1] + "…"
     return {"type": type(error).__name__[:200], "message": message}
+
+
+def check_result(result: Any, encoded: bytes, ctx: JobContext, limit: int) -> None:
+    """Raises PermanentError (removing the file) when the result is over `limit` bytes."""
+    file = result.get("file") if isinstance(result, dict) else None
+    size = file.get("size", 0) if isinstance(file, dict) else 0
+    if len(encoded) > limit or size > limit:
+        if isinstance(file, dict) and isinstance(file.get("name"), str):
+            ctx.files.result_path(file["name"]).unlink(missing_ok=True)
+        raise PermanentError(f"the result ({max(size, len(encoded))} bytes) is over the {limit}-byte limit")
 
 
 def backoff_s(settings: Settings, attempt: int) -> float:
@@ -176,7 +186,8 @@ async def _run_attempt(
     try:
         async with asyncio.timeout(kind.timeout_s) as deadline:
             result = await task
-        dumps(result)  # a result that is not JSON fails the job here, not in a client
+        # A result that is not JSON, or too large, fails the job here, not in a client.
+        check_result(result, dumps(result), ctx, settings.max_result_bytes)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         shutting_down = current is not None and current.cancelling() > 0

@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-SECRET_PARAMS = frozenset({"token"})
+SECRET_PARAMS = frozenset({"token", "csrf"})
 
 
 def redacted(request: web.BaseRequest) -> str:

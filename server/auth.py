@@ -103,6 +103,9 @@ class Auth:
         if settings.secret is not None:
             secrets_.append(settings.secret.get_secret_value())
         self._sessions = URLSafeTimedSerializer(secrets_ or ["single-user"], salt="jobcast-session")
+        self.csrf_key = hashlib.sha256(
+            b"jobcast-csrf\n" + (secrets_[-1] if secrets_ else "").encode()
+        ).digest()
 
     def api_key(self, presented: str) -> Principal | None:
         digest = hashlib.sha256(presented.encode()).digest()
@@ -230,6 +233,38 @@ def unauthorized(detail: str) -> web.Response:
     return Problem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": "Bearer"}).response()
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(request: web.Request) -> str | None:
+    """The CSRF token of this browser's session (owner mode): what the pages put in their forms'
+    actions, for old browsers that send neither `Sec-Fetch-Site` nor `Origin`."""
+    auth = request.app[AUTH]
+    pending = request.get(SET_COOKIE)
+    session = pending[0] if pending is not None else request.cookies.get(COOKIE)
+    if not auth.enabled or not session:
+        return None
+    return hmac.new(auth.csrf_key, session.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# What a form on another site can send without a CORS preflight: only these need the token (a
+# JSON body cannot be sent cross-site without the browser asking first).
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+def csrf_missing(request: web.Request) -> bool:
+    """A form posted on a session cookie, from a browser that says nothing of where it comes
+    from, without its session's CSRF token. (Modern browsers are checked by their `Sec-Fetch-Site`
+    or `Origin` in server/origins.py; requests without a cookie act as nobody.)"""
+    if request.method in SAFE_METHODS or request.content_type not in FORM_TYPES:
+        return False
+    if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
+        return False
+    expected = csrf_token(request)
+    given = request.query.get("csrf", "")
+    return expected is not None and not hmac.compare_digest(given, expected)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     auth = request.app[AUTH]
@@ -243,10 +278,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if who is None:
             return unauthorized("the Authorization header holds no valid API key")
     else:
-        who = auth.session(request.cookies.get(COOKIE))
+        cookie = request.cookies.get(COOKIE)
+        who = auth.session(cookie)
         if who is None:
             who = new_anonymous()
             request[SET_COOKIE] = (auth.sign(who), auth.session_max_age_s)
+        elif csrf_missing(request):
+            raise Problem(403, "this form needs the page's CSRF token; reload the page", slug="csrf")
     request[PRINCIPAL] = who
     return await handler(request)
 

@@ -7,12 +7,12 @@ identity.
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from jobcast.server.auth import AUTH, SET_COOKIE, Principal, Role, new_anonymous, principal
 from jobcast.server.keys import SETTINGS
 from jobcast.server.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, operation
+from jobcast.server.pages import render_page
 from jobcast.server.problems import Problem
 
 routes = web.RouteTableDef()
@@ -40,7 +40,7 @@ async def login_page(request: web.Request) -> web.Response:
     _owner_mode(request)
     who = principal(request)
     signed_in = who.owner if who.role is Role.ADMIN else None
-    return aiohttp_jinja2.render_template("login.html", request, {"signed_in": signed_in})
+    return render_page("login.html", request, {"signed_in": signed_in})
 
 
 @routes.post("/login")
@@ -71,8 +71,7 @@ async def login(request: web.Request) -> web.Response:
     who = auth.api_key(key) if isinstance(key, str) else None
     if who is None or who.role is not Role.ADMIN:
         context = {"signed_in": None, "problem": "That is not an admin API key."}
-        response = aiohttp_jinja2.render_template("login.html", request, context, status=401)
-        return response
+        return render_page("login.html", request, context, status=401)
     request[SET_COOKIE] = (auth.sign(Principal(who.owner, Role.ADMIN)), auth.admin_session_s)
     raise web.HTTPSeeOther(f"{request.app[SETTINGS].url_prefix}/")
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from jobcast.listing import ids_starting_with, list_jobs
 from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.server.api import JOB_ID, load_snapshot
-from jobcast.server.auth import owner_for, principal
+from jobcast.server.auth import csrf_token, owner_for, principal
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
 from jobcast.server.keys import KINDS, SETTINGS, STORE
@@ -107,7 +107,7 @@ FORM_BODY = {
     },
     "additionalProperties": {"type": "string", "description": "`<kind>.<param>` for each param"},
 }
-PAGE_PROBLEMS = (400, 404, 413, 415, 503)
+PAGE_PROBLEMS = (400, 404, 413, 415, 503, 507)
 
 
 @routes.get("/")
@@ -121,7 +121,7 @@ PAGE_PROBLEMS = (400, 404, 413, 415, 503)
     )
 )
 async def index(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("index.html", request, await dashboard_context(request))
+    return render_page("index.html", request, await dashboard_context(request))
 
 
 @routes.post("/submit")
@@ -169,7 +169,7 @@ async def submit_form(request: web.Request) -> web.Response:
         context = await dashboard_context(
             request, values=fields, errors=errors, selected_kind=fields.get("kind"), problem=problem.detail
         )
-        return aiohttp_jinja2.render_template("index.html", request, context, status=422)
+        return render_page("index.html", request, context, status=422)
     if wants_json(request):
         return web.json_response(job, status=202, headers={"Location": job["links"]["self"]})
     raise web.HTTPSeeOther(job["links"]["page"])
@@ -202,7 +202,7 @@ async def job_page(request: web.Request) -> web.Response:
         "origin": str(request.url.origin()),
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
     }
-    return aiohttp_jinja2.render_template("job.html", request, context)
+    return render_page("job.html", request, context)
 
 
 async def full_job_page(request: web.Request, short: str) -> str:
@@ -252,6 +252,13 @@ async def cancel_form(request: web.Request) -> web.Response:
 async def retry_form(request: web.Request) -> web.Response:
     submitted = await retry(request.app, await load_snapshot(request))
     raise web.HTTPSeeOther(submitted.snapshot["links"]["page"])
+
+
+def render_page(name: str, request: web.Request, context: dict[str, Any], status: int = 200) -> web.Response:
+    """A page; every form's action carries the session's CSRF token (owner mode, server/auth.py)."""
+    token = csrf_token(request)
+    context = {**context, "csrf_query": f"?csrf={token}" if token else ""}
+    return aiohttp_jinja2.render_template(name, request, context, status=status)
 
 
 def setup_pages(app: web.Application) -> None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -247,6 +248,7 @@ async def _read_form(request: web.Request, job_id: str) -> tuple[dict[str, str],
         if part.name == "file" and part.filename:
             if upload is not None:
                 raise Problem(422, "send one file", slug="validation")
+            require_free_space(request.app[FILES].root, settings.min_free_disk_bytes)
             upload = safe_name(part.filename, "upload")
             await save_upload(part, request.app[FILES].job(job_id).upload_path(upload), limit)
         else:
@@ -254,6 +256,14 @@ async def _read_form(request: web.Request, job_id: str) -> tuple[dict[str, str],
             text_bytes += len(raw)
             fields[part.name] = raw.decode("utf-8", "replace")
     return fields, upload
+
+
+def require_free_space(root: Path, floor: int) -> None:
+    """507 while the files volume is nearly full: one client's uploads must not fill the disk
+    every job (and the results) share."""
+    existing = next((p for p in (root, *root.parents) if p.exists()), Path("/"))
+    if shutil.disk_usage(existing).free < floor:
+        raise Problem(507, "the server is low on disk space; try again later", slug="insufficient-storage")
 
 
 async def read_field(part: BodyPartReader, limit: int) -> bytes:
@@ -368,7 +378,7 @@ SUBMITTED = {
         SUBMITTED,
         body=submission_body,
         headers={"Idempotency-Key": "A repeat with the same key and body answers with the first job"},
-        problems=(400, 413, 415, 422, 429, 503),
+        problems=(400, 413, 415, 422, 429, 503, 507),
     )
 )
 async def submit_job(request: web.Request) -> web.Response:

@@ -203,7 +203,8 @@ form.addEventListener("submit", async (submitEvent) => {
   clearErrors();
   status.textContent = "Submitting…";
   try {
-    const response = await fetch(`${base}/submit`, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
+    // form.action carries the page's CSRF token (owner mode), for browsers that send no Origin.
+    const response = await fetch(form.action, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
     const job = await readJson(response);
     status.innerHTML = "";
     const link = document.createElement("a");

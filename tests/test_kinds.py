@@ -168,3 +168,28 @@ def test_every_string_param_of_the_builtin_kinds_is_bounded() -> None:
         p for kind in discover_kinds("").values() for p in strings(kind.params.model_json_schema(), kind.name)
     ]
     assert unbounded == []
+
+
+async def test_uploads_stop_while_the_disk_is_nearly_full(aiohttp_client, settings, redis) -> None:
+    from jobcast.server.app import create_app
+
+    full = settings.model_copy(update={"min_free_disk_bytes": 1 << 60})  # more than any disk has
+    client = await aiohttp_client(create_app(full))
+    async with client.post("/api/jobs", data=upload_form("a.csv", b"a,b\n1,2\n", {})) as response:
+        assert response.status == 507 and response.headers["Content-Type"] == "application/problem+json"
+    assert [k async for k in redis.scan_iter(f"{settings.key_prefix}:job:*")] == []
+
+
+async def test_a_result_over_the_size_limit_fails_the_job_and_is_removed(client, spawn, settings) -> None:
+    from jobcast.files import FileStore
+
+    spawn("worker", JOBCAST_MAX_RESULT_BYTES="2048")
+    lines = ["id,name"] + [f"{i},name {i}" for i in range(500)]  # about 10 KB of JSON Lines out
+    form = upload_form("big.csv", ("\n".join(lines) + "\n").encode(), {})
+    async with client.post("/api/jobs", data=form) as response:
+        job = await response.json()
+    events = await watch_to_end(client, job["id"])
+    assert events[-1]["type"] == "failed" and "over the 2048-byte limit" in events[-1]["error"]["message"]
+    assert not FileStore(settings.files_dir).job(job["id"]).results.exists() or not any(
+        FileStore(settings.files_dir).job(job["id"]).results.iterdir()
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -179,16 +180,19 @@ async def test_counters_and_metrics_are_for_admins(owner_mode, browsers) -> None
 async def test_an_operator_signs_in_with_an_admin_key(owner_mode, browsers) -> None:
     url = owner_mode.url
     a, _ = browsers
-    async with a.post(url + "/login", data={"key": SERVICE_KEY}) as refused:
+    modern = {"Sec-Fetch-Site": "same-origin"}  # as a current browser's form post says
+    async with a.post(url + "/login", data={"key": SERVICE_KEY}, headers=modern) as refused:
         assert refused.status == 401 and "not an admin API key" in await refused.text()
-    async with a.post(url + "/login", data={"key": ADMIN_KEY}, allow_redirects=False) as signed:
+    async with a.post(
+        url + "/login", data={"key": ADMIN_KEY}, allow_redirects=False, headers=modern
+    ) as signed:
         assert signed.status == 303
         cookie = signed.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert await status_of(a, "GET", url + "/api/stats") == 200
     async with a.get(url + "/") as page:
         assert 'id="stats"' in await page.text()
-    assert await status_of(a, "POST", url + "/logout", allow_redirects=False) == 303
+    assert await status_of(a, "POST", url + "/logout", allow_redirects=False, headers=modern) == 303
     assert await status_of(a, "GET", url + "/api/stats") == 403
     # Neither keys nor cookies reach the log.
     log = owner_mode.log()
@@ -407,3 +411,26 @@ async def test_each_owner_has_a_bounded_number_of_streams(aiohttp_client, settin
                 if again.status == 200:
                     break
                 await asyncio.sleep(0.05)  # the server notices the hang-ups asynchronously
+
+
+async def test_forms_from_browsers_that_say_nothing_of_their_origin_need_the_pages_token(
+    owner_mode, browsers
+) -> None:
+    # An old browser sends neither Sec-Fetch-Site nor Origin: the form's action carries a token
+    # tied to the session, which a page elsewhere cannot read.
+    url = owner_mode.url
+    a, b = browsers
+    job = await submitted(a, url, demo(200, 50))
+    async with a.get(f"{url}/jobs/{job['id']}") as page:
+        html = await page.text()
+    action = re.search(r'action="([^"]*/cancel\?csrf=[0-9a-f]+)"', html)
+    assert action is not None
+    async with b.get(url + "/") as other_page:
+        other = re.search(r'\?csrf=([0-9a-f]+)"', await other_page.text())
+    assert other is not None
+    cancel = f"{url}/jobs/{job['id']}/cancel"
+    form = {"data": {"from": "a form"}, "allow_redirects": False}
+    assert await status_of(a, "POST", cancel, **form) == 403
+    assert await status_of(a, "POST", f"{cancel}?csrf={other[1]}", **form) == 403
+    assert await status_of(a, "POST", url + action[1].replace("&amp;", "&"), **form) == 303
+    assert "csrf=[redacted]" in owner_mode.log() and action[1].split("csrf=")[1] not in owner_mode.log()
