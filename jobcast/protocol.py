@@ -101,6 +101,11 @@ class Keys:
     def index_owner(self, owner: str) -> str:
         return f"{self.prefix}:index:owner:{owner}"
 
+    @property
+    def owner_waiting(self) -> str:
+        """A hash: each owner's count of waiting jobs (queued or between attempts)."""
+        return f"{self.prefix}:owner-waiting"
+
     def owner_rate(self, owner: str, minute: int) -> str:
         """How many jobs an owner submitted in one minute (a fixed window; it expires)."""
         return f"{self.prefix}:rate:{owner}:{minute}"

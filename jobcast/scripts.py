@@ -62,6 +62,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "queues": {p: keys.queue(p) for p in priorities},
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
+        "owner_waiting": keys.owner_waiting,
         "queue_clock": keys.queue_clock,
         "queue_order": keys.queue_order,
         "index_all": keys.index_all,

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         description="Over this many delayed jobs (due later), delayed submissions get 429; they never "
         "count against `max_waiting_jobs`. 0: no limit.",
     )
+    max_waiting_per_owner: int = Field(
+        default=1000,
+        ge=0,
+        description="Owner mode: jobs one owner may have waiting (queued, delayed or between attempts); "
+        "429 past it. 0: no limit.",
+    )
     max_submissions_per_minute: int = Field(
         default=600,
         ge=0,

@@ -176,10 +176,13 @@ class IdempotentReplay(SubmitRefused):
 
 
 class TooManyWaiting(SubmitRefused):
-    def __init__(self, waiting: int, delayed: bool = False) -> None:
+    """Over a waiting-jobs limit: the jobs due now, the delayed ones, or the owner's own."""
+
+    def __init__(self, waiting: int, delayed: bool = False, owner: bool = False) -> None:
         super().__init__(f"{waiting} {'delayed ' if delayed else ''}jobs are waiting")
         self.waiting = waiting
         self.delayed = delayed
+        self.owner = owner
 
 
 class RateLimited(SubmitRefused):
@@ -359,6 +362,8 @@ class JobStore:
             limit=self.settings.max_waiting_jobs,
             delayed_limit=self.settings.max_delayed_jobs,
             rate_limit=self.settings.max_submissions_per_minute,
+            owner=owner or "",
+            owner_limit=self.settings.max_waiting_per_owner if owner else 0,
             event={"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
             record=[
                 text(v) if isinstance(v, str | bytes) else str(v) for pair in record.items() for v in pair
@@ -368,7 +373,7 @@ class JobStore:
         if status is Status.KEY_REUSED:
             raise IdempotentReplay(answer["id"], answer["fingerprint"] == fingerprint)
         if status is Status.TOO_MANY_WAITING:
-            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]))
+            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]), bool(answer.get("owner")))
         if status is Status.RATE_LIMITED:
             raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000)
         if status is Status.ALREADY_RETRIED:

@@ -168,7 +168,7 @@ async def submit(
         return Submitted(await store_snapshot(app, replay.job_id), replayed=True)
     except TooManyWaiting as busy:
         retry_after = app[SETTINGS].backpressure_retry_after_s
-        which = "delayed jobs are" if busy.delayed else "jobs are"
+        which = "of your jobs are" if busy.owner else "delayed jobs are" if busy.delayed else "jobs are"
         raise Problem(
             429,
             f"too many {which} waiting ({busy.waiting}); try again later",

@@ -230,3 +230,25 @@ async def test_jobs_waiting_in_the_old_layout_move_to_their_queues(store) -> Non
     assert not await store.redis.exists(old)
     assert [j[0] for j in (await claim(store, "a"))["jobs"]] == [job_id]
     assert await migrate(store.redis, store.keys) == 0
+
+
+async def test_an_owners_waiting_count_follows_its_jobs_states(store) -> None:
+    async def waiting() -> int:
+        return int(await store.redis.hget(store.keys.owner_waiting, "ann") or 0)
+
+    job_id = uuid.uuid4().hex
+    await store.create(job_id, Submission("demo", {}), owner="ann")
+    assert await waiting() == 1
+    await store.publish(job_id, EventType.STARTED, owner="ann", attempt=1)
+    assert await waiting() == 0
+    await store.publish(
+        job_id, EventType.RETRYING, owner="ann", attempt=1, error={"type": "E", "message": "m"}
+    )
+    assert await waiting() == 1
+    await store.publish(job_id, EventType.STARTED, owner="ann", attempt=2)
+    await store.publish(job_id, EventType.PROGRESS, owner="ann", attempt=2)
+    assert await waiting() == 0
+    other = uuid.uuid4().hex
+    await store.create(other, Submission("demo", {}), owner="ann")
+    assert (await store.cancel(other)).cancelled and await waiting() == 0
+    assert not await store.redis.hexists(store.keys.owner_waiting, "ann")  # no leftover zero

@@ -434,3 +434,18 @@ async def test_forms_from_browsers_that_say_nothing_of_their_origin_need_the_pag
     assert await status_of(a, "POST", f"{cancel}?csrf={other[1]}", **form) == 403
     assert await status_of(a, "POST", url + action[1].replace("&amp;", "&"), **form) == 303
     assert "csrf=[redacted]" in owner_mode.log() and action[1].split("csrf=")[1] not in owner_mode.log()
+
+
+async def test_each_owner_has_a_limit_of_waiting_jobs(aiohttp_client, settings) -> None:
+    client = await owner_app(aiohttp_client, settings, max_waiting_per_owner=2)
+    first = await submitted(client, "")
+    await submitted(client, "", {**demo(2, 1), "delay_s": 600})  # delayed jobs count too
+    async with client.post("/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 429 and "of your jobs" in (await response.json())["detail"]
+    other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with other, other.post(f"http://127.0.0.1:{client.port}/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 202  # another owner is not held back
+    # A job that stops waiting frees its place.
+    async with client.post(f"/api/jobs/{first['id']}/cancel") as response:
+        assert response.status == 200
+    await submitted(client, "")

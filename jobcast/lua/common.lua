@@ -17,6 +17,21 @@ local function is_terminal(state)
   return L.terminal[state] == true
 end
 
+-- Queued or between attempts: what the per-owner waiting count counts.
+local function is_waiting(state)
+  return state == L.state.queued or state == L.state.retrying
+end
+
+-- Keep the owner's count of waiting jobs (a field of one hash: owners are data, not keys).
+local function count_waiting(job, delta)
+  local owner = redis.call('HGET', job, 'owner')
+  if owner then
+    if redis.call('HINCRBY', L.owner_waiting, owner, delta) <= 0 then
+      redis.call('HDEL', L.owner_waiting, owner)
+    end
+  end
+end
+
 -- A score that orders entries by time and, within one millisecond, by arrival: `ms` with a
 -- counter in the fraction, never behind the last score this clock gave (web processes' clocks may
 -- differ by a little; an entry may then be scored that little later than asked). Redis orders
@@ -87,6 +102,9 @@ local function publish(k, e)
   if e.state ~= state then
     redis.call('ZREM', L.state_index[state], e.id)
     redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
+    if is_waiting(state) ~= is_waiting(e.state) then
+      count_waiting(k.job, is_waiting(e.state) and 1 or -1)
+    end
   end
   redis.call('PUBLISH', k.channel, record)
   -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).

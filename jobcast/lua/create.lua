@@ -6,8 +6,9 @@
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
 -- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
---   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), rate_limit (an
---   owner's submissions per minute; 0: none), event (for `publish`), record (field/value pairs).
+--   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), owner and
+--   owner_limit (the owner's waiting jobs, due or delayed; 0: none), rate_limit (an owner's
+--   submissions per minute; 0: none), event (for `publish`), record (field/value pairs).
 -- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting, delayed),
 -- rate_limited (retry_after_ms), and for a retry already_retried (id), original_gone,
 -- not_retryable (state).
@@ -46,6 +47,13 @@ if limit > 0 then
   end
 end
 
+if A.owner and A.owner_limit > 0 then
+  local mine = tonumber(redis.call('HGET', L.owner_waiting, A.owner) or '0')
+  if mine >= A.owner_limit then
+    return answer({status = S.too_many_waiting, waiting = mine, delayed = false, owner = true})
+  end
+end
+
 if K.owner_rate and A.rate_limit > 0 then
   local count = redis.call('INCR', K.owner_rate)
   if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
@@ -56,6 +64,7 @@ end
 
 local id, ready_ms = A.id, A.ready_ms
 redis.call('HSET', K.job, 'state', L.state.queued, 'seq', 0, 'attempt', 0, unpack(A.record))
+count_waiting(K.job, 1)
 local score = index_score()
 redis.call('ZADD', L.index_all, score, id)
 redis.call('ZADD', L.index_ids, 0, id)
