@@ -121,6 +121,17 @@ class Scripts:
         raw = await self._scripts[name](keys=key_list, args=argv)
         return Answer(orjson.loads(raw))
 
+    async def call_many(self, name: str, calls: list[tuple[dict[str, str], dict[str, Any]]]) -> list[Answer]:
+        """Run script `name` once per (keys, args), all in one round trip (not atomic together:
+        each call is atomic on its own)."""
+        script = self._scripts[name]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                key_list, argv = self._argv(keys, args)
+                await script(keys=key_list, args=argv, client=pipe)
+            raw = await pipe.execute()
+        return [Answer(orjson.loads(answer)) for answer in raw]
+
     def command(self, name: str, keys: dict[str, str], **args: Any) -> tuple[Any, ...]:
         """The EVALSHA command for a call, for a caller that writes commands to Redis itself (the
         benchmark's publisher); `load` must have run on that Redis first."""

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         description="Over this many jobs due now (queued or between attempts), submissions of work for "
         "now get 429; 0: no limit.",
     )
+    max_batch_jobs: int = Field(
+        default=1000, ge=1, description="Most submissions in one `POST /api/jobs/batch` (413 past it)."
+    )
     max_delayed_jobs: int = Field(
         default=10_000,
         ge=0,

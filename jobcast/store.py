@@ -217,6 +217,34 @@ class CancelOutcome:
     ended_as: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CreateCall:
+    """One submission as the create script takes it, and how to read its answer."""
+
+    job_id: str
+    keys: dict[str, str]
+    args: dict[str, Any]
+    record: dict[str, Any]
+    fingerprint: str
+
+    def outcome(self, answer: Any, links: Links) -> dict[str, Any]:
+        """The new job's snapshot; raises the SubmitRefused the answer means."""
+        status = answer.status
+        if status is Status.KEY_REUSED:
+            raise IdempotentReplay(answer["id"], answer["fingerprint"] == self.fingerprint)
+        if status is Status.TOO_MANY_WAITING:
+            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]), bool(answer.get("owner")))
+        if status is Status.RATE_LIMITED:
+            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000)
+        if status is Status.ALREADY_RETRIED:
+            raise AlreadyRetried(answer["id"])
+        if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
+            raise NotRetryable(answer.get("state"))
+        record = {**self.record, "state": State.QUEUED.value, "seq": int(answer["seq"]), "attempt": 0}
+        raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
+        return build_snapshot(self.job_id, raw, links)
+
+
 @dataclass(slots=True)
 class Page:
     jobs: list[dict[str, Any]]
@@ -327,6 +355,42 @@ class JobStore:
         """Submit a job: the record, its `queued` event, its indexes, its place in the queue and
         arq's payload in one script, so a job is either fully submitted or not at all. Returns the
         new job's snapshot; raises a SubmitRefused when no job was created."""
+        call = self.create_call(
+            job_id,
+            submission,
+            idempotency_key=idempotency_key,
+            retry_of=retry_of,
+            request_id=request_id,
+            owner=owner,
+            submitted_by=submitted_by,
+        )
+        answer = await self.scripts.call("create", call.keys, **call.args)
+        return call.outcome(answer, self.links)
+
+    async def create_many(self, calls: list[CreateCall]) -> list[dict[str, Any] | SubmitRefused]:
+        """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
+        SubmitRefused that says why it made no job."""
+        answers = await self.scripts.call_many("create", [(call.keys, call.args) for call in calls])
+        out: list[dict[str, Any] | SubmitRefused] = []
+        for call, answer in zip(calls, answers, strict=True):
+            try:
+                out.append(call.outcome(answer, self.links))
+            except SubmitRefused as refused:
+                out.append(refused)
+        return out
+
+    def create_call(
+        self,
+        job_id: str,
+        submission: Submission,
+        *,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+        request_id: str | None = None,
+        owner: str | None = None,
+        submitted_by: str | None = None,
+    ) -> CreateCall:
+        """The create script's keys and arguments for one submission."""
         created = utcnow()
         run_at = created + timedelta(seconds=submission.delay_s)
         ready_ms = epoch_ms(run_at)
@@ -350,39 +414,24 @@ class JobStore:
         record.update({name: value for name, value in optional.items() if value})
         keys = self._create_keys(job_id, submission.kind, idempotency_key, retry_of, owner, submitted_by)
         fingerprint = submission.fingerprint()
-        answer = await self.scripts.call(
-            "create",
-            keys,
-            id=job_id,
-            priority=submission.priority.value,
-            ready_ms=ready_ms,
-            payload=text(job_payload(RUN_JOB, job_id, ready_ms, json_serializer)),
-            fingerprint=fingerprint,
-            idempotency_ttl_s=self.settings.idempotency_ttl_s,
-            limit=self.settings.max_waiting_jobs,
-            delayed_limit=self.settings.max_delayed_jobs,
-            rate_limit=self.settings.max_submissions_per_minute,
-            owner=owner or "",
-            owner_limit=self.settings.max_waiting_per_owner if owner else 0,
-            event={"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
-            record=[
+        args = {
+            "id": job_id,
+            "priority": submission.priority.value,
+            "ready_ms": ready_ms,
+            "payload": text(job_payload(RUN_JOB, job_id, ready_ms, json_serializer)),
+            "fingerprint": fingerprint,
+            "idempotency_ttl_s": self.settings.idempotency_ttl_s,
+            "limit": self.settings.max_waiting_jobs,
+            "delayed_limit": self.settings.max_delayed_jobs,
+            "rate_limit": self.settings.max_submissions_per_minute,
+            "owner": owner or "",
+            "owner_limit": self.settings.max_waiting_per_owner if owner else 0,
+            "event": {"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
+            "record": [
                 text(v) if isinstance(v, str | bytes) else str(v) for pair in record.items() for v in pair
             ],
-        )
-        status = answer.status
-        if status is Status.KEY_REUSED:
-            raise IdempotentReplay(answer["id"], answer["fingerprint"] == fingerprint)
-        if status is Status.TOO_MANY_WAITING:
-            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]), bool(answer.get("owner")))
-        if status is Status.RATE_LIMITED:
-            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000)
-        if status is Status.ALREADY_RETRIED:
-            raise AlreadyRetried(answer["id"])
-        if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
-            raise NotRetryable(answer.get("state"))
-        record.update(state=State.QUEUED.value, seq=int(answer["seq"]), attempt=0)
-        raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
-        return build_snapshot(job_id, raw, self.links)
+        }
+        return CreateCall(job_id, keys, args, record, fingerprint)
 
     def _create_keys(
         self,

@@ -41,7 +41,7 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers or {}
 
-    def response(self) -> web.Response:
+    def document(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": PROBLEM_TYPE_BASE + self.slug,
             "title": HTTPStatus(self.status).phrase,
@@ -50,8 +50,11 @@ class Problem(Exception):
         }
         if self.errors is not None:
             body["errors"] = self.errors
+        return body
+
+    def response(self) -> web.Response:
         return web.Response(
-            status=self.status, body=dumps(body), content_type=CONTENT_TYPE, headers=self.headers
+            status=self.status, body=dumps(self.document()), content_type=CONTENT_TYPE, headers=self.headers
         )
 
 

@@ -141,6 +141,18 @@ class ProblemDocument(Closed):
     errors: list[FieldError] | None = None
 
 
+class BatchResult(Closed):
+    index: int = Field(description="The submission's place in `jobs`.")
+    status: int = Field(description="202 created, 200 an earlier job with this idempotency_key, or a 4xx")
+    job: JobSnapshot | None = Field(default=None, description="The job (202 or 200).")
+    problem: ProblemDocument | None = Field(default=None, description="Why no job was made (4xx).")
+
+
+class BatchAnswer(Closed):
+    results: list[BatchResult] = Field(description="One per submission, in order.")
+    created: int = Field(description="How many new jobs were made.")
+
+
 class ReportAccepted(Closed):
     status: Literal["Processing initiated"]
     correlationId: str

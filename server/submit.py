@@ -36,7 +36,7 @@ from jobcast.server.openapi import (
 )
 from jobcast.server.problems import Problem, validation_problem
 from jobcast.server.request_ids import current_request_id
-from jobcast.server.schemas import JobSnapshot
+from jobcast.server.schemas import BatchAnswer, JobSnapshot
 from jobcast.store import (
     AlreadyRetried,
     IdempotentReplay,
@@ -452,3 +452,102 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
 )
 async def retry_job(request: web.Request) -> web.Response:
     return (await retry(request.app, await load_snapshot(request))).response()
+
+
+class BatchItem(SubmitRequest):
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[ -~]+$",
+        description="As the Idempotency-Key header of a single submission, for this one",
+    )
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchItem] = Field(
+        description="Up to JOBCAST_MAX_BATCH_JOBS submissions, each as `POST /api/jobs` takes it (JSON)"
+    )
+
+
+@routes.post("/api/jobs/batch")
+@operation(
+    Operation(
+        "Submit many jobs at once; each is accepted or refused on its own (one bad item sinks no other)",
+        {200: json("Each submission's outcome, in order", BatchAnswer)},
+        body={JSON: BatchRequest},
+        problems=(400, 413, 415, 422, 503),
+    )
+)
+async def submit_batch(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    items = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(items, list) or set(body) != {"jobs"}:
+        errors = [{"field": "jobs", "message": "a list of submissions", "code": "list_type"}]
+        raise Problem(422, 'the body must be {"jobs": [...]}', slug="validation", errors=errors)
+    limit = request.app[SETTINGS].max_batch_jobs
+    if len(items) > limit:
+        raise Problem(413, f"at most {limit} jobs in one batch", slug="payload-too-large")
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    calls, places = [], []
+    store = request.app[STORE]
+    for index, raw in enumerate(items):
+        try:
+            owner, submitted_by, item, submission = await _batch_item(request, raw)
+        except Problem as problem:
+            results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
+            continue
+        call = store.create_call(
+            uuid.uuid4().hex,
+            submission,
+            idempotency_key=item.idempotency_key,
+            request_id=current_request_id.get(),
+            owner=owner,
+            submitted_by=submitted_by,
+        )
+        calls.append(call)
+        places.append(index)
+    outcomes = await store.create_many(calls) if calls else []
+    for index, outcome in zip(places, outcomes, strict=True):
+        results[index] = await _batch_outcome(request.app, index, outcome)
+    created = sum(1 for r in results if r is not None and r["status"] == 202)
+    return json_response({"results": results, "created": created})
+
+
+async def _batch_item(request: web.Request, raw: Any) -> tuple[str | None, str | None, BatchItem, Submission]:
+    """One batch item checked as a single submission is (raises its Problem)."""
+    if not isinstance(raw, dict):
+        raise Problem(422, "each job must be a JSON object", slug="validation")
+    try:
+        item = BatchItem.model_validate(raw)
+    except ValidationError as e:
+        raise validation_problem(e) from None
+    refuse_server_params(request.app, item)
+    submission = validate(request.app, item)
+    require_upload(request.app, submission)
+    if (workers := await request.app[WORKERS].unserved(submission.kind)) is not None:
+        raise unserved_kind(submission.kind, workers)
+    owner, submitted_by = owner_for(request, item.owner)
+    return owner, submitted_by, item, submission
+
+
+async def _batch_outcome(app: web.Application, index: int, outcome: Any) -> dict[str, Any]:
+    if isinstance(outcome, dict):
+        return {"index": index, "status": 202, "job": outcome}
+    problem: Problem
+    if isinstance(outcome, IdempotentReplay):
+        if outcome.same_request:
+            return {"index": index, "status": 200, "job": await store_snapshot(app, outcome.job_id)}
+        message = "this idempotency_key was used with a different request"
+        problem = Problem(422, message, slug="idempotency-key-reused")
+    elif isinstance(outcome, TooManyWaiting | RateLimited):
+        problem = Problem(
+            429,
+            str(outcome),
+            slug="too-many-waiting" if isinstance(outcome, TooManyWaiting) else "rate-limited",
+        )
+    else:
+        problem = Problem(409, str(outcome), slug="conflict")
+    return {"index": index, "status": problem.status, "problem": problem.document()}

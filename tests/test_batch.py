@@ -1,0 +1,87 @@
+"""`POST /api/jobs/batch`: many submissions in one request, each accepted or refused on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobcast.client import Client
+from tests.helpers import demo, get_json, watch_to_end
+
+
+async def batch(client: Any, jobs: Any, status: int = 200) -> Any:
+    async with client.post("/api/jobs/batch", json={"jobs": jobs}) as response:
+        body = await response.json()
+        assert response.status == status, body
+    return body
+
+
+async def test_a_batch_of_valid_jobs_is_all_created_in_order(client, worker) -> None:
+    answer = await batch(client, [demo(2, 1) | {"priority": p} for p in ("high", "default", "low")])
+    assert answer["created"] == 3
+    assert [r["index"] for r in answer["results"]] == [0, 1, 2]
+    assert [r["job"]["priority"] for r in answer["results"]] == ["high", "default", "low"]
+    for result in answer["results"]:
+        assert result["status"] == 202
+        events = await watch_to_end(client, result["job"]["id"])
+        assert events[-1]["type"] == "succeeded"
+
+
+async def test_invalid_items_are_refused_alone(client) -> None:
+    answer = await batch(
+        client,
+        [
+            demo(2, 1),
+            {"kind": "nope", "params": {}},
+            {"kind": "demo", "params": {"steps": -1}},
+            "not an object",
+            {"kind": "convert", "params": {"upload": "x.csv"}},
+            demo(3, 1),
+        ],
+    )
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == [202, 422, 422, 422, 422, 202] and answer["created"] == 2
+    assert answer["results"][2]["problem"]["errors"][0]["field"] == "params.steps"
+    listed = await get_json(client, "/api/jobs")
+    assert len(listed["jobs"]) == 2
+
+
+async def test_each_item_has_its_own_idempotency_key(client) -> None:
+    first = await batch(
+        client, [demo(2, 1) | {"idempotency_key": "a"}, demo(3, 1) | {"idempotency_key": "b"}]
+    )
+    again = await batch(
+        client,
+        [
+            demo(2, 1) | {"idempotency_key": "a"},  # the same request: the same job, 200
+            demo(9, 1) | {"idempotency_key": "b"},  # the key with another body: 422
+            demo(2, 1) | {"idempotency_key": "c"},
+        ],
+    )
+    assert [r["status"] for r in again["results"]] == [200, 422, 202]
+    assert again["results"][0]["job"]["id"] == first["results"][0]["job"]["id"]
+    assert again["results"][1]["problem"]["type"].endswith("idempotency-key-reused")
+    assert again["created"] == 1
+
+
+async def test_over_the_size_limit_the_whole_batch_is_413(aiohttp_client, settings) -> None:
+    from jobcast.server.app import create_app
+
+    client = await aiohttp_client(create_app(settings.model_copy(update={"max_batch_jobs": 3})))
+    await batch(client, [demo(1, 1)] * 4, status=413)
+    assert (await get_json(client, "/api/jobs"))["jobs"] == []
+    await batch(client, {"not": "a list"}, status=422)
+
+
+async def test_over_the_waiting_limit_the_rest_get_429(aiohttp_client, settings) -> None:
+    from jobcast.server.app import create_app
+
+    client = await aiohttp_client(create_app(settings.model_copy(update={"max_waiting_jobs": 3})))
+    answer = await batch(client, [demo(1, 1)] * 5)
+    assert [r["status"] for r in answer["results"]] == [202, 202, 202, 429, 429]
+    assert answer["results"][3]["problem"]["type"].endswith("too-many-waiting")
+
+
+async def test_the_python_client_submits_a_batch(client) -> None:
+    async with Client(str(client.make_url(""))) as jobs:
+        results = await jobs.submit_many([{"kind": "demo", "params": {"steps": 2}}, {"kind": "nope"}])
+    assert [r["status"] for r in results] == [202, 422]
