@@ -341,29 +341,12 @@ class JobStore:
             "fields": self._event_fields(type_, ts, progress, result, error, extra),
         }
 
-    async def create(
-        self,
-        job_id: str,
-        submission: Submission,
-        *,
-        idempotency_key: str | None = None,
-        retry_of: str | None = None,
-        request_id: str | None = None,
-        owner: str | None = None,
-        submitted_by: str | None = None,
-    ) -> dict[str, Any]:
+    async def create(self, job_id: str, submission: Submission, **options: Any) -> dict[str, Any]:
         """Submit a job: the record, its `queued` event, its indexes, its place in the queue and
         arq's payload in one script, so a job is either fully submitted or not at all. Returns the
-        new job's snapshot; raises a SubmitRefused when no job was created."""
-        call = self.create_call(
-            job_id,
-            submission,
-            idempotency_key=idempotency_key,
-            retry_of=retry_of,
-            request_id=request_id,
-            owner=owner,
-            submitted_by=submitted_by,
-        )
+        new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
+        `create_call`."""
+        call = self.create_call(job_id, submission, **options)
         answer = await self.scripts.call("create", call.keys, **call.args)
         return call.outcome(answer, self.links)
 
