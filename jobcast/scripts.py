@@ -95,6 +95,11 @@ def text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def as_text(value: object) -> str:
+    """A hash field's value as a script argument: bytes and str as text, numbers as digits."""
+    return text(value) if isinstance(value, str | bytes) else str(value)
+
+
 class Answer(dict[str, Any]):
     """A script's answer: `answer.status` is a Status; other fields by name."""
 

@@ -35,7 +35,7 @@ from jobcast.protocol import (
     now_iso,
     utcnow,
 )
-from jobcast.scripts import Scripts, Status, text
+from jobcast.scripts import Scripts, Status, as_text, text
 from jobcast.settings import Settings
 
 RUN_JOB = "run_job"
@@ -296,11 +296,7 @@ class JobStore:
             fields["error"] = dumps(error)
         for name, value in (extra or {}).items():
             fields[name] = value if isinstance(value, str | bytes | int | float) else dumps(value)
-        return [
-            text(item) if isinstance(item, str | bytes) else str(item)
-            for pair in fields.items()
-            for item in pair
-        ]
+        return [as_text(item) for pair in fields.items() for item in pair]
 
     async def publish(self, job_id: str, type_: EventType, *, owner: str | None = None, **fields: Any) -> int:
         """Publish one event of a job (of `owner`); returns its seq, or 0 if refused (job ended or
@@ -410,9 +406,7 @@ class JobStore:
             "owner": owner or "",
             "owner_limit": self.settings.max_waiting_per_owner if owner else 0,
             "event": {"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
-            "record": [
-                text(v) if isinstance(v, str | bytes) else str(v) for pair in record.items() for v in pair
-            ],
+            "record": [as_text(v) for pair in record.items() for v in pair],
         }
         return CreateCall(job_id, keys, args, record, fingerprint)
 

@@ -16,7 +16,7 @@ from jobcast.server.keys import KINDS, SETTINGS
 from jobcast.server.openapi import JSON, Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
 from jobcast.server.schemas import JobSnapshot, ReportAccepted
-from jobcast.server.submit import submit
+from jobcast.server.submit import parse_request, submit
 from jobcast.store import Submission
 
 routes = web.RouteTableDef()
@@ -54,13 +54,7 @@ ARTICLE_FIELDS = {"user_id": "userId", "report_type": "reportType"}
     )
 )
 async def post_report(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise Problem(422, "the body must be a JSON object", slug="validation")
-    try:
-        report = ReportRequest.model_validate(body)
-    except ValidationError as e:
-        raise validation_problem(e) from None
+    report = parse_request(await read_json(request), ReportRequest)
     kind = request.app[KINDS].get("report")
     if kind is None:
         raise Problem(404, "this server does not serve the report kind", slug="not-found")

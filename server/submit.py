@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -47,6 +47,7 @@ from jobcast.store import (
 )
 
 routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
 
 UPLOAD_CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -210,11 +211,12 @@ async def store_snapshot(app: web.Application, job_id: str) -> dict[str, Any]:
     return snapshot
 
 
-def parse_request(body: Any) -> SubmitRequest:
+def parse_request(body: Any, model: type[M] = SubmitRequest) -> M:  # type: ignore[assignment]
+    """`body` as `model`, or the 422 problem naming what is wrong."""
     if not isinstance(body, dict):
         raise Problem(422, "the body must be a JSON object", slug="validation")
     try:
-        return SubmitRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as e:
         raise validation_problem(e) from None
 
@@ -518,12 +520,7 @@ async def submit_batch(request: web.Request) -> web.Response:
 
 async def _batch_item(request: web.Request, raw: Any) -> tuple[str | None, str | None, BatchItem, Submission]:
     """One batch item checked as a single submission is (raises its Problem)."""
-    if not isinstance(raw, dict):
-        raise Problem(422, "each job must be a JSON object", slug="validation")
-    try:
-        item = BatchItem.model_validate(raw)
-    except ValidationError as e:
-        raise validation_problem(e) from None
+    item = parse_request(raw, BatchItem)
     refuse_server_params(request.app, item)
     submission = validate(request.app, item)
     require_upload(request.app, submission)

@@ -249,14 +249,16 @@ def ends(job_id: str) -> Any:
 
 
 async def submit_when_up(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """Submit once the web process has reconnected to Redis (503 until then)."""
-    async with asyncio.timeout(30):
-        while True:
-            async with session.post(url + "/api/jobs", json=demo(2, 1)) as response:
-                if response.status == 202:
-                    return await response.json()
-                assert response.status == 503, await response.text()
-            await asyncio.sleep(0.1)
+    """Submit once the web process has reconnected to Redis (its readiness says so)."""
+
+    async def ready() -> bool:
+        async with session.get(url + "/readyz") as response:
+            return response.status == 200
+
+    await wait_for(ready, timeout=30, what="the web process to reach Redis again")
+    async with session.post(url + "/api/jobs", json=demo(2, 1)) as response:
+        assert response.status == 202, await response.text()
+        return await response.json()
 
 
 async def test_a_slow_reader_of_a_long_replay_still_gets_every_event(web, fast_worker) -> None:

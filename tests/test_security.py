@@ -4,7 +4,6 @@ no page elsewhere acts through a user's browser."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import time
@@ -14,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import demo, read_sse, watch_to_end
+from tests.helpers import demo, read_sse, wait_for, watch_to_end
 
 ADMIN_KEY = "jc_admin-key-for-tests-0123456789"
 SERVICE_KEY = "jc_service-key-for-tests-0123456789"
@@ -405,12 +404,12 @@ async def test_each_owner_has_a_bounded_number_of_streams(aiohttp_client, settin
     # Closing one frees its place.
     first.close()
     await ws.close()
-    async with asyncio.timeout(10):
-        while True:
-            async with client.get(f"/api/jobs/{job['id']}/events") as again:
-                if again.status == 200:
-                    break
-                await asyncio.sleep(0.05)  # the server notices the hang-ups asynchronously
+    from jobcast.server.auth import STREAM_COUNTS
+
+    counts = client.app[STREAM_COUNTS]
+    await wait_for(lambda: not counts.open, what="the server to notice both hang-ups")
+    async with client.get(f"/api/jobs/{job['id']}/events") as again:
+        assert again.status == 200
 
 
 async def test_forms_from_browsers_that_say_nothing_of_their_origin_need_the_pages_token(
