@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import processes, report, scenarios
+from bench import limits, processes, report, scenarios
 from bench.machine import describe
 from bench.peers import nchan
 
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
-PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress")
+PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits")
 
 
 def run(
@@ -46,6 +46,8 @@ def run(
             results["submit"] = scenarios.submissions(redis, workload, tmp)
         if "progress" in only:
             results["progress"] = scenarios.progress_api(redis, workload)
+        if "limits" in only:
+            results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
     return results
 
 

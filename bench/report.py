@@ -111,6 +111,18 @@ def table(results: dict[str, Any]) -> str:
             f"over {p['calls']:,} calls in {p['seconds']} s; "
             f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
         )
+    if "limits" in results:
+        h = results["limits"]
+        hz = h["healthz_ms"]
+        seen = "; ".join(
+            f"{name} " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+            for name, counts in h["statuses"].items()
+        )
+        lines.append(
+            f"/healthz while every limit is hit ({h['seconds']:g} s, {h['slowloris_connections']} slowloris "
+            f"connections): p50 {hz['p50_ms']} ms, p99 {hz['p99_ms']} ms, max {hz['max_ms']} ms over "
+            f"{hz['count']} probes (target: under 100 ms); answers seen: {seen}"
+        )
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ class Workload:
     throughput_jobs: int = 500
     progress_seconds: float = 3.0
     poll_interval_s: float = 0.5
+    limits_seconds: float = 10.0
 
 
 QUICK = Workload(
@@ -55,6 +56,7 @@ QUICK = Workload(
     throughput_jobs=20,
     ingest_rate=20_000,
     progress_seconds=0.3,
+    limits_seconds=2.0,
 )
 
 

@@ -47,8 +47,7 @@ async def _quiet_gc(app: object) -> None:
 
 
 def run_web(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
+    from jobcast.server import http
     from jobcast.server.access_log import AccessLogger, access_logger
     from jobcast.server.app import create_app
 
@@ -57,17 +56,18 @@ def run_web(args: argparse.Namespace) -> None:
     _use_uvloop()
     app = create_app(settings)
     app.on_startup.append(_quiet_gc)
-    web.run_app(
+    http.run(
         app,
         host=settings.host,
         port=settings.port,
+        header_timeout_s=settings.header_timeout_s,
         # A client that hangs up must free its subscription at once, not at the next heartbeat.
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout_s,
         # One line per request, with the request id that the job's worker lines carry too.
         access_log=access_logger(),
         access_log_class=AccessLogger,
-        print=lambda *_: logging.getLogger("jobcast").info(
+        on_listening=lambda: logging.getLogger("jobcast").info(
             "jobcast web listening on http://%s:%s", settings.host, settings.port
         ),
     )

@@ -23,3 +23,14 @@ class AlreadyEnded(JobcastError):
 
 class Unavailable(JobcastError):
     """A store or broker jobcast needs cannot be reached now; try again shortly."""
+
+
+class QuotaExceeded(JobcastError):
+    """Storing `adding` more bytes would take an owner past the disk quota."""
+
+    def __init__(self, used: int, adding: int, quota: int) -> None:
+        super().__init__(
+            f"over the disk quota: {adding} more bytes on the {used} held would pass the {quota}-byte quota; "
+            "delete finished jobs' files, or wait for them to expire"
+        )
+        self.used, self.adding, self.quota = used, adding, quota

@@ -61,17 +61,18 @@ class FileStore:
     def job(self, job_id: str) -> JobFiles:
         return JobFiles(self.root / job_id)
 
-    def sweep(self, retention_s: float) -> int:
-        """Delete job directories untouched for longer than the retention; how many went."""
+    def sweep(self, retention_s: float) -> list[str]:
+        """Delete job directories untouched for longer than the retention; the ids of the jobs
+        whose directories went (their disk charges are to be refunded)."""
         if not self.root.is_dir():
-            return 0
+            return []
         horizon = time.time() - retention_s
-        removed = 0
+        removed = []
         for entry in self.root.iterdir():
             try:
                 if entry.is_dir() and entry.stat().st_mtime < horizon:
                     shutil.rmtree(entry)
-                    removed += 1
+                    removed.append(entry.name)
             except OSError as e:
                 log.warning("could not sweep %s: %s", entry, e)
         return removed

@@ -58,6 +58,10 @@ class Kind(Generic[P]):
     # Kinds whose input is an uploaded file: submitted as multipart/form-data with a `file` part.
     takes_upload: bool = False
     description: str = ""
+    # The CPU-seconds one attempt is estimated to take with these params, counted against the
+    # owner's hourly budget (JOBCAST_CPU_BUDGET_S_PER_HOUR). Kinds that can burn much CPU on one
+    # small request should say; None costs nothing.
+    cost: Callable[[P], float] | None = None
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         if isinstance(error, (PermanentError, *self.no_retry)):

@@ -110,6 +110,20 @@ class Keys:
         """How many jobs an owner submitted in one minute (a fixed window; it expires)."""
         return f"{self.prefix}:rate:{owner}:{minute}"
 
+    def owner_cost(self, owner: str, hour: int) -> str:
+        """The estimated CPU-seconds an owner submitted in one hour (a fixed window; it expires)."""
+        return f"{self.prefix}:cost:{owner}:{hour}"
+
+    @property
+    def disk_usage(self) -> str:
+        """A hash: each owner's bytes of stored uploads and results (jobcast/quota.py)."""
+        return f"{self.prefix}:disk:usage"
+
+    @property
+    def disk_charges(self) -> str:
+        """A hash: each job's charge against its owner's quota (JSON: owner, bytes)."""
+        return f"{self.prefix}:disk:charges"
+
     def index_submitted_by(self, service: str) -> str:
         """The jobs a service key submitted for its users."""
         return f"{self.prefix}:index:submitted-by:{service}"

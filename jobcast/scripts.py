@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from jobcast.protocol import TERMINAL_STATES, EventType, Keys, Priority, State, epoch_ms, utcnow
 from jobcast.settings import Settings
 
-SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish")
+SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish", "quota")
 
 
 class Status(StrEnum):
@@ -52,6 +52,8 @@ class Status(StrEnum):
     # renew, finish
     HELD = "held"
     NOT_HOLDER = "not_holder"
+    # quota
+    OVER_QUOTA = "over_quota"
 
 
 def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
@@ -63,6 +65,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
         "owner_waiting": keys.owner_waiting,
+        "disk_usage": keys.disk_usage,
+        "disk_charges": keys.disk_charges,
+        "disk_quota": settings.disk_quota_bytes,
         "queue_clock": keys.queue_clock,
         "queue_order": keys.queue_order,
         "index_all": keys.index_all,

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest JSON request body (413 past it).")
     shutdown_timeout_s: float = Field(default=10.0, description="How long `jobcast web` drains on SIGTERM.")
+    header_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="`jobcast web`: a request's headers must arrive within this many seconds of its first "
+        "byte (or of the connection opening), or the connection gets 408 and is closed (slowloris). "
+        "Idle kept-alive connections close after 75 s. 0: no limit.",
+    )
 
     # Redis: command retries (with jittered backoff) before a request gives up with 503; the worker
     # retries longer, and its poll loop outlives any outage.
@@ -132,6 +139,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Owner mode: jobs one owner may submit per minute (429 past it); 0: no limit.",
     )
+    cpu_budget_s_per_hour: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Owner mode: CPU-seconds of work one owner may submit per hour, as estimated by each "
+        "kind's `cost` (kinds without one cost nothing); 429 past it, 422 for one job that costs more. "
+        "0: no limit.",
+    )
     backpressure_retry_after_s: int = Field(default=5, ge=1, description="The `Retry-After` of a 429.")
     idempotency_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long an Idempotency-Key is kept."
@@ -150,6 +164,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="A job whose result (its file, or its JSON) is larger fails for good; the file is "
         "removed.",
+    )
+    disk_quota_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=0,
+        description="Bytes of uploads and result files one owner may hold (in single-user mode: all jobs "
+        "together); an upload past it gets 413, a result past it fails its job. 0: no quota.",
     )
     max_form_fields: int = Field(default=64, ge=4, description="Most fields in a posted form (413 past it).")
     max_form_bytes: int = Field(

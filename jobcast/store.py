@@ -35,6 +35,7 @@ from jobcast.protocol import (
     now_iso,
     utcnow,
 )
+from jobcast.quota import DiskQuota
 from jobcast.scripts import Scripts, Status, as_text, text
 from jobcast.settings import Settings
 
@@ -157,6 +158,8 @@ class Submission:
     priority: Priority = Priority.DEFAULT
     delay_s: float = 0.0
     max_attempts: int = 0
+    # The kind's estimate of the CPU-seconds it takes (counted against the owner's hourly budget).
+    cost_s: float = 0.0
 
     def fingerprint(self) -> str:
         """Identifies the request body, so a reused idempotency key with another body is caught."""
@@ -188,8 +191,9 @@ class TooManyWaiting(SubmitRefused):
 class RateLimited(SubmitRefused):
     """The owner submitted `JOBCAST_MAX_SUBMISSIONS_PER_MINUTE` jobs this minute already."""
 
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"too many submissions; retry in {retry_after_s:.0f} s")
+    def __init__(self, retry_after_s: float, budget: bool = False) -> None:
+        what = "your CPU budget for this hour is spent" if budget else "too many submissions"
+        super().__init__(f"{what}; retry in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s
 
 
@@ -235,7 +239,7 @@ class CreateCall:
         if status is Status.TOO_MANY_WAITING:
             raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]), bool(answer.get("owner")))
         if status is Status.RATE_LIMITED:
-            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000)
+            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000, bool(answer.get("budget")))
         if status is Status.ALREADY_RETRIED:
             raise AlreadyRetried(answer["id"])
         if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
@@ -260,6 +264,7 @@ class JobStore:
         self.links = links
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
+        self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes)
 
     def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
         """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua):
@@ -405,6 +410,8 @@ class JobStore:
             "rate_limit": self.settings.max_submissions_per_minute,
             "owner": owner or "",
             "owner_limit": self.settings.max_waiting_per_owner if owner else 0,
+            "cost": submission.cost_s,
+            "cost_budget": self.settings.cpu_budget_s_per_hour,
             "event": {"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
             "record": [as_text(v) for pair in record.items() for v in pair],
         }
@@ -434,6 +441,7 @@ class JobStore:
         if owner is not None:
             keys["owner_index"] = self.keys.index_owner(owner)
             keys["owner_rate"] = self.keys.owner_rate(owner, int(time.time() // 60))
+            keys["owner_cost"] = self.keys.owner_cost(owner, int(time.time() // 3600))
         if submitted_by is not None:
             keys["via_index"] = self.keys.index_submitted_by(submitted_by)
         return keys

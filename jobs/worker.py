@@ -15,8 +15,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, func
 from jobcast.backoff import jittered_s
+from jobcast.errors import QuotaExceeded
 from jobcast.files import FileStore
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
@@ -68,12 +71,29 @@ def _after(delay_s: float) -> dict[str, str]:
     return {"next_attempt_at": isoformat(utcnow() + timedelta(seconds=delay_s))}
 
 
-async def _sweep_files(files: FileStore, retention_s: float) -> None:
+async def _sweep_files(files: FileStore, store: JobStore, retention_s: float) -> None:
     while True:
         removed = await asyncio.to_thread(files.sweep, retention_s)
         if removed:
-            log.info("swept %d expired job directories", removed)
+            log.info("swept %d expired job directories", len(removed))
+            try:
+                await store.quota.refund(removed)
+            except RedisError as e:  # their owners' counts stay high: logged, not fatal
+                log.warning("could not refund the disk charges of %d swept jobs: %s", len(removed), e)
         await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+async def charge_result(result: Any, ctx: JobContext, store: JobStore, owner: str | None) -> None:
+    """Charge a result file to the owner's disk quota; PermanentError (removing the file) when it
+    would go over."""
+    file = result.get("file") if isinstance(result, dict) else None
+    if not isinstance(file, dict) or not isinstance(file.get("size"), int):
+        return
+    try:
+        await store.quota.charge(ctx.job_id, owner, file["size"])
+    except QuotaExceeded as e:
+        ctx.files.result_path(file["name"]).unlink(missing_ok=True)
+        raise PermanentError(f"the result file is {e}") from None
 
 
 def die_with_parent() -> None:
@@ -102,7 +122,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["services"] = [
         asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
-        asyncio.create_task(_sweep_files(ctx["files"], settings.retention_s)),
+        asyncio.create_task(_sweep_files(ctx["files"], store, settings.retention_s)),
     ]
 
 
@@ -141,7 +161,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
             async with hold_lease(store, entry, record.priority, settings.lease_s, ctx["lease_owner"]):
-                await _run_attempt(kind, record.params, jobctx, entry, store, settings)
+                await _run_attempt(kind, record, jobctx, entry, store, settings)
         except (Retry, asyncio.CancelledError):
             raise
         except Exception:
@@ -177,17 +197,18 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
 
 
 async def _run_attempt(
-    kind: Kind, params: dict[str, Any], ctx: JobContext, entry: Attempt, store: JobStore, settings: Settings
+    kind: Kind, record: JobRecord, ctx: JobContext, entry: Attempt, store: JobStore, settings: Settings
 ) -> None:
     progress = ctx.progress
     # The kind's code runs in a task of its own, so a cancel request can stop it without
     # cancelling this task (which belongs to arq and means "worker shutting down").
-    entry.task = task = asyncio.create_task(kind.run(ctx, kind.params.model_validate(params)))
+    entry.task = task = asyncio.create_task(kind.run(ctx, kind.params.model_validate(record.params)))
     try:
         async with asyncio.timeout(kind.timeout_s) as deadline:
             result = await task
         # A result that is not JSON, or too large, fails the job here, not in a client.
         check_result(result, dumps(result), ctx, settings.max_result_bytes)
+        await charge_result(result, ctx, store, record.owner)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         shutting_down = current is not None and current.cancelling() > 0
@@ -211,8 +232,8 @@ async def _run_attempt(
         await progress.state(
             EventType.RETRYING, error=error_info(e, settings.max_message_chars), extra=_after(delay)
         )
-        record = await store.load(ctx.job_id)
-        if record is not None and record.cancel_requested:
+        latest = await store.load(ctx.job_id)
+        if latest is not None and latest.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.
             await progress.state(EventType.CANCELLED, error=CANCELLED)
             return

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
+from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, QuotaExceeded, Unavailable
 from jobcast.protocol import dumps
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def problem_for(error: JobcastError) -> Problem:
         return Problem(404, str(error), slug="not-found")
     if isinstance(error, AlreadyEnded):
         return Problem(409, str(error), slug="already-ended")
+    if isinstance(error, QuotaExceeded):
+        return Problem(413, str(error), slug="disk-quota")
     if isinstance(error, Unavailable):
         return Problem(503, str(error), slug="unavailable", headers={"Retry-After": "2"})
     return Problem(400, str(error))

@@ -4,6 +4,7 @@ and `POST /api/jobs/{id}/retry`. Idempotency keys, the waiting-jobs limit and up
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import shutil
@@ -17,9 +18,12 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
+from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads
+from jobcast.quota import tree_size
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
 from jobcast.server.auth import OWNER, owner_for
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
@@ -46,6 +50,7 @@ from jobcast.store import (
     TooManyWaiting,
 )
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,9 +108,10 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
             errors=[{"field": "delay_s", "message": message, "code": "less_than_equal"}],
         )  # fmt: skip
     try:
-        params = kind.params.model_validate(request.params).model_dump(mode="json")
+        model = kind.params.model_validate(request.params)
     except ValidationError as e:
         raise validation_problem(e, prefix="params") from None
+    params = model.model_dump(mode="json")
     try:
         dumps(params)
     except TypeError:  # a number no JSON reader on the way (orjson, Lua, browsers) keeps exactly
@@ -118,7 +124,23 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
         priority=request.priority,
         delay_s=request.delay_s,
         max_attempts=kind.max_attempts,
+        cost_s=cost_of(app, kind, model),
     )
+
+
+def cost_of(app: web.Application, kind: Kind, params: Any) -> float:
+    """The kind's CPU estimate for these params; 422 if it alone is over an owner's hourly budget
+    (it could never run)."""
+    cost = float(kind.cost(params)) if kind.cost is not None else 0.0
+    settings = app[SETTINGS]
+    budget = settings.cpu_budget_s_per_hour
+    if settings.secret is not None and 0 < budget < cost:
+        message = f"estimated at {cost:.0f} CPU-seconds, over the {budget:.0f} an owner may use per hour"
+        raise Problem(
+            422, f"invalid params: {message}", slug="validation",
+            errors=[{"field": "params", "message": message, "code": "over_budget"}],
+        )  # fmt: skip
+    return cost
 
 
 def idempotency_key(request: web.Request) -> str | None:
@@ -149,6 +171,10 @@ async def submit(
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
+        if app[KINDS][submission.kind].takes_upload:
+            # Refunded by the caller's discard_files if the job is not created after all.
+            uploads = app[FILES].job(job_id).uploads
+            await store.quota.charge(job_id, owner[0], await asyncio.to_thread(tree_size, uploads))
         created = await store.create(
             job_id,
             submission,
@@ -401,18 +427,26 @@ async def submit_job(request: web.Request) -> web.Response:
         owner = owner_for(request, body.owner)
         submitted = await submit(request.app, submission, job_id=job_id, key=key, owner=owner)
     if submitted.replayed:  # the job named by the key already has its upload
-        shutil.rmtree(request.app[FILES].job(job_id).root, ignore_errors=True)
+        await discard_files(request.app, job_id)
     return submitted.response()
+
+
+async def discard_files(app: web.Application, job_id: str) -> None:
+    """Delete a job's directory, and give back what it was charged against the disk quota."""
+    shutil.rmtree(app[FILES].job(job_id).root, ignore_errors=True)
+    try:
+        await app[STORE].quota.refund([job_id])
+    except RedisError as e:  # the owner's count stays high until the store is back; never lost work
+        log.warning("could not refund job %s's disk charge: %s", job_id, e)
 
 
 @asynccontextmanager
 async def discard_files_unless_created(app: web.Application, job_id: str) -> AsyncIterator[None]:
     """Deletes a job's directory (its upload) if the job was not created: nothing half-created."""
-    root = app[FILES].job(job_id).root
     try:
         yield
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        await discard_files(app, job_id)
         raise
 
 
@@ -422,7 +456,10 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
     if kind is None:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
     priority = Priority(old["priority"])
-    submission = Submission(kind.name, old["params"], priority=priority, max_attempts=kind.max_attempts)
+    cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
+    submission = Submission(
+        kind.name, old["params"], priority=priority, max_attempts=kind.max_attempts, cost_s=cost
+    )
     job_id = uuid.uuid4().hex
     files = app[FILES]
     async with discard_files_unless_created(app, job_id):
@@ -437,7 +474,7 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
         owner = (old["owner"], old["submitted_by"])
         submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"], owner=owner)
     if submitted.replayed:
-        shutil.rmtree(files.job(job_id).root, ignore_errors=True)
+        await discard_files(app, job_id)
     return submitted
 
 
@@ -449,7 +486,7 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
             202: json("The new job", JobSnapshot, headers=("Location",)),
             200: json("The job retried earlier", JobSnapshot, headers=("Location", "Idempotent-Replayed")),
         },
-        problems=(404, 409, 422, 429, 503),
+        problems=(404, 409, 413, 422, 429, 503),
     )
 )
 async def retry_job(request: web.Request) -> web.Response:

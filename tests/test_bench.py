@@ -44,6 +44,11 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert "redis-py PubSub reader" in run.stdout
     assert results["submit"]["submitted"] > 0 and results["submit"]["jobs_per_s"] > 0
     assert 0 < results["progress"]["published"] <= results["progress"]["calls"]
+    # Every limit was hit and answered with its status while /healthz kept answering.
+    limits = results["limits"]["statuses"]
+    assert "413" in limits["body"] and "429" in limits["rate"] and "413" in limits["quota"]
+    assert set(limits["bad"]) == {"400"} and "408" in limits["slow"]
+    assert results["limits"]["healthz_ms"]["count"] > 0
     assert (out / "results.png").stat().st_size > 0
 
 

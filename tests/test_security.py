@@ -448,3 +448,83 @@ async def test_each_owner_has_a_limit_of_waiting_jobs(aiohttp_client, settings) 
     async with client.post(f"/api/jobs/{first['id']}/cancel") as response:
         assert response.status == 200
     await submitted(client, "")
+
+
+# What a browser's own page sends with its form posts (without it, a form needs the CSRF token).
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+
+
+def csv_upload(rows: int) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("kind", "convert")
+    form.add_field("params", '{"to": "json"}')
+    form.add_field("file", b"a,b\n" + b"1,2\n" * rows, filename="rows.csv", content_type="text/csv")
+    return form
+
+
+async def test_each_owner_has_a_disk_quota_that_sweeping_gives_back(aiohttp_client, settings) -> None:
+    from jobcast.files import FileStore
+    from jobcast.server.keys import STORE
+
+    client = await owner_app(aiohttp_client, settings, disk_quota_bytes=10_000)
+    async with client.post(
+        "/api/jobs", data=csv_upload(1500), headers=SAME_ORIGIN
+    ) as response:  # 6,004 bytes
+        assert response.status == 202, await response.text()
+        first = await response.json()
+    async with client.post("/api/jobs", data=csv_upload(1500), headers=SAME_ORIGIN) as response:
+        problem = await response.json()
+        assert response.status == 413 and problem["type"].endswith("/disk-quota"), problem
+    # Nothing of the refused job is left, on disk or in the count.
+    assert [p.name for p in settings.files_dir.iterdir()] == [first["id"]]
+    store = client.app[STORE]
+    assert await store.quota.charge(first["id"], first["owner"], 0) == 6004
+    # Another owner has a quota of their own.
+    other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with (
+        other,
+        other.post(
+            f"http://127.0.0.1:{client.port}/api/jobs", data=csv_upload(1500), headers=SAME_ORIGIN
+        ) as response,
+    ):
+        assert response.status == 202
+    # Expired files, once swept, give their bytes back.
+    swept = FileStore(settings.files_dir).sweep(retention_s=-1)
+    assert first["id"] in swept
+    await store.quota.refund(swept)
+    async with client.post("/api/jobs", data=csv_upload(1500), headers=SAME_ORIGIN) as response:
+        assert response.status == 202
+
+
+async def test_a_result_past_the_owners_quota_fails_its_job(aiohttp_client, settings, spawn) -> None:
+    client = await owner_app(aiohttp_client, settings, disk_quota_bytes=20_000)
+    spawn("worker", JOBCAST_DISK_QUOTA_BYTES="20000")
+    async with client.post(
+        "/api/jobs", data=csv_upload(1500), headers=SAME_ORIGIN
+    ) as response:  # 6 KB in, ~30 KB out
+        assert response.status == 202, await response.text()
+        job = await response.json()
+    events = await watch_to_end(client, job["id"])
+    assert events[-1]["type"] == "failed" and "disk quota" in events[-1]["error"]["message"], events[-1]
+    assert not list((settings.files_dir / job["id"] / "result").glob("*"))  # the file is removed
+
+
+async def test_each_owner_has_an_hourly_cpu_budget(aiohttp_client, settings) -> None:
+    # aggregate estimates 1 µs of CPU a row: a 10 s budget is 10M rows an hour.
+    client = await owner_app(aiohttp_client, settings, cpu_budget_s_per_hour=10)
+    heavy = {"kind": "aggregate", "params": {"rows": 4_000_000}}
+    for _ in range(2):
+        await submitted(client, "", heavy)
+    async with client.post("/api/jobs", json=heavy) as response:
+        assert response.status == 429 and "CPU budget" in (await response.json())["detail"]
+        assert 1 <= int(response.headers["Retry-After"]) <= 3600
+    # Kinds without an estimate still go through; one job over the whole budget is a 422.
+    await submitted(client, "", demo(2, 1))
+    async with client.post(
+        "/api/jobs", json={"kind": "aggregate", "params": {"rows": 20_000_000}}
+    ) as response:
+        problem = await response.json()
+        assert response.status == 422 and problem["errors"][0]["code"] == "over_budget"
+    other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with other, other.post(f"http://127.0.0.1:{client.port}/api/jobs", json=heavy) as response:
+        assert response.status == 202  # another owner's budget is their own

@@ -2,15 +2,17 @@
 -- queue, arq's job payload and the `queued` event, all at once, so a job is either fully submitted
 -- or not at all.
 -- K: job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
---   owner_rate (owner mode: the owner's submissions this minute);
+--   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
+--   CPU-seconds the owner's submissions this hour are estimated to cost);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
 -- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
 --   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), owner and
 --   owner_limit (the owner's waiting jobs, due or delayed; 0: none), rate_limit (an owner's
---   submissions per minute; 0: none), event (for `publish`), record (field/value pairs).
+--   submissions per minute; 0: none), cost and cost_budget (this job's estimated CPU-seconds, and
+--   an owner's per hour; 0: none), event (for `publish`), record (field/value pairs).
 -- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting, delayed),
--- rate_limited (retry_after_ms), and for a retry already_retried (id), original_gone,
+-- rate_limited (retry_after_ms, budget: whether the CPU budget is spent), and for a retry already_retried (id), original_gone,
 -- not_retryable (state).
 if K.idempotency then
   local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
@@ -59,6 +61,15 @@ if K.owner_rate and A.rate_limit > 0 then
   if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
   if count > A.rate_limit then
     return answer({status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_rate)})
+  end
+end
+
+if K.owner_cost and A.cost > 0 and A.cost_budget > 0 then
+  local spent = tonumber(redis.call('INCRBYFLOAT', K.owner_cost, A.cost))
+  if redis.call('PTTL', K.owner_cost) < 0 then redis.call('PEXPIRE', K.owner_cost, 3600000) end
+  if spent > A.cost_budget then
+    redis.call('INCRBYFLOAT', K.owner_cost, -A.cost)
+    return answer({status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_cost), budget = true})
   end
 end
 

@@ -21,11 +21,16 @@ from jobcast.kind import JobContext, Kind
 Partial = list[float]
 
 
+# Measured on the 2-core bench machine (about 0.7 s of a core per million rows), rounded up.
+CPU_S_PER_ROW = 1e-6
+
+
 class AggregateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # About 0.7 s of a core per million rows: the cap keeps one request's cost to half a minute of
-    # a core (it was 100M: over a minute of both cores). A per-owner budget is issue 12's to add.
+    # a core (it was 100M: over a minute of both cores), and `cost` counts it against the owner's
+    # hourly CPU budget (JOBCAST_CPU_BUDGET_S_PER_HOUR).
     rows: int = Field(default=1_000_000, ge=1, le=50_000_000, description="How many rows to generate.")
     groups: int = Field(default=8, ge=1, le=1000, description="How many groups the rows fall into.")
     chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows per pool task.")
@@ -113,4 +118,5 @@ KIND = Kind(
     run=run,
     max_attempts=2,
     timeout_s=3600,
+    cost=lambda params: params.rows * CPU_S_PER_ROW,
 )
