@@ -77,9 +77,15 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     origin = request.headers.get("Origin")
     prefix = request.app[SETTINGS].url_prefix
     path = request.path[len(prefix) :] if prefix and request.path.startswith(prefix) else request.path
-    if origin is None or origin not in allowed_origins(request) or not CORS_PATHS.fullmatch(path):
+    if not CORS_PATHS.fullmatch(path):
         return await handler(request)
-    request[CORS_ORIGIN] = origin
+    # Every answer on these paths varies by Origin, with CORS headers or without: a browser that
+    # cached jobcast.js for jobcast's own page must not reuse that copy (no CORS header) for a
+    # page elsewhere, nor the other way round.
+    allowed = origin is not None and origin in allowed_origins(request)
+    request[CORS_ORIGIN] = origin if allowed else ""
+    if not allowed:
+        return await handler(request)
     if request.method == "OPTIONS":
         preflight = {
             "Access-Control-Allow-Methods": "GET, POST",
@@ -94,8 +100,9 @@ async def send_cors_headers(request: web.Request, response: web.StreamResponse) 
     """on_response_prepare: streams are prepared inside their handlers, so the headers go on here."""
     origin = request.get(CORS_ORIGIN)
     if origin is not None:
-        response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
 
 
 HOST = re.compile(

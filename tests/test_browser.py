@@ -325,3 +325,81 @@ async def test_a_page_on_another_origin_streams_a_long_job_across_token_expiry(
     seqs = await page.evaluate("() => window.seqs")
     assert seqs == list(range(seqs[0], seqs[-1] + 1)) and await page.evaluate("() => window.current") == 20
     assert "error" not in await page.evaluate("() => window.states")
+
+
+ATTACKER_PAGE = """<!doctype html><title>elsewhere</title>
+<iframe name="a"></iframe><iframe name="b"></iframe><iframe name="c"></iframe>
+<form id="cancel" method="post" target="a"><input name="x" value="1"></form>
+<form id="submit" method="post" target="b" enctype="multipart/form-data">
+  <input name="kind" value="demo"><input name="params" value='{"steps": 2}'></form>
+<form id="page-submit" method="post" target="c"><input name="kind" value="demo"></form>
+<script>
+const q = new URLSearchParams(location.search);
+const base = q.get("base");
+window.ws = {messages: [], closed: false};
+const ws = new WebSocket(base.replace("http", "ws") + "/api/ws");
+ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", feed: true}));
+ws.onmessage = (m) => window.ws.messages.push(m.data);
+ws.onclose = () => { window.ws.closed = true; };
+window.loaded = 0;
+for (const frame of document.querySelectorAll("iframe")) frame.onload = () => { window.loaded += 1; };
+document.getElementById("cancel").action = base + "/jobs/" + q.get("job") + "/cancel";
+document.getElementById("submit").action = base + "/api/jobs";
+document.getElementById("page-submit").action = base + "/submit";
+for (const id of ["cancel", "submit", "page-submit"]) document.getElementById(id).submit();
+</script>"""
+
+EMBED_PAGE = """<!doctype html><title>embedded</title>
+<job-progress id="embedded" label="Report"></job-progress>
+<script type="module">
+const q = new URLSearchParams(location.search);
+await import(q.get("base") + "/static/jobcast.js");
+const element = document.getElementById("embedded");
+element.setAttribute("base", q.get("base"));
+element.setAttribute("token", q.get("token"));
+element.setAttribute("job-id", q.get("job"));
+</script>"""
+
+
+async def test_pages_elsewhere_cannot_act_through_the_browser_and_an_allowed_one_embeds(
+    aiohttp_server, spawn, page
+) -> None:
+    async def attacker(request: web.Request) -> web.Response:
+        return web.Response(text=ATTACKER_PAGE, content_type="text/html")
+
+    async def embedder(request: web.Request) -> web.Response:
+        return web.Response(text=EMBED_PAGE, content_type="text/html")
+
+    servers = []
+    for handler in (attacker, embedder):
+        app = web.Application()
+        app.router.add_get("/", handler)
+        servers.append(await aiohttp_server(app))
+    evil, friend = (f"http://127.0.0.1:{s.port}" for s in servers)
+    env = {"JOBCAST_SECRET": "browser-test-secret", "JOBCAST_CORS_ORIGINS": friend}
+    web_ = spawn("web", **env)
+    spawn("worker", **env)
+    await web_.wait_http()
+
+    # The user's browser has a session with jobcast, and a long job running.
+    await page.goto(web_.url + "/")
+    job = await page.evaluate(
+        """base => fetch(base + "/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({kind: "demo", params: {steps: 30, step_ms: 500}})}).then(r => r.json())""",
+        web_.url,
+    )
+    # A page elsewhere (another port: same site, another origin) tries everything with that session.
+    await page.goto(f"{evil}/?base={web_.url}&job={job['id']}")
+    await page.wait_for_function("() => window.ws.closed && window.loaded >= 3", timeout=TIMEOUT_MS)
+    assert await page.evaluate("() => window.ws.messages") == []
+    await page.goto(web_.url + "/")
+    mine = await page.evaluate("base => fetch(base + '/api/jobs').then(r => r.json())", web_.url)
+    assert [j["id"] for j in mine["jobs"]] == [job["id"]]  # nothing was submitted through the forms
+    assert mine["jobs"][0]["state"] in ("queued", "running")  # nor cancelled
+    assert "cross-site requests may not change anything here" not in web_.log()  # no detail logged
+
+    # An allowed origin embeds <job-progress> with the job's stream token (the browser has
+    # jobcast.js cached from jobcast's own page: that copy must not stand in for the CORS one).
+    await page.goto(f"{friend}/?base={web_.url}&job={job['id']}&token={job['stream_token']}")
+    element = page.locator("job-progress#embedded")
+    await expect(element).to_have_attribute("state", "running", timeout=TIMEOUT_MS)
