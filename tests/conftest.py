@@ -4,6 +4,7 @@ real app in-process, and real `jobcast worker` / `jobcast web` processes."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -88,6 +89,17 @@ def spawn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Jobcast
     yield start
     for proc in started:
         proc.stop()
+    # No API key, signed token or cookie, and no secret, in any line a process logged.
+    secrets = {v for proc in started for k, v in proc.env.items() if k == "JOBCAST_SECRET"}
+    for proc in started:
+        log = proc.log()
+        leaked = SECRET_SHAPES.findall(log) + [s for s in secrets if s in log]
+        assert not leaked, f"{proc.command} logged secrets: {leaked[:3]}"
+
+
+# API keys (`jc_…`, see `jobcast new-key`) and itsdangerous-signed stream tokens and session cookies
+# (base64 JSON `{"…`, a timestamp and a signature).
+SECRET_SHAPES = re.compile(r"jc_[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
 
 
 @pytest.fixture

@@ -119,6 +119,7 @@ class JobcastProcess:
     ) -> None:
         self.command = command
         self.port = port
+        self.env = env
         args = [python, "-m", "jobcast", command]
         if command in ("web", "dev"):
             self.port = port or free_port()
