@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import limits, processes, report, scenarios
+from bench import footprint, limits, processes, report, scenarios
 from bench.machine import describe
 from bench.peers import nchan
+from jobcast.files import FileStore
 
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
-PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits")
+PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits", "footprint")
 
 
 def run(
@@ -48,6 +49,9 @@ def run(
             results["progress"] = scenarios.progress_api(redis, workload)
         if "limits" in only:
             results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
+        if "footprint" in only:
+            files = FileStore(tmp / "files")
+            results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
     return results
 
 

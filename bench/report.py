@@ -111,19 +111,44 @@ def table(results: dict[str, Any]) -> str:
             f"over {p['calls']:,} calls in {p['seconds']} s; "
             f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
         )
-    if "limits" in results:
-        h = results["limits"]
-        hz = h["healthz_ms"]
-        seen = "; ".join(
-            f"{name} " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
-            for name, counts in h["statuses"].items()
-        )
-        lines.append(
-            f"/healthz while every limit is hit ({h['seconds']:g} s, {h['slowloris_connections']} slowloris "
-            f"connections): p50 {hz['p50_ms']} ms, p99 {hz['p99_ms']} ms, max {hz['max_ms']} ms over "
-            f"{hz['count']} probes (target: under 100 ms); answers seen: {seen}"
-        )
+    lines += limits_lines(results) + footprint_lines(results)
     return "\n".join(lines)
+
+
+def limits_lines(results: dict[str, Any]) -> list[str]:
+    if "limits" not in results:
+        return []
+    h = results["limits"]
+    hz = h["healthz_ms"]
+    seen = "; ".join(
+        f"{name} " + ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+        for name, counts in h["statuses"].items()
+    )
+    return [
+        f"/healthz while every limit is hit ({h['seconds']:g} s, {h['slowloris_connections']} slowloris "
+        f"connections): p50 {hz['p50_ms']} ms, p99 {hz['p99_ms']} ms, max {hz['max_ms']} ms over "
+        f"{hz['count']} probes (target: under 100 ms); answers seen: {seen}"
+    ]
+
+
+def footprint_lines(results: dict[str, Any]) -> list[str]:
+    if "footprint" not in results:
+        return []
+    f = results["footprint"]
+    lines = [
+        "",
+        f"Redis {f['redis']} bytes per finished job (INFO memory over N jobs, indexes included, the capped "
+        "feed aside), by the server's hash/zset listpack value limit:",
+        f"{'job':<42} {'listpack':>8} {'events':>7} {'whole history':>14} {'compacted':>10} "
+        f"{'history/raw':>12}",
+    ]
+    for row in f["rows"]:
+        lines.append(
+            f"{row['job']:<42} {row['listpack_value']:>8} {row['progress_events']:>7,} "
+            f"{row['bytes_per_job_whole']:>14,} {row['bytes_per_job_compacted']:>10,} "
+            f"{row['history_bytes_per_record_byte']:>12}"
+        )
+    return lines
 
 
 def save(results: dict[str, Any], out: Path) -> None:

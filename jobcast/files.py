@@ -61,6 +61,11 @@ class FileStore:
     def job(self, job_id: str) -> JobFiles:
         return JobFiles(self.root / job_id)
 
+    def remove(self, job_ids: list[str]) -> None:
+        """Delete these jobs' directories (jobs deleted before their retention ends)."""
+        for job_id in job_ids:
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
+
     def sweep(self, retention_s: float) -> list[str]:
         """Delete job directories untouched for longer than the retention; the ids of the jobs
         whose directories went (their disk charges are to be refunded)."""

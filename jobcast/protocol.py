@@ -115,6 +115,11 @@ class Keys:
         return f"{self.prefix}:cost:{owner}:{hour}"
 
     @property
+    def compact_due(self) -> str:
+        """Finished jobs whose history is to be compacted, scored by when (ms)."""
+        return f"{self.prefix}:compact-due"
+
+    @property
     def disk_usage(self) -> str:
         """A hash: each owner's bytes of stored uploads and results (jobcast/quota.py)."""
         return f"{self.prefix}:disk:usage"

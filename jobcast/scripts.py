@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from jobcast.protocol import TERMINAL_STATES, EventType, Keys, Priority, State, epoch_ms, utcnow
 from jobcast.settings import Settings
 
-SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish", "quota")
+SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget")
 
 
 class Status(StrEnum):
@@ -54,6 +54,8 @@ class Status(StrEnum):
     NOT_HOLDER = "not_holder"
     # quota
     OVER_QUOTA = "over_quota"
+    # compact, forget
+    NOT_FINISHED = "not_finished"
 
 
 def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
@@ -65,6 +67,8 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
         "owner_waiting": keys.owner_waiting,
+        "compact_due": keys.compact_due,
+        "history_grace_ms": settings.history_grace_s * 1000,
         "disk_usage": keys.disk_usage,
         "disk_charges": keys.disk_charges,
         "disk_quota": settings.disk_quota_bytes,

@@ -105,6 +105,28 @@ class Settings(BaseSettings):
     history_max_events: int = Field(
         default=10_000, ge=10, description="Events kept per job (and on the feed) for resuming."
     )
+    history_grace_s: int = Field(
+        default=3600,
+        ge=0,
+        description="A finished job's full history is kept this long, for late resumes; then it is "
+        "compacted to its state changes and its last progress (a resume from before gets a snapshot).",
+    )
+    max_finished_jobs: int = Field(
+        default=10_000,
+        ge=0,
+        description="Succeeded jobs kept, and cancelled jobs kept (each): past it the oldest are deleted "
+        "with their files, before their retention ends. 0: no cap.",
+    )
+    max_failed_jobs: int = Field(
+        default=50_000,
+        ge=0,
+        description="Failed jobs kept (they are kept longer, for diagnosis and retry); 0: no cap.",
+    )
+    janitor_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Workers: how often finished jobs are compacted and the caps on kept jobs applied.",
+    )
     retention_s: int = Field(
         default=7 * 24 * 3600,
         ge=60,

@@ -33,6 +33,7 @@ from jobcast.protocol import (
     isoformat,
     loads,
     now_iso,
+    split_record,
     utcnow,
 )
 from jobcast.quota import DiskQuota
@@ -121,6 +122,10 @@ class Replay:
         return self.snapshot["state"] in TERMINAL_STATES
 
 
+# Between the records a compacted job keeps (jobcast/lua/compact.lua).
+COMPACTED_SEPARATOR = b"\x1e"
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     """Part of a history (a job's or the feed's): records after some seq, read with the head."""
@@ -128,11 +133,24 @@ class HistoryPage:
     head: int
     records: list[bytes]
     oldest: int | None
+    # The job ended long enough ago that its history holds only its state changes and last progress.
+    compacted: bool = False
+
+    @classmethod
+    def compacted_from(cls, head: int, kept: bytes, after: int, limit: int | None) -> HistoryPage:
+        """A compacted job's page, from the records its `compacted` field keeps (see
+        jobcast/lua/compact.lua)."""
+        records = kept.split(COMPACTED_SEPARATOR) if kept else []
+        oldest = split_record(records[0])[0] if records else None
+        later = [r for r in records if split_record(r)[0] > after]
+        return cls(head, later if limit is None else later[:limit], oldest, compacted=True)
 
     def misses(self, after: int) -> bool:
-        """History cannot continue a reader at `after`: it was trimmed or expired past it, or
-        `after` is beyond the head (an id from data Redis has lost, or from elsewhere)."""
+        """History cannot continue a reader at `after`: it was trimmed, compacted or expired past
+        it, or `after` is beyond the head (an id from data Redis has lost, or from elsewhere)."""
         if after > self.head:
+            return True
+        if self.compacted and after < self.head:
             return True
         return self.head > after and (self.oldest is None or self.oldest > after + 1)
 
@@ -501,7 +519,11 @@ class JobStore:
         if not raw:
             return None
         replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
-        page = HistoryPage(replay.head_seq, records, int(oldest[0][1]) if oldest else None)
+        if b"compacted" in raw:
+            page = HistoryPage.compacted_from(replay.head_seq, raw[b"compacted"], since or 0, limit)
+        else:
+            page = HistoryPage(replay.head_seq, records, int(oldest[0][1]) if oldest else None)
+        records = page.records
         if since is None or page.misses(since):
             # No position, or one history cannot continue: only a snapshot is truthful.
             replay.needs_snapshot = True
@@ -520,8 +542,10 @@ class JobStore:
         history = self.keys.history(job_id)
         page = {"start": 0, "num": limit} if limit is not None else {}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hget(self.keys.job(job_id), "seq")
+            pipe.hmget(self.keys.job(job_id), "seq", "compacted")
             pipe.zrange(history, 0, 0, withscores=True)
             pipe.zrangebyscore(history, f"({after}", "+inf", **page)
-            head, oldest, records = await pipe.execute()
+            (head, compacted), oldest, records = await pipe.execute()
+        if compacted is not None:
+            return HistoryPage.compacted_from(int(head or 0), compacted, after, limit)
         return HistoryPage(int(head or 0), records, int(oldest[0][1]) if oldest else None)

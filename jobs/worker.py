@@ -21,6 +21,7 @@ from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, func
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
 from jobcast.files import FileStore
+from jobcast.janitor import Janitor
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
@@ -123,6 +124,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["services"] = [
         asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
         asyncio.create_task(_sweep_files(ctx["files"], store, settings.retention_s)),
+        asyncio.create_task(Janitor(store, ctx["files"]).run(settings.janitor_interval_s)),
     ]
 
 

@@ -49,6 +49,9 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert "413" in limits["body"] and "429" in limits["rate"] and "413" in limits["quota"]
     assert set(limits["bad"]) == {"400"} and "408" in limits["slow"]
     assert results["limits"]["healthz_ms"]["count"] > 0
+    # Compaction shrinks what Redis holds per finished job, with either encoding setting.
+    for row in results["footprint"]["rows"]:
+        assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
     assert (out / "results.png").stat().st_size > 0
 
 

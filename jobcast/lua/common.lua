@@ -121,6 +121,9 @@ local function publish(k, e)
     for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end
     redis.call('EXPIRE', k.job, L.retention_s)
     redis.call('EXPIRE', k.history, L.retention_s)
+    if is_terminal(e.state) then
+      redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
+    end
   end
   return seq
 end
