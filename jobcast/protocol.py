@@ -115,6 +115,11 @@ class Keys:
         return f"{self.prefix}:cost:{owner}:{hour}"
 
     @property
+    def reaper_lock(self) -> str:
+        """Held by the process whose reaper pass runs now (jobcast/reaper.py)."""
+        return f"{self.prefix}:reaper-lock"
+
+    @property
     def compact_due(self) -> str:
         """Finished jobs whose history is to be compacted, scored by when (ms)."""
         return f"{self.prefix}:compact-due"

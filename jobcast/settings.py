@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         description="A crashed worker's job runs again once its lease lapses; the lease is renewed "
         "every third of this while the job runs.",
     )
+    reaper_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a job whose lease lapsed is looked for (by one web or worker process at a "
+        "time), so its watchers learn at once that its worker is gone.",
+    )
     shutdown_grace_s: float = Field(
         default=20.0,
         description="On SIGTERM, running jobs get this long to finish before they are re-queued.",

@@ -339,18 +339,19 @@ class JobStore:
         result: Any = None,
         error: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        from_state: State | None = None,
     ) -> dict[str, Any]:
         """The publish script's named arguments for one event.
 
         `fence` defaults to `attempt` (for `started`: the attempt before it); -1 publishes
-        unconditionally."""
+        unconditionally. With `from_state`, the event is refused unless the job is in it."""
         ts = now_iso()
         if fence is None:
             fence = attempt - 1 if type_ is EventType.STARTED else attempt
         head, tail = event_template(
             job_id, type_, attempt=attempt, progress=progress, result=result, error=error, ts=ts, extra=extra
         )
-        return {
+        event = {
             "id": job_id,
             "type": type_.value,
             "state": STATE_AFTER[type_].value,
@@ -359,6 +360,9 @@ class JobStore:
             "fence": fence,
             "fields": self._event_fields(type_, ts, progress, result, error, extra),
         }
+        if from_state is not None:  # absent, not null: Lua's cjson null is truthy
+            event["from_state"] = from_state.value
+        return event
 
     async def create(self, job_id: str, submission: Submission, **options: Any) -> dict[str, Any]:
         """Submit a job: the record, its `queued` event, its indexes, its place in the queue and

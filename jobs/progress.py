@@ -15,7 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobcast.backoff import Backoff
-from jobcast.protocol import EventType, progress_dict
+from jobcast.protocol import EventType, State, progress_dict
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 
@@ -109,11 +109,13 @@ class Progress:
         progress: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         fence: int | None = None,
+        from_state: State | None = None,
     ) -> int:
         """Publish a state change after any pending progress; returns its seq (0: refused).
 
         `fence` defaults to this attempt's (see JobStore.publish); events a worker publishes
-        before the attempt starts pass the job's previous attempt."""
+        before the attempt starts pass the job's previous attempt. `from_state`: see
+        JobStore.event."""
 
         async def once() -> int:
             async with self._lock:
@@ -129,6 +131,7 @@ class Progress:
                     result=result,
                     error=error,
                     extra=extra,
+                    from_state=from_state,
                 )
 
         backoff = Backoff(0.1, 5.0)

@@ -29,6 +29,7 @@ from jobcast.kind import JobContext, Kind, PermanentError, configure
 from jobcast.logs import context_text, log_context
 from jobcast.migrate import migrate
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
+from jobcast.reaper import Reaper, worker_lost
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.settings import Settings
@@ -125,6 +126,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
         asyncio.create_task(_sweep_files(ctx["files"], store, settings.retention_s)),
         asyncio.create_task(Janitor(store, ctx["files"]).run(settings.janitor_interval_s)),
+        asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),
     ]
 
 
@@ -184,8 +186,11 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
         return None
     if record.state is State.RUNNING:
         # An attempt started and never concluded: its worker died or lost its lease.
-        error = {"type": "WorkerLost", "message": f"attempt {previous} was interrupted"}
-        await progress.state(EventType.RETRYING, error=error, extra=_after(0), fence=previous)
+        # Unless the reaper (jobcast/reaper.py) has said so already.
+        error = worker_lost(previous)
+        await progress.state(
+            EventType.RETRYING, error=error, extra=_after(0), fence=previous, from_state=State.RUNNING
+        )
     kind = kinds.get(record.kind)
     if kind is None:
         error = {"type": "UnknownKind", "message": f"no worker knows kind {record.kind!r}"}

@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, web
 
 from jobcast.files import FileStore
 from jobcast.kind import configure
+from jobcast.reaper import Reaper
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server import (
@@ -87,6 +88,15 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(task)
 
 
+async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Web processes look for jobs whose worker is gone too: with no worker alive, nobody else
+    would tell their watchers."""
+    reaper = Reaper(app[STORE])
+    task = asyncio.create_task(reaper.run(app[SETTINGS].reaper_interval_s), name="reaper")
+    yield
+    await cancel_and_wait(task)
+
+
 async def close_streams(app: web.Application) -> None:
     """Before connections are drained: end SSE streams (clients reconnect and resume elsewhere)
     and close WebSockets with 1001 going away."""
@@ -141,6 +151,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)
+    app.cleanup_ctx.append(reaper_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.
     for module in (api, submit, control, queries, results, sse, ws, tokens, compat, metrics, pages, login):

@@ -3,9 +3,21 @@ worker that loses Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from pathlib import Path
 
-from tests.helpers import attempts, demo, lifecycle, read_sse, sse_events, submit, wait_for, watch_to_end
+from tests.helpers import (
+    attempts,
+    demo,
+    get_json,
+    lifecycle,
+    read_sse,
+    sse_events,
+    submit,
+    wait_for,
+    watch_to_end,
+)
 
 
 async def started_on(client, job_id: str) -> None:
@@ -89,3 +101,36 @@ async def test_a_worker_that_loses_redis_reconnects_instead_of_dying(client, spa
     await wait_for(lambda: "Redis is back" in worker.log(), what="the worker to reconnect")
     job = await submit(client, body=demo(3, 10))
     assert (await watch_to_end(client, job["id"]))[-1]["type"] == "succeeded"
+
+
+async def test_watchers_learn_at_once_when_the_only_worker_dies(client, spawn, settings) -> None:
+    # No worker is left to claim the job again: the web's reaper says so once the lease lapses.
+    only = spawn("worker", JOBCAST_LEASE_S="2")
+    # A CPU-bound job first, so the worker has started its process pool.
+    crunch = await submit(
+        client, body={"kind": "aggregate", "params": {"rows": 200_000, "chunk_rows": 50_000}}
+    )
+    assert (await watch_to_end(client, crunch["id"]))[-1]["type"] == "succeeded"
+    children = pool_children(only.process.pid)
+    assert children
+    job = await submit(client, body=demo(200, 50))
+    await started_on(client, job["id"])
+    only.signal(signal.SIGKILL)
+    async with asyncio.timeout(2 + 5):  # the lease, plus 5 s
+        await reached(client, job["id"], "retrying", 1)
+    snapshot = await get_json(client, f"/api/jobs/{job['id']}")
+    assert snapshot["state"] == "retrying" and snapshot["error"]["type"] == "WorkerLost"
+    assert "waiting for a worker" in snapshot["error"]["message"]
+    # The worker's process-pool children died with it.
+    await wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), what="pool children")
+    # A worker that starts later runs the job, and the loss is announced once.
+    spawn("worker")
+    events = await watch_to_end(client, job["id"])
+    assert lifecycle(events) == attempts(2, "succeeded")
+    assert [e["type"] for e in events].count("retrying") == 1
+
+
+def pool_children(pid: int) -> list[int]:
+    """The worker's child processes (its CPU process pool)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []

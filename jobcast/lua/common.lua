@@ -78,12 +78,15 @@ end
 -- append it to history, update the record and the state indexes, PUBLISH it. `e.fence` guards
 -- attempts: for `started` it is the attempt the caller saw (compare-and-set: a second worker
 -- starting the same attempt is refused); for other events it is the caller's attempt (an older
--- attempt is refused); -1 means no fence. `e.fields`: the record's field/value pairs to set.
+-- attempt is refused); -1 means no fence. `e.from_state`, when given, must be the job's state
+-- (a job two processes find orphaned is announced once). `e.fields`: the record's field/value
+-- pairs to set.
 -- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
 local function publish(k, e)
   local state = redis.call('HGET', k.job, 'state')
   if not state then return -1 end
   if is_terminal(state) then return 0 end
+  if e.from_state and state ~= e.from_state then return 0 end
   if e.fence >= 0 then
     local current = tonumber(redis.call('HGET', k.job, 'attempt') or '0')
     if e.type == L.event.started then
