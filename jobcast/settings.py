@@ -219,6 +219,16 @@ class Settings(BaseSettings):
         "a reconnect.",
     )
     worker_max_jobs: int = Field(default=10, ge=1, description="Jobs one worker runs at once.")
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="A worker serves its own Prometheus `/metrics` on this port (each worker on a host "
+        "needs its own); 0: not served.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="Where the worker's `/metrics` listens."
+    )
     lease_s: float = Field(
         default=10.0,
         ge=1.0,

@@ -165,6 +165,8 @@ class JobRecord:
     request_id: str | None = None
     priority: str = Priority.DEFAULT.value
     owner: str | None = None
+    # When the job was due: its run_at if delayed, else when it was created (ISO 8601).
+    due_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +495,19 @@ class JobStore:
     async def load(self, job_id: str) -> JobRecord | None:
         raw = await self.redis.hmget(
             self.keys.job(job_id),
-            ["kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"],
+            [
+                *(
+                    "kind",
+                    "params",
+                    "state",
+                    "attempt",
+                    "cancel_requested",
+                    "request_id",
+                    "priority",
+                    "owner",
+                ),
+                *("run_at", "created_at"),
+            ],
         )
         if raw[0] is None:
             return None
@@ -506,6 +520,7 @@ class JobStore:
             request_id=raw[5].decode() if raw[5] else None,
             priority=raw[6].decode() if raw[6] else Priority.DEFAULT.value,
             owner=raw[7].decode() if raw[7] else None,
+            due_at=(raw[8] or raw[9] or b"").decode() or None,
         )
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import signal
 import socket
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -23,6 +23,8 @@ from jobcast.errors import QuotaExceeded
 from jobcast.files import FileStore
 from jobcast.janitor import Janitor
 from jobcast.jobs.lease import hold_lease
+from jobcast.jobs.metrics import WorkerMetrics
+from jobcast.jobs.metrics import serve as serve_metrics
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, PermanentError, configure
@@ -115,6 +117,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     store: JobStore = ctx["store"]
     await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
     ctx["files"] = FileStore(settings.files_dir)
+    ctx["metrics"] = WorkerMetrics(ctx["kinds"])
+    if settings.worker_metrics_port:
+        ctx["metrics_runner"] = await serve_metrics(
+            ctx["metrics"], settings.worker_metrics_host, settings.worker_metrics_port
+        )
     ctx["running"] = running = RunningAttempts()
     # Spawned, not forked: a fork of a process with an event loop and threads is not safe.
     ctx["cpu"] = ProcessPoolExecutor(
@@ -135,6 +142,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await cancel_and_wait(task)
     if (cpu := ctx.pop("cpu", None)) is not None:
         cpu.shutdown(wait=True, cancel_futures=True)
+    if (runner := ctx.pop("metrics_runner", None)) is not None:
+        await runner.cleanup()
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -155,17 +164,22 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         owner=record.owner,
         max_message_chars=settings.max_message_chars,
     )
+    metrics: WorkerMetrics = ctx["metrics"]
     async with progress_ as progress:
         kind = await _admit(ctx["kinds"], record, attempt, progress)
-        if kind is None or not await progress.state(EventType.STARTED):
+        if kind is None:
+            metrics.finished.labels(record.kind, "cancelled" if record.cancel_requested else "failed").inc()
+            return
+        if not await progress.state(EventType.STARTED):
             return  # ended, or another worker started this attempt first
         log.info("%s attempt %d started", record.kind, attempt)
+        started = metrics.started(record.kind, waited_s(record) if attempt == 1 else None)
         running: RunningAttempts = ctx["running"]
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
             async with hold_lease(store, entry, record.priority, settings.lease_s, ctx["lease_owner"]):
-                await _run_attempt(kind, record, jobctx, entry, store, settings)
+                await _run_attempt(kind, record, jobctx, entry, store, settings, metrics)
         except (Retry, asyncio.CancelledError):
             raise
         except Exception:
@@ -173,8 +187,10 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             log.exception("job %s: internal error", job_id)
             error = {"type": "InternalError", "message": "the worker failed to run the job"}
             await progress.state(EventType.FAILED, error=error)
+            metrics.finished.labels(record.kind, "failed").inc()
         finally:
             running.remove(job_id)
+            metrics.ended(record.kind, started)
 
 
 async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progress: Progress) -> Kind | None:
@@ -203,8 +219,21 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
     return kind
 
 
+def waited_s(record: JobRecord) -> float | None:
+    """Seconds from when the job was due to now (its first attempt's start)."""
+    if record.due_at is None:
+        return None
+    return (utcnow() - datetime.fromisoformat(record.due_at)).total_seconds()
+
+
 async def _run_attempt(
-    kind: Kind, record: JobRecord, ctx: JobContext, entry: Attempt, store: JobStore, settings: Settings
+    kind: Kind,
+    record: JobRecord,
+    ctx: JobContext,
+    entry: Attempt,
+    store: JobStore,
+    settings: Settings,
+    metrics: WorkerMetrics,
 ) -> None:
     progress = ctx.progress
     # The kind's code runs in a task of its own, so a cancel request can stop it without
@@ -228,11 +257,14 @@ async def _run_attempt(
             await asyncio.shield(progress.state(EventType.RETRYING, error=error, extra=_after(0)))
             raise
         await progress.state(EventType.CANCELLED, error=CANCELLED)
+        metrics.finished.labels(kind.name, "cancelled").inc()
     except Exception as e:
         if isinstance(e, TimeoutError) and deadline.expired():
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
+            metrics.timeouts.labels(kind.name).inc()
         if not kind.should_retry(e, ctx.attempt):
             await progress.state(EventType.FAILED, error=error_info(e, settings.max_message_chars))
+            metrics.finished.labels(kind.name, "failed").inc()
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
@@ -243,11 +275,14 @@ async def _run_attempt(
         if latest is not None and latest.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.
             await progress.state(EventType.CANCELLED, error=CANCELLED)
+            metrics.finished.labels(kind.name, "cancelled").inc()
             return
+        metrics.retries.labels(kind.name).inc()
         log.info("attempt %d failed (%s); retrying in %.1f s", ctx.attempt, type(e).__name__, delay)
         raise Retry(defer=delay) from e
     else:
         await progress.state(EventType.SUCCEEDED, result=result)
+        metrics.finished.labels(kind.name, "succeeded").inc()
         log.info("attempt %d succeeded", ctx.attempt)
 
 

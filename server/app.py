@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import weakref
 from collections.abc import AsyncIterator
@@ -43,6 +44,7 @@ from jobcast.server.keys import (
     SOCKETS,
     STORE,
     STREAMS,
+    SUBMITTED_BY_KIND,
     WORKERS,
 )
 from jobcast.server.links import job_links
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[OUTBOXES] = weakref.WeakSet()
     app[SOCKETS] = weakref.WeakSet()
     app[STREAMS] = OpenStreams()
+    app[SUBMITTED_BY_KIND] = collections.Counter()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)

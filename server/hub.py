@@ -70,6 +70,11 @@ class Outbox:
         "size",
     )
 
+    # Process-wide, for /metrics: superseded progress dropped for slow watchers, and watchers cut
+    # off as too far behind.
+    conflated_total = 0
+    cut_off_total = 0
+
     def __init__(self, limit: int, max_bytes: int = 1 << 62) -> None:
         self.limit = limit
         # Bytes queued (the events' JSON): a few big events (snapshots) fill it as surely as many
@@ -105,6 +110,7 @@ class Outbox:
         if len(self._items) > self.limit or self.size > self.max_bytes:
             self._compact()
             if len(self._items) > self.limit or self.size > self.max_bytes:
+                Outbox.cut_off_total += 1
                 self.close("overflow")
                 if self.on_overflow is not None:
                     self.on_overflow()
@@ -145,6 +151,7 @@ class Outbox:
             if event.type == b"progress":
                 if event.job_id in newest_progress:
                     self.dropped += 1
+                    Outbox.conflated_total += 1
                     continue
                 newest_progress.add(event.job_id)
             kept.append(event)

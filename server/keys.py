@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import weakref
 
 from aiohttp import web
@@ -28,3 +29,5 @@ KINDS = web.AppKey("kinds", dict[str, Kind])
 OUTBOXES = web.AppKey("outboxes", weakref.WeakSet[Outbox])
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STREAMS = web.AppKey("streams", OpenStreams)
+# Jobs submitted through this process, by kind (for /metrics).
+SUBMITTED_BY_KIND = web.AppKey("submitted", collections.Counter[str])

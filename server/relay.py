@@ -14,10 +14,12 @@ import logging
 
 from jobcast.backoff import Backoff
 from jobcast.errors import Unavailable
+from jobcast.protocol import utcnow
 from jobcast.server.broker import Broker, Connection
 from jobcast.server.catchup import CatchUp
 from jobcast.server.events import Event
 from jobcast.server.hub import Hub, Subscription, Watchers
+from jobcast.server.latency import SAMPLE_EVERY, Delays
 from jobcast.server.topics import TopicUnavailable
 from jobcast.tasks import cancel_and_wait
 
@@ -48,6 +50,11 @@ class Relay:
         # missed events published in between.
         self.connections = 0
         self.messages = 0
+        # Gap repairs run (a reconnect, or watchers that fell behind pub/sub), and the sampled
+        # publish-to-delivery delays.
+        self.repairs = 0
+        self.delivered = 0
+        self.delays = Delays()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -120,6 +127,9 @@ class Relay:
         watchers = self.hub.topics.get(channel)
         if watchers is not None:
             self.hub.deliver(watchers, watchers.topic.event(payload))
+            self.delivered += 1
+            if self.delivered % SAMPLE_EVERY == 1:
+                self.delays.sample(payload, utcnow())
 
     def _on_subscribed(self, channel: bytes) -> None:
         left = self._in_flight.get(channel, 0) - 1
@@ -202,6 +212,7 @@ class Relay:
     # -- repair --------------------------------------------------------------------------------------
 
     def _queue_repair(self, watchers: Watchers) -> None:
+        self.repairs += 1
         self._repairs.put_nowait(watchers)
 
     async def _repair_loop(self) -> None:

@@ -26,7 +26,7 @@ from jobcast.protocol import Priority, dumps, loads
 from jobcast.quota import tree_size
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
 from jobcast.server.auth import OWNER, owner_for
-from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, WORKERS
+from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, SUBMITTED_BY_KIND, WORKERS
 from jobcast.server.openapi import (
     BINARY,
     JSON,
@@ -184,6 +184,7 @@ async def submit(
             owner=owner[0],
             submitted_by=owner[1],
         )
+        app[SUBMITTED_BY_KIND][submission.kind] += 1
         return Submitted(created)
     except IdempotentReplay as replay:
         if not replay.same_request:
@@ -569,6 +570,7 @@ async def _batch_item(request: web.Request, raw: Any) -> tuple[str | None, str |
 
 async def _batch_outcome(app: web.Application, index: int, outcome: Any) -> dict[str, Any]:
     if isinstance(outcome, dict):
+        app[SUBMITTED_BY_KIND][outcome["kind"]] += 1
         return {"index": index, "status": 202, "job": outcome}
     problem: Problem
     if isinstance(outcome, IdempotentReplay):
