@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         default=30.0, description="A client that cannot take a write this long is cut off."
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest JSON request body (413 past it).")
+    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="`json`: one JSON object per line (ts, level, logger, message, job, attempt, request, "
+        "and `http` on access lines); `text`: readable lines.",
+    )
     shutdown_timeout_s: float = Field(default=10.0, description="How long `jobcast web` drains on SIGTERM.")
     header_timeout_s: float = Field(
         default=10.0,

@@ -28,7 +28,7 @@ from jobcast.jobs.metrics import serve as serve_metrics
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, PermanentError, configure
-from jobcast.logs import context_text, log_context
+from jobcast.logs import context_fields, log_context
 from jobcast.migrate import migrate
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.reaper import Reaper, worker_lost
@@ -155,7 +155,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         return  # cancelled (or expired) while waiting
     attempt = record.attempt + 1
     # Every line logged while this attempt runs (its tasks inherit the context) names it.
-    log_context.set(context_text(job=job_id, attempt=attempt, request=record.request_id))
+    log_context.set(context_fields(job=job_id, attempt=attempt, request=record.request_id))
     progress_ = Progress(
         store,
         job_id,

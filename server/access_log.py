@@ -26,16 +26,29 @@ def redacted(request: web.BaseRequest) -> str:
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         version = f"{request.version.major}.{request.version.minor}"
+        path = redacted(request)
+        request_id = response.headers.get("X-Request-ID", "-")
+        # The same facts as fields, for JSON logs (jobcast/logs.py).
+        http = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": path,
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration_s": round(time, 6),
+            "request": request_id,
+        }
         self.logger.info(
             '%s "%s %s HTTP/%s" %s %s %.6fs request=%s',
             request.remote,
             request.method,
-            redacted(request),
+            path,
             version,
             response.status,
             response.body_length,
             time,
-            response.headers.get("X-Request-ID", "-"),
+            request_id,
+            extra={"http": http},
         )
 
 

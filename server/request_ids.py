@@ -9,7 +9,7 @@ from contextvars import ContextVar
 
 from aiohttp import web
 
-from jobcast.logs import context_text, log_context
+from jobcast.logs import context_fields, log_context
 from jobcast.server.problems import Handler
 
 HEADER = "X-Request-ID"
@@ -25,7 +25,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     request_id = given if SANE.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     current_request_id.set(request_id)
-    log_context.set(context_text(request=request_id))
+    log_context.set(context_fields(request=request_id))
     return await handler(request)
 
 

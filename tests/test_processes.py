@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -209,3 +211,30 @@ async def test_one_jobs_lines_in_web_and_worker_share_its_id_and_request_id(spaw
         '"POST /api/jobs HTTP/1.1" 202' in line and "request=req-7f3a" in line
         for line in web.log().splitlines()
     )
+
+
+async def test_json_logs_carry_the_same_fields_as_structured_values(spawn) -> None:
+    web, worker = spawn("web", JOBCAST_LOG_FORMAT="json"), spawn("worker", JOBCAST_LOG_FORMAT="json")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        headers = {"X-Request-ID": "req-json-1"}
+        async with session.post(web.url + "/api/jobs", json=demo(2, 5), headers=headers) as response:
+            job = await response.json()
+        await read_sse(session, f"{web.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
+
+    def lines(proc: Any) -> list[dict[str, Any]]:
+        # Every line is one JSON object (arq's own lines included).
+        return [json.loads(line) for line in proc.log().splitlines() if line.strip()]
+
+    await wait_for(
+        lambda: any(
+            line.get("job") == job["id"] and "succeeded" in line["message"] for line in lines(worker)
+        ),
+        what="the worker's JSON lines",
+    )
+    mine = [line for line in lines(worker) if line.get("job") == job["id"]]
+    assert mine and all(line["request"] == "req-json-1" and line["attempt"] == 1 for line in mine)
+    assert all({"ts", "level", "logger", "message"} <= line.keys() for line in lines(worker) + lines(web))
+    (access,) = [line for line in lines(web) if line.get("http", {}).get("method") == "POST"]
+    assert access["http"]["path"] == "/api/jobs" and access["http"]["status"] == 202
+    assert access["http"]["request"] == "req-json-1"
