@@ -338,7 +338,7 @@ const q = new URLSearchParams(location.search);
 const base = q.get("base");
 window.ws = {messages: [], closed: false};
 const ws = new WebSocket(base.replace("http", "ws") + "/api/ws");
-ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", feed: true}));
+ws.onopen = () => ws.send(JSON.stringify({type: "subscribe_feed"}));
 ws.onmessage = (m) => window.ws.messages.push(m.data);
 ws.onclose = () => { window.ws.closed = true; };
 window.loaded = 0;
