@@ -28,6 +28,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from contextvars import ContextVar, copy_context
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
@@ -74,6 +76,24 @@ def job_payload(function: str, job_id: str, ready_ms: int, serializer: Any) -> b
     return serialize_job(function, (job_id,), {}, None, ready_ms, serializer=serializer)
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim of a job by this worker: where it came from, and the lease's holder name.
+
+    The holder names the claim, not just the worker (`<worker>#<poll>`): a worker that lost a
+    job's lease (a stall, a Redis failover) can claim the job again while its earlier run is still
+    ending, and the two runs must not renew or finish each other's lease."""
+
+    priority: str
+    score: int
+    holder: str
+
+
+# The claim the current run belongs to: set in the run's task context, inherited by the tasks
+# arq and the job start (the lease renewal reads it too, see jobs/lease.py).
+current_claim: ContextVar[Claim | None] = ContextVar("jobcast_claim", default=None)
+
+
 class JobcastWorker(Worker):
     def __init__(self, *, store: JobStore, settings: Settings, name: str, **kwargs: Any) -> None:
         # arq's own tick becomes a bare yield: _poll_iteration waits for work instead.
@@ -82,8 +102,7 @@ class JobcastWorker(Worker):
         self.settings = settings
         self.name = name
         self.wakeup = self.ctx["wakeup"] = asyncio.Event()
-        # The claimed jobs this worker has not finished yet: their priority and queue score.
-        self._claimed: dict[str, tuple[str, int]] = {}
+        self._polls = 0
         self._last_beat = 0.0
         self._outage = 0
 
@@ -129,25 +148,35 @@ class JobcastWorker(Worker):
         free = self.max_jobs - self.job_counter
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
+            self._polls += 1
+            holder = f"{self.name}#{self._polls}"
             answer = await self.store.scripts.call(
-                "dispatch", owner=self.name, want=free, lease_ms=int(self.settings.lease_s * 1000)
+                "dispatch", owner=holder, want=free, lease_ms=int(self.settings.lease_s * 1000)
             )
             next_due_ms = int(answer["next_ms"])
             for job_id, priority, score in answer["jobs"] or ():
-                self._start(job_id, priority, int(score))
+                self._start(job_id, Claim(priority, int(score), holder))
         await self.heart_beat()
         return next_due_ms
 
-    def _start(self, job_id: str, priority: str, score: int) -> None:
-        self._claimed[job_id] = (priority, score)
+    def _start(self, job_id: str, claim: Claim) -> None:
         self.job_counter += 1
-        task = asyncio.create_task(self.run_job(job_id, score), name=f"job:{job_id}")
+        context = copy_context()
+        context.run(current_claim.set, claim)
+        earlier = self.tasks.get(job_id)
+        run = self._after(earlier, job_id, claim.score) if earlier else self.run_job(job_id, claim.score)
+        task = asyncio.create_task(run, name=f"job:{job_id}", context=context)
         task.add_done_callback(lambda done: self._job_done(job_id, done))
         self.tasks[job_id] = task
 
+    async def _after(self, earlier: asyncio.Task[Any], job_id: str, score: int) -> None:
+        """Run a job claimed again while this worker's earlier run of it still ends (it lost the
+        lease): once that run is over, since arq keeps one task per job id."""
+        await asyncio.wait({earlier})
+        await self.run_job(job_id, score)
+
     def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
         self.job_counter -= 1
-        self._claimed.pop(job_id, None)
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
         if not task.cancelled() and (error := task.exception()) is not None:
@@ -168,22 +197,21 @@ class JobcastWorker(Worker):
     ) -> None:
         # jobcast keeps no arq results (keep_result=0) and has no cron jobs. A deferred retry's
         # `incr_score` counts from the score the job was claimed at.
-        priority, score = self._claimed.get(job_id, ("default", 0))
-        ready_ms = score + incr_score if incr_score else int(time.time() * 1000)
-        await self._finish(job_id, priority, finish, ready_ms)
+        claim = current_claim.get() or Claim("default", 0, self.name)
+        ready_ms = claim.score + incr_score if incr_score else int(time.time() * 1000)
+        await self._finish(job_id, claim, finish, ready_ms)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        priority, _ = self._claimed.get(job_id, ("default", 0))
-        await self._finish(job_id, priority, True, 0)
+        await self._finish(job_id, current_claim.get() or Claim("default", 0, self.name), True, 0)
 
-    async def _finish(self, job_id: str, priority: str, finish: bool, ready_ms: int) -> None:
+    async def _finish(self, job_id: str, claim: Claim, finish: bool, ready_ms: int) -> None:
         keys = self.store.keys
         answer = await self.store.scripts.call(
             "finish",
             {"job": keys.job(job_id), "arq_job": keys.arq_job(job_id), "arq_retry": keys.arq_retry(job_id)},
             id=job_id,
-            priority=priority,
-            owner=self.name,
+            priority=claim.priority,
+            owner=claim.holder,
             finish=finish,
             ready_ms=ready_ms,
         )

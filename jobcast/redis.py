@@ -1,15 +1,75 @@
-"""Redis clients that ride out a restart instead of failing the first command."""
+"""Redis clients that ride out a restart, or a Sentinel failover, instead of failing the first
+command.
+
+`REDIS_URL` names one server (`redis://`, `rediss://`, `unix://`), or a primary found through
+Redis Sentinel: `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`. The
+sentinels are asked for the service's primary whenever a connection is made, so the command
+clients, the web's pub/sub relay and the workers all follow a failover; a connection still open
+to a primary that was demoted (it answers READONLY) is dropped and made again.
+"""
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
 
 from jobcast.arq_runtime import ArqRedis
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """A primary found through Sentinel: the sentinels' addresses and the service's name."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+    def manager(self) -> Sentinel:
+        # The data nodes' credentials; the sentinels themselves are asked without any.
+        return Sentinel(list(self.sentinels), socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    async def primary(self) -> tuple[str, int]:
+        """The service's primary now (raises MasterNotFoundError while there is none)."""
+        host, port = await self.manager().discover_master(self.service)
+        return str(host), int(port)
+
+
+def sentinel_target(url: str) -> SentinelTarget | None:
+    """The Sentinel target a `redis+sentinel://` URL names; None for any other URL."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return None
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    sentinels = []
+    for address in hosts.split(","):
+        host, sep, port = address.rpartition(":")
+        sentinels.append((host.strip("[]"), int(port)) if sep else (address, 26379))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a redis+sentinel:// URL names its service: redis+sentinel://host:26379/service")
+    return SentinelTarget(
+        tuple(sentinels),
+        service=path[0],
+        db=int(path[1]) if len(path) > 1 else 0,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections go to the current primary), bounded like the plain one: past
+    `max_connections` a command waits for a free connection instead of failing."""
 
 
 def create_redis(
@@ -24,15 +84,33 @@ def create_redis(
     The pool holds at most `max_connections`: past that a command waits up to `pool_timeout_s`
     for one to come free (then fails like any Redis error), so a burst cannot open connections
     without bound, and Redis's own client limit is left to other processes."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=pool_timeout_s,
-        retry=Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries),
-        retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError, ConnectionResetError],
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=15,
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "timeout": pool_timeout_s,
+        "retry": Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries),
+        "retry_on_error": [
+            ConnectionError,
+            TimeoutError,
+            BusyLoadingError,
+            ConnectionResetError,
+            ReadOnlyError,
+        ],
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+    }
+    target = sentinel_target(url)
+    if target is None:
+        pool = BlockingConnectionPool.from_url(url, **options)
+        # The client owns the pool: closing the client closes its connections.
+        return cast(ArqRedis, ArqRedis.from_pool(pool))  # from_pool builds `cls`
+    client = target.manager().master_for(
+        target.service,
+        redis_class=ArqRedis,
+        connection_pool_class=SentinelBlockingPool,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **options,
     )
-    # The client owns the pool: closing the client closes its connections.
-    return cast(ArqRedis, ArqRedis.from_pool(pool))  # from_pool builds `cls`
+    return cast(ArqRedis, client)

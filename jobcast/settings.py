@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "JOBCAST_REDIS_URL"),
-        description="The Redis server: `redis://`, `rediss://` or `unix://`.",
+        description="The Redis server: `redis://`, `rediss://` or `unix://`; or a primary found through "
+        "Sentinel: `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`.",
     )
     # Pub/sub channels are global to a Redis server (not per database), hence a prefix for both.
     key_prefix: str = Field(

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, func
+from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, current_claim, func
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
 from jobcast.files import FileStore
@@ -178,7 +178,9 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
-            async with hold_lease(store, entry, record.priority, settings.lease_s, ctx["lease_owner"]):
+            claim = current_claim.get()
+            holder = claim.holder if claim is not None else ctx["lease_owner"]
+            async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
                 await _run_attempt(kind, record, jobctx, entry, store, settings, metrics)
         except (Retry, asyncio.CancelledError):
             raise

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
+from redis.exceptions import RedisError
+
+from jobcast.redis import sentinel_target
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +104,27 @@ async def connect_pubsub(
     *,
     connect_timeout_s: float = 5.0,
 ) -> PubSubProtocol:
-    """Open a pub/sub connection to the Redis at `url` (redis://, rediss:// or unix://)."""
+    """Open a pub/sub connection to the Redis at `url` (redis://, rediss://, unix://, or the
+    current primary of a redis+sentinel:// service)."""
     loop = asyncio.get_running_loop()
-    options = parse_url(url)
 
     def factory() -> PubSubProtocol:
         return PubSubProtocol(on_message, on_subscribed)
 
+    if (target := sentinel_target(url)) is not None:
+        async with asyncio.timeout(connect_timeout_s):
+            try:
+                host, port = await target.primary()
+            except RedisError as e:  # no primary yet (a failover under way): the relay retries
+                raise ConnectionError(f"no primary for {target.service}: {e}") from e
+            _, proto = await loop.create_connection(factory, host, port)
+        credentials = [target.username] if target.username else []
+        if target.password:
+            proto.send("AUTH", *credentials, target.password)
+        proto.send("CLIENT", "SETNAME", "jobcast-relay")
+        return proto
+
+    options = parse_url(url)
     async with asyncio.timeout(connect_timeout_s):
         if "path" in options:
             _, proto = await loop.create_unix_connection(factory, options["path"])

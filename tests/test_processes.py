@@ -17,22 +17,32 @@ import aiohttp
 from tests.helpers import JobcastProcess, assert_contiguous, demo, read_sse, sse_events, submit, wait_for
 
 
-async def test_two_web_and_two_worker_processes_share_one_redis(spawn) -> None:
-    web_a, web_b = spawn("web"), spawn("web")
-    spawn("worker"), spawn("worker")
-    await asyncio.gather(web_a.wait_http(), web_b.wait_http())
+async def test_three_web_and_two_worker_processes_share_one_redis(spawn) -> None:
+    webs = [spawn("web") for _ in range(3)]
+    workers = [spawn("worker", JOBCAST_WORKER_MAX_JOBS="3") for _ in range(2)]
+    await asyncio.gather(*(web.wait_http() for web in webs))
     async with aiohttp.ClientSession() as session:
-        jobs = [await submit(session, web_a.url + "/api/jobs", demo(15, 30)) for _ in range(4)]
-        # Watched live through the other server, from before each job starts to its end.
+        await wait_for(lambda: live_workers(session, webs[0].url, 2), what="both workers")
+        # Submitted round-robin through every web process...
+        jobs = [await submit(session, webs[i % 3].url + "/api/jobs", demo(15, 30)) for i in range(9)]
+        # ...and each watched live through all three, from before it starts to its end.
         runs = await asyncio.gather(
             *(
-                read_sse(session, f"{web_b.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
+                read_sse(session, f"{web.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"})
                 for job in jobs
+                for web in webs
             )
         )
     for events in runs:
         assert_contiguous(events, 1)
         assert events[-1].event == "succeeded" and events[-2].data["progress"]["current"] == 15
+    # Both workers took jobs (three at a time each, for nine).
+    assert all("succeeded" in worker.log() for worker in workers)
+
+
+async def live_workers(session: aiohttp.ClientSession, url: str, n: int) -> bool:
+    async with session.get(url + "/api/stats") as response:
+        return (await response.json())["workers"] == n
 
 
 async def test_web_shutdown_closes_websockets_with_1001_and_ends_sse_streams(spawn, worker) -> None:

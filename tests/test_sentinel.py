@@ -1,0 +1,142 @@
+"""A Redis Sentinel failover under load, for real: a primary, a replica and three sentinels on
+loopback, started here. The primary is killed while jobs run and watchers stream; the sentinels
+promote the replica, and `jobcast web` and `jobcast worker` (given a `redis+sentinel://` URL)
+follow it by themselves. Every job ends, and every watcher reaches its job's end with no seq gap
+and no duplicate, or with a snapshot where the new primary had lost the last events the old one
+took (replication is asynchronous: what the old primary had not sent its replica yet is gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from jobcast.embedded_redis import free_port, redis_server_binary
+from tests.helpers import demo, sse_events, submit, wait_for
+
+SERVICE = "jobcast-primary"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Node:
+    """One redis-server (data node or sentinel) on loopback."""
+
+    def __init__(self, tmp: Path, name: str, args: list[str], config: str = "") -> None:
+        self.port = free_port()
+        self.dir = tmp / name
+        self.dir.mkdir()
+        conf = self.dir / "redis.conf"
+        conf.write_text(f'port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave ""\n{config}')
+        with (self.dir / "log").open("wb") as log:
+            self.process = subprocess.Popen([redis_server_binary(), str(conf), *args], stdout=log, stderr=log)
+
+    def client(self) -> aioredis.Redis:
+        return aioredis.Redis(port=self.port, socket_timeout=2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def sentinel_setup(tmp_path: Path) -> Iterator[tuple[Node, Node, list[Node]]]:
+    primary = Node(tmp_path, "primary", [])
+    replica = Node(tmp_path, "replica", [], f"replicaof 127.0.0.1 {primary.port}\n")
+    monitor = (
+        f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
+        f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+        f"sentinel failover-timeout {SERVICE} 4000\n"
+        f"sentinel parallel-syncs {SERVICE} 1\n"
+    )
+    sentinels = [Node(tmp_path, f"sentinel{i}", ["--sentinel"], monitor) for i in range(3)]
+    yield primary, replica, sentinels
+    for node in (primary, replica, *sentinels):
+        node.stop()
+
+
+async def ready(primary: Node, replica: Node, sentinels: list[Node]) -> bool:
+    """The replica is in sync and every sentinel knows the replica and the two other sentinels."""
+    try:
+        async with replica.client() as client:
+            if (await client.info("replication")).get("master_link_status") != "up":
+                return False
+        for sentinel in sentinels:
+            async with sentinel.client() as client:
+                state = await client.execute_command("SENTINEL", "MASTER", SERVICE)
+            fields = dict(zip(state[::2], state[1::2], strict=True))
+            if int(fields[b"num-slaves"]) < 1 or int(fields[b"num-other-sentinels"]) < 2:
+                return False
+        return True
+    except (aioredis.ConnectionError, OSError):
+        return False
+
+
+async def watch(session: aiohttp.ClientSession, url: str, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """An EventSource's view: reconnect with Last-Event-ID until the terminal event."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    last = 0
+    while True:
+        try:
+            async with session.get(
+                f"{url}/api/jobs/{job_id}/events", headers={"Last-Event-ID": str(last)}
+            ) as r:
+                if r.status == 200:
+                    async for event in sse_events(r):
+                        seen.append((event.event, event.data))
+                        last = event.data["last_event_id"] if event.event == "snapshot" else event.data["seq"]
+                        if event.event in TERMINAL or (
+                            event.event == "snapshot" and event.data["state"] in TERMINAL
+                        ):
+                            return seen
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.3)
+
+
+async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn) -> None:
+    primary, replica, sentinels = sentinel_setup
+    await wait_for(
+        lambda: ready(primary, replica, sentinels), timeout=30, what="the sentinels to see everything"
+    )
+    url = "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + f"/{SERVICE}"
+    web = spawn("web", REDIS_URL=url)
+    spawn("worker", REDIS_URL=url, JOBCAST_LEASE_S="3")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
+        watchers = [asyncio.create_task(watch(session, web.url, job["id"])) for job in jobs for _ in range(3)]
+        await asyncio.sleep(2)  # mid-run
+        primary.stop()  # SIGKILL: the sentinels see it down after 1 s, then promote the replica
+
+        async def promoted() -> bool:
+            try:
+                async with replica.client() as client:
+                    return (await client.info("replication"))["role"] == "master"
+            except aioredis.ConnectionError:
+                return False
+
+        await wait_for(promoted, timeout=30, what="the replica to be promoted")
+        results = await asyncio.wait_for(asyncio.gather(*watchers), 90)
+        await web.wait_http()  # ready again, on the new primary
+    for seen in results:
+        # Ends with the job's success, seen live or in a snapshot.
+        kind, last = seen[-1]
+        assert (kind, last["state"] if kind == "snapshot" else kind) in {
+            ("succeeded", "succeeded"),
+            ("snapshot", "succeeded"),
+        }
+        # Between snapshots, no gap and no duplicate.
+        expected = None
+        for kind, data in seen:
+            if kind == "snapshot":
+                expected = data["last_event_id"] + 1
+                continue
+            assert expected is None or data["seq"] == expected, (kind, data["seq"], expected)
+            expected = data["seq"] + 1
