@@ -20,6 +20,7 @@ from jobcast.protocol import EventType, Priority
 from jobcast.redis import create_redis
 from jobcast.scripts import SCRIPT_NAMES
 from jobcast.settings import Settings
+from jobcast.storage import DirectoryStorage
 from jobcast.store import JobStore, Submission
 
 # (what, progress events, jobs measured together)
@@ -91,7 +92,7 @@ async def _case(
         ids = [await _job(store, progress_events) for _ in range(jobs)]
         whole = await _used_memory(store)
         one_whole = await _job_bytes(store, ids[0])
-        await Janitor(store, files).compact_due()
+        await Janitor(store, DirectoryStorage(files)).compact_due()
         compacted = await _used_memory(store)
         one_compacted = await _job_bytes(store, ids[0])
     finally:

@@ -54,6 +54,13 @@ class JobFiles:
         return {"name": path.name, "content_type": content_type, "size": path.stat().st_size}
 
 
+def tree_size(directory: Path) -> int:
+    """Bytes of the files under `directory` (0 if there is none)."""
+    if not directory.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -18,9 +18,9 @@ import logging
 
 from redis.exceptions import RedisError
 
-from jobcast.files import FileStore
 from jobcast.protocol import State, epoch_ms, utcnow
 from jobcast.scripts import Status
+from jobcast.storage import Storage
 from jobcast.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ BATCH = 500
 
 
 class Janitor:
-    def __init__(self, store: JobStore, files: FileStore) -> None:
+    def __init__(self, store: JobStore, storage: Storage) -> None:
         self.store = store
-        self.files = files
+        self.storage = storage
         settings = store.settings
         self.caps = {
             State.SUCCEEDED: settings.max_finished_jobs,
@@ -92,7 +92,7 @@ class Janitor:
             gone = [c[1]["id"] for c, a in zip(calls, answers, strict=True) if a.status is Status.OK]
             if not gone and not expired:
                 break  # every one started again meanwhile (a retry): nothing to trim now
-            await asyncio.to_thread(self.files.remove, gone)
+            await self.storage.delete(gone)
             await self.store.quota.refund(gone)
             forgotten += gone
         return forgotten

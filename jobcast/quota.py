@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from jobcast.errors import QuotaExceeded
+from jobcast.files import tree_size
 from jobcast.scripts import Scripts, Status
 
 SINGLE_USER = ""  # the owner's name in the counts when jobs have no owner
@@ -44,9 +45,3 @@ class DiskQuota:
         calls = [({}, {"job": job_id, "owner": "", "bytes": 0, "refund": True}) for job_id in job_ids]
         if calls:
             await self.scripts.call_many("quota", calls)
-
-
-def tree_size(directory: Path) -> int:
-    if not directory.is_dir():
-        return 0
-    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())

@@ -201,6 +201,26 @@ class Settings(BaseSettings):
         description="Bytes of uploads and result files one owner may hold (in single-user mode: all jobs "
         "together); an upload past it gets 413, a result past it fails its job. 0: no quota.",
     )
+    storage: str = Field(
+        default="directory",
+        pattern="^(directory|s3)$",
+        description="Where uploads and results are kept between processes: `directory` (`files_dir`, a "
+        "shared volume on several hosts) or `s3` (an S3-compatible bucket; `files_dir` is then each "
+        "host's scratch space). S3 needs `pip install jobcast[s3]` and AWS credentials from the usual "
+        "sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role).",
+    )
+    s3_bucket: str = Field(default="jobcast", description="The bucket, with `storage=s3`.")
+    s3_prefix: str = Field(default="jobs/", description="Prefix of every object jobcast writes.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible service's URL (MinIO, Ceph, R2, ...); none: AWS."
+    )
+    s3_region: str | None = Field(default=None, description="The bucket's region; none: AWS's default.")
+    s3_presign_s: int = Field(
+        default=0,
+        ge=0,
+        description="Result downloads redirect to a presigned URL valid this long; 0: streamed through "
+        "the web process.",
+    )
     max_form_fields: int = Field(default=64, ge=4, description="Most fields in a posted form (413 past it).")
     max_form_bytes: int = Field(
         default=256 * 1024,

@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, current_claim, func
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
-from jobcast.files import FileStore
 from jobcast.janitor import Janitor
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.metrics import WorkerMetrics
@@ -35,6 +34,7 @@ from jobcast.reaper import Reaper, worker_lost
 from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.settings import Settings
+from jobcast.storage import Storage, create_storage
 from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.tasks import cancel_and_wait
 
@@ -75,9 +75,13 @@ def _after(delay_s: float) -> dict[str, str]:
     return {"next_attempt_at": isoformat(utcnow() + timedelta(seconds=delay_s))}
 
 
-async def _sweep_files(files: FileStore, store: JobStore, retention_s: float) -> None:
+async def _sweep_files(storage: Storage, store: JobStore, retention_s: float) -> None:
     while True:
-        removed = await asyncio.to_thread(files.sweep, retention_s)
+        try:
+            removed = await storage.sweep(retention_s)
+        except Exception as e:  # the store is out of reach: next hour, then
+            log.warning("could not sweep expired job files: %s", e)
+            removed = []
         if removed:
             log.info("swept %d expired job directories", len(removed))
             try:
@@ -87,9 +91,11 @@ async def _sweep_files(files: FileStore, store: JobStore, retention_s: float) ->
         await asyncio.sleep(SWEEP_INTERVAL_S)
 
 
-async def charge_result(result: Any, ctx: JobContext, store: JobStore, owner: str | None) -> None:
-    """Charge a result file to the owner's disk quota; PermanentError (removing the file) when it
-    would go over."""
+async def keep_result(
+    result: Any, ctx: JobContext, store: JobStore, storage: Storage, owner: str | None
+) -> None:
+    """Charge a result file to the owner's disk quota and store it; PermanentError (removing
+    the file) when it would go over the quota."""
     file = result.get("file") if isinstance(result, dict) else None
     if not isinstance(file, dict) or not isinstance(file.get("size"), int):
         return
@@ -98,6 +104,7 @@ async def charge_result(result: Any, ctx: JobContext, store: JobStore, owner: st
     except QuotaExceeded as e:
         ctx.files.result_path(file["name"]).unlink(missing_ok=True)
         raise PermanentError(f"the result file is {e}") from None
+    await storage.keep_result(ctx.job_id, file["name"])
 
 
 def die_with_parent() -> None:
@@ -116,7 +123,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
     await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
-    ctx["files"] = FileStore(settings.files_dir)
+    ctx["storage"] = storage = create_storage(settings)
+    await storage.start()
+    ctx["files"] = storage.files
     ctx["metrics"] = WorkerMetrics(ctx["kinds"])
     if settings.worker_metrics_port:
         ctx["metrics_runner"] = await serve_metrics(
@@ -131,8 +140,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["services"] = [
         asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
-        asyncio.create_task(_sweep_files(ctx["files"], store, settings.retention_s)),
-        asyncio.create_task(Janitor(store, ctx["files"]).run(settings.janitor_interval_s)),
+        asyncio.create_task(_sweep_files(storage, store, settings.retention_s)),
+        asyncio.create_task(Janitor(store, storage).run(settings.janitor_interval_s)),
         asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),
     ]
 
@@ -144,6 +153,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         cpu.shutdown(wait=True, cancel_futures=True)
     if (runner := ctx.pop("metrics_runner", None)) is not None:
         await runner.cleanup()
+    if (storage := ctx.pop("storage", None)) is not None:
+        await storage.close()
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
@@ -181,7 +192,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             claim = current_claim.get()
             holder = claim.holder if claim is not None else ctx["lease_owner"]
             async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
-                await _run_attempt(kind, record, jobctx, entry, store, settings, metrics)
+                await _run_attempt(kind, record, jobctx, entry, store, ctx["storage"], settings, metrics)
         except (Retry, asyncio.CancelledError):
             raise
         except Exception:
@@ -193,6 +204,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         finally:
             running.remove(job_id)
             metrics.ended(record.kind, started)
+            await ctx["storage"].release(job_id)
 
 
 async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progress: Progress) -> Kind | None:
@@ -234,19 +246,28 @@ async def _run_attempt(
     ctx: JobContext,
     entry: Attempt,
     store: JobStore,
+    storage: Storage,
     settings: Settings,
     metrics: WorkerMetrics,
 ) -> None:
     progress = ctx.progress
+
     # The kind's code runs in a task of its own, so a cancel request can stop it without
     # cancelling this task (which belongs to arq and means "worker shutting down").
-    entry.task = task = asyncio.create_task(kind.run(ctx, kind.params.model_validate(record.params)))
+    async def attempt() -> Any:
+        if kind.takes_upload:
+            # Its input, local before it runs (a no-op for a shared directory); a failure to
+            # fetch it is the attempt's, retried like any other.
+            await storage.fetch_uploads(ctx.job_id)
+        return await kind.run(ctx, kind.params.model_validate(record.params))
+
+    entry.task = task = asyncio.create_task(attempt())
     try:
         async with asyncio.timeout(kind.timeout_s) as deadline:
             result = await task
         # A result that is not JSON, or too large, fails the job here, not in a client.
         check_result(result, dumps(result), ctx, settings.max_result_bytes)
-        await charge_result(result, ctx, store, record.owner)
+        await keep_result(result, ctx, store, storage, record.owner)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         shutting_down = current is not None and current.cancelling() > 0

@@ -11,7 +11,6 @@ from functools import partial
 
 from aiohttp import WSCloseCode, web
 
-from jobcast.files import FileStore
 from jobcast.kind import configure
 from jobcast.reaper import Reaper
 from jobcast.redis import create_redis
@@ -42,6 +41,7 @@ from jobcast.server.keys import (
     RELAY,
     SETTINGS,
     SOCKETS,
+    STORAGE,
     STORE,
     STREAMS,
     SUBMITTED_BY_KIND,
@@ -56,6 +56,7 @@ from jobcast.server.relay import Relay
 from jobcast.server.request_ids import request_id_middleware, send_request_id
 from jobcast.server.tokens import TOKENS, StreamTokens
 from jobcast.settings import URL_PREFIX, Settings
+from jobcast.storage import create_storage
 from jobcast.store import JobStore
 from jobcast.tasks import cancel_and_wait
 from jobcast.workers import WorkerDirectory
@@ -88,6 +89,12 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(sse.beat(app[OUTBOXES], app[SETTINGS].heartbeat_s), name="sse-heartbeats")
     yield
     await cancel_and_wait(task)
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[STORAGE].start()
+    yield
+    await app[STORAGE].close()
 
 
 async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -146,11 +153,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STREAM_COUNTS] = StreamCounts(settings.max_streams_per_owner if settings.secret is not None else 0)
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
-    app[FILES] = FileStore(settings.files_dir)
+    app[STORAGE] = storage = create_storage(settings)
+    app[FILES] = storage.files
     app[OUTBOXES] = weakref.WeakSet()
     app[SOCKETS] = weakref.WeakSet()
     app[STREAMS] = OpenStreams()
     app[SUBMITTED_BY_KIND] = collections.Counter()
+    app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)

@@ -13,6 +13,7 @@ from jobcast.kind import Kind
 from jobcast.server.hub import OpenStreams, Outbox
 from jobcast.server.relay import Relay
 from jobcast.settings import Settings
+from jobcast.storage import Storage
 from jobcast.store import JobStore
 from jobcast.workers import WorkerDirectory
 
@@ -21,6 +22,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", JobStore)
 RELAY = web.AppKey("relay", Relay)
 FILES = web.AppKey("files", FileStore)
+STORAGE = web.AppKey("storage", Storage)
 WORKERS = web.AppKey("workers", WorkerDirectory)
 # The job kinds with the operator's overrides applied.
 KINDS = web.AppKey("kinds", dict[str, Kind])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobcast.server.api import JOB_ID, json_response, load_snapshot
-from jobcast.server.keys import FILES
+from jobcast.server.keys import STORAGE
 from jobcast.server.openapi import BINARY, JSON, Answer, Operation, operation
 from jobcast.server.problems import Problem
+from jobcast.storage import LocalFile, Redirect
 
 routes = web.RouteTableDef()
 
@@ -27,13 +28,20 @@ async def result(request: web.Request) -> web.StreamResponse:
     file = job["result"].get("file") if isinstance(job["result"], dict) else None
     if not file:
         return json_response(job["result"])
-    path = request.app[FILES].job(job["id"]).results / file["name"]
-    if not path.is_file():
+    source = await request.app[STORAGE].open_result(job["id"], file["name"])
+    if source is None:
         raise Problem(410, "the result file is gone (past its retention)", slug="gone")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": file["content_type"],
-            "Content-Disposition": f'attachment; filename="{file["name"]}"',
-        },
-    )
+    headers = {
+        "Content-Type": file["content_type"],
+        "Content-Disposition": f'attachment; filename="{file["name"]}"',
+    }
+    if isinstance(source, LocalFile):
+        return web.FileResponse(source.path, headers=headers)
+    if isinstance(source, Redirect):
+        raise web.HTTPTemporaryRedirect(source.url)
+    response = web.StreamResponse(headers={**headers, "Content-Length": str(source.size)})
+    await response.prepare(request)
+    async for chunk in source.chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response

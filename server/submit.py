@@ -3,10 +3,8 @@ and `POST /api/jobs/{id}/retry`. Idempotency keys, the waiting-jobs limit and up
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -18,15 +16,13 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import RedisError
 
 from jobcast.files import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads
-from jobcast.quota import tree_size
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
 from jobcast.server.auth import OWNER, owner_for
-from jobcast.server.keys import FILES, KINDS, SETTINGS, STORE, SUBMITTED_BY_KIND, WORKERS
+from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
 from jobcast.server.openapi import (
     BINARY,
     JSON,
@@ -172,9 +168,10 @@ async def submit(
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
         if app[KINDS][submission.kind].takes_upload:
-            # Refunded by the caller's discard_files if the job is not created after all.
-            uploads = app[FILES].job(job_id).uploads
-            await store.quota.charge(job_id, owner[0], await asyncio.to_thread(tree_size, uploads))
+            # Stored, and charged to the owner: undone by the caller's discard_files if the job is
+            # not created after all.
+            size = await app[STORAGE].keep_uploads(job_id)
+            await store.quota.charge(job_id, owner[0], size)
         created = await store.create(
             job_id,
             submission,
@@ -433,12 +430,13 @@ async def submit_job(request: web.Request) -> web.Response:
 
 
 async def discard_files(app: web.Application, job_id: str) -> None:
-    """Delete a job's directory, and give back what it was charged against the disk quota."""
+    """Delete a job's files, and give back what they were charged against the disk quota."""
     shutil.rmtree(app[FILES].job(job_id).root, ignore_errors=True)
     try:
+        await app[STORAGE].delete([job_id])
         await app[STORE].quota.refund([job_id])
-    except RedisError as e:  # the owner's count stays high until the store is back; never lost work
-        log.warning("could not refund job %s's disk charge: %s", job_id, e)
+    except Exception as e:  # already answering with the job's own error: logged
+        log.warning("could not delete job %s's files or refund their charge: %s", job_id, e)
 
 
 @asynccontextmanager
@@ -462,15 +460,9 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
         kind.name, old["params"], priority=priority, max_attempts=kind.max_attempts, cost_s=cost
     )
     job_id = uuid.uuid4().hex
-    files = app[FILES]
     async with discard_files_unless_created(app, job_id):
         if kind.takes_upload:
-            source = files.job(old["id"]).uploads
-            if source.is_dir():
-                # Hard links, not copies: a retry costs no disk (the files are never written to).
-                await asyncio.to_thread(
-                    shutil.copytree, source, files.job(job_id).uploads, copy_function=os.link
-                )
+            await app[STORAGE].copy_uploads(old["id"], job_id)
         # A retry belongs to the job's owner, whoever asks for it (the owner, or an admin).
         owner = (old["owner"], old["submitted_by"])
         submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"], owner=owner)

@@ -9,6 +9,7 @@ from jobcast.files import FileStore
 from jobcast.janitor import Janitor
 from jobcast.protocol import EventType, State, loads, split_record
 from jobcast.server.app import create_app
+from jobcast.storage import DirectoryStorage
 from jobcast.store import JobStore, Submission
 from tests.helpers import demo, read_sse, submit, wait_for
 
@@ -38,7 +39,7 @@ async def test_a_finished_history_is_compacted_after_its_grace_and_late_resumes_
     store = JobStore(redis, graced)
     client = await aiohttp_client(create_app(graced))
     job_id = await finished_job(store, 50)
-    janitor = Janitor(store, FileStore(settings.files_dir))
+    janitor = Janitor(store, DirectoryStorage(FileStore(settings.files_dir)))
     # Within the grace time a late resume still gets every event it missed.
     assert await janitor.compact_due() == 0
     events = await read_sse(client, f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": "5"})
@@ -47,7 +48,7 @@ async def test_a_finished_history_is_compacted_after_its_grace_and_late_resumes_
     # Past it (a grace of 0 here), the history keeps its state changes and last progress only.
     now = JobStore(redis, settings.model_copy(update={"history_grace_s": 0}))
     other = await finished_job(now, 50)
-    assert await Janitor(now, FileStore(settings.files_dir)).compact_due() == 1
+    assert await Janitor(now, DirectoryStorage(FileStore(settings.files_dir))).compact_due() == 1
     assert await kept_types(now, other) == ["queued", "started", "progress", "succeeded"]
     records, _ = await now.history_after(other, 0)
     assert loads(split_record(records[2])[2])["progress"]["current"] == 50
@@ -76,9 +77,9 @@ async def test_past_the_cap_the_oldest_finished_jobs_go_first_with_their_files(r
         upload.write_bytes(b"a,b\n")
         await store.quota.charge(job_id, None, 4)
 
-    deleted = await Janitor(store, files).trim(State.SUCCEEDED)
+    deleted = await Janitor(store, DirectoryStorage(files)).trim(State.SUCCEEDED)
     assert deleted == succeeded[:2]
-    assert await Janitor(store, files).trim(State.FAILED) == failed[:1]
+    assert await Janitor(store, DirectoryStorage(files)).trim(State.FAILED) == failed[:1]
     for job_id in [*succeeded[:2], failed[0]]:
         assert await store.snapshot(job_id) is None
         assert not files.job(job_id).root.exists()
@@ -90,7 +91,7 @@ async def test_past_the_cap_the_oldest_finished_jobs_go_first_with_their_files(r
     # Their disk charges were given back.
     assert await store.quota.charge(running, None, 0) == 4 * 4  # 7 charged, 3 given back
     # Within the caps, a pass deletes nothing.
-    assert await Janitor(store, files).run_once() == (0, 0)
+    assert await Janitor(store, DirectoryStorage(files)).run_once() == (0, 0)
 
 
 async def test_workers_compact_finished_jobs(spawn, client, redis, settings) -> None:
