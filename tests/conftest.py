@@ -80,9 +80,20 @@ def spawn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Jobcast
         *,
         python: str = sys.executable,
         cwd: Path | None = None,
+        prefix: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
         **extra_env: str,
     ) -> JobcastProcess:
-        proc = JobcastProcess(command, {**env, **extra_env}, tmp_path, port=port, python=python, cwd=cwd)
+        proc = JobcastProcess(
+            command,
+            {**env, **extra_env},
+            tmp_path,
+            port=port,
+            python=python,
+            cwd=cwd,
+            prefix=prefix,
+            host=host,
+        )
         started.append(proc)
         return proc
 

@@ -116,11 +116,15 @@ class JobcastProcess:
         extra: tuple[str, ...] = (),
         python: str = sys.executable,
         cwd: Path | None = None,
+        prefix: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         self.command = command
         self.port = port
         self.env = env
-        args = [python, "-m", "jobcast", command]
+        self.host = host
+        # `prefix`: what runs the process (`ip netns exec <namespace>` for one in a namespace).
+        args = [*prefix, python, "-m", "jobcast", command]
         if command in ("web", "dev"):
             self.port = port or free_port()
             args += ["--port", str(self.port)]
@@ -131,7 +135,7 @@ class JobcastProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

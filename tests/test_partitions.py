@@ -1,0 +1,180 @@
+"""Network partitions, for real: Redis, `jobcast web` and two workers each run in a network
+namespace of their own, joined by veth pairs to a bridge (private test addresses, inside this
+machine). A test cuts a link, waits, and brings it back; everything must recover by itself with
+nothing lost, and a job the cut-off worker was running must end exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from jobcast.embedded_redis import redis_server_binary
+from tests.helpers import demo, sse_events, wait_for
+
+ADMIN_KEY = "jc_partition-test-admin-key-0123456789"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def netns_available() -> bool:
+    if os.geteuid() != 0:
+        return False
+    name = f"jcprobe{os.getpid()}"
+    try:
+        ip("netns", "add", name)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    ip("netns", "del", name)
+    return True
+
+
+@dataclass
+class Host:
+    """A network namespace with one address on the test bridge."""
+
+    name: str
+    address: str
+    link: str  # the bridge-side end of its veth pair: down cuts the host off
+
+    @property
+    def run(self) -> tuple[str, ...]:
+        return ("ip", "netns", "exec", self.name)
+
+    def cut(self) -> None:
+        ip("link", "set", self.link, "down")
+
+    def heal(self) -> None:
+        ip("link", "set", self.link, "up")
+
+
+@pytest.fixture
+def network() -> Iterator[dict[str, Host]]:
+    tag = f"{os.getpid() % 10000}"
+    subnet = 10 + os.getpid() % 200
+    bridge = f"jcbr{tag}"
+    ip("link", "add", bridge, "type", "bridge")
+    ip("addr", "add", f"10.250.{subnet}.254/24", "dev", bridge)
+    ip("link", "set", bridge, "up")
+    hosts: dict[str, Host] = {}
+    try:
+        for number, role in enumerate(("redis", "web", "worker1", "worker2"), 1):
+            name, outside, inside = f"jc{tag}{role}", f"jc{tag}h{number}", f"jc{tag}n{number}"
+            address = f"10.250.{subnet}.{number}"
+            ip("netns", "add", name)
+            ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+            ip("link", "set", inside, "netns", name)
+            ip("link", "set", outside, "master", bridge)
+            ip("link", "set", outside, "up")
+            ip("netns", "exec", name, "ip", "addr", "add", f"{address}/24", "dev", inside)
+            ip("netns", "exec", name, "ip", "link", "set", inside, "up")
+            ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+            hosts[role] = Host(name, address, outside)
+        yield hosts
+    finally:
+        for host in hosts.values():
+            subprocess.run(["ip", "netns", "del", host.name], check=False)
+            subprocess.run(["ip", "link", "del", host.link], check=False, capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], check=False)
+
+
+@pytest.fixture
+def namespaced_redis(network: dict[str, Host], tmp_path: Path) -> Iterator[None]:
+    """Redis in its own namespace, on its bridge address."""
+    host = network["redis"]
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    with (directory / "log").open("wb") as log:
+        redis = subprocess.Popen(
+            [*host.run, redis_server_binary(), "--bind", host.address, "--port", "6379",
+             "--protected-mode", "no", "--save", "", "--dir", str(directory)],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+    yield
+    redis.kill()
+    redis.wait()
+
+
+async def watch(session: aiohttp.ClientSession, url: str, job_id: str) -> list[dict[str, Any]]:
+    """An EventSource's view, with a read timeout that notices a silent connection."""
+    seen: list[dict[str, Any]] = []
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=5)
+    while True:
+        headers = {"Last-Event-ID": str(seen[-1]["seq"] if seen else 0)}
+        try:
+            async with session.get(f"{url}/api/jobs/{job_id}/events", headers=headers, timeout=timeout) as r:
+                if r.status == 200:
+                    async for event in sse_events(r):
+                        seen.append(event.data)
+                        if event.event in TERMINAL:
+                            return seen
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.5)
+
+
+async def reached(session: aiohttp.ClientSession, url: str, job_id: str, what: str) -> bool:
+    async with session.get(f"{url}/api/jobs/{job_id}") as response:
+        return response.status == 200 and (await response.json())["state"] == what
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and `ip netns` (the CI machine has both)")
+async def test_partitions_of_a_worker_and_of_the_web_heal_by_themselves(
+    network, namespaced_redis, spawn
+) -> None:
+    redis_host = network["redis"]
+    env = {
+        "REDIS_URL": f"redis://{redis_host.address}:6379/0",
+        "JOBCAST_SECRET": "partition-test-secret",
+        "JOBCAST_API_KEYS": f"ops:admin:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}",
+        "JOBCAST_LEASE_S": "2",
+    }
+    web_host = network["web"]
+    web = spawn("web", 8000, prefix=web_host.run, host=web_host.address, JOBCAST_HOST=web_host.address, **env)
+    first = spawn("worker", prefix=network["worker1"].run, **env)
+    await web.wait_http()
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with aiohttp.ClientSession(web.url, headers=headers) as session:
+        # A job starts on the first worker; then a second worker comes up.
+        async with session.post("/api/jobs", json=demo(80, 100)) as response:
+            assert response.status == 202, await response.text()
+            job = await response.json()
+        watcher = asyncio.create_task(watch(session, web.url, job["id"]))
+        await wait_for(lambda: reached(session, web.url, job["id"], "running"), what="the job to start")
+        spawn("worker", prefix=network["worker2"].run, **env)
+
+        # The first worker is cut off for longer than its lease: the second takes the job over.
+        network["worker1"].cut()
+        await asyncio.sleep(5)
+        network["worker1"].heal()
+        await wait_for(
+            lambda: "was taken over" in first.log(), timeout=30, what="the first worker to give up"
+        )
+
+        # The web is cut off (from Redis and from its clients) for a while, mid-stream.
+        async with session.post("/api/jobs", json=demo(60, 100)) as response:
+            other = await response.json()
+        other_watcher = asyncio.create_task(watch(session, web.url, other["id"]))
+        await asyncio.sleep(1)
+        web_host.cut()
+        await asyncio.sleep(4)
+        web_host.heal()
+        runs = await asyncio.wait_for(asyncio.gather(watcher, other_watcher), 120)
+    for seen in runs:
+        seqs = [event["seq"] for event in seen]
+        assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
+        assert [event["type"] for event in seen if event["type"] in TERMINAL] == ["succeeded"]  # exactly once
+    # The job the cut-off worker ran was announced lost and ran again, to its end.
+    assert any(event["type"] == "retrying" for event in runs[0])
+    assert runs[0][-1]["progress"]["current"] == 80 and runs[1][-1]["progress"]["current"] == 60
