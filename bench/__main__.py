@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, limits, processes, report, scenarios
+from bench import footprint, limits, processes, report, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files import FileStore
 
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
-PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits", "footprint")
+PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits", "footprint", "soak")
+# The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
+DEFAULT_PARTS = tuple(part for part in PARTS if part != "soak")
 
 
 def run(
@@ -49,6 +51,8 @@ def run(
             results["progress"] = scenarios.progress_api(redis, workload)
         if "limits" in only:
             results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
+        if "soak" in only:
+            results["soak"] = soak.soak(redis, workload.soak_seconds, workload.soak_sample_s)
         if "footprint" in only:
             files = FileStore(tmp / "files")
             results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
@@ -59,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a tiny workload: checks the harness runs")
     parser.add_argument("--rounds", type=int, default=1, help="fan-out rounds per system (alternating)")
-    parser.add_argument("--only", nargs="*", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--only", nargs="*", choices=PARTS, default=None)
     parser.add_argument("--systems", nargs="*", choices=FANOUT_SYSTEMS, default=list(FANOUT_SYSTEMS))
     parser.add_argument("--watchers", type=int, help="override the fan-out watcher count")
     parser.add_argument("--rate", type=float, help="override the fan-out event rate (events/s)")
@@ -74,7 +78,8 @@ def main() -> None:
     if args.ingest_rate:
         workload.ingest_rate = args.ingest_rate
     with tempfile.TemporaryDirectory(prefix="jobcast-bench-") as tmp:
-        results = run(workload, args.rounds, set(args.only), args.systems, Path(tmp))
+        only = set(args.only or (PARTS if args.quick else DEFAULT_PARTS))
+        results = run(workload, args.rounds, only, args.systems, Path(tmp))
     print(report.table(results))
     args.out.mkdir(parents=True, exist_ok=True)
     report.save(results, args.out)

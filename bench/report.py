@@ -111,7 +111,7 @@ def table(results: dict[str, Any]) -> str:
             f"over {p['calls']:,} calls in {p['seconds']} s; "
             f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
         )
-    lines += limits_lines(results) + footprint_lines(results)
+    lines += limits_lines(results) + footprint_lines(results) + soak_lines(results)
     return "\n".join(lines)
 
 
@@ -128,6 +128,21 @@ def limits_lines(results: dict[str, Any]) -> list[str]:
         f"/healthz while every limit is hit ({h['seconds']:g} s, {h['slowloris_connections']} slowloris "
         f"connections): p50 {hz['p50_ms']} ms, p99 {hz['p99_ms']} ms, max {hz['max_ms']} ms over "
         f"{hz['count']} probes (target: under 100 ms); answers seen: {seen}"
+    ]
+
+
+def soak_lines(results: dict[str, Any]) -> list[str]:
+    if "soak" not in results:
+        return []
+    s = results["soak"]
+    last = s["samples"][-1] if s["samples"] else {}
+    return [
+        "",
+        f"soak, {s['seconds']:g} s: {s['counts']}; web RSS slope over the last two thirds "
+        f"{s['web_rss_slope_mib_per_min']} MiB/min (target < 0.05), worker "
+        f"{s['worker_rss_slope_mib_per_min']} MiB/min; open-streams gauge vs open, largest gap "
+        f"{s['largest_gauge_gap']}; at the end: web RSS {last.get('web_rss', 0) / 2**20:.0f} MiB, "
+        f"{last.get('web_fds', 0)} fds, Redis {last.get('redis_clients', 0)} clients",
     ]
 
 

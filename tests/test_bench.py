@@ -52,6 +52,9 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
+    # The soak's short run loaded the server and sampled it.
+    soak = results["soak"]
+    assert soak["counts"]["submitted"] > 0 and soak["counts"]["streams_opened"] > 0 and soak["samples"]
     assert (out / "results.png").stat().st_size > 0
 
 
