@@ -89,6 +89,15 @@ def assert_contiguous(events: list[SseEvent] | list[dict[str, Any]], start: int)
         )
 
 
+async def answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
+    """Whether GET `url` answers 200 now (False while nothing listens there yet)."""
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
     """Poll a cheap predicate (process state, a counter, a Redis read) until it holds."""
     deadline = time.monotonic() + timeout

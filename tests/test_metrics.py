@@ -10,7 +10,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobcast.embedded_redis import free_port
-from tests.helpers import demo, read_sse, submit, wait_for, watch_to_end
+from tests.helpers import answers_ok, demo, read_sse, submit, wait_for, watch_to_end
 
 DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana" / "jobcast-dashboard.json"
 
@@ -45,7 +45,7 @@ async def test_web_and_worker_metrics_follow_the_jobs(spawn) -> None:
         {"kind": "demo", "params": {"steps": 2, "step_ms": 10, "fail_at_step": 1}},  # fails 3 times
     ]
     async with aiohttp.ClientSession(web.url) as session:
-        await wait_for(lambda: worker_up(session, worker_url), what="the worker's /metrics")
+        await wait_for(lambda: answers_ok(session, worker_url + "/metrics"), what="the worker's /metrics")
         # A dashboard watching live, so events are relayed to a watcher as they happen.
         feed = asyncio.create_task(read_sse(session, "/api/events", stop_after=len(bodies) * 4))
         jobs = [await submit(session, body=body) for body in bodies]
@@ -77,14 +77,6 @@ async def test_web_and_worker_metrics_follow_the_jobs(spawn) -> None:
     served = {name for name, _ in {**worker, **site}}
     for name in set(re.findall(r"jobcast_[a-z_]+", DASHBOARD.read_text())):
         assert name in served, f"docs/grafana: {name} is not a metric jobcast serves"
-
-
-async def worker_up(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url + "/metrics") as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def test_the_open_streams_gauge_is_exact(spawn) -> None:

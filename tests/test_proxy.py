@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from jobcast.embedded_redis import free_port
-from tests.helpers import demo, sse_events, submit, wait_for
+from tests.helpers import answers_ok, demo, sse_events, submit, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 CONFIG = Path(__file__).parent.parent / "docs" / "deployment" / "nginx.conf"
@@ -115,7 +115,7 @@ async def test_rolling_restarts_behind_nginx_lose_and_repeat_nothing(spawn, tmp_
     try:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await wait_for(lambda: ready(session, url), what="nginx to proxy")
+            await wait_for(lambda: answers_ok(session, url + "/readyz"), what="nginx to proxy")
             jobs = [await submit(session, f"{url}/api/jobs", demo(60, 150)) for _ in range(JOBS)]
             watchers = [
                 asyncio.create_task(watch(session, url, job["id"]))
@@ -148,11 +148,3 @@ async def test_rolling_restarts_behind_nginx_lose_and_repeat_nothing(spawn, tmp_
         assert seen[-1]["type"] == "succeeded" and seen[-1]["progress"]["current"] == 60
     error_log = (tmp_path / "error.log").read_text()
     assert not re.search(r"\[(alert|emerg|crit)\]", error_log), error_log
-
-
-async def ready(session: aiohttp.ClientSession, url: str) -> bool:
-    try:
-        async with session.get(url + "/readyz") as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
