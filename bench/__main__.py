@@ -11,13 +11,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, limits, processes, report, scenarios, soak
+from bench import footprint, jobs, limits, processes, report, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files import FileStore
 
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
-PARTS = ("fanout", "polling", "idle", "ingestion", "submit", "progress", "limits", "footprint", "soak")
+PARTS = (
+    "fanout",
+    "polling",
+    "idle",
+    "ingestion",
+    "submit",
+    "progress",
+    "jobs",
+    "limits",
+    "footprint",
+    "soak",
+)
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
 DEFAULT_PARTS = tuple(part for part in PARTS if part != "soak")
 
@@ -51,6 +62,8 @@ def run(
             results["progress"] = scenarios.progress_api(redis, workload)
         if "limits" in only:
             results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
+        if "jobs" in only:
+            results["jobs"] = jobs.throughput(redis, workload.drain_jobs, rounds)
         if "soak" in only:
             results["soak"] = soak.soak(redis, workload.soak_seconds, workload.soak_sample_s)
         if "footprint" in only:

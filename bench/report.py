@@ -111,7 +111,7 @@ def table(results: dict[str, Any]) -> str:
             f"over {p['calls']:,} calls in {p['seconds']} s; "
             f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
         )
-    lines += limits_lines(results) + footprint_lines(results) + soak_lines(results)
+    lines += jobs_lines(results) + limits_lines(results) + footprint_lines(results) + soak_lines(results)
     return "\n".join(lines)
 
 
@@ -129,6 +129,37 @@ def limits_lines(results: dict[str, Any]) -> list[str]:
         f"connections): p50 {hz['p50_ms']} ms, p99 {hz['p99_ms']} ms, max {hz['max_ms']} ms over "
         f"{hz['count']} probes (target: under 100 ms); answers seen: {seen}"
     ]
+
+
+def jobs_lines(results: dict[str, Any]) -> list[str]:
+    if "jobs" not in results:
+        return []
+    medians = median_jobs(results["jobs"])
+    n = results["jobs"][0]["jobs"] if results["jobs"] else 0
+    lines = [
+        "",
+        f"job throughput: {n:,} no-op jobs drained by 2 workers x 10 at once (median of rounds)",
+        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7} {'vs saq':>7}",
+    ]
+    saq = medians.get("saq", {}).get("jobs_per_s") or 0
+    for system, row in medians.items():
+        lines.append(
+            f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
+            f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
+            f"{ratio(row['jobs_per_s'], saq):>7}"
+        )
+    return lines
+
+
+def median_jobs(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    by_system: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_system.setdefault(row["system"], []).append(row)
+    fields = ("jobs_per_s", "cpu_us_per_job", "worker_cpu_us_per_job", "redis_cpu_us_per_job")
+    return {
+        system: {f: sorted(r[f] for r in runs)[len(runs) // 2] for f in fields}
+        for system, runs in by_system.items()
+    }
 
 
 def soak_lines(results: dict[str, Any]) -> list[str]:

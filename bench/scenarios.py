@@ -41,6 +41,7 @@ class Workload:
     progress_seconds: float = 3.0
     poll_interval_s: float = 0.5
     limits_seconds: float = 10.0
+    drain_jobs: int = 5000
     soak_seconds: float = 1800.0
     soak_sample_s: float = 30.0
 
@@ -59,6 +60,7 @@ QUICK = Workload(
     ingest_rate=20_000,
     progress_seconds=0.3,
     limits_seconds=2.0,
+    drain_jobs=100,
     soak_seconds=12.0,
     soak_sample_s=2.0,
 )

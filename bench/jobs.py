@@ -1,0 +1,137 @@
+"""Job throughput, side by side: jobcast, arq (its default poll, and a tuned one) and saq, each as
+its documented API shows, on the same Redis with the same workers: 2 worker processes running 10
+jobs at once each, draining N no-op jobs enqueued at once, from the first enqueue to the last
+completion.
+
+Each system enqueues through its own client in this process (jobcast: `JobStore.create_many`, the
+batch path `POST /api/jobs/batch` uses; arq: `enqueue_job`; saq: `Queue.enqueue`), so what is
+compared is the queues, not HTTP. CPU is the workers' and Redis's, per job. Redis is emptied
+between systems, and systems alternate round by round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench import processes
+from bench.machine import cpu_seconds
+from jobcast.embedded_redis import RedisProcess
+from jobcast.redis import create_redis
+from jobcast.settings import Settings
+from jobcast.store import JobStore, Submission
+
+SYSTEMS = ("jobcast", "arq", "arq-tuned", "saq")
+WORKERS = 2
+POLL = {"arq": "0.5", "arq-tuned": "0.01"}
+BATCH = 500
+
+
+def _workers(system: str, redis: RedisProcess) -> list[Any]:
+    """The system's worker processes, one per core (Redis shares the second)."""
+    py = sys.executable
+    env: dict[str, str] = {}
+    if system == "jobcast":
+        command = [py, "-m", "jobcast", "worker"]
+        env = processes.jobcast_env(
+            redis, JOBCAST_KINDS="bench.peers.noop_kind", JOBCAST_WORKER_MAX_JOBS="10"
+        )
+    elif system.startswith("arq"):
+        command = [py, "-m", "bench.peers.arq_worker", redis.url, POLL[system]]
+    else:
+        command = [py, "-m", "bench.peers.saq_worker", redis.url]
+    return [processes.start(command, i % 2, env) for i in range(WORKERS)]
+
+
+async def _enqueue_and_wait(system: str, url: str, n: int) -> float:
+    """Enqueue n jobs, wait for the last to complete; seconds from the first enqueue."""
+    if system == "jobcast":
+        redis = create_redis(url)
+        store = JobStore(redis, Settings(redis_url=url, key_prefix="jobcast", max_waiting_jobs=0))
+        began = time.perf_counter()
+        for start in range(0, n, BATCH):
+            count = min(n, start + BATCH) - start
+            calls = [store.create_call(uuid.uuid4().hex, Submission("noop", {})) for _ in range(count)]
+            await store.create_many(calls)
+        done_key = store.keys.index_state("succeeded")
+        await until(lambda: redis.zcard(done_key), n)
+        elapsed = time.perf_counter() - began
+        await redis.aclose()
+        return elapsed
+    if system.startswith("arq"):
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        pool = await create_pool(RedisSettings.from_dsn(url))
+        began = time.perf_counter()
+        jobs = await asyncio.gather(*(pool.enqueue_job("noop") for _ in range(n)))
+        keys = [f"arq:result:{job.job_id}" for job in jobs if job is not None]
+        await until(lambda: pool.exists(*keys), len(keys))
+        elapsed = time.perf_counter() - began
+        await pool.aclose()
+        return elapsed
+    from saq import Queue
+
+    queue = Queue.from_url(url)
+    await queue.connect()
+    began = time.perf_counter()
+    await asyncio.gather(*(queue.enqueue("noop") for _ in range(n)))
+    await until(lambda: _finished(queue, n), n)
+    elapsed = time.perf_counter() - began
+    await queue.disconnect()
+    return elapsed
+
+
+def drain(system: str, redis: RedisProcess, n: int) -> dict[str, Any]:
+    client_loop = asyncio.new_event_loop()
+    try:
+        client_loop.run_until_complete(_flush(redis.url))
+    finally:
+        client_loop.close()
+    workers = _workers(system, redis)
+    try:
+        time.sleep(2.0)  # the workers connect and register (their start is not what is measured)
+        assert redis.process is not None
+        pids = [w.pid for w in workers] + [redis.process.pid]
+        before = [cpu_seconds(pid) for pid in pids]
+        elapsed = asyncio.run(_enqueue_and_wait(system, redis.url, n))
+        used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+    finally:
+        for worker in workers:
+            processes.stop(worker)
+    return {
+        "system": system,
+        "jobs": n,
+        "seconds": round(elapsed, 3),
+        "jobs_per_s": round(n / elapsed, 1),
+        "cpu_us_per_job": round(sum(used) * 1e6 / n),
+        "worker_cpu_us_per_job": round(sum(used[:-1]) * 1e6 / n),
+        "redis_cpu_us_per_job": round(used[-1] * 1e6 / n),
+    }
+
+
+async def _finished(queue: Any, n: int) -> int:
+    return n - int(await queue.count("incomplete"))
+
+
+async def until(count: Callable[[], Awaitable[int]], target: int, within_s: float = 300) -> None:
+    """Poll `count` until it reaches `target` (bounded: a system that stalls fails the run)."""
+    deadline = time.monotonic() + within_s
+    while (await count()) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{target} jobs did not finish within {within_s:g} s")
+        await asyncio.sleep(0.01)
+
+
+async def _flush(url: str) -> None:
+    redis = create_redis(url)
+    await redis.flushall()
+    await redis.aclose()
+
+
+def throughput(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
+    return [drain(system, redis, n) for _ in range(rounds) for system in SYSTEMS]
