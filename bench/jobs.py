@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import processes
 from bench.machine import cpu_seconds
+from bench.peers import arq_worker, saq_worker
 from jobcast.embedded_redis import RedisProcess
 from jobcast.redis import create_redis
 from jobcast.settings import Settings
@@ -63,27 +64,8 @@ async def _enqueue_and_wait(system: str, url: str, n: int) -> float:
         await redis.aclose()
         return elapsed
     if system.startswith("arq"):
-        from arq import create_pool
-        from arq.connections import RedisSettings
-
-        pool = await create_pool(RedisSettings.from_dsn(url))
-        began = time.perf_counter()
-        jobs = await asyncio.gather(*(pool.enqueue_job("noop") for _ in range(n)))
-        keys = [f"arq:result:{job.job_id}" for job in jobs if job is not None]
-        await until(lambda: pool.exists(*keys), len(keys))
-        elapsed = time.perf_counter() - began
-        await pool.aclose()
-        return elapsed
-    from saq import Queue
-
-    queue = Queue.from_url(url)
-    await queue.connect()
-    began = time.perf_counter()
-    await asyncio.gather(*(queue.enqueue("noop") for _ in range(n)))
-    await until(lambda: _finished(queue, n), n)
-    elapsed = time.perf_counter() - began
-    await queue.disconnect()
-    return elapsed
+        return await arq_worker.enqueue_and_wait(url, n, until)
+    return await saq_worker.enqueue_and_wait(url, n, until)
 
 
 def drain(system: str, redis: RedisProcess, n: int) -> dict[str, Any]:
@@ -112,10 +94,6 @@ def drain(system: str, redis: RedisProcess, n: int) -> dict[str, Any]:
         "worker_cpu_us_per_job": round(sum(used[:-1]) * 1e6 / n),
         "redis_cpu_us_per_job": round(used[-1] * 1e6 / n),
     }
-
-
-async def _finished(queue: Any, n: int) -> int:
-    return n - int(await queue.count("incomplete"))
 
 
 async def until(count: Callable[[], Awaitable[int]], target: int, within_s: float = 300) -> None:

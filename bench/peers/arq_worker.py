@@ -3,15 +3,30 @@ bench.peers.arq_worker REDIS_URL POLL_DELAY_S`, running a no-op function 10 at a
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from arq import run_worker
+from arq import create_pool, run_worker
 from arq.connections import RedisSettings
 
 
 async def noop(ctx: dict[str, Any]) -> None:
     return None
+
+
+async def enqueue_and_wait(url: str, n: int, until: Callable[..., Awaitable[None]]) -> float:
+    """Enqueue n no-op jobs as arq's docs show, wait until each has a result; seconds taken."""
+    pool = await create_pool(RedisSettings.from_dsn(url))
+    began = time.perf_counter()
+    jobs = await asyncio.gather(*(pool.enqueue_job("noop") for _ in range(n)))
+    keys = [f"arq:result:{job.job_id}" for job in jobs if job is not None]
+    await until(lambda: pool.exists(*keys), len(keys))
+    elapsed = time.perf_counter() - began
+    await pool.aclose()
+    return elapsed
 
 
 def main() -> None:

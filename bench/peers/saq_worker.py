@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from saq import Queue, Worker
@@ -12,6 +14,22 @@ from saq import Queue, Worker
 
 async def noop(ctx: dict[str, Any]) -> None:
     return None
+
+
+async def enqueue_and_wait(url: str, n: int, until: Callable[..., Awaitable[None]]) -> float:
+    """Enqueue n no-op jobs as saq's docs show, wait until none is incomplete; seconds taken."""
+    queue = Queue.from_url(url)
+    await queue.connect()
+    began = time.perf_counter()
+    await asyncio.gather(*(queue.enqueue("noop") for _ in range(n)))
+
+    async def finished() -> int:
+        return n - int(await queue.count("incomplete"))
+
+    await until(finished, n)
+    elapsed = time.perf_counter() - began
+    await queue.disconnect()
+    return elapsed
 
 
 async def main(url: str) -> None:

@@ -1,0 +1,112 @@
+-- Writing events (prepended, after common.lua, to the scripts that publish: publish, create,
+-- cancel; jobcast/scripts.py). Kept apart so that the other scripts' layout holds none of what
+-- these read.
+
+-- Keep the owner's count of waiting jobs (a field of one hash: owners are data, not keys).
+local function count_waiting(job, delta)
+  local owner = redis.call('HGET', job, 'owner')
+  if owner then
+    if redis.call('HINCRBY', L.owner_waiting, owner, delta) <= 0 then
+      redis.call('HDEL', L.owner_waiting, owner)
+    end
+  end
+end
+
+-- A score that orders entries by time and, within one millisecond, by arrival: `ms` with a
+-- counter in the fraction, never behind the last score this clock gave (web processes' clocks may
+-- differ by a little; an entry may then be scored that little later than asked). Redis orders
+-- equal scores by member, here a random id, so plain ms would shuffle entries made together.
+-- Formatted here: Lua would print the number with 14 significant digits, losing the fraction.
+local function clock_score(clock, at_ms)
+  local last = redis.call('HMGET', clock, 'ms', 'n')
+  local ms, n = tonumber(last[1]) or 0, (tonumber(last[2]) or 0) + 1
+  if at_ms > ms then
+    ms, n = at_ms, 0
+  elseif n > 999 then
+    ms, n = ms + 1, 0
+  end
+  redis.call('HSET', clock, 'ms', ms, 'n', n)
+  return string.format('%d.%03d', ms, n)
+end
+
+-- The score of a job in the indexes (`GET /api/jobs` lists by it, newest first).
+local function index_score()
+  return clock_score(L.index_clock, NOW_MS)
+end
+
+-- Append a state change to a feed (`f`: channel, history, position) and publish it. The feed seq
+-- and the feed's epoch live in one hash, so they are lost together (a Redis that restarts empty, a
+-- FLUSHALL): the new epoch then tells a client that its feed id belongs to a history that no
+-- longer exists. Readers create the epoch the same way (HSETNX).
+local function feed_append(f, etype, id, json)
+  local fseq = redis.call('HINCRBY', f.position, 'seq', 1)
+  local epoch = redis.call('HGET', f.position, 'epoch')
+  if not epoch then
+    epoch = string.format('%x', NOW_MS)
+    redis.call('HSET', f.position, 'epoch', epoch)
+  end
+  local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
+    .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
+  redis.call('ZADD', f.history, fseq, frecord)
+  redis.call('ZREMRANGEBYRANK', f.history, 0, -(L.history_max + 1))
+  redis.call('PUBLISH', f.channel, frecord)
+  if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+end
+
+-- Publish one event of job `e.id` (keys `k.job`, `k.history`, `k.channel`, and in owner mode the
+-- owner's feed `k.owner_feed`, `k.owner_feed_history`, `k.owner_feed_position`): assign its seq,
+-- append it to history, update the record and the state indexes, PUBLISH it. `e.fence` guards
+-- attempts: for `started` it is the attempt the caller saw (compare-and-set: a second worker
+-- starting the same attempt is refused); for other events it is the caller's attempt (an older
+-- attempt is refused); -1 means no fence. `e.from_state`, when given, must be the job's state
+-- (a job two processes find orphaned is announced once). `e.fields`: the record's field/value
+-- pairs to set.
+-- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
+local function publish(k, e)
+  local state = redis.call('HGET', k.job, 'state')
+  if not state then return -1 end
+  if is_terminal(state) then return 0 end
+  if e.from_state and state ~= e.from_state then return 0 end
+  if e.fence >= 0 then
+    local current = tonumber(redis.call('HGET', k.job, 'attempt') or '0')
+    if e.type == L.event.started then
+      if current ~= e.fence then return 0 end
+      redis.call('HSET', k.job, 'attempt', e.fence + 1)
+    elseif e.fence < current then
+      return 0
+    end
+  end
+  local seq = redis.call('HINCRBY', k.job, 'seq', 1)
+  local json = e.head .. seq .. e.tail
+  local record = seq .. '\n' .. e.type .. '\n' .. json
+  redis.call('ZADD', k.history, seq, record)
+  redis.call('ZREMRANGEBYRANK', k.history, 0, -(L.history_max + 1))
+  redis.call('HSET', k.job, 'state', e.state, unpack(e.fields or {}))
+  if e.state ~= state then
+    redis.call('ZREM', L.state_index[state], e.id)
+    redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
+    if is_waiting(state) ~= is_waiting(e.state) then
+      count_waiting(k.job, is_waiting(e.state) and 1 or -1)
+    end
+  end
+  redis.call('PUBLISH', k.channel, record)
+  -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).
+  -- State changes get a feed seq and a place in the feed's history (for resuming); progress is
+  -- live only (it is superseded anyway).
+  local feeds = {L.feed}
+  if k.owner_feed then
+    feeds[2] = {channel = k.owner_feed, history = k.owner_feed_history, position = k.owner_feed_position}
+  end
+  if e.type == L.event.progress then
+    local live = '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json
+    for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
+  else
+    for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end
+    redis.call('EXPIRE', k.job, L.retention_s)
+    redis.call('EXPIRE', k.history, L.retention_s)
+    if is_terminal(e.state) then
+      redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
+    end
+  end
+  return seq
+end
