@@ -12,10 +12,8 @@ caps the total.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from jobcast.errors import QuotaExceeded
-from jobcast.files import tree_size
 from jobcast.scripts import Scripts, Status
 
 SINGLE_USER = ""  # the owner's name in the counts when jobs have no owner
@@ -35,10 +33,6 @@ class DiskQuota:
         if answer.status is Status.OVER_QUOTA:
             raise QuotaExceeded(answer["used"], nbytes, self.quota_bytes)
         return int(answer["used"])
-
-    async def charge_files(self, job_id: str, owner: str | None, directory: Path) -> int:
-        """Charge every file under `directory` (a job's uploads) for this job."""
-        return await self.charge(job_id, owner, tree_size(directory))
 
     async def refund(self, job_ids: Iterable[str]) -> None:
         """Give back everything these jobs were charged (their files are gone)."""

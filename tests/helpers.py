@@ -98,6 +98,19 @@ async def answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
         return False
 
 
+async def progressed(session: Any, url: str, job_id: str, steps: int, attempt: int = 0) -> bool:
+    """Whether the job has reached progress `steps` (in attempt `attempt` or a later one); False
+    while its server does not answer (restarting, failing over)."""
+    try:
+        async with session.get(f"{url}/api/jobs/{job_id}") as response:
+            if response.status != 200:
+                return False
+            job = await response.json()
+    except aiohttp.ClientError:
+        return False
+    return bool(job["attempt"] >= attempt and (job["progress"]["current"] or 0) >= steps)
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
     """Poll a cheap predicate (process state, a counter, a Redis read) until it holds."""
     deadline = time.monotonic() + timeout

@@ -277,6 +277,17 @@ async def test_markup_in_a_jobs_params_and_messages_is_text_under_the_pages_csp(
     assert violations == []
 
 
+async def page_elsewhere(aiohttp_server, html: str):
+    """A server on another origin (another port) whose `/` is `html`."""
+
+    async def home(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    return await aiohttp_server(app)
+
+
 ELSEWHERE_PAGE = """<!doctype html><title>elsewhere</title><script type="module">
 const q = new URLSearchParams(location.search);
 const { watchJob } = await import(q.get("base") + "/static/jobcast.js");
@@ -296,12 +307,7 @@ async def test_a_page_on_another_origin_streams_a_long_job_across_token_expiry(
     # only the job's stream token, which lasts 10 s here. The job runs about 20 s, and the web
     # server restarts after the first token has expired: the client reconnects with the token it
     # renewed meanwhile, and the bar still reaches the end with no gap or duplicate.
-    async def home(request: web.Request) -> web.Response:
-        return web.Response(text=ELSEWHERE_PAGE, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    elsewhere = await aiohttp_server(app)
+    elsewhere = await page_elsewhere(aiohttp_server, ELSEWHERE_PAGE)
     origin = f"http://127.0.0.1:{elsewhere.port}"
     owner_env = {
         "JOBCAST_SECRET": "browser-test-secret",
@@ -364,17 +370,7 @@ element.setAttribute("job-id", q.get("job"));
 async def test_pages_elsewhere_cannot_act_through_the_browser_and_an_allowed_one_embeds(
     aiohttp_server, spawn, page
 ) -> None:
-    async def attacker(request: web.Request) -> web.Response:
-        return web.Response(text=ATTACKER_PAGE, content_type="text/html")
-
-    async def embedder(request: web.Request) -> web.Response:
-        return web.Response(text=EMBED_PAGE, content_type="text/html")
-
-    servers = []
-    for handler in (attacker, embedder):
-        app = web.Application()
-        app.router.add_get("/", handler)
-        servers.append(await aiohttp_server(app))
+    servers = [await page_elsewhere(aiohttp_server, html) for html in (ATTACKER_PAGE, EMBED_PAGE)]
     evil, friend = (f"http://127.0.0.1:{s.port}" for s in servers)
     env = {"JOBCAST_SECRET": "browser-test-secret", "JOBCAST_CORS_ORIGINS": friend}
     web_ = spawn("web", **env)

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobcast.embedded_redis import free_port, redis_server_binary
-from tests.helpers import demo, sse_events, submit, wait_for
+from tests.helpers import demo, progressed, sse_events, submit, wait_for
 
 SERVICE = "jobcast-primary"
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -112,7 +112,7 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
         watchers = [asyncio.create_task(watch(session, web.url, job["id"])) for job in jobs for _ in range(3)]
-        await asyncio.sleep(2)  # mid-run
+        await wait_for(lambda: progressed(session, web.url, jobs[0]["id"], 10), what="the jobs to run")
         primary.stop()  # SIGKILL: the sentinels see it down after 1 s, then promote the replica
 
         async def promoted() -> bool:
