@@ -106,6 +106,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         detail = http.text if http.text and not http.text.startswith(str(http.status)) else http.reason
         headers = {k: v for k, v in http.headers.items() if k in ("Allow", "Retry-After")}
         return Problem(http.status, detail, headers=headers).response()
+    except ConnectionError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return Problem(500, "internal error; it has been logged").response()
+        # The client hung up before or while the answer started: no one to answer and nothing
+        # wrong here. 499 is what the access log shows (nginx's "client closed request").
+        return web.Response(status=499)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return Problem(500, "internal error; it has been logged").response()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 from pathlib import Path
 
 import aiohttp
@@ -109,9 +111,25 @@ async def test_the_open_streams_gauge_is_exact(spawn) -> None:
         for socket in ws[1:]:
             await socket.close()
         await wait_for(lambda: is_at(streams, (0, 0)), what="the gauge to reach zero")
+        # Hang-ups before the answer starts: the request sent, then the connection reset.
+        for path in (f"/api/jobs/{job['id']}/events", "/api/events") * 10:
+            await hang_up_after_sending(web.port, path)
+        await wait_for(lambda: is_at(streams, (0, 0)), what="the gauge to stay at zero")
         async with session.post(f"/api/jobs/{job['id']}/cancel") as response:
             assert response.status == 202  # running: cancel requested
     assert "Traceback" not in web.log()
+    assert "unhandled error" not in web.log()
+
+
+async def hang_up_after_sending(port: int, path: str) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+    writer.close()
 
 
 async def is_at(streams, expected: tuple[float, float]) -> bool:
