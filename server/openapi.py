@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
@@ -176,8 +177,43 @@ def params_ref(kind: str) -> dict[str, str]:
     return {"$ref": REF.format(model=params_schema_name(kind))}
 
 
+INFO = {
+    "title": "jobcast",
+    "version": "1",
+    "description": "Submit long-running jobs, follow their progress live (SSE, WebSocket), "
+    "cancel, retry, download results. Every error is application/problem+json.",
+}
+
+
 def build_document(app: web.Application) -> dict[str, Any]:
     """The OpenAPI document of `app` (a jobcast app, as `create_app` builds it)."""
+    schemas, paths = describe_routes(app)
+    for name, kind in app[KINDS].items():
+        params = kind.params.model_json_schema(ref_template=REF)
+        schemas.extra.update(params.pop("$defs", {}))
+        schemas.extra[params_schema_name(name)] = params
+    return {
+        "openapi": "3.1.0",
+        "info": INFO,
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": schemas.components()},
+    }
+
+
+def client_document(app: web.Application) -> dict[str, Any]:
+    """The shapes every deployment shares (snapshots, events, problems, answers), without paths
+    and without any kind's params, which differ by deployment: what the JS client's types are
+    generated from (clients/js/types/api.d.ts, by scripts/js-types)."""
+    schemas, _ = describe_routes(app)
+    shared = {
+        name: schema
+        for name, schema in schemas.components().items()
+        if "/Params" not in orjson.dumps(schema).decode()
+    }
+    return {"openapi": "3.1.0", "info": INFO, "paths": {}, "components": {"schemas": shared}}
+
+
+def describe_routes(app: web.Application) -> tuple[Schemas, dict[str, dict[str, Any]]]:
     schemas = Schemas()
     schemas.of(JobEvent)
     paths: dict[str, dict[str, Any]] = {}
@@ -193,18 +229,11 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if params:
             entry["parameters"] = params + entry.get("parameters", [])
         paths.setdefault(prefix + path, {})[route.method.lower()] = entry
-    for name, kind in app[KINDS].items():
-        params = kind.params.model_json_schema(ref_template=REF)
-        schemas.extra.update(params.pop("$defs", {}))
-        schemas.extra[params_schema_name(name)] = params
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "jobcast",
-            "version": "1",
-            "description": "Submit long-running jobs, follow their progress live (SSE, WebSocket), "
-            "cancel, retry, download results. Every error is application/problem+json.",
-        },
-        "paths": dict(sorted(paths.items())),
-        "components": {"schemas": schemas.components()},
-    }
+    return schemas, paths
+
+
+if __name__ == "__main__":
+    # `python -m jobcast.server.openapi`: the client document, for scripts/js-types.
+    from jobcast.server.app import create_app
+
+    print(orjson.dumps(client_document(create_app()), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())

@@ -1,9 +1,13 @@
 // jobcast's JS client: watch one job or the whole feed over SSE or WebSocket, with resume.
-// An ES module with no dependencies. Documented in docs/js-client.md.
+// An ES module with no dependencies, for browsers and Node 20+. Documented in docs/js-client.md.
 //
-//   import { watchJob, watchFeed } from "/static/jobcast.js";
+//   import { watchJob, watchFeed } from "@jobcast/client"; // or "/static/jobcast.js"
 //   const watcher = watchJob(id, { onEvent, onState, transport: "sse" });
 //   watcher.stop();
+//
+// The one source is clients/js/src/jobcast.js (the npm package @jobcast/client); every jobcast
+// server serves a copy of it as /static/jobcast.js (`npm run build` in clients/js writes it, and a
+// test fails when the two differ).
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const EVENT_TYPES = ["snapshot", "queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled"];
@@ -40,18 +44,47 @@ class Backoff {
   }
 }
 
+// A URL under the server root, made absolute against the page. Outside a page (Node) there is
+// nothing to resolve against: the root must be a whole URL.
+function absolute(path) {
+  const page = typeof location === "undefined" ? undefined : location.href;
+  if (page === undefined && !/^https?:\/\//.test(path)) {
+    throw new TypeError(`jobcast: outside a browser, pass base (the jobcast server's URL); got "${path}"`);
+  }
+  return new URL(path, page);
+}
+
 // The WebSocket URL under a server root: "" (this origin), "/jobs" (mounted under a prefix) or
 // "https://jobs.example.com".
 function wsUrl(root) {
-  const url = new URL(`${root}/api/ws`, window.location.href);
+  const url = absolute(`${root}/api/ws`);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
+}
+
+// SSE where there is an EventSource; else a WebSocket (Node 22+ has one built in, no EventSource).
+function defaultTransport(options) {
+  const has = (name) => typeof (options[name] ?? globalThis[name]) === "function";
+  return !has("EventSource") && has("WebSocket") ? "ws" : "sse";
+}
+
+// The transport's constructor: the one passed in (Node: the `eventsource` or `ws` package), else
+// the platform's own. Checked when the watch starts, so a missing one fails at the call.
+function transportImpl(transport, options) {
+  const name = transport === "ws" ? "WebSocket" : "EventSource";
+  const impl = options[name] ?? globalThis[name];
+  if (typeof impl !== "function") {
+    throw new TypeError(
+      `jobcast: no ${name} here; pass options.${name} (Node: ${transport === "ws" ? 'import { WebSocket } from "ws"' : 'import { EventSource } from "eventsource"'})`,
+    );
+  }
+  return impl;
 }
 
 // One logical stream (a job, or the feed) that outlives its connections. `position()` says where
 // to resume; `accept(data, type)` decides whether an event is new and handles it.
 class Stream {
-  constructor({ root, sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, onState, offlineAfter, token }) {
+  constructor({ root, sseUrl, probeUrl, wsSubscribe, position, accept, isDone, transport, impl, onState, offlineAfter, token }) {
     this.root = root;
     // A stream token (owner mode, watching without the owner's cookie), kept fresh; or null.
     this.token = token || null;
@@ -62,6 +95,7 @@ class Stream {
     this.accept = accept;
     this.isDone = isDone;
     this.transport = transport === "ws" ? "ws" : "sse";
+    this.impl = impl;
     this.onState = onState || (() => {});
     this.offlineAfter = offlineAfter ?? 6;
     this.backoff = new Backoff();
@@ -108,7 +142,8 @@ class Stream {
     if (this.socket) {
       const socket = this.socket;
       this.socket = null;
-      socket.onclose = socket.onmessage = socket.onerror = null;
+      // Its onerror stays: closing a socket that is still connecting fires an error too.
+      socket.onclose = socket.onmessage = null;
       socket.close();
     }
   }
@@ -137,13 +172,13 @@ class Stream {
   }
 
   connectSse() {
-    const url = new URL(this.sseUrl, window.location.href);
+    const url = absolute(this.sseUrl);
     const pos = this.position();
     if (pos !== null && pos !== undefined) url.searchParams.set("last_event_id", String(pos));
     if (this.token) url.searchParams.set("token", this.token.value);
     // Each connection is a new EventSource that we own: the browser's own reconnect does not
     // back off with jitter, and it gives up for good after some errors (a 502 during a deploy).
-    const source = new EventSource(url.toString());
+    const source = new this.impl(url.toString());
     this.source = source;
     let opened = false;
     source.onopen = () => {
@@ -182,7 +217,7 @@ class Stream {
   }
 
   connectWs() {
-    const socket = new WebSocket(wsUrl(this.root));
+    const socket = new this.impl(wsUrl(this.root));
     this.socket = socket;
     socket.onopen = () => {
       const message = this.wsSubscribe(this.position());
@@ -204,6 +239,9 @@ class Stream {
     socket.onclose = () => {
       if (this.socket === socket) this.retry();
     };
+    // The close that follows an error retries. Listening matters in Node: the `ws` package throws
+    // an error (a refused connection, say) that has no listener as an uncaught exception.
+    socket.onerror = () => {};
   }
 }
 
@@ -274,7 +312,7 @@ function serverBase(base) {
  * seq seen on every reconnect; stops by itself after the terminal event.
  */
 export function watchJob(jobId, options = {}) {
-  const { onEvent = () => {}, onState, transport = "sse", base = "", lastEventId = null, token } = options;
+  const { onEvent = () => {}, onState, transport = defaultTransport(options), base = "", lastEventId = null, token } = options;
   let lastSeq = lastEventId;
   let done = false;
   const root = serverBase(base);
@@ -294,6 +332,7 @@ export function watchJob(jobId, options = {}) {
     },
     isDone: () => done,
     transport,
+    impl: transportImpl(transport, options),
     onState,
     offlineAfter: options.offlineAfter,
   });
@@ -315,7 +354,7 @@ function parseFeedId(id) {
  * snapshot. `lastEventId` (and the watcher's `lastEventId`) is a feed id, `<epoch>:<feed seq>`.
  */
 export function watchFeed(options = {}) {
-  const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = "sse", base = "", token } = options;
+  const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = defaultTransport(options), base = "", token } = options;
   let { epoch, seq: feedSeq } = parseFeedId(options.lastEventId);
   const jobSeqs = new Map();
   const root = serverBase(base);
@@ -347,6 +386,7 @@ export function watchFeed(options = {}) {
     },
     isDone: () => false,
     transport,
+    impl: transportImpl(transport, options),
     onState,
     offlineAfter: options.offlineAfter,
   });
@@ -367,9 +407,12 @@ function started(stream, position) {
   };
 }
 
-/** Submit a job; resolves to its snapshot, or rejects with the problem document (`.problem`). */
-export async function submitJob(kind, params = {}, { priority, delaySeconds, base = "", idempotencyKey } = {}) {
-  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+/**
+ * Submit a job; resolves to its snapshot, or rejects with the problem document (`.problem`).
+ * `headers` are added to the request (a Node backend's `Authorization: Bearer <API key>`).
+ */
+export async function submitJob(kind, params = {}, { priority, delaySeconds, base = "", idempotencyKey, headers: extra } = {}) {
+  const headers = { ...extra, "Content-Type": "application/json", Accept: "application/json" };
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
   const body = { kind, params };
   if (priority) body.priority = priority;
@@ -379,13 +422,13 @@ export async function submitJob(kind, params = {}, { priority, delaySeconds, bas
 }
 
 /** Cancel a job; resolves to its snapshot (state `cancelled`, or `cancel_requested`). */
-export async function cancelJob(jobId, { base = "" } = {}) {
-  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/cancel`, { method: "POST" }));
+export async function cancelJob(jobId, { base = "", headers } = {}) {
+  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/cancel`, { method: "POST", headers }));
 }
 
 /** Retry a failed or cancelled job; resolves to the new job's snapshot. */
-export async function retryJob(jobId, { base = "" } = {}) {
-  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/retry`, { method: "POST" }));
+export async function retryJob(jobId, { base = "", headers } = {}) {
+  return readJson(await fetch(`${serverBase(base)}/api/jobs/${jobId}/retry`, { method: "POST", headers }));
 }
 
 export async function readJson(response) {
@@ -434,6 +477,8 @@ const ELEMENT_STYLE = `
   .message { font-size: .85em; opacity: .8; min-height: 1.2em; }
 `;
 
+// Outside a page (Node, SSR) there is no HTMLElement: the class is then an inert placeholder
+// and nothing is registered.
 /**
  * <job-progress job-id="..." [base="https://jobs.example"] [token="..."] [transport="ws"] [label="Export"]>
  * A live progress bar for one job. Styled with CSS custom properties: --job-progress-accent,
@@ -441,7 +486,7 @@ const ELEMENT_STYLE = `
  * --job-progress-radius, --job-progress-font, --job-progress-text. Reflects the job's state in its
  * `state` attribute and fires `job-event` (detail: the event) for each event.
  */
-export class JobProgressElement extends HTMLElement {
+export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
   static get observedAttributes() {
     return ["job-id"];
   }

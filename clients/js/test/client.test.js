@@ -1,0 +1,84 @@
+// The client in Node against real `jobcast web` and `jobcast worker` processes.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { State, submitJob, watchFeed, watchJob } from "@jobcast/client";
+
+import { BASE, collect, transports } from "./helpers.js";
+
+// After the snapshot, every seq once and in order, up to a terminal event.
+function assertWholeStream(events, end = "succeeded") {
+  assert.equal(events[0].type, "snapshot");
+  const seqs = events.map((event) => event.seq);
+  for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, `seq ${seqs[i]} after ${seqs[i - 1]}`);
+  assert.equal(events.at(-1).type, end);
+}
+
+for (const transport of ["sse", "ws"]) {
+  test(`submit and watch a job to its end over ${transport}`, async () => {
+    const job = await submitJob("demo", { steps: 5, step_ms: 20 }, { base: BASE });
+    assert.match(job.id, /^[0-9a-f]{32}$/);
+    const { events, states, watcher } = await collect((options) => watchJob(job.id, options), { transport });
+    assertWholeStream(events);
+    assert.equal(events.filter((event) => event.type === "progress").at(-1).progress.percent, 100);
+    assert.deepEqual([states[0], states.at(-1)], [State.CONNECTING, State.ENDED]);
+    assert.equal(watcher.lastEventId, events.at(-1).seq);
+  });
+
+  test(`an unknown job ends the watch with an error over ${transport}`, async () => {
+    const { events, states } = await collect((options) => watchJob("0".repeat(32), options), { transport });
+    assert.deepEqual(events, []);
+    assert.equal(states.at(-1), State.ERROR);
+  });
+
+  test(`a watch resumed after a seq gets the events after it only, over ${transport}`, async () => {
+    const job = await submitJob("demo", { steps: 3, step_ms: 0 }, { base: BASE });
+    const whole = await collect((options) => watchJob(job.id, options), { transport });
+    const last = whole.events.at(-1).seq;
+    const { events } = await collect((options) => watchJob(job.id, options), { transport, lastEventId: 2 });
+    // Events, not a snapshot: 3 up to the terminal one, each once.
+    assert.deepEqual(events.map((event) => event.seq), Array.from({ length: last - 2 }, (_, i) => 3 + i));
+    assert.ok(events.every((event) => event.type !== "snapshot"));
+    assert.equal(events.at(-1).type, "succeeded");
+  });
+}
+
+test("the feed carries a submitted job's state changes", async () => {
+  let job;
+  const seen = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`feed saw ${JSON.stringify(seen)}`)), 30_000);
+    const watcher = watchFeed({
+      EventSource: transports.EventSource,
+      base: BASE,
+      onState: async (state) => {
+        if (state === State.LIVE && !job) job = await submitJob("demo", { steps: 2, step_ms: 0 }, { base: BASE });
+      },
+      onEvent: (event) => {
+        if (event.job_id !== job?.id || event.type === "progress") return;
+        seen.push(event.type);
+        if (event.type === "succeeded") {
+          clearTimeout(timer);
+          watcher.stop();
+          resolve();
+        }
+      },
+    });
+  });
+  assert.deepEqual(seen.filter((type) => type !== "queued"), ["started", "succeeded"]);
+});
+
+test("a bad submission rejects with the problem document", async () => {
+  await assert.rejects(submitJob("no-such-kind", {}, { base: BASE }), (error) => {
+    assert.equal(error.status, 422);
+    assert.equal(error.problem.status, 422);
+    return true;
+  });
+});
+
+test("outside a browser, base is required and a missing transport is named", () => {
+  assert.throws(() => watchJob("0".repeat(32), { ...transports }), /pass base/);
+  if (typeof globalThis.EventSource === "undefined") {
+    assert.throws(() => watchJob("0".repeat(32), { base: BASE, transport: "sse" }), /pass options\.EventSource/);
+  }
+});

