@@ -61,6 +61,7 @@ def run_web(args: argparse.Namespace) -> None:
         host=settings.host,
         port=settings.port,
         header_timeout_s=settings.header_timeout_s,
+        gc_after_connections=settings.gc_after_connections,
         # A client that hangs up must free its subscription at once, not at the next heartbeat.
         handler_cancellation=True,
         shutdown_timeout=settings.shutdown_timeout_s,

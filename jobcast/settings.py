@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         "byte (or of the connection opening), or the connection gets 408 and is closed (slowloris). "
         "Idle kept-alive connections close after 75 s. 0: no limit.",
     )
+    gc_after_connections: int = Field(
+        default=1000,
+        ge=0,
+        description="`jobcast web`: a full garbage collection after this many closed connections. Each "
+        "closed connection leaves reference cycles (aiohttp's and asyncio's) that only a full collection "
+        "frees, and CPython makes those rarer as the heap grows: without this, a server with steady "
+        "connection churn grows its RSS for tens of minutes. 0: CPython's own schedule only.",
+    )
 
     # Redis: command retries (with jittered backoff) before a request gives up with 503; the worker
     # retries longer, and its poll loop outlives any outage.

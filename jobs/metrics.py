@@ -18,7 +18,9 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -32,6 +34,8 @@ WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300)
 class WorkerMetrics:
     def __init__(self, kinds: Iterable[str] = ()) -> None:
         self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
         self.attempts = Counter("jobcast_job_attempts", "Attempts started.", ["kind"], registry=registry)
         self.finished = Counter(
             "jobcast_jobs_finished", "Jobs ended here, by final state.", ["kind", "state"], registry=registry

@@ -1,4 +1,4 @@
-"""The HTTP server of `jobcast web`: aiohttp's, with two behaviours of its own.
+"""The HTTP server of `jobcast web`: aiohttp's, with three behaviours of its own.
 
 - **A header-read timeout.** A request's headers must arrive within `header_timeout_s` of its
   first byte (or of the connection opening), much less than the keep-alive timeout. aiohttp only
@@ -8,6 +8,13 @@
   version, broken chunking) get a 400 `application/problem+json` that does not echo the input,
   logged as one line without a traceback. aiohttp answers them in text/plain, quoting the input,
   and logs a traceback for each.
+- **A full garbage collection every `gc_after_connections` closed connections.** A closed
+  connection is a handful of reference cycles (aiohttp's handler, request, writer and payload
+  queue point at each other; asyncio's transports at themselves), freed only by a full collection.
+  CPython runs those only once the objects that survived into the oldest generation have grown by
+  a quarter, which happens ever more rarely as a busy server's heap grows: in a 30-minute soak the
+  RSS crept up for 20 minutes before it levelled off. Counting closed connections bounds that
+  garbage by churn, and an idle server never pays for a collection.
 
 This is the one module that reaches into aiohttp's request handler; the names it relies on are in
 `INTERNALS`, checked against the installed aiohttp by tests/test_http_server.py. An app embedded
@@ -18,6 +25,7 @@ in front of it, must bound header reads itself.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +44,7 @@ INTERNALS = {
         *("_waiter", "_messages", "_loop", "transport"),
         *("connection_made", "data_received", "connection_lost", "handle_error", "force_close"),
     ),
-    web.Server: ("request_handler", "request_factory", "_kwargs", "_loop"),
+    web.Server: ("request_handler", "request_factory", "_kwargs", "_loop", "connection_lost"),
     web.AppRunner: ("_make_server",),
 }
 
@@ -112,13 +120,24 @@ class Handler(RequestHandler):
 
 
 class Server(web.Server):
-    """aiohttp's server, making `Handler`s."""
+    """aiohttp's server, making `Handler`s, and collecting the garbage that closed connections
+    leave (see the module's docstring)."""
 
-    def __init__(self, base: web.Server, header_timeout_s: float) -> None:
+    def __init__(self, base: web.Server, header_timeout_s: float, gc_after_connections: int) -> None:
         super().__init__(
             base.request_handler, request_factory=base.request_factory, loop=base._loop, **base._kwargs
         )
         self.header_timeout_s = header_timeout_s
+        self.gc_after_connections = gc_after_connections
+        self.closed_since_gc = 0
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.closed_since_gc += 1
+        if self.gc_after_connections and self.closed_since_gc >= self.gc_after_connections:
+            self.closed_since_gc = 0
+            # Soon rather than now: the connection's own frames are still on the stack.
+            self._loop.call_soon(gc.collect)
 
     def __call__(self) -> RequestHandler:
         handler = Handler(self, loop=self._loop, **self._kwargs)
@@ -127,12 +146,15 @@ class Server(web.Server):
 
 
 class Runner(web.AppRunner):
-    def __init__(self, app: web.Application, *, header_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self, app: web.Application, *, header_timeout_s: float, gc_after_connections: int, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self.header_timeout_s = header_timeout_s
+        self.gc_after_connections = gc_after_connections
 
     async def _make_server(self) -> web.Server:
-        return Server(await super()._make_server(), self.header_timeout_s)
+        return Server(await super()._make_server(), self.header_timeout_s, self.gc_after_connections)
 
 
 async def _serve(runner: Runner, host: str, port: int, on_listening: Callable[[], None]) -> None:
@@ -151,13 +173,20 @@ def run(
     host: str,
     port: int,
     header_timeout_s: float,
+    gc_after_connections: int,
     on_listening: Callable[[], None],
     **runner_args: Any,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then shut down gracefully (as `web.run_app` does)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = Runner(app, header_timeout_s=header_timeout_s, handle_signals=True, **runner_args)
+    runner = Runner(
+        app,
+        header_timeout_s=header_timeout_s,
+        gc_after_connections=gc_after_connections,
+        handle_signals=True,
+        **runner_args,
+    )
     main = loop.create_task(_serve(runner, host, port, on_listening))
     try:
         loop.run_until_complete(main)

@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -114,6 +120,9 @@ class RelayCollector(Collector):
 def setup_metrics(app: web.Application) -> None:
     registry = CollectorRegistry()
     registry.register(RelayCollector(app))
+    # The process's memory, CPU and file descriptors, and the garbage collector's runs.
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
     app[REGISTRY] = registry
     app[QUEUE] = {}  # filled at each scrape, before the collector reads it
 

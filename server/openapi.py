@@ -236,4 +236,8 @@ if __name__ == "__main__":
     # `python -m jobcast.server.openapi`: the client document, for scripts/js-types.
     from jobcast.server.app import create_app
 
-    print(orjson.dumps(client_document(create_app()), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    print(
+        orjson.dumps(
+            client_document(create_app()), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        ).decode()
+    )

@@ -132,5 +132,28 @@ async def hang_up_after_sending(port: int, path: str) -> None:
     writer.close()
 
 
+async def test_closed_connections_garbage_is_collected_by_count(spawn) -> None:
+    # Each closed connection leaves reference cycles only a full collection frees; jobcast web runs
+    # one every JOBCAST_GC_AFTER_CONNECTIONS closed connections (here 20), whatever the heap's size.
+    web = spawn("web", JOBCAST_GC_AFTER_CONNECTIONS="20")
+    await web.wait_http()
+
+    async def full_collections() -> float:
+        async with aiohttp.ClientSession(web.url) as session:
+            return value(await scrape(session, web.url), "python_gc_collections_total", generation="2")
+
+    before = await full_collections()
+    for _ in range(100):  # a new connection each time
+        async with aiohttp.ClientSession(web.url) as session, session.get("/healthz") as response:
+            assert response.status == 200
+    await wait_for(lambda: at_least(full_collections, before + 100 // 20), what="full collections")
+    async with aiohttp.ClientSession(web.url) as session:
+        assert value(await scrape(session, web.url), "process_resident_memory_bytes") > 0
+
+
+async def at_least(read, expected: float) -> bool:
+    return await read() >= expected
+
+
 async def is_at(streams, expected: tuple[float, float]) -> bool:
     return await streams() == expected
