@@ -172,7 +172,8 @@ def soak_lines(results: dict[str, Any]) -> list[str]:
         f"soak, {s['seconds']:g} s: {s['counts']}; web RSS slope over the last two thirds "
         f"{s['web_rss_slope_mib_per_min']} MiB/min (target < 0.05), worker "
         f"{s['worker_rss_slope_mib_per_min']} MiB/min; open-streams gauge vs open, largest gap "
-        f"{s['largest_gauge_gap']}; at the end: web RSS {last.get('web_rss', 0) / 2**20:.0f} MiB, "
+        f"{s['largest_gauge_gap']} (read a moment apart), {s.get('gauge_after_load')} once the load "
+        f"stopped; at the end: web RSS {last.get('web_rss', 0) / 2**20:.0f} MiB, "
         f"{last.get('web_fds', 0)} fds, Redis {last.get('redis_clients', 0)} clients",
     ]
 

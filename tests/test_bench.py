@@ -55,6 +55,7 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     # The soak's short run loaded the server and sampled it.
     soak = results["soak"]
     assert soak["counts"]["submitted"] > 0 and soak["counts"]["streams_opened"] > 0 and soak["samples"]
+    assert soak["gauge_after_load"] == 0  # every stream the load opened was counted closed
     assert (out / "results.png").stat().st_size > 0
 
 
