@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 from jobcast.backoff import Backoff, jittered_s
 
 if TYPE_CHECKING:
+    from jobcast.records import JobRecord
     from jobcast.settings import Settings
     from jobcast.store import JobStore
 
@@ -76,17 +77,27 @@ def job_payload(function: str, job_id: str, ready_ms: int, serializer: Any) -> b
     return serialize_job(function, (job_id,), {}, None, ready_ms, serializer=serializer)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Claim:
-    """One claim of a job by this worker: where it came from, and the lease's holder name.
+    """One claim of a job by this worker: where it came from, the lease's holder name, and the
+    job's record as the claim read it.
 
     The holder names the claim, not just the worker (`<worker>#<poll>`): a worker that lost a
     job's lease (a stall, a Redis failover) can claim the job again while its earlier run is still
-    ending, and the two runs must not renew or finish each other's lease."""
+    ending, and the two runs must not renew or finish each other's lease. `released` turns true
+    when the job's terminal event ended the lease too (JobStore.publish): arq's finish_job then
+    has nothing left to do."""
 
     priority: str
     score: int
     holder: str
+    record: JobRecord | None = None
+    released: bool = False
+
+    def take_record(self) -> JobRecord | None:
+        """The record read at the claim, once (a later read must go to Redis)."""
+        record, self.record = self.record, None
+        return record
 
 
 # The claim the current run belongs to: set in the run's task context, inherited by the tasks
@@ -148,14 +159,21 @@ class JobcastWorker(Worker):
         free = self.max_jobs - self.job_counter
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
+            # Here, not at the top: jobcast.protocol imports this module's key prefixes.
+            from jobcast.records import RECORD_FIELDS, record_from
+
             self._polls += 1
             holder = f"{self.name}#{self._polls}"
             answer = await self.store.scripts.call(
-                "dispatch", owner=holder, want=free, lease_ms=int(self.settings.lease_s * 1000)
+                "dispatch",
+                owner=holder,
+                want=free,
+                lease_ms=int(self.settings.lease_s * 1000),
+                fields=RECORD_FIELDS,
             )
             next_due_ms = int(answer["next_ms"])
-            for job_id, priority, score in answer["jobs"] or ():
-                self._start(job_id, Claim(priority, int(score), holder))
+            for job_id, priority, score, values in answer["jobs"] or ():
+                self._start(job_id, Claim(priority, int(score), holder, record_from(values)))
         await self.heart_beat()
         return next_due_ms
 
@@ -164,6 +182,8 @@ class JobcastWorker(Worker):
         context = copy_context()
         context.run(current_claim.set, claim)
         earlier = self.tasks.get(job_id)
+        if earlier is not None:
+            claim.record = None  # it will run only once the earlier run is over: read it then
         run = self._after(earlier, job_id, claim.score) if earlier else self.run_job(job_id, claim.score)
         task = asyncio.create_task(run, name=f"job:{job_id}", context=context)
         task.add_done_callback(lambda done: self._job_done(job_id, done))
@@ -198,11 +218,15 @@ class JobcastWorker(Worker):
         # jobcast keeps no arq results (keep_result=0) and has no cron jobs. A deferred retry's
         # `incr_score` counts from the score the job was claimed at.
         claim = current_claim.get() or Claim("default", 0, self.name)
+        if claim.released:
+            return  # the job's terminal event ended the lease already
         ready_ms = claim.score + incr_score if incr_score else int(time.time() * 1000)
         await self._finish(job_id, claim, finish, ready_ms)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        await self._finish(job_id, current_claim.get() or Claim("default", 0, self.name), True, 0)
+        claim = current_claim.get() or Claim("default", 0, self.name)
+        if not claim.released:
+            await self._finish(job_id, claim, True, 0)
 
     async def _finish(self, job_id: str, claim: Claim, finish: bool, ready_ms: int) -> None:
         keys = self.store.keys

@@ -67,6 +67,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "queues": {p: keys.queue(p) for p in priorities},
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
+        "job_prefix": keys.job(""),
         "owner_waiting": keys.owner_waiting,
         "compact_due": keys.compact_due,
         "history_grace_ms": settings.history_grace_s * 1000,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -37,6 +37,7 @@ from jobcast.protocol import (
     utcnow,
 )
 from jobcast.quota import DiskQuota
+from jobcast.records import RECORD_FIELDS, JobRecord, record_from
 from jobcast.scripts import Scripts, Status, as_text, text
 from jobcast.settings import Settings
 
@@ -155,18 +156,12 @@ class HistoryPage:
         return self.head > after and (self.oldest is None or self.oldest > after + 1)
 
 
-@dataclass(slots=True)
-class JobRecord:
-    kind: str
-    params: dict[str, Any]
-    state: State
-    attempt: int
-    cancel_requested: bool
-    request_id: str | None = None
-    priority: str = Priority.DEFAULT.value
-    owner: str | None = None
-    # When the job was due: its run_at if delayed, else when it was created (ISO 8601).
-    due_at: str | None = None
+class Lease(Protocol):
+    """A worker's lease on a job (its claim), which a terminal event may end (JobStore.publish)."""
+
+    holder: str
+    priority: str
+    released: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +318,32 @@ class JobStore:
             fields[name] = value if isinstance(value, str | bytes | int | float) else dumps(value)
         return [as_text(item) for pair in fields.items() for item in pair]
 
-    async def publish(self, job_id: str, type_: EventType, *, owner: str | None = None, **fields: Any) -> int:
+    async def publish(
+        self,
+        job_id: str,
+        type_: EventType,
+        *,
+        owner: str | None = None,
+        release: Lease | None = None,
+        **fields: Any,
+    ) -> int:
         """Publish one event of a job (of `owner`); returns its seq, or 0 if refused (job ended or
-        attempt stale). `fields` are those of `event`."""
+        attempt stale). `fields` are those of `event`.
+
+        With `release`, a terminal event also ends the worker's lease on the job and drops arq's
+        keys, in the same script (what finishing the job would do in a round trip of its own),
+        provided the lease is still `release.holder`'s; `release.released` then turns true."""
         keys = self.event_keys(job_id, owner)
-        answer = await self.scripts.call("publish", keys, **self.event(job_id, type_, **fields))
-        return int(answer["seq"]) if answer.status is Status.PUBLISHED else 0
+        args = self.event(job_id, type_, **fields)
+        if release is not None and type_ in TERMINAL_TYPES:
+            keys |= {"arq_job": self.keys.arq_job(job_id), "arq_retry": self.keys.arq_retry(job_id)}
+            args["release"] = {"owner": release.holder, "priority": release.priority}
+        answer = await self.scripts.call("publish", keys, **args)
+        if answer.status is not Status.PUBLISHED:
+            return 0
+        if release is not None and answer.get("released"):
+            release.released = True
+        return int(answer["seq"])
 
     def event(
         self,
@@ -493,35 +508,7 @@ class JobStore:
         )
 
     async def load(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.hmget(
-            self.keys.job(job_id),
-            [
-                *(
-                    "kind",
-                    "params",
-                    "state",
-                    "attempt",
-                    "cancel_requested",
-                    "request_id",
-                    "priority",
-                    "owner",
-                ),
-                *("run_at", "created_at"),
-            ],
-        )
-        if raw[0] is None:
-            return None
-        return JobRecord(
-            kind=raw[0].decode(),
-            params=loads(raw[1]),
-            state=State(raw[2].decode()),
-            attempt=int(raw[3]),
-            cancel_requested=bool(raw[4]),
-            request_id=raw[5].decode() if raw[5] else None,
-            priority=raw[6].decode() if raw[6] else Priority.DEFAULT.value,
-            owner=raw[7].decode() if raw[7] else None,
-            due_at=(raw[8] or raw[9] or b"").decode() or None,
-        )
+        return record_from(await self.redis.hmget(self.keys.job(job_id), RECORD_FIELDS))
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))

@@ -47,6 +47,8 @@ async def _renew(store: JobStore, attempt: Attempt, priority: str, lease_ms: int
             log.warning("could not renew the lease of %s: %s", job_id, e)
             continue
         if answer.status is not Status.HELD:
+            if attempt.task is not None and attempt.task.done():
+                return  # the attempt is over: its terminal event ended the lease
             holder = answer["holder"] or "nobody (it went back to its queue)"
             log.warning("job %s was taken over by %s: stopping this attempt", job_id, holder)
             attempt.lose_lease()

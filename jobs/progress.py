@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobcast.arq_runtime import current_claim
 from jobcast.backoff import Backoff
 from jobcast.protocol import EventType, State, progress_dict
 from jobcast.store import JobStore
@@ -125,6 +126,8 @@ class Progress:
                     self._job_id,
                     type_,
                     owner=self._owner,
+                    # A terminal event ends this run's lease too (arq's finish_job then skips).
+                    release=current_claim.get(),
                     attempt=self._attempt if fence is None else fence,
                     fence=fence,
                     progress=progress if progress is not None else self.latest,

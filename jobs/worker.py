@@ -161,7 +161,10 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """arq's entry point for every jobcast job."""
     store: JobStore = ctx["store"]
     settings: Settings = ctx["settings"]
-    record = await store.load(job_id)
+    claim = current_claim.get()
+    # The claim read the record; the `started` event (a compare-and-set on the attempt, refused
+    # once the job ended) is what decides, so a cancel since then is not missed.
+    record = (claim.take_record() if claim is not None else None) or await store.load(job_id)
     if record is None or record.state in TERMINAL_STATES:
         return  # cancelled (or expired) while waiting
     attempt = record.attempt + 1
@@ -189,7 +192,6 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         entry = running.add(job_id)
         jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
         try:
-            claim = current_claim.get()
             holder = claim.holder if claim is not None else ctx["lease_owner"]
             async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
                 await _run_attempt(kind, record, jobctx, entry, store, ctx["storage"], settings, metrics)

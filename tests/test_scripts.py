@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobcast.protocol import EventType, Priority
+from jobcast.records import RECORD_FIELDS, record_from
 from jobcast.scripts import Status
 from jobcast.store import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
 
@@ -252,3 +253,35 @@ async def test_an_owners_waiting_count_follows_its_jobs_states(store) -> None:
     await store.create(other, Submission("demo", {}), owner="ann")
     assert (await store.cancel(other)).cancelled and await waiting() == 0
     assert not await store.redis.hexists(store.keys.owner_waiting, "ann")  # no leftover zero
+
+
+async def test_a_claim_brings_the_record_the_worker_runs_the_job_from(store) -> None:
+    job_id = await new_job(store, Priority.HIGH)
+    answer = await store.scripts.call("dispatch", owner="w#1", want=1, lease_ms=10_000, fields=RECORD_FIELDS)
+    ((claimed, priority, _, values),) = answer["jobs"]
+    assert (claimed, priority) == (job_id, "high")
+    assert record_from(values) == await store.load(job_id)
+
+
+class Held:
+    """A claim, as JobStore.publish's `release` sees it."""
+
+    def __init__(self, holder: str, priority: str = "default") -> None:
+        self.holder, self.priority, self.released = holder, priority, False
+
+
+async def test_a_terminal_event_ends_the_holders_lease_in_the_same_script(store) -> None:
+    mine, theirs = await new_job(store), await new_job(store)
+    await claim(store, "w#1")
+    for job_id in (mine, theirs):
+        assert await store.publish(job_id, EventType.STARTED, attempt=1) > 0
+    lease, stale = Held("w#1"), Held("w#0")
+    # Progress never ends a lease; the holder's terminal event does, with arq's keys.
+    assert await store.publish(mine, EventType.PROGRESS, attempt=1, release=lease) > 0 and not lease.released
+    assert await store.publish(mine, EventType.SUCCEEDED, attempt=1, release=lease) > 0 and lease.released
+    assert await store.redis.hget(store.keys.leases, mine) is None
+    assert await store.redis.zscore(store.keys.running("default"), mine) is None
+    assert not await store.redis.exists(store.keys.arq_job(mine))
+    # A run that lost the lease publishes (the job may still end) but leaves the holder's lease be.
+    assert await store.publish(theirs, EventType.FAILED, attempt=1, release=stale) > 0 and not stale.released
+    assert await store.redis.hget(store.keys.leases, theirs) == b"w#1"

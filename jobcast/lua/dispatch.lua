@@ -4,9 +4,10 @@
 -- (scored by when its lease lapses) with its holder in `leases`, until its worker finishes it.
 -- A job whose worker died (or stalled) goes back to its queue once the lease lapses, and any
 -- worker's next claim takes it: no reaper process is needed.
--- A: owner, want, lease_ms.
--- Answers ok, with jobs ({id, priority, score} each) and next_ms (when the next job not yet due
--- becomes due or the next lease lapses; -1: none).
+-- A: owner, want, lease_ms, and optionally fields (the record's fields a worker reads to run a job).
+-- Answers ok, with jobs ({id, priority, score, and the values of A.fields} each) and next_ms (when the
+-- next job not yet due becomes due or the next lease lapses; -1: none). The record comes with the
+-- claim, so the worker needs no round trip of its own to read it.
 local lease_until = NOW_MS + A.lease_ms
 for _, p in ipairs(L.priorities) do
   local lapsed = redis.call('ZRANGEBYSCORE', L.running[p], '-inf', '(' .. NOW_MS, 'WITHSCORES', 'LIMIT', 0, 100)
@@ -28,7 +29,9 @@ for _, p in ipairs(L.priorities) do
     redis.call('ZREM', L.queues[p], id)
     redis.call('ZADD', L.running[p], lease_until, id)
     redis.call('HSET', L.leases, id, A.owner)
-    jobs[#jobs + 1] = {id, p, math.floor(tonumber(due[i + 1]))}
+    local job = {id, p, math.floor(tonumber(due[i + 1]))}
+    if A.fields then job[4] = redis.call('HMGET', L.job_prefix .. id, unpack(A.fields)) end
+    jobs[#jobs + 1] = job
   end
 end
 local next_ms = -1
