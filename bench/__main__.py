@@ -64,6 +64,9 @@ def run(
             results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
         if "jobs" in only:
             results["jobs"] = jobs.throughput(redis, workload.drain_jobs, rounds)
+            results["jobs_latency"] = jobs.latency(
+                redis, workload.steady_rate, workload.steady_seconds, rounds
+            )
         if "soak" in only:
             results["soak"] = soak.soak(redis, workload.soak_seconds, workload.soak_sample_s)
         if "footprint" in only:

@@ -1,7 +1,12 @@
-"""Job throughput, side by side: jobcast, arq (its default poll, and a tuned one) and saq, each as
-its documented API shows, on the same Redis with the same workers: 2 worker processes running 10
-jobs at once each, draining N no-op jobs enqueued at once, from the first enqueue to the last
-completion.
+"""Job throughput and latency, side by side: jobcast, arq (its default poll, and a tuned one) and
+saq, each as its documented API shows, on the same Redis with the same workers: 2 worker processes
+running 10 jobs at once each.
+
+- **Drain**: N no-op jobs enqueued at once, from the first enqueue to the last completion.
+- **Steady rate**: no-op jobs enqueued one at a time at a fixed rate (200/s), and each job's delay
+  from its enqueue to its start, as the system itself records both (jobcast: the job's
+  `created_at` and `started_at`; arq: the result's `enqueue_time` and `start_time`; saq: the job's
+  `queued` and `started`; all in milliseconds).
 
 Each system enqueues through its own client in this process (jobcast: `JobStore.create_many`, the
 batch path `POST /api/jobs/batch` uses; arq: `enqueue_job`; saq: `Queue.enqueue`), so what is
@@ -16,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from bench import processes
@@ -113,3 +119,72 @@ async def _flush(url: str) -> None:
 
 def throughput(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
     return [drain(system, redis, n) for _ in range(rounds) for system in SYSTEMS]
+
+
+def latency(redis: RedisProcess, rate: float, seconds: float, rounds: int) -> list[dict[str, Any]]:
+    """Enqueue→start delays at a steady rate, systems alternating round by round."""
+    return [steady(system, redis, rate, seconds) for _ in range(rounds) for system in SYSTEMS]
+
+
+def steady(system: str, redis: RedisProcess, rate: float, seconds: float) -> dict[str, Any]:
+    asyncio.run(_flush(redis.url))
+    workers = _workers(system, redis)
+    try:
+        time.sleep(2.0)  # the workers connect and register
+        delays_ms = asyncio.run(_steady(system, redis.url, rate, int(rate * seconds)))
+    finally:
+        for worker in workers:
+            processes.stop(worker)
+    delays_ms.sort()
+    return {
+        "system": system,
+        "rate": rate,
+        "jobs": len(delays_ms),
+        "p50_ms": percentile(delays_ms, 0.50),
+        "p99_ms": percentile(delays_ms, 0.99),
+        "max_ms": delays_ms[-1],
+    }
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+async def _paced(rate: float, n: int, enqueue: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Call `enqueue` n times, one every 1/rate s on a fixed schedule (a late call does not push
+    the later ones back)."""
+    began = time.perf_counter()
+    out = []
+    for i in range(n):
+        await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+        out.append(await enqueue())
+    return out
+
+
+async def _steady(system: str, url: str, rate: float, n: int) -> list[float]:
+    """Each job's enqueue→start delay in ms."""
+    if system == "jobcast":
+        redis = create_redis(url)
+        store = JobStore(redis, Settings(redis_url=url, key_prefix="jobcast", max_waiting_jobs=0))
+
+        async def enqueue() -> str:
+            job_id = uuid.uuid4().hex
+            await store.create(job_id, Submission("noop", {}))
+            return job_id
+
+        ids = await _paced(rate, n, enqueue)
+        await until(lambda: redis.zcard(store.keys.index_state("succeeded")), n)
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(store.keys.job(job_id), "created_at", "started_at")
+            times = await pipe.execute()
+        await redis.aclose()
+        return [_ms_between(created.decode(), started.decode()) for created, started in times]
+    if system.startswith("arq"):
+        return await arq_worker.steady(url, n, rate, _paced, until)
+    return await saq_worker.steady(url, n, rate, _paced, until)
+
+
+def _ms_between(earlier: str, later: str) -> float:
+    parse = datetime.fromisoformat
+    return (parse(later) - parse(earlier)).total_seconds() * 1000

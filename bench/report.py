@@ -111,7 +111,13 @@ def table(results: dict[str, Any]) -> str:
             f"over {p['calls']:,} calls in {p['seconds']} s; "
             f"{p['published_per_s']} events/s published (limit {p['rate_limit_hz']:g}/s)"
         )
-    lines += jobs_lines(results) + limits_lines(results) + footprint_lines(results) + soak_lines(results)
+    lines += (
+        jobs_lines(results)
+        + latency_lines(results)
+        + limits_lines(results)
+        + footprint_lines(results)
+        + soak_lines(results)
+    )
     return "\n".join(lines)
 
 
@@ -151,11 +157,31 @@ def jobs_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def latency_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("jobs_latency")
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"enqueue→start at {rows[0]['rate']:g} jobs/s, {rows[0]['jobs']:,} no-op jobs (median of rounds)",
+        f"{'system':<10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+    ]
+    for system, row in median_rows(rows, ("p50_ms", "p99_ms", "max_ms")).items():
+        lines.append(f"{system:<10} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['max_ms']:>8.2f}")
+    return lines
+
+
 def median_jobs(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    return median_rows(
+        rows, ("jobs_per_s", "cpu_us_per_job", "worker_cpu_us_per_job", "redis_cpu_us_per_job")
+    )
+
+
+def median_rows(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per system, the median of each field over its rounds."""
     by_system: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_system.setdefault(row["system"], []).append(row)
-    fields = ("jobs_per_s", "cpu_us_per_job", "worker_cpu_us_per_job", "redis_cpu_us_per_job")
     return {
         system: {f: sorted(r[f] for r in runs)[len(runs) // 2] for f in fields}
         for system, runs in by_system.items()

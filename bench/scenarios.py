@@ -42,6 +42,9 @@ class Workload:
     poll_interval_s: float = 0.5
     limits_seconds: float = 10.0
     drain_jobs: int = 5000
+    # The jobs part's steady rate: jobs enqueued one at a time, each one's enqueue→start delay.
+    steady_rate: float = 200.0
+    steady_seconds: float = 10.0
     soak_seconds: float = 1800.0
     soak_sample_s: float = 30.0
 
@@ -61,6 +64,8 @@ QUICK = Workload(
     progress_seconds=0.3,
     limits_seconds=2.0,
     drain_jobs=100,
+    steady_rate=50.0,
+    steady_seconds=1.0,
     soak_seconds=12.0,
     soak_sample_s=2.0,
 )

@@ -52,6 +52,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
+    # Each system's enqueue→start delays at a steady rate, from its own timestamps.
+    assert {row["system"] for row in results["jobs_latency"]} == {"jobcast", "arq", "arq-tuned", "saq"}
+    for row in results["jobs_latency"]:
+        assert row["jobs"] > 0 and 0 <= row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row
     # The soak's short run loaded the server and sampled it.
     soak = results["soak"]
     assert soak["counts"]["submitted"] > 0 and soak["counts"]["streams_opened"] > 0 and soak["samples"]

@@ -29,6 +29,23 @@ async def enqueue_and_wait(url: str, n: int, until: Callable[..., Awaitable[None
     return elapsed
 
 
+async def steady(
+    url: str,
+    n: int,
+    rate: float,
+    paced: Callable[..., Awaitable[list[Any]]],
+    until: Callable[..., Awaitable[None]],
+) -> list[float]:
+    """Enqueue n no-op jobs at `rate`; each one's enqueue→start delay in ms, from arq's own
+    timestamps (the result's `enqueue_time` and `start_time`)."""
+    pool = await create_pool(RedisSettings.from_dsn(url))
+    jobs = [job for job in await paced(rate, n, lambda: pool.enqueue_job("noop")) if job is not None]
+    await until(lambda: pool.exists(*(f"arq:result:{job.job_id}" for job in jobs)), len(jobs))
+    results = [await job.result_info() for job in jobs]
+    await pool.aclose()
+    return [(r.start_time - r.enqueue_time).total_seconds() * 1000 for r in results if r is not None]
+
+
 def main() -> None:
     url, poll_delay = sys.argv[1], float(sys.argv[2])
 

@@ -32,6 +32,28 @@ async def enqueue_and_wait(url: str, n: int, until: Callable[..., Awaitable[None
     return elapsed
 
 
+async def steady(
+    url: str,
+    n: int,
+    rate: float,
+    paced: Callable[..., Awaitable[list[Any]]],
+    until: Callable[..., Awaitable[None]],
+) -> list[float]:
+    """Enqueue n no-op jobs at `rate`; each one's enqueue→start delay in ms, from saq's own
+    timestamps (`queued`, `started`)."""
+    queue = Queue.from_url(url)
+    await queue.connect()
+    jobs = await paced(rate, n, lambda: queue.enqueue("noop"))
+
+    async def finished() -> int:
+        return n - int(await queue.count("incomplete"))
+
+    await until(finished, n)
+    done = [await queue.job(job.key) for job in jobs]
+    await queue.disconnect()
+    return [float(job.started - job.queued) for job in done if job is not None]
+
+
 async def main(url: str) -> None:
     queue = Queue.from_url(url)
     worker = Worker(queue, functions=[noop], concurrency=10)
