@@ -64,6 +64,7 @@ def run(
             results["limits"] = limits.healthz_under_limits(redis, workload.limits_seconds)
         if "jobs" in only:
             results["jobs"] = jobs.throughput(redis, workload.drain_jobs, rounds)
+            results["jobs_progress"] = jobs.throughput_with_progress(redis, workload.drain_jobs, rounds)
             results["jobs_latency"] = jobs.latency(
                 redis, workload.steady_rate, workload.steady_seconds, rounds
             )

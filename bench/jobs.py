@@ -3,6 +3,10 @@ saq, each as its documented API shows, on the same Redis with the same workers: 
 running 10 jobs at once each.
 
 - **Drain**: N no-op jobs enqueued at once, from the first enqueue to the last completion.
+- **Drain with progress**: the same, each job reporting progress 5 times through the system's own
+  mechanism (jobcast: `ctx.progress.update`, coalesced to `JOBCAST_PROGRESS_RATE_HZ`, so the
+  report gives how many progress events each job really published; saq: `job.update`). arq has
+  no progress mechanism and is left out.
 - **Steady rate**: no-op jobs enqueued one at a time at a fixed rate (200/s), and each job's delay
   from its enqueue to its start, as the system itself records both (jobcast: the job's
   `created_at` and `started_at`; arq: the result's `enqueue_time` and `start_time`; saq: the job's
@@ -54,15 +58,16 @@ def _workers(system: str, redis: RedisProcess) -> list[Any]:
     return [processes.start(command, i % 2, env) for i in range(WORKERS)]
 
 
-async def _enqueue_and_wait(system: str, url: str, n: int) -> float:
-    """Enqueue n jobs, wait for the last to complete; seconds from the first enqueue."""
+async def _enqueue_and_wait(system: str, url: str, n: int, function: str) -> float:
+    """Enqueue n jobs of `function` (`noop`, `progress5`), wait for the last to complete; seconds
+    from the first enqueue."""
     if system == "jobcast":
         redis = create_redis(url)
         store = JobStore(redis, Settings(redis_url=url, key_prefix="jobcast", max_waiting_jobs=0))
         began = time.perf_counter()
         for start in range(0, n, BATCH):
             count = min(n, start + BATCH) - start
-            calls = [store.create_call(uuid.uuid4().hex, Submission("noop", {})) for _ in range(count)]
+            calls = [store.create_call(uuid.uuid4().hex, Submission(function, {})) for _ in range(count)]
             await store.create_many(calls)
         done_key = store.keys.index_state("succeeded")
         await until(lambda: redis.zcard(done_key), n)
@@ -71,10 +76,24 @@ async def _enqueue_and_wait(system: str, url: str, n: int) -> float:
         return elapsed
     if system.startswith("arq"):
         return await arq_worker.enqueue_and_wait(url, n, until)
-    return await saq_worker.enqueue_and_wait(url, n, until)
+    return await saq_worker.enqueue_and_wait(url, n, until, function)
 
 
-def drain(system: str, redis: RedisProcess, n: int) -> dict[str, Any]:
+async def _progress_events_per_job(url: str) -> float:
+    """jobcast: the progress events its jobs published, on average (after coalescing): a job's
+    last seq less its queued, started and succeeded."""
+    redis = create_redis(url)
+    keys = JobStore(redis, Settings(redis_url=url, key_prefix="jobcast")).keys
+    ids = await redis.zrange(keys.index_state("succeeded"), 0, 199)
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(keys.job(job_id.decode()), "seq")
+        seqs = await pipe.execute()
+    await redis.aclose()
+    return round(sum(int(seq) - 3 for seq in seqs) / max(1, len(seqs)), 2)
+
+
+def drain(system: str, redis: RedisProcess, n: int, function: str = "noop") -> dict[str, Any]:
     client_loop = asyncio.new_event_loop()
     try:
         client_loop.run_until_complete(_flush(redis.url))
@@ -86,13 +105,20 @@ def drain(system: str, redis: RedisProcess, n: int) -> dict[str, Any]:
         assert redis.process is not None
         pids = [w.pid for w in workers] + [redis.process.pid]
         before = [cpu_seconds(pid) for pid in pids]
-        elapsed = asyncio.run(_enqueue_and_wait(system, redis.url, n))
+        elapsed = asyncio.run(_enqueue_and_wait(system, redis.url, n, function))
         used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+        progress_events = (
+            asyncio.run(_progress_events_per_job(redis.url))
+            if system == "jobcast" and function == "progress5"
+            else None
+        )
     finally:
         for worker in workers:
             processes.stop(worker)
     return {
         "system": system,
+        "function": function,
+        "progress_events_per_job": progress_events,
         "jobs": n,
         "seconds": round(elapsed, 3),
         "jobs_per_s": round(n / elapsed, 1),
@@ -119,6 +145,10 @@ async def _flush(url: str) -> None:
 
 def throughput(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
     return [drain(system, redis, n) for _ in range(rounds) for system in SYSTEMS]
+
+
+def throughput_with_progress(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
+    return [drain(system, redis, n, "progress5") for _ in range(rounds) for system in ("jobcast", "saq")]
 
 
 def latency(redis: RedisProcess, rate: float, seconds: float, rounds: int) -> list[dict[str, Any]]:

@@ -113,6 +113,7 @@ def table(results: dict[str, Any]) -> str:
         )
     lines += (
         jobs_lines(results)
+        + progress_lines(results)
         + latency_lines(results)
         + limits_lines(results)
         + footprint_lines(results)
@@ -153,6 +154,25 @@ def jobs_lines(results: dict[str, Any]) -> list[str]:
             f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
             f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
             f"{ratio(row['jobs_per_s'], saq):>7}"
+        )
+    return lines
+
+
+def progress_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("jobs_progress")
+    if not rows:
+        return []
+    events = sorted(r["progress_events_per_job"] for r in rows if r["progress_events_per_job"] is not None)
+    lines = [
+        "",
+        f"with progress: {rows[0]['jobs']:,} jobs reporting progress 5 times each (median of rounds; "
+        f"jobcast coalesced them to {events[len(events) // 2] if events else '?'} events a job)",
+        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7}",
+    ]
+    for system, row in median_jobs(rows).items():
+        lines.append(
+            f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
+            f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f}"
         )
     return lines
 

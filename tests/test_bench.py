@@ -52,6 +52,12 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
+    # Jobs reporting progress: jobcast and saq, and how many events jobcast's coalescing kept.
+    assert {row["system"] for row in results["jobs_progress"]} == {"jobcast", "saq"}
+    (coalesced,) = [
+        r["progress_events_per_job"] for r in results["jobs_progress"] if r["system"] == "jobcast"
+    ]
+    assert 1 <= coalesced <= 5
     # Each system's enqueue→start delays at a steady rate, from its own timestamps.
     assert {row["system"] for row in results["jobs_latency"]} == {"jobcast", "arq", "arq-tuned", "saq"}
     for row in results["jobs_latency"]:

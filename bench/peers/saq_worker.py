@@ -16,12 +16,19 @@ async def noop(ctx: dict[str, Any]) -> None:
     return None
 
 
-async def enqueue_and_wait(url: str, n: int, until: Callable[..., Awaitable[None]]) -> float:
-    """Enqueue n no-op jobs as saq's docs show, wait until none is incomplete; seconds taken."""
+async def progress5(ctx: dict[str, Any]) -> None:
+    for step in range(1, 6):
+        await ctx["job"].update(progress=step / 5)
+
+
+async def enqueue_and_wait(
+    url: str, n: int, until: Callable[..., Awaitable[None]], function: str = "noop"
+) -> float:
+    """Enqueue n jobs of `function` as saq's docs show, wait until none is incomplete; seconds taken."""
     queue = Queue.from_url(url)
     await queue.connect()
     began = time.perf_counter()
-    await asyncio.gather(*(queue.enqueue("noop") for _ in range(n)))
+    await asyncio.gather(*(queue.enqueue(function) for _ in range(n)))
 
     async def finished() -> int:
         return n - int(await queue.count("incomplete"))
@@ -56,7 +63,7 @@ async def steady(
 
 async def main(url: str) -> None:
     queue = Queue.from_url(url)
-    worker = Worker(queue, functions=[noop], concurrency=10)
+    worker = Worker(queue, functions=[noop, progress5], concurrency=10)
     await worker.start()
 
 
