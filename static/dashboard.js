@@ -105,19 +105,26 @@ function addFailed(job) {
 }
 
 // A new job's row needs its snapshot (kind, priority); events that arrive while it is fetched are
-// kept (the latest per job) and applied after, so a row never stays behind its job.
+// kept (the latest per job, and its `started`, which alone says when it started) and applied
+// after, so a row never stays behind its job. The row may have been built meanwhile from the
+// submission's answer (a queued job): the snapshot then updates it.
 // A fetch that fails (the server going down) is tried again on the job's next state change.
 const fetching = new Map();
 const unfetched = new Set();
 async function addFetchedRow(id) {
-  fetching.set(id, null);
+  fetching.set(id, {});
   try {
     const job = await fetchJob(id);
     unfetched.delete(id);
     addRow(job);
-    const latest = fetching.get(id);
+    const { latest, started } = fetching.get(id);
     const row = rows.get(id);
-    if (row && latest && latest.seq > job.last_event_id) applyToJob(row, latest);
+    if (!row) return;
+    if (job.last_event_id > Number(row.dataset.seq ?? -1)) applyToJob(row, job);
+    // Only its time: the row may be further on already.
+    if (started && started.seq > job.last_event_id && !row.dataset.startedAt) row.dataset.startedAt = started.ts;
+    if (latest && latest.seq > Number(row.dataset.seq ?? -1)) applyToJob(row, latest);
+    updateTiming(row);
   } catch {
     if (unfetched.size < 1000) unfetched.add(id);
   } finally {
@@ -140,7 +147,11 @@ watchFeed({
   onEvent: async (event) => {
     const row = rows.get(event.job_id);
     if (row) applyToJob(row, event);
-    else if (fetching.has(event.job_id)) fetching.set(event.job_id, event);
+    else if (fetching.has(event.job_id)) {
+      const kept = fetching.get(event.job_id);
+      kept.latest = event;
+      if (event.type === "started") kept.started = event;
+    }
     if (event.type === "progress") return;
     refreshStatsSoon();
     const missed = unfetched.has(event.job_id);
