@@ -272,6 +272,20 @@ def setup_pages(app: web.Application) -> None:
 STATIC = (ROOT / "static").resolve()
 
 
+@routes.get("/favicon.ico")
+@operation(
+    Operation(
+        "The pages' icon (SVG), where browsers look for it first",
+        {200: Answer("The icon", {"image/svg+xml": BINARY})},
+        tags=("pages",),
+    )
+)
+async def favicon(request: web.Request) -> web.FileResponse:
+    # Browsers ask for /favicon.ico before reading the page's <link rel="icon">: without an
+    # answer, every first visit logs a 404.
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 @routes.get("/static/{filename:[A-Za-z0-9_./-]+}")
 @operation(
     Operation(

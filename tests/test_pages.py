@@ -97,3 +97,13 @@ async def test_the_short_id_on_the_dashboard_finds_the_job(client, redis, settin
         problem = await ambiguous.json()
     assert ambiguous.status == 409 and "give more of it" in problem["detail"]
     assert "abcd" + "0" * 28 in problem["detail"] and "abcd" + "1" * 28 in problem["detail"]
+
+
+async def test_the_pages_have_an_icon_where_browsers_look_first(client) -> None:
+    page = await (await client.get("/")).text()
+    link = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', page)
+    assert link is not None
+    for url in ("/favicon.ico", link[1]):
+        response = await client.get(url)
+        assert response.status == 200 and response.content_type == "image/svg+xml", url
+        assert (await response.text()).startswith("<svg")
