@@ -162,6 +162,16 @@ class Keys:
         """A hash: each running job's id to the name of the worker holding its lease."""
         return f"{self.prefix}:leases"
 
+    # Pausing a kind: `paused` maps each paused kind to when it was paused (ms). A claim that
+    # finds a due job of a paused kind parks it in the kind's `parked` set (scored as it was in
+    # its queue) instead of running it; resuming puts the parked jobs back (jobcast/pausing.py).
+    @property
+    def paused(self) -> str:
+        return f"{self.prefix}:paused"
+
+    def parked(self, kind: str) -> str:
+        return f"{self.prefix}:parked:{kind}"
+
     @property
     def queue_clock(self) -> str:
         """The last queue score given to a job due at once (see `clock_score`)."""

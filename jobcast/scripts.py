@@ -27,7 +27,10 @@ from redis.asyncio import Redis
 from jobcast.protocol import TERMINAL_STATES, EventType, Keys, Priority, State, epoch_ms, utcnow
 from jobcast.settings import Settings
 
-SCRIPT_NAMES = ("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget")
+SCRIPT_NAMES = (
+    *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
+    "resume",
+)
 
 
 class Status(StrEnum):
@@ -68,6 +71,8 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
         "job_prefix": keys.job(""),
+        "paused": keys.paused,
+        "parked_prefix": keys.parked(""),
         "owner_waiting": keys.owner_waiting,
         "compact_due": keys.compact_due,
         "history_grace_ms": settings.history_grace_s * 1000,

@@ -22,6 +22,7 @@ from jobcast.server import (
     login,
     metrics,
     pages,
+    pausing,
     queries,
     results,
     sse,
@@ -166,7 +167,22 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(reaper_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.
-    for module in (api, submit, control, queries, results, sse, ws, tokens, compat, metrics, pages, login):
+    modules = (
+        api,
+        submit,
+        control,
+        pausing,
+        queries,
+        results,
+        sse,
+        ws,
+        tokens,
+        compat,
+        metrics,
+        pages,
+        login,
+    )
+    for module in modules:
         app.add_routes(module.routes)
     setup_pages(app)
     setup_metrics(app)

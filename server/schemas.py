@@ -106,6 +106,19 @@ class Serving(Closed):
     kinds: list[str]
 
 
+class PausedKind(Closed):
+    since: str = Field(description="When the kind was paused (ISO 8601).")
+    parked: int = Field(description="Its due jobs held back meanwhile.")
+
+
+class KindPause(Closed):
+    kind: str
+    paused: bool
+    since: str | None = Field(description="When it was paused; null when it is not.")
+    parked: int = Field(description="Its due jobs held back while it is paused.")
+    resumed: int | None = Field(default=None, description="On resume: the jobs put back in their queues.")
+
+
 class Stats(Closed):
     waiting: dict[str, int] = Field(description="Jobs due now, per priority.")
     delayed: dict[str, int] = Field(description="Jobs waiting for their time, per priority.")
@@ -114,6 +127,7 @@ class Stats(Closed):
     finished_last_hour: dict[str, int]
     workers: int
     serving: list[Serving] = Field(description="Each live worker and the kinds it serves.")
+    paused: dict[str, PausedKind] = Field(description="The paused kinds (POST /api/kinds/{kind}/pause).")
 
 
 class Liveness(Closed):

@@ -57,6 +57,7 @@ function refreshStatsSoon() {
         box.textContent = box.dataset.stat.split(".").reduce((value, key) => value?.[key], stats) ?? "—";
       }
       showServing(stats.serving);
+      showPaused(stats.paused);
     } catch {
       // The connection indicator already says when the server is away.
     }
@@ -81,6 +82,20 @@ function showServing(serving) {
     none.textContent = "No worker is running: submitted jobs wait until one starts.";
     items.push(none);
   }
+  list.replaceChildren(...items);
+}
+
+// Paused kinds (POST /api/kinds/{kind}/pause): their jobs wait, held back, until they resume.
+function showPaused(paused) {
+  const list = document.getElementById("paused");
+  if (!list || !paused) return;
+  const items = Object.entries(paused).map(([kind, { since, parked }]) => {
+    const item = document.createElement("li");
+    const name = document.createElement("strong");
+    name.textContent = kind;
+    item.append(name, ` paused since ${since}: ${parked} held back`);
+    return item;
+  });
   list.replaceChildren(...items);
 }
 

@@ -18,7 +18,11 @@ local seq = publish(K, A.event)
 -- In its queue, no worker holds it: nothing will run it now. (Between attempts a worker may still
 -- be finishing the last one; it finds the job ended when it puts it back.)
 local priority = redis.call('HGET', K.job, 'priority')
-if priority and redis.call('ZREM', L.queues[priority], A.event.id) == 1 then
+local kind = redis.call('HGET', K.job, 'kind')
+local queued = priority and redis.call('ZREM', L.queues[priority], A.event.id) == 1
+-- Or parked, its kind paused.
+local parked = kind and redis.call('ZREM', L.parked_prefix .. kind, A.event.id) == 1
+if queued or parked then
   redis.call('DEL', K.arq_job, K.arq_retry)
 end
 return answer({status = S.cancelled, seq = seq})

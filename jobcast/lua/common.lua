@@ -1,7 +1,9 @@
 -- Shared by every jobcast script (prepended to each; jobcast/scripts.py says how they are called).
 -- L: the deployment's layout (key names that are not per call, priorities in dispatch order,
 --    states, event types, limits, answer statuses); A: the call's named arguments; K: the call's
---    KEYS by name. No script builds a key name: Python owns the Redis layout.
+--    KEYS by name. No script holds a key name: Python owns the Redis layout. (Where a script
+--    must reach a key it cannot be given, a job's by its id, it joins the id to a prefix that
+--    the layout gives.)
 local L = cjson.decode(ARGV[1])
 local A = cjson.decode(ARGV[2])
 local K = {}

@@ -20,18 +20,34 @@ for _, p in ipairs(L.priorities) do
 end
 -- Scores are ready_ms plus a fraction that orders ties (see create.lua): due means below now + 1.
 local due_below = '(' .. (NOW_MS + 1)
+-- Due jobs of a paused kind are parked (jobcast/pausing.py), at most PARK_MAX a call so that a
+-- long queue of them cannot hold Redis for long: the next claim parks more.
+local PARK_MAX = 1000
+local paused = {}
+local flat = redis.call('HGETALL', L.paused)
+for i = 1, #flat, 2 do paused[flat[i]] = true end
+local any_paused = #flat > 0
+local parked = 0
 local jobs = {}
 for _, p in ipairs(L.priorities) do
-  if #jobs >= A.want then break end
-  local due = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, A.want - #jobs)
-  for i = 1, #due, 2 do
-    local id = due[i]
-    redis.call('ZREM', L.queues[p], id)
-    redis.call('ZADD', L.running[p], lease_until, id)
-    redis.call('HSET', L.leases, id, A.owner)
-    local job = {id, p, math.floor(tonumber(due[i + 1]))}
-    if A.fields then job[4] = redis.call('HMGET', L.job_prefix .. id, unpack(A.fields)) end
-    jobs[#jobs + 1] = job
+  while #jobs < A.want and parked < PARK_MAX do
+    local due = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, A.want - #jobs)
+    if #due == 0 then break end
+    for i = 1, #due, 2 do
+      local id = due[i]
+      redis.call('ZREM', L.queues[p], id)
+      local kind = any_paused and redis.call('HGET', L.job_prefix .. id, 'kind')
+      if kind and paused[kind] then
+        redis.call('ZADD', L.parked_prefix .. kind, due[i + 1], id)
+        parked = parked + 1
+      else
+        redis.call('ZADD', L.running[p], lease_until, id)
+        redis.call('HSET', L.leases, id, A.owner)
+        local job = {id, p, math.floor(tonumber(due[i + 1]))}
+        if A.fields then job[4] = redis.call('HMGET', L.job_prefix .. id, unpack(A.fields)) end
+        jobs[#jobs + 1] = job
+      end
+    end
   end
 end
 local next_ms = -1
