@@ -276,6 +276,29 @@ export interface components {
             /** Kinds */
             kinds: components["schemas"]["KindInfo"][];
         };
+        /** KindPause */
+        KindPause: {
+            /** Kind */
+            kind: string;
+            /**
+             * Parked
+             * @description Its due jobs held back while it is paused.
+             */
+            parked: number;
+            /** Paused */
+            paused: boolean;
+            /**
+             * Resumed
+             * @description On resume: the jobs put back in their queues.
+             * @default null
+             */
+            resumed?: number | null;
+            /**
+             * Since
+             * @description When it was paused; null when it is not.
+             */
+            since: string | null;
+        };
         /** Liveness */
         Liveness: {
             /** Alive */
@@ -285,6 +308,19 @@ export interface components {
         PageLinks: {
             /** Next */
             next: string;
+        };
+        /** PausedKind */
+        PausedKind: {
+            /**
+             * Parked
+             * @description Its due jobs held back meanwhile.
+             */
+            parked: number;
+            /**
+             * Since
+             * @description When the kind was paused (ISO 8601).
+             */
+            since: string;
         };
         /**
          * Priority
@@ -388,6 +424,13 @@ export interface components {
             };
             /** Oldest Waiting S */
             oldest_waiting_s: number | null;
+            /**
+             * Paused
+             * @description The paused kinds (POST /api/kinds/{kind}/pause).
+             */
+            paused: {
+                [key: string]: components["schemas"]["PausedKind"];
+            };
             /** Running */
             running: number;
             /**
@@ -435,8 +478,10 @@ export type JobPage = components['schemas']['JobPage'];
 export type JobSnapshot = components['schemas']['JobSnapshot'];
 export type KindInfo = components['schemas']['KindInfo'];
 export type KindList = components['schemas']['KindList'];
+export type KindPause = components['schemas']['KindPause'];
 export type Liveness = components['schemas']['Liveness'];
 export type PageLinks = components['schemas']['PageLinks'];
+export type PausedKind = components['schemas']['PausedKind'];
 export type Priority = components['schemas']['Priority'];
 export type ProblemDocument = components['schemas']['ProblemDocument'];
 export type Progress = components['schemas']['Progress'];
