@@ -85,19 +85,39 @@ function showServing(serving) {
   list.replaceChildren(...items);
 }
 
-// Paused kinds (POST /api/kinds/{kind}/pause): their jobs wait, held back, until they resume.
+// Each kind's intake, paused or running (POST /api/kinds/{kind}/pause and /resume): a paused
+// kind's jobs wait, held back, until it resumes; running ones finish.
 function showPaused(paused) {
-  const list = document.getElementById("paused");
-  if (!list || !paused) return;
-  const items = Object.entries(paused).map(([kind, { since, parked }]) => {
-    const item = document.createElement("li");
-    const name = document.createElement("strong");
-    name.textContent = kind;
-    item.append(name, ` paused since ${since}: ${parked} held back`);
-    return item;
-  });
-  list.replaceChildren(...items);
+  for (const item of document.querySelectorAll("#kind-intake [data-kind]")) {
+    showIntake(item, paused?.[item.dataset.kind]);
+  }
 }
+
+function showIntake(item, paused) {
+  item.dataset.paused = String(Boolean(paused));
+  item.querySelector(".intake-state").textContent = paused
+    ? `paused since ${paused.since}: ${paused.parked} held back`
+    : "running";
+  item.querySelector(".intake-toggle").textContent = `${paused ? "Resume" : "Pause"} ${item.dataset.kind}`;
+}
+
+document.getElementById("kind-intake")?.addEventListener("click", async (click) => {
+  const button = click.target.closest(".intake-toggle");
+  if (!button) return;
+  const item = button.closest("[data-kind]");
+  const action = item.dataset.paused === "true" ? "resume" : "pause";
+  button.disabled = true;
+  try {
+    const url = `${base}/api/kinds/${encodeURIComponent(item.dataset.kind)}/${action}`;
+    const answer = await readJson(await fetch(url, { method: "POST", headers: { Accept: "application/json" } }));
+    showIntake(item, answer.paused ? answer : null);
+  } catch (error) {
+    item.querySelector(".intake-state").textContent = error.problem?.detail || "could not reach the server";
+  } finally {
+    button.disabled = false;
+    refreshStatsSoon();
+  }
+});
 
 function addFailed(job) {
   const failed = document.getElementById("failed");

@@ -75,6 +75,28 @@ async def test_every_job_submitted_from_the_dashboard_shows_its_elapsed_time(cli
         await expect(row.locator(".job-elapsed")).to_have_text(re.compile(r"^\d+s$"), timeout=TIMEOUT_MS)
 
 
+async def test_pausing_a_kind_from_the_dashboard_holds_its_jobs_until_it_resumes(
+    client, worker, page
+) -> None:
+    await page.goto(base(client) + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    intake = page.locator('#kind-intake [data-kind="demo"]')
+    await intake.get_by_role("button", name="Pause demo").click()
+    await expect(intake.locator(".intake-state")).to_contain_text("paused since")
+    await page.select_option("#kind", "demo")
+    await page.fill("#demo-steps", "3")
+    await page.fill("#demo-step_ms", "10")
+    await page.click("#submit-form button[type=submit]")
+    row = page.locator(".job").first
+    await expect(row.locator(".job-kind")).to_have_text("demo")
+    # Held back: the dashboard counts it once a worker would have taken it, and it stays queued.
+    await expect(intake.locator(".intake-state")).to_contain_text("1 held back", timeout=TIMEOUT_MS)
+    await expect(row.locator(".badge")).to_have_text("queued")
+    await intake.get_by_role("button", name="Resume demo").click()
+    await expect(intake.locator(".intake-state")).to_have_text("running")
+    await expect(row.locator(".badge")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")
