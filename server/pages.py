@@ -205,6 +205,35 @@ async def job_page(request: web.Request) -> web.Response:
     return render_page("job.html", request, context)
 
 
+class FindQuery(BaseModel):
+    id: str = Field(
+        pattern="^[0-9a-fA-F]{4,32}$", description="A job's id, or its first 4 or more characters"
+    )
+
+
+@routes.get("/find")
+@operation(
+    Operation(
+        "The dashboard's search: to the page of the job whose id is, or starts with, `id`",
+        {302: Answer("To the job's page", headers=("Location",))},
+        query=FindQuery,
+        problems=(400, 404, 409, 503),
+        tags=("pages",),
+    )
+)
+async def find_job(request: web.Request) -> web.Response:
+    try:
+        wanted = FindQuery.model_validate(dict(request.query)).id.lower()
+    except ValidationError:
+        raise Problem(
+            400, "id: give a job id, or its first 4 or more hex characters", slug="bad-id"
+        ) from None
+    if len(wanted) == 32:
+        await load_snapshot(request, wanted)  # 404 when unknown (or not the asker's)
+        raise web.HTTPFound(f"{request.app[SETTINGS].url_prefix}/jobs/{wanted}")
+    raise web.HTTPFound(await full_job_page(request, wanted))
+
+
 async def full_job_page(request: web.Request, short: str) -> str:
     matches = await ids_starting_with(request.app[STORE], short)
     who = principal(request)

@@ -97,6 +97,15 @@ async def test_pausing_a_kind_from_the_dashboard_holds_its_jobs_until_it_resumes
     await expect(row.locator(".badge")).to_have_text("succeeded", timeout=TIMEOUT_MS)
 
 
+async def test_the_dashboard_search_opens_a_job_from_the_start_of_its_id(client, page) -> None:
+    job = await submit(client, "/api/jobs", demo(2, 10))
+    await page.goto(base(client) + "/")
+    await page.get_by_role("search").get_by_label("Job id").fill(job["id"][:8])
+    await page.get_by_role("search").get_by_role("button", name="Open").click()
+    await expect(page.locator("#job")).to_have_attribute("data-job-id", job["id"])
+    assert page.url.endswith(f"/jobs/{job['id']}")
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")

@@ -107,3 +107,10 @@ async def test_the_pages_have_an_icon_where_browsers_look_first(client) -> None:
         response = await client.get(url)
         assert response.status == 200 and response.content_type == "image/svg+xml", url
         assert (await response.text()).startswith("<svg")
+
+
+async def test_find_answers_a_problem_for_a_bad_or_unknown_id(client) -> None:
+    for query, status in (("id=zz", 400), ("", 400), ("id=" + "ab12" * 2, 404), ("id=" + "ab12" * 8, 404)):
+        response = await client.get("/find?" + query, allow_redirects=False)
+        assert response.status == status, query
+        assert response.content_type == "application/problem+json"
