@@ -19,6 +19,7 @@ from jobcast.server.api import JOB_ID, load_snapshot
 from jobcast.server.auth import csrf_token, owner_for, principal
 from jobcast.server.control import cancel_job
 from jobcast.server.forms import form_fields, params_from_form
+from jobcast.server.job_details import attempts, params_rows
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import (
     BINARY,
@@ -196,9 +197,12 @@ async def job_page(request: web.Request) -> web.Response:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
     job = await load_snapshot(request)
     records, _ = await request.app[STORE].history_after(job["id"], 0)
+    events = _history(records)
     context = {
         "job": job,
-        "events": _history(records),
+        "events": events,
+        "params": params_rows(request.app[KINDS].get(job["kind"]), job["params"]),
+        "attempts": attempts(events),
         "origin": str(request.url.origin()),
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
     }

@@ -55,8 +55,35 @@ function showEnd(event) {
   document.getElementById("finished-at").replaceChildren(timeElement(event.finished_at || event.ts));
 }
 
+// The attempts table follows the events: a `started` opens a row, the event that ends the attempt
+// (retrying, or the terminal one) fills it in.
+const attemptsBody = document.getElementById("attempts");
+function showAttempt(event) {
+  if (event.type === "started") {
+    const row = document.createElement("tr");
+    row.dataset.attempt = event.attempt;
+    const cells = [event.attempt, timeElement(event.ts), "", "running", ""];
+    for (const [i, content] of cells.entries()) {
+      const cell = document.createElement("td");
+      cell.className = ["", "", "ended", "outcome", "attempt-error"][i];
+      cell.append(content);
+      row.append(cell);
+    }
+    attemptsBody.append(row);
+    return;
+  }
+  const row = attemptsBody.querySelector(`tr[data-attempt="${event.attempt}"]`);
+  if (!row || !["retrying", ...TERMINAL].includes(event.type) || row.querySelector(".outcome").textContent !== "running") return;
+  row.querySelector(".ended").replaceChildren(timeElement(event.ts));
+  row.querySelector(".outcome").textContent = event.type;
+  if (event.error) row.querySelector(".attempt-error").textContent = `${event.error.type}: ${event.error.message}`;
+}
+
 function apply(event) {
-  if (event.type !== "snapshot") logRow(event);
+  if (event.type !== "snapshot") {
+    logRow(event);
+    showAttempt(event);
+  }
   applyToJob(page, event);
   document.getElementById("state").textContent = event.state;
   const attempt = document.getElementById("attempt");
