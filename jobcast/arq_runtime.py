@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
@@ -115,6 +118,13 @@ class JobcastWorker(Worker):
         self.wakeup = self.ctx["wakeup"] = asyncio.Event()
         self._polls = 0
         self._last_beat = 0.0
+        self._info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "concurrency": self.max_jobs,
+            "kinds": sorted(self.ctx.get("kinds", ())),
+        }
         self._outage = 0
 
     async def main(self) -> None:
@@ -253,6 +263,9 @@ class JobcastWorker(Worker):
                 pipe.zremrangebyscore(keys.workers, "-inf", stale_ms)  # workers that died
                 # What it serves, so web servers can refuse a kind that no live worker runs.
                 pipe.hset(keys.worker_kinds, self.name, ",".join(sorted(self.ctx["kinds"])))
+                pipe.hset(
+                    keys.worker_info, self.name, orjson.dumps({**self._info, "seen_ms": int(now * 1000)})
+                )
                 await pipe.execute()
             self._last_beat = now
 

@@ -200,6 +200,13 @@ class Keys:
         return f"{self.prefix}:workers"
 
     @property
+    def worker_info(self) -> str:
+        """A hash: each worker's name to what the workers page shows of it (JSON: host, pid,
+        started_at, concurrency, kinds, seen_ms). Kept after the worker is gone, until it has been
+        silent for `lost_workers_shown_s`."""
+        return f"{self.prefix}:worker-info"
+
+    @property
     def worker_kinds(self) -> str:
         """A hash: each live worker's name to the kinds it serves (comma separated)."""
         return f"{self.prefix}:worker-kinds"

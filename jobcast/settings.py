@@ -289,6 +289,12 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(
         default=5.0, gt=0, description="Workers say they are alive (and what kinds they serve) this often."
     )
+    lost_workers_shown_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="The workers page keeps a worker that stopped sending heartbeats (lost, or stopped) "
+        "this long, marked as gone.",
+    )
     kinds: str = Field(
         default="",
         description="More job kinds (modules on the import path) and kinds left out (a leading `-`), "

@@ -28,6 +28,7 @@ from jobcast.server import (
     sse,
     submit,
     tokens,
+    workers_page,
     ws,
 )
 from jobcast.server.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, auth_middleware, send_cookie
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         metrics,
         pages,
         login,
+        workers_page,
     )
     for module in modules:
         app.add_routes(module.routes)

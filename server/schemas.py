@@ -101,6 +101,29 @@ class KindList(Closed):
     kinds: list[KindInfo]
 
 
+class WorkerJob(Closed):
+    id: str
+    kind: str | None
+    state: str | None
+    progress: Progress | None
+
+
+class WorkerInfo(Closed):
+    name: str
+    host: str
+    pid: int
+    started_at: str = Field(description="When the worker started (ISO 8601).")
+    concurrency: int = Field(description="Jobs it runs at once.")
+    kinds: list[str] = Field(description="The kinds it serves.")
+    heartbeat_age_s: float
+    gone: bool = Field(description="No heartbeat for 3 intervals: stopped, or lost.")
+    jobs: list[WorkerJob] = Field(description="The jobs it holds now.")
+
+
+class WorkerList(Closed):
+    workers: list[WorkerInfo]
+
+
 class Serving(Closed):
     worker: str
     kinds: list[str]

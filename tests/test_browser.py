@@ -129,6 +129,32 @@ async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reloa
             await page.reload()
 
 
+async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_as_gone(spawn, page) -> None:
+    beat = {"JOBCAST_WORKER_HEARTBEAT_S": "0.5"}
+    web_ = spawn("web", **beat)
+    worker_ = spawn("worker", JOBCAST_WORKER_MAX_JOBS="3", **beat)
+    await web_.wait_http()
+    async with aiohttp.ClientSession(web_.url) as session:
+        job = await submit(session, "/api/jobs", demo(40, 100))
+        await page.goto(web_.url + "/workers")
+        panel = page.locator(".worker").first
+        await expect(panel.locator(".pid")).to_have_text(str(worker_.process.pid), timeout=TIMEOUT_MS)
+        await expect(panel.locator(".concurrency")).to_have_text("3")
+        await expect(panel.locator(".kinds")).to_contain_text("demo")
+        await expect(panel.locator(".badge")).to_have_text("live")
+        # Its job, with a bar that moves while the page is open.
+        bar = panel.locator(f'[data-job-id="{job["id"]}"] progress')
+        await expect(bar).to_be_visible(timeout=TIMEOUT_MS)
+        first = float(await bar.get_attribute("value") or 0)
+        await page.wait_for_function(
+            f"() => document.querySelector('[data-job-id=\"{job['id']}\"] progress').value > {first}",
+            timeout=TIMEOUT_MS,
+        )
+        # Killed: the worker stays listed, marked gone.
+        worker_.signal(signal.SIGKILL)
+        await expect(panel.locator(".badge")).to_have_text("gone", timeout=TIMEOUT_MS)
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")

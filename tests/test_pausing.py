@@ -58,9 +58,12 @@ async def test_a_paused_kind_waits_in_place_while_others_run_then_resumes(spawn)
             assert response.status == 404 and response.content_type == "application/problem+json"
 
 
-async def test_only_admins_pause_kinds_in_owner_mode(owner_mode) -> None:  # noqa: F811
+async def test_only_admins_pause_kinds_and_see_workers_in_owner_mode(owner_mode) -> None:  # noqa: F811
     url = owner_mode.url
     async with aiohttp.ClientSession() as anyone:
+        for path in ("/api/workers", "/workers"):
+            assert await status_of(anyone, "GET", url + path) == 403
+            assert await status_of(anyone, "GET", url + path, headers=bearer(ADMIN_KEY)) == 200
         assert await status_of(anyone, "POST", url + "/api/kinds/demo/pause") == 403
         assert (
             await status_of(anyone, "POST", url + "/api/kinds/demo/pause", headers=bearer(SERVICE_KEY)) == 403

@@ -458,6 +458,57 @@ export interface components {
             /** Stream Token */
             stream_token: string;
         };
+        /** WorkerInfo */
+        WorkerInfo: {
+            /**
+             * Concurrency
+             * @description Jobs it runs at once.
+             */
+            concurrency: number;
+            /**
+             * Gone
+             * @description No heartbeat for 3 intervals: stopped, or lost.
+             */
+            gone: boolean;
+            /** Heartbeat Age S */
+            heartbeat_age_s: number;
+            /** Host */
+            host: string;
+            /**
+             * Jobs
+             * @description The jobs it holds now.
+             */
+            jobs: components["schemas"]["WorkerJob"][];
+            /**
+             * Kinds
+             * @description The kinds it serves.
+             */
+            kinds: string[];
+            /** Name */
+            name: string;
+            /** Pid */
+            pid: number;
+            /**
+             * Started At
+             * @description When the worker started (ISO 8601).
+             */
+            started_at: string;
+        };
+        /** WorkerJob */
+        WorkerJob: {
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string | null;
+            progress: components["schemas"]["Progress"] | null;
+            /** State */
+            state: string | null;
+        };
+        /** WorkerList */
+        WorkerList: {
+            /** Workers */
+            workers: components["schemas"]["WorkerInfo"][];
+        };
     };
     responses: never;
     parameters: never;
@@ -492,5 +543,8 @@ export type Serving = components['schemas']['Serving'];
 export type State = components['schemas']['State'];
 export type Stats = components['schemas']['Stats'];
 export type StreamToken = components['schemas']['StreamToken'];
+export type WorkerInfo = components['schemas']['WorkerInfo'];
+export type WorkerJob = components['schemas']['WorkerJob'];
+export type WorkerList = components['schemas']['WorkerList'];
 export type $defs = Record<string, never>;
 export type operations = Record<string, never>;
