@@ -29,7 +29,7 @@ from jobcast.settings import Settings
 
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
-    "resume",
+    *("resume", "run_now"),
 )
 
 

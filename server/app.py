@@ -25,6 +25,7 @@ from jobcast.server import (
     pausing,
     queries,
     results,
+    scheduled_page,
     sse,
     submit,
     tokens,
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         pages,
         login,
         workers_page,
+        scheduled_page,
     )
     for module in modules:
         app.add_routes(module.routes)

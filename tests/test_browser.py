@@ -155,6 +155,22 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
         await expect(panel.locator(".badge")).to_have_text("gone", timeout=TIMEOUT_MS)
 
 
+async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, worker, page) -> None:
+    later = await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 2}, "delay_s": 600})
+    soon = await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 2}, "delay_s": 300})
+    await page.goto(base(client) + "/scheduled")
+    rows = page.locator("#scheduled tr")
+    await expect(rows).to_have_count(2)
+    # Soonest first, each with its run time.
+    assert [await r.get_attribute("data-job-id") for r in await rows.all()] == [soon["id"], later["id"]]
+    await expect(rows.first.locator(".runs-at time")).to_have_attribute("datetime", soon["run_at"])
+    await page.get_by_role("button", name=f"Run now demo {soon['id'][:8]}").click()
+    await expect(rows).to_have_count(1)
+    assert (await watch_to_end(client, soon["id"]))[-1]["type"] == "succeeded"
+    await page.get_by_role("button", name=f"Cancel demo {later['id'][:8]}").click()
+    await expect(page.locator("#state")).to_have_text("cancelled")
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")

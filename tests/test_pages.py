@@ -114,3 +114,17 @@ async def test_find_answers_a_problem_for_a_bad_or_unknown_id(client) -> None:
         response = await client.get("/find?" + query, allow_redirects=False)
         assert response.status == status, query
         assert response.content_type == "application/problem+json"
+
+
+async def test_run_now_is_for_jobs_waiting_for_their_time(client, worker) -> None:
+    delayed = await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 1}, "delay_s": 600})
+    listed = await get_json(client, "/api/scheduled")
+    assert [j["id"] for j in listed["jobs"]] == [delayed["id"]]
+    now = await client.post(f"/api/jobs/{delayed['id']}/run-now")
+    assert now.status == 200 and (await now.json())["id"] == delayed["id"]
+    await watch_to_end(client, delayed["id"])
+    assert (await get_json(client, "/api/scheduled"))["jobs"] == []
+    again = await client.post(f"/api/jobs/{delayed['id']}/run-now")  # ended: nothing to run now
+    assert again.status == 409 and again.content_type == "application/problem+json"
+    unknown = await client.post(f"/api/jobs/{'0' * 32}/run-now")
+    assert unknown.status == 404
