@@ -57,6 +57,13 @@ export function applyToJob(root, event) {
     const label = root.querySelector(".job-percent, #percent");
     if (label) label.textContent = `${Math.round(percent * 100) / 100}%`;
   }
+  // A job waiting for its time says when it runs (delayed, or backing off between attempts).
+  const when = root.querySelector(".job-when");
+  if (when) {
+    const at = ["queued", "retrying"].includes(event.state) ? event.next_attempt_at || event.run_at : null;
+    when.hidden = !at;
+    when.replaceChildren(...(at ? ["runs at ", timeElement(at)] : []));
+  }
   const message = root.querySelector(".job-message, #message");
   if (message) {
     if (event.error && event.state !== "succeeded") message.textContent = `${event.error.type}: ${event.error.message}`;

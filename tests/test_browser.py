@@ -164,6 +164,11 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
     # Soonest first, each with its run time.
     assert [await r.get_attribute("data-job-id") for r in await rows.all()] == [soon["id"], later["id"]]
     await expect(rows.first.locator(".runs-at time")).to_have_attribute("datetime", soon["run_at"])
+    # The dashboard's rows say when they run, rather than a bare "queued 0%".
+    await page.goto(base(client) + "/")
+    when = page.locator(f'.job[data-job-id="{soon["id"]}"] .job-when time')
+    await expect(when).to_have_attribute("datetime", soon["run_at"])
+    await page.goto(base(client) + "/scheduled")
     await page.get_by_role("button", name=f"Run now demo {soon['id'][:8]}").click()
     await expect(rows).to_have_count(1)
     assert (await watch_to_end(client, soon["id"]))[-1]["type"] == "succeeded"
