@@ -38,7 +38,13 @@ function logRow(event) {
 function showEnd(event) {
   cancelButton.disabled = true;
   retryButton.disabled = !["failed", "cancelled"].includes(event.state);
-  if (event.error && event.state !== "succeeded") {
+  // "Cancel requested" and the like: the job has ended, the ending says the rest.
+  actionStatus.textContent = "";
+  if (event.state === "cancelled") {
+    // A cancel someone asked for is an outcome, not an error.
+    document.getElementById("error").hidden = true;
+    document.getElementById("cancelled-note").hidden = false;
+  } else if (event.error && event.state !== "succeeded") {
     document.getElementById("error-type").textContent = event.error.type;
     document.getElementById("error-message").textContent = event.error.message;
     document.getElementById("error").hidden = false;

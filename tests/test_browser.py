@@ -199,6 +199,13 @@ async def test_cancel_from_the_job_page(client, worker, page) -> None:
     await expect(page.locator("#log tr:last-child td:nth-child(2)")).to_have_text("cancelled")
     await expect(page.locator("#retry")).to_be_enabled()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "ended")
+    # A cancel asked for is a neutral outcome, not an error; "cancel requested" is gone.
+    await expect(page.locator("#cancelled-note")).to_be_visible()
+    await expect(page.locator("#error")).to_be_hidden()
+    await expect(page.locator("#action-status")).to_have_text("")
+    await page.reload()  # the same, server-rendered
+    await expect(page.locator("#cancelled-note")).to_be_visible()
+    await expect(page.locator("#error")).to_be_hidden()
 
 
 async def test_a_web_restart_shows_reconnecting_then_resumes_without_gap_or_duplicate(
