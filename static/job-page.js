@@ -118,7 +118,10 @@ cancelButton.addEventListener("click", async (click) => {
   actionStatus.textContent = "Cancelling…";
   try {
     const job = await cancelJob(jobId, { base });
-    actionStatus.textContent = job.state === "cancelled" ? "Cancelled." : "Cancel requested; the job is stopping.";
+    // Unless the job's end arrived first (its stream says how it ended).
+    if (!TERMINAL.has(page.dataset.state)) {
+      actionStatus.textContent = job.state === "cancelled" ? "Cancelled." : "Cancel requested; the job is stopping.";
+    }
   } catch (error) {
     actionStatus.textContent = error.problem?.detail || "Could not cancel.";
   }
