@@ -208,6 +208,11 @@ setInterval(() => {
 }, 1000);
 for (const row of rows.values()) updateTiming(row);
 
+// On a phone the jobs come first and the form starts folded (one tap opens it).
+if (window.matchMedia("(max-width: 56rem)").matches && !form.querySelector(".form-problem")) {
+  document.getElementById("submit-details").open = false;
+}
+
 // The form: the kind picks its fieldset; the server validates and its messages go next to fields.
 const kindSelect = document.getElementById("kind");
 function showKind() {

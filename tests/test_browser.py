@@ -176,6 +176,21 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
     await expect(page.locator("#state")).to_have_text("cancelled")
 
 
+async def test_on_a_phone_the_jobs_come_first_and_the_form_unfolds_on_a_tap(client, worker, page) -> None:
+    job = await submit(client, "/api/jobs", demo(2, 10))
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(base(client) + "/")
+    jobs = await page.locator(".jobs-panel").bounding_box()
+    form = await page.locator(".submit-panel").bounding_box()
+    assert jobs is not None and form is not None and jobs["y"] < form["y"]
+    await expect(page.locator(f'.job[data-job-id="{job["id"]}"]')).to_be_visible()
+    # No wider than the screen, and the form folded until asked for.
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    await expect(page.locator("#kind")).to_be_hidden()
+    await page.get_by_text("Submit a job").click()
+    await expect(page.locator("#kind")).to_be_visible()
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")
