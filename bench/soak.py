@@ -32,6 +32,10 @@ MIB = 1024 * 1024
 SUBMIT_PER_S = 30
 MAX_STREAMS = 150  # SSE streams held open at once by the load
 MAX_SOCKETS = 30  # WebSockets held open at once
+# Streams opened a second, all kinds together. Without a cap the rate follows the jobs: a stream to
+# a job that has ended answers at once and the loop opens the next, so a faster worker meant five
+# times the churn (and a saturated web) in one run and not in another.
+OPENS_PER_S = 90
 
 
 def fds(pid: int) -> int:
@@ -59,6 +63,7 @@ class Load:
         self.jobs: list[str] = []
         self.streams = 0  # open right now, SSE and WebSocket
         self.to_cancel: asyncio.Queue[tuple[float, str]] = asyncio.Queue(maxsize=10_000)
+        self.next_open = time.monotonic()
         self.counts = {
             "submitted": 0,
             "streams_opened": 0,
@@ -96,11 +101,18 @@ class Load:
             except aiohttp.ClientError:
                 self.counts["errors"] += 1
 
+    async def paced(self) -> None:
+        """Wait for this stream's turn: OPENS_PER_S at most, on a fixed schedule."""
+        now = time.monotonic()
+        self.next_open = max(self.next_open + 1 / OPENS_PER_S, now)
+        await asyncio.sleep(self.next_open - now)
+
     async def sse(self, session: aiohttp.ClientSession, feed: bool) -> None:
         while time.monotonic() < self.deadline:
             if not self.jobs or self.streams >= MAX_STREAMS + MAX_SOCKETS:
                 await asyncio.sleep(0.1)
                 continue
+            await self.paced()
             path = "/api/events" if feed else f"/api/jobs/{random.choice(self.jobs)}/events"
             try:
                 async with asyncio.timeout(random.uniform(0.2, 5.0)), session.get(path) as response:
@@ -121,6 +133,7 @@ class Load:
             if not self.jobs:
                 await asyncio.sleep(0.1)
                 continue
+            await self.paced()
             opened = False
             try:
                 async with session.ws_connect("/api/ws") as ws:

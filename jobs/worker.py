@@ -184,7 +184,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         if kind is None:
             metrics.finished.labels(record.kind, "cancelled" if record.cancel_requested else "failed").inc()
             return
-        if not await progress.state(EventType.STARTED):
+        # The event names the worker, for the job page's attempts.
+        if not await progress.state(EventType.STARTED, extra={"worker": ctx["lease_owner"]}):
             return  # ended, or another worker started this attempt first
         log.info("%s attempt %d started", record.kind, attempt)
         started = metrics.started(record.kind, waited_s(record) if attempt == 1 else None)

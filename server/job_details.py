@@ -30,13 +30,15 @@ def _row(name: str, value: Any, label: str, hint: str) -> dict[str, str]:
 
 
 def attempts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each attempt from its `started` to the event that ended it: when, how, and the error."""
+    """Each attempt from its `started` to the event that ended it: where, when, how, and the
+    error."""
     found: dict[int, dict[str, Any]] = {}
     for event in events:
         number = event.get("attempt") or 0
         if event["type"] == "started":
             found[number] = {
                 "attempt": number,
+                "worker": event.get("worker"),
                 "started_at": event.get("ts"),
                 "ended_at": None,
                 "outcome": None,

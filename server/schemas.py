@@ -209,5 +209,6 @@ class JobEvent(BaseModel):
     progress: Progress | None
     result: Any = None
     error: ErrorInfo | None = None
+    worker: str | None = Field(default=None, description="On `started`: the worker running the attempt.")
     feed_seq: int | None = Field(default=None, description="On the feed only: the event's feed seq.")
     epoch: str | None = Field(default=None, description="On the feed only: the epoch its feed seq counts in.")

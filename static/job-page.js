@@ -68,10 +68,12 @@ function showAttempt(event) {
   if (event.type === "started") {
     const row = document.createElement("tr");
     row.dataset.attempt = event.attempt;
-    const cells = [event.attempt, timeElement(event.ts), "", "running", ""];
+    const worker = document.createElement("code");
+    worker.textContent = event.worker ?? "—";
+    const cells = [event.attempt, worker, timeElement(event.ts), "", "running", ""];
     for (const [i, content] of cells.entries()) {
       const cell = document.createElement("td");
-      cell.className = ["", "", "ended", "outcome", "attempt-error"][i];
+      cell.className = ["", "worker", "", "ended", "outcome", "attempt-error"][i];
       cell.append(content);
       row.append(cell);
     }

@@ -109,14 +109,14 @@ async def test_the_dashboard_search_opens_a_job_from_the_start_of_its_id(client,
 async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reload(
     client, worker, page
 ) -> None:
-    body = {"kind": "demo", "params": {"steps": 3, "step_ms": 300, "fail_at_step": 2, "fail_attempts": 1}}
+    body = {"kind": "demo", "params": {"steps": 10, "step_ms": 300, "fail_at_step": 2, "fail_attempts": 1}}
     job = await submit(client, "/api/jobs", body)
     await page.goto(base(client) + f"/jobs/{job['id']}")
-    # Loaded before the second attempt: that one, at least, the page learns live.
-    assert await page.locator("#attempts tr").count() < 2
     await expect(page.locator('[data-param="fail_at_step"]')).to_have_text("2")
-    await expect(page.locator('[data-param="steps"]')).to_have_text("3")
+    await expect(page.locator('[data-param="steps"]')).to_have_text("10")
     attempts = page.locator("#attempts tr")
+    # The second attempt is seen running (it takes 3 s), then ending: that end arrives live.
+    await expect(attempts.nth(1).locator(".outcome")).to_have_text("running", timeout=TIMEOUT_MS)
     await expect(page.locator("#state")).to_have_text("succeeded", timeout=TIMEOUT_MS)
     for shown in ("live", "reloaded"):
         await expect(attempts).to_have_count(2)
@@ -124,6 +124,7 @@ async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reloa
         await expect(first.locator(".outcome")).to_have_text("retrying")
         await expect(first.locator(".attempt-error")).to_have_text("DemoFailure: failed at step 2 as asked")
         await expect(second.locator(".outcome")).to_have_text("succeeded")
+        await expect(second.locator(".worker")).to_contain_text(":")  # host:pid:id, the worker's name
         await expect(second.locator(".attempt-error")).to_have_text("")
         if shown == "live":
             await page.reload()

@@ -155,6 +155,12 @@ export interface components {
              * @enum {string}
              */
             type: "queued" | "started" | "progress" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
+            /**
+             * Worker
+             * @description On `started`: the worker running the attempt.
+             * @default null
+             */
+            worker?: string | null;
         };
         /** JobLinks */
         JobLinks: {
