@@ -16,7 +16,13 @@ const actionStatus = document.getElementById("action-status");
 const MAX_PROGRESS_ROWS = 1000;
 let progressRows = log.querySelectorAll("tr[data-type=progress]").length;
 
+// The log follows its live end while the reader is there; scrolled up, it stays put.
+const logBox = log.closest(".table-wrap");
+const atEnd = () => logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 8;
+logBox.scrollTop = logBox.scrollHeight;
+
 function logRow(event) {
+  const following = atEnd();
   const row = document.createElement("tr");
   row.dataset.seq = event.seq;
   let detail = "";
@@ -33,6 +39,7 @@ function logRow(event) {
     log.querySelector("tr[data-type=progress]")?.remove();
     progressRows -= 1;
   }
+  if (following) logBox.scrollTop = logBox.scrollHeight;
 }
 
 function showEnd(event) {

@@ -192,6 +192,26 @@ async def test_on_a_phone_the_jobs_come_first_and_the_form_unfolds_on_a_tap(clie
     await expect(page.locator("#kind")).to_be_visible()
 
 
+async def test_the_job_pages_log_follows_its_live_end_unless_scrolled_up(client, worker, page) -> None:
+    job = await submit(client, "/api/jobs", demo(200, 40))
+    await page.goto(base(client) + job["links"]["page"])
+    box = page.locator("#log").locator("xpath=ancestor::div[contains(@class, 'table-wrap')]")
+    at_end = "b => b.scrollHeight - b.scrollTop - b.clientHeight < 8"
+    # Enough rows to scroll, and still at the end as more arrive.
+    await page.wait_for_function("() => document.querySelectorAll('#log tr').length > 40", timeout=TIMEOUT_MS)
+    assert await box.evaluate("b => b.scrollHeight > b.clientHeight")
+    await page.wait_for_function("() => document.querySelectorAll('#log tr').length > 60", timeout=TIMEOUT_MS)
+    assert await box.evaluate(at_end)
+    # Scrolled up to read, it stays there.
+    await box.evaluate("b => { b.scrollTop = 0; }")
+    rows = await page.locator("#log tr").count()
+    await page.wait_for_function(
+        f"() => document.querySelectorAll('#log tr').length > {rows + 5}", timeout=TIMEOUT_MS
+    )
+    assert await box.evaluate("b => b.scrollTop") == 0
+    await client.post(f"/api/jobs/{job['id']}/cancel")
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")
