@@ -240,6 +240,12 @@ class Settings(BaseSettings):
         ge=40,
         description="A progress or error message is cut to this many characters before it is stored.",
     )
+    max_traceback_chars: int = Field(
+        default=8000,
+        ge=0,
+        description="A failed attempt's traceback is kept for operators (never in events, never shown to "
+        "owners), cut to its last this many characters. 0: none kept.",
+    )
     files_dir: Path = Field(
         default=Path("data/files"),
         description="Uploads and result files; on several machines, one shared volume mounted on every "

@@ -510,6 +510,19 @@ class JobStore:
     async def load(self, job_id: str) -> JobRecord | None:
         return record_from(await self.redis.hmget(self.keys.job(job_id), RECORD_FIELDS))
 
+    async def keep_traceback(self, job_id: str, attempt: int, text: str) -> None:
+        """A failed attempt's traceback, for operators only: a field of the job's hash (it expires
+        with the job), never part of an event or a snapshot."""
+        await self.redis.hset(self.keys.job(job_id), f"traceback:{attempt}", text)
+
+    async def tracebacks(self, job_id: str, attempts: int) -> dict[int, str]:
+        """The tracebacks kept for attempts 1 to `attempts`, by attempt."""
+        if attempts < 1:
+            return {}
+        fields = [f"traceback:{n}" for n in range(1, attempts + 1)]
+        values = await self.redis.hmget(self.keys.job(job_id), fields)
+        return {n: v.decode() for n, v in enumerate(values, start=1) if v}
+
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))
         return build_snapshot(job_id, raw, self.links) if raw else None

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import traceback
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
@@ -285,6 +286,7 @@ async def _run_attempt(
         await progress.state(EventType.CANCELLED, error=CANCELLED)
         metrics.finished.labels(kind.name, "cancelled").inc()
     except Exception as e:
+        await keep_traceback(store, ctx, e, settings.max_traceback_chars)
         if isinstance(e, TimeoutError) and deadline.expired():
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
             metrics.timeouts.labels(kind.name).inc()
@@ -310,6 +312,20 @@ async def _run_attempt(
         await progress.state(EventType.SUCCEEDED, result=result)
         metrics.finished.labels(kind.name, "succeeded").inc()
         log.info("attempt %d succeeded", ctx.attempt)
+
+
+async def keep_traceback(store: JobStore, ctx: JobContext, error: BaseException, max_chars: int) -> None:
+    """The attempt's traceback for operators (the job page shows it to admins only), its last
+    `max_chars` characters: the frames nearest the error matter most."""
+    if max_chars <= 0:
+        return
+    text = "".join(traceback.format_exception(error))
+    if len(text) > max_chars:
+        text = "…" + text[-(max_chars - 1) :]
+    try:
+        await store.keep_traceback(ctx.job_id, ctx.attempt, text)
+    except RedisError as e:  # the job's outcome matters more: it is published next regardless
+        log.warning("could not keep the traceback of attempt %d: %s", ctx.attempt, e)
 
 
 def create_worker(settings: Settings) -> JobcastWorker:

@@ -198,11 +198,16 @@ async def job_page(request: web.Request) -> web.Response:
     job = await load_snapshot(request)
     records, _ = await request.app[STORE].history_after(job["id"], 0)
     events = _history(records)
+    tried = attempts(events)
+    if principal(request).sees_all:  # operators only: owners see the error, never the traceback
+        kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
+        for attempt in tried:
+            attempt["traceback"] = kept.get(attempt["attempt"])
     context = {
         "job": job,
         "events": events,
         "params": params_rows(request.app[KINDS].get(job["kind"]), job["params"]),
-        "attempts": attempts(events),
+        "attempts": tried,
         "origin": str(request.url.origin()),
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
     }

@@ -122,12 +122,17 @@ async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reloa
         await expect(attempts).to_have_count(2)
         first, second = attempts.nth(0), attempts.nth(1)
         await expect(first.locator(".outcome")).to_have_text("retrying")
-        await expect(first.locator(".attempt-error")).to_have_text("DemoFailure: failed at step 2 as asked")
+        await expect(first.locator(".attempt-error")).to_contain_text(
+            "DemoFailure: failed at step 2 as asked"
+        )
         await expect(second.locator(".outcome")).to_have_text("succeeded")
         await expect(second.locator(".worker")).to_contain_text(":")  # host:pid:id, the worker's name
         await expect(second.locator(".attempt-error")).to_have_text("")
         if shown == "live":
             await page.reload()
+    # The operator (single-user mode: everyone is) also gets the failed attempt's traceback.
+    await first.locator(".traceback summary").click()
+    await expect(first.locator(".traceback pre")).to_contain_text("DemoFailure: failed at step 2")
 
 
 async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_as_gone(spawn, page) -> None:

@@ -528,3 +528,20 @@ async def test_each_owner_has_an_hourly_cpu_budget(aiohttp_client, settings) -> 
     other = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with other, other.post(f"http://127.0.0.1:{client.port}/api/jobs", json=heavy) as response:
         assert response.status == 202  # another owner's budget is their own
+
+
+async def test_a_failed_attempts_traceback_is_for_operators_only(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    owner, _ = browsers
+    failing = {"kind": "demo", "params": {"steps": 2, "step_ms": 1, "fail_at_step": 1}}
+    job = await submitted(owner, url, failing)
+    events = await watch_to_end(owner, job["id"], base=url)
+    assert events[-1]["type"] == "failed" and "Traceback" not in str(events)  # not in events
+    async with owner.get(f"{url}/jobs/{job['id']}") as response:
+        mine = await response.text()
+    assert "DemoFailure" in mine and "Traceback" not in mine
+    async with (
+        aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin,
+        admin.get(f"{url}/jobs/{job['id']}") as response,
+    ):
+        assert "Traceback (most recent call last)" in await response.text()
