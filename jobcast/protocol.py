@@ -102,6 +102,11 @@ class Keys:
         return f"{self.prefix}:index:owner:{owner}"
 
     @property
+    def kind_waiting(self) -> str:
+        """A hash: `<kind>|<priority>` to how many of its jobs wait (queued, or between attempts)."""
+        return f"{self.prefix}:kind-waiting"
+
+    @property
     def owner_waiting(self) -> str:
         """A hash: each owner's count of waiting jobs (queued or between attempts)."""
         return f"{self.prefix}:owner-waiting"

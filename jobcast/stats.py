@@ -27,7 +27,12 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         pipe.zremrangebyscore(keys.workers, "-inf", now - int(worker_ttl_s * 1000))
         pipe.zrange(keys.workers, 0, -1)
         pipe.hgetall(keys.worker_kinds)
+        pipe.hgetall(keys.kind_waiting)
         results = await pipe.execute()
+    by_kind: dict[str, dict[str, int]] = {}
+    for field, count in results.pop().items():
+        kind, _, priority = field.decode().rpartition("|")
+        by_kind.setdefault(kind, {})[priority] = int(count)
     waiting, delayed, oldest = {}, {}, []
     for i, p in enumerate(priorities):
         due, later, first = results[3 * i : 3 * i + 3]
@@ -47,6 +52,7 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         "workers": len(live),
         "serving": [{"worker": name, "kinds": names} for name, names in serving.items()],
         "paused": await paused_kinds(store),
+        "waiting_by_kind": dict(sorted(by_kind.items())),
     }
 
 

@@ -151,6 +151,9 @@ class Stats(Closed):
     workers: int
     serving: list[Serving] = Field(description="Each live worker and the kinds it serves.")
     paused: dict[str, PausedKind] = Field(description="The paused kinds (POST /api/kinds/{kind}/pause).")
+    waiting_by_kind: dict[str, dict[str, int]] = Field(
+        description="Per kind and priority, the jobs waiting: queued (due or delayed) or between attempts."
+    )
 
 
 class Liveness(Closed):

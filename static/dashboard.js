@@ -58,6 +58,7 @@ function refreshStatsSoon() {
       }
       showServing(stats.serving);
       showPaused(stats.paused);
+      showWaiting(stats.waiting_by_kind);
     } catch {
       // The connection indicator already says when the server is away.
     }
@@ -90,6 +91,16 @@ function showServing(serving) {
 function showPaused(paused) {
   for (const item of document.querySelectorAll("#kind-intake [data-kind]")) {
     showIntake(item, paused?.[item.dataset.kind]);
+  }
+}
+
+// Each kind's waiting jobs, in all and per priority.
+function showWaiting(byKind) {
+  for (const item of document.querySelectorAll("#kind-intake [data-kind]")) {
+    const counts = byKind?.[item.dataset.kind] ?? {};
+    const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
+    const parts = Object.keys(counts).sort().map((priority) => `${priority} ${counts[priority]}`);
+    item.querySelector(".kind-waiting").textContent = `${total} waiting${parts.length ? ` (${parts.join(", ")})` : ""}`;
   }
 }
 

@@ -91,6 +91,7 @@ async def test_pausing_a_kind_from_the_dashboard_holds_its_jobs_until_it_resumes
     await expect(row.locator(".job-kind")).to_have_text("demo")
     # Held back: the dashboard counts it once a worker would have taken it, and it stays queued.
     await expect(intake.locator(".intake-state")).to_contain_text("1 held back", timeout=TIMEOUT_MS)
+    await expect(intake.locator(".kind-waiting")).to_have_text("1 waiting (default 1)")
     await expect(row.locator(".badge")).to_have_text("queued")
     await intake.get_by_role("button", name="Resume demo").click()
     await expect(intake.locator(".intake-state")).to_have_text("running")

@@ -41,6 +41,8 @@ async def test_a_paused_kind_waits_in_place_while_others_run_then_resumes(spawn)
         assert await states(session, [j["id"] for j in held]) == ["queued"] * 3
         stats = await get_json(session, "/api/stats")
         assert stats["paused"]["demo"]["since"] == answer["since"]
+        # Waiting, counted per kind and priority (the running one is not).
+        assert stats["waiting_by_kind"] == {"demo": {"default": 3}}
         # A job of the kind that was running when it paused runs to its end.
         assert (await watch_to_end(session, running["id"]))[-1]["type"] == "succeeded"
         # A held-back job can still be cancelled; it stays cancelled after the resume.
@@ -52,7 +54,8 @@ async def test_a_paused_kind_waits_in_place_while_others_run_then_resumes(spawn)
         for job in held:
             assert (await watch_to_end(session, job["id"]))[-1]["type"] == "succeeded"
         assert await states(session, [cancelled["id"]]) == ["cancelled"]
-        assert (await get_json(session, "/api/stats"))["paused"] == {}
+        stats = await get_json(session, "/api/stats")
+        assert stats["paused"] == {} and stats["waiting_by_kind"] == {}
         # An unknown kind is a 404 problem.
         async with session.post("/api/kinds/nope/pause") as response:
             assert response.status == 404 and response.content_type == "application/problem+json"

@@ -2,12 +2,20 @@
 -- cancel; jobcast/scripts.py). Kept apart so that the other scripts' layout holds none of what
 -- these read.
 
--- Keep the owner's count of waiting jobs (a field of one hash: owners are data, not keys).
+-- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
+-- the dashboard), fields of one hash each: owners and kinds are data, not keys.
 local function count_waiting(job, delta)
-  local owner = redis.call('HGET', job, 'owner')
+  local fields = redis.call('HMGET', job, 'owner', 'kind', 'priority')
+  local owner, kind, priority = fields[1], fields[2], fields[3]
   if owner then
     if redis.call('HINCRBY', L.owner_waiting, owner, delta) <= 0 then
       redis.call('HDEL', L.owner_waiting, owner)
+    end
+  end
+  if kind and priority then
+    local field = kind .. '|' .. priority
+    if redis.call('HINCRBY', L.kind_waiting, field, delta) <= 0 then
+      redis.call('HDEL', L.kind_waiting, field)
     end
   end
 end

@@ -451,6 +451,15 @@ export interface components {
             waiting: {
                 [key: string]: number;
             };
+            /**
+             * Waiting By Kind
+             * @description Per kind and priority, the jobs waiting: queued (due or delayed) or between attempts.
+             */
+            waiting_by_kind: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            };
             /** Workers */
             workers: number;
         };
