@@ -58,7 +58,13 @@ async def test_the_wheel_runs_from_a_clean_venv(venv: Path, spawn) -> None:
     installed = [line.strip() for line in files.split("Files:")[1].splitlines() if line.strip()]
     top_level = {path.split("/")[0] for path in installed if not path.startswith("..")}
     assert top_level <= {"jobcast", "jobcast-0.1.0.dist-info"}, top_level
-    assert "jobcast/static/jobcast.js" in installed and "jobcast/templates/index.html" in installed
+    # Every static file and template of the checkout is in the wheel.
+    for folder in ("static", "templates"):
+        for path in (CHECKOUT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                assert f"jobcast/{path.relative_to(CHECKOUT)}" in installed, (
+                    f"{path.relative_to(CHECKOUT)} is not in the wheel"
+                )
     where = run(python(venv), "-c", "import jobcast.server.app as m; print(m.__file__)", cwd=venv)
     assert where.startswith(str(venv)), where
 
@@ -70,6 +76,16 @@ async def test_the_wheel_runs_from_a_clean_venv(venv: Path, spawn) -> None:
             assert page.status == 200 and "<form" in await page.text()
         async with session.get(web.url + "/static/jobcast.js") as script:
             assert script.status == 200 and "export function watchJob" in await script.text()
+        # Every page and static file the checkout serves, the wheel serves too.
+        for path in (
+            "/favicon.ico",
+            "/workers",
+            "/scheduled",
+            "/static/workers-page.js",
+            "/static/favicon.svg",
+        ):
+            async with session.get(web.url + path) as answer:
+                assert answer.status == 200, path
         job = await submit(session, web.url + "/api/jobs", demo(3, 10))
         events = await asyncio.wait_for(watch_to_end(session, job["id"], base=web.url), 60)
     assert events[-1]["type"] == "succeeded"
