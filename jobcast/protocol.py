@@ -101,6 +101,11 @@ class Keys:
     def index_owner(self, owner: str) -> str:
         return f"{self.prefix}:index:owner:{owner}"
 
+    def finished(self, span: str, bucket: int | str) -> str:
+        """A hash of the jobs finished in one time bucket (`minute` or `hour` since the epoch):
+        `<kind>|<final state>` to how many."""
+        return f"{self.prefix}:finished:{span}:{bucket}"
+
     @property
     def kind_waiting(self) -> str:
         """A hash: `<kind>|<priority>` to how many of its jobs wait (queued, or between attempts)."""

@@ -75,6 +75,8 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "parked_prefix": keys.parked(""),
         "owner_waiting": keys.owner_waiting,
         "kind_waiting": keys.kind_waiting,
+        "finished_minute": keys.finished("minute", ""),
+        "finished_hour": keys.finished("hour", ""),
         "compact_due": keys.compact_due,
         "history_grace_ms": settings.history_grace_s * 1000,
         "disk_usage": keys.disk_usage,

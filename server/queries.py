@@ -7,6 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobcast.finished import finished
 from jobcast.listing import BadCursor, list_jobs
 from jobcast.protocol import State
 from jobcast.server.api import json_response
@@ -14,7 +15,7 @@ from jobcast.server.auth import principal, require_admin
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import Operation, json, operation
 from jobcast.server.problems import Problem, validation_problem
-from jobcast.server.schemas import JobPage, Stats
+from jobcast.server.schemas import FinishedHistory, JobPage, Stats
 from jobcast.stats import stats
 
 routes = web.RouteTableDef()
@@ -69,6 +70,30 @@ async def jobs(request: web.Request) -> web.Response:
     if page.next_cursor:
         body["links"] = {"next": str(request.rel_url.update_query(cursor=page.next_cursor))}
     return json_response(body)
+
+
+class FinishedQuery(BaseModel):
+    span: Literal["hour", "day"] = Field(
+        default="hour", description="Per minute over an hour, or per hour over a day"
+    )
+
+
+@routes.get("/api/finished")
+@operation(
+    Operation(
+        "Jobs finished over the last hour (per minute) or day (per hour), by kind and final state",
+        {200: json("The buckets", FinishedHistory)},
+        query=FinishedQuery,
+        problems=(400, 403, 503),
+    )
+)
+async def get_finished(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        query = FinishedQuery.model_validate(dict(request.query))
+    except ValidationError:
+        raise Problem(400, "span: hour or day", slug="bad-span") from None
+    return json_response(await finished(request.app[STORE], query.span))
 
 
 @routes.get("/api/stats")

@@ -142,6 +142,17 @@ class KindPause(Closed):
     resumed: int | None = Field(default=None, description="On resume: the jobs put back in their queues.")
 
 
+class FinishedBucket(Closed):
+    start: str = Field(description="When the bucket starts (ISO 8601).")
+    counts: dict[str, dict[str, int]] = Field(description="Per kind, the jobs that ended, by final state.")
+
+
+class FinishedHistory(Closed):
+    span: Literal["hour", "day"]
+    bucket_s: int = Field(description="Each bucket's length: 60 over an hour, 3600 over a day.")
+    buckets: list[FinishedBucket] = Field(description="Oldest first; the last one is under way.")
+
+
 class Stats(Closed):
     waiting: dict[str, int] = Field(description="Jobs due now, per priority.")
     delayed: dict[str, int] = Field(description="Jobs waiting for their time, per priority.")

@@ -86,6 +86,68 @@ function showServing(serving) {
   list.replaceChildren(...items);
 }
 
+// Finished jobs over time (GET /api/finished), redrawn every few seconds: bars per bucket, the
+// failed part stacked on top, with a summary and a table as its text alternative.
+const SVG = "http://www.w3.org/2000/svg";
+const spanSelect = document.getElementById("finished-span");
+async function drawFinished() {
+  const svg = document.getElementById("finished-svg");
+  if (!svg) return;
+  let history;
+  try {
+    history = await readJson(await fetch(`${base}/api/finished?span=${spanSelect.value}`));
+  } catch {
+    return;
+  }
+  const rows = history.buckets.map((bucket) => {
+    const sums = { succeeded: 0, failed: 0, cancelled: 0 };
+    for (const states of Object.values(bucket.counts)) {
+      for (const [state, n] of Object.entries(states)) sums[state] = (sums[state] ?? 0) + n;
+    }
+    return { start: bucket.start, ...sums, total: sums.succeeded + sums.failed + sums.cancelled };
+  });
+  const most = Math.max(1, ...rows.map((r) => r.total));
+  const width = 600 / rows.length;
+  const bars = [];
+  rows.forEach((row, i) => {
+    const ok = ((row.total - row.failed) / most) * 100;
+    const bad = (row.failed / most) * 100;
+    for (const [cls, height, y] of [["ok", ok, 100 - ok], ["bad", bad, 100 - ok - bad]]) {
+      if (height <= 0) continue;
+      const rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("class", cls);
+      rect.setAttribute("x", String(i * width + width * 0.1));
+      rect.setAttribute("width", String(width * 0.8));
+      rect.setAttribute("y", String(y));
+      rect.setAttribute("height", String(height));
+      bars.push(rect);
+    }
+  });
+  svg.replaceChildren(...bars);
+  const total = rows.reduce((sum, r) => sum + r.total, 0);
+  const failed = rows.reduce((sum, r) => sum + r.failed, 0);
+  const unit = history.span === "hour" ? "minute" : "hour";
+  document.getElementById("finished-summary").textContent =
+    `${total} finished, ${failed} failed over the last ${history.span}; at most ${most === 1 && !total ? 0 : most} in one ${unit}.`;
+  const clock = (iso) => iso.slice(history.span === "hour" ? 11 : 5, 16).replace("T", " ");
+  document.getElementById("finished-table").replaceChildren(
+    ...rows.filter((r) => r.total).map((r) => {
+      const tr = document.createElement("tr");
+      for (const value of [clock(r.start), r.succeeded, r.failed, r.cancelled]) {
+        const td = document.createElement("td");
+        td.textContent = String(value);
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}
+if (spanSelect) {
+  spanSelect.addEventListener("change", drawFinished);
+  drawFinished();
+  setInterval(drawFinished, 5000);
+}
+
 // Each kind's intake, paused or running (POST /api/kinds/{kind}/pause and /resume): a paused
 // kind's jobs wait, held back, until it resumes; running ones finish.
 function showPaused(paused) {

@@ -218,6 +218,32 @@ async def test_the_job_pages_log_follows_its_live_end_unless_scrolled_up(client,
     await client.post(f"/api/jobs/{job['id']}/cancel")
 
 
+async def test_the_finished_jobs_graph_fills_as_jobs_end(client, worker, page) -> None:
+    await page.goto(base(client) + "/")
+    await expect(page.locator("#finished-summary")).to_contain_text("0 finished")
+    failing = {"kind": "demo", "params": {"steps": 1, "step_ms": 1, "fail_at_step": 1}}
+    jobs = [await submit(client, "/api/jobs", body) for body in (demo(1, 1), demo(1, 1), failing)]
+    for job in jobs:
+        await watch_to_end(client, job["id"])
+    # The graph's text alternative, then its bars: two succeeded and one failed, this minute.
+    await expect(page.locator("#finished-summary")).to_contain_text(
+        "3 finished, 1 failed", timeout=TIMEOUT_MS
+    )
+    await expect(page.locator("#finished-svg rect.bad")).to_have_count(1)
+    assert await page.locator("#finished-svg rect.ok").count() >= 1  # one a minute the jobs ended in
+    table = [
+        await r.locator("td").all_text_contents() for r in await page.locator("#finished-table tr").all()
+    ]
+    assert all(re.fullmatch(r"\d\d:\d\d", r[0]) for r in table)
+    assert [sum(int(r[i]) for r in table) for i in (1, 2, 3)] == [2, 1, 0]
+    day = await get_json(client, "/api/finished?span=day")
+    ended = [b["counts"].get("demo", {}) for b in day["buckets"][-2:]]  # this hour, or across its start
+    assert {s: sum(c.get(s, 0) for c in ended) for s in ("succeeded", "failed")} == {
+        "succeeded": 2,
+        "failed": 1,
+    }
+
+
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:
     await page.goto(base(client) + "/")
     await page.fill("#demo-steps", "0")

@@ -20,6 +20,18 @@ local function count_waiting(job, delta)
   end
 end
 
+-- Jobs finished per minute (kept two hours) and per hour (kept two days), by kind and final state:
+-- the dashboard's graphs (jobcast/finished.py).
+local function count_finished(job, state)
+  local field = (redis.call('HGET', job, 'kind') or '?') .. '|' .. state
+  local minute = L.finished_minute .. math.floor(NOW_MS / 60000)
+  local hour = L.finished_hour .. math.floor(NOW_MS / 3600000)
+  redis.call('HINCRBY', minute, field, 1)
+  redis.call('EXPIRE', minute, 7200)
+  redis.call('HINCRBY', hour, field, 1)
+  redis.call('EXPIRE', hour, 172800)
+end
+
 -- A score that orders entries by time and, within one millisecond, by arrival: `ms` with a
 -- counter in the fraction, never behind the last score this clock gave (web processes' clocks may
 -- differ by a little; an entry may then be scored that little later than asked). Redis orders
@@ -114,6 +126,7 @@ local function publish(k, e)
     redis.call('EXPIRE', k.history, L.retention_s)
     if is_terminal(e.state) then
       redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
+      count_finished(k.job, e.state)
     end
   end
   return seq

@@ -105,6 +105,41 @@ export interface components {
             /** Message */
             message: string;
         };
+        /** FinishedBucket */
+        FinishedBucket: {
+            /**
+             * Counts
+             * @description Per kind, the jobs that ended, by final state.
+             */
+            counts: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            };
+            /**
+             * Start
+             * @description When the bucket starts (ISO 8601).
+             */
+            start: string;
+        };
+        /** FinishedHistory */
+        FinishedHistory: {
+            /**
+             * Bucket S
+             * @description Each bucket's length: 60 over an hour, 3600 over a day.
+             */
+            bucket_s: number;
+            /**
+             * Buckets
+             * @description Oldest first; the last one is under way.
+             */
+            buckets: components["schemas"]["FinishedBucket"][];
+            /**
+             * Span
+             * @enum {string}
+             */
+            span: "hour" | "day";
+        };
         /** Health */
         Health: {
             /** Pubsub */
@@ -537,6 +572,8 @@ export type BatchRequest = components['schemas']['BatchRequest'];
 export type BatchResult = components['schemas']['BatchResult'];
 export type ErrorInfo = components['schemas']['ErrorInfo'];
 export type FieldError = components['schemas']['FieldError'];
+export type FinishedBucket = components['schemas']['FinishedBucket'];
+export type FinishedHistory = components['schemas']['FinishedHistory'];
 export type Health = components['schemas']['Health'];
 export type JobEvent = components['schemas']['JobEvent'];
 export type JobLinks = components['schemas']['JobLinks'];
