@@ -34,7 +34,7 @@ from jobcast.server.openapi import (
     operation,
 )
 from jobcast.server.problems import CONTENT_TYPE as PROBLEM
-from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.problems import Problem, parsed_query, validation_problem
 from jobcast.server.schemas import JobSnapshot, ProblemDocument
 from jobcast.server.submit import (
     SubmitRequest,
@@ -226,17 +226,12 @@ class FindQuery(BaseModel):
         "The dashboard's search: to the page of the job whose id is, or starts with, `id`",
         {302: Answer("To the job's page", headers=("Location",))},
         query=FindQuery,
-        problems=(400, 404, 409, 503),
+        problems=(404, 409, 422, 503),
         tags=("pages",),
     )
 )
 async def find_job(request: web.Request) -> web.Response:
-    try:
-        wanted = FindQuery.model_validate(dict(request.query)).id.lower()
-    except ValidationError:
-        raise Problem(
-            400, "id: give a job id, or its first 4 or more hex characters", slug="bad-id"
-        ) from None
+    wanted = parsed_query(request, FindQuery).id.lower()
     if len(wanted) == 32:
         await load_snapshot(request, wanted)  # 404 when unknown (or not the asker's)
         raise web.HTTPFound(f"{request.app[SETTINGS].url_prefix}/jobs/{wanted}")

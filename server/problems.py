@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, QuotaExceeded, Unavailable
@@ -70,6 +70,17 @@ def validation_problem(error: ValidationError, *, prefix: str = "") -> Problem:
     ]
     fields = ", ".join(e["field"] or "(body)" for e in errors)
     return Problem(422, f"invalid {fields}", slug="validation", errors=errors)
+
+
+Query = TypeVar("Query", bound=BaseModel)
+
+
+def parsed_query(request: web.Request, model: type[Query]) -> Query:
+    """The request's query string as `model`, or a 422 naming each bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as e:
+        raise validation_problem(e, prefix="query") from None
 
 
 def problem_for(error: JobcastError) -> Problem:

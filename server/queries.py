@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobcast.finished import finished
 from jobcast.listing import BadCursor, list_jobs
@@ -14,7 +14,7 @@ from jobcast.server.api import json_response
 from jobcast.server.auth import principal, require_admin
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.openapi import Operation, json, operation
-from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.problems import Problem, parsed_query
 from jobcast.server.schemas import FinishedHistory, JobPage, Stats
 from jobcast.stats import stats
 
@@ -41,10 +41,7 @@ class ListQuery(BaseModel):
     )
 )
 async def jobs(request: web.Request) -> web.Response:
-    try:
-        query = ListQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        raise validation_problem(e, prefix="query") from None
+    query = parsed_query(request, ListQuery)
     if query.kind is not None and query.kind not in request.app[KINDS]:
         raise Problem(
             422,
@@ -84,15 +81,12 @@ class FinishedQuery(BaseModel):
         "Jobs finished over the last hour (per minute) or day (per hour), by kind and final state",
         {200: json("The buckets", FinishedHistory)},
         query=FinishedQuery,
-        problems=(400, 403, 503),
+        problems=(403, 422, 503),
     )
 )
 async def get_finished(request: web.Request) -> web.Response:
     require_admin(request)
-    try:
-        query = FinishedQuery.model_validate(dict(request.query))
-    except ValidationError:
-        raise Problem(400, "span: hour or day", slug="bad-span") from None
+    query = parsed_query(request, FinishedQuery)
     return json_response(await finished(request.app[STORE], query.span))
 
 

@@ -5,7 +5,7 @@ page's form) runs one of them now (jobcast/scheduled.py)."""
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from jobcast.errors import JobNotFound
 from jobcast.scheduled import run_now, scheduled
@@ -15,7 +15,7 @@ from jobcast.server.auth import check_visible, principal, require_admin
 from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.pages import render_page
-from jobcast.server.problems import Problem
+from jobcast.server.problems import Problem, parsed_query
 from jobcast.server.schemas import JobPage, JobSnapshot
 
 routes = web.RouteTableDef()
@@ -27,11 +27,7 @@ class ScheduledQuery(BaseModel):
 
 async def soonest(request: web.Request) -> list[dict]:
     require_admin(request)
-    try:
-        query = ScheduledQuery.model_validate(dict(request.query))
-    except ValidationError:
-        raise Problem(400, "limit: a whole number from 1 to 1000", slug="bad-limit") from None
-    return await scheduled(request.app[STORE], query.limit)
+    return await scheduled(request.app[STORE], parsed_query(request, ScheduledQuery).limit)
 
 
 @routes.get("/api/scheduled")
@@ -40,7 +36,7 @@ async def soonest(request: web.Request) -> list[dict]:
         "Jobs waiting for a time still ahead (delayed, or backing off between attempts), soonest first",
         {200: json("The jobs", JobPage)},
         query=ScheduledQuery,
-        problems=(400, 403, 503),
+        problems=(403, 422, 503),
         tags=("operations",),
     )
 )

@@ -110,7 +110,7 @@ async def test_the_pages_have_an_icon_where_browsers_look_first(client) -> None:
 
 
 async def test_find_answers_a_problem_for_a_bad_or_unknown_id(client) -> None:
-    for query, status in (("id=zz", 400), ("", 400), ("id=" + "ab12" * 2, 404), ("id=" + "ab12" * 8, 404)):
+    for query, status in (("id=zz", 422), ("", 422), ("id=" + "ab12" * 2, 404), ("id=" + "ab12" * 8, 404)):
         response = await client.get("/find?" + query, allow_redirects=False)
         assert response.status == status, query
         assert response.content_type == "application/problem+json"
