@@ -22,8 +22,7 @@ async def scheduled(store: JobStore, limit: int) -> list[dict[str, Any]]:
             )
         per_priority = await pipe.execute()
     soonest = heapq.nsmallest(limit, (item for rows in per_priority for item in rows), key=lambda row: row[1])
-    snapshots = [await store.snapshot(job_id.decode()) for job_id, _ in soonest]
-    return [s for s in snapshots if s is not None]
+    return await store.snapshots([job_id.decode() for job_id, _ in soonest])
 
 
 async def run_now(store: JobStore, job_id: str) -> Status:

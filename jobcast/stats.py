@@ -28,7 +28,9 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         pipe.zrange(keys.workers, 0, -1)
         pipe.hgetall(keys.worker_kinds)
         pipe.hgetall(keys.kind_waiting)
+        pipe.hgetall(keys.paused)
         results = await pipe.execute()
+    paused = results.pop()
     by_kind: dict[str, dict[str, int]] = {}
     for field, count in results.pop().items():
         kind, _, priority = field.decode().rpartition("|")
@@ -51,7 +53,7 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         "finished_last_hour": dict(zip(finished, rest[1 : 1 + len(finished)], strict=True)),
         "workers": len(live),
         "serving": [{"worker": name, "kinds": names} for name, names in serving.items()],
-        "paused": await paused_kinds(store),
+        "paused": await paused_kinds(store, paused),
         "waiting_by_kind": dict(sorted(by_kind.items())),
     }
 
