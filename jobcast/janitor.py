@@ -28,6 +28,38 @@ log = logging.getLogger(__name__)
 BATCH = 500
 
 
+async def forget_finished(store: JobStore, storage: Storage, ids: list[str]) -> tuple[list[str], list[str]]:
+    """Delete these jobs, each only if it has ended, with every trace in Redis and their files.
+    Returns (the ids deleted, the ids already expired: gone but for an index entry)."""
+    keys = store.keys
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(keys.job(job_id), "kind", "owner", "submitted_by")
+        records = await pipe.execute()
+    calls, expired = [], []
+    for job_id, (kind, owner, via) in zip(ids, records, strict=True):
+        if kind is None:
+            expired.append(job_id)
+            continue
+        job_keys = {
+            "job": keys.job(job_id),
+            "history": keys.history(job_id),
+            "arq_job": keys.arq_job(job_id),
+            "kind_index": keys.index_kind(kind.decode()),
+        }
+        if owner:
+            job_keys["owner_index"] = keys.index_owner(owner.decode())
+        if via:
+            job_keys["via_index"] = keys.index_submitted_by(via.decode())
+        calls.append((job_keys, {"id": job_id}))
+    answers = await store.scripts.call_many("forget", calls) if calls else []
+    gone = [c[1]["id"] for c, a in zip(calls, answers, strict=True) if a.status is Status.OK]
+    if gone:
+        await storage.delete(gone)
+        await store.quota.refund(gone)
+    return gone, expired
+
+
 class Janitor:
     def __init__(self, store: JobStore, storage: Storage) -> None:
         self.store = store
@@ -61,39 +93,16 @@ class Janitor:
         cap = self.caps[state]
         if cap <= 0:
             return []
-        redis, keys = self.store.redis, self.store.keys
-        index = keys.index_state(state.value)
+        redis = self.store.redis
+        index = self.store.keys.index_state(state.value)
         forgotten: list[str] = []
         while (excess := await redis.zcard(index) - cap) > 0:
             ids = [raw.decode() for raw in await redis.zrange(index, 0, min(excess, BATCH) - 1)]
-            async with redis.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.hmget(keys.job(job_id), "kind", "owner", "submitted_by")
-                records = await pipe.execute()
-            calls, expired = [], []
-            for job_id, (kind, owner, via) in zip(ids, records, strict=True):
-                if kind is None:  # expired by its retention: only the index remembers it
-                    expired.append(job_id)
-                    continue
-                job_keys = {
-                    "job": keys.job(job_id),
-                    "history": keys.history(job_id),
-                    "arq_job": keys.arq_job(job_id),
-                    "kind_index": keys.index_kind(kind.decode()),
-                }
-                if owner:
-                    job_keys["owner_index"] = keys.index_owner(owner.decode())
-                if via:
-                    job_keys["via_index"] = keys.index_submitted_by(via.decode())
-                calls.append((job_keys, {"id": job_id}))
+            gone, expired = await forget_finished(self.store, self.storage, ids)
             if expired:
                 await redis.zrem(index, *expired)
-            answers = await self.store.scripts.call_many("forget", calls) if calls else []
-            gone = [c[1]["id"] for c, a in zip(calls, answers, strict=True) if a.status is Status.OK]
             if not gone and not expired:
                 break  # every one started again meanwhile (a retry): nothing to trim now
-            await self.storage.delete(gone)
-            await self.store.quota.refund(gone)
             forgotten += gone
         return forgotten
 

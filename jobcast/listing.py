@@ -40,16 +40,25 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 def _index(
-    keys: Keys, state: str | None, kind: str | None, owner: str | None, submitted_by: str | None
+    keys: Keys,
+    state: str | None,
+    kind: str | None,
+    priority: str | None,
+    owner: str | None,
+    submitted_by: str | None,
 ) -> tuple[str, list[tuple[bytes, bytes]]]:
-    """The index to walk, and the record fields each job found there must still match."""
+    """The index to walk (the narrowest one there is), and the record fields each job found
+    there must still match."""
+    filters = [(b"state", state), (b"kind", kind), (b"priority", priority)]
     if owner is not None or submitted_by is not None:
-        filters = [(b"state", state), (b"kind", kind)]
         index = keys.index_owner(owner) if owner is not None else keys.index_submitted_by(submitted_by or "")
-        return index, [(f, v.encode()) for f, v in filters if v]
-    if state:
-        return keys.index_state(state), [(b"kind", kind.encode())] if kind else []
-    return (keys.index_kind(kind) if kind else keys.index_all), []
+    elif state:
+        index, filters = keys.index_state(state), filters[1:]
+    elif kind:
+        index, filters = keys.index_kind(kind), filters[2:]
+    else:
+        index = keys.index_all
+    return index, [(f, v.encode()) for f, v in filters if v]
 
 
 async def list_jobs(
@@ -61,11 +70,12 @@ async def list_jobs(
     cursor: str | None,
     owner: str | None = None,
     submitted_by: str | None = None,
+    priority: str | None = None,
 ) -> Page:
-    """Jobs newest first: every job, one owner's, or those a service submitted; by state, by
-    kind, or both."""
+    """Jobs newest first: every job, one owner's, or those a service submitted; by any of
+    state, kind and priority."""
     keys = store.keys
-    index, wanted = _index(keys, state, kind, owner, submitted_by)
+    index, wanted = _index(keys, state, kind, priority, owner, submitted_by)
     max_score: float | str = "+inf"
     after_id: str | None = None
     if cursor:

@@ -160,6 +160,17 @@ class Settings(BaseSettings):
     max_batch_jobs: int = Field(
         default=1000, ge=1, description="Most submissions in one `POST /api/jobs/batch` (413 past it)."
     )
+    max_bulk_jobs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most jobs one bulk action (retry, cancel or delete, from the dashboard or "
+        "`POST /api/bulk`) acts on; a larger selection gets 413, a filter stops there.",
+    )
+    dashboard_max_rows: int = Field(
+        default=1000,
+        ge=50,
+        description="Most rows one page of the dashboard's jobs table shows (it offers 50, 200 and this).",
+    )
     max_delayed_jobs: int = Field(
         default=10_000,
         ge=0,

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from jobcast import bulk
 from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, current_claim, func
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
@@ -33,7 +34,7 @@ from jobcast.migrate import migrate
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.reaper import Reaper, worker_lost
 from jobcast.redis import create_redis
-from jobcast.registry import discover_kinds
+from jobcast.registry import KindsError, discover_kinds
 from jobcast.settings import Settings
 from jobcast.storage import Storage, create_storage
 from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
@@ -124,7 +125,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
     await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
-    ctx["storage"] = storage = create_storage(settings)
+    storage: Storage = ctx["storage"]
     await storage.start()
     ctx["files"] = storage.files
     ctx["metrics"] = WorkerMetrics(ctx["kinds"])
@@ -330,14 +331,20 @@ async def keep_traceback(store: JobStore, ctx: JobContext, error: BaseException,
 
 def create_worker(settings: Settings) -> JobcastWorker:
     """The arq worker for these settings (run it with `worker.run()`)."""
-    kinds = configure(discover_kinds(settings.kinds), settings)
-    longest = max(kind.timeout_s for kind in kinds.values())
+    kinds = discover_kinds(settings.kinds)
+    if bulk.NAME in kinds:
+        raise KindsError(f"the kind name {bulk.NAME!r} is jobcast's own (bulk actions): rename yours")
     redis = create_redis(
         settings.redis_url,
         retries=settings.worker_redis_retries,
         max_connections=settings.redis_max_connections,
     )
     store = JobStore(redis, settings)
+    storage = create_storage(settings)  # started with the worker (startup)
+    # Every worker serves bulk actions, whichever kinds it runs: they act on any job's records.
+    kinds[bulk.NAME] = bulk.bulk_kind(bulk.BulkActions(store, storage, kinds))
+    kinds = configure(kinds, settings)
+    longest = max(kind.timeout_s for kind in kinds.values())
     name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     return JobcastWorker(
         store=store,
@@ -346,7 +353,7 @@ def create_worker(settings: Settings) -> JobcastWorker:
         functions=[func(run_job, name=RUN_JOB, max_tries=ARQ_MAX_TRIES, timeout=longest + 60)],
         redis_pool=redis,
         # The name the worker's leases carry (see jobs/lease.py).
-        ctx={"settings": settings, "kinds": kinds, "store": store, "lease_owner": name},
+        ctx={"settings": settings, "kinds": kinds, "store": store, "storage": storage, "lease_owner": name},
         on_startup=startup,
         on_shutdown=shutdown,
         handle_signals=True,

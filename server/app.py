@@ -17,6 +17,7 @@ from jobcast.redis import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server import (
     api,
+    bulk,
     compat,
     control,
     login,
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         submit,
         control,
         pausing,
+        bulk,
         queries,
         results,
         sse,

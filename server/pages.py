@@ -12,8 +12,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
+from yarl import URL
 
-from jobcast.listing import ids_starting_with, list_jobs
+from jobcast.listing import BadCursor, ids_starting_with, list_jobs
 from jobcast.protocol import Priority, State, loads, split_record
 from jobcast.server.api import JOB_ID, load_snapshot
 from jobcast.server.auth import csrf_token, owner_for, principal
@@ -49,7 +50,6 @@ from jobcast.stats import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 routes = web.RouteTableDef()
-RECENT_JOBS = 50
 FAILED_JOBS = 10
 
 
@@ -59,28 +59,69 @@ def wants_json(request: web.Request) -> bool:
 
 async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any]:
     app = request.app
-    state = request.query.get("state") or None
-    kind = request.query.get("kind") or None
-    if state not in {s.value for s in State}:
-        state = None
-    if kind not in app[KINDS]:
-        kind = None
+    settings = app[SETTINGS]
     store = app[STORE]
     who = principal(request)
-    owner = None if who.sees_all else who.owner
-    recent = await list_jobs(store, state=state, kind=kind, owner=owner, limit=RECENT_JOBS, cursor=None)
+    query = parsed_query(request, DashboardQuery)
+    # An unknown filter value shows every job, as a link that outlived a kind should.
+    state = query.state if query.state in {s.value for s in State} else None
+    kind = query.kind if query.kind in app[KINDS] else None
+    priority = query.priority if query.priority in {p.value for p in Priority} else None
+    page_sizes = sorted({50, 200, settings.dashboard_max_rows})
+    limit = query.limit if query.limit in page_sizes else page_sizes[0]
+    owner, submitted_by = who.lists
+    if who.sees_all and query.owner:
+        owner = query.owner
+    try:
+        recent = await list_jobs(
+            store,
+            state=state,
+            kind=kind,
+            priority=priority,
+            owner=owner,
+            submitted_by=submitted_by,
+            limit=limit,
+            cursor=query.cursor,
+        )
+    except BadCursor:
+        raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
     failed = await list_jobs(
-        store, state=State.FAILED, kind=None, owner=owner, limit=FAILED_JOBS, cursor=None
+        store,
+        state=State.FAILED,
+        kind=None,
+        owner=owner,
+        submitted_by=submitted_by,
+        limit=FAILED_JOBS,
+        cursor=None,
     )
     # The counters cover every job: an operator's (admin's) view only.
-    counters = await stats(store, worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s) if who.sees_all else None
+    counters = await stats(store, worker_ttl_s=3 * settings.worker_heartbeat_s) if who.sees_all else None
     kinds = list(app[KINDS].values())
+    filters = {
+        "state": state,
+        "kind": kind,
+        "priority": priority,
+        "owner": owner if who.sees_all else None,
+        "limit": limit,
+        "cursor": query.cursor,
+    }
+
+    def page_url(**change: str | None) -> str:
+        wanted = {k: v for k, v in {**filters, **change}.items() if v and not (k == "limit" and v == 50)}
+        return str(URL(f"{settings.url_prefix}/").with_query(wanted))
+
     return {
         "kinds": kinds,
         "fields": {k.name: form_fields(k) for k in kinds},
         "priorities": [p.value for p in Priority],
         "states": [s.value for s in State],
-        "filters": {"state": state, "kind": kind},
+        "filters": filters,
+        "page_sizes": page_sizes,
+        "page_url": page_url,
+        "next_cursor": recent.next_cursor,
+        "owner_filter": who.sees_all and who.owner is not None,
+        "bulk": who.sees_all,
+        "bulk_max": settings.max_bulk_jobs,
         "jobs": recent.jobs,
         "failed": failed.jobs,
         "stats": counters,
@@ -92,10 +133,14 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
 
 
 class DashboardQuery(BaseModel):
-    """The dashboard's filters (an unknown value shows every job)."""
+    """The dashboard's filters (an unknown value shows every job) and page."""
 
     state: str | None = Field(default=None, description="Only jobs in this state")
     kind: str | None = Field(default=None, description="Only jobs of this kind")
+    priority: str | None = Field(default=None, description="Only jobs of this priority")
+    owner: str | None = Field(default=None, max_length=200, description="Only this owner's jobs (admins)")
+    limit: int = Field(default=50, description="Rows per page: 50, 200 or JOBCAST_DASHBOARD_MAX_ROWS")
+    cursor: str | None = Field(default=None, max_length=400, description="From a page's `Older jobs` link")
 
 
 FORM_BODY = {
@@ -117,7 +162,7 @@ PAGE_PROBLEMS = (400, 404, 413, 415, 503, 507)
         "The dashboard",
         {200: Answer("The page", {HTML: PAGE})},
         query=DashboardQuery,
-        problems=(503,),
+        problems=(400, 422, 503),
         tags=("pages",),
     )
 )

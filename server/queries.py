@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobcast.finished import finished
 from jobcast.listing import BadCursor, list_jobs
-from jobcast.protocol import State
+from jobcast.protocol import Priority, State
 from jobcast.server.api import json_response
 from jobcast.server.auth import principal, require_admin
 from jobcast.server.keys import KINDS, SETTINGS, STORE
@@ -26,6 +26,10 @@ class ListQuery(BaseModel):
 
     state: State | None = None
     kind: str | None = None
+    priority: Priority | None = None
+    owner: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Only this owner's jobs (admins; owner mode)"
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = None
     order: Literal["newest"] = "newest"
@@ -34,10 +38,10 @@ class ListQuery(BaseModel):
 @routes.get("/api/jobs")
 @operation(
     Operation(
-        "List jobs, newest first, filtered by state or kind",
+        "List jobs, newest first, filtered by state, kind, priority or owner",
         {200: json("A page of jobs; follow `next_cursor` for the next", JobPage)},
         query=ListQuery,
-        problems=(400, 422, 503),
+        problems=(400, 403, 422, 503),
     )
 )
 async def jobs(request: web.Request) -> web.Response:
@@ -49,12 +53,18 @@ async def jobs(request: web.Request) -> web.Response:
             slug="validation",
             errors=[{"field": "query.kind", "message": "unknown kind", "code": "unknown"}],
         )
+    who = principal(request)
+    owner, submitted_by = who.lists
+    if query.owner is not None:
+        if not who.sees_all:
+            raise Problem(403, "only admins may list another owner's jobs", slug="forbidden")
+        owner = query.owner
     try:
-        owner, submitted_by = principal(request).lists
         page = await list_jobs(
             request.app[STORE],
             state=query.state,
             kind=query.kind,
+            priority=query.priority,
             owner=owner,
             submitted_by=submitted_by,
             limit=query.limit,

@@ -167,7 +167,8 @@ async def submit(
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
-        if app[KINDS][submission.kind].takes_upload:
+        kind = app[KINDS].get(submission.kind)  # None: jobcast's own bulk kind
+        if kind is not None and kind.takes_upload:
             # Stored, and charged to the owner: undone by the caller's discard_files if the job is
             # not created after all.
             size = await app[STORAGE].keep_uploads(job_id)

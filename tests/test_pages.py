@@ -76,10 +76,44 @@ async def test_the_dashboard_filters_and_lists_failed_jobs(client, worker) -> No
     await watch_to_end(client, good["id"])
     async with client.get("/?state=succeeded") as response:
         html = await response.text()
-    jobs_list = html.split('id="jobs"')[1].split("</ul>")[0]
+    jobs_list = html.split('id="jobs"')[1].split("</tbody>")[0]
     assert good["id"] in jobs_list and bad["id"] not in jobs_list
     failed_list = html.split('id="failed"')[1].split("</ul>")[0]
     assert bad["id"] in failed_list and f'action="/jobs/{bad["id"]}/retry"' in failed_list
+
+
+def table_ids(html: str) -> list[str]:
+    rows = html.split('id="jobs"')[1].split("</tbody>")[0]
+    return [part.split('"')[0] for part in rows.split('<tr class="job" data-job-id="')[1:]]
+
+
+async def test_the_jobs_table_pages_through_every_job_and_filters_by_priority(client) -> None:
+    # Delayed, so they stay as submitted: 120 jobs, every third one high priority.
+    jobs = [
+        await submit(client, body=demo(1, 1) | {"delay_s": 600, "priority": "high" if i % 3 == 0 else "low"})
+        for i in range(120)
+    ]
+    newest_first = [job["id"] for job in reversed(jobs)]
+    seen: list[str] = []
+    url = "/"
+    while url:
+        async with client.get(url) as response:
+            assert response.status == 200
+            html = await response.text()
+        seen += table_ids(html)
+        older = html.split('rel="next" href="')
+        url = older[1].split('"')[0].replace("&amp;", "&") if len(older) > 1 else ""
+        assert len(seen) <= 120, "a page repeats jobs"
+    assert seen == newest_first
+    async with client.get("/?priority=high&limit=200") as response:
+        html = await response.text()
+    assert table_ids(html) == [job["id"] for job in reversed(jobs[::3])]
+    assert 'rel="next"' not in html and '<option selected>200</option>' in html
+    async with client.get("/?cursor=not-a-cursor") as response:
+        assert response.status == 400 and response.content_type == "application/problem+json"
+    # The API filters the same way.
+    listed = await get_json(client, "/api/jobs?priority=low&limit=5")
+    assert [job["id"] for job in listed["jobs"]] == [j["id"] for j in reversed(jobs) if j["priority"] == "low"][:5]
 
 
 async def test_the_short_id_on_the_dashboard_finds_the_job(client, redis, settings) -> None:

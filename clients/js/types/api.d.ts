@@ -86,6 +86,46 @@ export interface components {
              */
             status: number;
         };
+        /**
+         * BulkFilter
+         * @description Every job these match (all given ones), as `GET /api/jobs` filters them.
+         */
+        BulkFilter: {
+            /**
+             * Kind
+             * @default null
+             */
+            kind?: string | null;
+            /**
+             * Owner
+             * @default null
+             */
+            owner?: string | null;
+            /** @default null */
+            priority?: components["schemas"]["Priority"] | null;
+            /** @default null */
+            state?: components["schemas"]["State"] | null;
+        };
+        /** BulkRequest */
+        BulkRequest: {
+            /**
+             * Action
+             * @description retry: failed and cancelled jobs, each as a new job; cancel: waiting and running jobs; delete: finished jobs, with their files
+             * @enum {string}
+             */
+            action: "retry" | "cancel" | "delete";
+            /**
+             * @description Every job this matches, newest first, up to JOBCAST_MAX_BULK_JOBS; or give `ids`
+             * @default null
+             */
+            filter?: components["schemas"]["BulkFilter"] | null;
+            /**
+             * Ids
+             * @description These jobs (at most JOBCAST_MAX_BULK_JOBS); or give `filter`
+             * @default null
+             */
+            ids?: string[] | null;
+        };
         /** ErrorInfo */
         ErrorInfo: {
             /** Message */
@@ -570,6 +610,8 @@ export type BatchAnswer = components['schemas']['BatchAnswer'];
 export type BatchItem = components['schemas']['BatchItem'];
 export type BatchRequest = components['schemas']['BatchRequest'];
 export type BatchResult = components['schemas']['BatchResult'];
+export type BulkFilter = components['schemas']['BulkFilter'];
+export type BulkRequest = components['schemas']['BulkRequest'];
 export type ErrorInfo = components['schemas']['ErrorInfo'];
 export type FieldError = components['schemas']['FieldError'];
 export type FinishedBucket = components['schemas']['FinishedBucket'];
