@@ -1,44 +1,16 @@
 // The dashboard: one feed stream for every job on the page, the submit form, counters, retry.
-import { readJson, retryJob, watchFeed } from "./jobcast.js";
+import { readJson, retryJob, watchFeed, watchJob } from "./jobcast.js";
+import { JobsTable } from "./jobs-table.js";
 import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "./ui.js";
 
 // Where jobcast is mounted ("" at the root, "/jobs" inside another app): every URL starts here.
 const base = document.documentElement.dataset.base || "";
 
-const MAX_ROWS = 50;
-const list = document.getElementById("jobs");
-const template = document.getElementById("job-row");
+const table = new JobsTable(document.querySelector(".jobs-table"), document.getElementById("job-row"), base);
 const form = document.getElementById("submit-form");
-const rows = new Map([...list.querySelectorAll(".job")].map((row) => [row.dataset.jobId, row]));
-
-function matchesFilters(job) {
-  const { filterState, filterKind } = list.dataset;
-  return (!filterState || job.state === filterState) && (!filterKind || job.kind === filterKind);
-}
-
-function addRow(job) {
-  if (rows.has(job.id) || !matchesFilters(job)) return;
-  const row = template.content.firstElementChild.cloneNode(true);
-  row.dataset.jobId = job.id;
-  row.querySelector(".job-link").href = `${base}/jobs/${job.id}`;
-  row.querySelector(".job-kind").textContent = job.kind;
-  row.querySelector(".job-id").textContent = job.id.slice(0, 8);
-  const priority = row.querySelector(".job-priority");
-  priority.textContent = priority.dataset.priority = job.priority;
-  row.querySelector("progress").setAttribute("aria-label", `Progress of ${job.kind} job ${job.id.slice(0, 8)}`);
-  row.dataset.createdAt = job.created_at || "";
-  applyToJob(row, job);
-  // Newest first by creation, whatever order the rows' fetches complete in.
-  const older = [...list.querySelectorAll(".job")].find((other) => other.dataset.createdAt < row.dataset.createdAt);
-  list.insertBefore(row, older ?? null);
-  rows.set(job.id, row);
-  while (rows.size > MAX_ROWS) {
-    const last = list.lastElementChild;
-    rows.delete(last.dataset.jobId);
-    last.remove();
-  }
-  document.querySelector(".empty").hidden = true;
-}
+table.onChange = () => {
+  document.querySelector(".jobs-panel .empty").hidden = true;
+};
 
 async function fetchJob(id) {
   return readJson(await fetch(`${base}/api/jobs/${id}`));
@@ -224,9 +196,9 @@ async function addFetchedRow(id) {
   try {
     const job = await fetchJob(id);
     unfetched.delete(id);
-    addRow(job);
+    table.add(job);
     const { latest, started } = fetching.get(id);
-    const row = rows.get(id);
+    const row = table.get(id);
     if (!row) return;
     if (job.last_event_id > Number(row.dataset.seq ?? -1)) applyToJob(row, job);
     // Only its time: the row may be further on already.
@@ -246,15 +218,15 @@ watchFeed({
   onSnapshot: (snapshot) => {
     // Oldest first, since each new row goes on top: jobs we missed get their rows too.
     for (const job of [...snapshot.jobs].reverse()) {
-      const row = rows.get(job.id);
+      const row = table.get(job.id);
       if (row) applyToJob(row, job);
-      else addRow(job);
+      else table.add(job);
     }
     refreshStatsSoon();
   },
   onEvent: async (event) => {
-    const row = rows.get(event.job_id);
-    if (row) applyToJob(row, event);
+    const row = table.get(event.job_id);
+    if (row) table.update(event);
     else if (fetching.has(event.job_id)) {
       const kept = fetching.get(event.job_id);
       kept.latest = event;
@@ -276,10 +248,7 @@ watchFeed({
   },
 });
 
-setInterval(() => {
-  for (const row of rows.values()) if (row.dataset.state === "running") updateTiming(row);
-}, 1000);
-for (const row of rows.values()) updateTiming(row);
+setInterval(() => table.tick(), 1000);
 
 // On a phone the jobs come first and the form starts folded (one tap opens it).
 if (window.matchMedia("(max-width: 56rem)").matches && !form.querySelector(".form-problem")) {
@@ -335,7 +304,7 @@ form.addEventListener("submit", async (submitEvent) => {
     link.href = job.links.page;
     link.textContent = `Submitted ${job.kind} ${job.id.slice(0, 8)}`;
     status.append(link);
-    addRow(job);
+    table.add(job);
   } catch (error) {
     status.textContent = "";
     if (error.problem) showErrors(error.problem);
@@ -357,7 +326,7 @@ document.getElementById("failed").addEventListener("click", async (click) => {
     link.href = job.links.page;
     link.textContent = "retried";
     (button.closest("form") || button).replaceWith(link);
-    addRow(job);
+    table.add(job);
   } catch (error) {
     button.disabled = false;
     button.textContent = error.problem?.detail || "Retry failed";
@@ -365,3 +334,76 @@ document.getElementById("failed").addEventListener("click", async (click) => {
 });
 
 enableCopyButtons();
+
+// Bulk actions: on the selected rows, or (none selected) on every job the filter matches. Each is
+// a job of the `bulk` kind: confirmed first, then followed here until it ends.
+const bulkForm = document.getElementById("bulk");
+if (bulkForm) {
+  const scope = document.getElementById("bulk-scope");
+  const bulkStatus = document.getElementById("bulk-status");
+  const everyMatch = scope.textContent;
+  const showScope = () => {
+    const n = table.selected().length;
+    scope.textContent = n ? `${n} selected: actions apply to these jobs.` : everyMatch;
+  };
+  document.getElementById("pick-all").addEventListener("change", (change) => {
+    for (const box of document.querySelectorAll("#jobs .job-pick input")) box.checked = change.target.checked;
+    showScope();
+  });
+  document.getElementById("jobs").addEventListener("change", (change) => {
+    if (change.target.closest(".job-pick")) showScope();
+  });
+  const LABELS = { retry: "Retry the failed and cancelled jobs", cancel: "Cancel the waiting and running jobs", delete: "Delete the finished jobs, with their files," };
+  bulkForm.addEventListener("click", async (click) => {
+    const button = click.target.closest("[data-bulk]");
+    if (!button) return;
+    const action = button.dataset.bulk;
+    const ids = table.selected();
+    const filter = Object.fromEntries(
+      Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner"].includes(key)),
+    );
+    const among = ids.length ? `among the ${ids.length} selected` : `among every job the filter matches${Object.keys(filter).length ? ` (${Object.entries(filter).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`;
+    if (!window.confirm(`${LABELS[action]} ${among}?`)) return;
+    button.disabled = true;
+    bulkStatus.textContent = "Starting…";
+    try {
+      const body = ids.length ? { action, ids } : { action, filter };
+      const response = await fetch(`${base}/api/bulk`, {
+        method: "POST",
+        body: JSON.stringify(body),
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+      });
+      const job = await readJson(response);
+      followBulk(job, bulkStatus);
+      for (const box of document.querySelectorAll(".job-pick input")) box.checked = false;
+      showScope();
+    } catch (error) {
+      bulkStatus.textContent = error.problem?.detail || "Could not reach the server.";
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// A bulk job's progress and outcome, in words next to the buttons.
+function followBulk(job, box) {
+  const link = document.createElement("a");
+  link.href = job.links.page;
+  link.textContent = `bulk ${job.id.slice(0, 8)}`;
+  const text = document.createElement("span");
+  text.textContent = ": queued";
+  box.replaceChildren(link, text);
+  // The watcher stops by itself after the job's last event.
+  watchJob(job.id, {
+    base,
+    onEvent: (event) => {
+      const r = event.result;
+      if (event.state === "succeeded" && r) {
+        const skipped = r.skipped ? ` (${r.skipped} did not apply)` : "";
+        text.textContent = `: ${r.action} done on ${r.done} of ${r.matched} jobs${skipped}.`;
+      } else if (event.state === "failed") text.textContent = `: failed: ${event.error?.message}`;
+      else if (event.progress?.message) text.textContent = `: ${event.progress.message}`;
+      else text.textContent = `: ${event.state}`;
+    },
+  });
+}

@@ -107,6 +107,72 @@ async def test_the_dashboard_search_opens_a_job_from_the_start_of_its_id(client,
     assert page.url.endswith(f"/jobs/{job['id']}")
 
 
+async def test_the_jobs_table_is_dense_pages_through_every_job_and_sorts(client, page) -> None:
+    jobs = [
+        await submit(
+            client, "/api/jobs", demo(1, 1) | {"delay_s": 600, "priority": "high" if i % 4 else "low"}
+        )
+        for i in range(60)
+    ]
+    newest_first = [job["id"] for job in reversed(jobs)]
+    await page.goto(base(client) + "/")
+    rows = page.locator("#jobs .job")
+    await expect(rows).to_have_count(50)
+    heights = await rows.evaluate_all("rows => rows.map(r => r.getBoundingClientRect().height)")
+    assert max(heights) <= 44, heights  # one line a job, its bar inline
+    first_page = await rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")
+    assert first_page == newest_first[:50]
+
+    await page.get_by_role("link", name="Older jobs").click()
+    await expect(rows).to_have_count(10)
+    assert await rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)") == newest_first[50:]
+    await expect(page.get_by_role("link", name="Older jobs")).to_have_count(0)
+    await page.get_by_role("link", name="Newest jobs").click()
+    await expect(rows).to_have_count(50)
+
+    # Priority sorts high first (its natural order: ascending), then, clicked again, low first.
+    header = page.get_by_role("columnheader", name="Priority")
+    await header.get_by_role("button").click()
+    await expect(header).to_have_attribute("aria-sort", "ascending")
+    await header.get_by_role("button").click()
+    await expect(header).to_have_attribute("aria-sort", "descending")
+    priorities = await rows.evaluate_all("rows => rows.map(r => r.dataset.priority)")
+    assert priorities == sorted(priorities, key=["high", "default", "low"].index, reverse=True)
+    assert priorities[0] == "low" and priorities[-1] == "high"
+    await expect(page.get_by_role("columnheader", name="Created")).to_have_attribute("aria-sort", "none")
+
+
+async def test_a_bulk_retry_from_the_dashboard_resubmits_the_failed_jobs_and_shows_its_progress(
+    client, worker, page
+) -> None:
+    failing = {"kind": "demo", "params": {"steps": 2, "step_ms": 1, "fail_at_step": 1}}
+    failed = [await submit(client, "/api/jobs", failing) for _ in range(3)]
+    for job in failed:
+        await watch_to_end(client, job["id"])
+    await page.goto(base(client) + "/?state=failed")
+    await expect(page.locator("#jobs .job")).to_have_count(3)
+    questions: list[str] = []
+
+    async def answer(dialog) -> None:
+        questions.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", answer)
+    await page.get_by_role("button", name="Retry failed").click()
+    status = page.locator("#bulk-status")
+    await expect(status).to_contain_text("retry done on 3 of 3 jobs", timeout=TIMEOUT_MS)
+    assert questions and "among every job the filter matches (state failed)" in questions[0]
+    for job in failed:
+        assert (await get_json(client, f"/api/jobs/{job['id']}"))["retried_by"]
+
+    # Selected rows only: one of them, already retried, is skipped.
+    await page.get_by_label(f"Select demo job {failed[0]['id'][:8]}").check()
+    await expect(page.locator("#bulk-scope")).to_have_text("1 selected: actions apply to these jobs.")
+    await page.get_by_role("button", name="Retry failed").click()
+    await expect(status).to_contain_text("retry done on 0 of 1 jobs (1 did not apply)", timeout=TIMEOUT_MS)
+    assert "among the 1 selected" in questions[1]
+
+
 async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reload(
     client, worker, page
 ) -> None:
