@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, jobs, limits, processes, report, scenarios, soak
+from bench import footprint, frames, jobs, limits, processes, report, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files import FileStore
@@ -27,6 +27,7 @@ PARTS = (
     "jobs",
     "limits",
     "footprint",
+    "frames",
     "soak",
 )
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
@@ -70,9 +71,19 @@ def run(
             )
         if "soak" in only:
             results["soak"] = soak.soak(redis, workload.soak_seconds, workload.soak_sample_s)
-        if "footprint" in only:
-            files = FileStore(tmp / "files")
-            results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
+        results |= later_parts(redis, workload, only, tmp)
+    return results
+
+
+def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    if "footprint" in only:
+        files = FileStore(tmp / "files")
+        results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
+    if "frames" in only:
+        results["frames"] = frames.dashboard_frames(
+            redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds
+        )
     return results
 
 

@@ -118,6 +118,7 @@ def table(results: dict[str, Any]) -> str:
         + limits_lines(results)
         + footprint_lines(results)
         + soak_lines(results)
+        + frame_lines(results)
     )
     return "\n".join(lines)
 
@@ -206,6 +207,29 @@ def median_rows(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str
         system: {f: sorted(r[f] for r in runs)[len(runs) // 2] for f in fields}
         for system, runs in by_system.items()
     }
+
+
+def frame_lines(results: dict[str, Any]) -> list[str]:
+    if "frames" not in results:
+        return []
+    r = results["frames"]
+    lines = [
+        "",
+        f"dashboard frames in Chromium: {r['rows']} rows, {r['live']} progressing at {r['hz']:g}/s each",
+        f"{'design':<12} {'rows':>5} {'fps':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'late':>9} "
+        f"{'LoAF':>5} {'events/s':>9}  main thread ms/s",
+    ]
+    for name in ("shipped", "plain_table"):
+        if name not in r:
+            continue
+        f = r[name]
+        profile = ", ".join(f"{k} {v:g}" for k, v in f["main_thread_ms_per_s"].items())
+        lines.append(
+            f"{name:<12} {f['rows']:>5} {f['fps']:>6} {f['frame_p50_ms']:>7} {f['frame_p99_ms']:>7} "
+            f"{f['frame_max_ms']:>7} {f['late_frames']:>4}/{f['frames']:<4} {f['long_animation_frames']:>5} "
+            f"{f['events_applied_per_s']:>9}  {profile}"
+        )
+    return lines
 
 
 def soak_lines(results: dict[str, Any]) -> list[str]:

@@ -47,6 +47,10 @@ class Workload:
     steady_seconds: float = 10.0
     soak_seconds: float = 1800.0
     soak_sample_s: float = 30.0
+    # The dashboard's frame times: a page of this many rows, this many of them progressing.
+    frame_rows: int = 1000
+    frame_live: int = 100
+    frame_seconds: float = 10.0
 
 
 QUICK = Workload(
@@ -68,6 +72,9 @@ QUICK = Workload(
     steady_seconds=1.0,
     soak_seconds=12.0,
     soak_sample_s=2.0,
+    frame_rows=200,
+    frame_live=5,
+    frame_seconds=1.0,
 )
 
 

@@ -1,4 +1,5 @@
-"""Take the README's screenshots: the dashboard and a job page, light and dark.
+"""Take the README's screenshots: the dashboard, its graphs, a job page with two attempts, the
+workers and scheduled pages, light and dark, and the dashboard on a phone.
 
     .venv/bin/python scripts/screenshots.py        # writes docs/screenshots/*.png
 
@@ -38,7 +39,8 @@ async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
 
 
 async def make_jobs(url: str) -> dict[str, Any]:
-    """A mix of finished, failed, running and delayed jobs; returns a running one."""
+    """A mix of finished, failed, retried, running and delayed jobs (over 30 of them); returns a
+    job that failed once and then ran again (its page shows two attempts)."""
     async with aiohttp.ClientSession() as session:
         await wait_healthy(session, url)
 
@@ -48,14 +50,18 @@ async def make_jobs(url: str) -> dict[str, Any]:
 
         await submit("report", {"user_id": "ada", "days": 8})
         await submit("aggregate", {"rows": 200_000})
-        await submit("demo", {"steps": 3, "step_ms": 10, "fail_at_step": 2})
+        for _ in range(3):
+            await submit("demo", {"steps": 3, "step_ms": 10, "fail_at_step": 2})
+        for i in range(20):
+            await submit("demo", {"steps": 5 + i, "step_ms": 20}, priority=("high", "default", "low")[i % 3])
         await asyncio.sleep(3)
-        running = await submit("demo", {"steps": 400, "step_ms": 100})
-        for steps in (300, 500):
+        retried = await submit("demo", {"steps": 400, "step_ms": 50, "fail_at_step": 10, "fail_attempts": 1})
+        for steps in (300, 400, 500):
             await submit("demo", {"steps": steps, "step_ms": 60})
-        await submit("demo", {}, priority="low", delay_s=600)
-        await asyncio.sleep(4)
-        return running
+        for delay in (600, 900, 1800):
+            await submit("demo", {}, priority="low", delay_s=delay)
+        await asyncio.sleep(6)
+        return retried
 
 
 async def photograph(url: str, job: dict[str, Any]) -> None:
@@ -67,12 +73,26 @@ async def photograph(url: str, job: dict[str, Any]) -> None:
             page = await context.new_page()
             await page.goto(url + "/")
             await page.wait_for_selector("#connection[data-state=live]")
-            await page.screenshot(path=OUT / f"dashboard-{scheme}.png", full_page=True)
-            await page.goto(url + job["links"]["page"])
-            await page.wait_for_selector("#connection[data-state=live]")
             await asyncio.sleep(1)
-            await page.screenshot(path=OUT / f"job-{scheme}.png")
+            await page.screenshot(path=OUT / f"dashboard-{scheme}.png", full_page=True)
+            await page.locator(".counters").screenshot(path=OUT / f"graphs-{scheme}.png")
+            await page.goto(url + job["links"]["page"])
+            await page.wait_for_selector("#connection:is([data-state=live], [data-state=ended])")
+            await asyncio.sleep(1)
+            await page.screenshot(path=OUT / f"job-{scheme}.png", full_page=True)
+            await page.goto(url + "/workers")
+            await asyncio.sleep(1)
+            await page.screenshot(path=OUT / f"workers-{scheme}.png", full_page=True)
+            await page.goto(url + "/scheduled")
+            await page.screenshot(path=OUT / f"scheduled-{scheme}.png", full_page=True)
             await context.close()
+        phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        page = await phone.new_page()
+        await page.goto(url + "/")
+        await page.wait_for_selector("#connection[data-state=live]")
+        await asyncio.sleep(1)
+        await page.screenshot(path=OUT / "phone-light.png")
+        await phone.close()
         await browser.close()
 
 

@@ -32,42 +32,55 @@ export function setBadge(badge, state) {
   badge.textContent = state;
 }
 
+// Writes only what changed: an unchanged attribute or text written again still costs the
+// browser a style or layout pass, and the dashboard applies hundreds of events a second.
+function setData(root, name, value) {
+  if (value !== undefined && value !== null && root.dataset[name] !== String(value)) root.dataset[name] = value;
+}
+
+function setText(node, text) {
+  if (node && node.textContent !== text) node.textContent = text;
+}
+
 /** Apply an event (or a snapshot) to a job row or the job page: bar, badge, message, times. */
 export function applyToJob(root, event) {
-  root.dataset.state = event.state;
-  root.dataset.seq = event.seq ?? event.last_event_id ?? root.dataset.seq;
+  setData(root, "state", event.state);
+  setData(root, "seq", event.seq ?? event.last_event_id);
   if (event.type === "started") {
-    root.dataset.startedAt = event.ts;
-    root.dataset.finishedAt = "";
+    setData(root, "startedAt", event.ts);
+    setData(root, "finishedAt", "");
   }
-  if (event.started_at) root.dataset.startedAt = event.started_at;
+  if (event.started_at) setData(root, "startedAt", event.started_at);
   if (event.finished_at || ["succeeded", "failed", "cancelled"].includes(event.type)) {
-    root.dataset.finishedAt = event.finished_at || event.ts;
+    setData(root, "finishedAt", event.finished_at || event.ts);
   }
   const badge = root.querySelector(".badge");
-  if (badge) setBadge(badge, event.state);
+  if (badge && badge.dataset.state !== event.state) setBadge(badge, event.state);
   const progress = event.progress || {};
   let percent = progress.percent;
   if (event.state === "succeeded") percent = 100;
   if (percent !== null && percent !== undefined) {
     const bar = root.querySelector("progress");
-    bar.value = percent;
-    bar.textContent = `${percent}%`;
-    root.dataset.percent = percent;
-    const label = root.querySelector(".job-percent, #percent");
-    if (label) label.textContent = `${Math.round(percent * 100) / 100}%`;
+    if (bar.value !== percent) {
+      bar.value = percent;
+      bar.textContent = `${percent}%`;
+    }
+    setData(root, "percent", percent);
+    setText(root.querySelector(".job-percent, #percent"), `${Math.round(percent * 100) / 100}%`);
   }
   // A job waiting for its time says when it runs (delayed, or backing off between attempts).
   const when = root.querySelector(".job-when");
   if (when) {
     const at = ["queued", "retrying"].includes(event.state) ? event.next_attempt_at || event.run_at : null;
-    when.hidden = !at;
-    when.replaceChildren(...(at ? ["runs at ", timeElement(at)] : []));
+    if (when.hidden !== !at) when.hidden = !at;
+    if ((when.querySelector("time")?.dateTime || null) !== (at || null)) {
+      when.replaceChildren(...(at ? ["runs at ", timeElement(at)] : []));
+    }
   }
   const message = root.querySelector(".job-message, #message");
   if (message) {
-    if (event.error && event.state !== "succeeded") message.textContent = `${event.error.type}: ${event.error.message}`;
-    else if (progress.message) message.textContent = progress.message;
+    if (event.error && event.state !== "succeeded") setText(message, `${event.error.type}: ${event.error.message}`);
+    else if (progress.message) setText(message, progress.message);
   }
   updateTiming(root);
 }
@@ -81,12 +94,12 @@ export function updateTiming(root) {
   });
   const elapsedBox = root.querySelector(".job-elapsed, #elapsed");
   const etaBox = root.querySelector(".job-eta, #eta");
-  if (elapsedBox) elapsedBox.textContent = Number.isFinite(elapsed) ? formatDuration(elapsed) : "—";
+  if (elapsedBox) setText(elapsedBox, Number.isFinite(elapsed) ? formatDuration(elapsed) : "—");
   if (etaBox) {
     // The job page labels the box itself ("ETA"); a dashboard row does not.
     const labelled = etaBox.id === "eta";
     const known = Number.isFinite(eta) && eta > 0;
-    etaBox.textContent = known ? `${labelled ? "" : "ETA "}${formatDuration(eta)}` : labelled ? "—" : "";
+    setText(etaBox, known ? `${labelled ? "" : "ETA "}${formatDuration(eta)}` : labelled ? "—" : "");
   }
 }
 

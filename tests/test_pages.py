@@ -84,7 +84,7 @@ async def test_the_dashboard_filters_and_lists_failed_jobs(client, worker) -> No
 
 def table_ids(html: str) -> list[str]:
     rows = html.split('id="jobs"')[1].split("</tbody>")[0]
-    return [part.split('"')[0] for part in rows.split('<tr class="job" data-job-id="')[1:]]
+    return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)
 
 
 async def test_the_jobs_table_pages_through_every_job_and_filters_by_priority(client) -> None:
