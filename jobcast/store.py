@@ -91,6 +91,7 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links
         "created_at": text("created_at"),
         "run_at": text("run_at"),
         "started_at": text("started_at"),
+        "first_started_at": text("first_started_at"),
         "next_attempt_at": text("next_attempt_at"),
         "finished_at": text("finished_at"),
         "cancel_requested": bool(fields.get("cancel_requested")),

@@ -57,7 +57,10 @@ class JobSnapshot(Closed):
     max_attempts: int | None
     created_at: str | None
     run_at: str | None
-    started_at: str | None
+    started_at: str | None = Field(description="When the attempt running or last run started.")
+    first_started_at: str | None = Field(
+        default=None, description="When the first attempt started: elapsed time counts from here."
+    )
     next_attempt_at: str | None
     finished_at: str | None
     cancel_requested: bool

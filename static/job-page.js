@@ -1,5 +1,5 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
-import { TERMINAL, cancelJob, retryJob, watchJob } from "./jobcast.js";
+import { TERMINAL, cancelJob, formatDuration, retryJob, watchJob } from "./jobcast.js";
 import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "./ui.js";
 
 const base = document.documentElement.dataset.base || "";
@@ -8,6 +8,7 @@ const page = document.getElementById("job");
 const jobId = page.dataset.jobId;
 const log = document.getElementById("log");
 const cancelButton = document.getElementById("cancel");
+const nextAttempt = document.getElementById("next-attempt");
 const retryButton = document.getElementById("retry");
 const actionStatus = document.getElementById("action-status");
 
@@ -43,6 +44,7 @@ function logRow(event) {
 }
 
 function showEnd(event) {
+  showNextAttempt(null);
   cancelButton.disabled = true;
   retryButton.disabled = !["failed", "cancelled"].includes(event.state);
   // "Cancel requested" and the like: the job has ended, the ending says the rest.
@@ -94,6 +96,25 @@ function showAttempt(event) {
   if (event.error) row.querySelector(".attempt-error").textContent = `${event.error.type}: ${event.error.message}`;
 }
 
+// When a job backing off runs again, as people read it: "at 17:42:16 UTC, in 4s", counting down.
+function showNextAttempt(at) {
+  nextAttempt.dataset.at = at || "";
+  nextAttempt.hidden = !at;
+  if (at) {
+    const time = document.createElement("time");
+    time.dateTime = at;
+    time.textContent = at.slice(11, 19);
+    nextAttempt.querySelector(".next-at").replaceChildren("Next attempt at ", time, " UTC");
+  }
+  countDown();
+}
+
+function countDown() {
+  const at = nextAttempt.dataset.at;
+  const left = at ? (Date.parse(at) - Date.now()) / 1000 : NaN;
+  nextAttempt.querySelector(".next-in").textContent = left >= 1 ? `, in ${formatDuration(left)}` : at ? ", any moment now" : "";
+}
+
 function apply(event) {
   if (event.type !== "snapshot") {
     logRow(event);
@@ -103,19 +124,28 @@ function apply(event) {
   document.getElementById("state").textContent = event.state;
   const attempt = document.getElementById("attempt");
   attempt.textContent = attempt.textContent.replace(/^\d+/, String(event.attempt));
-  if (event.type === "started") document.getElementById("started-at").replaceChildren(timeElement(event.ts));
+  // The first attempt's start: later attempts have theirs in the attempts table.
+  if (event.type === "started" && event.attempt === 1) document.getElementById("started-at").replaceChildren(timeElement(event.ts));
   if (event.type === "retrying" && event.error) {
     document.getElementById("error-type").textContent = event.error.type;
-    document.getElementById("error-message").textContent = `${event.error.message} (next attempt at ${event.next_attempt_at})`;
+    document.getElementById("error-message").textContent = event.error.message;
     document.getElementById("error").hidden = false;
+    showNextAttempt(event.next_attempt_at);
   }
-  if (event.type === "started") document.getElementById("error").hidden = true;
+  if (event.type === "started") {
+    document.getElementById("error").hidden = true;
+    showNextAttempt(null);
+  }
   if (TERMINAL.has(event.state)) showEnd(event);
 }
 
 if (!TERMINAL.has(page.dataset.state)) {
   watchJob(jobId, { base, lastEventId: Number(page.dataset.seq), onEvent: apply, onState: showConnection });
-  setInterval(() => updateTiming(page), 1000);
+  countDown();
+  setInterval(() => {
+    updateTiming(page);
+    countDown();
+  }, 1000);
 } else {
   showConnection("ended");
 }

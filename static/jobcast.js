@@ -452,12 +452,17 @@ export function formatDuration(seconds) {
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
 }
 
-/** Elapsed and remaining seconds of a job from its start, end and percent done. */
-export function timing({ startedAt, finishedAt, percent }, now = Date.now()) {
+/**
+ * Elapsed and remaining seconds of a job. Elapsed counts from `startedAt`, the first attempt's
+ * start; the estimate left uses the current attempt alone (`attemptStartedAt`, when a retry began
+ * later), since its percent started again from nothing.
+ */
+export function timing({ startedAt, attemptStartedAt, finishedAt, percent }, now = Date.now()) {
   if (!startedAt) return { elapsed: NaN, eta: NaN };
   const end = finishedAt ? Date.parse(finishedAt) : now;
   const elapsed = (end - Date.parse(startedAt)) / 1000;
-  const eta = finishedAt ? 0 : percent > 0 && percent < 100 ? (elapsed * (100 - percent)) / percent : NaN;
+  const running = (end - Date.parse(attemptStartedAt || startedAt)) / 1000;
+  const eta = finishedAt ? 0 : percent > 0 && percent < 100 ? (running * (100 - percent)) / percent : NaN;
   return { elapsed, eta };
 }
 

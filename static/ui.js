@@ -46,11 +46,16 @@ function setText(node, text) {
 export function applyToJob(root, event) {
   setData(root, "state", event.state);
   setData(root, "seq", event.seq ?? event.last_event_id);
+  // startedAt: the first attempt's start (elapsed counts from it); attemptStartedAt: this one's.
   if (event.type === "started") {
-    setData(root, "startedAt", event.ts);
+    if (event.attempt === 1 || !root.dataset.startedAt) setData(root, "startedAt", event.ts);
+    setData(root, "attemptStartedAt", event.ts);
     setData(root, "finishedAt", "");
   }
-  if (event.started_at) setData(root, "startedAt", event.started_at);
+  if (event.started_at) {
+    setData(root, "startedAt", event.first_started_at || event.started_at);
+    setData(root, "attemptStartedAt", event.started_at);
+  }
   if (event.finished_at || ["succeeded", "failed", "cancelled"].includes(event.type)) {
     setData(root, "finishedAt", event.finished_at || event.ts);
   }
@@ -89,6 +94,7 @@ export function updateTiming(root) {
   const percent = Number(root.dataset.percent ?? root.querySelector("progress")?.value ?? 0);
   const { elapsed, eta } = timing({
     startedAt: root.dataset.startedAt,
+    attemptStartedAt: root.dataset.attemptStartedAt,
     finishedAt: root.dataset.finishedAt,
     percent,
   });

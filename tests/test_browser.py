@@ -7,6 +7,7 @@ import math
 import re
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -200,6 +201,35 @@ async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reloa
     # The operator (single-user mode: everyone is) also gets the failed attempt's traceback.
     await first.locator(".traceback summary").click()
     await expect(first.locator(".traceback pre")).to_contain_text("DemoFailure: failed at step 2")
+
+
+async def test_a_job_backing_off_says_when_it_runs_again_and_elapsed_spans_its_attempts(
+    client, spawn, page
+) -> None:
+    spawn("worker", JOBCAST_RETRY_BASE_S="4", JOBCAST_RETRY_MAX_S="4")
+    body = {"kind": "demo", "params": {"steps": 10, "step_ms": 100, "fail_at_step": 2, "fail_attempts": 1}}
+    job = await submit(client, "/api/jobs", body)
+    await page.goto(base(client) + f"/jobs/{job['id']}")
+    next_attempt = page.locator("#next-attempt")
+    await expect(next_attempt).to_have_text(
+        re.compile(r"^Next attempt at \d\d:\d\d:\d\d UTC, in \ds\.$"), timeout=TIMEOUT_MS
+    )
+    await expect(page.locator("#state")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+    await expect(next_attempt).to_be_hidden()
+    events = await watch_to_end(client, job["id"])
+    starts = [e["ts"] for e in events if e["type"] == "started"]
+    snapshot = await get_json(client, f"/api/jobs/{job['id']}")
+    assert [snapshot["first_started_at"], snapshot["started_at"]] == starts
+    # Elapsed counts from the first attempt's start, the wait between attempts included.
+    seconds = iso_seconds(snapshot["finished_at"]) - iso_seconds(starts[0])
+    assert seconds > 3
+    await expect(page.locator("#elapsed")).to_have_text(f"{int(seconds + 0.5)}s")
+    await page.reload()  # and as the server renders it
+    await expect(page.locator("#elapsed")).to_have_text(f"{int(seconds + 0.5)}s")
+
+
+def iso_seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_as_gone(spawn, page) -> None:

@@ -102,6 +102,10 @@ local function publish(k, e)
   redis.call('ZADD', k.history, seq, record)
   redis.call('ZREMRANGEBYRANK', k.history, 0, -(L.history_max + 1))
   redis.call('HSET', k.job, 'state', e.state, unpack(e.fields or {}))
+  -- Elapsed time counts from the first attempt's start, whatever attempt runs now.
+  if e.type == 'started' and redis.call('HEXISTS', k.job, 'first_started_at') == 0 then
+    redis.call('HSET', k.job, 'first_started_at', redis.call('HGET', k.job, 'started_at'))
+  end
   if e.state ~= state then
     redis.call('ZREM', L.state_index[state], e.id)
     redis.call('ZADD', L.state_index[e.state], index_score(), e.id)

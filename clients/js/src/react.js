@@ -21,6 +21,8 @@ export function applyEvent(snapshot, event) {
   if (event.progress) next.progress = event.progress;
   if (event.type === "started") {
     next.started_at = event.ts;
+    // Elapsed time counts from the first attempt's start, as the server's snapshot says.
+    if (!next.first_started_at) next.first_started_at = event.ts;
     next.finished_at = null;
   }
   if (event.type === "succeeded" || event.type === "failed" || event.type === "cancelled") {

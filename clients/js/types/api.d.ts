@@ -280,6 +280,12 @@ export interface components {
             error: components["schemas"]["ErrorInfo"] | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * First Started At
+             * @description When the first attempt started: elapsed time counts from here.
+             * @default null
+             */
+            first_started_at?: string | null;
             /** Id */
             id: string;
             /** Kind */
@@ -316,7 +322,10 @@ export interface components {
             retry_of: string | null;
             /** Run At */
             run_at: string | null;
-            /** Started At */
+            /**
+             * Started At
+             * @description When the attempt running or last run started.
+             */
             started_at: string | null;
             state: components["schemas"]["State"] | null;
             /**

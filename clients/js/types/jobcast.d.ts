@@ -139,9 +139,17 @@ export declare function readJson<T = unknown>(response: Response): Promise<T>;
 
 /** Seconds as "1m 05s" ("—" when unknown). */
 export declare function formatDuration(seconds: number): string;
-/** Elapsed and remaining seconds from a job's start, end and percent done (NaN when unknown). */
+/**
+ * Elapsed and remaining seconds (NaN when unknown): elapsed from the first attempt's start
+ * (`startedAt`), the estimate left from the current attempt's (`attemptStartedAt`) and percent.
+ */
 export declare function timing(
-  job: { startedAt?: string | null; finishedAt?: string | null; percent?: number | null },
+  job: {
+    startedAt?: string | null;
+    attemptStartedAt?: string | null;
+    finishedAt?: string | null;
+    percent?: number | null;
+  },
   now?: number,
 ): { elapsed: number; eta: number };
 
