@@ -192,6 +192,11 @@ class BulkActions:
         return len(calls) - len(refused)
 
 
+def without_bulk(names: list[str]) -> list[str]:
+    """Kind names as people read them: every worker serves bulk actions, so saying so is noise."""
+    return [name for name in names if name != NAME]
+
+
 def bulk_kind(actions: BulkActions) -> Kind[BulkParams]:
     return Kind(
         name=NAME,

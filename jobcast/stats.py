@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobcast.bulk import without_bulk
 from jobcast.pausing import paused_kinds
 from jobcast.protocol import TERMINAL_STATES, Priority, State, epoch_ms, utcnow
 from jobcast.store import JobStore
@@ -52,7 +53,7 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
         "running": rest[0],
         "finished_last_hour": dict(zip(finished, rest[1 : 1 + len(finished)], strict=True)),
         "workers": len(live),
-        "serving": [{"worker": name, "kinds": names} for name, names in serving.items()],
+        "serving": [{"worker": name, "kinds": without_bulk(names)} for name, names in serving.items()],
         "paused": await paused_kinds(store, paused),
         "waiting_by_kind": dict(sorted(by_kind.items())),
     }

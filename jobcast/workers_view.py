@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobcast.bulk import without_bulk
 from jobcast.protocol import epoch_ms, loads, utcnow
 from jobcast.store import JobStore
 
@@ -25,6 +26,7 @@ async def workers(store: JobStore, heartbeat_s: float, lost_shown_s: float) -> l
     out, forgotten = [], []
     for name, raw in info.items():
         worker = loads(raw)
+        worker["kinds"] = without_bulk(worker.get("kinds", []))
         age_ms = now - int(worker.pop("seen_ms", 0))
         if age_ms > lost_shown_s * 1000:
             forgotten.append(name)

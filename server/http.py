@@ -63,6 +63,9 @@ class Handler(RequestHandler):
 
     header_timeout_s: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    # Set by a stream for as long as it runs (server/sse.py): a client that hangs up ends its
+    # stream at once, rather than at the next heartbeat write, which is when aiohttp would notice.
+    on_connection_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -79,6 +82,9 @@ class Handler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_header_timer()
+        if (callback := self.on_connection_lost) is not None:
+            self.on_connection_lost = None
+            callback()
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:

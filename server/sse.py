@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from contextlib import suppress
+from functools import partial
 
 from aiohttp import HttpVersion11, web
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from jobcast.errors import AlreadyEnded
 from jobcast.server.api import JOB_ID
 from jobcast.server.auth import STREAM_COUNTS, check_visible, principal
 from jobcast.server.catchup import CatchUp, CatchUpFailed
+from jobcast.server.http import Handler
 from jobcast.server.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
@@ -157,9 +159,14 @@ async def _stream(
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
         if transport is not None and sse_fast_path(request, response):
             outbox.direct = direct_writer(transport, websocket=False)
+        if isinstance(handler := request.protocol, Handler):
+            # Gone is gone now: an idle stream would otherwise count as open until its heartbeat.
+            handler.on_connection_lost = partial(outbox.close, "client gone")
         await _pump(response, outbox, settings.write_timeout_s, catch_up)
         return response
     finally:
+        if isinstance(handler := request.protocol, Handler):
+            handler.on_connection_lost = None
         relay.leave(sub)
         streams.sse -= 1
 

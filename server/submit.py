@@ -17,6 +17,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobcast.bulk import without_bulk
 from jobcast.files import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads
@@ -219,7 +220,7 @@ async def submit(
 
 
 def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:
-    served = sorted({name for kinds in workers.values() for name in kinds})
+    served = without_bulk(sorted({name for kinds in workers.values() for name in kinds}))
     message = f"no running worker serves kind {kind!r}; the {len(workers)} running serve: {', '.join(served)}"
     return Problem(
         422,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from jobcast.server.app import create_app
 from tests.helpers import demo, submit
 
 AXE = Path(__file__).resolve().parent.parent / "clients" / "js" / "node_modules" / "axe-core" / "axe.min.js"
@@ -31,4 +33,27 @@ async def test_no_page_has_an_accessibility_violation(client, worker, browser, s
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
         assert await violations(page) == [], f"{path} ({scheme})"
+    await context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_owner_mode_pages_have_no_accessibility_violation(
+    aiohttp_client, settings, worker, browser, scheme: str
+) -> None:
+    # An owner's view (no counters, no bulk actions) and the sign-in page exist only in owner mode.
+    client = await aiohttp_client(create_app(settings.model_copy(update={"secret": SecretStr("s" * 32)})))
+    context = await browser.new_context(bypass_csp=True, color_scheme=scheme)
+    page = await context.new_page()
+    base = str(client.make_url("")).rstrip("/")
+    await page.goto(base + "/")
+    # Submitted from the page, so the job is this browser's own.
+    await page.select_option("#kind", "demo")
+    await page.fill("#demo-steps", "2")
+    await page.click("#submit-form button[type=submit]")
+    await page.locator("#jobs .job").first.wait_for()
+    own = await page.locator("#jobs .job").first.get_attribute("data-job-id")
+    for path in ("/", f"/jobs/{own}", "/login"):
+        await page.goto(base + path)
+        await page.wait_for_load_state("networkidle")
+        assert await violations(page) == [], f"{path} ({scheme}, owner mode)"
     await context.close()

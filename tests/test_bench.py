@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import report
 from bench.peers import nchan
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A quick run of every part takes about two minutes on the 2-core machine.
+@pytest.mark.timeout(300)
 def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "results"
     run = subprocess.run(

@@ -121,6 +121,27 @@ async def test_the_open_streams_gauge_is_exact(spawn) -> None:
     assert "unhandled error" not in web.log()
 
 
+async def test_an_idle_stream_whose_client_left_stops_counting_at_once(spawn) -> None:
+    # No event and no heartbeat (an hour away) to write: only the hang-up itself can tell.
+    web = spawn("web", JOBCAST_HEARTBEAT_S="3600")
+    await web.wait_http()
+    async with aiohttp.ClientSession(web.url) as session:
+        delayed = await submit(session, body=demo(1, 1) | {"delay_s": 600})
+
+        async def sse_streams() -> float:
+            return value(await scrape(session, web.url), "jobcast_open_streams", transport="sse")
+
+        opened = [await session.get(f"/api/jobs/{delayed['id']}/events") for _ in range(3)]
+        opened.append(await session.get("/api/events"))
+        for response in opened:
+            assert response.status == 200
+            await response.content.readuntil(b"\n\n")  # the stream has started
+        assert await sse_streams() == 4
+        for response in opened:
+            response.close()
+        await wait_for(lambda: is_at(sse_streams, 0), timeout=10, what="the gauge to drop to zero")
+
+
 async def hang_up_after_sending(port: int, path: str) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(

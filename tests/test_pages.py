@@ -108,12 +108,14 @@ async def test_the_jobs_table_pages_through_every_job_and_filters_by_priority(cl
     async with client.get("/?priority=high&limit=200") as response:
         html = await response.text()
     assert table_ids(html) == [job["id"] for job in reversed(jobs[::3])]
-    assert 'rel="next"' not in html and '<option selected>200</option>' in html
+    assert 'rel="next"' not in html and "<option selected>200</option>" in html
     async with client.get("/?cursor=not-a-cursor") as response:
         assert response.status == 400 and response.content_type == "application/problem+json"
     # The API filters the same way.
     listed = await get_json(client, "/api/jobs?priority=low&limit=5")
-    assert [job["id"] for job in listed["jobs"]] == [j["id"] for j in reversed(jobs) if j["priority"] == "low"][:5]
+    assert [job["id"] for job in listed["jobs"]] == [
+        j["id"] for j in reversed(jobs) if j["priority"] == "low"
+    ][:5]
 
 
 async def test_the_short_id_on_the_dashboard_finds_the_job(client, redis, settings) -> None:
