@@ -22,6 +22,9 @@ from jobcast.store import JobStore
 
 log = logging.getLogger(__name__)
 
+# The lost jobs' ids one log line names at most.
+LOGGED_IDS = 10
+
 BATCH = 100
 
 
@@ -76,9 +79,9 @@ class Reaper:
         while True:
             try:
                 if lost := await self.run_once(interval_s):
-                    log.warning(
-                        "%d jobs lost their worker; waiting for a worker: %s", len(lost), ", ".join(lost)
-                    )
+                    # One line of bounded length however many were lost (a worker can hold hundreds).
+                    shown = ", ".join(lost[:LOGGED_IDS]) + (", …" if len(lost) > LOGGED_IDS else "")
+                    log.warning("%d jobs lost their worker; waiting for a worker: %s", len(lost), shown)
             except RedisError as e:
                 log.warning("reaper pass skipped: %s", e)
             await asyncio.sleep(interval_s)

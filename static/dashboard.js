@@ -62,6 +62,7 @@ function showServing(serving) {
 // failed part stacked on top, with a summary and a table as its text alternative.
 const SVG = "http://www.w3.org/2000/svg";
 const spanSelect = document.getElementById("finished-span");
+const kindFilter = document.getElementById("finished-kind");
 async function drawFinished() {
   const svg = document.getElementById("finished-svg");
   if (!svg) return;
@@ -73,7 +74,8 @@ async function drawFinished() {
   }
   const rows = history.buckets.map((bucket) => {
     const sums = { succeeded: 0, failed: 0, cancelled: 0 };
-    for (const states of Object.values(bucket.counts)) {
+    const kind = kindFilter.value;
+    for (const states of kind ? [bucket.counts[kind] ?? {}] : Object.values(bucket.counts)) {
       for (const [state, n] of Object.entries(states)) sums[state] = (sums[state] ?? 0) + n;
     }
     return { start: bucket.start, ...sums, total: sums.succeeded + sums.failed + sums.cancelled };
@@ -99,8 +101,9 @@ async function drawFinished() {
   const total = rows.reduce((sum, r) => sum + r.total, 0);
   const failed = rows.reduce((sum, r) => sum + r.failed, 0);
   const unit = history.span === "hour" ? "minute" : "hour";
+  const of = kindFilter.value ? ` ${kindFilter.value} jobs` : "";
   document.getElementById("finished-summary").textContent =
-    `${total} finished, ${failed} failed over the last ${history.span}; at most ${most === 1 && !total ? 0 : most} in one ${unit}.`;
+    `${total}${of} finished, ${failed} failed over the last ${history.span}; at most ${most === 1 && !total ? 0 : most} in one ${unit}.`;
   const clock = (iso) => iso.slice(history.span === "hour" ? 11 : 5, 16).replace("T", " ");
   document.getElementById("finished-table").replaceChildren(
     ...rows.filter((r) => r.total).map((r) => {
@@ -116,6 +119,7 @@ async function drawFinished() {
 }
 if (spanSelect) {
   spanSelect.addEventListener("change", drawFinished);
+  kindFilter.addEventListener("change", drawFinished);
   drawFinished();
   setInterval(drawFinished, 5000);
 }

@@ -106,6 +106,10 @@ async def test_the_dashboard_search_opens_a_job_from_the_start_of_its_id(client,
     await page.get_by_role("search").get_by_role("button", name="Open").click()
     await expect(page.locator("#job")).to_have_attribute("data-job-id", job["id"])
     assert page.url.endswith(f"/jobs/{job['id']}")
+    # A prefix in the URL (a short id pasted from a log) opens the same page.
+    await page.goto(base(client) + f"/jobs/{job['id'][:6]}")
+    await expect(page.locator("#job")).to_have_attribute("data-job-id", job["id"])
+    assert page.url.endswith(f"/jobs/{job['id']}")
 
 
 async def test_the_jobs_table_is_dense_pages_through_every_job_and_sorts(client, page) -> None:
@@ -335,6 +339,12 @@ async def test_the_finished_jobs_graph_fills_as_jobs_end(client, worker, page) -
     ]
     assert all(re.fullmatch(r"\d\d:\d\d", r[0]) for r in table)
     assert [sum(int(r[i]) for r in table) for i in (1, 2, 3)] == [2, 1, 0]
+    # By kind: the demo jobs are all of them; no report ended.
+    await page.get_by_role("combobox", name="of kind").select_option("demo")
+    await expect(page.locator("#finished-summary")).to_contain_text("3 demo jobs finished, 1 failed")
+    await page.get_by_role("combobox", name="of kind").select_option("report")
+    await expect(page.locator("#finished-summary")).to_contain_text("0 report jobs finished, 0 failed")
+    await expect(page.locator("#finished-svg rect")).to_have_count(0)
     day = await get_json(client, "/api/finished?span=day")
     ended = [b["counts"].get("demo", {}) for b in day["buckets"][-2:]]  # this hour, or across its start
     assert {s: sum(c.get(s, 0) for c in ended) for s in ("succeeded", "failed")} == {

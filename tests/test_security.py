@@ -88,6 +88,8 @@ async def test_an_owner_sees_and_touches_only_their_own_jobs_and_an_admin_all(ow
         assert await status_of(b, method, url + path) == 404, (method, path)
     async with b.get(url + "/api/jobs") as response:
         assert (await response.json())["jobs"] == []
+    # Nor by naming A as the owner to list: that is for admins.
+    assert await status_of(b, "GET", url + "/api/jobs", params={"owner": job["owner"]}) == 403
     async with b.ws_connect(url + "/api/ws") as ws:
         await ws.send_json({"type": "subscribe", "job_id": jid})
         assert (await ws.receive_json())["code"] == "not_found"
@@ -102,6 +104,12 @@ async def test_an_owner_sees_and_touches_only_their_own_jobs_and_an_admin_all(ow
         assert {jid, other["id"]} <= listed
         assert await status_of(admin, "GET", f"{url}/api/jobs/{jid}") == 200
         assert await status_of(admin, "POST", f"{url}/api/jobs/{other['id']}/cancel") in (200, 202)
+        # An admin lists one owner's jobs; the dashboard filters the same way.
+        async with admin.get(url + "/api/jobs", params={"owner": job["owner"]}) as response:
+            assert [j["id"] for j in (await response.json())["jobs"]] == [jid]
+        async with admin.get(url + "/", params={"owner": other["owner"]}) as response:
+            page = await response.text()
+            assert f'data-job-id="{other["id"]}"' in page and f'data-job-id="{jid}"' not in page
     # A retry by its owner stays the owner's.
     await watch_to_end(b, other["id"], base=url)
     async with b.post(f"{url}/api/jobs/{other['id']}/retry") as response:
