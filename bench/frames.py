@@ -16,19 +16,8 @@ import aiohttp
 import orjson
 
 from bench import processes
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from jobcast.embedded_redis import RedisProcess
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Installed in the page before its scripts run: frame intervals and long animation frames.
 RECORDER = """

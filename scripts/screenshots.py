@@ -22,8 +22,10 @@ from playwright.async_api import async_playwright
 from jobcast.embedded_redis import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/, for the one way this checkout starts Chromium
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 OUT = ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
 
 
 async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
@@ -66,7 +68,7 @@ async def make_jobs(url: str) -> dict[str, Any]:
 
 async def photograph(url: str, job: dict[str, Any]) -> None:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for scheme in ("light", "dark"):
             viewport = {"width": 1280, "height": 900}
             context = await browser.new_context(viewport=viewport, color_scheme=scheme)

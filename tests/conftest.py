@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from jobcast.embedded_redis import RedisProcess
 from jobcast.redis import create_redis
 from jobcast.server.app import create_app
@@ -128,19 +129,6 @@ async def redis(settings: Settings) -> AsyncIterator[object]:
     r = create_redis(settings.redis_url)
     yield r
     await r.aclose()
-
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
