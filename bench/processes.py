@@ -6,9 +6,12 @@ core 1, so the server's CPU time is its own and the load cannot steal its core.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,18 +31,24 @@ from bench.peers import nchan
 from jobcast.embedded_redis import RedisProcess, free_port
 
 SERVER_CORE, LOAD_CORE = 0, 1
+PR_SET_PDEATHSIG = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _raise_fd_limit() -> None:
+def _in_child() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # A bench that is killed (a timeout, Ctrl-C twice) must not leave its servers running, loading
+    # the machine for whatever is measured next: they get SIGTERM when it dies (Linux).
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def start(args: list[str], core: int, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        args, env={**os.environ, **(env or {})}, cwd=ROOT, preexec_fn=_raise_fd_limit, **kwargs
-    )
+    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=ROOT, preexec_fn=_in_child, **kwargs)
     pin(proc.pid, core)
     return proc
 

@@ -42,6 +42,16 @@ def fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
+def threads(pid: int) -> int:
+    # A step in RSS that then stays flat can be a new thread's malloc arena (glibc gives each
+    # thread its own, up to 8 per core): counted, to tell that from a leak.
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
 def slope_mib_per_min(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, bytes), in MiB per minute."""
     if len(points) < 2:
@@ -200,6 +210,7 @@ async def _run(
                         "web_rss": rss_bytes(web_pid),
                         "worker_rss": rss_bytes(worker_pid),
                         "web_fds": fds(web_pid),
+                        "web_threads": threads(web_pid),
                         "worker_fds": fds(worker_pid),
                         "redis_clients": info["connected_clients"],
                         "redis_memory": info["used_memory"],

@@ -189,15 +189,29 @@ class Client:
         """Retry a failed or cancelled job; returns the new job's snapshot."""
         return await self._json("POST", f"/api/jobs/{job_id}/retry")
 
+    async def bulk(
+        self, action: str, *, ids: list[str] | None = None, filter: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Retry, cancel or delete many jobs (`ids`, or every job `filter` matches; admins): returns
+        the bulk job's snapshot. Watch it like any job; its result says what it did."""
+        body: dict[str, Any] = {"action": action}
+        body.update({"ids": ids} if ids is not None else {"filter": filter or {}})
+        return await self._json("POST", "/api/bulk", json=body)
+
     async def list(
-        self, *, state: str | None = None, kind: str | None = None, page_size: int = 50
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        priority: str | None = None,
+        owner: str | None = None,
+        page_size: int = 50,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every job, newest first (following the server's cursors), optionally filtered."""
+        """Every job, newest first (following the server's cursors), optionally filtered (`owner`:
+        admins only)."""
         query: dict[str, str] = {"limit": str(page_size)}
-        if state:
-            query["state"] = state
-        if kind:
-            query["kind"] = kind
+        filters = {"state": state, "kind": kind, "priority": priority, "owner": owner}
+        query.update({name: value for name, value in filters.items() if value})
         while True:
             page = await self._json("GET", "/api/jobs", params=query)
             for job in page["jobs"]:
@@ -314,6 +328,9 @@ class SyncClient:
 
     def result(self, job_id: str, dest: str | Path = ".") -> Any:
         return self._run(self._client.result(job_id, dest))
+
+    def bulk(self, action: str, **selection: Any) -> dict[str, Any]:
+        return self._run(self._client.bulk(action, **selection))
 
     def list(self, **filters: Any) -> Iterator[dict[str, Any]]:
         return self._iterate(self._client.list(**filters))

@@ -74,6 +74,34 @@ async def test_results_json_and_files_and_listing(web, worker, tmp_path: Path) -
         listed = [job["id"] async for job in client.list(page_size=1)]
         assert listed == [counted["id"], converted["id"]]
         assert [job["id"] async for job in client.list(kind="convert")] == [converted["id"]]
+        assert [job["id"] async for job in client.list(priority="high")] == []
+
+
+async def test_bulk_actions_from_the_client_retry_an_upload_and_delete(web, worker, tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("name\nada\n")
+    async with Client(web.url) as client:
+        # Cancelled while it waited: its retry must carry its own copy of the upload.
+        waiting = await client.submit("convert", {"to": "jsonl"}, upload=source, delay_s=600)
+        await client.cancel(waiting["id"])
+        bulk = await client.bulk("retry", ids=[waiting["id"]])
+        assert [e async for e in client.watch(bulk["id"])][-1].state == "succeeded"
+        assert (await client.get(bulk["id"]))["result"] == {
+            "action": "retry",
+            "matched": 1,
+            "done": 1,
+            "skipped": 0,
+        }
+        retried = await client.get((await client.get(waiting["id"]))["retried_by"])
+        assert [e async for e in client.watch(retried["id"])][-1].state == "succeeded"
+        assert (await client.result(retried["id"], tmp_path / "out.jsonl")).read_text() == '{"name": "ada"}\n'
+
+        bulk = await client.bulk("delete", filter={"state": "cancelled"})
+        assert [e async for e in client.watch(bulk["id"])][-1].state == "succeeded"
+        assert (await client.get(bulk["id"]))["result"]["done"] == 1
+        with pytest.raises(JobcastError) as gone:
+            await client.get(waiting["id"])
+        assert gone.value.status == 404
 
 
 async def test_errors_carry_the_problem_document(web) -> None:
