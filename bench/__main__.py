@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, frames, jobs, limits, processes, report, scenarios, soak
+from bench import footprint, frames, intake, jobs, limits, processes, report, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files import FileStore
@@ -28,6 +28,7 @@ PARTS = (
     "limits",
     "footprint",
     "frames",
+    "intake",
     "soak",
 )
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
@@ -80,6 +81,8 @@ def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: P
     if "footprint" in only:
         files = FileStore(tmp / "files")
         results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
+    if "intake" in only:
+        results["intake"] = intake.intake(redis, workload.intake_seconds)
     if "frames" in only:
         results["frames"] = frames.dashboard_frames(
             redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds

@@ -119,6 +119,7 @@ def table(results: dict[str, Any]) -> str:
         + footprint_lines(results)
         + soak_lines(results)
         + frame_lines(results)
+        + intake_lines(results)
     )
     return "\n".join(lines)
 
@@ -207,6 +208,24 @@ def median_rows(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str
         system: {f: sorted(r[f] for r in runs)[len(runs) // 2] for f in fields}
         for system, runs in by_system.items()
     }
+
+
+def intake_lines(results: dict[str, Any]) -> list[str]:
+    if "intake" not in results:
+        return []
+    lines = [
+        "",
+        "HTTP intake, one jobcast web, no worker (targets: 4,000 singles/s, 20,000 batched jobs/s)",
+        f"{'mode':<15} {'conns':>5} {'jobs/s':>8} {'web core':>9} {'Redis core':>11} {'load core':>10} "
+        f"{'web µs/job':>11} {'Redis µs/job':>13} {'refused':>8}",
+    ]
+    for r in results["intake"]:
+        lines.append(
+            f"{r['mode']:<15} {r['connections']:>5} {r['jobs_per_s']:>8,} {r['web_cpu_share']:>9.0%} "
+            f"{r['redis_cpu_share']:>11.0%} {r['load_cpu_share']:>10.0%} {r['web_cpu_us_per_job']:>11} "
+            f"{r['redis_cpu_us_per_job']:>13} {r['refused_requests']:>8}"
+        )
+    return lines
 
 
 def frame_lines(results: dict[str, Any]) -> list[str]:

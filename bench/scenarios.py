@@ -51,6 +51,8 @@ class Workload:
     frame_rows: int = 1000
     frame_live: int = 100
     frame_seconds: float = 10.0
+    # HTTP intake: single submissions and batches, for this long each.
+    intake_seconds: float = 5.0
 
 
 QUICK = Workload(
@@ -75,6 +77,7 @@ QUICK = Workload(
     frame_rows=200,
     frame_live=5,
     frame_seconds=1.0,
+    intake_seconds=0.5,
 )
 
 

@@ -527,9 +527,11 @@ async def submit_batch(request: web.Request) -> web.Response:
     results: list[dict[str, Any] | None] = [None] * len(items)
     calls, places = [], []
     store = request.app[STORE]
+    # Whether a worker serves each kind, asked once per kind for the whole batch.
+    served: dict[str, dict[str, list[str]] | None] = {}
     for index, raw in enumerate(items):
         try:
-            owner, submitted_by, item, submission = await _batch_item(request, raw)
+            owner, submitted_by, item, submission = await _batch_item(request, raw, served)
         except Problem as problem:
             results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
             continue
@@ -550,13 +552,17 @@ async def submit_batch(request: web.Request) -> web.Response:
     return json_response({"results": results, "created": created})
 
 
-async def _batch_item(request: web.Request, raw: Any) -> tuple[str | None, str | None, BatchItem, Submission]:
+async def _batch_item(
+    request: web.Request, raw: Any, served: dict[str, dict[str, list[str]] | None]
+) -> tuple[str | None, str | None, BatchItem, Submission]:
     """One batch item checked as a single submission is (raises its Problem)."""
     item = parse_request(raw, BatchItem)
     refuse_server_params(request.app, item)
     submission = validate(request.app, item)
     require_upload(request.app, submission)
-    if (workers := await request.app[WORKERS].unserved(submission.kind)) is not None:
+    if submission.kind not in served:
+        served[submission.kind] = await request.app[WORKERS].unserved(submission.kind)
+    if (workers := served[submission.kind]) is not None:
         raise unserved_kind(submission.kind, workers)
     owner, submitted_by = owner_for(request, item.owner)
     return owner, submitted_by, item, submission

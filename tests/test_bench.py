@@ -70,6 +70,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     soak = results["soak"]
     assert soak["counts"]["submitted"] > 0 and soak["counts"]["streams_opened"] > 0 and soak["samples"]
     assert soak["gauge_after_load"] == 0  # every stream the load opened was counted closed
+    # HTTP intake: singles and a batch were taken, and Redis said where its time went.
+    assert [row["mode"] for row in results["intake"]] == ["single", "batch of 1000"]
+    for row in results["intake"]:
+        assert row["jobs"] > 0 and row["refused_requests"] == 0 and "evalsha" in row["redis_commands"], row
     # The dashboard took the live events in both designs it compares, frame by frame.
     for design in ("shipped", "plain_table"):
         frames = results["frames"][design]
