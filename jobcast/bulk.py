@@ -114,8 +114,10 @@ class BulkActions:
         act = {"retry": self.retry, "cancel": self.cancel, "delete": self.delete}[params.action]
         total = await self.how_many(params)
         seen = done = 0
-        async for ids in selected(self.store, params):
-            done += await act(ids)
+        async for chosen in selected(self.store, params):
+            # A cancel of every running job finds this one too: it never acts on itself.
+            ids = [job_id for job_id in chosen if job_id != ctx.job_id]
+            done += await act(ids) if ids else 0
             seen += len(ids)
             message = f"{params.action}: {done} of {seen} jobs"
             await ctx.progress.update(seen, max(total, seen) if total is not None else None, message)

@@ -9,7 +9,7 @@ import aiohttp
 
 from jobcast.files import FileStore
 from jobcast.server.app import create_app
-from tests.helpers import demo, get_json, post_json, submit, watch_to_end
+from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
 from tests.test_security import ADMIN_KEY, SERVICE_KEY, bearer, owner_mode, status_of  # noqa: F401
 
 FAILING = {"kind": "demo", "params": {"steps": 2, "step_ms": 1, "fail_at_step": 1}}
@@ -72,6 +72,18 @@ async def test_cancel_and_delete_chosen_jobs_skip_the_ones_they_do_not_apply_to(
         await get_json(client, f"/api/jobs/{gone['id']}", status=404)
     assert not files.job(report["id"]).root.exists()
     await get_json(client, f"/api/jobs/{waiting[1]['id']}")  # not chosen: kept
+
+
+async def test_a_cancel_of_every_running_job_leaves_the_bulk_job_itself_running(client, worker) -> None:
+    running = await submit(client, body=demo(600, 50))
+    await wait_for(lambda: has_state(client, running["id"], "running"), what="the demo job to start")
+    bulk, _ = await run_bulk(client, {"action": "cancel", "filter": {"state": "running"}})
+    assert bulk["state"] == "succeeded" and bulk["result"]["done"] == 1, bulk
+    assert (await watch_to_end(client, running["id"]))[-1]["type"] == "cancelled"
+
+
+async def has_state(client: Any, job_id: str, state: str) -> bool:
+    return (await get_json(client, f"/api/jobs/{job_id}"))["state"] == state
 
 
 async def test_bad_bulk_requests_get_a_problem_and_start_nothing(aiohttp_client, settings) -> None:
