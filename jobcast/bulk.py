@@ -158,14 +158,8 @@ class BulkActions:
             kind = self.kinds.get(old.get("kind") or "")
             if kind is None or old.get("state") not in ACTS_ON["retry"]:
                 continue
-            params = kind.params.model_validate(old["params"])
-            submission = Submission(
-                kind.name,
-                old["params"],
-                priority=Priority(old["priority"]),
-                max_attempts=kind.max_attempts,
-                cost_s=float(kind.cost(params)) if kind.cost is not None else 0.0,
-            )
+            cost = kind.estimated_cost(kind.params.model_validate(old["params"]))
+            submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost)
             new_id = uuid.uuid4().hex
             if kind.takes_upload:
                 copied.append(new_id)

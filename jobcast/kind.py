@@ -63,6 +63,10 @@ class Kind(Generic[P]):
     # small request should say; None costs nothing.
     cost: Callable[[P], float] | None = None
 
+    def estimated_cost(self, params: P) -> float:
+        """The CPU-seconds one attempt with these params is estimated to take (0: not said)."""
+        return float(self.cost(params)) if self.cost is not None else 0.0
+
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         if isinstance(error, (PermanentError, *self.no_retry)):
             return False

@@ -177,6 +177,12 @@ class Submission:
     # The kind's estimate of the CPU-seconds it takes (counted against the owner's hourly budget).
     cost_s: float = 0.0
 
+    @classmethod
+    def again(cls, old: dict[str, Any], *, max_attempts: int, cost_s: float) -> Submission:
+        """The submission that retries `old` (a job's snapshot): its kind, params and priority."""
+        priority = Priority(old["priority"])
+        return cls(old["kind"], old["params"], priority=priority, max_attempts=max_attempts, cost_s=cost_s)
+
     def fingerprint(self) -> str:
         """Identifies the request body, so a reused idempotency key with another body is caught."""
         body = {"kind": self.kind, "params": self.params, "priority": self.priority, "delay_s": self.delay_s}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobcast import bulk
 from jobcast.protocol import Priority
@@ -15,9 +15,9 @@ from jobcast.server.api import read_json
 from jobcast.server.auth import require_admin
 from jobcast.server.keys import SETTINGS
 from jobcast.server.openapi import JSON, Operation, json, operation
-from jobcast.server.problems import Problem, validation_problem
+from jobcast.server.problems import Problem
 from jobcast.server.schemas import JobSnapshot
-from jobcast.server.submit import submit
+from jobcast.server.submit import parse_request, submit
 from jobcast.store import Submission
 
 routes = web.RouteTableDef()
@@ -59,10 +59,7 @@ class BulkRequest(BaseModel):
 )
 async def start_bulk(request: web.Request) -> web.Response:
     require_admin(request)
-    try:
-        wanted = BulkRequest.model_validate(await read_json(request))
-    except ValidationError as e:
-        raise validation_problem(e) from None
+    wanted = parse_request(await read_json(request), BulkRequest)
     limit = request.app[SETTINGS].max_bulk_jobs
     if wanted.ids is not None and len(wanted.ids) > limit:
         raise Problem(413, f"at most {limit} jobs in one bulk action", slug="payload-too-large")

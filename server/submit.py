@@ -128,7 +128,7 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
 def cost_of(app: web.Application, kind: Kind, params: Any) -> float:
     """The kind's CPU estimate for these params; 422 if it alone is over an owner's hourly budget
     (it could never run)."""
-    cost = float(kind.cost(params)) if kind.cost is not None else 0.0
+    cost = kind.estimated_cost(params)
     settings = app[SETTINGS]
     budget = settings.cpu_budget_s_per_hour
     if settings.secret is not None and 0 < budget < cost:
@@ -456,11 +456,8 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
     kind = app[KINDS].get(old["kind"])
     if kind is None:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
-    priority = Priority(old["priority"])
     cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
-    submission = Submission(
-        kind.name, old["params"], priority=priority, max_attempts=kind.max_attempts, cost_s=cost
-    )
+    submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost)
     job_id = uuid.uuid4().hex
     async with discard_files_unless_created(app, job_id):
         if kind.takes_upload:
