@@ -180,6 +180,24 @@ class Scripts:
             raw = await pipe.execute()
         return [Answer(orjson.loads(answer)) for answer in raw]
 
+    async def call_batch(
+        self, name: str, calls: list[tuple[dict[str, str], dict[str, Any]]], chunk: int
+    ) -> list[Answer]:
+        """Run a batch-taking script (`create`) over every (keys, args), `chunk` items a call and
+        all calls in one round trip: each item atomic on its own and answered on its own, what is
+        shared (decoding the layout, the batch's bookkeeping) paid once a call."""
+        script = self._scripts[name]
+        now_ms = epoch_ms(utcnow())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(calls), chunk):
+                part = calls[start : start + chunk]
+                key_list = [key for keys, _ in part for key in keys.values()]
+                items = [{"keys": list(keys), **args} for keys, args in part]
+                argv = [self._layouts[name], orjson.dumps({"now_ms": now_ms, "jobs": items})]
+                await script(keys=key_list, args=argv, client=pipe)
+            raw = await pipe.execute()
+        return [Answer(item) for answer in raw for item in orjson.loads(answer)["answers"]]
+
     def command(self, name: str, keys: dict[str, str], **args: Any) -> tuple[Any, ...]:
         """The EVALSHA command for a call, for a caller that writes commands to Redis itself (the
         benchmark's publisher); `load` must have run on that Redis first."""

@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     max_batch_jobs: int = Field(
         default=1000, ge=1, description="Most submissions in one `POST /api/jobs/batch` (413 past it)."
     )
+    create_chunk_jobs: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="Most submissions one create-script call takes: a batch is written in calls of "
+        "this many, each holding Redis for about 30 µs a job; fewer means shorter pauses for "
+        "other clients, more means less Redis CPU per job.",
+    )
     max_bulk_jobs: int = Field(
         default=10_000,
         ge=1,

@@ -394,13 +394,15 @@ class JobStore:
         new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
         `create_call`."""
         call = self.create_call(job_id, submission, **options)
-        answer = await self.scripts.call("create", call.keys, **call.args)
+        (answer,) = await self.scripts.call_batch("create", [(call.keys, call.args)], 1)
         return call.outcome(answer, self.links)
 
     async def create_many(self, calls: list[CreateCall]) -> list[dict[str, Any] | SubmitRefused]:
         """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
         SubmitRefused that says why it made no job."""
-        answers = await self.scripts.call_many("create", [(call.keys, call.args) for call in calls])
+        answers = await self.scripts.call_batch(
+            "create", [(call.keys, call.args) for call in calls], self.settings.create_chunk_jobs
+        )
         out: list[dict[str, Any] | SubmitRefused] = []
         for call, answer in zip(calls, answers, strict=True):
             try:
@@ -446,6 +448,7 @@ class JobStore:
         fingerprint = submission.fingerprint()
         args = {
             "id": job_id,
+            "kind": submission.kind,
             "priority": submission.priority.value,
             "ready_ms": ready_ms,
             "payload": text(job_payload(RUN_JOB, job_id, ready_ms, json_serializer)),

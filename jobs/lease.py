@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 async def _renew(store: JobStore, attempt: Attempt, priority: str, lease_ms: int, owner: str) -> None:
     job_id = attempt.job_id
     while True:
-        # The claim has just leased the job: the first renewal is due a third of a lease later.
-        await asyncio.sleep(lease_ms / 3000)
         try:
             answer = await store.scripts.call(
                 "renew",
@@ -45,6 +43,7 @@ async def _renew(store: JobStore, attempt: Attempt, priority: str, lease_ms: int
             )
         except RedisError as e:
             log.warning("could not renew the lease of %s: %s", job_id, e)
+            await asyncio.sleep(lease_ms / 3000)
             continue
         if answer.status is not Status.HELD:
             if attempt.task is not None and attempt.task.done():
@@ -55,17 +54,30 @@ async def _renew(store: JobStore, attempt: Attempt, priority: str, lease_ms: int
             return
         if answer["cancel_requested"]:
             attempt.request_cancel()
+        await asyncio.sleep(lease_ms / 3000)
 
 
 @asynccontextmanager
 async def hold_lease(
     store: JobStore, attempt: Attempt, priority: str, lease_s: float, owner: str
 ) -> AsyncIterator[None]:
-    """Renew `owner`'s lease on the attempt's job (in `priority`'s queue) while the block runs."""
-    task = asyncio.create_task(
-        _renew(store, attempt, priority, int(lease_s * 1000), owner), name=f"lease:{attempt.job_id}"
-    )
+    """Renew `owner`'s lease on the attempt's job (in `priority`'s queue) while the block runs.
+
+    The claim has just leased the job, so the first renewal is due a third of a lease later; the
+    renewing task starts only then, and most jobs, over by that time, never need one."""
+    lease_ms = int(lease_s * 1000)
+    task: asyncio.Task[None] | None = None
+
+    def start() -> None:
+        nonlocal task
+        task = asyncio.create_task(
+            _renew(store, attempt, priority, lease_ms, owner), name=f"lease:{attempt.job_id}"
+        )
+
+    timer = asyncio.get_running_loop().call_later(lease_ms / 3000, start)
     try:
         yield
     finally:
-        await cancel_and_wait(task)
+        timer.cancel()
+        if task is not None:
+            await cancel_and_wait(task)

@@ -51,6 +51,7 @@ class Progress:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self._open = False  # inside `async with`: the only time a flusher may start
         self.latest: dict[str, Any] | None = None
 
     async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
@@ -64,14 +65,19 @@ class Progress:
             message = message[: self.max_message_chars - 1] + "…"
         self._pending = (current, total, message)
         self._wake.set()
+        # The flusher starts with the first report: most short jobs never report, and a task
+        # each would cost them more than their run.
+        if self._flusher is None and self._open:
+            self._flusher = asyncio.create_task(self._flush_loop(), name=f"progress:{self._job_id}")
 
     async def __aenter__(self) -> Progress:
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"progress:{self._job_id}")
+        self._open = True
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._open = False
         if self._flusher is not None:
             await cancel_and_wait(self._flusher)
             self._flusher = None

@@ -7,7 +7,7 @@
 local L = cjson.decode(ARGV[1])
 local A = cjson.decode(ARGV[2])
 local K = {}
-for i, name in ipairs(A.keys) do K[name] = KEYS[i] end
+for i, name in ipairs(A.keys or {}) do K[name] = KEYS[i] end
 local S = L.status
 local NOW_MS = A.now_ms
 

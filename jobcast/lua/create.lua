@@ -1,122 +1,151 @@
--- Submit a job: idempotency check, waiting-jobs limit, record, indexes, its place in its priority's
--- queue, arq's job payload and the `queued` event, all at once, so a job is either fully submitted
--- or not at all.
--- K: job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
+-- Submit jobs: for each, the idempotency check, the limits, the record, the indexes, its place in its
+-- priority's queue, arq's job payload and the `queued` event, all at once, so a job is either
+-- fully submitted or not at all. One call takes a batch of submissions (A.jobs), each atomic on
+-- its own and answered on its own; what is the batch's, not the job's (reading the clocks and the
+-- waiting counts, waking the workers, trimming the indexes), is done once a call.
+-- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
+--   job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
--- A: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
+-- and holds: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
 --   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), owner and
 --   owner_limit (the owner's waiting jobs, due or delayed; 0: none), rate_limit (an owner's
 --   submissions per minute; 0: none), cost and cost_budget (this job's estimated CPU-seconds, and
 --   an owner's per hour; 0: none), event (for `publish`), record (field/value pairs).
--- Answers created (seq), key_reused (id, fingerprint), too_many_waiting (waiting, delayed),
--- rate_limited (retry_after_ms, budget: whether the CPU budget is spent), and for a retry already_retried (id), original_gone,
--- not_retryable (state).
-if K.idempotency then
-  local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
-  -- A key whose job has expired is free again (so is one in a format from before).
-  if ok and type(seen) == 'table' and redis.call('EXISTS', seen.job_key) == 1 then
-    return answer({status = S.key_reused, id = seen.id, fingerprint = seen.fingerprint})
+-- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
+-- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
+-- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).
+
+-- Jobs waiting in every queue, due now (false) or delayed (true): counted once a call, then kept.
+local waiting_counts = {}
+local function waiting(delayed)
+  if waiting_counts[delayed] == nil then
+    local n = 0
+    for _, p in ipairs(L.priorities) do
+      if delayed then
+        n = n + redis.call('ZCOUNT', L.queues[p], '(' .. (NOW_MS + 1), '+inf')
+      else
+        n = n + redis.call('ZCOUNT', L.queues[p], '-inf', '(' .. (NOW_MS + 1))
+      end
+    end
+    waiting_counts[delayed] = n
   end
+  return waiting_counts[delayed]
 end
 
-if K.original then
-  local old = redis.call('HMGET', K.original, 'state', 'retried_by')
-  if not old[1] then return answer({status = S.original_gone}) end
-  if old[2] and old[2] ~= '' then return answer({status = S.already_retried, id = old[2]}) end
-  if old[1] ~= L.state.failed and old[1] ~= L.state.cancelled then
-    return answer({status = S.not_retryable, state = old[1]})
-  end
-end
-
--- Jobs due now and delayed jobs have limits of their own: a pile of jobs for tomorrow never
--- locks out work for now.
-local delayed = A.ready_ms > NOW_MS
-local limit = delayed and A.delayed_limit or A.limit
-if limit > 0 then
-  local waiting = 0
-  for _, p in ipairs(L.priorities) do
-    if delayed then
-      waiting = waiting + redis.call('ZCOUNT', L.queues[p], '(' .. (NOW_MS + 1), '+inf')
-    else
-      waiting = waiting + redis.call('ZCOUNT', L.queues[p], '-inf', '(' .. (NOW_MS + 1))
+local function create(K, A)
+  if K.idempotency then
+    local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
+    -- A key whose job has expired is free again (so is one in a format from before).
+    if ok and type(seen) == 'table' and redis.call('EXISTS', seen.job_key) == 1 then
+      return {status = S.key_reused, id = seen.id, fingerprint = seen.fingerprint}
     end
   end
-  if waiting >= limit then
-    return answer({status = S.too_many_waiting, waiting = waiting, delayed = delayed})
+
+  if K.original then
+    local old = redis.call('HMGET', K.original, 'state', 'retried_by')
+    if not old[1] then return {status = S.original_gone} end
+    if old[2] and old[2] ~= '' then return {status = S.already_retried, id = old[2]} end
+    if old[1] ~= L.state.failed and old[1] ~= L.state.cancelled then
+      return {status = S.not_retryable, state = old[1]}
+    end
+  end
+
+  -- Jobs due now and delayed jobs have limits of their own: a pile of jobs for tomorrow never
+  -- locks out work for now.
+  local delayed = A.ready_ms > NOW_MS
+  local limit = delayed and A.delayed_limit or A.limit
+  if limit > 0 and waiting(delayed) >= limit then
+    return {status = S.too_many_waiting, waiting = waiting(delayed), delayed = delayed}
+  end
+
+  if A.owner and A.owner_limit > 0 then
+    local mine = tonumber(redis.call('HGET', L.owner_waiting, A.owner) or '0')
+    if mine >= A.owner_limit then
+      return {status = S.too_many_waiting, waiting = mine, delayed = false, owner = true}
+    end
+  end
+
+  if K.owner_rate and A.rate_limit > 0 then
+    local count = redis.call('INCR', K.owner_rate)
+    if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
+    if count > A.rate_limit then
+      return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_rate)}
+    end
+  end
+
+  if K.owner_cost and A.cost > 0 and A.cost_budget > 0 then
+    local spent = tonumber(redis.call('INCRBYFLOAT', K.owner_cost, A.cost))
+    if redis.call('PTTL', K.owner_cost) < 0 then redis.call('PEXPIRE', K.owner_cost, 3600000) end
+    if spent > A.cost_budget then
+      redis.call('INCRBYFLOAT', K.owner_cost, -A.cost)
+      return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_cost), budget = true}
+    end
+  end
+
+  local id, ready_ms = A.id, A.ready_ms
+  redis.call('HSET', K.job, 'state', L.state.queued, 'seq', 0, 'attempt', 0, unpack(A.record))
+  count_waiting({owner = A.owner ~= '' and A.owner or nil, kind = A.kind, priority = A.priority}, 1)
+  local score = index_score()
+  redis.call('ZADD', L.index_all, score, id)
+  redis.call('ZADD', L.index_ids, 0, id)
+  redis.call('ZADD', K.kind_index, score, id)
+  if K.owner_index then redis.call('ZADD', K.owner_index, score, id) end
+  if K.via_index then redis.call('ZADD', K.via_index, score, id) end
+  redis.call('ZADD', L.state_index[L.state.queued], score, id)
+  -- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
+  -- jobs, due at scattered times, take a plain counter as their fraction.
+  local queue_score
+  if ready_ms <= NOW_MS then
+    queue_score = clock_score(L.queue_clock, ready_ms)
+  else
+    queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
+  end
+  redis.call('ZADD', L.queues[A.priority], queue_score, id)
+  redis.call('SET', K.arq_job, A.payload, 'PX', math.max(ready_ms - NOW_MS, 0) + L.retention_s * 1000)
+  A.event.state = L.state.queued
+  A.event.fence = -1
+  local seq = publish(K, A.event)
+  if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
+  if K.original then
+    redis.call('HSET', K.original, 'retried_by', id)
+  end
+  if K.idempotency then
+    local seen = cjson.encode({id = id, fingerprint = A.fingerprint, job_key = K.job})
+    redis.call('SET', K.idempotency, seen, 'EX', A.idempotency_ttl_s)
+  end
+  return {status = S.created, seq = seq}
+end
+
+local answers, created = {}, 0
+local offset = 0
+local trimmed = {[L.index_all] = true}
+for i, item in ipairs(A.jobs) do
+  local keys = {}
+  for j, name in ipairs(item.keys) do keys[name] = KEYS[offset + j] end
+  offset = offset + #item.keys
+  answers[i] = create(keys, item)
+  if answers[i].status == S.created then
+    created = created + 1
+    for _, name in ipairs({'kind_index', 'owner_index', 'via_index'}) do
+      if keys[name] then trimmed[keys[name]] = true end
+    end
   end
 end
-
-if A.owner and A.owner_limit > 0 then
-  local mine = tonumber(redis.call('HGET', L.owner_waiting, A.owner) or '0')
-  if mine >= A.owner_limit then
-    return answer({status = S.too_many_waiting, waiting = mine, delayed = false, owner = true})
+if created > 0 then
+  -- Idle workers poll at once (a delayed job tells them when to poll next).
+  redis.call('PUBLISH', L.wake_channel, '')
+  -- Indexes forget jobs older than the retention (their records have expired by then).
+  local horizon = '(' .. (NOW_MS - L.retention_s * 1000)
+  local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)
+  for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a time
+    redis.call('ZREM', L.index_ids, unpack(expired, i, math.min(i + 999, #expired)))
+  end
+  for key in pairs(trimmed) do redis.call('ZREMRANGEBYSCORE', key, '-inf', horizon) end
+  for state in pairs(L.terminal) do
+    redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
   end
 end
-
-if K.owner_rate and A.rate_limit > 0 then
-  local count = redis.call('INCR', K.owner_rate)
-  if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
-  if count > A.rate_limit then
-    return answer({status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_rate)})
-  end
-end
-
-if K.owner_cost and A.cost > 0 and A.cost_budget > 0 then
-  local spent = tonumber(redis.call('INCRBYFLOAT', K.owner_cost, A.cost))
-  if redis.call('PTTL', K.owner_cost) < 0 then redis.call('PEXPIRE', K.owner_cost, 3600000) end
-  if spent > A.cost_budget then
-    redis.call('INCRBYFLOAT', K.owner_cost, -A.cost)
-    return answer({status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_cost), budget = true})
-  end
-end
-
-local id, ready_ms = A.id, A.ready_ms
-redis.call('HSET', K.job, 'state', L.state.queued, 'seq', 0, 'attempt', 0, unpack(A.record))
-count_waiting(K.job, 1)
-local score = index_score()
-redis.call('ZADD', L.index_all, score, id)
-redis.call('ZADD', L.index_ids, 0, id)
-redis.call('ZADD', K.kind_index, score, id)
-if K.owner_index then redis.call('ZADD', K.owner_index, score, id) end
-if K.via_index then redis.call('ZADD', K.via_index, score, id) end
-redis.call('ZADD', L.state_index[L.state.queued], score, id)
--- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
--- jobs, due at scattered times, take a plain counter as their fraction.
-local queue_score
-if ready_ms <= NOW_MS then
-  queue_score = clock_score(L.queue_clock, ready_ms)
-else
-  queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
-end
-redis.call('ZADD', L.queues[A.priority], queue_score, id)
--- Idle workers poll at once (a delayed job tells them when to poll next).
-redis.call('PUBLISH', L.wake_channel, '')
-redis.call('SET', K.arq_job, A.payload, 'PX', math.max(ready_ms - NOW_MS, 0) + L.retention_s * 1000)
-A.event.state = L.state.queued
-A.event.fence = -1
-local seq = publish(K, A.event)
-if K.original then
-  redis.call('HSET', K.original, 'retried_by', id)
-end
-if K.idempotency then
-  local seen = cjson.encode({id = id, fingerprint = A.fingerprint, job_key = K.job})
-  redis.call('SET', K.idempotency, seen, 'EX', A.idempotency_ttl_s)
-end
-
--- Indexes forget jobs older than the retention (their records have expired by then).
-local horizon = '(' .. (NOW_MS - L.retention_s * 1000)
-local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)
-for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a time
-  redis.call('ZREM', L.index_ids, unpack(expired, i, math.min(i + 999, #expired)))
-end
-redis.call('ZREMRANGEBYSCORE', L.index_all, '-inf', horizon)
-redis.call('ZREMRANGEBYSCORE', K.kind_index, '-inf', horizon)
-if K.owner_index then redis.call('ZREMRANGEBYSCORE', K.owner_index, '-inf', horizon) end
-if K.via_index then redis.call('ZREMRANGEBYSCORE', K.via_index, '-inf', horizon) end
-for state in pairs(L.terminal) do
-  redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
-end
-return answer({status = S.created, seq = seq})
+return answer({status = S.ok, answers = answers})

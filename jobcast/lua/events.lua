@@ -3,17 +3,16 @@
 -- these read.
 
 -- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
--- the dashboard), fields of one hash each: owners and kinds are data, not keys.
+-- the dashboard), fields of one hash each: owners and kinds are data, not keys. `job` holds the
+-- record's owner, kind and priority (read by the caller, which reads the record anyway).
 local function count_waiting(job, delta)
-  local fields = redis.call('HMGET', job, 'owner', 'kind', 'priority')
-  local owner, kind, priority = fields[1], fields[2], fields[3]
-  if owner then
-    if redis.call('HINCRBY', L.owner_waiting, owner, delta) <= 0 then
-      redis.call('HDEL', L.owner_waiting, owner)
+  if job.owner then
+    if redis.call('HINCRBY', L.owner_waiting, job.owner, delta) <= 0 then
+      redis.call('HDEL', L.owner_waiting, job.owner)
     end
   end
-  if kind and priority then
-    local field = kind .. '|' .. priority
+  if job.kind and job.priority then
+    local field = job.kind .. '|' .. job.priority
     if redis.call('HINCRBY', L.kind_waiting, field, delta) <= 0 then
       redis.call('HDEL', L.kind_waiting, field)
     end
@@ -22,8 +21,8 @@ end
 
 -- Jobs finished per minute (kept two hours) and per hour (kept two days), by kind and final state:
 -- the dashboard's graphs (jobcast/finished.py).
-local function count_finished(job, state)
-  local field = (redis.call('HGET', job, 'kind') or '?') .. '|' .. state
+local function count_finished(kind, state)
+  local field = (kind or '?') .. '|' .. state
   local minute = L.finished_minute .. math.floor(NOW_MS / 60000)
   local hour = L.finished_hour .. math.floor(NOW_MS / 3600000)
   redis.call('HINCRBY', minute, field, 1)
@@ -37,15 +36,23 @@ end
 -- differ by a little; an entry may then be scored that little later than asked). Redis orders
 -- equal scores by member, here a random id, so plain ms would shuffle entries made together.
 -- Formatted here: Lua would print the number with 14 significant digits, losing the fraction.
+-- A script that scores many entries (a batch of creates) reads each clock once: CLOCKS holds what
+-- this call last wrote to it.
+local CLOCKS = {}
 local function clock_score(clock, at_ms)
-  local last = redis.call('HMGET', clock, 'ms', 'n')
-  local ms, n = tonumber(last[1]) or 0, (tonumber(last[2]) or 0) + 1
+  local last = CLOCKS[clock]
+  if not last then
+    local stored = redis.call('HMGET', clock, 'ms', 'n')
+    last = {tonumber(stored[1]) or 0, tonumber(stored[2]) or 0}
+  end
+  local ms, n = last[1], last[2] + 1
   if at_ms > ms then
     ms, n = at_ms, 0
   elseif n > 999 then
     ms, n = ms + 1, 0
   end
   redis.call('HSET', clock, 'ms', ms, 'n', n)
+  CLOCKS[clock] = {ms, n}
   return string.format('%d.%03d', ms, n)
 end
 
@@ -58,13 +65,15 @@ end
 -- and the feed's epoch live in one hash, so they are lost together (a Redis that restarts empty, a
 -- FLUSHALL): the new epoch then tells a client that its feed id belongs to a history that no
 -- longer exists. Readers create the epoch the same way (HSETNX).
+local EPOCHS = {}  -- a feed's epoch, once read in this call
 local function feed_append(f, etype, id, json)
   local fseq = redis.call('HINCRBY', f.position, 'seq', 1)
-  local epoch = redis.call('HGET', f.position, 'epoch')
+  local epoch = EPOCHS[f.position] or redis.call('HGET', f.position, 'epoch')
   if not epoch then
     epoch = string.format('%x', NOW_MS)
     redis.call('HSET', f.position, 'epoch', epoch)
   end
+  EPOCHS[f.position] = epoch
   local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
     .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
   redis.call('ZADD', f.history, fseq, frecord)
@@ -83,12 +92,14 @@ end
 -- pairs to set.
 -- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
 local function publish(k, e)
-  local state = redis.call('HGET', k.job, 'state')
+  -- Everything of the record this reads, in one command.
+  local f = redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority')
+  local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
   if e.from_state and state ~= e.from_state then return 0 end
   if e.fence >= 0 then
-    local current = tonumber(redis.call('HGET', k.job, 'attempt') or '0')
+    local current = tonumber(f[2] or '0')
     if e.type == L.event.started then
       if current ~= e.fence then return 0 end
       redis.call('HSET', k.job, 'attempt', e.fence + 1)
@@ -96,21 +107,25 @@ local function publish(k, e)
       return 0
     end
   end
+  local job = {owner = f[4], kind = f[5], priority = f[6]}
   local seq = redis.call('HINCRBY', k.job, 'seq', 1)
   local json = e.head .. seq .. e.tail
   local record = seq .. '\n' .. e.type .. '\n' .. json
   redis.call('ZADD', k.history, seq, record)
-  redis.call('ZREMRANGEBYRANK', k.history, 0, -(L.history_max + 1))
+  -- Only a history longer than its cap has anything to trim (compaction only ever shortens it).
+  if seq > L.history_max then
+    redis.call('ZREMRANGEBYRANK', k.history, 0, -(L.history_max + 1))
+  end
   redis.call('HSET', k.job, 'state', e.state, unpack(e.fields or {}))
   -- Elapsed time counts from the first attempt's start, whatever attempt runs now.
-  if e.type == 'started' and redis.call('HEXISTS', k.job, 'first_started_at') == 0 then
+  if e.type == L.event.started and not f[3] then
     redis.call('HSET', k.job, 'first_started_at', redis.call('HGET', k.job, 'started_at'))
   end
   if e.state ~= state then
     redis.call('ZREM', L.state_index[state], e.id)
     redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
     if is_waiting(state) ~= is_waiting(e.state) then
-      count_waiting(k.job, is_waiting(e.state) and 1 or -1)
+      count_waiting(job, is_waiting(e.state) and 1 or -1)
     end
   end
   redis.call('PUBLISH', k.channel, record)
@@ -130,7 +145,7 @@ local function publish(k, e)
     redis.call('EXPIRE', k.history, L.retention_s)
     if is_terminal(e.state) then
       redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
-      count_finished(k.job, e.state)
+      count_finished(job.kind, e.state)
     end
   end
   return seq
