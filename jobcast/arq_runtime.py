@@ -96,6 +96,9 @@ class Claim:
     holder: str
     record: JobRecord | None = None
     released: bool = False
+    # The seq of the `started` event the claim published (jobcast/lua/dispatch.lua), 0 if it left
+    # starting the job to the worker.
+    started: int = 0
 
     def take_record(self) -> JobRecord | None:
         """The record read at the claim, once (a later read must go to Redis)."""
@@ -126,6 +129,10 @@ class JobcastWorker(Worker):
             "kinds": sorted(self.ctx.get("kinds", ())),
         }
         self._outage = 0
+        # What the claim needs to start a job itself (see dispatch.lua): the worker's name as the
+        # `started` event carries it, and the attempts each kind it serves allows.
+        self._name_json = orjson.dumps(name).decode()
+        self._max_attempts = {kind.name: kind.max_attempts for kind in self.ctx.get("kinds", {}).values()}
 
     async def main(self) -> None:
         # A worker started before its Redis waits for it instead of exiting.
@@ -170,6 +177,7 @@ class JobcastWorker(Worker):
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
             # Here, not at the top: jobcast.protocol imports this module's key prefixes.
+            from jobcast.protocol import now_iso
             from jobcast.records import RECORD_FIELDS, record_from
 
             self._polls += 1
@@ -180,10 +188,13 @@ class JobcastWorker(Worker):
                 want=free,
                 lease_ms=int(self.settings.lease_s * 1000),
                 fields=RECORD_FIELDS,
+                start={"worker": self._name_json, "ts": now_iso(), "kinds": self._max_attempts},
             )
             next_due_ms = int(answer["next_ms"])
-            for job_id, priority, score, values in answer["jobs"] or ():
-                self._start(job_id, Claim(priority, int(score), holder, record_from(values)))
+            for job_id, priority, score, values, started in answer["jobs"] or ():
+                self._start(
+                    job_id, Claim(priority, int(score), holder, record_from(values), started=int(started))
+                )
         await self.heart_beat()
         return next_due_ms
 
@@ -192,7 +203,7 @@ class JobcastWorker(Worker):
         context = copy_context()
         context.run(current_claim.set, claim)
         earlier = self.tasks.get(job_id)
-        if earlier is not None:
+        if earlier is not None and not claim.started:
             claim.record = None  # it will run only once the earlier run is over: read it then
         run = self._after(earlier, job_id, claim.score) if earlier else self.run_job(job_id, claim.score)
         task = asyncio.create_task(run, name=f"job:{job_id}", context=context)

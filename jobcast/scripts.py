@@ -71,6 +71,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
         "job_prefix": keys.job(""),
+        "history_prefix": keys.history(""),
+        "channel_prefix": keys.channel(""),
+        "owner_feed_prefix": keys.feed("").channel,
         "paused": keys.paused,
         "parked_prefix": keys.parked(""),
         "owner_waiting": keys.owner_waiting,
@@ -105,7 +108,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel")
+PUBLISHING = ("publish", "create", "cancel", "dispatch")
 
 
 def _source(name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -50,12 +51,25 @@ class Attempt:
             self.task.cancel()
 
 
+# Cancel requests for jobs not (yet) running here, remembered this long and this many. A claim
+# starts a job in Redis (jobcast/lua/dispatch.lua) a moment before its attempt registers here; a
+# cancel request published in that moment must still reach it. Every worker hears every cancel
+# request, so most are for other workers' jobs: the memory is short and bounded. (A request missed
+# even so is read by the lease's first renewal.)
+EARLY_CANCEL_S = 5.0
+EARLY_CANCELS_MAX = 1000
+
+
 @dataclass(slots=True)
 class RunningAttempts:
     attempts: dict[str, Attempt] = field(default_factory=dict)
+    early_cancels: dict[str, float] = field(default_factory=dict)
 
     def add(self, job_id: str) -> Attempt:
         attempt = self.attempts[job_id] = Attempt(job_id)
+        asked = self.early_cancels.pop(job_id, None)
+        if asked is not None and time.monotonic() - asked < EARLY_CANCEL_S:
+            attempt.request_cancel()
         return attempt
 
     def remove(self, job_id: str) -> None:
@@ -64,6 +78,9 @@ class RunningAttempts:
     def cancel(self, job_id: str) -> bool:
         attempt = self.attempts.get(job_id)
         if attempt is None:
+            if len(self.early_cancels) >= EARLY_CANCELS_MAX:
+                del self.early_cancels[next(iter(self.early_cancels))]  # the oldest
+            self.early_cancels[job_id] = time.monotonic()
             return False
         attempt.request_cancel()
         return True

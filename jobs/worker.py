@@ -164,8 +164,9 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     store: JobStore = ctx["store"]
     settings: Settings = ctx["settings"]
     claim = current_claim.get()
-    # The claim read the record; the `started` event (a compare-and-set on the attempt, refused
-    # once the job ended) is what decides, so a cancel since then is not missed.
+    # The claim read the record, and most often started the job too; otherwise the `started`
+    # event published here (a compare-and-set on the attempt, refused once the job ended) is what
+    # decides, so a cancel since then is not missed.
     record = (claim.take_record() if claim is not None else None) or await store.load(job_id)
     if record is None or record.state in TERMINAL_STATES:
         return  # cancelled (or expired) while waiting
@@ -182,13 +183,18 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     )
     metrics: WorkerMetrics = ctx["metrics"]
     async with progress_ as progress:
-        kind = await _admit(ctx["kinds"], record, attempt, progress)
-        if kind is None:
-            metrics.finished.labels(record.kind, "cancelled" if record.cancel_requested else "failed").inc()
-            return
-        # The event names the worker, for the job page's attempts.
-        if not await progress.state(EventType.STARTED, extra={"worker": ctx["lease_owner"]}):
-            return  # ended, or another worker started this attempt first
+        if claim is not None and claim.started:
+            kind = ctx["kinds"][record.kind]  # the claim checked it, and published `started`
+        else:
+            kind = await _admit(ctx["kinds"], record, attempt, progress)
+            if kind is None:
+                metrics.finished.labels(
+                    record.kind, "cancelled" if record.cancel_requested else "failed"
+                ).inc()
+                return
+            # The event names the worker, for the job page's attempts.
+            if not await progress.state(EventType.STARTED, extra={"worker": ctx["lease_owner"]}):
+                return  # ended, or another worker started this attempt first
         log.info("%s attempt %d started", record.kind, attempt)
         started = metrics.started(record.kind, waited_s(record) if attempt == 1 else None)
         running: RunningAttempts = ctx["running"]
@@ -267,6 +273,8 @@ async def _run_attempt(
         return await kind.run(ctx, kind.params.model_validate(record.params))
 
     entry.task = task = asyncio.create_task(attempt())
+    if entry.cancel_requested:
+        task.cancel()  # asked before the attempt registered (see jobs/signals.py)
     try:
         async with asyncio.timeout(kind.timeout_s) as deadline:
             result = await task

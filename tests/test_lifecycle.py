@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from jobcast.jobs import signals
+from jobcast.jobs.signals import RunningAttempts
 from jobcast.protocol import Priority
 from jobcast.store import JobStore, Submission
 from tests.helpers import (
@@ -50,6 +52,25 @@ async def test_cancelling_a_running_job_stops_it_and_leaves_others_running(clien
     assert lifecycle(await watch_to_end(client, bystander["id"]))[-1] == ("succeeded", 1)
     problem = await post_json(client, f"/api/jobs/{victim['id']}/cancel", status=409)
     assert problem["status"] == 409 and "cancelled" in problem["detail"]
+
+
+def test_a_cancel_heard_just_before_the_attempt_registers_still_cancels_it(monkeypatch) -> None:
+    # The claim starts a job in Redis a moment before its attempt registers on the worker; a
+    # cancel request published in that moment must not be lost.
+    running = RunningAttempts()
+    assert running.cancel("early") is False  # not running here (yet)
+    assert running.add("early").cancel_requested
+    assert not running.add("other").cancel_requested
+    # Requests for other workers' jobs are forgotten: after a while, and past a bound.
+    now = [1000.0]
+    monkeypatch.setattr(signals.time, "monotonic", lambda: now[0])
+    running.cancel("stale")
+    now[0] += signals.EARLY_CANCEL_S
+    assert not running.add("stale").cancel_requested
+    for i in range(signals.EARLY_CANCELS_MAX + 10):
+        running.cancel(f"elsewhere-{i}")
+    assert len(running.early_cancels) == signals.EARLY_CANCELS_MAX
+    assert "elsewhere-0" not in running.early_cancels
 
 
 async def test_a_stale_cancel_never_touches_a_later_job(client, worker) -> None:

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
 from jobcast.protocol import EventType, Priority
@@ -136,13 +137,63 @@ async def test_a_claim_takes_due_jobs_by_priority_and_never_twice(store) -> None
     delayed = await new_job(store, delay_s=60)
     first = await claim(store, "a", want=2)
     assert [j[0] for j in first["jobs"]] == [high, default]
-    # When to poll again: when the first lease lapses, sooner than the delayed job is due.
-    assert first["next_ms"] == await store.redis.zscore(store.keys.running("high"), high)
-    second = await claim(store, "b")
+    # Every slot asked for is taken: the worker polls again as its jobs end.
+    assert first["next_ms"] == -1
+    second = await claim(store, "b", want=2)
     assert [j[0] for j in second["jobs"]] == [low]
+    # A slot is left: poll again when the first lease lapses, sooner than the delayed job is due.
+    assert second["next_ms"] == await store.redis.zscore(store.keys.running("high"), high)
     assert (await claim(store, "c"))["jobs"] in ([], {})
     assert await store.redis.zscore(store.keys.queue("default"), delayed) is not None
     assert await store.redis.hget(store.keys.leases, high) == b"a"
+
+
+async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest_to_the_worker(
+    store,
+) -> None:
+    plain = await new_job(store)
+    asked_to_cancel = await new_job(store)
+    await store.redis.hset(store.keys.job(asked_to_cancel), "cancel_requested", "1")
+    other_kind = uuid.uuid4().hex
+    await store.create(other_kind, Submission("another", {}))
+    no_attempts_left = await new_job(store)
+    await store.redis.hset(store.keys.job(no_attempts_left), "attempt", 3)
+    start = {"worker": '"w-1"', "ts": "2026-11-26T20:00:00.000Z", "kinds": {"demo": 3}}
+    answer = await store.scripts.call(
+        "dispatch", owner="w-1#1", want=10, lease_ms=10_000, fields=RECORD_FIELDS, start=start
+    )
+    started = {job[0]: job[4] for job in answer["jobs"]}
+    assert set(started) == {plain, asked_to_cancel, other_kind, no_attempts_left}
+    # Only the plain job started, with the event the worker would have published.
+    assert started[plain] == 2 and not started[asked_to_cancel] and not started[other_kind]
+    assert not started[no_attempts_left]
+    snapshot = await store.snapshot(plain)
+    assert snapshot["state"] == "running" and snapshot["attempt"] == 1
+    assert snapshot["started_at"] == snapshot["first_started_at"] == "2026-11-26T20:00:00.000Z"
+    history = await store.redis.zrange(store.keys.history(plain), 0, -1)
+    event = orjson.loads(history[-1].split(b"\n", 2)[2])
+    assert event == {
+        "job_id": plain,
+        "seq": 2,
+        "type": "started",
+        "state": "running",
+        "ts": "2026-11-26T20:00:00.000Z",
+        "attempt": 1,
+        "progress": None,
+        "result": None,
+        "error": None,
+        "worker": "w-1",
+    }
+    # The others are leased but still waiting: their worker decides how each goes on.
+    for job_id in (asked_to_cancel, other_kind, no_attempts_left):
+        assert (await store.snapshot(job_id))["state"] == "queued"
+        assert await store.redis.hget(store.keys.leases, job_id) == b"w-1#1"
+    # A second claim of a started attempt (its lease lapsed) is not started again by the claim.
+    await store.redis.zadd(store.keys.running("default"), {plain: 0})
+    again = await store.scripts.call(
+        "dispatch", owner="w-2#1", want=10, lease_ms=10_000, fields=RECORD_FIELDS, start=start
+    )
+    assert [(job[0], job[4]) for job in again["jobs"]] == [(plain, 0)]
 
 
 async def test_a_lapsed_lease_puts_the_job_back_for_the_next_claim(store) -> None:
@@ -258,7 +309,8 @@ async def test_an_owners_waiting_count_follows_its_jobs_states(store) -> None:
 async def test_a_claim_brings_the_record_the_worker_runs_the_job_from(store) -> None:
     job_id = await new_job(store, Priority.HIGH)
     answer = await store.scripts.call("dispatch", owner="w#1", want=1, lease_ms=10_000, fields=RECORD_FIELDS)
-    ((claimed, priority, _, values),) = answer["jobs"]
+    ((claimed, priority, _, values, started),) = answer["jobs"]
+    assert started == 0  # asked to start nothing
     assert (claimed, priority) == (job_id, "high")
     assert record_from(values) == await store.load(job_id)
 
