@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, frames, intake, jobs, limits, processes, report, scenarios, soak
+from bench import footprint, frames, intake, jobs, limits, processes, report, saturation, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files import FileStore
@@ -19,6 +19,7 @@ from jobcast.files import FileStore
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
 PARTS = (
     "fanout",
+    "saturation",
     "polling",
     "idle",
     "ingestion",
@@ -50,6 +51,8 @@ def run(
                 for _ in range(rounds)
                 for system in systems
             ]
+        if "saturation" in only:
+            results["saturation"] = saturation.saturation(redis, workload, tmp)
         if "polling" in only:
             results["polling"] = scenarios.deliveries("polling", redis, workload, tmp)
         if "idle" in only:

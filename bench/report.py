@@ -120,8 +120,39 @@ def table(results: dict[str, Any]) -> str:
         + soak_lines(results)
         + frame_lines(results)
         + intake_lines(results)
+        + saturation_lines(results)
     )
     return "\n".join(lines)
+
+
+def saturation_lines(results: dict[str, Any]) -> list[str]:
+    if "saturation" not in results:
+        return []
+    s = results["saturation"]
+    lines = [
+        "",
+        f"fan-out saturation: {s['watchers']} watchers over {s['jobs']} jobs, rates stepped up "
+        "(sustained: ≥ 97% of the deliveries asked for, p99 < 50 ms)",
+        f"{'system':<10} {'events/s':>9} {'asked/s':>9} {'delivered/s':>12} {'CPU µs/deliv':>13} "
+        f"{'core used':>10} {'p99 ms':>8} {'load side':>10} {'sustained':>10}",
+    ]
+    for r in s["steps"]:
+        lines.append(
+            f"{r['system']:<10} {r['rate']:>9,.0f} {r['deliveries_asked_per_s']:>9,.0f} "
+            f"{r['deliveries_per_s']:>12,.0f} {r['server_cpu_us_per_delivery']:>13.2f} "
+            f"{r['server_cpu_share']:>10.0%} {r['latency_ms'].get('p99_ms', 0):>8.1f} "
+            f"{r['load_side_cpu_share']:>10.0%} {'yes' if r['sustained'] else 'no':>10}"
+        )
+    highest = ", ".join(
+        f"{system} {rate:,.0f} events/s" for system, rate in s["highest_sustained_rate"].items()
+    )
+    lines.append(f"highest rate sustained: {highest}")
+    if s["jobcast_cpu_vs_ceiling"] is not None:
+        lines.append(
+            f"at {s['compared_at_rate']:,.0f} events/s, jobcast's CPU per delivery is "
+            f"{s['jobcast_cpu_vs_ceiling']} times the ceiling's"
+        )
+    return lines
 
 
 def limits_lines(results: dict[str, Any]) -> list[str]:

@@ -70,6 +70,13 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     soak = results["soak"]
     assert soak["counts"]["submitted"] > 0 and soak["counts"]["streams_opened"] > 0 and soak["samples"]
     assert soak["gauge_after_load"] == 0  # every stream the load opened was counted closed
+    # Saturation: both servers stepped through the rates, each with its highest sustained rate.
+    saturation = results["saturation"]
+    assert {row["system"] for row in saturation["steps"]} == {"ceiling", "jobcast"}
+    for row in saturation["steps"]:
+        assert row["connected"] == row["watchers"] and row["deliveries_per_s"] > 0, row
+    assert set(saturation["highest_sustained_rate"]) == {"ceiling", "jobcast"}
+    assert "fan-out saturation:" in run.stdout
     # HTTP intake: singles and a batch were taken, and Redis said where its time went.
     assert [row["mode"] for row in results["intake"]] == ["single", "batch of 1000"]
     for row in results["intake"]:
