@@ -1,23 +1,26 @@
 """arq, in one place: jobcast runs its jobs on arq's Worker, with jobcast's own queue.
 
-arq is the runtime: its Worker runs each attempt through `Worker.run_job` (the job payload, the
-function's timeout, `Retry` with its defer, a cancelled task put back to run again, the signal
-handling and the graceful shutdown that waits for running jobs, the health key). What jobcast
-replaces is where jobs wait and how a worker takes one, because arq's queue is one time-ordered
-sorted set polled on a fixed tick, with no priorities and a lease as long as the job's timeout:
+arq is the runtime: its Worker's main loop, the signal handling and the graceful shutdown that
+waits for running jobs (then cancels them), the health key. What jobcast replaces is where jobs
+wait, how a worker takes one and how it runs an attempt, because arq's queue is one time-ordered
+sorted set polled on a fixed tick, with no priorities and a lease as long as the job's timeout,
+and arq's `run_job` reads a payload and counts runs in keys of its own, a round trip per job for
+what jobcast's claim already brings (the record) and counts (the attempts):
 
 - a waiting job lives in its priority's queue only (`protocol.Keys.queue`);
 - `_poll_iteration` claims due jobs for every free slot in one script (jobcast/lua/dispatch.lua),
-  which also puts back jobs whose short lease lapsed, then hands each to arq's `run_job`;
+  which also puts back jobs whose short lease lapsed and starts the jobs that can simply start,
+  then runs each in a task of its own (`_run`): the attempt (jobs/worker.py), a `Retry` put back
+  for its defer, a task cancelled by the shutdown put back to run again at once;
 - it sleeps until a submission wakes it (jobs/signals.py), the next job falls due, a lease lapses
   or a slot frees up; `poll_delay_s` is only the fallback tick;
-- `finish_job` ends the lease and takes the job out of the queue, or puts it back for a retry,
-  only while this worker holds the lease (jobcast/lua/finish.lua).
+- `_finish` ends the lease and takes the job out of the queue, or puts it back for a retry,
+  only while this worker holds the lease (jobcast/lua/finish.lua); the terminal event has
+  most often done it already (`Claim.released`).
 
 Everything of arq that jobcast touches is named here, and `tests/test_arq_contract.py` fails
-loudly when an arq release changes any of it: the methods overridden or called, with their
-signatures; the attributes read; the key prefixes; the payload format. arq is pinned to one minor
-version in pyproject.toml for that reason.
+loudly when an arq release changes any of it: the methods overridden, with their signatures; the
+attributes read. arq is pinned to one minor version in pyproject.toml for that reason.
 
 arq (in maintenance) lets any Redis error in its poll loop end the worker; that is closed here too.
 """
@@ -30,14 +33,13 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, retry_key_prefix
-from arq.jobs import serialize_job
 from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
@@ -48,36 +50,20 @@ if TYPE_CHECKING:
     from jobcast.settings import Settings
     from jobcast.store import JobStore
 
-__all__ = [
-    "ARQ_JOB_KEY_PREFIX",
-    "ARQ_RETRY_KEY_PREFIX",
-    "ArqRedis",
-    "JobcastWorker",
-    "Retry",
-    "func",
-    "job_payload",
-]
+__all__ = ["ArqRedis", "JobcastWorker", "Retry"]
 
 log = logging.getLogger(__name__)
 
-# arq's keys: the job's payload (read by run_job), and arq's count of the job's runs.
-ARQ_JOB_KEY_PREFIX = job_key_prefix
-ARQ_RETRY_KEY_PREFIX = retry_key_prefix
-
-# jobcast counts attempts itself (per kind) so that it can publish `failed` when they run out;
-# arq's own limit must never cut in first, or the job would end with no terminal event.
-ARQ_MAX_TRIES = 1_000_000
-
 # The arq Worker internals jobcast relies on, beyond its documented constructor (checked by
 # tests/test_arq_contract.py against the installed arq).
-OVERRIDDEN = ("main", "_poll_iteration", "finish_job", "finish_failed_job", "heart_beat", "close")
-CALLED = ("run_job",)
-ATTRIBUTES = ("tasks", "job_counter", "max_jobs", "allow_pick_jobs", "pool", "ctx", "on_shutdown")
+OVERRIDDEN = ("main", "_poll_iteration", "heart_beat", "close")
+ATTRIBUTES = (
+    *("tasks", "job_counter", "max_jobs", "allow_pick_jobs", "pool", "ctx", "on_shutdown"),
+    *("jobs_complete", "jobs_failed", "jobs_retried"),
+)
 
-
-def job_payload(function: str, job_id: str, ready_ms: int, serializer: Any) -> bytes:
-    """arq's job payload: `function(job_id)`, enqueued for `ready_ms`."""
-    return serialize_job(function, (job_id,), {}, None, ready_ms, serializer=serializer)
+# The one function jobcast registers with arq (arq wants one; it never calls it itself).
+RUN_JOB = "run_job"
 
 
 @dataclass(slots=True, eq=False)
@@ -88,7 +74,7 @@ class Claim:
     The holder names the claim, not just the worker (`<worker>#<poll>`): a worker that lost a
     job's lease (a stall, a Redis failover) can claim the job again while its earlier run is still
     ending, and the two runs must not renew or finish each other's lease. `released` turns true
-    when the job's terminal event ended the lease too (JobStore.publish): arq's finish_job then
+    when the job's terminal event ended the lease too (JobStore.publish): `_finish` then
     has nothing left to do."""
 
     priority: str
@@ -112,9 +98,25 @@ current_claim: ContextVar[Claim | None] = ContextVar("jobcast_claim", default=No
 
 
 class JobcastWorker(Worker):
-    def __init__(self, *, store: JobStore, settings: Settings, name: str, **kwargs: Any) -> None:
+    """arq's Worker, taking jobs from jobcast's queue and running each attempt with `run`
+    (`run(ctx, job_id)`, jobs/worker.py), bounded by `run_timeout_s` as a last resort."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        settings: Settings,
+        name: str,
+        run: Callable[[dict[str, Any], str], Awaitable[None]],
+        run_timeout_s: float,
+        **kwargs: Any,
+    ) -> None:
         # arq's own tick becomes a bare yield: _poll_iteration waits for work instead.
-        super().__init__(poll_delay=0, queue_name=store.keys.arq_queue, **kwargs)
+        super().__init__(
+            functions=[func(run, name=RUN_JOB)], poll_delay=0, queue_name=store.keys.arq_queue, **kwargs
+        )
+        self._run_attempt = run  # not `self.run`: that is arq's Worker.run
+        self.run_timeout_s = run_timeout_s
         self.store = store
         self.settings = settings
         self.name = name
@@ -205,16 +207,47 @@ class JobcastWorker(Worker):
         earlier = self.tasks.get(job_id)
         if earlier is not None and not claim.started:
             claim.record = None  # it will run only once the earlier run is over: read it then
-        run = self._after(earlier, job_id, claim.score) if earlier else self.run_job(job_id, claim.score)
+        run = self._after(earlier, job_id, claim) if earlier else self._run(job_id, claim)
         task = asyncio.create_task(run, name=f"job:{job_id}", context=context)
         task.add_done_callback(lambda done: self._job_done(job_id, done))
         self.tasks[job_id] = task
 
-    async def _after(self, earlier: asyncio.Task[Any], job_id: str, score: int) -> None:
+    async def _after(self, earlier: asyncio.Task[Any], job_id: str, claim: Claim) -> None:
         """Run a job claimed again while this worker's earlier run of it still ends (it lost the
         lease): once that run is over, since arq keeps one task per job id."""
         await asyncio.wait({earlier})
-        await self.run_job(job_id, score)
+        await self._run(job_id, claim)
+
+    async def _run(self, job_id: str, claim: Claim) -> None:
+        """One attempt, then the lease's end: the job leaves the queue, or goes back to it (a
+        `Retry`, due after its defer; the worker shutting down, or the attempt outliving
+        `run_timeout_s`: due at once, and the next claim says the attempt was lost)."""
+        finish, ready_ms = True, 0
+        deadline = asyncio.timeout(self.run_timeout_s)
+        try:
+            async with deadline:
+                await self._run_attempt(self.ctx, job_id)
+        except Retry as e:
+            finish, ready_ms = False, int(time.time() * 1000) + (e.defer_score or 0)
+            self.jobs_retried += 1
+        except asyncio.CancelledError:
+            self.jobs_retried += 1
+            if not claim.released:
+                await asyncio.shield(self._finish(job_id, claim, False, int(time.time() * 1000)))
+            raise
+        except Exception as e:
+            if isinstance(e, TimeoutError) and deadline.expired():
+                log.error("job %s: its attempt outlived %.0f s; it runs again", job_id, self.run_timeout_s)
+                finish, ready_ms = False, int(time.time() * 1000)
+                self.jobs_retried += 1
+            else:
+                # The lease is ended all the same: the job's own code never raises this far.
+                log.exception("job %s could not run", job_id)
+                self.jobs_failed += 1
+        else:
+            self.jobs_complete += 1
+        if not claim.released:
+            await asyncio.shield(self._finish(job_id, claim, finish, ready_ms))
 
     def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
         self.job_counter -= 1
@@ -226,34 +259,10 @@ class JobcastWorker(Worker):
         # A slot is free: take the next waiting job now rather than on the next tick.
         self.wakeup.set()
 
-    async def finish_job(
-        self,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        # jobcast keeps no arq results (keep_result=0) and has no cron jobs. A deferred retry's
-        # `incr_score` counts from the score the job was claimed at.
-        claim = current_claim.get() or Claim("default", 0, self.name)
-        if claim.released:
-            return  # the job's terminal event ended the lease already
-        ready_ms = claim.score + incr_score if incr_score else int(time.time() * 1000)
-        await self._finish(job_id, claim, finish, ready_ms)
-
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        claim = current_claim.get() or Claim("default", 0, self.name)
-        if not claim.released:
-            await self._finish(job_id, claim, True, 0)
-
     async def _finish(self, job_id: str, claim: Claim, finish: bool, ready_ms: int) -> None:
-        keys = self.store.keys
         answer = await self.store.scripts.call(
             "finish",
-            {"job": keys.job(job_id), "arq_job": keys.arq_job(job_id), "arq_retry": keys.arq_retry(job_id)},
+            {"job": self.store.keys.job(job_id)},
             id=job_id,
             priority=claim.priority,
             owner=claim.holder,
@@ -281,6 +290,10 @@ class JobcastWorker(Worker):
             self._last_beat = now
 
     async def close(self) -> None:
+        # The attempts the shutdown cancelled are putting their jobs back: wait for them here, as
+        # arq's close would gather them and take their cancellation for its own.
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()))
         # Without Redis, the worker leaves the list once its heartbeat is stale.
         with contextlib.suppress(RedisError, KeyError):
             async with self.pool.pipeline(transaction=True) as pipe:

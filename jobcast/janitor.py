@@ -44,7 +44,6 @@ async def forget_finished(store: JobStore, storage: Storage, ids: list[str]) -> 
         job_keys = {
             "job": keys.job(job_id),
             "history": keys.history(job_id),
-            "arq_job": keys.arq_job(job_id),
             "kind_index": keys.index_kind(kind.decode()),
         }
         if owner:
@@ -79,10 +78,7 @@ class Janitor:
                 keys.compact_due, "-inf", epoch_ms(utcnow()), start=0, num=BATCH
             )
             ids = [raw.decode() for raw in due]
-            calls = [
-                ({"job": keys.job(i), "history": keys.history(i), "arq_job": keys.arq_job(i)}, {"id": i})
-                for i in ids
-            ]
+            calls = [({"job": keys.job(i), "history": keys.history(i)}, {"id": i}) for i in ids]
             answers = await self.store.scripts.call_many("compact", calls) if calls else []
             compacted += sum(a.status is Status.OK for a in answers)
             if len(ids) < BATCH:

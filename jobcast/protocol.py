@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 
-from jobcast.arq_runtime import ARQ_JOB_KEY_PREFIX, ARQ_RETRY_KEY_PREFIX
-
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -192,17 +190,11 @@ class Keys:
         """A counter that orders delayed jobs due in the same millisecond."""
         return f"{self.prefix}:queue:order"
 
-    # arq's own keys (jobcast/arq_runtime.py names them): the job's payload, which arq's run_job
-    # reads, and arq's count of its runs. arq's queue name is only read by arq's health line.
+    # arq's queue name, only read by arq's health line (jobcast keeps no arq job payload: see
+    # jobcast/arq_runtime.py).
     @property
     def arq_queue(self) -> str:
         return f"{self.prefix}:arq"
-
-    def arq_job(self, job_id: str) -> str:
-        return ARQ_JOB_KEY_PREFIX + job_id
-
-    def arq_retry(self, job_id: str) -> str:
-        return ARQ_RETRY_KEY_PREFIX + job_id
 
     @property
     def workers(self) -> str:

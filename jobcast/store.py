@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 
-from jobcast.arq_runtime import job_payload
 from jobcast.protocol import (
     STATE_AFTER,
     TERMINAL_STATES,
@@ -41,16 +40,13 @@ from jobcast.records import RECORD_FIELDS, JobRecord, record_from
 from jobcast.scripts import Scripts, Status, as_text, text
 from jobcast.settings import Settings
 
-RUN_JOB = "run_job"
-
-
 _JSON_FIELDS = ("params", "progress", "result", "error")
 _EMPTY_PROGRESS = {"current": 0, "total": None, "percent": None, "message": None}
 
 
 def json_serializer(value: Any) -> bytes:
-    """arq's job payload codec: JSON, never pickle (a queue must not execute what it reads).
-    arq also passes its failure records (holding exception objects) through it: those get repr."""
+    """arq's serializer: JSON, never pickle (a queue must not execute what it reads). jobcast
+    keeps no arq payloads or results; anything arq would write still goes through this."""
     return orjson.dumps(value, default=repr)
 
 
@@ -343,7 +339,6 @@ class JobStore:
         keys = self.event_keys(job_id, owner)
         args = self.event(job_id, type_, **fields)
         if release is not None and type_ in TERMINAL_TYPES:
-            keys |= {"arq_job": self.keys.arq_job(job_id), "arq_retry": self.keys.arq_retry(job_id)}
             args["release"] = {"owner": release.holder, "priority": release.priority}
         answer = await self.scripts.call("publish", keys, **args)
         if answer.status is not Status.PUBLISHED:
@@ -451,7 +446,6 @@ class JobStore:
             "kind": submission.kind,
             "priority": submission.priority.value,
             "ready_ms": ready_ms,
-            "payload": text(job_payload(RUN_JOB, job_id, ready_ms, json_serializer)),
             "fingerprint": fingerprint,
             "idempotency_ttl_s": self.settings.idempotency_ttl_s,
             "limit": self.settings.max_waiting_jobs,
@@ -479,7 +473,6 @@ class JobStore:
         keys = {
             **self.event_keys(job_id, owner),
             "kind_index": self.keys.index_kind(kind),
-            "arq_job": self.keys.arq_job(job_id),
         }
         if idempotency_key is not None:
             # Scoped to the owner: nobody can squat another owner's key.
@@ -503,8 +496,6 @@ class JobStore:
         owner = await self.redis.hget(self.keys.job(job_id), "owner")
         keys = {
             **self.event_keys(job_id, owner.decode() if owner else None),
-            "arq_job": self.keys.arq_job(job_id),
-            "arq_retry": self.keys.arq_retry(job_id),
         }
         event = {"id": job_id, "head": text(head), "tail": text(tail), "fields": fields}
         answer = await self.scripts.call("cancel", keys, event=event)

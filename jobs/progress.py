@@ -132,7 +132,7 @@ class Progress:
                     self._job_id,
                     type_,
                     owner=self._owner,
-                    # A terminal event ends this run's lease too (arq's finish_job then skips).
+                    # A terminal event ends this run's lease too (the worker's `_finish` then skips).
                     release=current_claim.get(),
                     attempt=self._attempt if fence is None else fence,
                     fence=fence,

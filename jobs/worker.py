@@ -19,7 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobcast import bulk
-from jobcast.arq_runtime import ARQ_MAX_TRIES, JobcastWorker, Retry, current_claim, func
+from jobcast.arq_runtime import JobcastWorker, Retry, current_claim
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
 from jobcast.janitor import Janitor
@@ -37,7 +37,7 @@ from jobcast.redis import create_redis
 from jobcast.registry import KindsError, discover_kinds
 from jobcast.settings import Settings
 from jobcast.storage import Storage, create_storage
-from jobcast.store import RUN_JOB, JobRecord, JobStore, json_deserializer, json_serializer
+from jobcast.store import JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-    """arq's entry point for every jobcast job."""
+    """One attempt of a job (JobcastWorker runs it for each claim)."""
     store: JobStore = ctx["store"]
     settings: Settings = ctx["settings"]
     claim = current_claim.get()
@@ -358,7 +358,8 @@ def create_worker(settings: Settings) -> JobcastWorker:
         store=store,
         settings=settings,
         name=name,
-        functions=[func(run_job, name=RUN_JOB, max_tries=ARQ_MAX_TRIES, timeout=longest + 60)],
+        run=run_job,
+        run_timeout_s=longest + 60,
         redis_pool=redis,
         # The name the worker's leases carry (see jobs/lease.py).
         ctx={"settings": settings, "kinds": kinds, "store": store, "storage": storage, "lease_owner": name},

@@ -12,24 +12,16 @@ import inspect
 from importlib import metadata
 
 import pytest
-from arq.jobs import deserialize_job_raw
 from arq.worker import Worker
 
 from jobcast import arq_runtime
-from jobcast.protocol import Keys
-from jobcast.store import RUN_JOB, json_deserializer, json_serializer
 
-# The signatures arq 0.28 gives the methods jobcast overrides or calls.
+# The signatures arq 0.28 gives the methods jobcast overrides.
 SIGNATURES = {
     "main": "(self) -> None",
     "_poll_iteration": "(self) -> None",
     "heart_beat": "(self) -> None",
     "close": "(self) -> None",
-    "run_job": "(self, job_id: str, score: int) -> None",
-    "finish_failed_job": "(self, job_id: str, result_data: Optional[bytes]) -> None",
-    "finish_job": "(self, job_id: str, finish: bool, result_data: Optional[bytes], "
-    "result_timeout_s: Optional[float], keep_result_forever: bool, incr_score: Optional[int], "
-    "keep_in_progress: Optional[float]) -> None",
 }
 
 
@@ -38,16 +30,15 @@ def test_arq_is_the_pinned_minor_version() -> None:
 
 
 def test_every_internal_the_runtime_names_is_checked_here() -> None:
-    assert set(arq_runtime.OVERRIDDEN) | set(arq_runtime.CALLED) == set(SIGNATURES)
+    assert set(arq_runtime.OVERRIDDEN) == set(SIGNATURES)
 
 
 @pytest.mark.parametrize("name", sorted(SIGNATURES))
-def test_the_worker_methods_jobcast_overrides_or_calls_keep_their_signatures(name: str) -> None:
+def test_the_worker_methods_jobcast_overrides_keep_their_signatures(name: str) -> None:
     assert str(inspect.signature(getattr(Worker, name))) == SIGNATURES[name]
-    if name in arq_runtime.OVERRIDDEN:
-        # The override takes what arq passes, by the same names.
-        ours = inspect.signature(getattr(arq_runtime.JobcastWorker, name))
-        assert list(ours.parameters) == list(inspect.signature(getattr(Worker, name)).parameters)
+    # The override takes what arq passes, by the same names.
+    ours = inspect.signature(getattr(arq_runtime.JobcastWorker, name))
+    assert list(ours.parameters) == list(inspect.signature(getattr(Worker, name)).parameters)
 
 
 def test_the_worker_attributes_jobcast_reads_exist(redis) -> None:
@@ -59,23 +50,15 @@ def test_the_worker_attributes_jobcast_reads_exist(redis) -> None:
     assert worker.tasks == {} and worker.job_counter == 0 and worker.allow_pick_jobs is True
 
 
-def test_run_job_reports_retries_and_interruptions_as_jobcast_expects() -> None:
-    source = inspect.getsource(Worker.run_job)
-    # A Retry(defer) comes back as finish_job(finish=False, incr_score=defer + now - score):
-    # JobcastWorker.finish_job turns that into the job's next due time.
-    assert "incr_score = e.defer_score + (timestamp_ms() - score)" in source
-    # A cancelled task (the worker shutting down) is not finished: the job runs again.
-    assert "self.retry_jobs and isinstance(e, (asyncio.CancelledError, RetryJob))" in source
-    # The payload is read from arq's job key, and arq counts runs in its retry key.
-    assert "pipe.get(job_key_prefix + job_id)" in source
-    assert "pipe.incr(retry_key_prefix + job_id)" in source
+def test_a_retry_carries_its_defer_as_jobcast_reads_it() -> None:
+    # JobcastWorker._run puts a job back for `Retry.defer_score` milliseconds.
+    assert arq_runtime.Retry(defer=1.5).defer_score == 1500
+    assert arq_runtime.Retry().defer_score is None
 
 
-def test_jobcast_keys_are_arqs_and_its_payload_is_arqs_format() -> None:
-    keys = Keys("p")
-    assert keys.arq_job("abc") == "arq:job:abc" and keys.arq_retry("abc") == "arq:retry:abc"
-    payload = arq_runtime.job_payload(RUN_JOB, "abc", 1234, json_serializer)
-    function, args, kwargs, job_try, enqueue_ms = deserialize_job_raw(payload, deserializer=json_deserializer)
-    assert (function, list(args), kwargs, job_try, enqueue_ms) == (RUN_JOB, ["abc"], {}, None, 1234)
-    # JSON, never pickle: a queue must not execute what it reads.
-    assert payload.startswith(b"{")
+def test_the_shutdown_cancels_the_running_attempts_jobcast_puts_back() -> None:
+    # The attempts run in `Worker.tasks`; arq's shutdown (at once, or after the grace time)
+    # cancels them, and JobcastWorker._run puts each cancelled job back in its queue.
+    for method in (Worker.handle_sig, Worker._wait_for_tasks_to_complete):
+        source = inspect.getsource(method)
+        assert "for t in self.tasks.values():" in source and "t.cancel()" in source, method

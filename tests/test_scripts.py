@@ -63,7 +63,7 @@ async def finish(store: JobStore, job_id: str, owner: str, *, done: bool, ready_
     keys = store.keys
     return await store.scripts.call(
         "finish",
-        {"job": keys.job(job_id), "arq_job": keys.arq_job(job_id), "arq_retry": keys.arq_retry(job_id)},
+        {"job": keys.job(job_id)},
         id=job_id,
         priority="default",
         owner=owner,
@@ -92,7 +92,9 @@ async def test_create_writes_the_whole_job_or_nothing(store, settings) -> None:
     data = await everything(store)
     assert data[store.keys.job(job_id)][b"state"] == b"queued"
     assert [m for m, _ in data[store.keys.queue("default")]] == [job_id.encode()]
-    assert len(data[store.keys.history(job_id)]) == 1 and store.keys.arq_job(job_id) in data
+    assert len(data[store.keys.history(job_id)]) == 1
+    # Nothing of arq's: the claim brings the worker what it runs the job from.
+    assert not any(key.startswith("arq:") for key in data)
     assert job_id.encode() in [m for m, _ in data[store.keys.index_all]]
 
     # Each refusal leaves Redis exactly as it was.
@@ -210,7 +212,7 @@ async def test_a_lapsed_lease_puts_the_job_back_for_the_next_claim(store) -> Non
     assert lost.status is Status.NOT_HOLDER and lost["holder"] == "b"
     assert (await finish(store, job_id, "a", done=True)).status is Status.NOT_HOLDER
     assert await store.redis.zscore(store.keys.running("default"), job_id) is not None
-    assert await store.redis.exists(store.keys.arq_job(job_id))
+    assert await store.redis.hget(store.keys.leases, job_id) == b"b"
 
 
 async def test_renewal_extends_the_lease_and_reports_a_cancel(store) -> None:
@@ -233,7 +235,8 @@ async def test_finish_ends_the_lease_and_requeues_or_removes_the_job(store) -> N
     assert (await finish(store, retried, "a", done=False, ready_ms=due)).status is Status.OK
     assert await store.redis.zscore(store.keys.queue("default"), retried) == due
     assert (await finish(store, done, "a", done=True)).status is Status.OK
-    assert not await store.redis.exists(store.keys.arq_job(done))
+    assert await store.redis.zscore(store.keys.running("default"), done) is None
+    assert await store.redis.zscore(store.keys.queue("default"), done) is None
     for job_id in (retried, done):
         assert await store.redis.zscore(store.keys.running("default"), job_id) is None
         assert await store.redis.hget(store.keys.leases, job_id) is None
@@ -247,7 +250,6 @@ async def test_a_job_cancelled_while_its_attempt_ends_is_not_put_back(store) -> 
     assert (await store.cancel(job_id)).cancelled
     await finish(store, job_id, "a", done=False, ready_ms=0)
     assert await store.redis.zscore(store.keys.queue("default"), job_id) is None
-    assert not await store.redis.exists(store.keys.arq_job(job_id))
 
 
 async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
@@ -255,7 +257,6 @@ async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
     outcome = await store.cancel(waiting)
     assert outcome.cancelled
     assert await store.redis.zscore(store.keys.queue("default"), waiting) is None
-    assert not await store.redis.exists(store.keys.arq_job(waiting))
     assert (await store.cancel(waiting)).ended_as == "cancelled"
 
     running = await new_job(store)
@@ -333,7 +334,6 @@ async def test_a_terminal_event_ends_the_holders_lease_in_the_same_script(store)
     assert await store.publish(mine, EventType.SUCCEEDED, attempt=1, release=lease) > 0 and lease.released
     assert await store.redis.hget(store.keys.leases, mine) is None
     assert await store.redis.zscore(store.keys.running("default"), mine) is None
-    assert not await store.redis.exists(store.keys.arq_job(mine))
     # A run that lost the lease publishes (the job may still end) but leaves the holder's lease be.
     assert await store.publish(theirs, EventType.FAILED, attempt=1, release=stale) > 0 and not stale.released
     assert await store.redis.hget(store.keys.leases, theirs) == b"w#1"

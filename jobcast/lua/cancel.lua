@@ -3,7 +3,7 @@
 -- worker publishes `cancelled` once the job code has stopped. The flag lives in the job's own
 -- record (not in a global registry like arq's aborts), so it can never touch another job and
 -- expires with it.
--- K: job, history, channel, arq_job, arq_retry. A: event (for `publish`: id, head, tail, fields).
+-- K: job, history, channel. A: event (for `publish`: id, head, tail, fields).
 -- Answers not_found; ended (state); cancelled (seq); cancel_requested.
 local state = redis.call('HGET', K.job, 'state')
 if not state then return answer({status = S.not_found}) end
@@ -19,10 +19,7 @@ local seq = publish(K, A.event)
 -- be finishing the last one; it finds the job ended when it puts it back.)
 local priority = redis.call('HGET', K.job, 'priority')
 local kind = redis.call('HGET', K.job, 'kind')
-local queued = priority and redis.call('ZREM', L.queues[priority], A.event.id) == 1
+if priority then redis.call('ZREM', L.queues[priority], A.event.id) end
 -- Or parked, its kind paused.
-local parked = kind and redis.call('ZREM', L.parked_prefix .. kind, A.event.id) == 1
-if queued or parked then
-  redis.call('DEL', K.arq_job, K.arq_retry)
-end
+if kind then redis.call('ZREM', L.parked_prefix .. kind, A.event.id) end
 return answer({status = S.cancelled, seq = seq})

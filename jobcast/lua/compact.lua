@@ -6,7 +6,7 @@
 -- trimmed in place would keep its 10,000-entry hash table (~128 KB). A resume from before the
 -- job's last event then gets a snapshot, as for a trimmed history. arq's copy of the job's
 -- payload goes too (a finished job never runs again).
--- K: job, history, arq_job. A: id.
+-- K: job, history. A: id.
 -- Answers ok (kept, dropped), not_finished (the job runs again, or is gone: nothing to do).
 redis.call('ZREM', L.compact_due, A.id)
 local state = redis.call('HGET', K.job, 'state')
@@ -27,6 +27,6 @@ for i = #records - 1, 1, -2 do  -- newest first: the first progress met is the l
 end
 local kept = {}
 for i = #keep, 2, -2 do kept[#kept + 1] = keep[i] end  -- oldest first
-redis.call('DEL', K.history, K.arq_job)
+redis.call('DEL', K.history)
 redis.call('HSET', K.job, 'compacted', table.concat(kept, '\30'))
 return answer({status = S.ok, kept = #kept, dropped = #records / 2 - #kept})

@@ -1,15 +1,15 @@
 -- Submit jobs: for each, the idempotency check, the limits, the record, the indexes, its place in its
--- priority's queue, arq's job payload and the `queued` event, all at once, so a job is either
+-- priority's queue and the `queued` event, all at once, so a job is either
 -- fully submitted or not at all. One call takes a batch of submissions (A.jobs), each atomic on
 -- its own and answered on its own; what is the batch's, not the job's (reading the clocks and the
 -- waiting counts, waking the workers, trimming the indexes), is done once a call.
 -- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
---   job, history, channel, kind_index, arq_job; idempotency (when the request has a key);
+--   job, history, channel, kind_index; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
--- and holds: id, priority, ready_ms, payload (arq's job), fingerprint, idempotency_ttl_s, limit and
+-- and holds: id, kind, priority, ready_ms, fingerprint, idempotency_ttl_s, limit and
 --   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), owner and
 --   owner_limit (the owner's waiting jobs, due or delayed; 0: none), rate_limit (an owner's
 --   submissions per minute; 0: none), cost and cost_budget (this job's estimated CPU-seconds, and
@@ -104,7 +104,6 @@ local function create(K, A)
     queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
   end
   redis.call('ZADD', L.queues[A.priority], queue_score, id)
-  redis.call('SET', K.arq_job, A.payload, 'PX', math.max(ready_ms - NOW_MS, 0) + L.retention_s * 1000)
   A.event.state = L.state.queued
   A.event.fence = -1
   local seq = publish(K, A.event)

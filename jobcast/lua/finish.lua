@@ -1,17 +1,15 @@
--- A worker is done with a job's attempt (arq's finish_job): the lease ends, and the job either
+-- A worker is done with a job's attempt: the lease ends, and the job either
 -- leaves the queue for good (A.finish) or goes back to its queue, due at A.ready_ms (a retry's
 -- backoff, or at once after a shutdown). Only the lease's holder may do this: a worker that
 -- stalled past its lease while another took the job over must not take the job from under the
 -- new holder (if that one then crashed, nothing would ever run the job again).
--- K: job, arq_job, arq_retry. A: id, priority, owner, finish, ready_ms.
+-- K: job. A: id, priority, owner, finish, ready_ms.
 -- Answers ok; not_holder when the lease was not the caller's.
 if redis.call('HGET', L.leases, A.id) ~= A.owner then return answer({status = S.not_holder}) end
 redis.call('HDEL', L.leases, A.id)
 redis.call('ZREM', L.running[A.priority], A.id)
 local state = redis.call('HGET', K.job, 'state')
-if A.finish or not state or is_terminal(state) then
-  redis.call('DEL', K.arq_job, K.arq_retry)
-else
+if not (A.finish or not state or is_terminal(state)) then
   redis.call('ZADD', L.queues[A.priority], A.ready_ms, A.id)
 end
 return answer({status = S.ok})

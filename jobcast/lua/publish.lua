@@ -1,7 +1,6 @@
--- Publish one event (see `publish` in events.lua). K: job, history, channel (and arq_job,
--- arq_retry with A.release).
+-- Publish one event (see `publish` in events.lua). K: job, history, channel.
 -- A: the event (id, type, state, head, tail, fence, fields; release: {owner, priority}).
--- With A.release, a terminal event also ends the lease of the worker and drops the arq keys, as
+-- With A.release, a terminal event also ends the lease of the worker, as
 -- finish.lua would, provided A.release.owner holds the lease: one script call where the end of a
 -- job took two.
 -- Answers published (with seq, and released), refused (the job ended, or the attempt is stale)
@@ -13,7 +12,6 @@ if seq > 0 then
   if lease and is_terminal(A.state) and redis.call('HGET', L.leases, A.id) == lease.owner then
     redis.call('HDEL', L.leases, A.id)
     redis.call('ZREM', L.running[lease.priority], A.id)
-    redis.call('DEL', K.arq_job, K.arq_retry)
     released = true
   end
   return answer({status = S.published, seq = seq, released = released})
