@@ -119,8 +119,9 @@ class Keys:
         return f"{self.prefix}:rate:{owner}:{minute}"
 
     def owner_cost(self, owner: str, hour: int) -> str:
-        """The estimated CPU-seconds an owner submitted in one hour (a fixed window; it expires)."""
-        return f"{self.prefix}:cost:{owner}:{hour}"
+        """The estimated CPU time an owner submitted in one hour, in milliseconds (a fixed window;
+        it expires). Named apart from the earlier `cost:` keys, which held seconds as floats."""
+        return f"{self.prefix}:cost-ms:{owner}:{hour}"
 
     @property
     def reaper_lock(self) -> str:

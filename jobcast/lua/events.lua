@@ -25,10 +25,9 @@ local function count_finished(kind, state)
   local field = (kind or '?') .. '|' .. state
   local minute = L.finished_minute .. math.floor(NOW_MS / 60000)
   local hour = L.finished_hour .. math.floor(NOW_MS / 3600000)
-  redis.call('HINCRBY', minute, field, 1)
-  redis.call('EXPIRE', minute, 7200)
-  redis.call('HINCRBY', hour, field, 1)
-  redis.call('EXPIRE', hour, 172800)
+  -- A bucket's expiry is set when it gets a field (a count of 1), not at every count.
+  if redis.call('HINCRBY', minute, field, 1) == 1 then redis.call('EXPIRE', minute, 7200) end
+  if redis.call('HINCRBY', hour, field, 1) == 1 then redis.call('EXPIRE', hour, 172800) end
 end
 
 -- A score that orders entries by time and, within one millisecond, by arrival: `ms` with a
@@ -92,23 +91,32 @@ end
 -- pairs to set.
 -- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
 local function publish(k, e)
-  -- Everything of the record this reads, in one command.
-  local f = redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority')
+  -- Everything of the record this reads, in one command, and everything it writes in another.
+  local f = redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq')
   local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
   if e.from_state and state ~= e.from_state then return 0 end
+  local seq = tonumber(f[7] or '0') + 1
+  local writes = {'state', e.state, 'seq', seq}
   if e.fence >= 0 then
     local current = tonumber(f[2] or '0')
     if e.type == L.event.started then
       if current ~= e.fence then return 0 end
-      redis.call('HSET', k.job, 'attempt', e.fence + 1)
+      writes[#writes + 1], writes[#writes + 2] = 'attempt', e.fence + 1
     elseif e.fence < current then
       return 0
     end
   end
   local job = {owner = f[4], kind = f[5], priority = f[6]}
-  local seq = redis.call('HINCRBY', k.job, 'seq', 1)
+  local fields = e.fields or {}
+  for i = 1, #fields, 2 do
+    writes[#writes + 1], writes[#writes + 2] = fields[i], fields[i + 1]
+    -- Elapsed time counts from the first attempt's start, whatever attempt runs now.
+    if fields[i] == 'started_at' and e.type == L.event.started and not f[3] then
+      writes[#writes + 1], writes[#writes + 2] = 'first_started_at', fields[i + 1]
+    end
+  end
   local json = e.head .. seq .. e.tail
   local record = seq .. '\n' .. e.type .. '\n' .. json
   redis.call('ZADD', k.history, seq, record)
@@ -116,11 +124,7 @@ local function publish(k, e)
   if seq > L.history_max then
     redis.call('ZREMRANGEBYRANK', k.history, 0, -(L.history_max + 1))
   end
-  redis.call('HSET', k.job, 'state', e.state, unpack(e.fields or {}))
-  -- Elapsed time counts from the first attempt's start, whatever attempt runs now.
-  if e.type == L.event.started and not f[3] then
-    redis.call('HSET', k.job, 'first_started_at', redis.call('HGET', k.job, 'started_at'))
-  end
+  redis.call('HSET', k.job, unpack(writes))
   if e.state ~= state then
     redis.call('ZREM', L.state_index[state], e.id)
     redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
@@ -141,8 +145,12 @@ local function publish(k, e)
     for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
   else
     for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end
-    redis.call('EXPIRE', k.job, L.retention_s)
-    redis.call('EXPIRE', k.history, L.retention_s)
+    -- Kept for the retention from the last state change. A start needs no refresh: the
+    -- submission set the expiry, and the job's end sets it again.
+    if e.type ~= L.event.started then
+      redis.call('EXPIRE', k.job, L.retention_s)
+      redis.call('EXPIRE', k.history, L.retention_s)
+    end
     if is_terminal(e.state) then
       redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
       count_finished(job.kind, e.state)
