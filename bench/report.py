@@ -217,10 +217,13 @@ def latency_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"enqueue→start at {rows[0]['rate']:g} jobs/s, {rows[0]['jobs']:,} no-op jobs (median of rounds)",
-        f"{'system':<10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+        f"{'system':<10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'mean ms':>8}",
     ]
-    for system, row in median_rows(rows, ("p50_ms", "p99_ms", "max_ms")).items():
-        lines.append(f"{system:<10} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['max_ms']:>8.2f}")
+    for system, row in median_rows(rows, ("p50_ms", "p99_ms", "max_ms", "mean_ms")).items():
+        lines.append(
+            f"{system:<10} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['max_ms']:>8.2f} "
+            f"{row['mean_ms']:>8.3f}"
+        )
     return lines
 
 
