@@ -191,14 +191,21 @@ class Scripts:
         shared (decoding the layout, the batch's bookkeeping) paid once a call."""
         script = self._scripts[name]
         now_ms = epoch_ms(utcnow())
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(calls), chunk):
-                part = calls[start : start + chunk]
-                key_list = [key for keys, _ in part for key in keys.values()]
-                items = [{"keys": list(keys), **args} for keys, args in part]
-                argv = [self._layouts[name], orjson.dumps({"now_ms": now_ms, "jobs": items})]
-                await script(keys=key_list, args=argv, client=pipe)
-            raw = await pipe.execute()
+        parts = []
+        for start in range(0, len(calls), chunk):
+            part = calls[start : start + chunk]
+            key_list = [key for keys, _ in part for key in keys.values()]
+            items = [{"keys": list(keys), **args} for keys, args in part]
+            parts.append((key_list, [self._layouts[name], orjson.dumps({"now_ms": now_ms, "jobs": items})]))
+        if len(parts) == 1:
+            # One call needs no pipeline, whose every execute first asks SCRIPT EXISTS: a round
+            # trip per single submission.
+            raw = [await script(keys=parts[0][0], args=parts[0][1])]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_list, argv in parts:
+                    await script(keys=key_list, args=argv, client=pipe)
+                raw = await pipe.execute()
         return [Answer(item) for answer in raw for item in orjson.loads(answer)["answers"]]
 
     def command(self, name: str, keys: dict[str, str], **args: Any) -> tuple[Any, ...]:
