@@ -44,9 +44,10 @@ from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
 from jobcast.backoff import Backoff, jittered_s
+from jobcast.protocol import now_iso
+from jobcast.records import RECORD_FIELDS, JobRecord, record_from
 
 if TYPE_CHECKING:
-    from jobcast.records import JobRecord
     from jobcast.settings import Settings
     from jobcast.store import JobStore
 
@@ -178,10 +179,6 @@ class JobcastWorker(Worker):
         free = self.max_jobs - self.job_counter
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
-            # Here, not at the top: jobcast.protocol imports this module's key prefixes.
-            from jobcast.protocol import now_iso
-            from jobcast.records import RECORD_FIELDS, record_from
-
             self._polls += 1
             holder = f"{self.name}#{self._polls}"
             answer = await self.store.scripts.call(
