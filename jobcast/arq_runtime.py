@@ -218,7 +218,8 @@ class JobcastWorker(Worker):
     async def _run(self, job_id: str, claim: Claim) -> None:
         """One attempt, then the lease's end: the job leaves the queue, or goes back to it (a
         `Retry`, due after its defer; the worker shutting down, or the attempt outliving
-        `run_timeout_s`: due at once, and the next claim says the attempt was lost)."""
+        `run_timeout_s`: due at once, and the next claim says the attempt was lost; the worker
+        failing to run it: due after the longest backoff)."""
         finish, ready_ms = True, 0
         deadline = asyncio.timeout(self.run_timeout_s)
         try:
@@ -238,8 +239,13 @@ class JobcastWorker(Worker):
                 finish, ready_ms = False, int(time.time() * 1000)
                 self.jobs_retried += 1
             else:
-                # The lease is ended all the same: the job's own code never raises this far.
-                log.exception("job %s could not run", job_id)
+                # Not the job's own error (the attempt catches those and publishes them): the
+                # worker could not run it, e.g. Redis gone longer than its publishes retry. Back
+                # to its queue, not dropped: its watchers must still learn how it ends. After the
+                # longest backoff, so that a failure that repeats does not spin.
+                delay_s = self.settings.retry_max_s
+                log.exception("job %s could not run; back in its queue in %.0f s", job_id, delay_s)
+                finish, ready_ms = False, int((time.time() + delay_s) * 1000)
                 self.jobs_failed += 1
         else:
             self.jobs_complete += 1

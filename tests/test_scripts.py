@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from jobcast.arq_runtime import Claim, JobcastWorker
 from jobcast.protocol import EventType, Priority
 from jobcast.records import RECORD_FIELDS, record_from
 from jobcast.scripts import Status
@@ -196,6 +197,32 @@ async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest
         "dispatch", owner="w-2#1", want=10, lease_ms=10_000, fields=RECORD_FIELDS, start=start
     )
     assert [(job[0], job[4]) for job in again["jobs"]] == [(plain, 0)]
+
+
+async def test_a_job_the_worker_could_not_run_goes_back_to_its_queue(store, settings) -> None:
+    # Not the job's own error (the attempt publishes those): the worker's, e.g. Redis gone longer
+    # than its publishes retry. The job must not be dropped with no terminal event.
+    async def cannot_run(ctx: dict, job_id: str) -> None:
+        raise RuntimeError("the worker's own failure")
+
+    worker = JobcastWorker(
+        store=store,
+        settings=settings,
+        name="w-1",
+        run=cannot_run,
+        run_timeout_s=5,
+        redis_pool=store.redis,
+        handle_signals=False,
+    )
+    job_id = await new_job(store)
+    ((claimed, priority, score, *_),) = (await claim(store, "w-1#1"))["jobs"]
+    before_ms = int(time.time() * 1000)
+    await worker._run(claimed, Claim(priority, int(score), "w-1#1"))
+    due = await store.redis.zscore(store.keys.queue("default"), job_id)
+    assert due is not None and due >= before_ms + int(settings.retry_max_s * 1000)
+    assert await store.redis.hget(store.keys.leases, job_id) is None
+    assert await store.redis.zscore(store.keys.running("default"), job_id) is None
+    assert worker.jobs_failed == 1
 
 
 async def test_a_lapsed_lease_puts_the_job_back_for_the_next_claim(store) -> None:
