@@ -384,8 +384,8 @@ class JobStore:
         return event
 
     async def create(self, job_id: str, submission: Submission, **options: Any) -> dict[str, Any]:
-        """Submit a job: the record, its `queued` event, its indexes, its place in the queue and
-        arq's payload in one script, so a job is either fully submitted or not at all. Returns the
+        """Submit a job: the record, its `queued` event, its indexes and its place in the queue in
+        one script, so a job is either fully submitted or not at all. Returns the
         new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
         `create_call`."""
         call = self.create_call(job_id, submission, **options)

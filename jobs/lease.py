@@ -43,17 +43,16 @@ async def _renew(store: JobStore, attempt: Attempt, priority: str, lease_ms: int
             )
         except RedisError as e:
             log.warning("could not renew the lease of %s: %s", job_id, e)
-            await asyncio.sleep(lease_ms / 3000)
-            continue
-        if answer.status is not Status.HELD:
-            if attempt.task is not None and attempt.task.done():
-                return  # the attempt is over: its terminal event ended the lease
-            holder = answer["holder"] or "nobody (it went back to its queue)"
-            log.warning("job %s was taken over by %s: stopping this attempt", job_id, holder)
-            attempt.lose_lease()
-            return
-        if answer["cancel_requested"]:
-            attempt.request_cancel()
+        else:
+            if answer.status is not Status.HELD:
+                if attempt.task is not None and attempt.task.done():
+                    return  # the attempt is over: its terminal event ended the lease
+                holder = answer["holder"] or "nobody (it went back to its queue)"
+                log.warning("job %s was taken over by %s: stopping this attempt", job_id, holder)
+                attempt.lose_lease()
+                return
+            if answer["cancel_requested"]:
+                attempt.request_cancel()
         await asyncio.sleep(lease_ms / 3000)
 
 

@@ -4,8 +4,7 @@
 -- unescaped), and the history's sorted set goes: a few records cost ~2.4x their
 -- bytes as a sorted set (its members are too long for the compact listpack encoding), and a set
 -- trimmed in place would keep its 10,000-entry hash table (~128 KB). A resume from before the
--- job's last event then gets a snapshot, as for a trimmed history. arq's copy of the job's
--- payload goes too (a finished job never runs again).
+-- job's last event then gets a snapshot, as for a trimmed history.
 -- K: job, history. A: id.
 -- Answers ok (kept, dropped), not_finished (the job runs again, or is gone: nothing to do).
 redis.call('ZREM', L.compact_due, A.id)

@@ -124,7 +124,9 @@ end
 
 local answers, created = {}, 0
 local offset = 0
+-- The indexes this call's jobs went into, trimmed once at the end.
 local trimmed = {[L.index_all] = true}
+local PER_JOB_INDEXES = {'kind_index', 'owner_index', 'via_index'}
 for i, item in ipairs(A.jobs) do
   local keys = {}
   for j, name in ipairs(item.keys) do keys[name] = KEYS[offset + j] end
@@ -132,7 +134,7 @@ for i, item in ipairs(A.jobs) do
   answers[i] = create(keys, item)
   if answers[i].status == S.created then
     created = created + 1
-    for _, name in ipairs({'kind_index', 'owner_index', 'via_index'}) do
+    for _, name in ipairs(PER_JOB_INDEXES) do
       if keys[name] then trimmed[keys[name]] = true end
     end
   end

@@ -17,19 +17,20 @@
 -- no attempts left) is left to the worker (jobs/worker.py), which publishes how it goes on.
 local field_index = {}
 for i, name in ipairs(A.fields or {}) do field_index[name] = i end
+-- A record field's value among the claim's HMGET values (nil when missing: HMGET gives false).
+local function value(values, name) return values[field_index[name]] or nil end
 
 -- Start a claimed job whose record values are `values`: the seq of its `started` event, or 0.
 local function start(id, values)
-  local function value(name) return values[field_index[name]] or nil end
-  local state, kind = value('state'), value('kind')
-  local cancel_requested = value('cancel_requested')
+  local state, kind = value(values, 'state'), value(values, 'kind')
+  local cancel_requested = value(values, 'cancel_requested')
   if not (A.start and state and kind and is_waiting(state)) then return 0 end
   if cancel_requested and cancel_requested ~= '' then return 0 end
   local max_attempts = A.start.kinds[kind]
-  local attempt = tonumber(value('attempt') or '0')
+  local attempt = tonumber(value(values, 'attempt') or '0')
   if not max_attempts or attempt + 1 > max_attempts then return 0 end
   local k = {job = L.job_prefix .. id, history = L.history_prefix .. id, channel = L.channel_prefix .. id}
-  local owner = value('owner')
+  local owner = value(values, 'owner')
   if owner then
     local base = L.owner_feed_prefix .. owner
     k.owner_feed, k.owner_feed_history, k.owner_feed_position = base, base .. ':history', base .. ':position'

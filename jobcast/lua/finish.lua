@@ -9,7 +9,7 @@ if redis.call('HGET', L.leases, A.id) ~= A.owner then return answer({status = S.
 redis.call('HDEL', L.leases, A.id)
 redis.call('ZREM', L.running[A.priority], A.id)
 local state = redis.call('HGET', K.job, 'state')
-if not (A.finish or not state or is_terminal(state)) then
+if not A.finish and state and not is_terminal(state) then
   redis.call('ZADD', L.queues[A.priority], A.ready_ms, A.id)
 end
 return answer({status = S.ok})

@@ -1,5 +1,5 @@
 -- Delete a finished job and every trace of it in Redis (the cap on kept jobs reached it): its
--- record, history and arq payload, and its places in the indexes.
+-- record, history and its places in the indexes.
 -- K: job, history, kind_index; owner_index and via_index when the job has them.
 -- A: id. Answers ok, or not_finished (it runs again, or is gone already): nothing is deleted.
 local state = redis.call('HGET', K.job, 'state')
