@@ -19,7 +19,7 @@ import aiohttp
 
 from jobcast.client import sse_messages
 from jobcast.embedded_redis import free_port
-from jobcast.protocol import Keys, Priority
+from jobcast.protocol import TERMINAL_STATES, Keys, Priority
 
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
 
@@ -51,6 +51,41 @@ async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent
     async for message in sse_messages(response.content):
         event_id = None if message.id is None else _event_id(message.id)
         yield SseEvent(event_id, message.event, json.loads(message.data))
+
+
+async def follow_sse(
+    session: aiohttp.ClientSession,
+    url: str,
+    job_id: str,
+    *,
+    retry_s: float,
+    read_timeout_s: float | None = None,
+) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """An EventSource's view of a job across restarts, failovers and partitions: after a lost or
+    refused connection it waits `retry_s` (EventSource's retry delay, not a synchronisation) and
+    reconnects with Last-Event-ID (from a snapshot, its `last_event_id`), until the terminal
+    event or a terminal snapshot. With `read_timeout_s`, a silent connection counts as lost.
+    Returns the (event, data) pairs seen and how many connections were answered."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    connections, last = 0, 0
+    options: dict[str, Any] = {}
+    if read_timeout_s is not None:
+        options["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=read_timeout_s)
+    while True:
+        headers = {"Last-Event-ID": str(last)}
+        try:
+            async with session.get(f"{url}/api/jobs/{job_id}/events", headers=headers, **options) as r:
+                connections += 1
+                if r.status == 200:
+                    async for event in sse_events(r):
+                        seen.append((event.event, event.data))
+                        snapshot = event.event == "snapshot"
+                        last = event.data["last_event_id" if snapshot else "seq"]
+                        if (event.data["state"] if snapshot else event.event) in TERMINAL_STATES:
+                            return seen, connections
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(retry_s)
 
 
 async def read_sse(

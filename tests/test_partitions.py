@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from jobcast.embedded_redis import redis_server_binary
 from jobcast.protocol import Keys
-from tests.helpers import demo, progressed, sse_events, wait_for
+from tests.helpers import demo, follow_sse, progressed, wait_for
 
 ADMIN_KEY = "jc_partition-test-admin-key-0123456789"
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -112,20 +112,8 @@ def namespaced_redis(network: dict[str, Host], tmp_path: Path) -> Iterator[None]
 
 async def watch(session: aiohttp.ClientSession, url: str, job_id: str) -> list[dict[str, Any]]:
     """An EventSource's view, with a read timeout that notices a silent connection."""
-    seen: list[dict[str, Any]] = []
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=5)
-    while True:
-        headers = {"Last-Event-ID": str(seen[-1]["seq"] if seen else 0)}
-        try:
-            async with session.get(f"{url}/api/jobs/{job_id}/events", headers=headers, timeout=timeout) as r:
-                if r.status == 200:
-                    async for event in sse_events(r):
-                        seen.append(event.data)
-                        if event.event in TERMINAL:
-                            return seen
-        except (aiohttp.ClientError, TimeoutError):
-            pass
-        await asyncio.sleep(0.5)
+    seen, _ = await follow_sse(session, url, job_id, retry_s=0.5, read_timeout_s=5)
+    return [data for _, data in seen]
 
 
 async def steps_in_redis(address: str, prefix: str, job_id: str) -> int:

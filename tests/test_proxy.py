@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from jobcast.embedded_redis import free_port
-from tests.helpers import answers_ok, demo, progressed, sse_events, submit, wait_for
+from tests.helpers import answers_ok, demo, follow_sse, progressed, submit, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_INSTALLED = Path(NGINX).exists()
@@ -56,22 +56,8 @@ Seen = tuple[list[dict[str, Any]], int]  # the events, and how many connections 
 
 
 async def sse_watcher(session: aiohttp.ClientSession, url: str, job_id: str) -> Seen:
-    """What an EventSource does: reconnect with Last-Event-ID until the terminal event."""
-    seen: list[dict[str, Any]] = []
-    connections = 0
-    while True:
-        headers = {"Last-Event-ID": str(seen[-1]["seq"] if seen else 0)}
-        try:
-            async with session.get(f"{url}/api/jobs/{job_id}/events", headers=headers) as response:
-                connections += 1
-                if response.status == 200:
-                    async for event in sse_events(response):
-                        seen.append(event.data)
-                        if event.event in TERMINAL:
-                            return seen, connections
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
+    seen, connections = await follow_sse(session, url, job_id, retry_s=0.2)
+    return [data for _, data in seen], connections
 
 
 async def ws_watcher(session: aiohttp.ClientSession, url: str, job_id: str) -> Seen:

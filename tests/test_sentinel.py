@@ -18,10 +18,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobcast.embedded_redis import free_port, redis_server_binary
-from tests.helpers import demo, progressed, sse_events, submit, wait_for
+from tests.helpers import demo, follow_sse, progressed, submit, wait_for
 
 SERVICE = "jobcast-primary"
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 class Node:
@@ -80,24 +79,8 @@ async def ready(primary: Node, replica: Node, sentinels: list[Node]) -> bool:
 
 async def watch(session: aiohttp.ClientSession, url: str, job_id: str) -> list[tuple[str, dict[str, Any]]]:
     """An EventSource's view: reconnect with Last-Event-ID until the terminal event."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-    last = 0
-    while True:
-        try:
-            async with session.get(
-                f"{url}/api/jobs/{job_id}/events", headers={"Last-Event-ID": str(last)}
-            ) as r:
-                if r.status == 200:
-                    async for event in sse_events(r):
-                        seen.append((event.event, event.data))
-                        last = event.data["last_event_id"] if event.event == "snapshot" else event.data["seq"]
-                        if event.event in TERMINAL or (
-                            event.event == "snapshot" and event.data["state"] in TERMINAL
-                        ):
-                            return seen
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.3)
+    seen, _ = await follow_sse(session, url, job_id, retry_s=0.3)
+    return seen
 
 
 async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn) -> None:
