@@ -184,11 +184,16 @@ class Scripts:
         return [Answer(orjson.loads(answer)) for answer in raw]
 
     async def call_batch(
-        self, name: str, calls: list[tuple[dict[str, str], dict[str, Any]]], chunk: int
+        self,
+        name: str,
+        calls: list[tuple[dict[str, str], dict[str, Any]]],
+        chunk: int,
+        shared: dict[str, Any] | None = None,
     ) -> list[Answer]:
         """Run a batch-taking script (`create`) over every (keys, args), `chunk` items a call and
         all calls in one round trip: each item atomic on its own and answered on its own, what is
-        shared (decoding the layout, the batch's bookkeeping) paid once a call."""
+        shared (decoding the layout, the batch's bookkeeping, the `shared` arguments) paid once a
+        call."""
         script = self._scripts[name]
         now_ms = epoch_ms(utcnow())
         parts = []
@@ -196,7 +201,8 @@ class Scripts:
             part = calls[start : start + chunk]
             key_list = [key for keys, _ in part for key in keys.values()]
             items = [{"keys": list(keys), **args} for keys, args in part]
-            parts.append((key_list, [self._layouts[name], orjson.dumps({"now_ms": now_ms, "jobs": items})]))
+            named = {**(shared or {}), "now_ms": now_ms, "jobs": items}
+            parts.append((key_list, [self._layouts[name], orjson.dumps(named)]))
         if len(parts) == 1:
             # One call needs no pipeline, whose every execute first asks SCRIPT EXISTS: a round
             # trip per single submission.

@@ -247,7 +247,9 @@ class CreateCall:
     keys: dict[str, str]
     args: dict[str, Any]
     record: dict[str, Any]
-    fingerprint: str
+    params: dict[str, Any]
+    # Only a call with an idempotency key has one (it is what a repeat of the key is compared by).
+    fingerprint: str | None
 
     def outcome(self, answer: Any, links: Links) -> dict[str, Any]:
         """The new job's snapshot; raises the SubmitRefused the answer means."""
@@ -262,9 +264,37 @@ class CreateCall:
             raise AlreadyRetried(answer["id"])
         if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
             raise NotRetryable(answer.get("state"))
-        record = {**self.record, "state": State.QUEUED.value, "seq": int(answer["seq"]), "attempt": 0}
-        raw = {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in record.items()}
-        return build_snapshot(self.job_id, raw, links)
+        return self.snapshot(int(answer["seq"]), links)
+
+    def snapshot(self, seq: int, links: Links) -> dict[str, Any]:
+        """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
+        the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
+        record = self.record
+        return {
+            "id": self.job_id,
+            "kind": record["kind"],
+            "params": self.params,
+            "state": State.QUEUED.value,
+            "priority": record["priority"],
+            "progress": dict(_EMPTY_PROGRESS),
+            "attempt": 0,
+            "max_attempts": record["max_attempts"] or None,
+            "created_at": record["created_at"],
+            "run_at": record.get("run_at"),
+            "started_at": None,
+            "first_started_at": None,
+            "next_attempt_at": None,
+            "finished_at": None,
+            "cancel_requested": False,
+            "result": None,
+            "error": None,
+            "retry_of": record.get("retry_of"),
+            "retried_by": None,
+            "owner": record.get("owner"),
+            "submitted_by": record.get("submitted_by"),
+            "last_event_id": seq,
+            **links(self.job_id),
+        }
 
 
 @dataclass(slots=True)
@@ -283,6 +313,15 @@ class JobStore:
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
         self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes)
+        # The create script's limits, the same for every job of a call (see create.lua).
+        self._create_limits = {
+            "idempotency_ttl_s": settings.idempotency_ttl_s,
+            "limit": settings.max_waiting_jobs,
+            "delayed_limit": settings.max_delayed_jobs,
+            "rate_limit": settings.max_submissions_per_minute,
+            "owner_limit": settings.max_waiting_per_owner,
+            "cost_budget": settings.cpu_budget_s_per_hour,
+        }
 
     def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
         """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua):
@@ -389,14 +428,17 @@ class JobStore:
         new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
         `create_call`."""
         call = self.create_call(job_id, submission, **options)
-        (answer,) = await self.scripts.call_batch("create", [(call.keys, call.args)], 1)
+        (answer,) = await self.scripts.call_batch("create", [(call.keys, call.args)], 1, self._create_limits)
         return call.outcome(answer, self.links)
 
     async def create_many(self, calls: list[CreateCall]) -> list[dict[str, Any] | SubmitRefused]:
         """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
         SubmitRefused that says why it made no job."""
         answers = await self.scripts.call_batch(
-            "create", [(call.keys, call.args) for call in calls], self.settings.create_chunk_jobs
+            "create",
+            [(call.keys, call.args) for call in calls],
+            self.settings.create_chunk_jobs,
+            self._create_limits,
         )
         out: list[dict[str, Any] | SubmitRefused] = []
         for call, answer in zip(calls, answers, strict=True):
@@ -440,25 +482,25 @@ class JobStore:
         }
         record.update({name: value for name, value in optional.items() if value})
         keys = self._create_keys(job_id, submission.kind, idempotency_key, retry_of, owner, submitted_by)
-        fingerprint = submission.fingerprint()
-        args = {
+        # Only what is this job's: the limits are the call's (`_create_limits`), and absent
+        # options are left out, so a batch's thousand items stay small for Redis to decode.
+        args: dict[str, Any] = {
             "id": job_id,
             "kind": submission.kind,
             "priority": submission.priority.value,
             "ready_ms": ready_ms,
-            "fingerprint": fingerprint,
-            "idempotency_ttl_s": self.settings.idempotency_ttl_s,
-            "limit": self.settings.max_waiting_jobs,
-            "delayed_limit": self.settings.max_delayed_jobs,
-            "rate_limit": self.settings.max_submissions_per_minute,
-            "owner": owner or "",
-            "owner_limit": self.settings.max_waiting_per_owner if owner else 0,
-            "cost": submission.cost_s,
-            "cost_budget": self.settings.cpu_budget_s_per_hour,
-            "event": {"id": job_id, "type": EventType.QUEUED.value, "head": text(head), "tail": text(tail)},
+            "head": text(head),
+            "tail": text(tail),
             "record": [as_text(v) for pair in record.items() for v in pair],
         }
-        return CreateCall(job_id, keys, args, record, fingerprint)
+        fingerprint = None
+        if idempotency_key is not None:
+            args["fingerprint"] = fingerprint = submission.fingerprint()
+        if owner:
+            args["owner"] = owner
+        if submission.cost_s:
+            args["cost"] = submission.cost_s
+        return CreateCall(job_id, keys, args, record, submission.params, fingerprint)
 
     def _create_keys(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobcast.client import Client
-from tests.helpers import demo, get_json, watch_to_end
+from tests.helpers import demo, get_json, post_json, watch_to_end
 
 
 async def batch(client: Any, jobs: Any, status: int = 200) -> Any:
@@ -85,3 +85,25 @@ async def test_the_python_client_submits_a_batch(client) -> None:
     async with Client(str(client.make_url(""))) as jobs:
         results = await jobs.submit_many([{"kind": "demo", "params": {"steps": 2}}, {"kind": "nope"}])
     assert [r["status"] for r in results] == [202, 422]
+
+
+async def test_each_answer_is_the_snapshot_the_job_then_has(client) -> None:
+    """A submission's answer is built from what it wrote, not read back: it must be exactly what
+    `GET /api/jobs/{id}` answers for the queued job (no worker runs here, so none has moved)."""
+    answer = await batch(
+        client,
+        [
+            demo(2, 1),
+            demo(3, 1) | {"priority": "high", "idempotency_key": "k"},
+            demo(4, 1) | {"delay_s": 60, "priority": "low"},
+        ],
+    )
+    created = [r["job"] for r in answer["results"]]
+    assert created[2]["run_at"] is not None
+    single = await post_json(client, "/api/jobs", demo(5, 1), status=202)
+    for job in [*created, single]:
+        assert await get_json(client, f"/api/jobs/{job['id']}") == job
+    await post_json(client, f"/api/jobs/{single['id']}/cancel", status=200)
+    retried = await post_json(client, f"/api/jobs/{single['id']}/retry", status=202)
+    assert retried["retry_of"] == single["id"]
+    assert await get_json(client, f"/api/jobs/{retried['id']}") == retried

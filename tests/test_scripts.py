@@ -151,6 +151,38 @@ async def test_a_claim_takes_due_jobs_by_priority_and_never_twice(store) -> None
     assert await store.redis.hget(store.keys.leases, high) == b"a"
 
 
+async def test_a_batch_leaves_the_clocks_counts_and_feed_as_one_create_at_a_time_would(
+    redis, settings
+) -> None:
+    """create.lua writes the clocks, the kinds' waiting counts and the feed's trim once a call
+    (see `defer_writes` in events.lua): the next call must see them as if written per job."""
+    store = JobStore(redis, settings.model_copy(update={"history_max_events": 5, "create_chunk_jobs": 4}))
+
+    def calls(n: int, priority: Priority = Priority.DEFAULT) -> list:
+        return [
+            store.create_call(uuid.uuid4().hex, Submission("demo", {}, priority=priority)) for _ in range(n)
+        ]
+
+    # Two batches in the same millisecond or so, in chunks of 4: their order in the queue and in
+    # the listing is the order they were submitted in, across chunks and across calls.
+    first, second = calls(6), calls(3) + calls(2, Priority.LOW)
+    for batch in (first, second):
+        assert all(isinstance(o, dict) for o in await store.create_many(batch))
+    ids = [c.job_id for c in first + second]
+    queued = await store.redis.zrange(store.keys.queue("default"), 0, -1)
+    assert [q.decode() for q in queued] == ids[:9]
+    listed = await store.redis.zrange(store.keys.index_all, 0, -1)
+    assert [j.decode() for j in listed] == ids
+    assert await store.redis.hgetall(store.keys.kind_waiting) == {b"demo|default": b"9", b"demo|low": b"2"}
+    # The feed keeps its last 5 state changes, trimmed once a call.
+    feed = await store.redis.zrange(store.keys.feed().history, 0, -1)
+    assert [f.split(b"\n")[2].decode() for f in feed] == ids[-5:]
+    # A claim (which writes each at once) goes on from where the batch left the clocks.
+    claimed = await claim(store, "w", want=1)
+    assert [j[0] for j in claimed["jobs"]] == [ids[0]]
+    assert await store.redis.hget(store.keys.kind_waiting, "demo|default") == b"9"
+
+
 async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest_to_the_worker(
     store,
 ) -> None:

