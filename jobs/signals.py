@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from jobcast.backoff import Backoff
 from jobcast.protocol import Keys
+from jobcast.pubsub import PubSubProtocol, connect_pubsub, keep_alive
 
 log = logging.getLogger(__name__)
+
+# A silent network is noticed within this; a subscription not confirmed within the other is retried.
+PING_INTERVAL_S = 5.0
+SUBSCRIBE_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -87,26 +90,60 @@ class RunningAttempts:
 
 
 async def listen_for_signals(
-    redis: Redis, keys: Keys, running: RunningAttempts, wakeup: asyncio.Event
+    redis_url: str, keys: Keys, running: RunningAttempts, wakeup: asyncio.Event
 ) -> None:
-    """Runs for the worker's life (its owner cancels it); rides out Redis outages."""
+    """Runs for the worker's life (its owner cancels it); rides out Redis outages. On jobcast's
+    lean pub/sub protocol, not redis-py's PubSub: a wakeup is acted on in the read that brings it
+    (redis-py's reader adds an awaited call, with its own timeout, per message)."""
     cancel_channel, wake_channel = keys.cancel_channel.encode(), keys.wake_channel.encode()
     backoff = Backoff(0.1, 5.0)
+
+    def on_message(channel: bytes, data: bytes) -> None:
+        if channel == wake_channel:
+            wakeup.set()
+        elif running.cancel(job_id := data.decode()):
+            log.info("cancelling job %s on request", job_id)
+
     while True:
         try:
-            async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.subscribe(cancel_channel, wake_channel)
-                backoff.reset()
-                # Whatever was submitted while we were away.
-                wakeup.set()
-                async for message in pubsub.listen():
-                    if message["type"] != "message":
-                        continue
-                    if message["channel"] == wake_channel:
-                        wakeup.set()
-                    elif running.cancel(job_id := message["data"].decode()):
-                        log.info("cancelling job %s on request", job_id)
-        except RedisError as e:
+            conn = await _subscribed(redis_url, on_message, (cancel_channel, wake_channel))
+        except (OSError, TimeoutError) as e:
             delay = backoff.next_s()
-            log.warning("cancel listener lost Redis (%s); reconnecting in %.1fs", e, delay)
+            log.warning("signal listener cannot reach Redis (%s); retrying in %.1fs", e, delay)
             await asyncio.sleep(delay)
+            continue
+        try:
+            backoff.reset()
+            # Whatever was submitted while we were away.
+            wakeup.set()
+            await keep_alive(conn, PING_INTERVAL_S)
+        finally:
+            conn.close()
+        log.warning("signal listener lost Redis; reconnecting")
+
+
+async def _subscribed(
+    redis_url: str, on_message: Callable[[bytes, bytes], None], channels: tuple[bytes, ...]
+) -> PubSubProtocol:
+    """A pub/sub connection whose subscriptions Redis has confirmed (so no wakeup sent after this
+    returns is missed); ConnectionError or TimeoutError otherwise."""
+    confirmed: set[bytes] = set()
+    loop = asyncio.get_running_loop()
+    all_confirmed: asyncio.Future[None] = loop.create_future()
+
+    def on_subscribed(channel: bytes) -> None:
+        confirmed.add(channel)
+        if confirmed.issuperset(channels) and not all_confirmed.done():
+            all_confirmed.set_result(None)
+
+    conn = await connect_pubsub(redis_url, on_message, on_subscribed, name="jobcast-worker-signals")
+    try:
+        conn.subscribe(channels)
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+            await asyncio.wait({all_confirmed, conn.closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not all_confirmed.done():
+            raise ConnectionError(conn.error or "closed before its subscriptions were confirmed")
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -141,7 +141,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         initializer=die_with_parent,
     )
     ctx["services"] = [
-        asyncio.create_task(listen_for_signals(ctx["redis"], store.keys, running, ctx["wakeup"])),
+        asyncio.create_task(listen_for_signals(settings.redis_url, store.keys, running, ctx["wakeup"])),
         asyncio.create_task(_sweep_files(storage, store, settings.retention_s)),
         asyncio.create_task(Janitor(store, storage).run(settings.janitor_interval_s)),
         asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),

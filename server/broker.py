@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from jobcast.server.pubsub import connect_pubsub
+from jobcast.pubsub import connect_pubsub
 from jobcast.server.topics import FeedTopic, JobTopic, Topic
 from jobcast.store import JobStore
 

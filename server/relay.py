@@ -15,6 +15,7 @@ import logging
 from jobcast.backoff import Backoff
 from jobcast.errors import Unavailable
 from jobcast.protocol import utcnow
+from jobcast.pubsub import keep_alive
 from jobcast.server.broker import Broker, Connection
 from jobcast.server.catchup import CatchUp
 from jobcast.server.events import Event
@@ -84,7 +85,7 @@ class Relay:
             backoff.reset()
             self._attach(conn)
             try:
-                await self._keepalive(conn)
+                await keep_alive(conn, PING_INTERVAL_S)
             finally:
                 self._detach()
                 conn.close()
@@ -108,17 +109,6 @@ class Relay:
         self._in_flight = {}
         for watchers in self.hub.topics.values():
             watchers.confirmed.clear()
-
-    async def _keepalive(self, conn: Connection) -> None:
-        while not conn.closed.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(conn.closed), PING_INTERVAL_S)
-            except TimeoutError:
-                try:
-                    await conn.ping(PING_INTERVAL_S)
-                except (TimeoutError, ConnectionError):
-                    log.warning("pub/sub did not answer a ping; reconnecting")
-                    return
 
     # -- channels ----------------------------------------------------------------------------------
 

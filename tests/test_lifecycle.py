@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from jobcast.jobs import signals
 from jobcast.jobs.signals import RunningAttempts
@@ -181,6 +182,29 @@ async def test_an_idle_worker_starts_work_without_waiting_for_its_poll_tick(
     first, second = [await submit(client, body=demo(3, 50)) for _ in range(2)]
     for job in (first, second):
         assert lifecycle(await watch_to_end(client, job["id"]))[-1] == ("succeeded", 1)
+
+
+async def test_a_worker_whose_signal_connection_is_killed_is_woken_again_once_it_is_back(
+    client, spawn, redis, settings
+) -> None:
+    spawn("worker", JOBCAST_POLL_DELAY_S="3600")
+
+    async def signal_clients() -> list[dict]:
+        return [c for c in await redis.client_list(_type="pubsub") if c["name"] == "jobcast-worker-signals"]
+
+    first = await wait_for(signal_clients, what="the worker's signal connection")
+    await redis.client_kill_filter(_id=first[0]["id"])
+    again = await wait_for(
+        lambda: _other_than(signal_clients, first[0]["id"]), what="the signal connection to come back"
+    )
+    assert len(again) == 1
+    # With an hour between polls, only a wakeup heard on the new connection starts this job.
+    job = await submit(client, body=demo(1, 1))
+    assert lifecycle(await watch_to_end(client, job["id"]))[-1] == ("succeeded", 1)
+
+
+async def _other_than(clients: Any, gone: str) -> list[dict]:
+    return [c for c in await clients() if c["id"] != gone]
 
 
 async def test_jobs_submitted_within_one_millisecond_are_dispatched_in_submission_order(

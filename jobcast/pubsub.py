@@ -2,7 +2,9 @@
 
 redis-py's asyncio PubSub reads one message per awaited call and cannot keep up with a busy
 Redis; this protocol parses everything a read brings in one go and hands messages to a callback
-synchronously, so the relay's cost per message is a dict lookup and a few appends.
+synchronously, so the relay's cost per message is a dict lookup and a few appends, and a worker
+hears a submission's wakeup in the read that brings it. The web's relay (server/relay.py) and
+the workers' signal listener (jobs/signals.py) each hold one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
@@ -103,9 +106,10 @@ async def connect_pubsub(
     on_subscribed: Callable[[bytes], None],
     *,
     connect_timeout_s: float = 5.0,
+    name: str = "jobcast-relay",
 ) -> PubSubProtocol:
     """Open a pub/sub connection to the Redis at `url` (redis://, rediss://, unix://, or the
-    current primary of a redis+sentinel:// service)."""
+    current primary of a redis+sentinel:// service), named `name` in Redis's CLIENT LIST."""
     loop = asyncio.get_running_loop()
 
     def factory() -> PubSubProtocol:
@@ -121,7 +125,7 @@ async def connect_pubsub(
         credentials = [target.username] if target.username else []
         if target.password:
             proto.send("AUTH", *credentials, target.password)
-        proto.send("CLIENT", "SETNAME", "jobcast-relay")
+        proto.send("CLIENT", "SETNAME", name)
         return proto
 
     options = parse_url(url)
@@ -136,5 +140,25 @@ async def connect_pubsub(
     if options.get("password"):
         credentials = [options["username"]] if options.get("username") else []
         proto.send("AUTH", *credentials, options["password"])
-    proto.send("CLIENT", "SETNAME", "jobcast-relay")
+    proto.send("CLIENT", "SETNAME", name)
     return proto
+
+
+class Pingable(Protocol):
+    closed: asyncio.Future[None]
+
+    async def ping(self, within_s: float) -> None: ...
+
+
+async def keep_alive(conn: Pingable, interval_s: float) -> None:
+    """Return when the connection closes, or when Redis stops answering pings (a silent network,
+    a host gone without a FIN): a pub/sub connection otherwise only ever waits."""
+    while not conn.closed.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.closed), interval_s)
+        except TimeoutError:
+            try:
+                await conn.ping(interval_s)
+            except (TimeoutError, ConnectionError):
+                log.warning("pub/sub did not answer a ping; reconnecting")
+                return
