@@ -33,7 +33,7 @@ from jobcast.server import (
     workers_page,
     ws,
 )
-from jobcast.server.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, auth_middleware, send_cookie
+from jobcast.server.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, send_cookie
 from jobcast.server.broker import RedisBroker
 from jobcast.server.headers import security_headers
 from jobcast.server.hub import OpenStreams
@@ -53,11 +53,11 @@ from jobcast.server.keys import (
 )
 from jobcast.server.links import job_links
 from jobcast.server.metrics import setup_metrics
-from jobcast.server.origins import cors_middleware, cross_site_middleware, host_middleware, send_cors_headers
+from jobcast.server.middleware import jobcast_middleware
+from jobcast.server.origins import send_cors_headers
 from jobcast.server.pages import setup_pages
-from jobcast.server.problems import problem_middleware
 from jobcast.server.relay import Relay
-from jobcast.server.request_ids import request_id_middleware, send_request_id
+from jobcast.server.request_ids import send_request_id
 from jobcast.server.tokens import TOKENS, StreamTokens
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.storage import create_storage
@@ -138,14 +138,7 @@ def setup(
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = web.Application(
-        middlewares=[
-            request_id_middleware,
-            problem_middleware,
-            host_middleware,
-            cors_middleware,
-            cross_site_middleware,
-            auth_middleware,
-        ],
+        middlewares=[jobcast_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app.on_response_prepare.append(send_request_id)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from http.cookies import SimpleCookie
@@ -184,8 +183,6 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # signed value and its max-age.
 SET_COOKIE = web.RequestKey("set_cookie", tuple)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def principal(request: web.Request) -> Principal:
     return request.get(PRINCIPAL, SINGLE_USER)
@@ -265,12 +262,12 @@ def csrf_missing(request: web.Request) -> bool:
     return expected is not None and not hmac.compare_digest(given, expected)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def authenticate(request: web.Request) -> web.Response | None:
+    """Who is asking (request[PRINCIPAL]); the 401 answer for an invalid API key, else None."""
     auth = request.app[AUTH]
     if not auth.enabled:
         request[PRINCIPAL] = SINGLE_USER
-        return await handler(request)
+        return None
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -286,7 +283,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         elif csrf_missing(request):
             raise Problem(403, "this form needs the page's CSRF token; reload the page", slug="csrf")
     request[PRINCIPAL] = who
-    return await handler(request)
+    return None
 
 
 async def send_cookie(request: web.Request, response: web.StreamResponse) -> None:

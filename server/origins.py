@@ -14,7 +14,6 @@ Either refusal is a 403 problem, before anything happens.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -23,8 +22,6 @@ from jobcast.server.keys import SETTINGS
 from jobcast.server.problems import Problem
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def allowed_origins(request: web.Request) -> frozenset[str]:
@@ -57,11 +54,9 @@ def check_websocket_origin(request: web.Request) -> None:
         raise Problem(403, "WebSocket connections from this origin are not allowed", slug="cross-origin")
 
 
-@web.middleware
-async def cross_site_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def check_cross_site(request: web.Request) -> None:
     if request.method not in SAFE_METHODS and from_elsewhere(request):
         raise Problem(403, "cross-site requests may not change anything here", slug="cross-origin")
-    return await handler(request)
 
 
 # What a page of an allowed origin may read or do without a cookie (it holds a stream token):
@@ -70,30 +65,28 @@ CORS_ORIGIN = web.RequestKey("cors_origin", str)
 CORS_PATHS = re.compile(r"/api/jobs/[0-9a-f]{32}(/events|/token)?|/api/events(/token)?|/static/jobcast\.js")
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def cors_preflight(request: web.Request) -> web.Response | None:
     """CORS for `JOBCAST_CORS_ORIGINS` on the paths a page elsewhere needs (docs/security.md);
-    every other origin gets no CORS headers, so its pages cannot read the answers."""
+    every other origin gets no CORS headers, so its pages cannot read the answers. Notes the
+    request's CORS origin for `send_cors_headers`; the answer to a preflight, or None."""
     origin = request.headers.get("Origin")
     prefix = request.app[SETTINGS].url_prefix
     path = request.path[len(prefix) :] if prefix and request.path.startswith(prefix) else request.path
     if not CORS_PATHS.fullmatch(path):
-        return await handler(request)
+        return None
     # Every answer on these paths varies by Origin, with CORS headers or without: a browser that
     # cached jobcast.js for jobcast's own page must not reuse that copy (no CORS header) for a
     # page elsewhere, nor the other way round.
     allowed = origin is not None and origin in allowed_origins(request)
     request[CORS_ORIGIN] = origin if allowed else ""
-    if not allowed:
-        return await handler(request)
-    if request.method == "OPTIONS":
-        preflight = {
-            "Access-Control-Allow-Methods": "GET, POST",
-            "Access-Control-Allow-Headers": "Last-Event-ID, Content-Type",
-            "Access-Control-Max-Age": "600",
-        }
-        return web.Response(status=204, headers=preflight)
-    return await handler(request)
+    if not allowed or request.method != "OPTIONS":
+        return None
+    preflight = {
+        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Headers": "Last-Event-ID, Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
+    return web.Response(status=204, headers=preflight)
 
 
 async def send_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -127,8 +120,6 @@ def host_allowed(request: web.Request) -> bool:
     return any(name == a or (a.startswith("*.") and name.endswith(a[1:])) for a in allowed)
 
 
-@web.middleware
-async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def check_host(request: web.Request) -> None:
     if not host_allowed(request):
         raise Problem(400, "this server does not answer to that Host", slug="bad-host")
-    return await handler(request)

@@ -1,10 +1,10 @@
-"""Errors as `application/problem+json` (RFC 9457), and the middleware that guarantees no
-traceback, and no non-problem error body, ever reaches a client."""
+"""Errors as `application/problem+json` (RFC 9457), and what answers every error with one
+(`error_response`, called by server/middleware.py): no traceback, and no non-problem error body,
+ever reaches a client."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -96,35 +96,31 @@ def problem_for(error: JobcastError) -> Problem:
     return Problem(400, str(error))
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem.response()
-    except JobcastError as error:
+def error_response(request: web.Request, error: Exception) -> web.StreamResponse:
+    """The problem document answering `error`, raised while handling `request` (re-raised if it
+    is no error: a redirect). Every error is answered here, so no traceback and no non-problem
+    error body ever reaches a client."""
+    if isinstance(error, Problem):
+        return error.response()
+    if isinstance(error, JobcastError):
         return problem_for(error).response()
-    except RedisError as e:
+    if isinstance(error, RedisError):
         # The detail (addresses, errors) is for the log, not for clients.
-        log.warning("job store unavailable in %s %s: %s", request.method, request.path, e)
+        log.warning("job store unavailable in %s %s: %s", request.method, request.path, error)
         return problem_for(Unavailable(STORE_UNAVAILABLE)).response()
-    except web.HTTPException as http:
-        if http.status < 400:
-            raise
-        detail = http.text if http.text and not http.text.startswith(str(http.status)) else http.reason
-        headers = {k: v for k, v in http.headers.items() if k in ("Allow", "Retry-After")}
-        return Problem(http.status, detail, headers=headers).response()
-    except ConnectionError:
+    if isinstance(error, web.HTTPException):
+        if error.status < 400:
+            raise error
+        text = error.text
+        detail = text if text and not text.startswith(str(error.status)) else error.reason
+        headers = {k: v for k, v in error.headers.items() if k in ("Allow", "Retry-After")}
+        return Problem(error.status, detail, headers=headers).response()
+    if isinstance(error, ConnectionError):
         transport = request.transport
-        if transport is not None and not transport.is_closing():
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            return Problem(500, "internal error; it has been logged").response()
-        # The client hung up before or while the answer started: no one to answer and nothing
-        # wrong here. 499 is what the access log shows (nginx's "client closed request").
-        return web.Response(status=499)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return Problem(500, "internal error; it has been logged").response()
+        if transport is None or transport.is_closing():
+            # The client hung up before or while the answer started: no one to answer and
+            # nothing wrong here. 499 is what the access log shows (nginx's "client closed
+            # request").
+            return web.Response(status=499)
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    return Problem(500, "internal error; it has been logged").response()

@@ -10,7 +10,6 @@ from contextvars import ContextVar
 from aiohttp import web
 
 from jobcast.logs import context_fields, log_context
-from jobcast.server.problems import Handler
 
 HEADER = "X-Request-ID"
 # Ids from outside are logged and stored: printable, no spaces, bounded.
@@ -19,14 +18,13 @@ REQUEST_ID = web.RequestKey("request_id", str)
 current_request_id: ContextVar[str | None] = ContextVar("jobcast_request_id", default=None)
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def assign_request_id(request: web.Request) -> None:
+    """The request's id, for its answer, its log lines and the jobs it submits."""
     given = request.headers.get(HEADER, "")
     request_id = given if SANE.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     current_request_id.set(request_id)
     log_context.set(context_fields(request=request_id))
-    return await handler(request)
 
 
 async def send_request_id(request: web.Request, response: web.StreamResponse) -> None:

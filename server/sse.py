@@ -119,33 +119,27 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 
 
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
+    # One coroutine from the handshake to the end of the stream, with no helper awaited for its
+    # whole life: every frame an idle watcher holds costs its few hundred bytes for as long as it
+    # stays. (And no context manager: each would hold a generator object as long.)
     since, epoch = resume_position(request, topic)
     counts, who = request.app[STREAM_COUNTS], principal(request)
     if not counts.acquire(who):
         raise counts.refuse()
-    try:
-        return await _stream(request, topic, since, epoch)
-    finally:
-        counts.release(who)
-
-
-async def _stream(
-    request: web.Request, topic: Topic, since: int | None, epoch: str | None
-) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     outbox = Outbox(settings.watcher_buffer, settings.watcher_buffer_bytes)
     relay = request.app[RELAY]
     sub = Subscription(topic, outbox, since, epoch)
-    try:
-        catch_up = await relay.join(sub, since)
-    except AlreadyEnded:
-        # 204 tells EventSource to stop reconnecting. (Other errors answer as problems.)
-        return web.Response(status=204)
-    # Joined: from here on, leaving is certain (a context manager would cost every idle watcher
-    # a generator object for as long as it stays connected).
     streams = request.app[STREAMS]
-    streams.sse += 1  # from here until the handler ends, however it ends
+    joined = False
     try:
+        try:
+            catch_up = await relay.join(sub, since)
+        except AlreadyEnded:
+            # 204 tells EventSource to stop reconnecting. (Other errors answer as problems.)
+            return web.Response(status=204)
+        joined = True
+        streams.sse += 1
         response = web.StreamResponse(headers=SSE_HEADERS)
         # The fast path writes whole chunks (server/wire.py): say so rather than rely on a default.
         if request.version >= HttpVersion11:
@@ -165,10 +159,12 @@ async def _stream(
         await _pump(response, outbox, settings.write_timeout_s, catch_up)
         return response
     finally:
-        if isinstance(handler := request.protocol, Handler):
-            handler.on_connection_lost = None
-        relay.leave(sub)
-        streams.sse -= 1
+        if joined:
+            if isinstance(handler := request.protocol, Handler):
+                handler.on_connection_lost = None
+            relay.leave(sub)
+            streams.sse -= 1
+        counts.release(who)
 
 
 async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:

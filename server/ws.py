@@ -264,53 +264,52 @@ class Connection:
     )
 )
 async def websocket(request: web.Request) -> web.WebSocketResponse:
+    # One coroutine for the connection's whole life (no helper awaited throughout): every frame
+    # an idle connection holds costs its few hundred bytes for as long as it stays.
     check_websocket_origin(request)
     counts, who = request.app[STREAM_COUNTS], principal(request)
     if not counts.acquire(who):
         raise counts.refuse()
-    try:
-        return await _websocket(request, who)
-    finally:
-        counts.release(who)
-
-
-async def _websocket(request: web.Request, who: Principal) -> web.WebSocketResponse:
-    settings = request.app[SETTINGS]
-    ws = web.WebSocketResponse(
-        heartbeat=settings.ws_ping_interval_s, compress=False, max_msg_size=MAX_MESSAGE_BYTES
-    )
-    await ws.prepare(request)
-    transport = request.transport
-    assert transport is not None  # prepared: the connection is open
-    conn = Connection(
-        ws,
-        request.app[RELAY],
-        request.app[STORE],
-        (settings.watcher_buffer, settings.watcher_buffer_bytes),
-        transport.abort,
-        settings.write_timeout_s,
-        who,
-        request.app[TOKENS],
-        settings.max_ws_subscriptions,
-    )
-    # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less per
-    # idle connection).
-    request.app[SOCKETS].add(ws)
+    conn = None
     streams = request.app[STREAMS]
-    # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
-    if ws_fast_path(ws):
-        conn.outbox.direct = direct_writer(transport, websocket=True)
-    streams.ws += 1
     try:
+        settings = request.app[SETTINGS]
+        ws = web.WebSocketResponse(
+            heartbeat=settings.ws_ping_interval_s, compress=False, max_msg_size=MAX_MESSAGE_BYTES
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None  # prepared: the connection is open
+        conn = Connection(
+            ws,
+            request.app[RELAY],
+            request.app[STORE],
+            (settings.watcher_buffer, settings.watcher_buffer_bytes),
+            transport.abort,
+            settings.write_timeout_s,
+            who,
+            request.app[TOKENS],
+            settings.max_ws_subscriptions,
+        )
+        streams.ws += 1  # until the finally below, however the connection ends
+        # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less
+        # per idle connection).
+        request.app[SOCKETS].add(ws)
+        # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
+        if ws_fast_path(ws):
+            conn.outbox.direct = direct_writer(transport, websocket=True)
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await conn.handle(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 conn.outbox.put(error("bad_message", "send JSON text messages"))
+        return ws
     finally:
-        # Leave first, synchronously: aiohttp may cancel this handler when the peer goes away, and
-        # a cancelled await below must not skip it.
-        conn.close()
-        streams.ws -= 1
-        await conn.stop_sender()
-    return ws
+        if conn is not None:
+            # Leave first, synchronously: aiohttp may cancel this handler when the peer goes
+            # away, and a cancelled await below must not skip it.
+            conn.close()
+            streams.ws -= 1
+        counts.release(who)
+        if conn is not None:
+            await conn.stop_sender()
