@@ -6,6 +6,7 @@ worker do, with named keys and arguments, and read Redis to see what each left b
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -255,6 +256,39 @@ async def test_a_job_the_worker_could_not_run_goes_back_to_its_queue(store, sett
     assert await store.redis.hget(store.keys.leases, job_id) is None
     assert await store.redis.zscore(store.keys.running("default"), job_id) is None
     assert worker.jobs_failed == 1
+
+
+async def test_an_attempt_that_outlives_the_last_resort_timeout_runs_again_at_once(store, settings) -> None:
+    # Kinds bound their own attempts; this bounds a worker's slot if an attempt ignores its
+    # cancellation or its kind's timeout. Its own TimeoutError is no such case (see above).
+    async def hangs(ctx: dict, job_id: str) -> None:
+        await asyncio.Event().wait()
+
+    async def times_out_itself(ctx: dict, job_id: str) -> None:
+        raise TimeoutError("the attempt's own")
+
+    # A backoff long enough that "at once" cannot be mistaken for it on a slow machine.
+    settings = settings.model_copy(update={"retry_max_s": 60.0})
+    for run, failed, retried in ((hangs, 0, 1), (times_out_itself, 1, 0)):
+        worker = JobcastWorker(
+            store=store,
+            settings=settings,
+            name="w-1",
+            run=run,
+            run_timeout_s=0.05,
+            redis_pool=store.redis,
+            handle_signals=False,
+        )
+        job_id = await new_job(store)
+        ((claimed, priority, score, *_),) = (await claim(store, "w-1#1"))["jobs"]
+        before_ms = int(time.time() * 1000)
+        await worker._run(claimed, Claim(priority, int(score), "w-1#1"))
+        due = await store.redis.zscore(store.keys.queue("default"), job_id)
+        again_at_once = before_ms <= due < before_ms + int(settings.retry_max_s * 1000)
+        assert again_at_once is bool(retried)
+        assert await store.redis.hget(store.keys.leases, job_id) is None
+        assert (worker.jobs_failed, worker.jobs_retried) == (failed, retried)
+        await store.redis.zrem(store.keys.queue("default"), job_id)
 
 
 async def test_a_lapsed_lease_puts_the_job_back_for_the_next_claim(store) -> None:
