@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # aiohttp internals this module relies on (tests/test_http_server.py checks they exist).
 INTERNALS = {
     RequestHandler: (
-        *("_waiter", "_messages", "_loop", "transport"),
+        *("_waiter", "_messages", "_loop", "transport", "_manager", "_keepalive_handle"),
         *("connection_made", "data_received", "connection_lost", "handle_error", "force_close"),
     ),
     web.Server: ("request_handler", "request_factory", "_kwargs", "_loop", "connection_lost"),
@@ -86,6 +86,31 @@ class Handler(RequestHandler):
             self.on_connection_lost = None
             callback()
         super().connection_lost(exc)
+
+    def detach(self, protocol: asyncio.BaseProtocol) -> asyncio.BaseTransport | None:
+        """Hand this connection's socket to `protocol`, for a stream that needs nothing more of
+        aiohttp (server/detached.py). aiohttp then sees a connection that is gone: the handler's
+        response writes nothing more (its last write fails quietly, and the access log line is
+        written), the connection's task ends without closing the socket, and the handler, its
+        parser, the request and the response are freed. Returns the socket's transport, or None
+        (and nothing changed) while the socket is closing or still has bytes of aiohttp's to send
+        (the new protocol must start neither paused nor behind)."""
+        transport, manager = self.transport, self._manager
+        if transport is None or manager is None or transport.is_closing():
+            return None
+        if transport.get_write_buffer_size():  # type: ignore[attr-defined]
+            return None
+        self._disarm_header_timer()
+        self.on_connection_lost = None
+        transport.set_protocol(protocol)
+        self.transport = None
+        self.force_close()
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+        self._manager = None  # aiohttp's connection_lost, should anything call it, is a no-op
+        manager.connection_lost(self, None)
+        return transport
 
     def _arm_header_timer(self) -> None:
         if self.header_timeout_s > 0:

@@ -65,6 +65,7 @@ class Outbox:
         "hold",
         "limit",
         "max_bytes",
+        "on_close",
         "on_overflow",
         "on_queue",
         "size",
@@ -93,6 +94,9 @@ class Outbox:
         # Called when an event is queued (the fast path declined), for a transport that starts
         # its writer task only when there is something to write.
         self.on_queue: Callable[[], None] | None = None
+        # Called once when the outbox closes, with the reason, for a connection with no task
+        # waiting on it (server/detached.py).
+        self.on_close: Callable[[str], None] | None = None
         # True while a writer holds taken events it has not written yet: the fast path must not
         # overtake them.
         self.hold = False
@@ -166,6 +170,9 @@ class Outbox:
             self.size = 0
             self._wake()
             self._wake_drained()
+            if (on_close := self.on_close) is not None:
+                self.on_close = None
+                on_close(reason)
 
     def take_nowait(self) -> list[Event]:
         """Everything queued now (maybe nothing); raises OutboxClosed once closed."""

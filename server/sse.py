@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from functools import partial
 
@@ -12,13 +12,15 @@ from pydantic import BaseModel, Field
 
 from jobcast.errors import AlreadyEnded
 from jobcast.server.api import JOB_ID
-from jobcast.server.auth import STREAM_COUNTS, check_visible, principal
+from jobcast.server.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.catchup import CatchUp, CatchUpFailed
+from jobcast.server.detached import DetachedStream
 from jobcast.server.http import Handler
-from jobcast.server.hub import Outbox, OutboxClosed, Subscription
+from jobcast.server.hub import OpenStreams, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.problems import Problem
+from jobcast.server.relay import Relay
 from jobcast.server.tokens import TOKENS, TokenRefused, opens_job, refused
 from jobcast.server.topics import BadPosition, Topic
 from jobcast.server.wire import comment, direct_writer, sse_fast_path, sse_text
@@ -121,7 +123,8 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     # One coroutine from the handshake to the end of the stream, with no helper awaited for its
     # whole life: every frame an idle watcher holds costs its few hundred bytes for as long as it
-    # stays. (And no context manager: each would hold a generator object as long.)
+    # stays. (And no context manager: each would hold a generator object as long.) Once caught
+    # up, the stream leaves aiohttp altogether (server/detached.py), and this returns.
     since, epoch = resume_position(request, topic)
     counts, who = request.app[STREAM_COUNTS], principal(request)
     if not counts.acquire(who):
@@ -131,7 +134,8 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     relay = request.app[RELAY]
     sub = Subscription(topic, outbox, since, epoch)
     streams = request.app[STREAMS]
-    joined = False
+    leave = partial(_leave, relay, sub, streams, counts, who)
+    joined = detached = False
     try:
         try:
             catch_up = await relay.join(sub, since)
@@ -148,23 +152,49 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
         # reconnects with its Last-Event-ID.
         transport = request.transport
         outbox.on_overflow = transport.abort if transport is not None else None
+        if isinstance(request.protocol, Handler):
+            # A stream that leaves aiohttp (see detach below) closes its connection when it
+            # ends: say so up front, or a client would reuse the connection for its next request.
+            response.force_close()
         await response.prepare(request)
         request.app[OUTBOXES].add(outbox)
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
+        detach = None
         if transport is not None and sse_fast_path(request, response):
             outbox.direct = direct_writer(transport, websocket=False)
+            if isinstance(handler := request.protocol, Handler):
+                detach = partial(_detach, handler, outbox, settings.write_timeout_s, leave)
         if isinstance(handler := request.protocol, Handler):
             # Gone is gone now: an idle stream would otherwise count as open until its heartbeat.
             handler.on_connection_lost = partial(outbox.close, "client gone")
-        await _pump(response, outbox, settings.write_timeout_s, catch_up)
+        detached = await _pump(response, outbox, settings.write_timeout_s, catch_up, detach)
         return response
     finally:
-        if joined:
+        if joined and not detached:
             if isinstance(handler := request.protocol, Handler):
                 handler.on_connection_lost = None
-            relay.leave(sub)
-            streams.sse -= 1
-        counts.release(who)
+            leave()
+        elif not joined:
+            counts.release(who)
+
+
+def _leave(
+    relay: Relay, sub: Subscription, streams: OpenStreams, counts: StreamCounts, who: Principal
+) -> None:
+    """A stream's end, however it ends: out of the hub, and its counts given back."""
+    relay.leave(sub)
+    streams.sse -= 1
+    counts.release(who)
+
+
+def _detach(handler: Handler, outbox: Outbox, write_timeout_s: float, leave: Callable[[], None]) -> bool:
+    """Hand the caught-up stream's socket over to a DetachedStream; False if it cannot be now."""
+    stream = DetachedStream(outbox, write_timeout_s, leave)
+    transport = handler.detach(stream)
+    if transport is None:
+        return False
+    stream.attach(transport)
+    return True
 
 
 async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:
@@ -178,23 +208,31 @@ async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:
 
 
 async def _pump(
-    response: web.StreamResponse, outbox: Outbox, write_timeout_s: float, catch_up: CatchUp | None
-) -> None:
+    response: web.StreamResponse,
+    outbox: Outbox,
+    write_timeout_s: float,
+    catch_up: CatchUp | None,
+    detach: Callable[[], bool] | None,
+) -> bool:
+    """Write the stream until it ends (False), or until it is caught up with nothing queued and
+    `detach` hands it over (True)."""
     while True:
         if catch_up is not None and not len(outbox):
             # The next page of the replay, only once the last has left for the socket.
             if outbox.closed:
-                return
+                return False
             try:
                 if await catch_up.step():
                     catch_up = None
             except CatchUpFailed:
-                return  # the client resumes from its last id
+                return False  # the client resumes from its last id
             continue
+        if detach is not None and not len(outbox) and not outbox.hold and not outbox.closed and detach():
+            return True
         try:
             batch = await outbox.take()
         except OutboxClosed:
-            return  # shutdown or overflow: the client reconnects and resumes
+            return False  # shutdown or overflow: the client reconnects and resumes
         payload = b"".join(sse_text(event) for event in batch)
         ended = batch[-1].terminal
         # Nothing written may stay referenced while this task waits: an idle watcher would keep
@@ -204,11 +242,11 @@ async def _pump(
             async with asyncio.timeout(write_timeout_s):
                 await response.write(payload)
         except (TimeoutError, ConnectionError):
-            return
+            return False
         finally:
             payload = None
         if ended:
             # A client that hangs up right after the terminal event is no error.
             with suppress(ConnectionError):
                 await response.write_eof()
-            return
+            return False

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
 from jobcast.embedded_redis import RedisProcess
 from jobcast.redis import create_redis
+from jobcast.server import http
 from jobcast.server.app import create_app
+from jobcast.server.keys import SETTINGS
 from jobcast.settings import Settings
 from tests.helpers import JobcastProcess
 
@@ -117,6 +120,33 @@ SECRET_SHAPES = re.compile(r"jc_[A-Za-z0-9_-]{20,}|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9
 @pytest.fixture
 def worker(spawn: Callable[..., JobcastProcess]) -> JobcastProcess:
     return spawn("worker")
+
+
+class ServedAsInProduction(TestServer):
+    """An app served as `jobcast web` serves it (server/http.py: its request handler, the
+    header-read timeout, SSE streams that leave aiohttp once caught up), not by aiohttp's plain
+    runner: what the tests see is what users get."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        settings = self.app[SETTINGS]
+        return http.Runner(
+            self.app,
+            header_timeout_s=settings.header_timeout_s,
+            gc_after_connections=settings.gc_after_connections,
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client):  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's, with every jobcast app served as in production."""
+
+    async def serve(app: Any, **kwargs: Any) -> TestClient:
+        if isinstance(app, web.Application) and SETTINGS in app:
+            app = ServedAsInProduction(app)
+        return await aiohttp_client(app, **kwargs)
+
+    return serve
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from jobcast.embedded_redis import free_port
@@ -169,3 +170,47 @@ async def test_worker_check_passes_with_a_live_worker_and_fails_without_redis(sp
     await wait_for(lambda: asyncio.to_thread(lambda: check().returncode == 0), what="a worker heartbeat")
     gone = await asyncio.to_thread(check, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     assert gone.returncode == 1 and "Redis does not answer" in gone.stderr
+
+
+async def test_a_caught_up_stream_whose_client_stops_reading_is_cut_off_after_the_write_timeout(
+    aiohttp_client, settings, redis
+) -> None:
+    from jobcast.protocol import EventType
+    from jobcast.server.app import create_app
+    from jobcast.store import JobStore
+
+    app = create_app(settings.model_copy(update={"write_timeout_s": 0.5}))
+    app.middlewares.append(small_send_buffer)
+    client = await aiohttp_client(app)
+    # No keep-alive: aiohttp is then left holding the stalled stream's connection, or nothing.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
+        job = await submit(
+            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
+        )
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stalled.connect(("127.0.0.1", client.port))
+    path = f"/api/jobs/{job['id']}/events"
+    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Stall: 1\r\n\r\n".encode())
+    try:
+        hub = client.app[RELAY].hub
+        key = client.app[RELAY].broker.job(job["id"]).key
+        await wait_for(lambda: key in hub.topics and hub.topics[key].live, what="the watcher to go live")
+        # Caught up (its snapshot was small) and handed over; now it never reads again.
+        await wait_for(
+            lambda: not client.server.runner.server.connections, what="the stream to leave aiohttp"
+        )
+        store = JobStore(redis, settings)
+        await store.publish(job["id"], EventType.STARTED, attempt=0)
+        message = "x" * 2000
+        for i in range(200):  # far more than the socket's buffers hold: its writes pause
+            await store.publish(
+                job["id"],
+                EventType.PROGRESS,
+                attempt=1,
+                progress={"current": i, "total": 200, "message": message},
+            )
+        # Paused longer than the write timeout: cut off, and its subscription gone with it.
+        await wait_for(lambda: key not in hub.topics, timeout=10, what="the stalled stream to be cut off")
+    finally:
+        stalled.close()

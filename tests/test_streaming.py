@@ -221,3 +221,44 @@ async def test_the_redis_pool_is_bounded_and_a_burst_waits_for_it(aiohttp_client
     answers = await asyncio.gather(*(client.get("/api/stats") for _ in range(40)))
     assert [r.status for r in answers] == [200] * 40
     assert len(pool._in_use_connections) + len(pool._available_connections) <= 2
+
+
+async def test_a_caught_up_sse_stream_leaves_aiohttp_and_still_gets_everything(
+    client, redis, settings
+) -> None:
+    """Once caught up, an SSE stream is held on its socket without aiohttp (server/detached.py):
+    aiohttp keeps no connection, request or task for it, and it still gets its heartbeats, every
+    event, the terminal one, and then the end of the response."""
+    import aiohttp
+
+    from jobcast.protocol import EventType
+    from jobcast.store import JobStore
+
+    store = JobStore(redis, settings)
+    server = client.server.runner.server
+    # No keep-alive: once answered, a request's connection is gone, and only streams could stay.
+    async with aiohttp.ClientSession(
+        str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True)
+    ) as session:
+        job = await submit(session, body={"kind": "demo", "params": {"steps": 5}})  # no worker
+        streams = [await session.get(f"/api/jobs/{job['id']}/events") for _ in range(3)]
+        for response in streams:
+            assert response.headers["Connection"] == "close"  # it ends with its connection
+            assert (await response.content.readuntil(b"event: snapshot\n")).startswith(b"retry:")
+        await wait_for(lambda: not server.connections, what="aiohttp to let go of the streams")
+        for response in streams:
+            await response.content.readuntil(b": ping\n")  # the heartbeat (every 1 s here)
+        await store.publish(job["id"], EventType.STARTED, attempt=0)
+        await store.publish(job["id"], EventType.PROGRESS, attempt=1, progress={"current": 1, "total": 5})
+        await store.publish(job["id"], EventType.SUCCEEDED, attempt=1, result={"steps": 5})
+        for response in streams:
+            rest = await response.content.read()  # to the end of the response
+            types = [t.decode() for t in re.findall(rb"event: (\w+)", rest)]
+            assert types == ["started", "progress", "succeeded"] and b"id: 4\n" in rest
+            response.release()
+    channel = f"{settings.key_prefix}:events:{job['id']}"
+    await wait_for(lambda: _gone(redis, channel), timeout=10, what="the channel to be unsubscribed")
+
+
+async def _gone(redis: Any, channel: str) -> bool:
+    return dict(await redis.pubsub_numsub(channel))[channel.encode()] == 0

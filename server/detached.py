@@ -1,0 +1,121 @@
+"""An SSE stream that has caught up, held on its socket without aiohttp.
+
+Once a stream's replay is written and nothing is queued, its handler hands the socket over
+(`Handler.detach` in server/http.py) and returns. aiohttp then frees what it keeps per connection
+(the request handler and its parser, the parsed request, the response and its writer, the
+connection's task and every frame of the handler's call chain, about 12 KB), and an idle watcher
+costs its socket, its outbox, its place in the hub and this object.
+
+Events reach a detached stream exactly as before: the hub puts them in the outbox, whose fast path
+writes each event's shared chunk straight to the socket. What the fast path declines (a terminal
+event, or a socket that is behind) is queued, and written here as soon as the socket takes it:
+there is no task to wake, the transport's own flow control (`pause_writing`/`resume_writing`)
+says when. A socket that stays paused for `write_timeout_s` is cut off, as a slow attached
+stream's write times out; the client resumes from its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from jobcast.server.hub import Outbox, OutboxClosed
+from jobcast.server.wire import sse_chunk
+
+# The end of a chunked response: after the terminal event, or when the server shuts down.
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class DetachedStream(asyncio.Protocol):
+    __slots__ = ("_end", "_paused", "_stall", "_transport", "outbox", "write_timeout_s")
+
+    def __init__(self, outbox: Outbox, write_timeout_s: float, end: Callable[[], None]) -> None:
+        self.outbox = outbox
+        self.write_timeout_s = write_timeout_s
+        # Leaves the hub and gives back the stream's counts, once, however the stream ends.
+        self._end: Callable[[], None] | None = end
+        self._transport: asyncio.WriteTransport | None = None
+        self._paused = False
+        self._stall: asyncio.TimerHandle | None = None
+
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        """Start serving the socket `Handler.detach` handed over (with nothing of aiohttp's left
+        to send, so neither paused nor behind)."""
+        self._transport = transport  # type: ignore[assignment]
+        self.outbox.on_queue = self._flush
+        self.outbox.on_close = self._closed
+        self._flush()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write what is queued, unless the socket is paused (resume_writing calls again). Runs
+        inside the hub's delivery (`Outbox.put`): it writes, and leaves the hub only from
+        `connection_lost`, which the loop calls later."""
+        transport = self._transport
+        if transport is None or self._paused:
+            return
+        try:
+            events = self.outbox.take_nowait()
+        except OutboxClosed:
+            return
+        for event in events:
+            transport.write(event.sse_chunk or sse_chunk(event))
+            if event.terminal:
+                # Nothing after the job's last event: later puts are dropped.
+                self.outbox.on_close = None
+                self.outbox.close("ended")
+                self._end_response(transport)
+                return
+
+    def _closed(self, reason: str) -> None:
+        transport = self._transport
+        if reason == "shutdown" and transport is not None and not transport.is_closing():
+            # Ended cleanly: the client reconnects (to another server) and resumes.
+            self._end_response(transport)
+        # On overflow the outbox's on_overflow has already cut the socket off, and a client that
+        # is gone needs nothing written: either way connection_lost follows.
+
+    def _end_response(self, transport: asyncio.WriteTransport) -> None:
+        transport.write(LAST_CHUNK)
+        if transport.get_write_buffer_size() and self._stall is None:
+            # close() waits for the buffer to drain: not forever.
+            self._stall = asyncio.get_running_loop().call_later(self.write_timeout_s, self._too_slow)
+        transport.close()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._stall is None and self._transport is not None:
+            self._stall = asyncio.get_running_loop().call_later(self.write_timeout_s, self._too_slow)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._stall is not None and not (self._transport is not None and self._transport.is_closing()):
+            self._stall.cancel()
+            self._stall = None
+        self._flush()
+
+    def _too_slow(self) -> None:
+        self._stall = None
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- the socket's other side -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """An SSE client sends nothing after its request; whatever comes is dropped."""
+
+    def eof_received(self) -> bool:
+        return False  # the client closed its side: close ours
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.outbox.on_close = None
+        self.outbox.close("client gone")
+        self.outbox.on_queue = None
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self._transport = None
+        if (end := self._end) is not None:
+            self._end = None
+            end()
