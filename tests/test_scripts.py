@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -232,18 +233,17 @@ async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest
     assert [(job[0], job[4]) for job in again["jobs"]] == [(plain, 0)]
 
 
-async def test_a_job_the_worker_could_not_run_goes_back_to_its_queue(store, settings) -> None:
-    # Not the job's own error (the attempt publishes those): the worker's, e.g. Redis gone longer
-    # than its publishes retry. The job must not be dropped with no terminal event.
-    async def cannot_run(ctx: dict, job_id: str) -> None:
-        raise RuntimeError("the worker's own failure")
-
+async def run_one_attempt(
+    store: JobStore, settings: Any, run: Any, *, run_timeout_s: float
+) -> tuple[JobcastWorker, str, int]:
+    """A new job, claimed and run by a worker's own run loop (`JobcastWorker._run`) with `run`
+    as its attempt: the worker, the job, and when the attempt started (ms)."""
     worker = JobcastWorker(
         store=store,
         settings=settings,
         name="w-1",
-        run=cannot_run,
-        run_timeout_s=5,
+        run=run,
+        run_timeout_s=run_timeout_s,
         redis_pool=store.redis,
         handle_signals=False,
     )
@@ -251,6 +251,16 @@ async def test_a_job_the_worker_could_not_run_goes_back_to_its_queue(store, sett
     ((claimed, priority, score, *_),) = (await claim(store, "w-1#1"))["jobs"]
     before_ms = int(time.time() * 1000)
     await worker._run(claimed, Claim(priority, int(score), "w-1#1"))
+    return worker, job_id, before_ms
+
+
+async def test_a_job_the_worker_could_not_run_goes_back_to_its_queue(store, settings) -> None:
+    # Not the job's own error (the attempt publishes those): the worker's, e.g. Redis gone longer
+    # than its publishes retry. The job must not be dropped with no terminal event.
+    async def cannot_run(ctx: dict, job_id: str) -> None:
+        raise RuntimeError("the worker's own failure")
+
+    worker, job_id, before_ms = await run_one_attempt(store, settings, cannot_run, run_timeout_s=5)
     due = await store.redis.zscore(store.keys.queue("default"), job_id)
     assert due is not None and due >= before_ms + int(settings.retry_max_s * 1000)
     assert await store.redis.hget(store.keys.leases, job_id) is None
@@ -270,19 +280,7 @@ async def test_an_attempt_that_outlives_the_last_resort_timeout_runs_again_at_on
     # A backoff long enough that "at once" cannot be mistaken for it on a slow machine.
     settings = settings.model_copy(update={"retry_max_s": 60.0})
     for run, failed, retried in ((hangs, 0, 1), (times_out_itself, 1, 0)):
-        worker = JobcastWorker(
-            store=store,
-            settings=settings,
-            name="w-1",
-            run=run,
-            run_timeout_s=0.05,
-            redis_pool=store.redis,
-            handle_signals=False,
-        )
-        job_id = await new_job(store)
-        ((claimed, priority, score, *_),) = (await claim(store, "w-1#1"))["jobs"]
-        before_ms = int(time.time() * 1000)
-        await worker._run(claimed, Claim(priority, int(score), "w-1#1"))
+        worker, job_id, before_ms = await run_one_attempt(store, settings, run, run_timeout_s=0.05)
         due = await store.redis.zscore(store.keys.queue("default"), job_id)
         again_at_once = before_ms <= due < before_ms + int(settings.retry_max_s * 1000)
         assert again_at_once is bool(retried)
