@@ -192,7 +192,9 @@ async def _cancel(url: str, ids: list[str]) -> None:
 def dashboard_frames(
     redis: RedisProcess, rows: int = 1000, live: int = 100, hz: float = 10.0, seconds: float = 10.0
 ) -> dict[str, Any]:
-    env = {"JOBCAST_WORKER_MAX_JOBS": str(live), "JOBCAST_PROGRESS_RATE_HZ": str(hz)}
+    # One slot more than the live jobs take: the bulk job that cancels them all at the end runs
+    # at once, rather than after the live jobs' last step (40 s and more).
+    env = {"JOBCAST_WORKER_MAX_JOBS": str(live + 1), "JOBCAST_PROGRESS_RATE_HZ": str(hz)}
     with processes.server("jobcast", redis, **env) as (_, port):
         worker = processes.worker(redis, **env)
         try:
