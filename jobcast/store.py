@@ -63,41 +63,57 @@ def no_links(job_id: str) -> dict[str, Any]:
     return {"links": {}, "stream_token": None}
 
 
+# The record's fields a snapshot shows (a job's hash also holds tracebacks, kept out of it).
+_SNAPSHOT_FIELDS = frozenset(
+    {
+        *_JSON_FIELDS,
+        *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
+        *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
+        *("retried_by", "owner", "submitted_by", "seq"),
+    }
+)
+
+
 def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> dict[str, Any]:
     """The public job snapshot from the job's Redis hash."""
-    fields = {k.decode(): v for k, v in raw.items()}
+    text = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if value and name in _SNAPSHOT_FIELDS:
+            text[name] = value.decode()
+    parsed = {name: loads(text[name]) for name in _JSON_FIELDS if name in text}
+    return snapshot_of(job_id, text, parsed, links)
 
-    def text(name: str) -> str | None:
-        value = fields.get(name)
-        return value.decode() if value else None
 
-    def json_field(name: str) -> Any:
-        value = fields.get(name)
-        return loads(value) if value else None
-
+def snapshot_of(
+    job_id: str, text: dict[str, Any], parsed: dict[str, Any], links: Links = no_links
+) -> dict[str, Any]:
+    """The public job snapshot from a record's fields (`text`: absent or empty when unset) and its
+    JSON fields already parsed (`parsed`)."""
+    get = text.get
     return {
         "id": job_id,
-        "kind": text("kind"),
-        "params": json_field("params"),
-        "state": text("state"),
-        "priority": text("priority") or Priority.DEFAULT.value,
-        "progress": json_field("progress") or dict(_EMPTY_PROGRESS),
-        "attempt": int(fields.get("attempt", b"0")),
-        "max_attempts": int(fields.get("max_attempts", b"0")) or None,
-        "created_at": text("created_at"),
-        "run_at": text("run_at"),
-        "started_at": text("started_at"),
-        "first_started_at": text("first_started_at"),
-        "next_attempt_at": text("next_attempt_at"),
-        "finished_at": text("finished_at"),
-        "cancel_requested": bool(fields.get("cancel_requested")),
-        "result": json_field("result"),
-        "error": json_field("error"),
-        "retry_of": text("retry_of"),
-        "retried_by": text("retried_by"),
-        "owner": text("owner"),
-        "submitted_by": text("submitted_by"),
-        "last_event_id": int(fields.get("seq", b"0")),
+        "kind": get("kind") or None,
+        "params": parsed.get("params"),
+        "state": get("state") or None,
+        "priority": get("priority") or Priority.DEFAULT.value,
+        "progress": parsed.get("progress") or dict(_EMPTY_PROGRESS),
+        "attempt": int(get("attempt") or 0),
+        "max_attempts": int(get("max_attempts") or 0) or None,
+        "created_at": get("created_at") or None,
+        "run_at": get("run_at") or None,
+        "started_at": get("started_at") or None,
+        "first_started_at": get("first_started_at") or None,
+        "next_attempt_at": get("next_attempt_at") or None,
+        "finished_at": get("finished_at") or None,
+        "cancel_requested": bool(get("cancel_requested")),
+        "result": parsed.get("result"),
+        "error": parsed.get("error"),
+        "retry_of": get("retry_of") or None,
+        "retried_by": get("retried_by") or None,
+        "owner": get("owner") or None,
+        "submitted_by": get("submitted_by") or None,
+        "last_event_id": int(get("seq") or 0),
         **links(job_id),
     }
 
@@ -269,32 +285,8 @@ class CreateCall:
     def snapshot(self, seq: int, links: Links) -> dict[str, Any]:
         """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
         the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
-        record = self.record
-        return {
-            "id": self.job_id,
-            "kind": record["kind"],
-            "params": self.params,
-            "state": State.QUEUED.value,
-            "priority": record["priority"],
-            "progress": dict(_EMPTY_PROGRESS),
-            "attempt": 0,
-            "max_attempts": record["max_attempts"] or None,
-            "created_at": record["created_at"],
-            "run_at": record.get("run_at"),
-            "started_at": None,
-            "first_started_at": None,
-            "next_attempt_at": None,
-            "finished_at": None,
-            "cancel_requested": False,
-            "result": None,
-            "error": None,
-            "retry_of": record.get("retry_of"),
-            "retried_by": None,
-            "owner": record.get("owner"),
-            "submitted_by": record.get("submitted_by"),
-            "last_event_id": seq,
-            **links(self.job_id),
-        }
+        text = {**self.record, "state": State.QUEUED.value, "seq": seq}
+        return snapshot_of(self.job_id, text, {"params": self.params}, links)
 
 
 @dataclass(slots=True)

@@ -38,9 +38,9 @@ class DetachedStream(asyncio.Protocol):
         self._paused = False
         self._stall: asyncio.TimerHandle | None = None
 
-    def attach(self, transport: asyncio.BaseTransport) -> None:
-        """Start serving the socket `Handler.detach` handed over (with nothing of aiohttp's left
-        to send, so neither paused nor behind)."""
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The socket `Handler.detach` handed over (with nothing of aiohttp's left to send, so
+        neither paused nor behind)."""
         self._transport = transport  # type: ignore[assignment]
         self.outbox.on_queue = self._flush
         self.outbox.on_close = self._closed

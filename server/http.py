@@ -87,21 +87,23 @@ class Handler(RequestHandler):
             callback()
         super().connection_lost(exc)
 
-    def detach(self, protocol: asyncio.BaseProtocol) -> asyncio.BaseTransport | None:
-        """Hand this connection's socket to `protocol`, for a stream that needs nothing more of
-        aiohttp (server/detached.py). aiohttp then sees a connection that is gone: the handler's
-        response writes nothing more (its last write fails quietly, and the access log line is
-        written), the connection's task ends without closing the socket, and the handler, its
-        parser, the request and the response are freed. Returns the socket's transport, or None
-        (and nothing changed) while the socket is closing or still has bytes of aiohttp's to send
-        (the new protocol must start neither paused nor behind)."""
+    def detach(self, protocol_factory: Callable[[], asyncio.BaseProtocol]) -> bool:
+        """Hand this connection's socket to a new protocol, for a stream that needs nothing more
+        of aiohttp (server/detached.py); the protocol gets `connection_made` as any does. aiohttp
+        then sees a connection that is gone: the handler's response writes nothing more (its
+        last write fails quietly, and the access log line is written), the connection's task
+        ends without closing the socket, and the handler, its parser, the request and the
+        response are freed. False (and nothing made or changed) while the socket is closing or
+        still has bytes of aiohttp's to send (the new protocol must start neither paused nor
+        behind)."""
         transport, manager = self.transport, self._manager
         if transport is None or manager is None or transport.is_closing():
-            return None
+            return False
         if transport.get_write_buffer_size():  # type: ignore[attr-defined]
-            return None
+            return False
         self._disarm_header_timer()
         self.on_connection_lost = None
+        protocol = protocol_factory()
         transport.set_protocol(protocol)
         self.transport = None
         self.force_close()
@@ -110,7 +112,8 @@ class Handler(RequestHandler):
             self._keepalive_handle = None
         self._manager = None  # aiohttp's connection_lost, should anything call it, is a no-op
         manager.connection_lost(self, None)
-        return transport
+        protocol.connection_made(transport)
+        return True
 
     def _arm_header_timer(self) -> None:
         if self.header_timeout_s > 0:

@@ -135,6 +135,8 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     sub = Subscription(topic, outbox, since, epoch)
     streams = request.app[STREAMS]
     leave = partial(_leave, relay, sub, streams, counts, who)
+    # jobcast web's own handler (server/http.py); an app embedded elsewhere has aiohttp's.
+    handler = request.protocol if isinstance(request.protocol, Handler) else None
     joined = detached = False
     try:
         try:
@@ -152,7 +154,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
         # reconnects with its Last-Event-ID.
         transport = request.transport
         outbox.on_overflow = transport.abort if transport is not None else None
-        if isinstance(request.protocol, Handler):
+        if handler is not None:
             # A stream that leaves aiohttp (see detach below) closes its connection when it
             # ends: say so up front, or a client would reuse the connection for its next request.
             response.force_close()
@@ -162,16 +164,17 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
         detach = None
         if transport is not None and sse_fast_path(request, response):
             outbox.direct = direct_writer(transport, websocket=False)
-            if isinstance(handler := request.protocol, Handler):
-                detach = partial(_detach, handler, outbox, settings.write_timeout_s, leave)
-        if isinstance(handler := request.protocol, Handler):
+            if handler is not None:
+                stream = partial(DetachedStream, outbox, settings.write_timeout_s, leave)
+                detach = partial(handler.detach, stream)
+        if handler is not None:
             # Gone is gone now: an idle stream would otherwise count as open until its heartbeat.
             handler.on_connection_lost = partial(outbox.close, "client gone")
         detached = await _pump(response, outbox, settings.write_timeout_s, catch_up, detach)
         return response
     finally:
         if joined and not detached:
-            if isinstance(handler := request.protocol, Handler):
+            if handler is not None:
                 handler.on_connection_lost = None
             leave()
         elif not joined:
@@ -185,16 +188,6 @@ def _leave(
     relay.leave(sub)
     streams.sse -= 1
     counts.release(who)
-
-
-def _detach(handler: Handler, outbox: Outbox, write_timeout_s: float, leave: Callable[[], None]) -> bool:
-    """Hand the caught-up stream's socket over to a DetachedStream; False if it cannot be now."""
-    stream = DetachedStream(outbox, write_timeout_s, leave)
-    transport = handler.detach(stream)
-    if transport is None:
-        return False
-    stream.attach(transport)
-    return True
 
 
 async def beat(outboxes: Iterable[Outbox], heartbeat_s: float) -> None:

@@ -115,13 +115,13 @@ async def test_cancel_and_wait_never_swallows_the_callers_cancellation() -> None
 
     async def forever() -> None:
         inner_started.set()
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # blocked until cancelled
 
     async def owner() -> None:
         task = asyncio.create_task(forever())
         await inner_started.wait()
         try:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # blocked until cancelled
         finally:
             await cancel_and_wait(task)
 
@@ -139,10 +139,10 @@ async def test_cleanup_after_a_handled_cancel_stops_its_tasks_without_raising() 
     running = asyncio.Event()
 
     async def app_main() -> bool:
-        services = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(2)]
+        services = [asyncio.create_task(asyncio.Event().wait()) for _ in range(2)]
         running.set()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # blocked until cancelled
         for task in services:
             await cancel_and_wait(task)
         return all(task.cancelled() for task in services)
@@ -154,18 +154,19 @@ async def test_cleanup_after_a_handled_cancel_stops_its_tasks_without_raising() 
 
 
 async def test_an_owner_cancelled_while_its_task_winds_down_is_cancelled() -> None:
-    stopping, release = asyncio.Event(), asyncio.Event()
+    started, stopping, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def slow_to_stop() -> None:
         try:
-            await asyncio.sleep(3600)
+            started.set()
+            await asyncio.Event().wait()  # blocked until cancelled
         finally:
             stopping.set()
             await release.wait()
 
     async def owner() -> None:
         task = asyncio.create_task(slow_to_stop())
-        await asyncio.sleep(0)
+        await started.wait()
         await cancel_and_wait(task)
 
     outer = asyncio.create_task(owner())

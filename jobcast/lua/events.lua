@@ -2,9 +2,6 @@
 -- cancel; jobcast/scripts.py). Kept apart so that the other scripts' layout holds none of what
 -- these read.
 
--- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
--- the dashboard), fields of one hash each: owners and kinds are data, not keys. `job` holds the
--- record's owner, kind and priority (read by the caller, which reads the record anyway).
 -- A script that writes many events (a batch of creates) defers what only needs its final value:
 -- the clocks, the kinds' waiting counts (the dashboard's; an owner's count is read for its limit
 -- within the batch, so it is never deferred) and the feeds' trims. It calls defer_writes() first
@@ -14,6 +11,9 @@ local function defer_writes()
   DEFER = {clocks = {}, kind_waiting = {}, trims = {}}
 end
 
+-- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
+-- the dashboard), fields of one hash each: owners and kinds are data, not keys. `job` holds the
+-- record's owner, kind and priority (read by the caller, which reads the record anyway).
 local function count_waiting(job, delta)
   if job.owner then
     if redis.call('HINCRBY', L.owner_waiting, job.owner, delta) <= 0 then
