@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(
         default=15.0, description="An idle SSE stream gets a `: ping` comment this often."
     )
-    ws_ping_interval_s: float = Field(default=20.0, description="WebSocket pings, to find dead peers.")
+    ws_ping_interval_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Every WebSocket is pinged this often; one silent for an interval is cut off.",
+    )
     watcher_buffer: int = Field(
         default=256,
         ge=8,
@@ -77,6 +81,14 @@ class Settings(BaseSettings):
     )
     max_ws_subscriptions: int = Field(
         default=1000, ge=1, description="Jobs one WebSocket may watch at once (an `error` past it)."
+    )
+    max_ws_message_bytes: int = Field(
+        default=64 * 1024, ge=125, description="Largest message a WebSocket client may send (1009 past it)."
+    )
+    ws_inbox_messages: int = Field(
+        default=32,
+        ge=1,
+        description="A WebSocket client's messages waiting to be handled; past it, its socket is not read.",
     )
     write_timeout_s: float = Field(
         default=30.0, description="A client that cannot take a write this long is cut off."

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import AsyncIterator
 from functools import partial
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from jobcast.kind import configure
 from jobcast.reaper import Reaper
@@ -44,11 +44,11 @@ from jobcast.server.keys import (
     REDIS,
     RELAY,
     SETTINGS,
-    SOCKETS,
     STORAGE,
     STORE,
     STREAMS,
     SUBMITTED_BY_KIND,
+    WEBSOCKETS,
     WORKERS,
 )
 from jobcast.server.links import job_links
@@ -59,6 +59,7 @@ from jobcast.server.pages import setup_pages
 from jobcast.server.relay import Relay
 from jobcast.server.request_ids import send_request_id
 from jobcast.server.tokens import TOKENS, StreamTokens
+from jobcast.server.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.storage import create_storage
 from jobcast.store import JobStore
@@ -95,6 +96,14 @@ async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(task)
 
 
+async def websockets_ctx(app: web.Application) -> AsyncIterator[None]:
+    sockets = app[WEBSOCKETS]
+    task = asyncio.create_task(sockets.ping(app[SETTINGS].ws_ping_interval_s), name="ws-pings")
+    yield
+    await cancel_and_wait(task)
+    await sockets.stop()
+
+
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[STORAGE].start()
     yield
@@ -115,8 +124,7 @@ async def close_streams(app: web.Application) -> None:
     and close WebSockets with 1001 going away."""
     for outbox in list(app[OUTBOXES]):
         outbox.close("shutdown")
-    for socket in list(app[SOCKETS]):
-        await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    await app[WEBSOCKETS].close()
 
 
 def setup(
@@ -153,13 +161,14 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[STORAGE] = storage = create_storage(settings)
     app[FILES] = storage.files
     app[OUTBOXES] = weakref.WeakSet()
-    app[SOCKETS] = weakref.WeakSet()
+    app[WEBSOCKETS] = WebSockets()
     app[STREAMS] = OpenStreams()
     app[SUBMITTED_BY_KIND] = collections.Counter()
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.cleanup_ctx.append(heartbeat_ctx)
+    app.cleanup_ctx.append(websockets_ctx)
     app.cleanup_ctx.append(reaper_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.

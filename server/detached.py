@@ -1,7 +1,7 @@
 """An SSE stream that has caught up, held on its socket without aiohttp.
 
 Once a stream's replay is written and nothing is queued, its handler hands the socket over
-(`Handler.detach` in server/http.py) and returns. aiohttp then frees what it keeps per connection
+(`detach` in server/http.py) and returns. aiohttp then frees what it keeps per connection
 (the request handler and its parser, the parsed request, the response and its writer, the
 connection's task and every frame of the handler's call chain, about 12 KB), and an idle watcher
 costs its socket, its outbox, its place in the hub and this object.
@@ -39,8 +39,8 @@ class DetachedStream(asyncio.Protocol):
         self._stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """The socket `Handler.detach` handed over (with nothing of aiohttp's left to send, so
-        neither paused nor behind)."""
+        """The socket `detach` handed over (not paused; maybe with aiohttp's last bytes still
+        in its buffer, which the fast path's limit counts)."""
         self._transport = transport  # type: ignore[assignment]
         self.outbox.on_queue = self._flush
         self.outbox.on_close = self._closed

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 INTERNALS = {
     RequestHandler: (
         *("_waiter", "_messages", "_loop", "transport", "_manager", "_keepalive_handle"),
+        *("_message_tail", "_buffer_paused", "writing_paused"),
         *("connection_made", "data_received", "connection_lost", "handle_error", "force_close"),
     ),
     web.Server: ("request_handler", "request_factory", "_kwargs", "_loop", "connection_lost"),
@@ -87,34 +88,6 @@ class Handler(RequestHandler):
             callback()
         super().connection_lost(exc)
 
-    def detach(self, protocol_factory: Callable[[], asyncio.BaseProtocol]) -> bool:
-        """Hand this connection's socket to a new protocol, for a stream that needs nothing more
-        of aiohttp (server/detached.py); the protocol gets `connection_made` as any does. aiohttp
-        then sees a connection that is gone: the handler's response writes nothing more (its
-        last write fails quietly, and the access log line is written), the connection's task
-        ends without closing the socket, and the handler, its parser, the request and the
-        response are freed. False (and nothing made or changed) while the socket is closing or
-        still has bytes of aiohttp's to send (the new protocol must start neither paused nor
-        behind)."""
-        transport, manager = self.transport, self._manager
-        if transport is None or manager is None or transport.is_closing():
-            return False
-        if transport.get_write_buffer_size():  # type: ignore[attr-defined]
-            return False
-        self._disarm_header_timer()
-        self.on_connection_lost = None
-        protocol = protocol_factory()
-        transport.set_protocol(protocol)
-        self.transport = None
-        self.force_close()
-        if self._keepalive_handle is not None:
-            self._keepalive_handle.cancel()
-            self._keepalive_handle = None
-        self._manager = None  # aiohttp's connection_lost, should anything call it, is a no-op
-        manager.connection_lost(self, None)
-        protocol.connection_made(transport)
-        return True
-
     def _arm_header_timer(self) -> None:
         if self.header_timeout_s > 0:
             self._header_timer = self._loop.call_later(self.header_timeout_s, self._headers_too_slow)
@@ -151,6 +124,44 @@ class Handler(RequestHandler):
         response.headers["Server"] = "jobcast"  # no versions, as on every other answer
         response.force_close()
         return response
+
+
+def detach(handler: RequestHandler, protocol_factory: Callable[[], asyncio.Protocol]) -> bool:
+    """Hand a connection's socket to a new protocol, for a stream that needs nothing more of
+    aiohttp (server/detached.py, server/websocket/); the protocol gets `connection_made` as any
+    does, then whatever the client sent after its request (a WebSocket's first frames).
+
+    aiohttp then sees a connection that is gone: the handler's response writes nothing more (its
+    last write fails quietly, and the access log line is written), the connection's task ends
+    without closing the socket, and the handler, its parser, the request and the response are
+    freed. Works on aiohttp's own handler too (an app embedded in a team's server). False (and
+    nothing made or changed) while the socket is closing, or paused (the new protocol would never
+    hear `resume_writing`'s counterpart)."""
+    transport, manager = handler.transport, handler._manager
+    if transport is None or manager is None or transport.is_closing() or handler.writing_paused:
+        return False
+    if isinstance(handler, Handler):
+        handler._disarm_header_timer()
+        handler.on_connection_lost = None
+    tail, handler._message_tail = handler._message_tail, b""
+    protocol = protocol_factory()
+    transport.set_protocol(protocol)
+    handler.transport = None
+    handler.force_close()
+    if handler._keepalive_handle is not None:
+        handler._keepalive_handle.cancel()
+        handler._keepalive_handle = None
+    handler._manager = None  # aiohttp's connection_lost, should anything call it, is a no-op
+    manager.connection_lost(handler, None)
+    protocol.connection_made(transport)
+    if handler._buffer_paused:
+        # aiohttp stopped reading while the bytes after the request piled up: the new protocol
+        # reads at its own pace.
+        handler._buffer_paused = False
+        transport.resume_reading()  # type: ignore[attr-defined]
+    if tail:
+        protocol.data_received(tail)
+    return True
 
 
 class Server(web.Server):

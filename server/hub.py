@@ -62,7 +62,6 @@ class Outbox:
         "closed",
         "direct",
         "dropped",
-        "hold",
         "limit",
         "max_bytes",
         "on_close",
@@ -97,9 +96,6 @@ class Outbox:
         # Called once when the outbox closes, with the reason, for a connection with no task
         # waiting on it (server/detached.py).
         self.on_close: Callable[[str], None] | None = None
-        # True while a writer holds taken events it has not written yet: the fast path must not
-        # overtake them.
-        self.hold = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -107,7 +103,7 @@ class Outbox:
     def put(self, event: Event) -> None:
         if self.closed:
             return
-        if not self._items and not self.hold and self.direct is not None and self.direct(event):
+        if not self._items and self.direct is not None and self.direct(event):
             return
         self._items.append(event)
         self.size += len(event.data)
@@ -130,16 +126,10 @@ class Outbox:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
-    def release(self) -> None:
-        """The writer has written what it took: the fast path may write again."""
-        self.hold = False
-        if not self._items:
-            self._wake_drained()
-
     async def drained(self) -> None:
         """Wait until everything queued has been handed to the socket (whose own buffer is
         bounded by the fast path's limit and the writer's drain). Raises OutboxClosed."""
-        while (self._items or self.hold) and not self.closed:
+        while self._items and not self.closed:
             self._drained = asyncio.get_running_loop().create_future()
             try:
                 await self._drained
@@ -183,8 +173,7 @@ class Outbox:
             raise OutboxClosed(self.closed)
         items, self._items = self._items, []
         self.size = 0
-        if not self.hold:
-            self._wake_drained()
+        self._wake_drained()
         return items
 
     async def take(self, wait_s: float | None = None) -> list[Event]:

@@ -12,6 +12,7 @@ from jobcast.files import FileStore
 from jobcast.kind import Kind
 from jobcast.server.hub import OpenStreams, Outbox
 from jobcast.server.relay import Relay
+from jobcast.server.websocket.socket import WebSockets
 from jobcast.settings import Settings
 from jobcast.storage import Storage
 from jobcast.store import JobStore
@@ -29,7 +30,7 @@ KINDS = web.AppKey("kinds", dict[str, Kind])
 # Open streams, so shutdown can end them cleanly: SSE outboxes (the client reconnects elsewhere)
 # and WebSockets (closed with 1001).
 OUTBOXES = web.AppKey("outboxes", weakref.WeakSet[Outbox])
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+WEBSOCKETS = web.AppKey("websockets", WebSockets)
 STREAMS = web.AppKey("streams", OpenStreams)
 # Jobs submitted through this process, by kind (for /metrics).
 SUBMITTED_BY_KIND = web.AppKey("submitted", collections.Counter[str])

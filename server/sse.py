@@ -16,6 +16,7 @@ from jobcast.server.auth import STREAM_COUNTS, Principal, StreamCounts, check_vi
 from jobcast.server.catchup import CatchUp, CatchUpFailed
 from jobcast.server.detached import DetachedStream
 from jobcast.server.http import Handler
+from jobcast.server.http import detach as detach_socket
 from jobcast.server.hub import OpenStreams, Outbox, OutboxClosed, Subscription
 from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
 from jobcast.server.openapi import SSE, TEXT, Answer, Operation, operation
@@ -166,7 +167,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
             outbox.direct = direct_writer(transport, websocket=False)
             if handler is not None:
                 stream = partial(DetachedStream, outbox, settings.write_timeout_s, leave)
-                detach = partial(handler.detach, stream)
+                detach = partial(detach_socket, handler, stream)
         if handler is not None:
             # Gone is gone now: an idle stream would otherwise count as open until its heartbeat.
             handler.on_connection_lost = partial(outbox.close, "client gone")
@@ -220,7 +221,7 @@ async def _pump(
             except CatchUpFailed:
                 return False  # the client resumes from its last id
             continue
-        if detach is not None and not len(outbox) and not outbox.hold and not outbox.closed and detach():
+        if detach is not None and not len(outbox) and not outbox.closed and detach():
             return True
         try:
             batch = await outbox.take()

@@ -8,10 +8,10 @@ whose socket buffer fills up falls back to its queue and its task, which drops s
 and cuts off a client that stops reading.
 
 Writing behind aiohttp's back is only correct while the response's own framing is what the bytes
-assume: HTTP/1.1 chunked encoding with no compression for SSE, unmasked and uncompressed frames for
-a server's WebSocket. `sse_fast_path` and `ws_fast_path` check exactly that on the prepared
-response; when it does not hold (HTTP/1.0, a middleware that compresses), events go through
-aiohttp's writer instead, slower but correct.
+assume: HTTP/1.1 chunked encoding with no compression for SSE, which `sse_fast_path` checks on the
+prepared response; when it does not hold (HTTP/1.0, a middleware that compresses), events go
+through aiohttp's writer instead, slower but correct. WebSockets are jobcast's own
+(server/websocket/): their frames are always unmasked and uncompressed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from aiohttp import HttpVersion11, web
 
 from jobcast.server.events import Event
+from jobcast.server.websocket.frames import TEXT, encode
 
 # Past this many bytes waiting in the socket's buffer, events queue in the outbox instead.
 DIRECT_WRITE_LIMIT = 64 * 1024
@@ -66,14 +67,7 @@ def ws_frame(event: Event) -> bytes:
     """The event as one unmasked WebSocket text frame (RFC 6455), built once."""
     frame = event.ws_frame
     if frame is None:
-        n = len(event.data)
-        if n < 126:
-            head = bytes((0x81, n))
-        elif n < 65536:
-            head = b"\x81\x7e" + n.to_bytes(2, "big")
-        else:
-            head = b"\x81\x7f" + n.to_bytes(8, "big")
-        frame = event.ws_frame = head + event.data
+        frame = event.ws_frame = encode(TEXT, event.data)
     return frame
 
 
@@ -88,14 +82,8 @@ def sse_fast_path(request: web.Request, response: web.StreamResponse) -> bool:
     )
 
 
-def ws_fast_path(ws: web.WebSocketResponse) -> bool:
-    """Whether frames may be written to this prepared WebSocket's socket directly: a server's
-    frames are unmasked, and with no compression negotiated they are exactly `ws_frame`."""
-    return ws.prepared and not ws.compress
-
-
 def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable[[Event], bool]:
-    """The outbox's fast path for one socket (check `sse_fast_path` or `ws_fast_path` first):
+    """The outbox's fast path for one socket (for SSE, check `sse_fast_path` first):
     write the event's SSE chunk (or WebSocket frame) now and return True, or decline."""
     write = transport.write  # type: ignore[attr-defined]
     buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]

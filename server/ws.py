@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import loads, valid_epoch
-from jobcast.server.auth import STREAM_COUNTS, Principal, check_visible, principal
+from jobcast.server.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.catchup import CatchUpFailed
 from jobcast.server.control import cancel_job
 from jobcast.server.events import Event
-from jobcast.server.hub import Outbox, OutboxClosed, Subscription
-from jobcast.server.keys import RELAY, SETTINGS, SOCKETS, STORE, STREAMS
+from jobcast.server.http import detach
+from jobcast.server.hub import OpenStreams, Outbox, OutboxClosed, Subscription
+from jobcast.server.keys import RELAY, SETTINGS, STORE, STREAMS, WEBSOCKETS
 from jobcast.server.openapi import Answer, Operation, operation
 from jobcast.server.origins import check_websocket_origin
 from jobcast.server.relay import Relay
 from jobcast.server.tokens import TOKENS, StreamTokens, TokenRefused
 from jobcast.server.topics import Topic
-from jobcast.server.wire import direct_writer, ws_fast_path
+from jobcast.server.websocket import handshake
+from jobcast.server.websocket.socket import WebSocket
 from jobcast.store import JobStore
-from jobcast.tasks import cancel_and_wait
 
 routes = web.RouteTableDef()
 
-MAX_MESSAGE_BYTES = 64 * 1024
 # The `code` of the error message that answers each domain error.
 ERROR_CODES = ((JobNotFound, "not_found"), (AlreadyEnded, "ended"), (Unavailable, "unavailable"))
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -42,53 +42,49 @@ def error(code: str, message: str, job_id: str | None = None) -> Event:
 
 
 class Connection:
-    """One WebSocket client's subscriptions and outbox.
+    """One WebSocket client's subscriptions and outbox: jobcast's messages, on a socket held by
+    server/websocket/ (which hands it the client's messages one at a time, in order)."""
 
-    Events reach the socket by the outbox's fast path while the client keeps up; only when they
-    queue does the connection start a sender task, which writes the queue out and ends. An idle
-    client costs no task of its own beyond aiohttp's handler.
-    """
-
-    __slots__ = (
-        "abort",
-        "max_subscriptions",
-        "outbox",
-        "relay",
-        "sender",
-        "store",
-        "subs",
-        "tokens",
-        "who",
-        "write_timeout_s",
-        "ws",
-    )
+    __slots__ = ("end", "max_subscriptions", "outbox", "relay", "store", "subs", "tokens", "who")
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
         relay: Relay,
         store: JobStore,
-        buffer: tuple[int, int],
-        abort: Callable[[], None],
-        write_timeout_s: float,
+        outbox: Outbox,
         who: Principal,
         tokens: StreamTokens,
         max_subscriptions: int,
+        end: Callable[[], None],
     ) -> None:
-        self.ws = ws
         self.who = who
         self.tokens = tokens
         self.max_subscriptions = max_subscriptions
         self.store = store
-        self.abort = abort
         self.relay = relay
-        self.write_timeout_s = write_timeout_s
-        self.outbox = Outbox(*buffer)
-        self.outbox.on_queue = self._start_sender
+        self.outbox = outbox
         self.subs: dict[Topic, Subscription] = {}
-        self.sender: asyncio.Task[None] | None = None
+        # Gives back the connection's counts, once it is gone.
+        self.end = end
 
-    async def handle(self, raw: str) -> None:
+    # -- server/websocket/'s Application -----------------------------------------------------------
+
+    async def handle(self, opcode: int, message: str | bytes) -> None:
+        if isinstance(message, str):
+            await self.message(message)
+        else:
+            self.outbox.put(error("bad_message", "send JSON text messages"))
+
+    def sent(self, event: Event) -> None:
+        self.finished(self.relay.broker.job(event.job_id))
+
+    def ended(self) -> None:
+        for sub in self.subs.values():
+            self.relay.leave(sub)
+        self.subs.clear()
+        self.end()
+
+    async def message(self, raw: str) -> None:
         try:
             message = loads(raw)
         except ValueError:
@@ -216,43 +212,6 @@ class Connection:
             del self.subs[topic]
             self.relay.leave(sub)
 
-    def close(self) -> None:
-        for sub in self.subs.values():
-            self.relay.leave(sub)
-        self.subs.clear()
-
-    def _start_sender(self) -> None:
-        if self.sender is None:
-            self.sender = asyncio.get_running_loop().create_task(self._send_queued(), name="ws-sender")
-
-    async def stop_sender(self) -> None:
-        if self.sender is not None:
-            await cancel_and_wait(self.sender)
-
-    async def _send_queued(self) -> None:
-        """Write what is queued until nothing is; then the task ends (the next queued event
-        starts another)."""
-        try:
-            while batch := self.outbox.take_nowait():
-                # The fast path must not overtake what this task holds but has not written yet.
-                self.outbox.hold = True
-                for event in batch:
-                    try:
-                        async with asyncio.timeout(self.write_timeout_s):
-                            await self.ws.send_frame(event.data, WSMsgType.TEXT)
-                    except (TimeoutError, ConnectionError):
-                        self.abort()  # a client that cannot take a frame in this long is gone
-                        return
-                    if event.terminal:
-                        self.finished(self.relay.broker.job(event.job_id))
-                self.outbox.release()
-        except OutboxClosed as closed:
-            if closed.reason == "overflow":
-                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume")
-        finally:
-            self.sender = None
-            self.outbox.release()
-
 
 @routes.get("/api/ws")
 @operation(
@@ -263,53 +222,45 @@ class Connection:
         tags=("streams",),
     )
 )
-async def websocket(request: web.Request) -> web.WebSocketResponse:
-    # One coroutine for the connection's whole life (no helper awaited throughout): every frame
-    # an idle connection holds costs its few hundred bytes for as long as it stays.
+async def websocket(request: web.Request) -> web.StreamResponse:
     check_websocket_origin(request)
     counts, who = request.app[STREAM_COUNTS], principal(request)
     if not counts.acquire(who):
         raise counts.refuse()
-    conn = None
-    streams = request.app[STREAMS]
     try:
-        settings = request.app[SETTINGS]
-        ws = web.WebSocketResponse(
-            heartbeat=settings.ws_ping_interval_s, compress=False, max_msg_size=MAX_MESSAGE_BYTES
-        )
-        await ws.prepare(request)
-        transport = request.transport
-        assert transport is not None  # prepared: the connection is open
-        conn = Connection(
-            ws,
-            request.app[RELAY],
-            request.app[STORE],
-            (settings.watcher_buffer, settings.watcher_buffer_bytes),
-            transport.abort,
-            settings.write_timeout_s,
-            who,
-            request.app[TOKENS],
-            settings.max_ws_subscriptions,
-        )
-        streams.ws += 1  # until the finally below, however the connection ends
-        # Shutdown closes it with 1001 (its outbox needs no separate tracking: one weakref less
-        # per idle connection).
-        request.app[SOCKETS].add(ws)
-        # Frames are written whole and unmasked, as aiohttp's own writer does (compress=False).
-        if ws_fast_path(ws):
-            conn.outbox.direct = direct_writer(transport, websocket=True)
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await conn.handle(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                conn.outbox.put(error("bad_message", "send JSON text messages"))
-        return ws
-    finally:
-        if conn is not None:
-            # Leave first, synchronously: aiohttp may cancel this handler when the peer goes
-            # away, and a cancelled await below must not skip it.
-            conn.close()
-            streams.ws -= 1
+        response = await handshake.answer(request)
+    except BaseException:
         counts.release(who)
-        if conn is not None:
-            await conn.stop_sender()
+        raise
+    settings, streams = request.app[SETTINGS], request.app[STREAMS]
+    outbox = Outbox(settings.watcher_buffer, settings.watcher_buffer_bytes)
+    conn = Connection(
+        request.app[RELAY],
+        request.app[STORE],
+        outbox,
+        who,
+        request.app[TOKENS],
+        settings.max_ws_subscriptions,
+        partial(_end, streams, counts, who),
+    )
+    socket = partial(
+        WebSocket,
+        conn,
+        outbox,
+        request.app[WEBSOCKETS],
+        max_message_bytes=settings.max_ws_message_bytes,
+        inbox_limit=settings.ws_inbox_messages,
+        write_timeout_s=settings.write_timeout_s,
+    )
+    # From here the connection is held without aiohttp (server/websocket/), which frees what it
+    # kept for it; this handler returns at once.
+    if detach(request.protocol, socket):
+        streams.ws += 1  # until `_end`, however the connection ends
+    else:
+        counts.release(who)  # the client is already gone
+    return response
+
+
+def _end(streams: OpenStreams, counts: StreamCounts, who: Principal) -> None:
+    streams.ws -= 1
+    counts.release(who)

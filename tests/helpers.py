@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from jobcast.client import sse_messages
 from jobcast.embedded_redis import free_port
@@ -264,3 +266,12 @@ async def post_json(session: Any, url: str, body: Any = None, status: int = 200,
         text = await response.text()
         assert response.status == status, text
         return json.loads(text) if text else None
+
+
+@web.middleware
+async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Pin the server's send buffer for a stalled client (one whose request says X-Stall): Linux
+    would otherwise grow it to megabytes, and a test would measure the kernel instead of jobcast."""
+    if request.headers.get("X-Stall") and request.transport is not None:
+        request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return await handler(request)

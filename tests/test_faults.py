@@ -10,11 +10,10 @@ import sys
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from jobcast.embedded_redis import free_port
 from jobcast.server.keys import RELAY
-from tests.helpers import assert_contiguous, read_sse, sse_events, submit, wait_for
+from tests.helpers import assert_contiguous, read_sse, small_send_buffer, sse_events, submit, wait_for
 
 LONG_DEMO = {"kind": "demo", "params": {"steps": 40, "step_ms": 50}}
 
@@ -75,15 +74,6 @@ async def test_killed_pubsub_connection_is_repaired_from_history(client, worker,
     assert await redis.execute_command("CLIENT", "KILL", "ID", relay_ids[0]) == 1
     await watchers.finish()
     assert client.app[RELAY].reconnects == 1
-
-
-@web.middleware
-async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Pin the server's send buffer for the stalled client: Linux would otherwise grow it to
-    megabytes, and the test would measure the kernel instead of jobcast."""
-    if request.headers.get("X-Stall") and request.transport is not None:
-        request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    return await handler(request)
 
 
 async def test_a_watcher_that_stops_reading_does_not_hold_back_others(

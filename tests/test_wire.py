@@ -8,7 +8,7 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.test_utils import make_mocked_request
 
 from jobcast.server.events import Event
-from jobcast.server.wire import sse_chunk, sse_fast_path, sse_text, ws_fast_path
+from jobcast.server.wire import sse_chunk, sse_fast_path, sse_text
 
 
 async def prepared_sse(version, *, chunked: bool, compress: bool) -> tuple[web.Request, web.StreamResponse]:
@@ -27,27 +27,6 @@ async def test_the_sse_fast_path_only_for_uncompressed_http11_chunks() -> None:
     assert not sse_fast_path(*await prepared_sse(HttpVersion11, chunked=True, compress=True))
     assert not sse_fast_path(*await prepared_sse(HttpVersion11, chunked=False, compress=False))
     assert not sse_fast_path(*await prepared_sse(HttpVersion10, chunked=False, compress=False))
-
-
-async def test_the_websocket_fast_path_only_without_compression() -> None:
-    def upgrade(extensions: str | None) -> web.Request:
-        headers = {
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        }
-        if extensions:
-            headers["Sec-WebSocket-Extensions"] = extensions
-        return make_mocked_request("GET", "/api/ws", headers=headers)
-
-    plain = web.WebSocketResponse(compress=False)
-    await plain.prepare(upgrade("permessage-deflate"))
-    assert ws_fast_path(plain)
-    deflating = web.WebSocketResponse(compress=True)
-    await deflating.prepare(upgrade("permessage-deflate"))
-    assert not ws_fast_path(deflating)
-    assert not ws_fast_path(web.WebSocketResponse())  # not prepared yet
 
 
 def test_an_event_is_framed_once_for_every_watcher() -> None:
