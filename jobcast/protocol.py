@@ -70,6 +70,13 @@ class Keys:
         return f"{self.prefix}:job:{job_id}"
 
     def history(self, job_id: str) -> str:
+        """A job's events, oldest first (a list; earlier versions kept a sorted set under
+        `history:`)."""
+        return f"{self.prefix}:log:{job_id}"
+
+    def old_history(self, job_id: str) -> str:
+        """Where earlier versions kept a job's history, a sorted set (jobcast/migrate.py moves
+        it)."""
         return f"{self.prefix}:history:{job_id}"
 
     def channel(self, job_id: str) -> str:

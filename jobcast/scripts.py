@@ -29,7 +29,7 @@ from jobcast.settings import Settings
 
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
-    *("resume", "run_now"),
+    *("resume", "run_now", "history", "migrate_history"),
 )
 
 
@@ -213,6 +213,12 @@ class Scripts:
                     await script(keys=key_list, args=argv, client=pipe)
                 raw = await pipe.execute()
         return [Answer(item) for answer in raw for item in orjson.loads(answer)["answers"]]
+
+    async def read(self, name: str, keys: dict[str, str], client: Any = None, **args: Any) -> Any:
+        """Run a script that answers as Redis does rather than in JSON (`history`: a page of
+        records); with `client`, queued on that pipeline."""
+        key_list, argv = self._argv(name, keys, args)
+        return await self._scripts[name](keys=key_list, args=argv, client=client)
 
     def command(self, name: str, keys: dict[str, str], **args: Any) -> tuple[Any, ...]:
         """The EVALSHA command for a call, for a caller that writes commands to Redis itself (the

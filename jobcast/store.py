@@ -151,6 +151,14 @@ class HistoryPage:
     compacted: bool = False
 
     @classmethod
+    def read(cls, answer: list[Any], after: int, limit: int | None) -> HistoryPage:
+        """The page jobcast/lua/history.lua answered: `[head, compacted, oldest, record...]`."""
+        head, compacted, oldest, *records = answer
+        if compacted is not None:
+            return cls.compacted_from(int(head or 0), compacted, after, limit)
+        return cls(int(head or 0), records, oldest)
+
+    @classmethod
     def compacted_from(cls, head: int, kept: bytes, after: int, limit: int | None) -> HistoryPage:
         """A compacted job's page, from the records its `compacted` field keeps (see
         jobcast/lua/compact.lua)."""
@@ -575,22 +583,17 @@ class JobStore:
         wants a snapshot first)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.keys.job(job_id))
-            pipe.zrange(self.keys.history(job_id), 0, 0, withscores=True)
-            pipe.zrangebyscore(self.keys.history(job_id), f"({since or 0}", "+inf", start=0, num=limit)
-            raw, oldest, records = await pipe.execute()
+            await self._read_history(job_id, since or 0, limit, pipe)
+            raw, answer = await pipe.execute()
         if not raw:
             return None
         replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
-        if b"compacted" in raw:
-            page = HistoryPage.compacted_from(replay.head_seq, raw[b"compacted"], since or 0, limit)
-        else:
-            page = HistoryPage(replay.head_seq, records, int(oldest[0][1]) if oldest else None)
-        records = page.records
+        page = HistoryPage.read(answer, since or 0, limit)
         if since is None or page.misses(since):
             # No position, or one history cannot continue: only a snapshot is truthful.
             replay.needs_snapshot = True
         else:
-            replay.records = records
+            replay.records = page.records
         return replay
 
     async def history_after(self, job_id: str, seq: int) -> tuple[list[bytes], int | None]:
@@ -601,13 +604,9 @@ class JobStore:
     async def history_page(self, job_id: str, after: int, limit: int | None) -> HistoryPage:
         """Up to `limit` records after `after` (None: all), with the job's head seq and the oldest
         seq history still holds, read together."""
-        history = self.keys.history(job_id)
-        page = {"start": 0, "num": limit} if limit is not None else {}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self.keys.job(job_id), "seq", "compacted")
-            pipe.zrange(history, 0, 0, withscores=True)
-            pipe.zrangebyscore(history, f"({after}", "+inf", **page)
-            (head, compacted), oldest, records = await pipe.execute()
-        if compacted is not None:
-            return HistoryPage.compacted_from(int(head or 0), compacted, after, limit)
-        return HistoryPage(int(head or 0), records, int(oldest[0][1]) if oldest else None)
+        return HistoryPage.read(await self._read_history(job_id, after, limit), after, limit)
+
+    async def _read_history(self, job_id: str, after: int, limit: int | None, pipe: Any = None) -> Any:
+        """jobcast/lua/history.lua's answer (with `pipe`: queued on it)."""
+        keys = {"job": self.keys.job(job_id), "history": self.keys.history(job_id)}
+        return await self.scripts.read("history", keys, client=pipe, after=after, limit=limit or 0)

@@ -30,7 +30,7 @@ from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.kind import JobContext, Kind, PermanentError, configure
 from jobcast.logs import context_fields, log_context
-from jobcast.migrate import migrate
+from jobcast.migrate import migrate, migrate_histories
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.reaper import Reaper, worker_lost
 from jobcast.redis import create_redis
@@ -125,6 +125,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
     await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
+    await migrate_histories(store)
     storage: Storage = ctx["storage"]
     await storage.start()
     ctx["files"] = storage.files

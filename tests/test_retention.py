@@ -105,3 +105,62 @@ async def test_workers_compact_finished_jobs(spawn, client, redis, settings) -> 
     await wait_for(compacted, what="the worker's janitor to compact the finished job")
     types = await kept_types(store, job["id"])
     assert types[-1] == "succeeded" and types.count("progress") <= 1
+
+
+async def test_a_running_jobs_history_costs_little_more_than_its_records_at_any_length(
+    redis, settings
+) -> None:
+    """Issue 13's bar: at most 1.3 times the records' bytes, short or long (a sorted set of such
+    records costs about 1.6 times, whatever its length)."""
+    store = JobStore(redis, settings)
+    job_id = uuid.uuid4().hex
+    await store.create(job_id, Submission("demo", {"steps": 3000}))
+    await store.publish(job_id, EventType.STARTED, attempt=1)
+    published = 2
+    for length in (20, 200, 3000):
+        for i in range(published, length):
+            progress = {"current": i, "total": 3000, "message": f"row {i} of the report"}
+            await store.publish(job_id, EventType.PROGRESS, attempt=1, progress=progress)
+        published = length
+        history = store.keys.history(job_id)
+        records = await redis.lrange(history, 0, -1)
+        assert len(records) == length
+        ratio = await redis.memory_usage(history, samples=0) / sum(map(len, records))
+        assert ratio <= 1.3, f"{length} events: {ratio:.2f} times their bytes"
+
+
+async def test_pages_of_a_trimmed_history_start_where_they_should(redis, settings) -> None:
+    store = JobStore(redis, settings.model_copy(update={"history_max_events": 5}))
+    job_id = await finished_job(store, 10)  # seqs 1 to 13: queued, started, 10 progress, succeeded
+    page = await store.history_page(job_id, 9, 2)
+    assert page.oldest == 9 and page.head == 13
+    assert [split_record(r)[0] for r in page.records] == [10, 11]
+    page = await store.history_page(job_id, 3, None)
+    assert page.misses(3)  # trimmed past it: a snapshot instead
+    assert [split_record(r)[0] for r in page.records] == [9, 10, 11, 12, 13]
+    assert (await store.history_page(job_id, 13, None)).records == []
+
+
+async def test_histories_an_earlier_version_kept_as_sorted_sets_move_to_lists(redis, settings) -> None:
+    from jobcast.migrate import migrate_histories
+
+    store = JobStore(redis, settings)
+    moved_job = await finished_job(store, 3)  # seqs 1 to 6
+    records = await redis.lrange(store.keys.history(moved_job), 0, -1)
+    # As an earlier jobcast left it: the records in a sorted set scored by seq, with an expiry.
+    await redis.delete(store.keys.history(moved_job))
+    old = store.keys.old_history(moved_job)
+    await redis.zadd(old, {r: split_record(r)[0] for r in records})
+    await redis.expire(old, 3600)
+    # A job that went on during a rolling upgrade: its list began after its old records.
+    both = await finished_job(store, 1)
+    await redis.zadd(store.keys.old_history(both), {b"1\nqueued\n{}": 1})
+
+    assert await migrate_histories(store) == len(records)
+    assert await redis.lrange(store.keys.history(moved_job), 0, -1) == records
+    assert 3500 < await redis.ttl(store.keys.history(moved_job)) <= 3600
+    assert not await redis.exists(old, store.keys.old_history(both))
+    assert len(await redis.lrange(store.keys.history(both), 0, -1)) == 4
+    page = await store.history_page(moved_job, 4, None)
+    assert [split_record(r)[0] for r in page.records] == [5, 6]
+    assert await migrate_histories(store) == 0

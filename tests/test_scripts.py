@@ -39,6 +39,7 @@ async def everything(store: JobStore) -> dict[str, object]:
             dump = {
                 "hash": store.redis.hgetall,
                 "zset": lambda k: store.redis.zrange(k, 0, -1, withscores=True),
+                "list": lambda k: store.redis.lrange(k, 0, -1),
                 "string": store.redis.get,
             }[kind]
             out[key.decode()] = await dump(key)
@@ -207,7 +208,7 @@ async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest
     snapshot = await store.snapshot(plain)
     assert snapshot["state"] == "running" and snapshot["attempt"] == 1
     assert snapshot["started_at"] == snapshot["first_started_at"] == "2026-11-26T20:00:00.000Z"
-    history = await store.redis.zrange(store.keys.history(plain), 0, -1)
+    history = await store.redis.lrange(store.keys.history(plain), 0, -1)
     event = orjson.loads(history[-1].split(b"\n", 2)[2])
     assert event == {
         "job_id": plain,
