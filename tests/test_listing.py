@@ -80,5 +80,5 @@ async def test_kinds_are_listed_with_json_schemas(client) -> None:
 async def test_job_data_expires_after_the_retention(client, worker, redis, settings) -> None:
     job = await submit(client, body=demo(2, 1))
     await watch_to_end(client, job["id"])
-    for key in (f"{settings.key_prefix}:job:{job['id']}", f"{settings.key_prefix}:history:{job['id']}"):
+    for key in (f"{settings.key_prefix}:job:{job['id']}", f"{settings.key_prefix}:log:{job['id']}"):
         assert 0 < await redis.ttl(key) <= settings.retention_s
