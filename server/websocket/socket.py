@@ -55,6 +55,10 @@ class Application(Protocol):
 
 
 class WebSocket(asyncio.Protocol):
+    """One connection, from the socket `detach` hands over to its end: the client's frames in,
+    its messages to `app` one at a time, the outbox's events out, pings answered, and the close
+    handshake either way."""
+
     __slots__ = (
         "_closing",
         "_flush_handle",
