@@ -8,6 +8,7 @@ from contextlib import suppress
 from functools import partial
 
 from aiohttp import HttpVersion11, web
+from aiohttp.web_protocol import RequestHandler
 from pydantic import BaseModel, Field
 
 from jobcast.errors import AlreadyEnded
@@ -136,8 +137,9 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     sub = Subscription(topic, outbox, since, epoch)
     streams = request.app[STREAMS]
     leave = partial(_leave, relay, sub, streams, counts, who)
-    # jobcast web's own handler (server/http.py); an app embedded elsewhere has aiohttp's.
-    handler = request.protocol if isinstance(request.protocol, Handler) else None
+    # The connection's handler: jobcast web's own (server/http.py), or aiohttp's under a team's
+    # server. Either way a caught-up stream leaves it.
+    handler = request.protocol if isinstance(request.protocol, RequestHandler) else None
     joined = detached = False
     try:
         try:
@@ -168,14 +170,15 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
             if handler is not None:
                 stream = partial(DetachedStream, outbox, settings.write_timeout_s, leave)
                 detach = partial(detach_socket, handler, stream)
-        if handler is not None:
-            # Gone is gone now: an idle stream would otherwise count as open until its heartbeat.
+        if isinstance(handler, Handler):
+            # Gone is gone now: an idle stream would otherwise count as open until its heartbeat
+            # (under aiohttp's own handler, it does until then).
             handler.on_connection_lost = partial(outbox.close, "client gone")
         detached = await _pump(response, outbox, settings.write_timeout_s, catch_up, detach)
         return response
     finally:
         if joined and not detached:
-            if handler is not None:
+            if isinstance(handler, Handler):
                 handler.on_connection_lost = None
             leave()
         elif not joined:

@@ -9,7 +9,7 @@ from aiohttp import web
 from playwright.async_api import expect
 
 from jobcast.server.app import setup
-from tests.helpers import demo, get_json, read_sse, submit
+from tests.helpers import demo, get_json, read_sse, submit, wait_for
 
 
 def host_app(settings) -> web.Application:
@@ -71,3 +71,31 @@ async def test_the_embedded_dashboard_works_in_a_browser(aiohttp_server, setting
     await page.locator(".job").first.locator(".job-link").click()
     await expect(page.locator("#state")).to_have_text("succeeded")
     assert page.url.startswith(base + "/jobs/")
+
+
+async def test_caught_up_streams_leave_the_host_servers_aiohttp_too(aiohttp_client, settings, redis) -> None:
+    """Under a team's own aiohttp server, as under `jobcast web`, an SSE stream that has caught
+    up and a WebSocket are held without aiohttp's request machinery, and still get every event."""
+    from jobcast.protocol import EventType
+    from jobcast.store import JobStore
+
+    client = await aiohttp_client(host_app(settings))
+    store = JobStore(redis, settings)
+    async with aiohttp.ClientSession(
+        str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True)
+    ) as session:
+        job = await submit(session, "/jobs/api/jobs", body=demo(3, 5))  # no worker: it waits
+        sse = await session.get(f"/jobs/api/jobs/{job['id']}/events")
+        assert sse.headers["Connection"] == "close"
+        await sse.content.readuntil(b"event: snapshot\n")
+        ws = await session.ws_connect("/jobs/api/ws")
+        await ws.send_json({"type": "subscribe", "job_id": job["id"]})
+        assert [(await ws.receive_json())["type"] for _ in range(2)] == ["subscribed", "snapshot"]
+        await wait_for(lambda: not client.server.runner.server.connections, what="aiohttp to let go")
+        await store.publish(job["id"], EventType.STARTED, attempt=0)
+        await store.publish(job["id"], EventType.SUCCEEDED, attempt=1, result={"steps": 3})
+        rest = await sse.content.read()  # to the end of the response
+        assert b"event: started\n" in rest and b"event: succeeded\n" in rest
+        assert [(await ws.receive_json())["type"] for _ in range(2)] == ["started", "succeeded"]
+        await ws.close()
+        sse.release()
