@@ -30,16 +30,23 @@ async def feed_page(store: JobStore, after: int, limit: int | None, owner: str |
     """The feed's (every job's, or one owner's) epoch and head, and up to `limit` records after
     `after` (None: all)."""
     feed = store.keys.feed(owner)
-    page = {"start": 0, "num": limit} if limit is not None else {}
     async with store.redis.pipeline(transaction=True) as pipe:
         # The epoch is created by whoever needs it first, reader or publisher, and never replaced.
         pipe.hsetnx(feed.position, "epoch", new_epoch())
-        pipe.hmget(feed.position, ["seq", "epoch"])
-        pipe.zrange(feed.history, 0, 0, withscores=True)
-        pipe.zrangebyscore(feed.history, f"({after}", "+inf", **page)
-        _, (head, epoch), oldest, records = await pipe.execute()
-    oldest_seq = int(oldest[0][1]) if oldest else None
-    return FeedPage(epoch.decode(), HistoryPage(int(head or 0), records, oldest_seq))
+        pipe.hget(feed.position, "epoch")
+        await store.read_history(feed.position, feed.history, after, limit, pipe)
+        _, epoch, answer = await pipe.execute()
+    return FeedPage(epoch.decode(), HistoryPage.read(answer, after, limit))
+
+
+async def feed_position(store: JobStore, owner: str | None = None) -> tuple[str, int]:
+    """The feed's epoch and its head seq."""
+    feed = store.keys.feed(owner)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(feed.position, "epoch", new_epoch())
+        pipe.hmget(feed.position, ["epoch", "seq"])
+        _, (epoch, head) = await pipe.execute()
+    return epoch.decode(), int(head or 0)
 
 
 async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, Any]:
@@ -47,7 +54,7 @@ async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, 
 
     The head is read first, so the jobs are at least that fresh; events after it are delivered
     too, and a client skips those its job snapshots already include (by each job's seq)."""
-    position = await feed_page(store, 0, 0, owner)
+    epoch, head = await feed_position(store, owner)
     limits = store.settings
     page = await list_jobs(
         store, state=None, kind=None, owner=owner, limit=limits.feed_snapshot_jobs, cursor=None
@@ -59,4 +66,4 @@ async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, 
         if size > limits.feed_snapshot_bytes and jobs:
             break
         jobs.append(job)
-    return {"type": "snapshot", "feed_seq": position.page.head, "epoch": position.epoch, "jobs": jobs}
+    return {"type": "snapshot", "feed_seq": head, "epoch": epoch, "jobs": jobs}

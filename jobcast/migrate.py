@@ -2,8 +2,9 @@
 
 - Before 0.2 a waiting job sat in arq's queue (`JOBCAST_QUEUE_NAME`, default `jobcast:queue`), in
   a dispatch set and in a waiting set per priority.
-- Until 0.1 a job's history was a sorted set (`{P}:history:{id}`); it is now a list
-  (`{P}:log:{id}`), which costs about 1.05 times its records' bytes instead of 1.6.
+- Until 0.1 a job's history was a sorted set (`{P}:history:{id}`), and so was a feed's
+  (`{P}:feed:history`, `{P}:owner-feed:{owner}:history`); they are now lists (`{P}:log:{id}`,
+  `...:log`), which cost about 1.05 times their records' bytes instead of 1.6.
 
 Each worker runs this at startup; it is idempotent and cheap when there is nothing to move.
 """
@@ -41,16 +42,21 @@ async def migrate(redis: Redis, keys: Keys, old_queue: str = "jobcast:queue") ->
 
 
 async def migrate_histories(store: JobStore) -> int:
-    """Move every job history kept as a sorted set to its list; how many records moved."""
-    moved = 0
+    """Move every history kept as a sorted set (a job's, the dashboard feed's, an owner's feed)
+    to its list; how many records moved."""
     keys = store.keys
-    old_prefix = keys.old_history("")
-    async for key in store.redis.scan_iter(match=old_prefix + "*", count=1000, _type="zset"):
-        job_id = key.decode()[len(old_prefix) :]
-        answer = await store.scripts.call(
-            "migrate_history", {"old": keys.old_history(job_id), "history": keys.history(job_id)}
-        )
-        moved += answer["moved"]
+    job_prefix = keys.old_history("")
+    feeds = (keys.feed(), keys.feed("*"))  # the dashboard's; every owner's, as a pattern
+    moved = 0
+    for pattern in (job_prefix + "*", *(f"{feed.channel}:history" for feed in feeds)):
+        async for raw in store.redis.scan_iter(match=pattern, count=1000, _type="zset"):
+            old = raw.decode()
+            if old.startswith(job_prefix):
+                new = keys.history(old[len(job_prefix) :])
+            else:
+                new = old.removesuffix(":history") + ":log"  # as FeedKeys names it
+            answer = await store.scripts.call("migrate_history", {"old": old, "history": new})
+            moved += answer["moved"]
     if moved:
         log.info("moved %d history records from sorted sets to lists", moved)
     return moved

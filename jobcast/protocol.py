@@ -233,7 +233,7 @@ class Keys:
     def feed(self, owner: str | None = None) -> FeedKeys:
         """The dashboard feed: every job's events (None), or one owner's jobs' events."""
         base = f"{self.prefix}:feed" if owner is None else f"{self.prefix}:owner-feed:{owner}"
-        return FeedKeys(base, f"{base}:history", f"{base}:position")
+        return FeedKeys(base, f"{base}:log", f"{base}:position")
 
     @property
     def feed_channel(self) -> str:
@@ -242,7 +242,8 @@ class Keys:
 
 @dataclass(frozen=True, slots=True)
 class FeedKeys:
-    """A feed's channel, its history (state changes by feed seq, capped, for resuming) and its
+    """A feed's channel, its history (a list of its state changes, oldest first, consecutive feed
+    seqs, capped, for resuming; earlier versions kept a sorted set at `{base}:history`) and its
     position (a hash: the last `seq` and the `epoch`, which changes when the feed is lost)."""
 
     channel: str

@@ -74,6 +74,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "history_prefix": keys.history(""),
         "channel_prefix": keys.channel(""),
         "owner_feed_prefix": keys.feed("").channel,
+        # An owner's feed's history and position: its channel, then these (protocol.Keys.feed).
+        "owner_feed_history_suffix": keys.feed("").history.removeprefix(keys.feed("").channel),
+        "owner_feed_position_suffix": keys.feed("").position.removeprefix(keys.feed("").channel),
         "paused": keys.paused,
         "parked_prefix": keys.parked(""),
         "owner_waiting": keys.owner_waiting,

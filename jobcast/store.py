@@ -583,7 +583,7 @@ class JobStore:
         wants a snapshot first)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.keys.job(job_id))
-            await self._read_history(job_id, since or 0, limit, pipe)
+            await self.read_history(self.keys.job(job_id), self.keys.history(job_id), since or 0, limit, pipe)
             raw, answer = await pipe.execute()
         if not raw:
             return None
@@ -604,9 +604,13 @@ class JobStore:
     async def history_page(self, job_id: str, after: int, limit: int | None) -> HistoryPage:
         """Up to `limit` records after `after` (None: all), with the job's head seq and the oldest
         seq history still holds, read together."""
-        return HistoryPage.read(await self._read_history(job_id, after, limit), after, limit)
+        answer = await self.read_history(self.keys.job(job_id), self.keys.history(job_id), after, limit)
+        return HistoryPage.read(answer, after, limit)
 
-    async def _read_history(self, job_id: str, after: int, limit: int | None, pipe: Any = None) -> Any:
-        """jobcast/lua/history.lua's answer (with `pipe`: queued on it)."""
-        keys = {"job": self.keys.job(job_id), "history": self.keys.history(job_id)}
+    async def read_history(
+        self, head: str, history: str, after: int, limit: int | None, pipe: Any = None
+    ) -> Any:
+        """jobcast/lua/history.lua's answer for a job's or a feed's history (with `pipe`: queued
+        on it)."""
+        keys = {"head": head, "history": history}
         return await self.scripts.read("history", keys, client=pipe, after=after, limit=limit or 0)

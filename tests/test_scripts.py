@@ -178,7 +178,7 @@ async def test_a_batch_leaves_the_clocks_counts_and_feed_as_one_create_at_a_time
     assert [j.decode() for j in listed] == ids
     assert await store.redis.hgetall(store.keys.kind_waiting) == {b"demo|default": b"9", b"demo|low": b"2"}
     # The feed keeps its last 5 state changes, trimmed once a call.
-    feed = await store.redis.zrange(store.keys.feed().history, 0, -1)
+    feed = await store.redis.lrange(store.keys.feed().history, 0, -1)
     assert [f.split(b"\n")[2].decode() for f in feed] == ids[-5:]
     # A claim (which writes each at once) goes on from where the batch left the clocks.
     claimed = await claim(store, "w", want=1)

@@ -33,7 +33,9 @@ local function start(id, values)
   local owner = value(values, 'owner')
   if owner then
     local base = L.owner_feed_prefix .. owner
-    k.owner_feed, k.owner_feed_history, k.owner_feed_position = base, base .. ':history', base .. ':position'
+    k.owner_feed = base
+    k.owner_feed_history = base .. L.owner_feed_history_suffix
+    k.owner_feed_position = base .. L.owner_feed_position_suffix
   end
   -- The same event `Progress.state(STARTED)` publishes (jobcast.protocol.event_template).
   return publish(k, {

@@ -90,11 +90,13 @@ local function feed_append(f, etype, id, json)
   EPOCHS[f.position] = epoch
   local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
     .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
-  redis.call('ZADD', f.history, fseq, frecord)
+  -- A list, as a job's history is (see publish below): consecutive feed seqs, trimmed from the
+  -- oldest.
+  redis.call('RPUSH', f.history, frecord)
   if DEFER then
     DEFER.trims[f.history] = true
   else
-    redis.call('ZREMRANGEBYRANK', f.history, 0, -(L.history_max + 1))
+    redis.call('LTRIM', f.history, -L.history_max, -1)
   end
   redis.call('PUBLISH', f.channel, frecord)
   if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
@@ -111,7 +113,7 @@ local function flush_writes()
     end
   end
   for history in pairs(DEFER.trims) do
-    redis.call('ZREMRANGEBYRANK', history, 0, -(L.history_max + 1))
+    redis.call('LTRIM', history, -L.history_max, -1)
   end
   DEFER = nil
 end

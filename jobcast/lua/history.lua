@@ -1,12 +1,13 @@
--- A page of a job's history, read at one moment: the records after A.after (at most A.limit; 0:
--- all), with the job's head seq, its compacted history (once it has one) and the oldest seq the
--- list still holds. The list's records are consecutive seqs (publish appends each event; only
--- the oldest are trimmed), so the page's place in it is arithmetic.
--- K: job, history. A: after, limit.
+-- A page of a history (a job's, or a feed's), read at one moment: the records after A.after (at
+-- most A.limit; 0: all), with the head seq (the `seq` of the job's record or of the feed's
+-- position), a job's compacted history (once it has one) and the oldest seq the list still
+-- holds. A history's records are consecutive seqs, each starting with its own (publish appends
+-- each event; only the oldest are trimmed), so the page's place in the list is arithmetic.
+-- K: head (the job's record, or the feed's position), history. A: after, limit.
 -- Answers a Redis array rather than JSON (the records are kilobytes of JSON each, which encoding
 -- would escape): {head seq or false, compacted or false, oldest seq or false, record...}.
-local job = redis.call('HMGET', K.job, 'seq', 'compacted')
-local out = {job[1], job[2], false}
+local head = redis.call('HMGET', K.head, 'seq', 'compacted')
+local out = {head[1], head[2], false}
 local oldest = redis.call('LINDEX', K.history, 0)
 if oldest then
   local first = tonumber(string.match(oldest, '^%d+'))
