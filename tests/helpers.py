@@ -275,3 +275,21 @@ async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamRes
     if request.headers.get("X-Stall") and request.transport is not None:
         request.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     return await handler(request)
+
+
+async def submit_waiting_job(client: Any) -> dict[str, Any]:
+    """A 5-step demo job (which waits: the test runs no worker), submitted over a connection that
+    then closes, so that the server is left holding only the connections the test opens next."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
+        return await submit(
+            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
+        )
+
+
+def stalled_socket(port: int, request: bytes) -> socket.socket:
+    """A client with a tiny receive window that sends `request` and then never reads."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(request)
+    return stalled

@@ -4,16 +4,22 @@ reading. Watchers see every seq, and slow ones never hold the others back."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from typing import Any
 
-import aiohttp
-
 from jobcast.embedded_redis import free_port
 from jobcast.server.keys import RELAY
-from tests.helpers import assert_contiguous, read_sse, small_send_buffer, sse_events, submit, wait_for
+from tests.helpers import (
+    assert_contiguous,
+    read_sse,
+    small_send_buffer,
+    sse_events,
+    stalled_socket,
+    submit,
+    submit_waiting_job,
+    wait_for,
+)
 
 LONG_DEMO = {"kind": "demo", "params": {"steps": 40, "step_ms": 50}}
 
@@ -90,12 +96,8 @@ async def test_a_watcher_that_stops_reading_does_not_hold_back_others(
     path = f"/api/jobs/{job['id']}/events"
 
     # A client with a tiny receive window that never reads what it asked for.
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    stalled.connect(("127.0.0.1", client.port))
-    stalled.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n".encode()
-    )
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\nX-Stall: 1\r\n\r\n"
+    stalled = stalled_socket(client.port, request.encode())
     try:
         hub = client.app[RELAY].hub
         key = client.app[RELAY].broker.job(job["id"]).key
@@ -173,15 +175,11 @@ async def test_a_caught_up_stream_whose_client_stops_reading_is_cut_off_after_th
     app.middlewares.append(small_send_buffer)
     client = await aiohttp_client(app)
     # No keep-alive: aiohttp is then left holding the stalled stream's connection, or nothing.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
-        job = await submit(
-            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
-        )
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    stalled.connect(("127.0.0.1", client.port))
+    job = await submit_waiting_job(client)
     path = f"/api/jobs/{job['id']}/events"
-    stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Stall: 1\r\n\r\n".encode())
+    stalled = stalled_socket(
+        client.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Stall: 1\r\n\r\n".encode()
+    )
     try:
         hub = client.app[RELAY].hub
         key = client.app[RELAY].broker.job(job["id"]).key

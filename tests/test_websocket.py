@@ -21,7 +21,7 @@ from jobcast.server.app import create_app
 from jobcast.server.keys import RELAY, STREAMS, WEBSOCKETS
 from jobcast.server.websocket.handshake import accept_key
 from jobcast.store import JobStore
-from tests.helpers import small_send_buffer, submit, wait_for
+from tests.helpers import small_send_buffer, stalled_socket, submit, submit_waiting_job, wait_for
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -43,6 +43,15 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True,
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def handshake(extra: str = "") -> bytes:
+    """An opening handshake for /api/ws, with `extra` header lines."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
 class RawWebSocket:
     """A WebSocket client speaking the frames by hand."""
 
@@ -52,11 +61,9 @@ class RawWebSocket:
     @classmethod
     async def open(cls, port: int, *, extra: str = "") -> RawWebSocket:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
-        )
+        request = handshake(extra)
+        writer.write(request)
+        key = request.split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0].decode()
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
         assert f"Sec-WebSocket-Accept: {accept_key(key)}\r\n".encode() in head
@@ -293,20 +300,10 @@ async def test_a_websocket_whose_client_stops_reading_is_cut_off(aiohttp_client,
     app = create_app(settings.model_copy(update={"write_timeout_s": 0.5}))
     app.middlewares.append(small_send_buffer)
     client = await aiohttp_client(app)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
-        job = await submit(
-            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
-        )
-    stalled = socket.socket()
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    job = await submit_waiting_job(client)
+    subscribe = frame(TEXT, json.dumps({"type": "subscribe", "job_id": job["id"]}).encode())
+    stalled = stalled_socket(client.port, handshake("X-Stall: 1\r\n") + subscribe)
     try:
-        stalled.connect(("127.0.0.1", client.port))
-        key64 = base64.b64encode(os.urandom(16)).decode()
-        stalled.sendall(
-            f"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key64}\r\nSec-WebSocket-Version: 13\r\nX-Stall: 1\r\n\r\n".encode()
-            + frame(TEXT, json.dumps({"type": "subscribe", "job_id": job["id"]}).encode())
-        )
         hub, key = client.app[RELAY].hub, client.app[RELAY].broker.job(job["id"]).key
         await wait_for(lambda: key in hub.topics and hub.topics[key].live, what="the watcher to go live")
         store = JobStore(redis, settings)
@@ -350,10 +347,7 @@ async def test_a_client_flooding_messages_while_one_is_handled_is_read_no_faster
     app = create_app(settings.model_copy(update={"ws_inbox_messages": 4}))
     app.middlewares.append(small_buffers)
     client = await aiohttp_client(app)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
-        job = await submit(
-            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
-        )
+    job = await submit_waiting_job(client)
     store = JobStore(redis, settings)
     await store.publish(job["id"], EventType.STARTED, attempt=0)
     for i in range(300):  # a history far bigger than the socket's buffers
@@ -364,18 +358,13 @@ async def test_a_client_flooding_messages_while_one_is_handled_is_read_no_faster
     flooder.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     try:
         await asyncio.to_thread(flooder.connect, ("127.0.0.1", client.port))
-        key64 = base64.b64encode(os.urandom(16)).decode()
         # The replay of that history waits for the client to read, which it never does; its
         # messages meanwhile wait their turn.
         subscribe = {"type": "subscribe", "job_id": job["id"], "last_event_id": 0}
         flood = frame(TEXT, json.dumps(subscribe).encode()) + b"".join(
             frame(TEXT, json.dumps(unsubscribe(f"{i:032x}")).encode()) for i in range(60_000)
         )
-        await asyncio.to_thread(
-            flooder.sendall,
-            f"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key64}\r\nSec-WebSocket-Version: 13\r\nX-Flood: 1\r\n\r\n".encode(),
-        )
+        await asyncio.to_thread(flooder.sendall, handshake("X-Flood: 1\r\n"))
         taken = await asyncio.to_thread(send_until_blocked, flooder, flood, 2.0)
         assert len(flood) > 4_000_000
         assert taken < 1_000_000, f"the server took {taken} bytes of messages it could not handle yet"
