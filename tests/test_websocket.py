@@ -223,7 +223,7 @@ async def test_a_close_is_answered_with_its_code_and_the_connection_ends(client)
 async def test_a_peer_silent_for_a_ping_interval_is_cut_off_and_one_that_answers_stays(
     aiohttp_client, settings
 ) -> None:
-    client = await aiohttp_client(create_app(settings.model_copy(update={"ws_ping_interval_s": 0.2})))
+    client = await aiohttp_client(create_app(settings.model_copy(update={"ws_ping_interval_s": 0.5})))
     silent, answering = await RawWebSocket.open(client.port), await RawWebSocket.open(client.port)
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
