@@ -26,17 +26,67 @@ from jobcast.server.wire import sse_chunk
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-class DetachedStream(asyncio.Protocol):
-    __slots__ = ("_end", "_paused", "_stall", "_transport", "outbox", "write_timeout_s")
+class DetachedConnection(asyncio.Protocol):
+    """What every connection held without aiohttp has: its outbox, the transport's flow control,
+    and one timer that cuts off a connection that cannot finish (its socket paused past
+    `write_timeout_s`, or, once it is ending, its last bytes or its peer's answer not coming).
+    Subclasses write what is queued in `_flush` (SSE here, WebSockets in server/websocket/)."""
 
-    def __init__(self, outbox: Outbox, write_timeout_s: float, end: Callable[[], None]) -> None:
+    __slots__ = ("_ending", "_paused", "_timer", "_transport", "outbox", "write_timeout_s")
+
+    def __init__(self, outbox: Outbox, write_timeout_s: float) -> None:
         self.outbox = outbox
         self.write_timeout_s = write_timeout_s
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        # The connection is ending (its last bytes are written): nothing more is, and its timer,
+        # once armed, stays until the connection is gone.
+        self._ending = False
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._arm_timer()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._timer is not None and not self._ending:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None and self._transport is not None:
+            self._timer = asyncio.get_running_loop().call_later(self.write_timeout_s, self._give_up)
+
+    def _give_up(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # the client closed its side: close ours
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.outbox.on_close = None
+        self.outbox.close("client gone")
+        self.outbox.on_queue = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class DetachedStream(DetachedConnection):
+    __slots__ = ("_end",)
+
+    def __init__(self, outbox: Outbox, write_timeout_s: float, end: Callable[[], None]) -> None:
+        super().__init__(outbox, write_timeout_s)
         # Leaves the hub and gives back the stream's counts, once, however the stream ends.
         self._end: Callable[[], None] | None = end
-        self._transport: asyncio.WriteTransport | None = None
-        self._paused = False
-        self._stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """The socket `detach` handed over (not paused; maybe with aiohttp's last bytes still
@@ -46,14 +96,12 @@ class DetachedStream(asyncio.Protocol):
         self.outbox.on_close = self._closed
         self._flush()
 
-    # -- writing ---------------------------------------------------------------------------------
-
     def _flush(self) -> None:
         """Write what is queued, unless the socket is paused (resume_writing calls again). Runs
         inside the hub's delivery (`Outbox.put`): it writes, and leaves the hub only from
         `connection_lost`, which the loop calls later."""
         transport = self._transport
-        if transport is None or self._paused:
+        if transport is None or self._paused or self._ending:
             return
         try:
             events = self.outbox.take_nowait()
@@ -76,46 +124,18 @@ class DetachedStream(asyncio.Protocol):
         # On overflow the outbox's on_overflow has already cut the socket off, and a client that
         # is gone needs nothing written: either way connection_lost follows.
 
-    def _end_response(self, transport: asyncio.WriteTransport) -> None:
+    def _end_response(self, transport: asyncio.Transport) -> None:
+        self._ending = True
         transport.write(LAST_CHUNK)
-        if transport.get_write_buffer_size() and self._stall is None:
-            # close() waits for the buffer to drain: not forever.
-            self._stall = asyncio.get_running_loop().call_later(self.write_timeout_s, self._too_slow)
+        if transport.get_write_buffer_size():
+            self._arm_timer()  # close() waits for the buffer to drain: not forever
         transport.close()
-
-    def pause_writing(self) -> None:
-        self._paused = True
-        if self._stall is None and self._transport is not None:
-            self._stall = asyncio.get_running_loop().call_later(self.write_timeout_s, self._too_slow)
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._stall is not None and not (self._transport is not None and self._transport.is_closing()):
-            self._stall.cancel()
-            self._stall = None
-        self._flush()
-
-    def _too_slow(self) -> None:
-        self._stall = None
-        if self._transport is not None:
-            self._transport.abort()
-
-    # -- the socket's other side -------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         """An SSE client sends nothing after its request; whatever comes is dropped."""
 
-    def eof_received(self) -> bool:
-        return False  # the client closed its side: close ours
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self.outbox.on_close = None
-        self.outbox.close("client gone")
-        self.outbox.on_queue = None
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
-        self._transport = None
+        super().connection_lost(exc)
         if (end := self._end) is not None:
             self._end = None
             end()

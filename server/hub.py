@@ -101,14 +101,9 @@ class Outbox:
         return len(self._items)
 
     def put(self, event: Event) -> None:
-        if not self._items and self.direct is not None and not self.closed and self.direct(event):
-            return
-        self.queue(event)
-
-    def queue(self, event: Event) -> None:
-        """Queue `event` for the connection's writer (the fast path declined it, or it was not
-        tried)."""
         if self.closed:
+            return
+        if not self._items and self.direct is not None and self.direct(event):
             return
         self._items.append(event)
         self.size += len(event.data)
@@ -217,10 +212,7 @@ def deliver(subs: Iterable[Subscription], event: Event) -> Subscription | None:
             return sub
         sub.last_seq = seq
         sub.done = terminal
-        # Outbox.put, its fast path inline: a call less per delivery.
-        outbox = sub.outbox
-        if outbox._items or outbox.direct is None or outbox.closed or not outbox.direct(event):
-            outbox.queue(event)
+        sub.outbox.put(event)
     return None
 
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from jobcast.server.detached import DetachedConnection
 from jobcast.server.events import Event
 from jobcast.server.hub import Outbox, OutboxClosed
 from jobcast.server.websocket.frames import (
@@ -54,27 +55,21 @@ class Application(Protocol):
         """The connection is gone, however it ended; called once."""
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(DetachedConnection):
     """One connection, from the socket `detach` hands over to its end: the client's frames in,
     its messages to `app` one at a time, the outbox's events out, pings answered, and the close
     handshake either way."""
 
     __slots__ = (
-        "_closing",
         "_flush_handle",
         "_inbox",
-        "_paused",
         "_pinged",
         "_reader",
         "_reading_paused",
         "_task",
-        "_timer",
-        "_transport",
         "app",
         "inbox_limit",
-        "outbox",
         "sockets",
-        "write_timeout_s",
     )
 
     def __init__(
@@ -87,22 +82,16 @@ class WebSocket(asyncio.Protocol):
         inbox_limit: int,
         write_timeout_s: float,
     ) -> None:
+        super().__init__(outbox, write_timeout_s)
         self.app = app
-        self.outbox = outbox
         self.sockets = sockets
         self.inbox_limit = inbox_limit
-        self.write_timeout_s = write_timeout_s
         self._reader = FrameReader(max_message_bytes)
-        self._transport: asyncio.Transport | None = None
         self._inbox: deque[tuple[int, str | bytes]] | None = None  # only while messages wait
         self._task: asyncio.Task[None] | None = None
         self._flush_handle: asyncio.Handle | None = None
-        # Aborts the connection: a socket paused past write_timeout_s, or a close unanswered.
-        self._timer: asyncio.TimerHandle | None = None
-        self._paused = False
         self._reading_paused = False
         self._pinged = False  # a ping is out and nothing has come back since
-        self._closing = False  # our close frame is sent: nothing more is written
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -114,18 +103,11 @@ class WebSocket(asyncio.Protocol):
         outbox.on_close = self._outbox_closed
         self.sockets.add(self)
 
-    def eof_received(self) -> bool:
-        return False  # the client is gone without a close frame: close our side
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self.outbox.on_close = None
-        self.outbox.close("client gone")
-        self.outbox.on_queue = None
-        for handle in (self._flush_handle, self._timer):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._timer = None
+        super().connection_lost(exc)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self._inbox = None
         if self._task is not None:
             self._task.cancel()  # WebSockets owns it and awaits its end
@@ -137,9 +119,9 @@ class WebSocket(asyncio.Protocol):
         """Send a close frame and write nothing more; the connection ends when the client
         answers with its own, or after `write_timeout_s` if it does not."""
         transport = self._transport
-        if transport is None or self._closing:
+        if transport is None or self._ending:
             return
-        self._closing = True
+        self._ending = True
         self.outbox.on_close = None
         self.outbox.close("closing")
         transport.write(encode(CLOSE, close_payload(code, reason)))
@@ -149,22 +131,13 @@ class WebSocket(asyncio.Protocol):
         """Called by `WebSockets` every ping interval: a peer that sent nothing back since the
         last ping (not even its pong) is gone."""
         transport = self._transport
-        if transport is None or self._closing:
+        if transport is None or self._ending:
             return
         if self._pinged:
             transport.abort()
             return
         self._pinged = True
         transport.write(PING_FRAME)
-
-    def _arm_timer(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.write_timeout_s, self._give_up)
-
-    def _give_up(self) -> None:
-        self._timer = None
-        if self._transport is not None:
-            self._transport.abort()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -188,7 +161,7 @@ class WebSocket(asyncio.Protocol):
                 if opcode == CLOSE:
                     self._close_received(parse_close(payload))  # type: ignore[arg-type]
                     return
-                if self._closing:
+                if self._ending:
                     continue  # closing: what the client still sends is not handled
                 if opcode == PING:
                     transport.write(encode(PONG, payload))  # type: ignore[arg-type]
@@ -211,8 +184,8 @@ class WebSocket(asyncio.Protocol):
     def _close_received(self, code: int | None) -> None:
         transport = self._transport
         assert transport is not None
-        if not self._closing:
-            self._closing = True
+        if not self._ending:
+            self._ending = True
             self.outbox.on_close = None
             self.outbox.close("closing")
             transport.write(CLOSE_REPLY if code is None else encode(CLOSE, close_payload(code)))
@@ -256,7 +229,7 @@ class WebSocket(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_handle = None
         transport = self._transport
-        if transport is None or self._paused or self._closing:
+        if transport is None or self._paused or self._ending:
             return
         try:
             events = self.outbox.take_nowait()
@@ -271,18 +244,6 @@ class WebSocket(asyncio.Protocol):
     def _outbox_closed(self, reason: str) -> None:
         if reason == "overflow":
             self.close(TRY_AGAIN_LATER, "too slow; resume")
-
-    def pause_writing(self) -> None:
-        self._paused = True
-        if self._transport is not None:
-            self._arm_timer()
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._timer is not None and not self._closing:
-            self._timer.cancel()
-            self._timer = None
-        self._flush()
 
 
 class WebSockets:
