@@ -277,13 +277,17 @@ async def small_send_buffer(request: web.Request, handler: Any) -> web.StreamRes
     return await handler(request)
 
 
+def unkept_session(client: Any) -> aiohttp.ClientSession:
+    """A session to the test's server with no keep-alive: once answered, a request's connection
+    is gone, so that the server holds only the connections of streams."""
+    return aiohttp.ClientSession(str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True))
+
+
 async def submit_waiting_job(client: Any) -> dict[str, Any]:
     """A 5-step demo job (which waits: the test runs no worker), submitted over a connection that
-    then closes, so that the server is left holding only the connections the test opens next."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as once:
-        return await submit(
-            once, str(client.make_url("/api/jobs")), body={"kind": "demo", "params": {"steps": 5}}
-        )
+    then closes."""
+    async with unkept_session(client) as once:
+        return await submit(once, body={"kind": "demo", "params": {"steps": 5}})
 
 
 def stalled_socket(port: int, request: bytes) -> socket.socket:

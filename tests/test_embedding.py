@@ -9,7 +9,7 @@ from aiohttp import web
 from playwright.async_api import expect
 
 from jobcast.server.app import setup
-from tests.helpers import demo, get_json, read_sse, submit, wait_for
+from tests.helpers import demo, get_json, read_sse, submit, unkept_session, wait_for
 
 
 def host_app(settings) -> web.Application:
@@ -81,9 +81,7 @@ async def test_caught_up_streams_leave_the_host_servers_aiohttp_too(aiohttp_clie
 
     client = await aiohttp_client(host_app(settings))
     store = JobStore(redis, settings)
-    async with aiohttp.ClientSession(
-        str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True)
-    ) as session:
+    async with unkept_session(client) as session:
         job = await submit(session, "/jobs/api/jobs", body=demo(3, 5))  # no worker: it waits
         sse = await session.get(f"/jobs/api/jobs/{job['id']}/events")
         assert sse.headers["Connection"] == "close"

@@ -8,7 +8,7 @@ from typing import Any
 
 from jobcast.server.app import create_app
 from jobcast.server.keys import REDIS
-from tests.helpers import assert_contiguous, attempts, read_sse, submit, wait_for
+from tests.helpers import assert_contiguous, attempts, read_sse, submit, unkept_session, wait_for
 
 
 def check_demo_run(events: list[dict[str, Any]], steps: int) -> None:
@@ -229,7 +229,6 @@ async def test_a_caught_up_sse_stream_leaves_aiohttp_and_still_gets_everything(
     """Once caught up, an SSE stream is held on its socket without aiohttp (server/detached.py):
     aiohttp keeps no connection, request or task for it, and it still gets its heartbeats, every
     event, the terminal one, and then the end of the response."""
-    import aiohttp
 
     from jobcast.protocol import EventType
     from jobcast.store import JobStore
@@ -237,9 +236,7 @@ async def test_a_caught_up_sse_stream_leaves_aiohttp_and_still_gets_everything(
     store = JobStore(redis, settings)
     server = client.server.runner.server
     # No keep-alive: once answered, a request's connection is gone, and only streams could stay.
-    async with aiohttp.ClientSession(
-        str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True)
-    ) as session:
+    async with unkept_session(client) as session:
         job = await submit(session, body={"kind": "demo", "params": {"steps": 5}})  # no worker
         streams = [await session.get(f"/api/jobs/{job['id']}/events") for _ in range(3)]
         for response in streams:

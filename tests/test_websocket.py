@@ -12,7 +12,6 @@ import socket
 import struct
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -21,7 +20,14 @@ from jobcast.server.app import create_app
 from jobcast.server.keys import RELAY, STREAMS, WEBSOCKETS
 from jobcast.server.websocket.handshake import accept_key
 from jobcast.store import JobStore
-from tests.helpers import small_send_buffer, stalled_socket, submit, submit_waiting_job, wait_for
+from tests.helpers import (
+    small_send_buffer,
+    stalled_socket,
+    submit,
+    submit_waiting_job,
+    unkept_session,
+    wait_for,
+)
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -265,9 +271,7 @@ async def test_a_flood_of_messages_is_handled_in_order_with_none_lost(aiohttp_cl
 async def test_an_idle_websocket_leaves_aiohttp_and_still_gets_every_event(client, redis, settings) -> None:
     store = JobStore(redis, settings)
     server = client.server.runner.server
-    async with aiohttp.ClientSession(
-        str(client.make_url("")), connector=aiohttp.TCPConnector(force_close=True)
-    ) as session:
+    async with unkept_session(client) as session:
         job = await submit(session, body={"kind": "demo", "params": {"steps": 5}})  # no worker
         sockets = [await session.ws_connect("/api/ws") for _ in range(3)]
         for ws in sockets:
