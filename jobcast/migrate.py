@@ -2,7 +2,7 @@
 
 - Before 0.2 a waiting job sat in arq's queue (`JOBCAST_QUEUE_NAME`, default `jobcast:queue`), in
   a dispatch set and in a waiting set per priority.
-- Until 0.1 a job's history was a sorted set (`{P}:history:{id}`), and so was a feed's
+- Earlier versions kept a job's history as a sorted set (`{P}:history:{id}`), and a feed's too
   (`{P}:feed:history`, `{P}:owner-feed:{owner}:history`); they are now lists (`{P}:log:{id}`,
   `...:log`), which cost about 1.05 times their records' bytes instead of 1.6.
 
@@ -45,17 +45,21 @@ async def migrate_histories(store: JobStore) -> int:
     """Move every history kept as a sorted set (a job's, the dashboard feed's, an owner's feed)
     to its list; how many records moved."""
     keys = store.keys
-    job_prefix = keys.old_history("")
-    feeds = (keys.feed(), keys.feed("*"))  # the dashboard's; every owner's, as a pattern
+    job_prefix, owner_prefix = keys.old_history(""), keys.feed("").channel
+    owner_suffix = keys.old_feed_history("").removeprefix(owner_prefix)
+
+    def new_name(old: str) -> str:
+        if old.startswith(job_prefix):
+            return keys.history(old.removeprefix(job_prefix))
+        if old.startswith(owner_prefix):
+            return keys.feed(old.removeprefix(owner_prefix).removesuffix(owner_suffix)).history
+        return keys.feed().history
+
     moved = 0
-    for pattern in (job_prefix + "*", *(f"{feed.channel}:history" for feed in feeds)):
+    for pattern in (keys.old_history("*"), keys.old_feed_history(), keys.old_feed_history("*")):
         async for raw in store.redis.scan_iter(match=pattern, count=1000, _type="zset"):
             old = raw.decode()
-            if old.startswith(job_prefix):
-                new = keys.history(old[len(job_prefix) :])
-            else:
-                new = old.removesuffix(":history") + ":log"  # as FeedKeys names it
-            answer = await store.scripts.call("migrate_history", {"old": old, "history": new})
+            answer = await store.scripts.call("migrate_history", {"old": old, "history": new_name(old)})
             moved += answer["moved"]
     if moved:
         log.info("moved %d history records from sorted sets to lists", moved)

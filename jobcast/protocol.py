@@ -79,6 +79,11 @@ class Keys:
         it)."""
         return f"{self.prefix}:history:{job_id}"
 
+    def old_feed_history(self, owner: str | None = None) -> str:
+        """Where earlier versions kept a feed's history, a sorted set (jobcast/migrate.py moves
+        it)."""
+        return f"{self.feed(owner).channel}:history"
+
     def channel(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"
 

@@ -65,6 +65,7 @@ class Status(StrEnum):
 def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
     """The deployment's layout table (ARGV[1] of every script)."""
     priorities = [p.value for p in Priority]  # in dispatch order: highest first
+    owner_feed = keys.feed("")  # an owner's feed's keys are these with the owner after the channel
     return {
         "priorities": priorities,
         "queues": {p: keys.queue(p) for p in priorities},
@@ -73,10 +74,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "job_prefix": keys.job(""),
         "history_prefix": keys.history(""),
         "channel_prefix": keys.channel(""),
-        "owner_feed_prefix": keys.feed("").channel,
-        # An owner's feed's history and position: its channel, then these (protocol.Keys.feed).
-        "owner_feed_history_suffix": keys.feed("").history.removeprefix(keys.feed("").channel),
-        "owner_feed_position_suffix": keys.feed("").position.removeprefix(keys.feed("").channel),
+        "owner_feed_prefix": owner_feed.channel,
+        "owner_feed_history_suffix": owner_feed.history.removeprefix(owner_feed.channel),
+        "owner_feed_position_suffix": owner_feed.position.removeprefix(owner_feed.channel),
         "paused": keys.paused,
         "parked_prefix": keys.parked(""),
         "owner_waiting": keys.owner_waiting,

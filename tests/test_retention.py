@@ -159,14 +159,12 @@ async def test_histories_an_earlier_version_kept_as_sorted_sets_move_to_lists(re
     # An owner's feed as it was (the dashboard's own has a list already: its old one goes).
     owner_feed = store.keys.feed("alice").history
     feed_records = [b"1\nqueued\nj1\n1a2b\n{}", b"2\nstarted\nj1\n1a2b\n{}"]
-    await redis.zadd(
-        owner_feed.removesuffix(":log") + ":history", {r: i for i, r in enumerate(feed_records, 1)}
-    )
-    await redis.zadd(store.keys.feed().history.removesuffix(":log") + ":history", {b"1\nqueued\nj\ne\n{}": 1})
+    await redis.zadd(store.keys.old_feed_history("alice"), {r: i for i, r in enumerate(feed_records, 1)})
+    await redis.zadd(store.keys.old_feed_history(), {b"1\nqueued\nj\ne\n{}": 1})
 
     assert await migrate_histories(store) == len(records) + len(feed_records)
     assert await redis.lrange(owner_feed, 0, -1) == feed_records
-    assert not await redis.exists(store.keys.feed().history.removesuffix(":log") + ":history")
+    assert not await redis.exists(store.keys.old_feed_history())
     assert await redis.lrange(store.keys.history(moved_job), 0, -1) == records
     assert 3500 < await redis.ttl(store.keys.history(moved_job)) <= 3600
     assert not await redis.exists(old, store.keys.old_history(both))
