@@ -11,7 +11,6 @@ harmed.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ from jobcast.errors import QuotaExceeded
 from jobcast.janitor import forget_finished
 from jobcast.kind import JobContext, Kind, PermanentError
 from jobcast.listing import list_jobs
-from jobcast.protocol import TERMINAL_STATES, Priority, State
+from jobcast.protocol import TERMINAL_STATES, Priority, State, new_job_id
 from jobcast.storage import Storage
 from jobcast.store import JobStore, Submission, SubmitRefused
 
@@ -160,7 +159,7 @@ class BulkActions:
                 continue
             cost = kind.estimated_cost(kind.params.model_validate(old["params"]))
             submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost)
-            new_id = uuid.uuid4().hex
+            new_id = new_job_id()
             if kind.takes_upload:
                 copied.append(new_id)
                 await self.storage.copy_uploads(old["id"], new_id)

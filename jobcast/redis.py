@@ -11,10 +11,13 @@ to a primary that was demoted (it answers READONLY) is dropped and made again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff
@@ -72,6 +75,31 @@ class SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
     `max_connections` a command waits for a free connection instead of failing."""
 
 
+class HiredisPacking(AbstractConnection):
+    """Commands packed by hiredis (C) rather than redis-py's asyncio connection, which packs in
+    Python even where hiredis is installed: a batch of submissions sends thousands of arguments,
+    and packing them was a tenth of the web's CPU. The bytes are the same."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        # As redis-py does: a command name given with its subcommand (`CONFIG GET`) is two arguments.
+        if isinstance(first, str | bytes) and first.split() != [first]:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:  # a value Redis takes no text for: redis-py's own error says which
+            return super().pack_command(*args)
+
+
+@cache
+def _packing_with_hiredis(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    return type(connection_class.__name__, (HiredisPacking, connection_class), {})
+
+
+def _pack_with_hiredis(pool: ConnectionPool) -> None:
+    pool.connection_class = _packing_with_hiredis(pool.connection_class)
+
+
 def create_redis(
     url: str, *, retries: int = 3, max_connections: int = 64, pool_timeout_s: float = 5.0
 ) -> ArqRedis:
@@ -102,6 +130,7 @@ def create_redis(
     target = sentinel_target(url)
     if target is None:
         pool = BlockingConnectionPool.from_url(url, **options)
+        _pack_with_hiredis(pool)
         # The client owns the pool: closing the client closes its connections.
         return cast(ArqRedis, ArqRedis.from_pool(pool))  # from_pool builds `cls`
     client = target.manager().master_for(
@@ -113,4 +142,5 @@ def create_redis(
         password=target.password,
         **options,
     )
+    _pack_with_hiredis(client.connection_pool)
     return cast(ArqRedis, client)

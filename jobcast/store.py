@@ -12,7 +12,8 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -28,6 +29,7 @@ from jobcast.protocol import (
     State,
     dumps,
     epoch_ms,
+    event_head,
     event_template,
     isoformat,
     loads,
@@ -264,6 +266,28 @@ class CancelOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """What a job submitted at some moment, to start after some delay, is created with: its
+    times, and its `queued` event's JSON after the seq."""
+
+    created_at: str
+    run_at: str | None
+    ready_ms: int
+    tail: str
+
+
+@lru_cache(maxsize=64)
+def _queued(created: datetime, delay_s: float) -> Queued:
+    # Cached: a batch's jobs share their moment, and mostly their delay.
+    run_at = created + timedelta(seconds=delay_s)
+    created_at = isoformat(created)
+    due = isoformat(run_at) if delay_s else None
+    extra = {"run_at": due} if due else None
+    _, tail = event_template("", EventType.QUEUED, attempt=0, ts=created_at, extra=extra)
+    return Queued(created_at, due, epoch_ms(run_at), text(tail))
+
+
+@dataclass(frozen=True, slots=True)
 class CreateCall:
     """One submission as the create script takes it, and how to read its answer."""
 
@@ -458,23 +482,21 @@ class JobStore:
         request_id: str | None = None,
         owner: str | None = None,
         submitted_by: str | None = None,
+        created: datetime | None = None,
     ) -> CreateCall:
-        """The create script's keys and arguments for one submission."""
-        created = utcnow()
-        run_at = created + timedelta(seconds=submission.delay_s)
-        ready_ms = epoch_ms(run_at)
-        ts = isoformat(created)
-        extra = {"run_at": isoformat(run_at)} if submission.delay_s else None
-        head, tail = event_template(job_id, EventType.QUEUED, attempt=0, ts=ts, extra=extra)
+        """The create script's keys and arguments for one submission, made at `created` (now by
+        default; a batch's jobs share the moment they came)."""
+        queued = _queued(created or utcnow(), submission.delay_s)
+        params = dumps(submission.params)
         record: dict[str, Any] = {
             "kind": submission.kind,
-            "params": dumps(submission.params),
+            "params": params,
             "priority": submission.priority.value,
             "max_attempts": submission.max_attempts,
-            "created_at": ts,
+            "created_at": queued.created_at,
         }
         optional = {
-            "run_at": isoformat(run_at) if submission.delay_s else None,
+            "run_at": queued.run_at,
             "retry_of": retry_of,
             "request_id": request_id,
             "owner": owner,
@@ -488,10 +510,11 @@ class JobStore:
             "id": job_id,
             "kind": submission.kind,
             "priority": submission.priority.value,
-            "ready_ms": ready_ms,
-            "head": text(head),
-            "tail": text(tail),
-            "record": [as_text(v) for pair in record.items() for v in pair],
+            "ready_ms": queued.ready_ms,
+            "head": text(event_head(job_id)),
+            "tail": queued.tail,
+            "params": text(params),
+            "record": [as_text(v) for pair in record.items() if pair[0] != "params" for v in pair],
         }
         fingerprint = None
         if idempotency_key is not None:

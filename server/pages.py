@@ -4,7 +4,6 @@ the same JS client as any other frontend (static/jobcast.js)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from yarl import URL
 
 from jobcast.listing import BadCursor, ids_starting_with, list_jobs
-from jobcast.protocol import Priority, State, loads, split_record
+from jobcast.protocol import Priority, State, loads, new_job_id, split_record
 from jobcast.server.api import JOB_ID, load_snapshot
 from jobcast.server.auth import csrf_token, owner_for, principal
 from jobcast.server.control import cancel_job
@@ -187,7 +186,7 @@ async def index(request: web.Request) -> web.Response:
 async def submit_form(request: web.Request) -> web.Response:
     """The dashboard's form, posted by a browser (HTML answers) or by its JS (`Accept: JSON`)."""
     app = request.app
-    job_id = uuid.uuid4().hex
+    job_id = new_job_id()
     fields: dict[str, str] = {}
     try:
         async with discard_files_unless_created(app, job_id):

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import math
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobcast.bulk import without_bulk
 from jobcast.files import safe_name
 from jobcast.kind import Kind
-from jobcast.protocol import Priority, dumps, loads
+from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
 from jobcast.server.api import JOB_ID, json_response, load_snapshot, read_json
 from jobcast.server.auth import OWNER, owner_for
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
@@ -41,12 +40,16 @@ from jobcast.server.request_ids import current_request_id
 from jobcast.server.schemas import BatchAnswer, JobSnapshot
 from jobcast.store import (
     AlreadyRetried,
+    CreateCall,
     IdempotentReplay,
+    JobStore,
     NotRetryable,
     RateLimited,
     Submission,
+    SubmitRefused,
     TooManyWaiting,
 )
+from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -165,7 +168,7 @@ async def submit(
     owner mode), or answer with the right problem (409, 422, 429,
     503)."""
     store = app[STORE]
-    job_id = job_id or uuid.uuid4().hex
+    job_id = job_id or new_job_id()
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
@@ -420,7 +423,7 @@ async def submit_job(request: web.Request) -> web.Response:
         return (
             await submit(request.app, submission, key=key, owner=owner_for(request, body.owner))
         ).response()
-    job_id = uuid.uuid4().hex
+    job_id = new_job_id()
     async with discard_files_unless_created(request.app, job_id):
         body = await read_multipart(request, job_id)
         submission = validate(request.app, body)
@@ -459,7 +462,7 @@ async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
     cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
     submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost)
-    job_id = uuid.uuid4().hex
+    job_id = new_job_id()
     async with discard_files_unless_created(app, job_id):
         if kind.takes_upload:
             await app[STORAGE].copy_uploads(old["id"], job_id)
@@ -527,35 +530,80 @@ async def submit_batch(request: web.Request) -> web.Response:
     if len(items) > limit:
         raise Problem(413, f"at most {limit} jobs in one batch", slug="payload-too-large")
     results: list[dict[str, Any] | None] = [None] * len(items)
-    calls, places = [], []
-    store = request.app[STORE]
-    # Whether a worker serves each kind, asked once per kind for the whole batch.
-    served: dict[str, dict[str, list[str]] | None] = {}
-    for index, raw in enumerate(items):
-        if index and index % YIELD_EVERY == 0:
-            # Checking a thousand items takes tens of milliseconds of CPU: let the loop serve
-            # the other connections (streams, and this batch's own writes to Redis) meanwhile.
-            await asyncio.sleep(0)
-        try:
-            owner, submitted_by, item, submission = await _batch_item(request, raw, served)
-        except Problem as problem:
-            results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
-            continue
-        call = store.create_call(
-            uuid.uuid4().hex,
-            submission,
-            idempotency_key=item.idempotency_key,
-            request_id=current_request_id.get(),
-            owner=owner,
-            submitted_by=submitted_by,
-        )
-        calls.append(call)
-        places.append(index)
-    outcomes = await store.create_many(calls) if calls else []
-    for index, outcome in zip(places, outcomes, strict=True):
+    async with BatchWriter(request.app[STORE]) as writer:
+        received = utcnow()
+        ids = new_job_ids(len(items))
+        # Whether a worker serves each kind, asked once per kind for the whole batch.
+        served: dict[str, dict[str, list[str]] | None] = {}
+        for index, raw in enumerate(items):
+            if index and index % YIELD_EVERY == 0:
+                # Checking a thousand items takes tens of milliseconds of CPU: let the loop serve
+                # the other connections (streams, and this batch's own writes to Redis) meanwhile.
+                await asyncio.sleep(0)
+            try:
+                owner, submitted_by, item, submission = await _batch_item(request, raw, served)
+            except Problem as problem:
+                results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
+                continue
+            call = writer.store.create_call(
+                ids[index],
+                submission,
+                idempotency_key=item.idempotency_key,
+                request_id=current_request_id.get(),
+                owner=owner,
+                submitted_by=submitted_by,
+                created=received,
+            )
+            await writer.add(index, call)
+    for index, outcome in writer.outcomes:
         results[index] = await _batch_outcome(request.app, index, outcome)
     created = sum(1 for r in results if r is not None and r["status"] == 202)
     return json_response({"results": results, "created": created})
+
+
+class BatchWriter:
+    """Writes a batch's jobs to Redis a chunk (`create_chunk_jobs`) at a time, in order, while the
+    next chunk is checked: Redis works on one part of the batch while the web checks the next,
+    instead of each waiting for the other to finish the whole batch. `outcomes`: each item's
+    (index, snapshot or SubmitRefused), once the block is left."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+        self.outcomes: list[tuple[int, dict[str, Any] | SubmitRefused]] = []
+        self._chunk = store.settings.create_chunk_jobs
+        self._calls: list[CreateCall] = []
+        self._places: list[int] = []
+        # The chunk being written: at most one at a time, so the jobs are created in the
+        # batch's order (their places in the queue, and the waiting limit's count, follow it).
+        self._writing: asyncio.Task[None] | None = None
+
+    async def add(self, index: int, call: CreateCall) -> None:
+        self._calls.append(call)
+        self._places.append(index)
+        if len(self._calls) >= self._chunk:
+            await self._write()
+
+    async def _write(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing  # its error, if any, is the batch's
+        calls, places = self._calls, self._places
+        self._calls, self._places = [], []
+        if calls:
+            self._writing = asyncio.create_task(self._create(calls, places))
+
+    async def _create(self, calls: list[CreateCall], places: list[int]) -> None:
+        self.outcomes.extend(zip(places, await self.store.create_many(calls), strict=True))
+
+    async def __aenter__(self) -> BatchWriter:
+        return self
+
+    async def __aexit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            await self._write()
+            await self._write()  # waits for the last chunk, and has nothing more to start
+        elif self._writing is not None:
+            await cancel_and_wait(self._writing)
 
 
 async def _batch_item(

@@ -107,3 +107,21 @@ async def test_each_answer_is_the_snapshot_the_job_then_has(client) -> None:
     retried = await post_json(client, f"/api/jobs/{single['id']}/retry", status=202)
     assert retried["retry_of"] == single["id"]
     assert await get_json(client, f"/api/jobs/{retried['id']}") == retried
+
+
+async def test_a_batch_written_in_chunks_keeps_its_order_and_its_limits(aiohttp_client, settings) -> None:
+    """Chunks go to Redis while the next are checked, one at a time: the jobs are created in the
+    batch's order, and the waiting limit counts the earlier chunks' jobs."""
+    from jobcast.server.app import create_app
+
+    app = create_app(settings.model_copy(update={"create_chunk_jobs": 2, "max_waiting_jobs": 5}))
+    client = await aiohttp_client(app)
+    items = [demo(n, 1) | {"priority": ("high", "low")[n % 2]} for n in range(1, 8)]
+    answer = await batch(client, items)
+    assert [r["status"] for r in answer["results"]] == [202] * 5 + [429] * 2
+    created = [r["job"] for r in answer["results"][:5]]
+    assert [job["params"]["steps"] for job in created] == [1, 2, 3, 4, 5]
+    listed = (await get_json(client, "/api/jobs"))["jobs"]  # newest first
+    assert [job["id"] for job in reversed(listed)] == [job["id"] for job in created]
+    for job in created:
+        assert await get_json(client, f"/api/jobs/{job['id']}") == job

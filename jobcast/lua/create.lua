@@ -8,20 +8,23 @@
 --   for a later time; 0: none), owner_limit (an owner's waiting jobs, due or delayed; 0: none),
 --   rate_limit (an owner's submissions per minute; 0: none), cost_budget (the CPU-seconds an
 --   owner's submissions may be estimated to cost per hour; 0: none).
--- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
+-- Each A.jobs item (its arguments alike in every item come once, as A.common) names its keys (`keys`, taken from KEYS in order, item after item):
 --   job, history, channel, kind_index; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
 -- and holds: id, kind, priority, ready_ms, head and tail (its `queued` event's JSON around the
---   seq, for `publish`), record (field/value pairs), and when they apply: fingerprint (with an
+--   seq, for `publish`), params (JSON), record (the other field/value pairs), and when they
+--   apply: fingerprint (with an
 --   idempotency key), owner, cost (its estimated CPU-seconds).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
 -- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
 -- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).
 
 -- Jobs waiting in every queue, due now (false) or delayed (true): counted once a call, then kept.
+-- Counted before the call creates any job of that kind (the limit is the call's, so the first
+-- such item asks), whose place in its queue is only written at the end (a deferred ZADD).
 local waiting_counts = {}
 local function waiting(delayed)
   if waiting_counts[delayed] == nil then
@@ -95,12 +98,12 @@ local function create(K, J)
   local id, ready_ms = J.id, J.ready_ms
   count_waiting({owner = J.owner, kind = J.kind, priority = J.priority}, 1)
   local score = index_score()
-  redis.call('ZADD', L.index_all, score, id)
-  redis.call('ZADD', L.index_ids, 0, id)
-  redis.call('ZADD', K.kind_index, score, id)
-  if K.owner_index then redis.call('ZADD', K.owner_index, score, id) end
-  if K.via_index then redis.call('ZADD', K.via_index, score, id) end
-  redis.call('ZADD', L.state_index[L.state.queued], score, id)
+  zadd(L.index_all, score, id)
+  zadd(L.index_ids, 0, id)
+  zadd(K.kind_index, score, id)
+  if K.owner_index then zadd(K.owner_index, score, id) end
+  if K.via_index then zadd(K.via_index, score, id) end
+  zadd(L.state_index[L.state.queued], score, id)
   -- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
   -- jobs, due at scattered times, take a plain counter as their fraction.
   local queue_score
@@ -109,13 +112,13 @@ local function create(K, J)
   else
     queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
   end
-  redis.call('ZADD', L.queues[J.priority], queue_score, id)
+  zadd(L.queues[J.priority], queue_score, id)
   -- The record is written by the event's own HSET (with the state and seq the event gives it),
   -- so publish has nothing to read first.
-  local fields = {'attempt', 0}
+  local fields = {'attempt', 0, 'params', J.params}
   for _, v in ipairs(J.record) do fields[#fields + 1] = v end
   local seq = publish(K, {
-    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1,
+    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1, new_job = true,
     fields = fields, known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0'},
   })
   if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
@@ -135,7 +138,10 @@ local offset = 0
 -- The indexes this call's jobs went into, trimmed once at the end.
 local trimmed = {[L.index_all] = true}
 local PER_JOB_INDEXES = {'kind_index', 'owner_index', 'via_index'}
+-- Arguments every item of the call has alike come once, in A.common (jobcast/scripts.py `factor`).
+local COMMON = {__index = A.common}
 for i, item in ipairs(A.jobs) do
+  setmetatable(item, COMMON)
   local keys = {}
   for j, name in ipairs(item.keys) do keys[name] = KEYS[offset + j] end
   offset = offset + #item.keys
@@ -153,9 +159,7 @@ if created > 0 then
   -- Indexes forget jobs older than the retention (their records have expired by then).
   local horizon = '(' .. (NOW_MS - L.retention_s * 1000)
   local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)
-  for i = 1, #expired, 1000 do  -- unpack takes a bounded number of values at a time
-    redis.call('ZREM', L.index_ids, unpack(expired, i, math.min(i + 999, #expired)))
-  end
+  call_in_chunks('ZREM', L.index_ids, expired)
   for key in pairs(trimmed) do redis.call('ZREMRANGEBYSCORE', key, '-inf', horizon) end
   for state in pairs(L.terminal) do
     redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)

@@ -2,13 +2,42 @@
 -- cancel; jobcast/scripts.py). Kept apart so that the other scripts' layout holds none of what
 -- these read.
 
--- A script that writes many events (a batch of creates) defers what only needs its final value:
--- the clocks, the kinds' waiting counts (the dashboard's; an owner's count is read for its limit
--- within the batch, so it is never deferred) and the feeds' trims. It calls defer_writes() first
--- and flush_writes() before it returns; a script that does neither writes each at once.
+-- A script that writes many events (a batch of creates) defers what only needs its final value or
+-- can be written in one command for all its jobs: the clocks, the kinds' waiting counts (the
+-- dashboard's; an owner's count is read for its limit within the batch, so it is never
+-- deferred), the feeds' seqs, records and trims, and the sorted-set entries it adds (one ZADD
+-- per key rather than one per job: each command a script calls costs Redis more than the entry
+-- it adds). It calls defer_writes() first and flush_writes() before it returns; a script that does
+-- neither writes each at once. Nothing it defers is read back before the flush.
 local DEFER = nil
 local function defer_writes()
-  DEFER = {clocks = {}, kind_waiting = {}, trims = {}}
+  DEFER = {clocks = {}, kind_waiting = {}, zadds = {}, zadd_keys = {}, feeds = {}, feed_keys = {}}
+end
+
+-- Redis takes this many values a command from a script at most (unpack's own bound is 8,000).
+local ARGS_PER_CALL = 2000
+
+-- Call `command` on `key` with `values` (a flat list), as few times as the bound allows.
+local function call_in_chunks(command, key, values)
+  for i = 1, #values, ARGS_PER_CALL do
+    redis.call(command, key, unpack(values, i, math.min(i + ARGS_PER_CALL - 1, #values)))
+  end
+end
+
+-- Add `member` to sorted set `key` with `score`, now or (deferred) with the call's others.
+local function zadd(key, score, member)
+  if not DEFER then
+    redis.call('ZADD', key, score, member)
+    return
+  end
+  local pending = DEFER.zadds[key]
+  if not pending then
+    pending = {}
+    DEFER.zadds[key] = pending
+    DEFER.zadd_keys[#DEFER.zadd_keys + 1] = key  -- in order: the same writes every run
+  end
+  pending[#pending + 1] = score
+  pending[#pending + 1] = member
 end
 
 -- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
@@ -80,8 +109,26 @@ end
 -- FLUSHALL): the new epoch then tells a client that its feed id belongs to a history that no
 -- longer exists. Readers create the epoch the same way (HSETNX).
 local EPOCHS = {}  -- a feed's epoch, once read in this call
+-- Deferred: a feed's seq and records so far in this call, written once at the flush.
+local function deferred_feed(f)
+  local pending = DEFER.feeds[f.position]
+  if not pending then
+    pending = {f = f, seq = tonumber(redis.call('HGET', f.position, 'seq') or '0'), records = {}}
+    DEFER.feeds[f.position] = pending
+    DEFER.feed_keys[#DEFER.feed_keys + 1] = f.position
+  end
+  return pending
+end
+
 local function feed_append(f, etype, id, json)
-  local fseq = redis.call('HINCRBY', f.position, 'seq', 1)
+  local pending = DEFER and deferred_feed(f)
+  local fseq
+  if pending then
+    fseq = pending.seq + 1
+    pending.seq = fseq
+  else
+    fseq = redis.call('HINCRBY', f.position, 'seq', 1)
+  end
   local epoch = EPOCHS[f.position] or redis.call('HGET', f.position, 'epoch')
   if not epoch then
     epoch = string.format('%x', NOW_MS)
@@ -92,14 +139,14 @@ local function feed_append(f, etype, id, json)
     .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
   -- A list, as a job's history is (see publish below): consecutive feed seqs, trimmed from the
   -- oldest.
-  redis.call('RPUSH', f.history, frecord)
-  if DEFER then
-    DEFER.trims[f.history] = true
+  if pending then
+    pending.records[#pending.records + 1] = frecord
   else
+    redis.call('RPUSH', f.history, frecord)
     redis.call('LTRIM', f.history, -L.history_max, -1)
+    if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
   end
   redis.call('PUBLISH', f.channel, frecord)
-  if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
 end
 
 local function flush_writes()
@@ -112,8 +159,14 @@ local function flush_writes()
       redis.call('HDEL', L.kind_waiting, field)
     end
   end
-  for history in pairs(DEFER.trims) do
-    redis.call('LTRIM', history, -L.history_max, -1)
+  for _, key in ipairs(DEFER.zadd_keys) do call_in_chunks('ZADD', key, DEFER.zadds[key]) end
+  for _, position in ipairs(DEFER.feed_keys) do
+    local pending = DEFER.feeds[position]
+    local f = pending.f
+    redis.call('HSET', position, 'seq', pending.seq)
+    call_in_chunks('RPUSH', f.history, pending.records)
+    redis.call('LTRIM', f.history, -L.history_max, -1)
+    if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
   end
   DEFER = nil
 end
@@ -169,12 +222,14 @@ local function publish(k, e)
   redis.call('HSET', k.job, unpack(writes))
   if e.state ~= state then
     redis.call('ZREM', L.state_index[state], e.id)
-    redis.call('ZADD', L.state_index[e.state], index_score(), e.id)
+    zadd(L.state_index[e.state], index_score(), e.id)
     if is_waiting(state) ~= is_waiting(e.state) then
       count_waiting(job, is_waiting(e.state) and 1 or -1)
     end
   end
-  redis.call('PUBLISH', k.channel, record)
+  -- Nobody can be subscribed to a job created by this call: its id was made for it, and a
+  -- watcher's subscription waits for the job to exist.
+  if not e.new_job then redis.call('PUBLISH', k.channel, record) end
   -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).
   -- State changes get a feed seq and a place in the feed's history (for resuming); progress is
   -- live only (it is superseded anyway).

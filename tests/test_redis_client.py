@@ -1,0 +1,45 @@
+"""The Redis client jobcast makes (jobcast/redis.py): commands packed by hiredis, the same bytes
+redis-py would send, and its errors for values Redis takes no text for."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from jobcast.protocol import new_job_id, new_job_ids
+from jobcast.redis import HiredisPacking, create_redis
+
+
+def test_commands_are_packed_as_redis_py_packs_them() -> None:
+    # No connection is made: the pool only names the class its connections will be.
+    ours = create_redis("redis://127.0.0.1:1").connection_pool.connection_class()
+    assert isinstance(ours, HiredisPacking)
+    for args in [
+        ("HSET", "key", "é", b"\x00bytes", 7, -(2**63), 0.1, 1e20, 3.0, "x" * 100_000),
+        ("CONFIG GET", "maxmemory"),  # a command given with its subcommand: two arguments
+    ]:
+        assert b"".join(ours.pack_command(*args)) == b"".join(Connection().pack_command(*args))
+
+
+async def test_the_client_talks_to_redis_and_refuses_what_redis_py_refuses(settings) -> None:
+    client = create_redis(settings.redis_url, retries=0)
+    try:
+        await client.hset("jobcast-test:packing", mapping={"a": "é", "b": 2})
+        assert await client.hgetall("jobcast-test:packing") == {b"a": "é".encode(), b"b": b"2"}
+        assert (await client.config_get("maxmemory-policy"))["maxmemory-policy"]  # a two-word command
+        with pytest.raises(DataError):
+            await client.set("jobcast-test:bool", True)  # type: ignore[arg-type]
+    finally:
+        await client.delete("jobcast-test:packing")
+        await client.aclose()
+
+
+def test_job_ids_are_random_version_4_uuids() -> None:
+    ids = [*new_job_ids(1000), new_job_id()]
+    assert len(set(ids)) == len(ids)
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert parsed.hex == job_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
