@@ -151,6 +151,8 @@ def factor(items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, 
     """The arguments every item has alike, and each item without them: a batch script reads an
     item's missing argument from the common ones (see create.lua). A batch's jobs mostly differ
     only in their ids and params; sent whole, Redis would decode the rest a thousand times."""
+    if len(items) < 2:
+        return {}, items
     common = {
         name: value
         for name, value in items[0].items()

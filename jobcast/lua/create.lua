@@ -132,7 +132,8 @@ local function create(K, J)
   return {status = S.created, seq = seq}
 end
 
-defer_writes()
+-- One job has nothing to gather: deferring would only add the bookkeeping.
+if #A.jobs > 1 then defer_writes() end
 local answers, created = {}, 0
 local offset = 0
 -- The indexes this call's jobs went into, trimmed once at the end.
