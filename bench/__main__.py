@@ -86,6 +86,7 @@ def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: P
         results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)
     if "intake" in only:
         results["intake"] = intake.intake(redis, workload.intake_seconds)
+        results["create_script"] = intake.create_script(redis, workload.create_batches)
     if "frames" in only:
         results["frames"] = frames.dashboard_frames(
             redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds

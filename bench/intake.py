@@ -23,8 +23,10 @@ import orjson
 from bench import processes
 from bench.machine import cpu_seconds
 from jobcast.embedded_redis import RedisProcess
-from jobcast.protocol import Keys
+from jobcast.protocol import Keys, new_job_ids, utcnow
 from jobcast.redis import create_redis
+from jobcast.settings import Settings
+from jobcast.store import JobStore, Submission
 from jobcast.tasks import cancel_and_wait
 
 BODY = {"kind": "demo", "params": {"steps": 1, "step_ms": 0}}
@@ -149,6 +151,56 @@ def _measure(
         "redis_cpu_us_per_job": round(redis_cpu / max(created, 1) * 1e6, 1),
         "redis_commands": _redis_time(commands, asyncio.run(_commandstats(redis.url)), created),
     }
+
+
+async def _script_times(url: str, batches: int, emptied: bool) -> dict[str, Any]:
+    client = create_redis(url, retries=0)
+    store = JobStore(client, Settings(redis_url=url, key_prefix=PREFIX, max_waiting_jobs=0))
+    submission = Submission("demo", BODY["params"], max_attempts=3)
+    config = await client.config_get("slowlog-*")
+    per_job: list[float] = []
+    try:
+        await client.flushdb()
+        # The script calls take milliseconds; the commands they run, microseconds: only the calls.
+        await client.config_set("slowlog-log-slower-than", 500)
+        await client.config_set("slowlog-max-len", 1000)
+        for _ in range(batches):
+            if emptied:
+                await client.flushdb()
+            received = utcnow()
+            calls = [store.create_call(job_id, submission, created=received) for job_id in new_job_ids(1000)]
+            await client.slowlog_reset()
+            await store.create_many(calls)
+            per_job += [
+                entry["duration"] / store.settings.create_chunk_jobs
+                for entry in await client.slowlog_get(1000)
+                if entry["command"].upper().startswith(b"EVALSHA")
+            ]
+    finally:
+        await client.config_set("slowlog-log-slower-than", config["slowlog-log-slower-than"])
+        await client.config_set("slowlog-max-len", config["slowlog-max-len"])
+        await client.flushdb()
+        await client.aclose()
+    per_job.sort()
+    return {
+        "redis": "emptied before each batch" if emptied else "accumulating",
+        "jobs": batches * 1000,
+        "script_calls": len(per_job),
+        "script_us_per_job": {
+            "min": round(per_job[0], 1),
+            "p10": round(per_job[len(per_job) // 10], 1),
+            "median": round(per_job[len(per_job) // 2], 1),
+        },
+    }
+
+
+def create_script(redis: RedisProcess, batches: int) -> list[dict[str, Any]]:
+    """The create script's own time per job, as Redis times its calls (SLOWLOG), for `batches`
+    batches of 1,000 written by `JobStore.create_many` (the batch endpoint's path): on a Redis
+    emptied before each batch, and on one where they accumulate (larger indexes, a keyspace
+    that keeps growing). Redis's own timing leaves out the client and the network, and on a noisy
+    machine moves less than throughput: the median and the fastest tenth compare two builds."""
+    return [asyncio.run(_script_times(redis.url, batches, emptied)) for emptied in (True, False)]
 
 
 def intake(redis: RedisProcess, seconds: float, batch: int = 1000) -> list[dict[str, Any]]:

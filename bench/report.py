@@ -259,6 +259,12 @@ def intake_lines(results: dict[str, Any]) -> list[str]:
             f"{r['redis_cpu_share']:>11.0%} {r['load_cpu_share']:>10.0%} {r['web_cpu_us_per_job']:>11} "
             f"{r['redis_cpu_us_per_job']:>13} {r['refused_requests']:>8}"
         )
+    for r in results.get("create_script", []):
+        t = r["script_us_per_job"]
+        lines.append(
+            f"create script, batches of 1,000 ({r['redis']}): {t['median']} µs a job median, "
+            f"{t['p10']} fastest tenth, {t['min']} min ({r['script_calls']} calls)"
+        )
     return lines
 
 

@@ -53,6 +53,8 @@ class Workload:
     frame_seconds: float = 10.0
     # HTTP intake: single submissions and batches, for this long each.
     intake_seconds: float = 5.0
+    # The create script's own time: this many batches of 1,000, on an emptied Redis and accumulating.
+    create_batches: int = 50
     # Fan-out saturation (bench/saturation.py): event rates stepped through, this long each.
     saturation_rates: tuple[float, ...] = (4000.0, 8000.0, 12000.0, 16000.0, 20000.0, 24000.0)
     saturation_seconds: float = 5.0
@@ -81,6 +83,7 @@ QUICK = Workload(
     frame_live=5,
     frame_seconds=1.0,
     intake_seconds=0.5,
+    create_batches=2,
     saturation_rates=(100.0, 200.0),
     saturation_seconds=0.5,
 )

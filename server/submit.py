@@ -584,13 +584,21 @@ class BatchWriter:
             await self._write()
 
     async def _write(self) -> None:
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            await writing  # its error, if any, is the batch's
+        await self._wait()
         calls, places = self._calls, self._places
         self._calls, self._places = [], []
         if calls:
             self._writing = asyncio.create_task(self._create(calls, places))
+
+    async def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        try:
+            await writing  # its error, if any, is the batch's
+        except asyncio.CancelledError:
+            await cancel_and_wait(writing)  # the request was cancelled, and with it the write
+            raise
 
     async def _create(self, calls: list[CreateCall], places: list[int]) -> None:
         self.outcomes.extend(zip(places, await self.store.create_many(calls), strict=True))
@@ -601,8 +609,8 @@ class BatchWriter:
     async def __aexit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if error_type is None:
             await self._write()
-            await self._write()  # waits for the last chunk, and has nothing more to start
-        elif self._writing is not None:
+            await self._wait()
+        elif self._writing is not None:  # the batch failed while a chunk was being written
             await cancel_and_wait(self._writing)
 
 

@@ -81,6 +81,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert [row["mode"] for row in results["intake"]] == ["single", "batch of 1000"]
     for row in results["intake"]:
         assert row["jobs"] > 0 and row["refused_requests"] == 0 and "evalsha" in row["redis_commands"], row
+    # Redis timed the create script's calls, on an emptied Redis and an accumulating one.
+    assert [row["redis"] for row in results["create_script"]] == ["emptied before each batch", "accumulating"]
+    for row in results["create_script"]:
+        assert row["script_calls"] == row["jobs"] // 100 and row["script_us_per_job"]["min"] > 0, row
     # The dashboard took the live events in both designs it compares, frame by frame.
     for design in ("shipped", "plain_table"):
         frames = results["frames"][design]

@@ -8,7 +8,7 @@
 --   for a later time; 0: none), owner_limit (an owner's waiting jobs, due or delayed; 0: none),
 --   rate_limit (an owner's submissions per minute; 0: none), cost_budget (the CPU-seconds an
 --   owner's submissions may be estimated to cost per hour; 0: none).
--- Each A.jobs item (its arguments alike in every item come once, as A.common) names its keys (`keys`, taken from KEYS in order, item after item):
+-- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
 --   job, history, channel, kind_index; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost);
@@ -16,8 +16,8 @@
 --   service that submitted it for its owner).
 -- and holds: id, kind, priority, ready_ms, head and tail (its `queued` event's JSON around the
 --   seq, for `publish`), params (JSON), record (the other field/value pairs), and when they
---   apply: fingerprint (with an
---   idempotency key), owner, cost (its estimated CPU-seconds).
+--   apply: fingerprint (with an idempotency key), owner, cost (its estimated CPU-seconds).
+--   Arguments alike in every item of a call come once, as A.common (jobcast/scripts.py `factor`).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
 -- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
 -- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).
@@ -118,8 +118,9 @@ local function create(K, J)
   local fields = {'attempt', 0, 'params', J.params}
   for _, v in ipairs(J.record) do fields[#fields + 1] = v end
   local seq = publish(K, {
-    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1, new_job = true,
-    fields = fields, known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0'},
+    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1,
+    new_job = true, fields = fields,
+    known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0'},
   })
   if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
   if K.original then
@@ -139,7 +140,7 @@ local offset = 0
 -- The indexes this call's jobs went into, trimmed once at the end.
 local trimmed = {[L.index_all] = true}
 local PER_JOB_INDEXES = {'kind_index', 'owner_index', 'via_index'}
--- Arguments every item of the call has alike come once, in A.common (jobcast/scripts.py `factor`).
+-- An item's arguments that every item has alike are read from A.common.
 local COMMON = {__index = A.common}
 for i, item in ipairs(A.jobs) do
   setmetatable(item, COMMON)

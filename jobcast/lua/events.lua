@@ -14,7 +14,8 @@ local function defer_writes()
   DEFER = {clocks = {}, kind_waiting = {}, zadds = {}, zadd_keys = {}, feeds = {}, feed_keys = {}}
 end
 
--- Redis takes this many values a command from a script at most (unpack's own bound is 8,000).
+-- Values per command where a script writes a list of them: unpack passes at most about 8,000 (the
+-- size of Lua's C stack).
 local ARGS_PER_CALL = 2000
 
 -- Call `command` on `key` with `values` (a flat list), as few times as the bound allows.
@@ -180,6 +181,7 @@ end
 -- (a job two processes find orphaned is announced once). `e.fields`: the record's field/value
 -- pairs to set. `e.known`: the record's fields as the HMGET below would read them, for a caller
 -- that has not written the record yet (create: the record goes in with this event's HSET).
+-- `e.new_job`: the job is created by this call (its channel is not published to).
 -- Returns the seq, 0 when refused (job ended, or stale attempt), -1 when the job does not exist.
 local function publish(k, e)
   -- Everything of the record this reads, in one command, and everything it writes in another.
@@ -227,8 +229,8 @@ local function publish(k, e)
       count_waiting(job, is_waiting(e.state) and 1 or -1)
     end
   end
-  -- Nobody can be subscribed to a job created by this call: its id was made for it, and a
-  -- watcher's subscription waits for the job to exist.
+  -- Nobody can be subscribed to the channel of a job this call creates: its id is new, and nobody
+  -- has it before the call answers.
   if not e.new_job then redis.call('PUBLISH', k.channel, record) end
   -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).
   -- State changes get a feed seq and a place in the feed's history (for resuming); progress is
