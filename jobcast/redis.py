@@ -81,10 +81,9 @@ class HiredisPacking(AbstractConnection):
     and packing them was a tenth of the web's CPU. The bytes are the same."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        first = args[0]
         # As redis-py does: a command name given with its subcommand (`CONFIG GET`) is two arguments.
-        if isinstance(first, str | bytes) and first.split() != [first]:
-            args = (*first.split(), *args[1:])
+        if isinstance(args[0], str | bytes) and len(words := args[0].split()) > 1:
+            args = (*words, *args[1:])
         try:
             return [hiredis.pack_command(args)]
         except TypeError:  # a value Redis takes no text for: redis-py's own error says which

@@ -130,3 +130,26 @@ async def test_a_feed_snapshot_is_bounded_in_bytes(redis, settings) -> None:
     sizes = [len(dumps(job)) for job in snapshot["jobs"]]
     assert 1 <= len(sizes) < 6 and sum(sizes) <= 16 * 1024
     assert sum(sizes) + sizes[0] > 16 * 1024  # one more would not have fit
+
+
+async def test_feeds_keep_every_submission_in_order_and_an_owners_feed_expires(redis, settings) -> None:
+    """A single create writes its feed records at once, a batch's create gathers them and writes
+    them at the end of the call: both leave consecutive feed seqs in each feed's history, and an
+    owner's feed (not the every-job feed) gets the retention as its expiry."""
+    from jobcast.feed import feed_page
+    from jobcast.store import JobStore, Submission
+
+    store = JobStore(redis, settings)
+    submission = Submission("demo", {"steps": 1}, max_attempts=1)
+    single = store.create_call(uuid.uuid4().hex, submission, owner="alice")
+    await store.create(single.job_id, submission, owner="alice")
+    batch = [store.create_call(uuid.uuid4().hex, submission, owner="alice") for _ in range(3)]
+    assert all(isinstance(outcome, dict) for outcome in await store.create_many(batch))
+    ids = [single.job_id, *(call.job_id for call in batch)]
+    for owner in (None, "alice"):
+        page = (await feed_page(store, 0, None, owner)).page
+        records = [record.split(b"\n") for record in page.records]
+        assert [int(r[0]) for r in records] == [1, 2, 3, 4] and page.head == 4
+        assert [r[2].decode() for r in records] == ids
+    assert 0 < await redis.ttl(store.keys.feed("alice").history) <= settings.retention_s
+    assert await redis.ttl(store.keys.feed().history) == -1

@@ -110,6 +110,16 @@ end
 -- FLUSHALL): the new epoch then tells a client that its feed id belongs to a history that no
 -- longer exists. Readers create the epoch the same way (HSETNX).
 local EPOCHS = {}  -- a feed's epoch, once read in this call
+
+-- Append `records` to feed `f`'s history, keep its cap, and for an owner's feed its expiry.
+-- A list, as a job's history is (see publish below): consecutive feed seqs, trimmed from the
+-- oldest.
+local function write_feed(f, records)
+  call_in_chunks('RPUSH', f.history, records)
+  redis.call('LTRIM', f.history, -L.history_max, -1)
+  if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+end
+
 -- Deferred: a feed's seq and records so far in this call, written once at the flush.
 local function deferred_feed(f)
   local pending = DEFER.feeds[f.position]
@@ -138,14 +148,10 @@ local function feed_append(f, etype, id, json)
   EPOCHS[f.position] = epoch
   local frecord = fseq .. '\n' .. etype .. '\n' .. id .. '\n' .. epoch .. '\n{"feed_seq":' .. fseq
     .. ',"epoch":"' .. epoch .. '",' .. string.sub(json, 2)
-  -- A list, as a job's history is (see publish below): consecutive feed seqs, trimmed from the
-  -- oldest.
   if pending then
     pending.records[#pending.records + 1] = frecord
   else
-    redis.call('RPUSH', f.history, frecord)
-    redis.call('LTRIM', f.history, -L.history_max, -1)
-    if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+    write_feed(f, {frecord})
   end
   redis.call('PUBLISH', f.channel, frecord)
 end
@@ -163,11 +169,8 @@ local function flush_writes()
   for _, key in ipairs(DEFER.zadd_keys) do call_in_chunks('ZADD', key, DEFER.zadds[key]) end
   for _, position in ipairs(DEFER.feed_keys) do
     local pending = DEFER.feeds[position]
-    local f = pending.f
     redis.call('HSET', position, 'seq', pending.seq)
-    call_in_chunks('RPUSH', f.history, pending.records)
-    redis.call('LTRIM', f.history, -L.history_max, -1)
-    if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+    write_feed(pending.f, pending.records)
   end
   DEFER = nil
 end
