@@ -47,8 +47,16 @@ class DetachedConnection(asyncio.Protocol):
     def _flush(self) -> None:
         raise NotImplementedError
 
+    def _attach(self, transport: asyncio.BaseTransport, websocket: bool) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        # The transport's pauses reach this protocol: its watchers may join their lockstep.
+        self.outbox.transport = transport  # type: ignore[assignment]
+        self.outbox.websocket = websocket
+
     def pause_writing(self) -> None:
         self._paused = True
+        # The event that filled the buffer was the last to skip the outbox's queue.
+        self.outbox.leave_lockstep()
         self._arm_timer()
 
     def resume_writing(self) -> None:
@@ -64,6 +72,12 @@ class DetachedConnection(asyncio.Protocol):
 
     def _give_up(self) -> None:
         self._timer = None
+        self._abort()
+
+    def _abort(self) -> None:
+        """Cut the connection off now (connection_lost follows from the loop)."""
+        self.outbox.transport = None
+        self.outbox.leave_lockstep()
         if self._transport is not None:
             self._transport.abort()
 
@@ -72,6 +86,7 @@ class DetachedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self.outbox.transport = None
         self.outbox.on_close = None
         self.outbox.close("client gone")
         self.outbox.on_queue = None
@@ -91,7 +106,7 @@ class DetachedStream(DetachedConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """The socket `detach` handed over (not paused; maybe with aiohttp's last bytes still
         in its buffer, which the fast path's limit counts)."""
-        self._transport = transport  # type: ignore[assignment]
+        self._attach(transport, websocket=False)
         self.outbox.on_queue = self._flush
         self.outbox.on_close = self._closed
         self._flush()

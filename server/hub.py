@@ -5,6 +5,10 @@ it puts each one (one shared object) into every local watcher's bounded outbox; 
 encode it (server/wire.py). A watcher's seq only moves forward, so replayed and live copies of an
 event never reach it twice (`deliver`, the one place that rule is written); an event that would
 skip a seq is held back and the relay is asked to repair the topic from history.
+
+Watchers that are in step (same seq, nothing queued, sockets that keep up) skip all that: their
+topic's lockstep (server/lockstep.py) writes the next event to each of their sockets in one loop,
+and hands a watcher back to this path whenever the rule has something to decide for it.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from jobcast.server.events import Event
+from jobcast.server.lockstep import Lockstep
 
 if TYPE_CHECKING:
+    from asyncio import Transport
+
     from jobcast.server.topics import Topic
 
 
@@ -50,6 +57,11 @@ class Outbox:
     event's shared bytes straight to the socket and says so, and no task wakes for the delivery.
     It declines when the socket's buffer is filling up or the event needs the connection's task
     (a terminal event); from then on events queue, in order, until the task has written them.
+
+    A connection held without aiohttp sets `transport`, and its watchers may then join their
+    topic's lockstep (server/lockstep.py), which writes to the socket without calling `put` at
+    all. They leave it whenever something has to queue here or the outbox closes, so that the
+    queue's order holds.
     """
 
     # An idle watcher costs what its connection holds: slots, a list (not a deque, whose first
@@ -63,11 +75,14 @@ class Outbox:
         "direct",
         "dropped",
         "limit",
+        "lockstep",
         "max_bytes",
         "on_close",
         "on_overflow",
         "on_queue",
         "size",
+        "transport",
+        "websocket",
     )
 
     # Process-wide, for /metrics: superseded progress dropped for slow watchers, and watchers cut
@@ -96,6 +111,12 @@ class Outbox:
         # Called once when the outbox closes, with the reason, for a connection with no task
         # waiting on it (server/detached.py).
         self.on_close: Callable[[str], None] | None = None
+        # Set by a connection held without aiohttp while it may be written to directly (its
+        # protocol hears the transport pause), with the kind of frames it takes.
+        self.transport: Transport | None = None
+        self.websocket = False
+        # This connection's watchers that are in their topic's lockstep.
+        self.lockstep: list[Subscription] = []
 
     def __len__(self) -> int:
         return len(self._items)
@@ -105,6 +126,8 @@ class Outbox:
             return
         if not self._items and self.direct is not None and self.direct(event):
             return
+        if self.lockstep:
+            self.leave_lockstep()
         self._items.append(event)
         self.size += len(event.data)
         if len(self._items) > self.limit or self.size > self.max_bytes:
@@ -117,6 +140,13 @@ class Outbox:
         self._wake()
         if self.on_queue is not None:
             self.on_queue()  # also on overflow: the writer tells the client why it is cut off
+
+    def leave_lockstep(self) -> None:
+        """From now on this connection's events go through `put`: something waits in the queue,
+        the socket paused, or the outbox closed."""
+        for sub in tuple(self.lockstep):
+            if sub.lockstep is not None:
+                sub.lockstep.leave(sub)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -156,6 +186,8 @@ class Outbox:
     def close(self, reason: str) -> None:
         if not self.closed:
             self.closed = reason
+            if self.lockstep:
+                self.leave_lockstep()
             self._items.clear()
             self.size = 0
             self._wake()
@@ -219,7 +251,7 @@ def deliver(subs: Iterable[Subscription], event: Event) -> Subscription | None:
 class Subscription:
     """One watcher of one topic; its seq only moves forward (see `deliver`)."""
 
-    __slots__ = ("done", "epoch", "last_seq", "outbox", "pending", "ready", "topic")
+    __slots__ = ("done", "epoch", "last_seq", "lockstep", "outbox", "pending", "ready", "topic")
 
     def __init__(
         self, topic: Topic, outbox: Outbox, since: int | None = None, epoch: str | None = None
@@ -233,6 +265,8 @@ class Subscription:
         self.ready = False
         self.pending: deque[Event] | None = deque(maxlen=outbox.limit)
         self.done = False
+        # The topic's lockstep while the watcher is in it; `last_seq` is the lockstep's seq then.
+        self.lockstep: Lockstep | None = None
 
     def push(self, event: Event) -> bool:
         """Queue `event` if the watcher is due it; False when it would skip a seq."""
@@ -271,20 +305,22 @@ class Subscription:
 class Watchers:
     """A topic's watchers in this process, and the relay's state of its channel."""
 
-    __slots__ = ("confirmed", "joining", "live", "repairing", "seen_max", "topic")
+    __slots__ = ("confirmed", "joining", "live", "lockstep", "repairing", "seen_max", "topic")
 
     def __init__(self, topic: Topic) -> None:
         self.topic = topic
-        # Watchers still catching up (their live events wait in `pending`), and those live.
+        # Watchers still catching up (their live events wait in `pending`), and those live: in
+        # the lockstep, or not (yet) in step with it.
         self.joining: set[Subscription] = set()
         self.live: set[Subscription] = set()
+        self.lockstep = Lockstep(self.live)
         self.repairing = False
         self.seen_max = 0
         # Set once Redis confirms the channel's subscription on the current connection.
         self.confirmed = asyncio.Event()
 
     def __bool__(self) -> bool:
-        return bool(self.joining or self.live)
+        return bool(self.joining or self.live or self.lockstep)
 
 
 class Hub:
@@ -307,7 +343,11 @@ class Hub:
     def remove(self, sub: Subscription) -> bool:
         """Unregister a watcher; True when it was the topic's last here (unsubscribe)."""
         watchers = self.topics.get(sub.topic.key)
-        if watchers is None or (sub not in watchers.live and sub not in watchers.joining):
+        if watchers is None:
+            return False
+        if sub.lockstep is not None:
+            sub.lockstep.drop(sub)
+        elif sub not in watchers.live and sub not in watchers.joining:
             return False
         watchers.live.discard(sub)
         watchers.joining.discard(sub)
@@ -338,9 +378,11 @@ class Hub:
 
     def deliver(self, watchers: Watchers, event: Event) -> None:
         """A live event of the topic, from Redis."""
+        lockstep = watchers.lockstep
         if event.seq == 0:
             # Live-only (feed progress): no seq to keep in order, nothing to repair, and nothing
             # for a watcher still catching up (its snapshot or history has newer progress).
+            lockstep.disband()
             for sub in watchers.live:
                 sub.outbox.put(event)
             return
@@ -349,9 +391,18 @@ class Hub:
         if watchers.repairing:
             watchers.seen_max = max(watchers.seen_max, event.seq)
             return
-        # A copy: an outbox that overflows may make its connection leave.
-        if deliver(tuple(watchers.live), event) is not None:
-            self.start_repair(watchers, event.seq)
+        if lockstep:
+            if event.seq == lockstep.seq + 1 and not event.terminal and event.epoch is None:
+                lockstep.write(event)
+            else:
+                lockstep.disband()
+        if live := watchers.live:
+            # A copy: an outbox that overflows may make its connection leave.
+            subs = tuple(live)
+            if deliver(subs, event) is not None:
+                self.start_repair(watchers, event.seq)
+                return
+            lockstep.admit(subs)
 
     def start_repair(self, watchers: Watchers, seen: int = 0) -> None:
         watchers.seen_max = max(watchers.seen_max, seen)
@@ -362,6 +413,7 @@ class Hub:
     def repair_from(self, watchers: Watchers) -> tuple[int, str | None] | None:
         """The seq after which the topic's live watchers need history, and the epoch they count
         in ("" when they differ). None: nobody to repair."""
+        watchers.lockstep.disband()
         behind = [sub for sub in watchers.live if not sub.done]
         if not behind:
             return None
@@ -371,6 +423,7 @@ class Hub:
     def end_topic(self, watchers: Watchers, event: Event) -> None:
         """The topic's data is gone: its live watchers get `event` as their last (those still
         catching up find out from history themselves)."""
+        watchers.lockstep.disband()
         for sub in watchers.live:
             sub.end(event)
         watchers.repairing = False
@@ -378,6 +431,7 @@ class Hub:
 
     def apply_repair(self, watchers: Watchers, events: Iterable[Event], snapshot: Event | None) -> bool:
         """Deliver repaired history; True when the topic is whole again (else repair once more)."""
+        watchers.lockstep.disband()
         live = list(watchers.live)
         high = 0
         if snapshot is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 
 import pytest
 
 from jobcast.server.events import Event
 from jobcast.server.hub import Hub, Outbox, OutboxClosed, Subscription, Watchers
 from jobcast.server.topics import KeyedTopic
-from jobcast.server.wire import sse_chunk, sse_text, ws_frame
+from jobcast.server.wire import direct_writer, sse_chunk, sse_text, ws_frame
 from jobcast.tasks import cancel_and_wait
 
 
@@ -331,3 +332,94 @@ async def test_an_outbox_is_bounded_in_bytes_too() -> None:
     assert not outbox.closed and outbox.dropped == 3 and outbox.size <= 1000
     assert [e.seq for e in await outbox.take(1)] == [4, 5]
     assert outbox.size == 0
+
+
+class Socket:
+    """A transport as the outbox and the lockstep see it: what was written, what is buffered."""
+
+    def __init__(self) -> None:
+        self.wire: list[bytes] = []
+        self.buffered = 0
+
+    def write(self, data: bytes) -> None:
+        self.wire.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return False
+
+    def seqs(self) -> list[int]:
+        return [int(seq) for data in self.wire for seq in re.findall(rb'"seq":(\d+)', data)]
+
+
+def held_sub(hub: Hub, websocket: bool) -> tuple[Subscription, Socket]:
+    """A live watcher on a connection held without aiohttp, as server/detached.py sets it up."""
+    sub = ready_sub(hub, limit=16)
+    sock = Socket()
+    sub.outbox.transport = sock  # type: ignore[assignment]
+    sub.outbox.websocket = websocket
+    sub.outbox.direct = direct_writer(sock, websocket)  # type: ignore[arg-type]
+    return sub, sock
+
+
+def test_watchers_in_step_share_one_write_and_leave_it_rather_than_break_their_order() -> None:
+    repairs: list[Watchers] = []
+    hub = Hub(repairs.append)
+    (a, a_sock), (b, b_sock), (c, c_sock) = (held_sub(hub, ws) for ws in (False, True, False))
+    watchers = w(hub, "j")
+    hub.deliver(watchers, event(1))
+    assert len(watchers.lockstep) == 3 and not watchers.live
+    hub.deliver(watchers, event(2))
+    assert a_sock.wire[-1] is c_sock.wire[-1] and a_sock.wire[-1] == sse_chunk(a_sock_event := event(2))
+    assert b_sock.wire[-1] == ws_frame(a_sock_event)
+
+    # a's socket pauses (its protocol takes it out of step): its events queue from now on, and
+    # even once its buffer has drained, nothing overtakes what waits in its queue.
+    a_sock.buffered = 100_000
+    a.outbox.leave_lockstep()
+    hub.deliver(watchers, event(3))
+    a_sock.buffered = 0
+    hub.deliver(watchers, event(4))
+    assert [e.seq for e in a.outbox.take_nowait()] == [3, 4]
+    assert a in watchers.live and len(watchers.lockstep) == 2
+    hub.deliver(watchers, event(5))  # written directly, and a is in step again
+    assert len(watchers.lockstep) == 3
+    # Another job's event waits in a's queue (a terminal one, for the connection's task): a's
+    # next events must not overtake it.
+    a.outbox.put(Event("k", 1, b"succeeded", b"{}"))
+    hub.deliver(watchers, event(6))
+    assert [(e.job_id, e.seq) for e in a.outbox.take_nowait()] == [("k", 1), ("j", 6)]
+
+    # A gap takes everyone out of step, each with the seq it has: the repair reads from there.
+    hub.deliver(watchers, event(8))
+    assert repairs == [watchers] and hub.repair_from(watchers) == (6, None)
+    assert hub.apply_repair(watchers, [event(7), event(8)], None)
+    hub.deliver(watchers, event(9))
+    assert len(watchers.lockstep) == 3
+    # A terminal event goes through each watcher's queue, for its connection to end after it.
+    hub.deliver(watchers, event(10, b"succeeded"))
+    assert not watchers.lockstep
+    for sub in (a, b, c):
+        assert [e.seq for e in sub.outbox.take_nowait()] == [10] and sub.done
+    assert a_sock.seqs() == [1, 2, 5, 7, 8, 9]
+    assert b_sock.seqs() == c_sock.seqs() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_watcher_in_step_that_leaves_is_gone_and_the_last_one_unsubscribes() -> None:
+    hub = Hub(lambda watchers: None)
+    (a, a_sock), (b, _) = held_sub(hub, False), held_sub(hub, True)
+    watchers = w(hub, "j")
+    hub.deliver(watchers, event(1))
+    assert len(watchers.lockstep) == 2
+    assert not hub.remove(a)
+    hub.deliver(watchers, event(2))
+    assert a_sock.seqs() == [1] and a.lockstep is None
+    assert hub.remove(b) and b"j" not in hub.topics
+    # An outbox that closes takes its watcher out of step too.
+    (c, c_sock), _ = held_sub(hub, False), held_sub(hub, False)
+    hub.deliver(w(hub, "j"), event(1))
+    c.outbox.close("client gone")
+    hub.deliver(w(hub, "j"), event(2))
+    assert c_sock.seqs() == [1] and len(w(hub, "j").lockstep) == 1

@@ -96,7 +96,7 @@ class WebSocket(DetachedConnection):
     # -- the connection --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._attach(transport, websocket=True)
         outbox = self.outbox
         outbox.direct = direct_writer(transport, websocket=True)
         outbox.on_queue = self._schedule_flush
@@ -134,7 +134,7 @@ class WebSocket(DetachedConnection):
         if transport is None or self._ending:
             return
         if self._pinged:
-            transport.abort()
+            self._abort()
             return
         self._pinged = True
         transport.write(PING_FRAME)
