@@ -52,7 +52,7 @@ def run(
                 for system in systems
             ]
         if "saturation" in only:
-            results["saturation"] = saturation.saturation(redis, workload, tmp)
+            results["saturation"] = saturation.saturation(redis, workload, tmp, rounds)
         if "polling" in only:
             results["polling"] = scenarios.deliveries("polling", redis, workload, tmp)
         if "idle" in only:
@@ -97,7 +97,12 @@ def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: P
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a tiny workload: checks the harness runs")
-    parser.add_argument("--rounds", type=int, default=1, help="fan-out rounds per system (alternating)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds per system, alternating, where a part has rounds (fan-out, saturation steps, jobs)",
+    )
     parser.add_argument("--only", nargs="*", choices=PARTS, default=None)
     parser.add_argument("--systems", nargs="*", choices=FANOUT_SYSTEMS, default=list(FANOUT_SYSTEMS))
     parser.add_argument("--watchers", type=int, help="override the fan-out watcher count")

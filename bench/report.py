@@ -131,7 +131,8 @@ def saturation_lines(results: dict[str, Any]) -> list[str]:
     s = results["saturation"]
     lines = [
         "",
-        f"fan-out saturation: {s['watchers']} watchers over {s['jobs']} jobs, rates stepped up "
+        f"fan-out saturation: {s['watchers']} watchers over {s['jobs']} jobs, rates stepped up, "
+        f"medians of {s.get('rounds', 1)} alternating rounds a step "
         "(sustained: ≥ 97% of the deliveries asked for, p99 < 50 ms)",
         f"{'system':<10} {'events/s':>9} {'asked/s':>9} {'delivered/s':>12} {'CPU µs/deliv':>13} "
         f"{'core used':>10} {'p99 ms':>8} {'load side':>10} {'sustained':>10}",

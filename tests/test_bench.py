@@ -75,6 +75,7 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert {row["system"] for row in saturation["steps"]} == {"ceiling", "jobcast"}
     for row in saturation["steps"]:
         assert row["connected"] == row["watchers"] and row["deliveries_per_s"] > 0, row
+        assert len(row["rounds"]) == saturation["rounds"] == 1, row
     assert set(saturation["highest_sustained_rate"]) == {"ceiling", "jobcast"}
     assert "fan-out saturation:" in run.stdout
     # HTTP intake: singles and a batch were taken, and Redis said where its time went.
