@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         ge=64 * 1024,
         description="Bytes a watcher may have queued (events and snapshots alike), with the same rule.",
     )
+    socket_buffer_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Unsent bytes a watcher's socket may hold (its write high-water mark); past it, its "
+        "events wait in its queue, where the two limits above apply.",
+    )
     replay_page_events: int = Field(
         default=100,
         ge=1,

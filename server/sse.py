@@ -166,7 +166,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
         await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
         detach = None
         if transport is not None and sse_fast_path(request, response):
-            outbox.direct = direct_writer(transport, websocket=False)
+            outbox.direct = direct_writer(transport, websocket=False, limit=settings.socket_buffer_bytes)
             if handler is not None:
                 stream = partial(DetachedStream, outbox, settings.write_timeout_s, leave)
                 detach = partial(detach_socket, handler, stream)

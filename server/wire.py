@@ -24,9 +24,6 @@ from aiohttp import HttpVersion11, web
 from jobcast.server.events import Event
 from jobcast.server.websocket.frames import TEXT, encode
 
-# Past this many bytes waiting in the socket's buffer, events queue in the outbox instead.
-DIRECT_WRITE_LIMIT = 64 * 1024
-
 COMMENT = b"comment"
 
 
@@ -82,9 +79,13 @@ def sse_fast_path(request: web.Request, response: web.StreamResponse) -> bool:
     )
 
 
-def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable[[Event], bool]:
+def direct_writer(transport: asyncio.BaseTransport, websocket: bool, limit: int) -> Callable[[Event], bool]:
     """The outbox's fast path for one socket (for SSE, check `sse_fast_path` first):
-    write the event's SSE chunk (or WebSocket frame) now and return True, or decline."""
+    write the event's SSE chunk (or WebSocket frame) now and return True, or decline once `limit`
+    bytes wait in the socket's buffer (`JOBCAST_SOCKET_BUFFER_BYTES`)."""
+    # The transport pauses its protocol at the same mark: a watcher in its topic's lockstep
+    # (server/lockstep.py) leaves it where this fast path would decline.
+    transport.set_write_buffer_limits(high=limit)  # type: ignore[attr-defined]
     write = transport.write  # type: ignore[attr-defined]
     buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]
     closing = transport.is_closing
@@ -95,7 +96,7 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable
     if websocket:
 
         def direct(event: Event) -> bool:
-            if event.terminal or closing() or buffered() > DIRECT_WRITE_LIMIT:
+            if event.terminal or closing() or buffered() > limit:
                 return False
             write(event.ws_frame or ws_frame(event))
             return True
@@ -103,7 +104,7 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool) -> Callable
     else:
 
         def direct(event: Event) -> bool:
-            if event.terminal or closing() or buffered() > DIRECT_WRITE_LIMIT:
+            if event.terminal or closing() or buffered() > limit:
                 return False
             write(event.sse_chunk or sse_chunk(event))
             return True

@@ -251,6 +251,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         max_message_bytes=settings.max_ws_message_bytes,
         inbox_limit=settings.ws_inbox_messages,
         write_timeout_s=settings.write_timeout_s,
+        buffer_bytes=settings.socket_buffer_bytes,
     )
     # From here the connection is held without aiohttp (server/websocket/), which frees what it
     # kept for it; this handler returns at once.

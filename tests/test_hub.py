@@ -350,6 +350,9 @@ class Socket:
     def is_closing(self) -> bool:
         return False
 
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
     def seqs(self) -> list[int]:
         return [int(seq) for data in self.wire for seq in re.findall(rb'"seq":(\d+)', data)]
 
@@ -360,7 +363,7 @@ def held_sub(hub: Hub, websocket: bool) -> tuple[Subscription, Socket]:
     sock = Socket()
     sub.outbox.transport = sock  # type: ignore[assignment]
     sub.outbox.websocket = websocket
-    sub.outbox.direct = direct_writer(sock, websocket)  # type: ignore[arg-type]
+    sub.outbox.direct = direct_writer(sock, websocket, 64 * 1024)  # type: ignore[arg-type]
     return sub, sock
 
 

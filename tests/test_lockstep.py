@@ -12,7 +12,6 @@ from typing import Any
 from jobcast.protocol import EventType
 from jobcast.server.app import create_app
 from jobcast.server.keys import OUTBOXES, RELAY
-from jobcast.server.wire import DIRECT_WRITE_LIMIT
 from jobcast.store import JobStore
 from tests.helpers import (
     assert_contiguous,
@@ -26,6 +25,7 @@ from tests.helpers import (
 
 EVENTS = 200
 MESSAGE = "x" * 2000  # 200 events of 2 KB: far more than the stalled socket's buffers hold
+SOCKET_BUFFER = 16 * 1024  # JOBCAST_SOCKET_BUFFER_BYTES, a quarter of its default
 
 
 async def test_a_watcher_that_stops_reading_leaves_the_lockstep_and_misses_nothing(
@@ -34,6 +34,7 @@ async def test_a_watcher_that_stops_reading_leaves_the_lockstep_and_misses_nothi
     # Room for every event in the outbox, and time: this watcher must be neither conflated nor
     # cut off, only held back.
     roomy = {"watcher_buffer": 1000, "watcher_buffer_bytes": 10_000_000, "write_timeout_s": 60}
+    roomy["socket_buffer_bytes"] = SOCKET_BUFFER
     app = create_app(settings.model_copy(update=roomy))
     app.middlewares.append(small_send_buffer)
     client = await aiohttp_client(app)
@@ -85,7 +86,7 @@ async def test_a_watcher_that_stops_reading_leaves_the_lockstep_and_misses_nothi
             ]
             # Its socket's buffer stopped growing where the transport paused: the rest waits in
             # its (bounded) outbox, and the readers are still in step.
-            assert held.transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT + 2 * len(MESSAGE) + 200
+            assert held.transport.get_write_buffer_size() < SOCKET_BUFFER + 2 * len(MESSAGE) + 200
             assert len(held) > 0 and len(hub.topics[key].lockstep) == 2
 
             await store.publish(job["id"], EventType.SUCCEEDED, attempt=1, result={"steps": EVENTS})

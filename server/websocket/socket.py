@@ -68,6 +68,7 @@ class WebSocket(DetachedConnection):
         "_reading_paused",
         "_task",
         "app",
+        "buffer_bytes",
         "inbox_limit",
         "sockets",
     )
@@ -81,9 +82,12 @@ class WebSocket(DetachedConnection):
         max_message_bytes: int,
         inbox_limit: int,
         write_timeout_s: float,
+        buffer_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(outbox, write_timeout_s)
         self.app = app
+        # Unsent bytes the socket may hold before events wait in the outbox.
+        self.buffer_bytes = buffer_bytes
         self.sockets = sockets
         self.inbox_limit = inbox_limit
         self._reader = FrameReader(max_message_bytes)
@@ -98,7 +102,7 @@ class WebSocket(DetachedConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._attach(transport, websocket=True)
         outbox = self.outbox
-        outbox.direct = direct_writer(transport, websocket=True)
+        outbox.direct = direct_writer(transport, websocket=True, limit=self.buffer_bytes)
         outbox.on_queue = self._schedule_flush
         outbox.on_close = self._outbox_closed
         self.sockets.add(self)
