@@ -234,6 +234,38 @@ async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest
     assert [(job[0], job[4]) for job in again["jobs"]] == [(plain, 0)]
 
 
+async def test_the_started_event_a_claim_publishes_is_the_one_a_worker_would(store) -> None:
+    """dispatch.lua builds a `started` event of its own (jobcast.protocol's template is Python's):
+    the two must not drift apart, in the event, the record or the feed."""
+    by_claim = await new_job(store)
+    start = {"worker": '"w-1"', "ts": "2026-11-26T20:00:00.000Z", "kinds": {"demo": 3}}
+    answer = await store.scripts.call(
+        "dispatch", owner="w-1#1", want=1, lease_ms=10_000, fields=RECORD_FIELDS, start=start
+    )
+    assert [job[4] for job in answer["jobs"]] == [2]
+    by_worker = await new_job(store)
+    assert await store.publish(by_worker, EventType.STARTED, attempt=1, extra={"worker": "w-1"}) == 2
+    ts = (await store.snapshot(by_worker))["started_at"]
+
+    async def seen(job_id: str, ts: str) -> tuple[bytes, dict[str, Any], bytes]:
+        """The job's started record, its snapshot and its feed records, with its id and the
+        start's time left out."""
+        (record,) = await store.redis.lrange(store.keys.history(job_id), -1, -1)
+        snapshot = await store.snapshot(job_id)
+        for name in ("id", "created_at", "started_at", "first_started_at", "updated_at", "links"):
+            snapshot.pop(name, None)
+        feed = await store.redis.lrange(store.keys.feed(None).history, 0, -1)
+        # Its `started` in the dashboard's feed, whose seq counts every job's events.
+        (in_feed,) = [r for r in feed if job_id.encode() in r and b"\nstarted\n" in r]
+        in_feed = re.sub(rb'"feed_seq":\d+', b"", in_feed.split(b"\n", 1)[1])
+        record, in_feed = (
+            r.replace(job_id.encode(), b"ID").replace(ts.encode(), b"TS") for r in (record, in_feed)
+        )
+        return record, snapshot, in_feed
+
+    assert await seen(by_claim, start["ts"]) == await seen(by_worker, ts)
+
+
 async def run_one_attempt(
     store: JobStore, settings: Any, run: Any, *, run_timeout_s: float
 ) -> tuple[JobcastWorker, str, int]:
