@@ -5,10 +5,11 @@ Python owns the Redis layout (`protocol.Keys`). A script never builds a key name
 
 - `KEYS` are the call's own keys (a job's record, history and channel, ...), each named in the
   call's arguments (`keys`), so a script reads `K.job`, not `KEYS[1]`;
-- `ARGV[1]` is the deployment's layout, encoded once per process: the keys that are not per call
-  (queues, indexes, the feed, channels), the priorities in dispatch order, the states, event
-  types and terminal states, the limits, and the answer statuses;
-- `ARGV[2]` is the call's named arguments, as JSON.
+- `L` is the deployment's layout, written into each script's source as a Lua table when the
+  process registers it: the keys that are not per call (queues, indexes, the feed, channels),
+  the priorities in dispatch order, the states, event types and terminal states, the limits, and
+  the answer statuses (so a script's SHA depends on the deployment's key prefix and limits);
+- `ARGV[1]` is the call's named arguments, as JSON.
 
 Each script answers with a JSON object whose `status` is a `Status`. jobcast runs on one Redis
 server (or a primary with replicas), not a cluster: the dispatch script touches jobs it finds.
@@ -63,7 +64,7 @@ class Status(StrEnum):
 
 
 def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
-    """The deployment's layout table (ARGV[1] of every script)."""
+    """The deployment's layout table (`L` in every script)."""
     priorities = [p.value for p in Priority]  # in dispatch order: highest first
     owner_feed = keys.feed("")  # an owner's feed's keys are these with the owner after the channel
     return {
@@ -125,9 +126,8 @@ NAMED = {"status": r"\bS\.(\w+)", "event": r"\bL\.event\.(\w+)", "state": r"\bL\
 
 
 def script_layout(full: dict[str, Any], source: str) -> dict[str, Any]:
-    """The part of the layout a script's source reads. Every call decodes its layout
-    (`cjson.decode` costs Redis about 18 µs for the whole 2 KB table, on every call): each script
-    gets the fields it names, and of the name maps the names it uses."""
+    """The part of the layout a script's source reads: Redis builds `L` on every call, so each
+    script gets the fields it names, and of the name maps the names it uses."""
     used = set(re.findall(r"\bL\.(\w+)", source))
     part = {name: full[name] for name in used if name in full}
     for name, pattern in NAMED.items():
@@ -135,6 +135,29 @@ def script_layout(full: dict[str, Any], source: str) -> dict[str, Any]:
             names = set(re.findall(pattern, source))
             part[name] = {k: v for k, v in full[name].items() if k in names}
     return part
+
+
+def lua_table(value: Any) -> str:
+    """`value` (the layout: dicts, lists, strings, numbers, booleans) as a Lua literal that
+    builds what `cjson.decode` would make of its JSON. Strings keep printable ASCII and escape
+    every other byte as `\\ddd`, which any Lua reads the same."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"no Lua literal for {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + "".join(_LUA_CHARS[byte] for byte in value.encode()) + '"'
+    if isinstance(value, dict):
+        return "{" + ",".join(f"[{lua_table(str(k))}]={lua_table(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(lua_table(item) for item in value) + "}"
+    # None would be nil, where cjson.decode gives a (truthy) cjson.null: refuse it.
+    raise TypeError(f"no Lua literal for {type(value).__name__}")
+
+
+_LUA_CHARS = [chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else f"\\{b:03d}" for b in range(256)]
 
 
 def text(value: str | bytes) -> str:
@@ -180,14 +203,16 @@ class Scripts:
 
     def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
         full = layout(keys, settings)
-        sources = {name: _source(name) for name in SCRIPT_NAMES}
-        self._layouts = {name: orjson.dumps(script_layout(full, source)) for name, source in sources.items()}
-        self._scripts = {name: redis.register_script(source) for name, source in sources.items()}
+        self._scripts = {}
+        for name in SCRIPT_NAMES:
+            source = _source(name)
+            filled = source.replace("__LAYOUT__", lua_table(script_layout(full, source)), 1)
+            self._scripts[name] = redis.register_script(filled)
         self.redis = redis
 
     def _argv(self, name: str, keys: dict[str, str], args: dict[str, Any]) -> tuple[list[str], list[bytes]]:
         named = {"keys": list(keys), "now_ms": epoch_ms(utcnow()), **args}
-        return list(keys.values()), [self._layouts[name], orjson.dumps(named)]
+        return list(keys.values()), [orjson.dumps(named)]
 
     async def call(self, name: str, keys: dict[str, str] | None = None, **args: Any) -> Answer:
         """Run script `name` with its keys by name and its named arguments."""
@@ -225,7 +250,7 @@ class Scripts:
             key_list = [key for keys, _ in part for key in keys.values()]
             common, items = factor([{"keys": list(keys), **args} for keys, args in part])
             named = {**(shared or {}), "now_ms": now_ms, "common": common, "jobs": items}
-            parts.append((key_list, [self._layouts[name], orjson.dumps(named)]))
+            parts.append((key_list, [orjson.dumps(named)]))
         if len(parts) == 1:
             # One call needs no pipeline, whose every execute first asks SCRIPT EXISTS: a round
             # trip per single submission.

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from jobcast.arq_runtime import Claim, JobcastWorker
-from jobcast.protocol import EventType, Priority
+from jobcast.protocol import EventType, Keys, Priority
 from jobcast.records import RECORD_FIELDS, record_from
-from jobcast.scripts import Status
+from jobcast.scripts import Status, layout, lua_table
 from jobcast.store import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
 
 LUA = Path(__file__).resolve().parent.parent / "jobcast" / "lua"
@@ -232,6 +232,25 @@ async def test_a_claim_starts_the_jobs_that_can_simply_start_and_leaves_the_rest
         "dispatch", owner="w-2#1", want=10, lease_ms=10_000, fields=RECORD_FIELDS, start=start
     )
     assert [(job[0], job[4]) for job in again["jobs"]] == [(plain, 0)]
+
+
+async def test_the_layout_written_into_each_script_is_what_its_json_decodes_to(store, settings) -> None:
+    """Scripts read `L` from a Lua literal built by `lua_table`, not from JSON: Redis must build
+    the same table cjson.decode would have, whatever the strings hold."""
+    awkward = {
+        "plain": "jobcast:job:",
+        'a "quoted" \\ key': "line\nbreak\ttab\r\x00\x7f",
+        "unicode": "é ✓ 😀",
+        "numbers": [0, -5, 2**31, 0.25],
+        "flags": {"yes": True, "no": False},
+        "nested": {"list": [["x"], {"a": "b"}], "empty": {}},
+    }
+    full = layout(Keys(settings.key_prefix), settings)
+    for value in (awkward, full):
+        built = store.redis.register_script(f"return cjson.encode({lua_table(value)})")
+        assert orjson.loads(await built()) == value
+    with pytest.raises(TypeError):
+        lua_table({"unset": None})  # nil in Lua, where cjson.decode gives a truthy cjson.null
 
 
 async def test_the_started_event_a_claim_publishes_is_the_one_a_worker_would(store) -> None:
