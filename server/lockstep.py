@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 class Lockstep:
-    __slots__ = ("_live", "_members", "seq", "sse", "ws")
+    __slots__ = ("_live", "_members", "_stale", "seq", "sse", "ws")
 
     def __init__(self, live: set[Subscription]) -> None:
         # The topic's other live watchers, where a member goes back to when it leaves.
@@ -41,12 +41,17 @@ class Lockstep:
         self.seq = 0
         self.sse: tuple[Callable[[bytes], None], ...] = ()
         self.ws: tuple[Callable[[bytes], None], ...] = ()
+        # The two tuples are rebuilt at the next write, not at each join or leave: a thousand
+        # watchers of one job leaving at once cost one rebuild, not a thousand.
+        self._stale = False
 
     def __len__(self) -> int:
         return len(self._members)
 
     def write(self, event: Event) -> None:
         """The event that follows `seq`, not terminal: written to every member's socket."""
+        if self._stale:
+            self._index()
         # First: a member whose socket pauses on this write leaves with this seq taken.
         self.seq = event.seq
         if self.sse:
@@ -85,7 +90,7 @@ class Lockstep:
             outbox.lockstep.append(sub)
             joined = True
         if joined:
-            self._index()
+            self._changed()
 
     def leave(self, sub: Subscription) -> None:
         """The member goes back to the topic's live watchers with the seq it has taken."""
@@ -95,14 +100,14 @@ class Lockstep:
         sub.lockstep = None
         sub.outbox.lockstep.remove(sub)
         self._live.add(sub)
-        self._index()
+        self._changed()
 
     def drop(self, sub: Subscription) -> None:
         """The member stops watching: out, without going back anywhere."""
         if self._members.pop(sub, None) is not None:
             sub.lockstep = None
             sub.outbox.lockstep.remove(sub)
-            self._index()
+            self._changed()
 
     def disband(self) -> None:
         """Every member back to the topic's live watchers, each with the seq it has taken."""
@@ -113,9 +118,17 @@ class Lockstep:
                 sub.outbox.lockstep.remove(sub)
             self._live.update(self._members)
             self._members.clear()
-            self._index()
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._members:
+            self._stale = True
+        else:  # nothing to write to: let go of the sockets now
+            self.sse = self.ws = ()
+            self._stale = False
 
     def _index(self) -> None:
+        self._stale = False
         members = self._members.values()
         self.sse = tuple(write for write, websocket in members if not websocket)
         self.ws = tuple(write for write, websocket in members if websocket)
