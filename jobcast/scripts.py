@@ -17,6 +17,7 @@ server (or a primary with replicas), not a cluster: the dispatch script touches 
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from importlib import resources
@@ -144,7 +145,7 @@ def lua_table(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"no Lua literal for {value!r}")
         return repr(value)
     if isinstance(value, str):

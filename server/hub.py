@@ -145,8 +145,7 @@ class Outbox:
         """From now on this connection's events go through `put`: something waits in the queue,
         the socket paused, or the outbox closed."""
         for sub in tuple(self.lockstep):
-            if sub.lockstep is not None:
-                sub.lockstep.leave(sub)
+            sub.lockstep.leave(sub)  # type: ignore[union-attr]
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

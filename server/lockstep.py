@@ -75,7 +75,7 @@ class Lockstep:
                 transport is None
                 or sub.done
                 or sub.epoch is not None
-                or outbox._items
+                or len(outbox)
                 or outbox.closed
                 or transport.get_write_buffer_size()
             ):
@@ -90,42 +90,35 @@ class Lockstep:
             outbox.lockstep.append(sub)
             joined = True
         if joined:
-            self._changed()
+            self._stale = True
 
     def leave(self, sub: Subscription) -> None:
         """The member goes back to the topic's live watchers with the seq it has taken."""
-        if self._members.pop(sub, None) is None:
-            return
-        sub.last_seq = self.seq
-        sub.lockstep = None
-        sub.outbox.lockstep.remove(sub)
-        self._live.add(sub)
-        self._changed()
+        if self._release(sub):
+            sub.last_seq = self.seq
+            self._live.add(sub)
 
     def drop(self, sub: Subscription) -> None:
         """The member stops watching: out, without going back anywhere."""
-        if self._members.pop(sub, None) is not None:
-            sub.lockstep = None
-            sub.outbox.lockstep.remove(sub)
-            self._changed()
+        self._release(sub)
 
     def disband(self) -> None:
         """Every member back to the topic's live watchers, each with the seq it has taken."""
-        if self._members:
-            for sub in self._members:
-                sub.last_seq = self.seq
-                sub.lockstep = None
-                sub.outbox.lockstep.remove(sub)
-            self._live.update(self._members)
-            self._members.clear()
-            self._changed()
+        for sub in tuple(self._members):
+            self.leave(sub)
 
-    def _changed(self) -> None:
-        if self._members:
+    def _release(self, sub: Subscription) -> bool:
+        """Out of the lockstep (False: it was not in it)."""
+        if self._members.pop(sub, None) is None:
+            return False
+        sub.lockstep = None
+        sub.outbox.lockstep.remove(sub)
+        if self._members:  # the tuples follow at the next write
             self._stale = True
         else:  # nothing to write to: let go of the sockets now
             self.sse = self.ws = ()
             self._stale = False
+        return True
 
     def _index(self) -> None:
         self._stale = False

@@ -82,7 +82,7 @@ class WebSocket(DetachedConnection):
         max_message_bytes: int,
         inbox_limit: int,
         write_timeout_s: float,
-        buffer_bytes: int = 64 * 1024,
+        buffer_bytes: int,
     ) -> None:
         super().__init__(outbox, write_timeout_s)
         self.app = app
