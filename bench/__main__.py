@@ -14,7 +14,7 @@ from typing import Any
 from bench import footprint, frames, intake, jobs, limits, processes, report, saturation, scenarios, soak
 from bench.machine import describe
 from bench.peers import nchan
-from jobcast.files import FileStore
+from jobcast.files.local import FileStore
 
 FANOUT_SYSTEMS = ("ceiling", "jobcast", "socketio", "nchan")
 PARTS = (

@@ -13,15 +13,15 @@ import asyncio
 import uuid
 from typing import Any
 
-from jobcast.embedded_redis import RedisProcess
-from jobcast.files import FileStore
-from jobcast.janitor import Janitor, forget_finished
+from jobcast.files.local import FileStore
+from jobcast.files.storage import DirectoryStorage
+from jobcast.jobs.upkeep.janitor import Janitor, forget_finished
 from jobcast.protocol import EventType, Priority
-from jobcast.redis import create_redis
-from jobcast.scripts import SCRIPT_NAMES
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 from jobcast.settings import Settings
-from jobcast.storage import DirectoryStorage
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
+from jobcast.store.scripts import SCRIPT_NAMES
 
 # (what, progress events, jobs measured together)
 CASES = (

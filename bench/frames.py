@@ -17,7 +17,7 @@ import orjson
 
 from bench import processes
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
-from jobcast.embedded_redis import RedisProcess
+from jobcast.redis.embedded import RedisProcess
 
 # Installed in the page before its scripts run: frame intervals and long animation frames.
 RECORDER = """

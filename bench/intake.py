@@ -25,11 +25,11 @@ import orjson
 
 from bench import processes
 from bench.machine import cpu_seconds
-from jobcast.embedded_redis import RedisProcess
 from jobcast.protocol import Keys, new_job_ids, utcnow
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 from jobcast.settings import Settings
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 from jobcast.tasks import cancel_and_wait
 
 BODY = {"kind": "demo", "params": {"steps": 1, "step_ms": 0}}

@@ -31,10 +31,10 @@ from typing import Any
 from bench import processes
 from bench.machine import cpu_seconds
 from bench.peers import arq_worker, saq_worker
-from jobcast.embedded_redis import RedisProcess
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 from jobcast.settings import Settings
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 
 SYSTEMS = ("jobcast", "arq", "arq-tuned", "saq")
 WORKERS = 2

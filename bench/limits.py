@@ -18,7 +18,7 @@ import aiohttp
 
 from bench import processes
 from bench.machine import percentiles
-from jobcast.embedded_redis import RedisProcess
+from jobcast.redis.embedded import RedisProcess
 
 SETTINGS = {
     "JOBCAST_SECRET": "bench-secret-for-the-limits-run",

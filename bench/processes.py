@@ -28,7 +28,7 @@ import orjson
 
 from bench.machine import pin
 from bench.peers import nchan
-from jobcast.embedded_redis import RedisProcess, free_port
+from jobcast.redis.embedded import RedisProcess, free_port
 
 SERVER_CORE, LOAD_CORE = 0, 1
 PR_SET_PDEATHSIG = 1

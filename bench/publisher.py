@@ -27,9 +27,9 @@ import orjson
 import uvloop
 
 from jobcast.protocol import EventType, progress_dict
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
 from jobcast.settings import Settings
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
 
 TICK_S = 0.002
 

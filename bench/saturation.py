@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from jobcast.embedded_redis import RedisProcess
+from jobcast.redis.embedded import RedisProcess
 
 SYSTEMS = ("ceiling", "jobcast")
 KEPT_UP = 0.97  # of the deliveries the rate asks for

@@ -17,12 +17,12 @@ import orjson
 
 from bench import processes
 from bench.machine import CpuMeter, rss_bytes
-from jobcast.embedded_redis import RedisProcess
 from jobcast.jobs.progress import Progress
 from jobcast.protocol import loads
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 from jobcast.settings import Settings
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 
 
 @dataclass

@@ -25,8 +25,8 @@ import aiohttp
 
 from bench import processes
 from bench.machine import rss_bytes
-from jobcast.embedded_redis import RedisProcess
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 
 MIB = 1024 * 1024
 SUBMIT_PER_S = 30

@@ -1,3 +1,3 @@
-from jobcast.cli import main
+from jobcast.cli.main import main
 
 main()

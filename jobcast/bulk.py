@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobcast.errors import QuotaExceeded
-from jobcast.janitor import forget_finished
+from jobcast.files.storage import Storage
+from jobcast.jobs.upkeep.janitor import forget_finished
 from jobcast.kind import JobContext, Kind, PermanentError
-from jobcast.listing import list_jobs
 from jobcast.protocol import TERMINAL_STATES, Priority, State, new_job_id
-from jobcast.storage import Storage
-from jobcast.store import JobStore, Submission, SubmitRefused
+from jobcast.queries.listing import list_jobs
+from jobcast.store.jobs import JobStore, Submission, SubmitRefused
 
 NAME = "bulk"
 # Jobs acted on per round trip; also how often progress is reported.

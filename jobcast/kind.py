@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from jobcast.files import JobFiles
+from jobcast.files.local import JobFiles
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor

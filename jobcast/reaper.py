@@ -18,7 +18,7 @@ import secrets
 from redis.exceptions import RedisError
 
 from jobcast.protocol import EventType, Priority, State, epoch_ms, utcnow
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from contextlib import asynccontextmanager
 from redis.exceptions import RedisError
 
 from jobcast.jobs.signals import Attempt
-from jobcast.scripts import Status
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
+from jobcast.store.scripts import Status
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

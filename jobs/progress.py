@@ -14,10 +14,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from jobcast.arq_runtime import current_claim
 from jobcast.backoff import Backoff
+from jobcast.jobs.arq_runtime import current_claim
 from jobcast.protocol import EventType, State, progress_dict
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

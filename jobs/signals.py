@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from jobcast.backoff import Backoff
 from jobcast.protocol import Keys
-from jobcast.pubsub import PubSubProtocol, connect_pubsub, keep_alive
+from jobcast.redis.pubsub import PubSubProtocol, connect_pubsub, keep_alive
 
 log = logging.getLogger(__name__)
 

@@ -19,25 +19,25 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobcast import bulk
-from jobcast.arq_runtime import JobcastWorker, Retry, current_claim
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
-from jobcast.janitor import Janitor
+from jobcast.files.storage import Storage, create_storage
+from jobcast.jobs.arq_runtime import JobcastWorker, Retry, current_claim
 from jobcast.jobs.lease import hold_lease
-from jobcast.jobs.metrics import WorkerMetrics
-from jobcast.jobs.metrics import serve as serve_metrics
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
+from jobcast.jobs.upkeep.janitor import Janitor
+from jobcast.jobs.upkeep.migrate import migrate, migrate_histories
+from jobcast.jobs.worker_metrics import WorkerMetrics
+from jobcast.jobs.worker_metrics import serve as serve_metrics
 from jobcast.kind import JobContext, Kind, PermanentError, configure
 from jobcast.logs import context_fields, log_context
-from jobcast.migrate import migrate, migrate_histories
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
 from jobcast.reaper import Reaper, worker_lost
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
 from jobcast.registry import KindsError, discover_kinds
 from jobcast.settings import Settings
-from jobcast.storage import Storage, create_storage
-from jobcast.store import JobRecord, JobStore, json_deserializer, json_serializer
+from jobcast.store.jobs import JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

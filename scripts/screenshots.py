@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from playwright.async_api import async_playwright
 
-from jobcast.embedded_redis import RedisProcess, free_port
+from jobcast.redis.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # bench/, for the one way this checkout starts Chromium

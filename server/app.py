@@ -11,32 +11,22 @@ from functools import partial
 
 from aiohttp import web
 
+from jobcast.files.storage import create_storage
 from jobcast.kind import configure
+from jobcast.queries.worker_directory import WorkerDirectory
 from jobcast.reaper import Reaper
-from jobcast.redis import create_redis
+from jobcast.redis.client import create_redis
 from jobcast.registry import discover_kinds
-from jobcast.server import (
-    api,
-    bulk,
-    compat,
-    control,
-    login,
-    metrics,
-    pages,
-    pausing,
-    queries,
-    results,
-    scheduled_page,
-    sse,
-    submit,
-    tokens,
-    workers_page,
-    ws,
-)
-from jobcast.server.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, send_cookie
-from jobcast.server.broker import RedisBroker
-from jobcast.server.headers import security_headers
-from jobcast.server.hub import OpenStreams
+from jobcast.server.api import bulk_requests as bulk
+from jobcast.server.api import compat, control, queries, results, submit
+from jobcast.server.api import jobs as api
+from jobcast.server.api import kind_pausing as pausing
+from jobcast.server.api.links import job_links
+from jobcast.server.fanout.broker import RedisBroker
+from jobcast.server.fanout.hub import OpenStreams
+from jobcast.server.fanout.relay import Relay
+from jobcast.server.http.middleware import jobcast_middleware
+from jobcast.server.http.request_ids import send_request_id
 from jobcast.server.keys import (
     FILES,
     KINDS,
@@ -51,20 +41,23 @@ from jobcast.server.keys import (
     WEBSOCKETS,
     WORKERS,
 )
-from jobcast.server.links import job_links
-from jobcast.server.metrics import setup_metrics
-from jobcast.server.middleware import jobcast_middleware
-from jobcast.server.origins import send_cors_headers
-from jobcast.server.pages import setup_pages
-from jobcast.server.relay import Relay
-from jobcast.server.request_ids import send_request_id
-from jobcast.server.tokens import TOKENS, StreamTokens
-from jobcast.server.websocket.socket import WebSockets
+from jobcast.server.observability import metrics
+from jobcast.server.observability.metrics import setup_metrics
+from jobcast.server.pages import login
+from jobcast.server.pages import scheduled as scheduled_page
+from jobcast.server.pages import views as pages
+from jobcast.server.pages import workers as workers_page
+from jobcast.server.pages.views import setup_pages
+from jobcast.server.security import tokens
+from jobcast.server.security.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts, send_cookie
+from jobcast.server.security.headers import security_headers
+from jobcast.server.security.origins import send_cors_headers
+from jobcast.server.security.tokens import TOKENS, StreamTokens
+from jobcast.server.transports import sse, ws
+from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
-from jobcast.storage import create_storage
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
 from jobcast.tasks import cancel_and_wait
-from jobcast.workers import WorkerDirectory
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

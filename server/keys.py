@@ -8,15 +8,15 @@ import weakref
 from aiohttp import web
 from redis.asyncio import Redis
 
-from jobcast.files import FileStore
+from jobcast.files.local import FileStore
+from jobcast.files.storage import Storage
 from jobcast.kind import Kind
-from jobcast.server.hub import OpenStreams, Outbox
-from jobcast.server.relay import Relay
-from jobcast.server.websocket.socket import WebSockets
+from jobcast.queries.worker_directory import WorkerDirectory
+from jobcast.server.fanout.hub import OpenStreams, Outbox
+from jobcast.server.fanout.relay import Relay
+from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import Settings
-from jobcast.storage import Storage
-from jobcast.store import JobStore
-from jobcast.workers import WorkerDirectory
+from jobcast.store.jobs import JobStore
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)

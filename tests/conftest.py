@@ -16,10 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bench.chromium import CHROMIUM, CHROMIUM_ARGS
-from jobcast.embedded_redis import RedisProcess
-from jobcast.redis import create_redis
-from jobcast.server import http
+from jobcast.redis.client import create_redis
+from jobcast.redis.embedded import RedisProcess
 from jobcast.server.app import create_app
+from jobcast.server.http import server as http
 from jobcast.server.keys import SETTINGS
 from jobcast.settings import Settings
 from tests.helpers import JobcastProcess

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from jobcast.client import sse_messages
-from jobcast.embedded_redis import free_port
+from jobcast.client.api import sse_messages
 from jobcast.protocol import TERMINAL_STATES, Keys, Priority
+from jobcast.redis.embedded import free_port
 
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
 

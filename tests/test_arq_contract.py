@@ -14,7 +14,7 @@ from importlib import metadata
 import pytest
 from arq.worker import Worker
 
-from jobcast import arq_runtime
+from jobcast.jobs import arq_runtime
 
 # The signatures arq 0.28 gives the methods jobcast overrides.
 SIGNATURES = {

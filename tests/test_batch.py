@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobcast.client import Client
+from jobcast.client.api import Client
 from tests.helpers import demo, get_json, post_json, watch_to_end
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from jobcast.files import FileStore
+from jobcast.files.local import FileStore
 from jobcast.server.app import create_app
 from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
 from tests.test_security import ADMIN_KEY, SERVICE_KEY, bearer, owner_mode, status_of  # noqa: F401

@@ -1,4 +1,4 @@
-"""`jobcast.client` against real `jobcast web` and `jobcast worker` processes."""
+"""`jobcast.client.api` against real `jobcast web` and `jobcast worker` processes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobcast.client import Client, JobcastError, JobEvent, SyncClient
+from jobcast.client.api import Client, JobcastError, JobEvent, SyncClient
 from tests.helpers import JobcastProcess
 
 

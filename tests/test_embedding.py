@@ -77,7 +77,7 @@ async def test_caught_up_streams_leave_the_host_servers_aiohttp_too(aiohttp_clie
     """Under a team's own aiohttp server, as under `jobcast web`, an SSE stream that has caught
     up and a WebSocket are held without aiohttp's request machinery, and still get every event."""
     from jobcast.protocol import EventType
-    from jobcast.store import JobStore
+    from jobcast.store.jobs import JobStore
 
     client = await aiohttp_client(host_app(settings))
     store = JobStore(redis, settings)

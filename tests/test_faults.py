@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from jobcast.embedded_redis import free_port
+from jobcast.redis.embedded import free_port
 from jobcast.server.keys import RELAY
 from tests.helpers import (
     assert_contiguous,
@@ -169,7 +169,7 @@ async def test_a_caught_up_stream_whose_client_stops_reading_is_cut_off_after_th
 ) -> None:
     from jobcast.protocol import EventType
     from jobcast.server.app import create_app
-    from jobcast.store import JobStore
+    from jobcast.store.jobs import JobStore
 
     app = create_app(settings.model_copy(update={"write_timeout_s": 0.5}))
     app.middlewares.append(small_send_buffer)

@@ -117,9 +117,9 @@ async def test_the_feed_is_repaired_after_its_pubsub_connection_is_killed(client
 
 
 async def test_a_feed_snapshot_is_bounded_in_bytes(redis, settings) -> None:
-    from jobcast.feed import feed_snapshot
     from jobcast.protocol import dumps
-    from jobcast.store import JobStore, Submission
+    from jobcast.queries.feed import feed_snapshot
+    from jobcast.store.jobs import JobStore, Submission
 
     bounded = settings.model_copy(update={"feed_snapshot_bytes": 16 * 1024})
     store = JobStore(redis, bounded)
@@ -136,8 +136,8 @@ async def test_feeds_keep_every_submission_in_order_and_an_owners_feed_expires(r
     """A single create writes its feed records at once, a batch's create gathers them and writes
     them at the end of the call: both leave consecutive feed seqs in each feed's history, and an
     owner's feed (not the every-job feed) gets the retention as its expiry."""
-    from jobcast.feed import feed_page
-    from jobcast.store import JobStore, Submission
+    from jobcast.queries.feed import feed_page
+    from jobcast.store.jobs import JobStore, Submission
 
     store = JobStore(redis, settings)
     submission = Submission("demo", {"steps": 1}, max_attempts=1)

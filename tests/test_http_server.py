@@ -8,7 +8,7 @@ import inspect
 import json
 import time
 
-from jobcast.server import http
+from jobcast.server.http import server as http
 
 
 async def read_answer(reader: asyncio.StreamReader, timeout: float = 20) -> tuple[int, dict[str, str], bytes]:

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from jobcast.server.events import Event
-from jobcast.server.hub import Hub, Outbox, OutboxClosed, Subscription, Watchers
-from jobcast.server.topics import KeyedTopic
-from jobcast.server.wire import direct_writer, sse_chunk, sse_text, ws_frame
+from jobcast.server.fanout.events import Event
+from jobcast.server.fanout.hub import Hub, Outbox, OutboxClosed, Subscription, Watchers
+from jobcast.server.fanout.topics import KeyedTopic
+from jobcast.server.fanout.wire import direct_writer, sse_chunk, sse_text, ws_frame
 from jobcast.tasks import cancel_and_wait
 
 

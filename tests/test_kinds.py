@@ -138,7 +138,7 @@ async def test_the_articles_reports_api_keeps_working(client, worker) -> None:
 async def test_a_retried_conversion_links_its_upload_instead_of_copying_it(client, worker, settings) -> None:
     import os
 
-    from jobcast.files import FileStore
+    from jobcast.files.local import FileStore
 
     # A file whose format cannot be told fails for good; its retry reuses the upload.
     async with client.post("/api/jobs", data=upload_form("data.txt", b"a,b\n1,2\n", {})) as response:
@@ -181,7 +181,7 @@ async def test_uploads_stop_while_the_disk_is_nearly_full(aiohttp_client, settin
 
 
 async def test_a_result_over_the_size_limit_fails_the_job_and_is_removed(client, spawn, settings) -> None:
-    from jobcast.files import FileStore
+    from jobcast.files.local import FileStore
 
     spawn("worker", JOBCAST_MAX_RESULT_BYTES="2048")
     lines = ["id,name"] + [f"{i},name {i}" for i in range(500)]  # about 10 KB of JSON Lines out

@@ -9,7 +9,7 @@ from typing import Any
 from jobcast.jobs import signals
 from jobcast.jobs.signals import RunningAttempts
 from jobcast.protocol import Priority
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import (
     attempts,
     demo,

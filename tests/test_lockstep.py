@@ -12,7 +12,7 @@ from typing import Any
 from jobcast.protocol import EventType
 from jobcast.server.app import create_app
 from jobcast.server.keys import OUTBOXES, RELAY
-from jobcast.store import JobStore
+from jobcast.store.jobs import JobStore
 from tests.helpers import (
     assert_contiguous,
     small_send_buffer,

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from jobcast.protocol import EventType
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import sse_events, wait_for
 
 SLOW_READERS = 20

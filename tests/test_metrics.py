@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobcast.embedded_redis import free_port
+from jobcast.redis.embedded import free_port
 from tests.helpers import answers_ok, demo, read_sse, submit, wait_for, watch_to_end
 
 DASHBOARD = Path(__file__).parent.parent / "docs" / "grafana" / "jobcast-dashboard.json"

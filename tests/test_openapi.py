@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from jobcast.server.app import create_app
-from jobcast.server.openapi import build_document
+from jobcast.server.http.openapi import build_document
 from tests.helpers import get_json
 
 CHECKS = ",".join(

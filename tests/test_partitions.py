@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from jobcast.embedded_redis import redis_server_binary
 from jobcast.protocol import Keys
+from jobcast.redis.embedded import redis_server_binary
 from tests.helpers import demo, follow_sse, progressed, wait_for
 
 ADMIN_KEY = "jc_partition-test-admin-key-0123456789"

@@ -8,7 +8,7 @@ import pytest
 
 from jobcast.jobs.progress import Progress
 from jobcast.protocol import EventType, loads, split_record
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 
 
 @pytest.fixture

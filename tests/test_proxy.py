@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from jobcast.embedded_redis import free_port
+from jobcast.redis.embedded import free_port
 from tests.helpers import answers_ok, demo, follow_sse, progressed, submit, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

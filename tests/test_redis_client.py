@@ -10,7 +10,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from jobcast.protocol import new_job_id, new_job_ids
-from jobcast.redis import HiredisPacking, create_redis
+from jobcast.redis.client import HiredisPacking, create_redis
 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:

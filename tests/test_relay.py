@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from jobcast.server.hub import Outbox, Subscription
-from jobcast.server.memory_broker import MemoryBroker
-from jobcast.server.relay import Relay
+from jobcast.server.fanout.hub import Outbox, Subscription
+from jobcast.server.fanout.relay import Relay
+from tests.memory_broker import MemoryBroker
 
 PAGE = 10
 
@@ -122,7 +122,7 @@ async def test_the_last_watcher_leaving_unsubscribes_and_an_unknown_job_is_refus
     assert connection.channels == {relay.broker.job("j").key}
     relay.leave(b)
     assert connection.channels == set() and relay.hub.topics == {}
-    from jobcast.server.topics import JobNotFound
+    from jobcast.server.fanout.topics import JobNotFound
 
     with pytest.raises(JobNotFound):
         await watch(relay, "nope", since=None)

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from jobcast.embedded_redis import RedisProcess
+from jobcast.redis.embedded import RedisProcess
 from tests.helpers import (
     JobcastProcess,
     SseEvent,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-from jobcast.files import FileStore
-from jobcast.janitor import Janitor
+from jobcast.files.local import FileStore
+from jobcast.files.storage import DirectoryStorage
+from jobcast.jobs.upkeep.janitor import Janitor
 from jobcast.protocol import EventType, State, loads, split_record
 from jobcast.server.app import create_app
-from jobcast.storage import DirectoryStorage
-from jobcast.store import JobStore, Submission
+from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import demo, read_sse, submit, wait_for
 
 
@@ -142,7 +142,7 @@ async def test_pages_of_a_trimmed_history_start_where_they_should(redis, setting
 
 
 async def test_histories_an_earlier_version_kept_as_sorted_sets_move_to_lists(redis, settings) -> None:
-    from jobcast.migrate import migrate_histories
+    from jobcast.jobs.upkeep.migrate import migrate_histories
 
     store = JobStore(redis, settings)
     moved_job = await finished_job(store, 3)  # seqs 1 to 6

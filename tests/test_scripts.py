@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 import pytest
 
-from jobcast.arq_runtime import Claim, JobcastWorker
+from jobcast.jobs.arq_runtime import Claim, JobcastWorker
 from jobcast.protocol import EventType, Keys, Priority
-from jobcast.records import RECORD_FIELDS, record_from
-from jobcast.scripts import Status, layout, lua_table
-from jobcast.store import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
+from jobcast.store.jobs import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
+from jobcast.store.records import RECORD_FIELDS, record_from
+from jobcast.store.scripts import Status, layout, lua_table
 
-LUA = Path(__file__).resolve().parent.parent / "jobcast" / "lua"
+LUA = Path(__file__).resolve().parent.parent / "jobcast" / "store" / "lua"
 
 
 @pytest.fixture
@@ -416,7 +416,7 @@ async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
 
 
 async def test_jobs_waiting_in_the_old_layout_move_to_their_queues(store) -> None:
-    from jobcast.migrate import migrate
+    from jobcast.jobs.upkeep.migrate import migrate
 
     job_id = await new_job(store)
     await store.redis.zrem(store.keys.queue("default"), job_id)

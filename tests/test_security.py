@@ -412,7 +412,7 @@ async def test_each_owner_has_a_bounded_number_of_streams(aiohttp_client, settin
     # Closing one frees its place.
     first.close()
     await ws.close()
-    from jobcast.server.auth import STREAM_COUNTS
+    from jobcast.server.security.auth import STREAM_COUNTS
 
     counts = client.app[STREAM_COUNTS]
     await wait_for(lambda: not counts.open, what="the server to notice both hang-ups")
@@ -471,7 +471,7 @@ def csv_upload(rows: int) -> aiohttp.FormData:
 
 
 async def test_each_owner_has_a_disk_quota_that_sweeping_gives_back(aiohttp_client, settings) -> None:
-    from jobcast.files import FileStore
+    from jobcast.files.local import FileStore
     from jobcast.server.keys import STORE
 
     client = await owner_app(aiohttp_client, settings, disk_quota_bytes=10_000)

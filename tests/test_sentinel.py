@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from jobcast.embedded_redis import free_port, redis_server_binary
+from jobcast.redis.embedded import free_port, redis_server_binary
 from tests.helpers import demo, follow_sse, progressed, submit, wait_for
 
 SERVICE = "jobcast-primary"

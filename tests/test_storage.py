@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
-from jobcast.embedded_redis import free_port
-from jobcast.storage import S3Storage
+from jobcast.files.storage import S3Storage
+from jobcast.redis.embedded import free_port
 from tests.helpers import wait_for, watch_to_end
 
 BUCKET = "jobcast-test"
@@ -145,7 +145,7 @@ async def test_a_retry_reuses_the_upload_and_retention_deletes_from_the_bucket(
 
 
 def _files_and_settings(settings: Any, env: dict[str, str]) -> tuple[Any, Any]:
-    from jobcast.files import FileStore
+    from jobcast.files.local import FileStore
 
     configured = settings.model_copy(
         update={"storage": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": env["JOBCAST_S3_ENDPOINT_URL"]}

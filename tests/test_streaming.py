@@ -231,7 +231,7 @@ async def test_a_caught_up_sse_stream_leaves_aiohttp_and_still_gets_everything(
     event, the terminal one, and then the end of the response."""
 
     from jobcast.protocol import EventType
-    from jobcast.store import JobStore
+    from jobcast.store.jobs import JobStore
 
     store = JobStore(redis, settings)
     server = client.server.runner.server

@@ -18,8 +18,8 @@ from aiohttp import web
 from jobcast.protocol import EventType
 from jobcast.server.app import create_app
 from jobcast.server.keys import RELAY, STREAMS, WEBSOCKETS
-from jobcast.server.websocket.handshake import accept_key
-from jobcast.store import JobStore
+from jobcast.server.transports.websocket.handshake import accept_key
+from jobcast.store.jobs import JobStore
 from tests.helpers import (
     small_send_buffer,
     stalled_socket,

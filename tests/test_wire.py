@@ -7,8 +7,8 @@ from __future__ import annotations
 from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.test_utils import make_mocked_request
 
-from jobcast.server.events import Event
-from jobcast.server.wire import sse_chunk, sse_fast_path, sse_text
+from jobcast.server.fanout.events import Event
+from jobcast.server.fanout.wire import sse_chunk, sse_fast_path, sse_text
 
 
 async def prepared_sse(version, *, chunked: bool, compress: bool) -> tuple[web.Request, web.StreamResponse]:

@@ -18,7 +18,7 @@ import hashlib
 
 import uvloop
 
-from jobcast.pubsub import connect_pubsub
+from jobcast.redis.pubsub import connect_pubsub
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"

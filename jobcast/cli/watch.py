@@ -1,0 +1,46 @@
+"""`jobcast watch JOB_ID`: follow a job from a terminal until it ends.
+
+With `rich` installed (`pip install 'jobcast[cli]'`) it draws a progress bar; otherwise it prints
+one line per event. The exit status says how the job ended: 0 succeeded, 1 failed or cancelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jobcast.client.api import Client, JobEvent
+
+
+def describe(event: JobEvent) -> str:
+    if event.type == "progress":
+        percent = "" if event.percent is None else f"{event.percent:.0f}% "
+        return f"progress {percent}{event.message or ''}".rstrip()
+    error = event.data.get("error")
+    detail = f": {error['type']}: {error['message']}" if isinstance(error, dict) else ""
+    attempt = event.data.get("attempt")
+    if event.type == "snapshot":  # the job as it is now (it may already have ended)
+        return f"{event.state} (as of event {event.seq}, attempt {attempt}){detail}"
+    return f"{event.type} (attempt {attempt}){detail}"
+
+
+async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:
+    """Follow one job; returns the process exit status."""
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        Progress = None
+    last: JobEvent | None = None
+    async with Client(base_url) as client:
+        if Progress is None or not out.isatty():
+            async for event in client.watch(job_id):
+                last = event
+                print(describe(event), file=out, flush=True)
+        else:
+            with Progress(transient=False) as bar:
+                task = bar.add_task(job_id[:8], total=100)
+                async for event in client.watch(job_id):
+                    last = event
+                    bar.update(task, completed=event.percent or 0, description=f"{job_id[:8]} {event.state}")
+                bar.console.print(describe(last) if last else "no events")
+    return 0 if last is not None and last.state == "succeeded" else 1

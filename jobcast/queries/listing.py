@@ -1,0 +1,128 @@
+"""`GET /api/jobs`: jobs newest first, filtered by state and kind, paginated with a cursor.
+
+The cursor is the (score, id) of the last job returned, so pages stay stable while new jobs
+arrive. With both filters, the state index is walked and kind checked per job; a page may then
+come back short with a cursor to continue, rather than scanning without bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from jobcast.protocol import Keys
+from jobcast.store.jobs import JobStore, Page, build_snapshot
+
+# How many index entries one request examines at most, as a multiple of the page size.
+SCAN_FACTOR = 10
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(score: float, job_id: str) -> str:
+    # repr: the shortest text that reads back as the same float (scores carry a fraction).
+    return base64.urlsafe_b64encode(f"{score!r}:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, job_id = raw.split(":", 1)
+        value = float(score)
+        if not math.isfinite(value):
+            raise ValueError(score)
+        return value, job_id
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("malformed cursor") from None
+
+
+def _index(
+    keys: Keys,
+    state: str | None,
+    kind: str | None,
+    priority: str | None,
+    owner: str | None,
+    submitted_by: str | None,
+) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The index to walk (the narrowest one there is), and the record fields each job found
+    there must still match."""
+    filters = [(b"state", state), (b"kind", kind), (b"priority", priority)]
+    if owner is not None or submitted_by is not None:
+        index = keys.index_owner(owner) if owner is not None else keys.index_submitted_by(submitted_by or "")
+    elif state:
+        index, filters = keys.index_state(state), filters[1:]
+    elif kind:
+        index, filters = keys.index_kind(kind), filters[2:]
+    else:
+        index = keys.index_all
+    return index, [(f, v.encode()) for f, v in filters if v]
+
+
+async def list_jobs(
+    store: JobStore,
+    *,
+    state: str | None,
+    kind: str | None,
+    limit: int,
+    cursor: str | None,
+    owner: str | None = None,
+    submitted_by: str | None = None,
+    priority: str | None = None,
+) -> Page:
+    """Jobs newest first: every job, one owner's, or those a service submitted; by any of
+    state, kind and priority."""
+    keys = store.keys
+    index, wanted = _index(keys, state, kind, priority, owner, submitted_by)
+    max_score: float | str = "+inf"
+    after_id: str | None = None
+    if cursor:
+        max_score, after_id = decode_cursor(cursor)
+    jobs: list[dict[str, Any]] = []
+    budget = limit * SCAN_FACTOR
+    last: tuple[float, str] | None = None
+    start = 0  # entries at max_score already passed over (ties)
+    while len(jobs) < limit and budget > 0:
+        batch = min(budget, max(limit * 2, 50))
+        fetched = await store.redis.zrevrangebyscore(
+            index, max_score, "-inf", start=start, num=batch, withscores=True
+        )
+        budget -= len(fetched)
+        entries = fetched
+        if after_id is not None:
+            # Entries with the cursor's score sort by id, descending: skip up to and including it.
+            entries = [(m, s) for m, s in fetched if s != max_score or m.decode() < after_id]
+        if not entries:
+            if len(fetched) < batch:
+                return Page(jobs, None)
+            start += len(fetched)  # a run of ties longer than a batch
+            continue
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hgetall(keys.job(member.decode()))
+            records = await pipe.execute()
+        for (member, score), raw in zip(entries, records, strict=True):
+            last = (score, member.decode())
+            if not raw:
+                continue  # expired; the index forgets it at the next submission
+            if any(raw.get(field) != value for field, value in wanted):
+                continue
+            jobs.append(build_snapshot(member.decode(), raw, store.links))
+            if len(jobs) == limit:
+                break
+        assert last is not None
+        max_score, after_id, start = last[0], last[1], 0
+        if len(fetched) < batch and len(jobs) < limit:
+            return Page(jobs, None)
+    return Page(jobs, encode_cursor(*last) if last else None)
+
+
+async def ids_starting_with(store: JobStore, prefix: str, limit: int = 10) -> list[str]:
+    """Retained job ids that start with `prefix` (hex), at most `limit`: the short ids people
+    copy from the dashboard."""
+    members = await store.redis.zrangebylex(
+        store.keys.index_ids, f"[{prefix}", f"({prefix}g", start=0, num=limit
+    )
+    return [m.decode() for m in members]

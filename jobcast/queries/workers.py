@@ -1,0 +1,61 @@
+"""`GET /api/workers` and the workers page: each worker (live, or gone a little while), what it is,
+and the jobs it runs now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobcast.bulk import without_bulk
+from jobcast.protocol import epoch_ms, loads, utcnow
+from jobcast.store.jobs import JobStore
+
+
+async def workers(store: JobStore, heartbeat_s: float, lost_shown_s: float) -> list[dict[str, Any]]:
+    """Every worker seen within `lost_shown_s`, live ones first: its info, its heartbeat's age,
+    whether it is gone (no heartbeat for 3 intervals), and the jobs it holds now."""
+    keys = store.keys
+    now = epoch_ms(utcnow())
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.worker_info)
+        pipe.hgetall(keys.leases)
+        info, leases = await pipe.execute()
+    running: dict[str, list[str]] = {}
+    for job_id, holder in leases.items():
+        # A lease names the claim (`<worker>#<poll>`, jobcast/arq_runtime.py).
+        running.setdefault(holder.decode().split("#", 1)[0], []).append(job_id.decode())
+    out, forgotten = [], []
+    for name, raw in info.items():
+        worker = loads(raw)
+        worker["kinds"] = without_bulk(worker.get("kinds", []))
+        age_ms = now - int(worker.pop("seen_ms", 0))
+        if age_ms > lost_shown_s * 1000:
+            forgotten.append(name)
+            continue
+        out.append(
+            {
+                "name": name.decode(),
+                **worker,
+                "heartbeat_age_s": round(age_ms / 1000, 1),
+                "gone": age_ms > 3 * heartbeat_s * 1000,
+                "jobs": sorted(running.get(name.decode(), [])),
+            }
+        )
+    if forgotten:
+        await store.redis.hdel(keys.worker_info, *forgotten)
+    ids = [job_id for worker in out for job_id in worker["jobs"]]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(keys.job(job_id), "kind", "state", "progress")
+        fields = dict(zip(ids, await pipe.execute(), strict=True))
+    for worker in out:
+        worker["jobs"] = [job(job_id, *fields[job_id]) for job_id in worker["jobs"]]
+    return sorted(out, key=lambda w: (w["gone"], w["heartbeat_age_s"], w["name"]))
+
+
+def job(job_id: str, kind: bytes | None, state: bytes | None, progress: bytes | None) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "kind": kind.decode() if kind else None,
+        "state": state.decode() if state else None,
+        "progress": loads(progress) if progress else None,
+    }

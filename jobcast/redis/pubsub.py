@@ -1,0 +1,164 @@
+"""A lean Redis pub/sub connection: an asyncio protocol feeding hiredis's reply parser.
+
+redis-py's asyncio PubSub reads one message per awaited call and cannot keep up with a busy
+Redis; this protocol parses everything a read brings in one go and hands messages to a callback
+synchronously, so the relay's cost per message is a dict lookup and a few appends, and a worker
+hears a submission's wakeup in the read that brings it. The web's relay (server/relay.py) and
+the workers' signal listener (jobs/signals.py) each hold one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.exceptions import RedisError
+
+from jobcast.redis.client import sentinel_target
+
+log = logging.getLogger(__name__)
+
+# Redis closes a client whose command is too long; a few thousand channels per SUBSCRIBE is safe.
+_CHUNK = 1000
+
+
+class PubSubProtocol(asyncio.Protocol):
+    def __init__(
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        on_subscribed: Callable[[bytes], None],
+    ) -> None:
+        self._on_message = on_message
+        self._on_subscribed = on_subscribed
+        self._reader = hiredis.Reader()
+        self._transport: asyncio.Transport | None = None
+        self._pong: asyncio.Future[None] | None = None
+        self.error: str | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, though they implement it.
+        self._transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._pong is not None and not self._pong.done():
+            self._pong.set_exception(ConnectionError("pub/sub connection lost"))
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            if type(reply) is list:
+                kind = reply[0]
+                if kind == b"message":
+                    self._on_message(reply[1], reply[2])
+                elif kind == b"subscribe":
+                    self._on_subscribed(reply[1])
+                elif kind == b"pong":
+                    self._got_pong()
+            elif isinstance(reply, hiredis.ReplyError):
+                # AUTH refused, or a command Redis rejects: this connection is of no use.
+                self.error = str(reply)
+                log.error("redis pub/sub error: %s", reply)
+                self.close()
+            elif reply == b"PONG":
+                self._got_pong()
+
+    def _got_pong(self) -> None:
+        if self._pong is not None and not self._pong.done():
+            self._pong.set_result(None)
+
+    def send(self, *args: str | bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(hiredis.pack_command(args))
+
+    def subscribe(self, channels: Iterable[bytes]) -> None:
+        self._in_chunks("SUBSCRIBE", list(channels))
+
+    def unsubscribe(self, channels: Iterable[bytes]) -> None:
+        self._in_chunks("UNSUBSCRIBE", list(channels))
+
+    def _in_chunks(self, command: str, channels: list[bytes]) -> None:
+        for start in range(0, len(channels), _CHUNK):
+            self.send(command, *channels[start : start + _CHUNK])
+
+    async def ping(self, within_s: float) -> None:
+        """Round trip to Redis; raises TimeoutError when the peer has silently gone."""
+        self._pong = asyncio.get_running_loop().create_future()
+        self.send("PING")
+        async with asyncio.timeout(within_s):
+            await self._pong
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def connect_pubsub(
+    url: str,
+    on_message: Callable[[bytes, bytes], None],
+    on_subscribed: Callable[[bytes], None],
+    *,
+    connect_timeout_s: float = 5.0,
+    name: str = "jobcast-relay",
+) -> PubSubProtocol:
+    """Open a pub/sub connection to the Redis at `url` (redis://, rediss://, unix://, or the
+    current primary of a redis+sentinel:// service), named `name` in Redis's CLIENT LIST."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> PubSubProtocol:
+        return PubSubProtocol(on_message, on_subscribed)
+
+    if (target := sentinel_target(url)) is not None:
+        async with asyncio.timeout(connect_timeout_s):
+            try:
+                host, port = await target.primary()
+            except RedisError as e:  # no primary yet (a failover under way): the relay retries
+                raise ConnectionError(f"no primary for {target.service}: {e}") from e
+            _, proto = await loop.create_connection(factory, host, port)
+        credentials = [target.username] if target.username else []
+        if target.password:
+            proto.send("AUTH", *credentials, target.password)
+        proto.send("CLIENT", "SETNAME", name)
+        return proto
+
+    options = parse_url(url)
+    async with asyncio.timeout(connect_timeout_s):
+        if "path" in options:
+            _, proto = await loop.create_unix_connection(factory, options["path"])
+        else:
+            tls = ssl.create_default_context() if options.get("connection_class") is SSLConnection else None
+            _, proto = await loop.create_connection(
+                factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls
+            )
+    if options.get("password"):
+        credentials = [options["username"]] if options.get("username") else []
+        proto.send("AUTH", *credentials, options["password"])
+    proto.send("CLIENT", "SETNAME", name)
+    return proto
+
+
+class Pingable(Protocol):
+    closed: asyncio.Future[None]
+
+    async def ping(self, within_s: float) -> None: ...
+
+
+async def keep_alive(conn: Pingable, interval_s: float) -> None:
+    """Return when the connection closes, or when Redis stops answering pings (a silent network,
+    a host gone without a FIN): a pub/sub connection otherwise only ever waits."""
+    while not conn.closed.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(conn.closed), interval_s)
+        except TimeoutError:
+            try:
+                await conn.ping(interval_s)
+            except (TimeoutError, ConnectionError):
+                log.warning("pub/sub did not answer a ping; reconnecting")
+                return

@@ -1,0 +1,638 @@
+"""Job records, per-job event history, indexes and publishing, all in Redis.
+
+Every write that must be atomic is one Lua script (see jobcast/lua/, called through
+jobcast/scripts.py): publishing assigns the seq, appends history, updates the snapshot and indexes
+and PUBLISHes together, so history order always equals live order; submission, cancel, a worker's
+claim, lease renewal and finish are scripts for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+
+from jobcast.protocol import (
+    STATE_AFTER,
+    TERMINAL_STATES,
+    TERMINAL_TYPES,
+    EventType,
+    Keys,
+    Priority,
+    State,
+    dumps,
+    epoch_ms,
+    event_head,
+    event_template,
+    isoformat,
+    loads,
+    now_iso,
+    split_record,
+    utcnow,
+)
+from jobcast.settings import Settings
+from jobcast.store.quota import DiskQuota
+from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
+from jobcast.store.scripts import Scripts, Status, as_text, text
+
+_JSON_FIELDS = ("params", "progress", "result", "error")
+_EMPTY_PROGRESS = {"current": 0, "total": None, "percent": None, "message": None}
+
+
+def json_serializer(value: Any) -> bytes:
+    """arq's serializer: JSON, never pickle (a queue must not execute what it reads). jobcast
+    keeps no arq payloads or results; anything arq would write still goes through this."""
+    return orjson.dumps(value, default=repr)
+
+
+def json_deserializer(raw: bytes) -> Any:
+    return loads(raw)
+
+
+# What the web adds to a job's snapshot: its URLs (`links`) and, in owner mode, a `stream_token`.
+# The web server gives the store its own (server/links.py); the data layer knows no URL shapes.
+Links = Callable[[str], dict[str, Any]]
+
+
+def no_links(job_id: str) -> dict[str, Any]:
+    return {"links": {}, "stream_token": None}
+
+
+# The record's fields a snapshot shows (a job's hash also holds tracebacks, kept out of it).
+_SNAPSHOT_FIELDS = frozenset(
+    {
+        *_JSON_FIELDS,
+        *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
+        *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
+        *("retried_by", "owner", "submitted_by", "seq"),
+    }
+)
+
+
+def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> dict[str, Any]:
+    """The public job snapshot from the job's Redis hash."""
+    text = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if value and name in _SNAPSHOT_FIELDS:
+            text[name] = value.decode()
+    parsed = {name: loads(text[name]) for name in _JSON_FIELDS if name in text}
+    return snapshot_of(job_id, text, parsed, links)
+
+
+def snapshot_of(
+    job_id: str, text: dict[str, Any], parsed: dict[str, Any], links: Links = no_links
+) -> dict[str, Any]:
+    """The public job snapshot from a record's fields (`text`: absent or empty when unset) and its
+    JSON fields already parsed (`parsed`)."""
+    get = text.get
+    return {
+        "id": job_id,
+        "kind": get("kind") or None,
+        "params": parsed.get("params"),
+        "state": get("state") or None,
+        "priority": get("priority") or Priority.DEFAULT.value,
+        "progress": parsed.get("progress") or dict(_EMPTY_PROGRESS),
+        "attempt": int(get("attempt") or 0),
+        "max_attempts": int(get("max_attempts") or 0) or None,
+        "created_at": get("created_at") or None,
+        "run_at": get("run_at") or None,
+        "started_at": get("started_at") or None,
+        "first_started_at": get("first_started_at") or None,
+        "next_attempt_at": get("next_attempt_at") or None,
+        "finished_at": get("finished_at") or None,
+        "cancel_requested": bool(get("cancel_requested")),
+        "result": parsed.get("result"),
+        "error": parsed.get("error"),
+        "retry_of": get("retry_of") or None,
+        "retried_by": get("retried_by") or None,
+        "owner": get("owner") or None,
+        "submitted_by": get("submitted_by") or None,
+        "last_event_id": int(get("seq") or 0),
+        **links(job_id),
+    }
+
+
+@dataclass(slots=True)
+class Replay:
+    """What a watcher joining at `since` must be sent before live events."""
+
+    snapshot: dict[str, Any]
+    records: list[bytes] = field(default_factory=list)
+    # True when history no longer reaches back to since+1: send the snapshot instead of records.
+    needs_snapshot: bool = False
+
+    @property
+    def head_seq(self) -> int:
+        return int(self.snapshot["last_event_id"])
+
+    @property
+    def terminal(self) -> bool:
+        return self.snapshot["state"] in TERMINAL_STATES
+
+
+# Between the records a compacted job keeps (jobcast/lua/compact.lua).
+COMPACTED_SEPARATOR = b"\x1e"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Part of a history (a job's or the feed's): records after some seq, read with the head."""
+
+    head: int
+    records: list[bytes]
+    oldest: int | None
+    # The job ended long enough ago that its history holds only its state changes and last progress.
+    compacted: bool = False
+
+    @classmethod
+    def read(cls, answer: list[Any], after: int, limit: int | None) -> HistoryPage:
+        """The page jobcast/lua/history.lua answered: `[head, compacted, oldest, record...]`."""
+        head, compacted, oldest, *records = answer
+        if compacted is not None:
+            return cls.compacted_from(int(head or 0), compacted, after, limit)
+        return cls(int(head or 0), records, oldest)
+
+    @classmethod
+    def compacted_from(cls, head: int, kept: bytes, after: int, limit: int | None) -> HistoryPage:
+        """A compacted job's page, from the records its `compacted` field keeps (see
+        jobcast/lua/compact.lua)."""
+        records = kept.split(COMPACTED_SEPARATOR) if kept else []
+        oldest = split_record(records[0])[0] if records else None
+        later = [r for r in records if split_record(r)[0] > after]
+        return cls(head, later if limit is None else later[:limit], oldest, compacted=True)
+
+    def misses(self, after: int) -> bool:
+        """History cannot continue a reader at `after`: it was trimmed, compacted or expired past
+        it, or `after` is beyond the head (an id from data Redis has lost, or from elsewhere)."""
+        if after > self.head:
+            return True
+        if self.compacted and after < self.head:
+            return True
+        return self.head > after and (self.oldest is None or self.oldest > after + 1)
+
+
+class Lease(Protocol):
+    """A worker's lease on a job (its claim), which a terminal event may end (JobStore.publish)."""
+
+    holder: str
+    priority: str
+    released: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A validated request for a job."""
+
+    kind: str
+    params: dict[str, Any]
+    priority: Priority = Priority.DEFAULT
+    delay_s: float = 0.0
+    max_attempts: int = 0
+    # The kind's estimate of the CPU-seconds it takes (counted against the owner's hourly budget).
+    cost_s: float = 0.0
+
+    @classmethod
+    def again(cls, old: dict[str, Any], *, max_attempts: int, cost_s: float) -> Submission:
+        """The submission that retries `old` (a job's snapshot): its kind, params and priority."""
+        priority = Priority(old["priority"])
+        return cls(old["kind"], old["params"], priority=priority, max_attempts=max_attempts, cost_s=cost_s)
+
+    def fingerprint(self) -> str:
+        """Identifies the request body, so a reused idempotency key with another body is caught."""
+        body = {"kind": self.kind, "params": self.params, "priority": self.priority, "delay_s": self.delay_s}
+        return hashlib.sha256(dumps(body)).hexdigest()
+
+
+class SubmitRefused(Exception):
+    """Base of the reasons a submission creates no job."""
+
+
+class IdempotentReplay(SubmitRefused):
+    def __init__(self, job_id: str, same_request: bool) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.same_request = same_request
+
+
+class TooManyWaiting(SubmitRefused):
+    """Over a waiting-jobs limit: the jobs due now, the delayed ones, or the owner's own."""
+
+    def __init__(self, waiting: int, delayed: bool = False, owner: bool = False) -> None:
+        super().__init__(f"{waiting} {'delayed ' if delayed else ''}jobs are waiting")
+        self.waiting = waiting
+        self.delayed = delayed
+        self.owner = owner
+
+
+class RateLimited(SubmitRefused):
+    """The owner submitted `JOBCAST_MAX_SUBMISSIONS_PER_MINUTE` jobs this minute already."""
+
+    def __init__(self, retry_after_s: float, budget: bool = False) -> None:
+        what = "your CPU budget for this hour is spent" if budget else "too many submissions"
+        super().__init__(f"{what}; retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+class NotRetryable(SubmitRefused):
+    """The job to retry is gone (state None) or has not failed or been cancelled."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+class AlreadyRetried(SubmitRefused):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """`ended`: the job was already over (409); `requested`: its worker is stopping it."""
+
+    found: bool
+    cancelled: bool = False
+    requested: bool = False
+    ended_as: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What a job submitted at some moment, to start after some delay, is created with: its
+    times, and its `queued` event's JSON after the seq."""
+
+    created_at: str
+    run_at: str | None
+    ready_ms: int
+    tail: str
+
+
+@lru_cache(maxsize=64)
+def _queued(created: datetime, delay_s: float) -> Queued:
+    # Cached: a batch's jobs share their moment, and mostly their delay.
+    run_at = created + timedelta(seconds=delay_s)
+    created_at = isoformat(created)
+    due = isoformat(run_at) if delay_s else None
+    extra = {"run_at": due} if due else None
+    _, tail = event_template("", EventType.QUEUED, attempt=0, ts=created_at, extra=extra)
+    return Queued(created_at, due, epoch_ms(run_at), text(tail))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCall:
+    """One submission as the create script takes it, and how to read its answer."""
+
+    job_id: str
+    keys: dict[str, str]
+    args: dict[str, Any]
+    record: dict[str, Any]
+    params: dict[str, Any]
+    # Only a call with an idempotency key has one (it is what a repeat of the key is compared by).
+    fingerprint: str | None
+
+    def outcome(self, answer: Any, links: Links) -> dict[str, Any]:
+        """The new job's snapshot; raises the SubmitRefused the answer means."""
+        status = answer.status
+        if status is Status.KEY_REUSED:
+            raise IdempotentReplay(answer["id"], answer["fingerprint"] == self.fingerprint)
+        if status is Status.TOO_MANY_WAITING:
+            raise TooManyWaiting(int(answer["waiting"]), bool(answer["delayed"]), bool(answer.get("owner")))
+        if status is Status.RATE_LIMITED:
+            raise RateLimited(max(1, int(answer["retry_after_ms"])) / 1000, bool(answer.get("budget")))
+        if status is Status.ALREADY_RETRIED:
+            raise AlreadyRetried(answer["id"])
+        if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
+            raise NotRetryable(answer.get("state"))
+        return self.snapshot(int(answer["seq"]), links)
+
+    def snapshot(self, seq: int, links: Links) -> dict[str, Any]:
+        """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
+        the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
+        text = {**self.record, "state": State.QUEUED.value, "seq": seq}
+        return snapshot_of(self.job_id, text, {"params": self.params}, links)
+
+
+@dataclass(slots=True)
+class Page:
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class JobStore:
+    """Reads and writes jobcast's Redis data; shared by the web server and the workers."""
+
+    def __init__(self, redis: Redis, settings: Settings, links: Links = no_links) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.links = links
+        self.keys = Keys(settings.key_prefix)
+        self.scripts = Scripts(redis, self.keys, settings)
+        self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes)
+        # The create script's limits, the same for every job of a call (see create.lua).
+        self._create_limits = {
+            "idempotency_ttl_s": settings.idempotency_ttl_s,
+            "limit": settings.max_waiting_jobs,
+            "delayed_limit": settings.max_delayed_jobs,
+            "rate_limit": settings.max_submissions_per_minute,
+            "owner_limit": settings.max_waiting_per_owner,
+            "cost_budget": settings.cpu_budget_s_per_hour,
+        }
+
+    def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
+        """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua):
+        with an owner, the owner's feed too."""
+        keys = {
+            "job": self.keys.job(job_id),
+            "history": self.keys.history(job_id),
+            "channel": self.keys.channel(job_id),
+        }
+        if owner is not None:
+            feed = self.keys.feed(owner)
+            keys.update(
+                owner_feed=feed.channel, owner_feed_history=feed.history, owner_feed_position=feed.position
+            )
+        return keys
+
+    @staticmethod
+    def _event_fields(
+        type_: EventType,
+        ts: str,
+        progress: dict[str, Any] | None,
+        result: Any,
+        error: dict[str, str] | None,
+        extra: dict[str, Any] | None,
+    ) -> list[str]:
+        fields: dict[str, Any] = {}
+        if progress is not None:
+            fields["progress"] = dumps(progress)
+        if type_ in TERMINAL_TYPES:
+            fields.update(finished_at=ts, result=dumps(result), error=dumps(error), next_attempt_at="")
+        elif type_ is EventType.STARTED:
+            fields.update(started_at=ts, error=b"", next_attempt_at="")
+        elif type_ is EventType.RETRYING:
+            fields["error"] = dumps(error)
+        for name, value in (extra or {}).items():
+            fields[name] = value if isinstance(value, str | bytes | int | float) else dumps(value)
+        return [as_text(item) for pair in fields.items() for item in pair]
+
+    async def publish(
+        self,
+        job_id: str,
+        type_: EventType,
+        *,
+        owner: str | None = None,
+        release: Lease | None = None,
+        **fields: Any,
+    ) -> int:
+        """Publish one event of a job (of `owner`); returns its seq, or 0 if refused (job ended or
+        attempt stale). `fields` are those of `event`.
+
+        With `release`, a terminal event also ends the worker's lease on the job and drops arq's
+        keys, in the same script (what finishing the job would do in a round trip of its own),
+        provided the lease is still `release.holder`'s; `release.released` then turns true."""
+        keys = self.event_keys(job_id, owner)
+        args = self.event(job_id, type_, **fields)
+        if release is not None and type_ in TERMINAL_TYPES:
+            args["release"] = {"owner": release.holder, "priority": release.priority}
+        answer = await self.scripts.call("publish", keys, **args)
+        if answer.status is not Status.PUBLISHED:
+            return 0
+        if release is not None and answer.get("released"):
+            release.released = True
+        return int(answer["seq"])
+
+    def event(
+        self,
+        job_id: str,
+        type_: EventType,
+        *,
+        attempt: int,
+        fence: int | None = None,
+        progress: dict[str, Any] | None = None,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        from_state: State | None = None,
+    ) -> dict[str, Any]:
+        """The publish script's named arguments for one event.
+
+        `fence` defaults to `attempt` (for `started`: the attempt before it); -1 publishes
+        unconditionally. With `from_state`, the event is refused unless the job is in it."""
+        ts = now_iso()
+        if fence is None:
+            fence = attempt - 1 if type_ is EventType.STARTED else attempt
+        head, tail = event_template(
+            job_id, type_, attempt=attempt, progress=progress, result=result, error=error, ts=ts, extra=extra
+        )
+        event = {
+            "id": job_id,
+            "type": type_.value,
+            "state": STATE_AFTER[type_].value,
+            "head": text(head),
+            "tail": text(tail),
+            "fence": fence,
+            "fields": self._event_fields(type_, ts, progress, result, error, extra),
+        }
+        if from_state is not None:  # absent, not null: Lua's cjson null is truthy
+            event["from_state"] = from_state.value
+        return event
+
+    async def create(self, job_id: str, submission: Submission, **options: Any) -> dict[str, Any]:
+        """Submit a job: the record, its `queued` event, its indexes and its place in the queue in
+        one script, so a job is either fully submitted or not at all. Returns the
+        new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
+        `create_call`."""
+        call = self.create_call(job_id, submission, **options)
+        (answer,) = await self.scripts.call_batch("create", [(call.keys, call.args)], 1, self._create_limits)
+        return call.outcome(answer, self.links)
+
+    async def create_many(self, calls: list[CreateCall]) -> list[dict[str, Any] | SubmitRefused]:
+        """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
+        SubmitRefused that says why it made no job."""
+        answers = await self.scripts.call_batch(
+            "create",
+            [(call.keys, call.args) for call in calls],
+            self.settings.create_chunk_jobs,
+            self._create_limits,
+        )
+        out: list[dict[str, Any] | SubmitRefused] = []
+        for call, answer in zip(calls, answers, strict=True):
+            try:
+                out.append(call.outcome(answer, self.links))
+            except SubmitRefused as refused:
+                out.append(refused)
+        return out
+
+    def create_call(
+        self,
+        job_id: str,
+        submission: Submission,
+        *,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+        request_id: str | None = None,
+        owner: str | None = None,
+        submitted_by: str | None = None,
+        created: datetime | None = None,
+    ) -> CreateCall:
+        """The create script's keys and arguments for one submission, made at `created` (now by
+        default; a batch's jobs share the moment they came)."""
+        queued = _queued(created or utcnow(), submission.delay_s)
+        kind, priority = submission.kind, submission.priority.value
+        # The record's fields but params, as field/value pairs of text (a batch builds a thousand).
+        fields = ["kind", kind, "priority", priority, "max_attempts", str(submission.max_attempts)]
+        fields += ("created_at", queued.created_at)
+        optional = (
+            ("run_at", queued.run_at),
+            ("retry_of", retry_of),
+            ("request_id", request_id),
+            ("owner", owner),
+            ("submitted_by", submitted_by),
+        )
+        for name, value in optional:
+            if value:
+                fields += (name, value)
+        keys = self._create_keys(job_id, kind, idempotency_key, retry_of, owner, submitted_by)
+        # Only what is this job's: the limits are the call's (`_create_limits`), and absent
+        # options are left out, so a batch's thousand items stay small for Redis to decode.
+        args: dict[str, Any] = {
+            "id": job_id,
+            "kind": kind,
+            "priority": priority,
+            "ready_ms": queued.ready_ms,
+            "head": text(event_head(job_id)),
+            "tail": queued.tail,
+            "params": text(dumps(submission.params)),
+            "record": fields,
+        }
+        fingerprint = None
+        if idempotency_key is not None:
+            args["fingerprint"] = fingerprint = submission.fingerprint()
+        if owner:
+            args["owner"] = owner
+        if submission.cost_s:
+            args["cost"] = submission.cost_s
+        record = dict(zip(fields[::2], fields[1::2], strict=True))
+        return CreateCall(job_id, keys, args, record, submission.params, fingerprint)
+
+    def _create_keys(
+        self,
+        job_id: str,
+        kind: str,
+        idempotency_key: str | None,
+        retry_of: str | None,
+        owner: str | None,
+        submitted_by: str | None,
+    ) -> dict[str, str]:
+        """The create script's keys (see create.lua); optional ones only when they apply."""
+        keys = {
+            **self.event_keys(job_id, owner),
+            "kind_index": self.keys.index_kind(kind),
+        }
+        if idempotency_key is not None:
+            # Scoped to the owner: nobody can squat another owner's key.
+            scoped = f"{owner or ''}\n{idempotency_key}"
+            keys["idempotency"] = self.keys.idempotency(hashlib.sha256(scoped.encode()).hexdigest())
+        if retry_of:
+            keys["original"] = self.keys.job(retry_of)
+        if owner is not None:
+            keys["owner_index"] = self.keys.index_owner(owner)
+            keys["owner_rate"] = self.keys.owner_rate(owner, int(time.time() // 60))
+            keys["owner_cost"] = self.keys.owner_cost(owner, int(time.time() // 3600))
+        if submitted_by is not None:
+            keys["via_index"] = self.keys.index_submitted_by(submitted_by)
+        return keys
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        ts = now_iso()
+        error = {"type": "Cancelled", "message": "cancelled on request"}
+        head, tail = event_template(job_id, EventType.CANCELLED, attempt=0, error=error, ts=ts)
+        fields = self._event_fields(EventType.CANCELLED, ts, None, None, error, None)
+        owner = await self.redis.hget(self.keys.job(job_id), "owner")
+        keys = {
+            **self.event_keys(job_id, owner.decode() if owner else None),
+        }
+        event = {"id": job_id, "head": text(head), "tail": text(tail), "fields": fields}
+        answer = await self.scripts.call("cancel", keys, event=event)
+        status = answer.status
+        if status is Status.NOT_FOUND:
+            return CancelOutcome(found=False)
+        if status is Status.ENDED:
+            return CancelOutcome(found=True, ended_as=answer["state"])
+        return CancelOutcome(
+            found=True, cancelled=status is Status.CANCELLED, requested=status is Status.CANCEL_REQUESTED
+        )
+
+    async def load(self, job_id: str) -> JobRecord | None:
+        return record_from(await self.redis.hmget(self.keys.job(job_id), RECORD_FIELDS))
+
+    async def keep_traceback(self, job_id: str, attempt: int, text: str) -> None:
+        """A failed attempt's traceback, for operators only: a field of the job's hash (it expires
+        with the job), never part of an event or a snapshot."""
+        await self.redis.hset(self.keys.job(job_id), f"traceback:{attempt}", text)
+
+    async def tracebacks(self, job_id: str, attempts: int) -> dict[int, str]:
+        """The tracebacks kept for attempts 1 to `attempts`, by attempt."""
+        if attempts < 1:
+            return {}
+        fields = [f"traceback:{n}" for n in range(1, attempts + 1)]
+        values = await self.redis.hmget(self.keys.job(job_id), fields)
+        return {n: v.decode() for n, v in enumerate(values, start=1) if v}
+
+    async def snapshots(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        """The snapshots of these jobs, in one round trip (jobs that no longer exist left out)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            records = await pipe.execute()
+        return [build_snapshot(j, raw, self.links) for j, raw in zip(job_ids, records, strict=True) if raw]
+
+    async def snapshot(self, job_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        return build_snapshot(job_id, raw, self.links) if raw else None
+
+    async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:
+        """Snapshot plus the first `limit` events of history after `since` (None: the watcher
+        wants a snapshot first)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.job(job_id))
+            await self.read_history(self.keys.job(job_id), self.keys.history(job_id), since or 0, limit, pipe)
+            raw, answer = await pipe.execute()
+        if not raw:
+            return None
+        replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
+        page = HistoryPage.read(answer, since or 0, limit)
+        if since is None or page.misses(since):
+            # No position, or one history cannot continue: only a snapshot is truthful.
+            replay.needs_snapshot = True
+        else:
+            replay.records = page.records
+        return replay
+
+    async def history_after(self, job_id: str, seq: int) -> tuple[list[bytes], int | None]:
+        """Records after `seq`, and the oldest seq history still holds (None: no history)."""
+        page = await self.history_page(job_id, seq, None)
+        return page.records, page.oldest
+
+    async def history_page(self, job_id: str, after: int, limit: int | None) -> HistoryPage:
+        """Up to `limit` records after `after` (None: all), with the job's head seq and the oldest
+        seq history still holds, read together."""
+        answer = await self.read_history(self.keys.job(job_id), self.keys.history(job_id), after, limit)
+        return HistoryPage.read(answer, after, limit)
+
+    async def read_history(
+        self, head: str, history: str, after: int, limit: int | None, pipe: Any = None
+    ) -> Any:
+        """jobcast/lua/history.lua's answer for a job's or a feed's history (with `pipe`: queued
+        on it)."""
+        keys = {"head": head, "history": history}
+        return await self.scripts.read("history", keys, client=pipe, after=after, limit=limit or 0)

@@ -1,0 +1,52 @@
+"""Pausing a kind: workers stop starting its jobs, running ones finish, and its waiting jobs keep
+their place until it resumes (`POST /api/kinds/{kind}/pause` and `/resume`, server/pausing.py).
+
+A paused kind is a field of one hash, read by every claim (jobcast/lua/dispatch.lua): a due job of
+a paused kind is moved from its queue to the kind's parked set, scored as it was, instead of being
+started. Nothing else changes for it: it stays `queued` (or `retrying`), it can be cancelled, and
+submissions of the kind are still accepted. Resuming puts the parked jobs back in their queues in
+batches (jobcast/lua/resume.lua) and wakes the workers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jobcast.protocol import epoch_ms, isoformat, utcnow
+from jobcast.store.jobs import JobStore
+
+RESUME_BATCH = 1000  # parked jobs put back per script call, so Redis is never held for long
+
+
+async def pause(store: JobStore, kind: str) -> None:
+    # HSETNX: pausing again keeps when it was first paused.
+    await store.redis.hsetnx(store.keys.paused, kind, epoch_ms(utcnow()))
+
+
+async def resume(store: JobStore, kind: str) -> int:
+    """Resume `kind`; returns how many parked jobs went back to their queues."""
+    moved = 0
+    while True:
+        answer = await store.scripts.call("resume", kind=kind, max=RESUME_BATCH)
+        moved += int(answer["moved"])
+        if not answer["left"]:
+            return moved
+
+
+async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None) -> dict[str, dict[str, Any]]:
+    """Each paused kind: since when (ISO 8601), and how many of its jobs are parked. `since`: the
+    paused hash, when the caller read it already (one round trip less)."""
+    if since is None:
+        since = await store.redis.hgetall(store.keys.paused)
+    if not since:
+        return {}
+    kinds = sorted(k.decode() for k in since)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for kind in kinds:
+            pipe.zcard(store.keys.parked(kind))
+        parked = await pipe.execute()
+    return {
+        kind: {"since": isoformat(datetime.fromtimestamp(int(since[kind.encode()]) / 1000, UTC)), "parked": n}
+        for kind, n in zip(kinds, parked, strict=True)
+    }

@@ -1,0 +1,41 @@
+"""Each owner's disk quota: the bytes of their stored uploads and result files.
+
+Web servers charge an upload once the owner is known; workers charge a result file once it is
+written; the files' sweep refunds a job's charges when it deletes its directory. Charges are
+counted in Redis (one hash of owners' totals, one of each job's charge), so every process of a
+deployment sees one total. A retry's upload is a hard link to the original's and costs no disk,
+but it is charged again: the quota counts what each job holds, so that deleting either job's
+files refunds the right amount. In single-user mode every job belongs to one owner, and the quota
+caps the total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from jobcast.errors import QuotaExceeded
+from jobcast.store.scripts import Scripts, Status
+
+SINGLE_USER = ""  # the owner's name in the counts when jobs have no owner
+
+
+class DiskQuota:
+    def __init__(self, scripts: Scripts, quota_bytes: int) -> None:
+        self.scripts = scripts
+        self.quota_bytes = quota_bytes
+
+    async def charge(self, job_id: str, owner: str | None, nbytes: int) -> int:
+        """Charge `nbytes` to the owner for this job; the owner's total after it. Raises
+        QuotaExceeded (charging nothing) when it would go over the quota."""
+        answer = await self.scripts.call(
+            "quota", job=job_id, owner=owner or SINGLE_USER, bytes=nbytes, refund=False
+        )
+        if answer.status is Status.OVER_QUOTA:
+            raise QuotaExceeded(answer["used"], nbytes, self.quota_bytes)
+        return int(answer["used"])
+
+    async def refund(self, job_ids: Iterable[str]) -> None:
+        """Give back everything these jobs were charged (their files are gone)."""
+        calls = [({}, {"job": job_id, "owner": "", "bytes": 0, "refund": True}) for job_id in job_ids]
+        if calls:
+            await self.scripts.call_many("quota", calls)

@@ -1,0 +1,66 @@
+"""`POST /api/kinds/{kind}/pause` and `/resume`: an operator stops a kind's jobs from starting
+(running ones finish) and lets them run again (jobcast/pausing.py). Admins only in owner mode."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from jobcast.server.api.jobs import json_response
+from jobcast.server.http.openapi import Operation, json, operation
+from jobcast.server.http.problems import Problem
+from jobcast.server.http.schemas import KindPause
+from jobcast.server.keys import KINDS, STORE
+from jobcast.server.security.auth import require_admin
+from jobcast.store.pausing import pause, paused_kinds, resume
+
+routes = web.RouteTableDef()
+
+KIND = "{kind:[A-Za-z0-9_.-]{1,100}}"
+
+
+def known_kind(request: web.Request) -> str:
+    kind = request.match_info["kind"]
+    if kind not in request.app[KINDS]:
+        raise Problem(404, f"no kind named {kind!r}; see /api/kinds", slug="not-found")
+    return kind
+
+
+async def answer(request: web.Request, kind: str, resumed: int | None = None) -> web.Response:
+    state = (await paused_kinds(request.app[STORE])).get(kind)
+    body = {"kind": kind, "paused": state is not None, "since": state and state["since"]}
+    body["parked"] = state["parked"] if state else 0
+    if resumed is not None:
+        body["resumed"] = resumed
+    return json_response(body)
+
+
+@routes.post(f"/api/kinds/{KIND}/pause")
+@operation(
+    Operation(
+        "Pause a kind: workers start none of its jobs (running ones finish) until it resumes",
+        {200: json("The kind, paused", KindPause)},
+        problems=(403, 404, 503),
+        tags=("operations",),
+    )
+)
+async def pause_kind(request: web.Request) -> web.Response:
+    require_admin(request)
+    kind = known_kind(request)
+    await pause(request.app[STORE], kind)
+    return await answer(request, kind)
+
+
+@routes.post(f"/api/kinds/{KIND}/resume")
+@operation(
+    Operation(
+        "Resume a paused kind: its waiting jobs go back to their queues, in their places",
+        {200: json("The kind, running again", KindPause)},
+        problems=(403, 404, 503),
+        tags=("operations",),
+    )
+)
+async def resume_kind(request: web.Request) -> web.Response:
+    require_admin(request)
+    kind = known_kind(request)
+    moved = await resume(request.app[STORE], kind)
+    return await answer(request, kind, resumed=moved)

@@ -1,0 +1,44 @@
+"""Every request's way in: one middleware, its steps in this order.
+
+1. A request id (server/request_ids.py), for the answer, the log lines and the jobs submitted.
+2. The `Host` must name this server (server/origins.py), against DNS rebinding.
+3. CORS for the allowed origins on the paths a page elsewhere needs, and the answer to their
+   preflights (server/origins.py).
+4. No state-changing request from another site's page (server/origins.py).
+5. Who is asking (server/auth.py): the one user, an API key, a session cookie, or a new
+   anonymous identity.
+6. Any error, from these steps or the handler, answered as a problem document
+   (server/problems.py).
+
+One middleware rather than one per step: a stream's handler runs for as long as the stream is
+open, and every middleware around it is a suspended coroutine frame held for all that time (about
+250 bytes each, per idle watcher).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from jobcast.server.http.problems import error_response
+from jobcast.server.http.request_ids import assign_request_id
+from jobcast.server.security.auth import authenticate
+from jobcast.server.security.origins import check_cross_site, check_host, cors_preflight
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def jobcast_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    assign_request_id(request)
+    try:
+        check_host(request)
+        if (preflight := cors_preflight(request)) is not None:
+            return preflight
+        check_cross_site(request)
+        if (refused := authenticate(request)) is not None:
+            return refused
+        return await handler(request)
+    except Exception as error:  # CancelledError (a BaseException) passes
+        return error_response(request, error)

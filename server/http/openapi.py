@@ -1,0 +1,243 @@
+"""`GET /api/openapi.json`: an OpenAPI 3.1 document generated from the app itself.
+
+Each handler carries its `Operation` (the `@operation(...)` decorator: its request models, its
+answers' models). The document walks the app's router, so every route is in it and nothing else
+is; a route whose handler has no `Operation` is a bug the route-coverage test catches. Schemas
+come from the pydantic models that validate requests and describe answers, and each kind's
+params from the kind's own model, so nothing here is written by hand twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from jobcast.server.http.problems import CONTENT_TYPE as PROBLEM
+from jobcast.server.http.schemas import JobEvent, ProblemDocument
+from jobcast.server.keys import KINDS, SETTINGS
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+FORM = "application/x-www-form-urlencoded"
+SSE = "text/event-stream"
+HTML = "text/html"
+PAGE = {"type": "string", "contentMediaType": "text/html"}
+REF = "#/components/schemas/{model}"
+
+
+Schema = type[BaseModel] | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of an operation: per content type, a model or a plain schema."""
+
+    description: str
+    content: dict[str, Schema] = field(default_factory=dict)
+    headers: tuple[str, ...] = ()
+
+
+def json(description: str, model: Schema, *, headers: tuple[str, ...] = ()) -> Answer:
+    return Answer(description, {JSON: model}, headers)
+
+
+TEXT = {"type": "string"}
+BINARY = {"type": "string", "format": "binary"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    answers: dict[int, Answer]
+    query: type[BaseModel] | None = None
+    # The request body, per content type (a model or a schema), or a function of the app that
+    # gives it (submissions: one schema per kind the app knows).
+    body: dict[str, Schema] | Callable[[web.Application], dict[str, Schema]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # request header: description
+    problems: tuple[int, ...] = ()
+    tags: tuple[str, ...] = ("api",)
+
+
+def operation(op: Operation) -> Callable[[H], H]:
+    """Attach an operation's description to its handler."""
+
+    def mark(handler: H) -> H:
+        handler.__jobcast_operation__ = op  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+PROBLEM_TEXT = {
+    400: "Malformed input",
+    404: "No such job",
+    409: "Not possible in the job's state",
+    410: "Gone: the result file is past its retention",
+    413: "Too large",
+    415: "Unsupported content type",
+    422: "Invalid input: `errors` names each bad field",
+    429: "Too many jobs are waiting (see Retry-After)",
+    503: "Redis is unreachable (see Retry-After)",
+}
+
+
+class Schemas:
+    """The components' schemas, filled as operations name models."""
+
+    def __init__(self) -> None:
+        self.models: dict[type[BaseModel], JsonSchemaMode] = {}
+        self.extra: dict[str, dict[str, Any]] = {}
+
+    def of(self, schema: Schema, mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
+        """A schema as is, or a reference to a model's (as the server reads it, for a request;
+        as it writes it, for an answer)."""
+        if isinstance(schema, dict):
+            return schema
+        self.models[schema] = mode
+        return {"$ref": REF.format(model=schema.__name__)}
+
+    def components(self) -> dict[str, Any]:
+        _, defs = models_json_schema(list(self.models.items()), ref_template=REF)
+        return {**defs.get("$defs", {}), **self.extra}
+
+
+# A named group of the regex aiohttp compiles for a route: `(?P<job_id>[0-9a-f]{32})`.
+NAMED_GROUP = re.compile(r"\(\?P<(\w+)>((?:[^()]|\([^()]*\))*)\)")
+
+
+def path_and_params(resource: web.AbstractResource) -> tuple[str, list[dict[str, Any]]]:
+    """The OpenAPI path of an aiohttp resource (`/api/jobs/{job_id}`), and its path parameters,
+    each with the route's own pattern."""
+    pattern = resource.get_info().get("pattern")
+    groups = NAMED_GROUP.findall(pattern.pattern) if pattern is not None else []
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{regex}$"}}
+        for name, regex in groups
+    ]
+    return resource.canonical, params
+
+
+def query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def describe(op: Operation, schemas: Schemas, app: web.Application) -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags)}
+    params: list[dict[str, Any]] = []
+    if op.query is not None:
+        params += query_params(op.query)
+    for name, description in op.headers.items():
+        params.append({"name": name, "in": "header", "description": description, "schema": TEXT})
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        body = op.body(app) if callable(op.body) else op.body
+        content = {kind: {"schema": schemas.of(schema, "validation")} for kind, schema in body.items()}
+        out["requestBody"] = {"required": True, "content": content}
+    responses: dict[str, Any] = {}
+    for status, answer in op.answers.items():
+        response: dict[str, Any] = {"description": answer.description}
+        if answer.content:
+            response["content"] = {kind: {"schema": schemas.of(s)} for kind, s in answer.content.items()}
+        if answer.headers:
+            response["headers"] = {name: {"schema": TEXT} for name in answer.headers}
+        responses[str(status)] = response
+    for status in op.problems:
+        responses.setdefault(
+            str(status),
+            {
+                "description": PROBLEM_TEXT.get(status, "An error"),
+                "content": {PROBLEM: {"schema": schemas.of(ProblemDocument)}},
+            },
+        )
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def params_schema_name(kind: str) -> str:
+    return "Params_" + re.sub(r"[^A-Za-z0-9_.-]", "_", kind)
+
+
+def params_ref(kind: str) -> dict[str, str]:
+    """A reference to a kind's params schema (the document adds one per kind the app knows)."""
+    return {"$ref": REF.format(model=params_schema_name(kind))}
+
+
+INFO = {
+    "title": "jobcast",
+    "version": "1",
+    "description": "Submit long-running jobs, follow their progress live (SSE, WebSocket), "
+    "cancel, retry, download results. Every error is application/problem+json.",
+}
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of `app` (a jobcast app, as `create_app` builds it)."""
+    schemas, paths = describe_routes(app)
+    for name, kind in app[KINDS].items():
+        params = kind.params.model_json_schema(ref_template=REF)
+        schemas.extra.update(params.pop("$defs", {}))
+        schemas.extra[params_schema_name(name)] = params
+    return {
+        "openapi": "3.1.0",
+        "info": INFO,
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": schemas.components()},
+    }
+
+
+def client_document(app: web.Application) -> dict[str, Any]:
+    """The shapes every deployment shares (snapshots, events, problems, answers), without paths
+    and without any kind's params, which differ by deployment: what the JS client's types are
+    generated from (clients/js/types/api.d.ts, by scripts/js-types)."""
+    schemas, _ = describe_routes(app)
+    shared = {
+        name: schema
+        for name, schema in schemas.components().items()
+        if "/Params" not in orjson.dumps(schema).decode()
+    }
+    return {"openapi": "3.1.0", "info": INFO, "paths": {}, "components": {"schemas": shared}}
+
+
+def describe_routes(app: web.Application) -> tuple[Schemas, dict[str, dict[str, Any]]]:
+    schemas = Schemas()
+    schemas.of(JobEvent)
+    paths: dict[str, dict[str, Any]] = {}
+    prefix = app[SETTINGS].url_prefix
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        op = getattr(route.handler, "__jobcast_operation__", None)
+        if op is None:
+            raise LookupError(f"{route.method} {route.resource.canonical} has no @operation")
+        path, params = path_and_params(route.resource)
+        entry = describe(op, schemas, app)
+        if params:
+            entry["parameters"] = params + entry.get("parameters", [])
+        paths.setdefault(prefix + path, {})[route.method.lower()] = entry
+    return schemas, paths
+
+
+if __name__ == "__main__":
+    # `python -m jobcast.server.http.openapi`: the client document, for scripts/js-types.
+    from jobcast.server.app import create_app
+
+    print(
+        orjson.dumps(
+            client_document(create_app()), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        ).decode()
+    )

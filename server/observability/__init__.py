@@ -1,0 +1,1 @@
+"""What operators measure: `GET /metrics` and the publish-to-delivery delay."""

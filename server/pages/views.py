@@ -1,0 +1,384 @@
+"""Server-rendered pages: the dashboard and the job page. They work before any JS runs (forms
+post to the routes here); static/dashboard.js and static/job-page.js then make them live through
+the same JS client as any other frontend (static/jobcast.js)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+from yarl import URL
+
+from jobcast.protocol import Priority, State, loads, new_job_id, split_record
+from jobcast.queries.listing import BadCursor, ids_starting_with, list_jobs
+from jobcast.queries.stats import stats
+from jobcast.server.api.control import cancel_job
+from jobcast.server.api.jobs import JOB_ID, load_snapshot
+from jobcast.server.api.submit import (
+    SubmitRequest,
+    discard_files_unless_created,
+    read_form,
+    require_upload,
+    retry,
+    submit,
+    validate,
+)
+from jobcast.server.http.openapi import (
+    BINARY,
+    FORM,
+    HTML,
+    MULTIPART,
+    PAGE,
+    TEXT,
+    Answer,
+    Operation,
+    json,
+    operation,
+)
+from jobcast.server.http.problems import CONTENT_TYPE as PROBLEM
+from jobcast.server.http.problems import Problem, parsed_query, validation_problem
+from jobcast.server.http.schemas import JobSnapshot, ProblemDocument
+from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.pages.forms import form_fields, params_from_form
+from jobcast.server.pages.job_details import attempts, params_rows
+from jobcast.server.security.auth import csrf_token, owner_for, principal
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+routes = web.RouteTableDef()
+FAILED_JOBS = 10
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any]:
+    app = request.app
+    settings = app[SETTINGS]
+    store = app[STORE]
+    who = principal(request)
+    query = parsed_query(request, DashboardQuery)
+    # An unknown filter value shows every job, as a link that outlived a kind should.
+    state = query.state if query.state in {s.value for s in State} else None
+    kind = query.kind if query.kind in app[KINDS] else None
+    priority = query.priority if query.priority in {p.value for p in Priority} else None
+    page_sizes = sorted({50, 200, settings.dashboard_max_rows})
+    limit = query.limit if query.limit in page_sizes else page_sizes[0]
+    owner, submitted_by = who.lists
+    if who.sees_all and query.owner:
+        owner = query.owner
+    try:
+        recent = await list_jobs(
+            store,
+            state=state,
+            kind=kind,
+            priority=priority,
+            owner=owner,
+            submitted_by=submitted_by,
+            limit=limit,
+            cursor=query.cursor,
+        )
+    except BadCursor:
+        raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
+    failed = await list_jobs(
+        store,
+        state=State.FAILED,
+        kind=None,
+        owner=owner,
+        submitted_by=submitted_by,
+        limit=FAILED_JOBS,
+        cursor=None,
+    )
+    # The counters cover every job: an operator's (admin's) view only.
+    counters = await stats(store, worker_ttl_s=3 * settings.worker_heartbeat_s) if who.sees_all else None
+    kinds = list(app[KINDS].values())
+    filters = {
+        "state": state,
+        "kind": kind,
+        "priority": priority,
+        "owner": owner if who.sees_all else None,
+        "limit": limit,
+        "cursor": query.cursor,
+    }
+
+    def page_url(**change: str | None) -> str:
+        wanted = {k: v for k, v in {**filters, **change}.items() if v and not (k == "limit" and v == 50)}
+        return str(URL(f"{settings.url_prefix}/").with_query(wanted))
+
+    return {
+        "kinds": kinds,
+        "fields": {k.name: form_fields(k) for k in kinds},
+        "priorities": [p.value for p in Priority],
+        "states": [s.value for s in State],
+        "filters": filters,
+        "page_sizes": page_sizes,
+        "page_url": page_url,
+        "next_cursor": recent.next_cursor,
+        "owner_filter": who.sees_all and who.owner is not None,
+        "bulk": who.sees_all,
+        "bulk_max": settings.max_bulk_jobs,
+        "jobs": recent.jobs,
+        "failed": failed.jobs,
+        "stats": counters,
+        "values": {},
+        "errors": {},
+        "selected_kind": kinds[0].name if kinds else "",
+        **extra,
+    }
+
+
+class DashboardQuery(BaseModel):
+    """The dashboard's filters (an unknown value shows every job) and page."""
+
+    state: str | None = Field(default=None, description="Only jobs in this state")
+    kind: str | None = Field(default=None, description="Only jobs of this kind")
+    priority: str | None = Field(default=None, description="Only jobs of this priority")
+    owner: str | None = Field(default=None, max_length=200, description="Only this owner's jobs (admins)")
+    limit: int = Field(default=50, description="Rows per page: 50, 200 or JOBCAST_DASHBOARD_MAX_ROWS")
+    cursor: str | None = Field(default=None, max_length=400, description="From a page's `Older jobs` link")
+
+
+FORM_BODY = {
+    "type": "object",
+    "properties": {
+        "kind": TEXT,
+        "priority": TEXT,
+        "delay_s": TEXT,
+        "file": BINARY,
+    },
+    "additionalProperties": {"type": "string", "description": "`<kind>.<param>` for each param"},
+}
+PAGE_PROBLEMS = (400, 404, 413, 415, 503, 507)
+
+
+@routes.get("/")
+@operation(
+    Operation(
+        "The dashboard",
+        {200: Answer("The page", {HTML: PAGE})},
+        query=DashboardQuery,
+        problems=(400, 422, 503),
+        tags=("pages",),
+    )
+)
+async def index(request: web.Request) -> web.Response:
+    return render_page("index.html", request, await dashboard_context(request))
+
+
+@routes.post("/submit")
+@operation(
+    Operation(
+        "The dashboard's form (with `Accept: application/json`: answers as POST /api/jobs)",
+        {
+            303: Answer("Submitted: to the job's page", headers=("Location",)),
+            202: json("Submitted (JSON)", JobSnapshot, headers=("Location",)),
+            422: Answer("Invalid: the form again, with messages", {HTML: PAGE, PROBLEM: ProblemDocument}),
+        },
+        body={MULTIPART: FORM_BODY, FORM: FORM_BODY},
+        problems=(*PAGE_PROBLEMS, 429),
+        tags=("pages",),
+    )
+)
+async def submit_form(request: web.Request) -> web.Response:
+    """The dashboard's form, posted by a browser (HTML answers) or by its JS (`Accept: JSON`)."""
+    app = request.app
+    job_id = new_job_id()
+    fields: dict[str, str] = {}
+    try:
+        async with discard_files_unless_created(app, job_id):
+            fields, upload = await read_form(request, job_id)
+            kind = app[KINDS].get(fields.get("kind", ""))
+            params = params_from_form(kind, fields) if kind is not None else {}
+            params.pop("upload", None)  # the server's to set, from the file
+            if upload is not None:
+                params["upload"] = upload
+            body: dict[str, Any] = {"kind": fields.get("kind", ""), "params": params}
+            for name in ("priority", "delay_s"):
+                if fields.get(name):
+                    body[name] = fields[name]
+            try:
+                request_ = SubmitRequest.model_validate(body)
+            except ValidationError as e:
+                raise validation_problem(e) from None
+            submission = validate(app, request_)
+            require_upload(app, submission)
+            job = (await submit(app, submission, job_id=job_id, owner=owner_for(request, None))).snapshot
+    except Problem as problem:
+        if wants_json(request) or problem.status != 422:
+            raise
+        errors = {e["field"]: e["message"] for e in problem.errors or []}
+        context = await dashboard_context(
+            request, values=fields, errors=errors, selected_kind=fields.get("kind"), problem=problem.detail
+        )
+        return render_page("index.html", request, context, status=422)
+    if wants_json(request):
+        return web.json_response(job, status=202, headers={"Location": job["links"]["self"]})
+    raise web.HTTPSeeOther(job["links"]["page"])
+
+
+def _history(records: list[bytes]) -> list[dict[str, Any]]:
+    return [loads(split_record(record)[2]) for record in records]
+
+
+@routes.get("/jobs/{job_id:[0-9a-f]{4,32}}")
+@operation(
+    Operation(
+        "A job's page; the start of its id (the dashboard shows 8 characters) finds it too",
+        {
+            200: Answer("The page", {HTML: PAGE}),
+            302: Answer("To the page of the one job whose id starts so", headers=("Location",)),
+        },
+        problems=(404, 409, 503),
+        tags=("pages",),
+    )
+)
+async def job_page(request: web.Request) -> web.Response:
+    if len(request.match_info["job_id"]) < 32:
+        raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
+    job = await load_snapshot(request)
+    records, _ = await request.app[STORE].history_after(job["id"], 0)
+    events = _history(records)
+    tried = attempts(events)
+    if principal(request).sees_all:  # operators only: owners see the error, never the traceback
+        kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
+        for attempt in tried:
+            attempt["traceback"] = kept.get(attempt["attempt"])
+    context = {
+        "job": job,
+        "events": events,
+        "params": params_rows(request.app[KINDS].get(job["kind"]), job["params"]),
+        "attempts": tried,
+        "origin": str(request.url.origin()),
+        "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
+    }
+    return render_page("job.html", request, context)
+
+
+class FindQuery(BaseModel):
+    id: str = Field(
+        pattern="^[0-9a-fA-F]{4,32}$", description="A job's id, or its first 4 or more characters"
+    )
+
+
+@routes.get("/find")
+@operation(
+    Operation(
+        "The dashboard's search: to the page of the job whose id is, or starts with, `id`",
+        {302: Answer("To the job's page", headers=("Location",))},
+        query=FindQuery,
+        problems=(404, 409, 422, 503),
+        tags=("pages",),
+    )
+)
+async def find_job(request: web.Request) -> web.Response:
+    wanted = parsed_query(request, FindQuery).id.lower()
+    if len(wanted) == 32:
+        await load_snapshot(request, wanted)  # 404 when unknown (or not the asker's)
+        raise web.HTTPFound(f"{request.app[SETTINGS].url_prefix}/jobs/{wanted}")
+    raise web.HTTPFound(await full_job_page(request, wanted))
+
+
+async def full_job_page(request: web.Request, short: str) -> str:
+    matches = await ids_starting_with(request.app[STORE], short)
+    who = principal(request)
+    if not who.sees_all:
+        store = request.app[STORE]
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for job_id in matches:
+                pipe.hget(store.keys.job(job_id), "owner")
+            owners = await pipe.execute()
+        matches = [
+            m for m, o in zip(matches, owners, strict=True) if o is not None and o.decode() == who.owner
+        ]
+    if not matches:
+        raise Problem(404, f"no job id starts with {short}", slug="not-found")
+    if len(matches) > 1:
+        shown = ", ".join(matches)
+        raise Problem(409, f"several job ids start with {short} ({shown}); give more of it", slug="ambiguous")
+    return f"{request.app[SETTINGS].url_prefix}/jobs/{matches[0]}"
+
+
+@routes.post(f"/jobs/{JOB_ID}/cancel")
+@operation(
+    Operation(
+        "Cancel from the job's page",
+        {303: Answer("Back to the job's page", headers=("Location",))},
+        problems=(404, 409, 503),
+        tags=("pages",),
+    )
+)
+async def cancel_form(request: web.Request) -> web.Response:
+    await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
+    prefix = request.app[SETTINGS].url_prefix
+    raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}")
+
+
+@routes.post(f"/jobs/{JOB_ID}/retry")
+@operation(
+    Operation(
+        "Retry from the job's page",
+        {303: Answer("To the new job's page", headers=("Location",))},
+        problems=(404, 409, 422, 429, 503),
+        tags=("pages",),
+    )
+)
+async def retry_form(request: web.Request) -> web.Response:
+    submitted = await retry(request.app, await load_snapshot(request))
+    raise web.HTTPSeeOther(submitted.snapshot["links"]["page"])
+
+
+def render_page(name: str, request: web.Request, context: dict[str, Any], status: int = 200) -> web.Response:
+    """A page; every form's action carries the session's CSRF token (owner mode, server/auth.py)."""
+    token = csrf_token(request)
+    context = {**context, "csrf_query": f"?csrf={token}" if token else ""}
+    return aiohttp_jinja2.render_template(name, request, context, status=status)
+
+
+def setup_pages(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=jinja2.select_autoescape()
+    )
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True}
+    env.globals["prefix"] = app[SETTINGS].url_prefix
+
+
+STATIC = (ROOT / "static").resolve()
+
+
+@routes.get("/favicon.ico")
+@operation(
+    Operation(
+        "The pages' icon (SVG), where browsers look for it first",
+        {200: Answer("The icon", {"image/svg+xml": BINARY})},
+        tags=("pages",),
+    )
+)
+async def favicon(request: web.Request) -> web.FileResponse:
+    # Browsers ask for /favicon.ico before reading the page's <link rel="icon">: without an
+    # answer, every first visit logs a 404.
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
+@routes.get("/static/{filename:[A-Za-z0-9_./-]+}")
+@operation(
+    Operation(
+        "jobcast's static files: the JS client (`jobcast.js`), the pages' scripts and CSS",
+        {200: Answer("The file", {"*/*": BINARY})},
+        problems=(404,),
+        tags=("pages",),
+    )
+)
+async def static_file(request: web.Request) -> web.FileResponse:
+    path = (STATIC / request.match_info["filename"]).resolve()
+    # Only files under static/, and no hidden ones: `..` and symlinks out are refused.
+    if not path.is_relative_to(STATIC) or any(
+        part.startswith(".") for part in path.relative_to(STATIC).parts
+    ):
+        raise Problem(404, "no such file", slug="not-found")
+    if not path.is_file():
+        raise Problem(404, "no such file", slug="not-found")
+    return web.FileResponse(path)

@@ -1,0 +1,296 @@
+"""Who is asking: owners, roles and sessions (docs/security.md).
+
+Single-user mode (no `JOBCAST_SECRET`): everyone is the one user, who sees every job; `jobcast web`
+then listens on loopback only. Owner mode (a secret set), each request has a principal:
+- `Authorization: Bearer <key>`: an API key from `JOBCAST_API_KEYS`, found by its SHA-256 and
+  compared in constant time. Role `service` (a backend submitting for its own users, who may name
+  the owner) or `admin` (every job).
+- otherwise the signed `jobcast` cookie: an anonymous identity issued on a browser's first visit
+  (role `user`), or an admin session after `/login`.
+
+Everything else asks `Principal.may_see(owner)`; a job someone may not see does not exist for them
+(404, never 403, so ids cannot be probed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from http.cookies import SimpleCookie
+
+from aiohttp import web
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from jobcast.errors import JobNotFound
+from jobcast.server.http.problems import Problem
+from jobcast.settings import Settings
+from jobcast.store.jobs import JobStore
+
+COOKIE = "jobcast"
+
+
+class Role(StrEnum):
+    USER = "user"
+    SERVICE = "service"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    # None in single-user mode: the one user owns (and sees) everything.
+    owner: str | None
+    role: Role
+
+    @property
+    def sees_all(self) -> bool:
+        return self.owner is None or self.role is Role.ADMIN
+
+    def may_see(self, job_owner: str | None, submitted_by: str | None = None) -> bool:
+        """A job is its owner's; a service also sees the jobs it submitted for its users."""
+        if self.sees_all or job_owner == self.owner:
+            return True
+        return self.role is Role.SERVICE and submitted_by == self.owner
+
+    @property
+    def lists(self) -> tuple[str | None, str | None]:
+        """What `GET /api/jobs` shows: (owner, submitted_by) to filter on; (None, None): all."""
+        if self.sees_all:
+            return None, None
+        return (None, self.owner) if self.role is Role.SERVICE else (self.owner, None)
+
+
+SINGLE_USER = Principal(None, Role.ADMIN)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    role: Role
+    digest: bytes
+
+
+def parse_api_keys(text: str) -> list[ApiKey]:
+    """`name:role:sha256hex,...` (JOBCAST_API_KEYS). Raises ValueError naming the bad entry."""
+    keys = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, _, rest = entry.partition(":")
+        role, _, digest = rest.partition(":")
+        if not name or role not in (Role.SERVICE, Role.ADMIN) or len(digest) != 64:
+            raise ValueError(f"JOBCAST_API_KEYS: {name or entry[:8]!r} is not name:service|admin:sha256hex")
+        keys.append(ApiKey(name, Role(role), bytes.fromhex(digest)))
+    return keys
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key and its SHA-256 (hex), for `jobcast new-key`."""
+    key = "jc_" + secrets.token_urlsafe(32)
+    return key, hashlib.sha256(key.encode()).hexdigest()
+
+
+class Auth:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.secret is not None
+        self.keys = parse_api_keys(settings.api_keys)
+        self.session_max_age_s = settings.session_max_age_s
+        self.admin_session_s = settings.admin_session_s
+        self.cookie_path = settings.url_prefix or "/"
+        # itsdangerous signs with the last secret and accepts any of them: rotation keeps sessions.
+        secrets_ = [s.get_secret_value() for s in settings.old_secrets]
+        if settings.secret is not None:
+            secrets_.append(settings.secret.get_secret_value())
+        self._sessions = URLSafeTimedSerializer(secrets_ or ["single-user"], salt="jobcast-session")
+        self.csrf_key = hashlib.sha256(
+            b"jobcast-csrf\n" + (secrets_[-1] if secrets_ else "").encode()
+        ).digest()
+
+    def api_key(self, presented: str) -> Principal | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for key in self.keys:  # every key compared, in constant time each: no early exit to time
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return None if found is None else Principal(found.name, found.role)
+
+    def session(self, cookie: str | None) -> Principal | None:
+        if not cookie:
+            return None
+        try:
+            data = self._sessions.loads(cookie, max_age=self.session_max_age_s)
+            principal = Principal(str(data["sub"]), Role(data["role"]))
+        except (BadData, KeyError, TypeError, ValueError):
+            return None
+        if principal.role is Role.ADMIN:
+            # An admin login lasts less long than a browser's anonymous identity.
+            try:
+                self._sessions.loads(cookie, max_age=self.admin_session_s)
+            except BadData:
+                return None
+        return principal
+
+    def sign(self, principal: Principal) -> str:
+        return self._sessions.dumps({"sub": principal.owner, "role": principal.role.value})
+
+    def cookie_header(self, value: str, *, secure: bool, max_age: int) -> str:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[COOKIE] = value
+        morsel = cookie[COOKIE]
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"
+        morsel["path"] = self.cookie_path
+        morsel["max-age"] = max_age
+        if secure:
+            morsel["secure"] = True
+        return morsel.OutputString()
+
+
+class StreamCounts:
+    """Open streams per owner in this process, against `JOBCAST_MAX_STREAMS_PER_OWNER`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}
+
+    def acquire(self, who: Principal) -> bool:
+        if who.owner is None or self.limit == 0:
+            return True
+        count = self.open.get(who.owner, 0)
+        if count >= self.limit:
+            return False
+        self.open[who.owner] = count + 1
+        return True
+
+    def release(self, who: Principal) -> None:
+        if who.owner is None or self.limit == 0:
+            return
+        left = self.open.get(who.owner, 1) - 1
+        if left > 0:
+            self.open[who.owner] = left
+        else:
+            self.open.pop(who.owner, None)
+
+    def refuse(self) -> Problem:
+        message = f"at most {self.limit} open streams per owner; close one first"
+        return Problem(429, message, slug="too-many-streams", headers={"Retry-After": "5"})
+
+
+AUTH = web.AppKey("auth", Auth)
+STREAM_COUNTS = web.AppKey("stream_counts", StreamCounts)
+PRINCIPAL = web.RequestKey("principal", Principal)
+# A cookie to set on this request's response (a new anonymous identity, a login, a logout): the
+# signed value and its max-age.
+SET_COOKIE = web.RequestKey("set_cookie", tuple)
+
+
+def principal(request: web.Request) -> Principal:
+    return request.get(PRINCIPAL, SINGLE_USER)
+
+
+async def check_visible(store: JobStore, who: Principal, job_id: str) -> None:
+    """Raises JobNotFound unless `who` may see the job (whose existence it then leaves for the
+    caller to find out: no extra round trip for whoever sees every job)."""
+    if who.sees_all:
+        return
+    owner, via = await store.redis.hmget(store.keys.job(job_id), ["owner", "submitted_by"])
+    if owner is None or not who.may_see(owner.decode(), via.decode() if via else None):
+        raise JobNotFound(job_id)
+
+
+OWNER = r"^[A-Za-z0-9._@:+-]{1,128}$"
+
+
+def owner_for(request: web.Request, named: str | None) -> tuple[str | None, str | None]:
+    """Who a new job belongs to (the asker, or the end user a service key names in `owner`), and
+    the service that submitted it for them. (None, None) in single-user mode: jobs have no owner."""
+    who = principal(request)
+    if who.owner is None:
+        return None, None
+    if named is None or named == who.owner:
+        return who.owner, None
+    if who.role is Role.USER:
+        message = "only a service or admin API key may name the owner"
+        errors = [{"field": "owner", "message": message, "code": "forbidden"}]
+        raise Problem(422, f"invalid owner: {message}", slug="validation", errors=errors)
+    return named, who.owner
+
+
+def require_admin(request: web.Request) -> None:
+    """In owner mode, only admins (an admin key, or an admin session)."""
+    if not principal(request).sees_all:
+        raise Problem(403, "only admins may see this", slug="forbidden")
+
+
+def new_anonymous() -> Principal:
+    return Principal("anon-" + secrets.token_hex(12), Role.USER)
+
+
+def unauthorized(detail: str) -> web.Response:
+    return Problem(401, detail, slug="unauthorized", headers={"WWW-Authenticate": "Bearer"}).response()
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(request: web.Request) -> str | None:
+    """The CSRF token of this browser's session (owner mode): what the pages put in their forms'
+    actions, for old browsers that send neither `Sec-Fetch-Site` nor `Origin`."""
+    auth = request.app[AUTH]
+    pending = request.get(SET_COOKIE)
+    session = pending[0] if pending is not None else request.cookies.get(COOKIE)
+    if not auth.enabled or not session:
+        return None
+    return hmac.new(auth.csrf_key, session.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# What a form on another site can send without a CORS preflight: only these need the token (a
+# JSON body cannot be sent cross-site without the browser asking first).
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+
+
+def csrf_missing(request: web.Request) -> bool:
+    """A form posted on a session cookie, from a browser that says nothing of where it comes
+    from, without its session's CSRF token. (Modern browsers are checked by their `Sec-Fetch-Site`
+    or `Origin` in server/origins.py; requests without a cookie act as nobody.)"""
+    if request.method in SAFE_METHODS or request.content_type not in FORM_TYPES:
+        return False
+    if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
+        return False
+    expected = csrf_token(request)
+    given = request.query.get("csrf", "")
+    return expected is not None and not hmac.compare_digest(given, expected)
+
+
+def authenticate(request: web.Request) -> web.Response | None:
+    """Who is asking (request[PRINCIPAL]); the 401 answer for an invalid API key, else None."""
+    auth = request.app[AUTH]
+    if not auth.enabled:
+        request[PRINCIPAL] = SINGLE_USER
+        return None
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        who = auth.api_key(token.strip()) if scheme.lower() == "bearer" else None
+        if who is None:
+            return unauthorized("the Authorization header holds no valid API key")
+    else:
+        cookie = request.cookies.get(COOKIE)
+        who = auth.session(cookie)
+        if who is None:
+            who = new_anonymous()
+            request[SET_COOKIE] = (auth.sign(who), auth.session_max_age_s)
+        elif csrf_missing(request):
+            raise Problem(403, "this form needs the page's CSRF token; reload the page", slug="csrf")
+    request[PRINCIPAL] = who
+    return None
+
+
+async def send_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the cookie this request asked for, on every kind of response (a stream
+    is prepared inside its handler, too late for the middleware)."""
+    pending = request.get(SET_COOKIE)
+    if pending is not None:
+        value, max_age = pending
+        auth = request.app[AUTH]
+        response.headers.add("Set-Cookie", auth.cookie_header(value, secure=request.secure, max_age=max_age))
