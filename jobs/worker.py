@@ -22,7 +22,8 @@ from jobcast import bulk
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
 from jobcast.files.storage import Storage, create_storage
-from jobcast.jobs.arq_runtime import JobcastWorker, Retry, current_claim
+from jobcast.jobs import bulk_actions
+from jobcast.jobs.arq_runtime import ArqRedis, JobcastWorker, Retry, current_claim
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
@@ -33,11 +34,11 @@ from jobcast.jobs.worker_metrics import serve as serve_metrics
 from jobcast.kind import JobContext, Kind, PermanentError, configure
 from jobcast.logs import context_fields, log_context
 from jobcast.protocol import TERMINAL_STATES, EventType, State, dumps, isoformat, utcnow
-from jobcast.reaper import Reaper, worker_lost
 from jobcast.redis.client import create_redis
 from jobcast.registry import KindsError, discover_kinds
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobRecord, JobStore, json_deserializer, json_serializer
+from jobcast.store.reaper import Reaper, worker_lost
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -345,13 +346,14 @@ def create_worker(settings: Settings) -> JobcastWorker:
         raise KindsError(f"the kind name {bulk.NAME!r} is jobcast's own (bulk actions): rename yours")
     redis = create_redis(
         settings.redis_url,
+        client_class=ArqRedis,
         retries=settings.worker_redis_retries,
         max_connections=settings.redis_max_connections,
     )
     store = JobStore(redis, settings)
     storage = create_storage(settings)  # started with the worker (startup)
     # Every worker serves bulk actions, whichever kinds it runs: they act on any job's records.
-    kinds[bulk.NAME] = bulk.bulk_kind(bulk.BulkActions(store, storage, kinds))
+    kinds[bulk.NAME] = bulk_actions.bulk_kind(bulk_actions.BulkActions(store, storage, kinds))
     kinds = configure(kinds, settings)
     longest = max(kind.timeout_s for kind in kinds.values())
     name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

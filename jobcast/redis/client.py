@@ -12,20 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
 
-from jobcast.jobs.arq_runtime import ArqRedis
-
 SENTINEL_SCHEME = "redis+sentinel"
+
+# The client class: redis-py's, or the worker's arq subclass (jobcast/jobs/arq_runtime.py), so that
+# the web process never imports arq.
+R = TypeVar("R", bound=Redis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +102,15 @@ def _pack_with_hiredis(pool: ConnectionPool) -> None:
 
 
 def create_redis(
-    url: str, *, retries: int = 3, max_connections: int = 64, pool_timeout_s: float = 5.0
-) -> ArqRedis:
-    """One client (and its pool) for commands; arq and the job store share it.
+    url: str,
+    *,
+    retries: int = 3,
+    max_connections: int = 64,
+    pool_timeout_s: float = 5.0,
+    client_class: type[R] = Redis,  # type: ignore[assignment]  # mypy cannot bind a TypeVar's default
+) -> R:
+    """One client (and its pool) for commands, of `client_class`; in a worker, arq and the job store
+    share it.
 
     Commands are retried with jittered exponential backoff (so a fleet does not reconnect in
     lockstep); arq does not retry commands at all by default. The web server retries briefly and
@@ -131,10 +139,10 @@ def create_redis(
         pool = BlockingConnectionPool.from_url(url, **options)
         _pack_with_hiredis(pool)
         # The client owns the pool: closing the client closes its connections.
-        return cast(ArqRedis, ArqRedis.from_pool(pool))  # from_pool builds `cls`
+        return cast(R, client_class.from_pool(pool))  # from_pool builds `cls`
     client = target.manager().master_for(
         target.service,
-        redis_class=ArqRedis,
+        redis_class=client_class,
         connection_pool_class=SentinelBlockingPool,
         db=target.db,
         username=target.username,
@@ -142,4 +150,4 @@ def create_redis(
         **options,
     )
     _pack_with_hiredis(client.connection_pool)
-    return cast(ArqRedis, client)
+    return cast(R, client)
