@@ -14,7 +14,6 @@ from aiohttp import web
 from jobcast.files.storage import create_storage
 from jobcast.kind import configure
 from jobcast.queries.worker_directory import WorkerDirectory
-from jobcast.reaper import Reaper
 from jobcast.redis.client import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server.api import bulk_requests as bulk
@@ -25,7 +24,6 @@ from jobcast.server.api.links import job_links
 from jobcast.server.fanout.broker import RedisBroker
 from jobcast.server.fanout.hub import OpenStreams
 from jobcast.server.fanout.relay import Relay
-from jobcast.server.http.middleware import jobcast_middleware
 from jobcast.server.http.request_ids import send_request_id
 from jobcast.server.keys import (
     FILES,
@@ -41,6 +39,7 @@ from jobcast.server.keys import (
     WEBSOCKETS,
     WORKERS,
 )
+from jobcast.server.middleware import jobcast_middleware
 from jobcast.server.observability import metrics
 from jobcast.server.observability.metrics import setup_metrics
 from jobcast.server.pages import login
@@ -57,6 +56,7 @@ from jobcast.server.transports import sse, ws
 from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store.jobs import JobStore
+from jobcast.store.reaper import Reaper
 from jobcast.tasks import cancel_and_wait
 
 

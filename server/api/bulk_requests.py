@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobcast import bulk
 from jobcast.protocol import Priority
-from jobcast.server.api.jobs import read_json
 from jobcast.server.api.submit import parse_request, submit
+from jobcast.server.http.bodies import read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import JobSnapshot

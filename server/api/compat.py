@@ -10,8 +10,9 @@ from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobcast.protocol import Priority
-from jobcast.server.api.jobs import JOB_ID, json_response, load_snapshot, read_json
+from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.submit import parse_request, submit
+from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import JobSnapshot, ReportAccepted

@@ -10,7 +10,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from jobcast.errors import AlreadyEnded, JobNotFound, Unavailable
-from jobcast.server.api.jobs import JOB_ID, json_response
+from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import STORE_UNAVAILABLE
 from jobcast.server.http.schemas import JobSnapshot

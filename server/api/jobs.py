@@ -9,9 +9,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from jobcast.errors import JobNotFound
-from jobcast.protocol import dumps, loads
+from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import Operation, build_document, json, operation
-from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import Health, JobSnapshot, KindList, Liveness
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
 from jobcast.server.security.auth import principal
@@ -19,23 +18,6 @@ from jobcast.server.security.auth import principal
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_S = 1.0
-
-JOB_ID = r"{job_id:[0-9a-f]{32}}"
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(body), status=status, content_type="application/json", headers=headers)
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request's JSON body, or the right 4xx problem."""
-    if request.content_type != "application/json":
-        raise Problem(415, "send the body as application/json", slug="unsupported-media-type")
-    body = await request.read()  # bounded by the app's client_max_size (413 past it)
-    try:
-        return loads(body)
-    except ValueError as e:
-        raise Problem(400, f"malformed JSON: {e}", slug="malformed-json") from None
 
 
 async def load_snapshot(request: web.Request, job_id: str | None = None) -> dict[str, Any]:

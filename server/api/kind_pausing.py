@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jobcast.server.api.jobs import json_response
+from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import KindPause

@@ -11,7 +11,7 @@ from jobcast.protocol import Priority, State
 from jobcast.queries.finished import finished
 from jobcast.queries.listing import BadCursor, list_jobs
 from jobcast.queries.stats import stats
-from jobcast.server.api.jobs import json_response
+from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import FinishedHistory, JobPage, Stats

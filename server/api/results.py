@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobcast.files.storage import LocalFile, Redirect
-from jobcast.server.api.jobs import JOB_ID, json_response, load_snapshot
+from jobcast.server.api.jobs import load_snapshot
+from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import BINARY, JSON, Answer, Operation, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.keys import STORAGE

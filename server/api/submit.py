@@ -21,7 +21,8 @@ from jobcast.bulk import without_bulk
 from jobcast.files.local import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
-from jobcast.server.api.jobs import JOB_ID, json_response, load_snapshot, read_json
+from jobcast.server.api.jobs import load_snapshot
+from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import (
     BINARY,
     JSON,

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from jobcast.errors import JobNotFound
 from jobcast.queries.scheduled import run_now, scheduled
-from jobcast.server.api.jobs import JOB_ID, json_response, load_snapshot
+from jobcast.server.api.jobs import load_snapshot
+from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import JobPage, JobSnapshot

@@ -17,7 +17,7 @@ from jobcast.protocol import Priority, State, loads, new_job_id, split_record
 from jobcast.queries.listing import BadCursor, ids_starting_with, list_jobs
 from jobcast.queries.stats import stats
 from jobcast.server.api.control import cancel_job
-from jobcast.server.api.jobs import JOB_ID, load_snapshot
+from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.submit import (
     SubmitRequest,
     discard_files_unless_created,
@@ -27,6 +27,7 @@ from jobcast.server.api.submit import (
     submit,
     validate,
 )
+from jobcast.server.http.bodies import JOB_ID
 from jobcast.server.http.openapi import (
     BINARY,
     FORM,

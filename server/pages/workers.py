@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobcast.queries.workers import workers
-from jobcast.server.api.jobs import json_response
+from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.http.schemas import WorkerList
 from jobcast.server.keys import SETTINGS, STORE

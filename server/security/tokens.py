@@ -19,7 +19,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from pydantic import BaseModel, Field, ValidationError
 
 from jobcast.errors import JobNotFound
-from jobcast.server.api.jobs import JOB_ID, json_response, read_json
+from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import StreamToken

@@ -12,12 +12,12 @@ from aiohttp.web_protocol import RequestHandler
 from pydantic import BaseModel, Field
 
 from jobcast.errors import AlreadyEnded
-from jobcast.server.api.jobs import JOB_ID
 from jobcast.server.fanout.catchup import CatchUp, CatchUpFailed
 from jobcast.server.fanout.hub import OpenStreams, Outbox, OutboxClosed, Subscription
 from jobcast.server.fanout.relay import Relay
 from jobcast.server.fanout.topics import BadPosition, Topic
 from jobcast.server.fanout.wire import comment, direct_writer, sse_fast_path, sse_text
+from jobcast.server.http.bodies import JOB_ID
 from jobcast.server.http.openapi import SSE, TEXT, Answer, Operation, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.server import Handler
