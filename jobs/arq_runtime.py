@@ -114,7 +114,10 @@ class JobcastWorker(Worker):
     ) -> None:
         # arq's own tick becomes a bare yield: _poll_iteration waits for work instead.
         super().__init__(
-            functions=[func(run, name=RUN_JOB)], poll_delay=0, queue_name=store.keys.arq_queue, **kwargs
+            functions=[func(run, name=RUN_JOB)],  # type: ignore[arg-type]  # arq never calls it (RUN_JOB)
+            poll_delay=0,
+            queue_name=store.keys.arq_queue,
+            **kwargs,
         )
         self._run_attempt = run  # not `self.run`: that is arq's Worker.run
         self.run_timeout_s = run_timeout_s
@@ -279,16 +282,15 @@ class JobcastWorker(Worker):
         await super().heart_beat()
         now = time.time()
         if now - self._last_beat >= self.settings.worker_heartbeat_s:
-            stale_ms = int((now - 3 * self.settings.worker_heartbeat_s) * 1000)
+            stale_ms = int((now - self.settings.worker_ttl_s) * 1000)
             keys = self.store.keys
             async with self.pool.pipeline(transaction=True) as pipe:
                 pipe.zadd(keys.workers, {self.name: int(now * 1000)})
                 pipe.zremrangebyscore(keys.workers, "-inf", stale_ms)  # workers that died
                 # What it serves, so web servers can refuse a kind that no live worker runs.
                 pipe.hset(keys.worker_kinds, self.name, ",".join(sorted(self.ctx["kinds"])))
-                pipe.hset(
-                    keys.worker_info, self.name, orjson.dumps({**self._info, "seen_ms": int(now * 1000)})
-                )
+                info = orjson.dumps({**self._info, "seen_ms": int(now * 1000)}).decode()
+                pipe.hset(keys.worker_info, self.name, info)
                 await pipe.execute()
             self._last_beat = now
 

@@ -57,8 +57,8 @@ class BulkActions:
         self.kinds = kinds
 
     async def run(self, ctx: JobContext, params: BulkParams) -> dict[str, Any]:
-        if matches_none(params):
-            raise PermanentError(f"{params.action} never applies to {params.filter.state} jobs")  # type: ignore[union-attr]
+        if matches_none(params) and params.filter is not None:
+            raise PermanentError(f"{params.action} never applies to {params.filter.state} jobs")
         act = {"retry": self.retry, "cancel": self.cancel, "delete": self.delete}[params.action]
         total = await self.how_many(params)
         seen = done = 0

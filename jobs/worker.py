@@ -14,7 +14,7 @@ import traceback
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -125,7 +125,7 @@ def die_with_parent() -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
-    await migrate(store.redis, store.keys, os.environ.get("JOBCAST_QUEUE_NAME", "jobcast:queue"))
+    await migrate(store.redis, store.keys, settings.queue_name)
     await migrate_histories(store)
     storage: Storage = ctx["storage"]
     await storage.start()
@@ -263,7 +263,8 @@ async def _run_attempt(
     settings: Settings,
     metrics: WorkerMetrics,
 ) -> None:
-    progress = ctx.progress
+    # The worker's own reporter, behind the public protocol job code sees.
+    progress = cast(Progress, ctx.progress)
 
     # The kind's code runs in a task of its own, so a cancel request can stop it without
     # cancelling this task (which belongs to arq and means "worker shutting down").

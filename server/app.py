@@ -67,7 +67,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[REDIS] = redis
     app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix, app[TOKENS]))
-    app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
+    app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=settings.worker_ttl_s)
     yield
     await redis.aclose()
 
@@ -84,7 +84,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(sse.beat(app[OUTBOXES], app[SETTINGS].heartbeat_s), name="sse-heartbeats")
+    outboxes = app[OUTBOXES]
+    task = asyncio.create_task(sse.beat(outboxes, app[SETTINGS].heartbeat_s), name="sse-heartbeats")
     yield
     await cancel_and_wait(task)
 
@@ -115,7 +116,8 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
 async def close_streams(app: web.Application) -> None:
     """Before connections are drained: end SSE streams (clients reconnect and resume elsewhere)
     and close WebSockets with 1001 going away."""
-    for outbox in list(app[OUTBOXES]):
+    outboxes = app[OUTBOXES]
+    for outbox in list(outboxes):
         outbox.close("shutdown")
     await app[WEBSOCKETS].close()
 

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import aiohttp
@@ -57,7 +58,13 @@ async def test_the_wheel_runs_from_a_clean_venv(venv: Path, spawn) -> None:
     files = run(venv / "env" / "bin" / "pip", "show", "-f", "jobcast", cwd=venv)
     installed = [line.strip() for line in files.split("Files:")[1].splitlines() if line.strip()]
     top_level = {path.split("/")[0] for path in installed if not path.startswith("..")}
-    assert top_level <= {"jobcast", "jobcast-0.1.0.dist-info"}, top_level
+    version = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["version"]
+    assert top_level <= {"jobcast", f"jobcast-{version}.dist-info"}, top_level
+    # Every module and Lua script of every room, where the import names put them, and the typed marker.
+    for folder, package in (("jobcast", "jobcast"), ("server", "jobcast/server"), ("jobs", "jobcast/jobs")):
+        for path in (CHECKOUT / folder).rglob("*"):
+            if path.suffix in (".py", ".lua") or path.name == "py.typed":
+                assert f"{package}/{path.relative_to(CHECKOUT / folder)}" in installed, path
     # Every static file and template of the checkout is in the wheel.
     for folder in ("static", "templates"):
         for path in (CHECKOUT / folder).rglob("*"):

@@ -28,19 +28,30 @@ async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:
     """Follow one job; returns the process exit status."""
     try:
         from rich.progress import Progress
-    except ImportError:
-        Progress = None
+    except ImportError:  # the `cli` extra is not installed: plain lines
+        return await watch_lines(base_url, job_id, out)
+    if not out.isatty():
+        return await watch_lines(base_url, job_id, out)
     last: JobEvent | None = None
     async with Client(base_url) as client:
-        if Progress is None or not out.isatty():
+        with Progress(transient=False) as bar:
+            task = bar.add_task(job_id[:8], total=100)
             async for event in client.watch(job_id):
                 last = event
-                print(describe(event), file=out, flush=True)
-        else:
-            with Progress(transient=False) as bar:
-                task = bar.add_task(job_id[:8], total=100)
-                async for event in client.watch(job_id):
-                    last = event
-                    bar.update(task, completed=event.percent or 0, description=f"{job_id[:8]} {event.state}")
-                bar.console.print(describe(last) if last else "no events")
+                bar.update(task, completed=event.percent or 0, description=f"{job_id[:8]} {event.state}")
+            bar.console.print(describe(last) if last else "no events")
+    return exit_status(last)
+
+
+async def watch_lines(base_url: str, job_id: str, out: Any) -> int:
+    """Follow one job as one line per event (no terminal, or no `rich`)."""
+    last: JobEvent | None = None
+    async with Client(base_url) as client:
+        async for event in client.watch(job_id):
+            last = event
+            print(describe(event), file=out, flush=True)
+    return exit_status(last)
+
+
+def exit_status(last: JobEvent | None) -> int:
     return 0 if last is not None and last.state == "succeeded" else 1

@@ -346,4 +346,4 @@ class SyncClient:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(stream.aclose())  # type: ignore[attr-defined]
+            self._run(stream.aclose())  # type: ignore[attr-defined]  # every stream here is an async generator

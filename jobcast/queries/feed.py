@@ -60,7 +60,8 @@ async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, 
         store, state=None, kind=None, owner=owner, limit=limits.feed_snapshot_jobs, cursor=None
     )
     # Bounded in bytes too (params and results can be large): the newest jobs that fit.
-    jobs, size = [], 0
+    jobs: list[dict[str, Any]] = []
+    size = 0
     for job in page.jobs:
         size += len(dumps(job))
         if size > limits.feed_snapshot_bytes and jobs:

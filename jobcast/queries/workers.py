@@ -7,12 +7,13 @@ from typing import Any
 
 from jobcast.bulk import without_bulk
 from jobcast.protocol import epoch_ms, loads, utcnow
+from jobcast.redis.client import awaited
 from jobcast.store.jobs import JobStore
 
 
-async def workers(store: JobStore, heartbeat_s: float, lost_shown_s: float) -> list[dict[str, Any]]:
+async def workers(store: JobStore, worker_ttl_s: float, lost_shown_s: float) -> list[dict[str, Any]]:
     """Every worker seen within `lost_shown_s`, live ones first: its info, its heartbeat's age,
-    whether it is gone (no heartbeat for 3 intervals), and the jobs it holds now."""
+    whether it is gone (no heartbeat within `worker_ttl_s`), and the jobs it holds now."""
     keys = store.keys
     now = epoch_ms(utcnow())
     async with store.redis.pipeline(transaction=False) as pipe:
@@ -36,16 +37,16 @@ async def workers(store: JobStore, heartbeat_s: float, lost_shown_s: float) -> l
                 "name": name.decode(),
                 **worker,
                 "heartbeat_age_s": round(age_ms / 1000, 1),
-                "gone": age_ms > 3 * heartbeat_s * 1000,
+                "gone": age_ms > worker_ttl_s * 1000,
                 "jobs": sorted(running.get(name.decode(), [])),
             }
         )
     if forgotten:
-        await store.redis.hdel(keys.worker_info, *forgotten)
+        await awaited(store.redis.hdel(keys.worker_info, *forgotten))
     ids = [job_id for worker in out for job_id in worker["jobs"]]
     async with store.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(keys.job(job_id), "kind", "state", "progress")
+            pipe.hmget(keys.job(job_id), ["kind", "state", "progress"])
         fields = dict(zip(ids, await pipe.execute(), strict=True))
     for worker in out:
         worker["jobs"] = [job(job_id, *fields[job_id]) for job_id in worker["jobs"]]

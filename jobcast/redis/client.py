@@ -10,9 +10,9 @@ to a primary that was demoted (it answers READONLY) is dropped and made again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -28,6 +28,13 @@ SENTINEL_SCHEME = "redis+sentinel"
 # The client class: redis-py's, or the worker's arq subclass (jobcast/jobs/arq_runtime.py), so that
 # the web process never imports arq.
 R = TypeVar("R", bound=Redis)
+T = TypeVar("T")
+
+
+def awaited(value: Awaitable[T] | T) -> Awaitable[T]:
+    """An asyncio client's command, typed as what it is. redis-py types every command as
+    `Awaitable[T] | T`, because one class of commands serves its blocking and asyncio clients."""
+    return cast(Awaitable[T], value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,23 +99,44 @@ class HiredisPacking(AbstractConnection):
             return super().pack_command(*args)
 
 
-@cache
+_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
 def _packing_with_hiredis(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
-    return type(connection_class.__name__, (HiredisPacking, connection_class), {})
+    if connection_class not in _PACKING:  # one subclass per class, as redis-py's pools compare them
+        _PACKING[connection_class] = type(connection_class.__name__, (HiredisPacking, connection_class), {})
+    return _PACKING[connection_class]
 
 
 def _pack_with_hiredis(pool: ConnectionPool) -> None:
     pool.connection_class = _packing_with_hiredis(pool.connection_class)
 
 
+@overload
+def create_redis(
+    url: str, *, retries: int = ..., max_connections: int = ..., pool_timeout_s: float = ...
+) -> Redis: ...
+
+
+@overload
 def create_redis(
     url: str,
     *,
+    client_class: type[R],
+    retries: int = ...,
+    max_connections: int = ...,
+    pool_timeout_s: float = ...,
+) -> R: ...
+
+
+def create_redis(
+    url: str,
+    *,
+    client_class: type[Redis] = Redis,
     retries: int = 3,
     max_connections: int = 64,
     pool_timeout_s: float = 5.0,
-    client_class: type[R] = Redis,  # type: ignore[assignment]  # mypy cannot bind a TypeVar's default
-) -> R:
+) -> Redis:
     """One client (and its pool) for commands, of `client_class`; in a worker, arq and the job store
     share it.
 
@@ -139,7 +167,7 @@ def create_redis(
         pool = BlockingConnectionPool.from_url(url, **options)
         _pack_with_hiredis(pool)
         # The client owns the pool: closing the client closes its connections.
-        return cast(R, client_class.from_pool(pool))  # from_pool builds `cls`
+        return client_class.from_pool(pool)  # from_pool builds `cls`
     client = target.manager().master_for(
         target.service,
         redis_class=client_class,
@@ -150,4 +178,4 @@ def create_redis(
         **options,
     )
     _pack_with_hiredis(client.connection_pool)
-    return cast(R, client)
+    return cast(Redis, client)

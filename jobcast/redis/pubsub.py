@@ -13,7 +13,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
@@ -43,7 +43,7 @@ class PubSubProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, though they implement it.
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -76,7 +76,7 @@ class PubSubProtocol(asyncio.Protocol):
 
     def send(self, *args: str | bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(hiredis.pack_command(args))
+            self._transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]  # hiredis's stub wants a 1-tuple
 
     def subscribe(self, channels: Iterable[bytes]) -> None:
         self._in_chunks("SUBSCRIBE", list(channels))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -37,6 +37,7 @@ from jobcast.protocol import (
     split_record,
     utcnow,
 )
+from jobcast.redis.client import awaited
 from jobcast.settings import Settings
 from jobcast.store.quota import DiskQuota
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
@@ -557,7 +558,8 @@ class JobStore:
         error = {"type": "Cancelled", "message": "cancelled on request"}
         head, tail = event_template(job_id, EventType.CANCELLED, attempt=0, error=error, ts=ts)
         fields = self._event_fields(EventType.CANCELLED, ts, None, None, error, None)
-        owner = await self.redis.hget(self.keys.job(job_id), "owner")
+        # bytes: redis-py types replies as str, which they are only with decode_responses.
+        owner = cast(bytes | None, await self.redis.hget(self.keys.job(job_id), "owner"))  # type: ignore[misc]  # see awaited()
         keys = {
             **self.event_keys(job_id, owner.decode() if owner else None),
         }
@@ -573,19 +575,19 @@ class JobStore:
         )
 
     async def load(self, job_id: str) -> JobRecord | None:
-        return record_from(await self.redis.hmget(self.keys.job(job_id), RECORD_FIELDS))
+        return record_from(await awaited(self.redis.hmget(self.keys.job(job_id), RECORD_FIELDS)))
 
     async def keep_traceback(self, job_id: str, attempt: int, text: str) -> None:
         """A failed attempt's traceback, for operators only: a field of the job's hash (it expires
         with the job), never part of an event or a snapshot."""
-        await self.redis.hset(self.keys.job(job_id), f"traceback:{attempt}", text)
+        await awaited(self.redis.hset(self.keys.job(job_id), f"traceback:{attempt}", text))
 
     async def tracebacks(self, job_id: str, attempts: int) -> dict[int, str]:
         """The tracebacks kept for attempts 1 to `attempts`, by attempt."""
         if attempts < 1:
             return {}
         fields = [f"traceback:{n}" for n in range(1, attempts + 1)]
-        values = await self.redis.hmget(self.keys.job(job_id), fields)
+        values = await awaited(self.redis.hmget(self.keys.job(job_id), fields))
         return {n: v.decode() for n, v in enumerate(values, start=1) if v}
 
     async def snapshots(self, job_ids: list[str]) -> list[dict[str, Any]]:
@@ -597,7 +599,7 @@ class JobStore:
         return [build_snapshot(j, raw, self.links) for j, raw in zip(job_ids, records, strict=True) if raw]
 
     async def snapshot(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        raw = await awaited(self.redis.hgetall(self.keys.job(job_id)))
         return build_snapshot(job_id, raw, self.links) if raw else None
 
     async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:

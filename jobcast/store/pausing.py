@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobcast.protocol import epoch_ms, isoformat, utcnow
+from jobcast.redis.client import awaited
 from jobcast.store.jobs import JobStore
 
 RESUME_BATCH = 1000  # parked jobs put back per script call, so Redis is never held for long
@@ -21,7 +22,7 @@ RESUME_BATCH = 1000  # parked jobs put back per script call, so Redis is never h
 
 async def pause(store: JobStore, kind: str) -> None:
     # HSETNX: pausing again keeps when it was first paused.
-    await store.redis.hsetnx(store.keys.paused, kind, epoch_ms(utcnow()))
+    await awaited(store.redis.hsetnx(store.keys.paused, kind, str(epoch_ms(utcnow()))))
 
 
 async def resume(store: JobStore, kind: str) -> int:
@@ -38,7 +39,7 @@ async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None)
     """Each paused kind: since when (ISO 8601), and how many of its jobs are parked. `since`: the
     paused hash, when the caller read it already (one round trip less)."""
     if since is None:
-        since = await store.redis.hgetall(store.keys.paused)
+        since = await awaited(store.redis.hgetall(store.keys.paused))
     if not since:
         return {}
     kinds = sorted(k.decode() for k in since)

@@ -12,6 +12,7 @@ caps the total.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from jobcast.errors import QuotaExceeded
 from jobcast.store.scripts import Scripts, Status
@@ -36,6 +37,8 @@ class DiskQuota:
 
     async def refund(self, job_ids: Iterable[str]) -> None:
         """Give back everything these jobs were charged (their files are gone)."""
-        calls = [({}, {"job": job_id, "owner": "", "bytes": 0, "refund": True}) for job_id in job_ids]
+        calls: list[tuple[dict[str, str], dict[str, Any]]] = [
+            ({}, {"job": job_id, "owner": "", "bytes": 0, "refund": True}) for job_id in job_ids
+        ]
         if calls:
             await self.scripts.call_many("quota", calls)

@@ -24,15 +24,15 @@ class JobRecord:
 
 
 # The fields a worker reads to run a job, in this order (store.load, and the claim in dispatch.lua).
-RECORD_FIELDS = (
+RECORD_FIELDS = [
     *("kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"),
     *("run_at", "created_at"),
-)
+]
 
 
 def record_from(raw: list[Any]) -> JobRecord | None:
     """A JobRecord from RECORD_FIELDS' values (bytes or str, None or False when missing)."""
-    values = [(v.decode() if isinstance(v, bytes) else v) or None for v in raw]
+    values: list[Any] = [(v.decode() if isinstance(v, bytes) else v) or None for v in raw]
     if values[0] is None:
         return None
     return JobRecord(

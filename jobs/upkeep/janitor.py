@@ -34,7 +34,7 @@ async def forget_finished(store: JobStore, storage: Storage, ids: list[str]) -> 
     keys = store.keys
     async with store.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(keys.job(job_id), "kind", "owner", "submitted_by")
+            pipe.hmget(keys.job(job_id), ["kind", "owner", "submitted_by"])
         records = await pipe.execute()
     calls, expired = [], []
     for job_id, (kind, owner, via) in zip(ids, records, strict=True):

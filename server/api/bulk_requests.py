@@ -64,8 +64,8 @@ async def start_bulk(request: web.Request) -> web.Response:
     if wanted.ids is not None and len(wanted.ids) > limit:
         raise Problem(413, f"at most {limit} jobs in one bulk action", slug="payload-too-large")
     params = bulk.BulkParams(action=wanted.action, ids=wanted.ids, filter=wanted.filter, limit=limit)
-    if bulk.matches_none(params):
-        message = f"{wanted.action} applies to none of the {params.filter.state} jobs"  # type: ignore[union-attr]
+    if bulk.matches_none(params) and params.filter is not None:
+        message = f"{wanted.action} applies to none of the {params.filter.state} jobs"
         raise Problem(
             422, message, slug="validation",
             errors=[{"field": "filter.state", "message": message, "code": "never_applies"}],

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -242,7 +242,15 @@ async def store_snapshot(app: web.Application, job_id: str) -> dict[str, Any]:
     return snapshot
 
 
-def parse_request(body: Any, model: type[M] = SubmitRequest) -> M:  # type: ignore[assignment]
+@overload
+def parse_request(body: Any) -> SubmitRequest: ...
+
+
+@overload
+def parse_request(body: Any, model: type[M]) -> M: ...
+
+
+def parse_request(body: Any, model: type[BaseModel] = SubmitRequest) -> BaseModel:
     """`body` as `model`, or the 422 problem naming what is wrong."""
     if not isinstance(body, dict):
         raise Problem(422, "the body must be a JSON object", slug="validation")

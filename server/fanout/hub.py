@@ -145,7 +145,7 @@ class Outbox:
         """From now on this connection's events go through `put`: something waits in the queue,
         the socket paused, or the outbox closed."""
         for sub in tuple(self.lockstep):
-            sub.lockstep.leave(sub)  # type: ignore[union-attr]
+            sub.lockstep.leave(sub)  # type: ignore[union-attr]  # listed here only while in one
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -386,7 +386,7 @@ class Hub:
                 sub.outbox.put(event)
             return
         for sub in watchers.joining:
-            sub.pending.append(event)  # type: ignore[union-attr]
+            sub.pending.append(event)  # type: ignore[union-attr]  # a joining watcher's is a deque
         if watchers.repairing:
             watchers.seen_max = max(watchers.seen_max, event.seq)
             return

@@ -63,7 +63,9 @@ class Opening:
 
 class Topic(Protocol):
     key: bytes
-    names: dict[str, Any]
+
+    @property
+    def names(self) -> dict[str, Any]: ...
 
     def event(self, payload: bytes) -> Event: ...
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from aiohttp import HttpVersion11, web
 
@@ -85,10 +86,11 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool, limit: int)
     bytes wait in the socket's buffer (`JOBCAST_SOCKET_BUFFER_BYTES`)."""
     # The transport pauses its protocol at the same mark: a watcher in its topic's lockstep
     # (server/lockstep.py) leaves it where this fast path would decline.
-    transport.set_write_buffer_limits(high=limit)  # type: ignore[attr-defined]
-    write = transport.write  # type: ignore[attr-defined]
-    buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]
-    closing = transport.is_closing
+    socket = cast(asyncio.WriteTransport, transport)  # a stream socket's, whatever the loop
+    socket.set_write_buffer_limits(high=limit)
+    write = socket.write
+    buffered = socket.get_write_buffer_size
+    closing = socket.is_closing
 
     # Once per watcher per event: the encoded bytes are read from the event's cache slot, and the
     # function that fills it is called only by the first watcher. Two closures rather than one

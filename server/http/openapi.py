@@ -30,7 +30,7 @@ MULTIPART = "multipart/form-data"
 FORM = "application/x-www-form-urlencoded"
 SSE = "text/event-stream"
 HTML = "text/html"
-PAGE = {"type": "string", "contentMediaType": "text/html"}
+PAGE: dict[str, Any] = {"type": "string", "contentMediaType": "text/html"}
 REF = "#/components/schemas/{model}"
 
 
@@ -50,8 +50,8 @@ def json(description: str, model: Schema, *, headers: tuple[str, ...] = ()) -> A
     return Answer(description, {JSON: model}, headers)
 
 
-TEXT = {"type": "string"}
-BINARY = {"type": "string", "format": "binary"}
+TEXT: dict[str, Any] = {"type": "string"}
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def operation(op: Operation) -> Callable[[H], H]:
     """Attach an operation's description to its handler."""
 
     def mark(handler: H) -> H:
-        handler.__jobcast_operation__ = op  # type: ignore[attr-defined]
+        handler.__jobcast_operation__ = op  # type: ignore[attr-defined]  # read back by build_document
         return handler
 
     return mark

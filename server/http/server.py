@@ -158,7 +158,7 @@ def detach(handler: RequestHandler, protocol_factory: Callable[[], asyncio.Proto
         # aiohttp stopped reading while the bytes after the request piled up: the new protocol
         # reads at its own pace.
         handler._buffer_paused = False
-        transport.resume_reading()  # type: ignore[attr-defined]
+        transport.resume_reading()
     if tail:
         protocol.data_received(tail)
     return True

@@ -87,7 +87,8 @@ class RelayCollector(Collector):
         )
         submitted = CounterMetricFamily("jobcast_jobs_submitted", "Jobs submitted here.", labels=["kind"])
         counts = self._app[SUBMITTED_BY_KIND]
-        for kind in sorted(set(self._app[KINDS]) | set(counts)):  # every kind's series, from 0
+        kinds = self._app[KINDS]
+        for kind in sorted(set(kinds) | set(counts)):  # every kind's series, from 0
             submitted.add_metric([kind], counts[kind])
         yield submitted
 
@@ -138,7 +139,7 @@ def setup_metrics(app: web.Application) -> None:
 async def metrics(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app
-    figures = await stats(app[STORE], worker_ttl_s=3 * app[SETTINGS].worker_heartbeat_s)
+    figures = await stats(app[STORE], worker_ttl_s=app[SETTINGS].worker_ttl_s)
     app[QUEUE].update(figures)
     body = generate_latest(app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

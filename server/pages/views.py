@@ -95,7 +95,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         cursor=None,
     )
     # The counters cover every job: an operator's (admin's) view only.
-    counters = await stats(store, worker_ttl_s=3 * settings.worker_heartbeat_s) if who.sees_all else None
+    counters = await stats(store, worker_ttl_s=settings.worker_ttl_s) if who.sees_all else None
     kinds = list(app[KINDS].values())
     filters = {
         "state": state,

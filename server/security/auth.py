@@ -25,6 +25,7 @@ from aiohttp import web
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from jobcast.errors import JobNotFound
+from jobcast.redis.client import awaited
 from jobcast.server.http.problems import Problem
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
@@ -193,7 +194,7 @@ async def check_visible(store: JobStore, who: Principal, job_id: str) -> None:
     caller to find out: no extra round trip for whoever sees every job)."""
     if who.sees_all:
         return
-    owner, via = await store.redis.hmget(store.keys.job(job_id), ["owner", "submitted_by"])
+    owner, via = await awaited(store.redis.hmget(store.keys.job(job_id), ["owner", "submitted_by"]))
     if owner is None or not who.may_see(owner.decode(), via.decode() if via else None):
         raise JobNotFound(job_id)
 

@@ -78,7 +78,7 @@ def cors_preflight(request: web.Request) -> web.Response | None:
     # cached jobcast.js for jobcast's own page must not reuse that copy (no CORS header) for a
     # page elsewhere, nor the other way round.
     allowed = origin is not None and origin in allowed_origins(request)
-    request[CORS_ORIGIN] = origin if allowed else ""
+    request[CORS_ORIGIN] = origin if allowed and origin is not None else ""
     if not allowed or request.method != "OPTIONS":
         return None
     preflight = {

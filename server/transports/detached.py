@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from jobcast.server.fanout.hub import Outbox, OutboxClosed
 from jobcast.server.fanout.wire import sse_chunk
@@ -48,9 +49,10 @@ class DetachedConnection(asyncio.Protocol):
         raise NotImplementedError
 
     def _attach(self, transport: asyncio.BaseTransport, websocket: bool) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # A stream socket's transport: asyncio types connection_made's argument as the base class.
+        self._transport = cast(asyncio.Transport, transport)
         # The transport's pauses reach this protocol: its watchers may join their lockstep.
-        self.outbox.transport = transport  # type: ignore[assignment]
+        self.outbox.transport = self._transport
         self.outbox.websocket = websocket
 
     def pause_writing(self) -> None:

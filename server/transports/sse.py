@@ -234,14 +234,14 @@ async def _pump(
         ended = batch[-1].terminal
         # Nothing written may stay referenced while this task waits: an idle watcher would keep
         # its last events (a snapshot is kilobytes) alive for as long as it stays connected.
-        batch = None
+        del batch
         try:
             async with asyncio.timeout(write_timeout_s):
                 await response.write(payload)
         except (TimeoutError, ConnectionError):
             return False
         finally:
-            payload = None
+            del payload
         if ended:
             # A client that hangs up right after the terminal event is no error.
             with suppress(ConnectionError):

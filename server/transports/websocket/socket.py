@@ -163,12 +163,12 @@ class WebSocket(DetachedConnection):
                     break
                 opcode, payload = message
                 if opcode == CLOSE:
-                    self._close_received(parse_close(payload))  # type: ignore[arg-type]
+                    self._close_received(parse_close(payload))  # type: ignore[arg-type]  # control frames are bytes
                     return
                 if self._ending:
                     continue  # closing: what the client still sends is not handled
                 if opcode == PING:
-                    transport.write(encode(PONG, payload))  # type: ignore[arg-type]
+                    transport.write(encode(PONG, payload))  # type: ignore[arg-type]  # control frames are bytes
                 elif opcode != PONG:
                     self._receive(opcode, payload)
         except ProtocolError as e:
