@@ -12,8 +12,12 @@ in every process.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobcast.settings import ProcessSettings
+
 import logging
-import os
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -60,13 +64,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure_logging() -> None:
+def configure_logging(settings: ProcessSettings) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
-    if os.environ.get("JOBCAST_LOG_FORMAT", "text").lower() == "json":
+    if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s%(context)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("JOBCAST_LOG_LEVEL", "INFO"))
+    root.setLevel(settings.log_level.upper())

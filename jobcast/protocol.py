@@ -241,10 +241,6 @@ class Keys:
         base = f"{self.prefix}:feed" if owner is None else f"{self.prefix}:owner-feed:{owner}"
         return FeedKeys(base, f"{base}:log", f"{base}:position")
 
-    @property
-    def feed_channel(self) -> str:
-        return self.feed().channel
-
 
 @dataclass(frozen=True, slots=True)
 class FeedKeys:
@@ -352,11 +348,6 @@ def split_feed_record(record: bytes) -> tuple[int, bytes, str, bytes, bytes]:
 def new_epoch() -> str:
     """A feed epoch: the hex milliseconds at which a feed history began."""
     return format(epoch_ms(utcnow()), "x")
-
-
-def format_feed_id(epoch: str | bytes, seq: int) -> str:
-    """A feed position as one opaque id: `<epoch>:<seq>` (the SSE `id:` of a feed event)."""
-    return f"{epoch.decode() if isinstance(epoch, bytes) else epoch}:{seq}"
 
 
 def parse_feed_id(raw: str) -> tuple[str | None, int] | None:

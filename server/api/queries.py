@@ -109,5 +109,5 @@ async def get_finished(request: web.Request) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     require_admin(request)
     settings = request.app[SETTINGS]
-    body = await stats(request.app[STORE], worker_ttl_s=3 * settings.worker_heartbeat_s)
+    body = await stats(request.app[STORE], worker_ttl_s=settings.worker_ttl_s)
     return json_response(body)

@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 async def current(request: web.Request) -> list[dict]:
     require_admin(request)
     settings = request.app[SETTINGS]
-    return await workers(request.app[STORE], settings.worker_heartbeat_s, settings.lost_workers_shown_s)
+    return await workers(request.app[STORE], settings.worker_ttl_s, settings.lost_workers_shown_s)
 
 
 @routes.get("/api/workers")
