@@ -1,14 +1,21 @@
-"""Domain errors: what went wrong, in jobcast's terms, whoever asked.
+"""jobcast's one family of errors, all `JobcastError`s: what went wrong, in jobcast's terms.
 
-The web answers each with a problem document (`problem_for` in server/problems.py, the one place
-that knows HTTP statuses) and the WebSocket with an error message (`ERROR_CODES` in server/ws.py).
+- Domain errors (`JobNotFound`, `AlreadyEnded`, `Unavailable`, `QuotaExceeded`), raised wherever
+  the store or the fan-out meets them. The web answers each with a problem document
+  (`problem_for` in server/http/problems.py, the one place that knows HTTP statuses) and the
+  WebSocket with an error message (`ERROR_CODES` in server/transports/ws.py).
+- `SubmitRefused` and its kinds: why a submission or a retry created no job.
+- `Problem` (server/http/problems.py): an HTTP answer a handler gives up with.
+- `ApiError` (jobcast/client/api.py): the error answer a client got from a jobcast server.
+
+So `except JobcastError` catches whatever jobcast itself raises, on either side of the wire.
 """
 
 from __future__ import annotations
 
 
 class JobcastError(Exception):
-    """Base of jobcast's domain errors; `str(error)` is a message fit for a client."""
+    """Base of every error jobcast raises; `str(error)` is a message fit for a client."""
 
 
 class JobNotFound(JobcastError):
@@ -34,3 +41,47 @@ class QuotaExceeded(JobcastError):
             "delete finished jobs' files, or wait for them to expire"
         )
         self.used, self.adding, self.quota = used, adding, quota
+
+
+class SubmitRefused(JobcastError):
+    """Base of the reasons a submission (or a retry) creates no job."""
+
+
+class IdempotentReplay(SubmitRefused):
+    def __init__(self, job_id: str, same_request: bool) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.same_request = same_request
+
+
+class TooManyWaiting(SubmitRefused):
+    """Over a waiting-jobs limit: the jobs due now, the delayed ones, or the owner's own."""
+
+    def __init__(self, waiting: int, delayed: bool = False, owner: bool = False) -> None:
+        super().__init__(f"{waiting} {'delayed ' if delayed else ''}jobs are waiting")
+        self.waiting = waiting
+        self.delayed = delayed
+        self.owner = owner
+
+
+class RateLimited(SubmitRefused):
+    """The owner submitted `JOBCAST_MAX_SUBMISSIONS_PER_MINUTE` jobs this minute already."""
+
+    def __init__(self, retry_after_s: float, budget: bool = False) -> None:
+        what = "your CPU budget for this hour is spent" if budget else "too many submissions"
+        super().__init__(f"{what}; retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+class NotRetryable(SubmitRefused):
+    """The job to retry is gone (state None) or has not failed or been cancelled."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+class AlreadyRetried(SubmitRefused):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id

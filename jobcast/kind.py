@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from jobcast.errors import JobcastError
 from jobcast.files.local import JobFiles
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class ProgressReporter(Protocol):
         """`update` for code on the event loop that cannot await."""
 
 
-class PermanentError(Exception):
+class PermanentError(JobcastError):
     """Raise from job code for an error that another attempt cannot fix: the job fails at once."""
 
 

@@ -20,12 +20,13 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
+from jobcast.errors import JobcastError
 from jobcast.kind import Kind
 
 ENTRY_POINT_GROUP = "jobcast.kinds"
 
 
-class KindsError(Exception):
+class KindsError(JobcastError):
     """The kinds cannot be loaded as configured (a module that does not import, a name twice)."""
 
 

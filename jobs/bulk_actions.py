@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from jobcast.bulk import ACTS_ON, CHUNK, NAME, BulkFilter, BulkParams, matches_none
-from jobcast.errors import QuotaExceeded
+from jobcast.errors import QuotaExceeded, SubmitRefused
 from jobcast.files.storage import Storage
 from jobcast.jobs.upkeep.janitor import forget_finished
 from jobcast.kind import JobContext, Kind, PermanentError
 from jobcast.protocol import new_job_id
 from jobcast.queries.listing import list_jobs
-from jobcast.store.jobs import JobStore, Submission, SubmitRefused
+from jobcast.store.jobs import JobStore, Submission
 
 
 async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[str]]:

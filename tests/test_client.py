@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobcast.client.api import Client, JobcastError, JobEvent, SyncClient
+from jobcast.client import Client, JobcastError, JobEvent, SyncClient
 from tests.helpers import JobcastProcess
 
 

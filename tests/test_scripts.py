@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
+from jobcast.errors import IdempotentReplay, NotRetryable, TooManyWaiting
 from jobcast.jobs.arq_runtime import Claim, JobcastWorker
 from jobcast.protocol import EventType, Keys, Priority
-from jobcast.store.jobs import IdempotentReplay, JobStore, NotRetryable, Submission, TooManyWaiting
+from jobcast.store.jobs import JobStore, Submission
 from jobcast.store.records import RECORD_FIELDS, record_from
 from jobcast.store.scripts import Status, layout, lua_table
 

@@ -7,7 +7,7 @@
 
 `watch` reconnects with backoff and `Last-Event-ID` whenever the stream drops (a web restart, a
 proxy timeout), never yields a seq twice, and ends after the job's terminal event. `SyncClient`
-is the same for scripts that do not run an event loop. Errors are `JobcastError`s carrying the
+is the same for scripts that do not run an event loop. Errors are `ApiError`s (`JobcastError`s) carrying the
 server's problem document.
 """
 
@@ -24,10 +24,11 @@ from typing import Any, Self
 import aiohttp
 
 from jobcast.backoff import Backoff
+from jobcast.errors import JobcastError
 from jobcast.protocol import TERMINAL_STATES, dumps, loads
 
 
-class JobcastError(Exception):
+class ApiError(JobcastError):
     """The server answered with an error: `status`, and its problem+json body as `problem`."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
@@ -256,7 +257,7 @@ class Client:
                     if response.status == 204:
                         return  # the terminal event was already seen
                     if response.status != 200:
-                        await _read(response)  # raises JobcastError
+                        await _read(response)  # raises ApiError
                     async for message in sse_messages(response.content):
                         event = JobEvent(message.event, int(message.id or 0), loads(message.data))
                         if last is not None and (
@@ -268,7 +269,7 @@ class Client:
                         yield event
                         if event.terminal:
                             return
-            except JobcastError as e:
+            except ApiError as e:
                 if e.status < 500:
                     raise
             except (aiohttp.ClientError, TimeoutError):
@@ -281,7 +282,7 @@ async def _read(response: aiohttp.ClientResponse) -> Any:
     body = loads(text) if text else None
     if response.status >= 400:
         problem = body if isinstance(body, dict) else {"detail": text}
-        raise JobcastError(response.status, problem)
+        raise ApiError(response.status, problem)
     return body
 
 

@@ -11,6 +11,7 @@ import base64
 import math
 from typing import Any
 
+from jobcast.errors import JobcastError
 from jobcast.protocol import Keys
 from jobcast.store.jobs import JobStore, Page, build_snapshot
 
@@ -18,7 +19,7 @@ from jobcast.store.jobs import JobStore, Page, build_snapshot
 SCAN_FACTOR = 10
 
 
-class BadCursor(ValueError):
+class BadCursor(JobcastError, ValueError):
     pass
 
 

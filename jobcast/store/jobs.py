@@ -19,6 +19,14 @@ from typing import Any, Protocol, cast
 import orjson
 from redis.asyncio import Redis
 
+from jobcast.errors import (
+    AlreadyRetried,
+    IdempotentReplay,
+    NotRetryable,
+    RateLimited,
+    SubmitRefused,
+    TooManyWaiting,
+)
 from jobcast.protocol import (
     STATE_AFTER,
     TERMINAL_STATES,
@@ -210,50 +218,6 @@ class Submission:
         """Identifies the request body, so a reused idempotency key with another body is caught."""
         body = {"kind": self.kind, "params": self.params, "priority": self.priority, "delay_s": self.delay_s}
         return hashlib.sha256(dumps(body)).hexdigest()
-
-
-class SubmitRefused(Exception):
-    """Base of the reasons a submission creates no job."""
-
-
-class IdempotentReplay(SubmitRefused):
-    def __init__(self, job_id: str, same_request: bool) -> None:
-        super().__init__(job_id)
-        self.job_id = job_id
-        self.same_request = same_request
-
-
-class TooManyWaiting(SubmitRefused):
-    """Over a waiting-jobs limit: the jobs due now, the delayed ones, or the owner's own."""
-
-    def __init__(self, waiting: int, delayed: bool = False, owner: bool = False) -> None:
-        super().__init__(f"{waiting} {'delayed ' if delayed else ''}jobs are waiting")
-        self.waiting = waiting
-        self.delayed = delayed
-        self.owner = owner
-
-
-class RateLimited(SubmitRefused):
-    """The owner submitted `JOBCAST_MAX_SUBMISSIONS_PER_MINUTE` jobs this minute already."""
-
-    def __init__(self, retry_after_s: float, budget: bool = False) -> None:
-        what = "your CPU budget for this hour is spent" if budget else "too many submissions"
-        super().__init__(f"{what}; retry in {retry_after_s:.0f} s")
-        self.retry_after_s = retry_after_s
-
-
-class NotRetryable(SubmitRefused):
-    """The job to retry is gone (state None) or has not failed or been cancelled."""
-
-    def __init__(self, state: str | None) -> None:
-        super().__init__(state)
-        self.state = state
-
-
-class AlreadyRetried(SubmitRefused):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(job_id)
-        self.job_id = job_id
 
 
 @dataclass(frozen=True, slots=True)

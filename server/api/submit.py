@@ -18,6 +18,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobcast.bulk import without_bulk
+from jobcast.errors import (
+    AlreadyRetried,
+    IdempotentReplay,
+    NotRetryable,
+    RateLimited,
+    SubmitRefused,
+    TooManyWaiting,
+)
 from jobcast.files.local import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
@@ -39,17 +47,7 @@ from jobcast.server.http.request_ids import current_request_id
 from jobcast.server.http.schemas import BatchAnswer, JobSnapshot
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
 from jobcast.server.security.auth import OWNER, owner_for
-from jobcast.store.jobs import (
-    AlreadyRetried,
-    CreateCall,
-    IdempotentReplay,
-    JobStore,
-    NotRetryable,
-    RateLimited,
-    Submission,
-    SubmitRefused,
-    TooManyWaiting,
-)
+from jobcast.store.jobs import CreateCall, JobStore, Submission
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from jobcast.errors import AlreadyEnded, JobNotFound, Unavailable
+from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
 from jobcast.protocol import parse_feed_id, split_feed_record, split_record
 from jobcast.queries.feed import feed_page, feed_snapshot
 from jobcast.server.fanout.events import Event
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SEEN_THE_END = "the job has ended and you have seen its last event"
 
 
-class BadPosition(ValueError):
+class BadPosition(JobcastError, ValueError):
     """A resume id this topic never gave out."""
 
 

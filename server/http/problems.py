@@ -22,7 +22,7 @@ PROBLEM_TYPE_BASE = "https://jobcast.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
 
 
-class Problem(Exception):
+class Problem(JobcastError):
     """Raise from a handler to answer with a problem document."""
 
     def __init__(

@@ -18,7 +18,7 @@ from aiohttp import web
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from pydantic import BaseModel, Field, ValidationError
 
-from jobcast.errors import JobNotFound
+from jobcast.errors import JobcastError, JobNotFound
 from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
@@ -31,7 +31,7 @@ from jobcast.settings import Settings
 SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
-class TokenRefused(Exception):
+class TokenRefused(JobcastError):
     """Why a token does not open a stream: malformed, tampered, expired, or for something else."""
 
     def __init__(self, reason: str) -> None:
