@@ -13,6 +13,7 @@ from typing import Any
 
 from jobcast.protocol import dumps, new_epoch
 from jobcast.queries.listing import list_jobs
+from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import HistoryPage, JobStore
 
 
@@ -60,7 +61,7 @@ async def feed_snapshot(store: JobStore, owner: str | None = None) -> dict[str, 
         store, state=None, kind=None, owner=owner, limit=limits.feed_snapshot_jobs, cursor=None
     )
     # Bounded in bytes too (params and results can be large): the newest jobs that fit.
-    jobs: list[dict[str, Any]] = []
+    jobs: list[JobSnapshot] = []
     size = 0
     for job in page.jobs:
         size += len(dumps(job))

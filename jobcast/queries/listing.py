@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
 
 from jobcast.errors import JobcastError
 from jobcast.protocol import Keys
+from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import JobStore, Page, build_snapshot
 
 # How many index entries one request examines at most, as a multiple of the page size.
@@ -81,7 +81,7 @@ async def list_jobs(
     after_id: str | None = None
     if cursor:
         max_score, after_id = decode_cursor(cursor)
-    jobs: list[dict[str, Any]] = []
+    jobs: list[JobSnapshot] = []
     budget = limit * SCAN_FACTOR
     last: tuple[float, str] | None = None
     start = 0  # entries at max_score already passed over (ties)

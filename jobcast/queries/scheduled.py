@@ -4,14 +4,14 @@ soonest first (`GET /api/scheduled`, the `/scheduled` page), and running one of 
 from __future__ import annotations
 
 import heapq
-from typing import Any
 
 from jobcast.protocol import Priority, epoch_ms, now_iso, utcnow
+from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import JobStore
 from jobcast.store.scripts import Status
 
 
-async def scheduled(store: JobStore, limit: int) -> list[dict[str, Any]]:
+async def scheduled(store: JobStore, limit: int) -> list[JobSnapshot]:
     """Up to `limit` snapshots of the jobs whose time is still ahead, soonest first, all
     priorities merged."""
     now = epoch_ms(utcnow())

@@ -47,12 +47,13 @@ from jobcast.protocol import (
 )
 from jobcast.redis.client import awaited
 from jobcast.settings import Settings
+from jobcast.snapshot import JobSnapshot, ProgressSnapshot, SnapshotLinks
 from jobcast.store.quota import DiskQuota
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 from jobcast.store.scripts import Scripts, Status, as_text, text
 
 _JSON_FIELDS = ("params", "progress", "result", "error")
-_EMPTY_PROGRESS = {"current": 0, "total": None, "percent": None, "message": None}
+_EMPTY_PROGRESS: ProgressSnapshot = {"current": 0, "total": None, "percent": None, "message": None}
 
 
 def json_serializer(value: Any) -> bytes:
@@ -67,10 +68,10 @@ def json_deserializer(raw: bytes) -> Any:
 
 # What the web adds to a job's snapshot: its URLs (`links`) and, in owner mode, a `stream_token`.
 # The web server gives the store its own (server/links.py); the data layer knows no URL shapes.
-Links = Callable[[str], dict[str, Any]]
+Links = Callable[[str], SnapshotLinks]
 
 
-def no_links(job_id: str) -> dict[str, Any]:
+def no_links(job_id: str) -> SnapshotLinks:
     return {"links": {}, "stream_token": None}
 
 
@@ -85,7 +86,7 @@ _SNAPSHOT_FIELDS = frozenset(
 )
 
 
-def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> dict[str, Any]:
+def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> JobSnapshot:
     """The public job snapshot from the job's Redis hash."""
     text = {}
     for key, value in raw.items():
@@ -98,17 +99,20 @@ def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links
 
 def snapshot_of(
     job_id: str, text: dict[str, Any], parsed: dict[str, Any], links: Links = no_links
-) -> dict[str, Any]:
+) -> JobSnapshot:
     """The public job snapshot from a record's fields (`text`: absent or empty when unset) and its
     JSON fields already parsed (`parsed`)."""
     get = text.get
+    made = links(job_id)
     return {
+        "links": made["links"],
+        "stream_token": made["stream_token"],
         "id": job_id,
         "kind": get("kind") or None,
         "params": parsed.get("params"),
         "state": get("state") or None,
         "priority": get("priority") or Priority.DEFAULT.value,
-        "progress": parsed.get("progress") or dict(_EMPTY_PROGRESS),
+        "progress": parsed.get("progress") or _EMPTY_PROGRESS.copy(),
         "attempt": int(get("attempt") or 0),
         "max_attempts": int(get("max_attempts") or 0) or None,
         "created_at": get("created_at") or None,
@@ -125,7 +129,6 @@ def snapshot_of(
         "owner": get("owner") or None,
         "submitted_by": get("submitted_by") or None,
         "last_event_id": int(get("seq") or 0),
-        **links(job_id),
     }
 
 
@@ -133,7 +136,7 @@ def snapshot_of(
 class Replay:
     """What a watcher joining at `since` must be sent before live events."""
 
-    snapshot: dict[str, Any]
+    snapshot: JobSnapshot
     records: list[bytes] = field(default_factory=list)
     # True when history no longer reaches back to since+1: send the snapshot instead of records.
     needs_snapshot: bool = False
@@ -209,10 +212,17 @@ class Submission:
     cost_s: float = 0.0
 
     @classmethod
-    def again(cls, old: dict[str, Any], *, max_attempts: int, cost_s: float) -> Submission:
+    def again(cls, old: JobSnapshot, *, max_attempts: int, cost_s: float) -> Submission:
         """The submission that retries `old` (a job's snapshot): its kind, params and priority."""
         priority = Priority(old["priority"])
-        return cls(old["kind"], old["params"], priority=priority, max_attempts=max_attempts, cost_s=cost_s)
+        # A job that can be retried has both: the retry script refuses one that is gone.
+        return cls(
+            old["kind"] or "",
+            old["params"] or {},
+            priority=priority,
+            max_attempts=max_attempts,
+            cost_s=cost_s,
+        )
 
     def fingerprint(self) -> str:
         """Identifies the request body, so a reused idempotency key with another body is caught."""
@@ -264,7 +274,7 @@ class CreateCall:
     # Only a call with an idempotency key has one (it is what a repeat of the key is compared by).
     fingerprint: str | None
 
-    def outcome(self, answer: Any, links: Links) -> dict[str, Any]:
+    def outcome(self, answer: Any, links: Links) -> JobSnapshot:
         """The new job's snapshot; raises the SubmitRefused the answer means."""
         status = answer.status
         if status is Status.KEY_REUSED:
@@ -279,7 +289,7 @@ class CreateCall:
             raise NotRetryable(answer.get("state"))
         return self.snapshot(int(answer["seq"]), links)
 
-    def snapshot(self, seq: int, links: Links) -> dict[str, Any]:
+    def snapshot(self, seq: int, links: Links) -> JobSnapshot:
         """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
         the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
         text = {**self.record, "state": State.QUEUED.value, "seq": seq}
@@ -288,7 +298,7 @@ class CreateCall:
 
 @dataclass(slots=True)
 class Page:
-    jobs: list[dict[str, Any]]
+    jobs: list[JobSnapshot]
     next_cursor: str | None
 
 
@@ -411,7 +421,7 @@ class JobStore:
             event["from_state"] = from_state.value
         return event
 
-    async def create(self, job_id: str, submission: Submission, **options: Any) -> dict[str, Any]:
+    async def create(self, job_id: str, submission: Submission, **options: Any) -> JobSnapshot:
         """Submit a job: the record, its `queued` event, its indexes and its place in the queue in
         one script, so a job is either fully submitted or not at all. Returns the
         new job's snapshot; raises a SubmitRefused when no job was created. `options` are those of
@@ -420,7 +430,7 @@ class JobStore:
         (answer,) = await self.scripts.call_batch("create", [(call.keys, call.args)], 1, self._create_limits)
         return call.outcome(answer, self.links)
 
-    async def create_many(self, calls: list[CreateCall]) -> list[dict[str, Any] | SubmitRefused]:
+    async def create_many(self, calls: list[CreateCall]) -> list[JobSnapshot | SubmitRefused]:
         """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
         SubmitRefused that says why it made no job."""
         answers = await self.scripts.call_batch(
@@ -429,7 +439,7 @@ class JobStore:
             self.settings.create_chunk_jobs,
             self._create_limits,
         )
-        out: list[dict[str, Any] | SubmitRefused] = []
+        out: list[JobSnapshot | SubmitRefused] = []
         for call, answer in zip(calls, answers, strict=True):
             try:
                 out.append(call.outcome(answer, self.links))
@@ -554,7 +564,7 @@ class JobStore:
         values = await awaited(self.redis.hmget(self.keys.job(job_id), fields))
         return {n: v.decode() for n, v in enumerate(values, start=1) if v}
 
-    async def snapshots(self, job_ids: list[str]) -> list[dict[str, Any]]:
+    async def snapshots(self, job_ids: list[str]) -> list[JobSnapshot]:
         """The snapshots of these jobs, in one round trip (jobs that no longer exist left out)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
@@ -562,7 +572,7 @@ class JobStore:
             records = await pipe.execute()
         return [build_snapshot(j, raw, self.links) for j, raw in zip(job_ids, records, strict=True) if raw]
 
-    async def snapshot(self, job_id: str) -> dict[str, Any] | None:
+    async def snapshot(self, job_id: str) -> JobSnapshot | None:
         raw = await awaited(self.redis.hgetall(self.keys.job(job_id)))
         return build_snapshot(job_id, raw, self.links) if raw else None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -16,6 +15,7 @@ from jobcast.server.http.problems import STORE_UNAVAILABLE
 from jobcast.server.http.schemas import JobSnapshot
 from jobcast.server.keys import STORE
 from jobcast.server.security.auth import Principal, check_visible, principal
+from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.jobs import JobStore
 
 routes = web.RouteTableDef()
@@ -27,7 +27,7 @@ class Cancelled:
     # "cancelled": the job has ended (it was not running); "requested": its worker is stopping it
     # and watchers will see `cancelled` once the job's code has stopped.
     status: str
-    snapshot: dict[str, Any]
+    snapshot: Snapshot
 
 
 async def cancel_job(store: JobStore, job_id: str, who: Principal) -> Cancelled:

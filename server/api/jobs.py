@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -14,13 +13,14 @@ from jobcast.server.http.openapi import Operation, build_document, json, operati
 from jobcast.server.http.schemas import Health, JobSnapshot, KindList, Liveness
 from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
 from jobcast.server.security.auth import principal
+from jobcast.snapshot import JobSnapshot as Snapshot
 
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_S = 1.0
 
 
-async def load_snapshot(request: web.Request, job_id: str | None = None) -> dict[str, Any]:
+async def load_snapshot(request: web.Request, job_id: str | None = None) -> Snapshot:
     """The snapshot of the job named in the URL; raises JobNotFound (also for a job the asker may
     not see)."""
     job_id = job_id or request.match_info["job_id"]

@@ -3,13 +3,13 @@ stream token (server/tokens.py), which `links.events` carries too."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from jobcast.server.security.tokens import StreamTokens
+from jobcast.snapshot import SnapshotLinks
 
 
-def job_links(prefix: str, tokens: StreamTokens, job_id: str) -> dict[str, Any]:
+def job_links(prefix: str, tokens: StreamTokens, job_id: str) -> SnapshotLinks:
     api = f"{prefix}/api/jobs/{job_id}"
     token = tokens.for_job(job_id) if tokens.enabled else None
     events = f"{api}/events" if token is None else f"{api}/events?token={quote(token)}"

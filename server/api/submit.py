@@ -47,6 +47,7 @@ from jobcast.server.http.request_ids import current_request_id
 from jobcast.server.http.schemas import BatchAnswer, JobSnapshot
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
 from jobcast.server.security.auth import OWNER, owner_for
+from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.jobs import CreateCall, JobStore, Submission
 from jobcast.tasks import cancel_and_wait
 
@@ -77,7 +78,7 @@ class SubmitRequest(BaseModel):
 
 @dataclass(slots=True)
 class Submitted:
-    snapshot: dict[str, Any]
+    snapshot: Snapshot
     # True when an Idempotency-Key named an existing job: nothing new was created.
     replayed: bool = False
 
@@ -233,7 +234,7 @@ def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:
     )
 
 
-async def store_snapshot(app: web.Application, job_id: str) -> dict[str, Any]:
+async def store_snapshot(app: web.Application, job_id: str) -> Snapshot:
     snapshot = await app[STORE].snapshot(job_id)
     if snapshot is None:
         raise Problem(404, f"no job {job_id}", slug="not-found")
@@ -462,9 +463,9 @@ async def discard_files_unless_created(app: web.Application, job_id: str) -> Asy
         raise
 
 
-async def retry(app: web.Application, old: dict[str, Any]) -> Submitted:
+async def retry(app: web.Application, old: Snapshot) -> Submitted:
     """Submit a new job like `old` (a failed or cancelled job), linked both ways."""
-    kind = app[KINDS].get(old["kind"])
+    kind = app[KINDS].get(old["kind"] or "")
     if kind is None:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
     cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
@@ -576,7 +577,7 @@ class BatchWriter:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
-        self.outcomes: list[tuple[int, dict[str, Any] | SubmitRefused]] = []
+        self.outcomes: list[tuple[int, Snapshot | SubmitRefused]] = []
         self._chunk = store.settings.create_chunk_jobs
         self._calls: list[CreateCall] = []
         self._places: list[int] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobcast.protocol import TERMINAL_STATES, TERMINAL_TYPE_BYTES, EventType, dumps
+from jobcast.snapshot import JobSnapshot
 
 
 class Event:
@@ -39,7 +40,7 @@ class Event:
         self.ws_frame: bytes | None = None
 
     @classmethod
-    def snapshot(cls, snapshot: dict[str, Any]) -> Event:
+    def snapshot(cls, snapshot: JobSnapshot) -> Event:
         """The `snapshot` event: data is the job snapshot, id its last_event_id."""
         return cls(
             snapshot["id"],

@@ -17,6 +17,7 @@ from jobcast.server.http.schemas import JobPage, JobSnapshot
 from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import check_visible, principal, require_admin
+from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.scripts import Status
 
 routes = web.RouteTableDef()
@@ -26,7 +27,7 @@ class ScheduledQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000, description="How many jobs, soonest first")
 
 
-async def soonest(request: web.Request) -> list[dict]:
+async def soonest(request: web.Request) -> list[Snapshot]:
     require_admin(request)
     return await scheduled(request.app[STORE], parsed_query(request, ScheduledQuery).limit)
 

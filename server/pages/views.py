@@ -251,7 +251,7 @@ async def job_page(request: web.Request) -> web.Response:
     context = {
         "job": job,
         "events": events,
-        "params": params_rows(request.app[KINDS].get(job["kind"]), job["params"]),
+        "params": params_rows(request.app[KINDS].get(job["kind"] or ""), job["params"]),
         "attempts": tried,
         "origin": str(request.url.origin()),
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),

@@ -1,0 +1,28 @@
+"""The job snapshot's type: the TypedDict the code is checked against and the model the OpenAPI
+document publishes describe the same fields, and a snapshot stays a plain dict at run time."""
+
+from __future__ import annotations
+
+from typing import get_type_hints
+
+from jobcast.server.http import schemas
+from jobcast.snapshot import ErrorSnapshot, JobSnapshot, ProgressSnapshot
+from jobcast.store.jobs import build_snapshot, no_links
+
+
+def test_the_typed_snapshot_and_the_published_model_name_the_same_fields() -> None:
+    assert set(get_type_hints(JobSnapshot)) == set(schemas.JobSnapshot.model_fields)
+    assert set(get_type_hints(ProgressSnapshot)) == set(schemas.Progress.model_fields)
+    assert set(get_type_hints(ErrorSnapshot)) == set(schemas.ErrorInfo.model_fields)
+
+
+def test_a_snapshot_is_built_with_every_field_and_validated_by_nothing() -> None:
+    raw = {b"kind": b"demo", b"state": b"running", b"seq": b"7", b"params": b'{"steps": 3}'}
+    snapshot = build_snapshot("a" * 32, raw, no_links)
+    assert type(snapshot) is dict  # no model, no copy: what the hot path sends is what it built
+    assert set(snapshot) == set(get_type_hints(JobSnapshot))
+    assert (snapshot["kind"], snapshot["last_event_id"], snapshot["params"]) == ("demo", 7, {"steps": 3})
+    assert schemas.JobSnapshot.model_validate({**snapshot, "links": LINKS}).state == "running"
+
+
+LINKS = {k: "/x" for k in ("self", "events", "cancel", "retry", "result", "token", "page")}
