@@ -92,7 +92,7 @@ async def _clients(url: str, seconds: float, connections: int, batch: int) -> tu
     return created, refused
 
 
-# A batch's answer ends with its count: `..., "created": N}` (server/submit.py).
+# A batch's answer ends with its count: `..., "created": N}` (server/api/submit.py).
 CREATED = re.compile(rb'"created":(\d+)}$')
 
 

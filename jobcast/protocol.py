@@ -76,12 +76,12 @@ class Keys:
         return f"{self.prefix}:log:{job_id}"
 
     def old_history(self, job_id: str) -> str:
-        """Where earlier versions kept a job's history, a sorted set (jobcast/migrate.py moves
+        """Where earlier versions kept a job's history, a sorted set (jobs/upkeep/migrate.py moves
         it)."""
         return f"{self.prefix}:history:{job_id}"
 
     def old_feed_history(self, owner: str | None = None) -> str:
-        """Where earlier versions kept a feed's history, a sorted set (jobcast/migrate.py moves
+        """Where earlier versions kept a feed's history, a sorted set (jobs/upkeep/migrate.py moves
         it)."""
         return f"{self.feed(owner).channel}:history"
 
@@ -138,7 +138,7 @@ class Keys:
 
     @property
     def reaper_lock(self) -> str:
-        """Held by the process whose reaper pass runs now (jobcast/reaper.py)."""
+        """Held by the process whose reaper pass runs now (jobcast/store/reaper.py)."""
         return f"{self.prefix}:reaper-lock"
 
     @property
@@ -148,7 +148,7 @@ class Keys:
 
     @property
     def disk_usage(self) -> str:
-        """A hash: each owner's bytes of stored uploads and results (jobcast/quota.py)."""
+        """A hash: each owner's bytes of stored uploads and results (jobcast/store/quota.py)."""
         return f"{self.prefix}:disk:usage"
 
     @property
@@ -162,7 +162,7 @@ class Keys:
 
     @property
     def index_clock(self) -> str:
-        """The last index score given out (see `clock_score` in jobcast/lua/common.lua)."""
+        """The last index score given out (see `clock_score` in jobcast/store/lua/common.lua)."""
         return f"{self.prefix}:index:clock"
 
     def idempotency(self, digest: str) -> str:
@@ -186,7 +186,7 @@ class Keys:
 
     # Pausing a kind: `paused` maps each paused kind to when it was paused (ms). A claim that
     # finds a due job of a paused kind parks it in the kind's `parked` set (scored as it was in
-    # its queue) instead of running it; resuming puts the parked jobs back (jobcast/pausing.py).
+    # its queue) instead of running it; resuming puts the parked jobs back (jobcast/store/pausing.py).
     @property
     def paused(self) -> str:
         return f"{self.prefix}:paused"
@@ -205,7 +205,7 @@ class Keys:
         return f"{self.prefix}:queue:order"
 
     # arq's queue name, only read by arq's health line (jobcast keeps no arq job payload: see
-    # jobcast/arq_runtime.py).
+    # jobs/arq_runtime.py).
     @property
     def arq_queue(self) -> str:
         return f"{self.prefix}:arq"

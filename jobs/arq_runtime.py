@@ -8,14 +8,14 @@ and arq's `run_job` reads a payload and counts runs in keys of its own, a round 
 what jobcast's claim already brings (the record) and counts (the attempts):
 
 - a waiting job lives in its priority's queue only (`protocol.Keys.queue`);
-- `_poll_iteration` claims due jobs for every free slot in one script (jobcast/lua/dispatch.lua),
+- `_poll_iteration` claims due jobs for every free slot in one script (jobcast/store/lua/dispatch.lua),
   which also puts back jobs whose short lease lapsed and starts the jobs that can simply start,
   then runs each in a task of its own (`_run`): the attempt (jobs/worker.py), a `Retry` put back
   for its defer, a task cancelled by the shutdown put back to run again at once;
 - it sleeps until a submission wakes it (jobs/signals.py), the next job falls due, a lease lapses
   or a slot frees up; `poll_delay_s` is only the fallback tick;
 - `_finish` ends the lease and takes the job out of the queue, or puts it back for a retry,
-  only while this worker holds the lease (jobcast/lua/finish.lua); the terminal event has
+  only while this worker holds the lease (jobcast/store/lua/finish.lua); the terminal event has
   most often done it already (`Claim.released`).
 
 Everything of arq that jobcast touches is named here, and `tests/test_arq_contract.py` fails
@@ -83,7 +83,7 @@ class Claim:
     holder: str
     record: JobRecord | None = None
     released: bool = False
-    # The seq of the `started` event the claim published (jobcast/lua/dispatch.lua), 0 if it left
+    # The seq of the `started` event the claim published (jobcast/store/lua/dispatch.lua), 0 if it left
     # starting the job to the worker.
     started: int = 0
 

@@ -1,6 +1,6 @@
 """A short, renewed lease on a running job, so a crashed worker's job is picked up again quickly.
 
-A worker's claim (jobcast/lua/dispatch.lua) leases the job for `lease_s` (arq's own marker lasts
+A worker's claim (jobcast/store/lua/dispatch.lua) leases the job for `lease_s` (arq's own marker lasts
 the job's whole timeout plus ten seconds, which would strand a crashed worker's job for that
 long). While the job runs, the worker renews the lease every third of it, so after a crash the
 job is back in its queue within `lease_s` and the next claim takes it. Each renewal also reads
@@ -9,7 +9,7 @@ the job's cancel flag (see jobs/signals.py).
 The lease names the worker holding it. A worker that stalled past it (a long pause, a network
 partition) learns at its next renewal that the job was put back or taken over, and stops its
 attempt without publishing anything (its events would be refused as a stale attempt anyway);
-finishing the job (jobcast/lua/finish.lua) is left to the holder.
+finishing the job (jobcast/store/lua/finish.lua) is left to the holder.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class Attempt:
 
 
 # Cancel requests for jobs not (yet) running here, remembered this long and this many. A claim
-# starts a job in Redis (jobcast/lua/dispatch.lua) a moment before its attempt registers here; a
+# starts a job in Redis (jobcast/store/lua/dispatch.lua) a moment before its attempt registers here; a
 # cancel request published in that moment must still reach it. Every worker hears every cancel
 # request, so most are for other workers' jobs: the memory is short and bounded. (A request missed
 # even so is read by the lease's first renewal.)

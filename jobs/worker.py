@@ -229,7 +229,7 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
         return None
     if record.state is State.RUNNING:
         # An attempt started and never concluded: its worker died or lost its lease.
-        # Unless the reaper (jobcast/reaper.py) has said so already.
+        # Unless the reaper (jobcast/store/reaper.py) has said so already.
         error = worker_lost(previous)
         await progress.state(
             EventType.RETRYING, error=error, extra=_after(0), fence=previous, from_state=State.RUNNING

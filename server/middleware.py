@@ -1,14 +1,14 @@
 """Every request's way in: one middleware, its steps in this order.
 
-1. A request id (server/request_ids.py), for the answer, the log lines and the jobs submitted.
-2. The `Host` must name this server (server/origins.py), against DNS rebinding.
+1. A request id (server/http/request_ids.py), for the answer, the log lines and the jobs submitted.
+2. The `Host` must name this server (server/security/origins.py), against DNS rebinding.
 3. CORS for the allowed origins on the paths a page elsewhere needs, and the answer to their
-   preflights (server/origins.py).
-4. No state-changing request from another site's page (server/origins.py).
-5. Who is asking (server/auth.py): the one user, an API key, a session cookie, or a new
+   preflights (server/security/origins.py).
+4. No state-changing request from another site's page (server/security/origins.py).
+5. Who is asking (server/security/auth.py): the one user, an API key, a session cookie, or a new
    anonymous identity.
 6. Any error, from these steps or the handler, answered as a problem document
-   (server/problems.py).
+   (server/http/problems.py).
 
 One middleware rather than one per step: a stream's handler runs for as long as the stream is
 open, and every middleware around it is a suspended coroutine frame held for all that time (about

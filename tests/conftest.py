@@ -123,7 +123,7 @@ def worker(spawn: Callable[..., JobcastProcess]) -> JobcastProcess:
 
 
 class ServedAsInProduction(TestServer):
-    """An app served as `jobcast web` serves it (server/http.py: its request handler, the
+    """An app served as `jobcast web` serves it (server/http/server.py: its request handler, the
     header-read timeout, SSE streams that leave aiohttp once caught up), not by aiohttp's plain
     runner: what the tests see is what users get."""
 

@@ -1,4 +1,4 @@
-"""An in-process Broker (see server/broker.py) for tests of the relay and the hub.
+"""An in-process Broker (see server/fanout/broker.py) for tests of the relay and the hub.
 
 It keeps each job's history in memory and delivers published events to the connections that
 subscribed, the way Redis pub/sub does, and it can fail on purpose: drop every connection

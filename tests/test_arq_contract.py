@@ -1,9 +1,9 @@
-"""The arq contract: everything of arq that jobcast/arq_runtime.py relies on, as it relies on it.
+"""The arq contract: everything of arq that jobs/arq_runtime.py relies on, as it relies on it.
 
 arq is in maintenance mode and jobcast uses some of its Worker's internals. An arq release that
 renames, re-signs or changes the meaning of any of them fails here, loudly, rather than in a
 worker in production. When this fails after an upgrade, read the change in arq and adapt
-jobcast/arq_runtime.py (the only module that imports arq) before moving the pin in pyproject.toml.
+jobs/arq_runtime.py (the only module that imports arq) before moving the pin in pyproject.toml.
 """
 
 from __future__ import annotations

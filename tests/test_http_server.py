@@ -25,7 +25,7 @@ def test_the_aiohttp_internals_relied_on_exist() -> None:
         for name in names:
             # Slots and methods are class attributes; other instance attributes are set in __init__.
             assert hasattr(owner, name) or f"self.{name} =" in inspect.getsource(owner.__init__), (
-                f"{owner.__name__}.{name} is gone: server/http.py needs a look"
+                f"{owner.__name__}.{name} is gone: server/http/server.py needs a look"
             )
 
 

@@ -293,7 +293,7 @@ async def test_drained_waits_for_the_writer_to_take_the_queue() -> None:
     waiter = asyncio.create_task(outbox.drained())
     await asyncio.sleep(0)
     assert not waiter.done()
-    outbox.take_nowait()  # taken and written at once (server/detached.py, server/websocket/)
+    outbox.take_nowait()  # taken and written at once (server/transports/detached.py, server/transports/websocket/)
     await asyncio.wait_for(waiter, 1)
     outbox.put(event(2))
     closing = asyncio.create_task(outbox.drained())
@@ -358,7 +358,7 @@ class Socket:
 
 
 def held_sub(hub: Hub, websocket: bool) -> tuple[Subscription, Socket]:
-    """A live watcher on a connection held without aiohttp, as server/detached.py sets it up."""
+    """A live watcher on a connection held without aiohttp, as server/transports/detached.py sets it up."""
     sub = ready_sub(hub, limit=16)
     sock = Socket()
     sub.outbox.transport = sock  # type: ignore[assignment]

@@ -1,4 +1,4 @@
-"""The fan-out's lockstep (server/lockstep.py) on real sockets: watchers in step get each event
+"""The fan-out's lockstep (server/fanout/lockstep.py) on real sockets: watchers in step get each event
 from one write loop, and one that stops reading leaves it without slowing the others, without
 its buffer growing, and without missing or repeating an event."""
 

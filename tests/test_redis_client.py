@@ -1,4 +1,4 @@
-"""The Redis client jobcast makes (jobcast/redis.py): commands packed by hiredis, the same bytes
+"""The Redis client jobcast makes (jobcast/redis/client.py): commands packed by hiredis, the same bytes
 redis-py would send, and its errors for values Redis takes no text for."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Lua scripts, each against the suite's Redis: the atomicity and fencing rules it promises.
 
-Python owns the Redis layout (jobcast/scripts.py), so these call the scripts as the store and the
+Python owns the Redis layout (jobcast/store/scripts.py), so these call the scripts as the store and the
 worker do, with named keys and arguments, and read Redis to see what each left behind.
 """
 

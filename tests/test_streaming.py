@@ -226,7 +226,7 @@ async def test_the_redis_pool_is_bounded_and_a_burst_waits_for_it(aiohttp_client
 async def test_a_caught_up_sse_stream_leaves_aiohttp_and_still_gets_everything(
     client, redis, settings
 ) -> None:
-    """Once caught up, an SSE stream is held on its socket without aiohttp (server/detached.py):
+    """Once caught up, an SSE stream is held on its socket without aiohttp (server/transports/detached.py):
     aiohttp keeps no connection, request or task for it, and it still gets its heartbeats, every
     event, the terminal one, and then the end of the response."""
 

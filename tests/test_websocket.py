@@ -1,4 +1,4 @@
-"""WebSockets are held without aiohttp once their handshake is answered (server/websocket/): the
+"""WebSockets are held without aiohttp once their handshake is answered (server/transports/websocket/): the
 handshake, the framing rules of RFC 6455, pings, the close handshake, flow control, and that an
 idle connection costs aiohttp nothing while it still gets every event."""
 

@@ -1,7 +1,7 @@
 """Where uploads and result files are kept between processes: a directory every process mounts
 (`JOBCAST_STORAGE=directory`, the default), or S3-compatible object storage (`s3`).
 
-Processes always work on local files, in one directory per job under `files_dir` (jobcast/files.py):
+Processes always work on local files, in one directory per job under `files_dir` (jobcast/files/local.py):
 the web writes an upload there, the job reads it and writes its result there. With the directory
 backend those files are the store itself: on several hosts, `files_dir` is a shared volume (NFS,
 EFS, a ReadWriteMany volume). With S3, `files_dir` is each host's scratch space: the web puts an

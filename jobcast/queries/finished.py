@@ -1,6 +1,6 @@
 """Jobs finished over time, by kind and final state: per minute over the last hour and per hour
 over the last day. The publish script counts each job's end into a time bucket (a hash per minute,
-kept two hours, and per hour, kept two days: jobcast/lua/events.lua); this reads them for
+kept two hours, and per hour, kept two days: jobcast/store/lua/events.lua); this reads them for
 `GET /api/finished` and the dashboard's graph."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ async def workers(store: JobStore, worker_ttl_s: float, lost_shown_s: float) -> 
         info, leases = await pipe.execute()
     running: dict[str, list[str]] = {}
     for job_id, holder in leases.items():
-        # A lease names the claim (`<worker>#<poll>`, jobcast/arq_runtime.py).
+        # A lease names the claim (`<worker>#<poll>`, jobs/arq_runtime.py).
         running.setdefault(holder.decode().split("#", 1)[0], []).append(job_id.decode())
     out, forgotten = [], []
     for name, raw in info.items():

@@ -3,7 +3,7 @@
 redis-py's asyncio PubSub reads one message per awaited call and cannot keep up with a busy
 Redis; this protocol parses everything a read brings in one go and hands messages to a callback
 synchronously, so the relay's cost per message is a dict lookup and a few appends, and a worker
-hears a submission's wakeup in the read that brings it. The web's relay (server/relay.py) and
+hears a submission's wakeup in the read that brings it. The web's relay (server/fanout/relay.py) and
 the workers' signal listener (jobs/signals.py) each hold one.
 """
 

@@ -1,7 +1,7 @@
 """Job records, per-job event history, indexes and publishing, all in Redis.
 
-Every write that must be atomic is one Lua script (see jobcast/lua/, called through
-jobcast/scripts.py): publishing assigns the seq, appends history, updates the snapshot and indexes
+Every write that must be atomic is one Lua script (see jobcast/store/lua/, called through
+jobcast/store/scripts.py): publishing assigns the seq, appends history, updates the snapshot and indexes
 and PUBLISHes together, so history order always equals live order; submission, cancel, a worker's
 claim, lease renewal and finish are scripts for the same reason.
 """
@@ -67,7 +67,7 @@ def json_deserializer(raw: bytes) -> Any:
 
 
 # What the web adds to a job's snapshot: its URLs (`links`) and, in owner mode, a `stream_token`.
-# The web server gives the store its own (server/links.py); the data layer knows no URL shapes.
+# The web server gives the store its own (server/api/links.py); the data layer knows no URL shapes.
 Links = Callable[[str], SnapshotLinks]
 
 
@@ -150,7 +150,7 @@ class Replay:
         return self.snapshot["state"] in TERMINAL_STATES
 
 
-# Between the records a compacted job keeps (jobcast/lua/compact.lua).
+# Between the records a compacted job keeps (jobcast/store/lua/compact.lua).
 COMPACTED_SEPARATOR = b"\x1e"
 
 
@@ -166,7 +166,7 @@ class HistoryPage:
 
     @classmethod
     def read(cls, answer: list[Any], after: int, limit: int | None) -> HistoryPage:
-        """The page jobcast/lua/history.lua answered: `[head, compacted, oldest, record...]`."""
+        """The page jobcast/store/lua/history.lua answered: `[head, compacted, oldest, record...]`."""
         head, compacted, oldest, *records = answer
         if compacted is not None:
             return cls.compacted_from(int(head or 0), compacted, after, limit)
@@ -175,7 +175,7 @@ class HistoryPage:
     @classmethod
     def compacted_from(cls, head: int, kept: bytes, after: int, limit: int | None) -> HistoryPage:
         """A compacted job's page, from the records its `compacted` field keeps (see
-        jobcast/lua/compact.lua)."""
+        jobcast/store/lua/compact.lua)."""
         records = kept.split(COMPACTED_SEPARATOR) if kept else []
         oldest = split_record(records[0])[0] if records else None
         later = [r for r in records if split_record(r)[0] > after]
@@ -323,7 +323,7 @@ class JobStore:
         }
 
     def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
-        """The keys an event of the job is written to (see `publish` in jobcast/lua/common.lua):
+        """The keys an event of the job is written to (see `publish` in jobcast/store/lua/common.lua):
         with an owner, the owner's feed too."""
         keys = {
             "job": self.keys.job(job_id),
@@ -608,7 +608,7 @@ class JobStore:
     async def read_history(
         self, head: str, history: str, after: int, limit: int | None, pipe: Any = None
     ) -> Any:
-        """jobcast/lua/history.lua's answer for a job's or a feed's history (with `pipe`: queued
+        """jobcast/store/lua/history.lua's answer for a job's or a feed's history (with `pipe`: queued
         on it)."""
         keys = {"head": head, "history": history}
         return await self.scripts.read("history", keys, client=pipe, after=after, limit=limit or 0)

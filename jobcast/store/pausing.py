@@ -1,11 +1,11 @@
 """Pausing a kind: workers stop starting its jobs, running ones finish, and its waiting jobs keep
-their place until it resumes (`POST /api/kinds/{kind}/pause` and `/resume`, server/pausing.py).
+their place until it resumes (`POST /api/kinds/{kind}/pause` and `/resume`, server/api/kind_pausing.py).
 
-A paused kind is a field of one hash, read by every claim (jobcast/lua/dispatch.lua): a due job of
+A paused kind is a field of one hash, read by every claim (jobcast/store/lua/dispatch.lua): a due job of
 a paused kind is moved from its queue to the kind's parked set, scored as it was, instead of being
 started. Nothing else changes for it: it stays `queued` (or `retrying`), it can be cancelled, and
 submissions of the kind are still accepted. Resuming puts the parked jobs back in their queues in
-batches (jobcast/lua/resume.lua) and wakes the workers.
+batches (jobcast/store/lua/resume.lua) and wakes the workers.
 """
 
 from __future__ import annotations

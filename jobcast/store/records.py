@@ -1,4 +1,4 @@
-"""What a worker reads of a job to run it: the record, read by the claim (jobcast/lua/dispatch.lua)
+"""What a worker reads of a job to run it: the record, read by the claim (jobcast/store/lua/dispatch.lua)
 or from the job's hash (JobStore.load)."""
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
     }
 
 
-# The scripts that write events, and so need jobcast/lua/events.lua.
+# The scripts that write events, and so need jobcast/store/lua/events.lua.
 PUBLISHING = ("publish", "create", "cancel", "dispatch")
 
 

@@ -1,5 +1,5 @@
 """`POST /api/kinds/{kind}/pause` and `/resume`: an operator stops a kind's jobs from starting
-(running ones finish) and lets them run again (jobcast/pausing.py). Admins only in owner mode."""
+(running ones finish) and lets them run again (jobcast/store/pausing.py). Admins only in owner mode."""
 
 from __future__ import annotations
 

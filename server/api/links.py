@@ -1,5 +1,5 @@
 """What the web adds to a job's snapshot: its URLs under the app's prefix and, in owner mode, a
-stream token (server/tokens.py), which `links.events` carries too."""
+stream token (server/security/tokens.py), which `links.events` carries too."""
 
 from __future__ import annotations
 

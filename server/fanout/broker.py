@@ -2,7 +2,7 @@
 
 The relay and the hub are written against this small interface, as encode/broadcaster's are
 against its backends: `RedisBroker` is the one jobcast runs on; `MemoryBroker`
-(server/memory_broker.py) runs in-process, so the relay's and the hub's rules are tested in
+(tests/memory_broker.py) runs in-process, so the relay's and the hub's rules are tested in
 milliseconds, with connection drops and lost messages made on purpose.
 """
 

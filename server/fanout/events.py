@@ -2,7 +2,7 @@
 
 The event carries what ordering and routing need (its topic's seq, an epoch for the feed, its type,
 whether it ends the watch) and the JSON `data` every transport sends. Its wire encodings are built
-by the transports (server/wire.py), once per event, and cached in the event's slots, so a thousand
+by the transports (server/fanout/wire.py), once per event, and cached in the event's slots, so a thousand
 watchers of one event cost one encoding.
 """
 
@@ -34,7 +34,7 @@ class Event:
         self.terminal = type_ in TERMINAL_TYPE_BYTES if terminal is None else terminal
         # The feed's seqs count within an epoch, so its ids carry both; a job's id is its seq.
         self.epoch = epoch
-        # Filled by server/wire.py the first time a transport needs them.
+        # Filled by server/fanout/wire.py the first time a transport needs them.
         self.sse_message: bytes | None = None
         self.sse_chunk: bytes | None = None
         self.ws_frame: bytes | None = None

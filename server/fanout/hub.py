@@ -2,12 +2,12 @@
 
 The hub is synchronous and knows nothing of Redis or of the wire: the relay hands it events, and
 it puts each one (one shared object) into every local watcher's bounded outbox; the transports
-encode it (server/wire.py). A watcher's seq only moves forward, so replayed and live copies of an
+encode it (server/fanout/wire.py). A watcher's seq only moves forward, so replayed and live copies of an
 event never reach it twice (`deliver`, the one place that rule is written); an event that would
 skip a seq is held back and the relay is asked to repair the topic from history.
 
 Watchers that are in step (same seq, nothing queued, sockets that keep up) skip all that: their
-topic's lockstep (server/lockstep.py) writes the next event to each of their sockets in one loop,
+topic's lockstep (server/fanout/lockstep.py) writes the next event to each of their sockets in one loop,
 and hands a watcher back to this path whenever the rule has something to decide for it.
 """
 
@@ -59,7 +59,7 @@ class Outbox:
     (a terminal event); from then on events queue, in order, until the task has written them.
 
     A connection held without aiohttp sets `transport`, and its watchers may then join their
-    topic's lockstep (server/lockstep.py), which writes to the socket without calling `put` at
+    topic's lockstep (server/fanout/lockstep.py), which writes to the socket without calling `put` at
     all. They leave it whenever something has to queue here or the outbox closes, so that the
     queue's order holds.
     """
@@ -109,7 +109,7 @@ class Outbox:
         # its writer task only when there is something to write.
         self.on_queue: Callable[[], None] | None = None
         # Called once when the outbox closes, with the reason, for a connection with no task
-        # waiting on it (server/detached.py).
+        # waiting on it (server/transports/detached.py).
         self.on_close: Callable[[str], None] | None = None
         # Set by a connection held without aiohttp while it may be written to directly (its
         # protocol hears the transport pause), with the kind of frames it takes.

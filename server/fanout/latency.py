@@ -1,6 +1,6 @@
 """How long events take from a worker's publish to this process's watchers: a fixed-bucket
 histogram the relay fills for a sample of the messages it takes (parsing each message's `ts`
-would cost the fan-out's hot path about a microsecond a message), exported by server/metrics.py.
+would cost the fan-out's hot path about a microsecond a message), exported by server/observability/metrics.py.
 
 The delivery to every live watcher happens in the same step as the sample (the fan-out writes to
 each socket that keeps up at once), so this is the publish-to-write delay of watchers that keep

@@ -3,7 +3,7 @@
 The relay subscribes to a topic's channel when the topic's first local watcher arrives and
 unsubscribes when the last one leaves. When the connection drops (a Redis restart, CLIENT KILL, a
 silent network) it reconnects with backoff, resubscribes, and repairs every topic's watchers from
-the topic's history, so nobody misses a seq. It works through a Broker (server/broker.py): Redis in
+the topic's history, so nobody misses a seq. It works through a Broker (server/fanout/broker.py): Redis in
 production, an in-memory one in tests.
 """
 

@@ -11,7 +11,7 @@ Writing behind aiohttp's back is only correct while the response's own framing i
 assume: HTTP/1.1 chunked encoding with no compression for SSE, which `sse_fast_path` checks on the
 prepared response; when it does not hold (HTTP/1.0, a middleware that compresses), events go
 through aiohttp's writer instead, slower but correct. WebSockets are jobcast's own
-(server/websocket/): their frames are always unmasked and uncompressed.
+(server/transports/websocket/): their frames are always unmasked and uncompressed.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def direct_writer(transport: asyncio.BaseTransport, websocket: bool, limit: int)
     write the event's SSE chunk (or WebSocket frame) now and return True, or decline once `limit`
     bytes wait in the socket's buffer (`JOBCAST_SOCKET_BUFFER_BYTES`)."""
     # The transport pauses its protocol at the same mark: a watcher in its topic's lockstep
-    # (server/lockstep.py) leaves it where this fast path would decline.
+    # (server/fanout/lockstep.py) leaves it where this fast path would decline.
     socket = cast(asyncio.WriteTransport, transport)  # a stream socket's, whatever the loop
     socket.set_write_buffer_limits(high=limit)
     write = socket.write

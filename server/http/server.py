@@ -64,7 +64,7 @@ class Handler(RequestHandler):
 
     header_timeout_s: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
-    # Set by a stream for as long as it runs (server/sse.py): a client that hangs up ends its
+    # Set by a stream for as long as it runs (server/transports/sse.py): a client that hangs up ends its
     # stream at once, rather than at the next heartbeat write, which is when aiohttp would notice.
     on_connection_lost: Callable[[], None] | None = None
 
@@ -128,8 +128,8 @@ class Handler(RequestHandler):
 
 def detach(handler: RequestHandler, protocol_factory: Callable[[], asyncio.Protocol]) -> bool:
     """Hand a connection's socket to a new protocol, for a stream that needs nothing more of
-    aiohttp (server/detached.py, server/websocket/); the protocol gets `connection_made` as any
-    does, then whatever the client sent after its request (a WebSocket's first frames).
+    aiohttp (server/transports/detached.py, server/transports/websocket/); the protocol gets
+    `connection_made` as any does, then whatever the client sent after its request (a WebSocket's first frames).
 
     aiohttp then sees a connection that is gone: the handler's response writes nothing more (its
     last write fails quietly, and the access log line is written), the connection's task ends

@@ -6,7 +6,7 @@ scrape time by a collector, so the hot path pays nothing for them (a prometheus-
 takes a lock per increment, which at hundreds of thousands of messages a second shows up in a
 profile). The queue's figures (waiting, delayed, running, live workers) are read from Redis at
 each scrape; every web process reports the same ones. Workers serve their jobs' figures
-themselves (jobs/metrics.py).
+themselves (jobs/worker_metrics.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Scheduled work: `GET /api/scheduled` and the `/scheduled` page (operators only in owner mode),
 the jobs waiting for a time still ahead, soonest first; `POST /api/jobs/{id}/run-now` (and the
-page's form) runs one of them now (jobcast/scheduled.py)."""
+page's form) runs one of them now (jobcast/queries/scheduled.py)."""
 
 from __future__ import annotations
 

@@ -333,7 +333,7 @@ async def retry_form(request: web.Request) -> web.Response:
 
 
 def render_page(name: str, request: web.Request, context: dict[str, Any], status: int = 200) -> web.Response:
-    """A page; every form's action carries the session's CSRF token (owner mode, server/auth.py)."""
+    """A page; every form's action carries the session's CSRF token (owner mode, server/security/auth.py)."""
     token = csrf_token(request)
     context = {**context, "csrf_query": f"?csrf={token}" if token else ""}
     return aiohttp_jinja2.render_template(name, request, context, status=status)

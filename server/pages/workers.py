@@ -1,6 +1,6 @@
 """The workers: `GET /api/workers` and the `/workers` page (operators only in owner mode), each
 worker with its host, pid, start, concurrency, kinds and heartbeat, and the jobs it runs now
-(jobcast/workers_view.py)."""
+(jobcast/queries/workers.py)."""
 
 from __future__ import annotations
 

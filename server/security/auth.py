@@ -253,7 +253,7 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
 def csrf_missing(request: web.Request) -> bool:
     """A form posted on a session cookie, from a browser that says nothing of where it comes
     from, without its session's CSRF token. (Modern browsers are checked by their `Sec-Fetch-Site`
-    or `Origin` in server/origins.py; requests without a cookie act as nobody.)"""
+    or `Origin` in server/security/origins.py; requests without a cookie act as nobody.)"""
     if request.method in SAFE_METHODS or request.content_type not in FORM_TYPES:
         return False
     if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:

@@ -1,7 +1,7 @@
 """An SSE stream that has caught up, held on its socket without aiohttp.
 
 Once a stream's replay is written and nothing is queued, its handler hands the socket over
-(`detach` in server/http.py) and returns. aiohttp then frees what it keeps per connection
+(`detach` in server/http/server.py) and returns. aiohttp then frees what it keeps per connection
 (the request handler and its parser, the parsed request, the response and its writer, the
 connection's task and every frame of the handler's call chain, about 12 KB), and an idle watcher
 costs its socket, its outbox, its place in the hub and this object.
@@ -31,7 +31,7 @@ class DetachedConnection(asyncio.Protocol):
     """What every connection held without aiohttp has: its outbox, the transport's flow control,
     and one timer that cuts off a connection that cannot finish (its socket paused past
     `write_timeout_s`, or, once it is ending, its last bytes or its peer's answer not coming).
-    Subclasses write what is queued in `_flush` (SSE here, WebSockets in server/websocket/)."""
+    Subclasses write what is queued in `_flush` (SSE here, WebSockets in server/transports/websocket/)."""
 
     __slots__ = ("_ending", "_paused", "_timer", "_transport", "outbox", "write_timeout_s")
 

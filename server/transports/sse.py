@@ -126,7 +126,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     # One coroutine from the handshake to the end of the stream, with no helper awaited for its
     # whole life: every frame an idle watcher holds costs its few hundred bytes for as long as it
     # stays. (And no context manager: each would hold a generator object as long.) Once caught
-    # up, the stream leaves aiohttp altogether (server/detached.py), and this returns.
+    # up, the stream leaves aiohttp altogether (server/transports/detached.py), and this returns.
     since, epoch = resume_position(request, topic)
     counts, who = request.app[STREAM_COUNTS], principal(request)
     if not counts.acquire(who):
@@ -137,7 +137,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
     sub = Subscription(topic, outbox, since, epoch)
     streams = request.app[STREAMS]
     leave = partial(_leave, relay, sub, streams, counts, who)
-    # The connection's handler: jobcast web's own (server/http.py), or aiohttp's under a team's
+    # The connection's handler: jobcast web's own (server/http/server.py), or aiohttp's under a team's
     # server. Either way a caught-up stream leaves it.
     handler = request.protocol if isinstance(request.protocol, RequestHandler) else None
     joined = detached = False
@@ -150,7 +150,7 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
         joined = True
         streams.sse += 1
         response = web.StreamResponse(headers=SSE_HEADERS)
-        # The fast path writes whole chunks (server/wire.py): say so rather than rely on a default.
+        # The fast path writes whole chunks (server/fanout/wire.py): say so rather than rely on a default.
         if request.version >= HttpVersion11:
             response.enable_chunked_encoding()
         # A watcher that fell hopelessly behind is cut off at once, even mid-write; it

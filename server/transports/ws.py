@@ -43,7 +43,7 @@ def error(code: str, message: str, job_id: str | None = None) -> Event:
 
 class Connection:
     """One WebSocket client's subscriptions and outbox: jobcast's messages, on a socket held by
-    server/websocket/ (which hands it the client's messages one at a time, in order)."""
+    server/transports/websocket/ (which hands it the client's messages one at a time, in order)."""
 
     __slots__ = ("end", "max_subscriptions", "outbox", "relay", "store", "subs", "tokens", "who")
 
@@ -67,7 +67,7 @@ class Connection:
         # Gives back the connection's counts, once it is gone.
         self.end = end
 
-    # -- server/websocket/'s Application -----------------------------------------------------------
+    # -- server/transports/websocket/'s Application ---------------------------------------
 
     async def handle(self, opcode: int, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -253,7 +253,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         write_timeout_s=settings.write_timeout_s,
         buffer_bytes=settings.socket_buffer_bytes,
     )
-    # From here the connection is held without aiohttp (server/websocket/), which frees what it
+    # From here the connection is held without aiohttp (server/transports/websocket/), which frees what it
     # kept for it; this handler returns at once.
     if detach(request.protocol, socket):
         streams.ws += 1  # until `_end`, however the connection ends

@@ -17,7 +17,7 @@
 -- and holds: id, kind, priority, ready_ms, head and tail (its `queued` event's JSON around the
 --   seq, for `publish`), params (JSON), record (the other field/value pairs), and when they
 --   apply: fingerprint (with an idempotency key), owner, cost (its estimated CPU-seconds).
---   Arguments alike in every item of a call come once, as A.common (jobcast/scripts.py `factor`).
+--   Arguments alike in every item of a call come once, as A.common (jobcast/store/scripts.py `factor`).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
 -- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
 -- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).

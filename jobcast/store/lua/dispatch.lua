@@ -69,7 +69,7 @@ for _, p in ipairs(L.priorities) do
 end
 -- Scores are ready_ms plus a fraction that orders ties (see create.lua): due means below now + 1.
 local due_below = '(' .. (NOW_MS + 1)
--- Due jobs of a paused kind are parked (jobcast/pausing.py), at most PARK_MAX a call so that a
+-- Due jobs of a paused kind are parked (jobcast/store/pausing.py), at most PARK_MAX a call so that a
 -- long queue of them cannot hold Redis for long: the next claim parks more.
 local PARK_MAX = 1000
 local paused = {}

@@ -1,5 +1,5 @@
 -- Writing events (prepended, after common.lua, to the scripts that publish: publish, create,
--- cancel; jobcast/scripts.py). Kept apart so that the other scripts' layout holds none of what
+-- cancel; jobcast/store/scripts.py). Kept apart so that the other scripts' layout holds none of what
 -- these read.
 
 -- A script that writes many events (a batch of creates) defers what only needs its final value or
@@ -61,7 +61,7 @@ local function count_waiting(job, delta)
 end
 
 -- Jobs finished per minute (kept two hours) and per hour (kept two days), by kind and final state:
--- the dashboard's graphs (jobcast/finished.py).
+-- the dashboard's graphs (jobcast/queries/finished.py).
 local function count_finished(kind, state)
   local field = (kind or '?') .. '|' .. state
   local minute = L.finished_minute .. math.floor(NOW_MS / 60000)

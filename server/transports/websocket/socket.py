@@ -43,7 +43,7 @@ CLOSE_REPLY = encode(CLOSE, b"")
 
 
 class Application(Protocol):
-    """What runs on a WebSocket: jobcast's API (server/ws.py), or a test's."""
+    """What runs on a WebSocket: jobcast's API (server/transports/ws.py), or a test's."""
 
     async def handle(self, opcode: int, message: str | bytes) -> None:
         """One message of the client's (TEXT: str, BINARY: bytes)."""
