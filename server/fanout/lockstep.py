@@ -13,8 +13,9 @@ the topic's end). The watcher's outbox makes it leave when something has to wait
 and when the outbox closes. The connection makes it leave when the transport pauses writing
 (its buffer passed the high-water mark, so the next event must queue). Only connections held
 without aiohttp join (server/transports/detached.py, server/transports/websocket/): their
-protocol is ours, so a pause reaches us. An event written to a member that pauses on it is its last from the lockstep. The
-watcher then goes the usual way, event by event through its outbox, until it is in step again.
+protocol is ours, so a pause reaches us. An event written to a member that pauses on it is its
+last from the lockstep. The watcher then goes the usual way, event by event through its outbox,
+until it is in step again.
 """
 
 from __future__ import annotations

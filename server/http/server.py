@@ -129,7 +129,8 @@ class Handler(RequestHandler):
 def detach(handler: RequestHandler, protocol_factory: Callable[[], asyncio.Protocol]) -> bool:
     """Hand a connection's socket to a new protocol, for a stream that needs nothing more of
     aiohttp (server/transports/detached.py, server/transports/websocket/); the protocol gets
-    `connection_made` as any does, then whatever the client sent after its request (a WebSocket's first frames).
+    `connection_made` as any does, then whatever the client sent after its request (a WebSocket's
+    first frames).
 
     aiohttp then sees a connection that is gone: the handler's response writes nothing more (its
     last write fails quietly, and the access log line is written), the connection's task ends
