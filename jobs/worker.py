@@ -1,4 +1,11 @@
-"""The arq worker: runs one jobcast job per arq job and turns its life into events."""
+"""The worker process: building it (`create_worker`: the kinds, the store, arq's Worker as the
+runtime), and running one attempt of a claimed job (`run_job`) and turning its life into events.
+
+arq keeps no job of its own here: jobs/arq_runtime.py claims jobs from jobcast's queues and calls
+`run_job` with each claim's record; this module decides how the attempt goes on (a worker that
+died, a cancel request, no attempts left), runs the kind's code with its timeout, and publishes
+`started`, progress, `retrying` with its backoff, and the terminal event.
+"""
 
 from __future__ import annotations
 

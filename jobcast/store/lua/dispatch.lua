@@ -3,7 +3,8 @@
 -- A.lease_ms. A waiting job lives in its priority's queue only; a claimed one in `running`
 -- (scored by when its lease lapses) with its holder in `leases`, until its worker finishes it.
 -- A job whose worker died (or stalled) goes back to its queue once the lease lapses, and any
--- worker's next claim takes it: no reaper process is needed.
+-- worker's next claim takes it. The reaper (jobcast/store/reaper.py) does the same from any
+-- process, so that watchers hear of it even when no worker is left to claim.
 -- A: owner, want, lease_ms, and optionally fields (the record's fields a worker reads to run a job,
 -- among them kind, state, attempt, cancel_requested and owner) and start ({worker: its name as
 -- JSON, ts, kinds: {kind: max_attempts} of the kinds it serves}).
