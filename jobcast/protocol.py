@@ -223,6 +223,11 @@ class Keys:
         return f"{self.prefix}:worker-info"
 
     @property
+    def worker_health(self) -> str:
+        """arq's health line for the workers (`jobcast worker --check` reads the live ones instead)."""
+        return f"{self.prefix}:worker-health"
+
+    @property
     def worker_kinds(self) -> str:
         """A hash: each live worker's name to the kinds it serves (comma separated)."""
         return f"{self.prefix}:worker-kinds"

@@ -383,6 +383,6 @@ def create_worker(settings: Settings) -> JobcastWorker:
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
         health_check_interval=10,
-        health_check_key=f"{settings.key_prefix}:worker-health",
+        health_check_key=store.keys.worker_health,
         log_results=False,
     )

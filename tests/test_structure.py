@@ -196,3 +196,57 @@ def test_a_forbidden_import_in_a_room_is_caught(tmp_path: Path, monkeypatch: pyt
     assert offenders("jobcast.server.fanout", forbidden) == [
         "server/fanout/hub.py imports jobcast.server.pages.views"
     ]
+
+
+def sections(doc: str) -> dict[str, str]:
+    """Each room's section of docs/architecture.md by its folder: `## ... `jobcast/`` for a layer,
+    `### `server/fanout/`` for a room, up to the next heading."""
+    out: dict[str, str] = {}
+    parts = re.split(r"^(#{2,3} .*)$", doc, flags=re.M)
+    for heading, body in zip(parts[1::2], parts[2::2], strict=True):
+        if m := re.search(r"`([a-z_/]+)/`\s*$", heading):
+            out[m.group(1)] = body
+    return out
+
+
+def test_each_room_lists_every_module_it_holds() -> None:
+    found = sections((ROOT / "docs" / "architecture.md").read_text())
+    assert {"jobcast", "server", "jobs"} <= set(found)
+    for folder, body in found.items():
+        listed = set(re.findall(r"^\| `([a-z_]+\.py)` \|", body, re.M))
+        held = {p.name for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"}
+        if folder == "jobcast":
+            held.add("__init__.py")
+        assert listed == held, f"docs/architecture.md's {folder}/ table: {sorted(listed ^ held)}"
+
+
+def documented_key(method: object, prefix: str = "{P}") -> str:
+    """A `Keys` name as the doc writes it: the prefix as `{P}`, each argument as `{name}`."""
+    from inspect import signature
+
+    from jobcast.protocol import Keys
+
+    keys = Keys(prefix)
+    placeholders = {"job_id": "{id}", "digest": "{sha}"}
+    if isinstance(method, property):
+        return str(method.fget(keys))  # type: ignore[misc]
+    params = [p for p in signature(method).parameters if p != "self"]  # type: ignore[arg-type]
+    return str(method(keys, *(placeholders.get(p, "{" + p + "}") for p in params)))  # type: ignore[operator]
+
+
+def test_the_key_table_names_every_key() -> None:
+    from jobcast.protocol import Keys
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("## Who owns which Redis keys") :]
+    table = table[: table.index("\n## ")]
+    missing = []
+    for name, member in vars(Keys).items():
+        if name.startswith("_") or name in ("prefix", "feed", "channel_prefix"):
+            continue
+        key = documented_key(member)
+        if f"`{key}`" not in table and f"`{key} " not in table:
+            missing.append(f"{name}: {key}")
+    feed = Keys("{P}").feed()
+    missing += [k for k in (feed.channel, feed.history, feed.position) if f"`{k}" not in table]
+    assert missing == []

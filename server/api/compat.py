@@ -1,6 +1,6 @@
-"""The API of the ASP.NET Core article jobcast grew from (../shared/seeds), for its clients:
-`POST /reports` with `{"userId", "reportType"}` answers 202 with a status URL under
-`/reports/status/{id}`, which serves the job's snapshot."""
+"""The API of the ASP.NET Core design jobcast grew from (an article on running reports outside
+the request), for its clients: `POST /reports` with `{"userId", "reportType"}` answers 202 with a
+status URL under `/reports/status/{id}`, which serves the job's snapshot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The REST side of the API: shared helpers, reading a job, listing kinds, health."""
+"""Reading a job, listing kinds, health and readiness, and the OpenAPI document."""
 
 from __future__ import annotations
 
