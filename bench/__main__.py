@@ -1,6 +1,7 @@
 """`python -m bench [--quick] [--rounds N] [--only NAME ...] [--out DIR]`: run, print, save.
 
-Prints a table, and writes DIR/results.json and DIR/results.png (default DIR: bench/results).
+Prints a table, and writes DIR/<date>-<machine>-<commit>.json and its plot beside it (default DIR:
+bench/results).
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ def main() -> None:
         results = run(workload, args.rounds, only, args.systems, Path(tmp))
     print(report.table(results))
     args.out.mkdir(parents=True, exist_ok=True)
-    report.save(results, args.out)
-    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'results.png'}")
+    path = report.save(results, args.out)
+    print(f"\nwrote {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,35 @@ def pin(pid: int, core: int) -> bool:
     return True
 
 
+def commit() -> str:
+    """The checkout's commit, with `+` when files differ from it; empty outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("+" if head and git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def run_name(machine: dict[str, object], started: float) -> str:
+    """A run's file name: its date, its machine's CPU family and its commit (`2026-11-27-epyc-2139036`)."""
+    import re
+    import time
+
+    cpu = str(machine.get("cpu", "")).lower()
+    family = next((f for f in ("epyc", "xeon", "ryzen", "core", "neoverse") if f in cpu), "") or (
+        re.sub(r"[^a-z0-9]+", "-", cpu).strip("-")[:20] or "machine"
+    )
+    parts = [
+        time.strftime("%Y-%m-%d", time.gmtime(started)),
+        family,
+        str(machine.get("commit", "")).rstrip("+"),
+    ]
+    return "-".join(p for p in parts if p)
+
+
 def describe() -> dict[str, object]:
     model = ""
     try:
@@ -74,6 +103,7 @@ def describe() -> dict[str, object]:
     except OSError:
         pass
     return {
+        "commit": commit(),
         "cpu": model,
         "cores": os.cpu_count(),
         "usable_cores": cores(),

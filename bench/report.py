@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from bench.machine import run_name
+
 MIXES = {"half": "half SSE, half WebSocket", "sse": "SSE", "ws": "WebSocket"}
 
 
@@ -328,9 +330,14 @@ def footprint_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def save(results: dict[str, Any], out: Path) -> None:
-    (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    plot(results, out / "results.png")
+def save(results: dict[str, Any], out: Path) -> Path:
+    """Write the run as `<date>-<machine>-<commit>.json` (and its plot beside it): runs are kept
+    side by side, and bench/results/README.md indexes the ones committed."""
+    name = run_name(results["machine"], results["started"])
+    path = out / f"{name}.json"
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    plot(results, path.with_suffix(".png"))
+    return path
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

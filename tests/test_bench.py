@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
+from bench.machine import run_name
 from bench.peers import nchan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,11 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "fan-out:" in run.stdout and "relay ingestion:" in run.stdout
-    results = json.loads((out / "results.json").read_text())
+    (written,) = out.glob("*.json")
+    results = json.loads(written.read_text())
+    # Named by date, machine and commit, and saying which commit it measured.
+    assert written.stem == run_name(results["machine"], results["started"])
+    assert written.with_suffix(".png").exists() and results["machine"]["commit"]
     systems = {row["system"] for row in results["fanout"]}
     if nchan.available():
         assert systems == {"ceiling", "jobcast", "socketio", "nchan"}
@@ -91,7 +96,7 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
         frames = results["frames"][design]
         assert frames["frames"] > 0 and frames["events_applied_per_s"] > 0, frames
         assert frames["main_thread_ms_per_s"], frames
-    assert (out / "results.png").stat().st_size > 0
+    assert written.with_suffix(".png").stat().st_size > 0
 
 
 def test_the_report_copes_with_cpu_too_small_to_measure() -> None:
