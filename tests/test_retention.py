@@ -110,7 +110,7 @@ async def test_workers_compact_finished_jobs(spawn, client, redis, settings) -> 
 async def test_a_running_jobs_history_costs_little_more_than_its_records_at_any_length(
     redis, settings
 ) -> None:
-    """Issue 13's bar: at most 1.3 times the records' bytes, short or long (a sorted set of such
+    """A running job's history costs at most 1.3 times its records' bytes, short or long (a sorted set of such
     records costs about 1.6 times, whatever its length)."""
     store = JobStore(redis, settings)
     job_id = uuid.uuid4().hex
