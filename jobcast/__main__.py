@@ -1,3 +1,3 @@
-from jobcast.cli.main import main
+from jobcast.cli.commands import main
 
 main()

@@ -1,8 +1,7 @@
 """Moves what an older jobcast left in Redis into today's layout, so an upgrade loses no job.
 
-- An earlier layout (the package's version has stayed 0.1.0 throughout) kept a waiting job in
-  arq's queue (`JOBCAST_QUEUE_NAME`), in a dispatch set and in a waiting
-  set per priority.
+- Earlier layouts of 0.1.0 kept a waiting job in arq's queue (`JOBCAST_QUEUE_NAME`), in a
+  dispatch set and in a waiting set per priority.
 - Earlier versions kept a job's history as a sorted set (`{P}:history:{id}`), and a feed's too
   (`{P}:feed:history`, `{P}:owner-feed:{owner}:history`); they are now lists (`{P}:log:{id}`,
   `...:log`), which cost about 1.05 times their records' bytes instead of 1.6.
