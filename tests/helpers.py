@@ -297,3 +297,18 @@ def stalled_socket(port: int, request: bytes) -> socket.socket:
     stalled.connect(("127.0.0.1", port))
     stalled.sendall(request)
     return stalled
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def product_findings(check: Callable[[str], list[Any]], skip: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    """What `check` finds in each of the product's Python files (jobcast/, server/, jobs/), by path;
+    files it finds nothing in are left out."""
+    found: dict[str, list[Any]] = {}
+    for top in ("jobcast", "server", "jobs"):
+        for path in sorted((CHECKOUT / top).rglob("*.py")):
+            name = str(path.relative_to(CHECKOUT))
+            if name not in skip and (hits := check(path.read_text())):
+                found[name] = hits
+    return found

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobcast.settings import ProcessSettings, Settings
+from tests.helpers import product_findings
 
 
 def test_explicit_redis_url_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,10 +42,6 @@ def test_the_configuration_reference_lists_every_setting_as_it_is() -> None:
         assert f"JOBCAST_{name.upper()}" in reference or name == "redis_url"
 
 
-ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("jobcast", "server", "jobs")
-
-
 def environment_reads(source: str) -> list[str]:
     """Each place a module reads a named environment variable: `os.environ.get(...)`,
     `os.getenv(...)`, `os.environ[...]`, `... in os.environ`, `os.environ.setdefault(...)`.
@@ -65,12 +62,7 @@ def environment_reads(source: str) -> list[str]:
 
 
 def test_the_product_reads_the_environment_only_through_settings() -> None:
-    reads = {
-        str(path.relative_to(ROOT)): found
-        for top in PRODUCT
-        for path in sorted((ROOT / top).rglob("*.py"))
-        if path != ROOT / "jobcast" / "settings.py" and (found := environment_reads(path.read_text()))
-    }
+    reads = product_findings(environment_reads, skip=("jobcast/settings.py",))
     assert reads == {}, "add a field to jobcast/settings.py and read it from Settings instead"
 
 

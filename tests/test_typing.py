@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("jobcast", "server", "jobs")
+from tests.helpers import product_findings
 
 
 def bare_ignores(source: str) -> list[int]:
@@ -25,13 +23,7 @@ def bare_ignores(source: str) -> list[int]:
 
 
 def test_every_type_ignore_says_why() -> None:
-    found = {
-        str(path.relative_to(ROOT)): bare
-        for top in PRODUCT
-        for path in sorted((ROOT / top).rglob("*.py"))
-        if (bare := bare_ignores(path.read_text()))
-    }
-    assert found == {}
+    assert product_findings(bare_ignores) == {}
 
 
 def test_a_bare_ignore_is_caught() -> None:
