@@ -105,8 +105,6 @@ def snapshot_of(
     get = text.get
     made = links(job_id)
     return {
-        "links": made["links"],
-        "stream_token": made["stream_token"],
         "id": job_id,
         "kind": get("kind") or None,
         "params": parsed.get("params"),
@@ -129,6 +127,8 @@ def snapshot_of(
         "owner": get("owner") or None,
         "submitted_by": get("submitted_by") or None,
         "last_event_id": int(get("seq") or 0),
+        "links": made["links"],
+        "stream_token": made["stream_token"],
     }
 
 
