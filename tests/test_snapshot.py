@@ -30,4 +30,4 @@ LINKS = {k: "/x" for k in ("self", "events", "cancel", "retry", "result", "token
 
 def test_a_snapshot_reads_id_first_and_its_links_last() -> None:
     snapshot = build_snapshot("a" * 32, {b"kind": b"demo"}, no_links)
-    assert list(snapshot)[0] == "id" and list(snapshot)[-2:] == ["links", "stream_token"]
+    assert next(iter(snapshot)) == "id" and list(snapshot)[-2:] == ["links", "stream_token"]
