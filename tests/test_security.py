@@ -17,6 +17,7 @@ from tests.helpers import demo, read_sse, wait_for, watch_to_end
 
 ADMIN_KEY = "jc_admin-key-for-tests-0123456789"
 SERVICE_KEY = "jc_service-key-for-tests-0123456789"
+OTHER_SERVICE_KEY = "jc_other-service-key-for-tests-01234"
 SECRET = "a-test-secret-that-signs-the-cookies"
 
 
@@ -30,7 +31,11 @@ async def owner_mode(spawn) -> Any:
         "web",
         JOBCAST_SECRET=SECRET,
         JOBCAST_API_KEYS=",".join(
-            [key_entry("ops", "admin", ADMIN_KEY), key_entry("shop", "service", SERVICE_KEY)]
+            [
+                key_entry("ops", "admin", ADMIN_KEY),
+                key_entry("shop", "service", SERVICE_KEY),
+                key_entry("billing", "service", OTHER_SERVICE_KEY),
+            ]
         ),
         JOBCAST_CORS_ORIGINS="https://allowed.example",
     )
@@ -140,24 +145,64 @@ async def test_a_service_key_names_the_owner_and_a_browser_cannot(owner_mode, br
     a, _ = browsers
     async with aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as service:
         job = await submitted(service, url, {**demo(2, 1), "owner": "user-42"})
-        assert (job["owner"], job["submitted_by"]) == ("user-42", "shop")
+        assert (job["owner"], job["submitted_by"]) == ("shop/user-42", "shop")
         own = await submitted(service, url)
-        assert own["owner"] == "shop"
+        assert (own["owner"], own["submitted_by"]) == ("shop", "shop")
         # The article's endpoint: userId is the owner.
         async with service.post(url + "/reports", json={"userId": "user-7", "reportType": "sales"}) as r:
             assert r.status == 202
             status_url = (await r.json())["statusUrl"]
         async with service.get(url + status_url) as r:
-            assert (await r.json())["owner"] == "user-7"
-        # It follows the jobs it submitted for its users, and lists them.
+            assert (await r.json())["owner"] == "shop/user-7"
+        # It follows the jobs it submitted for its users and its own, and lists them.
         async with service.get(url + "/api/jobs") as r:
-            assert job["id"] in {j["id"] for j in (await r.json())["jobs"]}
+            assert {job["id"], own["id"]} <= {j["id"] for j in (await r.json())["jobs"]}
     async with a.post(url + "/api/jobs", json={**demo(2, 1), "owner": "user-42"}) as response:
         assert response.status == 422
         assert [e["field"] for e in (await response.json())["errors"]] == ["owner"]
     stranger = aiohttp.ClientSession(headers=bearer("jc_not-a-key"))
     async with stranger, stranger.get(url + "/api/jobs") as response:
         assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_service_names_only_its_own_users(owner_mode) -> None:
+    url = owner_mode.url
+    shop = aiohttp.ClientSession(headers=bearer(SERVICE_KEY))
+    billing = aiohttp.ClientSession(headers=bearer(OTHER_SERVICE_KEY))
+    async with shop, billing:
+        theirs = await submitted(billing, url, {**demo(2, 1), "owner": "user-42"})
+        # Naming the other service, or one of its users, plants nothing in their namespace.
+        planted = await submitted(shop, url, {**demo(2, 1), "owner": "billing", "delay_s": 3600})
+        assert (planted["owner"], planted["submitted_by"]) == ("shop/billing", "shop")
+        async with shop.post(url + "/api/jobs", json={**demo(2, 1), "owner": "billing/user-42"}) as r:
+            assert r.status == 422 and [e["field"] for e in (await r.json())["errors"]] == ["owner"]
+        # Neither sees the other's jobs, listed or by id.
+        async with billing.get(url + "/api/jobs") as r:
+            listed = {j["id"] for j in (await r.json())["jobs"]}
+        assert theirs["id"] in listed and planted["id"] not in listed
+        assert await status_of(shop, "GET", f"{url}/api/jobs/{theirs['id']}") == 404
+
+
+async def test_an_idempotency_key_never_replays_another_callers_job(owner_mode) -> None:
+    url = owner_mode.url
+    key = {"Idempotency-Key": "monthly-42"}
+    body = {**demo(2, 1), "owner": "user-42"}
+    shop = aiohttp.ClientSession(headers=bearer(SERVICE_KEY))
+    billing = aiohttp.ClientSession(headers=bearer(OTHER_SERVICE_KEY))
+    async with shop, billing:
+        theirs = await submitted(billing, url, body, headers=key)
+        mine = await submitted(shop, url, body, headers=key)  # 202: a job of its own, not a replay
+        assert mine["id"] != theirs["id"] and mine["owner"] == "shop/user-42"
+        # The same through a batch item's idempotency_key: each caller's item makes its own job.
+        item = {"jobs": [{**body, "idempotency_key": "batch-7"}]}
+        async with billing.post(url + "/api/jobs/batch", json=item) as r:
+            (first,) = (await r.json())["results"]
+        async with shop.post(url + "/api/jobs/batch", json=item) as r:
+            (second,) = (await r.json())["results"]
+        assert (first["status"], second["status"]) == (202, 202)
+        assert second["job"]["id"] != first["job"]["id"]
+        async with shop.post(url + "/api/jobs", json=body, headers=key) as replay:
+            assert replay.status == 200 and (await replay.json())["id"] == mine["id"]
 
 
 async def test_idempotency_keys_belong_to_their_owner(owner_mode, browsers) -> None:

@@ -514,8 +514,9 @@ class JobStore:
             "kind_index": self.keys.index_kind(kind),
         }
         if idempotency_key is not None:
-            # Scoped to the owner: nobody can squat another owner's key.
-            scoped = f"{owner or ''}\n{idempotency_key}"
+            # Scoped to the owner and to who submitted for them: nobody can squat, or replay,
+            # another caller's key.
+            scoped = f"{owner or ''}\n{submitted_by or ''}\n{idempotency_key}"
             keys["idempotency"] = self.keys.idempotency(hashlib.sha256(scoped.encode()).hexdigest())
         if retry_of:
             keys["original"] = self.keys.job(retry_of)

@@ -71,8 +71,9 @@ class SubmitRequest(BaseModel):
     owner: str | None = Field(
         default=None,
         pattern=OWNER,
-        description="Owner mode: the end user a service (or admin) API key submits for; others' own "
-        "jobs are theirs.",
+        description="Owner mode: the end user a service API key submits for, in the service's own "
+        "namespace (`user-42` becomes `<service>/user-42`); an admin key names any owner. A browser's "
+        "jobs are its own.",
     )
 
 

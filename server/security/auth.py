@@ -3,8 +3,10 @@
 Single-user mode (no `JOBCAST_SECRET`): everyone is the one user, who sees every job; `jobcast web`
 then listens on loopback only. Owner mode (a secret set), each request has a principal:
 - `Authorization: Bearer <key>`: an API key from `JOBCAST_API_KEYS`, found by its SHA-256 and
-  compared in constant time. Role `service` (a backend submitting for its own users, who may name
-  the owner) or `admin` (every job).
+  compared in constant time. Role `service` (a backend submitting for its own users) or `admin`
+  (every job). A service names only its own users: the owner it names is qualified by its own
+  name (`billing` naming `user-42` makes the owner `billing/user-42`), so it can neither see nor
+  spend the quotas of another service or of another service's users.
 - otherwise the signed `jobcast` cookie: an anonymous identity issued on a browser's first visit
   (role `user`), or an admin session after `/login`.
 
@@ -20,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from http.cookies import SimpleCookie
+from typing import NoReturn
 
 from aiohttp import web
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -50,10 +53,13 @@ class Principal:
         return self.owner is None or self.role is Role.ADMIN
 
     def may_see(self, job_owner: str | None, submitted_by: str | None = None) -> bool:
-        """A job is its owner's; a service also sees the jobs it submitted for its users."""
+        """A job is its owner's; a service also sees its users' jobs (its namespace's, which it
+        submitted)."""
         if self.sees_all or job_owner == self.owner:
             return True
-        return self.role is Role.SERVICE and submitted_by == self.owner
+        if self.role is not Role.SERVICE or self.owner is None:
+            return False
+        return submitted_by == self.owner or (job_owner or "").startswith(self.owner + "/")
 
     @property
     def lists(self) -> tuple[str | None, str | None]:
@@ -199,22 +205,39 @@ async def check_visible(store: JobStore, who: Principal, job_id: str) -> None:
         raise JobNotFound(job_id)
 
 
-OWNER = r"^[A-Za-z0-9._@:+-]{1,128}$"
+# An owner a request may name: a user's id, or one qualified by its service (`billing/user-42`).
+OWNER = r"^([A-Za-z0-9._@:+-]{1,64}/)?[A-Za-z0-9._@:+-]{1,128}$"
 
 
 def owner_for(request: web.Request, named: str | None) -> tuple[str | None, str | None]:
-    """Who a new job belongs to (the asker, or the end user a service key names in `owner`), and
-    the service that submitted it for them. (None, None) in single-user mode: jobs have no owner."""
+    """Who a new job belongs to, and the service that submitted it. (None, None) in single-user
+    mode: jobs have no owner.
+
+    A browser's jobs are its own; it names nobody. A service's jobs are its own or its users',
+    whose ids it names in its own namespace: `user-42` (or `<service>/user-42`) becomes
+    `<service>/user-42`, and naming another service's user is refused. Its own jobs carry it as
+    `submitted_by` too, so that it lists them with the ones it submitted for its users. An admin
+    names any owner as it is."""
     who = principal(request)
     if who.owner is None:
         return None, None
+    if who.role is Role.SERVICE:
+        if named is None or named == who.owner:
+            return who.owner, who.owner
+        user = named.removeprefix(who.owner + "/")
+        if "/" in user:
+            refuse_owner("a service names only its own users: an owner without '/', or '<service>/<id>'")
+        return f"{who.owner}/{user}", who.owner
     if named is None or named == who.owner:
         return who.owner, None
     if who.role is Role.USER:
-        message = "only a service or admin API key may name the owner"
-        errors = [{"field": "owner", "message": message, "code": "forbidden"}]
-        raise Problem(422, f"invalid owner: {message}", slug="validation", errors=errors)
+        refuse_owner("only a service or admin API key may name the owner")
     return named, who.owner
+
+
+def refuse_owner(message: str) -> NoReturn:
+    errors = [{"field": "owner", "message": message, "code": "forbidden"}]
+    raise Problem(422, f"invalid owner: {message}", slug="validation", errors=errors)
 
 
 def require_admin(request: web.Request) -> None:
