@@ -21,7 +21,7 @@ from bench.machine import percentiles
 from jobcast.redis.embedded import RedisProcess
 
 SETTINGS = {
-    "JOBCAST_SECRET": "bench-secret-for-the-limits-run",
+    "JOBCAST_SECRET": "bench-secret-for-the-limits-run-0123456789",
     "JOBCAST_MAX_SUBMISSIONS_PER_MINUTE": "20",
     "JOBCAST_DISK_QUOTA_BYTES": "100000",
     "JOBCAST_HEADER_TIMEOUT_S": "1",

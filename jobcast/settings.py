@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A path of one or more segments, without a trailing slash ("" for the root).
+# The shortest JOBCAST_SECRET accepted: 256 bits, as the hash that signs with it.
+MIN_SECRET_BYTES = 32
 # Heartbeats a worker may miss before it counts as gone (Settings.worker_ttl_s).
 MISSED_HEARTBEATS = 3
 URL_PREFIX = r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$"
@@ -436,6 +438,19 @@ class Settings(ProcessSettings):
     @cached_property
     def cors_origin_set(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @field_validator("secret", "old_secrets")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | list[SecretStr] | None) -> SecretStr | list[SecretStr] | None:
+        # A short secret lets anyone sign an admin cookie; an empty one would still turn owner mode
+        # on, and with it skip the loopback-only guard of single-user mode.
+        for secret in value if isinstance(value, list) else [value] if value is not None else []:
+            if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"a secret needs at least {MIN_SECRET_BYTES} bytes; make one with "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+        return value
 
     @model_validator(mode="after")
     def _delays_within_retention(self) -> Settings:

@@ -614,7 +614,7 @@ async def test_a_page_on_another_origin_streams_a_long_job_across_token_expiry(
     elsewhere = await page_elsewhere(aiohttp_server, ELSEWHERE_PAGE)
     origin = f"http://127.0.0.1:{elsewhere.port}"
     owner_env = {
-        "JOBCAST_SECRET": "browser-test-secret",
+        "JOBCAST_SECRET": "browser-test-secret-that-is-long-enough",
         "JOBCAST_STREAM_TOKEN_TTL_S": "10",
         "JOBCAST_CORS_ORIGINS": origin,
     }
@@ -676,7 +676,7 @@ async def test_pages_elsewhere_cannot_act_through_the_browser_and_an_allowed_one
 ) -> None:
     servers = [await page_elsewhere(aiohttp_server, html) for html in (ATTACKER_PAGE, EMBED_PAGE)]
     evil, friend = (f"http://127.0.0.1:{s.port}" for s in servers)
-    env = {"JOBCAST_SECRET": "browser-test-secret", "JOBCAST_CORS_ORIGINS": friend}
+    env = {"JOBCAST_SECRET": "browser-test-secret-that-is-long-enough", "JOBCAST_CORS_ORIGINS": friend}
     web_ = spawn("web", **env)
     spawn("worker", **env)
     await web_.wait_http()

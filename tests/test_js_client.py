@@ -192,7 +192,7 @@ async def test_the_packed_package_in_a_vite_react_typescript_app_shows_a_live_jo
     static.router.add_static("/assets", app / "dist" / "assets")
     site = await aiohttp_server(static)
     origin = f"http://127.0.0.1:{site.port}"
-    env = {"JOBCAST_SECRET": "vite-app-test-secret", "JOBCAST_CORS_ORIGINS": origin}
+    env = {"JOBCAST_SECRET": "vite-app-test-secret-that-is-long-enough", "JOBCAST_CORS_ORIGINS": origin}
     web_ = spawn("web", **env)
     spawn("worker", **env)
     await web_.wait_http()

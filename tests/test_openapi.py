@@ -89,7 +89,10 @@ async def test_schemathesis_finds_no_server_error_and_every_answer_conforms(
     auth: list[str] = []
     if mode == "owner":
         digest = hashlib.sha256(ADMIN_KEY.encode()).hexdigest()
-        env = {"JOBCAST_SECRET": "schemathesis-secret", "JOBCAST_API_KEYS": f"ops:admin:{digest}"}
+        env = {
+            "JOBCAST_SECRET": "schemathesis-secret-that-is-long-enough",
+            "JOBCAST_API_KEYS": f"ops:admin:{digest}",
+        }
         auth = ["--header", f"Authorization: Bearer {ADMIN_KEY}"]
     web_ = spawn("web", **env)
     await web_.wait_http()

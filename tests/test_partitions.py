@@ -137,7 +137,7 @@ async def test_partitions_of_a_worker_and_of_the_web_heal_by_themselves(
     redis_host = network["redis"]
     env = {
         "REDIS_URL": f"redis://{redis_host.address}:6379/0",
-        "JOBCAST_SECRET": "partition-test-secret",
+        "JOBCAST_SECRET": "partition-test-secret-that-is-long-enough",
         "JOBCAST_API_KEYS": f"ops:admin:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}",
         "JOBCAST_LEASE_S": "2",
     }

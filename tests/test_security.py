@@ -294,6 +294,18 @@ async def test_single_user_mode_listens_on_loopback_only(spawn) -> None:
     assert "single-user mode (no JOBCAST_SECRET)" in local.log()
 
 
+@pytest.mark.parametrize("secret", ["", "x", "31-bytes-is-one-byte-too-short!"])
+async def test_a_short_secret_is_refused_at_start(spawn, secret: str) -> None:
+    # Owner mode on a guessable secret would let anyone sign an admin cookie, and skip the
+    # loopback-only guard of single-user mode.
+    for command in ("web", "worker"):
+        process = spawn(command, JOBCAST_SECRET=secret, JOBCAST_HOST="0.0.0.0")
+        assert await process.wait_exit() != 0
+        (line,) = [line for line in process.log().splitlines() if line.strip()]
+        assert line.startswith(f"jobcast {command}: JOBCAST_SECRET: a secret needs at least 32 bytes")
+        assert "secrets.token_urlsafe(32)" in line
+
+
 def crafted_token(scope: dict[str, str], age_s: float) -> str:
     """A token signed with the deployment's secret, made `age_s` ago."""
     from itsdangerous import TimestampSigner, URLSafeTimedSerializer

@@ -12,10 +12,22 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from jobcast.cli.supervise import Child, supervise
 from jobcast.logs import configure_logging
 from jobcast.registry import KindsError
 from jobcast.settings import ProcessSettings, Settings
+
+
+def settings_errors(error: ValidationError) -> list[str]:
+    """What is wrong with the settings, a line each, by environment variable."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        variable = "REDIS_URL" if field == "redis_url" else f"JOBCAST_{field.upper()}"
+        lines.append(f"{variable}: {problem['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -214,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except KindsError as e:
         sys.exit(f"jobcast {args.command}: {e}")
+    except ValidationError as e:  # the settings: one line each, naming the variable to fix
+        sys.exit("\n".join(f"jobcast {args.command}: {line}" for line in settings_errors(e)))
     except OSError as e:
         if e.errno != errno.EADDRINUSE:
             raise
