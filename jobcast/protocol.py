@@ -355,14 +355,29 @@ def new_epoch() -> str:
     return format(epoch_ms(utcnow()), "x")
 
 
+# The largest seq a client may name: Lua numbers are doubles, exact up to 2^53, and Redis refuses
+# a list index past it. No history comes near it.
+MAX_SEQ = 2**53 - 1
+
+
+def parse_seq(raw: str) -> int | None:
+    """A client's seq (`Last-Event-ID`, a feed id's tail), or None unless it is a plain decimal
+    integer from 0 to MAX_SEQ."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
+        return None
+    seq = int(raw)
+    return seq if seq <= MAX_SEQ else None
+
+
 def parse_feed_id(raw: str) -> tuple[str | None, int] | None:
     """`(epoch, seq)` of a feed id; a bare seq has no epoch. None when malformed."""
-    epoch, sep, seq = raw.rpartition(":")
-    if not seq.isascii() or not seq.isdigit() or len(seq) > 18:
+    epoch, sep, tail = raw.rpartition(":")
+    seq = parse_seq(tail)
+    if seq is None:
         return None
     if sep and not valid_epoch(epoch):
         return None
-    return (epoch if sep else None), int(seq)
+    return (epoch if sep else None), seq
 
 
 def valid_epoch(epoch: object) -> bool:

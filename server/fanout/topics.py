@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
-from jobcast.protocol import parse_feed_id, split_feed_record, split_record
+from jobcast.protocol import MAX_SEQ, parse_feed_id, parse_seq, split_feed_record, split_record
 from jobcast.queries.feed import feed_page, feed_snapshot
 from jobcast.server.fanout.events import Event
 from jobcast.store.jobs import JobStore
@@ -83,9 +83,10 @@ class Topic(Protocol):
 
 def job_position(raw: str) -> tuple[int, None]:
     """A job's resume id: its seq."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise BadPosition("Last-Event-ID must be a non-negative integer seq")
-    return int(raw), None
+    seq = parse_seq(raw)
+    if seq is None:
+        raise BadPosition(f"Last-Event-ID must be a seq, an integer from 0 to {MAX_SEQ}")
+    return seq, None
 
 
 class KeyedTopic:

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from jobcast.errors import AlreadyEnded, JobcastError, JobNotFound, Unavailable
-from jobcast.protocol import loads, valid_epoch
+from jobcast.protocol import MAX_SEQ, loads, valid_epoch
 from jobcast.server.api.control import cancel_job
 from jobcast.server.fanout.catchup import CatchUpFailed
 from jobcast.server.fanout.events import Event
@@ -153,8 +153,8 @@ class Connection:
         self.outbox.put(Event.control({"type": "error", "code": code, "message": message, **topic.names}))
 
     async def subscribe(self, topic: Topic, since: Any, epoch: Any = None) -> None:
-        if since is not None and (type(since) is not int or since < 0):
-            self._error("bad_last_event_id", "last_event_id must be a non-negative integer", topic)
+        if since is not None and (type(since) is not int or not 0 <= since <= MAX_SEQ):
+            self._error("bad_last_event_id", f"last_event_id must be an integer from 0 to {MAX_SEQ}", topic)
             return
         if epoch is not None and not valid_epoch(epoch):
             self._error("bad_last_event_id", "epoch must be the feed's epoch (a short token)", topic)
