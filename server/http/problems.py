@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 STORE_UNAVAILABLE = "the job store is unavailable; try again shortly"
 PROBLEM_TYPE_BASE = "https://jobcast.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
+# The field errors one 422 lists: enough to fix a form, few enough that a body built to fail in
+# 60,000 places costs its sender, not the server (the rest are counted, in `error_count`).
+REPORTED_ERRORS = 50
 
 
 class Problem(JobcastError):
@@ -32,6 +35,7 @@ class Problem(JobcastError):
         *,
         slug: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        error_count: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -39,6 +43,7 @@ class Problem(JobcastError):
         self.detail = detail
         self.slug = slug or HTTPStatus(status).phrase.lower().replace(" ", "-")
         self.errors = errors
+        self.error_count = error_count
         self.headers = headers or {}
 
     def document(self) -> dict[str, Any]:
@@ -50,6 +55,8 @@ class Problem(JobcastError):
         }
         if self.errors is not None:
             body["errors"] = self.errors
+        if self.error_count is not None:
+            body["error_count"] = self.error_count
         return body
 
     def response(self) -> web.Response:
@@ -59,17 +66,30 @@ class Problem(JobcastError):
 
 
 def validation_problem(error: ValidationError, *, prefix: str = "") -> Problem:
-    """422 naming every bad field, as dotted paths (`params.steps`)."""
+    """422 naming the bad fields, as dotted paths (`params.steps`): the first
+    `REPORTED_ERRORS`, and how many there were in all when there were more."""
     errors = [
         {
             "field": ".".join(str(part) for part in (prefix, *e["loc"]) if part != ""),
             "message": e["msg"],
             "code": e["type"],
         }
-        for e in error.errors(include_url=False, include_context=False, include_input=False)
+        for e in error.errors(include_url=False, include_context=False, include_input=False)[:REPORTED_ERRORS]
     ]
+    return field_errors(errors, error.error_count())
+
+
+def field_errors(errors: list[dict[str, Any]], count: int) -> Problem:
+    """The 422 for `errors` (at most REPORTED_ERRORS of them) out of `count`."""
     fields = ", ".join(e["field"] or "(body)" for e in errors)
-    return Problem(422, f"invalid {fields}", slug="validation", errors=errors)
+    more = f" and {count - len(errors)} more" if count > len(errors) else ""
+    return Problem(
+        422,
+        f"invalid {fields}{more}",
+        slug="validation",
+        errors=errors,
+        error_count=count if more else None,
+    )
 
 
 Query = TypeVar("Query", bound=BaseModel)

@@ -192,7 +192,10 @@ class ProblemDocument(Closed):
     title: str
     status: int
     detail: str
-    errors: list[FieldError] | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="The bad fields: the first 50, when there are more (`error_count`)."
+    )
+    error_count: int | None = Field(default=None, description="How many errors there were, when over 50.")
 
 
 class BatchResult(Closed):
