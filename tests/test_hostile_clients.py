@@ -5,6 +5,9 @@ another client's share."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import socket
 import statistics
 import time
 
@@ -101,3 +104,69 @@ async def test_a_body_built_to_fail_everywhere_costs_its_sender_not_the_server(s
         }
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
     assert p99 < HEALTHZ_P99_S, f"/healthz p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def ping_frame(payload: bytes) -> bytes:
+    """A client's PING (masked, as every client frame is)."""
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes((0x89, 0x80 | len(payload))) + key + masked
+
+
+def flood_pings(port: int, seconds: float) -> tuple[int, bool]:
+    """Send PINGs as fast as the server reads them, with the default socket buffers, never reading
+    a PONG back; how many bytes went out, and whether the server cut the connection off before
+    `seconds` were up."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    burst = ping_frame(b"p" * 125) * 2000  # 262 KB of pings a send; each asks for a 127-byte PONG
+    sent, deadline = 0, time.monotonic() + seconds
+    sock.settimeout(1.0)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(burst)
+                sent += len(burst)
+            except TimeoutError:
+                continue  # the server stopped reading: keep the pressure on until it gives up
+        return sent, False
+    except OSError:  # reset or broken pipe: the server cut the connection off
+        return sent, True
+    finally:
+        sock.close()
+
+
+# How long the server gives a peer that reads nothing (its write timeout, for this test), and what
+# the flood may cost it: the socket buffer bound (64 KiB) and a read's worth of PONGs, not the
+# more than a gigabyte the same flood grew it by, in 10 s, when PONGs were written regardless.
+WRITE_TIMEOUT_S = 2.0
+PING_FLOOD_RSS_BYTES = 24 * 2**20
+
+
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded_and_cut_off(spawn) -> None:
+    web = spawn("web", JOBCAST_WRITE_TIMEOUT_S=str(WRITE_TIMEOUT_S))
+    await web.wait_http()
+    before = rss_bytes(web.process.pid)
+    peak = before
+    flood = asyncio.create_task(asyncio.to_thread(flood_pings, web.port, 20.0))
+    while not flood.done():
+        peak = max(peak, rss_bytes(web.process.pid))
+        await asyncio.sleep(0.05)
+    sent, cut_off = await flood
+    assert cut_off, f"the server still read after {sent} bytes of pings"
+    assert peak - before < PING_FLOOD_RSS_BYTES, f"RSS grew by {(peak - before) / 2**20:.0f} MiB"
+    async with aiohttp.ClientSession() as session, session.get(web.url + "/healthz") as response:
+        assert response.status == 200

@@ -153,11 +153,17 @@ class WebSocket(DetachedConnection):
         self._read()
 
     def _read(self) -> None:
-        """Read messages while the inbox has room; past it, stop reading the socket (TCP then
-        slows the client down) until `_serve` has handled some."""
+        """Read messages while the inbox has room and the socket takes our writes; past either,
+        stop reading the socket (TCP then slows the client down) until `_serve` has handled some
+        or the socket drained. A peer that sends pings and never reads their pongs so holds at
+        most the socket's buffer bound, and the write timeout cuts it off."""
         transport = self._transport
         try:
-            while transport is not None and (self._inbox is None or len(self._inbox) < self.inbox_limit):
+            while (
+                transport is not None
+                and not self._paused
+                and (self._inbox is None or len(self._inbox) < self.inbox_limit)
+            ):
                 message = self._reader.next()
                 if message is None:
                     break
@@ -177,7 +183,7 @@ class WebSocket(DetachedConnection):
             if transport is not None:
                 transport.close()
             return
-        full = self._inbox is not None and len(self._inbox) >= self.inbox_limit
+        full = self._paused or (self._inbox is not None and len(self._inbox) >= self.inbox_limit)
         if transport is not None and full != self._reading_paused:
             self._reading_paused = full
             if full:
@@ -223,6 +229,11 @@ class WebSocket(DetachedConnection):
                 self._inbox = None
 
     # -- writing ---------------------------------------------------------------------------------
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._reading_paused and self._transport is not None:
+            self._read()  # reading stopped while our writes could not go out
 
     def _schedule_flush(self) -> None:
         # Later, not now: the outbox is filled from inside the hub's delivery, and a terminal
