@@ -141,6 +141,18 @@ class Settings(ProcessSettings):
     )
     max_body_bytes: int = Field(default=1024 * 1024, description="Largest JSON request body (413 past it).")
     shutdown_timeout_s: float = Field(default=10.0, description="How long `jobcast web` drains on SIGTERM.")
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body (JSON or a form without a file) must arrive within this many "
+        "seconds, or the request gets 408 and the connection closes: a body trickled a byte a second "
+        "holds no connection for long.",
+    )
+    upload_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="The same for a multipart upload (`JOBCAST_MAX_UPLOAD_BYTES` over a slow link).",
+    )
     header_timeout_s: float = Field(
         default=10.0,
         ge=0,

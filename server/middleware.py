@@ -7,7 +7,9 @@
 4. No state-changing request from another site's page (server/security/origins.py).
 5. Who is asking (server/security/auth.py): the one user, an API key, a session cookie, or a new
    anonymous identity.
-6. Any error, from these steps or the handler, answered as a problem document
+6. A request with a body is answered within the body's deadline (`JOBCAST_BODY_TIMEOUT_S`, or
+   `JOBCAST_UPLOAD_TIMEOUT_S` for a multipart upload), or gets 408: its body arrives in that time.
+7. Any error, from these steps or the handler, answered as a problem document
    (server/http/problems.py).
 
 One middleware rather than one per step: a stream's handler runs for as long as the stream is
@@ -17,13 +19,15 @@ open, and every middleware around it is a suspended coroutine frame held for all
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from jobcast.server.http.problems import error_response
+from jobcast.server.http.problems import Problem, error_response
 from jobcast.server.http.request_ids import assign_request_id
-from jobcast.server.security.auth import authenticate
+from jobcast.server.keys import SETTINGS
+from jobcast.server.security.auth import SAFE_METHODS, authenticate
 from jobcast.server.security.origins import check_cross_site, check_host, cors_preflight
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -39,6 +43,28 @@ async def jobcast_middleware(request: web.Request, handler: Handler) -> web.Stre
         check_cross_site(request)
         if (refused := authenticate(request)) is not None:
             return refused
-        return await handler(request)
+        if not request.body_exists or request.method in SAFE_METHODS:
+            return await handler(request)
+        return await within_body_deadline(request, handler)
     except Exception as error:  # CancelledError (a BaseException) passes
         return error_response(request, error)
+
+
+async def within_body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, if the body it reads arrives in time; a 408 that closes the
+    connection otherwise (the rest of the body would be read as the next request)."""
+    settings = request.app[SETTINGS]
+    upload = request.content_type == "multipart/form-data"
+    deadline = asyncio.timeout(settings.upload_timeout_s if upload else settings.body_timeout_s)
+    try:
+        async with deadline:
+            return await handler(request)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise Problem(
+            408,
+            "the request's body did not arrive in time",
+            slug="request-timeout",
+            headers={"Connection": "close"},
+        ) from None

@@ -170,3 +170,46 @@ async def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded_and_cut_off(
     assert peak - before < PING_FLOOD_RSS_BYTES, f"RSS grew by {(peak - before) / 2**20:.0f} MiB"
     async with aiohttp.ClientSession() as session, session.get(web.url + "/healthz") as response:
         assert response.status == 200
+
+
+def trickle_body(port: int, body_timeout_s: float) -> tuple[bytes, float, bool]:
+    """A POST whose headers arrive at once and whose body then comes a byte a second: what the
+    server answered, after how long, and whether it then closed the connection."""
+    body = b'{"kind": "demo", "params": {"steps": 1}}'
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    started = time.monotonic()
+    sock.settimeout(1.0)
+    answer, took, closed = b"", 0.0, False
+    try:
+        for byte in body:  # bounded: the body's length, a second each
+            if not answer:
+                sock.sendall(bytes((byte,)))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                closed = True
+                break
+            if not answer:
+                took = time.monotonic() - started
+            answer += chunk
+    except OSError:
+        closed = True
+    finally:
+        sock.close()
+    return answer, took, closed
+
+
+async def test_a_body_trickled_a_byte_a_second_gets_408_within_its_deadline(spawn) -> None:
+    web = spawn("web", JOBCAST_BODY_TIMEOUT_S="2")
+    await web.wait_http()
+    answer, took, closed = await asyncio.to_thread(trickle_body, web.port, 2.0)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    # Closed, too, once aiohttp's lingering read (10 s) of what the client still sends is over.
+    assert b"application/problem+json" in answer and closed
+    assert took < 2.0 + 3, f"answered after {took:.1f} s"

@@ -60,9 +60,12 @@ class Problem(JobcastError):
         return body
 
     def response(self) -> web.Response:
-        return web.Response(
+        response = web.Response(
             status=self.status, body=dumps(self.document()), content_type=CONTENT_TYPE, headers=self.headers
         )
+        if self.headers.get("Connection") == "close":
+            response.force_close()  # the header alone leaves aiohttp reading what follows
+        return response
 
 
 def validation_problem(error: ValidationError, *, prefix: str = "") -> Problem:
