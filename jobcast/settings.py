@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 
@@ -420,6 +421,18 @@ class Settings(ProcessSettings):
         "to; others get 400, against DNS rebinding. Empty: any host in owner mode, loopback names "
         "only in single-user mode.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="The reverse proxies in front of `jobcast web` (IPs or CIDR networks, comma "
+        "separated): only from them are `X-Forwarded-For` (the client's address, for per-client "
+        "limits and the log) and `X-Forwarded-Proto` (the scheme, for Secure cookies and origin "
+        "checks) believed. Empty: no proxy's headers are.",
+    )
+    https: bool = Field(
+        default=False,
+        description="The deployment is served over HTTPS whatever a request's own scheme (a TLS "
+        "terminator that sends no `X-Forwarded-Proto`): cookies are `Secure`, with the `__Host-` prefix.",
+    )
     cors_origins: str = Field(
         default="",
         description="Other origins (`https://app.example.com`, comma separated) whose pages may open "
@@ -446,6 +459,16 @@ class Settings(ProcessSettings):
     @cached_property
     def allowed_host_set(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or a CIDR network") from None
+        return value
 
     @cached_property
     def cors_origin_set(self) -> frozenset[str]:

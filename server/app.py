@@ -24,6 +24,7 @@ from jobcast.server.api.links import job_links
 from jobcast.server.fanout.broker import RedisBroker
 from jobcast.server.fanout.hub import OpenStreams
 from jobcast.server.fanout.relay import Relay
+from jobcast.server.http.forwarded import PROXIES, TrustedProxies
 from jobcast.server.http.request_ids import send_request_id
 from jobcast.server.keys import (
     FILES,
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.on_response_prepare.append(security_headers)
     app.on_response_prepare.append(send_cors_headers)
     app[AUTH] = Auth(settings)
+    app[PROXIES] = TrustedProxies(settings.trusted_proxies, settings.https)
     app[TOKENS] = StreamTokens(settings)
     app[STREAM_COUNTS] = StreamCounts(settings.max_streams_per_owner if settings.secret is not None else 0)
     app[SETTINGS] = settings

@@ -1,6 +1,7 @@
 """Every request's way in: one middleware, its steps in this order.
 
-1. A request id (server/http/request_ids.py), for the answer, the log lines and the jobs submitted.
+1. A request id (server/http/request_ids.py), for the answer, the log lines and the jobs submitted,
+   and the client's address and scheme through the trusted proxies (server/http/forwarded.py).
 2. The `Host` must name this server (server/security/origins.py), against DNS rebinding.
 3. CORS for the allowed origins on the paths a page elsewhere needs, and the answer to their
    preflights (server/security/origins.py).
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem, error_response
 from jobcast.server.http.request_ids import assign_request_id
 from jobcast.server.keys import SETTINGS
@@ -36,6 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def jobcast_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     assign_request_id(request)
+    client_of(request)  # who the trusted proxies say is asking, before anything reads it
     try:
         check_host(request)
         if (preflight := cors_preflight(request)) is not None:

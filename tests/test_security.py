@@ -4,6 +4,7 @@ no page elsewhere acts through a user's browser."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import time
@@ -610,3 +611,65 @@ async def test_a_failed_attempts_traceback_is_for_operators_only(owner_mode, bro
         admin.get(f"{url}/jobs/{job['id']}") as response,
     ):
         assert "Traceback (most recent call last)" in await response.text()
+
+
+async def test_a_post_with_no_body_and_no_type_needs_the_pages_token(owner_mode, browsers) -> None:
+    # A form, or fetch in no-cors mode, sends such a POST from any page: it is a form's request.
+    url = owner_mode.url
+    a, _ = browsers
+    job = await submitted(a, url, demo(200, 50))
+    async with a.post(f"{url}/api/jobs/{job['id']}/cancel", skip_auto_headers=("Content-Type",)) as r:
+        assert r.status == 403 and (await r.json())["type"].endswith("/csrf")
+    async with a.get(f"{url}/api/jobs/{job['id']}") as r:
+        assert (await r.json())["state"] != "cancelled"
+
+
+async def test_an_origin_of_another_scheme_is_another_origin(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    await submitted(a, url)  # the browser's identity
+    https_twin = url.replace("http://", "https://")
+    async with a.post(url + "/api/jobs", json=demo(2, 1), headers={"Origin": https_twin}) as r:
+        assert r.status == 403
+    async with a.post(url + "/api/jobs", json=demo(2, 1), headers={"Origin": url}) as r:
+        assert r.status == 202
+
+
+async def test_a_compressed_upload_is_refused_not_stored(owner_mode, browsers) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    form = aiohttp.FormData()
+    form.add_field("kind", "convert")
+    form.add_field("params", '{"to": "json"}')
+    form.add_field("file", gzip.compress(b"a,b\n1,2\n"), filename="rows.csv", content_type="text/csv")
+    writer = form()
+    for part, _, _ in writer._parts:
+        if "filename=" in part.headers["Content-Disposition"]:
+            part.headers["Content-Encoding"] = "gzip"
+    async with a.post(url + "/api/jobs", data=writer) as r:
+        assert r.status == 400 and "compressed" in (await r.json())["detail"]
+
+
+def set_cookie_of(response: aiohttp.ClientResponse) -> str:
+    return ";".join(response.headers.getall("Set-Cookie", []))
+
+
+async def test_cookies_are_secure_when_a_trusted_proxy_says_https(spawn) -> None:
+    proxied = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_TRUSTED_PROXIES="127.0.0.0/8")
+    untrusted = spawn("web", JOBCAST_SECRET=SECRET)
+    on_https = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_HTTPS="1")
+    for web in (proxied, untrusted, on_https):
+        await web.wait_http()
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxied.url + "/api/jobs", headers=forwarded) as r:
+            cookie = set_cookie_of(r)
+        assert cookie.startswith("__Host-jobcast=") and "Secure" in cookie and "Path=/" in cookie
+        # The same headers from a peer nobody said to trust are anyone's to send.
+        async with session.get(untrusted.url + "/api/jobs", headers=forwarded) as r:
+            cookie = set_cookie_of(r)
+        assert cookie.startswith("jobcast=") and "Secure" not in cookie
+        async with session.get(on_https.url + "/api/jobs") as r:
+            assert set_cookie_of(r).startswith("__Host-jobcast=")
+    # The log names the client the trusted proxy names, and the peer otherwise.
+    assert "203.0.113.9" in proxied.log() and "203.0.113.9" not in untrusted.log()

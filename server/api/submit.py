@@ -330,8 +330,7 @@ def require_free_space(root: Path, floor: int) -> None:
 async def read_field(part: BodyPartReader, limit: int) -> bytes:
     """A text field, read a chunk at a time up to `limit` bytes (413 past it): a huge field is
     refused before it is all in memory."""
-    if part.headers.get("Content-Encoding", "identity").lower() != "identity":
-        raise Problem(400, "compressed form fields are not accepted", slug="bad-multipart")
+    refuse_encoded(part)
     data = bytearray()
     while chunk := await part.read_chunk(UPLOAD_CHUNK):
         data += chunk
@@ -376,7 +375,15 @@ def require_upload(app: web.Application, submission: Submission) -> None:
         )
 
 
+def refuse_encoded(part: BodyPartReader) -> None:
+    """A compressed part would be stored (or read) as its compressed bytes, and a small one can
+    inflate past every limit in whoever decodes it: only identity parts are taken."""
+    if part.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise Problem(400, "compressed form parts are not accepted", slug="bad-multipart")
+
+
 async def save_upload(part: BodyPartReader, path: Any, limit: int) -> None:
+    refuse_encoded(part)
     path.parent.mkdir(parents=True, exist_ok=True)
     size = 0
     with path.open("wb") as f:

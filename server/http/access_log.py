@@ -12,6 +12,8 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from jobcast.server.http.forwarded import CLIENT
+
 SECRET_PARAMS = frozenset({"token", "csrf"})
 
 
@@ -28,9 +30,12 @@ class AccessLogger(AbstractAccessLogger):
         version = f"{request.version.major}.{request.version.minor}"
         path = redacted(request)
         request_id = response.headers.get("X-Request-ID", "-")
+        # The client as the trusted proxies name it (worked out by the middleware), else the peer.
+        known = request.get(CLIENT) if isinstance(request, web.Request) else None
+        remote = known.address if known is not None else request.remote
         # The same facts as fields, for JSON logs (jobcast/logs.py).
         http = {
-            "remote": request.remote,
+            "remote": remote,
             "method": request.method,
             "path": path,
             "status": response.status,
@@ -40,7 +45,7 @@ class AccessLogger(AbstractAccessLogger):
         }
         self.logger.info(
             '%s "%s %s HTTP/%s" %s %s %.6fs request=%s',
-            request.remote,
+            remote,
             request.method,
             path,
             version,

@@ -29,6 +29,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from jobcast.errors import JobNotFound
 from jobcast.redis.client import awaited
+from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
@@ -140,10 +141,18 @@ class Auth:
     def sign(self, principal: Principal) -> str:
         return self._sessions.dumps({"sub": principal.owner, "role": principal.role.value})
 
+    def cookie_name(self, secure: bool) -> str:
+        """`jobcast`; over HTTPS `__Host-jobcast` (`__Secure-jobcast` under a URL prefix, which
+        `__Host-` forbids), names a browser sets only from a secure page and never for a domain."""
+        if not secure:
+            return COOKIE
+        return f"__Host-{COOKIE}" if self.cookie_path == "/" else f"__Secure-{COOKIE}"
+
     def cookie_header(self, value: str, *, secure: bool, max_age: int) -> str:
         cookie: SimpleCookie = SimpleCookie()
-        cookie[COOKIE] = value
-        morsel = cookie[COOKIE]
+        name = self.cookie_name(secure)
+        cookie[name] = value
+        morsel = cookie[name]
         morsel["httponly"] = True
         morsel["samesite"] = "Lax"
         morsel["path"] = self.cookie_path
@@ -189,6 +198,11 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # A cookie to set on this request's response (a new anonymous identity, a login, a logout): the
 # signed value and its max-age.
 SET_COOKIE = web.RequestKey("set_cookie", tuple)
+
+
+def session_cookie(request: web.Request) -> str | None:
+    """The session cookie this request carries, under the name its scheme gives it."""
+    return request.cookies.get(request.app[AUTH].cookie_name(client_of(request).secure))
 
 
 def principal(request: web.Request) -> Principal:
@@ -262,22 +276,29 @@ def csrf_token(request: web.Request) -> str | None:
     actions, for old browsers that send neither `Sec-Fetch-Site` nor `Origin`."""
     auth = request.app[AUTH]
     pending = request.get(SET_COOKIE)
-    session = pending[0] if pending is not None else request.cookies.get(COOKIE)
+    session = pending[0] if pending is not None else session_cookie(request)
     if not auth.enabled or not session:
         return None
     return hmac.new(auth.csrf_key, session.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # What a form on another site can send without a CORS preflight: only these need the token (a
-# JSON body cannot be sent cross-site without the browser asking first).
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+# JSON body cannot be sent cross-site without the browser asking first). A POST with no body and
+# no Content-Type is one too: a form, or `fetch` in `no-cors` mode, sends it from anywhere.
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain", ""})
+
+
+def form_type(request: web.Request) -> str:
+    """The request's media type as sent: "" with no Content-Type (aiohttp reports those as
+    application/octet-stream, which no form sends)."""
+    return request.content_type if "Content-Type" in request.headers else ""
 
 
 def csrf_missing(request: web.Request) -> bool:
     """A form posted on a session cookie, from a browser that says nothing of where it comes
     from, without its session's CSRF token. (Modern browsers are checked by their `Sec-Fetch-Site`
     or `Origin` in server/security/origins.py; requests without a cookie act as nobody.)"""
-    if request.method in SAFE_METHODS or request.content_type not in FORM_TYPES:
+    if request.method in SAFE_METHODS or form_type(request) not in FORM_TYPES:
         return False
     if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
         return False
@@ -299,7 +320,7 @@ def authenticate(request: web.Request) -> web.Response | None:
         if who is None:
             return unauthorized("the Authorization header holds no valid API key")
     else:
-        cookie = request.cookies.get(COOKIE)
+        cookie = session_cookie(request)
         who = auth.session(cookie)
         if who is None:
             who = new_anonymous()
@@ -317,4 +338,5 @@ async def send_cookie(request: web.Request, response: web.StreamResponse) -> Non
     if pending is not None:
         value, max_age = pending
         auth = request.app[AUTH]
-        response.headers.add("Set-Cookie", auth.cookie_header(value, secure=request.secure, max_age=max_age))
+        secure = client_of(request).secure
+        response.headers.add("Set-Cookie", auth.cookie_header(value, secure=secure, max_age=max_age))

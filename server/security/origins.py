@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem
 from jobcast.server.keys import SETTINGS
 
@@ -34,7 +35,7 @@ def same_origin(request: web.Request, origin: str) -> bool:
         parts = urlsplit(origin)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+    return parts.scheme == client_of(request).scheme and parts.netloc.lower() == request.host.lower()
 
 
 def from_elsewhere(request: web.Request) -> bool:
