@@ -673,3 +673,17 @@ async def test_cookies_are_secure_when_a_trusted_proxy_says_https(spawn) -> None
             assert set_cookie_of(r).startswith("__Host-jobcast=")
     # The log names the client the trusted proxy names, and the peer otherwise.
     assert "203.0.113.9" in proxied.log() and "203.0.113.9" not in untrusted.log()
+
+
+async def test_what_anonymous_callers_leave_in_redis_expires(owner_mode, redis, settings) -> None:
+    url = owner_mode.url
+    for _ in range(10):  # ten cookie-less visits: each is a new anonymous owner
+        async with aiohttp.ClientSession() as stranger:
+            async with stranger.get(url + "/api/events") as feed:
+                assert feed.status == 200
+                await feed.content.readline()
+            await submitted(stranger, url, demo(2, 1))
+    owned = [key async for key in redis.scan_iter(match=f"{settings.key_prefix}:*anon-*")]
+    assert len(owned) >= 20  # each visit's feed position and owner index, at least
+    forever = [key for key in owned if await redis.ttl(key) < 0]
+    assert forever == []

@@ -27,6 +27,13 @@ class FeedPage:
         return epoch != self.epoch or self.page.misses(after)
 
 
+def expire_owned(store: JobStore, pipe: Any, position: str, owner: str | None) -> None:
+    """An owner's feed position expires with its history: a reader who never submits (an
+    anonymous browser's first visit) leaves no key for good."""
+    if owner is not None:
+        pipe.expire(position, store.settings.retention_s)
+
+
 async def feed_page(store: JobStore, after: int, limit: int | None, owner: str | None = None) -> FeedPage:
     """The feed's (every job's, or one owner's) epoch and head, and up to `limit` records after
     `after` (None: all)."""
@@ -34,9 +41,10 @@ async def feed_page(store: JobStore, after: int, limit: int | None, owner: str |
     async with store.redis.pipeline(transaction=True) as pipe:
         # The epoch is created by whoever needs it first, reader or publisher, and never replaced.
         pipe.hsetnx(feed.position, "epoch", new_epoch())
+        expire_owned(store, pipe, feed.position, owner)
         pipe.hget(feed.position, "epoch")
         await store.read_history(feed.position, feed.history, after, limit, pipe)
-        _, epoch, answer = await pipe.execute()
+        *_, epoch, answer = await pipe.execute()
     return FeedPage(epoch.decode(), HistoryPage.read(answer, after, limit))
 
 
@@ -45,8 +53,9 @@ async def feed_position(store: JobStore, owner: str | None = None) -> tuple[str,
     feed = store.keys.feed(owner)
     async with store.redis.pipeline(transaction=True) as pipe:
         pipe.hsetnx(feed.position, "epoch", new_epoch())
+        expire_owned(store, pipe, feed.position, owner)
         pipe.hmget(feed.position, ["epoch", "seq"])
-        _, (epoch, head) = await pipe.execute()
+        *_, (epoch, head) = await pipe.execute()
     return epoch.decode(), int(head or 0)
 
 

@@ -137,8 +137,10 @@ end
 if #A.jobs > 1 then defer_writes() end
 local answers, created = {}, 0
 local offset = 0
--- The indexes this call's jobs went into, trimmed once at the end.
+-- The indexes this call's jobs went into, trimmed once at the end; an owner's (or a service's)
+-- also expire, so that an owner who never comes back (an anonymous browser's) leaves nothing.
 local trimmed = {[L.index_all] = true}
+local owned = {}
 local PER_JOB_INDEXES = {'kind_index', 'owner_index', 'via_index'}
 -- An item's arguments that every item has alike are read from A.common.
 local COMMON = {__index = A.common}
@@ -153,6 +155,8 @@ for i, item in ipairs(A.jobs) do
     for _, name in ipairs(PER_JOB_INDEXES) do
       if keys[name] then trimmed[keys[name]] = true end
     end
+    if keys.owner_index then owned[keys.owner_index] = true end
+    if keys.via_index then owned[keys.via_index] = true end
   end
 end
 if created > 0 then
@@ -163,6 +167,8 @@ if created > 0 then
   local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)
   call_in_chunks('ZREM', L.index_ids, expired)
   for key in pairs(trimmed) do redis.call('ZREMRANGEBYSCORE', key, '-inf', horizon) end
+  -- Twice the retention: its newest job's record lives the retention after its last change.
+  for key in pairs(owned) do redis.call('EXPIRE', key, 2 * L.retention_s) end
   for state in pairs(L.terminal) do
     redis.call('ZREMRANGEBYSCORE', L.state_index[state], '-inf', horizon)
   end

@@ -117,7 +117,10 @@ local EPOCHS = {}  -- a feed's epoch, once read in this call
 local function write_feed(f, records)
   call_in_chunks('RPUSH', f.history, records)
   redis.call('LTRIM', f.history, -L.history_max, -1)
-  if f ~= L.feed then redis.call('EXPIRE', f.history, L.retention_s) end
+  if f ~= L.feed then
+    redis.call('EXPIRE', f.history, L.retention_s)
+    redis.call('EXPIRE', f.position, L.retention_s)
+  end
 end
 
 -- Deferred: a feed's seq and records so far in this call, written once at the flush.
