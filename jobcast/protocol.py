@@ -136,6 +136,10 @@ class Keys:
         it expires). Named apart from the earlier `cost:` keys, which held seconds as floats."""
         return f"{self.prefix}:cost-ms:{owner}:{hour}"
 
+    def revoked_session(self, session: str) -> str:
+        """An admin session signed out before it expired (it expires when the session would)."""
+        return f"{self.prefix}:revoked-session:{session}"
+
     @property
     def reaper_lock(self) -> str:
         """Held by the process whose reaper pass runs now (jobcast/store/reaper.py)."""

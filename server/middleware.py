@@ -44,7 +44,7 @@ async def jobcast_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (preflight := cors_preflight(request)) is not None:
             return preflight
         check_cross_site(request)
-        if (refused := authenticate(request)) is not None:
+        if (refused := await authenticate(request)) is not None:
             return refused
         if not request.body_exists or request.method in SAFE_METHODS:
             return await handler(request)

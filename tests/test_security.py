@@ -687,3 +687,39 @@ async def test_what_anonymous_callers_leave_in_redis_expires(owner_mode, redis, 
     assert len(owned) >= 20  # each visit's feed position and owner index, at least
     forever = [key for key in owned if await redis.ttl(key) < 0]
     assert forever == []
+
+
+async def admin_cookie(session: aiohttp.ClientSession, url: str) -> str:
+    modern = {"Sec-Fetch-Site": "same-origin"}
+    async with session.post(
+        url + "/login", data={"key": ADMIN_KEY}, allow_redirects=False, headers=modern
+    ) as r:
+        assert r.status == 303
+        return r.headers["Set-Cookie"].split(";")[0]
+
+
+async def test_an_admin_session_ends_with_its_key_and_at_logout_everywhere(owner_mode, spawn) -> None:
+    url = owner_mode.url
+    async with aiohttp.ClientSession() as operator:
+        cookie = await admin_cookie(operator, url)
+        stolen = {"Cookie": cookie}  # the same cookie, kept elsewhere (another tab, a copy)
+        assert await status_of(operator, "GET", url + "/api/stats", headers=stolen) == 200
+        modern = {"Sec-Fetch-Site": "same-origin", **stolen}
+        assert (
+            await status_of(operator, "POST", url + "/logout", allow_redirects=False, headers=modern) == 303
+        )
+        # Signed out on the server: the copy is a stranger's now, in this process and any other.
+        assert await status_of(operator, "GET", url + "/api/stats", headers=stolen) == 403
+        other = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_API_KEYS=key_entry("ops", "admin", ADMIN_KEY))
+        await other.wait_http()
+        assert await status_of(operator, "GET", other.url + "/api/stats", headers=stolen) == 403
+        # A fresh session dies with its key: restarted without the key, the cookie admits nobody.
+        fresh = {"Cookie": await admin_cookie(operator, other.url)}
+        assert await status_of(operator, "GET", other.url + "/api/stats", headers=fresh) == 200
+        rotated = spawn(
+            "web",
+            JOBCAST_SECRET=SECRET,
+            JOBCAST_API_KEYS=key_entry("ops", "admin", "jc_a-new-admin-key-0123456789ab"),
+        )
+        await rotated.wait_http()
+        assert await status_of(operator, "GET", rotated.url + "/api/stats", headers=fresh) == 403

@@ -13,7 +13,7 @@ from jobcast.server.http.openapi import FORM, HTML, PAGE, TEXT, Answer, Operatio
 from jobcast.server.http.problems import Problem
 from jobcast.server.keys import SETTINGS
 from jobcast.server.pages.views import render_page
-from jobcast.server.security.auth import AUTH, SET_COOKIE, Principal, Role, new_anonymous, principal
+from jobcast.server.security.auth import AUTH, SET_COOKIE, Role, new_anonymous, principal, revoke_session
 
 routes = web.RouteTableDef()
 
@@ -68,11 +68,11 @@ async def login(request: web.Request) -> web.Response:
     except ValueError as e:
         raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None
     key = form.get("key")
-    who = auth.api_key(key) if isinstance(key, str) else None
-    if who is None or who.role is not Role.ADMIN:
+    found = auth.find_key(key) if isinstance(key, str) else None
+    if found is None or found.role is not Role.ADMIN:
         context = {"signed_in": None, "problem": "That is not an admin API key."}
         return render_page("login.html", request, context, status=401)
-    request[SET_COOKIE] = (auth.sign(Principal(who.owner, Role.ADMIN)), auth.admin_session_s)
+    request[SET_COOKIE] = (auth.admin_session(found), auth.admin_session_s)
     raise web.HTTPSeeOther(f"{request.app[SETTINGS].url_prefix}/")
 
 
@@ -88,5 +88,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     _owner_mode(request)
     auth = request.app[AUTH]
+    if (session := principal(request).session) is not None:
+        await revoke_session(request, session)  # the cookie's copy anywhere else is dead too
     request[SET_COOKIE] = (auth.sign(new_anonymous()), auth.session_max_age_s)
     raise web.HTTPSeeOther(f"{request.app[SETTINGS].url_prefix}/")

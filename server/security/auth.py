@@ -31,6 +31,7 @@ from jobcast.errors import JobNotFound
 from jobcast.redis.client import awaited
 from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem
+from jobcast.server.keys import STORE
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
 
@@ -48,6 +49,8 @@ class Principal:
     # None in single-user mode: the one user owns (and sees) everything.
     owner: str | None
     role: Role
+    # An admin session's id (from /login): what /logout revokes, in every web process.
+    session: str | None = None
 
     @property
     def sees_all(self) -> bool:
@@ -78,6 +81,11 @@ class ApiKey:
     name: str
     role: Role
     digest: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the key in an admin session made with it (not enough of the digest to guess it)."""
+        return self.digest[:8].hex()
 
 
 def parse_api_keys(text: str) -> list[ApiKey]:
@@ -114,13 +122,32 @@ class Auth:
             b"jobcast-csrf\n" + (secrets_[-1] if secrets_ else "").encode()
         ).digest()
 
-    def api_key(self, presented: str) -> Principal | None:
+    def find_key(self, presented: str) -> ApiKey | None:
         digest = hashlib.sha256(presented.encode()).digest()
         found = None
         for key in self.keys:  # every key compared, in constant time each: no early exit to time
             if hmac.compare_digest(digest, key.digest):
                 found = key
+        return found
+
+    def api_key(self, presented: str) -> Principal | None:
+        found = self.find_key(presented)
         return None if found is None else Principal(found.name, found.role)
+
+    def admin_session(self, key: ApiKey) -> str:
+        """A signed admin session made with `key`: it names the key, and has an id of its own."""
+        return self._sessions.dumps(
+            {"sub": key.name, "role": Role.ADMIN.value, "key": key.fingerprint, "sid": secrets.token_hex(16)}
+        )
+
+    def _admin_key_holds(self, name: str, fingerprint: object) -> bool:
+        """The admin key a session was made with is still configured (it dies with its key)."""
+        return any(
+            key.role is Role.ADMIN
+            and key.name == name
+            and hmac.compare_digest(key.fingerprint, str(fingerprint))
+            for key in self.keys
+        )
 
     def session(self, cookie: str | None) -> Principal | None:
         if not cookie:
@@ -131,11 +158,15 @@ class Auth:
         except (BadData, KeyError, TypeError, ValueError):
             return None
         if principal.role is Role.ADMIN:
-            # An admin login lasts less long than a browser's anonymous identity.
+            # An admin login lasts less long than a browser's anonymous identity, and no longer
+            # than its key.
             try:
                 self._sessions.loads(cookie, max_age=self.admin_session_s)
             except BadData:
                 return None
+            if not self._admin_key_holds(str(data["sub"]), data.get("key")) or "sid" not in data:
+                return None
+            return Principal(principal.owner, Role.ADMIN, session=str(data["sid"]))
         return principal
 
     def sign(self, principal: Principal) -> str:
@@ -198,6 +229,18 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 # A cookie to set on this request's response (a new anonymous identity, a login, a logout): the
 # signed value and its max-age.
 SET_COOKIE = web.RequestKey("set_cookie", tuple)
+
+
+async def session_revoked(request: web.Request, session: str) -> bool:
+    store = request.app[STORE]
+    return bool(await awaited(store.redis.exists(store.keys.revoked_session(session))))
+
+
+async def revoke_session(request: web.Request, session: str) -> None:
+    """End an admin session for every web process, for as long as its cookie could still hold."""
+    store = request.app[STORE]
+    auth = request.app[AUTH]
+    await awaited(store.redis.set(store.keys.revoked_session(session), 1, ex=auth.admin_session_s))
 
 
 def session_cookie(request: web.Request) -> str | None:
@@ -307,7 +350,7 @@ def csrf_missing(request: web.Request) -> bool:
     return expected is not None and not hmac.compare_digest(given, expected)
 
 
-def authenticate(request: web.Request) -> web.Response | None:
+async def authenticate(request: web.Request) -> web.Response | None:
     """Who is asking (request[PRINCIPAL]); the 401 answer for an invalid API key, else None."""
     auth = request.app[AUTH]
     if not auth.enabled:
@@ -322,6 +365,8 @@ def authenticate(request: web.Request) -> web.Response | None:
     else:
         cookie = session_cookie(request)
         who = auth.session(cookie)
+        if who is not None and who.session is not None and await session_revoked(request, who.session):
+            who = None  # signed out (in any web process): a fresh anonymous identity
         if who is None:
             who = new_anonymous()
             request[SET_COOKIE] = (auth.sign(who), auth.session_max_age_s)
