@@ -439,6 +439,12 @@ class Settings(ProcessSettings):
         "WebSockets here, make state-changing requests and read snapshots and streams; by default only "
         "this server's own pages may.",
     )
+    stream_token_max_life_s: int = Field(
+        default=86400,
+        ge=10,
+        description="How long a stream token can be renewed by presenting the last one: past this from "
+        "the first token of the chain, a fresh one needs the owner's credentials again.",
+    )
     stream_token_ttl_s: int = Field(
         default=3600,
         ge=10,

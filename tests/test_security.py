@@ -307,8 +307,10 @@ async def test_a_short_secret_is_refused_at_start(spawn, secret: str) -> None:
         assert "secrets.token_urlsafe(32)" in line
 
 
-def crafted_token(scope: dict[str, str], age_s: float) -> str:
-    """A token signed with the deployment's secret, made `age_s` ago."""
+def crafted_token(scope: dict[str, Any], age_s: float, born_s_ago: float | None = None) -> str:
+    """A token signed with the deployment's secret, made `age_s` ago, of a renewal chain begun
+    `born_s_ago` (by default when it was made)."""
+    scope = {**scope, "born": int(time.time() - (age_s if born_s_ago is None else born_s_ago))}
     from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
     class Then(TimestampSigner):
@@ -723,3 +725,41 @@ async def test_an_admin_session_ends_with_its_key_and_at_logout_everywhere(owner
         )
         await rotated.wait_http()
         assert await status_of(operator, "GET", rotated.url + "/api/stats", headers=fresh) == 403
+
+
+async def test_a_stream_token_chain_ends_and_a_jobs_tokens_can_be_revoked(
+    owner_mode, browsers, spawn
+) -> None:
+    url = owner_mode.url
+    a, _ = browsers
+    job = await submitted(a, url, demo(300, 50))
+    token, renew = job["stream_token"], f"{url}/api/jobs/{job['id']}/token"
+    async with aiohttp.ClientSession() as holder:  # holds the token only
+        async with holder.post(renew, json={"token": token}) as r:
+            assert r.status == 200
+        # A chain begun two days ago: its token still opens the stream, but renews no more.
+        aged = crafted_token({"job": job["id"]}, 10, born_s_ago=2 * 86400)
+        assert await status_of(holder, "GET", f"{url}/api/jobs/{job['id']}/events?token={aged}") == 200
+        async with holder.post(renew, json={"token": aged}) as r:
+            assert r.status == 401 and "chain" in (await r.json())["detail"]
+        # The owner revokes the job's tokens: every one made until now stops working.
+        assert await status_of(holder, "DELETE", renew) == 404  # only the owner may
+        assert await status_of(a, "DELETE", renew) == 204
+        assert await status_of(holder, "GET", f"{url}/api/jobs/{job['id']}/events?token={token}") == 401
+        async with holder.post(renew, json={"token": token}) as r:
+            assert r.status == 401 and "revoked" in (await r.json())["detail"]
+        async with holder.ws_connect(url + "/api/ws", origin=url) as ws:
+            await ws.send_json({"type": "subscribe", "job_id": job["id"], "token": token})
+            assert (await ws.receive_json())["code"] == "bad_token"
+    # A rotated secret revokes the tokens it signed; the owner's cookie still holds.
+    async with a.post(renew) as r:
+        fresh = (await r.json())["stream_token"]
+    rotated = spawn(
+        "web", JOBCAST_SECRET="a-brand-new-secret-0123456789abcdef", JOBCAST_OLD_SECRETS=f'["{SECRET}"]'
+    )
+    await rotated.wait_http()
+    assert await status_of(a, "GET", f"{rotated.url}/api/jobs/{job['id']}?token={fresh}") == 200
+    async with aiohttp.ClientSession() as holder:
+        assert (
+            await status_of(holder, "GET", f"{rotated.url}/api/jobs/{job['id']}/events?token={fresh}") == 401
+        )

@@ -341,7 +341,8 @@ def csrf_missing(request: web.Request) -> bool:
     """A form posted on a session cookie, from a browser that says nothing of where it comes
     from, without its session's CSRF token. (Modern browsers are checked by their `Sec-Fetch-Site`
     or `Origin` in server/security/origins.py; requests without a cookie act as nobody.)"""
-    if request.method in SAFE_METHODS or form_type(request) not in FORM_TYPES:
+    # Only POST: a page elsewhere sends nothing else without a CORS preflight.
+    if request.method != "POST" or form_type(request) not in FORM_TYPES:
         return False
     if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
         return False

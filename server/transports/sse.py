@@ -90,7 +90,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     tokens = request.app[TOKENS]
     token = request.query.get("token")
     if token is not None and tokens.enabled:
-        opens_job(tokens, token, job_id)
+        await opens_job(request, token, job_id)
     else:
         await check_visible(request.app[STORE], principal(request), job_id)
     return await stream(request, request.app[RELAY].broker.job(job_id))

@@ -22,7 +22,7 @@ from jobcast.server.http.server import detach
 from jobcast.server.keys import RELAY, SETTINGS, STORE, STREAMS, WEBSOCKETS
 from jobcast.server.security.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.security.origins import check_websocket_origin
-from jobcast.server.security.tokens import TOKENS, StreamTokens, TokenRefused
+from jobcast.server.security.tokens import TOKENS, StreamTokens, TokenRefused, revoked
 from jobcast.server.transports.websocket import handshake
 from jobcast.server.transports.websocket.socket import WebSocket
 from jobcast.store.jobs import JobStore
@@ -132,7 +132,9 @@ class Connection:
         topic = self.relay.broker.job(job_id)
         if token is not None and self.tokens.enabled:
             try:
-                self.tokens.check_job(token if isinstance(token, str) else "", job_id)
+                grant = self.tokens.check_job(token if isinstance(token, str) else "", job_id)
+                if await revoked(self.store, job_id, grant):
+                    raise TokenRefused("revoked")
             except TokenRefused as e:
                 self._error("bad_token", str(e), topic)
                 return False
