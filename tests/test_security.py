@@ -763,3 +763,29 @@ async def test_a_stream_token_chain_ends_and_a_jobs_tokens_can_be_revoked(
         assert (
             await status_of(holder, "GET", f"{rotated.url}/api/jobs/{job['id']}/events?token={fresh}") == 401
         )
+
+
+async def test_streams_without_a_cookie_count_against_the_clients_address(spawn) -> None:
+    # A caller that keeps no cookie is a new owner at every request: its streams are counted by
+    # its address instead, or the per-owner limit would never apply to it.
+    limit = 5
+    web = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_MAX_STREAMS_PER_OWNER=str(limit))
+    await web.wait_http()
+    async with aiohttp.ClientSession() as stranger:  # keeps no cookie for an IP host
+        opened = []
+        try:
+            for _ in range(limit):
+                response = await stranger.get(web.url + "/api/events")
+                assert response.status == 200
+                opened.append(response)
+            async with stranger.get(web.url + "/api/events") as refused:
+                assert refused.status == 429 and refused.headers["Retry-After"]
+            # A browser that holds its identity has a share of its own.
+            async with await browser_session() as browser:
+                async with browser.get(web.url + "/healthz"):
+                    pass
+                async with browser.get(web.url + "/api/events") as own:
+                    assert own.status == 200
+        finally:
+            for response in opened:
+                response.close()

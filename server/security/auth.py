@@ -51,6 +51,14 @@ class Principal:
     role: Role
     # An admin session's id (from /login): what /logout revokes, in every web process.
     session: str | None = None
+    # The client's address, for an identity made for this request (no cookie came back): its
+    # streams count against the address, or a caller that keeps no cookie would have no limit.
+    address: str | None = None
+
+    @property
+    def counted_as(self) -> str | None:
+        """Whose share an open stream takes: the owner's, or a cookie-less client's address."""
+        return f"@{self.address}" if self.address is not None else self.owner
 
     @property
     def sees_all(self) -> bool:
@@ -201,25 +209,29 @@ class StreamCounts:
         self.open: dict[str, int] = {}
 
     def acquire(self, who: Principal) -> bool:
-        if who.owner is None or self.limit == 0:
+        key = who.counted_as
+        if key is None or self.limit == 0:
             return True
-        count = self.open.get(who.owner, 0)
+        count = self.open.get(key, 0)
         if count >= self.limit:
             return False
-        self.open[who.owner] = count + 1
+        self.open[key] = count + 1
         return True
 
     def release(self, who: Principal) -> None:
-        if who.owner is None or self.limit == 0:
+        key = who.counted_as
+        if key is None or self.limit == 0:
             return
-        left = self.open.get(who.owner, 1) - 1
+        left = self.open.get(key, 1) - 1
         if left > 0:
-            self.open[who.owner] = left
+            self.open[key] = left
         else:
-            self.open.pop(who.owner, None)
+            self.open.pop(key, None)
 
     def refuse(self) -> Problem:
-        message = f"at most {self.limit} open streams per owner; close one first"
+        message = (
+            f"at most {self.limit} open streams per owner (or per client without a cookie); close one first"
+        )
         return Problem(429, message, slug="too-many-streams", headers={"Retry-After": "5"})
 
 
@@ -303,8 +315,8 @@ def require_admin(request: web.Request) -> None:
         raise Problem(403, "only admins may see this", slug="forbidden")
 
 
-def new_anonymous() -> Principal:
-    return Principal("anon-" + secrets.token_hex(12), Role.USER)
+def new_anonymous(address: str | None = None) -> Principal:
+    return Principal("anon-" + secrets.token_hex(12), Role.USER, address=address)
 
 
 def unauthorized(detail: str) -> web.Response:
@@ -369,7 +381,7 @@ async def authenticate(request: web.Request) -> web.Response | None:
         if who is not None and who.session is not None and await session_revoked(request, who.session):
             who = None  # signed out (in any web process): a fresh anonymous identity
         if who is None:
-            who = new_anonymous()
+            who = new_anonymous(client_of(request).address)
             request[SET_COOKIE] = (auth.sign(who), auth.session_max_age_s)
         elif csrf_missing(request):
             raise Problem(403, "this form needs the page's CSRF token; reload the page", slug="csrf")
