@@ -41,7 +41,7 @@ export interface components {
             kind: string;
             /**
              * Owner
-             * @description Owner mode: the end user a service (or admin) API key submits for; others' own jobs are theirs.
+             * @description Owner mode: the end user a service API key submits for, in the service's own namespace (`user-42` becomes `<service>/user-42`); an admin key names any owner. A browser's jobs are its own.
              * @default null
              */
             owner?: string | null;
@@ -425,7 +425,14 @@ export interface components {
             /** Detail */
             detail: string;
             /**
+             * Error Count
+             * @description How many errors there were, when over 50.
+             * @default null
+             */
+            error_count?: number | null;
+            /**
              * Errors
+             * @description The bad fields: the first 50, when there are more (`error_count`).
              * @default null
              */
             errors?: components["schemas"]["FieldError"][] | null;
