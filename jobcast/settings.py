@@ -267,6 +267,21 @@ class Settings(ProcessSettings):
         "kind's `cost` (kinds without one cost nothing); 429 past it, 422 for one job that costs more. "
         "0: no limit.",
     )
+    anonymous_submissions: bool = Field(
+        default=True,
+        description="Owner mode: whether anonymous callers (browser identities, and callers with no "
+        "credentials at all) may submit jobs. Off, only API keys and admin sessions submit; the others "
+        "get 401, and the pages offer no form.",
+    )
+    anonymous_owners_per_address: int = Field(
+        default=4,
+        ge=0,
+        description="Owner mode: the anonymous browser identities of one client address (a cookie is "
+        "free to make, and a caller that keeps none is new at every request) share this many owners' "
+        "limits between them: waiting jobs, submissions per minute, CPU budget, disk quota and open "
+        "streams. Raise it when many users reach jobcast from one address (an office behind NAT); "
+        "0: addresses are not limited.",
+    )
     backpressure_retry_after_s: int = Field(default=5, ge=1, description="The `Retry-After` of a 429.")
     idempotency_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long an Idempotency-Key is kept."

@@ -102,15 +102,15 @@ async def _sweep_files(storage: Storage, store: JobStore, retention_s: float) ->
 
 
 async def keep_result(
-    result: Any, ctx: JobContext, store: JobStore, storage: Storage, owner: str | None
+    result: Any, ctx: JobContext, store: JobStore, storage: Storage, record: JobRecord
 ) -> None:
-    """Charge a result file to the owner's disk quota and store it; PermanentError (removing
-    the file) when it would go over the quota."""
+    """Charge a result file to the owner's disk quota (and its anonymous client address's) and
+    store it; PermanentError (removing the file) when it would go over the quota."""
     file = result.get("file") if isinstance(result, dict) else None
     if not isinstance(file, dict) or not isinstance(file.get("size"), int):
         return
     try:
-        await store.quota.charge(ctx.job_id, owner, file["size"])
+        await store.quota.charge(ctx.job_id, record.owner, file["size"], record.client)
     except QuotaExceeded as e:
         ctx.files.result_path(file["name"]).unlink(missing_ok=True)
         raise PermanentError(f"the result file is {e}") from None
@@ -290,7 +290,7 @@ async def _run_attempt(
             result = await task
         # A result that is not JSON, or too large, fails the job here, not in a client.
         check_result(result, dumps(result), ctx, settings.max_result_bytes)
-        await keep_result(result, ctx, store, storage, record.owner)
+        await keep_result(result, ctx, store, storage, record)
     except asyncio.CancelledError:
         current = asyncio.current_task()
         shutting_down = current is not None and current.cancelling() > 0

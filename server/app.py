@@ -152,7 +152,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[AUTH] = Auth(settings)
     app[PROXIES] = TrustedProxies(settings.trusted_proxies, settings.https)
     app[TOKENS] = StreamTokens(settings)
-    app[STREAM_COUNTS] = StreamCounts(settings.max_streams_per_owner if settings.secret is not None else 0)
+    app[STREAM_COUNTS] = StreamCounts(
+        settings.max_streams_per_owner if settings.secret is not None else 0,
+        settings.anonymous_owners_per_address,
+    )
     app[SETTINGS] = settings
     app[KINDS] = configure(discover_kinds(settings.kinds), settings)
     app[STORAGE] = storage = create_storage(settings)

@@ -254,69 +254,74 @@ watchFeed({
 
 setInterval(() => table.tick(), 1000);
 
-// On a phone the jobs come first and the form starts folded (one tap opens it).
-if (window.matchMedia("(max-width: 56rem)").matches && !form.querySelector(".form-problem")) {
-  document.getElementById("submit-details").open = false;
-}
+// The submit form (absent where the deployment takes jobs from API keys and operators only).
+if (form) setUpSubmitForm(form);
 
-// The form: the kind picks its fieldset; the server validates and its messages go next to fields.
-const kindSelect = document.getElementById("kind");
-function showKind() {
-  for (const fieldset of form.querySelectorAll(".kind-params")) {
-    const active = fieldset.dataset.kind === kindSelect.value;
-    fieldset.hidden = !active;
-    fieldset.disabled = !active;
-    fieldset.toggleAttribute("data-inactive", !active);
+function setUpSubmitForm(form) {
+  // On a phone the jobs come first and the form starts folded (one tap opens it).
+  if (window.matchMedia("(max-width: 56rem)").matches && !form.querySelector(".form-problem")) {
+    document.getElementById("submit-details").open = false;
   }
-}
-kindSelect.addEventListener("change", showKind);
-showKind();
 
-function clearErrors() {
-  for (const box of form.querySelectorAll(".field-error")) box.textContent = "";
-  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
-  form.querySelector(".form-problem")?.remove();
-}
-
-function showErrors(problem) {
-  const active = form.querySelector(`.kind-params[data-kind="${kindSelect.value}"]`);
-  let shown = false;
-  for (const error of problem.errors || []) {
-    const box = active.querySelector(`[data-error-for="${error.field}"]`) || form.querySelector(`[data-error-for="${error.field}"]`);
-    if (!box) continue;
-    box.textContent = error.message;
-    box.closest(".field")?.querySelector("input, select")?.setAttribute("aria-invalid", "true");
-    shown = true;
+  // The form: the kind picks its fieldset; the server validates and its messages go next to fields.
+  const kindSelect = document.getElementById("kind");
+  function showKind() {
+    for (const fieldset of form.querySelectorAll(".kind-params")) {
+      const active = fieldset.dataset.kind === kindSelect.value;
+      fieldset.hidden = !active;
+      fieldset.disabled = !active;
+      fieldset.toggleAttribute("data-inactive", !active);
+    }
   }
-  if (!shown) status.textContent = problem.detail || "The job was not submitted.";
-  form.querySelector("[aria-invalid]")?.focus();
-}
+  kindSelect.addEventListener("change", showKind);
+  showKind();
 
-const status = document.getElementById("submit-status");
-form.addEventListener("submit", async (submitEvent) => {
-  submitEvent.preventDefault();
-  const button = form.querySelector("button[type=submit]");
-  button.disabled = true;
-  clearErrors();
-  status.textContent = "Submitting…";
-  try {
-    // form.action carries the page's CSRF token (owner mode), for browsers that send no Origin.
-    const response = await fetch(form.action, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
-    const job = await readJson(response);
-    status.innerHTML = "";
-    const link = document.createElement("a");
-    link.href = job.links.page;
-    link.textContent = `Submitted ${job.kind} ${job.id.slice(0, 8)}`;
-    status.append(link);
-    table.add(job);
-  } catch (error) {
-    status.textContent = "";
-    if (error.problem) showErrors(error.problem);
-    else status.textContent = "Could not reach the server.";
-  } finally {
-    button.disabled = false;
+  function clearErrors() {
+    for (const box of form.querySelectorAll(".field-error")) box.textContent = "";
+    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+    form.querySelector(".form-problem")?.remove();
   }
-});
+
+  function showErrors(problem) {
+    const active = form.querySelector(`.kind-params[data-kind="${kindSelect.value}"]`);
+    let shown = false;
+    for (const error of problem.errors || []) {
+      const box = active.querySelector(`[data-error-for="${error.field}"]`) || form.querySelector(`[data-error-for="${error.field}"]`);
+      if (!box) continue;
+      box.textContent = error.message;
+      box.closest(".field")?.querySelector("input, select")?.setAttribute("aria-invalid", "true");
+      shown = true;
+    }
+    if (!shown) status.textContent = problem.detail || "The job was not submitted.";
+    form.querySelector("[aria-invalid]")?.focus();
+  }
+
+  const status = document.getElementById("submit-status");
+  form.addEventListener("submit", async (submitEvent) => {
+    submitEvent.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    clearErrors();
+    status.textContent = "Submitting…";
+    try {
+      // form.action carries the page's CSRF token (owner mode), for browsers that send no Origin.
+      const response = await fetch(form.action, { method: "POST", body: new FormData(form), headers: { Accept: "application/json" } });
+      const job = await readJson(response);
+      status.innerHTML = "";
+      const link = document.createElement("a");
+      link.href = job.links.page;
+      link.textContent = `Submitted ${job.kind} ${job.id.slice(0, 8)}`;
+      status.append(link);
+      table.add(job);
+    } catch (error) {
+      status.textContent = "";
+      if (error.problem) showErrors(error.problem);
+      else status.textContent = "Could not reach the server.";
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
 
 // One-click retry from the failed list.
 document.getElementById("failed").addEventListener("click", async (click) => {

@@ -765,27 +765,121 @@ async def test_a_stream_token_chain_ends_and_a_jobs_tokens_can_be_revoked(
         )
 
 
-async def test_streams_without_a_cookie_count_against_the_clients_address(spawn) -> None:
-    # A caller that keeps no cookie is a new owner at every request: its streams are counted by
-    # its address instead, or the per-owner limit would never apply to it.
-    limit = 5
-    web = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_MAX_STREAMS_PER_OWNER=str(limit))
+def coming_from(address: str) -> dict[str, str]:
+    """A request's client address, as the trusted proxy in front of the web says it."""
+    return {"X-Forwarded-For": address}
+
+
+def behind_a_proxy(spawn: Any, **env: str) -> Any:
+    """Owner mode, believing loopback's X-Forwarded-For (the tests play the proxy and the clients
+    behind it), with two owners' limits per client address."""
+    return spawn(
+        "web",
+        JOBCAST_SECRET=SECRET,
+        JOBCAST_API_KEYS=key_entry("shop", "service", SERVICE_KEY),
+        JOBCAST_TRUSTED_PROXIES="127.0.0.1/32",
+        JOBCAST_ANONYMOUS_OWNERS_PER_ADDRESS="2",
+        **env,
+    )
+
+
+async def test_anonymous_streams_share_their_addresss_limit(spawn) -> None:
+    # A caller that keeps no cookie is a new owner at every request, and one that keeps one can
+    # make as many as it likes: all of one address's anonymous streams share its limit.
+    web = behind_a_proxy(spawn, JOBCAST_MAX_STREAMS_PER_OWNER="2")
     await web.wait_http()
+    here, elsewhere = coming_from("203.0.113.7"), coming_from("198.51.100.9")
+    opened = []
     async with aiohttp.ClientSession() as stranger:  # keeps no cookie for an IP host
-        opened = []
         try:
-            for _ in range(limit):
-                response = await stranger.get(web.url + "/api/events")
+            for _ in range(4):  # two owners' worth
+                response = await stranger.get(web.url + "/api/events", headers=here)
                 assert response.status == 200
                 opened.append(response)
-            async with stranger.get(web.url + "/api/events") as refused:
+            async with stranger.get(web.url + "/api/events", headers=here) as refused:
                 assert refused.status == 429 and refused.headers["Retry-After"]
-            # A browser that holds its identity has a share of its own.
+            # A fresh cookie from the same address is no way around it...
             async with await browser_session() as browser:
-                async with browser.get(web.url + "/healthz"):
+                async with browser.get(web.url + "/healthz", headers=here):
                     pass
-                async with browser.get(web.url + "/api/events") as own:
-                    assert own.status == 200
+                async with browser.get(web.url + "/api/events", headers=here) as refused:
+                    assert refused.status == 429
+            # ...while other addresses and API keys have shares of their own.
+            async with stranger.get(web.url + "/api/events", headers=elsewhere) as other:
+                assert other.status == 200
+            async with stranger.get(web.url + "/api/events", headers=bearer(SERVICE_KEY) | here) as keyed:
+                assert keyed.status == 200
         finally:
             for response in opened:
                 response.close()
+
+
+async def test_anonymous_submissions_share_their_addresss_limits(spawn) -> None:
+    # 18 cookie-less batches could once fill everyone's delayed-job limit: each request was a new
+    # owner with limits of its own. Now an address's anonymous owners share two owners' worth, so
+    # no one client can exhaust the global limit that every other caller needs too.
+    web = behind_a_proxy(spawn, JOBCAST_MAX_WAITING_PER_OWNER="3", JOBCAST_MAX_DELAYED_JOBS="10")
+    spawn("worker")
+    await web.wait_http()
+    here, elsewhere = coming_from("203.0.113.7"), coming_from("198.51.100.9")
+    later = {**demo(2, 1), "delay_s": 3600}
+    async with await browser_session() as browser, aiohttp.ClientSession() as stranger:
+        mine = [await submitted(browser, web.url, later, headers=here) for _ in range(3)]
+        async with stranger.post(
+            web.url + "/api/jobs/batch", json={"jobs": [later] * 8}, headers=here
+        ) as response:
+            statuses = [item["status"] for item in (await response.json())["results"]]
+        assert statuses == [202] * 3 + [429] * 5  # the address's second owner's worth, no more
+        async with stranger.post(web.url + "/api/jobs", json=later, headers=here) as refused:
+            problem = await refused.json()
+            assert refused.status == 429 and problem["type"].endswith("/too-many-waiting"), problem
+        # The global limit (10 delayed jobs) still has room for everyone else.
+        await submitted(stranger, web.url, later, headers=elsewhere)
+        await submitted(stranger, web.url, later, headers=bearer(SERVICE_KEY) | here)
+        # A job that stops waiting gives its place back to the address.
+        async with browser.post(f"{web.url}/api/jobs/{mine[0]['id']}/cancel", headers=here) as response:
+            assert response.status in (200, 202), await response.text()
+        await submitted(stranger, web.url, later, headers=here)
+        async with stranger.post(web.url + "/api/jobs", json=later, headers=here) as refused:
+            assert refused.status == 429
+
+
+async def test_anonymous_submission_rate_and_uploads_are_counted_by_address(spawn) -> None:
+    web = behind_a_proxy(spawn, JOBCAST_MAX_SUBMISSIONS_PER_MINUTE="3", JOBCAST_DISK_QUOTA_BYTES="10000")
+    await web.wait_http()
+    here, elsewhere = coming_from("203.0.113.7"), coming_from("198.51.100.9")
+    async with aiohttp.ClientSession() as stranger:
+        for _ in range(6):  # two owners' rates, each request a new owner
+            await submitted(stranger, web.url, demo(2, 1), headers=here)
+        async with stranger.post(web.url + "/api/jobs", json=demo(2, 1), headers=here) as refused:
+            problem = await refused.json()
+            assert refused.status == 429 and problem["type"].endswith("/rate-limited"), problem
+        await submitted(stranger, web.url, demo(2, 1), headers=elsewhere)
+        # Uploads: two owners' disk quota (20,000 bytes) for the address, whoever sends them.
+        upload_from = coming_from("192.0.2.44") | SAME_ORIGIN
+        for _ in range(3):  # 6,004 bytes each
+            async with stranger.post(web.url + "/api/jobs", data=csv_upload(1500), headers=upload_from) as r:
+                assert r.status == 202, await r.text()
+        async with stranger.post(web.url + "/api/jobs", data=csv_upload(1500), headers=upload_from) as r:
+            problem = await r.json()
+            assert r.status == 413 and problem["type"].endswith("/disk-quota"), problem
+
+
+async def test_a_deployment_can_take_jobs_from_keys_and_operators_only(spawn) -> None:
+    web = behind_a_proxy(spawn, JOBCAST_ANONYMOUS_SUBMISSIONS="false")
+    await web.wait_http()
+    async with await browser_session() as browser:
+        async with browser.get(web.url + "/") as page:
+            assert page.status == 200 and 'id="submit-form"' not in await page.text()
+        for path, body in (("/api/jobs", demo(2, 1)), ("/api/jobs/batch", {"jobs": [demo(2, 1)]})):
+            async with browser.post(web.url + path, json=body) as refused:
+                problem = await refused.json()
+                assert refused.status == 401 and problem["type"].endswith("/unauthorized"), problem
+                assert refused.headers["WWW-Authenticate"] == "Bearer"
+        form = aiohttp.FormData({"kind": "demo", "steps": "2"})
+        async with browser.post(web.url + "/submit", data=form, headers=SAME_ORIGIN) as refused:
+            assert refused.status == 401
+    async with aiohttp.ClientSession() as service:
+        await submitted(service, web.url, demo(2, 1), headers=bearer(SERVICE_KEY))
+        async with service.get(web.url + "/") as page:  # a caller without a cookie: no form either
+            assert 'id="submit-form"' not in await page.text()

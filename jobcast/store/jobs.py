@@ -311,7 +311,7 @@ class JobStore:
         self.links = links
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
-        self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes)
+        self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes, settings.anonymous_owners_per_address)
         # The create script's limits, the same for every job of a call (see create.lua).
         self._create_limits = {
             "idempotency_ttl_s": settings.idempotency_ttl_s,
@@ -320,6 +320,10 @@ class JobStore:
             "rate_limit": settings.max_submissions_per_minute,
             "owner_limit": settings.max_waiting_per_owner,
             "cost_budget": settings.cpu_budget_s_per_hour,
+            # An anonymous client address's: its identities share this many owners' limits.
+            "client_limit": settings.max_waiting_per_owner * settings.anonymous_owners_per_address,
+            "client_rate_limit": settings.max_submissions_per_minute * settings.anonymous_owners_per_address,
+            "client_cost_budget": settings.cpu_budget_s_per_hour * settings.anonymous_owners_per_address,
         }
 
     def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
@@ -457,10 +461,12 @@ class JobStore:
         request_id: str | None = None,
         owner: str | None = None,
         submitted_by: str | None = None,
+        client: str | None = None,
         created: datetime | None = None,
     ) -> CreateCall:
         """The create script's keys and arguments for one submission, made at `created` (now by
-        default; a batch's jobs share the moment they came)."""
+        default; a batch's jobs share the moment they came). `client`: the anonymous client address
+        the job also counts against (`@<address>`), for an anonymous owner."""
         queued = _queued(created or utcnow(), submission.delay_s)
         kind, priority = submission.kind, submission.priority.value
         # The record's fields but params, as field/value pairs of text (a batch builds a thousand).
@@ -472,11 +478,15 @@ class JobStore:
             ("request_id", request_id),
             ("owner", owner),
             ("submitted_by", submitted_by),
+            ("client", client),
         )
         for name, value in optional:
             if value:
                 fields += (name, value)
         keys = self._create_keys(job_id, kind, idempotency_key, retry_of, owner, submitted_by)
+        if client is not None:
+            keys["client_rate"] = self.keys.owner_rate(client, int(time.time() // 60))
+            keys["client_cost"] = self.keys.owner_cost(client, int(time.time() // 3600))
         # Only what is this job's: the limits are the call's (`_create_limits`), and absent
         # options are left out, so a batch's thousand items stay small for Redis to decode.
         args: dict[str, Any] = {
@@ -494,6 +504,8 @@ class JobStore:
             args["fingerprint"] = fingerprint = submission.fingerprint()
         if owner:
             args["owner"] = owner
+        if client:
+            args["client"] = client
         if submission.cost_s:
             args["cost"] = submission.cost_s
         record = dict(zip(fields[::2], fields[1::2], strict=True))

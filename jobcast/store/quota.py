@@ -1,4 +1,5 @@
-"""Each owner's disk quota: the bytes of their stored uploads and result files.
+"""Each owner's disk quota: the bytes of their stored uploads and result files (and each anonymous
+client address's, shared by the identities made there).
 
 Web servers charge an upload once the owner is known; workers charge a result file once it is
 written; the files' sweep refunds a job's charges when it deletes its directory. Charges are
@@ -21,18 +22,23 @@ SINGLE_USER = ""  # the owner's name in the counts when jobs have no owner
 
 
 class DiskQuota:
-    def __init__(self, scripts: Scripts, quota_bytes: int) -> None:
+    def __init__(self, scripts: Scripts, quota_bytes: int, owners_per_address: int) -> None:
         self.scripts = scripts
         self.quota_bytes = quota_bytes
+        self.client_quota_bytes = quota_bytes * owners_per_address
 
-    async def charge(self, job_id: str, owner: str | None, nbytes: int) -> int:
-        """Charge `nbytes` to the owner for this job; the owner's total after it. Raises
-        QuotaExceeded (charging nothing) when it would go over the quota."""
-        answer = await self.scripts.call(
-            "quota", job=job_id, owner=owner or SINGLE_USER, bytes=nbytes, refund=False
-        )
+    async def charge(self, job_id: str, owner: str | None, nbytes: int, client: str | None = None) -> int:
+        """Charge `nbytes` to the owner (and to an anonymous owner's client address, `@<address>`)
+        for this job; the owner's total after it. Raises QuotaExceeded (charging nothing) when it
+        would take either over its quota."""
+        args: dict[str, Any] = {"job": job_id, "owner": owner or SINGLE_USER, "bytes": nbytes}
+        args["refund"] = False
+        if client is not None:  # absent, not null: Lua's cjson null is truthy
+            args["client"] = client
+        answer = await self.scripts.call("quota", **args)
         if answer.status is Status.OVER_QUOTA:
-            raise QuotaExceeded(answer["used"], nbytes, self.quota_bytes)
+            quota = self.client_quota_bytes if answer.get("client") else self.quota_bytes
+            raise QuotaExceeded(answer["used"], nbytes, quota)
         return int(answer["used"])
 
     async def refund(self, job_ids: Iterable[str]) -> None:

@@ -21,12 +21,14 @@ class JobRecord:
     owner: str | None = None
     # When the job was due: its run_at if delayed, else when it was created (ISO 8601).
     due_at: str | None = None
+    # An anonymous owner's client address (`@<address>`): the job's files count against it too.
+    client: str | None = None
 
 
 # The fields a worker reads to run a job, in this order (store.load, and the claim in dispatch.lua).
 RECORD_FIELDS = [
     *("kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"),
-    *("run_at", "created_at"),
+    *("run_at", "created_at", "client"),
 ]
 
 
@@ -45,4 +47,5 @@ def record_from(raw: list[Any]) -> JobRecord | None:
         priority=values[6] or Priority.DEFAULT.value,
         owner=values[7],
         due_at=values[8] or values[9],
+        client=values[10],
     )

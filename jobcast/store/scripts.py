@@ -90,6 +90,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "disk_usage": keys.disk_usage,
         "disk_charges": keys.disk_charges,
         "disk_quota": settings.disk_quota_bytes,
+        "client_disk_quota": settings.disk_quota_bytes * settings.anonymous_owners_per_address,
         "queue_clock": keys.queue_clock,
         "queue_order": keys.queue_order,
         "index_all": keys.index_all,

@@ -46,7 +46,7 @@ from jobcast.server.http.problems import REPORTED_ERRORS, Problem, field_errors,
 from jobcast.server.http.request_ids import current_request_id
 from jobcast.server.http.schemas import BatchAnswer, JobSnapshot
 from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
-from jobcast.server.security.auth import OWNER, owner_for
+from jobcast.server.security.auth import NO_OWNER, OWNER, Ownership, owner_for, require_submitter
 from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.jobs import CreateCall, JobStore, Submission
 from jobcast.tasks import cancel_and_wait
@@ -183,11 +183,11 @@ async def submit(
     job_id: str | None = None,
     key: str | None = None,
     retry_of: str | None = None,
-    owner: tuple[str | None, str | None] = (None, None),
+    owner: Ownership = NO_OWNER,
 ) -> Submitted:
-    """Create the job (for `owner`: who owns it and the service that submitted it for them, in
-    owner mode), or answer with the right problem (409, 422, 429,
-    503)."""
+    """Create the job (for `owner`: who owns it, the service that submitted it for them and the
+    anonymous client address it counts against, in owner mode), or answer with the right problem
+    (409, 422, 429, 503)."""
     store = app[STORE]
     job_id = job_id or new_job_id()
     try:
@@ -198,15 +198,16 @@ async def submit(
             # Stored, and charged to the owner: undone by the caller's discard_files if the job is
             # not created after all.
             size = await app[STORAGE].keep_uploads(job_id)
-            await store.quota.charge(job_id, owner[0], size)
+            await store.quota.charge(job_id, owner.owner, size, owner.client)
         created = await store.create(
             job_id,
             submission,
             idempotency_key=key,
             retry_of=retry_of,
             request_id=current_request_id.get(),
-            owner=owner[0],
-            submitted_by=owner[1],
+            owner=owner.owner,
+            submitted_by=owner.submitted_by,
+            client=owner.client,
         )
         app[SUBMITTED_BY_KIND][submission.kind] += 1
         return Submitted(created)
@@ -446,7 +447,7 @@ SUBMITTED = {
         SUBMITTED,
         body=submission_body,
         headers={"Idempotency-Key": "A repeat with the same key and body answers with the first job"},
-        problems=(400, 413, 415, 422, 429, 503, 507),
+        problems=(400, 401, 413, 415, 422, 429, 503, 507),
     )
 )
 async def submit_job(request: web.Request) -> web.Response:
@@ -503,7 +504,7 @@ async def retry(app: web.Application, old: Snapshot) -> Submitted:
         if kind.takes_upload:
             await app[STORAGE].copy_uploads(old["id"], job_id)
         # A retry belongs to the job's owner, whoever asks for it (the owner, or an admin).
-        owner = (old["owner"], old["submitted_by"])
+        owner = Ownership(old["owner"], old["submitted_by"])
         submitted = await submit(app, submission, job_id=job_id, retry_of=old["id"], owner=owner)
     if submitted.replayed:
         await discard_files(app, job_id)
@@ -553,10 +554,11 @@ class BatchRequest(BaseModel):
         "Submit many jobs at once; each is accepted or refused on its own (one bad item sinks no other)",
         {200: json("Each submission's outcome, in order", BatchAnswer)},
         body={JSON: BatchRequest},
-        problems=(400, 413, 415, 422, 503),
+        problems=(400, 401, 413, 415, 422, 503),
     )
 )
 async def submit_batch(request: web.Request) -> web.Response:
+    require_submitter(request)
     body = await read_json(request)
     items = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(items, list) or set(body) != {"jobs"}:
@@ -577,7 +579,7 @@ async def submit_batch(request: web.Request) -> web.Response:
                 # the other connections (streams, and this batch's own writes to Redis) meanwhile.
                 await asyncio.sleep(0)
             try:
-                owner, submitted_by, item, submission = await _batch_item(request, raw, served)
+                owner, item, submission = await _batch_item(request, raw, served)
             except Problem as problem:
                 results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
                 continue
@@ -586,8 +588,9 @@ async def submit_batch(request: web.Request) -> web.Response:
                 submission,
                 idempotency_key=item.idempotency_key,
                 request_id=current_request_id.get(),
-                owner=owner,
-                submitted_by=submitted_by,
+                owner=owner.owner,
+                submitted_by=owner.submitted_by,
+                client=owner.client,
                 created=received,
             )
             await writer.add(index, call)
@@ -652,7 +655,7 @@ class BatchWriter:
 
 async def _batch_item(
     request: web.Request, raw: Any, served: dict[str, dict[str, list[str]] | None]
-) -> tuple[str | None, str | None, BatchItem, Submission]:
+) -> tuple[Ownership, BatchItem, Submission]:
     """One batch item checked as a single submission is (raises its Problem)."""
     item = parse_request(raw, BatchItem)
     refuse_server_params(request.app, item)
@@ -662,8 +665,7 @@ async def _batch_item(
         served[submission.kind] = await request.app[WORKERS].unserved(submission.kind)
     if (workers := served[submission.kind]) is not None:
         raise unserved_kind(submission.kind, workers)
-    owner, submitted_by = owner_for(request, item.owner)
-    return owner, submitted_by, item, submission
+    return owner_for(request, item.owner), item, submission
 
 
 async def _batch_outcome(app: web.Application, index: int, outcome: Any) -> dict[str, Any]:

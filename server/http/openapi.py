@@ -79,6 +79,7 @@ def operation(op: Operation) -> Callable[[H], H]:
 
 PROBLEM_TEXT = {
     400: "Malformed input",
+    401: "No valid credentials, or credentials that may not do this",
     404: "No such job",
     409: "Not possible in the job's state",
     410: "Gone: the result file is past its retention",

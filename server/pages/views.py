@@ -46,7 +46,7 @@ from jobcast.server.http.schemas import JobSnapshot, ProblemDocument
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
-from jobcast.server.security.auth import csrf_token, owner_for, principal
+from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 routes = web.RouteTableDef()
@@ -121,6 +121,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "next_cursor": recent.next_cursor,
         "owner_filter": who.sees_all and who.owner is not None,
         "bulk": who.sees_all,
+        "may_submit": may_submit(request),
         "bulk_max": settings.max_bulk_jobs,
         "jobs": recent.jobs,
         "failed": failed.jobs,

