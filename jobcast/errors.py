@@ -43,6 +43,12 @@ class QuotaExceeded(JobcastError):
         self.used, self.adding, self.quota = used, adding, quota
 
 
+class OutputLimitExceeded(JobcastError):
+    """A job's output went past what one attempt may write (`JOBCAST_MAX_OUTPUT_BYTES`), or past
+    its number of streams; raised in job code by the write that went past it. Watchers were told
+    (an `output` event with `limit_reached`)."""
+
+
 class SubmitRefused(JobcastError):
     """Base of the reasons a submission (or a retry) creates no job."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from jobcast.errors import JobcastError
+from jobcast.errors import JobcastError, OutputLimitExceeded
 from jobcast.files.local import JobFiles
 
 if TYPE_CHECKING:
@@ -30,6 +31,31 @@ class ProgressReporter(Protocol):
         """`update` for code on the event loop that cannot await."""
 
 
+# `ctx.log` outside a worker (a worker gives each attempt a logger of its own).
+JOB_LOG = logging.getLogger("jobcast.job")
+
+
+class OutputWriter(Protocol):
+    """`ctx.output(name)`: one of the job's output streams. Nothing written is dropped, reordered
+    or coalesced away; writes are batched into events (`JOBCAST_OUTPUT_FLUSH_MS`). Past
+    `JOBCAST_MAX_OUTPUT_BYTES` a write raises `jobcast.errors.OutputLimitExceeded`."""
+
+    async def write(self, text: str) -> None:
+        """Write text (waits only while much is pending)."""
+
+    def write_nowait(self, text: str) -> None:
+        """Write text from the event loop's thread, without awaiting."""
+
+    def write_threadsafe(self, text: str) -> None:
+        """Write text from any thread."""
+
+    async def pipe(self, source: AsyncIterable[str]) -> str:
+        """Write each piece of an async iterable (an LLM client's tokens); returns the whole text."""
+
+    async def flush(self) -> None:
+        """Wait until everything written is sent."""
+
+
 class PermanentError(JobcastError):
     """Raise from job code for an error that another attempt cannot fix: the job fails at once."""
 
@@ -44,6 +70,17 @@ class JobContext:
     files: JobFiles
     # For CPU-bound work: a process pool the worker owns (see the aggregate kind).
     cpu: Executor
+    # The attempt's output streams, by name (`output`); None outside a worker.
+    outputs: Callable[[str], OutputWriter] | None = None
+    # The job's log: records go to the worker's log and to the job's `log` output stream.
+    log: logging.Logger = JOB_LOG
+
+    def output(self, name: str = "output") -> OutputWriter:
+        """A named output stream of this attempt (docs/output.md): text watchers get as it is
+        written, kept whole for the job's retention."""
+        if self.outputs is None:
+            raise RuntimeError("job output is written only while a worker runs the job")
+        return self.outputs(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +106,8 @@ class Kind(Generic[P]):
         return float(self.cost(params)) if self.cost is not None else 0.0
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
-        if isinstance(error, (PermanentError, *self.no_retry)):
+        # Output past its limit would be again: an attempt writes what the one before it did.
+        if isinstance(error, (PermanentError, OutputLimitExceeded, *self.no_retry)):
             return False
         return attempt < self.max_attempts
 

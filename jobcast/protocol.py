@@ -43,6 +43,8 @@ class EventType(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A chunk of a job's output (a named text stream): in the job's stream, never in the feed.
+    OUTPUT = "output"
     SNAPSHOT = "snapshot"
 
 
@@ -54,6 +56,7 @@ STATE_AFTER: dict[EventType, State] = {
     EventType.QUEUED: State.QUEUED,
     EventType.STARTED: State.RUNNING,
     EventType.PROGRESS: State.RUNNING,
+    EventType.OUTPUT: State.RUNNING,
     EventType.RETRYING: State.RETRYING,
     EventType.SUCCEEDED: State.SUCCEEDED,
     EventType.FAILED: State.FAILED,
@@ -87,6 +90,10 @@ class Keys:
 
     def channel(self, job_id: str) -> str:
         return f"{self.prefix}:events:{job_id}"
+
+    def output(self, job_id: str, attempt: int, stream: str) -> str:
+        """One attempt's text of one of the job's output streams (a string, appended to)."""
+        return f"{self.prefix}:output:{job_id}:{attempt}:{stream}"
 
     @property
     def channel_prefix(self) -> bytes:
@@ -336,6 +343,29 @@ def event_template(
     if extra:
         body.update(extra)
     return head, b"," + dumps(body)[1:]
+
+
+def output_template(
+    job_id: str, attempt: int, stream: str, data: str, *, ts: str | None = None, limit_reached: bool = False
+) -> tuple[bytes, bytes]:
+    """An output event's JSON split around its `seq`, as `event_template` splits the others. It
+    carries no progress, result or error: output events are many, and each is sent to every
+    watcher."""
+    body: dict[str, Any] = {
+        "type": EventType.OUTPUT.value,
+        "state": State.RUNNING.value,
+        "ts": ts or now_iso(),
+        "attempt": attempt,
+        "stream": stream,
+        "data": data,
+    }
+    if limit_reached:
+        body["limit_reached"] = True
+    return event_head(job_id), b"," + dumps(body)[1:]
+
+
+# An output stream's name: what `ctx.output(name)` takes, and the URL's `{stream}`.
+OUTPUT_STREAM = r"[A-Za-z0-9_.-]{1,64}"
 
 
 def split_record(record: bytes) -> tuple[int, bytes, bytes]:

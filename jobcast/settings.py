@@ -126,6 +126,37 @@ class Settings(ProcessSettings):
         description="Owner mode: SSE streams and WebSockets one owner may have open on one web process "
         "(429 past it); 0: no limit.",
     )
+    output_flush_ms: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="A job's output (`ctx.output`) is sent at most this long after it is written: "
+        "what is written meanwhile goes in one event, so that a token is not a Redis call each. "
+        "0: every write is its own event.",
+    )
+    output_flush_bytes: int = Field(
+        default=16 * 1024,
+        ge=256,
+        le=256 * 1024,
+        description="A job's pending output is sent once this many bytes wait, and no output event "
+        "holds more: a big write is sent in pieces this size.",
+    )
+    max_output_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="Bytes of output one attempt of a job may write, all its streams together, kept in "
+        "Redis for the job's retention; the write past it raises `OutputLimitExceeded` and watchers "
+        "get an `output` event with `limit_reached`. 0: no output.",
+    )
+    max_output_streams: int = Field(
+        default=8, ge=1, le=64, description="Output streams one attempt of a job may write."
+    )
+    output_inline_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="A snapshot carries an output stream's text up to this many bytes; a longer one as "
+        "its `length` and the `href` that reads it.",
+    )
     max_ws_subscriptions: int = Field(
         default=1000, ge=1, description="Jobs one WebSocket may watch at once (an `error` past it)."
     )

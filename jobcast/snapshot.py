@@ -9,7 +9,7 @@ was: nothing is validated or copied per event. The OpenAPI model (server/http/sc
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class ProgressSnapshot(TypedDict):
@@ -22,6 +22,14 @@ class ProgressSnapshot(TypedDict):
 class ErrorSnapshot(TypedDict):
     type: str
     message: str
+
+
+class OutputRef(TypedDict):
+    """An output stream too long to carry in a snapshot: its length in bytes at the snapshot's
+    moment, and where to read that much of it."""
+
+    length: int
+    href: str
 
 
 class SnapshotLinks(TypedDict):
@@ -55,3 +63,5 @@ class JobSnapshot(SnapshotLinks):
     owner: str | None
     submitted_by: str | None
     last_event_id: int
+    # One job's snapshot (not a listing's): the text of each output stream of its attempt now.
+    output: NotRequired[dict[str, str | OutputRef]]

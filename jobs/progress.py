@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -39,7 +40,11 @@ class Progress:
         rate_hz: float,
         owner: str | None = None,
         max_message_chars: int = 1000,
+        before_state: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        # Run before each state change but `started` (the job's output, sent first): watchers
+        # must see everything a job wrote before they learn it ended.
+        self._before_state = before_state
         # Messages are cut before they are stored: one per job, echoed to every watcher.
         self.max_message_chars = max_message_chars
         self._store = store
@@ -125,6 +130,8 @@ class Progress:
         JobStore.event."""
 
         async def once() -> int:
+            if self._before_state is not None and type_ is not EventType.STARTED:
+                await self._before_state()
             async with self._lock:
                 if type_ is not EventType.STARTED:
                     await self._flush_locked()

@@ -32,6 +32,7 @@ from jobcast.files.storage import Storage, create_storage
 from jobcast.jobs import bulk_actions
 from jobcast.jobs.arq_runtime import ArqRedis, JobcastWorker, Retry, current_claim
 from jobcast.jobs.lease import hold_lease
+from jobcast.jobs.output import JobOutput, job_logger
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.jobs.upkeep.janitor import Janitor
@@ -182,6 +183,13 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     attempt = record.attempt + 1
     # Every line logged while this attempt runs (its tasks inherit the context) names it.
     log_context.set(context_fields(job=job_id, attempt=attempt, request=record.request_id))
+    output = JobOutput(
+        store.output,
+        job_id,
+        attempt,
+        flush_ms=settings.output_flush_ms,
+        flush_bytes=settings.output_flush_bytes,
+    )
     progress_ = Progress(
         store,
         job_id,
@@ -189,9 +197,10 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         rate_hz=settings.progress_rate_hz,
         owner=record.owner,
         max_message_chars=settings.max_message_chars,
+        before_state=output.settle,
     )
     metrics: WorkerMetrics = ctx["metrics"]
-    async with progress_ as progress:
+    async with output, progress_ as progress:
         if claim is not None and claim.started:
             kind = ctx["kinds"][record.kind]  # the claim checked it, and published `started`
         else:
@@ -208,7 +217,15 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         started = metrics.started(record.kind, waited_s(record) if attempt == 1 else None)
         running: RunningAttempts = ctx["running"]
         entry = running.add(job_id)
-        jobctx = JobContext(job_id, attempt, progress, ctx["files"].job(job_id), ctx["cpu"])
+        jobctx = JobContext(
+            job_id,
+            attempt,
+            progress,
+            ctx["files"].job(job_id),
+            ctx["cpu"],
+            outputs=output.stream,
+            log=job_logger(record.kind, job_id, output),
+        )
         try:
             holder = claim.holder if claim is not None else ctx["lease_owner"]
             async with hold_lease(store, entry, record.priority, settings.lease_s, holder):

@@ -53,7 +53,7 @@ from jobcast.server.security.auth import AUTH, STREAM_COUNTS, Auth, StreamCounts
 from jobcast.server.security.headers import security_headers
 from jobcast.server.security.origins import send_cors_headers
 from jobcast.server.security.tokens import TOKENS, StreamTokens
-from jobcast.server.transports import sse, ws
+from jobcast.server.transports import output, sse, ws
 from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store.jobs import JobStore
@@ -181,6 +181,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         queries,
         results,
         sse,
+        output,
         ws,
         tokens,
         compat,

@@ -48,6 +48,7 @@ from jobcast.protocol import (
 from jobcast.redis.client import awaited
 from jobcast.settings import Settings
 from jobcast.snapshot import JobSnapshot, ProgressSnapshot, SnapshotLinks
+from jobcast.store.output import Outputs
 from jobcast.store.quota import DiskQuota
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 from jobcast.store.scripts import Scripts, Status, as_text, text
@@ -311,6 +312,7 @@ class JobStore:
         self.links = links
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
+        self.output = Outputs(redis, self.scripts, self.keys, settings)
         self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes, settings.anonymous_owners_per_address)
         # The create script's limits, the same for every job of a call (see create.lua).
         self._create_limits = {
@@ -585,9 +587,14 @@ class JobStore:
             records = await pipe.execute()
         return [build_snapshot(j, raw, self.links) for j, raw in zip(job_ids, records, strict=True) if raw]
 
-    async def snapshot(self, job_id: str) -> JobSnapshot | None:
+    async def snapshot(self, job_id: str, *, output: bool = True) -> JobSnapshot | None:
+        """The job as it is now; with its `output` (each output stream's text so far) unless not
+        asked for."""
         raw = await awaited(self.redis.hgetall(self.keys.job(job_id)))
-        return build_snapshot(job_id, raw, self.links) if raw else None
+        if not raw:
+            return None
+        snapshot = build_snapshot(job_id, raw, self.links)
+        return await self.output.attach(snapshot, raw) if output else snapshot
 
     async def replay(self, job_id: str, since: int | None, limit: int) -> Replay | None:
         """Snapshot plus the first `limit` events of history after `since` (None: the watcher
@@ -601,8 +608,10 @@ class JobStore:
         replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
         page = HistoryPage.read(answer, since or 0, limit)
         if since is None or page.misses(since):
-            # No position, or one history cannot continue: only a snapshot is truthful.
+            # No position, or one history cannot continue: only a snapshot is truthful, and it
+            # carries the output so far.
             replay.needs_snapshot = True
+            await self.output.attach(replay.snapshot, raw)
         else:
             replay.records = page.records
         return replay

@@ -31,7 +31,7 @@ from jobcast.settings import Settings
 
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
-    *("resume", "run_now", "history", "migrate_history"),
+    *("resume", "run_now", "history", "migrate_history", "output"),
 )
 
 
@@ -60,6 +60,9 @@ class Status(StrEnum):
     NOT_HOLDER = "not_holder"
     # quota
     OVER_QUOTA = "over_quota"
+    # output
+    OVER_LIMIT = "over_limit"
+    TOO_MANY_STREAMS = "too_many_streams"
     # compact, forget
     NOT_FINISHED = "not_finished"
 
@@ -76,6 +79,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "job_prefix": keys.job(""),
         "history_prefix": keys.history(""),
         "channel_prefix": keys.channel(""),
+        "output_prefix": keys.output("", 0, "").removesuffix(":0:"),
         "owner_feed_prefix": owner_feed.channel,
         "owner_feed_history_suffix": owner_feed.history.removeprefix(owner_feed.channel),
         "owner_feed_position_suffix": owner_feed.position.removeprefix(owner_feed.channel),
@@ -114,7 +118,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/store/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel", "dispatch")
+PUBLISHING = ("publish", "create", "cancel", "dispatch", "output")
 
 
 def _source(name: str) -> str:

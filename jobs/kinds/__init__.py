@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from jobcast.jobs.kinds import aggregate, convert, demo, report
+from jobcast.jobs.kinds import aggregate, convert, demo, report, summarize
 
-KINDS = (demo.KIND, report.KIND, convert.KIND, aggregate.KIND)
+KINDS = (demo.KIND, report.KIND, convert.KIND, aggregate.KIND, summarize.KIND)

@@ -44,6 +44,13 @@ class StreamToken(Closed):
     expires_at: float = Field(description="When it expires (Unix time, seconds).")
 
 
+class OutputRef(Closed):
+    """An output stream longer than a snapshot carries (`JOBCAST_OUTPUT_INLINE_BYTES`)."""
+
+    length: int = Field(description="Its bytes at the snapshot's moment: the live chunks follow them.")
+    href: str = Field(description="Reads exactly those bytes (`GET .../output/{stream}`).")
+
+
 class JobSnapshot(Closed):
     """A job as it is now."""
 
@@ -78,6 +85,11 @@ class JobSnapshot(Closed):
     )
     last_event_id: int = Field(description="The seq of the job's last event.")
     links: JobLinks
+    output: dict[str, str | OutputRef] | None = Field(
+        default=None,
+        description="One job's snapshot (not a listing's): each output stream of its attempt now, "
+        "as its text up to the snapshot's moment, or as its length and where to read it.",
+    )
 
 
 class PageLinks(Closed):
@@ -222,11 +234,22 @@ class JobEvent(BaseModel):
 
     job_id: str
     seq: int
-    type: Literal["queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled", "snapshot"]
+    type: Literal[
+        "queued", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled", "snapshot"
+    ]
     state: State | None
     ts: str | None = None
     attempt: int
-    progress: Progress | None
+    progress: Progress | None = Field(default=None, description="Absent on `output` events.")
+    stream: str | None = Field(default=None, description="On `output`: the output stream's name.")
+    data: str | None = Field(
+        default=None, description="On `output`: the text written, the chunk after the stream's earlier ones."
+    )
+    limit_reached: bool | None = Field(
+        default=None,
+        description="On `output`: the attempt's output is past `JOBCAST_MAX_OUTPUT_BYTES`; nothing more "
+        "of it is kept or sent.",
+    )
     result: Any = None
     error: ErrorInfo | None = None
     worker: str | None = Field(default=None, description="On `started`: the worker running the attempt.")

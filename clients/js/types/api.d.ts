@@ -196,6 +196,12 @@ export interface components {
             /** Attempt */
             attempt: number;
             /**
+             * Data
+             * @description On `output`: the text written, the chunk after the stream's earlier ones.
+             * @default null
+             */
+            data?: string | null;
+            /**
              * Epoch
              * @description On the feed only: the epoch its feed seq counts in.
              * @default null
@@ -211,7 +217,17 @@ export interface components {
             feed_seq?: number | null;
             /** Job Id */
             job_id: string;
-            progress: components["schemas"]["Progress"] | null;
+            /**
+             * Limit Reached
+             * @description On `output`: the attempt's output is past `JOBCAST_MAX_OUTPUT_BYTES`; nothing more of it is kept or sent.
+             * @default null
+             */
+            limit_reached?: boolean | null;
+            /**
+             * @description Absent on `output` events.
+             * @default null
+             */
+            progress?: components["schemas"]["Progress"] | null;
             /**
              * Result
              * @default null
@@ -221,6 +237,12 @@ export interface components {
             seq: number;
             state: components["schemas"]["State"] | null;
             /**
+             * Stream
+             * @description On `output`: the output stream's name.
+             * @default null
+             */
+            stream?: string | null;
+            /**
              * Ts
              * @default null
              */
@@ -229,7 +251,7 @@ export interface components {
              * Type
              * @enum {string}
              */
-            type: "queued" | "started" | "progress" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
+            type: "queued" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
             /**
              * Worker
              * @description On `started`: the worker running the attempt.
@@ -300,6 +322,14 @@ export interface components {
             max_attempts: number | null;
             /** Next Attempt At */
             next_attempt_at: string | null;
+            /**
+             * Output
+             * @description One job's snapshot (not a listing's): each output stream of its attempt now, as its text up to the snapshot's moment, or as its length and where to read it.
+             * @default null
+             */
+            output?: {
+                [key: string]: string | components["schemas"]["OutputRef"];
+            } | null;
             /**
              * Owner
              * @description Who the job belongs to (owner mode; null when single-user).
@@ -393,6 +423,22 @@ export interface components {
         Liveness: {
             /** Alive */
             alive: boolean;
+        };
+        /**
+         * OutputRef
+         * @description An output stream longer than a snapshot carries (`JOBCAST_OUTPUT_INLINE_BYTES`).
+         */
+        OutputRef: {
+            /**
+             * Href
+             * @description Reads exactly those bytes (`GET .../output/{stream}`).
+             */
+            href: string;
+            /**
+             * Length
+             * @description Its bytes at the snapshot's moment: the live chunks follow them.
+             */
+            length: number;
         };
         /** PageLinks */
         PageLinks: {
@@ -641,6 +687,7 @@ export type KindInfo = components['schemas']['KindInfo'];
 export type KindList = components['schemas']['KindList'];
 export type KindPause = components['schemas']['KindPause'];
 export type Liveness = components['schemas']['Liveness'];
+export type OutputRef = components['schemas']['OutputRef'];
 export type PageLinks = components['schemas']['PageLinks'];
 export type PausedKind = components['schemas']['PausedKind'];
 export type Priority = components['schemas']['Priority'];

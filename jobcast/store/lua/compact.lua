@@ -1,4 +1,5 @@
--- Compact a finished job's history to its state changes and its last progress, once its grace
+-- Compact a finished job's history to its state changes and its last progress (its output is in
+-- its output streams), once its grace
 -- time for late resumes has passed. The kept records move into the job's record, in its
 -- `compacted` field (joined by the ASCII record separator, which a record's JSON never holds
 -- unescaped), and the history's list goes: a handful of records cost less as one hash field
@@ -16,8 +17,10 @@ for i = #records, 1, -1 do  -- newest first: the first progress met is the last 
   local record = records[i]
   local first = string.find(record, '\n', 1, true)
   local second = string.find(record, '\n', first + 1, true)
-  local progress = string.sub(record, first + 1, second - 1) == L.event.progress
-  if not progress or not last_progress then
+  local type = string.sub(record, first + 1, second - 1)
+  local progress = type == L.event.progress
+  -- Output events go: their text is kept whole in the output streams, which a snapshot names.
+  if type ~= L.event.output and (not progress or not last_progress) then
     keep[#keep + 1] = record
     last_progress = last_progress or progress
   end

@@ -194,7 +194,7 @@ local function publish(k, e)
   -- Everything of the record this reads, in one command, and everything it writes in another.
   local f = e.known
     or redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq',
-      'client')
+      'client', 'outputs')
   local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
@@ -247,6 +247,11 @@ local function publish(k, e)
   if k.owner_feed then
     feeds[2] = {channel = k.owner_feed, history = k.owner_feed_history, position = k.owner_feed_position}
   end
+  if e.type == L.event.output then
+    -- Output is for the job's own watchers: the feeds carry job events only. Its text is kept
+    -- (output.lua), so its events need no refresh of the record's expiry either.
+    return seq
+  end
   if e.type == L.event.progress then
     local live = '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json
     for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
@@ -259,6 +264,10 @@ local function publish(k, e)
       redis.call('EXPIRE', k.history, L.retention_s)
     end
     if is_terminal(e.state) then
+      -- The job's output is kept as long as the job.
+      for name in string.gmatch(f[9] or '', '%S+') do
+        redis.call('EXPIRE', L.output_prefix .. e.id .. ':' .. name, L.retention_s)
+      end
       redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
       count_finished(job.kind, e.state)
     end

@@ -1,0 +1,167 @@
+"""Live job output against real `jobcast web` and `jobcast worker` processes: what a job writes
+to its output streams reaches watchers whole, in order and once, however they watch (SSE with a
+resume, a late join, `?follow=1`), and is kept for reading afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import assert_contiguous, get_json, read_sse, sse_events, submit, wait_for, watch_to_end
+
+# About 400 tokens at 400 a second: a second of streaming, in chunks of ~20 tokens (50 ms).
+SUMMARY = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 400}}
+
+
+def summary(**params: Any) -> dict[str, Any]:
+    return {"kind": "summarize", "params": {**SUMMARY["params"], **params}}
+
+
+async def final_text(session: aiohttp.ClientSession, url: str, job_id: str, stream: str = "output") -> str:
+    async with session.get(f"{url}/api/jobs/{job_id}/output/{stream}") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return await response.text()
+
+
+def text_of(events: list[dict[str, Any]], stream: str = "output") -> str:
+    """A stream's text as a watcher holds it: the snapshot's, then each chunk's."""
+    text = ""
+    for event in events:
+        if event["type"] == "snapshot":
+            held = (event.get("output") or {}).get(stream, "")
+            assert isinstance(held, str), held  # short enough to be inline
+            text = held
+        elif event["type"] == "output" and event["stream"] == stream:
+            text += event["data"]
+    return text
+
+
+@pytest.fixture
+async def web(spawn) -> Any:
+    web = spawn("web")
+    spawn("worker")
+    await web.wait_http()
+    return web
+
+
+async def test_a_watcher_that_resumes_ends_with_the_whole_output_once(web) -> None:
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", SUMMARY)
+        url = f"{web.url}/api/jobs/{job['id']}/events"
+        # Read until the first few chunks, hang up, and resume from the last seq seen.
+        seen: list[dict[str, Any]] = []
+        async with session.get(url, headers={"Last-Event-ID": "0"}) as response:
+            async for event in sse_events(response):
+                seen.append(event.data)
+                if sum(e["type"] == "output" and e["stream"] == "output" for e in seen) == 3:
+                    break
+        rest = await read_sse(session, url, headers={"Last-Event-ID": str(seen[-1]["seq"])})
+        events = seen + [e.data for e in rest]
+        assert_contiguous(events, 1)
+        outputs = [e for e in events if e["type"] == "output" and e["stream"] == "output"]
+        assert len(outputs) >= 5, "the summary arrives in many chunks"
+        assert all(e["attempt"] == 1 for e in outputs)
+        assert events[-1]["type"] == "succeeded"
+        text = text_of(events)
+        assert text == await final_text(session, web.url, job["id"])
+        assert len(text.split()) >= 100
+
+
+async def test_a_late_watcher_gets_the_text_so_far_then_the_chunks(web) -> None:
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", SUMMARY)
+        url = f"{web.url}/api/jobs/{job['id']}"
+
+        async def written() -> bool:
+            return len(await final_text(session, web.url, job["id"])) > 200
+
+        await wait_for(written, what="some output")
+        events = [e.data for e in await read_sse(session, url + "/events")]
+        assert events[0]["type"] == "snapshot" and events[0]["state"] == "running"
+        assert len(events[0]["output"]["output"]) > 200
+        assert any(e["type"] == "output" for e in events[1:]), "it joined before the end"
+        assert_contiguous(events[1:], events[0]["last_event_id"] + 1)
+        assert text_of(events) == await final_text(session, web.url, job["id"])
+        # The job's snapshot carries its output too.
+        assert (await get_json(session, url))["output"]["output"] == text_of(events)
+
+
+async def test_follow_prints_the_text_as_it_is_written(web) -> None:
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=100))
+        url = f"{web.url}/api/jobs/{job['id']}"
+        async with session.get(url + "/output/output?follow=1") as response:
+            assert response.status == 200 and response.headers["X-Jobcast-Attempt"] == "1"
+            first = await response.content.readany()
+            assert first, "a chunk"
+            # Read before the job ended: the text comes as it is written.
+            assert (await get_json(session, url))["state"] in ("queued", "running")
+            text = first + await response.content.read()
+        assert text.decode() == await final_text(session, web.url, job["id"])
+        # An offset gives only what a client lacks; `end` stops where it says.
+        async with session.get(url + "/output/output?offset=10&end=30") as response:
+            assert (await response.read()) == text[10:30]
+        async with session.get(url + "/output/output?follow=1&offset=25") as response:
+            assert (await response.read()) == text[25:]
+
+
+async def test_the_job_log_is_a_stream_and_the_feed_carries_no_output(web) -> None:
+    async with aiohttp.ClientSession() as session:
+        feed = asyncio.ensure_future(read_sse(session, web.url + "/api/events", stop_after=6))
+        job = await submit(session, web.url + "/api/jobs", summary(paragraphs=5, max_words=40))
+        await watch_to_end(session, job["id"], web.url)
+        log = await final_text(session, web.url, job["id"], "log")
+        lines = log.splitlines()
+        assert lines[0].split(" ", 2)[1:] == ["INFO", lines[0].split(" ", 2)[2]]
+        assert "read" in lines[0] and "sentences" in lines[0]
+        assert lines[-1].endswith("INFO done")
+        feed_events = await feed
+        assert {e.event for e in feed_events} <= {"snapshot", "queued", "started", "progress", "succeeded"}
+
+
+async def test_output_past_its_limit_fails_the_write_and_says_so(spawn) -> None:
+    web = spawn("web")
+    spawn("worker", JOBCAST_MAX_OUTPUT_BYTES="600")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=0))
+        events = await watch_to_end(session, job["id"], web.url)
+        markers = [e for e in events if e["type"] == "output" and e.get("limit_reached")]
+        assert len(markers) == 1 and markers[0]["data"] == ""
+        assert events[-1]["type"] == "failed"
+        assert events[-1]["error"]["type"] == "OutputLimitExceeded"
+        text = await final_text(session, web.url, job["id"])
+        assert 0 < len(text.encode()) <= 600
+        assert text == "".join(e["data"] for e in events if e["type"] == "output" and e["stream"] == "output")
+
+
+async def test_each_attempt_has_its_own_output(spawn) -> None:
+    web = spawn("web")
+    worker = spawn("worker", JOBCAST_LEASE_S="2")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=50))
+        url = f"{web.url}/api/jobs/{job['id']}"
+
+        async def writing() -> bool:
+            async with session.get(url + "/output/output") as response:
+                return len(await response.read()) > 50
+
+        await wait_for(writing, what="the first attempt's output")
+        worker.signal(signal.SIGKILL)
+        await worker.wait_exit()
+        spawn("worker", JOBCAST_LEASE_S="2")
+        events = await watch_to_end(session, job["id"], web.url)
+        assert events[-1]["type"] == "succeeded" and events[-1]["attempt"] == 2
+        async with session.get(url + "/output/output?attempt=1") as response:
+            first = await response.text()
+        second = await final_text(session, web.url, job["id"])
+        assert first and second and first != second and second.startswith(first[:20])
+        chunks = [e for e in events if e["type"] == "output" and e["stream"] == "output"]
+        assert "".join(e["data"] for e in chunks if e["attempt"] == 2) == second
+        assert (await get_json(session, url))["output"]["output"] == second
