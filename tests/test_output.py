@@ -5,13 +5,27 @@ resume, a late join, `?follow=1`), and is kept for reading afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import assert_contiguous, get_json, read_sse, sse_events, submit, wait_for, watch_to_end
+from jobcast.client import Client, SyncClient
+from tests.helpers import (
+    assert_contiguous,
+    get_json,
+    read_sse,
+    sse_events,
+    stalled_socket,
+    submit,
+    wait_for,
+    watch_to_end,
+)
 
 # About 400 tokens at 400 a second: a second of streaming, in chunks of ~20 tokens (50 ms).
 SUMMARY = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 400}}
@@ -129,7 +143,7 @@ async def test_output_past_its_limit_fails_the_write_and_says_so(spawn) -> None:
     spawn("worker", JOBCAST_MAX_OUTPUT_BYTES="600")
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
-        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=0))
+        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=5000))
         events = await watch_to_end(session, job["id"], web.url)
         markers = [e for e in events if e["type"] == "output" and e.get("limit_reached")]
         assert len(markers) == 1 and markers[0]["data"] == ""
@@ -165,3 +179,168 @@ async def test_each_attempt_has_its_own_output(spawn) -> None:
         chunks = [e for e in events if e["type"] == "output" and e["stream"] == "output"]
         assert "".join(e["data"] for e in chunks if e["attempt"] == 2) == second
         assert (await get_json(session, url))["output"]["output"] == second
+
+
+async def test_the_python_client_follows_output_across_a_web_restart(spawn) -> None:
+    web = spawn("web")
+    spawn("worker")
+    await web.wait_http()
+    pieces: list[str] = []
+    async with Client(web.url) as client:
+        job = await client.submit("summarize", summary(tokens_per_s=150)["params"])
+        async for text in client.output(job["id"]):
+            pieces.append(text)
+            if len(pieces) == 3:
+                web.signal(signal.SIGTERM)
+                assert await web.wait_exit() == 0
+                spawn("web", port=web.port)  # the same address, a new process
+        assert (await client.get(job["id"]))["state"] == "succeeded"
+        async with aiohttp.ClientSession() as session:
+            assert "".join(pieces) == await final_text(session, web.url, job["id"])
+    assert len(pieces) > 3
+
+
+async def test_jobcast_watch_prints_an_output_stream(web) -> None:
+    async with Client(web.url) as client:
+        job = await client.submit("summarize", summary(tokens_per_s=200)["params"])
+        command = [
+            sys.executable,
+            "-m",
+            "jobcast",
+            "watch",
+            job["id"],
+            "--url",
+            web.url,
+            "--output",
+            "output",
+        ]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        async with aiohttp.ClientSession() as session:
+            assert done.stdout == await final_text(session, web.url, job["id"])
+
+
+def test_the_synchronous_client_reads_output(spawn) -> None:
+    web = spawn("web")
+    spawn("worker")
+    asyncio.run(web.wait_http())
+    with SyncClient(web.url) as jobs:
+        job = jobs.submit("summarize", {"paragraphs": 5, "max_words": 30, "tokens_per_s": 0})
+        text = "".join(jobs.output(job["id"]))
+        log = "".join(jobs.output(job["id"], "log"))
+    assert len(text.split()) >= 20 and "done" in log
+
+
+async def test_output_is_its_owners_and_a_stream_token_opens_its_own_job_only(spawn) -> None:
+    web = spawn("web", JOBCAST_SECRET="a-test-secret-that-signs-the-cookies")
+    spawn("worker")
+    await web.wait_http()
+    jar = aiohttp.CookieJar(unsafe=True)  # keep the cookie of an IP address host, as a browser does
+    async with (
+        aiohttp.ClientSession(cookie_jar=jar) as owner,
+        aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other,
+        aiohttp.ClientSession() as holder,
+    ):
+        mine = await submit(owner, web.url + "/api/jobs", summary(paragraphs=5, max_words=30, tokens_per_s=0))
+        theirs = await submit(
+            other, web.url + "/api/jobs", summary(paragraphs=5, max_words=30, tokens_per_s=0)
+        )
+        await watch_to_end(owner, mine["id"], web.url)
+        output = f"{web.url}/api/jobs/{mine['id']}/output/output"
+        for url in (output, output + "?follow=1", output.replace("/output/output", "/events")):
+            async with other.get(url) as response:
+                assert response.status == 404, url
+        assert len(await final_text(owner, web.url, mine["id"])) > 50
+        # The stream token opens the output from anywhere, of its own job only.
+        token = mine["stream_token"]
+        async with holder.get(f"{output}?token={token}") as response:
+            assert response.status == 200 and await response.text() == await final_text(
+                owner, web.url, mine["id"]
+            )
+        async with holder.get(f"{output}?token={token}&follow=1") as response:
+            assert response.status == 200 and await response.text() == await final_text(
+                owner, web.url, mine["id"]
+            )
+        elsewhere = f"{web.url}/api/jobs/{theirs['id']}/output/output?token={token}"
+        async with holder.get(elsewhere) as response:
+            assert response.status == 401
+
+
+def sse_from_raw_http(raw: bytes) -> list[dict[str, Any]]:
+    """The complete SSE events in an HTTP/1.1 chunked response cut off anywhere."""
+    _, _, body = raw.partition(b"\r\n\r\n")
+    data = b""
+    while body:
+        size_line, sep, rest = body.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0 or len(rest) < size:
+            data += rest[:size]
+            break
+        data += rest[:size]
+        body = rest[size + 2 :]
+    events = []
+    for block in data.split(b"\n\n")[:-1]:  # the last block may be cut: only whole events
+        lines = dict(line.split(b": ", 1) for line in block.split(b"\n") if line.startswith(b"data: "))
+        if b"data" in lines:
+            events.append(json.loads(lines[b"data"]))
+    return events
+
+
+async def metric(session: aiohttp.ClientSession, url: str, name: str, **labels: str) -> float:
+    async with session.get(url + "/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def cut_off(session: aiohttp.ClientSession, url: str) -> bool:
+    return await metric(session, url, "jobcast_watchers_cut_off_total") > 0
+
+
+async def streams_open(session: aiohttp.ClientSession, url: str) -> bool:
+    return await metric(session, url, "jobcast_open_streams", transport="sse") >= 1
+
+
+async def test_a_slow_watcher_is_cut_off_and_resumes_while_others_keep_up(spawn) -> None:
+    web = spawn("web", JOBCAST_WATCHER_BUFFER="8", JOBCAST_SOCKET_BUFFER_BYTES="4096")
+    spawn("worker")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # Held until the slow watcher is live: one still catching up reads history at its own
+        # pace, and is never too far behind.
+        async with session.post(web.url + "/api/kinds/summarize/pause") as response:
+            assert response.status == 200, await response.text()
+        job = await submit(
+            session, web.url + "/api/jobs", summary(paragraphs=12000, max_words=1_000_000, tokens_per_s=0)
+        )
+        request = f"GET /api/jobs/{job['id']}/events HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\nLast-Event-ID: 0\r\n\r\n"
+        stalled = stalled_socket(web.port, request.encode())
+        try:
+            await wait_for(lambda: streams_open(session, web.url), what="the slow watcher's stream")
+            async with session.post(web.url + "/api/kinds/summarize/resume") as response:
+                assert response.status == 200
+
+            # A watcher that keeps up reads everything meanwhile.
+            fast = await watch_to_end(session, job["id"], web.url)
+            await wait_for(lambda: cut_off(session, web.url), what="the slow watcher cut off")
+            stalled.settimeout(10)
+            raw = b""
+            while chunk := stalled.recv(65536):
+                raw += chunk
+        finally:
+            stalled.close()
+        seen = sse_from_raw_http(raw)
+        assert seen and seen[-1]["type"] != "succeeded", "cut off before the end"
+        rest = await read_sse(
+            session, f"{web.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": str(seen[-1]["seq"])}
+        )
+        events = seen + [e.data for e in rest]
+        assert_contiguous(events, 1)
+        final = await final_text(session, web.url, job["id"])
+        assert text_of(events) == final == text_of(fast)
+        assert len(final) > 2_000_000

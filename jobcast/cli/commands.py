@@ -182,10 +182,12 @@ async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:
 
 
 def run_watch(args: argparse.Namespace) -> None:
-    from jobcast.cli.watch import watch
+    from jobcast.cli.watch import watch, watch_output
 
     settings = Settings()
     base = args.url or settings.url or f"http://{settings.host}:{settings.port}"
+    if args.output:
+        sys.exit(asyncio.run(watch_output(base, args.job_id, args.output)))
     sys.exit(asyncio.run(watch(base, args.job_id)))
 
 
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         if name == "watch":
             cmd.add_argument("job_id")
             cmd.add_argument("--url", default=None, help="the server (default: $JOBCAST_URL or this host's)")
+            cmd.add_argument(
+                "--output", metavar="NAME", default=None, help="print this output stream as it is written"
+            )
             continue
         if name == "worker":
             cmd.add_argument(

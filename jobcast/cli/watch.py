@@ -1,4 +1,5 @@
-"""`jobcast watch JOB_ID`: follow a job from a terminal until it ends.
+"""`jobcast watch JOB_ID`: follow a job from a terminal until it ends (`--output NAME`: print one
+of its output streams as it is written instead).
 
 With `rich` installed (`pip install 'jobcast[cli]'`) it draws a progress bar; otherwise it prints
 one line per event. The exit status says how the job ended: 0 succeeded, 1 failed or cancelled.
@@ -10,6 +11,7 @@ import sys
 from typing import Any
 
 from jobcast.client.api import Client, JobEvent
+from jobcast.protocol import TERMINAL_STATES
 
 
 def describe(event: JobEvent) -> str:
@@ -22,6 +24,21 @@ def describe(event: JobEvent) -> str:
     if event.type == "snapshot":  # the job as it is now (it may already have ended)
         return f"{event.state} (as of event {event.seq}, attempt {attempt}){detail}"
     return f"{event.type} (attempt {attempt}){detail}"
+
+
+async def watch_output(base_url: str, job_id: str, stream: str, out: Any = sys.stdout) -> int:
+    """Print one of the job's output streams as it is written, every attempt's in turn (a line
+    on stderr says where a new attempt starts), until the job ends."""
+    async with Client(base_url) as client:
+        attempt: int | None = None
+        while True:
+            async for text in client.output(job_id, stream, attempt=attempt):
+                print(text, end="", file=out, flush=True)
+            job = await client.get(job_id)
+            if job["state"] in TERMINAL_STATES:
+                return 0 if job["state"] == "succeeded" else 1
+            attempt = (attempt or job["attempt"]) + 1
+            print(f"\n[jobcast: attempt {attempt} of job {job_id[:8]} follows]", file=sys.stderr, flush=True)
 
 
 async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:

@@ -4,6 +4,8 @@
         job = await jobs.submit("report", {"user_id": "u1"})
         async for event in jobs.watch(job["id"]):
             print(event.type, event.percent)
+        async for text in jobs.output(job["id"]):  # what the job writes, as it writes it
+            print(text, end="")
 
 `watch` reconnects with backoff and `Last-Event-ID` whenever the stream drops (a web restart, a
 proxy timeout), never yields a seq twice, and ends after the job's terminal event. `SyncClient`
@@ -14,6 +16,7 @@ server's problem document.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -239,6 +242,35 @@ class Client:
                 out.close()
             return target
 
+    async def output(
+        self, job_id: str, stream: str = "output", *, attempt: int | None = None
+    ) -> AsyncIterator[str]:
+        """The text of one of the job's output streams as it is written, whole, in order and
+        once, across dropped connections (it follows `watch`). It follows one attempt: the one
+        running (or the next to start, or `attempt`), and ends with it. A retried job's next
+        attempt writes its output afresh: follow it with another call."""
+        text = OutputText(stream, attempt)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        async for event in self.watch(job_id):
+            new = text.feed(event)
+            if isinstance(new, dict):  # too long for the snapshot: read what is lacking
+                new = await self._output_bytes(job_id, stream, text, int(new["length"]))
+            if new:
+                yield decoder.decode(new)
+            if text.over:
+                return
+
+    async def _output_bytes(self, job_id: str, stream: str, text: OutputText, length: int) -> bytes:
+        query = {"attempt": str(text.attempt), "offset": str(text.offset), "end": str(length)}
+        async with self.session.get(
+            self.url(f"/api/jobs/{job_id}/output/{stream}"), params=query
+        ) as response:
+            if response.status != 200:
+                await _read(response)
+            data = await response.read()
+        text.offset += len(data)
+        return data
+
     async def watch(self, job_id: str, *, last_event_id: int | None = None) -> AsyncIterator[JobEvent]:
         """The job's events as they happen, each once and in order, to its terminal event.
 
@@ -275,6 +307,53 @@ class Client:
             except (aiohttp.ClientError, TimeoutError):
                 pass  # dropped: resume below
             await asyncio.sleep(backoff.next_s())
+
+
+@dataclass(slots=True)
+class OutputText:
+    """One attempt's text of one output stream, from a job's events: the snapshot's text (or as
+    much of it as the caller lacks), then each chunk of the stream. `feed` says what is new."""
+
+    stream: str
+    attempt: int | None = None
+    # Bytes of the stream already given: a snapshot after a drop gives only what follows.
+    offset: int = 0
+    over: bool = False
+
+    def feed(self, event: JobEvent) -> bytes | dict[str, Any]:
+        """The new text (UTF-8) an event brings, or a stream too long for a snapshot (`length`,
+        `href`: read the bytes from `offset` to `length` there). Sets `over` when the attempt ends."""
+        data = event.data
+        attempt = int(data.get("attempt") or 0)
+        if event.type == "snapshot":
+            state = data.get("state")
+            if self.attempt is None:
+                started = state == "running" or state in TERMINAL_STATES
+                self.attempt = attempt if started and attempt else attempt + 1
+            if attempt != self.attempt:  # the attempt followed is over, or yet to start
+                self.over = attempt > self.attempt or state in TERMINAL_STATES
+                return b""
+            self.over = state in TERMINAL_STATES or state == "retrying"
+            held = (data.get("output") or {}).get(self.stream)
+            if isinstance(held, dict):
+                return held
+            text = (held or "").encode()
+            new = text[self.offset :]
+            self.offset = max(self.offset, len(text))
+            return new
+        if self.attempt is None:
+            return b""
+        if event.type == "output":
+            if data.get("stream") == self.stream and attempt == self.attempt:
+                new = str(data.get("data") or "").encode()
+                self.offset += len(new)
+                return new
+            return b""
+        if event.type == "started":
+            self.over = attempt > self.attempt
+        else:
+            self.over = event.type == "retrying" or event.terminal
+        return b""
 
 
 async def _read(response: aiohttp.ClientResponse) -> Any:
@@ -338,6 +417,9 @@ class SyncClient:
 
     def watch(self, job_id: str, *, last_event_id: int | None = None) -> Iterator[JobEvent]:
         return self._iterate(self._client.watch(job_id, last_event_id=last_event_id))
+
+    def output(self, job_id: str, stream: str = "output", *, attempt: int | None = None) -> Iterator[str]:
+        return self._iterate(self._client.output(job_id, stream, attempt=attempt))
 
     def _iterate(self, stream: AsyncIterator[Any]) -> Iterator[Any]:
         try:
