@@ -294,7 +294,9 @@ class JobLogHandler(logging.Handler):
 def job_logger(kind: str, job_id: str, output: JobOutput) -> logging.Logger:
     """`ctx.log`: a logger of its own for one attempt, whose records go to the worker's log (its
     parent, `jobcast.job.<kind>`) and to the job's `log` stream."""
-    logger = logging.Logger(f"jobcast.job.{kind}.{job_id}", logging.DEBUG)
-    logger.parent = logging.getLogger(f"jobcast.job.{kind}")
+    parent = logging.getLogger(f"jobcast.job.{kind}")
+    # The worker's level (JOBCAST_LOG_LEVEL) for both: the same records go to each.
+    logger = logging.Logger(f"jobcast.job.{kind}.{job_id}", parent.getEffectiveLevel())
+    logger.parent = parent
     logger.addHandler(JobLogHandler(output))
     return logger

@@ -73,6 +73,11 @@ async def test_convert_turns_an_uploaded_csv_into_json_lines(client, worker, set
         assert 'filename="scores.jsonl"' in response.headers["Content-Disposition"]
         rows = [json.loads(line) for line in (await response.text()).splitlines()]
     assert len(rows) == 20_000 and rows[7] == {"id": "7", "name": "name 7", "score": "21"}
+    # What an operator reads of it: the job's log stream.
+    async with client.get(f"/api/jobs/{job['id']}/output/log") as response:
+        log = await response.text()
+    assert "reading scores.csv as csv, to write scores.jsonl" in log
+    assert log.splitlines()[-1].endswith("INFO converted 20000 rows from csv to jsonl")
 
 
 async def test_convert_rejects_missing_and_oversized_uploads_leaving_nothing(
@@ -108,6 +113,10 @@ async def test_aggregate_runs_in_the_process_pool_with_progress(client, spawn) -
         # Gaussian around 100 + 10 * group with sigma 15.
         assert abs(g["mean"] - (100 + 10 * int(name))) < 1 and 14 < g["stddev"] < 16
     assert await get_json(client, f"/api/jobs/{job['id']}/result") == result
+    async with client.get(f"/api/jobs/{job['id']}/output/log") as response:
+        log = (await response.text()).splitlines()
+    assert log[0].endswith("INFO split 300000 rows into 10 chunks on the process pool")
+    assert log[-1].endswith("INFO aggregated 300000 rows into 4 groups")
 
 
 async def test_result_of_an_unfinished_job_is_409(client) -> None:

@@ -95,18 +95,21 @@ async def run(ctx: JobContext, params: AggregateParams) -> dict[str, Any]:
         loop.run_in_executor(ctx.cpu, aggregate_chunk, params.seed, i, n, params.groups)
         for i, n in enumerate(sizes)
     ]
+    ctx.log.info("split %d rows into %d chunks on the process pool", params.rows, len(sizes))
     total: dict[int, Partial] = {}
     done_rows = 0
     try:
-        for finished in asyncio.as_completed(futures):
+        for merged, finished in enumerate(asyncio.as_completed(futures), 1):
             part = await finished
             merge(total, part)
             done_rows += sum(int(s[0]) for s in part.values())
+            ctx.log.debug("merged chunk %d of %d (%d groups so far)", merged, len(sizes), len(total))
             await ctx.progress.update(done_rows, params.rows, f"{done_rows:,} of {params.rows:,} rows")
     finally:
         # Cancelled or failed: chunks not started yet never start.
         for future in futures:
             future.cancel()
+    ctx.log.info("aggregated %d rows into %d groups", done_rows, len(total))
     return {"rows": done_rows, "groups": summarize(total)}
 
 

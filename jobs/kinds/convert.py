@@ -98,6 +98,7 @@ async def run(ctx: JobContext, params: ConvertParams) -> dict[str, object]:
     target = ctx.files.result_path(name)
     loop = asyncio.get_running_loop()
     stop = threading.Event()
+    ctx.log.info("reading %s as %s, to write %s", params.upload, fmt, name)
 
     def report(current: int, total: int, message: str) -> None:
         loop.call_soon_threadsafe(ctx.progress.report, current, total, message)
@@ -115,6 +116,7 @@ async def run(ctx: JobContext, params: ConvertParams) -> dict[str, object]:
     except BaseException:
         target.unlink(missing_ok=True)  # leave no half-written result
         raise
+    ctx.log.info("converted %d rows from %s to %s", rows, fmt, params.to)
     return {
         "rows": rows,
         "from": fmt,

@@ -59,6 +59,7 @@ async def run(ctx: JobContext, params: ReportParams) -> dict[str, object]:
     header = ["day", *metrics]
     rows: list[list[object]] = []
     totals = dict.fromkeys(metrics, 0.0)
+    ctx.log.info("building the %s report of %s over %d days", params.report_type, params.user_id, params.days)
     for day in range(1, params.days + 1):
         if params.pace_ms:
             await asyncio.sleep(params.pace_ms / 1000)
@@ -79,6 +80,7 @@ async def run(ctx: JobContext, params: ReportParams) -> dict[str, object]:
     else:
         path.write_text(render_html(title, header, rows))
         content_type = "text/html"
+    ctx.log.info("wrote %s: %d rows", path.name, len(rows))
     return {
         "title": title,
         "totals": {k: round(v, 2) for k, v in totals.items()},
