@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PING_FRAME = encode(PING, b"")
 # A peer's close with no code is answered with a plain one (RFC 6455 §5.5.1).
 CLOSE_REPLY = encode(CLOSE, b"")
+# Bytes of frames the reader may hold beyond the largest message (see WebSocket.max_unread).
+READ_AHEAD_BYTES = 16 * 1024
 
 
 class Application(Protocol):
@@ -70,6 +72,7 @@ class WebSocket(DetachedConnection):
         "app",
         "buffer_bytes",
         "inbox_limit",
+        "max_unread",
         "sockets",
     )
 
@@ -91,6 +94,10 @@ class WebSocket(DetachedConnection):
         self.sockets = sockets
         self.inbox_limit = inbox_limit
         self._reader = FrameReader(max_message_bytes)
+        # Bytes read from the socket and not yet parsed, past which reading stops too: a client
+        # whose messages are handled slowly must not have the socket's every read held here.
+        # (The largest message fits, so one is always whole: parsing it lets reading go on.)
+        self.max_unread = max_message_bytes + READ_AHEAD_BYTES
         self._inbox: deque[tuple[int, str | bytes]] | None = None  # only while messages wait
         self._task: asyncio.Task[None] | None = None
         self._flush_handle: asyncio.Handle | None = None
@@ -183,7 +190,11 @@ class WebSocket(DetachedConnection):
             if transport is not None:
                 transport.close()
             return
-        full = self._paused or (self._inbox is not None and len(self._inbox) >= self.inbox_limit)
+        full = (
+            self._paused
+            or (self._inbox is not None and len(self._inbox) >= self.inbox_limit)
+            or self._reader.unread > self.max_unread
+        )
         if transport is not None and full != self._reading_paused:
             self._reading_paused = full
             if full:
