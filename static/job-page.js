@@ -115,7 +115,150 @@ function countDown() {
   nextAttempt.querySelector(".next-in").textContent = left >= 1 ? `, in ${formatDuration(left)}` : at ? ", any moment now" : "";
 }
 
+// -- output: each stream's text as it is written, and the job's log ------------------------------
+
+const outputs = document.getElementById("outputs");
+const outputStreams = document.getElementById("output-streams");
+const jobLog = document.getElementById("job-log");
+const levelFilter = document.getElementById("log-level");
+// The page keeps at most this much of a stream (its end), as the server renders it.
+const OUTPUT_BYTES = Number(page.dataset.outputBytes) || 1024 * 1024;
+let logTail = ""; // the log's last line while it is still being written
+let outputAttempt = Number(page.dataset.attempt) || 0;
+
+function atBottom(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+}
+
+function outputPanel(stream) {
+  const existing = outputStreams.querySelector(`.output[data-stream="${CSS.escape(stream)}"]`);
+  if (existing) return existing.querySelector("pre");
+  const id = `output-${stream}`;
+  const panel = document.createElement("div");
+  panel.className = "output";
+  panel.dataset.stream = stream;
+  const head = document.createElement("div");
+  head.className = "output-head";
+  const title = document.createElement("h3");
+  title.textContent = stream;
+  const copy = document.createElement("button");
+  copy.type = "button";
+  copy.className = "copy";
+  copy.dataset.copy = id;
+  copy.textContent = "Copy";
+  const download = document.createElement("a");
+  download.className = "download";
+  download.href = `${base}/api/jobs/${jobId}/output/${encodeURIComponent(stream)}?attempt=${outputAttempt}`;
+  download.download = `${jobId.slice(0, 8)}-${stream}.txt`;
+  download.textContent = "Download";
+  head.append(title, copy, download);
+  const cut = document.createElement("p");
+  cut.className = "hint output-cut";
+  cut.hidden = true;
+  cut.textContent = "Showing the end: download the whole.";
+  const pre = document.createElement("pre");
+  pre.id = id;
+  pre.className = "output-text";
+  pre.tabIndex = 0;
+  pre.setAttribute("role", "region");
+  pre.setAttribute("aria-label", `${stream} output`);
+  panel.append(head, cut, pre);
+  outputStreams.append(panel);
+  outputs.hidden = false;
+  enableCopyButtons(panel);
+  return pre;
+}
+
+function appendOutput(stream, text) {
+  const pre = outputPanel(stream);
+  const following = atBottom(pre);
+  pre.append(text);
+  // A long stream keeps its end: the page must stay fast however much a job writes.
+  if (pre.textContent.length > OUTPUT_BYTES) {
+    pre.textContent = pre.textContent.slice(-OUTPUT_BYTES);
+    pre.parentElement.querySelector(".output-cut").hidden = false;
+  }
+  if (following) pre.scrollTop = pre.scrollHeight;
+}
+
+function logLevel(name) {
+  return { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 }[name] ?? 0;
+}
+
+function appendLog(text) {
+  const box = jobLog.closest(".table-wrap");
+  const following = atBottom(box);
+  const lines = (logTail + text).split("\n");
+  logTail = lines.pop(); // a record is whole once its newline has come
+  for (const line of lines) {
+    const match = /^(\S+) ([A-Z]+) (.*)$/.exec(line);
+    const last = jobLog.lastElementChild;
+    if (!match) {
+      if (line.startsWith("  ") && last) last.querySelector(".log-message").append("\n" + line.slice(2));
+      continue;
+    }
+    const row = document.createElement("tr");
+    row.dataset.level = logLevel(match[2]);
+    const level = document.createElement("td");
+    level.className = `level level-${match[2].toLowerCase()}`;
+    level.textContent = match[2];
+    const message = document.createElement("td");
+    message.className = "log-message";
+    message.textContent = match[3];
+    const time = document.createElement("td");
+    time.append(timeElement(match[1]));
+    row.append(time, level, message);
+    row.hidden = Number(row.dataset.level) < Number(levelFilter.value);
+    jobLog.append(row);
+  }
+  document.getElementById("job-log-panel").hidden = false;
+  if (following) box.scrollTop = box.scrollHeight;
+}
+
+function showOutput(event) {
+  if (event.attempt !== outputAttempt) return;
+  if (event.limit_reached) {
+    appendOutput(event.stream, "\n[the job's output reached its limit: nothing more is kept]\n");
+    return;
+  }
+  if (event.stream === "log") appendLog(event.data);
+  else appendOutput(event.stream, event.data);
+}
+
+// A new attempt writes its output afresh: the last one's folds away, as the server renders it.
+function newAttempt(attempt) {
+  const panels = [...outputStreams.children];
+  if (panels.length) {
+    const earlier = document.createElement("details");
+    earlier.className = "earlier-output";
+    earlier.dataset.attempt = outputAttempt;
+    const summary = document.createElement("summary");
+    summary.textContent = `Attempt ${outputAttempt}'s output`;
+    earlier.append(summary);
+    for (const panel of panels) {
+      const pre = panel.querySelector("pre");
+      pre.id = `output-${outputAttempt}-${panel.dataset.stream}`;
+      panel.querySelector(".copy").dataset.copy = pre.id;
+      earlier.append(panel);
+    }
+    outputStreams.after(earlier);
+  }
+  jobLog.replaceChildren();
+  logTail = "";
+  outputAttempt = attempt;
+}
+
+levelFilter.addEventListener("change", () => {
+  for (const row of jobLog.rows) row.hidden = Number(row.dataset.level) < Number(levelFilter.value);
+});
+for (const pre of document.querySelectorAll(".output-text, #job-log-panel .table-wrap")) pre.scrollTop = pre.scrollHeight;
+
 function apply(event) {
+  if (event.type === "output") {
+    showOutput(event);
+    return;
+  }
+  if (event.type === "started" && event.attempt > outputAttempt) newAttempt(event.attempt);
   if (event.type !== "snapshot") {
     logRow(event);
     showAttempt(event);

@@ -10,7 +10,7 @@
 // test fails when the two differ).
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const EVENT_TYPES = ["snapshot", "queued", "started", "progress", "retrying", "succeeded", "failed", "cancelled"];
+const EVENT_TYPES = ["snapshot", "queued", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled"];
 
 // Connection states, as onState reports them.
 export const State = Object.freeze({
@@ -339,6 +339,113 @@ export function watchJob(jobId, options = {}) {
   return started(stream, () => lastSeq);
 }
 
+/**
+ * One attempt's text of one output stream, from a job's events: the snapshot's text (or what the
+ * reader lacks of it), then each chunk of the stream. `feed(event)` answers the new text, or
+ * `{length, href}` for a stream too long for a snapshot (read `offset`..`length` there), and sets
+ * `over` once the attempt has ended.
+ */
+export class OutputText {
+  constructor(stream = "output", attempt = null) {
+    this.stream = stream;
+    this.attempt = attempt;
+    this.offset = 0; // UTF-8 bytes of the stream given so far
+    this.over = false;
+  }
+
+  feed(event) {
+    const attempt = event.attempt ?? 0;
+    if (event.type === "snapshot") {
+      const state = event.state;
+      if (this.attempt === null) {
+        const begun = (state === "running" || TERMINAL.has(state)) && attempt;
+        this.attempt = begun ? attempt : attempt + 1;
+      }
+      if (attempt !== this.attempt) {
+        this.over = attempt > this.attempt || TERMINAL.has(state);
+        return "";
+      }
+      this.over = TERMINAL.has(state) || state === "retrying";
+      const held = event.output?.[this.stream];
+      if (held && typeof held === "object") return held;
+      const bytes = UTF8.encode(held ?? "");
+      const fresh = bytes.subarray(this.offset);
+      this.offset = Math.max(this.offset, bytes.length);
+      return DECODE(fresh);
+    }
+    if (this.attempt === null) return "";
+    if (event.type === "output") {
+      if (event.stream !== this.stream || attempt !== this.attempt) return "";
+      this.offset += UTF8.encode(event.data).length;
+      return event.data;
+    }
+    if (event.type === "started") this.over = attempt > this.attempt;
+    else this.over = event.type === "retrying" || TERMINAL.has(event.state);
+    return "";
+  }
+}
+
+const UTF8 = new TextEncoder();
+const DECODE = (bytes) => new TextDecoder().decode(bytes);
+
+/**
+ * The text of one of a job's output streams as it is written, as an async iterator of strings:
+ * whole, in order and once across reconnects (it rides on watchJob). It follows one attempt, the
+ * one running (or the next to start), and ends with it. Breaking out of the loop stops watching.
+ *
+ *   for await (const text of jobOutput(id, "output")) answer.textContent += text;
+ */
+export async function* jobOutput(jobId, stream = "output", options = {}) {
+  const text = new OutputText(stream, options.attempt ?? null);
+  const root = serverBase(options.base);
+  const queue = [];
+  let wake = null;
+  let failure = null;
+  const push = (item) => {
+    queue.push(item);
+    wake?.();
+  };
+  const watcher = watchJob(jobId, {
+    ...options,
+    onEvent: (event) => {
+      const fresh = text.feed(event);
+      if (fresh && typeof fresh === "object") {
+        // Too long for the snapshot: read what is lacking, in its place in the order.
+        const query = `attempt=${text.attempt}&offset=${text.offset}&end=${fresh.length}`;
+        const url = `${root}/api/jobs/${jobId}/output/${stream}?${query}${options.token ? `&token=${encodeURIComponent(options.token)}` : ""}`;
+        const fetchImpl = options.fetch ?? globalThis.fetch;
+        push(fetchImpl(absolute(url), { headers: options.headers }).then((r) => r.text()));
+        text.offset = fresh.length;
+      } else if (fresh) {
+        push(fresh);
+      }
+      if (text.over) push(null);
+      options.onEvent?.(event);
+    },
+    onState: (state, detail) => {
+      if (state === State.ERROR) {
+        failure = new Error(`jobcast: job ${jobId} is unknown or no longer kept`);
+        push(null);
+      } else if (state === State.ENDED) {
+        push(null);
+      }
+      options.onState?.(state, detail);
+    },
+  });
+  try {
+    while (true) {
+      if (!queue.length) await new Promise((resolve) => (wake = resolve));
+      wake = null;
+      const item = await queue.shift();
+      if (item === null) break;
+      if (item) yield item;
+    }
+    if (failure) throw failure;
+  } finally {
+    watcher.stop();
+  }
+}
+
 // A feed position as the server writes it in the SSE `id:`: `<epoch>:<feed seq>`.
 function parseFeedId(id) {
   const match = /^([0-9A-Za-z]{1,16}):(\d+)$/.exec(id ?? "");
@@ -480,20 +587,23 @@ const ELEMENT_STYLE = `
   :host([state="failed"]) progress::-webkit-progress-value,
   :host([state="cancelled"]) progress::-webkit-progress-value { background: var(--job-progress-danger, #dc2626); }
   .message { font-size: .85em; opacity: .8; min-height: 1.2em; }
+  pre { margin: .5em 0 0; max-height: var(--job-progress-output-height, 16em); overflow: auto;
+    white-space: pre-wrap; overflow-wrap: anywhere; font: .9em/1.4 ui-monospace, monospace; }
 `;
 
 // Outside a page (Node, SSR) there is no HTMLElement: the class is then an inert placeholder
 // and nothing is registered.
 /**
- * <job-progress job-id="..." [base="https://jobs.example"] [token="..."] [transport="ws"] [label="Export"]>
- * A live progress bar for one job. Styled with CSS custom properties: --job-progress-accent,
+ * <job-progress job-id="..." [base="https://jobs.example"] [token="..."] [transport="ws"] [label="Export"] [output="output"]>
+ * A live progress bar for one job; with `output`, that output stream's text under it, as it is
+ * written (a new attempt's replaces the last's). Styled with CSS custom properties: --job-progress-accent,
  * --job-progress-track, --job-progress-success, --job-progress-danger, --job-progress-height,
  * --job-progress-radius, --job-progress-font, --job-progress-text. Reflects the job's state in its
  * `state` attribute and fires `job-event` (detail: the event) for each event.
  */
 export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
   static get observedAttributes() {
-    return ["job-id"];
+    return ["job-id", "output"];
   }
 
   constructor() {
@@ -502,11 +612,14 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     shadow.innerHTML = `<style>${ELEMENT_STYLE}</style>
       <div class="row"><span class="label" part="label"></span><span class="state" part="state">connecting</span></div>
       <progress part="bar" max="100" value="0"></progress>
-      <div class="row"><span class="message" part="message"></span><span class="percent" part="percent">0%</span></div>`;
+      <div class="row"><span class="message" part="message"></span><span class="percent" part="percent">0%</span></div>
+      <pre part="output" tabindex="0" role="region" aria-label="Output" hidden></pre>`;
     this.bar = shadow.querySelector("progress");
     this.stateText = shadow.querySelector(".state");
     this.percentText = shadow.querySelector(".percent");
     this.messageText = shadow.querySelector(".message");
+    this.outputBox = shadow.querySelector("pre");
+    this.output = null;
     this.watcher = null;
   }
 
@@ -528,6 +641,10 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
   start() {
     this.watcher?.stop();
     const jobId = this.getAttribute("job-id");
+    const stream = this.getAttribute("output");
+    this.output = stream ? new OutputText(stream) : null;
+    this.outputBox.hidden = !stream;
+    this.outputBox.textContent = "";
     if (!jobId) return;
     this.watcher = watchJob(jobId, {
       base: this.getAttribute("base") || "",
@@ -541,7 +658,34 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     });
   }
 
+  showOutput(event) {
+    if (!this.output) return;
+    if (event.type === "started" && this.output.attempt !== null && event.attempt > this.output.attempt) {
+      this.output = new OutputText(this.output.stream, event.attempt); // a new attempt writes afresh
+      this.outputBox.textContent = "";
+    }
+    const fresh = this.output.feed(event);
+    if (fresh && typeof fresh === "object") {
+      const output = this.output;
+      const base = this.getAttribute("base") || "";
+      output.offset = fresh.length; // what follows is appended after the text read here
+      const reading = fetch(absolute(`${serverBase(base)}${fresh.href.replace(/^.*?(\/api\/)/, "/api/")}`)).then((r) => r.text());
+      this.pending = (this.pending ?? Promise.resolve()).then(() => reading).then((text) => {
+        if (this.output === output) this.outputBox.textContent = text + this.outputBox.textContent;
+      });
+    } else if (fresh) {
+      const follow = this.outputBox.scrollTop + this.outputBox.clientHeight >= this.outputBox.scrollHeight - 4;
+      this.outputBox.append(fresh);
+      if (follow) this.outputBox.scrollTop = this.outputBox.scrollHeight;
+    }
+  }
+
   show(event) {
+    this.showOutput(event);
+    if (event.type === "output") {
+      this.dispatchEvent(new CustomEvent("job-event", { detail: event }));
+      return;
+    }
     const percent = event.progress?.percent ?? (event.state === "succeeded" ? 100 : null);
     if (percent !== null && percent !== undefined) {
       this.bar.value = percent;

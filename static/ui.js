@@ -109,8 +109,8 @@ export function updateTiming(root) {
   }
 }
 
-export function enableCopyButtons() {
-  for (const button of document.querySelectorAll("button.copy")) {
+export function enableCopyButtons(root = document) {
+  for (const button of root.querySelectorAll("button.copy")) {
     button.addEventListener("click", async () => {
       const text = document.getElementById(button.dataset.copy).textContent;
       try {

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from jobcast.server.app import create_app
-from tests.helpers import demo, submit
+from tests.helpers import demo, submit, watch_to_end
 
 AXE = Path(__file__).resolve().parent.parent / "clients" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -29,7 +29,12 @@ async def test_no_page_has_an_accessibility_violation(client, worker, browser, s
     base = str(client.make_url("")).rstrip("/")
     done = await submit(client, "/api/jobs", demo(2, 10))
     await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 2}, "delay_s": 600})
-    for path in ("/", f"/jobs/{done['id']}", "/workers", "/scheduled", "/?state=failed"):
+    # A job with output and a log: the page's output panels.
+    summary = {"kind": "summarize", "params": {"paragraphs": 5, "max_words": 40, "tokens_per_s": 0}}
+    written = await submit(client, "/api/jobs", summary)
+    await watch_to_end(client, written["id"])
+    paths = ("/", f"/jobs/{done['id']}", f"/jobs/{written['id']}", "/workers", "/scheduled", "/?state=failed")
+    for path in paths:
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
         assert await violations(page) == [], f"{path} ({scheme})"

@@ -703,3 +703,68 @@ async def test_pages_elsewhere_cannot_act_through_the_browser_and_an_allowed_one
     await page.goto(f"{friend}/?base={web_.url}&job={job['id']}&token={job['stream_token']}")
     element = page.locator("job-progress#embedded")
     await expect(element).to_have_attribute("state", "running", timeout=TIMEOUT_MS)
+
+
+async def test_the_job_page_streams_output_and_its_log_live_across_a_web_restart(spawn, worker, page) -> None:
+    web = spawn("web")
+    await web.wait_http()
+    port = web.port
+    body = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 120}}
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", body)
+        await page.goto(web.url + job["links"]["page"])
+        answer = page.locator("#output-output")
+        await page.wait_for_function(
+            "() => (document.getElementById('output-output')?.textContent.length ?? 0) > 0",
+            timeout=TIMEOUT_MS,
+        )
+        web.signal(signal.SIGTERM)
+        assert await web.wait_exit() == 0
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        restarted = spawn("web", port=port)
+        await restarted.wait_http()
+        await expect(page.locator("#state")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+        async with session.get(f"{restarted.url}/api/jobs/{job['id']}/output/output") as response:
+            whole = await response.text()
+        assert await answer.text_content() == whole  # no gap, no duplicate
+        # The job's log: its lines with their level, and a filter by level.
+        rows = page.locator("#job-log tr")
+        assert await rows.count() >= 3
+        assert await page.locator("#job-log tr td.level").first.text_content() == "INFO"
+        await page.select_option("#log-level", "30")
+        await expect(page.locator("#job-log tr:visible")).to_have_count(0)
+        # The event log shows the job's life, not its output.
+        assert "output" not in await page.locator("#log tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.type)"
+        )
+        # Reloaded, the server renders the same text.
+        await page.reload()
+        assert await page.locator("#output-output").text_content() == whole
+
+
+async def test_the_job_progress_element_shows_an_output_stream_across_a_web_restart(
+    spawn, worker, page
+) -> None:
+    web = spawn("web")
+    await web.wait_http()
+    body = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 120}}
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", body)
+        await page.goto(f"{web.url}/static/examples/job-progress.html")
+        await page.evaluate(
+            """id => { const e = document.createElement('job-progress');
+                       e.id = 'answer'; e.setAttribute('output', 'output'); e.setAttribute('job-id', id);
+                       document.body.append(e); }""",
+            job["id"],
+        )
+        text = page.locator("job-progress#answer pre")
+        await expect(text).not_to_be_empty(timeout=TIMEOUT_MS)
+        web.signal(signal.SIGTERM)
+        assert await web.wait_exit() == 0
+        restarted = spawn("web", port=web.port)
+        await restarted.wait_http()
+        await expect(page.locator("job-progress#answer")).to_have_attribute(
+            "state", "succeeded", timeout=TIMEOUT_MS
+        )
+        async with session.get(f"{restarted.url}/api/jobs/{job['id']}/output/output") as response:
+            assert await text.text_content() == await response.text()

@@ -164,6 +164,43 @@ async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: st
     assert seqs[-1] > ready["ready"] and "reconnecting" in end["states"] and end["states"][-1] == "ended"
 
 
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_the_node_client_follows_output_across_a_web_restart(spawn, transport: str) -> None:
+    web_ = spawn("web")
+    spawn("worker")
+    await web_.wait_http()
+    async with aiohttp.ClientSession(web_.url) as session:
+        body = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 150}}
+        job = await submit(session, body=body)
+    script = await asyncio.create_subprocess_exec(
+        str(BIN / "node"),
+        "test/output-across-restart.mjs",
+        job["id"],
+        transport,
+        cwd=PACKAGE,
+        env=node_env(JOBCAST_URL=web_.url),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert script.stdout is not None
+        assert json.loads(await asyncio.wait_for(script.stdout.readline(), 30)) == {"ready": True}
+        web_.signal(signal.SIGTERM)
+        assert await web_.wait_exit() == 0
+        restarted = spawn("web", port=web_.port)
+        await restarted.wait_http()
+        end = json.loads(await asyncio.wait_for(script.stdout.readline(), 60))
+    finally:
+        if script.returncode is None:
+            script.kill()
+        await script.wait()
+    async with aiohttp.ClientSession(web_.url) as session:
+        async with session.get(f"/api/jobs/{job['id']}") as response:
+            assert (await response.json())["state"] == "succeeded"
+        async with session.get(f"/api/jobs/{job['id']}/output/output") as response:
+            assert end["text"] == await response.text()
+    assert len(end["text"].split()) > 100
+
+
 async def test_the_react_hooks_in_jsdom_against_the_real_server(servers) -> None:
     await asyncio.to_thread(run, [tool("vitest"), "run"], PACKAGE, JOBCAST_URL=servers.url)
 

@@ -5,6 +5,7 @@ resume, a late join, `?follow=1`), and is kept for reading afterwards."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import signal
 import subprocess
@@ -181,6 +182,11 @@ async def test_each_attempt_has_its_own_output(spawn) -> None:
         chunks = [e for e in events if e["type"] == "output" and e["stream"] == "output"]
         assert "".join(e["data"] for e in chunks if e["attempt"] == 2) == second
         assert (await get_json(session, url))["output"]["output"] == second
+        # The job page shows both: the last attempt's open, the first's folded.
+        async with session.get(f"{web.url}{job['links']['page']}") as response:
+            page = await response.text()
+        assert "Attempt 1&#39;s output" in page or "Attempt 1's output" in page
+        assert html.escape(second[:40], quote=False) in page and html.escape(first[:40], quote=False) in page
 
 
 async def test_the_python_client_follows_output_across_a_web_restart(spawn) -> None:

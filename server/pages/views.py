@@ -16,6 +16,7 @@ from yarl import URL
 from jobcast.protocol import Priority, State, loads, new_job_id, split_record
 from jobcast.queries.listing import BadCursor, ids_starting_with, list_jobs
 from jobcast.queries.stats import stats
+from jobcast.redis.client import awaited
 from jobcast.server.api.control import cancel_job
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.submit import (
@@ -46,6 +47,7 @@ from jobcast.server.http.schemas import JobSnapshot, ProblemDocument
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
+from jobcast.server.pages.job_output import page_context, page_outputs
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -242,8 +244,14 @@ async def job_page(request: web.Request) -> web.Response:
     if len(request.match_info["job_id"]) < 32:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
     job = await load_snapshot(request)
-    records, _ = await request.app[STORE].history_after(job["id"], 0)
-    events = _history(records)
+    store = request.app[STORE]
+    # The record whose seq the page resumes after, and whose lengths say how much of each output
+    # stream it shows: the live chunks then follow that text exactly.
+    raw = await awaited(store.redis.hgetall(store.keys.job(job["id"])))
+    seq = int(raw.get(b"seq") or 0)
+    records, _ = await store.history_after(job["id"], 0)
+    events = [e for e in _history(records) if e["seq"] <= seq]
+    outputs = await page_outputs(store, job["id"], raw, job["links"]["self"], job["stream_token"])
     tried = attempts(events)
     if principal(request).sees_all:  # operators only: owners see the error, never the traceback
         kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
@@ -251,7 +259,10 @@ async def job_page(request: web.Request) -> web.Response:
             attempt["traceback"] = kept.get(attempt["attempt"])
     context = {
         "job": job,
-        "events": events,
+        "seq": seq,
+        # The event log shows the job's life; its output has panels of its own.
+        "events": [e for e in events if e["type"] != "output"],
+        **page_context(outputs, job["attempt"]),
         "params": params_rows(request.app[KINDS].get(job["kind"] or ""), job["params"]),
         "attempts": tried,
         "origin": str(request.url.origin()),

@@ -1,4 +1,4 @@
-// React bindings: useJob and useFeed, live state from one jobcast watcher per mounted hook.
+// React bindings: useJob, useJobOutput and useFeed, live state from one jobcast watcher per mounted hook.
 //
 // Each hook owns its watcher through one effect: StrictMode's mount, unmount and mount again
 // stops the first watcher before the second starts, and unmounting stops it, so no connection
@@ -6,7 +6,7 @@
 // render does not reconnect; only the job, the server, the transport and the token do.
 import { useEffect, useRef, useState } from "react";
 
-import { State, watchFeed, watchJob } from "./jobcast.js";
+import { State, jobOutput, watchFeed, watchJob } from "./jobcast.js";
 
 const MAX_EVENTS = 500;
 const MAX_JOBS = 1000;
@@ -126,5 +126,39 @@ export function useFeed(options = {}) {
     });
     return () => watcher.stop();
   }, [base, transport, token, maxEvents, maxJobs, latest]);
+  return view;
+}
+
+/**
+ * One of a job's output streams as it is written: `{text, done, error}`. `text` grows chunk by
+ * chunk, whole and without repeats across reconnects; `done` turns true when the attempt it
+ * follows (the one running, or the next to start) has ended; `error` is set when the server says
+ * no for good. A null or empty `jobId` follows nothing.
+ */
+export function useJobOutput(jobId, stream = "output", options = {}) {
+  const { base = "", transport, token } = options;
+  const latest = useLatest(options);
+  const [view, setView] = useState(() => ({ text: "", done: false, error: null }));
+  useEffect(() => {
+    setView({ text: "", done: false, error: null });
+    if (!jobId) return undefined;
+    let live = true;
+    const chunks = jobOutput(jobId, stream, { ...latest.current, base, transport, token });
+    (async () => {
+      try {
+        for await (const text of chunks) {
+          if (!live) break;
+          setView((view) => ({ ...view, text: view.text + text }));
+        }
+        if (live) setView((view) => ({ ...view, done: true }));
+      } catch (error) {
+        if (live) setView((view) => ({ ...view, error, done: true }));
+      }
+    })();
+    return () => {
+      live = false;
+      chunks.return(undefined); // stops its watcher
+    };
+  }, [jobId, stream, base, transport, token, latest]);
   return view;
 }

@@ -5,7 +5,7 @@ import { createElement as h, StrictMode, useState } from "react";
 import { afterEach, expect, test } from "vitest";
 
 import { cancelJob, submitJob } from "@jobcast/client";
-import { useFeed, useJob } from "@jobcast/client/react";
+import { useFeed, useJob, useJobOutput } from "@jobcast/client/react";
 import { WebSocket } from "ws";
 
 const BASE = process.env.JOBCAST_URL;
@@ -25,6 +25,31 @@ function Job({ id, transport }) {
     h("p", { "data-testid": "seqs" }, events.map((event) => event.seq).join(",")),
     h("p", { "data-testid": "error" }, error ? error.code : ""),
   );
+}
+
+function Answer({ id, transport }) {
+  const { text, done, error } = useJobOutput(id, "output", { transport, ...transports });
+  return h(
+    "div",
+    null,
+    h("pre", { "data-testid": "text" }, text),
+    h("p", { "data-testid": "done" }, done ? "done" : "writing"),
+    h("p", { "data-testid": "error" }, error ? error.message : ""),
+  );
+}
+
+for (const transport of ["ws", "sse"]) {
+  test(`useJobOutput shows a streamed answer as it is written, under StrictMode, over ${transport}`, async () => {
+    const params = { paragraphs: 30, max_words: 150, tokens_per_s: 300 };
+    const job = await submitJob("summarize", params, { base: BASE });
+    render(h(StrictMode, null, h(Answer, { id: job.id, transport })));
+    await waitFor(() => expect(screen.getByTestId("text").textContent.length).toBeGreaterThan(0), { timeout: 20_000 });
+    await waitFor(() => expect(screen.getByTestId("done").textContent).toBe("done"), { timeout: 20_000 });
+    const whole = await (await fetch(`${BASE}/api/jobs/${job.id}/output/output`)).text();
+    // StrictMode mounted the hook twice: the text is still whole, once.
+    expect(screen.getByTestId("text").textContent).toBe(whole);
+    expect(screen.getByTestId("error").textContent).toBe("");
+  });
 }
 
 // The open streams the server counts (SSE and WebSocket), from its /metrics.

@@ -114,6 +114,38 @@ export interface Watcher<Position> {
 export declare function watchJob(jobId: string, options?: WatchJobOptions): Watcher<number>;
 export declare function watchFeed(options?: WatchFeedOptions): Watcher<string>;
 
+/** An output stream too long for a snapshot: its length in bytes then, and where to read them. */
+export interface OutputRef {
+  length: number;
+  href: string;
+}
+
+/** One attempt's text of one output stream, from a job's events (what jobOutput runs on). */
+export declare class OutputText {
+  constructor(stream?: string, attempt?: number | null);
+  readonly stream: string;
+  attempt: number | null;
+  /** UTF-8 bytes of the stream given so far. */
+  offset: number;
+  /** The attempt followed has ended. */
+  over: boolean;
+  /** The new text an event brings, or a stream too long for its snapshot. */
+  feed(event: WatchEvent): string | OutputRef;
+}
+
+export interface JobOutputOptions extends Omit<WatchJobOptions, "lastEventId"> {
+  /** Which attempt (default: the one running, or the next to start). */
+  attempt?: number;
+  fetch?: typeof fetch;
+  headers?: Record<string, string>;
+}
+
+/**
+ * The text of one of a job's output streams as it is written: whole, in order and once across
+ * reconnects, to the end of the attempt it follows.
+ */
+export declare function jobOutput(jobId: string, stream?: string, options?: JobOutputOptions): AsyncGenerator<string, void, undefined>;
+
 export interface RequestOptions {
   base?: string;
   /** Added to the request: a Node backend's `Authorization: Bearer <API key>`. */
@@ -154,8 +186,9 @@ export declare function timing(
 ): { elapsed: number; eta: number };
 
 /**
- * `<job-progress job-id base token transport label>`: a live progress bar for one job, registered
- * when the module loads in a browser. Fires `job-event` (detail: the event) for each event.
+ * `<job-progress job-id base token transport label output>`: a live progress bar for one job
+ * (with `output`, that output stream's text under it), registered when the module loads in a
+ * browser. Fires `job-event` (detail: the event) for each event.
  */
 export declare class JobProgressElement extends HTMLElement {
   static readonly observedAttributes: string[];

@@ -1,4 +1,13 @@
-import type { ConnectionState, FeedSnapshot, JobSnapshot, LiveEvent, WatchEvent, WatchFeedOptions, WatchJobOptions } from "./jobcast.js";
+import type {
+  ConnectionState,
+  FeedSnapshot,
+  JobOutputOptions,
+  JobSnapshot,
+  LiveEvent,
+  WatchEvent,
+  WatchFeedOptions,
+  WatchJobOptions,
+} from "./jobcast.js";
 
 export interface JobView {
   /** The job's snapshot with every later event applied; null until the first event. */
@@ -32,6 +41,20 @@ export interface UseFeedOptions extends WatchFeedOptions {
 
 /** Watch one job while the component is mounted. A null or empty `jobId` watches nothing. */
 export declare function useJob(jobId: string | null | undefined, options?: UseJobOptions): JobView;
+export interface JobOutputView {
+  /** The stream's text so far: whole, in order, without repeats across reconnects. */
+  text: string;
+  /** The attempt followed has ended (or the server said no: see `error`). */
+  done: boolean;
+  error: Error | null;
+}
+
+/** One of a job's output streams while the component is mounted. A null or empty `jobId` follows nothing. */
+export declare function useJobOutput(
+  jobId: string | null | undefined,
+  stream?: string,
+  options?: JobOutputOptions,
+): JobOutputView;
 /** Watch every job (the feed) while the component is mounted. */
 export declare function useFeed(options?: UseFeedOptions): FeedView;
 /** The snapshot as of an event (what useJob applies). */

@@ -7,12 +7,13 @@ import {
   type JobSnapshot,
   type WatchEvent,
   State,
+  jobOutput,
   submitJob,
   watchFeed,
   watchJob,
 } from "@jobcast/client";
 import { JobProgressElement } from "@jobcast/client/element";
-import { type JobView, useFeed, useJob } from "@jobcast/client/react";
+import { type JobOutputView, type JobView, useFeed, useJob, useJobOutput } from "@jobcast/client/react";
 
 export async function typed(): Promise<void> {
   const job: JobSnapshot = await submitJob("demo", { steps: 3 }, { base: "http://localhost:8000", priority: "high" });
@@ -40,6 +41,12 @@ export async function typed(): Promise<void> {
   watchJob(job.id, { transport: "polling" });
 
   watchFeed({ onSnapshot: (feed) => feed.jobs.map((j) => j.id), onEvent: (event: LiveEvent) => event.feed_seq });
+  for await (const text of jobOutput(job.id, "output", { base: "http://localhost:8000" })) {
+    const chunk: string = text;
+    void chunk;
+  }
+  // @ts-expect-error: a stream's name is a string
+  jobOutput(job.id, 42);
   void percent;
   void last;
   void JobProgressElement;
@@ -51,5 +58,9 @@ export function Hooks(): string {
   // @ts-expect-error: events are typed
   view.events[0]?.nonsense;
   const feed = useFeed({ maxJobs: 5 });
-  return `${state} ${feed.snapshot?.jobs.length}`;
+  const answer: JobOutputView = useJobOutput("0".repeat(32), "output", { base: "http://localhost:8000" });
+  const text: string = answer.text;
+  // @ts-expect-error: done is a boolean
+  const done: string = answer.done;
+  return `${state} ${feed.snapshot?.jobs.length} ${text} ${done}`;
 }
