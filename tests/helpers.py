@@ -243,8 +243,8 @@ async def watch_to_end(
 
 
 def lifecycle(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """(type, attempt) of every event but progress."""
-    return [(e["type"], e["attempt"]) for e in events if e["type"] != "progress"]
+    """(type, attempt) of every state change: the events but progress and output."""
+    return [(e["type"], e["attempt"]) for e in events if e["type"] not in ("progress", "output")]
 
 
 def attempts(n: int, end: str) -> list[tuple[str, int]]:

@@ -20,6 +20,7 @@ JOB_ROUTES = {
     ("get", "/api/jobs/{job_id}"),
     ("get", "/api/jobs/{job_id}/result"),
     ("get", "/api/jobs/{job_id}/events"),
+    ("get", "/api/jobs/{job_id}/output/{stream}"),
     ("post", "/api/jobs/{job_id}/cancel"),
     ("post", "/api/jobs/{job_id}/retry"),
     ("post", "/api/jobs/{job_id}/run-now"),
@@ -156,7 +157,8 @@ async def test_no_caller_reaches_a_job_that_is_not_theirs(
                 assert status == 200, (caller.name, owner)
                 continue
             for method, path in sorted(JOB_ROUTES):
-                status, body = await call(caller, method.upper(), url + path.format(job_id=job["id"]))
+                target = url + path.format(job_id=job["id"], stream="output")
+                status, body = await call(caller, method.upper(), target)
                 tried += 1
                 assert status in REFUSED, (caller.name, method, path, status, body[:200])
                 assert job["params"] is None or '"steps"' not in body, (caller.name, path)

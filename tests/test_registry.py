@@ -11,7 +11,7 @@ import pytest
 from jobcast.registry import KindsError, discover_kinds
 from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
 
-BUILTIN = {"demo", "report", "convert", "aggregate"}
+BUILTIN = {"demo", "report", "convert", "aggregate", "summarize"}
 
 
 def test_the_builtin_kinds_come_from_their_entry_point() -> None:
@@ -21,7 +21,7 @@ def test_the_builtin_kinds_come_from_their_entry_point() -> None:
 def test_jobcast_kinds_adds_modules_and_leaves_kinds_out() -> None:
     assert set(discover_kinds("tests.kinds_extra")) == BUILTIN | {"echo"}
     assert set(discover_kinds("tests.kinds_extra,-builtin")) == {"echo"}
-    assert set(discover_kinds("-aggregate, -convert")) == {"demo", "report"}
+    assert set(discover_kinds("-aggregate, -convert")) == {"demo", "report", "summarize"}
 
 
 def test_bad_kind_configuration_is_a_clear_error() -> None:
@@ -56,12 +56,12 @@ async def test_a_kind_no_running_worker_serves_is_refused(spawn) -> None:
             return (await get_json(session, web.url + "/api/stats"))["serving"]
 
         (worker,) = await wait_for(serving, what="the worker to say what it serves")
-        assert worker["kinds"] == ["convert", "demo", "report"]
+        assert worker["kinds"] == ["convert", "demo", "report", "summarize"]
         problem = await post_json(
             session, web.url + "/api/jobs", {"kind": "aggregate", "params": {}}, status=422
         )
         assert problem["detail"] == (
-            "no running worker serves kind 'aggregate'; the 1 running serve: convert, demo, report"
+            "no running worker serves kind 'aggregate'; the 1 running serve: convert, demo, report, summarize"
         )
         assert problem["errors"][0]["field"] == "kind"
         # In a batch, each item of that kind is refused alone (the check is made once per kind).
@@ -72,4 +72,4 @@ async def test_a_kind_no_running_worker_serves_is_refused(spawn) -> None:
         served = await submit(session, web.url + "/api/jobs", demo(1, 1))
         assert (await watch_to_end(session, served["id"], base=web.url))[-1]["type"] == "succeeded"
         page = await (await session.get(web.url + "/")).text()
-    assert "serves convert, demo, report" in page
+    assert "serves convert, demo, report, summarize" in page

@@ -294,7 +294,9 @@ class CreateCall:
         """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
         the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
         text = {**self.record, "state": State.QUEUED.value, "seq": seq}
-        return snapshot_of(self.job_id, text, {"params": self.params}, links)
+        snapshot = snapshot_of(self.job_id, text, {"params": self.params}, links)
+        snapshot["output"] = {}  # one job's snapshot, as GET /api/jobs/{id} answers it
+        return snapshot
 
 
 @dataclass(slots=True)
