@@ -229,7 +229,9 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         try:
             holder = claim.holder if claim is not None else ctx["lease_owner"]
             async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
-                await _run_attempt(kind, record, jobctx, entry, store, ctx["storage"], settings, metrics)
+                await _run_attempt(
+                    kind, record, jobctx, entry, store, ctx["storage"], settings, metrics, output
+                )
         except (Retry, asyncio.CancelledError):
             raise
         except Exception:
@@ -286,6 +288,7 @@ async def _run_attempt(
     storage: Storage,
     settings: Settings,
     metrics: WorkerMetrics,
+    output: JobOutput,
 ) -> None:
     # The worker's own reporter, behind the public protocol job code sees.
     progress = cast(Progress, ctx.progress)
@@ -297,7 +300,11 @@ async def _run_attempt(
             # Its input, local before it runs (a no-op for a shared directory); a failure to
             # fetch it is the attempt's, retried like any other.
             await storage.fetch_uploads(ctx.job_id)
-        return await kind.run(ctx, kind.params.model_validate(record.params))
+        result = await kind.run(ctx, kind.params.model_validate(record.params))
+        # Everything it wrote is sent before it ends; output refused past a limit the job did not
+        # hear of (its last writes were still being sent) fails it now, not silently.
+        await output.drain()
+        return result
 
     entry.task = task = asyncio.create_task(attempt())
     if entry.cancel_requested:

@@ -17,6 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobcast.client import Client, SyncClient
+from jobcast.files.local import FileStore
+from jobcast.files.storage import DirectoryStorage
+from jobcast.jobs.upkeep.janitor import Janitor
+from jobcast.store.jobs import JobStore
 from tests.helpers import (
     assert_contiguous,
     get_json,
@@ -352,3 +356,29 @@ async def test_a_slow_watcher_is_cut_off_and_resumes_while_others_keep_up(spawn)
         final = await final_text(session, web.url, job["id"])
         assert text_of(events) == final == text_of(fast)
         assert len(final) > 2_000_000
+
+
+async def test_output_counts_against_its_owners_disk_quota_until_the_job_is_gone(
+    spawn, redis, settings
+) -> None:
+    web = spawn("web")
+    spawn("worker", JOBCAST_DISK_QUOTA_BYTES="1500")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        job = await submit(session, web.url + "/api/jobs", summary(tokens_per_s=5000))
+        events = await watch_to_end(session, job["id"], web.url)
+        assert events[-1]["type"] == "failed" and events[-1]["error"]["type"] == "OutputLimitExceeded"
+        assert "disk quota" in events[-1]["error"]["message"]
+        assert sum(1 for e in events if e.get("limit_reached")) == 1
+        kept = await final_text(session, web.url, job["id"]) + await final_text(
+            session, web.url, job["id"], "log"
+        )
+    store = JobStore(redis, settings)
+    used = int(await redis.hget(store.keys.disk_usage, "") or 0)  # single-user mode: one owner
+    assert used == len(kept.encode()) and used <= 1500
+    # Once the job has expired, the janitor gives its bytes back.
+    janitor = Janitor(store, DirectoryStorage(FileStore(settings.files_dir)))
+    assert await janitor.refund_gone() == 0  # still kept
+    await redis.delete(store.keys.job(job["id"]))
+    assert await janitor.refund_gone() == 1
+    assert not await redis.hexists(store.keys.disk_usage, "")

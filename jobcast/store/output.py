@@ -67,6 +67,9 @@ class Outputs:
             attempt=attempt,
             stream=stream,
             data=data,
+            length_field=f"out:{attempt}:{stream}",
+            used_field=f"out-bytes:{attempt}",
+            full_field=f"out-full:{attempt}",
             head=head.decode(),
             tail=tail.decode(),
             full_tail=full_tail.decode(),
@@ -74,6 +77,11 @@ class Outputs:
             max_streams=self.max_streams,
         )
         status = answer.status
+        if status is Status.OVER_LIMIT and answer.get("quota"):
+            raise OutputLimitExceeded(
+                "the job's output is over its owner's disk quota (JOBCAST_DISK_QUOTA_BYTES): "
+                "delete finished jobs, or wait for them to expire"
+            )
         if status is Status.OVER_LIMIT:
             raise OutputLimitExceeded(
                 f"the job's output is over its limit: {self.max_bytes} bytes an attempt "

@@ -121,9 +121,18 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 PUBLISHING = ("publish", "create", "cancel", "dispatch", "output")
 
 
+# The scripts that charge the disk quota, and so need jobcast/store/lua/disk.lua.
+CHARGING = ("quota", "output")
+
+
 def _source(name: str) -> str:
     lua = resources.files("jobcast.store") / "lua"
-    parts = ["common", *(["events"] if name in PUBLISHING else []), name]
+    parts = [
+        "common",
+        *(["events"] if name in PUBLISHING else []),
+        *(["disk"] if name in CHARGING else []),
+        name,
+    ]
     return "\n".join((lua / f"{part}.lua").read_text() for part in parts)
 
 

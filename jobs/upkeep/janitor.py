@@ -3,6 +3,8 @@
 - A finished job's history is compacted to its state changes and its last progress once its
   grace time (`history_grace_s`) has passed: a job that ran 20 minutes at 10 Hz would otherwise
   keep 10,000 events for the whole retention. A resume from before its end then gets a snapshot.
+- The disk charges of jobs that have expired (their output, kept in Redis, went with them) are
+  given back to their owners' quotas.
 - Past the caps on kept jobs (`max_finished_jobs` succeeded and cancelled jobs each,
   `max_failed_jobs` failed ones), the oldest finished jobs are deleted with their files, before
   their time-based retention ends.
@@ -102,12 +104,33 @@ class Janitor:
             forgotten += gone
         return forgotten
 
+    async def refund_gone(self) -> int:
+        """Give back the disk charges of jobs whose record has expired: their output went with
+        them (a job's files are refunded by the sweep that deletes them). How many jobs'."""
+        keys, redis, refunded = self.store.keys, self.store.redis, 0
+        cursor = 0
+        while True:
+            cursor, charged = await redis.hscan(keys.disk_charges, cursor, count=BATCH)
+            ids = [raw.decode() for raw in charged]
+            if ids:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for job_id in ids:
+                        pipe.exists(keys.job(job_id))
+                    exists = await pipe.execute()
+                gone = [job_id for job_id, held in zip(ids, exists, strict=True) if not held]
+                if gone:
+                    await self.store.quota.refund(gone)
+                    refunded += len(gone)
+            if cursor == 0:
+                return refunded
+
     async def run_once(self) -> tuple[int, int]:
         """One pass: (jobs compacted, jobs deleted past the caps)."""
         compacted = await self.compact_due()
         deleted = 0
         for state in self.caps:
             deleted += len(await self.trim(state))
+        await self.refund_gone()
         return compacted, deleted
 
     async def run(self, interval_s: float) -> None:

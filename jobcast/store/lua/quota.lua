@@ -1,6 +1,6 @@
--- Each owner's stored bytes (uploads and result files) against the disk quota, and an anonymous
--- owner's client address's against that times the identities an address may share it between.
--- A job's charges are kept by job, so that deleting its files gives back exactly what it took.
+-- Each owner's stored bytes (uploads and result files; output is charged by output.lua) against
+-- the disk quota, and an anonymous owner's client address's against that times the identities an
+-- address may share it between (disk.lua keeps the books).
 -- A: job, owner, bytes, refund, and client (`@<address>`, for an anonymous owner). With refund,
 -- give back everything the job was charged (owner and bytes are not needed); otherwise charge
 -- `bytes` to `owner` (and `client`) for the job, unless that would take either past its quota
@@ -25,20 +25,6 @@ if A.refund then
   end
   return answer({status = S.ok, used = used})
 end
-local used = tonumber(redis.call('HGET', L.disk_usage, A.owner) or '0')
-if L.disk_quota > 0 and used + A.bytes > L.disk_quota then
-  return answer({status = S.over_quota, used = used})
-end
-if A.client then
-  local client_used = tonumber(redis.call('HGET', L.disk_usage, A.client) or '0')
-  if L.client_disk_quota > 0 and client_used + A.bytes > L.client_disk_quota then
-    return answer({status = S.over_quota, used = client_used, client = true})
-  end
-  redis.call('HINCRBY', L.disk_usage, A.client, A.bytes)
-end
-local raw = redis.call('HGET', L.disk_charges, A.job)
-local charged = 0
-if raw then charged = cjson.decode(raw).bytes end
-redis.call('HSET', L.disk_charges, A.job,
-  cjson.encode({owner = A.owner, client = A.client, bytes = charged + A.bytes}))
-return answer({status = S.ok, used = redis.call('HINCRBY', L.disk_usage, A.owner, A.bytes)})
+local ok, used, client = disk_charge(A.job, A.owner, A.client or false, A.bytes)
+if not ok then return answer({status = S.over_quota, used = used, client = client}) end
+return answer({status = S.ok, used = used})
