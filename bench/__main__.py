@@ -12,7 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, frames, intake, jobs, limits, processes, report, saturation, scenarios, soak
+from bench import (
+    footprint,
+    frames,
+    intake,
+    jobs,
+    limits,
+    output,
+    processes,
+    report,
+    saturation,
+    scenarios,
+    soak,
+)
 from bench.machine import describe
 from bench.peers import nchan
 from jobcast.files.local import FileStore
@@ -31,6 +43,7 @@ PARTS = (
     "footprint",
     "frames",
     "intake",
+    "output",
     "soak",
 )
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
@@ -88,6 +101,14 @@ def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: P
     if "intake" in only:
         results["intake"] = intake.intake(redis, workload.intake_seconds)
         results["create_script"] = intake.create_script(redis, workload.create_batches)
+    if "output" in only:
+        results["output"] = output.one_job(
+            redis, workload.output_rate, workload.output_watchers, workload.output_seconds, tmp
+        )
+        results["output_many"] = output.many_jobs(
+            redis, workload.output_jobs, workload.output_jobs_rate, workload.output_seconds, tmp
+        )
+        results["output_memory"] = output.redis_memory(redis, workload.output_memory_mb)
     if "frames" in only:
         results["frames"] = frames.dashboard_frames(
             redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds

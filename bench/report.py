@@ -123,6 +123,7 @@ def table(results: dict[str, Any]) -> str:
         + frame_lines(results)
         + intake_lines(results)
         + saturation_lines(results)
+        + output_lines(results)
     )
     return "\n".join(lines)
 
@@ -291,6 +292,35 @@ def frame_lines(results: dict[str, Any]) -> list[str]:
             f"{f['frame_max_ms']:>7} {f['late_frames']:>4}/{f['frames']:<4} {f['long_animation_frames']:>5} "
             f"{f['events_applied_per_s']:>9}  {profile}"
         )
+    return lines
+
+
+def output_lines(results: dict[str, Any]) -> list[str]:
+    if "output" not in results:
+        return []
+    rows = [*results["output"], {**results["output_many"], "system": "jobcast, many jobs"}]
+    lines = [
+        "",
+        "job output: tokens written by jobs, delivered over SSE (latency from write to watcher)",
+        f"{'path':<18} {'jobs':>5} {'watchers':>8} {'tok/s in':>9} {'tok/s/watcher':>13} "
+        f"{'redis/s/job':>11} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU':>7} {'CPU ms/MB':>9} {'writer µs':>9}"
+        "  load core (writer, watchers, Redis)",
+    ]
+    for r in rows:
+        latency = r["latency_ms"]
+        lines.append(
+            f"{r['system']:<18} {r['jobs']:>5} {r['watchers']:>8} {r['tokens_per_s_written']:>9} "
+            f"{r['tokens_per_s_per_watcher']:>13} {r['redis_calls_per_s_per_job']:>11} "
+            f"{latency.get('p50', '-'):>7} {latency.get('p99', '-'):>7} {r['server_cpu_share']:>7} "
+            f"{r['server_cpu_ms_per_mb']:>9} {r['writer_cpu_us_per_write']:>9}"
+            f"  {', '.join(f'{v:g}' for v in r.get('load_side_cpu_shares', {}).values())}"
+        )
+    m = results["output_memory"]
+    lines.append(
+        f"Redis memory per MB of output kept: {m['redis_mb_per_output_mb']} MB while the job's history "
+        f"holds its events, {m['after_compaction_mb_per_output_mb']} MB once compacted "
+        f"({m['output_mb']} MB written)"
+    )
     return lines
 
 

@@ -58,6 +58,13 @@ class Workload:
     # Fan-out saturation (bench/saturation.py): event rates stepped through, this long each.
     saturation_rates: tuple[float, ...] = (4000.0, 8000.0, 12000.0, 16000.0, 20000.0, 24000.0)
     saturation_seconds: float = 5.0
+    # Job output (bench/output.py): one job's token rate and watchers; many jobs at a rate each.
+    output_rate: float = 2000.0
+    output_watchers: int = 100
+    output_seconds: float = 5.0
+    output_jobs: int = 1000
+    output_jobs_rate: float = 20.0
+    output_memory_mb: int = 8
 
 
 QUICK = Workload(
@@ -86,6 +93,12 @@ QUICK = Workload(
     create_batches=2,
     saturation_rates=(100.0, 200.0),
     saturation_seconds=0.5,
+    output_rate=200.0,
+    output_watchers=5,
+    output_seconds=0.5,
+    output_jobs=10,
+    output_jobs_rate=5.0,
+    output_memory_mb=1,
 )
 
 
