@@ -113,9 +113,11 @@ class Writers:
 
 async def main(config: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(redis_url=config["redis_url"], key_prefix="jobcast")
-    redis = create_redis(settings.redis_url, retries=0)
-    store = JobStore(redis, settings)
     jobs: list[str] = config["jobs"]
+    # A connection for each job's writer, as the jobs would have spread over many workers (one
+    # worker's pool, JOBCAST_REDIS_MAX_CONNECTIONS, serves its JOBCAST_WORKER_MAX_JOBS jobs).
+    redis = create_redis(settings.redis_url, retries=0, max_connections=len(jobs) + 16)
+    store = JobStore(redis, settings)
     sent = 0
     async with Writers(config["mode"], store, jobs) as writers:
 
