@@ -109,6 +109,7 @@ def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: P
             redis, workload.output_jobs, workload.output_jobs_rate, workload.output_seconds, tmp
         )
         results["output_memory"] = output.redis_memory(redis, workload.output_memory_mb)
+        results["output_page"] = output.large_page(redis, workload.output_page_mb, workload.output_seconds)
     if "frames" in only:
         results["frames"] = frames.dashboard_frames(
             redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds

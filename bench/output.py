@@ -189,3 +189,60 @@ async def _memory(redis: RedisProcess, megabytes: int) -> dict[str, Any]:
 
 def redis_memory(redis: RedisProcess, megabytes: int) -> dict[str, Any]:
     return asyncio.run(_memory(redis, megabytes))
+
+
+async def _large_page(url: str, redis: RedisProcess, megabytes: int, seconds: float) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    from bench.chromium import CHROMIUM, CHROMIUM_ARGS
+    from bench.frames import RECORDER, percentile
+
+    client = create_redis(redis.url, retries=0)
+    settings = settings_for(redis).model_copy(update={"max_output_bytes": (megabytes + 2) * 2**20})
+    store = JobStore(client, settings)
+    (job_id,) = await running_jobs(redis, 1)
+    line = "x" * 99 + "\n"
+    output = JobOutput(store.output, job_id, 1, flush_ms=50, flush_bytes=settings.output_flush_bytes)
+    async with output:
+        out = output.stream("output")
+        for _ in range(megabytes * 2**20 // len(line)):
+            out.write_nowait(line)
+        await out.flush()
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.add_init_script(RECORDER)
+            started = time.monotonic()
+            await page.goto(f"{url}/jobs/{job_id}")
+            await page.wait_for_selector("#connection[data-state=live]")
+            loaded_ms = (time.monotonic() - started) * 1000
+            await page.evaluate("() => { window.__frames.recording = true; }")
+            # The job goes on writing while the page shows it: 20 lines a write, 20 writes a second.
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                await out.write(line * 20)
+                await asyncio.sleep(0.05)
+            await out.flush()
+            frames = await page.evaluate(
+                "() => { window.__frames.recording = false; return window.__frames; }"
+            )
+            shown = await page.evaluate("() => document.getElementById('output-output').textContent.length")
+            await browser.close()
+    await client.aclose()
+    deltas = frames["deltas"]
+    return {
+        "output_mb": megabytes,
+        "page_ready_ms": round(loaded_ms),
+        "characters_shown": shown,
+        "fps": round(len(deltas) / seconds, 1),
+        "frame_p50_ms": round(percentile(deltas, 0.5), 2),
+        "frame_p99_ms": round(percentile(deltas, 0.99), 2),
+        "long_animation_frames": len(frames["long"]),
+    }
+
+
+def large_page(redis: RedisProcess, megabytes: int, seconds: float) -> dict[str, Any]:
+    """The job page of a job with `megabytes` of output in Chromium: how long until it is live,
+    and its frame times while the job writes on (it keeps the stream's last 1 MiB)."""
+    with processes.server("jobcast", redis) as (_, port):
+        return asyncio.run(_large_page(f"http://127.0.0.1:{port}", redis, megabytes, seconds))

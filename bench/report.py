@@ -321,6 +321,14 @@ def output_lines(results: dict[str, Any]) -> list[str]:
         f"holds its events, {m['after_compaction_mb_per_output_mb']} MB once compacted "
         f"({m['output_mb']} MB written)"
     )
+    if "output_page" in results:
+        p = results["output_page"]
+        lines.append(
+            f"job page with {p['output_mb']} MB of output in Chromium: live in {p['page_ready_ms']} ms, "
+            f"{p['characters_shown']:,} characters shown; while it writes on: {p['fps']} fps, "
+            f"frame p50 {p['frame_p50_ms']} ms, p99 {p['frame_p99_ms']} ms, "
+            f"{p['long_animation_frames']} long animation frames"
+        )
     return lines
 
 

@@ -65,6 +65,8 @@ class Workload:
     output_jobs: int = 1000
     output_jobs_rate: float = 20.0
     output_memory_mb: int = 8
+    # The job page of a job with this much output, in Chromium.
+    output_page_mb: int = 5
 
 
 QUICK = Workload(
@@ -99,6 +101,7 @@ QUICK = Workload(
     output_jobs=10,
     output_jobs_rate=5.0,
     output_memory_mb=1,
+    output_page_mb=1,
 )
 
 

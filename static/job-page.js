@@ -169,15 +169,35 @@ function outputPanel(stream) {
   return pre;
 }
 
+// Each panel's characters shown, kept here: reading a long text back from the DOM costs as much
+// as the text.
+const shownLength = new WeakMap();
+
 function appendOutput(stream, text) {
   const pre = outputPanel(stream);
   const following = atBottom(pre);
   pre.append(text);
-  // A long stream keeps its end: the page must stay fast however much a job writes.
-  if (pre.textContent.length > OUTPUT_BYTES) {
-    pre.textContent = pre.textContent.slice(-OUTPUT_BYTES);
+  let length = (shownLength.get(pre) ?? pre.textContent.length - text.length) + text.length;
+  // A long stream keeps its end: the page must stay fast however much a job writes. Cut back to
+  // three quarters of the bound, so that the cut (a relayout of the text) is rare.
+  if (length > OUTPUT_BYTES) {
+    let excess = length - Math.floor(OUTPUT_BYTES * 0.75);
+    while (excess > 0 && pre.firstChild) {
+      const node = pre.firstChild;
+      const size = node.textContent.length;
+      if (size <= excess) {
+        node.remove();
+        excess -= size;
+        length -= size;
+      } else {
+        node.textContent = node.textContent.slice(excess);
+        length -= excess;
+        excess = 0;
+      }
+    }
     pre.parentElement.querySelector(".output-cut").hidden = false;
   }
+  shownLength.set(pre, length);
   if (following) pre.scrollTop = pre.scrollHeight;
 }
 
