@@ -159,6 +159,10 @@ async def test_output_past_its_limit_fails_the_write_and_says_so(spawn) -> None:
         text = await final_text(session, web.url, job["id"])
         assert 0 < len(text.encode()) <= 600
         assert text == "".join(e["data"] for e in events if e["type"] == "output" and e["stream"] == "output")
+        # The job's page says so.
+        async with session.get(web.url + job["links"]["page"]) as response:
+            page = await response.text()
+        assert "OutputLimitExceeded" in page and "JOBCAST_MAX_OUTPUT_BYTES" in page
 
 
 async def test_each_attempt_has_its_own_output(spawn) -> None:
@@ -382,3 +386,35 @@ async def test_output_counts_against_its_owners_disk_quota_until_the_job_is_gone
     await redis.delete(store.keys.job(job["id"]))
     assert await janitor.refund_gone() == 1
     assert not await redis.hexists(store.keys.disk_usage, "")
+
+
+async def test_writes_from_threads_and_pipes_arrive_whole_and_in_order(redis, settings) -> None:
+    from jobcast.jobs.output import JobOutput
+    from jobcast.protocol import EventType
+    from jobcast.store.jobs import Submission
+
+    store = JobStore(redis, settings)
+    job_id = "b" * 32
+    await store.create(job_id, Submission("summarize", {}))
+    await store.publish(job_id, EventType.STARTED, attempt=1, fence=0)
+
+    async def tokens() -> Any:
+        for i in range(200):
+            yield f"t{i} "
+
+    async with JobOutput(store.output, job_id, 1, flush_ms=20, flush_bytes=1024) as output:
+        out = output.stream("output")
+        piped = await out.pipe(tokens())
+        # From a thread: in the order written, after what the loop wrote before.
+        await asyncio.to_thread(lambda: [out.write_threadsafe(f"[{i}]") for i in range(100)])
+        out.write_nowait("end")
+        await out.flush()
+        # A write bigger than an event is cut into events, never inside a character.
+        await out.write("é" * 3000)
+        await out.flush()
+    text = (await store.output.read(job_id, 1, "output")).decode()
+    assert text == piped + "".join(f"[{i}]" for i in range(100)) + "end" + "é" * 3000
+    records, _ = await store.history_after(job_id, 0)
+    chunks = [json.loads(r.split(b"\n", 2)[2]) for r in records if b"\noutput\n" in r]
+    assert all(len(c["data"].encode()) <= 1024 for c in chunks) and len(chunks) < 100
+    assert "".join(c["data"] for c in chunks) == text
