@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -129,16 +130,19 @@ async def test_a_node_script_watches_a_job_to_its_end(servers) -> None:
         assert out.strip().splitlines()[-1].endswith("succeeded 100%"), out
 
 
-@pytest.mark.parametrize("transport", ["sse", "ws"])
-async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: str) -> None:
+async def across_a_web_restart(
+    spawn: Any, script_name: str, body: dict[str, Any], transport: str
+) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Run a Node script that watches a job; restart the web when it prints its first line.
+    Returns the web, the job, and the script's two lines (ready, and its end)."""
     web_ = spawn("web")
     spawn("worker")
     await web_.wait_http()
     async with aiohttp.ClientSession(web_.url) as session:
-        job = await submit(session, body=demo(30, 100))
+        job = await submit(session, body=body)
     script = await asyncio.create_subprocess_exec(
         str(BIN / "node"),
-        "test/resume-across-restart.mjs",
+        f"test/{script_name}",
         job["id"],
         transport,
         cwd=PACKAGE,
@@ -157,6 +161,14 @@ async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: st
         if script.returncode is None:
             script.kill()
         await script.wait()
+    return web_, job, ready, end
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: str) -> None:
+    _, _, ready, end = await across_a_web_restart(
+        spawn, "resume-across-restart.mjs", demo(30, 100), transport
+    )
     events = end["events"]
     assert events[0]["type"] == "snapshot" and events[-1]["type"] == "succeeded"
     seqs = [event["seq"] for event in events]
@@ -166,33 +178,9 @@ async def test_the_node_client_resumes_across_a_web_restart(spawn, transport: st
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
 async def test_the_node_client_follows_output_across_a_web_restart(spawn, transport: str) -> None:
-    web_ = spawn("web")
-    spawn("worker")
-    await web_.wait_http()
-    async with aiohttp.ClientSession(web_.url) as session:
-        body = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 150}}
-        job = await submit(session, body=body)
-    script = await asyncio.create_subprocess_exec(
-        str(BIN / "node"),
-        "test/output-across-restart.mjs",
-        job["id"],
-        transport,
-        cwd=PACKAGE,
-        env=node_env(JOBCAST_URL=web_.url),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert script.stdout is not None
-        assert json.loads(await asyncio.wait_for(script.stdout.readline(), 30)) == {"ready": True}
-        web_.signal(signal.SIGTERM)
-        assert await web_.wait_exit() == 0
-        restarted = spawn("web", port=web_.port)
-        await restarted.wait_http()
-        end = json.loads(await asyncio.wait_for(script.stdout.readline(), 60))
-    finally:
-        if script.returncode is None:
-            script.kill()
-        await script.wait()
+    body = {"kind": "summarize", "params": {"paragraphs": 60, "max_words": 300, "tokens_per_s": 150}}
+    web_, job, ready, end = await across_a_web_restart(spawn, "output-across-restart.mjs", body, transport)
+    assert ready == {"ready": True}
     async with aiohttp.ClientSession(web_.url) as session:
         async with session.get(f"/api/jobs/{job['id']}") as response:
             assert (await response.json())["state"] == "succeeded"
