@@ -6,6 +6,9 @@ token's delay from the text alone. Ways to write:
 - `jobcast`: through jobcast's writer (`ctx.output`'s: batched at the source, `output.lua`).
 - `naive`: the way a team writes output by hand, one PUBLISH of a ready-made record and one RPUSH
   to a history list per token (pipelined per tick), to the channel the ceiling relays.
+- `workers`: jobcast's script, batched as each job's writer batches (one call a job every
+  `JOBCAST_OUTPUT_FLUSH_MS`), but sent as raw pipelined commands: many jobs' writers, as workers
+  spread over their own cores would send them, from one process that stays light.
 - `progress`: each token as a progress message through jobcast's coalescing publisher, to show
   what the lossy path delivers of the same writes.
 
@@ -17,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import orjson
 import uvloop
 
-from bench.publisher import open_loop
+from bench.publisher import RawRedis, open_loop
 from jobcast.jobs.output import JobOutput
 from jobcast.jobs.progress import Progress
 from jobcast.protocol import Keys, output_template
@@ -62,6 +67,10 @@ class Writers:
             if mode == "progress"
             else []
         )
+        self.pending: list[list[str]] = [[] for _ in jobs]
+        self.flush_s = settings.output_flush_ms / 1000
+        self.flushed = 0.0
+        self.raw: RawRedis | None = None
         self.keys = Keys("jobcast")
         self.seq = 0
         self.pipe: Any = None
@@ -82,16 +91,25 @@ class Writers:
     async def __aenter__(self) -> Writers:
         for part in (*self.outputs, *self.progresses):
             await part.__aenter__()
+        if self.mode == "workers":
+            await self.store.scripts.load("output")
+            kwargs = self.store.redis.connection_pool.connection_kwargs
+            self.raw = await RawRedis.open(kwargs["host"], kwargs["port"])
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.raw is not None:
+            await self.raw.drained()
+            self.raw.close()
         for out in self.outputs:
             await out.drain()
         for part in (*self.outputs, *self.progresses):
             await part.__aexit__(None, None, None)
 
     def write(self, job: int, text: str, n: int) -> None:
-        if self.mode == "jobcast":
+        if self.mode == "workers":
+            self.pending[job].append(text)
+        elif self.mode == "jobcast":
             self.streams[job].write_nowait(text)
         elif self.mode == "progress":
             self.progresses[job].report(n, None, text)
@@ -106,6 +124,21 @@ class Writers:
             self.commands += 2
 
     async def tick(self) -> None:
+        if self.mode == "workers":
+            now = time.perf_counter()
+            if now - self.flushed < self.flush_s:
+                return
+            self.flushed = now
+            commands = []
+            for job, parts in enumerate(self.pending):
+                if parts:
+                    keys, args = self.store.output.call(self.jobs[job], 1, "output", "".join(parts))
+                    commands.append(hiredis.pack_command(self.store.scripts.command("output", keys, **args)))
+                    parts.clear()
+            self.commands += len(commands)
+            if commands:
+                assert self.raw is not None
+                self.raw.write(b"".join(commands), len(commands))
         if self.pipe is not None:
             pipe, self.pipe = self.pipe, None
             await pipe.execute()

@@ -49,9 +49,10 @@ class Outputs:
         self.max_streams = settings.max_output_streams
         self.inline_bytes = settings.output_inline_bytes
 
-    async def append(self, job_id: str, attempt: int, stream: str, data: str) -> int:
-        """Append `data` to the attempt's stream and publish it; its seq (0: the job ended, or runs
-        another attempt). Raises OutputLimitExceeded past the limits."""
+    def call(
+        self, job_id: str, attempt: int, stream: str, data: str
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The output script's keys and arguments for one chunk."""
         head, tail = output_template(job_id, attempt, stream, data)
         _, full_tail = output_template(job_id, attempt, stream, "", limit_reached=True)
         keys = {
@@ -60,22 +61,27 @@ class Outputs:
             "channel": self.keys.channel(job_id),
             "output": self.keys.output(job_id, attempt, stream),
         }
-        answer = await self.scripts.call(
-            "output",
-            keys,
-            id=job_id,
-            attempt=attempt,
-            stream=stream,
-            data=data,
-            length_field=f"out:{attempt}:{stream}",
-            used_field=f"out-bytes:{attempt}",
-            full_field=f"out-full:{attempt}",
-            head=head.decode(),
-            tail=tail.decode(),
-            full_tail=full_tail.decode(),
-            max_bytes=self.max_bytes,
-            max_streams=self.max_streams,
-        )
+        args = {
+            "id": job_id,
+            "attempt": attempt,
+            "stream": stream,
+            "data": data,
+            "length_field": f"out:{attempt}:{stream}",
+            "used_field": f"out-bytes:{attempt}",
+            "full_field": f"out-full:{attempt}",
+            "head": head.decode(),
+            "tail": tail.decode(),
+            "full_tail": full_tail.decode(),
+            "max_bytes": self.max_bytes,
+            "max_streams": self.max_streams,
+        }
+        return keys, args
+
+    async def append(self, job_id: str, attempt: int, stream: str, data: str) -> int:
+        """Append `data` to the attempt's stream and publish it; its seq (0: the job ended, or runs
+        another attempt). Raises OutputLimitExceeded past the limits."""
+        keys, args = self.call(job_id, attempt, stream, data)
+        answer = await self.scripts.call("output", keys, **args)
         status = answer.status
         if status is Status.OVER_LIMIT and answer.get("quota"):
             raise OutputLimitExceeded(
