@@ -737,9 +737,10 @@ async def test_the_job_page_streams_output_and_its_log_live_across_a_web_restart
         assert "output" not in await page.locator("#log tr").evaluate_all(
             "rows => rows.map(r => r.dataset.type)"
         )
-        # Reloaded, the server renders the same text.
+        # Reloaded, the server renders the same text, whole: no "showing the end" note.
         await page.reload()
         assert await page.locator("#output-output").text_content() == whole
+        await expect(page.locator(".output-cut")).to_be_hidden()
 
 
 async def test_the_job_progress_element_shows_an_output_stream_across_a_web_restart(
