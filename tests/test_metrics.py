@@ -115,6 +115,13 @@ async def test_the_open_streams_gauge_is_exact(spawn) -> None:
         for path in (f"/api/jobs/{job['id']}/events", "/api/events") * 10:
             await hang_up_after_sending(web.port, path)
         await wait_for(lambda: is_at(streams, (0, 0)), what="the gauge to stay at zero")
+
+        # Once a worker runs the job (its start is not what this test waits on otherwise).
+        async def running() -> bool:
+            async with session.get(f"/api/jobs/{job['id']}") as response:
+                return (await response.json())["state"] == "running"
+
+        await wait_for(running, what="the job to run")
         async with session.post(f"/api/jobs/{job['id']}/cancel") as response:
             assert response.status == 202  # running: cancel requested
     assert "Traceback" not in web.log()
