@@ -19,34 +19,27 @@ import asyncio
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import processes
+from bench import processes, scenarios
 from bench.machine import CpuMeter
+from bench.scenarios import settings_for
 from jobcast.jobs.output import JobOutput
 from jobcast.protocol import EventType
 from jobcast.redis.client import create_redis
 from jobcast.redis.embedded import RedisProcess
-from jobcast.settings import Settings
-from jobcast.store.jobs import JobStore, Submission
-
-
-def settings_for(redis: RedisProcess) -> Settings:
-    return Settings(redis_url=redis.url, key_prefix="jobcast")
+from jobcast.store.jobs import JobStore
 
 
 async def running_jobs(redis: RedisProcess, n: int) -> list[str]:
-    """`n` jobs in their first attempt, as a worker would have started them."""
+    """`n` jobs in their first attempt, as a worker would have started them (on an emptied Redis)."""
+    ids = await scenarios.create_jobs(redis, n)
     client = create_redis(redis.url, retries=0)
     store = JobStore(client, settings_for(redis))
-    await client.flushall()
-    ids = [uuid.uuid4().hex for _ in range(n)]
     for job_id in ids:
-        await store.create(job_id, Submission("summarize", {}))
         await store.publish(job_id, EventType.STARTED, attempt=1, fence=0)
     await client.aclose()
     return ids

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 import threading
+from collections import deque
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -93,11 +94,9 @@ class JobOutput:
         self._attempt = attempt
         self._flush_s = flush_ms / 1000
         self._flush_bytes = flush_bytes
-        # Pending text, in the order it was written: (stream, text) pieces, and their bytes.
-        self._pending: list[tuple[str, str]] = []
+        # Pending text, in the order it was written: (stream, text, its bytes) pieces, and theirs.
+        self._pending: deque[tuple[str, str, int]] = deque()
         self._pending_bytes = 0
-        # Past this much pending, `write` waits for the flusher: the most an attempt may write.
-        self._max_pending = max(outputs.max_bytes, flush_bytes)
         self._sent_bytes = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -107,7 +106,6 @@ class JobOutput:
         self._open = False
         self.error: OutputLimitExceeded | None = None
         self.loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._streams: dict[str, OutputStream] = {}
         # The write that went past the limit: sent last, for the script to refuse and say so.
         self._refused: tuple[str, str] | None = None
@@ -136,7 +134,7 @@ class JobOutput:
                 "(JOBCAST_MAX_OUTPUT_BYTES)"
             )
         else:
-            self._pending.append((stream, text))
+            self._pending.append((stream, text, size))
             self._pending_bytes += size
         self._idle.clear()
         if self._flusher is None:
@@ -226,14 +224,14 @@ class JobOutput:
     async def _send_pending(self) -> None:
         while self._pending:
             stream = self._pending[0][0]
-            taken = 0
+            pieces: list[str] = []
             size = 0
-            while (
-                taken < len(self._pending) and self._pending[taken][0] == stream and size < self._flush_bytes
-            ):
-                size += len(self._pending[taken][1].encode())
-                taken += 1
-            text = "".join(piece for _, piece in self._pending[:taken])
+            for name, piece, nbytes in self._pending:  # the stream's next pieces, up to a batch
+                if name != stream or size >= self._flush_bytes:
+                    break
+                pieces.append(piece)
+                size += nbytes
+            text = "".join(pieces)
             for chunk in utf8_pieces(text, self._flush_bytes):
                 try:
                     seq = await self._outputs.append(self._job_id, self._attempt, stream, chunk)
@@ -253,15 +251,14 @@ class JobOutput:
 
     def _consume(self, nbytes: int) -> None:
         while nbytes > 0 and self._pending:
-            stream, piece = self._pending[0]
-            size = len(piece.encode())
+            stream, piece, size = self._pending[0]
             if size <= nbytes:
-                self._pending.pop(0)
+                self._pending.popleft()
                 self._pending_bytes -= size
                 nbytes -= size
             else:
                 rest = piece.encode()[nbytes:].decode()
-                self._pending[0] = (stream, rest)
+                self._pending[0] = (stream, rest, size - nbytes)
                 self._pending_bytes -= nbytes
                 nbytes = 0
 

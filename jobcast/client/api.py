@@ -28,6 +28,7 @@ import aiohttp
 
 from jobcast.backoff import Backoff
 from jobcast.errors import JobcastError
+from jobcast.output_text import OutputText
 from jobcast.protocol import TERMINAL_STATES, dumps, loads
 
 
@@ -252,7 +253,7 @@ class Client:
         text = OutputText(stream, attempt)
         decoder = codecs.getincrementaldecoder("utf-8")()
         async for event in self.watch(job_id):
-            new = text.feed(event)
+            new = text.feed(event.type, event.data)
             if isinstance(new, dict):  # too long for the snapshot: read what is lacking
                 new = await self._output_bytes(job_id, stream, text, int(new["length"]))
             if new:
@@ -307,53 +308,6 @@ class Client:
             except (aiohttp.ClientError, TimeoutError):
                 pass  # dropped: resume below
             await asyncio.sleep(backoff.next_s())
-
-
-@dataclass(slots=True)
-class OutputText:
-    """One attempt's text of one output stream, from a job's events: the snapshot's text (or as
-    much of it as the caller lacks), then each chunk of the stream. `feed` says what is new."""
-
-    stream: str
-    attempt: int | None = None
-    # Bytes of the stream already given: a snapshot after a drop gives only what follows.
-    offset: int = 0
-    over: bool = False
-
-    def feed(self, event: JobEvent) -> bytes | dict[str, Any]:
-        """The new text (UTF-8) an event brings, or a stream too long for a snapshot (`length`,
-        `href`: read the bytes from `offset` to `length` there). Sets `over` when the attempt ends."""
-        data = event.data
-        attempt = int(data.get("attempt") or 0)
-        if event.type == "snapshot":
-            state = data.get("state")
-            if self.attempt is None:
-                started = state == "running" or state in TERMINAL_STATES
-                self.attempt = attempt if started and attempt else attempt + 1
-            if attempt != self.attempt:  # the attempt followed is over, or yet to start
-                self.over = attempt > self.attempt or state in TERMINAL_STATES
-                return b""
-            self.over = state in TERMINAL_STATES or state == "retrying"
-            held = (data.get("output") or {}).get(self.stream)
-            if isinstance(held, dict):
-                return held
-            text = (held or "").encode()
-            new = text[self.offset :]
-            self.offset = max(self.offset, len(text))
-            return new
-        if self.attempt is None:
-            return b""
-        if event.type == "output":
-            if data.get("stream") == self.stream and attempt == self.attempt:
-                new = str(data.get("data") or "").encode()
-                self.offset += len(new)
-                return new
-            return b""
-        if event.type == "started":
-            self.over = attempt > self.attempt
-        else:
-            self.over = event.type == "retrying" or event.terminal
-        return b""
 
 
 async def _read(response: aiohttp.ClientResponse) -> Any:

@@ -24,7 +24,12 @@ async def load_snapshot(request: web.Request, job_id: str | None = None) -> Snap
     """The snapshot of the job named in the URL; raises JobNotFound (also for a job the asker may
     not see)."""
     job_id = job_id or request.match_info["job_id"]
-    snapshot = await request.app[STORE].snapshot(job_id)
+    return visible(request, job_id, await request.app[STORE].snapshot(job_id))
+
+
+def visible(request: web.Request, job_id: str, snapshot: Snapshot | None) -> Snapshot:
+    """The snapshot, if the asker may see the job; else JobNotFound (the job does not exist
+    for them)."""
     if snapshot is None or not principal(request).may_see(snapshot["owner"], snapshot["submitted_by"]):
         raise JobNotFound(job_id)
     return snapshot

@@ -68,11 +68,15 @@ async def page_outputs(
 ) -> list[AttemptOutput]:
     """Each attempt's output, oldest attempt first, as the record `raw` knows it."""
     by_attempt: dict[int, AttemptOutput] = {}
-    for s in output_lengths(raw):
-        shown_from = max(0, s.length - PAGE_OUTPUT_BYTES)
-        data = await store.output.read(job_id, s.attempt, s.stream, shown_from, s.length)
-        # A cut may fall inside a character: drop its tail bytes.
-        text = data.decode(errors="ignore")
+    streams = output_lengths(raw)
+    starts = [max(0, s.length - PAGE_OUTPUT_BYTES) for s in streams]
+    async with store.redis.pipeline(transaction=False) as pipe:  # every stream in one round trip
+        for s, start in zip(streams, starts, strict=True):
+            pipe.getrange(store.keys.output(job_id, s.attempt, s.stream), start, s.length - 1)
+        texts = await pipe.execute() if streams else []
+    for s, shown_from, data in zip(streams, starts, texts, strict=True):
+        # A cut may fall inside a character: drop its bytes.
+        text = bytes(data)[: s.length - shown_from].decode(errors="ignore")
         href = f"{api}/output/{s.stream}?attempt={s.attempt}"
         if token:
             href += f"&token={quote(token)}"

@@ -18,7 +18,7 @@ from jobcast.queries.listing import BadCursor, ids_starting_with, list_jobs
 from jobcast.queries.stats import stats
 from jobcast.redis.client import awaited
 from jobcast.server.api.control import cancel_job
-from jobcast.server.api.jobs import load_snapshot
+from jobcast.server.api.jobs import load_snapshot, visible
 from jobcast.server.api.submit import (
     SubmitRequest,
     discard_files_unless_created,
@@ -49,6 +49,7 @@ from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
 from jobcast.server.pages.job_output import page_context, page_outputs
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
+from jobcast.store.jobs import build_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 routes = web.RouteTableDef()
@@ -243,11 +244,12 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
 async def job_page(request: web.Request) -> web.Response:
     if len(request.match_info["job_id"]) < 32:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
-    job = await load_snapshot(request)
     store = request.app[STORE]
-    # The record whose seq the page resumes after, and whose lengths say how much of each output
-    # stream it shows: the live chunks then follow that text exactly.
-    raw = await awaited(store.redis.hgetall(store.keys.job(job["id"])))
+    job_id = request.match_info["job_id"]
+    # One read of the record: the job, the seq the page resumes after, and the lengths that say
+    # how much of each output stream it shows (the live chunks then follow that text exactly).
+    raw = await awaited(store.redis.hgetall(store.keys.job(job_id)))
+    job = visible(request, job_id, build_snapshot(job_id, raw, store.links) if raw else None)
     seq = int(raw.get(b"seq") or 0)
     records, _ = await store.history_after(job["id"], 0)
     events = [e for e in _history(records) if e["seq"] <= seq]

@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from jobcast.protocol import OUTPUT_STREAM, TERMINAL_STATES, EventType, State, loads
+from jobcast.output_text import OutputText
+from jobcast.protocol import OUTPUT_STREAM, loads
 from jobcast.server.fanout.catchup import CatchUp, CatchUpFailed
 from jobcast.server.fanout.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.http.bodies import JOB_ID
@@ -88,21 +89,17 @@ async def job_output(request: web.Request) -> web.StreamResponse:
 
 
 class Follower:
-    """Turns the job's events into the stream's text, from `offset` on."""
+    """Writes the job's events as the stream's text (jobcast/output_text.py), from `offset` on."""
 
     def __init__(
         self, request: web.Request, job_id: str, stream: str, attempt: int | None, offset: int
     ) -> None:
         self.request = request
         self.job_id = job_id
-        self.stream = stream
-        self.attempt = attempt
-        # Bytes of the stream the client has (or asked to skip); what comes is from here.
-        self.offset = offset
+        self.text = OutputText(stream, attempt, offset)
         self.response: web.StreamResponse | None = None
 
     async def start(self, attempt: int) -> None:
-        self.attempt = attempt
         response = web.StreamResponse(
             headers={
                 "Content-Type": PLAIN,
@@ -121,49 +118,35 @@ class Follower:
             async with asyncio.timeout(self.request.app[SETTINGS].write_timeout_s):
                 await self.response.write(data)
 
-    async def on_snapshot(self, snapshot: dict[str, Any]) -> bool:
-        """The text up to the snapshot; True when the attempt is over."""
-        state, attempt = snapshot.get("state"), int(snapshot.get("attempt") or 0)
-        if self.attempt is None:
-            # Not started yet, or between attempts: follow the next one.
-            running_or_done = state == State.RUNNING or state in TERMINAL_STATES
-            await self.start(attempt if running_or_done and attempt else attempt + 1)
-        if attempt != self.attempt:
-            return attempt > (self.attempt or 0) or state in TERMINAL_STATES
-        held = (snapshot.get("output") or {}).get(self.stream)
-        if isinstance(held, str):
-            data = held.encode()
-            await self.write(data[self.offset :])
-            self.offset = max(self.offset, len(data))
-        elif isinstance(held, dict):
-            await self.copy_until(int(held["length"]))
-        return state in TERMINAL_STATES or state == State.RETRYING
-
-    async def copy_until(self, length: int) -> None:
-        """The stream's bytes from the offset to `length`, read from Redis a part at a time."""
-        store = self.request.app[STORE]
-        assert self.attempt is not None
-        while self.offset < length:
-            end = min(length, self.offset + READ_BYTES)
-            data = await store.output.read(self.job_id, self.attempt, self.stream, self.offset, end)
+    async def copy_until(self, length: int | None) -> None:
+        """The stream's bytes from the offset to `length` (None: all there are), read from Redis
+        a part at a time."""
+        text, store = self.text, self.request.app[STORE]
+        assert text.attempt is not None
+        while length is None or text.offset < length:
+            end = text.offset + READ_BYTES if length is None else min(length, text.offset + READ_BYTES)
+            data = await store.output.read(self.job_id, text.attempt, text.stream, text.offset, end)
             if not data:
-                return  # expired under us: nothing more to give
+                return  # all of it (or expired under us): nothing more to give
             await self.write(data)
-            self.offset += len(data)
+            text.offset += len(data)
 
-    async def on_event(self, event: dict[str, Any]) -> bool:
-        """One live (or replayed) event; True when the attempt is over."""
-        kind = event.get("type")
-        attempt = int(event.get("attempt") or 0)
-        if kind == EventType.OUTPUT:
-            if event.get("stream") == self.stream and attempt == self.attempt:
-                data = str(event.get("data") or "").encode()
-                await self.write(data)
-                self.offset += len(data)
-            return False
-        if kind == EventType.STARTED:
-            return attempt > (self.attempt or 0)
-        return kind == EventType.RETRYING or event.get("state") in TERMINAL_STATES
+    async def handle(self, kind: bytes, data: bytes) -> bool:
+        """One event (a snapshot first); True when the attempt followed is over."""
+        if kind == b"progress":
+            return False  # never the end of an attempt, and no output: not even parsed
+        body = loads(data)
+        new = self.text.feed(kind.decode(), body)
+        assert self.text.attempt is not None  # the first event is a snapshot, which sets it
+        if self.response is None:
+            await self.start(self.text.attempt)
+            if self.text.over and self.text.attempt < int(body.get("attempt") or 0):
+                await self.copy_until(None)  # an earlier attempt, asked for by name: whole
+        if isinstance(new, dict):
+            await self.copy_until(int(new["length"]))
+        else:
+            await self.write(new)
+        return self.text.over
 
     async def run(self, outbox: Outbox, catch_up: CatchUp | None) -> None:
         """Write the stream until the attempt is over, or the watcher must go (it resumes by
@@ -181,15 +164,8 @@ class Follower:
             except OutboxClosed:
                 return  # fell too far behind, or the server stops
             for event in batch:
-                if await self.handle(event.type, loads(event.data)):
+                if await self.handle(event.type, event.data):
                     return
-
-    async def handle(self, kind: bytes, body: dict[str, Any]) -> bool:
-        if kind == b"snapshot":
-            return await self.on_snapshot(body)
-        if kind == b"error":  # the job is gone
-            return True
-        return self.response is not None and await self.on_event(body)
 
 
 async def follow(request: web.Request, job_id: str, stream: str, query: OutputQuery) -> web.StreamResponse:
