@@ -187,6 +187,9 @@ async def test_each_attempt_has_its_own_output(spawn) -> None:
             first = await response.text()
         second = await final_text(session, web.url, job["id"])
         assert first and second and first != second and second.startswith(first[:20])
+        # Followed by name, an earlier attempt's output comes whole, and the answer ends.
+        async with session.get(url + "/output/output?attempt=1&follow=1") as response:
+            assert response.headers["X-Jobcast-Attempt"] == "1" and await response.text() == first
         chunks = [e for e in events if e["type"] == "output" and e["stream"] == "output"]
         assert "".join(e["data"] for e in chunks if e["attempt"] == 2) == second
         assert (await get_json(session, url))["output"]["output"] == second
