@@ -62,13 +62,15 @@ async def follow_sse(
     *,
     retry_s: float,
     read_timeout_s: float | None = None,
+    seen: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """An EventSource's view of a job across restarts, failovers and partitions: after a lost or
     refused connection it waits `retry_s` (EventSource's retry delay, not a synchronisation) and
     reconnects with Last-Event-ID (from a snapshot, its `last_event_id`), until the terminal
     event or a terminal snapshot. With `read_timeout_s`, a silent connection counts as lost.
-    Returns the (event, data) pairs seen and how many connections were answered."""
-    seen: list[tuple[str, dict[str, Any]]] = []
+    Returns the (event, data) pairs seen (appended to `seen` as they come, when given) and how
+    many connections were answered."""
+    seen = [] if seen is None else seen
     connections, last = 0, 0
     options: dict[str, Any] = {}
     if read_timeout_s is not None:

@@ -77,10 +77,29 @@ async def ready(primary: Node, replica: Node, sentinels: list[Node]) -> bool:
         return False
 
 
-async def watch(session: aiohttp.ClientSession, url: str, job_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """An EventSource's view: reconnect with Last-Event-ID until the terminal event."""
-    seen, _ = await follow_sse(session, url, job_id, retry_s=0.3)
+async def watch(
+    session: aiohttp.ClientSession, url: str, job_id: str, seen: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """An EventSource's view: reconnect with Last-Event-ID until the terminal event. What it has
+    seen so far stays in `seen`, for the failure message of a watcher that never got there."""
+    await follow_sse(session, url, job_id, retry_s=0.3, seen=seen)
     return seen
+
+
+async def stuck(
+    session: aiohttp.ClientSession, url: str, jobs: list[dict[str, Any]], procs: list[Any]
+) -> str:
+    """What a reader of a failed run needs: each job's state now and the processes' last lines."""
+    lines = []
+    for job in jobs:
+        async with session.get(f"{url}/api/jobs/{job['id']}") as r:
+            body = await r.json() if r.status == 200 else {"status": r.status}
+        lines.append(
+            f"{job['id']}: {body.get('state')} seq {body.get('last_event_id')} attempt {body.get('attempt')}"
+        )
+    for proc in procs:
+        lines.append(f"--- {proc.command}:\n" + "\n".join(proc.log().splitlines()[-40:]))
+    return "\n".join(lines)
 
 
 async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn) -> None:
@@ -90,11 +109,16 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
     )
     url = "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + f"/{SERVICE}"
     web = spawn("web", REDIS_URL=url)
-    spawn("worker", REDIS_URL=url, JOBCAST_LEASE_S="3")
+    worker = spawn("worker", REDIS_URL=url, JOBCAST_LEASE_S="3")
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
-        watchers = [asyncio.create_task(watch(session, web.url, job["id"])) for job in jobs for _ in range(3)]
+        partial: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 3)]
+        watchers = [
+            asyncio.create_task(watch(session, web.url, job["id"], partial[i * 3 + j]))
+            for i, job in enumerate(jobs)
+            for j in range(3)
+        ]
         await wait_for(lambda: progressed(session, web.url, jobs[0]["id"], 10), what="the jobs to run")
         primary.stop()  # SIGKILL: the sentinels see it down after 1 s, then promote the replica
 
@@ -106,7 +130,17 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
                 return False
 
         await wait_for(promoted, timeout=30, what="the replica to be promoted")
-        results = await asyncio.wait_for(asyncio.gather(*watchers), 90)
+        _, pending = await asyncio.wait(watchers, timeout=90)
+        if pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+            detail = await stuck(session, web.url, jobs, [web, worker])
+            for task, seen in zip(watchers, partial, strict=True):
+                if task in pending:
+                    detail += f"\nwatcher stuck after {[(k, d.get('seq', d.get('last_event_id'))) for k, d in seen[-5:]]}"
+            pytest.fail(f"{len(pending)} watchers never saw their job end\n{detail}")
+        results = [task.result() for task in watchers]
         await web.wait_http()  # ready again, on the new primary
     for seen in results:
         # Ends with the job's success, seen live or in a snapshot.
