@@ -2,12 +2,13 @@
 
 The public API for job code is what this module exports, and it is kept stable:
 
-    from jobcast import Kind, JobContext, PermanentError
+    from jobcast import Kind, JobContext, PermanentError, Schedule
 
 `jobcast.server` is the web server, `jobcast.jobs` the workers; both share the settings, the wire
 protocol and the Redis store that live beside this file.
 """
 
 from jobcast.kind import JobContext, Kind, PermanentError
+from jobcast.schedule import Missed, Schedule
 
-__all__ = ["JobContext", "Kind", "PermanentError"]
+__all__ = ["JobContext", "Kind", "Missed", "PermanentError", "Schedule"]

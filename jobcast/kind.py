@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from jobcast.errors import JobcastError, OutputLimitExceeded
 from jobcast.files.local import JobFiles
+from jobcast.schedule import Schedule
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -100,6 +101,15 @@ class Kind(Generic[P]):
     # owner's hourly budget (JOBCAST_CPU_BUDGET_S_PER_HOUR). Kinds that can burn much CPU on one
     # small request should say; None costs nothing.
     cost: Callable[[P], float] | None = None
+    # Recurring jobs of this kind, declared with the code (operators pause and resume them on the
+    # Schedules page; others are made over /api/schedules).
+    schedules: Sequence[Schedule] = ()
+
+    def __post_init__(self) -> None:
+        # Kept as a tuple: a Kind is frozen, and hashable.
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        for schedule in self.schedules:
+            self.params.model_validate(schedule.params)
 
     def estimated_cost(self, params: P) -> float:
         """The CPU-seconds one attempt with these params is estimated to take (0: not said)."""

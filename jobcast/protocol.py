@@ -195,6 +195,19 @@ class Keys:
         """A hash: each running job's id to the name of the worker holding its lease."""
         return f"{self.prefix}:leases"
 
+    # Schedules: `schedules` maps each schedule's id to its definition (JSON); `schedule:<id>`
+    # is its state (the last tick it accounted for, its last job, its counts); a tick is claimed by
+    # one process with `schedule-claim:<id>:<tick ms>` (jobcast/store/schedules.py).
+    @property
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    def schedule(self, schedule_id: str) -> str:
+        return f"{self.prefix}:schedule:{schedule_id}"
+
+    def schedule_claim(self, schedule_id: str, tick_ms: int) -> str:
+        return f"{self.prefix}:schedule-claim:{schedule_id}:{tick_ms}"
+
     # Pausing a kind: `paused` maps each paused kind to when it was paused (ms). A claim that
     # finds a due job of a paused kind parks it in the kind's `parked` set (scored as it was in
     # its queue) instead of running it; resuming puts the parked jobs back (jobcast/store/pausing.py).

@@ -233,6 +233,19 @@ class Settings(ProcessSettings):
         ge=0,
         description="Failed jobs kept (they are kept longer, for diagnosis and retry); 0: no cap.",
     )
+    schedule_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Schedules: a tick fired later than this after its time counts as late; a `skip` "
+        "schedule fires none that late (it counts it as missed).",
+    )
+    schedule_claim_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Schedules: how long a process that claimed a tick has to submit its job before "
+        "another process fires it (the job's idempotency key keeps it one job).",
+    )
+    max_schedules: int = Field(default=1000, ge=1, description="Most schedules a deployment keeps.")
     janitor_interval_s: float = Field(
         default=30.0,
         gt=0,

@@ -62,6 +62,10 @@ class JobSnapshot(SnapshotLinks):
     retried_by: str | None
     owner: str | None
     submitted_by: str | None
+    # The schedule whose tick made the job (jobcast/schedule.py), if one did.
+    schedule: str | None
+    # The tick it was made for (null: run now, outside the schedule's ticks).
+    scheduled_for: str | None
     last_event_id: int
     # One job's snapshot (not a listing's): the text of each output stream of its attempt now.
     output: NotRequired[dict[str, str | OutputRef]]

@@ -37,6 +37,7 @@ from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.jobs.upkeep.janitor import Janitor
 from jobcast.jobs.upkeep.migrate import migrate, migrate_histories
+from jobcast.jobs.upkeep.scheduler import Scheduler
 from jobcast.jobs.worker_metrics import WorkerMetrics
 from jobcast.jobs.worker_metrics import serve as serve_metrics
 from jobcast.kind import JobContext, Kind, PermanentError, configure
@@ -47,6 +48,7 @@ from jobcast.registry import KindsError, discover_kinds
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.store.reaper import Reaper, worker_lost
+from jobcast.store.schedules import ScheduleBook
 from jobcast.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(_sweep_files(storage, store, settings.retention_s)),
         asyncio.create_task(Janitor(store, storage).run(settings.janitor_interval_s)),
         asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),
+        asyncio.create_task(Scheduler(ScheduleBook(store), ctx["kinds"], settings).run()),
     ]
 
 

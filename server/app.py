@@ -17,7 +17,7 @@ from jobcast.queries.worker_directory import WorkerDirectory
 from jobcast.redis.client import create_redis
 from jobcast.registry import discover_kinds
 from jobcast.server.api import bulk_requests as bulk
-from jobcast.server.api import compat, control, queries, results, submit
+from jobcast.server.api import compat, control, queries, results, schedules, submit
 from jobcast.server.api import jobs as api
 from jobcast.server.api import kind_pausing as pausing
 from jobcast.server.api.links import job_links
@@ -45,6 +45,7 @@ from jobcast.server.observability import metrics
 from jobcast.server.observability.metrics import setup_metrics
 from jobcast.server.pages import login
 from jobcast.server.pages import scheduled as scheduled_page
+from jobcast.server.pages import schedules as schedules_page
 from jobcast.server.pages import views as pages
 from jobcast.server.pages import workers as workers_page
 from jobcast.server.pages.views import setup_pages
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         submit,
         control,
         pausing,
+        schedules,
         bulk,
         queries,
         results,
@@ -190,6 +192,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         login,
         workers_page,
         scheduled_page,
+        schedules_page,
     )
     for module in modules:
         app.add_routes(module.routes)

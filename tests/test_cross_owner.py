@@ -50,6 +50,18 @@ LISTINGS = {
     ("post", "/api/kinds/{kind}/pause"),
     ("post", "/api/kinds/{kind}/resume"),
 }
+# Routes that take a schedule id: a schedule is an admin's or a service's own.
+SCHEDULE_ROUTES = {
+    ("get", "/api/schedules/{schedule_id}"),
+    ("patch", "/api/schedules/{schedule_id}"),
+    ("delete", "/api/schedules/{schedule_id}"),
+    ("post", "/api/schedules/{schedule_id}/run"),
+    ("post", "/schedules/{schedule_id}/pause"),
+    ("post", "/schedules/{schedule_id}/resume"),
+    ("post", "/schedules/{schedule_id}/run"),
+}
+# Routes that list schedules, or make one.
+SCHEDULE_LISTINGS = {("get", "/api/schedules"), ("post", "/api/schedules"), ("get", "/schedules")}
 # Routes that name no job and show none.
 NO_JOBS = {
     ("get", "/api/kinds"),
@@ -128,8 +140,40 @@ async def test_every_route_is_classified(deployment: str) -> None:
     async with aiohttp.ClientSession() as session, session.get(deployment + "/api/openapi.json") as r:
         document = await r.json()
     routes = {(method, path) for path, ops in document["paths"].items() for method in ops}
-    assert routes - (JOB_ROUTES | LISTINGS | NO_JOBS) == set(), "classify the new route in this file"
-    assert (JOB_ROUTES | LISTINGS | NO_JOBS) - routes == set(), "a route this file names is gone"
+    known = JOB_ROUTES | LISTINGS | NO_JOBS | SCHEDULE_ROUTES | SCHEDULE_LISTINGS
+    assert routes - known == set(), "classify the new route in this file"
+    assert known - routes == set(), "a route this file names is gone"
+
+
+async def test_a_schedule_is_its_makers_and_the_admins_only(
+    deployment: str, callers: dict[str, Caller]
+) -> None:
+    url = deployment
+    body = {"id": "shop-nightly", "kind": "demo", "cron": "0 2 * * *", "params": {"steps": 1}}
+    status, made = await call(callers["service shop"], "POST", url + "/api/schedules", json=body)
+    assert status == 201, made
+    for caller in callers.values():
+        if caller.name in ("service shop", "admin"):
+            status, _ = await call(caller, "GET", url + "/api/schedules/shop-nightly")
+            assert status == 200, caller.name
+            continue
+        for method, path in sorted(SCHEDULE_ROUTES):
+            target = url + path.format(schedule_id="shop-nightly")
+            status, answer = await call(caller, method.upper(), target, json={"enabled": False})
+            assert status in REFUSED, (caller.name, method, path, status, answer[:200])
+        for path in ("/api/schedules", "/schedules"):
+            status, listed = await call(caller, "GET", url + path)
+            assert status in {200, *REFUSED} and "shop-nightly" not in listed, (caller.name, path)
+        # Browsers may not make schedules; another service makes its own.
+        status, _ = await call(
+            caller, "POST", url + "/api/schedules", json={**body, "id": f"x-{len(caller.name)}"}
+        )
+        assert (status == 201) == (caller.name == "service billing"), caller.name
+    status, still = await call(callers["admin"], "GET", url + "/api/schedules/shop-nightly")
+    assert status == 200 and '"enabled":true' in still.replace(" ", ""), "a stranger's action reached it"
+    # Run now by its maker: the job is the service's own.
+    status, ran = await call(callers["service shop"], "POST", url + "/api/schedules/shop-nightly/run")
+    assert status == 202 and '"owner":"shop"' in ran.replace(" ", ""), ran
 
 
 async def submit_as(caller: Caller, url: str, body: dict[str, Any]) -> dict[str, Any]:

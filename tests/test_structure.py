@@ -229,7 +229,7 @@ def documented_key(method: object, prefix: str = "{P}") -> str:
     from jobcast.protocol import Keys
 
     keys = Keys(prefix)
-    placeholders = {"job_id": "{id}", "digest": "{sha}"}
+    placeholders = {"job_id": "{id}", "digest": "{sha}", "schedule_id": "{id}", "tick_ms": "{tick ms}"}
     if isinstance(method, property):
         return str(method.fget(keys))  # type: ignore[misc]
     params = [p for p in signature(method).parameters if p != "self"]  # type: ignore[arg-type]

@@ -82,7 +82,7 @@ _SNAPSHOT_FIELDS = frozenset(
         *_JSON_FIELDS,
         *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
         *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
-        *("retried_by", "owner", "submitted_by", "seq"),
+        *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "seq"),
     }
 )
 
@@ -127,6 +127,8 @@ def snapshot_of(
         "retried_by": get("retried_by") or None,
         "owner": get("owner") or None,
         "submitted_by": get("submitted_by") or None,
+        "schedule": get("schedule") or None,
+        "scheduled_for": get("scheduled_for") or None,
         "last_event_id": int(get("seq") or 0),
         "links": made["links"],
         "stream_token": made["stream_token"],
@@ -467,10 +469,13 @@ class JobStore:
         submitted_by: str | None = None,
         client: str | None = None,
         created: datetime | None = None,
+        schedule: str | None = None,
+        scheduled_for: str | None = None,
     ) -> CreateCall:
         """The create script's keys and arguments for one submission, made at `created` (now by
         default; a batch's jobs share the moment they came). `client`: the anonymous client address
-        the job also counts against (`@<address>`), for an anonymous owner."""
+        the job also counts against (`@<address>`), for an anonymous owner. `schedule`: the
+        schedule whose tick (`scheduled_for`, ISO 8601) made it."""
         queued = _queued(created or utcnow(), submission.delay_s)
         kind, priority = submission.kind, submission.priority.value
         # The record's fields but params, as field/value pairs of text (a batch builds a thousand).
@@ -483,6 +488,8 @@ class JobStore:
             ("owner", owner),
             ("submitted_by", submitted_by),
             ("client", client),
+            ("schedule", schedule),
+            ("scheduled_for", scheduled_for),
         )
         for name, value in optional:
             if value:

@@ -31,7 +31,7 @@ from jobcast.settings import Settings
 
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
-    *("resume", "run_now", "history", "migrate_history", "output"),
+    *("resume", "run_now", "history", "migrate_history", "output", "schedule_tick"),
 )
 
 

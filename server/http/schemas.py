@@ -79,6 +79,12 @@ class JobSnapshot(Closed):
     retried_by: str | None
     owner: str | None = Field(description="Who the job belongs to (owner mode; null when single-user).")
     submitted_by: str | None = Field(description="The service (API key) that submitted it for its owner.")
+    schedule: str | None = Field(
+        default=None, description="The schedule whose tick made the job (`/api/schedules/{id}`), if one did."
+    )
+    scheduled_for: str | None = Field(
+        default=None, description="The schedule's tick the job was made for (null: run now, between ticks)."
+    )
     stream_token: str | None = Field(
         description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "
         "cookie, until it expires; `POST links.token` gives a fresh one."

@@ -29,6 +29,7 @@ from jobcast.server.fanout.hub import Outbox
 from jobcast.server.http.openapi import TEXT, Answer, Operation, operation
 from jobcast.server.keys import KINDS, RELAY, SETTINGS, STORE, STREAMS, SUBMITTED_BY_KIND
 from jobcast.server.security.auth import require_admin
+from jobcast.store.schedules import ScheduleBook, ScheduleState
 
 routes = web.RouteTableDef()
 
@@ -116,6 +117,27 @@ class RelayCollector(Collector):
         yield GaugeMetricFamily(
             "jobcast_workers_live", "Workers alive (heartbeat within 3 intervals).", figures["workers"]
         )
+        yield from self._schedules(figures.get("schedules", {}))
+
+    def _schedules(self, states: dict[str, ScheduleState]) -> Iterator[Metric]:
+        fired = CounterMetricFamily(
+            "jobcast_schedule_ticks_fired", "Schedule ticks that started a job.", labels=["schedule"]
+        )
+        missed = CounterMetricFamily(
+            "jobcast_schedule_ticks_missed",
+            "Schedule ticks that started no job (skipped after an outage, or refused by a limit).",
+            labels=["schedule"],
+        )
+        late = CounterMetricFamily(
+            "jobcast_schedule_ticks_late",
+            "Schedule ticks that started their job later than JOBCAST_SCHEDULE_GRACE_S after their time.",
+            labels=["schedule"],
+        )
+        for schedule_id, state in sorted(states.items()):
+            fired.add_metric([schedule_id], state.fired)
+            missed.add_metric([schedule_id], state.missed)
+            late.add_metric([schedule_id], state.late)
+        yield from (fired, missed, late)
 
 
 def setup_metrics(app: web.Application) -> None:
@@ -140,6 +162,8 @@ async def metrics(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app
     figures = await stats(app[STORE], worker_ttl_s=app[SETTINGS].worker_ttl_s)
-    app[QUEUE].update(figures)
+    book = ScheduleBook(app[STORE])
+    ids = [s.id for s in await book.all()]
+    app[QUEUE].update(figures, schedules=await book.states(ids) if ids else {})
     body = generate_latest(app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -353,6 +353,18 @@ export interface components {
             /** Run At */
             run_at: string | null;
             /**
+             * Schedule
+             * @description The schedule whose tick made the job (`/api/schedules/{id}`), if one did.
+             * @default null
+             */
+            schedule?: string | null;
+            /**
+             * Scheduled For
+             * @description The schedule's tick the job was made for (null: run now, between ticks).
+             * @default null
+             */
+            scheduled_for?: string | null;
+            /**
              * Started At
              * @description When the attempt running or last run started.
              */
@@ -419,10 +431,80 @@ export interface components {
              */
             since: string | null;
         };
+        /** LastRun */
+        LastRun: {
+            /**
+             * At
+             * @description Its tick, or when it was run now.
+             */
+            at: string;
+            /** Job */
+            job: string;
+            /** Link */
+            link: string;
+            /**
+             * State
+             * @description The job's state now (null: it has expired).
+             */
+            state: string | null;
+        };
         /** Liveness */
         Liveness: {
             /** Alive */
             alive: boolean;
+        };
+        /**
+         * Missed
+         * @description What a schedule does with ticks that passed while nothing could fire them (an outage, or
+         *     every worker stopped): `run_once` fires one job for all of them, now; `skip` fires none, and
+         *     waits for the next tick.
+         * @enum {string}
+         */
+        Missed: "run_once" | "skip";
+        /** NewSchedule */
+        NewSchedule: {
+            /**
+             * Cron
+             * @description 5 fields (minute hour day month weekday), or 6 with seconds first; `L`, `LW`, `5L` and `MON#2` are understood.
+             */
+            cron: string;
+            /**
+             * Enabled
+             * @description false: paused, no tick fires.
+             * @default true
+             */
+            enabled?: boolean;
+            /**
+             * Id
+             * @description Chosen by the caller, or made up when absent.
+             * @default null
+             */
+            id?: string | null;
+            /**
+             * Kind
+             * @description One of the kinds listed at /api/kinds.
+             */
+            kind: string;
+            /**
+             * @description Ticks that passed while nothing could fire them: `run_once` starts one job for them all when jobcast is back; `skip` starts none.
+             * @default run_once
+             */
+            missed?: components["schemas"]["Missed"];
+            /**
+             * Params
+             * @description The kind's params for each job.
+             */
+            params?: {
+                [key: string]: unknown;
+            };
+            /** @default default */
+            priority?: components["schemas"]["Priority"];
+            /**
+             * Timezone
+             * @description The IANA timezone the expression is read in.
+             * @default UTC
+             */
+            timezone?: string;
         };
         /**
          * OutputRef
@@ -539,6 +621,98 @@ export interface components {
             reportType: string;
             /** Userid */
             userId: string;
+        };
+        /**
+         * ScheduleChange
+         * @description The fields to change; absent ones stay.
+         */
+        ScheduleChange: {
+            /**
+             * Cron
+             * @default null
+             */
+            cron?: string | null;
+            /**
+             * Enabled
+             * @default null
+             */
+            enabled?: boolean | null;
+            /** @default null */
+            missed?: components["schemas"]["Missed"] | null;
+            /**
+             * Params
+             * @default null
+             */
+            params?: {
+                [key: string]: unknown;
+            } | null;
+            /** @default null */
+            priority?: components["schemas"]["Priority"] | null;
+            /**
+             * Timezone
+             * @default null
+             */
+            timezone?: string | null;
+        };
+        /** ScheduleList */
+        ScheduleList: {
+            /** Schedules */
+            schedules: components["schemas"]["ScheduleView"][];
+        };
+        /** ScheduleView */
+        ScheduleView: {
+            /** Created At */
+            created_at: string;
+            /** Cron */
+            cron: string;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Fired
+             * @description Ticks that started a job.
+             */
+            fired: number;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Last Error */
+            last_error: string | null;
+            last_run: components["schemas"]["LastRun"] | null;
+            /**
+             * Late
+             * @description Ticks that started their job later than the grace after their time.
+             */
+            late: number;
+            /** Links */
+            links: {
+                [key: string]: string;
+            };
+            missed: components["schemas"]["Missed"];
+            /**
+             * Missed Ticks
+             * @description Ticks that started none (skipped, or refused by a limit).
+             */
+            missed_ticks: number;
+            /**
+             * Next Runs
+             * @description The next ticks, in UTC (none while paused).
+             */
+            next_runs: string[];
+            /** Owner */
+            owner: string | null;
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            priority: components["schemas"]["Priority"];
+            /**
+             * Source
+             * @description `code`: declared on its kind; `api`: made over this API.
+             */
+            source: string;
+            /** Timezone */
+            timezone: string;
         };
         /** Serving */
         Serving: {
@@ -686,7 +860,10 @@ export type JobSnapshot = components['schemas']['JobSnapshot'];
 export type KindInfo = components['schemas']['KindInfo'];
 export type KindList = components['schemas']['KindList'];
 export type KindPause = components['schemas']['KindPause'];
+export type LastRun = components['schemas']['LastRun'];
 export type Liveness = components['schemas']['Liveness'];
+export type Missed = components['schemas']['Missed'];
+export type NewSchedule = components['schemas']['NewSchedule'];
 export type OutputRef = components['schemas']['OutputRef'];
 export type PageLinks = components['schemas']['PageLinks'];
 export type PausedKind = components['schemas']['PausedKind'];
@@ -696,6 +873,9 @@ export type Progress = components['schemas']['Progress'];
 export type Renewal = components['schemas']['Renewal'];
 export type ReportAccepted = components['schemas']['ReportAccepted'];
 export type ReportRequest = components['schemas']['ReportRequest'];
+export type ScheduleChange = components['schemas']['ScheduleChange'];
+export type ScheduleList = components['schemas']['ScheduleList'];
+export type ScheduleView = components['schemas']['ScheduleView'];
 export type Serving = components['schemas']['Serving'];
 export type State = components['schemas']['State'];
 export type Stats = components['schemas']['Stats'];
