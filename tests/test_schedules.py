@@ -4,6 +4,7 @@ policy across an outage, daylight-saving transitions, the API, and the Schedules
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import signal
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from jobcast.jobs.kinds import KINDS
 from jobcast.jobs.upkeep.scheduler import Scheduler
@@ -77,6 +79,9 @@ def test_bad_expressions_and_timezones_are_refused() -> None:
             Schedule(cron)
     with pytest.raises(ScheduleError):
         Schedule("0 2 * * *", timezone="Mars/Olympus")
+    demo = {kind.name: kind for kind in KINDS}["demo"]
+    with pytest.raises(ValidationError):  # params the kind would refuse, found when it is built
+        dataclasses.replace(demo, schedules=[Schedule("0 2 * * *", params={"steps": 0})])
 
 
 async def fire_through(scheduler: Scheduler, start: datetime, end: datetime, step: timedelta) -> None:
@@ -231,6 +236,10 @@ async def test_one_job_per_tick_with_three_webs_and_two_workers_and_an_outage(sp
         # Jobs submitted up to the pause are all listed once their submission returned.
         state = await schedule_of(session, webs[2].url, "every-second")
         jobs = await jobs_of(session, webs[2].url, "every-second")
+        async with session.get(f"{webs[1].url}/metrics") as r:
+            metrics = await r.text()
+    for name, value in (("fired", state["fired"]), ("missed", state["missed_ticks"])):
+        assert f'jobcast_schedule_ticks_{name}_total{{schedule="every-second"}} {float(value)}' in metrics
     ticks = [datetime.fromisoformat(job["scheduled_for"]) for job in jobs]
     # Exactly one job per tick: no tick twice, one job per fired tick.
     assert len(ticks) == len(set(ticks)) == state["fired"]
