@@ -60,6 +60,14 @@ class IdempotentReplay(SubmitRefused):
         self.same_request = same_request
 
 
+class ActiveDuplicate(SubmitRefused):
+    """A job of the same unique key is waiting or running: it answers instead of a new one."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
 class TooManyWaiting(SubmitRefused):
     """Over a waiting-jobs limit: the jobs due now, the delayed ones, or the owner's own."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,16 +105,30 @@ class Kind(Generic[P]):
     # Recurring jobs of this kind, declared with the code (operators pause and resume them on the
     # Schedules page; others are made over /api/schedules).
     schedules: Sequence[Schedule] = ()
+    # Unique while active: params whose values make a job's unique key, so that a submission
+    # while a job with the same values waits or runs gets that job (a submission's own
+    # `unique_key` takes precedence). Empty: only submissions that give a key are unique.
+    unique_by: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         # Kept as a tuple: a Kind is frozen, and hashable.
         object.__setattr__(self, "schedules", tuple(self.schedules))
+        object.__setattr__(self, "unique_by", tuple(self.unique_by))
+        unknown = set(self.unique_by) - set(self.params.model_fields)
+        if unknown:
+            raise ValueError(f"unique_by names params {self.name} does not take: {sorted(unknown)}")
         for schedule in self.schedules:
             self.params.model_validate(schedule.params)
 
     def estimated_cost(self, params: P) -> float:
         """The CPU-seconds one attempt with these params is estimated to take (0: not said)."""
         return float(self.cost(params)) if self.cost is not None else 0.0
+
+    def unique_key(self, params: dict[str, Any]) -> str | None:
+        """The unique key these (validated, JSON) params make, by `unique_by`; None: not unique."""
+        if not self.unique_by:
+            return None
+        return json.dumps([params.get(name) for name in self.unique_by], sort_keys=True)
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         # Output past its limit would be again: an attempt writes what the one before it did.

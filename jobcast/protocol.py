@@ -176,6 +176,11 @@ class Keys:
         """The last index score given out (see `clock_score` in jobcast/store/lua/common.lua)."""
         return f"{self.prefix}:index:clock"
 
+    def unique(self, digest: str) -> str:
+        """The last job of a unique key (by its SHA-256, with its owner and kind), while it may be
+        active."""
+        return f"{self.prefix}:unique:{digest}"
+
     def idempotency(self, digest: str) -> str:
         """The job an Idempotency-Key (by its SHA-256) created, with the request's fingerprint."""
         return f"{self.prefix}:idempotency:{digest}"

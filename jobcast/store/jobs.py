@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 
 from jobcast.errors import (
+    ActiveDuplicate,
     AlreadyRetried,
     IdempotentReplay,
     NotRetryable,
@@ -213,6 +214,8 @@ class Submission:
     max_attempts: int = 0
     # The kind's estimate of the CPU-seconds it takes (counted against the owner's hourly budget).
     cost_s: float = 0.0
+    # While a job of this key (and owner, and kind) waits or runs, a new submission gets it.
+    unique_key: str | None = None
 
     @classmethod
     def again(cls, old: JobSnapshot, *, max_attempts: int, cost_s: float) -> Submission:
@@ -280,6 +283,8 @@ class CreateCall:
     def outcome(self, answer: Any, links: Links) -> JobSnapshot:
         """The new job's snapshot; raises the SubmitRefused the answer means."""
         status = answer.status
+        if status is Status.ACTIVE_DUPLICATE:
+            raise ActiveDuplicate(answer["id"])
         if status is Status.KEY_REUSED:
             raise IdempotentReplay(answer["id"], answer["fingerprint"] == self.fingerprint)
         if status is Status.TOO_MANY_WAITING:
@@ -495,6 +500,9 @@ class JobStore:
             if value:
                 fields += (name, value)
         keys = self._create_keys(job_id, kind, idempotency_key, retry_of, owner, submitted_by)
+        if submission.unique_key is not None:
+            scoped = f"{owner or ''}\n{submitted_by or ''}\n{kind}\n{submission.unique_key}"
+            keys["unique"] = self.keys.unique(hashlib.sha256(scoped.encode()).hexdigest())
         if client is not None:
             keys["client_rate"] = self.keys.owner_rate(client, int(time.time() // 60))
             keys["client_cost"] = self.keys.owner_cost(client, int(time.time() // 3600))

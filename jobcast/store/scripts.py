@@ -46,6 +46,7 @@ class Status(StrEnum):
     # create
     CREATED = "created"
     KEY_REUSED = "key_reused"  # the idempotency key made a job before
+    ACTIVE_DUPLICATE = "active_duplicate"  # a job of the same unique key is waiting or running
     TOO_MANY_WAITING = "too_many_waiting"
     RATE_LIMITED = "rate_limited"
     ALREADY_RETRIED = "already_retried"

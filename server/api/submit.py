@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobcast.bulk import without_bulk
 from jobcast.errors import (
+    ActiveDuplicate,
     AlreadyRetried,
     IdempotentReplay,
     NotRetryable,
@@ -68,6 +69,14 @@ class SubmitRequest(BaseModel):
         default=Priority.DEFAULT, description="Waiting jobs of higher priority start first."
     )
     delay_s: float = Field(default=0, ge=0, description="Keep the job queued this long before it may start.")
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Unique while active: while a job of this kind with this key (and owner) waits or "
+        "runs, a submission with it gets that job (200, `Unique-Active: true`) instead of a new one. "
+        "Kinds may derive it from params (`unique_by`).",
+    )
     owner: str | None = Field(
         default=None,
         pattern=OWNER,
@@ -82,12 +91,17 @@ class Submitted:
     snapshot: Snapshot
     # True when an Idempotency-Key named an existing job: nothing new was created.
     replayed: bool = False
+    # True when a job of the same unique key was waiting or running: it answers instead.
+    active: bool = False
 
     def response(self) -> web.Response:
         headers = {"Location": self.snapshot["links"]["self"]}
         if self.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return json_response(self.snapshot, status=200 if self.replayed else 202, headers=headers)
+        if self.active:
+            headers["Unique-Active"] = "true"
+        existing = self.replayed or self.active
+        return json_response(self.snapshot, status=200 if existing else 202, headers=headers)
 
 
 def refuse_unknown_params(kind: Kind[Any], params: dict[str, Any]) -> None:
@@ -147,6 +161,7 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
         delay_s=request.delay_s,
         max_attempts=kind.max_attempts,
         cost_s=cost_of(app, kind, model),
+        unique_key=request.unique_key or kind.unique_key(params),
     )
 
 
@@ -235,6 +250,8 @@ async def submit(
             slug="rate-limited",
             headers={"Retry-After": str(math.ceil(limited.retry_after_s))},
         ) from None
+    except ActiveDuplicate as active:
+        return Submitted(await store_snapshot(app, active.job_id), active=True)
     except AlreadyRetried as done:
         return Submitted(await store_snapshot(app, done.job_id), replayed=True)
     except NotRetryable as e:
@@ -435,7 +452,9 @@ def submission_body(app: web.Application) -> dict[str, Schema]:
 SUBMITTED = {
     202: json("Accepted: the job is queued", JobSnapshot, headers=("Location",)),
     200: json(
-        "An earlier job with this Idempotency-Key", JobSnapshot, headers=("Location", "Idempotent-Replayed")
+        "An earlier job: the one this Idempotency-Key made, or the waiting or running one of this unique_key",
+        JobSnapshot,
+        headers=("Location", "Idempotent-Replayed", "Unique-Active"),
     ),
 }
 
@@ -673,6 +692,8 @@ async def _batch_outcome(app: web.Application, index: int, outcome: Any) -> dict
         app[SUBMITTED_BY_KIND][outcome["kind"]] += 1
         return {"index": index, "status": 202, "job": outcome}
     problem: Problem
+    if isinstance(outcome, ActiveDuplicate):
+        return {"index": index, "status": 200, "job": await store_snapshot(app, outcome.job_id)}
     if isinstance(outcome, IdempotentReplay):
         if outcome.same_request:
             return {"index": index, "status": 200, "job": await store_snapshot(app, outcome.job_id)}

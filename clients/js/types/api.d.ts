@@ -54,6 +54,12 @@ export interface components {
              * @default default
              */
             priority?: components["schemas"]["Priority"];
+            /**
+             * Unique Key
+             * @description Unique while active: while a job of this kind with this key (and owner) waits or runs, a submission with it gets that job (200, `Unique-Active: true`) instead of a new one. Kinds may derive it from params (`unique_by`).
+             * @default null
+             */
+            unique_key?: string | null;
         };
         /** BatchRequest */
         BatchRequest: {

@@ -10,7 +10,8 @@
 --   owner's submissions may be estimated to cost per hour; 0: none), and client_limit,
 --   client_rate_limit, client_cost_budget: the same for an anonymous client address.
 -- Each A.jobs item names its keys (`keys`, taken from KEYS in order, item after item):
---   job, history, channel, kind_index; idempotency (when the request has a key);
+--   job, history, channel, kind_index; idempotency (when the request has a key); unique (when
+--   the job is unique while active: the job its unique key names);
 --   owner_rate (owner mode: the owner's submissions this minute); owner_cost (owner mode: the
 --   CPU-seconds the owner's submissions this hour are estimated to cost); client_rate and
 --   client_cost (the same for the job's anonymous client address, when it has one);
@@ -22,7 +23,7 @@
 --   owner's client address), cost (its estimated CPU-seconds).
 --   Arguments alike in every item of a call come once, as A.common (jobcast/store/scripts.py `factor`).
 -- Answers ok with `answers`, one per item: created (seq), key_reused (id, fingerprint),
--- too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
+-- active_duplicate (id: the waiting or running job of the same unique key), too_many_waiting (waiting, delayed), rate_limited (retry_after_ms, budget: whether the CPU budget
 -- is spent), and for a retry already_retried (id), original_gone, not_retryable (state).
 
 -- Jobs waiting in every queue, due now (false) or delayed (true): counted once a call, then kept.
@@ -50,6 +51,18 @@ local function create(K, J)
     -- A key whose job has expired is free again (so is one in a format from before).
     if ok and type(seen) == 'table' and redis.call('EXISTS', seen.job_key) == 1 then
       return {status = S.key_reused, id = seen.id, fingerprint = seen.fingerprint}
+    end
+  end
+
+  -- Unique while active: a job of the same unique key still waiting or running answers in place
+  -- of a new one (a record is written at once, so one made earlier in this call is found too).
+  if K.unique then
+    local other = redis.call('GET', K.unique)
+    if other then
+      local state = redis.call('HGET', L.job_prefix .. other, 'state')
+      if state and not is_terminal(state) then
+        return {status = S.active_duplicate, id = other}
+      end
     end
   end
 
@@ -148,6 +161,9 @@ local function create(K, J)
   if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
   if K.original then
     redis.call('HSET', K.original, 'retried_by', id)
+  end
+  if K.unique then
+    redis.call('SET', K.unique, id, 'EX', L.retention_s)
   end
   if K.idempotency then
     local seen = cjson.encode({id = id, fingerprint = J.fingerprint, job_key = K.job})
