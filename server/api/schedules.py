@@ -213,6 +213,18 @@ async def one(request: web.Request, schedule: StoredSchedule, status: int = 200)
     return json_response(body, status=status, headers={"Location": body["links"]["self"]})
 
 
+async def run_now(request: web.Request) -> str:
+    """Start the schedule's job now, outside its ticks (the API's and the page's Run now)."""
+    schedule = await load(request)
+    kind = request.app[KINDS].get(schedule.kind)
+    if kind is None:
+        raise Problem(409, f"this deployment has no kind {schedule.kind!r}", slug="conflict")
+    try:
+        return await book(request).fire(schedule, kind, None)
+    except SubmitRefused as refused:
+        raise Problem(429, f"the job was refused: {refused}", slug="rate-limited") from None
+
+
 @routes.get("/api/schedules")
 @operation(
     Operation(
@@ -324,13 +336,5 @@ async def delete_schedule(request: web.Request) -> web.Response:
     )
 )
 async def run_schedule_now(request: web.Request) -> web.Response:
-    schedule = await load(request)
-    kind = request.app[KINDS].get(schedule.kind)
-    if kind is None:
-        raise Problem(409, f"this deployment has no kind {schedule.kind!r}", slug="conflict")
-    try:
-        job_id = await book(request).fire(schedule, kind, None)
-    except SubmitRefused as refused:
-        raise Problem(429, f"the job was refused: {refused}", slug="rate-limited") from None
-    snapshot = await load_snapshot(request, job_id)
+    snapshot = await load_snapshot(request, await run_now(request))
     return json_response(snapshot, status=202, headers={"Location": snapshot["links"]["self"]})

@@ -7,10 +7,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from jobcast.schedule import SCHEDULE_ID
-from jobcast.server.api.schedules import book, load, manager, view, visible
+from jobcast.server.api.schedules import book, load, manager, run_now, view, visible
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, operation
-from jobcast.server.http.problems import Problem
-from jobcast.server.keys import KINDS, SETTINGS
+from jobcast.server.keys import SETTINGS
 from jobcast.server.pages.views import render_page
 
 routes = web.RouteTableDef()
@@ -72,9 +71,5 @@ async def resume_form(request: web.Request) -> web.Response:
     )
 )
 async def run_form(request: web.Request) -> web.Response:
-    schedule = await load(request)
-    kind = request.app[KINDS].get(schedule.kind)
-    if kind is None:
-        raise Problem(409, f"this deployment has no kind {schedule.kind!r}", slug="conflict")
-    job_id = await book(request).fire(schedule, kind, None)
+    job_id = await run_now(request)
     raise web.HTTPSeeOther(f"{request.app[SETTINGS].url_prefix}/jobs/{job_id}")
