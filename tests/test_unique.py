@@ -9,6 +9,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from jobcast.client import Client
 from tests.helpers import demo, submit, watch_to_end
 
 KEY = "nightly-import-42"
@@ -60,6 +61,24 @@ async def test_a_kind_derives_the_key_from_its_params(spawn) -> None:
             )
         other = await submit(session, url, {"kind": "sync", "params": {"account": "b"}})
         assert other["id"] != first["id"]
+
+
+async def test_the_clients_and_uploads_give_a_unique_key(spawn, tmp_path) -> None:
+    web = spawn("web")
+    spawn("worker")
+    await web.wait_http()
+    async with Client(web.url) as jobcast:
+        # Delayed, so that they are surely still waiting when the duplicates come.
+        first = await jobcast.submit("demo", {"steps": 1}, delay_s=60, unique_key="k")
+        again = await jobcast.submit("demo", {"steps": 1}, unique_key="k")
+        assert again["id"] == first["id"]
+        rows = tmp_path / "rows.csv"
+        rows.write_text("a,b\n1,2\n")
+        converted = await jobcast.submit(
+            "convert", {"to": "jsonl"}, upload=rows, unique_key="file-1", delay_s=60
+        )
+        same = await jobcast.submit("convert", {"to": "jsonl"}, upload=rows, unique_key="file-1")
+        assert same["id"] == converted["id"]
 
 
 def test_a_kind_refuses_a_unique_by_param_it_does_not_take() -> None:

@@ -151,16 +151,20 @@ class Client:
         priority: str | None = None,
         delay_s: float | None = None,
         idempotency_key: str | None = None,
+        unique_key: str | None = None,
         upload: str | Path | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; returns its snapshot (`id`, `state`, `links`, …). `upload` sends a file
-        for kinds that take one (multipart)."""
+        """Submit a job; returns its snapshot (`id`, `state`, `links`, …). `unique_key`: while a
+        job of the kind with this key waits or runs, get it instead of a new one. `upload` sends a
+        file for kinds that take one (multipart)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body: dict[str, Any] = {"kind": kind, "params": params or {}}
         if priority is not None:
             body["priority"] = priority
         if delay_s is not None:
             body["delay_s"] = delay_s
+        if unique_key is not None:
+            body["unique_key"] = unique_key
         if upload is None:
             return await self._json("POST", "/api/jobs", json=body, headers=headers)
         form = aiohttp.FormData()

@@ -362,7 +362,8 @@ async def read_field(part: BodyPartReader, limit: int) -> bytes:
 async def read_multipart(request: web.Request, job_id: str) -> SubmitRequest:
     """A multipart submission: `kind`, `params` (JSON text), `priority`, `delay_s` and `file`."""
     fields, upload = await read_form(request, job_id)
-    body: dict[str, Any] = {k: v for k, v in fields.items() if k in ("kind", "priority", "delay_s", "owner")}
+    taken = ("kind", "priority", "delay_s", "owner", "unique_key")
+    body: dict[str, Any] = {k: v for k, v in fields.items() if k in taken}
     try:
         body["params"] = loads(fields["params"]) if fields.get("params") else {}
     except ValueError as e:
@@ -443,6 +444,7 @@ def submission_body(app: web.Application) -> dict[str, Schema]:
             "params": {"type": "string", "description": "The params as JSON text"},
             "priority": fields["priority"],
             "delay_s": {"type": "string", "description": "Seconds, as text"},
+            "unique_key": fields["unique_key"],
             "file": BINARY,
         },
     }
