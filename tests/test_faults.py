@@ -202,3 +202,39 @@ async def test_a_caught_up_stream_whose_client_stops_reading_is_cut_off_after_th
         await wait_for(lambda: key not in hub.topics, timeout=10, what="the stalled stream to be cut off")
     finally:
         stalled.close()
+
+
+async def test_a_watcher_who_saw_events_a_failover_lost_still_learns_how_the_job_ended(
+    client, settings, redis
+) -> None:
+    # A failover to a replica that had not received a job's last events: Redis goes back to an
+    # earlier seq, and the job goes on from there, reusing seqs the watcher saw. Made here by
+    # restoring the job's record and history as they were a few events earlier, then cutting the
+    # relay's pub/sub connection as the dead primary did.
+    from jobcast.protocol import EventType
+    from jobcast.store.jobs import JobStore
+
+    store = JobStore(redis, settings)
+    job = await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 20}})
+    keys = [store.keys.job(job["id"]), store.keys.history(job["id"])]
+    await store.publish(job["id"], EventType.STARTED, attempt=0)
+    replica = [await redis.dump(key) for key in keys]  # the replica got this far (seq 2)
+    for i in range(5):
+        await store.publish(job["id"], EventType.PROGRESS, attempt=1, progress={"current": i, "total": 20})
+    async with client.get(f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "0"}) as r:
+        events = sse_events(r)
+        seen = [await anext(events) for _ in range(7)]
+        assert seen[-1].id == 7
+        for key, dumped in zip(keys, replica, strict=True):
+            await redis.restore(key, 0, dumped, replace=True)
+        connections = client.app[RELAY].connections
+        await redis.client_kill_filter(_type="pubsub")
+        await wait_for(lambda: client.app[RELAY].connections > connections, what="the relay to reconnect")
+        # The job goes on on the new primary and ends at seq 4, below what the watcher saw.
+        await store.publish(job["id"], EventType.PROGRESS, attempt=1, progress={"current": 19, "total": 20})
+        await store.publish(job["id"], EventType.SUCCEEDED, attempt=1, result={"steps": 20})
+        async with asyncio.timeout(10):
+            rest = [event async for event in events]
+    # A snapshot as Redis has the job now, then what came after it: the end.
+    assert (rest[0].event, rest[0].data["last_event_id"]) == ("snapshot", 2)
+    assert [e.event for e in rest[1:]] == ["progress", "succeeded"]

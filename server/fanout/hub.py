@@ -419,6 +419,22 @@ class Hub:
         epochs = {sub.epoch for sub in behind}
         return min(sub.last_seq for sub in behind), (epochs.pop() if len(epochs) == 1 else "")
 
+    def reset_beyond(self, watchers: Watchers, snapshot: Event) -> set[Subscription]:
+        """Live watchers of a job who saw seqs beyond `snapshot`'s (read after the job's head was
+        found behind them) saw events Redis has since lost: a failover to a replica that had not
+        received them. The seqs they saw will be given to other events, which they would take for
+        repeats (a job's end among them), so they start over from the snapshot. Returns them."""
+        reset = {
+            sub for sub in watchers.live if not sub.done and sub.epoch is None and sub.last_seq > snapshot.seq
+        }
+        for sub in reset:
+            sub.reset(snapshot)
+        return reset
+
+    def beyond(self, watchers: Watchers, head: int) -> bool:
+        """Whether a live watcher of the job saw a seq past `head`, the job's seq in Redis now."""
+        return any(not sub.done and sub.epoch is None and sub.last_seq > head for sub in watchers.live)
+
     def end_topic(self, watchers: Watchers, event: Event) -> None:
         """The topic's data is gone: its live watchers get `event` as their last (those still
         catching up find out from history themselves)."""
@@ -428,15 +444,23 @@ class Hub:
         watchers.repairing = False
         watchers.seen_max = 0
 
-    def apply_repair(self, watchers: Watchers, events: Iterable[Event], snapshot: Event | None) -> bool:
-        """Deliver repaired history; True when the topic is whole again (else repair once more)."""
+    def apply_repair(
+        self,
+        watchers: Watchers,
+        events: Iterable[Event],
+        snapshot: Event | None,
+        have_it: set[Subscription] | frozenset[Subscription] = frozenset(),
+    ) -> bool:
+        """Deliver repaired history (`have_it`: watchers given the snapshot already); True when
+        the topic is whole again (else repair once more)."""
         watchers.lockstep.disband()
         live = list(watchers.live)
         high = 0
         if snapshot is not None:
             high = snapshot.seq
             for sub in live:
-                sub.push_snapshot(snapshot)
+                if sub not in have_it:
+                    sub.push_snapshot(snapshot)
         # A watcher may have gone live after the repair chose where to read from, and be further
         # behind: it gets nothing that would skip a seq, and the topic is repaired once more.
         short = False

@@ -96,6 +96,10 @@ class Relay:
         self.connections += 1
         topics = list(self.hub.topics.values())
         self._in_flight = {watchers.topic.key: 1 for watchers in topics}
+        # What the last connection carried is in history now, or lost with a failed primary: a
+        # seq seen there and lost must not keep the repair waiting for it.
+        for watchers in topics:
+            watchers.seen_max = 0
         conn.subscribe(watchers.topic.key for watchers in topics)
         # Whatever was published while we were away is in history.
         for watchers in topics:
@@ -229,12 +233,16 @@ class Relay:
         # A page at a time: when more is missing, the topic is still behind after this page
         # and is repaired again from where its watchers now are.
         page = await topic.page(start, epoch, self._page)
-        if page.missed:
+        lost = page.head is not None and self.hub.beyond(watchers, page.head)
+        if page.missed or lost:
             # History no longer reaches back far enough (trimmed, expired, or the feed started
-            # over): only a snapshot tells the truth about what was missed.
+            # over), or a watcher saw events Redis has lost: only a snapshot tells the truth.
             snapshot = await topic.snapshot()
             if snapshot is None:  # the job itself is gone (Redis lost it): say so, and end
                 self.hub.end_topic(watchers, topic.gone())
                 return True
-            return self.hub.apply_repair(watchers, (), snapshot)
+            reset = self.hub.reset_beyond(watchers, snapshot)
+            if not page.missed:
+                return self.hub.apply_repair(watchers, page.events, None)
+            return self.hub.apply_repair(watchers, (), snapshot, reset)
         return self.hub.apply_repair(watchers, page.events, None)

@@ -50,6 +50,8 @@ class Page:
 
     events: list[Event] = field(default_factory=list)
     missed: bool = False
+    # A job's seq in Redis when the page was read (None: the feed's pages do not say).
+    head: int | None = None
 
 
 @dataclass(slots=True)
@@ -155,8 +157,8 @@ class JobTopic(OneJob):
         except RedisError as e:
             raise TopicUnavailable(e) from e
         if page.misses(after):
-            return Page(missed=True)
-        return Page(self._events(page.records))
+            return Page(missed=True, head=page.head)
+        return Page(self._events(page.records), head=page.head)
 
     async def snapshot(self) -> Event | None:
         try:
