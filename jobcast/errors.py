@@ -99,3 +99,12 @@ class AlreadyRetried(SubmitRefused):
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id)
         self.job_id = job_id
+
+
+class ScheduleError(JobcastError, ValueError):
+    """A schedule that cannot be: a bad cron expression, an unknown timezone, a bad id. `field`
+    names what is wrong, for the 422 that answers it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from jobcast.errors import ScheduleError
 from jobcast.protocol import Priority
 
 # An id names a schedule in URLs and Redis keys.
@@ -39,14 +40,6 @@ class Missed(StrEnum):
 
     RUN_ONCE = "run_once"
     SKIP = "skip"
-
-
-class ScheduleError(ValueError):
-    """A schedule that cannot be: a bad cron expression, an unknown timezone, a bad id."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def timezone(name: str) -> ZoneInfo:
