@@ -322,6 +322,10 @@ def epoch_ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 

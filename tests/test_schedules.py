@@ -140,7 +140,7 @@ async def test_a_kinds_code_schedules_are_stored_and_keep_an_operators_pause(red
         2,
         True,
     )
-    await book.save(stored.model_copy(update={"enabled": False}))
+    await book.save(stored.model_copy(update={"enabled": False}), stored)
     await book.declare({"demo": declared})  # a restart with the same code
     (again,) = await book.all()
     assert again.enabled is False

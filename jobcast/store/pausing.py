@@ -10,10 +10,9 @@ batches (jobcast/store/lua/resume.lua) and wakes the workers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from jobcast.protocol import epoch_ms, isoformat, utcnow
+from jobcast.protocol import epoch_ms, from_epoch_ms, isoformat, utcnow
 from jobcast.redis.client import awaited
 from jobcast.store.jobs import JobStore
 
@@ -48,6 +47,6 @@ async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None)
             pipe.zcard(store.keys.parked(kind))
         parked = await pipe.execute()
     return {
-        kind: {"since": isoformat(datetime.fromtimestamp(int(since[kind.encode()]) / 1000, UTC)), "parked": n}
+        kind: {"since": isoformat(from_epoch_ms(int(since[kind.encode()]))), "parked": n}
         for kind, n in zip(kinds, parked, strict=True)
     }

@@ -15,7 +15,7 @@ schedule, and whichever of them dies between steps, each tick makes one job:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -99,10 +99,15 @@ class ScheduleBook:
             await self._start_counting(schedule.id, now, replace=True)
         return bool(created)
 
-    async def save(self, schedule: StoredSchedule, *, restart: bool = False) -> None:
-        """Store a changed definition. `restart`: count ticks from now (a resumed schedule fires
-        nothing for the time it was paused; a new expression starts afresh)."""
+    async def save(self, schedule: StoredSchedule, was: StoredSchedule | None) -> None:
+        """Store a changed definition (`was`: the one it replaces). Resumed, or ticking to a new
+        expression or timezone, it counts ticks from now: the paused time is not made up for, and
+        a new rule starts afresh."""
         await awaited(self.redis.hset(self.keys.schedules, schedule.id, schedule.model_dump_json()))
+        restart = was is not None and (
+            (schedule.enabled and not was.enabled)
+            or (schedule.cron, schedule.timezone) != (was.cron, was.timezone)
+        )
         await self._start_counting(schedule.id, None, replace=restart)
 
     async def _start_counting(self, schedule_id: str, now: datetime | None, *, replace: bool) -> None:
@@ -150,11 +155,7 @@ class ScheduleBook:
                         update={"enabled": old.enabled, "created_at": old.created_at}
                     )
                 if old != definition:
-                    changed_when = old is not None and (old.cron, old.timezone) != (
-                        definition.cron,
-                        definition.timezone,
-                    )
-                    await self.save(definition, restart=changed_when)
+                    await self.save(definition, old)
                 declared.append(definition)
         ids = {s.id for s in declared}
         for old in stored.values():
@@ -224,7 +225,3 @@ class ScheduleBook:
             "schedule_tick", {"state": self.keys.schedule(schedule_id)}, **args
         )
         return answer.status is Status.OK
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

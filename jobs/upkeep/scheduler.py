@@ -19,10 +19,10 @@ from redis.exceptions import RedisError
 
 from jobcast.errors import SubmitRefused
 from jobcast.kind import Kind
-from jobcast.protocol import utcnow
+from jobcast.protocol import from_epoch_ms, utcnow
 from jobcast.schedule import ScheduleError, next_tick, plan
 from jobcast.settings import Settings
-from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule, from_ms
+from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Scheduler:
                 continue
             try:
                 await self._tick(schedule, state, now)
-                upcoming = next_tick(schedule.cron, schedule.timezone, max(from_ms(last), now))
+                upcoming = next_tick(schedule.cron, schedule.timezone, max(from_epoch_ms(last), now))
             except ScheduleError as e:  # a timezone this machine's tz database lacks
                 log.warning("schedule %s skipped: %s", schedule.id, e)
                 continue
@@ -77,7 +77,7 @@ class Scheduler:
 
     async def _tick(self, schedule: StoredSchedule, state: ScheduleState, now: datetime) -> None:
         assert state.last_tick_ms is not None
-        last = from_ms(state.last_tick_ms)
+        last = from_epoch_ms(state.last_tick_ms)
         due = plan(schedule.cron, schedule.timezone, last, now, schedule.missed, self.grace)
         if due.through is None:
             return

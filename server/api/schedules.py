@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobcast.errors import SubmitRefused
-from jobcast.protocol import Priority, isoformat, utcnow
+from jobcast.protocol import Priority, from_epoch_ms, isoformat, utcnow
 from jobcast.schedule import SCHEDULE_ID, Missed, ScheduleError, check_cron, check_id, next_tick, timezone
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.submit import parse_request, refuse_unknown_params
@@ -25,7 +25,7 @@ from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import JobSnapshot
 from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.security.auth import Principal, Role, principal
-from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule, from_ms
+from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule
 
 routes = web.RouteTableDef()
 
@@ -180,7 +180,7 @@ async def view(request: web.Request, schedules: list[StoredSchedule]) -> list[di
 def describe(schedule: StoredSchedule, state: ScheduleState, last: Any, prefix: str) -> dict[str, Any]:
     runs: list[str] = []
     if schedule.enabled:
-        after = max(utcnow(), from_ms(state.last_tick_ms)) if state.last_tick_ms else utcnow()
+        after = max(utcnow(), from_epoch_ms(state.last_tick_ms)) if state.last_tick_ms else utcnow()
         while len(runs) < NEXT_RUNS:
             tick = next_tick(schedule.cron, schedule.timezone, after)
             if tick is None:
@@ -191,7 +191,7 @@ def describe(schedule: StoredSchedule, state: ScheduleState, last: Any, prefix: 
     if state.last_job:
         last_run = {
             "job": state.last_job,
-            "at": isoformat(from_ms(state.last_fired_ms or 0)),
+            "at": isoformat(from_epoch_ms(state.last_fired_ms or 0)),
             "state": last["state"] if last else None,
             "link": f"{prefix}/api/jobs/{state.last_job}",
         }
@@ -298,12 +298,7 @@ async def change_schedule(request: web.Request) -> web.Response:
             409, "this schedule is declared in code: only `enabled` changes here", slug="conflict"
         )  # fmt: skip
     changed = checked(request, schedule.model_copy(update=change))
-    # Resumed, or ticking to a new rule: ticks count from now (a paused time is not made up for).
-    restart = (not schedule.enabled and changed.enabled) or (schedule.cron, schedule.timezone) != (
-        changed.cron,
-        changed.timezone,
-    )
-    await book(request).save(changed, restart=restart)
+    await book(request).save(changed, schedule)
     return await one(request, changed)
 
 

@@ -40,8 +40,7 @@ def back(request: web.Request, schedule_id: str) -> web.HTTPSeeOther:
 async def set_enabled(request: web.Request, enabled: bool) -> web.HTTPSeeOther:
     schedule = await load(request)
     if schedule.enabled != enabled:
-        # Resumed: ticks count from now, the paused time is not made up for.
-        await book(request).save(schedule.model_copy(update={"enabled": enabled}), restart=enabled)
+        await book(request).save(schedule.model_copy(update={"enabled": enabled}), schedule)
     return back(request, schedule.id)
 
 
