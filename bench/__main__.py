@@ -84,6 +84,7 @@ def run(
         if "jobs" in only:
             results["jobs"] = jobs.throughput(redis, workload.drain_jobs, rounds)
             results["jobs_progress"] = jobs.throughput_with_progress(redis, workload.drain_jobs, rounds)
+            results["jobs_limits"] = jobs.throughput_with_limits(redis, workload.drain_jobs, rounds)
             results["jobs_latency"] = jobs.latency(
                 redis, workload.steady_rate, workload.steady_seconds, rounds
             )

@@ -42,14 +42,31 @@ POLL = {"arq": "0.5", "arq-tuned": "0.01"}
 BATCH = 500
 
 
+# jobcast drained with limits and fair turns (bench `jobs`, `jobs_limits`): owner mode, the jobs
+# spread over OWNERS owners. "limits-idle": fair turns, a kind limit and an owner limit that never
+# bind; "limit-binding": the kind limited to LIMIT running at once of the 20 slots.
+OWNERS = 100
+LIMIT = 5
+SECRET = "bench-secret-for-the-fair-turns-run-0123456789"
+VARIANTS: dict[str, dict[str, str]] = {
+    "limits-idle": {
+        "JOBCAST_SECRET": SECRET,
+        "JOBCAST_KIND_MAX_RUNNING": '{"noop": 1000}',
+        "JOBCAST_MAX_RUNNING_PER_OWNER": "1000",
+    },
+    "limit-binding": {"JOBCAST_SECRET": SECRET, "JOBCAST_KIND_MAX_RUNNING": f'{{"noop": {LIMIT}}}'},
+}
+
+
 def _workers(system: str, redis: RedisProcess) -> list[Any]:
     """The system's worker processes, one per core (Redis shares the second)."""
     py = sys.executable
     env: dict[str, str] = {}
-    if system == "jobcast":
+    if system.startswith("jobcast"):
         command = [py, "-m", "jobcast", "worker"]
+        variant = VARIANTS.get(system.removeprefix("jobcast "), {})
         env = processes.jobcast_env(
-            redis, JOBCAST_KINDS="bench.peers.noop_kind", JOBCAST_WORKER_MAX_JOBS="10"
+            redis, JOBCAST_KINDS="bench.peers.noop_kind", JOBCAST_WORKER_MAX_JOBS="10", **variant
         )
     elif system.startswith("arq"):
         command = [py, "-m", "bench.peers.arq_worker", redis.url, POLL[system]]
@@ -61,17 +78,33 @@ def _workers(system: str, redis: RedisProcess) -> list[Any]:
 async def _enqueue_and_wait(system: str, url: str, n: int, function: str) -> float:
     """Enqueue n jobs of `function` (`noop`, `progress5`), wait for the last to complete; seconds
     from the first enqueue."""
-    if system == "jobcast":
+    if system.startswith("jobcast"):
         redis = create_redis(url)
-        store = JobStore(redis, Settings(redis_url=url, key_prefix="jobcast", max_waiting_jobs=0))
+        owners = system != "jobcast"
+        settings = Settings(
+            redis_url=url, key_prefix="jobcast", max_waiting_jobs=0, secret=SECRET if owners else None
+        )
+        store = JobStore(redis, settings)
         began = time.perf_counter()
+        stop = asyncio.Event()
+        running = asyncio.create_task(_most_running(redis, store.keys.leases, stop)) if owners else None
         for start in range(0, n, BATCH):
             count = min(n, start + BATCH) - start
-            calls = [store.create_call(uuid.uuid4().hex, Submission(function, {})) for _ in range(count)]
+            calls = [
+                store.create_call(
+                    uuid.uuid4().hex,
+                    Submission(function, {}),
+                    owner=f"owner-{i % OWNERS}" if owners else None,
+                )
+                for i in range(start, start + count)
+            ]
             await store.create_many(calls)
         done_key = store.keys.index_state("succeeded")
         await until(lambda: redis.zcard(done_key), n)
         elapsed = time.perf_counter() - began
+        stop.set()
+        if running is not None:
+            MOST_RUNNING[system] = await running
         await redis.aclose()
         return elapsed
     if system.startswith("arq"):
@@ -91,6 +124,19 @@ async def _progress_events_per_job(url: str) -> float:
         seqs = await pipe.execute()
     await redis.aclose()
     return round(sum(int(seq) - 3 for seq in seqs) / max(1, len(seqs)), 2)
+
+
+# The most jobs seen running at once (leases held) in a drain, per jobcast variant.
+MOST_RUNNING: dict[str, int] = {}
+
+
+async def _most_running(redis: Any, leases: str, stop: asyncio.Event) -> int:
+    """Sample the leases held, as often as Redis answers, until `stop`; the most seen (every
+    bench job is `noop`, so each lease is a running job of the limited kind)."""
+    most = 0
+    while not stop.is_set():
+        most = max(most, await redis.hlen(leases))
+    return most
 
 
 def drain(system: str, redis: RedisProcess, n: int, function: str = "noop") -> dict[str, Any]:
@@ -119,6 +165,7 @@ def drain(system: str, redis: RedisProcess, n: int, function: str = "noop") -> d
         "system": system,
         "function": function,
         "progress_events_per_job": progress_events,
+        "most_running": MOST_RUNNING.pop(system, None),
         "jobs": n,
         "seconds": round(elapsed, 3),
         "jobs_per_s": round(n / elapsed, 1),
@@ -145,6 +192,12 @@ async def _flush(url: str) -> None:
 
 def throughput(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
     return [drain(system, redis, n) for _ in range(rounds) for system in SYSTEMS]
+
+
+def throughput_with_limits(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
+    """The drain with limits and fair turns, beside plain jobcast and saq, round by round."""
+    systems = ("jobcast", *(f"jobcast {v}" for v in VARIANTS), "saq")
+    return [drain(system, redis, n) for _ in range(rounds) for system in systems]
 
 
 def throughput_with_progress(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from jobcast.errors import JobcastError, OutputLimitExceeded
 from jobcast.files.local import JobFiles
+from jobcast.limits import Rate
 from jobcast.schedule import Schedule
 
 if TYPE_CHECKING:
@@ -109,6 +110,12 @@ class Kind(Generic[P]):
     # while a job with the same values waits or runs gets that job (a submission's own
     # `unique_key` takes precedence). Empty: only submissions that give a key are unique.
     unique_by: Sequence[str] = ()
+    # Jobs of this kind running at once across the deployment (None: no limit); the others wait,
+    # without a worker slot, and say why (JOBCAST_KIND_MAX_RUNNING overrides it).
+    max_running: int | None = None
+    # Jobs of this kind started per interval, for a downstream API's limit: `Rate(5, 1.0)` is at
+    # most 5 in any second (JOBCAST_KIND_RATE_LIMITS overrides it).
+    rate_limit: Rate | None = None
 
     def __post_init__(self) -> None:
         # Kept as a tuple: a Kind is frozen, and hashable.
@@ -119,6 +126,8 @@ class Kind(Generic[P]):
             raise ValueError(f"unique_by names params {self.name} does not take: {sorted(unknown)}")
         for schedule in self.schedules:
             self.params.model_validate(schedule.params)
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError(f"max_running of {self.name} must be 1 or more (None: no limit)")
 
     def estimated_cost(self, params: P) -> float:
         """The CPU-seconds one attempt with these params is estimated to take (0: not said)."""
@@ -152,8 +161,8 @@ class Kind(Generic[P]):
 
 
 def configure(kinds: Mapping[str, Kind], settings: Settings) -> dict[str, Kind]:
-    """The kinds with the operator's per-kind overrides (JOBCAST_KIND_TIMEOUTS_S and
-    JOBCAST_KIND_MAX_ATTEMPTS) applied."""
+    """The kinds with the operator's per-kind overrides (JOBCAST_KIND_TIMEOUTS_S,
+    JOBCAST_KIND_MAX_ATTEMPTS, JOBCAST_KIND_MAX_RUNNING and JOBCAST_KIND_RATE_LIMITS) applied."""
     out = {}
     for name, kind in kinds.items():
         changes: dict[str, Any] = {}
@@ -161,5 +170,10 @@ def configure(kinds: Mapping[str, Kind], settings: Settings) -> dict[str, Kind]:
             changes["timeout_s"] = settings.kind_timeouts_s[name]
         if name in settings.kind_max_attempts:
             changes["max_attempts"] = settings.kind_max_attempts[name]
+        if name in settings.kind_max_running:
+            changes["max_running"] = settings.kind_max_running[name] or None
+        if name in settings.kind_rate_limits:
+            rate = settings.kind_rate_limits[name]
+            changes["rate_limit"] = None if rate == "off" else Rate.parse(rate)
         out[name] = dataclasses.replace(kind, **changes) if changes else kind
     return out

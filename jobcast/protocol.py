@@ -45,6 +45,9 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     # A chunk of a job's output (a named text stream): in the job's stream, never in the feed.
     OUTPUT = "output"
+    # Why a due job does not start yet (a limit, a paused kind), or that it no longer waits for
+    # one (`waiting` null): in the job's stream, never in the feed.
+    WAITING = "waiting"
     SNAPSHOT = "snapshot"
 
 
@@ -57,6 +60,8 @@ STATE_AFTER: dict[EventType, State] = {
     EventType.STARTED: State.RUNNING,
     EventType.PROGRESS: State.RUNNING,
     EventType.OUTPUT: State.RUNNING,
+    # Or `retrying`, for a job between attempts: the event carries the job's own state.
+    EventType.WAITING: State.QUEUED,
     EventType.RETRYING: State.RETRYING,
     EventType.SUCCEEDED: State.SUCCEEDED,
     EventType.FAILED: State.FAILED,
@@ -195,6 +200,16 @@ class Keys:
     def running(self, priority: str) -> str:
         return f"{self.prefix}:running:{priority}"
 
+    # Fair dispatch between owners (owner mode, JOBCAST_FAIR_OWNERS): a waiting job is also in its
+    # owner's queue for its priority (scored alike), and the owner in the priority's ring, scored by
+    # its turn: a claim takes from the owners whose turn is lowest, one job each, and moves each
+    # on by the jobs it took (jobcast/store/lua/dispatch.lua).
+    def owner_queue(self, priority: str, owner: str) -> str:
+        return f"{self.prefix}:queue:{priority}:owner:{owner}"
+
+    def owner_ring(self, priority: str) -> str:
+        return f"{self.prefix}:queue:{priority}:owners"
+
     @property
     def leases(self) -> str:
         """A hash: each running job's id to the name of the worker holding its lease."""
@@ -222,6 +237,37 @@ class Keys:
 
     def parked(self, kind: str) -> str:
         return f"{self.prefix}:parked:{kind}"
+
+    # Limits (jobcast/store/limits.py). A running job of a kind with `max_running` is in the kind's
+    # `running-kind` set, and in its owner's `running-owner` set when owners have a limit: a member
+    # whose lease is gone is pruned when a claim counts. `started-kind` holds the starts of a
+    # rate-limited kind within its interval (scored by when, ms). A due job a limit holds back
+    # waits in `held-kind` or `held-owner` (scored as it was in its queue); `held` lists which of
+    # those sets hold jobs (`kind=<kind>`, `owner=<owner>`), so that a claim gives them back to
+    # their queues once the limit allows.
+    def kind_running(self, kind: str) -> str:
+        return f"{self.prefix}:running-kind:{kind}"
+
+    def owner_running(self, owner: str) -> str:
+        return f"{self.prefix}:running-owner:{owner}"
+
+    def kind_started(self, kind: str) -> str:
+        return f"{self.prefix}:started-kind:{kind}"
+
+    def kind_held(self, kind: str) -> str:
+        return f"{self.prefix}:held-kind:{kind}"
+
+    def owner_held(self, owner: str) -> str:
+        return f"{self.prefix}:held-owner:{owner}"
+
+    @property
+    def held(self) -> str:
+        return f"{self.prefix}:held"
+
+    @property
+    def claimed(self) -> str:
+        """Jobs claimed so far, a counter: the dispatch rate a queue position's ETA is read from."""
+        return f"{self.prefix}:claimed"
 
     @property
     def queue_clock(self) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobcast.limits import Rate
+
 # A path of one or more segments, without a trailing slash ("" for the root).
 # The shortest JOBCAST_SECRET accepted: 256 bits, as the hash that signs with it.
 MIN_SECRET_BYTES = 32
@@ -454,6 +456,33 @@ class Settings(ProcessSettings):
     kind_max_attempts: dict[str, int] = Field(
         default_factory=dict, description='Per-kind attempt limits, as JSON: `{"report": 5}`.'
     )
+    kind_max_running: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-kind overrides of `Kind(max_running=...)`, the jobs of a kind running at once "
+        'across the deployment, as JSON: `{"report": 3}`; 0 lifts the kind\'s limit.',
+    )
+    kind_rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-kind overrides of `Kind(rate_limit=...)`, the jobs of a kind started per "
+        'interval, as JSON: `{"report": "5/s", "mail": "100/60s"}`; `"off"` lifts the kind\'s limit.',
+    )
+    max_running_per_owner: int = Field(
+        default=0,
+        ge=0,
+        description="Owner mode: jobs of one owner running at once across the deployment; the owner's "
+        "other due jobs wait (they say why) without taking a worker slot. 0: no limit.",
+    )
+    queue_place_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often each web process tells the watchers of waiting jobs their place in the "
+        "queue and when they should start (a `queue` event, only when it changed); 0: never.",
+    )
+    fair_owners: bool = Field(
+        default=True,
+        description="Owner mode: within a priority, workers take due jobs from owners in turn "
+        "(round-robin), so that one owner's backlog does not delay another's jobs; off: oldest first.",
+    )
     cpu_processes: int = Field(
         default=0, ge=0, description="Processes for CPU-bound kinds (aggregate); 0: one per core."
     )
@@ -524,6 +553,14 @@ class Settings(ProcessSettings):
     @cached_property
     def allowed_host_set(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    @field_validator("kind_rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, str]) -> dict[str, str]:
+        for rate in value.values():
+            if rate != "off":
+                Rate.parse(rate)
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -66,6 +66,8 @@ class JobSnapshot(SnapshotLinks):
     schedule: str | None
     # The tick it was made for (null: run now, outside the schedule's ticks).
     scheduled_for: str | None
+    # Why the job, due, does not start yet: its kind is paused, or a limit holds it back.
+    waiting: str | None
     last_event_id: int
     # One job's snapshot (not a listing's): the text of each output stream of its attempt now.
     output: NotRequired[dict[str, str | OutputRef]]

@@ -44,7 +44,8 @@ from arq.worker import Retry, Worker, func
 from redis.exceptions import RedisError
 
 from jobcast.backoff import Backoff, jittered_s
-from jobcast.protocol import now_iso
+from jobcast.limits import claim_limits
+from jobcast.protocol import epoch_ms, isoformat, utcnow
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class JobcastWorker(Worker):
         # `started` event carries it, and the attempts each kind it serves allows.
         self._name_json = orjson.dumps(name).decode()
         self._max_attempts = {kind.name: kind.max_attempts for kind in self.ctx.get("kinds", {}).values()}
+        # The limits every claim enforces (None: none, and claims skip them).
+        self._limits = claim_limits(self.ctx.get("kinds", {}), settings)
 
     async def main(self) -> None:
         # A worker started before its Redis waits for it instead of exiting.
@@ -184,13 +187,19 @@ class JobcastWorker(Worker):
         if self.allow_pick_jobs and free > 0:
             self._polls += 1
             holder = f"{self.name}#{self._polls}"
+            # One instant for the claim's clock and its `started` events' time, so that the start
+            # times watchers see keep the rate limits exactly.
+            now = utcnow()
+            limits = {"limits": self._limits} if self._limits else {}
             answer = await self.store.scripts.call(
                 "dispatch",
                 owner=holder,
                 want=free,
                 lease_ms=int(self.settings.lease_s * 1000),
                 fields=RECORD_FIELDS,
-                start={"worker": self._name_json, "ts": now_iso(), "kinds": self._max_attempts},
+                start={"worker": self._name_json, "ts": isoformat(now), "kinds": self._max_attempts},
+                now_ms=epoch_ms(now),
+                **limits,
             )
             next_due_ms = int(answer["next_ms"])
             for job_id, priority, score, values, started in answer["jobs"] or ():

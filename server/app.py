@@ -23,6 +23,7 @@ from jobcast.server.api import kind_pausing as pausing
 from jobcast.server.api.links import job_links
 from jobcast.server.fanout.broker import RedisBroker
 from jobcast.server.fanout.hub import OpenStreams
+from jobcast.server.fanout.queue_places import QueuePlaces
 from jobcast.server.fanout.relay import Relay
 from jobcast.server.http.forwarded import PROXIES, TrustedProxies
 from jobcast.server.http.request_ids import send_request_id
@@ -115,6 +116,18 @@ async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(task)
 
 
+async def queue_places_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Watchers of waiting jobs hear their place in the queue (server/fanout/queue_places.py)."""
+    interval_s = app[SETTINGS].queue_place_interval_s
+    if not interval_s:
+        yield
+        return
+    queue_places = QueuePlaces(app[RELAY].hub, app[STORE])
+    task = asyncio.create_task(queue_places.run(interval_s), name="queue-places")
+    yield
+    await cancel_and_wait(task)
+
+
 async def close_streams(app: web.Application) -> None:
     """Before connections are drained: end SSE streams (clients reconnect and resume elsewhere)
     and close WebSockets with 1001 going away."""
@@ -171,6 +184,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.cleanup_ctx.append(heartbeat_ctx)
     app.cleanup_ctx.append(websockets_ctx)
     app.cleanup_ctx.append(reaper_ctx)
+    app.cleanup_ctx.append(queue_places_ctx)
     app.on_shutdown.append(close_streams)
     # Every module's routes, named here rather than registered by importing it.
     modules = (

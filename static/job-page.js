@@ -1,5 +1,5 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
-import { TERMINAL, cancelJob, formatDuration, retryJob, watchJob } from "./jobcast.js";
+import { TERMINAL, cancelJob, formatDuration, queuePlaceText, retryJob, watchJob } from "./jobcast.js";
 import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "./ui.js";
 
 const base = document.documentElement.dataset.base || "";
@@ -28,6 +28,7 @@ function logRow(event) {
   row.dataset.seq = event.seq;
   let detail = "";
   if (event.error) detail = `${event.error.type}: ${event.error.message}`;
+  else if (event.type === "waiting") detail = event.waiting ?? "no longer held back";
   else if (event.progress?.message) detail = event.progress.message;
   row.dataset.type = event.type;
   for (const content of [event.seq, event.type, timeElement(event.ts), event.attempt ?? "", detail]) {
@@ -273,11 +274,27 @@ levelFilter.addEventListener("change", () => {
 });
 for (const pre of document.querySelectorAll(".output-text, #job-log-panel .table-wrap")) pre.scrollTop = pre.scrollHeight;
 
+// Why a job that is due has not started (a limit, a paused kind), or else its place in line.
+const waitingLine = document.getElementById("waiting");
+let reason = waitingLine.hidden ? null : waitingLine.textContent.replace(/^Waiting: /, "");
+function showWaiting(event) {
+  if (event.type === "queue") {
+    if (reason) return; // held back: the reason says more than a place it does not have
+    waitingLine.textContent = event.ahead === null ? "" : `In line: ${queuePlaceText(event)}`;
+  } else {
+    const waits = event.state === "queued" || event.state === "retrying";
+    if (event.type === "waiting" || event.type === "snapshot" || !waits) reason = waits ? event.waiting ?? null : null;
+    waitingLine.textContent = reason ? `Waiting: ${reason}` : waits ? waitingLine.textContent : "";
+  }
+  waitingLine.hidden = !waitingLine.textContent;
+}
+
 function apply(event) {
   if (event.type === "output") {
     showOutput(event);
     return;
   }
+  showWaiting(event);
   if (event.type === "started" && event.attempt > outputAttempt) newAttempt(event.attempt);
   if (event.type !== "snapshot") {
     logRow(event);
@@ -303,7 +320,7 @@ function apply(event) {
 }
 
 if (!TERMINAL.has(page.dataset.state)) {
-  watchJob(jobId, { base, lastEventId: Number(page.dataset.seq), onEvent: apply, onState: showConnection });
+  watchJob(jobId, { base, lastEventId: Number(page.dataset.seq), onEvent: apply, onQueue: showWaiting, onState: showConnection });
   countDown();
   setInterval(() => {
     updateTiming(page);

@@ -10,7 +10,9 @@
 // test fails when the two differ).
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const EVENT_TYPES = ["snapshot", "queued", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled"];
+const EVENT_TYPES = [
+  "snapshot", "queued", "waiting", "queue", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled",
+];
 
 // Connection states, as onState reports them.
 export const State = Object.freeze({
@@ -308,11 +310,12 @@ function serverBase(base) {
 
 /**
  * Watch one job. `onEvent(event)` gets each event once, in order (a `snapshot` event stands for
- * everything up to its seq); `onState(state)` gets the connection state. Resumes after the last
+ * everything up to its seq); `onQueue({ahead, eta_s})` gets its place in line while it waits
+ * (`ahead` null: no longer in line); `onState(state)` gets the connection state. Resumes after the last
  * seq seen on every reconnect; stops by itself after the terminal event.
  */
 export function watchJob(jobId, options = {}) {
-  const { onEvent = () => {}, onState, transport = defaultTransport(options), base = "", lastEventId = null, token } = options;
+  const { onEvent = () => {}, onQueue = () => {}, onState, transport = defaultTransport(options), base = "", lastEventId = null, token } = options;
   let lastSeq = lastEventId;
   let done = false;
   const root = serverBase(base);
@@ -324,6 +327,11 @@ export function watchJob(jobId, options = {}) {
     wsSubscribe: (pos) => ({ type: "subscribe", job_id: jobId, ...resumeFrom(pos) }),
     position: () => lastSeq,
     accept: (event, type) => {
+      // A waiting job's place in the queue is live only: it has no seq, and moves no position.
+      if (type === "queue") {
+        if (!done) onQueue(event);
+        return;
+      }
       // Never twice, never backwards: a snapshot may repeat the current seq, events may not.
       if (lastSeq !== null && (type === "snapshot" ? event.seq < lastSeq : event.seq <= lastSeq)) return;
       lastSeq = event.seq;
@@ -599,7 +607,8 @@ const ELEMENT_STYLE = `
  * written (a new attempt's replaces the last's). Styled with CSS custom properties: --job-progress-accent,
  * --job-progress-track, --job-progress-success, --job-progress-danger, --job-progress-height,
  * --job-progress-radius, --job-progress-font, --job-progress-text. Reflects the job's state in its
- * `state` attribute and fires `job-event` (detail: the event) for each event.
+ * `state` attribute and fires `job-event` (detail: the event) for each event, and `job-queue`
+ * (detail: `{ahead, eta_s}`) as its place in line changes while it waits.
  */
 export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
   static get observedAttributes() {
@@ -621,6 +630,8 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     this.outputBox = shadow.querySelector("pre");
     this.output = null;
     this.watcher = null;
+    this.queue = null; // the last `queue` event while the job waits in line
+    this.lastEvent = null;
   }
 
   connectedCallback() {
@@ -645,12 +656,14 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     this.output = stream ? new OutputText(stream) : null;
     this.outputBox.hidden = !stream;
     this.outputBox.textContent = "";
+    this.queue = this.lastEvent = null;
     if (!jobId) return;
     this.watcher = watchJob(jobId, {
       base: this.getAttribute("base") || "",
       token: this.getAttribute("token") || undefined,
       transport: this.getAttribute("transport") || "sse",
       onEvent: (event) => this.show(event),
+      onQueue: (event) => this.showQueue(event),
       onState: (state) => {
         if (state === State.RECONNECTING || state === State.OFFLINE) this.stateText.textContent = state + "…";
         else if (state === State.ERROR) this.stateText.textContent = "unknown job";
@@ -680,12 +693,22 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     }
   }
 
+  showQueue(event) {
+    this.queue = event.ahead === null ? null : event;
+    if (!this.lastEvent?.progress?.message && !this.lastEvent?.error) {
+      this.messageText.textContent = this.waitingText(this.lastEvent);
+    }
+    this.dispatchEvent(new CustomEvent("job-queue", { detail: event }));
+  }
+
   show(event) {
     this.showOutput(event);
     if (event.type === "output") {
       this.dispatchEvent(new CustomEvent("job-event", { detail: event }));
       return;
     }
+    this.lastEvent = event;
+    if (event.state !== "queued" && event.state !== "retrying") this.queue = null;
     const percent = event.progress?.percent ?? (event.state === "succeeded" ? 100 : null);
     if (percent !== null && percent !== undefined) {
       this.bar.value = percent;
@@ -694,9 +717,29 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     this.stateText.textContent = event.state;
     this.setAttribute("state", event.state);
     const message = event.error ? `${event.error.type}: ${event.error.message}` : event.progress?.message;
-    this.messageText.textContent = message || "";
+    this.messageText.textContent = message || this.waitingText(event);
     this.dispatchEvent(new CustomEvent("job-event", { detail: event }));
   }
+
+  // What a job that has not started says while it waits: why (a limit, a paused kind), or its
+  // place in the queue and about when it starts.
+  waitingText(event) {
+    if (event && (event.state === "queued" || event.state === "retrying") && event.waiting) {
+      return `waiting: ${event.waiting}`;
+    }
+    return this.queue ? queuePlaceText(this.queue) : "";
+  }
+}
+
+/**
+ * A `queue` event as words: "12 ahead · starts in about 40 s" (or "next", without an estimate).
+ */
+export function queuePlaceText({ ahead, eta_s: etaS }) {
+  const place = ahead === 0 ? "next in line" : `${ahead} ahead`;
+  if (etaS === null || etaS === undefined) return place;
+  const seconds = Math.max(1, Math.round(etaS));
+  const when = seconds < 90 ? `${seconds} s` : seconds < 5400 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`;
+  return `${place} · starts in about ${when}`;
 }
 
 if (typeof customElements !== "undefined" && !customElements.get("job-progress")) {

@@ -66,6 +66,21 @@ class JobEvent:
     def message(self) -> str | None:
         return (self.data.get("progress") or {}).get("message")
 
+    @property
+    def waiting(self) -> str | None:
+        """Why the job, due, does not start yet (a `waiting` event or a snapshot)."""
+        return self.data.get("waiting")
+
+    @property
+    def ahead(self) -> int | None:
+        """A `queue` event's jobs that start before this one (None: not in line)."""
+        return self.data.get("ahead")
+
+    @property
+    def eta_s(self) -> float | None:
+        """A `queue` event's estimate of the seconds until the job starts."""
+        return self.data.get("eta_s")
+
 
 @dataclass(frozen=True, slots=True)
 class SseMessage:
@@ -276,8 +291,13 @@ class Client:
         text.offset += len(data)
         return data
 
-    async def watch(self, job_id: str, *, last_event_id: int | None = None) -> AsyncIterator[JobEvent]:
+    async def watch(
+        self, job_id: str, *, last_event_id: int | None = None, queue_places: bool = False
+    ) -> AsyncIterator[JobEvent]:
         """The job's events as they happen, each once and in order, to its terminal event.
+
+        With `queue_places`, also the waiting job's place in line as it changes (`queue` events,
+        `event.ahead` and `event.eta_s`): live only, with seq 0.
 
         Without `last_event_id` the first event is a `snapshot`; with it, the events after it.
         A stream that drops is resumed from the last seq; when history no longer reaches back
@@ -286,9 +306,7 @@ class Client:
         backoff = Backoff(0.25, 15.0)  # as jobcast.js: reset once a connection delivers
         url = self.url(f"/api/jobs/{job_id}/events")
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last is not None:
-                headers["Last-Event-ID"] = str(last)
+            headers = {"Accept": "text/event-stream"} | ({} if last is None else {"Last-Event-ID": str(last)})
             try:
                 async with self.session.get(url, headers=headers, timeout=self._stream_timeout) as response:
                     if response.status == 204:
@@ -297,9 +315,12 @@ class Client:
                         await _read(response)  # raises ApiError
                     async for message in sse_messages(response.content):
                         event = JobEvent(message.event, int(message.id or 0), loads(message.data))
-                        if last is not None and (
-                            event.seq < last if event.type == "snapshot" else event.seq <= last
-                        ):
+                        if message.id is None:
+                            # Live only (a waiting job's place in line): no seq, no resume position.
+                            if queue_places:
+                                yield event
+                            continue
+                        if not _is_new(event, last):
                             continue
                         last = event.seq
                         backoff.reset()
@@ -312,6 +333,11 @@ class Client:
             except (aiohttp.ClientError, TimeoutError):
                 pass  # dropped: resume below
             await asyncio.sleep(backoff.next_s())
+
+
+def _is_new(event: JobEvent, last: int | None) -> bool:
+    """Never twice, never backwards: a snapshot may repeat the last seq, events may not."""
+    return last is None or (event.seq >= last if event.type == "snapshot" else event.seq > last)
 
 
 async def _read(response: aiohttp.ClientResponse) -> Any:
@@ -373,8 +399,12 @@ class SyncClient:
     def list(self, **filters: Any) -> Iterator[dict[str, Any]]:
         return self._iterate(self._client.list(**filters))
 
-    def watch(self, job_id: str, *, last_event_id: int | None = None) -> Iterator[JobEvent]:
-        return self._iterate(self._client.watch(job_id, last_event_id=last_event_id))
+    def watch(
+        self, job_id: str, *, last_event_id: int | None = None, queue_places: bool = False
+    ) -> Iterator[JobEvent]:
+        return self._iterate(
+            self._client.watch(job_id, last_event_id=last_event_id, queue_places=queue_places)
+        )
 
     def output(self, job_id: str, stream: str = "output", *, attempt: int | None = None) -> Iterator[str]:
         return self._iterate(self._client.output(job_id, stream, attempt=attempt))

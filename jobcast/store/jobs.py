@@ -77,13 +77,15 @@ def no_links(job_id: str) -> SnapshotLinks:
     return {"links": {}, "stream_token": None}
 
 
+_WAITING_STATES = frozenset({State.QUEUED.value, State.RETRYING.value})
+
 # The record's fields a snapshot shows (a job's hash also holds tracebacks, kept out of it).
 _SNAPSHOT_FIELDS = frozenset(
     {
         *_JSON_FIELDS,
         *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
         *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
-        *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "seq"),
+        *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "waiting", "seq"),
     }
 )
 
@@ -130,6 +132,8 @@ def snapshot_of(
         "submitted_by": get("submitted_by") or None,
         "schedule": get("schedule") or None,
         "scheduled_for": get("scheduled_for") or None,
+        # Only while it waits: a job that ended while held back keeps the field, not the reason.
+        "waiting": (get("waiting") or None) if get("state") in _WAITING_STATES else None,
         "last_event_id": int(get("seq") or 0),
         "links": made["links"],
         "stream_token": made["stream_token"],
@@ -367,7 +371,7 @@ class JobStore:
         if type_ in TERMINAL_TYPES:
             fields.update(finished_at=ts, result=dumps(result), error=dumps(error), next_attempt_at="")
         elif type_ is EventType.STARTED:
-            fields.update(started_at=ts, error=b"", next_attempt_at="")
+            fields.update(started_at=ts, error=b"", next_attempt_at="", waiting="")
         elif type_ is EventType.RETRYING:
             fields["error"] = dumps(error)
         for name, value in (extra or {}).items():

@@ -77,6 +77,17 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "queues": {p: keys.queue(p) for p in priorities},
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
+        # Fair dispatch between owners: only in owner mode, where jobs have owners.
+        "fair": settings.fair_owners and settings.secret is not None,
+        "owner_queue_prefix": {p: keys.owner_queue(p, "") for p in priorities},
+        "owner_rings": {p: keys.owner_ring(p) for p in priorities},
+        "kind_running_prefix": keys.kind_running(""),
+        "owner_running_prefix": keys.owner_running(""),
+        "kind_started_prefix": keys.kind_started(""),
+        "kind_held_prefix": keys.kind_held(""),
+        "owner_held_prefix": keys.owner_held(""),
+        "held": keys.held,
+        "claimed": keys.claimed,
         "job_prefix": keys.job(""),
         "history_prefix": keys.history(""),
         "channel_prefix": keys.channel(""),
@@ -119,7 +130,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/store/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel", "dispatch", "output")
+PUBLISHING = ("publish", "create", "cancel", "dispatch", "output", "resume")
 
 
 # The scripts that charge the disk quota, and so need jobcast/store/lua/disk.lua.

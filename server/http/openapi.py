@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from jobcast.server.http.problems import CONTENT_TYPE as PROBLEM
-from jobcast.server.http.schemas import JobEvent, ProblemDocument
+from jobcast.server.http.schemas import JobEvent, ProblemDocument, QueueEvent
 from jobcast.server.keys import KINDS, SETTINGS
 
 H = TypeVar("H", bound=Callable[..., Any])
@@ -217,6 +217,7 @@ def client_document(app: web.Application) -> dict[str, Any]:
 def describe_routes(app: web.Application) -> tuple[Schemas, dict[str, dict[str, Any]]]:
     schemas = Schemas()
     schemas.of(JobEvent)
+    schemas.of(QueueEvent)
     paths: dict[str, dict[str, Any]] = {}
     prefix = app[SETTINGS].url_prefix
     for route in app.router.routes():

@@ -85,6 +85,11 @@ class JobSnapshot(Closed):
     scheduled_for: str | None = Field(
         default=None, description="The schedule's tick the job was made for (null: run now, between ticks)."
     )
+    waiting: str | None = Field(
+        default=None,
+        description="Why the job, due, does not start yet: its kind is paused, or a limit holds it back "
+        "(`report is at its limit (3 of 3 running)`); a `waiting` event says when this changes.",
+    )
     stream_token: str | None = Field(
         description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "
         "cookie, until it expires; `POST links.token` gives a fresh one."
@@ -241,7 +246,16 @@ class JobEvent(BaseModel):
     job_id: str
     seq: int
     type: Literal[
-        "queued", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled", "snapshot"
+        "queued",
+        "waiting",
+        "started",
+        "progress",
+        "output",
+        "retrying",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "snapshot",
     ]
     state: State | None
     ts: str | None = None
@@ -259,5 +273,26 @@ class JobEvent(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     worker: str | None = Field(default=None, description="On `started`: the worker running the attempt.")
+    waiting: str | None = Field(
+        default=None,
+        description="On `waiting`: why the job, due, does not start yet (a limit, a paused kind); null: "
+        "it no longer waits for that.",
+    )
     feed_seq: int | None = Field(default=None, description="On the feed only: the event's feed seq.")
     epoch: str | None = Field(default=None, description="On the feed only: the epoch its feed seq counts in.")
+
+
+class QueueEvent(BaseModel):
+    """A waiting job's place in the queue: SSE `event: queue` with no `id:` (it is live only, and
+    moves no resume position), or a WebSocket message, about once a second while it changes."""
+
+    type: Literal["queue"]
+    job_id: str
+    ahead: int | None = Field(
+        description="Jobs that start before this one; null: it is no longer in line (it started, or is "
+        "held back by a limit or a paused kind, or waits for its time)."
+    )
+    eta_s: float | None = Field(
+        description="About how many seconds until it starts, from the deployment's recent dispatch rate; "
+        "null: no recent dispatches to tell by."
+    )

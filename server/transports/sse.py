@@ -63,7 +63,8 @@ class ResumeQuery(BaseModel):
 def stream_answer(what: str) -> Answer:
     description = (
         f"{what} as Server-Sent Events: `id:` (the resume position), `event:` (the type) and `data:` "
-        "(a JobEvent), with `: ping` comments while idle."
+        "(a JobEvent), with `: ping` comments while idle. A job's stream also has live-only `queue` "
+        "events (a QueueEvent, with no `id:`) while the job waits in line."
     )
     return Answer(description, {SSE: {**TEXT, "x-jobcast-event": {"$ref": "#/components/schemas/JobEvent"}}})
 

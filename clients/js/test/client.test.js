@@ -75,6 +75,29 @@ test("the feed carries a submitted job's state changes", async () => {
   assert.deepEqual(seen.get(job.id), ["queued", "started", "succeeded"]);
 });
 
+for (const transport of ["sse", "ws"]) {
+  test(`a waiting job's watcher hears its place in line until it starts, over ${transport}`, async () => {
+    // More jobs than the worker's ten slots: the last ones wait for the first to end.
+    const jobs = [];
+    for (let i = 0; i < 14; i++) jobs.push(await submitJob("demo", { steps: 10, step_ms: 150 }, { base: BASE }));
+    const seen = [];
+    let started = false;
+    const { events } = await collect((options) => watchJob(jobs.at(-1).id, options), {
+      transport,
+      onEvent: (event) => {
+        if (event.type === "started") started = true;
+      },
+      onQueue: (place) => seen.push({ place, started }),
+    });
+    const places = seen.map(({ place }) => place);
+    assert.ok(places.some((place) => place.ahead >= 1 && place.ahead < 14), JSON.stringify(places));
+    assert.ok(places.every((place) => place.type === "queue" && place.seq === undefined), "a place in line has no seq");
+    // Gone once it starts: nothing after `started` says it is in line.
+    assert.ok(seen.every(({ place, started }) => !started || place.ahead === null), JSON.stringify(seen));
+    assertWholeStream(events);
+  });
+}
+
 test("a bad submission rejects with the problem document", async () => {
   await assert.rejects(submitJob("no-such-kind", {}, { base: BASE }), (error) => {
     assert.equal(error.status, 422);

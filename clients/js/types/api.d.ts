@@ -257,7 +257,13 @@ export interface components {
              * Type
              * @enum {string}
              */
-            type: "queued" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
+            type: "queued" | "waiting" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
+            /**
+             * Waiting
+             * @description On `waiting`: why the job, due, does not start yet (a limit, a paused kind); null: it no longer waits for that.
+             * @default null
+             */
+            waiting?: string | null;
             /**
              * Worker
              * @description On `started`: the worker running the attempt.
@@ -386,6 +392,12 @@ export interface components {
              * @description The service (API key) that submitted it for its owner.
              */
             submitted_by: string | null;
+            /**
+             * Waiting
+             * @description Why the job, due, does not start yet: its kind is paused, or a limit holds it back (`report is at its limit (3 of 3 running)`); a `waiting` event says when this changes.
+             * @default null
+             */
+            waiting?: string | null;
         };
         /** KindInfo */
         KindInfo: {
@@ -596,6 +608,30 @@ export interface components {
              * @description Work in all, when known.
              */
             total: number | null;
+        };
+        /**
+         * QueueEvent
+         * @description A waiting job's place in the queue: SSE `event: queue` with no `id:` (it is live only, and
+         *     moves no resume position), or a WebSocket message, about once a second while it changes.
+         */
+        QueueEvent: {
+            /**
+             * Ahead
+             * @description Jobs that start before this one; null: it is no longer in line (it started, or is held back by a limit or a paused kind, or waits for its time).
+             */
+            ahead: number | null;
+            /**
+             * Eta S
+             * @description About how many seconds until it starts, from the deployment's recent dispatch rate; null: no recent dispatches to tell by.
+             */
+            eta_s: number | null;
+            /** Job Id */
+            job_id: string;
+            /**
+             * Type
+             * @constant
+             */
+            type: "queue";
         };
         /** Renewal */
         Renewal: {
@@ -876,6 +912,7 @@ export type PausedKind = components['schemas']['PausedKind'];
 export type Priority = components['schemas']['Priority'];
 export type ProblemDocument = components['schemas']['ProblemDocument'];
 export type Progress = components['schemas']['Progress'];
+export type QueueEvent = components['schemas']['QueueEvent'];
 export type Renewal = components['schemas']['Renewal'];
 export type ReportAccepted = components['schemas']['ReportAccepted'];
 export type ReportRequest = components['schemas']['ReportRequest'];

@@ -1,7 +1,7 @@
 // Types for @jobcast/client. The API's shapes (JobSnapshot, JobEvent, Progress, ...) are generated
 // from the server's OpenAPI document into ./api.d.ts (scripts/js-types); this file types the
 // client's own functions and options on top of them.
-import type { JobEvent, JobSnapshot, ProblemDocument, Priority, State as JobState } from "./api.js";
+import type { JobEvent, JobSnapshot, ProblemDocument, Priority, QueueEvent, State as JobState } from "./api.js";
 
 export type {
   BatchAnswer,
@@ -17,6 +17,7 @@ export type {
   Priority,
   ProblemDocument,
   Progress,
+  QueueEvent,
   Stats,
   StreamToken,
 } from "./api.js";
@@ -82,9 +83,15 @@ export type SnapshotEvent = JobSnapshot & { type: "snapshot"; job_id: string; se
 /** An event as `onEvent` gets it; `type` tells the two apart. */
 export type WatchEvent = LiveEvent | SnapshotEvent;
 
+/** A `queue` event as words: "12 ahead · starts in about 40 s". */
+export declare function queuePlaceText(event: Pick<QueueEvent, "ahead" | "eta_s">): string;
+
 export interface WatchJobOptions extends StreamOptions {
   /** Each event once, in seq order; a `snapshot` event stands for everything up to its seq. */
   onEvent?: (event: WatchEvent) => void;
+  /** While the job waits in line: its place (`ahead`, null once out of line) and `eta_s`, about once
+   * a second as it changes. Live only: no seq, nothing to resume. */
+  onQueue?: (event: QueueEvent) => void;
   /** Resume after this seq; `null` (the default) starts with a snapshot. */
   lastEventId?: number | null;
 }

@@ -17,9 +17,13 @@ A.event.type, A.event.state, A.event.fence = L.event.cancelled, L.state.cancelle
 local seq = publish(K, A.event)
 -- In its queue, no worker holds it: nothing will run it now. (Between attempts a worker may still
 -- be finishing the last one; it finds the job ended when it puts it back.)
-local priority = redis.call('HGET', K.job, 'priority')
-local kind = redis.call('HGET', K.job, 'kind')
-if priority then redis.call('ZREM', L.queues[priority], A.event.id) end
--- Or parked, its kind paused.
-if kind then redis.call('ZREM', L.parked_prefix .. kind, A.event.id) end
+local job = redis.call('HMGET', K.job, 'priority', 'kind', 'owner')
+local priority, kind, owner = job[1] or nil, job[2] or nil, job[3] or nil
+if priority then dequeue(priority, A.event.id, owner) end
+-- Or parked, its kind paused; or held back by a limit.
+if kind then
+  redis.call('ZREM', L.parked_prefix .. kind, A.event.id)
+  redis.call('ZREM', L.kind_held_prefix .. kind, A.event.id)
+end
+if owner then redis.call('ZREM', L.owner_held_prefix .. owner, A.event.id) end
 return answer({status = S.cancelled, seq = seq})

@@ -148,7 +148,7 @@ local function create(K, J)
   else
     queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
   end
-  zadd(L.queues[J.priority], queue_score, id)
+  enqueue(J.priority, queue_score, id, J.owner, zadd)
   -- The record is written by the event's own HSET (with the state and seq the event gives it),
   -- so publish has nothing to read first.
   local fields = {'attempt', 0, 'params', J.params}

@@ -6,8 +6,10 @@
 -- worker's next claim takes it. The reaper (jobcast/store/reaper.py) does the same from any
 -- process, so that watchers hear of it even when no worker is left to claim.
 -- A: owner, want, lease_ms, and optionally fields (the record's fields a worker reads to run a job,
--- among them kind, state, attempt, cancel_requested and owner) and start ({worker: its name as
--- JSON, ts, kinds: {kind: max_attempts} of the kinds it serves}).
+-- among them kind, state, attempt, cancel_requested and owner), start ({worker: its name as
+-- JSON, ts, kinds: {kind: max_attempts} of the kinds it serves}) and limits ({kinds: {kind:
+-- {max_running, rate, per_ms}}, owner: the running jobs one owner may have, 0: any}; see
+-- jobcast/limits.py). Within a priority, with L.fair, owners take turns (see `Keys.owner_queue`).
 -- Answers ok, with jobs ({id, priority, score, the values of A.fields, and the seq of its `started`
 -- event or 0} each) and next_ms (when the next job not yet due becomes due or the next lease lapses;
 -- -1: none). The record comes with the claim, so the worker needs no round trip of its own to read
@@ -47,7 +49,7 @@ local function start(id, values)
     head = '{"job_id":' .. cjson.encode(id) .. ',"seq":',
     tail = ',"type":"started","state":"running","ts":"' .. A.start.ts .. '","attempt":' .. (attempt + 1)
       .. ',"progress":null,"result":null,"error":null,"worker":' .. A.start.worker .. '}',
-    fields = {'started_at', A.start.ts, 'error', '', 'next_attempt_at', ''},
+    fields = {'started_at', A.start.ts, 'error', '', 'next_attempt_at', '', 'waiting', ''},
   })
 end
 
@@ -62,16 +64,183 @@ for _, p in ipairs(L.priorities) do
     first_lease[p] = redis.call('ZRANGE', L.running[p], 0, 0, 'WITHSCORES')
   end
   for i = 1, #lapsed, 2 do
-    redis.call('ZREM', L.running[p], lapsed[i])
-    redis.call('HDEL', L.leases, lapsed[i])
+    local id = lapsed[i]
+    redis.call('ZREM', L.running[p], id)
+    redis.call('HDEL', L.leases, id)
     -- Due since its lease lapsed: ahead of what was submitted after that.
-    redis.call('ZADD', L.queues[p], lapsed[i + 1], lapsed[i])
+    enqueue(p, lapsed[i + 1], id, L.fair and redis.call('HGET', L.job_prefix .. id, 'owner') or nil)
   end
 end
 -- Scores are ready_ms plus a fraction that orders ties (see create.lua): due means below now + 1.
 local due_below = '(' .. (NOW_MS + 1)
--- Due jobs of a paused kind are parked (jobcast/store/pausing.py), at most PARK_MAX a call so that a
--- long queue of them cannot hold Redis for long: the next claim parks more.
+
+-- Limits. A set of running jobs is counted once a call, and its members whose lease is gone (the
+-- job ended, or its lease lapsed) are dropped then: a job leaves `running` in several scripts, and
+-- none of them needs to know of limits, nor can a crashed worker leak a slot.
+local LIM = A.limits
+local counted = {}
+local function running_in(key)
+  local n = counted[key]
+  if n then return n end
+  n = 0
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    if redis.call('HEXISTS', L.leases, id) == 1 then n = n + 1 else redis.call('SREM', key, id) end
+  end
+  counted[key] = n
+  return n
+end
+-- A rate-limited kind's starts within its interval (those before it are dropped).
+local function started_in(kind, limit)
+  local key = L.kind_started_prefix .. kind
+  local n = counted[key]
+  if n then return n end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', NOW_MS - limit.per_ms)
+  n = redis.call('ZCARD', key)
+  counted[key] = n
+  return n
+end
+local function kind_limit(kind) return LIM and LIM.kinds[kind] or nil end
+-- How many more jobs of a kind may start now (math.huge: no limit).
+local function kind_room(kind)
+  local limit, room = kind_limit(kind), math.huge
+  if not limit then return room end
+  if limit.max_running then room = limit.max_running - running_in(L.kind_running_prefix .. kind) end
+  if limit.rate then room = math.min(room, limit.rate - started_in(kind, limit)) end
+  return room
+end
+local function owner_room(owner)
+  if not (LIM and LIM.owner > 0 and owner) then return math.huge end
+  return LIM.owner - running_in(L.owner_running_prefix .. owner)
+end
+-- Where a due job of `kind` and `owner` waits instead of starting, and why; nil: it may start.
+local function hold_for(kind, owner)
+  local limit = kind_limit(kind)
+  if limit then
+    if limit.max_running then
+      local n = running_in(L.kind_running_prefix .. kind)
+      if n >= limit.max_running then
+        return L.kind_held_prefix .. kind, 'kind=' .. kind,
+          string.format('%s is at its limit (%d of %d running)', kind, n, limit.max_running)
+      end
+    end
+    if limit.rate and started_in(kind, limit) >= limit.rate then
+      return L.kind_held_prefix .. kind, 'kind=' .. kind,
+        string.format('%s is at its rate limit (%d started per %g s)', kind, limit.rate, limit.per_ms / 1000)
+    end
+  end
+  if owner_room(owner) <= 0 then
+    return L.owner_held_prefix .. owner, 'owner=' .. owner, string.format(
+      'its owner is at its limit (%d of %d running)', running_in(L.owner_running_prefix .. owner), LIM.owner)
+  end
+  return nil
+end
+-- A job starts: it takes its place in the counts the limits read.
+local function count_start(id, kind, owner)
+  local limit = kind_limit(kind)
+  if limit and limit.max_running then
+    local key = L.kind_running_prefix .. kind
+    redis.call('SADD', key, id)
+    counted[key] = running_in(key) + 1
+  end
+  if limit and limit.rate then
+    local key = L.kind_started_prefix .. kind
+    started_in(kind, limit)
+    redis.call('ZADD', key, NOW_MS, id)
+    redis.call('PEXPIRE', key, limit.per_ms)
+    counted[key] = counted[key] + 1
+  end
+  if LIM.owner > 0 and owner then
+    local key = L.owner_running_prefix .. owner
+    redis.call('SADD', key, id)
+    counted[key] = running_in(key) + 1
+  end
+end
+
+-- Give back to their queues (keeping their place) the held jobs the limits now allow. At most
+-- RELEASE_MAX a call: the next claim gives back more.
+local RELEASE_MAX = 1000
+local released = 0
+if LIM and A.want > 0 then
+  for _, held in ipairs(redis.call('SMEMBERS', L.held)) do
+    local what, name = string.match(held, '^(%a+)=(.*)$')
+    local key, room
+    if what == 'kind' then
+      key, room = L.kind_held_prefix .. name, kind_room(name)
+    else
+      key, room = L.owner_held_prefix .. name, owner_room(name)
+    end
+    room = math.min(room, RELEASE_MAX - released)
+    if room > 0 then
+      local batch = redis.call('ZPOPMIN', key, room)
+      for i = 1, #batch, 2 do
+        local id = batch[i]
+        local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority', 'owner')
+        if job[1] and not is_terminal(job[1]) then
+          enqueue(job[2], batch[i + 1], id, job[3] or nil)
+          released = released + 1
+        end
+      end
+    end
+    if redis.call('EXISTS', key) == 0 then redis.call('SREM', L.held, held) end
+  end
+end
+
+-- Up to `n` due jobs of priority `p` (flat: id, score), taken out of the owners' queues when
+-- fair, in turn: each round, every owner among the FAIR_SCAN lowest turns gives one job (all
+-- `n`, when it is the only one) and moves on by what it gave. An owner with nothing due moves
+-- to the back of the ring (a job it has due later gets its turn within a round of being due);
+-- one with nothing waiting leaves it. What the turns leave (jobs queued before fairness was on)
+-- is taken oldest first.
+local FAIR_SCAN = 16
+local function take_due(p, n)
+  local out = {}
+  if L.fair then
+    local ring, prefix = L.owner_rings[p], L.owner_queue_prefix[p]
+    local idle_rounds = 0
+    while #out < 2 * n and idle_rounds < 2 do
+      local owners = redis.call('ZRANGE', ring, 0, FAIR_SCAN - 1, 'WITHSCORES')
+      if #owners == 0 then break end
+      local gave = false
+      for i = 1, #owners, 2 do
+        local left = n - #out / 2
+        if left <= 0 then break end
+        local owner, q = owners[i], prefix .. owners[i]
+        local due = redis.call('ZRANGEBYSCORE', q, '-inf', due_below, 'WITHSCORES', 'LIMIT', 0,
+          #owners == 2 and left or 1)
+        if #due > 0 then
+          local ids = {}
+          for j = 1, #due, 2 do
+            out[#out + 1], out[#out + 2] = due[j], due[j + 1]
+            ids[#ids + 1] = due[j]
+          end
+          redis.call('ZREM', q, unpack(ids))
+          redis.call('ZADD', ring, tonumber(owners[i + 1]) + #ids, owner)
+          gave = true
+        elseif redis.call('EXISTS', q) == 0 then
+          redis.call('ZREM', ring, owner)
+        else
+          local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
+          redis.call('ZADD', ring, math.max(tonumber(last[2]), tonumber(owners[i + 1])), owner)
+        end
+      end
+      idle_rounds = gave and 0 or idle_rounds + 1
+    end
+    for i = 1, #out, 2 do redis.call('ZREM', L.queues[p], out[i]) end
+  end
+  if #out < 2 * n then
+    local rest = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, n - #out / 2)
+    for i = 1, #rest, 2 do
+      local id = rest[i]
+      dequeue(p, id, L.fair and redis.call('HGET', L.job_prefix .. id, 'owner') or nil)
+      out[#out + 1], out[#out + 2] = id, rest[i + 1]
+    end
+  end
+  return out
+end
+
+-- Due jobs of a paused kind are parked (jobcast/store/pausing.py), and those a limit holds back
+-- are held; at most PARK_MAX a call, so that a long queue of them cannot hold Redis for long: the
+-- next claim moves more.
 local PARK_MAX = 1000
 local paused = {}
 local flat = redis.call('HGETALL', L.paused)
@@ -79,41 +248,67 @@ for i = 1, #flat, 2 do paused[flat[i]] = true end
 local any_paused = #flat > 0
 local parked = 0
 local jobs = {}
+local read_fields = A.fields or {'kind', 'owner'}
+local function field(values, name)
+  local i = field_index[name]
+  if A.fields then return i and values[i] or nil end
+  return values[name == 'kind' and 1 or 2] or nil
+end
 for _, p in ipairs(L.priorities) do
   while #jobs < A.want and parked < PARK_MAX do
-    local due = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, A.want - #jobs)
+    local due = take_due(p, A.want - #jobs)
     if #due == 0 then break end
     for i = 1, #due, 2 do
       local id = due[i]
-      redis.call('ZREM', L.queues[p], id)
-      local kind = any_paused and redis.call('HGET', L.job_prefix .. id, 'kind')
+      local values = (A.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields))
+      local kind = values and field(values, 'kind')
+      local owner = values and field(values, 'owner')
+      local key, held, reason
       if kind and paused[kind] then
-        redis.call('ZADD', L.parked_prefix .. kind, due[i + 1], id)
+        key, reason = L.parked_prefix .. kind, kind .. ' is paused'
+      elseif LIM then
+        key, held, reason = hold_for(kind, owner)
+      end
+      if key then
+        redis.call('ZADD', key, due[i + 1], id)
+        if held then redis.call('SADD', L.held, held) end
+        if A.start then say_waiting(id, reason, A.start.ts) end
         parked = parked + 1
       else
         redis.call('ZADD', L.running[p], lease_until, id)
         redis.call('HSET', L.leases, id, A.owner)
+        if LIM then count_start(id, kind, owner) end
         local job = {id, p, math.floor(tonumber(due[i + 1]))}
         if A.fields then
-          job[4] = redis.call('HMGET', L.job_prefix .. id, unpack(A.fields))
-          job[5] = start(id, job[4])
+          job[4] = values
+          job[5] = start(id, values)
         end
         jobs[#jobs + 1] = job
       end
     end
   end
 end
+if #jobs > 0 then redis.call('INCRBY', L.claimed, #jobs) end
 -- When to poll next matters only to a worker left with free slots (a busy one polls again as its
 -- jobs end). A lease taken in this call lapses after every lease read above.
 local next_ms = -1
-local function sooner(first)
-  local at = first[2] and math.floor(tonumber(first[2]))
+local function sooner(at)
+  at = at and math.floor(tonumber(at))
   if at and (next_ms < 0 or at < next_ms) then next_ms = at end
 end
 if #jobs < A.want then
   for _, p in ipairs(L.priorities) do
-    sooner(redis.call('ZRANGEBYSCORE', L.queues[p], NOW_MS + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, 1))
-    sooner(first_lease[p])
+    sooner(redis.call('ZRANGEBYSCORE', L.queues[p], NOW_MS + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2])
+    sooner(first_lease[p][2])
+  end
+  -- A rate-limited kind with jobs held: when its oldest start in the interval leaves it.
+  if LIM then
+    for kind, limit in pairs(LIM.kinds) do
+      if limit.rate and redis.call('EXISTS', L.kind_held_prefix .. kind) == 1 then
+        local oldest = redis.call('ZRANGE', L.kind_started_prefix .. kind, 0, 0, 'WITHSCORES')
+        sooner(oldest[2] and tonumber(oldest[2]) + limit.per_ms or NOW_MS)
+      end
+    end
   end
   if #jobs > 0 and next_ms < 0 then next_ms = lease_until end
 end

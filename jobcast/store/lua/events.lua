@@ -171,6 +171,7 @@ local function flush_writes()
     end
   end
   for _, key in ipairs(DEFER.zadd_keys) do call_in_chunks('ZADD', key, DEFER.zadds[key]) end
+  for _, queue in ipairs(OWNER_QUEUES_WRITTEN) do redis.call('EXPIRE', queue, L.retention_s) end
   for _, position in ipairs(DEFER.feed_keys) do
     local pending = DEFER.feeds[position]
     redis.call('HSET', position, 'seq', pending.seq)
@@ -247,9 +248,10 @@ local function publish(k, e)
   if k.owner_feed then
     feeds[2] = {channel = k.owner_feed, history = k.owner_feed_history, position = k.owner_feed_position}
   end
-  if e.type == L.event.output then
-    -- Output is for the job's own watchers: the feeds carry job events only. Its text is kept
-    -- (output.lua), so its events need no refresh of the record's expiry either.
+  if e.type == L.event.output or e.type == L.event.waiting then
+    -- Output and why a job waits are for the job's own watchers: the feeds carry state changes
+    -- and progress only. Output's text is kept (output.lua), and a waiting job's record was
+    -- given its expiry when it was queued, so neither refreshes the record's expiry either.
     return seq
   end
   if e.type == L.event.progress then
@@ -273,4 +275,24 @@ local function publish(k, e)
     end
   end
   return seq
+end
+
+-- Tell a waiting job's watchers why it waits (a `waiting` event: its kind is paused, or a limit
+-- holds it back), when the reason is new to it; `reason` nil: it waits for nothing any more. `ts`:
+-- the event's time (ISO 8601).
+local function say_waiting(id, reason, ts)
+  local job = L.job_prefix .. id
+  local f = redis.call('HMGET', job, 'waiting', 'state', 'attempt')
+  if (f[1] or '') == (reason or '') or not f[2] or is_terminal(f[2]) then return end
+  publish({job = job, history = L.history_prefix .. id, channel = L.channel_prefix .. id}, {
+    id = id,
+    type = L.event.waiting,
+    state = f[2],
+    fence = -1,
+    head = '{"job_id":' .. cjson.encode(id) .. ',"seq":',
+    tail = ',"type":"waiting","state":"' .. f[2] .. '","ts":"' .. ts .. '","attempt":'
+      .. tonumber(f[3] or '0') .. ',"progress":null,"result":null,"error":null,"waiting":'
+      .. (reason and cjson.encode(reason) or 'null') .. '}',
+    fields = {'waiting', reason or ''},
+  })
 end

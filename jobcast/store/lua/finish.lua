@@ -8,8 +8,8 @@
 if redis.call('HGET', L.leases, A.id) ~= A.owner then return answer({status = S.not_holder}) end
 redis.call('HDEL', L.leases, A.id)
 redis.call('ZREM', L.running[A.priority], A.id)
-local state = redis.call('HGET', K.job, 'state')
-if not A.finish and state and not is_terminal(state) then
-  redis.call('ZADD', L.queues[A.priority], A.ready_ms, A.id)
+local job = redis.call('HMGET', K.job, 'state', 'owner')
+if not A.finish and job[1] and not is_terminal(job[1]) then
+  enqueue(A.priority, A.ready_ms, A.id, job[2] or nil)
 end
 return answer({status = S.ok})

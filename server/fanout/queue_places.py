@@ -1,0 +1,86 @@
+"""Tells the watchers of waiting jobs their place in the queue: a live-only `queue` event with how
+many jobs start before theirs (`ahead`) and about when it starts (`eta_s`).
+
+Once a pass (JOBCAST_QUEUE_PLACE_INTERVAL_S), and only for the jobs someone watches in this
+process, the places are read in a few pipelined round trips (jobcast/queries/queue_position.py);
+a job's watchers get an event only when its place changed, or a watcher joined since the last
+one. The event carries no seq: it is not in the job's history, a reconnecting watcher gets the
+current place on the next pass, and it never moves a watcher's resume position. `ahead` null:
+the job is no longer in line (it is held back, paused, or not due), or has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from jobcast.protocol import dumps
+from jobcast.queries.queue_position import DispatchRate, Place, places
+from jobcast.server.fanout.events import Event
+from jobcast.server.fanout.hub import Hub
+from jobcast.server.fanout.topics import JobTopic
+from jobcast.store.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+QUEUE = b"queue"
+
+
+def queue_event(job_id: str, place: Place | None) -> Event:
+    data = {
+        "type": QUEUE.decode(),
+        "job_id": job_id,
+        "ahead": place.ahead if place else None,
+        "eta_s": place.eta_s if place else None,
+    }
+    return Event(job_id, 0, QUEUE, dumps(data), terminal=False)
+
+
+class QueuePlaces:
+    def __init__(self, hub: Hub, store: JobStore) -> None:
+        self.hub = hub
+        self.store = store
+        self.rate = DispatchRate()
+        # What each watched job's watchers were told last: its place, and how many watched then.
+        self._told: dict[str, tuple[Place | None, int]] = {}
+
+    async def run_once(self) -> int:
+        """One pass; returns how many jobs' watchers were told."""
+        watched = {
+            w.topic.job_id: w.topic.key
+            for w in self.hub.topics.values()
+            if isinstance(w.topic, JobTopic) and (w.live or w.lockstep)
+        }
+        for gone in self._told.keys() - watched.keys():
+            del self._told[gone]
+        if not watched:
+            return 0
+        found = await places(self.store, list(watched), self.rate)
+        told = 0
+        for job_id, place in found.items():
+            watchers = self.hub.topics.get(watched[job_id])
+            if watchers is None:  # every watcher left during the reads
+                continue
+            count = len(watchers.live) + len(watchers.lockstep)
+            last = self._told.get(job_id)
+            if last is None and place is None:
+                continue  # never in line while watched here: nothing to take back
+            if last is not None and last[0] == place and count <= last[1]:
+                continue
+            self._told[job_id] = (place, count)
+            if place is None:
+                del self._told[job_id]
+            self.hub.deliver(watchers, queue_event(job_id, place))
+            told += 1
+        return told
+
+    async def run(self, interval_s: float) -> None:
+        """Every `interval_s`, until cancelled; a Redis outage skips a pass."""
+        while True:
+            try:
+                await self.run_once()
+            except RedisError as e:
+                log.warning("queue places not read: %s", e)
+            await asyncio.sleep(interval_s)

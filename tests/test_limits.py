@@ -1,0 +1,198 @@
+"""Execution limits, against real `jobcast web` and `jobcast worker` processes: a kind's
+`max_running` across workers, its rate limit, an owner's running limit, and what a held job's
+watchers are told."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from jobcast.limits import Rate
+from tests.helpers import get_json, post_json, read_sse, wait_for
+from tests.test_security import SECRET, SERVICE_KEY, bearer, key_entry
+
+KINDS = {"JOBCAST_KINDS": "tests.kinds_limits", "JOBCAST_LEASE_S": "2"}
+OTHER_KEY = "jc_limits-second-service-key-0123456789"
+
+
+def at(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def most_at_once(jobs: list[dict[str, Any]]) -> int:
+    """The most jobs running at one moment, from their start and end times (an end at the moment
+    another starts frees its slot first)."""
+    moments = sorted(
+        [(at(j["started_at"]), 1) for j in jobs] + [(at(j["finished_at"]), -1) for j in jobs],
+        key=lambda m: (m[0], m[1]),
+    )
+    running = most = 0
+    for _, step in moments:
+        running += step
+        most = max(most, running)
+    return most
+
+
+async def submit_many(session: aiohttp.ClientSession, url: str, body: dict[str, Any], n: int) -> list[str]:
+    answer = await post_json(session, f"{url}/api/jobs/batch", {"jobs": [body] * n})
+    assert all(item["status"] == 202 for item in answer["results"]), answer
+    return [item["job"]["id"] for item in answer["results"]]
+
+
+async def all_ended(session: aiohttp.ClientSession, url: str, ids: list[str]) -> list[dict[str, Any]]:
+    async def ended() -> list[dict[str, Any]] | None:
+        jobs = [await get_json(session, f"{url}/api/jobs/{job_id}") for job_id in ids]
+        return jobs if all(j["state"] == "succeeded" for j in jobs) else None
+
+    return await wait_for(ended, timeout=90, what="every job to succeed")
+
+
+async def test_a_kind_limited_to_two_runs_two_at_most_and_the_others_say_why(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        ids = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 300}}, 20)
+        # A watcher of the last job, from after its `queued` event: it waits behind eighteen others.
+        after_queued = {"Last-Event-ID": "1"}
+        watched = asyncio.create_task(
+            read_sse(session, f"{web.url}/api/jobs/{ids[-1]}/events", headers=after_queued, timeout=60)
+        )
+        sampled = []
+        while True:
+            page = await get_json(session, f"{web.url}/api/jobs?kind=limited&state=running&limit=50")
+            sampled.append(len(page["jobs"]))
+            waiting = await get_json(session, f"{web.url}/api/jobs/{ids[-1]}")
+            if waiting["state"] != "queued":
+                break
+            if waiting["waiting"]:
+                assert waiting["waiting"] == "limited is at its limit (2 of 2 running)"
+        events = await watched
+        jobs = await all_ended(session, web.url, ids)
+    assert max(sampled) <= 2
+    assert most_at_once(jobs) == 2
+    # Said once, however often claims found the kind at its limit, and over once it started.
+    assert [(e.event, e.data.get("waiting")) for e in events] == [
+        ("waiting", "limited is at its limit (2 of 2 running)"),
+        ("started", None),
+        ("progress", None),
+        ("succeeded", None),
+    ]
+    assert [e.id for e in events] == [2, 3, 4, 5]
+
+
+async def test_a_killed_workers_slots_are_given_back_when_its_leases_lapse(spawn) -> None:
+    web = spawn("web", **KINDS)
+    first = spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        url = web.url
+
+        async def running() -> list[dict[str, Any]]:
+            return (await get_json(session, f"{url}/api/jobs?kind=limited&state=running&limit=50"))["jobs"]
+
+        ids = await submit_many(session, url, {"kind": "limited", "params": {"hold_ms": 1500}}, 4)
+        await wait_for(lambda: running_count(running, 2), what="two jobs running")
+        first.signal(signal.SIGKILL)
+        await first.wait_exit()
+        spawn("worker", **KINDS)
+        jobs = await all_ended(session, url, ids)
+        # The two the killed worker held ran again, and the limit held throughout their reruns.
+        assert sorted(j["attempt"] for j in jobs) == [1, 1, 2, 2]
+        assert most_at_once(jobs) <= 2
+        # No slot leaked: two new jobs run at once again.
+        again = await submit_many(session, url, {"kind": "limited", "params": {"hold_ms": 1500}}, 2)
+        await wait_for(lambda: running_count(running, 2), what="both new jobs running at once")
+        await all_ended(session, url, again)
+
+
+async def running_count(read: Any, n: int) -> bool:
+    return len(await read()) == n
+
+
+async def test_a_rate_limit_of_five_a_second_spaces_fifty_starts(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        ids = await submit_many(session, web.url, {"kind": "metered", "params": {}}, 50)
+        events = await read_sse(
+            session, f"{web.url}/api/jobs/{ids[-1]}/events", headers={"Last-Event-ID": "1"}, timeout=60
+        )
+        jobs = await all_ended(session, web.url, ids)
+    starts = sorted(at(j["started_at"]) for j in jobs)
+    # Any five consecutive starts leave a second before the sixth: no second holds more than five.
+    gaps = [round(later - earlier, 3) for earlier, later in zip(starts, starts[5:], strict=False)]
+    assert min(gaps) >= 1.0, gaps
+    reasons = {e.data["waiting"] for e in events if e.event == "waiting"}
+    assert reasons == {"metered is at its rate limit (5 started per 1 s)"}
+
+
+async def test_an_owner_at_its_running_limit_waits_while_another_owner_runs(spawn) -> None:
+    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_KEY)]
+    owners = {
+        "JOBCAST_SECRET": SECRET,
+        "JOBCAST_API_KEYS": ",".join(keys),
+        "JOBCAST_MAX_RUNNING_PER_OWNER": "2",
+    }
+    web = spawn("web", **owners)
+    spawn("worker", **owners)
+    await web.wait_http()
+    body = {"kind": "demo", "params": {"steps": 4, "step_ms": 100}}
+    async with (
+        aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as shop,
+        aiohttp.ClientSession(headers=bearer(OTHER_KEY)) as billing,
+    ):
+        mine = await submit_many(shop, web.url, body, 6)
+        theirs = await submit_many(billing, web.url, body, 1)
+        events = await read_sse(
+            shop, f"{web.url}/api/jobs/{mine[-1]}/events", headers={"Last-Event-ID": "1"}, timeout=60
+        )
+        other = await all_ended(billing, web.url, theirs)
+        jobs = await all_ended(shop, web.url, mine)
+    assert most_at_once(jobs) == 2
+    # The other owner's job did not wait for the first owner's six.
+    assert at(other[0]["started_at"]) < max(at(j["started_at"]) for j in jobs)
+    reasons = [e.data["waiting"] for e in events if e.event == "waiting"]
+    assert reasons == ["its owner is at its limit (2 of 2 running)"]
+
+
+def test_a_rate_limit_reads_as_a_count_per_interval() -> None:
+    assert Rate.parse("5/s") == Rate(5, 1.0)
+    assert Rate.parse("100/60s") == Rate.parse("100/min") == Rate(100, 60.0)
+    for bad in ("5", "0/s", "5/0s", "five/s", "5/d"):
+        with pytest.raises(ValueError):
+            Rate.parse(bad)
+
+
+async def test_the_job_page_says_why_a_job_waits_and_its_place_in_line(spawn, page) -> None:
+    from playwright.async_api import expect
+
+    web = spawn("web", **KINDS)
+    spawn("worker", JOBCAST_WORKER_MAX_JOBS="4", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        held = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 2500}}, 3)
+        await page.goto(f"{web.url}/jobs/{held[-1]}")
+        waiting = page.locator("#waiting")
+        await expect(waiting).to_have_text("Waiting: limited is at its limit (2 of 2 running)")
+        await expect(page.locator("#log")).to_contain_text("limited is at its limit (2 of 2 running)")
+        # Two long demo jobs take the worker's other two slots; the next ones wait in line.
+        await submit_many(session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 3000}}, 2)
+        in_line = await submit_many(
+            session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 0}}, 2
+        )
+        await page.goto(f"{web.url}/jobs/{in_line[-1]}")
+        await expect(waiting).to_have_text(
+            re.compile(r"^In line: ([1-3] ahead|next in line)"), timeout=10_000
+        )
+        await expect(page.locator("#state")).to_have_text("succeeded", timeout=30_000)
+        await expect(waiting).to_be_hidden()
