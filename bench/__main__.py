@@ -39,6 +39,7 @@ PARTS = (
     "submit",
     "progress",
     "jobs",
+    "jobs_limits",
     "limits",
     "footprint",
     "frames",
@@ -84,18 +85,21 @@ def run(
         if "jobs" in only:
             results["jobs"] = jobs.throughput(redis, workload.drain_jobs, rounds)
             results["jobs_progress"] = jobs.throughput_with_progress(redis, workload.drain_jobs, rounds)
-            results["jobs_limits"] = jobs.throughput_with_limits(redis, workload.drain_jobs, rounds)
             results["jobs_latency"] = jobs.latency(
                 redis, workload.steady_rate, workload.steady_seconds, rounds
             )
         if "soak" in only:
             results["soak"] = soak.soak(redis, workload.soak_seconds, workload.soak_sample_s)
-        results |= later_parts(redis, workload, only, tmp)
+        results |= later_parts(redis, workload, only, tmp, rounds)
     return results
 
 
-def later_parts(redis: Any, workload: scenarios.Workload, only: set[str], tmp: Path) -> dict[str, Any]:
+def later_parts(
+    redis: Any, workload: scenarios.Workload, only: set[str], tmp: Path, rounds: int
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if "jobs_limits" in only:
+        results["jobs_limits"] = jobs.throughput_with_limits(redis, workload.drain_jobs, rounds)
     if "footprint" in only:
         files = FileStore(tmp / "files")
         results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)

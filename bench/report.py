@@ -116,6 +116,7 @@ def table(results: dict[str, Any]) -> str:
     lines += (
         jobs_lines(results)
         + progress_lines(results)
+        + job_limits_lines(results)
         + latency_lines(results)
         + limits_lines(results)
         + footprint_lines(results)
@@ -191,6 +192,29 @@ def jobs_lines(results: dict[str, Any]) -> list[str]:
             f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
             f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
             f"{ratio(row['jobs_per_s'], saq):>7}"
+        )
+    return lines
+
+
+def job_limits_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("jobs_limits")
+    if not rows:
+        return []
+    medians = median_jobs(rows)
+    plain = medians.get("jobcast", {}).get("jobs_per_s") or 0
+    saq = medians.get("saq", {}).get("jobs_per_s") or 0
+    lines = [
+        "",
+        f"with limits and fair turns: {rows[0]['jobs']:,} no-op jobs of 100 owners (median of rounds; "
+        "most running: the most leases seen held at once, sampled throughout)",
+        f"{'system':<23} {'jobs/s':>8} {'CPU µs/job':>11} {'vs plain':>9} {'vs saq':>7} {'most running':>13}",
+    ]
+    for system, row in medians.items():
+        most = max((r["most_running"] or 0) for r in rows if r["system"] == system)
+        lines.append(
+            f"{system:<23} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
+            f"{ratio(row['jobs_per_s'], plain):>9} {ratio(row['jobs_per_s'], saq):>7} "
+            f"{most if system.startswith('jobcast ') else '':>13}"
         )
     return lines
 

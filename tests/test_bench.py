@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import jobs, report
 from bench.machine import run_name
 from bench.peers import nchan
 
@@ -67,6 +67,17 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
         r["progress_events_per_job"] for r in results["jobs_progress"] if r["system"] == "jobcast"
     ]
     assert 1 <= coalesced <= 5
+    # The drain with limits and fair turns beside plain jobcast and saq; a binding limit held.
+    limited = results["jobs_limits"]
+    assert {row["system"] for row in limited} == {
+        "jobcast",
+        "jobcast limits-idle",
+        "jobcast limit-binding",
+        "saq",
+    }
+    (binding,) = [row for row in limited if row["system"] == "jobcast limit-binding"]
+    assert 1 <= binding["most_running"] <= jobs.LIMIT, binding
+    assert "with limits and fair turns:" in run.stdout
     # Each system's enqueue→start delays at a steady rate, from its own timestamps.
     assert {row["system"] for row in results["jobs_latency"]} == {"jobcast", "arq", "arq-tuned", "saq"}
     for row in results["jobs_latency"]:
