@@ -242,9 +242,10 @@ class Keys:
     # `running-kind` set, and in its owner's `running-owner` set when owners have a limit: a member
     # whose lease is gone is pruned when a claim counts. `started-kind` holds the starts of a
     # rate-limited kind within its interval (scored by when, ms). A due job a limit holds back
-    # waits in `held-kind` or `held-owner` (scored as it was in its queue); `held` lists which of
-    # those sets hold jobs (`kind=<kind>`, `owner=<owner>`), so that a claim gives them back to
-    # their queues once the limit allows.
+    # waits in `held-kind` (per owner, the owners' turns in its ring, so that they come back in
+    # fair turns) or `held-owner`, scored as it was in its queue; `held` lists which kinds and
+    # owners have jobs held (`kind=<kind>`, `owner=<owner>`), so that a claim takes them once the
+    # limit allows.
     def kind_running(self, kind: str) -> str:
         return f"{self.prefix}:running-kind:{kind}"
 
@@ -254,8 +255,12 @@ class Keys:
     def kind_started(self, kind: str) -> str:
         return f"{self.prefix}:started-kind:{kind}"
 
-    def kind_held(self, kind: str) -> str:
-        return f"{self.prefix}:held-kind:{kind}"
+    def kind_held(self, kind: str, owner: str) -> str:
+        return f"{self.prefix}:held-kind:{kind}:owner:{owner}"
+
+    def kind_held_ring(self, kind: str) -> str:
+        """The owners with jobs of `kind` held, scored by their turn (as `owner_ring`)."""
+        return f"{self.prefix}:held-kind:{kind}:owners"
 
     def owner_held(self, owner: str) -> str:
         return f"{self.prefix}:held-owner:{owner}"

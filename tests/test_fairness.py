@@ -80,3 +80,49 @@ async def test_another_owners_few_jobs_start_within_a_few_of_a_backlogs(spawn, r
     else:
         # Oldest first: the other owner waits for (nearly) the whole backlog.
         assert meanwhile > BACKLOG / 2
+
+
+async def test_held_jobs_come_back_in_the_owners_turns(spawn, redis, settings) -> None:
+    # A kind limited to two at once: a backlog of one owner's jobs waits held, and the other
+    # owner's two, held after them, still start within a few of the backlog's.
+    env = {
+        "JOBCAST_SECRET": SECRET,
+        "JOBCAST_API_KEYS": ",".join(
+            [key_entry("a", "service", SERVICE_KEY), key_entry("b", "service", OTHER_KEY)]
+        ),
+        "JOBCAST_KINDS": "tests.kinds_limits",
+    }
+    web = spawn("web", **env)
+    spawn("worker", **env)
+    await web.wait_http()
+    keys = Keys(settings.key_prefix)
+    body = {"kind": "limited", "params": {"hold_ms": 50}}
+
+    async def started(ids: list[str]) -> list[float]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), "started_at")
+            return [at(ts) for ts in await pipe.execute() if ts]
+
+    async with (
+        aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as a,
+        aiohttp.ClientSession(headers=bearer(OTHER_KEY)) as b,
+    ):
+        backlog = (await post_json(a, f"{web.url}/api/jobs/batch", {"jobs": [body] * 60}))["results"]
+        backlog_ids = [item["job"]["id"] for item in backlog]
+        await wait_for(lambda: started(backlog_ids[:4]), what="the backlog to start")
+        submitted = time.time()
+        few = [
+            item["job"]["id"]
+            for item in (await post_json(b, f"{web.url}/api/jobs/batch", {"jobs": [body] * 2}))["results"]
+        ]
+
+        async def all_started() -> list[float] | None:
+            times = await started(few)
+            return times if len(times) == 2 else None
+
+        last = max(await wait_for(all_started, timeout=60, what="the other owner's jobs to start"))
+    meanwhile = sum(1 for t in await started(backlog_ids) if submitted <= t <= last)
+    # Two slots, turns that alternate: about one of the backlog's for each of the other's, and the
+    # two running when they came.
+    assert meanwhile <= 6, meanwhile

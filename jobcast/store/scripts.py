@@ -72,6 +72,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
     """The deployment's layout table (`L` in every script)."""
     priorities = [p.value for p in Priority]  # in dispatch order: highest first
     owner_feed = keys.feed("")  # an owner's feed's keys are these with the owner after the channel
+    held_ring = keys.kind_held_ring("\0").split("\0")  # around the kind
     return {
         "priorities": priorities,
         "queues": {p: keys.queue(p) for p in priorities},
@@ -84,7 +85,10 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "kind_running_prefix": keys.kind_running(""),
         "owner_running_prefix": keys.owner_running(""),
         "kind_started_prefix": keys.kind_started(""),
-        "kind_held_prefix": keys.kind_held(""),
+        # A kind's held jobs: prefix .. kind .. owner_infix .. owner; its ring: prefix .. kind .. ring_suffix.
+        "kind_held_prefix": held_ring[0],
+        "kind_held_ring_suffix": held_ring[1],
+        "kind_held_owner_infix": keys.kind_held("\0", "\1").split("\0")[1].split("\1")[0],
         "owner_held_prefix": keys.owner_held(""),
         "held": keys.held,
         "claimed": keys.claimed,

@@ -23,7 +23,7 @@ if priority then dequeue(priority, A.event.id, owner) end
 -- Or parked, its kind paused; or held back by a limit.
 if kind then
   redis.call('ZREM', L.parked_prefix .. kind, A.event.id)
-  redis.call('ZREM', L.kind_held_prefix .. kind, A.event.id)
+  redis.call('ZREM', L.kind_held_prefix .. kind .. L.kind_held_owner_infix .. (owner or ''), A.event.id)
 end
 if owner then redis.call('ZREM', L.owner_held_prefix .. owner, A.event.id) end
 return answer({status = S.cancelled, seq = seq})

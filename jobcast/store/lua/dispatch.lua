@@ -112,28 +112,86 @@ local function owner_room(owner)
   if not (LIM and LIM.owner > 0 and owner) then return math.huge end
   return LIM.owner - running_in(L.owner_running_prefix .. owner)
 end
+-- Up to `n` jobs (flat: id, score) from the owners' queues `prefix .. owner` whose turns are in
+-- `ring`, scored below `below`, in turn: each round, every owner among the FAIR_SCAN lowest turns
+-- gives one job (all `n`, when it is the only one) and moves on by what it gave. An owner with
+-- nothing below `below` moves to the back of the ring (a job it has due later gets its turn
+-- within a round of being due); one with nothing left leaves it.
+local FAIR_SCAN = 16
+local function fair_take(ring, prefix, n, below)
+  local out = {}
+  local idle_rounds = 0
+  while #out < 2 * n and idle_rounds < 2 do
+    local owners = redis.call('ZRANGE', ring, 0, FAIR_SCAN - 1, 'WITHSCORES')
+    if #owners == 0 then break end
+    local gave = false
+    for i = 1, #owners, 2 do
+      local left = n - #out / 2
+      if left <= 0 then break end
+      local owner, q = owners[i], prefix .. owners[i]
+      local due = redis.call('ZRANGEBYSCORE', q, '-inf', below, 'WITHSCORES', 'LIMIT', 0, #owners == 2 and left or 1)
+      if #due > 0 then
+        local ids = {}
+        for j = 1, #due, 2 do
+          out[#out + 1], out[#out + 2] = due[j], due[j + 1]
+          ids[#ids + 1] = due[j]
+        end
+        redis.call('ZREM', q, unpack(ids))
+        redis.call('ZADD', ring, tonumber(owners[i + 1]) + #ids, owner)
+        gave = true
+      elseif redis.call('EXISTS', q) == 0 then
+        redis.call('ZREM', ring, owner)
+      else
+        local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
+        redis.call('ZADD', ring, math.max(tonumber(last[2]), tonumber(owners[i + 1])), owner)
+      end
+    end
+    idle_rounds = gave and 0 or idle_rounds + 1
+  end
+  return out
+end
+
 -- Where a due job of `kind` and `owner` waits instead of starting, and why; nil: it may start.
+-- A kind's held jobs wait in one set per owner, with the owners' turns in a ring, so that they
+-- come back in fair turns too; an owner's, in one set.
 local function hold_for(kind, owner)
   local limit = kind_limit(kind)
   if limit then
+    local reason
     if limit.max_running then
       local n = running_in(L.kind_running_prefix .. kind)
       if n >= limit.max_running then
-        return L.kind_held_prefix .. kind, 'kind=' .. kind,
-          string.format('%s is at its limit (%d of %d running)', kind, n, limit.max_running)
+        reason = string.format('%s is at its limit (%d of %d running)', kind, n, limit.max_running)
       end
     end
-    if limit.rate and started_in(kind, limit) >= limit.rate then
-      return L.kind_held_prefix .. kind, 'kind=' .. kind,
-        string.format('%s is at its rate limit (%d started per %g s)', kind, limit.rate, limit.per_ms / 1000)
+    if not reason and limit.rate and started_in(kind, limit) >= limit.rate then
+      reason = string.format('%s is at its rate limit (%d started per %g s)', kind, limit.rate, limit.per_ms / 1000)
     end
+    if reason then return {kind = kind, token = 'kind=' .. kind, reason = reason} end
   end
   if owner_room(owner) <= 0 then
-    return L.owner_held_prefix .. owner, 'owner=' .. owner, string.format(
-      'its owner is at its limit (%d of %d running)', running_in(L.owner_running_prefix .. owner), LIM.owner)
+    return {owner = owner, token = 'owner=' .. owner, reason = string.format(
+      'its owner is at its limit (%d of %d running)', running_in(L.owner_running_prefix .. owner), LIM.owner)}
   end
   return nil
 end
+
+local function hold(held, id, score, owner)
+  if held.kind then
+    local base = L.kind_held_prefix .. held.kind
+    local who = owner or ''
+    redis.call('ZADD', base .. L.kind_held_owner_infix .. who, score, id)
+    local ring = base .. L.kind_held_ring_suffix
+    if redis.call('ZSCORE', ring, who) == false then
+      local lowest = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
+      redis.call('ZADD', ring, lowest[2] or 0, who)
+    end
+  else
+    redis.call('ZADD', L.owner_held_prefix .. held.owner, score, id)
+  end
+  redis.call('SADD', L.held, held.token)
+end
+
 -- A job starts: it takes its place in the counts the limits read.
 local function count_start(id, kind, owner)
   local limit = kind_limit(kind)
@@ -156,88 +214,6 @@ local function count_start(id, kind, owner)
   end
 end
 
--- Give back to their queues (keeping their place) the held jobs the limits now allow. At most
--- RELEASE_MAX a call: the next claim gives back more.
-local RELEASE_MAX = 1000
-local released = 0
-if LIM and A.want > 0 then
-  for _, held in ipairs(redis.call('SMEMBERS', L.held)) do
-    local what, name = string.match(held, '^(%a+)=(.*)$')
-    local key, room
-    if what == 'kind' then
-      key, room = L.kind_held_prefix .. name, kind_room(name)
-    else
-      key, room = L.owner_held_prefix .. name, owner_room(name)
-    end
-    room = math.min(room, RELEASE_MAX - released)
-    if room > 0 then
-      local batch = redis.call('ZPOPMIN', key, room)
-      for i = 1, #batch, 2 do
-        local id = batch[i]
-        local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority', 'owner')
-        if job[1] and not is_terminal(job[1]) then
-          enqueue(job[2], batch[i + 1], id, job[3] or nil)
-          released = released + 1
-        end
-      end
-    end
-    if redis.call('EXISTS', key) == 0 then redis.call('SREM', L.held, held) end
-  end
-end
-
--- Up to `n` due jobs of priority `p` (flat: id, score), taken out of the owners' queues when
--- fair, in turn: each round, every owner among the FAIR_SCAN lowest turns gives one job (all
--- `n`, when it is the only one) and moves on by what it gave. An owner with nothing due moves
--- to the back of the ring (a job it has due later gets its turn within a round of being due);
--- one with nothing waiting leaves it. What the turns leave (jobs queued before fairness was on)
--- is taken oldest first.
-local FAIR_SCAN = 16
-local function take_due(p, n)
-  local out = {}
-  if L.fair then
-    local ring, prefix = L.owner_rings[p], L.owner_queue_prefix[p]
-    local idle_rounds = 0
-    while #out < 2 * n and idle_rounds < 2 do
-      local owners = redis.call('ZRANGE', ring, 0, FAIR_SCAN - 1, 'WITHSCORES')
-      if #owners == 0 then break end
-      local gave = false
-      for i = 1, #owners, 2 do
-        local left = n - #out / 2
-        if left <= 0 then break end
-        local owner, q = owners[i], prefix .. owners[i]
-        local due = redis.call('ZRANGEBYSCORE', q, '-inf', due_below, 'WITHSCORES', 'LIMIT', 0,
-          #owners == 2 and left or 1)
-        if #due > 0 then
-          local ids = {}
-          for j = 1, #due, 2 do
-            out[#out + 1], out[#out + 2] = due[j], due[j + 1]
-            ids[#ids + 1] = due[j]
-          end
-          redis.call('ZREM', q, unpack(ids))
-          redis.call('ZADD', ring, tonumber(owners[i + 1]) + #ids, owner)
-          gave = true
-        elseif redis.call('EXISTS', q) == 0 then
-          redis.call('ZREM', ring, owner)
-        else
-          local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
-          redis.call('ZADD', ring, math.max(tonumber(last[2]), tonumber(owners[i + 1])), owner)
-        end
-      end
-      idle_rounds = gave and 0 or idle_rounds + 1
-    end
-    for i = 1, #out, 2 do redis.call('ZREM', L.queues[p], out[i]) end
-  end
-  if #out < 2 * n then
-    local rest = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, n - #out / 2)
-    for i = 1, #rest, 2 do
-      local id = rest[i]
-      dequeue(p, id, L.fair and redis.call('HGET', L.job_prefix .. id, 'owner') or nil)
-      out[#out + 1], out[#out + 2] = id, rest[i + 1]
-    end
-  end
-  return out
-end
-
 -- Due jobs of a paused kind are parked (jobcast/store/pausing.py), and those a limit holds back
 -- are held; at most PARK_MAX a call, so that a long queue of them cannot hold Redis for long: the
 -- next claim moves more.
@@ -254,38 +230,95 @@ local function field(values, name)
   if A.fields then return i and values[i] or nil end
   return values[name == 'kind' and 1 or 2] or nil
 end
+
+-- A due job out of its queue: claimed (leased to this worker, and started when it can simply
+-- start), or parked, or held back.
+local function take(id, p, score)
+  local values = (A.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields))
+  local kind = values and field(values, 'kind')
+  local owner = values and field(values, 'owner')
+  local held, reason
+  if kind and paused[kind] then
+    redis.call('ZADD', L.parked_prefix .. kind, score, id)
+    reason = kind .. ' is paused'
+  elseif LIM then
+    held = hold_for(kind, owner)
+    if held then
+      hold(held, id, score, owner)
+      reason = held.reason
+    end
+  end
+  if reason then
+    if A.start then say_waiting(id, reason, A.start.ts) end
+    parked = parked + 1
+    return
+  end
+  redis.call('ZADD', L.running[p], lease_until, id)
+  redis.call('HSET', L.leases, id, A.owner)
+  if LIM then count_start(id, kind, owner) end
+  local job = {id, p, math.floor(tonumber(score))}
+  if A.fields then
+    job[4] = values
+    job[5] = start(id, values)
+  end
+  jobs[#jobs + 1] = job
+end
+
+-- First the held jobs the limits now allow, claimed straight from where they wait (they were due
+-- before anything in the queues; a kind's in its owners' turns): at most RELEASE_MAX a call.
+local RELEASE_MAX = 1000
+if LIM and A.want > 0 then
+  local released = 0
+  for _, token in ipairs(redis.call('SMEMBERS', L.held)) do
+    local what, name = string.match(token, '^(%a+)=(.*)$')
+    local room = math.min(what == 'kind' and kind_room(name) or owner_room(name), RELEASE_MAX - released)
+    room = math.min(room, A.want - #jobs)
+    local batch, empty = {}, false
+    if room > 0 and what == 'kind' then
+      local base = L.kind_held_prefix .. name
+      batch = fair_take(base .. L.kind_held_ring_suffix, base .. L.kind_held_owner_infix, room, '+inf')
+      empty = redis.call('EXISTS', base .. L.kind_held_ring_suffix) == 0
+    elseif room > 0 then
+      local key = L.owner_held_prefix .. name
+      batch = redis.call('ZPOPMIN', key, room)
+      empty = redis.call('EXISTS', key) == 0
+    end
+    for i = 1, #batch, 2 do
+      local id = batch[i]
+      local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority')
+      if job[1] and not is_terminal(job[1]) then
+        take(id, job[2], batch[i + 1])
+        released = released + 1
+      end
+    end
+    if empty then redis.call('SREM', L.held, token) end
+  end
+end
+
+-- Up to `n` due jobs of priority `p` (flat: id, score), out of its queues: in the owners' turns
+-- when fair. What the turns leave (jobs queued before fair turns were on) is taken oldest first.
+local function take_due(p, n)
+  local out = {}
+  if L.fair then
+    out = fair_take(L.owner_rings[p], L.owner_queue_prefix[p], n, due_below)
+    for i = 1, #out, 2 do redis.call('ZREM', L.queues[p], out[i]) end
+  end
+  if #out < 2 * n then
+    local rest = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, n - #out / 2)
+    for i = 1, #rest, 2 do
+      local id = rest[i]
+      dequeue(p, id, L.fair and redis.call('HGET', L.job_prefix .. id, 'owner') or nil)
+      out[#out + 1], out[#out + 2] = id, rest[i + 1]
+    end
+  end
+  return out
+end
+
 for _, p in ipairs(L.priorities) do
   while #jobs < A.want and parked < PARK_MAX do
     local due = take_due(p, A.want - #jobs)
     if #due == 0 then break end
-    for i = 1, #due, 2 do
-      local id = due[i]
-      local values = (A.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields))
-      local kind = values and field(values, 'kind')
-      local owner = values and field(values, 'owner')
-      local key, held, reason
-      if kind and paused[kind] then
-        key, reason = L.parked_prefix .. kind, kind .. ' is paused'
-      elseif LIM then
-        key, held, reason = hold_for(kind, owner)
-      end
-      if key then
-        redis.call('ZADD', key, due[i + 1], id)
-        if held then redis.call('SADD', L.held, held) end
-        if A.start then say_waiting(id, reason, A.start.ts) end
-        parked = parked + 1
-      else
-        redis.call('ZADD', L.running[p], lease_until, id)
-        redis.call('HSET', L.leases, id, A.owner)
-        if LIM then count_start(id, kind, owner) end
-        local job = {id, p, math.floor(tonumber(due[i + 1]))}
-        if A.fields then
-          job[4] = values
-          job[5] = start(id, values)
-        end
-        jobs[#jobs + 1] = job
-      end
-    end
+    for i = 1, #due, 2 do take(due[i], p, due[i + 1]) end
   end
 end
 if #jobs > 0 then redis.call('INCRBY', L.claimed, #jobs) end
@@ -304,7 +337,7 @@ if #jobs < A.want then
   -- A rate-limited kind with jobs held: when its oldest start in the interval leaves it.
   if LIM then
     for kind, limit in pairs(LIM.kinds) do
-      if limit.rate and redis.call('EXISTS', L.kind_held_prefix .. kind) == 1 then
+      if limit.rate and redis.call('EXISTS', L.kind_held_prefix .. kind .. L.kind_held_ring_suffix) == 1 then
         local oldest = redis.call('ZRANGE', L.kind_started_prefix .. kind, 0, 0, 'WITHSCORES')
         sooner(oldest[2] and tonumber(oldest[2]) + limit.per_ms or NOW_MS)
       end
