@@ -45,9 +45,6 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     # A chunk of a job's output (a named text stream): in the job's stream, never in the feed.
     OUTPUT = "output"
-    # Why a due job does not start yet (a limit, a paused kind), or that it no longer waits for
-    # one (`waiting` null): in the job's stream, never in the feed.
-    WAITING = "waiting"
     SNAPSHOT = "snapshot"
 
 
@@ -60,8 +57,6 @@ STATE_AFTER: dict[EventType, State] = {
     EventType.STARTED: State.RUNNING,
     EventType.PROGRESS: State.RUNNING,
     EventType.OUTPUT: State.RUNNING,
-    # Or `retrying`, for a job between attempts: the event carries the job's own state.
-    EventType.WAITING: State.QUEUED,
     EventType.RETRYING: State.RETRYING,
     EventType.SUCCEEDED: State.SUCCEEDED,
     EventType.FAILED: State.FAILED,

@@ -28,7 +28,6 @@ function logRow(event) {
   row.dataset.seq = event.seq;
   let detail = "";
   if (event.error) detail = `${event.error.type}: ${event.error.message}`;
-  else if (event.type === "waiting") detail = event.waiting ?? "no longer held back";
   else if (event.progress?.message) detail = event.progress.message;
   row.dataset.type = event.type;
   for (const content of [event.seq, event.type, timeElement(event.ts), event.attempt ?? "", detail]) {
@@ -274,17 +273,17 @@ levelFilter.addEventListener("change", () => {
 });
 for (const pre of document.querySelectorAll(".output-text, #job-log-panel .table-wrap")) pre.scrollTop = pre.scrollHeight;
 
-// Why a job that is due has not started (a limit, a paused kind), or else its place in line.
+// Why a job that is due is not in line (a limit, a paused kind), or else its place in line: the
+// snapshot says it first, `queue` events as it changes.
 const waitingLine = document.getElementById("waiting");
-let reason = waitingLine.hidden ? null : waitingLine.textContent.replace(/^Waiting: /, "");
 function showWaiting(event) {
   if (event.type === "queue") {
-    if (reason) return; // held back: the reason says more than a place it does not have
-    waitingLine.textContent = event.ahead === null ? "" : `In line: ${queuePlaceText(event)}`;
-  } else {
-    const waits = event.state === "queued" || event.state === "retrying";
-    if (event.type === "waiting" || event.type === "snapshot" || !waits) reason = waits ? event.waiting ?? null : null;
-    waitingLine.textContent = reason ? `Waiting: ${reason}` : waits ? waitingLine.textContent : "";
+    if (event.waiting) waitingLine.textContent = `Waiting: ${event.waiting}`;
+    else waitingLine.textContent = event.ahead === null ? "" : `In line: ${queuePlaceText(event)}`;
+  } else if (event.state !== "queued" && event.state !== "retrying") {
+    waitingLine.textContent = "";
+  } else if (event.type === "snapshot") {
+    waitingLine.textContent = event.waiting ? `Waiting: ${event.waiting}` : "";
   }
   waitingLine.hidden = !waitingLine.textContent;
 }

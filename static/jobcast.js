@@ -11,7 +11,7 @@
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const EVENT_TYPES = [
-  "snapshot", "queued", "waiting", "queue", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled",
+  "snapshot", "queued", "queue", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled",
 ];
 
 // Connection states, as onState reports them.
@@ -694,7 +694,7 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
   }
 
   showQueue(event) {
-    this.queue = event.ahead === null ? null : event;
+    this.queue = event.ahead === null && !event.waiting ? null : event;
     if (!this.lastEvent?.progress?.message && !this.lastEvent?.error) {
       this.messageText.textContent = this.waitingText(this.lastEvent);
     }
@@ -721,18 +721,19 @@ export class JobProgressElement extends (globalThis.HTMLElement ?? class {}) {
     this.dispatchEvent(new CustomEvent("job-event", { detail: event }));
   }
 
-  // What a job that has not started says while it waits: why (a limit, a paused kind), or its
-  // place in the queue and about when it starts.
+  // What a job that has not started says while it waits: why it is not in line (a limit, a
+  // paused kind), or its place in line and about when it starts.
   waitingText(event) {
-    if (event && (event.state === "queued" || event.state === "retrying") && event.waiting) {
-      return `waiting: ${event.waiting}`;
-    }
+    if (!event || (event.state !== "queued" && event.state !== "retrying")) return "";
+    const why = this.queue ? this.queue.waiting : event.waiting; // a snapshot says it first
+    if (why) return `waiting: ${why}`;
     return this.queue ? queuePlaceText(this.queue) : "";
   }
 }
 
 /**
- * A `queue` event as words: "12 ahead · starts in about 40 s" (or "next", without an estimate).
+ * A `queue` event's place in line as words: "12 ahead · starts in about 40 s" ("next in line",
+ * without an estimate when there is none).
  */
 export function queuePlaceText({ ahead, eta_s: etaS }) {
   const place = ahead === 0 ? "next in line" : `${ahead} ahead`;

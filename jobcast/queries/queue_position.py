@@ -1,12 +1,13 @@
 """Where waiting jobs stand in the queue: how many jobs will start before each, and from the
-deployment's recent dispatch rate, about when it starts.
+deployment's recent dispatch rate, about when it starts; or, for one a limit holds back or a pause
+parks, why it waits.
 
 A due job's place is counted as the claim (jobcast/store/lua/dispatch.lua) would take jobs: every
 due job of a higher priority first; within its priority, oldest first or, with fair turns between
 owners, the jobs of its own owner before it plus, from every other owner, as many as the turns
 give them before it (one a round). A job that is not due (delayed, or backing off), held back by a
-limit or parked by a pause has no place: it is not in line yet, and its `waiting` reason or its
-`run_at` says why.
+limit or parked by a pause has no place: it is not in line yet, and its `waiting` reason (the
+claim writes it in the record) or its `run_at` says why.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ WAITING = {State.QUEUED.value.encode(), State.RETRYING.value.encode()}
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    ahead: int  # jobs that start before this one
-    eta_s: float | None  # about how long until it starts; None: no recent dispatches to tell by
+    """A waiting job's place: `ahead` jobs start before it (None: not in line), in about `eta_s`
+    (None: no recent dispatches to tell by); `waiting`: why it is not in line (a limit, a pause)."""
+
+    ahead: int | None
+    eta_s: float | None = None
+    waiting: str | None = None
 
 
 class DispatchRate:
@@ -53,23 +58,13 @@ class DispatchRate:
 
 
 async def places(store: JobStore, job_ids: list[str], rate: DispatchRate) -> dict[str, Place | None]:
-    """Each job's place in the queue (None: not in line), in three round trips whatever the
-    number of jobs; samples the claim counter into `rate` on the way."""
+    """Each waiting job's place in the queue (None for a job that does not wait: running, ended,
+    gone), in three round trips whatever the number of jobs; samples the claim counter into
+    `rate` on the way."""
     redis, keys = store.redis, store.keys
     now = epoch_ms(utcnow())
     fair = store.settings.fair_owners and store.settings.secret is not None
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.claimed)
-        for job_id in job_ids:
-            pipe.hmget(keys.job(job_id), ["state", "priority", "owner"])
-        first = await pipe.execute()
-    rate.sample(int(first[0] or 0))
-    waiting = [
-        (job_id, priority.decode(), (owner or b"").decode())
-        for job_id, (state, priority, owner) in zip(job_ids, first[1:], strict=True)
-        if state in WAITING and priority
-    ]
-    out: dict[str, Place | None] = dict.fromkeys(job_ids)
+    out, waiting = await _waiting(store, job_ids, rate)
     if not waiting:
         return out
     order = [p.value for p in Priority]  # highest first
@@ -105,8 +100,30 @@ async def places(store: JobStore, job_ids: list[str], rate: DispatchRate) -> dic
         ahead = sum(due[p] for p in order[: order.index(priority)]) + int(mine)
         if fair:
             ahead += others_first(owners_due.get(priority, []), owner, int(mine))
+        # In line: whatever held it back before holds it no more.
         out[job_id] = Place(ahead, round((ahead + 1) / per_s, 1) if per_s else None)
     return out
+
+
+async def _waiting(
+    store: JobStore, job_ids: list[str], rate: DispatchRate
+) -> tuple[dict[str, Place | None], list[tuple[str, str, str]]]:
+    """Which of the jobs wait (each with a Place saying why it is not in line, if it is held
+    back), and each waiting one's (id, priority, owner); samples the claim counter."""
+    keys = store.keys
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.claimed)
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), ["state", "priority", "owner", "waiting"])
+        first = await pipe.execute()
+    rate.sample(int(first[0] or 0))
+    out: dict[str, Place | None] = dict.fromkeys(job_ids)
+    waiting = []
+    for job_id, (state, priority, owner, reason) in zip(job_ids, first[1:], strict=True):
+        if state in WAITING and priority:
+            waiting.append((job_id, priority.decode(), (owner or b"").decode()))
+            out[job_id] = Place(None, None, reason.decode() if reason else None)
+    return out, waiting
 
 
 def others_first(owners: list[tuple[str, float, int]], owner: str, mine: int) -> int:

@@ -28,7 +28,7 @@ async def resume(store: JobStore, kind: str) -> int:
     """Resume `kind`; returns how many parked jobs went back to their queues."""
     moved = 0
     while True:
-        answer = await store.scripts.call("resume", kind=kind, max=RESUME_BATCH, ts=isoformat(utcnow()))
+        answer = await store.scripts.call("resume", kind=kind, max=RESUME_BATCH)
         moved += int(answer["moved"])
         if not answer["left"]:
             return moved

@@ -134,7 +134,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/store/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel", "dispatch", "output", "resume")
+PUBLISHING = ("publish", "create", "cancel", "dispatch", "output")
 
 
 # The scripts that charge the disk quota, and so need jobcast/store/lua/disk.lua.

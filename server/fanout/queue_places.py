@@ -1,12 +1,14 @@
 """Tells the watchers of waiting jobs their place in the queue: a live-only `queue` event with how
-many jobs start before theirs (`ahead`) and about when it starts (`eta_s`).
+many jobs start before theirs (`ahead`) and about when it starts (`eta_s`), or why it is not in
+line (`waiting`: a limit holds it back, its kind is paused).
 
 Once a pass (JOBCAST_QUEUE_PLACE_INTERVAL_S), and only for the jobs someone watches in this
 process, the places are read in a few pipelined round trips (jobcast/queries/queue_position.py);
 a job's watchers get an event only when its place changed, or a watcher joined since the last
 one. The event carries no seq: it is not in the job's history, a reconnecting watcher gets the
 current place on the next pass, and it never moves a watcher's resume position. `ahead` null:
-the job is no longer in line (it is held back, paused, or not due), or has started.
+the job is not in line (held back, paused, or not due: `waiting` says why, if it is one of the
+first two), or has started.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def queue_event(job_id: str, place: Place | None) -> Event:
         "job_id": job_id,
         "ahead": place.ahead if place else None,
         "eta_s": place.eta_s if place else None,
+        "waiting": place.waiting if place else None,
     }
     return Event(job_id, 0, QUEUE, dumps(data), terminal=False)
 
@@ -59,19 +62,26 @@ class QueuePlaces:
             return 0
         found = await places(self.store, list(watched), self.rate)
         told = 0
-        for job_id, place in found.items():
+        for job_id, found_place in found.items():
             watchers = self.hub.topics.get(watched[job_id])
             if watchers is None:  # every watcher left during the reads
                 continue
+            # Something to say: a place in line, or why it is not in line.
+            place = (
+                found_place
+                if found_place and (found_place.ahead is not None or found_place.waiting)
+                else None
+            )
             count = len(watchers.live) + len(watchers.lockstep)
             last = self._told.get(job_id)
             if last is None and place is None:
-                continue  # never in line while watched here: nothing to take back
+                continue  # nothing said while watched here: nothing to take back
             if last is not None and last[0] == place and count <= last[1]:
                 continue
-            self._told[job_id] = (place, count)
             if place is None:
                 del self._told[job_id]
+            else:
+                self._told[job_id] = (place, count)
             self.hub.deliver(watchers, queue_event(job_id, place))
             told += 1
         return told

@@ -247,7 +247,6 @@ class JobEvent(BaseModel):
     seq: int
     type: Literal[
         "queued",
-        "waiting",
         "started",
         "progress",
         "output",
@@ -273,24 +272,24 @@ class JobEvent(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     worker: str | None = Field(default=None, description="On `started`: the worker running the attempt.")
-    waiting: str | None = Field(
-        default=None,
-        description="On `waiting`: why the job, due, does not start yet (a limit, a paused kind); null: "
-        "it no longer waits for that.",
-    )
     feed_seq: int | None = Field(default=None, description="On the feed only: the event's feed seq.")
     epoch: str | None = Field(default=None, description="On the feed only: the epoch its feed seq counts in.")
 
 
 class QueueEvent(BaseModel):
-    """A waiting job's place in the queue: SSE `event: queue` with no `id:` (it is live only, and
-    moves no resume position), or a WebSocket message, about once a second while it changes."""
+    """A waiting job's place in the queue, or why it is not in line: SSE `event: queue` with no
+    `id:` (it is live only, and moves no resume position), or a WebSocket message, about once a
+    second while it changes."""
 
     type: Literal["queue"]
     job_id: str
     ahead: int | None = Field(
-        description="Jobs that start before this one; null: it is no longer in line (it started, or is "
-        "held back by a limit or a paused kind, or waits for its time)."
+        description="Jobs that start before this one; null: it is not in line (it started, or is held "
+        "back by a limit or a paused kind, or waits for its time)."
+    )
+    waiting: str | None = Field(
+        description="Why the job, due, is not in line: a limit holds it back (`report is at its limit "
+        "(3 of 3 running)`) or its kind is paused; null: nothing holds it back."
     )
     eta_s: float | None = Field(
         description="About how many seconds until it starts, from the deployment's recent dispatch rate; "

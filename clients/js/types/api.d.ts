@@ -257,13 +257,7 @@ export interface components {
              * Type
              * @enum {string}
              */
-            type: "queued" | "waiting" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
-            /**
-             * Waiting
-             * @description On `waiting`: why the job, due, does not start yet (a limit, a paused kind); null: it no longer waits for that.
-             * @default null
-             */
-            waiting?: string | null;
+            type: "queued" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
             /**
              * Worker
              * @description On `started`: the worker running the attempt.
@@ -611,13 +605,14 @@ export interface components {
         };
         /**
          * QueueEvent
-         * @description A waiting job's place in the queue: SSE `event: queue` with no `id:` (it is live only, and
-         *     moves no resume position), or a WebSocket message, about once a second while it changes.
+         * @description A waiting job's place in the queue, or why it is not in line: SSE `event: queue` with no
+         *     `id:` (it is live only, and moves no resume position), or a WebSocket message, about once a
+         *     second while it changes.
          */
         QueueEvent: {
             /**
              * Ahead
-             * @description Jobs that start before this one; null: it is no longer in line (it started, or is held back by a limit or a paused kind, or waits for its time).
+             * @description Jobs that start before this one; null: it is not in line (it started, or is held back by a limit or a paused kind, or waits for its time).
              */
             ahead: number | null;
             /**
@@ -632,6 +627,11 @@ export interface components {
              * @constant
              */
             type: "queue";
+            /**
+             * Waiting
+             * @description Why the job, due, is not in line: a limit holds it back (`report is at its limit (3 of 3 running)`) or its kind is paused; null: nothing holds it back.
+             */
+            waiting: string | null;
         };
         /** Renewal */
         Renewal: {

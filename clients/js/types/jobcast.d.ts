@@ -89,8 +89,9 @@ export declare function queuePlaceText(event: Pick<QueueEvent, "ahead" | "eta_s"
 export interface WatchJobOptions extends StreamOptions {
   /** Each event once, in seq order; a `snapshot` event stands for everything up to its seq. */
   onEvent?: (event: WatchEvent) => void;
-  /** While the job waits in line: its place (`ahead`, null once out of line) and `eta_s`, about once
-   * a second as it changes. Live only: no seq, nothing to resume. */
+  /** While the job waits: its place in line (`ahead`, null when not in line) and `eta_s`, or why it
+   * is not in line (`waiting`: a limit, a paused kind), about once a second as it changes. Live
+   * only: no seq, nothing to resume. */
   onQueue?: (event: QueueEvent) => void;
   /** Resume after this seq; `null` (the default) starts with a snapshot. */
   lastEventId?: number | null;

@@ -249,7 +249,9 @@ local function take(id, p, score)
     end
   end
   if reason then
-    if A.start then say_waiting(id, reason, A.start.ts) end
+    -- Why, for its snapshot and its watchers (server/fanout/queue_places.py tells them, only
+    -- while someone watches: an event in its history would cost every held job a publish).
+    redis.call('HSET', L.job_prefix .. id, 'waiting', reason)
     parked = parked + 1
     return
   end

@@ -248,10 +248,9 @@ local function publish(k, e)
   if k.owner_feed then
     feeds[2] = {channel = k.owner_feed, history = k.owner_feed_history, position = k.owner_feed_position}
   end
-  if e.type == L.event.output or e.type == L.event.waiting then
-    -- Output and why a job waits are for the job's own watchers: the feeds carry state changes
-    -- and progress only. Output's text is kept (output.lua), and a waiting job's record was
-    -- given its expiry when it was queued, so neither refreshes the record's expiry either.
+  if e.type == L.event.output then
+    -- Output is for the job's own watchers: the feeds carry job events only. Its text is kept
+    -- (output.lua), so its events need no refresh of the record's expiry either.
     return seq
   end
   if e.type == L.event.progress then
@@ -277,22 +276,3 @@ local function publish(k, e)
   return seq
 end
 
--- Tell a waiting job's watchers why it waits (a `waiting` event: its kind is paused, or a limit
--- holds it back), when the reason is new to it; `reason` nil: it waits for nothing any more. `ts`:
--- the event's time (ISO 8601).
-local function say_waiting(id, reason, ts)
-  local job = L.job_prefix .. id
-  local f = redis.call('HMGET', job, 'waiting', 'state', 'attempt')
-  if (f[1] or '') == (reason or '') or not f[2] or is_terminal(f[2]) then return end
-  publish({job = job, history = L.history_prefix .. id, channel = L.channel_prefix .. id}, {
-    id = id,
-    type = L.event.waiting,
-    state = f[2],
-    fence = -1,
-    head = '{"job_id":' .. cjson.encode(id) .. ',"seq":',
-    tail = ',"type":"waiting","state":"' .. f[2] .. '","ts":"' .. ts .. '","attempt":'
-      .. tonumber(f[3] or '0') .. ',"progress":null,"result":null,"error":null,"waiting":'
-      .. (reason and cjson.encode(reason) or 'null') .. '}',
-    fields = {'waiting', reason or ''},
-  })
-end

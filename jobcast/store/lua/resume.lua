@@ -1,7 +1,7 @@
 -- Resume a paused kind: it is no longer paused, and up to A.max of its parked jobs go back to
 -- their priority's queue with the score they had there (so they keep their place); jobs that
 -- ended while parked (cancelled) are dropped. Called again while `left` is above 0.
--- A: kind, max, ts (now, ISO 8601: their `waiting` events say they no longer wait for it). Answers ok with moved and left.
+-- A: kind, max. Answers ok with moved and left.
 redis.call('HDEL', L.paused, A.kind)
 local parked_key = L.parked_prefix .. A.kind
 local batch = redis.call('ZRANGE', parked_key, 0, A.max - 1, 'WITHSCORES')
@@ -12,7 +12,7 @@ for i = 1, #batch, 2 do
   local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority', 'owner')
   if job[1] and not is_terminal(job[1]) then
     enqueue(job[2], batch[i + 1], id, job[3] or nil)
-    say_waiting(id, nil, A.ts)
+    redis.call('HSET', L.job_prefix .. id, 'waiting', '')
     moved = moved + 1
   end
 end
