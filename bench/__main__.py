@@ -20,6 +20,7 @@ from bench import (
     limits,
     output,
     processes,
+    queue_places,
     report,
     saturation,
     scenarios,
@@ -40,6 +41,7 @@ PARTS = (
     "progress",
     "jobs",
     "jobs_limits",
+    "queue_places",
     "limits",
     "footprint",
     "frames",
@@ -100,6 +102,10 @@ def later_parts(
     results: dict[str, Any] = {}
     if "jobs_limits" in only:
         results["jobs_limits"] = jobs.throughput_with_limits(redis, workload.drain_jobs, rounds)
+    if "queue_places" in only:
+        results["queue_places"] = queue_places.cost(
+            redis, workload.places_jobs, workload.places_watchers, workload.places_seconds
+        )
     if "footprint" in only:
         files = FileStore(tmp / "files")
         results["footprint"] = footprint.redis_footprint(redis, files, quick=workload is scenarios.QUICK)

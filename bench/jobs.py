@@ -42,13 +42,17 @@ POLL = {"arq": "0.5", "arq-tuned": "0.01"}
 BATCH = 500
 
 
-# jobcast drained with limits and fair turns (bench `jobs`, `jobs_limits`): owner mode, the jobs
-# spread over OWNERS owners. "limits-idle": fair turns, a kind limit and an owner limit that never
-# bind; "limit-binding": the kind limited to LIMIT running at once of the 20 slots.
+# jobcast drained with limits and fair turns (bench `jobs_limits`): owner mode, the jobs spread
+# over OWNERS owners. "owners": no fair turns, no limits; "fair": fair turns; "limits-idle": fair
+# turns, a kind limit and an owner limit that never bind; "limit-binding": fair turns and the kind
+# limited to LIMIT running at once of the 20 slots.
 OWNERS = 100
 LIMIT = 5
 SECRET = "bench-secret-for-the-fair-turns-run-0123456789"
 VARIANTS: dict[str, dict[str, str]] = {
+    # What owner mode costs by itself (owner indexes and feeds), and fair turns on top of it.
+    "owners": {"JOBCAST_SECRET": SECRET, "JOBCAST_FAIR_OWNERS": "false"},
+    "fair": {"JOBCAST_SECRET": SECRET},
     "limits-idle": {
         "JOBCAST_SECRET": SECRET,
         "JOBCAST_KIND_MAX_RUNNING": '{"noop": 1000}',
@@ -81,8 +85,13 @@ async def _enqueue_and_wait(system: str, url: str, n: int, function: str) -> flo
     if system.startswith("jobcast"):
         redis = create_redis(url)
         owners = system != "jobcast"
+        variant = VARIANTS.get(system.removeprefix("jobcast "), {})
         settings = Settings(
-            redis_url=url, key_prefix="jobcast", max_waiting_jobs=0, secret=SECRET if owners else None
+            redis_url=url,
+            key_prefix="jobcast",
+            max_waiting_jobs=0,
+            secret=SECRET if owners else None,
+            fair_owners=variant.get("JOBCAST_FAIR_OWNERS", "true") == "true",
         )
         store = JobStore(redis, settings)
         began = time.perf_counter()

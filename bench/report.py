@@ -117,6 +117,7 @@ def table(results: dict[str, Any]) -> str:
         jobs_lines(results)
         + progress_lines(results)
         + job_limits_lines(results)
+        + places_lines(results)
         + latency_lines(results)
         + limits_lines(results)
         + footprint_lines(results)
@@ -215,6 +216,25 @@ def job_limits_lines(results: dict[str, Any]) -> list[str]:
             f"{system:<23} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
             f"{ratio(row['jobs_per_s'], plain):>9} {ratio(row['jobs_per_s'], saq):>7} "
             f"{most if system.startswith('jobcast ') else '':>13}"
+        )
+    return lines
+
+
+def places_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("queue_places")
+    if not rows:
+        return []
+    first = rows[0]
+    lines = [
+        "",
+        f"places in line: {first['jobs_waiting']:,} jobs waiting, {first['watchers']:,} SSE watchers on "
+        f"waiting jobs, {first['seconds']:g} s each way",
+        f"{'places':<7} {'queue events':>13} {'web CPU ms/s':>13} {'Redis CPU ms/s':>15}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{'on' if row['queue_places'] else 'off':<7} {row['queue_events']:>13,} "
+            f"{row['web_cpu_ms_per_s']:>13} {row['redis_cpu_ms_per_s']:>15}"
         )
     return lines
 

@@ -67,6 +67,11 @@ class Workload:
     output_memory_mb: int = 8
     # The job page of a job with this much output, in Chromium.
     output_page_mb: int = 5
+    # Places in line (bench/queue_places.py): this many jobs waiting, one watcher on each of this
+    # many, this long with the places on and this long off.
+    places_jobs: int = 10_000
+    places_watchers: int = 1000
+    places_seconds: float = 20.0
 
 
 QUICK = Workload(
@@ -98,6 +103,9 @@ QUICK = Workload(
     output_rate=200.0,
     output_watchers=5,
     output_seconds=0.5,
+    places_jobs=100,
+    places_watchers=10,
+    places_seconds=2.5,
     output_jobs=10,
     output_jobs_rate=5.0,
     output_memory_mb=1,
