@@ -44,8 +44,8 @@ BATCH = 500
 
 # jobcast drained with limits and fair turns (bench `jobs_limits`): owner mode, the jobs spread
 # over OWNERS owners. "owners": no fair turns, no limits; "fair": fair turns; "limits-idle": fair
-# turns, a kind limit and an owner limit that never bind; "limit-binding": fair turns and the kind
-# limited to LIMIT running at once of the 20 slots.
+# turns, a kind limit and an owner limit that never bind; "limit-binding" and "limit-half": fair
+# turns and the kind limited to LIMIT (2 x LIMIT) running at once of the 20 slots.
 OWNERS = 100
 LIMIT = 5
 SECRET = "bench-secret-for-the-fair-turns-run-0123456789"
@@ -59,6 +59,8 @@ VARIANTS: dict[str, dict[str, str]] = {
         "JOBCAST_MAX_RUNNING_PER_OWNER": "1000",
     },
     "limit-binding": {"JOBCAST_SECRET": SECRET, "JOBCAST_KIND_MAX_RUNNING": f'{{"noop": {LIMIT}}}'},
+    # Half the slots: the same binding limit, with room for a few jobs a claim.
+    "limit-half": {"JOBCAST_SECRET": SECRET, "JOBCAST_KIND_MAX_RUNNING": f'{{"noop": {2 * LIMIT}}}'},
 }
 
 

@@ -72,6 +72,8 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert {row["system"] for row in limited} == {"jobcast", "saq"} | {f"jobcast {v}" for v in jobs.VARIANTS}
     (binding,) = [row for row in limited if row["system"] == "jobcast limit-binding"]
     assert 1 <= binding["most_running"] <= jobs.LIMIT, binding
+    (half,) = [row for row in limited if row["system"] == "jobcast limit-half"]
+    assert 1 <= half["most_running"] <= 2 * jobs.LIMIT, half
     assert "with limits and fair turns:" in run.stdout
     # Each system's enqueue→start delays at a steady rate, from its own timestamps.
     assert {row["system"] for row in results["jobs_latency"]} == {"jobcast", "arq", "arq-tuned", "saq"}

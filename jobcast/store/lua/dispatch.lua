@@ -233,8 +233,8 @@ end
 
 -- A due job out of its queue: claimed (leased to this worker, and started when it can simply
 -- start), or parked, or held back.
-local function take(id, p, score)
-  local values = (A.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields))
+local function take(id, p, score, values)
+  values = values or ((A.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields)))
   local kind = values and field(values, 'kind')
   local owner = values and field(values, 'owner')
   local held, reason
@@ -287,9 +287,11 @@ if LIM and A.want > 0 then
     end
     for i = 1, #batch, 2 do
       local id = batch[i]
-      local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority')
-      if job[1] and not is_terminal(job[1]) then
-        take(id, job[2], batch[i + 1])
+      -- The record's fields the claim answers with hold its state and priority too: one read.
+      local values = redis.call('HMGET', L.job_prefix .. id, unpack(A.fields or {'state', 'priority'}))
+      local state = A.fields and value(values, 'state') or values[1] or nil
+      if state and not is_terminal(state) then
+        take(id, A.fields and value(values, 'priority') or values[2], batch[i + 1], A.fields and values or nil)
         released = released + 1
       end
     end
