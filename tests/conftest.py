@@ -53,6 +53,10 @@ def settings(redis_up: RedisProcess, tmp_path: Path) -> Settings:
         retry_base_s=0.05,
         retry_max_s=0.2,
         files_dir=tmp_path / "files",
+        # Places in line are live-only `queue` events, once a second, for any job that waits while
+        # watched: streams that assert their exact events would get them whenever timing let a
+        # pass fall in a wait. Their own tests turn them on (PLACES).
+        queue_place_interval_s=0,
     )
 
 
@@ -68,6 +72,7 @@ def env(settings: Settings) -> dict[str, str]:
         JOBCAST_RETRY_BASE_S=str(settings.retry_base_s),
         JOBCAST_RETRY_MAX_S=str(settings.retry_max_s),
         JOBCAST_FILES_DIR=str(settings.files_dir),
+        JOBCAST_QUEUE_PLACE_INTERVAL_S=str(settings.queue_place_interval_s),
         PYTHONUNBUFFERED="1",
     )
     return base

@@ -26,6 +26,11 @@ from jobcast.redis.embedded import free_port
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
 
 
+# The environment that turns places in line on for a `jobcast web` a test spawns (the fixtures
+# leave them off: see tests/conftest.py).
+PLACES = {"JOBCAST_QUEUE_PLACE_INTERVAL_S": "1"}
+
+
 async def queued_ids(redis: Any, prefix: str) -> set[str]:
     """The ids waiting in the queue (every priority)."""
     keys = Keys(prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -35,13 +36,27 @@ def at(ts: bytes) -> float:
     return datetime.fromisoformat(ts.decode()).timestamp()
 
 
+# Two owners: services a and b.
+OWNERS = {
+    "JOBCAST_SECRET": SECRET,
+    "JOBCAST_API_KEYS": ",".join(
+        [key_entry("a", "service", SERVICE_KEY), key_entry("b", "service", OTHER_KEY)]
+    ),
+}
+
+
+async def start_times(redis: Any, keys: Keys, ids: list[str]) -> list[float]:
+    """When each of the jobs that started did (the record's `started_at`)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), "started_at")
+        return [at(ts) for ts in await pipe.execute() if ts]
+
+
 @pytest.mark.parametrize("fair", [True, False], ids=["fair", "oldest-first"])
 async def test_another_owners_few_jobs_start_within_a_few_of_a_backlogs(spawn, redis, settings, fair) -> None:
     env = {
-        "JOBCAST_SECRET": SECRET,
-        "JOBCAST_API_KEYS": ",".join(
-            [key_entry("a", "service", SERVICE_KEY), key_entry("b", "service", OTHER_KEY)]
-        ),
+        **OWNERS,
         "JOBCAST_MAX_WAITING_PER_OWNER": "0",
         "JOBCAST_MAX_SUBMISSIONS_PER_MINUTE": "0",
         "JOBCAST_FAIR_OWNERS": str(fair).lower(),
@@ -50,11 +65,8 @@ async def test_another_owners_few_jobs_start_within_a_few_of_a_backlogs(spawn, r
     await web.wait_http()
     keys = Keys(settings.key_prefix)
 
-    async def started(ids: list[str]) -> list[float]:
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(keys.job(job_id), "started_at")
-            return [at(ts) for ts in await pipe.execute() if ts]
+    def started(ids: list[str]) -> Any:
+        return start_times(redis, keys, ids)
 
     async with (
         aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as a,
@@ -86,10 +98,7 @@ async def test_held_jobs_come_back_in_the_owners_turns(spawn, redis, settings) -
     # A kind limited to two at once: a backlog of one owner's jobs waits held, and the other
     # owner's two, held after them, still start within a few of the backlog's.
     env = {
-        "JOBCAST_SECRET": SECRET,
-        "JOBCAST_API_KEYS": ",".join(
-            [key_entry("a", "service", SERVICE_KEY), key_entry("b", "service", OTHER_KEY)]
-        ),
+        **OWNERS,
         "JOBCAST_KINDS": "tests.kinds_limits",
     }
     web = spawn("web", **env)
@@ -98,11 +107,8 @@ async def test_held_jobs_come_back_in_the_owners_turns(spawn, redis, settings) -
     keys = Keys(settings.key_prefix)
     body = {"kind": "limited", "params": {"hold_ms": 50}}
 
-    async def started(ids: list[str]) -> list[float]:
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(keys.job(job_id), "started_at")
-            return [at(ts) for ts in await pipe.execute() if ts]
+    def started(ids: list[str]) -> Any:
+        return start_times(redis, keys, ids)
 
     async with (
         aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as a,

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import expect
 
-from tests.helpers import demo, submit
+from tests.helpers import PLACES, demo, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "clients" / "js"
@@ -98,7 +98,7 @@ def test_the_package_is_ready_to_publish() -> None:
 
 @pytest.fixture
 async def servers(spawn):
-    web_ = spawn("web")
+    web_ = spawn("web", **PLACES)
     spawn("worker")
     await web_.wait_http()
     return web_

@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 
 from jobcast.limits import Rate
-from tests.helpers import get_json, post_json, read_sse, wait_for
+from tests.helpers import PLACES, get_json, post_json, read_sse, wait_for
 from tests.test_security import SECRET, SERVICE_KEY, bearer, key_entry
 
-KINDS = {"JOBCAST_KINDS": "tests.kinds_limits", "JOBCAST_LEASE_S": "2"}
+KINDS = {"JOBCAST_KINDS": "tests.kinds_limits", "JOBCAST_LEASE_S": "2", **PLACES}
 OTHER_KEY = "jc_limits-second-service-key-0123456789"
 
 
@@ -149,6 +149,7 @@ async def test_an_owner_at_its_running_limit_waits_while_another_owner_runs(spaw
         "JOBCAST_SECRET": SECRET,
         "JOBCAST_API_KEYS": ",".join(keys),
         "JOBCAST_MAX_RUNNING_PER_OWNER": "2",
+        **PLACES,
     }
     web = spawn("web", **owners)
     spawn("worker", **owners)

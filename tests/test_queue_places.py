@@ -11,11 +11,11 @@ import aiohttp
 from jobcast.client import Client
 from jobcast.queries.queue_position import DispatchRate, others_first, places
 from jobcast.store.jobs import JobStore
-from tests.helpers import demo, read_sse, submit
+from tests.helpers import PLACES, demo, read_sse, submit
 
 
 async def test_a_waiting_jobs_watchers_hear_its_place_until_it_starts(spawn) -> None:
-    web = spawn("web")
+    web = spawn("web", **PLACES)
     spawn("worker", JOBCAST_WORKER_MAX_JOBS="1")
     await web.wait_http()
     async with aiohttp.ClientSession() as session, Client(web.url) as client:
