@@ -550,6 +550,11 @@ class Settings(ProcessSettings):
         (a busy loop, a Redis blip) must not make it look gone."""
         return MISSED_HEARTBEATS * self.worker_heartbeat_s
 
+    @property
+    def fair_turns(self) -> bool:
+        """Whether owners take turns: only in owner mode, where jobs have owners."""
+        return self.fair_owners and self.secret is not None
+
     @cached_property
     def allowed_host_set(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())

@@ -63,7 +63,7 @@ async def places(store: JobStore, job_ids: list[str], rate: DispatchRate) -> dic
     `rate` on the way."""
     redis, keys = store.redis, store.keys
     now = epoch_ms(utcnow())
-    fair = store.settings.fair_owners and store.settings.secret is not None
+    fair = store.settings.fair_turns
     out, waiting = await _waiting(store, job_ids, rate)
     if not waiting:
         return out

@@ -78,8 +78,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "queues": {p: keys.queue(p) for p in priorities},
         "running": {p: keys.running(p) for p in priorities},
         "leases": keys.leases,
-        # Fair dispatch between owners: only in owner mode, where jobs have owners.
-        "fair": settings.fair_owners and settings.secret is not None,
+        "fair": settings.fair_turns,
         "owner_queue_prefix": {p: keys.owner_queue(p, "") for p in priorities},
         "owner_rings": {p: keys.owner_ring(p) for p in priorities},
         "kind_running_prefix": keys.kind_running(""),
