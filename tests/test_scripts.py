@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from jobcast.errors import IdempotentReplay, NotRetryable, TooManyWaiting
 from jobcast.jobs.arq_runtime import Claim, JobcastWorker
@@ -481,3 +482,19 @@ async def test_a_terminal_event_ends_the_holders_lease_in_the_same_script(store)
     # A run that lost the lease publishes (the job may still end) but leaves the holder's lease be.
     assert await store.publish(theirs, EventType.FAILED, attempt=1, release=stale) > 0 and not stale.released
     assert await store.redis.hget(store.keys.leases, theirs) == b"w#1"
+
+
+async def test_a_stale_entry_in_an_owners_queue_is_never_claimed(redis, settings) -> None:
+    # Owners take turns here; a process without fair turns (an older one in a rolling deploy, or
+    # one with them off) claims from the priority's queue only, and leaves the owner's entry.
+    fair = JobStore(redis, settings.model_copy(update={"secret": SecretStr("s" * 32)}))
+    plain = JobStore(redis, settings)
+    job_id = uuid.uuid4().hex
+    await fair.create(job_id, Submission("demo", {}), owner="a")
+    assert await redis.zcard(fair.keys.owner_queue("default", "a")) == 1
+    first = await plain.scripts.call("dispatch", owner="old#1", want=1, lease_ms=10_000)
+    assert [job[0] for job in first["jobs"]] == [job_id]
+    # The stale entry is dropped, not claimed a second time while the first claim runs it.
+    again = await fair.scripts.call("dispatch", owner="new#1", want=1, lease_ms=10_000)
+    assert not again["jobs"]
+    assert await redis.zcard(fair.keys.owner_queue("default", "a")) == 0

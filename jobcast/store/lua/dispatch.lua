@@ -304,8 +304,15 @@ end
 local function take_due(p, n)
   local out = {}
   if L.fair then
-    out = fair_take(L.owner_rings[p], L.owner_queue_prefix[p], n, due_below)
-    for i = 1, #out, 2 do redis.call('ZREM', L.queues[p], out[i]) end
+    -- The priority's queue is the job's home; an owner's queue only orders it. An entry that is
+    -- no longer in the queue is stale (a process without fair turns claimed the job, during a
+    -- rolling deploy or with them switched off): never claimed twice.
+    local taken = fair_take(L.owner_rings[p], L.owner_queue_prefix[p], n, due_below)
+    for i = 1, #taken, 2 do
+      if redis.call('ZREM', L.queues[p], taken[i]) == 1 then
+        out[#out + 1], out[#out + 2] = taken[i], taken[i + 1]
+      end
+    end
   end
   if #out < 2 * n then
     local rest = redis.call('ZRANGEBYSCORE', L.queues[p], '-inf', due_below, 'WITHSCORES', 'LIMIT', 0, n - #out / 2)
