@@ -204,3 +204,33 @@ async def test_the_job_page_says_why_a_job_waits_and_its_place_in_line(spawn, pa
         )
         await expect(page.locator("#state")).to_have_text("succeeded", timeout=30_000)
         await expect(waiting).to_be_hidden()
+
+
+async def test_an_owners_running_set_expires_with_its_jobs(spawn, redis, settings) -> None:
+    # Anonymous owners may never come back: what the running limit keeps of them expires.
+    env = {"JOBCAST_SECRET": SECRET, "JOBCAST_MAX_RUNNING_PER_OWNER": "1"}
+    web = spawn("web", **env)
+    spawn("worker", **env)
+    await web.wait_http()
+    for _ in range(3):  # three cookie-less visits: three anonymous owners
+        async with aiohttp.ClientSession() as stranger:
+            answer = await post_json(
+                stranger,
+                f"{web.url}/api/jobs",
+                {"kind": "demo", "params": {"steps": 1, "step_ms": 0}},
+                status=202,
+                headers={"Sec-Fetch-Site": "same-origin"},
+            )
+            assert answer["owner"].startswith("anon-")
+
+    async def sets() -> list[bytes]:
+        return [key async for key in redis.scan_iter(match=f"{settings.key_prefix}:running-owner:*")]
+
+    found = await wait_for(lambda: _three(sets()), what="each owner's running set")
+    ttls = [await redis.ttl(key) for key in found]
+    assert all(ttl > 0 for ttl in ttls), ttls
+
+
+async def _three(keys: Any) -> Any:
+    found = await keys
+    return found if len(found) == 3 else None

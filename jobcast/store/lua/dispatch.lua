@@ -210,6 +210,8 @@ local function count_start(id, kind, owner)
   if LIM.owner > 0 and owner then
     local key = L.owner_running_prefix .. owner
     redis.call('SADD', key, id)
+    -- Owners come and go (an anonymous one may never come back): its set goes with its jobs.
+    redis.call('EXPIRE', key, L.retention_s)
     counted[key] = running_in(key) + 1
   end
 end
