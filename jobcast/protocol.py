@@ -27,6 +27,8 @@ class State(StrEnum):
 
 
 TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+# Waiting to start: queued, or between attempts (as `is_waiting` in jobcast/store/lua/common.lua).
+WAITING_STATES = frozenset({State.QUEUED, State.RETRYING})
 
 
 class Priority(StrEnum):

@@ -16,12 +16,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from jobcast.protocol import Priority, State, epoch_ms, utcnow
+from jobcast.protocol import WAITING_STATES, Priority, epoch_ms, utcnow
 from jobcast.store.jobs import JobStore
 
 # Owners of one priority read per pass at most: past them, a position counts fewer jobs ahead.
 MAX_OWNERS = 1000
-WAITING = {State.QUEUED.value.encode(), State.RETRYING.value.encode()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +95,10 @@ async def places(store: JobStore, job_ids: list[str], rate: DispatchRate) -> dic
     for (priority, owner, turn), n in zip(ring_counts, third[len(in_line) :], strict=True):
         owners_due.setdefault(priority, []).append((owner, turn, int(n)))
     per_s = rate.per_s()
+    # Every due job of a higher priority starts first: summed once per priority, not per job.
+    higher = {p: sum(due[q] for q in order[:i]) for i, p in enumerate(order)}
     for (job_id, priority, owner), mine in zip(in_line, third[: len(in_line)], strict=True):
-        ahead = sum(due[p] for p in order[: order.index(priority)]) + int(mine)
+        ahead = higher[priority] + int(mine)
         if fair:
             ahead += others_first(owners_due.get(priority, []), owner, int(mine))
         # In line: whatever held it back before holds it no more.
@@ -120,7 +121,7 @@ async def _waiting(
     out: dict[str, Place | None] = dict.fromkeys(job_ids)
     waiting = []
     for job_id, (state, priority, owner, reason) in zip(job_ids, first[1:], strict=True):
-        if state in WAITING and priority:
+        if state and state.decode() in WAITING_STATES and priority:
             waiting.append((job_id, priority.decode(), (owner or b"").decode()))
             out[job_id] = Place(None, None, reason.decode() if reason else None)
     return out, waiting

@@ -32,6 +32,7 @@ from jobcast.protocol import (
     STATE_AFTER,
     TERMINAL_STATES,
     TERMINAL_TYPES,
+    WAITING_STATES,
     EventType,
     Keys,
     Priority,
@@ -76,8 +77,6 @@ Links = Callable[[str], SnapshotLinks]
 def no_links(job_id: str) -> SnapshotLinks:
     return {"links": {}, "stream_token": None}
 
-
-_WAITING_STATES = frozenset({State.QUEUED.value, State.RETRYING.value})
 
 # The record's fields a snapshot shows (a job's hash also holds tracebacks, kept out of it).
 _SNAPSHOT_FIELDS = frozenset(
@@ -133,7 +132,7 @@ def snapshot_of(
         "schedule": get("schedule") or None,
         "scheduled_for": get("scheduled_for") or None,
         # Only while it waits: a job that ended while held back keeps the field, not the reason.
-        "waiting": (get("waiting") or None) if get("state") in _WAITING_STATES else None,
+        "waiting": (get("waiting") or None) if get("state") in WAITING_STATES else None,
         "last_event_id": int(get("seq") or 0),
         "links": made["links"],
         "stream_token": made["stream_token"],
