@@ -33,7 +33,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 
 if TYPE_CHECKING:
     from jobcast.settings import Settings
-    from jobcast.store.jobs import JobStore
+    from jobcast.store.jobs import HandOff, JobStore
 
 __all__ = ["ArqRedis", "JobcastWorker", "Retry"]
 
@@ -87,6 +87,10 @@ class Claim:
     # The seq of the `started` event the claim published (jobcast/store/lua/dispatch.lua), 0 if it left
     # starting the job to the worker.
     started: int = 0
+    # Who claims for the slot the job's end frees, in the script that ends it (a job a limit may
+    # hold others back for; see JobStore.publish), and whether it claimed any.
+    hand_off: HandOff | None = None
+    handed_off: bool = False
 
     def take_record(self) -> JobRecord | None:
         """The record read at the claim, once (a later read must go to Redis)."""
@@ -97,6 +101,31 @@ class Claim:
 # The claim the current run belongs to: set in the run's task context, inherited by the tasks
 # arq and the job start (the lease renewal reads it too, see jobs/lease.py).
 current_claim: ContextVar[Claim | None] = ContextVar("jobcast_claim", default=None)
+
+
+class SlotHandOff:
+    """Claims for the slot a job's end frees, in the script that ends it, when a limit may hold
+    others back for that job: its kind's concurrency limit, or its owner's. A job held back by a
+    limit then starts in the call that makes room for it, not in a claim of its own."""
+
+    def __init__(self, worker: JobcastWorker, limits: dict[str, Any] | None) -> None:
+        self._worker = worker
+        limits = limits or {}
+        self._kinds = {kind for kind, limit in limits.get("kinds", {}).items() if limit.get("max_running")}
+        self._owner_limited = bool(limits.get("owner"))
+
+    def frees_room(self, record: JobRecord) -> bool:
+        """Whether the job's end may let a held job start."""
+        return record.kind in self._kinds or (self._owner_limited and record.owner is not None)
+
+    def claim_args(self) -> dict[str, Any] | None:
+        worker = self._worker
+        return worker.claim_args(1) if worker.allow_pick_jobs else None
+
+    def claimed(self, holder: str, jobs: list[Any]) -> None:
+        if claim := current_claim.get():
+            claim.handed_off = True
+        self._worker.claimed(holder, jobs)
 
 
 class JobcastWorker(Worker):
@@ -142,6 +171,8 @@ class JobcastWorker(Worker):
         self._max_attempts = {kind.name: kind.max_attempts for kind in self.ctx.get("kinds", {}).values()}
         # The limits every claim enforces (None: none, and claims skip them).
         self._limits = claim_limits(self.ctx.get("kinds", {}), settings)
+        self._hand_off = SlotHandOff(self, self._limits)
+        self._context = copy_context()
 
     async def main(self) -> None:
         # A worker started before its Redis waits for it instead of exiting.
@@ -185,40 +216,49 @@ class JobcastWorker(Worker):
         free = self.max_jobs - self.job_counter
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
-            self._polls += 1
-            holder = f"{self.name}#{self._polls}"
-            # One instant for the claim's clock and its `started` events' time, so that the start
-            # times watchers see keep the rate limits exactly.
-            now = utcnow()
-            limits = {"limits": self._limits} if self._limits else {}
-            answer = await self.store.scripts.call(
-                "dispatch",
-                owner=holder,
-                want=free,
-                lease_ms=int(self.settings.lease_s * 1000),
-                fields=RECORD_FIELDS,
-                start={"worker": self._name_json, "ts": isoformat(now), "kinds": self._max_attempts},
-                now_ms=epoch_ms(now),
-                **limits,
-            )
+            args = self.claim_args(free)
+            answer = await self.store.scripts.call("dispatch", **args)
             next_due_ms = int(answer["next_ms"])
-            for job_id, priority, score, values, started in answer["jobs"] or ():
-                self._start(
-                    job_id, Claim(priority, int(score), holder, record_from(values), started=int(started))
-                )
+            self.claimed(args["owner"], answer["jobs"] or ())
         await self.heart_beat()
         return next_due_ms
 
+    def claim_args(self, want: int) -> dict[str, Any]:
+        """A claim's arguments (jobcast/store/lua/claim.lua), for `want` slots, under a new holder."""
+        self._polls += 1
+        # One instant for the claim's clock and its `started` events' time, so that the start
+        # times watchers see keep the rate limits exactly.
+        now = utcnow()
+        return {
+            "owner": f"{self.name}#{self._polls}",
+            "want": want,
+            "lease_ms": int(self.settings.lease_s * 1000),
+            "fields": RECORD_FIELDS,
+            "start": {"worker": self._name_json, "ts": isoformat(now), "kinds": self._max_attempts},
+            "now_ms": epoch_ms(now),
+            **({"limits": self._limits} if self._limits else {}),
+        }
+
+    def claimed(self, holder: str, jobs: Iterable[Any]) -> None:
+        """Start the jobs a claim under `holder` took."""
+        for job_id, priority, score, values, started in jobs:
+            record = record_from(values)
+            claim = Claim(priority, int(score), holder, record, started=int(started))
+            if record is not None and self._hand_off.frees_room(record):
+                claim.hand_off = self._hand_off
+            self._start(job_id, claim)
+
     def _start(self, job_id: str, claim: Claim) -> None:
         self.job_counter += 1
-        context = copy_context()
+        # From the worker's own context, not that of the job whose end handed its slot on.
+        context = self._context.copy()
         context.run(current_claim.set, claim)
         earlier = self.tasks.get(job_id)
         if earlier is not None and not claim.started:
             claim.record = None  # it will run only once the earlier run is over: read it then
         run = self._after(earlier, job_id, claim) if earlier else self._run(job_id, claim)
         task = asyncio.create_task(run, name=f"job:{job_id}", context=context)
-        task.add_done_callback(lambda done: self._job_done(job_id, done))
+        task.add_done_callback(lambda done: self._job_done(job_id, done, claim))
         self.tasks[job_id] = task
 
     async def _after(self, earlier: asyncio.Task[Any], job_id: str, claim: Claim) -> None:
@@ -264,15 +304,17 @@ class JobcastWorker(Worker):
         if not claim.released:
             await asyncio.shield(self._finish(job_id, claim, finish, ready_ms))
 
-    def _job_done(self, job_id: str, task: asyncio.Task[Any]) -> None:
+    def _job_done(self, job_id: str, task: asyncio.Task[Any], claim: Claim) -> None:
         self.job_counter -= 1
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
         if not task.cancelled() and (error := task.exception()) is not None:
             # The job's lease lapses and another worker runs it again.
             log.error("job %s could not run: %r", job_id, error)
-        # A slot is free: take the next waiting job now rather than on the next tick.
-        self.wakeup.set()
+        # A slot is free: take the next waiting job now rather than on the next tick (unless the
+        # job's end handed it on already).
+        if not claim.handed_off:
+            self.wakeup.set()
 
     async def _finish(self, job_id: str, claim: Claim, finish: bool, ready_ms: int) -> None:
         answer = await self.store.scripts.call(

@@ -217,7 +217,7 @@ async def test_an_owners_running_set_expires_with_its_jobs(spawn, redis, setting
             answer = await post_json(
                 stranger,
                 f"{web.url}/api/jobs",
-                {"kind": "demo", "params": {"steps": 1, "step_ms": 0}},
+                {"kind": "demo", "params": {"steps": 40, "step_ms": 100}},
                 status=202,
                 headers={"Sec-Fetch-Site": "same-origin"},
             )
@@ -226,11 +226,18 @@ async def test_an_owners_running_set_expires_with_its_jobs(spawn, redis, setting
     async def sets() -> list[bytes]:
         return [key async for key in redis.scan_iter(match=f"{settings.key_prefix}:running-owner:*")]
 
+    # While they run, each owner's set is there, bound to expire.
     found = await wait_for(lambda: _three(sets()), what="each owner's running set")
     ttls = [await redis.ttl(key) for key in found]
     assert all(ttl > 0 for ttl in ttls), ttls
+    # A job's end takes it out of its owner's set: an owner with nothing running keeps nothing.
+    await wait_for(lambda: _none(sets()), what="the owners' running sets gone with their jobs")
 
 
 async def _three(keys: Any) -> Any:
     found = await keys
     return found if len(found) == 3 else None
+
+
+async def _none(keys: Any) -> bool:
+    return not await keys

@@ -466,6 +466,7 @@ class Held:
 
     def __init__(self, holder: str, priority: str = "default") -> None:
         self.holder, self.priority, self.released = holder, priority, False
+        self.hand_off: Any = None
 
 
 async def test_a_terminal_event_ends_the_holders_lease_in_the_same_script(store) -> None:
@@ -498,3 +499,52 @@ async def test_a_stale_entry_in_an_owners_queue_is_never_claimed(redis, settings
     again = await fair.scripts.call("dispatch", owner="new#1", want=1, lease_ms=10_000)
     assert not again["jobs"]
     assert await redis.zcard(fair.keys.owner_queue("default", "a")) == 0
+
+
+class Recorder:
+    """A worker's hand-off, as JobStore.publish sees it: claims one slot, keeps what it got."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder, self.jobs = holder, []
+
+    def claim_args(self) -> dict[str, Any]:
+        limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
+        return {
+            "owner": self.holder,
+            "want": 1,
+            "lease_ms": 10_000,
+            "limits": limits,
+            "now_ms": int(time.time() * 1000),
+        }
+
+    def claimed(self, holder: str, jobs: list[Any]) -> None:
+        assert holder == self.holder
+        self.jobs.extend(jobs)
+
+
+async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) -> None:
+    first, second, third = [await new_job(store) for _ in range(3)]
+    limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
+    claimed = await store.scripts.call("dispatch", owner="w#1", want=10, lease_ms=10_000, limits=limits)
+    assert [job[0] for job in claimed["jobs"]] == [first]
+    assert (
+        await store.redis.hget(store.keys.job(second), "waiting") == b"demo is at its limit (1 of 1 running)"
+    )
+    assert await store.publish(first, EventType.STARTED, attempt=1) > 0
+    # The job's end claims the oldest held job for the slot, in the script that ends it.
+    lease = Held("w#1")
+    lease.hand_off = Recorder("w#2")
+    assert await store.publish(first, EventType.SUCCEEDED, attempt=1, release=lease) > 0 and lease.released
+    assert [job[0] for job in lease.hand_off.jobs] == [second]
+    assert await store.redis.hget(store.keys.leases, second) == b"w#2"
+    assert await store.redis.hget(store.keys.leases, third) is None
+    # The limit still holds: nothing more starts while the handed job runs.
+    again = await store.scripts.call("dispatch", owner="w#3", want=10, lease_ms=10_000, limits=limits)
+    assert not again["jobs"]
+    # A run that lost its lease frees no slot, and so hands nothing on.
+    stale = Held("w#0")
+    stale.hand_off = Recorder("w#4")
+    assert await store.publish(second, EventType.STARTED, attempt=1) > 0
+    assert await store.publish(second, EventType.FAILED, attempt=1, release=stale) > 0
+    assert not stale.released and stale.hand_off.jobs == []
+    assert await store.redis.hget(store.keys.leases, third) is None

@@ -198,12 +198,23 @@ class HistoryPage:
         return self.head > after and (self.oldest is None or self.oldest > after + 1)
 
 
+class HandOff(Protocol):
+    """What a worker does with the slot a job's end frees (JobStore.publish): the claim's arguments
+    (jobcast/store/lua/claim.lua; None: nothing to claim), and the jobs claimed with them."""
+
+    def claim_args(self) -> dict[str, Any] | None: ...
+
+    def claimed(self, holder: str, jobs: list[Any]) -> None: ...
+
+
 class Lease(Protocol):
-    """A worker's lease on a job (its claim), which a terminal event may end (JobStore.publish)."""
+    """A worker's lease on a job (its claim), which a terminal event may end (JobStore.publish),
+    handing its slot on when `hand_off` says so."""
 
     holder: str
     priority: str
     released: bool
+    hand_off: HandOff | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,16 +402,25 @@ class JobStore:
 
         With `release`, a terminal event also ends the worker's lease on the job and drops arq's
         keys, in the same script (what finishing the job would do in a round trip of its own),
-        provided the lease is still `release.holder`'s; `release.released` then turns true."""
+        provided the lease is still `release.holder`'s; `release.released` then turns true. With
+        `release.hand_off`, the same script claims the jobs a limit held back that the job's end
+        lets start, for the slot it frees (jobcast/store/lua/hand_off.lua)."""
         keys = self.event_keys(job_id, owner)
         args = self.event(job_id, type_, **fields)
+        script, claim = "publish", None
         if release is not None and type_ in TERMINAL_TYPES:
             args["release"] = {"owner": release.holder, "priority": release.priority}
-        answer = await self.scripts.call("publish", keys, **args)
+            if release.hand_off is not None and (claim := release.hand_off.claim_args()) is not None:
+                script, args["claim"] = "hand_off", claim
+                # The claim's clock is the instant its `started` events say (see dispatch).
+                args["now_ms"] = claim.pop("now_ms")
+        answer = await self.scripts.call(script, keys, **args)
         if answer.status is not Status.PUBLISHED:
             return 0
         if release is not None and answer.get("released"):
             release.released = True
+            if claim is not None and release.hand_off is not None and answer.get("jobs"):
+                release.hand_off.claimed(claim["owner"], answer["jobs"])
         return int(answer["seq"])
 
     def event(

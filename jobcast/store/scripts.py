@@ -31,7 +31,7 @@ from jobcast.settings import Settings
 
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
-    *("resume", "run_now", "history", "migrate_history", "output", "schedule_tick"),
+    *("resume", "run_now", "history", "migrate_history", "output", "schedule_tick", "hand_off"),
 )
 
 
@@ -133,7 +133,11 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/store/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel", "dispatch", "output")
+PUBLISHING = ("publish", "create", "cancel", "dispatch", "output", "hand_off")
+
+
+# The scripts that claim jobs for a worker, and so need jobcast/store/lua/claim.lua.
+CLAIMING = ("dispatch", "hand_off")
 
 
 # The scripts that charge the disk quota, and so need jobcast/store/lua/disk.lua.
@@ -146,6 +150,7 @@ def _source(name: str) -> str:
         "common",
         *(["events"] if name in PUBLISHING else []),
         *(["disk"] if name in CHARGING else []),
+        *(["claim"] if name in CLAIMING else []),
         name,
     ]
     return "\n".join((lua / f"{part}.lua").read_text() for part in parts)

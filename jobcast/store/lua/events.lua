@@ -1,6 +1,6 @@
 -- Writing events (prepended, after common.lua, to the scripts that publish: publish, create,
--- cancel; jobcast/store/scripts.py). Kept apart so that the other scripts' layout holds none of what
--- these read.
+-- cancel, dispatch, output, hand_off; jobcast/store/scripts.py). Kept apart so that the other
+-- scripts' layout holds none of what these read.
 
 -- A script that writes many events (a batch of creates) defers what only needs its final value or
 -- can be written in one command for all its jobs: the clocks, the kinds' waiting counts (the
@@ -276,3 +276,13 @@ local function publish(k, e)
   return seq
 end
 
+
+-- End the lease of the worker that publishes terminal event `e` (release: {owner, priority}) as
+-- finish.lua would, provided release.owner still holds it: whether it ended.
+local function end_lease(e, release)
+  if not (release and is_terminal(e.state)) then return false end
+  if redis.call('HGET', L.leases, e.id) ~= release.owner then return false end
+  redis.call('HDEL', L.leases, e.id)
+  redis.call('ZREM', L.running[release.priority], e.id)
+  return true
+end

@@ -6,15 +6,6 @@
 -- Answers published (with seq, and released), refused (the job ended, or the attempt is stale)
 -- or not_found.
 local seq = publish(K, A)
-if seq > 0 then
-  local released = false
-  local lease = A.release
-  if lease and is_terminal(A.state) and redis.call('HGET', L.leases, A.id) == lease.owner then
-    redis.call('HDEL', L.leases, A.id)
-    redis.call('ZREM', L.running[lease.priority], A.id)
-    released = true
-  end
-  return answer({status = S.published, seq = seq, released = released})
-end
+if seq > 0 then return answer({status = S.published, seq = seq, released = end_lease(A, A.release)}) end
 if seq == 0 then return answer({status = S.refused}) end
 return answer({status = S.not_found})
