@@ -91,6 +91,9 @@ class Claim:
     # hold others back for; see JobStore.publish), and whether it claimed any.
     hand_off: HandOff | None = None
     handed_off: bool = False
+    # The job's kind and owner, as the claim read them (what the hand-off's limits are about).
+    kind: str | None = None
+    owner: str | None = None
 
     def take_record(self) -> JobRecord | None:
         """The record read at the claim, once (a later read must go to Redis)."""
@@ -119,8 +122,13 @@ class SlotHandOff:
         return record.kind in self._kinds or (self._owner_limited and record.owner is not None)
 
     def claim_args(self) -> dict[str, Any] | None:
-        worker = self._worker
-        return worker.claim_args(1) if worker.allow_pick_jobs else None
+        worker, ending = self._worker, current_claim.get()
+        if not worker.allow_pick_jobs or ending is None:
+            return None
+        args = worker.claim_args(1)
+        # JSON null would reach Lua as a true value: an owner is there or not at all.
+        args["ended"] = {"kind": ending.kind, **({"owner": ending.owner} if ending.owner else {})}
+        return args
 
     def claimed(self, holder: str, jobs: list[Any]) -> None:
         if claim := current_claim.get():
@@ -245,7 +253,7 @@ class JobcastWorker(Worker):
             record = record_from(values)
             claim = Claim(priority, int(score), holder, record, started=int(started))
             if record is not None and self._hand_off.frees_room(record):
-                claim.hand_off = self._hand_off
+                claim.hand_off, claim.kind, claim.owner = self._hand_off, record.kind, record.owner
             self._start(job_id, claim)
 
     def _start(self, job_id: str, claim: Claim) -> None:

@@ -510,6 +510,7 @@ class Recorder:
     def claim_args(self) -> dict[str, Any]:
         limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
         return {
+            "ended": {"kind": "demo"},
             "owner": self.holder,
             "want": 1,
             "lease_ms": 10_000,

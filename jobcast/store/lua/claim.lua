@@ -99,9 +99,11 @@ local FAIR_SCAN = 16
 local HELD_SEEN = {}
 local function fair_take(ring, prefix, n, below)
   local out = {}
+  -- Every owner in a held ring has jobs to give (`below` is +inf): n of them are enough.
+  local scan = below == '+inf' and math.min(n, FAIR_SCAN) or FAIR_SCAN
   local idle_rounds = 0
   while #out < 2 * n and idle_rounds < 2 do
-    local owners = redis.call('ZRANGE', ring, 0, FAIR_SCAN - 1, 'WITHSCORES')
+    local owners = redis.call('ZRANGE', ring, 0, scan - 1, 'WITHSCORES')
     if #owners == 0 then break end
     local gave = false
     for i = 1, #owners, 2 do
