@@ -31,6 +31,7 @@ from jobcast.jobs.output import JobOutput
 from jobcast.protocol import EventType
 from jobcast.redis.client import create_redis
 from jobcast.redis.embedded import RedisProcess
+from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
 
 
@@ -61,7 +62,14 @@ def _last_line(proc: subprocess.Popen, timeout: float = 120) -> dict[str, Any]:
 
 
 def stream(
-    system: str, redis: RedisProcess, jobs: list[str], rate: float, watchers: int, seconds: float, tmp: Path
+    system: str,
+    redis: RedisProcess,
+    jobs: list[str],
+    rate: float,
+    watchers: int,
+    seconds: float,
+    tmp: Path,
+    jobs_per_worker: int = 1,
 ) -> dict[str, Any]:
     """`watchers` watchers spread over `jobs`, each job written at `rate` tokens a second."""
     server = "ceiling" if system == "naive" else "jobcast"
@@ -99,6 +107,7 @@ def stream(
                 "rate": rate,
                 "seconds": warmup_s + seconds + 0.3,
                 "mode": mode,
+                "jobs_per_worker": jobs_per_worker,
             },
             tmp,
             f"writer-{system}",
@@ -150,9 +159,12 @@ def one_job(
 
 def many_jobs(redis: RedisProcess, jobs: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
     ids = asyncio.run(running_jobs(redis, jobs))
-    # Their writers as raw pipelined script calls, batched as each job's own: 1,000 jobs' workers
-    # would have cores of their own; one Python process of JobOutputs would fill the load core.
-    return stream("workers", redis, ids, rate, jobs, seconds, tmp)
+    # Their writers as raw pipelined script calls, batched as each job's own and each worker's
+    # (JOBCAST_WORKER_MAX_JOBS jobs a worker, its default): 1,000 jobs' workers would have cores of
+    # their own; one Python process of JobOutputs would fill the load core.
+    per_worker = Settings.model_fields["worker_max_jobs"].default
+    row = stream("workers", redis, ids, rate, jobs, seconds, tmp, per_worker)
+    return {**row, "jobs_per_worker": per_worker}
 
 
 async def _memory(redis: RedisProcess, megabytes: int) -> dict[str, Any]:

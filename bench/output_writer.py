@@ -6,9 +6,11 @@ token's delay from the text alone. Ways to write:
 - `jobcast`: through jobcast's writer (`ctx.output`'s: batched at the source, `output.lua`).
 - `naive`: the way a team writes output by hand, one PUBLISH of a ready-made record and one RPUSH
   to a history list per token (pipelined per tick), to the channel the ceiling relays.
-- `workers`: jobcast's script, batched as each job's writer batches (one call a job every
-  `JOBCAST_OUTPUT_FLUSH_MS`), but sent as raw pipelined commands: many jobs' writers, as workers
-  spread over their own cores would send them, from one process that stays light.
+- `workers`: jobcast's script, batched as each job's writer batches (its text of every
+  `JOBCAST_OUTPUT_FLUSH_MS` in one event) and as each worker process sends its jobs' chunks (one
+  call for what its writers have pending, `jobs_per_worker` jobs a worker), but sent as raw
+  pipelined commands: many workers, as they would send from cores of their own, from one process
+  that stays light.
 - `progress`: each token as a progress message through jobcast's coalescing publisher, to show
   what the lossy path delivers of the same writes.
 
@@ -44,8 +46,9 @@ def token(due_us: int) -> str:
 class Writers:
     """The jobs' writers, one way (`mode`): `write(job_index, text)` per token, `tick()` after."""
 
-    def __init__(self, mode: str, store: JobStore, jobs: list[str]) -> None:
+    def __init__(self, mode: str, store: JobStore, jobs: list[str], jobs_per_worker: int = 1) -> None:
         self.mode, self.store, self.jobs = mode, store, jobs
+        self.jobs_per_worker = jobs_per_worker
         settings = store.settings
         self.outputs = (
             [
@@ -130,11 +133,16 @@ class Writers:
                 return
             self.flushed = now
             commands = []
-            for job, parts in enumerate(self.pending):
-                if parts:
-                    keys, args = self.store.output.call(self.jobs[job], 1, "output", "".join(parts))
+            # Each worker's jobs: what their writers have pending goes in one call (Outputs).
+            for first in range(0, len(self.jobs), self.jobs_per_worker):
+                calls = []
+                for job in range(first, min(first + self.jobs_per_worker, len(self.jobs))):
+                    if parts := self.pending[job]:
+                        calls.append(self.store.output.call(self.jobs[job], 1, "output", "".join(parts)))
+                        parts.clear()
+                if calls:
+                    keys, args = calls[0] if len(calls) == 1 else self.store.output.batch_call(calls)
                     commands.append(hiredis.pack_command(self.store.scripts.command("output", keys, **args)))
-                    parts.clear()
             self.commands += len(commands)
             if commands:
                 assert self.raw is not None
@@ -152,7 +160,7 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
     redis = create_redis(settings.redis_url, retries=0, max_connections=len(jobs) + 16)
     store = JobStore(redis, settings)
     sent = 0
-    async with Writers(config["mode"], store, jobs) as writers:
+    async with Writers(config["mode"], store, jobs, config.get("jobs_per_worker", 1)) as writers:
 
         async def send(n: int, first_due: float, interval: float) -> None:
             nonlocal sent

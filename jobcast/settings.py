@@ -143,6 +143,13 @@ class Settings(ProcessSettings):
         description="A job's pending output is sent once this many bytes wait, and no output event "
         "holds more: a big write is sent in pieces this size.",
     )
+    output_batch_chunks: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="Output chunks of any of a process's jobs sent to Redis in one call: what its "
+        "writers send while a call is on its way goes in the next, up to this many.",
+    )
     max_output_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=0,

@@ -421,3 +421,44 @@ async def test_writes_from_threads_and_pipes_arrive_whole_and_in_order(redis, se
     chunks = [json.loads(r.split(b"\n", 2)[2]) for r in records if b"\noutput\n" in r]
     assert all(len(c["data"].encode()) <= 1024 for c in chunks) and len(chunks) < 100
     assert "".join(c["data"] for c in chunks) == text
+
+
+async def test_many_jobs_writers_in_one_process_share_their_calls(redis, settings) -> None:
+    from jobcast.jobs.output import JobOutput
+    from jobcast.protocol import EventType
+    from jobcast.store.jobs import Submission
+
+    store = JobStore(redis, settings)
+    jobs = [f"{i:032x}" for i in range(1, 41)]
+    for job_id in jobs:
+        await store.create(job_id, Submission("summarize", {}))
+        await store.publish(job_id, EventType.STARTED, attempt=1, fence=0)
+
+    async def calls() -> int:
+        return int((await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0))
+
+    async def write(job_id: str) -> str:
+        async with JobOutput(store.output, job_id, 1, flush_ms=5, flush_bytes=1024) as output:
+            out = output.stream("output")
+            written = []
+            for i in range(30):
+                written.append(f"{job_id[-2:]}:{i} ")
+                await out.write(written[-1])
+                await asyncio.sleep(0.002)  # a token's pace, as a model streams them
+            await out.flush()
+        return "".join(written)
+
+    before = await calls()
+    texts = await asyncio.gather(*(write(job_id) for job_id in jobs))
+    used = await calls() - before
+    events = 0
+    for job_id, written in zip(jobs, texts, strict=True):
+        # Each job's text whole and in order, its events consecutive in its own stream.
+        assert (await store.output.read(job_id, 1, "output")).decode() == written
+        records, _ = await store.history_after(job_id, 0)
+        chunks = [json.loads(r.split(b"\n", 2)[2]) for r in records if b"\noutput\n" in r]
+        assert "".join(c["data"] for c in chunks) == written
+        assert [c["seq"] for c in chunks] == list(range(chunks[0]["seq"], chunks[0]["seq"] + len(chunks)))
+        events += len(chunks)
+    # Forty writers' events went to Redis in far fewer calls than events.
+    assert used * 4 < events, (used, events)

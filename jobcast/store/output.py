@@ -9,6 +9,7 @@ before its seq: reading `[0, length)` afterwards gives that text, whatever was a
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,10 @@ from jobcast.protocol import OUTPUT_STREAM, Keys, output_template
 from jobcast.redis.client import awaited
 from jobcast.settings import Settings
 from jobcast.snapshot import JobSnapshot, OutputRef
-from jobcast.store.scripts import Scripts, Status
+from jobcast.store.scripts import Answer, Scripts, Status
+
+# The arguments one call gives all its chunks.
+_PER_CALL = frozenset({"max_bytes", "max_streams"})
 
 _LENGTH_FIELD = re.compile(rb"out:(\d+):(" + OUTPUT_STREAM.encode() + rb")")
 
@@ -41,6 +45,11 @@ def output_lengths(raw: dict[bytes, bytes]) -> list[StreamLength]:
 
 
 class Outputs:
+    """Jobs' output streams in Redis. Appends made while one is on its way go in the next call
+    together, whichever jobs they are of (a worker's writers each send when their batching window
+    ends, and a hundred of them would otherwise cost a hundred script calls): at most one call is
+    in flight per process, with up to `JOBCAST_OUTPUT_BATCH_CHUNKS` chunks."""
+
     def __init__(self, redis: Any, scripts: Scripts, keys: Keys, settings: Settings) -> None:
         self.redis = redis
         self.scripts = scripts
@@ -48,6 +57,13 @@ class Outputs:
         self.max_bytes = settings.max_output_bytes
         self.max_streams = settings.max_output_streams
         self.inline_bytes = settings.output_inline_bytes
+        self.batch_chunks = settings.output_batch_chunks
+        # Appends waiting for the next call, with the futures their writers await.
+        self._queued: list[tuple[dict[str, str], dict[str, Any], asyncio.Future[Answer]]] = []
+        self._lock: asyncio.Lock | None = None
+        # Calls on their way: each carries other writers' chunks, so it ends even when the writer
+        # that sent it is cancelled; `aclose` waits for them.
+        self._sends: set[asyncio.Task[None]] = set()
 
     def call(
         self, job_id: str, attempt: int, stream: str, data: str
@@ -77,11 +93,20 @@ class Outputs:
         }
         return keys, args
 
+    def batch_call(
+        self, calls: list[tuple[dict[str, str], dict[str, Any]]]
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The output script's keys and arguments for many chunks (each as `call` gives it) in one
+        call: item i's keys by their names followed by `.i`."""
+        keys = {f"{name}.{i}": key for i, (named, _) in enumerate(calls, 1) for name, key in named.items()}
+        items = [{k: v for k, v in args.items() if k not in _PER_CALL} for _, args in calls]
+        return keys, {"items": items, "max_bytes": self.max_bytes, "max_streams": self.max_streams}
+
     async def append(self, job_id: str, attempt: int, stream: str, data: str) -> int:
         """Append `data` to the attempt's stream and publish it; its seq (0: the job ended, or runs
         another attempt). Raises OutputLimitExceeded past the limits."""
         keys, args = self.call(job_id, attempt, stream, data)
-        answer = await self.scripts.call("output", keys, **args)
+        answer = await self._batched(keys, args)
         status = answer.status
         if status is Status.OVER_LIMIT and answer.get("quota"):
             raise OutputLimitExceeded(
@@ -98,6 +123,52 @@ class Outputs:
                 f"at most {self.max_streams} output streams an attempt (JOBCAST_MAX_OUTPUT_STREAMS)"
             )
         return int(answer["seq"]) if status is Status.PUBLISHED else 0
+
+    async def _batched(self, keys: dict[str, str], args: dict[str, Any]) -> Answer:
+        """One chunk's answer, from the next call that carries it."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._queued.append((keys, args, future))
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        while not future.done():
+            async with self._lock:
+                if future.done():
+                    break
+                batch = self._queued[: self.batch_chunks]
+                del self._queued[: self.batch_chunks]
+                send = asyncio.create_task(self._send(batch), name="output-batch")
+                self._sends.add(send)
+                send.add_done_callback(self._sends.discard)
+                await asyncio.shield(send)
+        return future.result()
+
+    async def _send(self, batch: list[tuple[dict[str, str], dict[str, Any], asyncio.Future[Answer]]]) -> None:
+        """One call for `batch`; each chunk's writer gets its answer, or the call's error."""
+        try:
+            if len(batch) == 1:
+                keys, args, _ = batch[0]
+                answers = [await self.scripts.call("output", keys, **args)]
+            else:
+                keys, args = self.batch_call([(keys, args) for keys, args, _ in batch])
+                answer = await self.scripts.call("output", keys, **args)
+                answers = [Answer(a) for a in answer["answers"]]
+        except Exception as e:  # each writer decides (a Redis error: it sends the chunk again)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        except BaseException:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        for (_, _, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    async def aclose(self) -> None:
+        """Wait for the calls on their way (the process is closing)."""
+        if self._sends:
+            await asyncio.wait(set(self._sends))
 
     async def read(
         self, job_id: str, attempt: int, stream: str, start: int = 0, end: int | None = None
