@@ -462,3 +462,21 @@ async def test_many_jobs_writers_in_one_process_share_their_calls(redis, setting
         events += len(chunks)
     # Forty writers' events went to Redis in far fewer calls than events.
     assert used * 4 < events, (used, events)
+
+
+async def test_one_call_may_carry_two_chunks_of_one_job(redis, settings) -> None:
+    from jobcast.protocol import EventType
+    from jobcast.store.jobs import Submission
+
+    store = JobStore(redis, settings)
+    job_id = "c" * 32
+    await store.create(job_id, Submission("summarize", {}))
+    await store.publish(job_id, EventType.STARTED, attempt=1, fence=0)
+    calls = [store.output.call(job_id, 1, "output", text) for text in ("one ", "two ")]
+    calls.append(store.output.call(job_id, 1, "log", "a line\n"))
+    keys, args = store.output.batch_call(calls)
+    answer = await store.scripts.call("output", keys, **args)
+    seqs = [a["seq"] for a in answer["answers"]]
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+    assert (await store.output.read(job_id, 1, "output")) == b"one two "
+    assert (await store.output.read(job_id, 1, "log")) == b"a line\n"

@@ -18,8 +18,11 @@
 -- bytes of output of the attempt, and whether the attempt reached its limit.
 local function append(k, a)
   local field, used_field, full_field = a.length_field, a.used_field, a.full_field
-  local f = redis.call('HMGET', k.job, 'state', 'attempt', field, used_field, full_field, 'outputs', 'owner', 'client')
+  -- One read of the record, for this script and for its event (`known`: see publish).
+  local f = redis.call('HMGET', k.job, 'state', 'attempt', field, used_field, full_field, 'outputs', 'owner', 'client',
+    'first_started_at', 'kind', 'priority', 'seq')
   if not f[1] then return {status = S.not_found} end
+  local known = {f[1], f[2], f[9], f[7], f[10], f[11], f[12], f[8], f[6]}
   if is_terminal(f[1]) or tonumber(f[2] or '0') ~= a.attempt then return {status = S.refused} end
   local used = tonumber(f[4] or '0')
   if f[5] then return {status = S.over_limit, used = used} end
@@ -27,7 +30,7 @@ local function append(k, a)
     -- Told once, to every watcher: the stream goes no further, and nothing was silently cut.
     publish(k, {
       id = a.id, type = L.event.output, state = L.state.running, head = a.head, tail = a.full_tail,
-      fence = a.attempt, fields = {full_field, 1},
+      fence = a.attempt, fields = {full_field, 1}, known = known,
     })
     return {status = S.over_limit, used = used, quota = quota}
   end
@@ -46,14 +49,14 @@ local function append(k, a)
   end
   -- Output kept in Redis counts against its owner's disk quota, as files do.
   if not disk_charge(a.id, f[7] or '', f[8] or false, #a.data) then return refuse(true) end
-  redis.call('APPEND', k.output, a.data)
-  redis.call('EXPIRE', k.output, L.retention_s)
+  -- A stream lives as long as its job: the job's end sets its expiry again (events.lua).
+  if redis.call('APPEND', k.output, a.data) == #a.data then redis.call('EXPIRE', k.output, L.retention_s) end
   length = length + #a.data
   fields[#fields + 1], fields[#fields + 2] = field, length
   fields[#fields + 1], fields[#fields + 2] = used_field, used + #a.data
   local seq = publish(k, {
     id = a.id, type = L.event.output, state = L.state.running, head = a.head, tail = a.tail,
-    fence = a.attempt, fields = fields,
+    fence = a.attempt, fields = fields, known = known,
   })
   return {status = S.published, seq = seq, length = length}
 end
