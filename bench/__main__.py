@@ -116,9 +116,14 @@ def later_parts(
         results["output"] = output.one_job(
             redis, workload.output_rate, workload.output_watchers, workload.output_seconds, tmp
         )
-        results["output_many"] = output.many_jobs(
-            redis, workload.output_jobs, workload.output_jobs_rate, workload.output_seconds, tmp
-        )
+        # With the writers on the load core (beside Redis and the watchers), and on the server's,
+        # where the load core is left to Redis and the watchers.
+        results["output_many"] = [
+            output.many_jobs(
+                redis, workload.output_jobs, workload.output_jobs_rate, workload.output_seconds, tmp, core
+            )
+            for core in (processes.LOAD_CORE, processes.SERVER_CORE)
+        ]
         results["output_memory"] = output.redis_memory(redis, workload.output_memory_mb)
         results["output_page"] = output.large_page(redis, workload.output_page_mb, workload.output_seconds)
     if "frames" in only:

@@ -46,12 +46,12 @@ async def running_jobs(redis: RedisProcess, n: int) -> list[str]:
     return ids
 
 
-def _json_process(module: str, config: dict[str, Any], tmp: Path, name: str) -> subprocess.Popen:
+def _json_process(
+    module: str, config: dict[str, Any], tmp: Path, name: str, core: int = processes.LOAD_CORE
+) -> subprocess.Popen:
     path = tmp / f"{name}.json"
     path.write_bytes(orjson.dumps(config))
-    return processes.start(
-        [sys.executable, "-m", module, str(path)], processes.LOAD_CORE, stdout=subprocess.PIPE, text=True
-    )
+    return processes.start([sys.executable, "-m", module, str(path)], core, stdout=subprocess.PIPE, text=True)
 
 
 def _last_line(proc: subprocess.Popen, timeout: float = 120) -> dict[str, Any]:
@@ -70,6 +70,7 @@ def stream(
     seconds: float,
     tmp: Path,
     jobs_per_worker: int = 1,
+    writer_core: int = processes.LOAD_CORE,
 ) -> dict[str, Any]:
     """`watchers` watchers spread over `jobs`, each job written at `rate` tokens a second."""
     server = "ceiling" if system == "naive" else "jobcast"
@@ -111,6 +112,7 @@ def stream(
             },
             tmp,
             f"writer-{system}",
+            writer_core,
         )
         time.sleep(warmup_s)
         meter = CpuMeter([proc.pid])
@@ -157,14 +159,25 @@ def one_job(
     return rows
 
 
-def many_jobs(redis: RedisProcess, jobs: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+def many_jobs(
+    redis: RedisProcess,
+    jobs: int,
+    rate: float,
+    seconds: float,
+    tmp: Path,
+    writer_core: int = processes.LOAD_CORE,
+) -> dict[str, Any]:
     ids = asyncio.run(running_jobs(redis, jobs))
     # Their writers as raw pipelined script calls, batched as each job's own and each worker's
     # (JOBCAST_WORKER_MAX_JOBS jobs a worker, its default): 1,000 jobs' workers would have cores of
     # their own; one Python process of JobOutputs would fill the load core.
     per_worker = Settings.model_fields["worker_max_jobs"].default
-    row = stream("workers", redis, ids, rate, jobs, seconds, tmp, per_worker)
-    return {**row, "jobs_per_worker": per_worker}
+    row = stream("workers", redis, ids, rate, jobs, seconds, tmp, per_worker, writer_core)
+    return {
+        **row,
+        "jobs_per_worker": per_worker,
+        "writer_core": "server" if writer_core == processes.SERVER_CORE else "load",
+    }
 
 
 async def _memory(redis: RedisProcess, megabytes: int) -> dict[str, Any]:

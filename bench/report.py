@@ -342,7 +342,12 @@ def frame_lines(results: dict[str, Any]) -> list[str]:
 def output_lines(results: dict[str, Any]) -> list[str]:
     if "output" not in results:
         return []
-    rows = [*results["output"], {**results["output_many"], "system": "jobcast, many jobs"}]
+    many = results["output_many"]
+    many = many if isinstance(many, list) else [many]  # results files before writer placements
+    rows = [
+        *results["output"],
+        *({**r, "system": f"many, writer {r.get('writer_core', 'load')}"} for r in many),
+    ]
     lines = [
         "",
         "job output: tokens written by jobs, delivered over SSE (latency from write to watcher)",
