@@ -98,7 +98,8 @@ def test_the_package_is_ready_to_publish() -> None:
 
 @pytest.fixture
 async def servers(spawn):
-    web_ = spawn("web", **PLACES)
+    # Heartbeats between a job's events (test/sse-libraries.test.js reads them with each library).
+    web_ = spawn("web", JOBCAST_HEARTBEAT_S="0.05", **PLACES)
     spawn("worker")
     await web_.wait_http()
     return web_

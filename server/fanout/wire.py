@@ -40,7 +40,9 @@ def sse_text(event: Event) -> bytes:
     if message is not None:
         return message
     if event.type == COMMENT:
-        message = b": %s\n\n" % event.data
+        # A comment line and no blank line: a blank line ends an event, and some clients (httpx-sse
+        # once an id was seen, fetch-event-source) hand an empty event to the app for each one.
+        message = b": %s\n" % event.data
     else:
         if event.epoch is not None:
             head = b"id: %s:%d\n" % (event.epoch.encode(), event.seq)

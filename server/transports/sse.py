@@ -35,8 +35,8 @@ SSE_HEADERS = {
     # nginx and similar proxies buffer responses unless told not to; SSE must flow as written.
     "X-Accel-Buffering": "no",
 }
-# A comment line: browsers ignore it, and it keeps proxies and load balancers from timing out an
-# idle stream (and tells us when the client has gone).
+# A comment line (with no blank line after it: see `sse_text`): clients ignore it, and it keeps
+# proxies and load balancers from timing out an idle stream (and tells us when the client has gone).
 HEARTBEAT = comment(b"ping")
 
 
@@ -164,7 +164,9 @@ async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:
             response.force_close()
         await response.prepare(request)
         request.app[OUTBOXES].add(outbox)
-        await response.write(b"retry: %d\n\n" % settings.sse_retry_ms)
+        # In the first event's block rather than a block of its own, which some clients would
+        # hand the app as an empty event; EventSource applies it as it reads the line.
+        await response.write(b"retry: %d\n" % settings.sse_retry_ms)
         detach = None
         if transport is not None and sse_fast_path(request, response):
             outbox.direct = direct_writer(transport, websocket=False, limit=settings.socket_buffer_bytes)
