@@ -45,8 +45,14 @@ class ProcessSettings(BaseSettings):
     )
     url: str = Field(
         default="",
-        description="The jobcast web server `jobcast watch` follows (`--url`); empty: this host's "
-        "`JOBCAST_HOST` and `JOBCAST_PORT`.",
+        description="The jobcast web server the command-line client talks to (`jobcast watch`, "
+        "`submit`, `jobs`, `cancel`, `retry`, `stats`; `--url`); empty: this host's `JOBCAST_HOST` "
+        "and `JOBCAST_PORT`.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key the command-line client sends (`Authorization: Bearer`), when the "
+        "server has owner mode on.",
     )
 
 

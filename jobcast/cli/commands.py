@@ -1,4 +1,5 @@
-"""`jobcast web`, `jobcast worker` and `jobcast dev`."""
+"""`jobcast web`, `jobcast worker` and `jobcast dev`; and from a shell, the API's commands
+(`jobcast submit`, `jobs`, `cancel`, `retry`, `stats`, `watch`)."""
 
 from __future__ import annotations
 
@@ -182,13 +183,13 @@ async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:
 
 
 def run_watch(args: argparse.Namespace) -> None:
+    from jobcast.cli.api_commands import client_for
     from jobcast.cli.watch import watch, watch_output
 
-    settings = Settings()
-    base = args.url or settings.url or f"http://{settings.host}:{settings.port}"
+    client = client_for(args)
     if args.output:
-        sys.exit(asyncio.run(watch_output(base, args.job_id, args.output)))
-    sys.exit(asyncio.run(watch(base, args.job_id)))
+        sys.exit(asyncio.run(watch_output(client, args.job_id, args.output)))
+    sys.exit(asyncio.run(watch(client, args.job_id)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,6 +227,9 @@ def main(argv: list[str] | None = None) -> None:
             cmd.add_argument(
                 "--data-dir", default="data", help="where the private Redis and the job files live"
             )
+    from jobcast.cli.api_commands import add_commands
+
+    add_commands(commands)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -26,10 +26,10 @@ def describe(event: JobEvent) -> str:
     return f"{event.type} (attempt {attempt}){detail}"
 
 
-async def watch_output(base_url: str, job_id: str, stream: str, out: Any = sys.stdout) -> int:
+async def watch_output(client: Client, job_id: str, stream: str, out: Any = sys.stdout) -> int:
     """Print one of the job's output streams as it is written, every attempt's in turn (a line
     on stderr says where a new attempt starts), until the job ends."""
-    async with Client(base_url) as client:
+    async with client:
         attempt: int | None = None
         while True:
             async for text in client.output(job_id, stream, attempt=attempt):
@@ -41,16 +41,16 @@ async def watch_output(base_url: str, job_id: str, stream: str, out: Any = sys.s
             print(f"\n[jobcast: attempt {attempt} of job {job_id[:8]} follows]", file=sys.stderr, flush=True)
 
 
-async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:
+async def watch(client: Client, job_id: str, out: Any = sys.stdout) -> int:
     """Follow one job; returns the process exit status."""
     try:
         from rich.progress import Progress
     except ImportError:  # the `cli` extra is not installed: plain lines
-        return await watch_lines(base_url, job_id, out)
+        return await watch_lines(client, job_id, out)
     if not out.isatty():
-        return await watch_lines(base_url, job_id, out)
+        return await watch_lines(client, job_id, out)
     last: JobEvent | None = None
-    async with Client(base_url) as client:
+    async with client:
         with Progress(transient=False) as bar:
             task = bar.add_task(job_id[:8], total=100)
             async for event in client.watch(job_id):
@@ -60,10 +60,10 @@ async def watch(base_url: str, job_id: str, out: Any = sys.stdout) -> int:
     return exit_status(last)
 
 
-async def watch_lines(base_url: str, job_id: str, out: Any) -> int:
+async def watch_lines(client: Client, job_id: str, out: Any) -> int:
     """Follow one job as one line per event (no terminal, or no `rich`)."""
     last: JobEvent | None = None
-    async with Client(base_url) as client:
+    async with client:
         async for event in client.watch(job_id):
             last = event
             print(describe(event), file=out, flush=True)

@@ -205,6 +205,11 @@ class Client:
     async def get(self, job_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/jobs/{job_id}")
 
+    async def stats(self) -> dict[str, Any]:
+        """The counters (admins): jobs waiting and delayed per priority, running, finished in the
+        last hour, the live workers and what they serve, the paused kinds."""
+        return await self._json("GET", "/api/stats")
+
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job: `state` is `cancelled`, or `cancel_requested` is true while it stops."""
         return await self._json("POST", f"/api/jobs/{job_id}/cancel")
@@ -383,6 +388,9 @@ class SyncClient:
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._run(self._client.get(job_id))
+
+    def stats(self) -> dict[str, Any]:
+        return self._run(self._client.stats())
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._run(self._client.cancel(job_id))
