@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +18,8 @@ from aiohttp import web
 from jobcast.server.app import create_app
 from jobcast.server.http.openapi import build_document
 from tests.helpers import get_json
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHECKS = ",".join(
     [
@@ -49,6 +53,31 @@ async def test_the_document_covers_every_route_and_nothing_else(client) -> None:
     # Path parameters carry the route's own pattern.
     (job_id,) = doc["paths"]["/api/jobs/{job_id}"]["get"]["parameters"]
     assert job_id["schema"]["pattern"] == "^[0-9a-f]{32}$"
+
+
+async def test_redoclys_recommended_rules_find_no_error(client, tmp_path: Path) -> None:
+    doc = await get_json(client, "/api/openapi.json")
+    # What generated clients need: a name for each method, how requests authenticate, a server.
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z][a-z_]*", i) for i in ids), ids
+    assert doc["paths"]["/api/jobs"]["post"]["operationId"] == "submit_job"
+    assert set(doc["components"]["securitySchemes"]) == {"apiKey", "session", "streamToken"}
+    assert {"streamToken": []} in doc["paths"]["/api/jobs/{job_id}/events"]["get"]["security"]
+    assert doc["servers"] == [{"url": "/", "description": "this server"}]
+    assert doc["info"]["license"]["identifier"] == "MIT"
+    path = tmp_path / "openapi.json"
+    path.write_text(json.dumps(doc))
+    redocly = ROOT / "clients" / "js" / "node_modules" / ".bin" / "redocly"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(redocly), "lint", str(path), "--extends", "recommended", "--format", "summary"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "error " not in done.stdout, done.stdout + done.stderr
 
 
 async def test_each_kinds_params_come_from_the_kind_itself(client) -> None:

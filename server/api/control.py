@@ -55,6 +55,7 @@ async def cancel_job(store: JobStore, job_id: str, who: Principal) -> Cancelled:
             202: json("Requested: its worker is stopping it (`cancel_requested`)", JobSnapshot),
         },
         problems=(404, 409, 503),
+        id="cancel_job",
     )
 )
 async def cancel(request: web.Request) -> web.Response:

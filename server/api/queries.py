@@ -42,6 +42,7 @@ class ListQuery(BaseModel):
         {200: json("A page of jobs; follow `next_cursor` for the next", JobPage)},
         query=ListQuery,
         problems=(400, 403, 422, 503),
+        id="list_jobs",
     )
 )
 async def jobs(request: web.Request) -> web.Response:

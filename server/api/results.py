@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
         problems=(404, 409, 410, 503),
     )
 )
-async def result(request: web.Request) -> web.StreamResponse:
+async def get_result(request: web.Request) -> web.StreamResponse:
     job = await load_snapshot(request)
     if job["state"] != "succeeded":
         raise Problem(409, f"the job has no result: it is {job['state']}", slug="no-result")

@@ -65,6 +65,8 @@ class Operation:
     headers: dict[str, str] = field(default_factory=dict)  # request header: description
     problems: tuple[int, ...] = ()
     tags: tuple[str, ...] = ("api",)
+    # The operationId (what generated clients name the method); default: the handler's name.
+    id: str | None = None
 
 
 def operation(op: Operation) -> Callable[[H], H]:
@@ -183,7 +185,32 @@ INFO = {
     "version": "1",
     "description": "Submit long-running jobs, follow their progress live (SSE, WebSocket), "
     "cancel, retry, download results. Every error is application/problem+json.",
+    "license": {"name": "MIT", "identifier": "MIT"},
 }
+
+# How a request says who it is (docs/security.md). With owner mode off every request is admitted,
+# and in owner mode a visitor with none of them gets an anonymous owner: each is optional (`{}`).
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`jobcast new-key`): a service's, or an admin's.",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "jobcast",
+        "description": "A browser's owner cookie (`__Host-jobcast` or `__Secure-jobcast` over HTTPS).",
+    },
+    "streamToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "A job's stream token (its snapshot's `stream_token`): that job's streams and output.",
+    },
+}
+SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}, {"session": []}, {}]
+STREAM_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}, {"session": []}, {"streamToken": []}, {}]
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
@@ -196,8 +223,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": INFO,
+        "servers": [{"url": app[SETTINGS].url_prefix or "/", "description": "this server"}],
+        "security": SECURITY,
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": schemas.components()},
+        "components": {"schemas": schemas.components(), "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -220,6 +249,7 @@ def describe_routes(app: web.Application) -> tuple[Schemas, dict[str, dict[str, 
     schemas.of(QueueEvent)
     paths: dict[str, dict[str, Any]] = {}
     prefix = app[SETTINGS].url_prefix
+    ids: dict[str, str] = {}
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None:
             continue
@@ -228,6 +258,13 @@ def describe_routes(app: web.Application) -> tuple[Schemas, dict[str, dict[str, 
             raise LookupError(f"{route.method} {route.resource.canonical} has no @operation")
         path, params = path_and_params(route.resource)
         entry = describe(op, schemas, app)
+        # The handler's name: what generated clients call the method (`submit_job`, `get_job`).
+        entry["operationId"] = operation_id = op.id or getattr(route.handler, "__name__", "")
+        where = f"{route.method} {path}"
+        if not operation_id or ids.setdefault(operation_id, where) != where:
+            raise LookupError(f"{where}: operationId {operation_id!r} is also {ids.get(operation_id)}'s")
+        if any(p["name"] == "token" for p in entry.get("parameters", [])):
+            entry["security"] = STREAM_SECURITY
         if params:
             entry["parameters"] = params + entry.get("parameters", [])
         paths.setdefault(prefix + path, {})[route.method.lower()] = entry
