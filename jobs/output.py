@@ -110,6 +110,11 @@ class JobOutput:
         # The write that went past the limit: sent last, for the script to refuse and say so.
         self._refused: tuple[str, str] | None = None
 
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes of output in Redis so far."""
+        return self._sent_bytes
+
     def stream(self, name: str = "output") -> OutputStream:
         if not _STREAM_NAME.fullmatch(name):
             raise ValueError(f"an output stream's name is 1 to 64 of A-Z a-z 0-9 _ . - (not {name!r})")

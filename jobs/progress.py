@@ -58,6 +58,8 @@ class Progress:
         self._flusher: asyncio.Task[None] | None = None
         self._open = False  # inside `async with`: the only time a flusher may start
         self.latest: dict[str, Any] | None = None
+        # Progress events published (the attempt's trace counts them).
+        self.published = 0
 
     async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress; cheap enough for a tight loop (publishing happens elsewhere)."""
@@ -111,6 +113,7 @@ class Progress:
         if self._pending == (current, total, message):
             self._pending = None
         self.latest = progress
+        self.published += 1
 
     async def state(
         self,

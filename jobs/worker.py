@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from jobcast import bulk
+from jobcast import bulk, tracing
 from jobcast.backoff import jittered_s
 from jobcast.errors import QuotaExceeded
 from jobcast.files.storage import Storage, create_storage
@@ -229,12 +229,17 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             outputs=output.stream,
             log=job_logger(record.kind, job_id, output),
         )
+        span = tracing.attempt_span(job_id, record.kind, attempt, record.traceparent, record.due_at)
         try:
-            holder = claim.holder if claim is not None else ctx["lease_owner"]
-            async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
-                await _run_attempt(
-                    kind, record, jobctx, entry, store, ctx["storage"], settings, metrics, output
-                )
+            with span as traced:
+                try:
+                    holder = claim.holder if claim is not None else ctx["lease_owner"]
+                    async with hold_lease(store, entry, record.priority, settings.lease_s, holder):
+                        await _run_attempt(
+                            kind, record, jobctx, entry, store, ctx["storage"], settings, metrics, output
+                        )
+                finally:
+                    traced.counts(progress_events=progress.published, output_bytes=output.sent_bytes)
         except (Retry, asyncio.CancelledError):
             raise
         except Exception:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from jobcast import tracing
 from jobcast.cli.supervise import Child, supervise
 from jobcast.logs import configure_logging
 from jobcast.registry import KindsError
@@ -67,6 +68,7 @@ def run_web(args: argparse.Namespace) -> None:
     settings = _settings(args)
     check_exposure(settings)
     _use_uvloop(settings)
+    tracing.configure("jobcast-web")
     app = create_app(settings)
     app.on_startup.append(_quiet_gc)
     http.run(
@@ -127,6 +129,7 @@ def run_worker(args: argparse.Namespace) -> None:
         sys.exit(asyncio.run(check_workers(Settings())))
     settings = Settings()
     _use_uvloop(settings)
+    tracing.configure("jobcast-worker")
     create_worker(settings).run()
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 import orjson
 from redis.asyncio import Redis
 
+from jobcast import tracing
 from jobcast.errors import (
     ActiveDuplicate,
     AlreadyRetried,
@@ -518,6 +519,8 @@ class JobStore:
             ("client", client),
             ("schedule", schedule),
             ("scheduled_for", scheduled_for),
+            # Where the submission's trace goes on: the worker's spans are its children.
+            ("traceparent", tracing.traceparent()),
         )
         for name, value in optional:
             if value:

@@ -23,12 +23,14 @@ class JobRecord:
     due_at: str | None = None
     # An anonymous owner's client address (`@<address>`): the job's files count against it too.
     client: str | None = None
+    # The submission's trace context (W3C `traceparent`; jobcast/tracing.py), when it was traced.
+    traceparent: str | None = None
 
 
 # The fields a worker reads to run a job, in this order (store.load, and the claim in dispatch.lua).
 RECORD_FIELDS = [
     *("kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"),
-    *("run_at", "created_at", "client"),
+    *("run_at", "created_at", "client", "traceparent"),
 ]
 
 
@@ -48,4 +50,5 @@ def record_from(raw: list[Any]) -> JobRecord | None:
         owner=values[7],
         due_at=values[8] or values[9],
         client=values[10],
+        traceparent=values[11],
     )

@@ -17,6 +17,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jobcast import tracing
 from jobcast.bulk import without_bulk
 from jobcast.errors import (
     ActiveDuplicate,
@@ -214,16 +215,17 @@ async def submit(
             # not created after all.
             size = await app[STORAGE].keep_uploads(job_id)
             await store.quota.charge(job_id, owner.owner, size, owner.client)
-        created = await store.create(
-            job_id,
-            submission,
-            idempotency_key=key,
-            retry_of=retry_of,
-            request_id=current_request_id.get(),
-            owner=owner.owner,
-            submitted_by=owner.submitted_by,
-            client=owner.client,
-        )
+        with tracing.submit_span(submission.kind, **{"jobcast.job_id": job_id}):
+            created = await store.create(
+                job_id,
+                submission,
+                idempotency_key=key,
+                retry_of=retry_of,
+                request_id=current_request_id.get(),
+                owner=owner.owner,
+                submitted_by=owner.submitted_by,
+                client=owner.client,
+            )
         app[SUBMITTED_BY_KIND][submission.kind] += 1
         return Submitted(created)
     except IdempotentReplay as replay:
