@@ -42,9 +42,9 @@ class SnapshotLinks(TypedDict):
 
 class JobSnapshot(SnapshotLinks):
     id: str
-    kind: str | None
+    kind: str
     params: dict[str, Any] | None
-    state: str | None
+    state: str
     priority: str
     progress: ProgressSnapshot
     attempt: int

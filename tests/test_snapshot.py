@@ -32,5 +32,21 @@ LINKS = {k: "/x" for k in ("self", "events", "cancel", "retry", "result", "token
 
 
 def test_a_snapshot_reads_id_first_and_its_links_last() -> None:
-    snapshot = build_snapshot("a" * 32, {b"kind": b"demo"}, no_links)
+    snapshot = build_snapshot("a" * 32, {b"kind": b"demo", b"state": b"queued"}, no_links)
     assert next(iter(snapshot)) == "id" and list(snapshot)[-2:] == ["links", "stream_token"]
+
+
+async def test_a_stray_field_on_a_gone_jobs_key_is_no_job(client, redis, settings) -> None:
+    # A claim may write a held job's waiting reason after the job's record expired: the hash that
+    # leaves is not a job, and nobody is shown one with no kind and no state.
+    from jobcast.protocol import Keys
+
+    job_id = "d" * 32
+    await redis.hset(
+        Keys(settings.key_prefix).job(job_id), "waiting", "demo is at its limit (1 of 1 running)"
+    )
+    answer = await client.get(f"/api/jobs/{job_id}")
+    assert answer.status == 404
+    assert (await client.get(f"/api/jobs/{job_id}/events")).status == 404
+    listed = await (await client.get("/api/jobs")).json()
+    assert job_id not in [job["id"] for job in listed["jobs"]]

@@ -13,7 +13,7 @@ import math
 from jobcast.errors import JobcastError
 from jobcast.protocol import Keys
 from jobcast.snapshot import JobSnapshot
-from jobcast.store.jobs import JobStore, Page, build_snapshot
+from jobcast.store.jobs import JobStore, Page, build_snapshot, is_record
 
 # How many index entries one request examines at most, as a multiple of the page size.
 SCAN_FACTOR = 10
@@ -106,7 +106,7 @@ async def list_jobs(
             records = await pipe.execute()
         for (member, score), raw in zip(entries, records, strict=True):
             last = (score, member.decode())
-            if not raw:
+            if not is_record(raw):
                 continue  # expired; the index forgets it at the next submission
             if any(raw.get(field) != value for field, value in wanted):
                 continue

@@ -90,8 +90,14 @@ _SNAPSHOT_FIELDS = frozenset(
 )
 
 
+def is_record(raw: dict[bytes, bytes] | None) -> bool:
+    """Whether a job's hash is its record: one that holds its kind and state. (A field written to
+    the key of a job that has gone, such as a claim's waiting reason, leaves a hash that is not.)"""
+    return raw is not None and bool(raw.get(b"kind")) and bool(raw.get(b"state"))
+
+
 def build_snapshot(job_id: str, raw: dict[bytes, bytes], links: Links = no_links) -> JobSnapshot:
-    """The public job snapshot from the job's Redis hash."""
+    """The public job snapshot from the job's record (`is_record`)."""
     text = {}
     for key, value in raw.items():
         name = key.decode()
@@ -110,9 +116,9 @@ def snapshot_of(
     made = links(job_id)
     return {
         "id": job_id,
-        "kind": get("kind") or None,
+        "kind": text["kind"],
         "params": parsed.get("params"),
-        "state": get("state") or None,
+        "state": text["state"],
         "priority": get("priority") or Priority.DEFAULT.value,
         "progress": parsed.get("progress") or _EMPTY_PROGRESS.copy(),
         "attempt": int(get("attempt") or 0),
@@ -628,13 +634,17 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hgetall(self.keys.job(job_id))
             records = await pipe.execute()
-        return [build_snapshot(j, raw, self.links) for j, raw in zip(job_ids, records, strict=True) if raw]
+        return [
+            build_snapshot(j, raw, self.links)
+            for j, raw in zip(job_ids, records, strict=True)
+            if is_record(raw)
+        ]
 
     async def snapshot(self, job_id: str, *, output: bool = True) -> JobSnapshot | None:
         """The job as it is now; with its `output` (each output stream's text so far) unless not
         asked for."""
         raw = await awaited(self.redis.hgetall(self.keys.job(job_id)))
-        if not raw:
+        if not is_record(raw):
             return None
         snapshot = build_snapshot(job_id, raw, self.links)
         return await self.output.attach(snapshot, raw) if output else snapshot
@@ -646,7 +656,7 @@ class JobStore:
             pipe.hgetall(self.keys.job(job_id))
             await self.read_history(self.keys.job(job_id), self.keys.history(job_id), since or 0, limit, pipe)
             raw, answer = await pipe.execute()
-        if not raw:
+        if not is_record(raw):
             return None
         replay = Replay(snapshot=build_snapshot(job_id, raw, self.links))
         page = HistoryPage.read(answer, since or 0, limit)

@@ -55,9 +55,9 @@ class JobSnapshot(Closed):
     """A job as it is now."""
 
     id: str = Field(pattern="^[0-9a-f]{32}$")
-    kind: str | None
+    kind: str
     params: dict[str, Any] | None
-    state: State | None
+    state: State
     priority: Priority
     progress: Progress
     attempt: int = Field(description="The attempt running or last run; 0 before the first.")

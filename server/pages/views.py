@@ -49,7 +49,7 @@ from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
 from jobcast.server.pages.job_output import page_context, page_outputs
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
-from jobcast.store.jobs import build_snapshot
+from jobcast.store.jobs import build_snapshot, is_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 routes = web.RouteTableDef()
@@ -249,7 +249,7 @@ async def job_page(request: web.Request) -> web.Response:
     # One read of the record: the job, the seq the page resumes after, and the lengths that say
     # how much of each output stream it shows (the live chunks then follow that text exactly).
     raw = await awaited(store.redis.hgetall(store.keys.job(job_id)))
-    job = visible(request, job_id, build_snapshot(job_id, raw, store.links) if raw else None)
+    job = visible(request, job_id, build_snapshot(job_id, raw, store.links) if is_record(raw) else None)
     seq = int(raw.get(b"seq") or 0)
     records, _ = await store.history_after(job["id"], 0)
     events = [e for e in _history(records) if e["seq"] <= seq]

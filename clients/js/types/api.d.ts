@@ -317,7 +317,7 @@ export interface components {
             /** Id */
             id: string;
             /** Kind */
-            kind: string | null;
+            kind: string;
             /**
              * Last Event Id
              * @description The seq of the job's last event.
@@ -375,7 +375,7 @@ export interface components {
              * @description When the attempt running or last run started.
              */
             started_at: string | null;
-            state: components["schemas"]["State"] | null;
+            state: components["schemas"]["State"];
             /**
              * Stream Token
              * @description Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a cookie, until it expires; `POST links.token` gives a fresh one.
