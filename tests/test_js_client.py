@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,58 @@ async def servers(spawn):
     spawn("worker")
     await web_.wait_http()
     return web_
+
+
+CONSUMER_TS = """\
+// An integrator's code on types generated from the served document with openapi-typescript's
+// defaults, and openapi-fetch: submit, get, list, watch.
+import createClient from "openapi-fetch";
+import { EventSource } from "eventsource";
+import type { paths } from "./api.ts";
+
+const base = process.argv[2];
+const client = createClient<paths>({ baseUrl: base });
+const submitted = await client.POST("/api/jobs", { body: { kind: "demo", params: { steps: 3, step_ms: 20 } } });
+if (!submitted.data) throw new Error(`submit: ${JSON.stringify(submitted.error)}`);
+const id: string = submitted.data.id;
+const types: string[] = await new Promise((resolve) => {
+  const seen: string[] = [];
+  const source = new EventSource(`${base}/api/jobs/${id}/events`);
+  for (const type of ["snapshot", "queued", "started", "progress", "succeeded", "failed", "cancelled"]) {
+    source.addEventListener(type, (event) => {
+      seen.push(type);
+      if (["succeeded", "failed", "cancelled"].includes(JSON.parse(event.data).state)) {
+        source.close();
+        resolve(seen);
+      }
+    });
+  }
+});
+const got = await client.GET("/api/jobs/{job_id}", { params: { path: { job_id: id } } });
+const page = await client.GET("/api/jobs", { params: { query: { kind: "demo" } } });
+// Narrowed without null checks: state and kind are never null.
+const state: "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled" | undefined = got.data?.state;
+const listed: string[] = (page.data?.jobs ?? []).map((job) => `${job.kind}:${job.id}`);
+console.log(JSON.stringify({ id, state, listed, types }));
+"""
+
+
+async def test_a_client_generated_with_openapi_typescript_and_openapi_fetch(servers) -> None:
+    work = Path(tempfile.mkdtemp(prefix=".generated-", dir=PACKAGE))  # under node_modules' reach
+    try:
+        async with aiohttp.ClientSession(servers.url) as session, session.get("/api/openapi.json") as answer:
+            (work / "openapi.json").write_bytes(await answer.read())
+        # openapi-typescript with its defaults, as an integrator runs it.
+        await asyncio.to_thread(run, [tool("openapi-typescript"), "openapi.json", "--output", "api.ts"], work)
+        (work / "consumer.ts").write_text(CONSUMER_TS)
+        tsc = [tool("tsc"), "--strict", "--noEmit", "--module", "nodenext", "--target", "es2022"]
+        await asyncio.to_thread(run, [*tsc, "--allowImportingTsExtensions", "consumer.ts"], work)
+        out = await asyncio.to_thread(run, [str(BIN / "node"), "consumer.ts", servers.url], work)
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen["state"] == "succeeded" and f"demo:{seen['id']}" in seen["listed"]
+        assert seen["types"][0] == "snapshot" and seen["types"][-1] == "succeeded"
+    finally:
+        shutil.rmtree(work)
 
 
 async def test_the_node_client_against_real_processes(servers) -> None:

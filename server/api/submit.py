@@ -42,7 +42,7 @@ from jobcast.server.http.openapi import (
     Schema,
     json,
     operation,
-    params_ref,
+    params_schema,
 )
 from jobcast.server.http.problems import REPORTED_ERRORS, Problem, field_errors, validation_problem
 from jobcast.server.http.request_ids import current_request_id
@@ -422,12 +422,14 @@ def submission_body(app: web.Application) -> dict[str, Schema]:
     delay = {**fields["delay_s"], "maximum": app[SETTINGS].max_delay_s}
     variants = [
         {
+            # A name for generated clients' model (`SubmitJobJsonSubmitDemo`, not `...BodyType0`).
+            "title": f"Submit {name}",
             "type": "object",
             "additionalProperties": False,
             "required": ["kind"],
             "properties": {
                 "kind": {"const": name},
-                "params": params_ref(name),
+                "params": params_schema(kind.params),
                 "priority": fields["priority"],
                 "delay_s": delay,
             },

@@ -175,9 +175,16 @@ def params_schema_name(kind: str) -> str:
     return "Params_" + re.sub(r"[^A-Za-z0-9_.-]", "_", kind)
 
 
-def params_ref(kind: str) -> dict[str, str]:
-    """A reference to a kind's params schema (the document adds one per kind the app knows)."""
-    return {"$ref": REF.format(model=params_schema_name(kind))}
+def params_schema(params: type[BaseModel]) -> dict[str, Any]:
+    """A kind's params schema, written where a request body uses it rather than referenced: a
+    generator then knows it is input, and leaves the params with defaults optional
+    (openapi-typescript makes a defaulted field of a shared component required). Its nested
+    models are the document's components (`build_document` adds each kind's `Params_<kind>`)."""
+    schema = params.model_json_schema(ref_template=REF)
+    schema.pop("$defs", None)
+    # Named by where it is (`SubmitJobJsonSubmitDemoParams`), not twice by its model's title.
+    schema.pop("title", None)
+    return schema
 
 
 INFO = {
