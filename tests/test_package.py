@@ -4,10 +4,13 @@ checkout, run as `jobcast web` and `jobcast worker`."""
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import aiohttp
@@ -48,6 +51,31 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = home / "env" / "bin" / "pip"
     run(pip, "install", "--quiet", "--disable-pip-version-check", wheel, cwd=home)
     return home
+
+
+def test_the_wheels_metadata_is_complete_and_advertises_no_dev_tools(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as built:
+        names = built.namelist()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        headers = email.parser.Parser().parsestr(built.read(metadata).decode(), headersonly=True)
+    classifiers = headers.get_all("Classifier") or []
+    requires = headers["Requires-Python"]
+    # Every Python the package admits is named, and no other.
+    minors = {
+        int(c.rsplit(".", 1)[1])
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
+    bounds = dict(re.findall(r"([<>]=?)3\.(\d+)", requires))
+    assert minors == set(range(int(bounds[">="]), int(bounds["<"]))), (requires, classifiers)
+    assert "Typing :: Typed" in classifiers and "jobcast/py.typed" in names
+    # The optional features are extras; the test suite's tools are not.
+    assert set(headers.get_all("Provides-Extra") or []) == {"cli", "s3", "otel"}
+    assert headers["License-Expression"] == "MIT"
+    # PyPI renders the README: twine checks it as PyPI would, warnings included.
+    twine = Path(sys.executable).parent / "twine"
+    out = run(twine, "check", "--strict", wheel)
+    assert "PASSED" in out, out
 
 
 def python(venv: Path) -> str:
