@@ -54,6 +54,24 @@ class ProcessSettings(BaseSettings):
         description="The API key the command-line client sends (`Authorization: Bearer`), when the "
         "server has owner mode on.",
     )
+    # OpenTelemetry's own variables (jobcast/tracing.py, the `otel` extra); the exporter reads the
+    # rest of them (endpoints, headers, batching) itself.
+    otel_traces_exporter: str = Field(
+        default="none",
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"),
+        description="With the `otel` extra: where `jobcast web` and `jobcast worker` send traces, "
+        "`otlp` (HTTP/protobuf, to `OTEL_EXPORTER_OTLP_ENDPOINT`) or `console`; `none`: no tracing.",
+    )
+    otel_exporter_otlp_protocol: str = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        description="The OTLP protocol for traces; only `http/protobuf` is supported.",
+    )
+    otel_service_name: str = Field(
+        default="",
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME"),
+        description="The service name on traces; empty: `jobcast-web` or `jobcast-worker`.",
+    )
 
 
 class Settings(ProcessSettings):

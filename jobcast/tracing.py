@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+
+from jobcast.settings import ProcessSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +29,16 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
 except ImportError:  # the `otel` extra is not installed
+    # None marks tracing as unavailable; mypy knows the module only as installed.
     trace = None  # type: ignore[assignment]
 
 _tracer: Any = None
 
 
-def configure(service_name: str) -> bool:
+def configure(settings: ProcessSettings, service_name: str) -> bool:
     """Set up tracing for this process from the `OTEL_*` variables; whether it is on."""
     global _tracer
-    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    exporter_name = settings.otel_traces_exporter.strip().lower()
     if trace is None or exporter_name in ("", "none"):
         return False
     from opentelemetry.sdk.resources import Resource
@@ -47,9 +49,7 @@ def configure(service_name: str) -> bool:
     if exporter_name == "console":
         exporter = ConsoleSpanExporter()
     elif exporter_name == "otlp":
-        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-        )
+        protocol = settings.otel_exporter_otlp_protocol
         if protocol != "http/protobuf":
             log.warning("tracing: OTLP over %s is not supported here; use http/protobuf", protocol)
             return False
@@ -59,7 +59,7 @@ def configure(service_name: str) -> bool:
     else:
         log.warning("tracing: OTEL_TRACES_EXPORTER=%s is not one of otlp, console, none", exporter_name)
         return False
-    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    name = settings.otel_service_name or service_name
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     # Flushed at exit by the provider (its shutdown runs atexit).
     provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -68,7 +68,7 @@ def run_web(args: argparse.Namespace) -> None:
     settings = _settings(args)
     check_exposure(settings)
     _use_uvloop(settings)
-    tracing.configure("jobcast-web")
+    tracing.configure(settings, "jobcast-web")
     app = create_app(settings)
     app.on_startup.append(_quiet_gc)
     http.run(
@@ -129,7 +129,7 @@ def run_worker(args: argparse.Namespace) -> None:
         sys.exit(asyncio.run(check_workers(Settings())))
     settings = Settings()
     _use_uvloop(settings)
-    tracing.configure("jobcast-worker")
+    tracing.configure(settings, "jobcast-worker")
     create_worker(settings).run()
 
 
