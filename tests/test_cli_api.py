@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -79,6 +80,24 @@ async def test_an_operator_submits_lists_cancels_retries_and_counts_jobs(spawn) 
     assert mixed.stdout.startswith(new_id[1])
     gone = await jobcast("jobs", JOBCAST_URL="http://127.0.0.1:9")
     assert gone.returncode == 1 and "no answer from the server" in gone.stderr
+
+    # A reader that stops early (`jobcast stats | head -1`) is no server error: here one that is
+    # gone before anything is written.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        closed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "jobcast", "stats"],
+            env={**os.environ, **url},
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert closed.returncode == 128 + signal.SIGPIPE and closed.stderr == "", closed.stderr
 
 
 async def test_the_cli_sends_the_api_key_from_the_environment(spawn) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
@@ -158,8 +160,16 @@ def add_commands(commands: Any) -> None:
             cmd.add_argument("--json", action="store_true", help="print JSON (a line per job)")
 
 
+# The status of a program that SIGPIPE ended, as shells report it.
+PIPE_CLOSED = 128 + signal.SIGPIPE
+
+
 def run(args: argparse.Namespace) -> None:
-    sys.exit(asyncio.run(_run(args)))
+    status = asyncio.run(_run(args))
+    if status == PIPE_CLOSED:
+        # What is still buffered for the closed pipe would fail again when Python flushes it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(status)
 
 
 async def _run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -169,6 +179,10 @@ async def _run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return await command(client, args, out)
     except ApiError as e:
         print(f"jobcast {args.command}: {_detail(e)}", file=sys.stderr)
+    except BrokenPipeError:
+        # Whoever read the output stopped (`jobcast jobs | head`): nothing is wrong with the
+        # server, and nothing is left to say.
+        return PIPE_CLOSED
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         print(f"jobcast {args.command}: no answer from the server: {e or type(e).__name__}", file=sys.stderr)
     except ValueError as e:  # --params that is not JSON
