@@ -95,6 +95,10 @@ def test_the_package_is_ready_to_publish() -> None:
             assert target.removeprefix("./") in files, f"{target} is exported but not packed"
     assert {"README.md", "LICENSE", "types/api.d.ts"} <= files
     assert not [f for f in files if f.startswith(("test/", "examples/", "node_modules/"))]
+    # publint, and arethetypeswrong on its ESM-only profile (the README says how CommonJS and
+    # node10-resolution consumers load it).
+    linted = run([str(BIN / "npm"), "run", "lint:package"], PACKAGE)
+    assert "All good!" in linted, linted
 
 
 @pytest.fixture
