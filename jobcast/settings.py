@@ -395,8 +395,8 @@ class Settings(ProcessSettings):
         pattern="^(directory|s3)$",
         description="Where uploads and results are kept between processes: `directory` (`files_dir`, a "
         "shared volume on several hosts) or `s3` (an S3-compatible bucket; `files_dir` is then each "
-        "host's scratch space). S3 needs `pip install jobcast[s3]` and AWS credentials from the usual "
-        "sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role).",
+        "host's scratch space). S3 needs `pip install 'jobcast[server,s3]'` and AWS credentials from "
+        "the usual sources (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role).",
     )
     s3_bucket: str = Field(default="jobcast", description="The bucket, with `storage=s3`.")
     s3_prefix: str = Field(default="jobs/", description="Prefix of every object jobcast writes.")

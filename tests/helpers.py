@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,24 @@ from jobcast.protocol import TERMINAL_STATES, Keys, Priority
 from jobcast.redis.embedded import free_port
 
 DEMO_SUBMIT = {"kind": "demo", "params": {"steps": 10, "step_ms": 20}}
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def checkout_copy(dest: Path) -> Path:
+    """A copy of what git would commit (tracked and new files, not ignored ones): what a build
+    sees on a fresh clone, with nothing lying around in the checkout sneaking in."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        if (CHECKOUT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(CHECKOUT / name, dest / name)
+    return dest
 
 
 # The environment that turns places in line on for a `jobcast web` a test spawns (the fixtures

