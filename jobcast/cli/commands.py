@@ -11,6 +11,8 @@ import ipaddress
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -66,7 +68,29 @@ async def _quiet_gc(app: object) -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+def check_web(settings: Settings, timeout_s: float = 2.0) -> int:
+    """`jobcast web --check`: 0 when the web process on this host answers ready (it reaches Redis
+    and holds its pub/sub connection). A container's health check, so it needs nothing but the
+    standard library."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+            print(f"ok: {url} answered {answer.status}")
+            return 0
+    except urllib.error.HTTPError as e:  # 503: up, but without Redis or pub/sub
+        print(
+            f"jobcast web --check: {url} answered {e.code}: {e.read().decode(errors='replace')}",
+            file=sys.stderr,
+        )
+    except (OSError, TimeoutError) as e:
+        print(f"jobcast web --check: {url} does not answer: {e}", file=sys.stderr)
+    return 1
+
+
 def run_web(args: argparse.Namespace) -> None:
+    if args.check:
+        sys.exit(check_web(_settings(args)))
     from jobcast.server.app import create_app
     from jobcast.server.http import server as http
     from jobcast.server.http.access_log import AccessLogger, access_logger
@@ -230,6 +254,12 @@ def main(argv: list[str] | None = None) -> None:
         if name == "worker":
             cmd.add_argument(
                 "--check", action="store_true", help="exit 0 if Redis answers and a worker is alive"
+            )
+        if name == "web":
+            cmd.add_argument(
+                "--check",
+                action="store_true",
+                help="exit 0 if the web process at --host/--port (or JOBCAST_HOST/JOBCAST_PORT) is ready",
             )
         if name != "worker":
             cmd.add_argument("--host", default=None)
