@@ -82,6 +82,18 @@ async def test_the_dashboard_filters_and_lists_failed_jobs(client, worker) -> No
     assert bad["id"] in failed_list and f'action="/jobs/{bad["id"]}/retry"' in failed_list
 
 
+async def test_a_failed_row_shows_its_error_not_its_last_progress_message(client, worker) -> None:
+    bad = await submit(client, body={"kind": "demo", "params": {"steps": 3, "step_ms": 1, "fail_at_step": 2}})
+    events = await watch_to_end(client, bad["id"])
+    assert events[-1]["type"] == "failed"
+    assert "step 1 of 3" in [e["progress"]["message"] for e in events if e["type"] == "progress"]
+    async with client.get("/?state=failed") as response:
+        html = await response.text()
+    row = html.split(f'data-job-id="{bad["id"]}"')[1].split("</tr>")[0]
+    (message,) = re.findall(r'<span class="job-message">(.*?)</span>', row)
+    assert message == "DemoFailure: failed at step 2 as asked"
+
+
 def table_ids(html: str) -> list[str]:
     rows = html.split('id="jobs"')[1].split("</tbody>")[0]
     return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)
