@@ -11,7 +11,8 @@
 6. A request with a body is answered within the body's deadline (`JOBCAST_BODY_TIMEOUT_S`, or
    `JOBCAST_UPLOAD_TIMEOUT_S` for a multipart upload), or gets 408: its body arrives in that time.
 7. Any error, from these steps or the handler, answered as a problem document
-   (server/http/problems.py).
+   (server/http/problems.py), or as a page to a browser that navigates once it is known who asks
+   (server/pages/error_pages.py).
 
 One middleware rather than one per step: a stream's handler runs for as long as the stream is
 open, and every middleware around it is a suspended coroutine frame held for all that time (about
@@ -29,6 +30,7 @@ from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem, error_response
 from jobcast.server.http.request_ids import assign_request_id
 from jobcast.server.keys import SETTINGS
+from jobcast.server.pages.error_pages import maybe_page
 from jobcast.server.security.auth import SAFE_METHODS, authenticate
 from jobcast.server.security.origins import check_cross_site, check_host, cors_preflight
 
@@ -39,18 +41,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def jobcast_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     assign_request_id(request)
     client_of(request)  # who the trusted proxies say is asking, before anything reads it
+    same_site = False
     try:
         check_host(request)
         if (preflight := cors_preflight(request)) is not None:
             return preflight
         check_cross_site(request)
+        same_site = True
         if (refused := await authenticate(request)) is not None:
             return refused
         if not request.body_exists or request.method in SAFE_METHODS:
             return await handler(request)
         return await within_body_deadline(request, handler)
     except Exception as error:  # CancelledError (a BaseException) passes
-        return error_response(request, error)
+        response = error_response(request, error)
+        # A page only for this site's own requests: one for another host, or from another site's
+        # page, gets the bare problem.
+        return maybe_page(request, response) if same_site else response
 
 
 async def within_body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -34,7 +34,9 @@ async def test_no_page_has_an_accessibility_violation(client, worker, browser, s
     written = await submit(client, "/api/jobs", summary)
     await watch_to_end(client, written["id"])
     paths = ("/", f"/jobs/{done['id']}", f"/jobs/{written['id']}", "/workers", "/scheduled", "/?state=failed")
-    for path in paths:
+    # Error pages too: a search miss, a malformed search, and /login where there is no sign-in.
+    errors = ("/find?id=ffffffff", "/find?id=zz", "/login")
+    for path in paths + errors:
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
         assert await violations(page) == [], f"{path} ({scheme})"

@@ -94,6 +94,27 @@ async def test_a_failed_row_shows_its_error_not_its_last_progress_message(client
     assert message == "DemoFailure: failed at step 2 as asked"
 
 
+async def test_a_browser_gets_an_error_page_and_an_api_client_the_problem(client) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    async with client.get("/find?id=ffffffff", headers=browser) as response:
+        assert response.status == 404 and response.content_type == "text/html"
+        page = await response.text()
+    assert "<title>Not Found · jobcast</title>" in page and '<html lang="en"' in page
+    assert '<main id="main"' in page and "no job id starts with ffffffff" in page
+    # The search again, filled in.
+    assert re.search(r'<input id="find-id" name="id" value="ffffffff"', page)
+    async with client.get("/jobs/abcd", headers=browser) as response:
+        assert response.status == 404 and 'value="abcd"' in await response.text()
+    # The same misses for a script, and any API path even for a browser: the problem document.
+    for path, headers in (
+        ("/find?id=ffffffff", {}),
+        ("/find?id=ffffffff", {"Accept": "application/json"}),
+        ("/api/jobs/" + "f" * 32, browser),
+    ):
+        async with client.get(path, headers=headers) as response:
+            assert response.status == 404 and response.content_type == "application/problem+json", path
+
+
 def table_ids(html: str) -> list[str]:
     rows = html.split('id="jobs"')[1].split("</tbody>")[0]
     return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)

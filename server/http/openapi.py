@@ -160,12 +160,11 @@ def describe(op: Operation, schemas: Schemas, app: web.Application) -> dict[str,
             response["headers"] = {name: {"schema": TEXT} for name in answer.headers}
         responses[str(status)] = response
     for status in op.problems:
+        problem: dict[str, Any] = {PROBLEM: {"schema": schemas.of(ProblemDocument)}}
+        if "pages" in op.tags:  # a browser that navigates gets the error as a page
+            problem[HTML] = {"schema": PAGE}
         responses.setdefault(
-            str(status),
-            {
-                "description": PROBLEM_TEXT.get(status, "An error"),
-                "content": {PROBLEM: {"schema": schemas.of(ProblemDocument)}},
-            },
+            str(status), {"description": PROBLEM_TEXT.get(status, "An error"), "content": problem}
         )
     out["responses"] = dict(sorted(responses.items()))
     return out
