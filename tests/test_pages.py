@@ -3,9 +3,12 @@ to the fields, the job page's event log from history, and the no-JS cancel and r
 
 from __future__ import annotations
 
+import gzip
 import re
 
-from tests.helpers import demo, get_json, submit, watch_to_end
+import aiohttp
+
+from tests.helpers import CHECKOUT, demo, get_json, submit, watch_to_end
 
 
 async def test_the_dashboard_form_is_built_from_the_kinds_schemas(client) -> None:
@@ -113,6 +116,19 @@ async def test_a_browser_gets_an_error_page_and_an_api_client_the_problem(client
     ):
         async with client.get(path, headers=headers) as response:
             assert response.status == 404 and response.content_type == "application/problem+json", path
+
+
+async def test_static_files_are_sent_compressed_to_clients_that_accept_it(client) -> None:
+    script = (CHECKOUT / "static" / "jobcast.js").read_bytes()
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        url = str(client.make_url("/static/jobcast.js"))
+        async with raw.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert "Accept-Encoding" in response.headers.getall("Vary", [])
+            sent = await response.read()
+        async with raw.get(url, headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers and await response.read() == script
+    assert gzip.decompress(sent) == script and len(sent) < len(script) / 3, (len(sent), len(script))
 
 
 def table_ids(html: str) -> list[str]:
