@@ -26,7 +26,10 @@ function refreshStatsSoon() {
     try {
       const stats = await readJson(await fetch(`${base}/api/stats`));
       for (const box of document.querySelectorAll("[data-stat]")) {
-        box.textContent = box.dataset.stat.split(".").reduce((value, key) => value?.[key], stats) ?? "—";
+        const value = box.dataset.stat.split(".").reduce((found, key) => found?.[key], stats);
+        // A count per priority (`delayed`) shows as its sum.
+        const shown = value !== null && typeof value === "object" ? Object.values(value).reduce((a, b) => a + b, 0) : value;
+        box.textContent = shown ?? "—";
       }
       showServing(stats.serving);
       showPaused(stats.paused);

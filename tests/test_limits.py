@@ -241,3 +241,37 @@ async def _three(keys: Any) -> Any:
 
 async def _none(keys: Any) -> bool:
     return not await keys
+
+
+async def test_the_counters_split_waiting_into_ready_held_and_delayed(spawn, page) -> None:
+    from playwright.async_api import expect
+
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        await post_json(session, f"{web.url}/api/kinds/demo/pause", status=200)
+        await submit_many(session, web.url, {"kind": "demo", "params": {"steps": 1}}, 2)
+        await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 4000}}, 5)
+        delayed = {"kind": "metered", "params": {}, "delay_s": 600}
+        await post_json(session, f"{web.url}/api/jobs", delayed, status=202)
+
+        async def split() -> dict[str, Any] | None:
+            stats = await get_json(session, f"{web.url}/api/stats")
+            return stats if stats["running"] == 2 and stats["held"] == {"paused": 2, "limits": 3} else None
+
+        stats = await wait_for(split, what="two running, two parked and three held back")
+        assert sum(stats["waiting"].values()) == 0 and sum(stats["delayed"].values()) == 1
+        await page.goto(web.url + "/")
+        counters = {
+            "Ready (default)": "0",
+            "Delayed": "1",
+            "Held by a pause": "2",
+            "Held by limits": "3",
+            "Running": "2",
+        }
+        for label, value in counters.items():
+            await expect(page.locator("#stats div", has_text=label).locator("dd")).to_have_text(value)
+        # Live: the page's refresh sums the delayed jobs of every priority.
+        await post_json(session, f"{web.url}/api/jobs", {**delayed, "priority": "low"}, status=202)
+        await expect(page.locator('[data-stat="delayed"]')).to_have_text("2", timeout=10_000)

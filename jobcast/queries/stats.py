@@ -6,10 +6,14 @@ from typing import Any
 
 from jobcast.bulk import without_bulk
 from jobcast.protocol import TERMINAL_STATES, Priority, State, epoch_ms, utcnow
+from jobcast.redis.client import awaited
 from jobcast.store.jobs import JobStore
 from jobcast.store.pausing import paused_kinds
 
 HOUR_MS = 3600 * 1000
+# Sets of held jobs counted a call (one per kind and owner, or per owner): the count is exact up to
+# this many, and a floor past it, so that a flood of owners cannot make the counters slow.
+HELD_SETS_COUNTED = 1000
 
 
 async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
@@ -46,17 +50,41 @@ async def stats(store: JobStore, worker_ttl_s: float) -> dict[str, Any]:
     rest = results[3 * len(priorities) : -2]
     live, kinds = results[-2:]
     serving = serving_kinds(live, kinds)
+    paused_now = await paused_kinds(store, paused)
     return {
         "waiting": waiting,
         "delayed": delayed,
+        "held": {
+            "paused": sum(p["parked"] for p in paused_now.values()),
+            "limits": await held_by_limits(store),
+        },
         "oldest_waiting_s": round((now - min(oldest)) / 1000, 3) if oldest else None,
         "running": rest[0],
         "finished_last_hour": dict(zip(finished, rest[1 : 1 + len(finished)], strict=True)),
         "workers": len(live),
         "serving": [{"worker": name, "kinds": without_bulk(names)} for name, names in serving.items()],
-        "paused": await paused_kinds(store, paused),
+        "paused": paused_now,
         "waiting_by_kind": dict(sorted(by_kind.items())),
     }
+
+
+async def held_by_limits(store: JobStore) -> int:
+    """Due jobs a kind's or an owner's limit holds back (jobcast/store/lua/claim.lua): out of the
+    queues, so the waiting counts leave them out."""
+    keys = store.keys
+    tokens = sorted(t.decode() for t in await awaited(store.redis.smembers(keys.held)))
+    kinds = [t.removeprefix("kind=") for t in tokens if t.startswith("kind=")]
+    owners = [t.removeprefix("owner=") for t in tokens if t.startswith("owner=")]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for kind in kinds:
+            pipe.zrange(keys.kind_held_ring(kind), 0, HELD_SETS_COUNTED - 1)
+        rings = await pipe.execute()
+    sets = [keys.kind_held(kind, o.decode()) for kind, ring in zip(kinds, rings, strict=True) for o in ring]
+    sets += [keys.owner_held(owner) for owner in owners]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for key in sets[:HELD_SETS_COUNTED]:
+            pipe.zcard(key)
+        return sum(await pipe.execute())
 
 
 def serving_kinds(live: list[bytes], kinds: dict[bytes, bytes]) -> dict[str, list[str]]:

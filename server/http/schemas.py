@@ -179,9 +179,20 @@ class FinishedHistory(Closed):
     buckets: list[FinishedBucket] = Field(description="Oldest first; the last one is under way.")
 
 
+class Held(Closed):
+    paused: int = Field(description="Due jobs of paused kinds, parked until their kind resumes.")
+    limits: int = Field(
+        description="Due jobs a kind's or an owner's limit holds back (exact up to 1,000 kinds and owners "
+        "holding jobs, a floor past that)."
+    )
+
+
 class Stats(Closed):
-    waiting: dict[str, int] = Field(description="Jobs due now, per priority.")
-    delayed: dict[str, int] = Field(description="Jobs waiting for their time, per priority.")
+    waiting: dict[str, int] = Field(description="Jobs due now and ready to start, per priority.")
+    delayed: dict[str, int] = Field(
+        description="Jobs waiting for their time (delayed, or backing off before a retry), per priority."
+    )
+    held: Held = Field(description="Due jobs that may not start yet: out of the waiting counts.")
     oldest_waiting_s: float | None
     running: int
     finished_last_hour: dict[str, int]

@@ -193,6 +193,19 @@ export interface components {
             /** Redis */
             redis: boolean;
         };
+        /** Held */
+        Held: {
+            /**
+             * Limits
+             * @description Due jobs a kind's or an owner's limit holds back (exact up to 1,000 kinds and owners holding jobs, a floor past that).
+             */
+            limits: number;
+            /**
+             * Paused
+             * @description Due jobs of paused kinds, parked until their kind resumes.
+             */
+            paused: number;
+        };
         /**
          * JobEvent
          * @description One event of a job, as SSE `data:` (with `id:` its seq and `event:` its type) or a
@@ -772,7 +785,7 @@ export interface components {
         Stats: {
             /**
              * Delayed
-             * @description Jobs waiting for their time, per priority.
+             * @description Jobs waiting for their time (delayed, or backing off before a retry), per priority.
              */
             delayed: {
                 [key: string]: number;
@@ -781,6 +794,8 @@ export interface components {
             finished_last_hour: {
                 [key: string]: number;
             };
+            /** @description Due jobs that may not start yet: out of the waiting counts. */
+            held: components["schemas"]["Held"];
             /** Oldest Waiting S */
             oldest_waiting_s: number | null;
             /**
@@ -799,7 +814,7 @@ export interface components {
             serving: components["schemas"]["Serving"][];
             /**
              * Waiting
-             * @description Jobs due now, per priority.
+             * @description Jobs due now and ready to start, per priority.
              */
             waiting: {
                 [key: string]: number;
@@ -895,6 +910,7 @@ export type FieldError = components['schemas']['FieldError'];
 export type FinishedBucket = components['schemas']['FinishedBucket'];
 export type FinishedHistory = components['schemas']['FinishedHistory'];
 export type Health = components['schemas']['Health'];
+export type Held = components['schemas']['Held'];
 export type JobEvent = components['schemas']['JobEvent'];
 export type JobLinks = components['schemas']['JobLinks'];
 export type JobPage = components['schemas']['JobPage'];
