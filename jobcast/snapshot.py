@@ -49,6 +49,7 @@ class JobSnapshot(SnapshotLinks):
     progress: ProgressSnapshot
     attempt: int
     max_attempts: int | None
+    timeout_s: float | None
     created_at: str | None
     run_at: str | None
     started_at: str | None

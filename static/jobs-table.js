@@ -66,6 +66,7 @@ export class JobsTable {
     row.dataset.jobId = job.id;
     row.dataset.kind = job.kind;
     row.dataset.priority = job.priority;
+    row.dataset.timeoutS = job.timeout_s ?? JSON.parse(this.table.dataset.timeouts || "{}")[job.kind] ?? "";
     row.dataset.createdAt = job.created_at || "";
     const short = job.id.slice(0, 8);
     row.querySelector(".job-link").href = `${this.base}/jobs/${job.id}`;

@@ -92,11 +92,12 @@ export function applyToJob(root, event) {
 
 export function updateTiming(root) {
   const percent = Number(root.dataset.percent ?? root.querySelector("progress")?.value ?? 0);
-  const { elapsed, eta } = timing({
+  const { elapsed, eta, pace, timesOut } = timing({
     startedAt: root.dataset.startedAt,
     attemptStartedAt: root.dataset.attemptStartedAt,
     finishedAt: root.dataset.finishedAt,
     percent,
+    timeoutS: Number(root.dataset.timeoutS) || 0,
   });
   const elapsedBox = root.querySelector(".job-elapsed, #elapsed");
   const etaBox = root.querySelector(".job-eta, #eta");
@@ -105,7 +106,14 @@ export function updateTiming(root) {
     // The job page labels the box itself ("ETA"); a dashboard row does not.
     const labelled = etaBox.id === "eta";
     const known = Number.isFinite(eta) && eta > 0;
-    setText(etaBox, known ? `${labelled ? "" : "ETA "}${formatDuration(eta)}` : labelled ? "—" : "");
+    let text = known ? `${labelled ? "" : "ETA "}${formatDuration(eta)}` : labelled ? "—" : "";
+    if (known && timesOut) {
+      // At this pace the attempt would outlast its time limit: it times out first.
+      text = labelled
+        ? `times out in ${formatDuration(eta)} (at this pace it needs ${formatDuration(pace)})`
+        : `times out in ${formatDuration(eta)}`;
+    }
+    setText(etaBox, text);
   }
 }
 

@@ -207,6 +207,35 @@ async def test_the_job_page_shows_params_and_each_attempt_live_and_after_a_reloa
     await expect(first.locator(".traceback pre")).to_contain_text("DemoFailure: failed at step 2")
 
 
+async def test_an_eta_past_the_time_limit_says_the_job_times_out(spawn, page) -> None:
+    limit = {"JOBCAST_KIND_TIMEOUTS_S": '{"demo": 8}'}
+    web = spawn("web", **limit)
+    spawn("worker", **limit)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # 40 steps of 400 ms: 16 s at its pace, past its 8 s limit.
+        slow = await submit(session, web.url + "/api/jobs", demo(40, 400))
+        assert slow["timeout_s"] == 8
+        await page.goto(f"{web.url}/jobs/{slow['id']}")
+        await expect(page.locator("#eta")).to_have_text(
+            re.compile(r"^times out in \ds \(at this pace it needs \d+s\)$"), timeout=TIMEOUT_MS
+        )
+        await page.goto(web.url + "/")
+        row = page.locator(f'.job[data-job-id="{slow["id"]}"]')
+        await expect(row.locator(".job-eta")).to_have_text(
+            re.compile(r"^times out in \ds$"), timeout=TIMEOUT_MS
+        )
+        # A job whose pace fits its limit shows its plain estimate, on a row the page added itself.
+        await page.select_option("#kind", "demo")
+        await page.fill("#demo-steps", "10")
+        await page.fill("#demo-step_ms", "300")
+        await page.click("#submit-form button[type=submit]")
+        fits = page.locator(".job").first
+        await expect(fits).not_to_have_attribute("data-job-id", slow["id"])
+        await expect(fits).to_have_attribute("data-timeout-s", "8")
+        await expect(fits.locator(".job-eta")).to_have_text(re.compile(r"^ETA \ds$"), timeout=TIMEOUT_MS)
+
+
 async def test_a_job_backing_off_says_when_it_runs_again_and_elapsed_spans_its_attempts(
     client, spawn, page
 ) -> None:

@@ -86,6 +86,7 @@ _SNAPSHOT_FIELDS = frozenset(
         *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
         *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
         *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "waiting", "seq"),
+        "timeout_s",
     }
 )
 
@@ -123,6 +124,7 @@ def snapshot_of(
         "progress": parsed.get("progress") or _EMPTY_PROGRESS.copy(),
         "attempt": int(get("attempt") or 0),
         "max_attempts": int(get("max_attempts") or 0) or None,
+        "timeout_s": float(get("timeout_s") or 0) or None,
         "created_at": get("created_at") or None,
         "run_at": get("run_at") or None,
         "started_at": get("started_at") or None,
@@ -233,13 +235,17 @@ class Submission:
     priority: Priority = Priority.DEFAULT
     delay_s: float = 0.0
     max_attempts: int = 0
+    # The kind's time limit for one attempt (0: not said), for the ETAs a page shows.
+    timeout_s: float = 0.0
     # The kind's estimate of the CPU-seconds it takes (counted against the owner's hourly budget).
     cost_s: float = 0.0
     # While a job of this key (and owner, and kind) waits or runs, a new submission gets it.
     unique_key: str | None = None
 
     @classmethod
-    def again(cls, old: JobSnapshot, *, max_attempts: int, cost_s: float) -> Submission:
+    def again(
+        cls, old: JobSnapshot, *, max_attempts: int, cost_s: float, timeout_s: float = 0.0
+    ) -> Submission:
         """The submission that retries `old` (a job's snapshot): its kind, params and priority."""
         priority = Priority(old["priority"])
         # A job that can be retried has both: the retry script refuses one that is gone.
@@ -248,6 +254,7 @@ class Submission:
             old["params"] or {},
             priority=priority,
             max_attempts=max_attempts,
+            timeout_s=timeout_s,
             cost_s=cost_s,
         )
 
@@ -516,6 +523,8 @@ class JobStore:
         # The record's fields but params, as field/value pairs of text (a batch builds a thousand).
         fields = ["kind", kind, "priority", priority, "max_attempts", str(submission.max_attempts)]
         fields += ("created_at", queued.created_at)
+        if submission.timeout_s > 0:
+            fields += ("timeout_s", f"{submission.timeout_s:g}")
         optional = (
             ("run_at", queued.run_at),
             ("retry_of", retry_of),

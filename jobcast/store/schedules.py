@@ -177,6 +177,7 @@ class ScheduleBook:
             params=model.model_dump(mode="json"),
             priority=schedule.priority,
             max_attempts=kind.max_attempts,
+            timeout_s=kind.timeout_s,
             cost_s=kind.estimated_cost(model),
         )
         key = None if tick is None else tick_key(schedule.id, epoch_ms(tick))

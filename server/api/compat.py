@@ -72,6 +72,7 @@ async def post_report(request: web.Request) -> web.Response:
         params=params.model_dump(mode="json"),
         priority=Priority.DEFAULT,
         max_attempts=kind.max_attempts,
+        timeout_s=kind.timeout_s,
     )
     # A service key submits for the article's userId; a browser user, for itself.
     who = principal(request)

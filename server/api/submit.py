@@ -161,6 +161,7 @@ def validate(app: web.Application, request: SubmitRequest) -> Submission:
         priority=request.priority,
         delay_s=request.delay_s,
         max_attempts=kind.max_attempts,
+        timeout_s=kind.timeout_s,
         cost_s=cost_of(app, kind, model),
         unique_key=request.unique_key or kind.unique_key(params),
     )
@@ -523,7 +524,7 @@ async def retry(app: web.Application, old: Snapshot) -> Submitted:
     if kind is None:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
     cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
-    submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost)
+    submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost, timeout_s=kind.timeout_s)
     job_id = new_job_id()
     async with discard_files_unless_created(app, job_id):
         if kind.takes_upload:

@@ -62,6 +62,11 @@ class JobSnapshot(Closed):
     progress: Progress
     attempt: int = Field(description="The attempt running or last run; 0 before the first.")
     max_attempts: int | None
+    timeout_s: float | None = Field(
+        default=None,
+        description="How long one attempt may run before it fails with a timeout: an ETA past it means "
+        "the attempt would not finish.",
+    )
     created_at: str | None
     run_at: str | None
     started_at: str | None = Field(description="When the attempt running or last run started.")

@@ -115,6 +115,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
 
     return {
         "kinds": kinds,
+        # Each kind's time limit, for the ETA of a row the page adds (server/pages' rows carry the job's).
+        "timeouts": {k.name: k.timeout_s for k in kinds},
         "fields": {k.name: form_fields(k) for k in kinds},
         "priorities": [p.value for p in Priority],
         "states": [s.value for s in State],

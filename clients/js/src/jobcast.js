@@ -572,13 +572,17 @@ export function formatDuration(seconds) {
  * start; the estimate left uses the current attempt alone (`attemptStartedAt`, when a retry began
  * later), since its percent started again from nothing.
  */
-export function timing({ startedAt, attemptStartedAt, finishedAt, percent }, now = Date.now()) {
-  if (!startedAt) return { elapsed: NaN, eta: NaN };
+export function timing({ startedAt, attemptStartedAt, finishedAt, percent, timeoutS }, now = Date.now()) {
+  if (!startedAt) return { elapsed: NaN, eta: NaN, pace: NaN, timesOut: false };
   const end = finishedAt ? Date.parse(finishedAt) : now;
   const elapsed = (end - Date.parse(startedAt)) / 1000;
   const running = (end - Date.parse(attemptStartedAt || startedAt)) / 1000;
-  const eta = finishedAt ? 0 : percent > 0 && percent < 100 ? (running * (100 - percent)) / percent : NaN;
-  return { elapsed, eta };
+  const pace = finishedAt ? 0 : percent > 0 && percent < 100 ? (running * (100 - percent)) / percent : NaN;
+  // An attempt ends at its time limit whatever its pace: an estimate past the limit is when it
+  // would time out, not when it finishes.
+  const left = timeoutS > 0 ? Math.max(timeoutS - running, 0) : Infinity;
+  const timesOut = Number.isFinite(pace) && pace > left;
+  return { elapsed, eta: timesOut ? left : pace, pace, timesOut };
 }
 
 const ELEMENT_STYLE = `

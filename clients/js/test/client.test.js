@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { State, submitJob, watchFeed, watchJob } from "@jobcast/client";
+import { State, submitJob, timing, watchFeed, watchJob } from "@jobcast/client";
 
 import { BASE, collect, transports } from "./helpers.js";
 
@@ -111,4 +111,14 @@ test("outside a browser, base is required and a missing transport is named", () 
   if (typeof globalThis.EventSource === "undefined") {
     assert.throws(() => watchJob("0".repeat(32), { base: BASE, transport: "sse" }), /pass options\.EventSource/);
   }
+});
+
+test("timing says when an attempt would outlast its time limit", () => {
+  const now = Date.parse("2026-01-01T00:01:00Z");
+  const job = { startedAt: "2026-01-01T00:00:00Z", attemptStartedAt: "2026-01-01T00:00:00Z", percent: 25 };
+  // 60 s for a quarter: 180 s more at this pace.
+  assert.deepEqual(timing(job, now), { elapsed: 60, eta: 180, pace: 180, timesOut: false });
+  assert.deepEqual(timing({ ...job, timeoutS: 300 }, now), { elapsed: 60, eta: 180, pace: 180, timesOut: false });
+  // A 100 s limit ends the attempt 40 s from now, long before the estimate.
+  assert.deepEqual(timing({ ...job, timeoutS: 100 }, now), { elapsed: 60, eta: 40, pace: 180, timesOut: true });
 });

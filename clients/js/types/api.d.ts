@@ -400,6 +400,12 @@ export interface components {
              */
             submitted_by: string | null;
             /**
+             * Timeout S
+             * @description How long one attempt may run before it fails with a timeout: an ETA past it means the attempt would not finish.
+             * @default null
+             */
+            timeout_s?: number | null;
+            /**
              * Waiting
              * @description Why the job, due, does not start yet: its kind is paused, or a limit holds it back (`report is at its limit (3 of 3 running)`); a `waiting` event says when this changes.
              * @default null

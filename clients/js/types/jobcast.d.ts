@@ -181,7 +181,9 @@ export declare function readJson<T = unknown>(response: Response): Promise<T>;
 export declare function formatDuration(seconds: number): string;
 /**
  * Elapsed and remaining seconds (NaN when unknown): elapsed from the first attempt's start
- * (`startedAt`), the estimate left from the current attempt's (`attemptStartedAt`) and percent.
+ * (`startedAt`), `pace` the estimate left from the current attempt's (`attemptStartedAt`) and
+ * percent, and `eta` that estimate or, when the attempt's time limit (`timeoutS`, a snapshot's
+ * `timeout_s`) comes first, the time left to it (`timesOut`).
  */
 export declare function timing(
   job: {
@@ -189,9 +191,10 @@ export declare function timing(
     attemptStartedAt?: string | null;
     finishedAt?: string | null;
     percent?: number | null;
+    timeoutS?: number | null;
   },
   now?: number,
-): { elapsed: number; eta: number };
+): { elapsed: number; eta: number; pace: number; timesOut: boolean };
 
 /**
  * `<job-progress job-id base token transport label output>`: a live progress bar for one job
