@@ -158,6 +158,8 @@ document.getElementById("kind-intake")?.addEventListener("click", async (click) 
   if (!button) return;
   const item = button.closest("[data-kind]");
   const action = item.dataset.paused === "true" ? "resume" : "pause";
+  const pausing = `Pause ${item.dataset.kind}? Its jobs start no more (running ones finish) until it resumes.`;
+  if (action === "pause" && !window.confirm(pausing)) return;
   button.disabled = true;
   try {
     const url = `${base}/api/kinds/${encodeURIComponent(item.dataset.kind)}/${action}`;

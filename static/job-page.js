@@ -332,6 +332,7 @@ updateTiming(page);
 
 cancelButton.addEventListener("click", async (click) => {
   click.preventDefault();
+  if (!window.confirm("Cancel this job? It stops where it is; it can be retried as a new job.")) return;
   cancelButton.disabled = true;
   actionStatus.textContent = "Cancelling…";
   try {

@@ -82,8 +82,22 @@ async def test_pausing_a_kind_from_the_dashboard_holds_its_jobs_until_it_resumes
     await page.goto(base(client) + "/")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     intake = page.locator('#kind-intake [data-kind="demo"]')
+    # Pausing asks first; declined, nothing changes.
+    asked: list[str] = []
+
+    async def answer(dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    await intake.get_by_role("button", name="Pause demo").click()
+    await expect(intake.get_by_role("button", name="Pause demo")).to_be_enabled()
+    await expect(intake.locator(".intake-state")).to_have_text("running")
+    page.once("dialog", lambda dialog: answer(dialog, True))
     await intake.get_by_role("button", name="Pause demo").click()
     await expect(intake.locator(".intake-state")).to_contain_text("paused since")
+    assert len(asked) == 2 and asked[0] == asked[1], asked
+    assert asked[0].startswith("Pause demo? Its jobs start no more"), asked
     await page.select_option("#kind", "demo")
     await page.fill("#demo-steps", "3")
     await page.fill("#demo-step_ms", "10")
@@ -399,8 +413,18 @@ async def test_cancel_from_the_job_page(client, worker, page) -> None:
     job = await submit(client, body=demo(400, 25))
     await page.goto(base(client) + job["links"]["page"])
     await page.wait_for_function("() => document.getElementById('bar').value > 0", timeout=TIMEOUT_MS)
-    await page.click("#cancel")
+    # It asks first, and looks destructive; declined, the job runs on.
+    cancel = page.locator("#cancel")
+    assert "danger" in (await cancel.get_attribute("class") or "")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await cancel.click()
+    await expect(cancel).to_be_enabled()
+    assert (await get_json(client, f"/api/jobs/{job['id']}"))["state"] == "running"
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: asked.append(dialog.message) or dialog.accept())
+    await cancel.click()
     await expect(page.locator("#state")).to_have_text("cancelled", timeout=TIMEOUT_MS)
+    assert asked == ["Cancel this job? It stops where it is; it can be retried as a new job."]
     await expect(page.locator(".job-title .badge")).to_have_text("cancelled")
     await expect(page.locator("#log tr:last-child td:nth-child(2)")).to_have_text("cancelled")
     await expect(page.locator("#retry")).to_be_enabled()
