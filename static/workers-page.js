@@ -1,7 +1,7 @@
 // The workers page: the list from GET /api/workers every few seconds, and the running jobs' bars
 // live from the feed in between.
 import { watchFeed } from "./jobcast.js";
-import { applyToJob, showConnection } from "./ui.js";
+import { applyToJob, showConnection, timeElement } from "./ui.js";
 
 const base = document.documentElement.dataset.base || "";
 const box = document.getElementById("workers");
@@ -29,7 +29,10 @@ function jobItem(job) {
   const percent = document.createElement("span");
   percent.className = "job-percent";
   percent.textContent = `${Math.round(job.progress?.percent ?? 0)}%`;
-  item.append(link, " ", bar, " ", percent);
+  const started = document.createElement("span");
+  started.className = "job-started";
+  started.append("since ", timeElement(job.started_at));
+  item.append(link, " ", bar, " ", percent, " ", started);
   return item;
 }
 

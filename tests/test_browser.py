@@ -292,9 +292,18 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
         await expect(panel.locator(".concurrency")).to_have_text("3")
         await expect(panel.locator(".kinds")).to_contain_text("demo")
         await expect(panel.locator(".badge")).to_have_text("live")
-        # Its job, with a bar that moves while the page is open.
+        # Its job, with a bar that moves while the page is open, and since when it runs here.
         bar = panel.locator(f'[data-job-id="{job["id"]}"] progress')
         await expect(bar).to_be_visible(timeout=TIMEOUT_MS)
+        started = (await get_json(session, f"/api/jobs/{job['id']}"))["started_at"]
+        since = panel.locator(f'[data-job-id="{job["id"]}"] .job-started time')
+        await expect(since).to_have_attribute("datetime", started)
+        # A job that starts while the page is open comes from the page's refresh, said the same way.
+        later = await submit(session, "/api/jobs", demo(40, 100))
+        item = panel.locator(f'[data-job-id="{later["id"]}"]')
+        await expect(item.locator(".job-started time")).to_have_attribute(
+            "datetime", re.compile(r"^\d{4}-\d\d-\d\dT"), timeout=TIMEOUT_MS
+        )
         first = float(await bar.get_attribute("value") or 0)
         await page.wait_for_function(
             f"() => document.querySelector('[data-job-id=\"{job['id']}\"] progress').value > {first}",

@@ -46,17 +46,20 @@ async def workers(store: JobStore, worker_ttl_s: float, lost_shown_s: float) -> 
     ids = [job_id for worker in out for job_id in worker["jobs"]]
     async with store.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(keys.job(job_id), ["kind", "state", "progress"])
+            pipe.hmget(keys.job(job_id), ["kind", "state", "progress", "started_at"])
         fields = dict(zip(ids, await pipe.execute(), strict=True))
     for worker in out:
         worker["jobs"] = [job(job_id, *fields[job_id]) for job_id in worker["jobs"]]
     return sorted(out, key=lambda w: (w["gone"], w["heartbeat_age_s"], w["name"]))
 
 
-def job(job_id: str, kind: bytes | None, state: bytes | None, progress: bytes | None) -> dict[str, Any]:
+def job(
+    job_id: str, kind: bytes | None, state: bytes | None, progress: bytes | None, started: bytes | None
+) -> dict[str, Any]:
     return {
         "id": job_id,
         "kind": kind.decode() if kind else None,
         "state": state.decode() if state else None,
         "progress": loads(progress) if progress else None,
+        "started_at": started.decode() if started else None,
     }

@@ -137,6 +137,7 @@ class WorkerJob(Closed):
     kind: str | None
     state: str | None
     progress: Progress | None
+    started_at: str | None = Field(default=None, description="When the attempt on this worker started.")
 
 
 class WorkerInfo(Closed):

@@ -890,6 +890,12 @@ export interface components {
             /** Kind */
             kind: string | null;
             progress: components["schemas"]["Progress"] | null;
+            /**
+             * Started At
+             * @description When the attempt on this worker started.
+             * @default null
+             */
+            started_at?: string | null;
             /** State */
             state: string | null;
         };
