@@ -23,6 +23,8 @@ const atEnd = () => logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight
 logBox.scrollTop = logBox.scrollHeight;
 
 function logRow(event) {
+  // A page of earlier events stays as it is; the latest page follows the job.
+  if (log.dataset.live === "false") return;
   const following = atEnd();
   const row = document.createElement("tr");
   row.dataset.seq = event.seq;

@@ -213,3 +213,30 @@ async def test_run_now_is_for_jobs_waiting_for_their_time(client, worker) -> Non
     assert again.status == 409 and again.content_type == "application/problem+json"
     unknown = await client.post(f"/api/jobs/{'0' * 32}/run-now")
     assert unknown.status == 404
+
+
+async def test_the_job_pages_event_log_is_paged_not_written_whole(spawn) -> None:
+    fast = {"JOBCAST_PROGRESS_RATE_HZ": "1000"}
+    web = spawn("web", **fast)
+    spawn("worker", **fast)
+    await web.wait_http()
+    async with aiohttp.ClientSession(web.url) as session:
+        job = await submit(session, "/api/jobs", demo(250, 2))
+        events = await watch_to_end(session, job["id"])
+        assert len(events) > 230, len(events)
+        seen: list[int] = []
+        url = f"/jobs/{job['id']}"
+        while url:
+            async with session.get(url) as response:
+                assert response.status == 200
+                page = await response.text()
+            rows = [int(seq) for seq in re.findall(r'<tr data-seq="(\d+)"', page.split('id="log"')[1])]
+            assert 0 < len(rows) <= 100 and rows == sorted(rows)
+            assert ('data-live="true"' in page) == (not seen)
+            seen = rows + seen
+            earlier = re.search(r'id="log-earlier" href="(\?log_before=\d+)#log-title"', page)
+            url = f"/jobs/{job['id']}{earlier[1]}" if earlier else ""
+        # Every event once, in pages of at most 100, the latest first.
+        assert seen == [e["seq"] for e in events if e["type"] != "output"]
+        async with session.get(f"/jobs/{job['id']}?log_before=0") as response:
+            assert response.status == 422

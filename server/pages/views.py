@@ -231,6 +231,20 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
     return [loads(split_record(record)[2]) for record in records]
 
 
+# Events the job page's log shows at once.
+LOG_PAGE_EVENTS = 100
+
+
+class JobPageQuery(BaseModel):
+    log_before: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**53,
+        description=f"Show the {LOG_PAGE_EVENTS} events before this seq in the event log (earlier "
+        "pages); without it, the latest, live.",
+    )
+
+
 @routes.get("/jobs/{job_id:[0-9a-f]{4,32}}")
 @operation(
     Operation(
@@ -239,13 +253,15 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
             200: Answer("The page", {HTML: PAGE}),
             302: Answer("To the page of the one job whose id starts so", headers=("Location",)),
         },
-        problems=(404, 409, 503),
+        query=JobPageQuery,
+        problems=(404, 409, 422, 503),
         tags=("pages",),
     )
 )
 async def job_page(request: web.Request) -> web.Response:
     if len(request.match_info["job_id"]) < 32:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
+    before = parsed_query(request, JobPageQuery).log_before
     store = request.app[STORE]
     job_id = request.match_info["job_id"]
     # One read of the record: the job, the seq the page resumes after, and the lengths that say
@@ -257,6 +273,10 @@ async def job_page(request: web.Request) -> web.Response:
     events = [e for e in _history(records) if e["seq"] <= seq]
     outputs = await page_outputs(store, job["id"], raw, job["links"]["self"], job["stream_token"])
     tried = attempts(events)
+    # The event log, a page of it: a job's history can hold thousands of events, and written
+    # whole it made a page of hundreds of KB. `log_before` pages back (links, no JS needed).
+    logged = [e for e in events if e["type"] != "output"]
+    window = [e for e in logged if before is None or e["seq"] < before][-LOG_PAGE_EVENTS:]
     if principal(request).sees_all:  # operators only: owners see the error, never the traceback
         kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
         for attempt in tried:
@@ -265,7 +285,9 @@ async def job_page(request: web.Request) -> web.Response:
         "job": job,
         "seq": seq,
         # The event log shows the job's life; its output has panels of its own.
-        "events": [e for e in events if e["type"] != "output"],
+        "events": window,
+        "log_earlier": window[0]["seq"] if window and logged[0]["seq"] < window[0]["seq"] else None,
+        "log_latest": before is None,
         **page_context(outputs, job["attempt"]),
         "params": params_rows(request.app[KINDS].get(job["kind"] or ""), job["params"]),
         "attempts": tried,
@@ -273,6 +295,8 @@ async def job_page(request: web.Request) -> web.Response:
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
     }
     return render_page("job.html", request, context)
+
+
 
 
 class FindQuery(BaseModel):
