@@ -403,7 +403,7 @@ def footprint_lines(results: dict[str, Any]) -> list[str]:
     f = results["footprint"]
     lines = [
         "",
-        f"Redis {f['redis']} bytes per finished job (INFO memory over N jobs, indexes included, the capped "
+        f"{f['redis']} bytes per finished job (INFO memory over N jobs, indexes included, the capped "
         "feed aside), by the server's hash/zset listpack value limit:",
         f"{'job':<42} {'listpack':>8} {'events':>7} {'whole history':>14} {'compacted':>10} "
         f"{'history/raw':>12}",
