@@ -20,11 +20,23 @@ async def violations(page) -> list[str]:
     return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}" for v in found]
 
 
+# A phone and a desktop.
+WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1440, "height": 900}}
+
+
+async def overflow(page) -> int:
+    """How far the page is wider than the viewport (a page that scrolls sideways on a phone)."""
+    return await page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-async def test_no_page_has_an_accessibility_violation(client, worker, browser, scheme: str) -> None:
+async def test_no_page_has_an_accessibility_violation(
+    client, worker, browser, scheme: str, width: str
+) -> None:
     assert AXE.is_file(), "axe-core is missing: run scripts/bootstrap test"
     # The pages' CSP refuses injected scripts, axe's included: this context alone bypasses it.
-    context = await browser.new_context(bypass_csp=True, color_scheme=scheme)
+    context = await browser.new_context(bypass_csp=True, color_scheme=scheme, viewport=WIDTHS[width])
     page = await context.new_page()
     base = str(client.make_url("")).rstrip("/")
     done = await submit(client, "/api/jobs", demo(2, 10))
@@ -39,21 +51,25 @@ async def test_no_page_has_an_accessibility_violation(client, worker, browser, s
     for path in paths + errors:
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
-        assert await violations(page) == [], f"{path} ({scheme})"
+        assert await violations(page) == [], f"{path} ({scheme}, {width})"
+        assert await overflow(page) <= 0, f"{path} scrolls sideways ({width})"
     await context.close()
 
 
+@pytest.mark.parametrize("width", sorted(WIDTHS))
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_owner_mode_pages_have_no_accessibility_violation(
-    aiohttp_client, settings, worker, browser, scheme: str
+    aiohttp_client, settings, worker, browser, scheme: str, width: str
 ) -> None:
     # An owner's view (no counters, no bulk actions) and the sign-in page exist only in owner mode.
     client = await aiohttp_client(create_app(settings.model_copy(update={"secret": SecretStr("s" * 32)})))
-    context = await browser.new_context(bypass_csp=True, color_scheme=scheme)
+    context = await browser.new_context(bypass_csp=True, color_scheme=scheme, viewport=WIDTHS[width])
     page = await context.new_page()
     base = str(client.make_url("")).rstrip("/")
     await page.goto(base + "/")
-    # Submitted from the page, so the job is this browser's own.
+    # Submitted from the page, so the job is this browser's own (on a phone the form is folded).
+    if width == "phone":
+        await page.get_by_text("Submit a job").click()
     await page.select_option("#kind", "demo")
     await page.fill("#demo-steps", "2")
     await page.click("#submit-form button[type=submit]")
@@ -62,5 +78,6 @@ async def test_owner_mode_pages_have_no_accessibility_violation(
     for path in ("/", f"/jobs/{own}", "/login"):
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
-        assert await violations(page) == [], f"{path} ({scheme}, owner mode)"
+        assert await violations(page) == [], f"{path} ({scheme}, {width}, owner mode)"
+        assert await overflow(page) <= 0, f"{path} scrolls sideways ({width}, owner mode)"
     await context.close()
