@@ -297,8 +297,6 @@ async def job_page(request: web.Request) -> web.Response:
     return render_page("job.html", request, context)
 
 
-
-
 class FindQuery(BaseModel):
     id: str = Field(
         pattern="^[0-9a-fA-F]{4,32}$", description="A job's id, or its first 4 or more characters"
