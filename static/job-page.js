@@ -69,7 +69,7 @@ function showEnd(event) {
       document.getElementById("download").textContent = `Download ${file.name}`;
     }
   }
-  document.getElementById("finished-at").replaceChildren(timeElement(event.finished_at || event.ts));
+  document.getElementById("finished-at").replaceChildren(timeElement(event.finished_at || event.ts, true));
 }
 
 // The attempts table follows the events: a `started` opens a row, the event that ends the attempt
@@ -306,7 +306,7 @@ function apply(event) {
   const attempt = document.getElementById("attempt");
   attempt.textContent = attempt.textContent.replace(/^\d+/, String(event.attempt));
   // The first attempt's start: later attempts have theirs in the attempts table.
-  if (event.type === "started" && event.attempt === 1) document.getElementById("started-at").replaceChildren(timeElement(event.ts));
+  if (event.type === "started" && event.attempt === 1) document.getElementById("started-at").replaceChildren(timeElement(event.ts, true));
   if (event.type === "retrying" && event.error) {
     document.getElementById("error-type").textContent = event.error.type;
     document.getElementById("error-message").textContent = event.error.message;

@@ -18,13 +18,46 @@ export function showConnection(state) {
   box.querySelector(".label").textContent = CONNECTION_LABELS[state] || state;
 }
 
-/** A timestamp as people read it (UTC), with the exact ISO time for machines; like the pages'. */
-export function timeElement(iso) {
+/**
+ * A timestamp as people read it (UTC), with the exact ISO time for machines; like the pages'.
+ * `ago`: relative to now ("in 10 minutes"), the absolute time in the viewer's zone on hover.
+ */
+export function timeElement(iso, ago = false) {
   if (!iso) return document.createTextNode("—");
   const element = document.createElement("time");
   element.dateTime = iso;
   element.textContent = iso.replace("T", " ").replace("Z", " UTC");
+  if (ago) {
+    element.dataset.relative = "";
+    showRelative(element);
+  }
   return element;
+}
+
+// The steps server/pages/times.py says a distance in, in the viewer's language.
+const UNITS = [[60, 1, "second"], [3600, 60, "minute"], [86400, 3600, "hour"], [Infinity, 86400, "day"]];
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+// "long": the time with its zone.
+const ABSOLUTE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "long" });
+
+/** `iso` from now, in words: "in 40 seconds", "3 minutes ago", "now". */
+export function relativeText(iso, now = Date.now()) {
+  const seconds = (Date.parse(iso) - now) / 1000;
+  const [, size, unit] = UNITS.find(([limit]) => Math.abs(seconds) < limit);
+  const n = Math.round(seconds / size);
+  return n === 0 ? "now" : RELATIVE.format(n, unit);
+}
+
+function showRelative(element) {
+  const text = relativeText(element.dateTime);
+  if (element.textContent !== text) element.textContent = text;
+  const absolute = ABSOLUTE.format(new Date(element.dateTime));
+  if (element.title !== absolute) element.title = absolute;
+}
+
+/** Bring every relative time under `root` up to now (the pages do it every few seconds). */
+export function showRelativeTimes(root = document) {
+  for (const element of root.querySelectorAll("time[data-relative]")) showRelative(element);
 }
 
 export function setBadge(badge, state) {
@@ -79,7 +112,7 @@ export function applyToJob(root, event) {
     const at = ["queued", "retrying"].includes(event.state) ? event.next_attempt_at || event.run_at : null;
     if (when.hidden !== !at) when.hidden = !at;
     if ((when.querySelector("time")?.dateTime || null) !== (at || null)) {
-      when.replaceChildren(...(at ? ["runs at ", timeElement(at)] : []));
+      when.replaceChildren(...(at ? ["runs ", timeElement(at, true)] : []));
     }
   }
   const message = root.querySelector(".job-message, #message");

@@ -31,7 +31,7 @@ function jobItem(job) {
   percent.textContent = `${Math.round(job.progress?.percent ?? 0)}%`;
   const started = document.createElement("span");
   started.className = "job-started";
-  started.append("since ", timeElement(job.started_at));
+  started.append("since ", timeElement(job.started_at, true));
   item.append(link, " ", bar, " ", percent, " ", started);
   return item;
 }

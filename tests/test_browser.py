@@ -322,11 +322,17 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
     await expect(rows).to_have_count(2)
     # Soonest first, each with its run time.
     assert [await r.get_attribute("data-job-id") for r in await rows.all()] == [soon["id"], later["id"]]
-    await expect(rows.first.locator(".runs-at time")).to_have_attribute("datetime", soon["run_at"])
+    runs_at = rows.first.locator(".runs-at time")
+    await expect(runs_at).to_have_attribute("datetime", soon["run_at"])
+    # Relative to now, with the absolute time in the viewer's zone on hover.
+    await expect(runs_at).to_have_text(re.compile(r"^in [45] minutes$"))
+    # (As the browser's locale writes it, "Dec 7, 2026, 2:54:26 AM UTC": the page's script put it.)
+    await expect(runs_at).to_have_attribute("title", re.compile(r"^[A-Z][a-z]+ \d+, \d{4}, \d+:\d\d:\d\d"))
     # The dashboard's rows say when they run, rather than a bare "queued 0%".
     await page.goto(base(client) + "/")
-    when = page.locator(f'.job[data-job-id="{soon["id"]}"] .job-when time')
-    await expect(when).to_have_attribute("datetime", soon["run_at"])
+    when = page.locator(f'.job[data-job-id="{soon["id"]}"] .job-when')
+    await expect(when.locator("time")).to_have_attribute("datetime", soon["run_at"])
+    await expect(when).to_have_text(re.compile(r"^runs in [45] minutes$"))
     await page.goto(base(client) + "/scheduled")
     await page.get_by_role("button", name=f"Run now demo {soon['id'][:8]}").click()
     await expect(rows).to_have_count(1)

@@ -240,3 +240,22 @@ async def test_the_job_pages_event_log_is_paged_not_written_whole(spawn) -> None
         assert seen == [e["seq"] for e in events if e["type"] != "output"]
         async with session.get(f"/jobs/{job['id']}?log_before=0") as response:
             assert response.status == 422
+
+
+def test_times_are_said_relative_to_now_as_the_pages_script_says_them() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from jobcast.server.pages.times import relative
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    cases = {
+        timedelta(seconds=40): "in 40 seconds",
+        timedelta(seconds=-1): "1 second ago",
+        timedelta(milliseconds=300): "now",
+        timedelta(minutes=-3, seconds=-10): "3 minutes ago",
+        timedelta(minutes=9, seconds=50): "in 10 minutes",
+        timedelta(hours=5): "in 5 hours",
+        timedelta(days=-2): "2 days ago",
+    }
+    for delta, words in cases.items():
+        assert relative((now + delta).isoformat(), now) == words, delta

@@ -48,6 +48,7 @@ from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
 from jobcast.server.pages.job_output import page_context, page_outputs
+from jobcast.server.pages.times import relative
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 from jobcast.store.jobs import build_snapshot, is_record
 
@@ -383,6 +384,7 @@ def setup_pages(app: web.Application) -> None:
     )
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     env.globals["prefix"] = app[SETTINGS].url_prefix
+    env.filters["relative"] = relative
 
 
 STATIC = (ROOT / "static").resolve()
