@@ -315,6 +315,13 @@ class Settings(ProcessSettings):
         "this many, each holding Redis for about 30 µs a job; fewer means shorter pauses for "
         "other clients, more means less Redis CPU per job.",
     )
+    failures_scanned: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="Most failed jobs the Failures page (`GET /api/failures`) reads to group, the "
+        "newest within its window: it answers in one round trip of that many records.",
+    )
     max_bulk_jobs: int = Field(
         default=10_000,
         ge=1,

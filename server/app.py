@@ -44,6 +44,7 @@ from jobcast.server.keys import (
 from jobcast.server.middleware import jobcast_middleware
 from jobcast.server.observability import metrics
 from jobcast.server.observability.metrics import setup_metrics
+from jobcast.server.pages import failures as failures_page
 from jobcast.server.pages import login
 from jobcast.server.pages import scheduled as scheduled_page
 from jobcast.server.pages import schedules as schedules_page
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         pages,
         login,
         workers_page,
+        failures_page,
         scheduled_page,
         schedules_page,
     )

@@ -1,7 +1,7 @@
 // The dashboard: one feed stream for every job on the page, the submit form, counters, retry.
-import { readJson, retryJob, watchFeed, watchJob } from "./jobcast.js";
+import { readJson, retryJob, watchFeed } from "./jobcast.js";
 import { JobsTable } from "./jobs-table.js";
-import { applyToJob, enableCopyButtons, showConnection, updateTiming } from "./ui.js";
+import { applyToJob, enableCopyButtons, followBulk, showConnection, updateTiming } from "./ui.js";
 
 // Where jobcast is mounted ("" at the root, "/jobs" inside another app): every URL starts here.
 const base = document.documentElement.dataset.base || "";
@@ -399,25 +399,3 @@ if (bulkForm) {
   });
 }
 
-// A bulk job's progress and outcome, in words next to the buttons.
-function followBulk(job, box) {
-  const link = document.createElement("a");
-  link.href = job.links.page;
-  link.textContent = `bulk ${job.id.slice(0, 8)}`;
-  const text = document.createElement("span");
-  text.textContent = ": queued";
-  box.replaceChildren(link, text);
-  // The watcher stops by itself after the job's last event.
-  watchJob(job.id, {
-    base,
-    onEvent: (event) => {
-      const r = event.result;
-      if (event.state === "succeeded" && r) {
-        const skipped = r.skipped ? ` (${r.skipped} did not apply)` : "";
-        text.textContent = `: ${r.action} done on ${r.done} of ${r.matched} jobs${skipped}.`;
-      } else if (event.state === "failed") text.textContent = `: failed: ${event.error?.message}`;
-      else if (event.progress?.message) text.textContent = `: ${event.progress.message}`;
-      else text.textContent = `: ${event.state}`;
-    },
-  });
-}

@@ -1,5 +1,5 @@
 // Shared by the dashboard and the job page: connection status, job rows, timing, copy buttons.
-import { State, formatDuration, timing } from "./jobcast.js";
+import { State, formatDuration, timing, watchJob } from "./jobcast.js";
 
 const CONNECTION_LABELS = {
   [State.CONNECTING]: "connecting…",
@@ -163,4 +163,27 @@ export function enableCopyButtons(root = document) {
       setTimeout(() => (button.textContent = "Copy"), 1500);
     });
   }
+}
+
+// A bulk job's progress and outcome, in words next to the buttons.
+export function followBulk(job, box, base = document.documentElement.dataset.base || "") {
+  const link = document.createElement("a");
+  link.href = job.links.page;
+  link.textContent = `bulk ${job.id.slice(0, 8)}`;
+  const text = document.createElement("span");
+  text.textContent = ": queued";
+  box.replaceChildren(link, text);
+  // The watcher stops by itself after the job's last event.
+  watchJob(job.id, {
+    base,
+    onEvent: (event) => {
+      const r = event.result;
+      if (event.state === "succeeded" && r) {
+        const skipped = r.skipped ? ` (${r.skipped} did not apply)` : "";
+        text.textContent = `: ${r.action} done on ${r.done} of ${r.matched} jobs${skipped}.`;
+      } else if (event.state === "failed") text.textContent = `: failed: ${event.error?.message}`;
+      else if (event.progress?.message) text.textContent = `: ${event.progress.message}`;
+      else text.textContent = `: ${event.state}`;
+    },
+  });
 }

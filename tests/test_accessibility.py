@@ -45,7 +45,12 @@ async def test_no_page_has_an_accessibility_violation(
     summary = {"kind": "summarize", "params": {"paragraphs": 5, "max_words": 40, "tokens_per_s": 0}}
     written = await submit(client, "/api/jobs", summary)
     await watch_to_end(client, written["id"])
+    # A failure, for the Failures page's groups and one group's jobs.
+    failed = await submit(client, "/api/jobs", {"kind": "demo", "params": {"steps": 2, "fail_at_step": 1}})
+    await watch_to_end(client, failed["id"])
+    group = "/failures?group=DemoFailure%3A%20failed%20at%20step%20%E2%80%A6%20as%20asked"
     paths = ("/", f"/jobs/{done['id']}", f"/jobs/{written['id']}", "/workers", "/scheduled", "/?state=failed")
+    paths += ("/failures", group)
     # Error pages too: a search miss, a malformed search, and /login where there is no sign-in.
     errors = ("/find?id=ffffffff", "/find?id=zz", "/login")
     for path in paths + errors:

@@ -40,6 +40,8 @@ LISTINGS = {
     ("get", "/api/finished"),
     ("get", "/api/workers"),
     ("get", "/api/scheduled"),
+    ("get", "/api/failures"),
+    ("get", "/failures"),
     ("get", "/metrics"),
     ("get", "/"),
     ("get", "/workers"),
@@ -231,7 +233,8 @@ async def test_no_caller_reaches_a_job_that_is_not_theirs(
                 caller.name,
                 path,
             )
-        admin_only = ["/api/stats", "/api/workers", "/api/scheduled", "/metrics", "/workers", "/scheduled"]
+        admin_only = ["/api/stats", "/api/workers", "/api/scheduled", "/api/failures"]
+        admin_only += ["/metrics", "/workers", "/scheduled", "/failures"]
         for path in admin_only:
             status, body = await call(caller, "GET", url + path)
             if caller.name == "admin":

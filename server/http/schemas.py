@@ -210,6 +210,31 @@ class Stats(Closed):
     )
 
 
+class FailureGroup(Closed):
+    signature: str = Field(
+        description="The error's type and message with numbers, ids and quoted values taken out"
+    )
+    type: str
+    message: str = Field(description="The newest occurrence's message")
+    count: int
+    kinds: dict[str, int] = Field(description="Failures per kind, the most first")
+    first_seen: str
+    last_seen: str
+    ids: list[str] = Field(description="The group's failed jobs, newest first")
+    open_ids: list[str] = Field(description="Those not retried yet: what retrying the group touches")
+    per_bucket: list[int] = Field(description="Failures per `bucket_s` of the window, oldest first")
+
+
+class FailureGroups(Closed):
+    window_s: float
+    bucket_s: int = Field(
+        description="The span of each count in `per_bucket`: an hour, or more for a long window"
+    )
+    scanned: int = Field(description="Failed jobs read (JOBCAST_FAILURES_SCANNED at most, the newest)")
+    complete: bool = Field(description="Whether every failure of the window was read")
+    groups: list[FailureGroup]
+
+
 class Liveness(Closed):
     alive: bool
 

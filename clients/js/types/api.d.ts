@@ -142,6 +142,71 @@ export interface components {
              */
             type: string;
         };
+        /** FailureGroup */
+        FailureGroup: {
+            /** Count */
+            count: number;
+            /** First Seen */
+            first_seen: string;
+            /**
+             * Ids
+             * @description The group's failed jobs, newest first
+             */
+            ids: string[];
+            /**
+             * Kinds
+             * @description Failures per kind, the most first
+             */
+            kinds: {
+                [key: string]: number;
+            };
+            /** Last Seen */
+            last_seen: string;
+            /**
+             * Message
+             * @description The newest occurrence's message
+             */
+            message: string;
+            /**
+             * Open Ids
+             * @description Those not retried yet: what retrying the group touches
+             */
+            open_ids: string[];
+            /**
+             * Per Bucket
+             * @description Failures per `bucket_s` of the window, oldest first
+             */
+            per_bucket: number[];
+            /**
+             * Signature
+             * @description The error's type and message with numbers, ids and quoted values taken out
+             */
+            signature: string;
+            /** Type */
+            type: string;
+        };
+        /** FailureGroups */
+        FailureGroups: {
+            /**
+             * Bucket S
+             * @description The span of each count in `per_bucket`: an hour, or more for a long window
+             */
+            bucket_s: number;
+            /**
+             * Complete
+             * @description Whether every failure of the window was read
+             */
+            complete: boolean;
+            /** Groups */
+            groups: components["schemas"]["FailureGroup"][];
+            /**
+             * Scanned
+             * @description Failed jobs read (JOBCAST_FAILURES_SCANNED at most, the newest)
+             */
+            scanned: number;
+            /** Window S */
+            window_s: number;
+        };
         /** FieldError */
         FieldError: {
             /** Code */
@@ -918,6 +983,8 @@ export type BatchResult = components['schemas']['BatchResult'];
 export type BulkFilter = components['schemas']['BulkFilter'];
 export type BulkRequest = components['schemas']['BulkRequest'];
 export type ErrorInfo = components['schemas']['ErrorInfo'];
+export type FailureGroup = components['schemas']['FailureGroup'];
+export type FailureGroups = components['schemas']['FailureGroups'];
 export type FieldError = components['schemas']['FieldError'];
 export type FinishedBucket = components['schemas']['FinishedBucket'];
 export type FinishedHistory = components['schemas']['FinishedHistory'];
