@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobcast.protocol import TERMINAL_STATES, Priority, State
 
@@ -42,6 +42,10 @@ class BulkFilter(BaseModel):
     kind: str | None = Field(default=None, max_length=200)
     priority: Priority | None = None
     owner: str | None = Field(default=None, min_length=1, max_length=200)
+    since: AwareDatetime | None = Field(
+        default=None, description="Only jobs that reached their state (or were submitted) from then"
+    )
+    until: AwareDatetime | None = Field(default=None, description="Only jobs up to then (as `since`)")
 
 
 class BulkParams(BaseModel):

@@ -11,7 +11,7 @@ from jobcast.errors import QuotaExceeded, SubmitRefused
 from jobcast.files.storage import Storage
 from jobcast.jobs.upkeep.janitor import forget_finished
 from jobcast.kind import JobContext, Kind, PermanentError
-from jobcast.protocol import new_job_id
+from jobcast.protocol import epoch_ms, new_job_id
 from jobcast.queries.listing import list_jobs
 from jobcast.store.jobs import JobStore, Submission
 
@@ -39,6 +39,8 @@ async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[st
                 owner=wanted.owner,
                 limit=min(CHUNK, left),
                 cursor=cursor,
+                since_ms=epoch_ms(wanted.since) if wanted.since else None,
+                until_ms=epoch_ms(wanted.until) if wanted.until else None,
             )
             if page.jobs:
                 left -= len(page.jobs)

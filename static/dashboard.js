@@ -86,34 +86,57 @@ async function drawFinished() {
   const most = Math.max(1, ...rows.map((r) => r.total));
   const width = 600 / rows.length;
   const bars = [];
+  // The jobs a bar stands for: the dashboard filtered to its state and its bucket's time.
+  const bucketMs = (history.span === "hour" ? 60 : 3600) * 1000;
+  const jobsOf = (row, state) => {
+    const until = new Date(Date.parse(row.start) + bucketMs).toISOString();
+    const query = new URLSearchParams({ state, since: row.start, until });
+    if (kindFilter.value) query.set("kind", kindFilter.value);
+    return `${base}/?${query}`;
+  };
   rows.forEach((row, i) => {
-    const ok = ((row.total - row.failed) / most) * 100;
-    const bad = (row.failed / most) * 100;
-    for (const [cls, height, y] of [["ok", ok, 100 - ok], ["bad", bad, 100 - ok - bad]]) {
+    let top = 100;
+    for (const state of ["succeeded", "failed", "cancelled"]) {
+      const height = (row[state] / most) * 100;
       if (height <= 0) continue;
+      top -= height;
       const rect = document.createElementNS(SVG, "rect");
-      rect.setAttribute("class", cls);
+      rect.setAttribute("class", state);
       rect.setAttribute("x", String(i * width + width * 0.1));
       rect.setAttribute("width", String(width * 0.8));
-      rect.setAttribute("y", String(y));
+      rect.setAttribute("y", String(top));
       rect.setAttribute("height", String(height));
+      rect.dataset.href = jobsOf(row, state);
       bars.push(rect);
     }
   });
   svg.replaceChildren(...bars);
+  document.getElementById("finished-max").textContent = `${most} per ${history.span === "hour" ? "min" : "hour"}`;
+  const first = rows[0]?.start;
+  document.getElementById("finished-from").textContent = first ? new Date(first).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
   const total = rows.reduce((sum, r) => sum + r.total, 0);
   const failed = rows.reduce((sum, r) => sum + r.failed, 0);
+  const cancelled = rows.reduce((sum, r) => sum + r.cancelled, 0);
   const unit = history.span === "hour" ? "minute" : "hour";
   const of = kindFilter.value ? ` ${kindFilter.value} jobs` : "";
   document.getElementById("finished-summary").textContent =
-    `${total}${of} finished, ${failed} failed over the last ${history.span}; at most ${most === 1 && !total ? 0 : most} in one ${unit}.`;
+    `${total}${of} finished, ${failed} failed and ${cancelled} cancelled over the last ${history.span}; at most ${most === 1 && !total ? 0 : most} in one ${unit}.`;
   const clock = (iso) => iso.slice(history.span === "hour" ? 11 : 5, 16).replace("T", " ");
   document.getElementById("finished-table").replaceChildren(
     ...rows.filter((r) => r.total).map((r) => {
       const tr = document.createElement("tr");
-      for (const value of [clock(r.start), r.succeeded, r.failed, r.cancelled]) {
+      const from = document.createElement("td");
+      from.textContent = clock(r.start);
+      tr.append(from);
+      for (const state of ["succeeded", "failed", "cancelled"]) {
+        // Each count opens those jobs (the bars do the same for a pointer).
         const td = document.createElement("td");
-        td.textContent = String(value);
+        if (r[state]) {
+          const link = document.createElement("a");
+          link.href = jobsOf(r, state);
+          link.textContent = String(r[state]);
+          td.append(link);
+        } else td.textContent = "0";
         tr.append(td);
       }
       return tr;
@@ -121,6 +144,10 @@ async function drawFinished() {
   );
 }
 if (spanSelect) {
+  document.getElementById("finished-svg").addEventListener("click", (click) => {
+    const href = click.target.dataset?.href;
+    if (href) location.href = href;
+  });
   spanSelect.addEventListener("change", drawFinished);
   kindFilter.addEventListener("change", drawFinished);
   drawFinished();
@@ -374,7 +401,7 @@ if (bulkForm) {
     const action = button.dataset.bulk;
     const ids = table.selected();
     const filter = Object.fromEntries(
-      Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner"].includes(key)),
+      Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner", "since", "until"].includes(key)),
     );
     const among = ids.length ? `among the ${ids.length} selected` : `among every job the filter matches${Object.keys(filter).length ? ` (${Object.entries(filter).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`;
     if (!window.confirm(`${LABELS[action]} ${among}?`)) return;

@@ -384,22 +384,27 @@ async def test_the_finished_jobs_graph_fills_as_jobs_end(client, worker, page) -
     await expect(page.locator("#finished-summary")).to_contain_text("0 finished")
     failing = {"kind": "demo", "params": {"steps": 1, "step_ms": 1, "fail_at_step": 1}}
     jobs = [await submit(client, "/api/jobs", body) for body in (demo(1, 1), demo(1, 1), failing)]
+    stopped = await submit(client, "/api/jobs", {**demo(1, 1), "delay_s": 600})
+    async with client.post(f"/api/jobs/{stopped['id']}/cancel") as answer:
+        assert answer.status == 200
     for job in jobs:
         await watch_to_end(client, job["id"])
-    # The graph's text alternative, then its bars: two succeeded and one failed, this minute.
+    # The graph's text alternative, then its bars: each final state apart, this minute.
     await expect(page.locator("#finished-summary")).to_contain_text(
-        "3 finished, 1 failed", timeout=TIMEOUT_MS
+        "4 finished, 1 failed and 1 cancelled", timeout=TIMEOUT_MS
     )
-    await expect(page.locator("#finished-svg rect.bad")).to_have_count(1)
-    assert await page.locator("#finished-svg rect.ok").count() >= 1  # one a minute the jobs ended in
+    await expect(page.locator("#finished-svg rect.failed")).to_have_count(1)
+    await expect(page.locator("#finished-svg rect.cancelled")).to_have_count(1)
+    assert await page.locator("#finished-svg rect.succeeded").count() >= 1  # one a minute they ended in
+    await expect(page.locator("#finished-max")).to_have_text(re.compile(r"^[1-4] per min$"))
     table = [
         await r.locator("td").all_text_contents() for r in await page.locator("#finished-table tr").all()
     ]
     assert all(re.fullmatch(r"\d\d:\d\d", r[0]) for r in table)
-    assert [sum(int(r[i]) for r in table) for i in (1, 2, 3)] == [2, 1, 0]
+    assert [sum(int(r[i]) for r in table) for i in (1, 2, 3)] == [2, 1, 1]
     # By kind: the demo jobs are all of them; no report ended.
     await page.get_by_role("combobox", name="of kind").select_option("demo")
-    await expect(page.locator("#finished-summary")).to_contain_text("3 demo jobs finished, 1 failed")
+    await expect(page.locator("#finished-summary")).to_contain_text("4 demo jobs finished, 1 failed")
     await page.get_by_role("combobox", name="of kind").select_option("report")
     await expect(page.locator("#finished-summary")).to_contain_text("0 report jobs finished, 0 failed")
     await expect(page.locator("#finished-svg rect")).to_have_count(0)
@@ -409,6 +414,12 @@ async def test_the_finished_jobs_graph_fills_as_jobs_end(client, worker, page) -
         "succeeded": 2,
         "failed": 1,
     }
+    # A click on the failed bar opens those jobs: the table filtered to its state and its minute.
+    await page.get_by_role("combobox", name="of kind").select_option("")
+    await page.locator("#finished-svg rect.failed").click()
+    await expect(page).to_have_url(re.compile(r"/\?state=failed&since=.+&until=.+"))
+    await expect(page.locator("#jobs .job")).to_have_count(1)
+    await expect(page.locator("#jobs .job")).to_have_attribute("data-job-id", jobs[2]["id"])
 
 
 async def test_invalid_form_input_shows_the_servers_message_next_to_the_field(client, page) -> None:

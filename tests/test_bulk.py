@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -50,6 +52,21 @@ async def test_retry_by_filter_resubmits_each_failed_job_once(client, worker) ->
     assert again["result"] == {"action": "retry", "matched": 3, "done": 0, "skipped": 3}
     listed = await get_json(client, "/api/jobs?kind=demo&limit=200")
     assert len(listed["jobs"]) == 4 + 3
+
+
+async def test_a_bulk_action_by_filter_keeps_to_its_time_range(client, worker) -> None:
+    later = {**demo(1, 1), "delay_s": 600}
+    early = [await submit(client, body=later) for _ in range(2)]
+    made = datetime.fromisoformat(early[-1]["created_at"])
+    # The range is on the indexes' scores (the script calls' clocks, a few ms after a job's
+    # `created_at`): the cut leaves room for that, and the late jobs come well after it.
+    cut = (made + timedelta(milliseconds=50)).isoformat()
+    await asyncio.sleep(0.1)
+    late = [await submit(client, body=later) for _ in range(2)]
+    bulk, _ = await run_bulk(client, {"action": "cancel", "filter": {"state": "queued", "since": cut}})
+    assert bulk["result"] == {"action": "cancel", "matched": 2, "done": 2, "skipped": 0}
+    states = {j["id"]: (await get_json(client, f"/api/jobs/{j['id']}"))["state"] for j in early + late}
+    assert states == {**{j["id"]: "queued" for j in early}, **{j["id"]: "cancelled" for j in late}}
 
 
 async def test_cancel_and_delete_chosen_jobs_skip_the_ones_they_do_not_apply_to(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
+
 from tests.helpers import demo, get_json, post_json, read_sse, submit, watch_to_end
 
 
@@ -82,3 +85,39 @@ async def test_job_data_expires_after_the_retention(client, worker, redis, setti
     await watch_to_end(client, job["id"])
     for key in (f"{settings.key_prefix}:job:{job['id']}", f"{settings.key_prefix}:log:{job['id']}"):
         assert 0 < await redis.ttl(key) <= settings.retention_s
+
+
+async def test_jobs_are_listed_within_a_time_range(client) -> None:
+    early = [await submit(client, body=demo(1, 1)) for _ in range(2)]
+    early_cancelled = await submit(client, body=demo(1, 1))
+    await post_json(client, f"/api/jobs/{early_cancelled['id']}/cancel")
+    ended = datetime.fromisoformat(
+        (await get_json(client, f"/api/jobs/{early_cancelled['id']}"))["finished_at"]
+    )
+    # A range is on the indexes' scores, which are the script calls' clocks: a few ms after the
+    # `ts` a change shows. The cut leaves room for that, and the late changes come well after it:
+    # what the test waits for is the clock itself.
+    cut = (ended + timedelta(milliseconds=50)).isoformat()
+    await asyncio.sleep(0.1)
+    # Submitted after the cut; the first of them cancelled after it too.
+    late = [await submit(client, body=demo(1, 1)) for _ in range(2)]
+    await post_json(client, f"/api/jobs/{late[0]['id']}/cancel")
+    await post_json(client, f"/api/jobs/{early[0]['id']}/cancel")
+
+    def ids(page: dict) -> set[str]:
+        return {j["id"] for j in page["jobs"]}
+
+    # Without a state: when they were submitted.
+    assert ids(await get_json(client, f"/api/jobs?since={cut.replace('+', '%2B')}")) == {
+        j["id"] for j in late
+    }
+    assert ids(await get_json(client, f"/api/jobs?until={cut.replace('+', '%2B')}")) == {
+        j["id"] for j in [*early, early_cancelled]
+    }
+    # With one: when they reached it. early[0] was submitted before the cut, cancelled after.
+    since_cut = await get_json(client, f"/api/jobs?state=cancelled&since={cut.replace('+', '%2B')}")
+    assert ids(since_cut) == {late[0]["id"], early[0]["id"]}
+    recent = await get_json(client, "/api/jobs?within=15m&state=cancelled")
+    assert ids(recent) == {early_cancelled["id"], late[0]["id"], early[0]["id"]}
+    async with client.get("/api/jobs?within=2h") as answer:
+        assert answer.status == 422

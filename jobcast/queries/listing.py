@@ -9,14 +9,32 @@ from __future__ import annotations
 
 import base64
 import math
+from datetime import datetime
+from typing import Literal
 
 from jobcast.errors import JobcastError
-from jobcast.protocol import Keys
+from jobcast.protocol import Keys, epoch_ms, utcnow
 from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import JobStore, Page, build_snapshot, is_record
 
 # How many index entries one request examines at most, as a multiple of the page size.
 SCAN_FACTOR = 10
+# The recent windows the pages and the API name ("in the last hour"), in seconds.
+Window = Literal["15m", "1h", "1d", "7d"]
+WINDOWS_S: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
+
+
+def time_range(
+    since: datetime | None, until: datetime | None, within: str | None
+) -> tuple[float | None, float | None]:
+    """A listing's range in epoch ms from its query: `within` a recent window (`WINDOWS_S`), or
+    from `since` to `until`."""
+    if within is not None:
+        return epoch_ms(utcnow()) - WINDOWS_S[within] * 1000, None
+    return (
+        epoch_ms(since) if since is not None else None,
+        epoch_ms(until) if until is not None else None,
+    )
 
 
 class BadCursor(JobcastError, ValueError):
@@ -47,10 +65,15 @@ def _index(
     priority: str | None,
     owner: str | None,
     submitted_by: str | None,
+    ranged: bool = False,
 ) -> tuple[str, list[tuple[bytes, bytes]]]:
     """The index to walk (the narrowest one there is), and the record fields each job found
-    there must still match."""
+    there must still match. `ranged` (a time range with a state): the state's index, whose scores
+    say when each job reached it, whoever the jobs belong to."""
     filters = [(b"state", state), (b"kind", kind), (b"priority", priority)]
+    if ranged and state:
+        mine = [(b"owner", owner), (b"submitted_by", submitted_by)]
+        return keys.index_state(state), [(f, v.encode()) for f, v in filters[1:] + mine if v]
     if owner is not None or submitted_by is not None:
         index = keys.index_owner(owner) if owner is not None else keys.index_submitted_by(submitted_by or "")
     elif state:
@@ -72,12 +95,17 @@ async def list_jobs(
     owner: str | None = None,
     submitted_by: str | None = None,
     priority: str | None = None,
+    since_ms: float | None = None,
+    until_ms: float | None = None,
 ) -> Page:
     """Jobs newest first: every job, one owner's, or those a service submitted; by any of
-    state, kind and priority."""
+    state, kind and priority; within a time range (`since_ms` to `until_ms`, epoch ms): when they
+    reached `state`, or without one, when they were submitted."""
     keys = store.keys
-    index, wanted = _index(keys, state, kind, priority, owner, submitted_by)
-    max_score: float | str = "+inf"
+    ranged = since_ms is not None or until_ms is not None
+    index, wanted = _index(keys, state, kind, priority, owner, submitted_by, ranged)
+    max_score: float | str = "+inf" if until_ms is None else until_ms
+    min_score: float | str = "-inf" if since_ms is None else since_ms
     after_id: str | None = None
     if cursor:
         max_score, after_id = decode_cursor(cursor)
@@ -88,7 +116,7 @@ async def list_jobs(
     while len(jobs) < limit and budget > 0:
         batch = min(budget, max(limit * 2, 50))
         fetched = await store.redis.zrevrangebyscore(
-            index, max_score, "-inf", start=start, num=batch, withscores=True
+            index, max_score, min_score, start=start, num=batch, withscores=True
         )
         budget -= len(fetched)
         entries = fetched

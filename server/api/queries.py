@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobcast.protocol import Priority, State
 from jobcast.queries.finished import finished
-from jobcast.queries.listing import BadCursor, list_jobs
+from jobcast.queries.listing import BadCursor, Window, list_jobs, time_range
 from jobcast.queries.stats import stats
 from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import Operation, json, operation
@@ -33,6 +33,13 @@ class ListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = None
     order: Literal["newest"] = "newest"
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Only jobs from this time on: that reached `state` then (with `state`), or else "
+        "were submitted then",
+    )
+    until: AwareDatetime | None = Field(default=None, description="Only jobs up to this time (as `since`)")
+    within: Window | None = Field(default=None, description="Only jobs of this recent window (as `since`)")
 
 
 @routes.get("/api/jobs")
@@ -54,6 +61,7 @@ async def jobs(request: web.Request) -> web.Response:
             slug="validation",
             errors=[{"field": "query.kind", "message": "unknown kind", "code": "unknown"}],
         )
+    since_ms, until_ms = time_range(query.since, query.until, query.within)
     who = principal(request)
     owner, submitted_by = who.lists
     if query.owner is not None:
@@ -70,6 +78,8 @@ async def jobs(request: web.Request) -> web.Response:
             submitted_by=submitted_by,
             limit=query.limit,
             cursor=query.cursor,
+            since_ms=since_ms,
+            until_ms=until_ms,
         )
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"

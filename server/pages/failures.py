@@ -5,12 +5,13 @@ last seen, a sparkline per hour, and what a retry of the group would touch
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from jobcast.queries.failures import failure_groups
+from jobcast.queries.listing import WINDOWS_S, Window
 from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.http.problems import parsed_query
@@ -20,10 +21,6 @@ from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import require_admin
 
 routes = web.RouteTableDef()
-
-# The windows the page offers, as people say them.
-WINDOWS_S = {"15m": 900, "1h": 3600, "1d": 86400, "7d": 7 * 86400}
-Window = Literal["15m", "1h", "1d", "7d"]
 
 
 class FailuresQuery(BaseModel):

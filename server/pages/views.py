@@ -4,6 +4,7 @@ the same JS client as any other frontend (static/jobcast.js)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,17 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from yarl import URL
 
-from jobcast.protocol import Priority, State, loads, new_job_id, split_record
-from jobcast.queries.listing import BadCursor, ids_starting_with, list_jobs
+from jobcast.protocol import (
+    Priority,
+    State,
+    epoch_ms,
+    from_epoch_ms,
+    isoformat,
+    loads,
+    new_job_id,
+    split_record,
+)
+from jobcast.queries.listing import WINDOWS_S, BadCursor, ids_starting_with, list_jobs, time_range
 from jobcast.queries.stats import stats
 from jobcast.redis.client import awaited
 from jobcast.server.api.control import cancel_job
@@ -76,6 +86,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     owner, submitted_by = who.lists
     if who.sees_all and query.owner:
         owner = query.owner
+    since_ms, until_ms = dashboard_range(query)
     try:
         recent = await list_jobs(
             store,
@@ -86,6 +97,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
             submitted_by=submitted_by,
             limit=limit,
             cursor=query.cursor,
+            since_ms=since_ms,
+            until_ms=until_ms,
         )
     except BadCursor:
         raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
@@ -108,7 +121,16 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "owner": owner if who.sees_all else None,
         "limit": limit,
         "cursor": query.cursor,
+        "within": query.within if query.within in WINDOWS_S else None,
+        "since": query.since if since_ms is not None and query.within not in WINDOWS_S else None,
+        "until": query.until if until_ms is not None else None,
     }
+    # What a bulk action by filter acts on: the same jobs, the range fixed as the page shows it.
+    bulk_filter = {k: filters[k] for k in ("state", "kind", "priority", "owner") if filters[k]}
+    if since_ms is not None:
+        bulk_filter["since"] = isoformat(from_epoch_ms(int(since_ms)))
+    if until_ms is not None:
+        bulk_filter["until"] = isoformat(from_epoch_ms(int(until_ms)))
 
     def page_url(**change: str | None) -> str:
         wanted = {k: v for k, v in {**filters, **change}.items() if v and not (k == "limit" and v == 50)}
@@ -127,6 +149,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "next_cursor": recent.next_cursor,
         "owner_filter": who.sees_all and who.owner is not None,
         "bulk": who.sees_all,
+        "bulk_filter": bulk_filter,
+        "windows": list(WINDOWS_S),
         "may_submit": may_submit(request),
         "bulk_max": settings.max_bulk_jobs,
         "jobs": recent.jobs,
@@ -148,6 +172,32 @@ class DashboardQuery(BaseModel):
     owner: str | None = Field(default=None, max_length=200, description="Only this owner's jobs (admins)")
     limit: int = Field(default=50, description="Rows per page: 50, 200 or JOBCAST_DASHBOARD_MAX_ROWS")
     cursor: str | None = Field(default=None, max_length=400, description="From a page's `Older jobs` link")
+    within: str | None = Field(default=None, description="Only jobs of this recent window: 15m, 1h, 1d or 7d")
+    since: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Only jobs from this time (ISO 8601): that reached the state then, or else were "
+        "submitted then (the graph's bars link here)",
+    )
+    until: str | None = Field(
+        default=None, max_length=40, description="Only jobs up to this time (as `since`)"
+    )
+
+
+def dashboard_range(query: DashboardQuery) -> tuple[float | None, float | None]:
+    """The dashboard's time range in epoch ms; a value that is no time shows every job, as an
+    unknown filter value does."""
+
+    def at(text: str | None) -> float | None:
+        try:
+            moment = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
+        return epoch_ms(moment) if moment is not None and moment.tzinfo is not None else None
+
+    if query.within in WINDOWS_S:
+        return time_range(None, None, query.within)
+    return at(query.since), at(query.until)
 
 
 FORM_BODY = {

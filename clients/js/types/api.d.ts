@@ -109,8 +109,20 @@ export interface components {
             owner?: string | null;
             /** @default null */
             priority?: components["schemas"]["Priority"] | null;
+            /**
+             * Since
+             * @description Only jobs that reached their state (or were submitted) from then
+             * @default null
+             */
+            since?: string | null;
             /** @default null */
             state?: components["schemas"]["State"] | null;
+            /**
+             * Until
+             * @description Only jobs up to then (as `since`)
+             * @default null
+             */
+            until?: string | null;
         };
         /** BulkRequest */
         BulkRequest: {
