@@ -343,8 +343,27 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
 
 async def test_on_a_phone_the_jobs_come_first_and_the_form_unfolds_on_a_tap(client, worker, page) -> None:
     job = await submit(client, "/api/jobs", demo(2, 10))
+    running = await submit(client, "/api/jobs", demo(300, 100))
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.goto(base(client) + "/")
+    # Each job a card: its bar, message and ETA on the screen, not off to the side.
+    card = page.locator(f'.job[data-job-id="{running["id"]}"]')
+    await expect(card.locator(".job-eta")).to_have_text(re.compile(r"^ETA \d"), timeout=TIMEOUT_MS)
+    for part in ("progress", ".job-message", ".job-eta", ".badge"):
+        box = await card.locator(part).bounding_box()
+        assert box is not None and box["width"] > 0 and box["x"] + box["width"] <= 390, (part, box)
+    bar = await card.locator("progress").bounding_box()
+    assert bar is not None and bar["width"] > 200  # the card's width, not a column's
+    # The state's cell is as wide as its badge: nothing clipped away.
+    cell, badge = (
+        await card.locator(".state-cell").bounding_box(),
+        await card.locator(".badge").bounding_box(),
+    )
+    assert cell is not None and badge is not None and cell["width"] >= badge["width"], (cell, badge)
+    # Bulk actions on everything the filter matches come after the jobs, not first.
+    table = await page.locator(".jobs-table").bounding_box()
+    bulk = await page.locator("#bulk").bounding_box()
+    assert table is not None and bulk is not None and bulk["y"] > table["y"] + table["height"] - 1
     jobs = await page.locator(".jobs-panel").bounding_box()
     form = await page.locator(".submit-panel").bounding_box()
     counters = await page.locator(".counters").bounding_box()
