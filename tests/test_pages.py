@@ -259,3 +259,17 @@ def test_times_are_said_relative_to_now_as_the_pages_script_says_them() -> None:
     }
     for delta, words in cases.items():
         assert relative((now + delta).isoformat(), now) == words, delta
+
+
+async def test_the_finished_jobs_graph_is_drawn_without_js(client, worker) -> None:
+    failing = {"kind": "demo", "params": {"steps": 1, "step_ms": 1, "fail_at_step": 1}}
+    for body in (demo(1, 1), failing):
+        await watch_to_end(client, (await submit(client, body=body))["id"])
+    async with client.get("/") as response:
+        page = await response.text()
+    summary = re.search(r'<p id="finished-summary" class="hint">([^<]*)</p>', page)
+    assert summary is not None and summary[1].startswith("2 finished, 1 failed and 0 cancelled"), summary
+    graph = page.split('id="finished-svg"')[1].split("</svg>")[0]
+    assert graph.count('<rect class="failed"') == 1 and graph.count('<rect class="succeeded"') >= 1
+    rows = re.findall(r"<tr><td>(\d\d:\d\d)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>", page)
+    assert [sum(int(r[i]) for r in rows) for i in (1, 2, 3)] == [1, 1, 0]

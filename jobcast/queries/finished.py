@@ -33,3 +33,16 @@ async def finished(store: JobStore, span: str) -> dict[str, Any]:
         start = isoformat(datetime.fromtimestamp(n * seconds, UTC))
         buckets.append({"start": start, "counts": counts})
     return {"span": span, "bucket_s": seconds, "buckets": buckets}
+
+
+def per_bucket(history: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each bucket's jobs by final state, every kind together (the dashboard's graph and its table,
+    as the page draws them without JS)."""
+    rows = []
+    for bucket in history["buckets"]:
+        sums = {"succeeded": 0, "failed": 0, "cancelled": 0}
+        for states in bucket["counts"].values():
+            for state, n in states.items():
+                sums[state] = sums.get(state, 0) + n
+        rows.append({"start": bucket["start"], **sums, "total": sum(sums.values())})
+    return rows

@@ -24,6 +24,7 @@ from jobcast.protocol import (
     new_job_id,
     split_record,
 )
+from jobcast.queries.finished import finished, per_bucket
 from jobcast.queries.listing import WINDOWS_S, BadCursor, ids_starting_with, list_jobs, time_range
 from jobcast.queries.stats import stats
 from jobcast.redis.client import awaited
@@ -113,6 +114,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     )
     # The counters cover every job: an operator's (admin's) view only.
     counters = await stats(store, worker_ttl_s=settings.worker_ttl_s) if who.sees_all else None
+    # The graph's last hour, drawn by the page before any JS runs (its script then keeps it live).
+    graph = per_bucket(await finished(store, "hour")) if who.sees_all else []
     kinds = list(app[KINDS].values())
     filters = {
         "state": state,
@@ -149,6 +152,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "next_cursor": recent.next_cursor,
         "owner_filter": who.sees_all and who.owner is not None,
         "bulk": who.sees_all,
+        "graph": graph,
+        "graph_most": max([1, *(row["total"] for row in graph)]),
         "bulk_filter": bulk_filter,
         "windows": list(WINDOWS_S),
         "may_submit": may_submit(request),
