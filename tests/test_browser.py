@@ -337,8 +337,35 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
     await page.get_by_role("button", name=f"Run now demo {soon['id'][:8]}").click()
     await expect(rows).to_have_count(1)
     assert (await watch_to_end(client, soon["id"]))[-1]["type"] == "succeeded"
+    # Cancel stays on the page, and says what it did.
     await page.get_by_role("button", name=f"Cancel demo {later['id'][:8]}").click()
-    await expect(page.locator("#state")).to_have_text("cancelled")
+    await expect(page.locator(".notice")).to_have_text("1 job cancelled.")
+    await expect(page).to_have_url(re.compile(r"/scheduled\?cancelled=1$"))
+    assert (await get_json(client, f"/api/jobs/{later['id']}"))["state"] == "cancelled"
+
+
+async def test_an_operator_cancels_every_delayed_demo_job_in_five_clicks(client, page) -> None:
+    later = {"params": {"steps": 2}, "delay_s": 600}
+    demos = [await submit(client, "/api/jobs", {"kind": "demo", **later}) for _ in range(6)]
+    reports = [
+        await submit(client, "/api/jobs", {"kind": "report", "params": {"user_id": "ada"}, "delay_s": 600})
+        for _ in range(2)
+    ]
+    await page.goto(base(client) + "/scheduled")
+    await expect(page.locator("#scheduled tr")).to_have_count(8)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: asked.append(dialog.message) or dialog.accept())
+    # 1: the kind, 2: filter, 3: every job shown, 4: cancel them, 5: yes.
+    await page.get_by_role("combobox", name="Kind").select_option("demo")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("#scheduled tr")).to_have_count(6)
+    await page.get_by_role("checkbox", name="Select every job shown").check()
+    await page.get_by_role("button", name="Cancel selected").click()
+    await expect(page.locator(".notice")).to_have_text("6 jobs cancelled.")
+    assert asked == ["Cancel 6 scheduled jobs?"]
+    await expect(page.locator(".empty")).to_have_text("Nothing is scheduled of kind demo.")
+    states = {j["id"]: (await get_json(client, f"/api/jobs/{j['id']}"))["state"] for j in demos + reports}
+    assert states == {**{j["id"]: "cancelled" for j in demos}, **{j["id"]: "queued" for j in reports}}
 
 
 async def test_on_a_phone_the_jobs_come_first_and_the_form_unfolds_on_a_tap(client, worker, page) -> None:

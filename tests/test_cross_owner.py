@@ -49,6 +49,7 @@ LISTINGS = {
     ("get", "/find"),
     ("get", "/api/ws"),
     ("post", "/api/bulk"),
+    ("post", "/scheduled/cancel"),
     ("post", "/api/kinds/{kind}/pause"),
     ("post", "/api/kinds/{kind}/resume"),
 }

@@ -4,17 +4,23 @@ page's form) runs one of them now (jobcast/queries/scheduled.py)."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel, Field
+from yarl import URL
 
-from jobcast.errors import JobNotFound
+from jobcast import bulk
+from jobcast.errors import AlreadyEnded, JobNotFound
 from jobcast.queries.scheduled import run_now, scheduled
+from jobcast.server.api.control import cancel_job
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.http.bodies import JOB_ID, json_response
-from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
+from jobcast.server.http.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import JobPage, JobSnapshot
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import check_visible, principal, require_admin
 from jobcast.snapshot import JobSnapshot as Snapshot
@@ -22,14 +28,24 @@ from jobcast.store.scripts import Status
 
 routes = web.RouteTableDef()
 
+# The scheduled page's form: the chosen jobs (`job`, repeated) and the kind filter to return to.
+SCHEDULED_CHOICE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"job": {"type": "array", "items": TEXT}, "kind": TEXT},
+}
+
 
 class ScheduledQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000, description="How many jobs, soonest first")
+    kind: str | None = Field(
+        default=None, max_length=200, description="Only jobs of this kind (among the soonest 10 x limit)"
+    )
 
 
 async def soonest(request: web.Request) -> list[Snapshot]:
     require_admin(request)
-    return await scheduled(request.app[STORE], parsed_query(request, ScheduledQuery).limit)
+    query = parsed_query(request, ScheduledQuery)
+    return await scheduled(request.app[STORE], query.limit, query.kind or None)
 
 
 @routes.get("/api/scheduled")
@@ -94,4 +110,55 @@ async def run_now_form(request: web.Request) -> web.Response:
     )
 )
 async def scheduled_page(request: web.Request) -> web.Response:
-    return render_page("scheduled.html", request, {"jobs": await soonest(request)})
+    jobs = await soonest(request)
+    query = parsed_query(request, ScheduledQuery)
+    # How many the last cancel took, when it sent the browser back here.
+    cancelled = request.query.get("cancelled", "")
+    context = {
+        "jobs": jobs,
+        "kinds": sorted(request.app[KINDS].keys()),
+        "kind": query.kind or "",
+        "cancelled": int(cancelled) if cancelled.isdigit() and len(cancelled) < 9 else None,
+    }
+    return render_page("scheduled.html", request, context)
+
+
+@routes.post("/scheduled/cancel")
+@operation(
+    Operation(
+        "Cancel the jobs chosen on the scheduled page (`job`, one field each), and back to it",
+        {303: Answer("Back to the scheduled page, with how many were cancelled", headers=("Location",))},
+        body={FORM: SCHEDULED_CHOICE},
+        problems=(400, 403, 413, 415, 503),
+        tags=("pages",),
+    )
+)
+async def cancel_chosen(request: web.Request) -> web.Response:
+    require_admin(request)
+    if request.content_type != FORM:
+        raise Problem(
+            415, "send the form as application/x-www-form-urlencoded", slug="unsupported-media-type"
+        )
+    try:
+        form = await request.post()
+    except ValueError as e:
+        raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None
+    ids = [v for v in form.getall("job", []) if isinstance(v, str) and re.fullmatch(bulk.JOB_ID, v)]
+    limit = request.app[SETTINGS].max_bulk_jobs
+    if len(ids) > limit:
+        raise Problem(413, f"at most {limit} jobs at once (JOBCAST_MAX_BULK_JOBS)", slug="too-many")
+    cancelled = 0
+    for job_id in ids:
+        try:
+            await cancel_job(request.app[STORE], job_id, principal(request))
+            cancelled += 1
+        except (JobNotFound, AlreadyEnded):
+            continue  # ended or gone since the page showed it: nothing to cancel
+    back = URL(f"{request.app[SETTINGS].url_prefix}/scheduled").with_query(
+        {
+            k: v
+            for k, v in (("kind", form.get("kind")), ("cancelled", str(cancelled)))
+            if isinstance(v, str) and v
+        }
+    )
+    raise web.HTTPSeeOther(str(back))
