@@ -5,6 +5,8 @@ import { applyToJob, enableCopyButtons, followBulk, showConnection, updateTiming
 
 // Where jobcast is mounted ("" at the root, "/jobs" inside another app): every URL starts here.
 const base = document.documentElement.dataset.base || "";
+// The form shows the chosen kind's fields only from here on (without JS, every kind's show).
+document.documentElement.classList.add("js");
 
 const table = new JobsTable(document.querySelector(".jobs-table"), document.getElementById("job-row"), base);
 const form = document.getElementById("submit-form");

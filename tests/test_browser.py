@@ -894,3 +894,24 @@ async def test_the_job_progress_element_shows_an_output_stream_across_a_web_rest
         )
         async with session.get(f"{restarted.url}/api/jobs/{job['id']}/output/output") as response:
             assert await text.text_content() == await response.text()
+
+
+async def test_without_js_every_kinds_fields_show_and_another_kind_submits(client, worker, browser) -> None:
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    try:
+        await page.goto(base(client) + "/")
+        # The form starts on the first kind, and the others' fields are there to fill in too.
+        await expect(page.locator("#report-user_id")).to_be_visible()
+        await expect(page.locator("#demo-steps")).to_be_visible()
+        await page.select_option("#kind", "report")
+        await page.fill("#report-user_id", "ada")
+        await page.fill("#report-days", "2")
+        await page.fill("#report-pace_ms", "0")
+        await page.click("#submit-form button[type=submit]")
+        await expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+        job_id = page.url.rsplit("/", 1)[1]
+        job = await get_json(client, f"/api/jobs/{job_id}")
+        assert (job["kind"], job["params"]["user_id"], job["params"]["days"]) == ("report", "ada", 2)
+    finally:
+        await context.close()
