@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from jobcast.protocol import dumps, loads
 from jobcast.server.http.problems import Problem
@@ -25,3 +26,15 @@ async def read_json(request: web.Request) -> Any:
         return loads(body)
     except ValueError as e:
         raise Problem(400, f"malformed JSON: {e}", slug="malformed-json") from None
+
+
+async def read_url_encoded(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A page's posted form (application/x-www-form-urlencoded); 415 for another body, 400 for a
+    malformed one."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        message = "send the form as application/x-www-form-urlencoded"
+        raise Problem(415, message, slug="unsupported-media-type")
+    try:
+        return await request.post()
+    except ValueError as e:
+        raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from jobcast.server.http.bodies import read_url_encoded
 from jobcast.server.http.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.keys import SETTINGS
@@ -59,14 +60,7 @@ async def login_page(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     _owner_mode(request)
     auth = request.app[AUTH]
-    if request.content_type != FORM:
-        raise Problem(
-            415, "send the form as application/x-www-form-urlencoded", slug="unsupported-media-type"
-        )
-    try:
-        form = await request.post()
-    except ValueError as e:
-        raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None
+    form = await read_url_encoded(request)
     key = form.get("key")
     found = auth.find_key(key) if isinstance(key, str) else None
     if found is None or found.role is not Role.ADMIN:

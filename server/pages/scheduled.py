@@ -16,7 +16,7 @@ from jobcast.errors import AlreadyEnded, JobNotFound
 from jobcast.queries.scheduled import run_now, scheduled
 from jobcast.server.api.control import cancel_job
 from jobcast.server.api.jobs import load_snapshot
-from jobcast.server.http.bodies import JOB_ID, json_response
+from jobcast.server.http.bodies import JOB_ID, json_response, read_url_encoded
 from jobcast.server.http.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import JobPage, JobSnapshot
@@ -135,14 +135,7 @@ async def scheduled_page(request: web.Request) -> web.Response:
 )
 async def cancel_chosen(request: web.Request) -> web.Response:
     require_admin(request)
-    if request.content_type != FORM:
-        raise Problem(
-            415, "send the form as application/x-www-form-urlencoded", slug="unsupported-media-type"
-        )
-    try:
-        form = await request.post()
-    except ValueError as e:
-        raise Problem(400, f"malformed form: {e}", slug="malformed-form") from None
+    form = await read_url_encoded(request)
     ids = [v for v in form.getall("job", []) if isinstance(v, str) and re.fullmatch(bulk.JOB_ID, v)]
     limit = request.app[SETTINGS].max_bulk_jobs
     if len(ids) > limit:
