@@ -45,7 +45,7 @@ from jobcast.server.middleware import jobcast_middleware
 from jobcast.server.observability import metrics
 from jobcast.server.observability.metrics import setup_metrics
 from jobcast.server.pages import failures as failures_page
-from jobcast.server.pages import login
+from jobcast.server.pages import kind_intake, login
 from jobcast.server.pages import scheduled as scheduled_page
 from jobcast.server.pages import schedules as schedules_page
 from jobcast.server.pages import views as pages
@@ -207,6 +207,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         login,
         workers_page,
         failures_page,
+        kind_intake,
         scheduled_page,
         schedules_page,
     )

@@ -180,11 +180,15 @@ function showIntake(item, paused) {
     ? `paused since ${paused.since}: ${paused.parked} held back`
     : "running";
   item.querySelector(".intake-toggle").textContent = `${paused ? "Resume" : "Pause"} ${item.dataset.kind}`;
+  // The form a page without JS posts, kept in step for a reload.
+  const form = item.querySelector(".intake-form");
+  if (form) form.action = form.action.replace(/\/(pause|resume)(\?|$)/, `/${paused ? "resume" : "pause"}$2`);
 }
 
 document.getElementById("kind-intake")?.addEventListener("click", async (click) => {
   const button = click.target.closest(".intake-toggle");
   if (!button) return;
+  click.preventDefault(); // the form is for a page without JS
   const item = button.closest("[data-kind]");
   const action = item.dataset.paused === "true" ? "resume" : "pause";
   const pausing = `Pause ${item.dataset.kind}? Its jobs start no more (running ones finish) until it resumes.`;

@@ -913,5 +913,14 @@ async def test_without_js_every_kinds_fields_show_and_another_kind_submits(clien
         job_id = page.url.rsplit("/", 1)[1]
         job = await get_json(client, f"/api/jobs/{job_id}")
         assert (job["kind"], job["params"]["user_id"], job["params"]["days"]) == ("report", "ada", 2)
+        # A kind pauses and resumes from its form, back on the dashboard.
+        await page.goto(base(client) + "/")
+        intake = page.locator('#kind-intake [data-kind="demo"]')
+        await intake.get_by_role("button", name="Pause demo").click()
+        await expect(page).to_have_url(base(client) + "/")
+        await expect(intake.locator(".intake-state")).to_contain_text("paused since")
+        assert "demo" in (await get_json(client, "/api/stats"))["paused"]
+        await intake.get_by_role("button", name="Resume demo").click()
+        await expect(intake.locator(".intake-state")).to_have_text("running")
     finally:
         await context.close()

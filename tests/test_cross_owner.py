@@ -52,6 +52,8 @@ LISTINGS = {
     ("post", "/scheduled/cancel"),
     ("post", "/api/kinds/{kind}/pause"),
     ("post", "/api/kinds/{kind}/resume"),
+    ("post", "/kinds/{kind}/pause"),
+    ("post", "/kinds/{kind}/resume"),
 }
 # Routes that take a schedule id: a schedule is an admin's or a service's own.
 SCHEDULE_ROUTES = {
