@@ -209,9 +209,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         else:
             kind = await _admit(ctx["kinds"], record, attempt, progress)
             if kind is None:
-                metrics.finished.labels(
-                    record.kind, "cancelled" if record.cancel_requested else "failed"
-                ).inc()
+                metrics.ended_as(record.kind, "cancelled" if record.cancel_requested else "failed")
                 return
             # The event names the worker, for the job page's attempts.
             if not await progress.state(EventType.STARTED, extra={"worker": ctx["lease_owner"]}):
@@ -247,7 +245,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             log.exception("job %s: internal error", job_id)
             error = {"type": "InternalError", "message": "the worker failed to run the job"}
             await progress.state(EventType.FAILED, error=error)
-            metrics.finished.labels(record.kind, "failed").inc()
+            metrics.ended_as(record.kind, "failed")
         finally:
             running.remove(job_id)
             metrics.ended(record.kind, started)
@@ -335,7 +333,7 @@ async def _run_attempt(
             await asyncio.shield(progress.state(EventType.RETRYING, error=error, extra=_after(0)))
             raise
         await progress.state(EventType.CANCELLED, error=CANCELLED)
-        metrics.finished.labels(kind.name, "cancelled").inc()
+        metrics.ended_as(kind.name, "cancelled")
     except Exception as e:
         await keep_traceback(store, ctx, e, settings.max_traceback_chars)
         if isinstance(e, TimeoutError) and deadline.expired():
@@ -343,7 +341,7 @@ async def _run_attempt(
             metrics.timeouts.labels(kind.name).inc()
         if not kind.should_retry(e, ctx.attempt):
             await progress.state(EventType.FAILED, error=error_info(e, settings.max_message_chars))
-            metrics.finished.labels(kind.name, "failed").inc()
+            metrics.ended_as(kind.name, "failed")
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
@@ -354,14 +352,14 @@ async def _run_attempt(
         if latest is not None and latest.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.
             await progress.state(EventType.CANCELLED, error=CANCELLED)
-            metrics.finished.labels(kind.name, "cancelled").inc()
+            metrics.ended_as(kind.name, "cancelled")
             return
         metrics.retries.labels(kind.name).inc()
         log.info("attempt %d failed (%s); retrying in %.1f s", ctx.attempt, type(e).__name__, delay)
         raise Retry(defer=delay) from e
     else:
         await progress.state(EventType.SUCCEEDED, result=result)
-        metrics.finished.labels(kind.name, "succeeded").inc()
+        metrics.ended_as(kind.name, "succeeded")
         log.info("attempt %d succeeded", ctx.attempt)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import (
@@ -25,6 +25,10 @@ from prometheus_client import (
 )
 
 log = logging.getLogger(__name__)
+
+# The workers page's counts per worker: ends per minute over the last hour.
+RECENT_MINUTES = 60
+FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 # Seconds: jobs take from milliseconds to an hour.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
@@ -63,6 +67,7 @@ class WorkerMetrics:
         self.running = Gauge(
             "jobcast_worker_running_jobs", "Attempts running on this worker.", registry=registry
         )
+        self.recent = RecentEnds()
         # Every series this worker can report exists from the start, at 0: a rate over a series
         # that appears with its first event misses that event, and alerts on absent series misfire.
         for kind in kinds:
@@ -70,6 +75,15 @@ class WorkerMetrics:
                 family.labels(kind)
             for state in ("succeeded", "failed", "cancelled"):
                 self.finished.labels(kind, state)
+
+    def ended_as(self, kind: str, state: str) -> None:
+        """A job ended here in `state` (succeeded, failed or cancelled)."""
+        self.finished.labels(kind, state).inc()
+        self.recent.add(state)
+
+    def last_hour(self) -> dict[str, int]:
+        """Jobs ended here over the last hour, by final state (the workers page shows them)."""
+        return self.recent.counts()
 
     def started(self, kind: str, waited_s: float | None) -> float:
         """An attempt started; its start time, for `ended`."""
@@ -99,3 +113,31 @@ async def serve(metrics: WorkerMetrics, host: str, port: int) -> web.AppRunner:
     await web.TCPSite(runner, host, port).start()
     log.info("worker metrics on http://%s:%d/metrics", host, port)
     return runner
+
+
+class RecentEnds:
+    """Ends by final state per minute, the last `RECENT_MINUTES` kept: a sliding hour in constant
+    memory, however many jobs a worker runs."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.minutes: dict[int, dict[str, int]] = {}
+
+    def _minute(self) -> int:
+        return int(self.clock() // 60)
+
+    def add(self, state: str) -> None:
+        now = self._minute()
+        counts = self.minutes.setdefault(now, dict.fromkeys(FINAL_STATES, 0))
+        counts[state] = counts.get(state, 0) + 1
+        for minute in [m for m in self.minutes if m <= now - RECENT_MINUTES]:
+            del self.minutes[minute]
+
+    def counts(self) -> dict[str, int]:
+        since = self._minute() - RECENT_MINUTES
+        total = dict.fromkeys(FINAL_STATES, 0)
+        for minute, counts in self.minutes.items():
+            if minute > since:
+                for state, n in counts.items():
+                    total[state] = total.get(state, 0) + n
+        return total

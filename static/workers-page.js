@@ -48,6 +48,9 @@ function show(workers) {
     badge.textContent = worker.gone ? "gone" : "live";
     badge.dataset.state = worker.gone ? "failed" : "running";
     section.querySelector(".heartbeat").textContent = `${worker.heartbeat_age_s} s ago`;
+    const h = worker.last_hour ?? {};
+    section.querySelector(".last-hour").textContent =
+      `${h.succeeded ?? 0} succeeded, ${h.failed ?? 0} failed, ${h.cancelled ?? 0} cancelled`;
     const list = section.querySelector(".jobs");
     const items = worker.jobs.map((job) => list.querySelector(`[data-job-id="${job.id}"]`) ?? jobItem(job));
     if (!items.length) {

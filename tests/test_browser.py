@@ -309,6 +309,12 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
             f"() => document.querySelector('[data-job-id=\"{job['id']}\"] progress').value > {first}",
             timeout=TIMEOUT_MS,
         )
+        # What it ended over the last hour, kept current by the page.
+        for ran in (job, later):
+            await watch_to_end(session, ran["id"])
+        await expect(panel.locator(".last-hour")).to_have_text(
+            "2 succeeded, 0 failed, 0 cancelled", timeout=TIMEOUT_MS
+        )
         # Killed: the worker stays listed, marked gone.
         worker_.signal(signal.SIGKILL)
         await expect(panel.locator(".badge")).to_have_text("gone", timeout=TIMEOUT_MS)

@@ -185,3 +185,19 @@ async def at_least(read, expected: float) -> bool:
 
 async def is_at(streams, expected: tuple[float, float]) -> bool:
     return await streams() == expected
+
+
+def test_a_workers_recent_ends_slide_over_the_last_hour() -> None:
+    from jobcast.jobs.worker_metrics import RecentEnds
+
+    now = [10_000.0]
+    recent = RecentEnds(clock=lambda: now[0])
+    recent.add("succeeded")
+    recent.add("failed")
+    now[0] += 30 * 60
+    recent.add("succeeded")
+    assert recent.counts() == {"succeeded": 2, "failed": 1, "cancelled": 0}
+    now[0] += 31 * 60  # the first minute's ends are over an hour old now
+    assert recent.counts() == {"succeeded": 1, "failed": 0, "cancelled": 0}
+    recent.add("cancelled")
+    assert len(recent.minutes) == 2  # older minutes are dropped, not kept

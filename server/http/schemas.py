@@ -150,6 +150,11 @@ class WorkerInfo(Closed):
     heartbeat_age_s: float
     gone: bool = Field(description="No heartbeat for 3 intervals: stopped, or lost.")
     jobs: list[WorkerJob] = Field(description="The jobs it holds now.")
+    last_hour: dict[str, int] | None = Field(
+        default=None,
+        description="Jobs that ended on it over the last hour, by final state (succeeded, failed, "
+        "cancelled), as of its last heartbeat",
+    )
 
 
 class WorkerList(Closed):

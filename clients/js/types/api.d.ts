@@ -950,6 +950,14 @@ export interface components {
              * @description The kinds it serves.
              */
             kinds: string[];
+            /**
+             * Last Hour
+             * @description Jobs that ended on it over the last hour, by final state (succeeded, failed, cancelled), as of its last heartbeat
+             * @default null
+             */
+            last_hour?: {
+                [key: string]: number;
+            } | null;
             /** Name */
             name: string;
             /** Pid */
