@@ -67,9 +67,53 @@ function showEnd(event) {
     if (file) {
       document.getElementById("result-file").hidden = false;
       document.getElementById("download").textContent = `Download ${file.name}`;
+      const main = document.getElementById("download-main");
+      main.querySelector("a").textContent = `Download ${file.name}`;
+      main.hidden = false;
     }
   }
   document.getElementById("finished-at").replaceChildren(timeElement(event.finished_at || event.ts, true));
+  notifyEnd(event);
+}
+
+// The job's state in plain words, as server/pages/plain_state.py writes it, with the time left.
+function plainState(event) {
+  const percent = event.progress?.percent ?? 0;
+  switch (event.state) {
+    case "queued":
+      return `Waiting to start${event.waiting ? `: ${event.waiting}` : ""}`;
+    case "retrying":
+      return "Something went wrong; trying again shortly";
+    case "running": {
+      const eta = document.getElementById("eta").textContent;
+      const left = eta && eta !== "—" ? (eta.startsWith("times out") ? `; ${eta}` : `, about ${eta} left`) : "";
+      return `Running: ${Math.round(percent * 100) / 100}% done${left}`;
+    }
+    case "succeeded":
+      return "Done";
+    case "failed":
+      return event.error ? `Failed: ${event.error.message}` : "Failed";
+    default:
+      return "Cancelled";
+  }
+}
+
+// "Notify me when it ends": the browser asks for permission only after this click.
+const notifyButton = document.getElementById("notify");
+let notifyWanted = false;
+if ("Notification" in window && !TERMINAL.has(page.dataset.state)) {
+  notifyButton.hidden = false;
+  notifyButton.addEventListener("click", async () => {
+    notifyWanted = (await Notification.requestPermission()) === "granted";
+    notifyButton.textContent = notifyWanted ? "You will be notified" : "Notifications are blocked";
+    notifyButton.disabled = true;
+  });
+}
+function notifyEnd(event) {
+  notifyButton.hidden = true;
+  if (!notifyWanted) return;
+  const title = document.querySelector(".job-title h1").textContent.trim();
+  new Notification(`${title}: ${event.state}`, { body: plainState(event) });
 }
 
 // The attempts table follows the events: a `started` opens a row, the event that ends the attempt
@@ -302,6 +346,7 @@ function apply(event) {
     showAttempt(event);
   }
   applyToJob(page, event);
+  if (event.type !== "output") document.getElementById("plain-state").textContent = plainState(event);
   document.getElementById("state").textContent = event.state;
   const attempt = document.getElementById("attempt");
   attempt.textContent = attempt.textContent.replace(/^\d+/, String(event.attempt));

@@ -930,3 +930,51 @@ async def test_without_js_every_kinds_fields_show_and_another_kind_submits(clien
         await expect(intake.locator(".intake-state")).to_have_text("running")
     finally:
         await context.close()
+
+
+NOTIFICATIONS = """
+window.notified = [];
+window.Notification = class {
+  static permission = "default";
+  static async requestPermission() { return "granted"; }
+  constructor(title, options) { window.notified.push([title, options.body]); }
+};
+"""
+
+
+async def test_an_end_user_sees_plain_progress_a_download_and_is_notified(spawn, browser) -> None:
+    owners = {"JOBCAST_SECRET": "end-user-page-secret-" + "x" * 16}
+    web = spawn("web", **owners)
+    spawn("worker", **owners)
+    await web.wait_http()
+    context = await browser.new_context()
+    await context.add_init_script(NOTIFICATIONS)  # the browser's Notification API, observed
+    page = await context.new_page()
+    try:
+        await page.goto(web.url + "/")
+        await page.select_option("#kind", "report")
+        await page.fill("#report-user_id", "ada")
+        await page.fill("#report-days", "40")
+        await page.fill("#report-pace_ms", "100")
+        await page.click("#submit-form button[type=submit]")
+        await page.locator("#jobs .job").first.wait_for()
+        await page.locator("#jobs .job .job-link").first.click()
+        # Progress in plain words with the time left; the job's workings folded away.
+        await expect(page.locator("#plain-state")).to_have_text(
+            re.compile(r"^Running: [\d.]+% done, about \d+s left$"), timeout=TIMEOUT_MS
+        )
+        for folded in await page.locator("details.job-workings").all():
+            assert await folded.get_attribute("open") is None
+        await expect(page.locator("#log")).to_be_hidden()
+        await page.get_by_role("button", name="Notify me when it ends").click()
+        await expect(page.locator("#notify")).to_have_text("You will be notified")
+        await expect(page.locator("#plain-state")).to_have_text("Done", timeout=TIMEOUT_MS)
+        download = page.get_by_role("link", name="Download report-activity-ada.csv").first
+        await expect(download).to_be_visible()
+        async with page.expect_download() as saved:
+            await download.click()
+        assert (await saved.value).suggested_filename == "report-activity-ada.csv"
+        notified = await page.evaluate("window.notified")
+        assert len(notified) == 1 and notified[0][0].endswith(": succeeded") and notified[0][1] == "Done"
+    finally:
+        await context.close()

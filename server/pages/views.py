@@ -59,6 +59,7 @@ from jobcast.server.keys import KINDS, SETTINGS, STORE
 from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
 from jobcast.server.pages.job_output import page_context, page_outputs
+from jobcast.server.pages.plain_state import plain_state
 from jobcast.server.pages.times import relative
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 from jobcast.store.jobs import build_snapshot, is_record
@@ -349,6 +350,10 @@ async def job_page(request: web.Request) -> web.Response:
         "attempts": tried,
         "origin": str(request.url.origin()),
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
+        # Operators see the job's workings open; the people waiting on it, its progress and result
+        # first, the workings folded.
+        "operator": principal(request).sees_all,
+        "plain_state": plain_state(job),
     }
     return render_page("job.html", request, context)
 
