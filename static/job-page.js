@@ -47,8 +47,9 @@ function logRow(event) {
 
 function showEnd(event) {
   showNextAttempt(null);
-  cancelButton.disabled = true;
-  retryButton.disabled = !["failed", "cancelled"].includes(event.state);
+  // (A page opened through a shared link has neither: it watches, it does not act.)
+  if (cancelButton) cancelButton.disabled = true;
+  if (retryButton) retryButton.disabled = !["failed", "cancelled"].includes(event.state);
   // "Cancel requested" and the like: the job has ended, the ending says the rest.
   actionStatus.textContent = "";
   if (event.state === "cancelled") {
@@ -64,7 +65,8 @@ function showEnd(event) {
     document.getElementById("result").hidden = false;
     document.getElementById("result-json").textContent = JSON.stringify(event.result, null, 2);
     const file = event.result?.file;
-    if (file) {
+    // Through a shared link the page watches only: a token opens no result file.
+    if (file && !page.dataset.token) {
       document.getElementById("result-file").hidden = false;
       document.getElementById("download").textContent = `Download ${file.name}`;
       const main = document.getElementById("download-main");
@@ -366,7 +368,9 @@ function apply(event) {
 }
 
 if (!TERMINAL.has(page.dataset.state)) {
-  watchJob(jobId, { base, lastEventId: Number(page.dataset.seq), onEvent: apply, onQueue: showWaiting, onState: showConnection });
+  // Through a shared link the page has no session for the job: its stream token opens the stream.
+  const token = page.dataset.token || undefined;
+  watchJob(jobId, { base, token, lastEventId: Number(page.dataset.seq), onEvent: apply, onQueue: showWaiting, onState: showConnection });
   countDown();
   setInterval(() => {
     updateTiming(page);
@@ -377,7 +381,7 @@ if (!TERMINAL.has(page.dataset.state)) {
 }
 updateTiming(page);
 
-cancelButton.addEventListener("click", async (click) => {
+cancelButton?.addEventListener("click", async (click) => {
   click.preventDefault();
   if (!window.confirm("Cancel this job? It stops where it is; it can be retried as a new job.")) return;
   cancelButton.disabled = true;
@@ -393,7 +397,7 @@ cancelButton.addEventListener("click", async (click) => {
   }
 });
 
-retryButton.addEventListener("click", async (click) => {
+retryButton?.addEventListener("click", async (click) => {
   click.preventDefault();
   retryButton.disabled = true;
   try {
@@ -406,3 +410,21 @@ retryButton.addEventListener("click", async (click) => {
 });
 
 enableCopyButtons();
+
+// A read-only link to share: copied, or every such link of the job revoked.
+document.getElementById("copy-share")?.addEventListener("click", async () => {
+  const field = document.getElementById("share-link");
+  field.select();
+  const status = document.getElementById("share-status");
+  try {
+    await navigator.clipboard.writeText(field.value);
+    status.textContent = "Copied. It works until it expires, or until you stop sharing.";
+  } catch {
+    status.textContent = "Selected: copy it with your keyboard.";
+  }
+});
+document.getElementById("stop-sharing")?.addEventListener("click", async () => {
+  const status = document.getElementById("share-status");
+  const response = await fetch(`${base}/api/jobs/${jobId}/token`, { method: "DELETE" });
+  status.textContent = response.ok ? "Every link shared so far has stopped working." : "Could not stop sharing.";
+});

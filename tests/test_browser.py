@@ -978,3 +978,40 @@ async def test_an_end_user_sees_plain_progress_a_download_and_is_notified(spawn,
         assert len(notified) == 1 and notified[0][0].endswith(": succeeded") and notified[0][1] == "Done"
     finally:
         await context.close()
+
+
+async def test_a_shared_read_only_link_works_signed_out_until_sharing_stops(spawn, browser) -> None:
+    owners = {"JOBCAST_SECRET": "shared-link-page-secret-" + "x" * 16}
+    web = spawn("web", **owners)
+    spawn("worker", **owners)
+    await web.wait_http()
+    mine, theirs = await browser.new_context(), await browser.new_context()
+    try:
+        page = await mine.new_page()
+        await page.goto(web.url + "/")
+        await page.select_option("#kind", "demo")
+        await page.fill("#demo-steps", "30")
+        await page.fill("#demo-step_ms", "100")
+        await page.click("#submit-form button[type=submit]")
+        await page.locator("#jobs .job .job-link").first.click()
+        link = await page.locator("#share-link").input_value()
+        assert re.fullmatch(re.escape(web.url) + r"/jobs/[0-9a-f]{32}\?token=[\w.-]+", link), link
+        # Someone with no session here watches it live, and can only watch.
+        viewer = await theirs.new_page()
+        await viewer.goto(link)
+        await expect(viewer.locator("#plain-state")).to_have_text("Done", timeout=TIMEOUT_MS)
+        assert await viewer.locator("#cancel, #retry, #share-panel").count() == 0
+        # The page alone, without the link: no job, for someone else.
+        async with aiohttp.ClientSession() as stranger, stranger.get(link.split("?")[0]) as answer:
+            assert answer.status == 404
+        # Stopped: the same link no longer opens the page.
+        await page.get_by_role("button", name="Stop sharing").click()
+        await expect(page.locator("#share-status")).to_have_text(
+            "Every link shared so far has stopped working."
+        )
+        answer = await viewer.goto(link)
+        assert answer is not None and answer.status == 401
+        await expect(viewer.locator("h1")).to_have_text("Unauthorized")
+    finally:
+        await mine.close()
+        await theirs.close()

@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from yarl import URL
 
+from jobcast.errors import JobNotFound
 from jobcast.protocol import (
     Priority,
     State,
@@ -62,6 +63,7 @@ from jobcast.server.pages.job_output import page_context, page_outputs
 from jobcast.server.pages.plain_state import plain_state
 from jobcast.server.pages.times import relative
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
+from jobcast.server.security.tokens import opens_job
 from jobcast.store.jobs import build_snapshot, is_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -293,6 +295,12 @@ LOG_PAGE_EVENTS = 100
 
 
 class JobPageQuery(BaseModel):
+    token: str | None = Field(
+        default=None,
+        max_length=512,
+        description="A stream token of the job: a read-only link its owner shared (it expires, and "
+        "`DELETE /api/jobs/{id}/token` revokes it)",
+    )
     log_before: int | None = Field(
         default=None,
         ge=1,
@@ -318,13 +326,23 @@ class JobPageQuery(BaseModel):
 async def job_page(request: web.Request) -> web.Response:
     if len(request.match_info["job_id"]) < 32:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
-    before = parsed_query(request, JobPageQuery).log_before
+    query = parsed_query(request, JobPageQuery)
+    before = query.log_before
     store = request.app[STORE]
     job_id = request.match_info["job_id"]
     # One read of the record: the job, the seq the page resumes after, and the lengths that say
     # how much of each output stream it shows (the live chunks then follow that text exactly).
     raw = await awaited(store.redis.hgetall(store.keys.job(job_id)))
-    job = visible(request, job_id, build_snapshot(job_id, raw, store.links) if is_record(raw) else None)
+    snapshot = build_snapshot(job_id, raw, store.links) if is_record(raw) else None
+    shared = False
+    try:
+        job = visible(request, job_id, snapshot)
+    except JobNotFound:
+        # A read-only link someone shared: the job's stream token, unexpired and not revoked.
+        if query.token is None or snapshot is None:
+            raise
+        await opens_job(request, query.token, job_id)
+        job, shared = {**snapshot, "stream_token": query.token}, True
     seq = int(raw.get(b"seq") or 0)
     records, _ = await store.history_after(job["id"], 0)
     events = [e for e in _history(records) if e["seq"] <= seq]
@@ -352,7 +370,9 @@ async def job_page(request: web.Request) -> web.Response:
         "terminal": job["state"] in ("succeeded", "failed", "cancelled"),
         # Operators see the job's workings open; the people waiting on it, its progress and result
         # first, the workings folded.
-        "operator": principal(request).sees_all,
+        "operator": principal(request).sees_all and not shared,
+        # Opened through a shared link: to watch, not to act on.
+        "shared": shared,
         "plain_state": plain_state(job),
     }
     return render_page("job.html", request, context)
