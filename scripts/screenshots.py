@@ -1,5 +1,5 @@
 """Take the README's screenshots: the dashboard, its graphs, a job page with two attempts, the
-workers and scheduled pages, light and dark, and the dashboard on a phone.
+workers, scheduled and failures pages, light and dark, and the dashboard on a phone.
 
     .venv/bin/python scripts/screenshots.py        # writes docs/screenshots/*.png
 
@@ -87,6 +87,8 @@ async def photograph(url: str, job: dict[str, Any]) -> None:
             await page.screenshot(path=OUT / f"workers-{scheme}.png", full_page=True)
             await page.goto(url + "/scheduled")
             await page.screenshot(path=OUT / f"scheduled-{scheme}.png", full_page=True)
+            await page.goto(url + "/failures")
+            await page.screenshot(path=OUT / f"failures-{scheme}.png", full_page=True)
             await context.close()
         phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
         page = await phone.new_page()
