@@ -131,7 +131,7 @@ async def test_schemathesis_finds_no_server_error_and_every_answer_conforms(
         "--checks", CHECKS,
         # Streams last as long as their job (or for ever, the feed): they are tested elsewhere.
         "--exclude-tag", "streams",
-        "--max-time", "20",
+        "--max-time", "12",
         # One worker: schemathesis's workers are threads, and CPython 3.11's ast module is not
         # thread-safe (gh-106905: "AST constructor recursion depth mismatch" inside hypothesis).
         "--workers", "1",
