@@ -52,7 +52,8 @@ async def test_failures_are_grouped_by_error_with_kinds_and_times(spawn) -> None
     assert first["signature"] == "DemoFailure: failed at step … as asked"
     assert first["count"] == 3 and first["kinds"] == {"demo": 3} and first["per_bucket"] == [3]
     # Newest first, and the group's message is its newest failure's.
-    assert first["ids"] == first["open_ids"] == sorted(demos, key=ended.__getitem__, reverse=True)
+    assert sorted(first["ids"]) == sorted(demos) and first["open_ids"] == first["ids"]
+    assert [ended[i] for i in first["ids"]] == sorted(ended.values(), reverse=True)
     newest = first["ids"][0]
     assert first["message"] == f"failed at step {demos.index(newest) + 2} as asked"
     assert (first["first_seen"], first["last_seen"]) == (min(ended.values()), max(ended.values()))

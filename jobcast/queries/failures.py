@@ -76,10 +76,13 @@ async def failure_groups(store: JobStore, window_s: float, limit: int) -> dict[s
         for job_id in ids:
             pipe.hmget(store.keys.job(job_id), ["error", "kind", "finished_at", "retried_by"])
         rows = await pipe.execute()
+    # Expired since the index was read, or retried into another state.
+    found = [(job_id, *row) for job_id, row in zip(ids, rows, strict=True) if row[0] and row[2]]
+    # The index scores a job when its end is written, and a worker's jobs can be written in another
+    # order than they ended: order by the end time the page shows (fixed-width ISO 8601, UTC).
+    found.sort(key=lambda item: item[3], reverse=True)
     groups: dict[str, Group] = {}
-    for job_id, (raw_error, raw_kind, raw_finished, retried_by) in zip(ids, rows, strict=True):
-        if not raw_error or not raw_finished:
-            continue  # expired since the index was read, or retried into another state
+    for job_id, raw_error, raw_kind, raw_finished, retried_by in found:
         error = loads(raw_error)
         kind, finished = (raw_kind or b"").decode(), raw_finished.decode()
         key = signature(error.get("type", ""), error.get("message", ""))
