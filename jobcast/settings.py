@@ -224,6 +224,12 @@ class Settings(ProcessSettings):
         gt=0,
         description="The same for a multipart upload (`JOBCAST_MAX_UPLOAD_BYTES` over a slow link).",
     )
+    compress_min_bytes: int = Field(
+        default=1024,
+        ge=0,
+        description="`jobcast web`: pages, JSON and metrics at least this long go out gzip- or "
+        "deflate-compressed to clients that accept it.",
+    )
     header_timeout_s: float = Field(
         default=10.0,
         ge=0,

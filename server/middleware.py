@@ -13,6 +13,7 @@
 7. Any error, from these steps or the handler, answered as a problem document
    (server/http/problems.py), or as a page to a browser that navigates once it is known who asks
    (server/pages/error_pages.py).
+8. The answer compressed if it is long text with no secret in it (server/http/compression.py).
 
 One middleware rather than one per step: a stream's handler runs for as long as the stream is
 open, and every middleware around it is a suspended coroutine frame held for all that time (about
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from jobcast.server.http.compression import compress
 from jobcast.server.http.forwarded import client_of
 from jobcast.server.http.problems import Problem, error_response
 from jobcast.server.http.request_ids import assign_request_id
@@ -51,13 +53,13 @@ async def jobcast_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (refused := await authenticate(request)) is not None:
             return refused
         if not request.body_exists or request.method in SAFE_METHODS:
-            return await handler(request)
-        return await within_body_deadline(request, handler)
+            return compress(request, await handler(request))
+        return compress(request, await within_body_deadline(request, handler))
     except Exception as error:  # CancelledError (a BaseException) passes
         response = error_response(request, error)
         # A page only for this site's own requests: one for another host, or from another site's
         # page, gets the bare problem.
-        return maybe_page(request, response) if same_site else response
+        return compress(request, maybe_page(request, response) if same_site else response)
 
 
 async def within_body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:

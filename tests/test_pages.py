@@ -131,6 +131,34 @@ async def test_static_files_are_sent_compressed_to_clients_that_accept_it(client
     assert gzip.decompress(sent) == script and len(sent) < len(script) / 3, (len(sent), len(script))
 
 
+async def test_pages_and_json_are_sent_compressed_within_a_stated_size(client) -> None:
+    # 50 rows of realistic jobs: delayed, so that they stay as submitted.
+    for n in range(60):
+        await submit(client, "/api/jobs", {**demo(5, 10), "delay_s": 600, "params": {"steps": n + 1}})
+    sizes = {}
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        for path in ("/", "/api/jobs?limit=50", "/metrics"):
+            url = str(client.make_url(path))
+            async with raw.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.headers["Content-Encoding"] == "gzip", path
+                assert "Accept-Encoding" in response.headers.getall("Vary", [])
+                sent = await response.read()
+            async with raw.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                assert "Content-Encoding" not in response.headers
+                plain = await response.read()
+            sizes[path] = (len(sent), len(gzip.decompress(sent)), len(plain))
+            if path == "/":
+                assert len(table_ids(gzip.decompress(sent).decode())) == 50
+        # Too short to gain anything: as it is.
+        async with raw.get(str(client.make_url("/healthz")), headers={"Accept-Encoding": "gzip"}) as response:
+            assert "Content-Encoding" not in response.headers
+    sent, unpacked, plain = sizes["/"]
+    # The bound docs/performance.md states: a 50-row dashboard in under 16 KB on the wire.
+    assert abs(unpacked - plain) < 1000 and sent < 16_000 and sent < plain / 4, sizes
+    sent, unpacked, plain = sizes["/api/jobs?limit=50"]
+    assert sent < plain / 4, sizes
+
+
 def table_ids(html: str) -> list[str]:
     rows = html.split('id="jobs"')[1].split("</tbody>")[0]
     return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)

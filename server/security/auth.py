@@ -373,7 +373,29 @@ def csrf_token(request: web.Request) -> str | None:
     session = pending[0] if pending is not None else session_cookie(request)
     if not auth.enabled or not session:
         return None
-    return hmac.new(auth.csrf_key, session.encode(), hashlib.sha256).hexdigest()[:32]
+    return mask(session_csrf(auth.csrf_key, session))
+
+
+def session_csrf(key: bytes, session: str) -> bytes:
+    return hmac.new(key, session.encode(), hashlib.sha256).digest()[:16]
+
+
+def mask(token: bytes) -> str:
+    """The token under a fresh one-time pad, different on every page: pages are compressed
+    (server/http/compression.py), and a secret repeated unchanged in compressed answers that also
+    reflect what a request asked for can be guessed from their sizes (BREACH)."""
+    pad = secrets.token_bytes(len(token))
+    return (pad + bytes(a ^ b for a, b in zip(pad, token, strict=True))).hex()
+
+
+def unmask(given: str) -> bytes | None:
+    try:
+        raw = bytes.fromhex(given)
+    except ValueError:
+        return None
+    if len(raw) != 32:
+        return None
+    return bytes(a ^ b for a, b in zip(raw[:16], raw[16:], strict=True))
 
 
 # What a form on another site can send without a CORS preflight: only these need the token (a
@@ -397,9 +419,12 @@ def csrf_missing(request: web.Request) -> bool:
         return False
     if "Sec-Fetch-Site" in request.headers or "Origin" in request.headers:
         return False
-    expected = csrf_token(request)
-    given = request.query.get("csrf", "")
-    return expected is not None and not hmac.compare_digest(given, expected)
+    auth = request.app[AUTH]
+    session = session_cookie(request)
+    if not auth.enabled or not session:
+        return False
+    given = unmask(request.query.get("csrf", ""))
+    return given is None or not hmac.compare_digest(given, session_csrf(auth.csrf_key, session))
 
 
 async def authenticate(request: web.Request) -> web.Response | None:
