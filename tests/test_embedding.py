@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 from aiohttp import web
@@ -43,10 +44,15 @@ async def test_jobcast_mounted_under_a_prefix_serves_its_api_streams_and_pages(
     listed = await get_json(client, "/jobs/api/jobs")
     assert listed["jobs"][0]["links"]["self"] == f"/jobs/api/jobs/{job['id']}"
     dashboard = await (await client.get("/jobs/")).text()
-    assert 'data-base="/jobs"' in dashboard and 'href="/jobs/static/style.css"' in dashboard
+    assert 'data-base="/jobs"' in dashboard and re.search(
+        r'href="/jobs/static/[0-9a-f]{12}/style.css"', dashboard
+    )
     assert f'href="/jobs/jobs/{job["id"]}"' in dashboard
     page = await (await client.get(job["links"]["page"])).text()
-    assert 'src="/jobs/static/job-page.js"' in page and f'action="/jobs/jobs/{job["id"]}/cancel"' in page
+    assert (
+        re.search(r'src="/jobs/static/[0-9a-f]{12}/job-page.js"', page)
+        and f'action="/jobs/jobs/{job["id"]}/cancel"' in page
+    )
     assert (await client.get("/jobs/static/jobcast.js")).status == 200
     # The form post answers with a redirect under the prefix too.
     async with client.post(

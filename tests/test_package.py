@@ -133,7 +133,14 @@ async def test_the_wheel_runs_from_a_clean_venv(venv: Path, spawn) -> None:
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
         async with session.get(web.url + "/") as page:
-            assert page.status == 200 and "<form" in await page.text()
+            html = await page.text()
+            assert page.status == 200 and "<form" in html
+        # The page's own files, under their release path, as the checkout serves them.
+        assets = re.findall(r'(?:src|href)="(/static/[0-9a-f]{12}/[^"]+)"', html)
+        assert len(assets) >= 4, assets
+        for asset in assets:
+            async with session.get(web.url + asset) as answer:
+                assert answer.status == 200 and "immutable" in answer.headers["Cache-Control"], asset
         async with session.get(web.url + "/static/jobcast.js") as script:
             assert script.status == 200 and "export function watchJob" in await script.text()
         # Every page and static file the checkout serves, the wheel serves too.

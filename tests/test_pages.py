@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import re
+import shutil
 
 import aiohttp
 
+from jobcast.server.pages.views import static_version
 from tests.helpers import CHECKOUT, demo, get_json, submit, watch_to_end
 
 
@@ -157,6 +159,31 @@ async def test_pages_and_json_are_sent_compressed_within_a_stated_size(client) -
     assert abs(unpacked - plain) < 1000 and sent < 16_000 and sent < plain / 4, sizes
     sent, unpacked, plain = sizes["/api/jobs?limit=50"]
     assert sent < plain / 4, sizes
+
+
+async def test_the_pages_files_come_from_a_release_path_cached_for_a_year(client, tmp_path) -> None:
+    html = await (await client.get("/")).text()
+    script = re.search(r'src="(/static/([0-9a-f]{12})/dashboard\.js)"', html)
+    assert script is not None and f'href="/static/{script[2]}/style.css"' in html
+    async with client.get(script[1]) as response:
+        assert (
+            response.status == 200
+            and response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        )
+        # Its imports are relative: they load from the same release.
+        assert 'from "./jobcast.js"' in await response.text()
+    # The client other sites import keeps its address, and is asked for again each time.
+    async with client.get("/static/jobcast.js") as response:
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-cache"
+    # A page of another release (a rolling deploy) still gets its files, but not to be kept.
+    async with client.get("/static/0123456789ab/dashboard.js") as response:
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-cache"
+    # Any change to any file makes a new release path.
+    copy = tmp_path / "static"
+    shutil.copytree(CHECKOUT / "static", copy)
+    assert static_version(copy) == script[2]
+    (copy / "ui.js").write_text((copy / "ui.js").read_text() + "\n")
+    assert static_version(copy) != script[2]
 
 
 def table_ids(html: str) -> list[str]:

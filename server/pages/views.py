@@ -4,6 +4,8 @@ the same JS client as any other frontend (static/jobcast.js)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -464,11 +466,28 @@ def setup_pages(app: web.Application) -> None:
     )
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     env.globals["prefix"] = app[SETTINGS].url_prefix
+    app[STATIC_VERSION] = static_version(STATIC)
+    env.globals["static"] = f"{app[SETTINGS].url_prefix}/static/{app[STATIC_VERSION]}"
     env.filters["relative"] = relative
 
 
 STATIC = (ROOT / "static").resolve()
 COMPRESSIBLE = frozenset({".js", ".css", ".svg", ".html"})
+# A release's files under /static/<version>/: cached for a year, as a new release has a new
+# version. One version for the whole folder, not one per file, so that the pages' modules import
+# each other by relative paths (`./ui.js`) and get the same release's files.
+VERSION = re.compile(r"[0-9a-f]{12}")
+IMMUTABLE = "public, max-age=31536000, immutable"
+STATIC_VERSION = web.AppKey("static_version", str)
+
+
+def static_version(folder: Path) -> str:
+    """A digest of every file under `folder` (names and contents): the same in every web process
+    of one release, whatever machine it runs on."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @routes.get("/favicon.ico")
@@ -495,7 +514,15 @@ async def favicon(request: web.Request) -> web.FileResponse:
     )
 )
 async def static_file(request: web.Request) -> web.FileResponse:
-    path = (STATIC / request.match_info["filename"]).resolve()
+    name = request.match_info["filename"]
+    # The public client's address (/static/jobcast.js, which other sites import) is asked again
+    # each time; a release's own address (/static/<version>/…), which the pages use, never is. A
+    # page of another release (a rolling deploy) gets this one's files, not to be kept.
+    cache = "no-cache"
+    version, _, rest = name.partition("/")
+    if rest and VERSION.fullmatch(version):
+        name, cache = rest, IMMUTABLE if version == request.app[STATIC_VERSION] else "no-cache"
+    path = (STATIC / name).resolve()
     # Only files under static/, and no hidden ones: `..` and symlinks out are refused.
     if not path.is_relative_to(STATIC) or any(
         part.startswith(".") for part in path.relative_to(STATIC).parts
@@ -503,7 +530,7 @@ async def static_file(request: web.Request) -> web.FileResponse:
         raise Problem(404, "no such file", slug="not-found")
     if not path.is_file():
         raise Problem(404, "no such file", slug="not-found")
-    response = web.FileResponse(path)
+    response = web.FileResponse(path, headers={"Cache-Control": cache})
     if path.suffix in COMPRESSIBLE:
         # Text that holds no secret: gzip (or deflate) as the client accepts, about a fifth the size.
         response.enable_compression()
