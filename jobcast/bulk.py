@@ -46,6 +46,12 @@ class BulkFilter(BaseModel):
         default=None, description="Only jobs that reached their state (or were submitted) from then"
     )
     until: AwareDatetime | None = Field(default=None, description="Only jobs up to then (as `since`)")
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only jobs with this text in their id, kind, owner, params or error",
+    )
 
 
 class BulkParams(BaseModel):

@@ -328,6 +328,13 @@ class Settings(ProcessSettings):
         description="Most failed jobs the Failures page (`GET /api/failures`) reads to group, the "
         "newest within its window: it answers in one round trip of that many records.",
     )
+    search_scanned: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="At most this many jobs a text search (`GET /api/jobs?text=`, the dashboard's "
+        "search) reads for one page; a page that reaches it ends early with a cursor to search on.",
+    )
     max_bulk_jobs: int = Field(
         default=10_000,
         ge=1,

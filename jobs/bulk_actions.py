@@ -41,6 +41,7 @@ async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[st
                 cursor=cursor,
                 since_ms=epoch_ms(wanted.since) if wanted.since else None,
                 until_ms=epoch_ms(wanted.until) if wanted.until else None,
+                text=wanted.text,
             )
             if page.jobs:
                 left -= len(page.jobs)
@@ -79,7 +80,7 @@ class BulkActions:
         if params.ids is not None:
             return min(len(params.ids), params.limit)
         wanted = params.filter or BulkFilter()
-        if wanted.kind or wanted.priority or wanted.owner:
+        if wanted.kind or wanted.priority or wanted.owner or wanted.text:
             return None
         states = [wanted.state] if wanted.state else ACTS_ON[params.action]
         async with self.store.redis.pipeline(transaction=False) as pipe:

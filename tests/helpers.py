@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -338,3 +339,8 @@ def product_findings(check: Callable[[str], list[Any]], skip: tuple[str, ...] = 
             if name not in skip and (hits := check(path.read_text())):
                 found[name] = hits
     return found
+
+
+def table_ids(html: str) -> list[str]:
+    rows = html.split('id="jobs"')[1].split("</tbody>")[0]
+    return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)

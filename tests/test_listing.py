@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from tests.helpers import demo, get_json, post_json, read_sse, submit, watch_to_end
+from jobcast.server.app import create_app
+from tests.helpers import demo, get_json, post_json, read_sse, submit, table_ids, watch_to_end
 
 
 async def test_jobs_are_listed_newest_first_filtered_and_paginated(client) -> None:
@@ -121,3 +122,55 @@ async def test_jobs_are_listed_within_a_time_range(client) -> None:
     assert ids(recent) == {early_cancelled["id"], late[0]["id"], early[0]["id"]}
     async with client.get("/api/jobs?within=2h") as answer:
         assert answer.status == 422
+
+
+async def test_jobs_are_found_by_text_in_their_kind_params_error_or_id(client, worker) -> None:
+    failed = await submit(
+        client, body={"kind": "demo", "params": {"steps": 4, "step_ms": 1, "fail_at_step": 3}}
+    )
+    await watch_to_end(client, failed["id"])
+    # Delayed, so that they stay as submitted.
+    later = {"delay_s": 600}
+    ada = [
+        await submit(client, body={"kind": "report", "params": {"user_id": "Ada-Lovelace"}, **later})
+        for _ in range(2)
+    ]
+    grace = await submit(client, body={"kind": "report", "params": {"user_id": "grace"}, **later})
+    plain = await submit(client, body={**demo(2, 1), **later})
+
+    async def found(text: str, extra: str = "") -> list[str]:
+        return [j["id"] for j in (await get_json(client, f"/api/jobs?text={text}{extra}"))["jobs"]]
+
+    # Params, whatever the case; newest first.
+    assert await found("ada-LOVELACE") == [ada[1]["id"], ada[0]["id"]]
+    # The error's message (the failed demo's), and its type.
+    assert await found("step 3 as asked") == [failed["id"]] == await found("demofailure")
+    # The kind, with the other filters.
+    assert await found("report", "&limit=2") == [grace["id"], ada[1]["id"]]
+    assert await found("report", "&state=failed") == []
+    # Any part of the id.
+    assert await found(plain["id"][5:14]) == [plain["id"]]
+    # The dashboard's search box: the same jobs, and its bulk actions act on them alone.
+    html = await (await client.get("/?text=lovelace")).text()
+    assert table_ids(html) == [ada[1]["id"], ada[0]["id"]]
+    assert '"text": "lovelace"' in html.split('id="bulk"')[1].split(">")[0].replace("&#34;", '"')
+
+
+async def test_a_text_search_reads_a_bounded_number_of_jobs_a_page(aiohttp_client, settings) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"search_scanned": 5})))
+    oldest = await submit(client, body={"kind": "report", "params": {"user_id": "needle"}, "delay_s": 600})
+    for _ in range(12):
+        await submit(client, body={**demo(2, 1), "delay_s": 600})
+    # Each page reads five jobs at most: the first two find nothing, and say where to go on.
+    pages, url = [], "/api/jobs?text=needle&limit=50"
+    while url:
+        page = await get_json(client, url)
+        pages.append([j["id"] for j in page["jobs"]])
+        url = page.get("links", {}).get("next")
+    assert (
+        pages[:2] == [[], []]
+        and [oldest["id"]] in pages[2:]
+        and [i for page in pages for i in page] == [oldest["id"]]
+    )
+    html = await (await client.get("/?text=needle")).text()
+    assert 'id="search-bound"' in html and "reads\n    5 jobs a page" in html and 'rel="next"' in html

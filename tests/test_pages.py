@@ -10,7 +10,7 @@ import shutil
 import aiohttp
 
 from jobcast.server.pages.views import static_version
-from tests.helpers import CHECKOUT, demo, get_json, submit, watch_to_end
+from tests.helpers import CHECKOUT, demo, get_json, submit, table_ids, watch_to_end
 
 
 async def test_the_dashboard_form_is_built_from_the_kinds_schemas(client) -> None:
@@ -184,11 +184,6 @@ async def test_the_pages_files_come_from_a_release_path_cached_for_a_year(client
     assert static_version(copy) == script[2]
     (copy / "ui.js").write_text((copy / "ui.js").read_text() + "\n")
     assert static_version(copy) != script[2]
-
-
-def table_ids(html: str) -> list[str]:
-    rows = html.split('id="jobs"')[1].split("</tbody>")[0]
-    return re.findall(r'<tr class="job"[^>]* data-job-id="([0-9a-f]{32})"', rows)
 
 
 async def test_the_jobs_table_pages_through_every_job_and_filters_by_priority(client) -> None:

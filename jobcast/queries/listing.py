@@ -97,11 +97,18 @@ async def list_jobs(
     priority: str | None = None,
     since_ms: float | None = None,
     until_ms: float | None = None,
+    text: str | None = None,
 ) -> Page:
     """Jobs newest first: every job, one owner's, or those a service submitted; by any of
     state, kind and priority; within a time range (`since_ms` to `until_ms`, epoch ms): when they
-    reached `state`, or without one, when they were submitted."""
+    reached `state`, or without one, when they were submitted; with `text` in their id, kind,
+    owner, params or error.
+
+    Bounded: the filters above pick the index walked, and `text` is matched against each record
+    the walk reads, at most `JOBCAST_SEARCH_SCANNED` of them a call (else ten per row asked for).
+    A page that reaches that bound ends early, with a cursor that searches on from there."""
     keys = store.keys
+    needle = text.casefold() if text else None
     ranged = since_ms is not None or until_ms is not None
     index, wanted = _index(keys, state, kind, priority, owner, submitted_by, ranged)
     max_score: float | str = "+inf" if until_ms is None else until_ms
@@ -110,7 +117,7 @@ async def list_jobs(
     if cursor:
         max_score, after_id = decode_cursor(cursor)
     jobs: list[JobSnapshot] = []
-    budget = limit * SCAN_FACTOR
+    budget = store.settings.search_scanned if needle else limit * SCAN_FACTOR
     last: tuple[float, str] | None = None
     start = 0  # entries at max_score already passed over (ties)
     while len(jobs) < limit and budget > 0:
@@ -136,7 +143,8 @@ async def list_jobs(
             last = (score, member.decode())
             if not is_record(raw):
                 continue  # expired; the index forgets it at the next submission
-            if any(raw.get(field) != value for field, value in wanted):
+            mismatch = any(raw.get(field) != value for field, value in wanted)
+            if mismatch or (needle and not contains(member, raw, needle)):
                 continue
             jobs.append(build_snapshot(member.decode(), raw, store.links))
             if len(jobs) == limit:
@@ -146,6 +154,17 @@ async def list_jobs(
         if len(fetched) < batch and len(jobs) < limit:
             return Page(jobs, None)
     return Page(jobs, encode_cursor(*last) if last else None)
+
+
+SEARCHED = (b"kind", b"owner", b"params", b"error")
+
+
+def contains(job_id: bytes, raw: dict[bytes, bytes], needle: str) -> bool:
+    """`needle` (case-folded) in the job's id, kind, owner, params or error (as stored: JSON)."""
+    return any(
+        needle in value.decode(errors="replace").casefold()
+        for value in (job_id, *(raw.get(name, b"") for name in SEARCHED))
+    )
 
 
 async def ids_starting_with(store: JobStore, prefix: str, limit: int = 10) -> list[str]:

@@ -40,12 +40,20 @@ class ListQuery(BaseModel):
     )
     until: AwareDatetime | None = Field(default=None, description="Only jobs up to this time (as `since`)")
     within: Window | None = Field(default=None, description="Only jobs of this recent window (as `since`)")
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only jobs with this text (case-insensitive) in their id, kind, owner, params or "
+        "error. A page reads at most `JOBCAST_SEARCH_SCANNED` jobs: it may hold fewer than `limit` "
+        "and still have a `next_cursor` to search on.",
+    )
 
 
 @routes.get("/api/jobs")
 @operation(
     Operation(
-        "List jobs, newest first, filtered by state, kind, priority or owner",
+        "List jobs, newest first, filtered by state, kind, priority, owner, time or text",
         {200: json("A page of jobs; follow `next_cursor` for the next", JobPage)},
         query=ListQuery,
         problems=(400, 403, 422, 503),
@@ -80,6 +88,7 @@ async def jobs(request: web.Request) -> web.Response:
             cursor=query.cursor,
             since_ms=since_ms,
             until_ms=until_ms,
+            text=query.text,
         )
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"

@@ -105,6 +105,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
             cursor=query.cursor,
             since_ms=since_ms,
             until_ms=until_ms,
+            text=query.text.strip() or None if query.text else None,
         )
     except BadCursor:
         raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
@@ -132,9 +133,10 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "within": query.within if query.within in WINDOWS_S else None,
         "since": query.since if since_ms is not None and query.within not in WINDOWS_S else None,
         "until": query.until if until_ms is not None else None,
+        "text": query.text.strip() or None if query.text else None,
     }
     # What a bulk action by filter acts on: the same jobs, the range fixed as the page shows it.
-    bulk_filter = {k: filters[k] for k in ("state", "kind", "priority", "owner") if filters[k]}
+    bulk_filter = {k: filters[k] for k in ("state", "kind", "priority", "owner", "text") if filters[k]}
     if since_ms is not None:
         bulk_filter["since"] = isoformat(from_epoch_ms(int(since_ms)))
     if until_ms is not None:
@@ -146,6 +148,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
 
     return {
         "kinds": kinds,
+        "search_scanned": settings.search_scanned,
         # Each kind's time limit, for the ETA of a row the page adds (server/pages' rows carry the job's).
         "timeouts": {k.name: k.timeout_s for k in kinds},
         "fields": {k.name: form_fields(k) for k in kinds},
@@ -191,6 +194,11 @@ class DashboardQuery(BaseModel):
     )
     until: str | None = Field(
         default=None, max_length=40, description="Only jobs up to this time (as `since`)"
+    )
+    text: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Only jobs with this text in their id, kind, owner, params or error",
     )
 
 

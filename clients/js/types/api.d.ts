@@ -118,6 +118,12 @@ export interface components {
             /** @default null */
             state?: components["schemas"]["State"] | null;
             /**
+             * Text
+             * @description Only jobs with this text in their id, kind, owner, params or error
+             * @default null
+             */
+            text?: string | null;
+            /**
              * Until
              * @description Only jobs up to then (as `since`)
              * @default null
