@@ -335,6 +335,13 @@ class Settings(ProcessSettings):
         description="At most this many jobs a text search (`GET /api/jobs?text=`, the dashboard's "
         "search) reads for one page; a page that reaches it ends early with a cursor to search on.",
     )
+    worker_recent_jobs: int = Field(
+        default=20,
+        ge=0,
+        le=500,
+        description="`jobcast worker`: how many of the jobs that ended on it last a worker reports with "
+        "its heartbeat, for its own page (`/workers/{name}`).",
+    )
     max_bulk_jobs: int = Field(
         default=10_000,
         ge=1,

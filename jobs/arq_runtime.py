@@ -348,9 +348,13 @@ class JobcastWorker(Worker):
                 pipe.zremrangebyscore(keys.workers, "-inf", stale_ms)  # workers that died
                 # What it serves, so web servers can refuse a kind that no live worker runs.
                 pipe.hset(keys.worker_kinds, self.name, ",".join(sorted(self.ctx["kinds"])))
-                # With its jobs' ends over the last hour, for the workers page.
+                # With its jobs' ends over the last hour and its last jobs, for the workers pages.
                 metrics = self.ctx.get("metrics")
-                recent = {"last_hour": metrics.last_hour()} if metrics is not None else {}
+                recent = (
+                    {"last_hour": metrics.last_hour(), "recent_jobs": list(metrics.recent_jobs)}
+                    if metrics is not None
+                    else {}
+                )
                 info = orjson.dumps({**self._info, **recent, "seen_ms": int(now * 1000)}).decode()
                 pipe.hset(keys.worker_info, self.name, info)
                 await pipe.execute()

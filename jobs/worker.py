@@ -140,7 +140,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     storage: Storage = ctx["storage"]
     await storage.start()
     ctx["files"] = storage.files
-    ctx["metrics"] = WorkerMetrics(ctx["kinds"])
+    ctx["metrics"] = WorkerMetrics(ctx["kinds"], settings.worker_recent_jobs)
     if settings.worker_metrics_port:
         ctx["metrics_runner"] = await serve_metrics(
             ctx["metrics"], settings.worker_metrics_host, settings.worker_metrics_port
@@ -209,7 +209,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         else:
             kind = await _admit(ctx["kinds"], record, attempt, progress)
             if kind is None:
-                metrics.ended_as(record.kind, "cancelled" if record.cancel_requested else "failed")
+                metrics.ended_as(record.kind, "cancelled" if record.cancel_requested else "failed", job_id)
                 return
             # The event names the worker, for the job page's attempts.
             if not await progress.state(EventType.STARTED, extra={"worker": ctx["lease_owner"]}):
@@ -245,7 +245,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             log.exception("job %s: internal error", job_id)
             error = {"type": "InternalError", "message": "the worker failed to run the job"}
             await progress.state(EventType.FAILED, error=error)
-            metrics.ended_as(record.kind, "failed")
+            metrics.ended_as(record.kind, "failed", job_id)
         finally:
             running.remove(job_id)
             metrics.ended(record.kind, started)
@@ -333,7 +333,7 @@ async def _run_attempt(
             await asyncio.shield(progress.state(EventType.RETRYING, error=error, extra=_after(0)))
             raise
         await progress.state(EventType.CANCELLED, error=CANCELLED)
-        metrics.ended_as(kind.name, "cancelled")
+        metrics.ended_as(kind.name, "cancelled", ctx.job_id)
     except Exception as e:
         await keep_traceback(store, ctx, e, settings.max_traceback_chars)
         if isinstance(e, TimeoutError) and deadline.expired():
@@ -341,7 +341,7 @@ async def _run_attempt(
             metrics.timeouts.labels(kind.name).inc()
         if not kind.should_retry(e, ctx.attempt):
             await progress.state(EventType.FAILED, error=error_info(e, settings.max_message_chars))
-            metrics.ended_as(kind.name, "failed")
+            metrics.ended_as(kind.name, "failed", ctx.job_id)
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
             return
         delay = backoff_s(settings, ctx.attempt)
@@ -352,14 +352,14 @@ async def _run_attempt(
         if latest is not None and latest.cancel_requested:
             # Cancelled while this attempt was failing: do not start another.
             await progress.state(EventType.CANCELLED, error=CANCELLED)
-            metrics.ended_as(kind.name, "cancelled")
+            metrics.ended_as(kind.name, "cancelled", ctx.job_id)
             return
         metrics.retries.labels(kind.name).inc()
         log.info("attempt %d failed (%s); retrying in %.1f s", ctx.attempt, type(e).__name__, delay)
         raise Retry(defer=delay) from e
     else:
         await progress.state(EventType.SUCCEEDED, result=result)
-        metrics.ended_as(kind.name, "succeeded")
+        metrics.ended_as(kind.name, "succeeded", ctx.job_id)
         log.info("attempt %d succeeded", ctx.attempt)
 
 

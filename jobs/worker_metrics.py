@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -36,7 +37,7 @@ WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300)
 
 
 class WorkerMetrics:
-    def __init__(self, kinds: Iterable[str] = ()) -> None:
+    def __init__(self, kinds: Iterable[str] = (), recent_jobs: int = 20) -> None:
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         GCCollector(registry=registry)
@@ -68,6 +69,8 @@ class WorkerMetrics:
             "jobcast_worker_running_jobs", "Attempts running on this worker.", registry=registry
         )
         self.recent = RecentEnds()
+        # The ids of the jobs that ended here last, newest first: the worker's own page.
+        self.recent_jobs: deque[str] = deque(maxlen=recent_jobs)
         # Every series this worker can report exists from the start, at 0: a rate over a series
         # that appears with its first event misses that event, and alerts on absent series misfire.
         for kind in kinds:
@@ -76,10 +79,11 @@ class WorkerMetrics:
             for state in ("succeeded", "failed", "cancelled"):
                 self.finished.labels(kind, state)
 
-    def ended_as(self, kind: str, state: str) -> None:
+    def ended_as(self, kind: str, state: str, job_id: str) -> None:
         """A job ended here in `state` (succeeded, failed or cancelled)."""
         self.finished.labels(kind, state).inc()
         self.recent.add(state)
+        self.recent_jobs.appendleft(job_id)
 
     def last_hour(self) -> dict[str, int]:
         """Jobs ended here over the last hour, by final state (the workers page shows them)."""

@@ -125,8 +125,15 @@ function showAttempt(event) {
   if (event.type === "started") {
     const row = document.createElement("tr");
     row.dataset.attempt = event.attempt;
-    const worker = document.createElement("code");
-    worker.textContent = event.worker ?? "—";
+    const name = event.worker?.split("#")[0];
+    const code = document.createElement("code");
+    code.textContent = name ?? "—";
+    let worker = code;
+    if (name) {
+      worker = document.createElement("a");
+      worker.href = `${base}/workers/${encodeURIComponent(name)}`;
+      worker.append(code);
+    }
     const cells = [event.attempt, worker, timeElement(event.ts), "", "running", ""];
     for (const [i, content] of cells.entries()) {
       const cell = document.createElement("td");

@@ -40,8 +40,13 @@ function show(workers) {
   for (const worker of workers) {
     const section = box.querySelector(`[data-worker="${CSS.escape(worker.name)}"]`);
     if (!section) {
-      location.reload(); // a worker not on the page yet: the server renders its whole panel
-      return;
+      // A worker not on the list yet: the server renders its whole panel. A worker's own page
+      // shows that worker alone.
+      if (box.dataset.all === "true") {
+        location.reload();
+        return;
+      }
+      continue;
     }
     section.dataset.gone = String(worker.gone);
     const badge = section.querySelector(".badge");

@@ -4,12 +4,13 @@ real Chromium: no violations."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pydantic import SecretStr
 
 from jobcast.server.app import create_app
-from tests.helpers import demo, submit, watch_to_end
+from tests.helpers import demo, get_json, submit, watch_to_end
 
 AXE = Path(__file__).resolve().parent.parent / "clients" / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -51,6 +52,9 @@ async def test_no_page_has_an_accessibility_violation(
     group = "/failures?group=DemoFailure%3A%20failed%20at%20step%20%E2%80%A6%20as%20asked"
     paths = ("/", f"/jobs/{done['id']}", f"/jobs/{written['id']}", "/workers", "/scheduled", "/?state=failed")
     paths += ("/failures", group)
+    # A worker's own page, with the jobs that ended on it.
+    name = (await get_json(client, "/api/workers"))["workers"][0]["name"]
+    paths += (f"/workers/{quote(name)}",)
     # Error pages too: a search miss, a malformed search, and /login where there is no sign-in.
     errors = ("/find?id=ffffffff", "/find?id=zz", "/login")
     for path in paths + errors:

@@ -315,6 +315,18 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
         await expect(panel.locator(".last-hour")).to_have_text(
             "2 succeeded, 0 failed, 0 cancelled", timeout=TIMEOUT_MS
         )
+        # Its own page: the jobs that ended on it, newest first, each a link.
+        await panel.locator("h2 a").click()
+        recent = page.locator(".recent-jobs tbody tr")
+        await expect(recent).to_have_count(2, timeout=TIMEOUT_MS)
+        ended = [await r.get_attribute("data-job-id") for r in await recent.all()]
+        assert set(ended) == {job["id"], later["id"]}
+        await expect(recent.first.locator(".badge")).to_have_text("succeeded")
+        # A job's attempts link to the worker that ran them.
+        await recent.first.get_by_role("link").click()
+        await page.locator("#attempts .worker a").first.click()
+        await expect(page.locator("h1")).to_contain_text(f":{worker_.process.pid}:")
+        panel = page.locator(".worker")
         # Killed: the worker stays listed, marked gone.
         worker_.signal(signal.SIGKILL)
         await expect(panel.locator(".badge")).to_have_text("gone", timeout=TIMEOUT_MS)

@@ -39,6 +39,8 @@ LISTINGS = {
     ("get", "/api/stats"),
     ("get", "/api/finished"),
     ("get", "/api/workers"),
+    ("get", "/api/workers/{name}"),
+    ("get", "/workers/{name}"),
     ("get", "/api/scheduled"),
     ("get", "/api/failures"),
     ("get", "/failures"),
@@ -237,11 +239,18 @@ async def test_no_caller_reaches_a_job_that_is_not_theirs(
                 path,
             )
         admin_only = ["/api/stats", "/api/workers", "/api/scheduled", "/api/failures"]
-        admin_only += ["/metrics", "/workers", "/scheduled", "/failures"]
+        admin_only += [
+            "/metrics",
+            "/workers",
+            "/scheduled",
+            "/failures",
+            "/api/workers/none",
+            "/workers/none",
+        ]
         for path in admin_only:
             status, body = await call(caller, "GET", url + path)
             if caller.name == "admin":
-                assert status == 200, path
+                assert status == (404 if path.endswith("/none") else 200), path
             else:
                 assert status in REFUSED and not any(i in body for i in jobs), (caller.name, path)
         status, _ = await call(caller, "GET", url + "/api/finished")

@@ -1,5 +1,6 @@
 """`GET /api/workers` and the workers page: each worker (live, or gone a little while), what it is,
-and the jobs it runs now."""
+and the jobs it runs now; `GET /api/workers/{name}` and a worker's own page add the jobs that ended
+on it last (as its heartbeat reports them: `JOBCAST_WORKER_RECENT_JOBS`)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,26 @@ def job(
         "progress": loads(progress) if progress else None,
         "started_at": started.decode() if started else None,
     }
+
+
+async def recent_jobs(store: JobStore, ids: list[str]) -> list[dict[str, Any]]:
+    """The jobs `ids` as they are now (newest end first): those no longer retained are left out."""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(store.keys.job(job_id), ["kind", "state", "finished_at", "error"])
+        rows = await pipe.execute()
+    out = []
+    for job_id, (kind, state, finished, error) in zip(ids, rows, strict=True):
+        if kind is None:
+            continue
+        problem = loads(error) if error else None
+        out.append(
+            {
+                "id": job_id,
+                "kind": kind.decode(),
+                "state": state.decode() if state else None,
+                "finished_at": finished.decode() if finished else None,
+                "error": f"{problem['type']}: {problem['message']}" if problem else None,
+            }
+        )
+    return out

@@ -155,10 +155,28 @@ class WorkerInfo(Closed):
         description="Jobs that ended on it over the last hour, by final state (succeeded, failed, "
         "cancelled), as of its last heartbeat",
     )
+    recent_jobs: list[str] = Field(
+        default_factory=list, description="Ids of the jobs that ended on it last, newest first."
+    )
 
 
 class WorkerList(Closed):
     workers: list[WorkerInfo]
+
+
+class EndedJob(Closed):
+    id: str
+    kind: str
+    state: str | None = Field(description="Its state now (a retry may have run it again since).")
+    finished_at: str | None
+    error: str | None = Field(description="`Type: message` of a job that ended in error.")
+
+
+class WorkerDetail(WorkerInfo):
+    recent: list[EndedJob] = Field(
+        description="The jobs that ended on it last, newest first (JOBCAST_WORKER_RECENT_JOBS), "
+        "those still retained"
+    )
 
 
 class Serving(Closed):

@@ -1,15 +1,17 @@
 """The workers: `GET /api/workers` and the `/workers` page (operators only in owner mode), each
-worker with its host, pid, start, concurrency, kinds and heartbeat, and the jobs it runs now
-(jobcast/queries/workers.py)."""
+worker with its host, pid, start, concurrency, kinds and heartbeat, and the jobs it runs now; one
+worker's own page (`/workers/{name}`, `GET /api/workers/{name}`) adds the jobs that ended on it
+last (jobcast/queries/workers.py)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from jobcast.queries.workers import workers
+from jobcast.queries.workers import recent_jobs, workers
 from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
-from jobcast.server.http.schemas import WorkerList
+from jobcast.server.http.problems import Problem
+from jobcast.server.http.schemas import WorkerDetail, WorkerList
 from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import require_admin
@@ -45,3 +47,37 @@ async def list_workers(request: web.Request) -> web.Response:
 )
 async def workers_page(request: web.Request) -> web.Response:
     return render_page("workers.html", request, {"workers": await current(request)})
+
+
+async def one(request: web.Request) -> dict:
+    name = request.match_info["name"]
+    found = next((w for w in await current(request) if w["name"] == name), None)
+    if found is None:
+        raise Problem(404, f"no worker {name!r} has been seen lately", slug="not-found")
+    return {**found, "recent": await recent_jobs(request.app[STORE], found.get("recent_jobs", []))}
+
+
+@routes.get("/api/workers/{name}")
+@operation(
+    Operation(
+        "One worker, with the jobs it runs now and those that ended on it last",
+        {200: json("The worker", WorkerDetail)},
+        problems=(403, 404, 503),
+        tags=("operations",),
+    )
+)
+async def get_worker(request: web.Request) -> web.Response:
+    return json_response(await one(request))
+
+
+@routes.get("/workers/{name}")
+@operation(
+    Operation(
+        "A worker's own page",
+        {200: Answer("The page", {HTML: PAGE})},
+        problems=(403, 404, 503),
+        tags=("pages",),
+    )
+)
+async def worker_page(request: web.Request) -> web.Response:
+    return render_page("worker.html", request, {"w": await one(request)})

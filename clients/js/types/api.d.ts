@@ -150,6 +150,25 @@ export interface components {
              */
             ids?: string[] | null;
         };
+        /** EndedJob */
+        EndedJob: {
+            /**
+             * Error
+             * @description `Type: message` of a job that ended in error.
+             */
+            error: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /**
+             * State
+             * @description Its state now (a retry may have run it again since).
+             */
+            state: string | null;
+        };
         /** ErrorInfo */
         ErrorInfo: {
             /** Message */
@@ -930,6 +949,60 @@ export interface components {
             /** Stream Token */
             stream_token: string;
         };
+        /** WorkerDetail */
+        WorkerDetail: {
+            /**
+             * Concurrency
+             * @description Jobs it runs at once.
+             */
+            concurrency: number;
+            /**
+             * Gone
+             * @description No heartbeat for 3 intervals: stopped, or lost.
+             */
+            gone: boolean;
+            /** Heartbeat Age S */
+            heartbeat_age_s: number;
+            /** Host */
+            host: string;
+            /**
+             * Jobs
+             * @description The jobs it holds now.
+             */
+            jobs: components["schemas"]["WorkerJob"][];
+            /**
+             * Kinds
+             * @description The kinds it serves.
+             */
+            kinds: string[];
+            /**
+             * Last Hour
+             * @description Jobs that ended on it over the last hour, by final state (succeeded, failed, cancelled), as of its last heartbeat
+             * @default null
+             */
+            last_hour?: {
+                [key: string]: number;
+            } | null;
+            /** Name */
+            name: string;
+            /** Pid */
+            pid: number;
+            /**
+             * Recent
+             * @description The jobs that ended on it last, newest first (JOBCAST_WORKER_RECENT_JOBS), those still retained
+             */
+            recent: components["schemas"]["EndedJob"][];
+            /**
+             * Recent Jobs
+             * @description Ids of the jobs that ended on it last, newest first.
+             */
+            recent_jobs?: string[];
+            /**
+             * Started At
+             * @description When the worker started (ISO 8601).
+             */
+            started_at: string;
+        };
         /** WorkerInfo */
         WorkerInfo: {
             /**
@@ -968,6 +1041,11 @@ export interface components {
             name: string;
             /** Pid */
             pid: number;
+            /**
+             * Recent Jobs
+             * @description Ids of the jobs that ended on it last, newest first.
+             */
+            recent_jobs?: string[];
             /**
              * Started At
              * @description When the worker started (ISO 8601).
@@ -1008,6 +1086,7 @@ export type BatchRequest = components['schemas']['BatchRequest'];
 export type BatchResult = components['schemas']['BatchResult'];
 export type BulkFilter = components['schemas']['BulkFilter'];
 export type BulkRequest = components['schemas']['BulkRequest'];
+export type EndedJob = components['schemas']['EndedJob'];
 export type ErrorInfo = components['schemas']['ErrorInfo'];
 export type FailureGroup = components['schemas']['FailureGroup'];
 export type FailureGroups = components['schemas']['FailureGroups'];
@@ -1044,6 +1123,7 @@ export type Serving = components['schemas']['Serving'];
 export type State = components['schemas']['State'];
 export type Stats = components['schemas']['Stats'];
 export type StreamToken = components['schemas']['StreamToken'];
+export type WorkerDetail = components['schemas']['WorkerDetail'];
 export type WorkerInfo = components['schemas']['WorkerInfo'];
 export type WorkerJob = components['schemas']['WorkerJob'];
 export type WorkerList = components['schemas']['WorkerList'];
