@@ -69,6 +69,7 @@ class JobSnapshot(SnapshotLinks):
     scheduled_for: str | None
     # Why the job, due, does not start yet: its kind is paused, or a limit holds it back.
     waiting: str | None
+    waiting_since: str | None
     last_event_id: int
     # One job's snapshot (not a listing's): the text of each output stream of its attempt now.
     output: NotRequired[dict[str, str | OutputRef]]

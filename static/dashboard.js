@@ -1,7 +1,7 @@
 // The dashboard: one feed stream for every job on the page, the submit form, counters, retry.
 import { readJson, retryJob, watchFeed } from "./jobcast.js";
 import { JobsTable } from "./jobs-table.js";
-import { applyToJob, enableCopyButtons, followBulk, showConnection, updateTiming } from "./ui.js";
+import { applyToJob, enableCopyButtons, followBulk, showConnection, timeElement, updateTiming } from "./ui.js";
 
 // Where jobcast is mounted ("" at the root, "/jobs" inside another app): every URL starts here.
 const base = document.documentElement.dataset.base || "";
@@ -176,9 +176,15 @@ function showWaiting(byKind) {
 
 function showIntake(item, paused) {
   item.dataset.paused = String(Boolean(paused));
-  item.querySelector(".intake-state").textContent = paused
-    ? `paused since ${paused.since}: ${paused.parked} held back`
-    : "running";
+  const state = item.querySelector(".intake-state");
+  if (!paused) state.textContent = "running";
+  else {
+    // What the pause holds, one click away: the kind's waiting jobs, each saying why.
+    const held = document.createElement("a");
+    held.href = `${base}/?${new URLSearchParams({ kind: item.dataset.kind, state: "queued" })}`;
+    held.textContent = `${paused.parked} held back`;
+    state.replaceChildren("paused ", timeElement(paused.since, true), paused.by ? ` by ${paused.by}` : "", ": ", held);
+  }
   item.querySelector(".intake-toggle").textContent = `${paused ? "Resume" : "Pause"} ${item.dataset.kind}`;
   // The form a page without JS posts, kept in step for a reload.
   const form = item.querySelector(".intake-form");

@@ -1,6 +1,6 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
 import { TERMINAL, cancelJob, formatDuration, queuePlaceText, retryJob, watchJob } from "./jobcast.js";
-import { applyToJob, enableCopyButtons, showConnection, timeElement, updateTiming } from "./ui.js";
+import { applyToJob, enableCopyButtons, heldText, showConnection, timeElement, updateTiming } from "./ui.js";
 
 const base = document.documentElement.dataset.base || "";
 
@@ -333,12 +333,12 @@ for (const pre of document.querySelectorAll(".output-text, #job-log-panel .table
 const waitingLine = document.getElementById("waiting");
 function showWaiting(event) {
   if (event.type === "queue") {
-    if (event.waiting) waitingLine.textContent = `Waiting: ${event.waiting}`;
+    if (event.waiting) waitingLine.replaceChildren(...heldText(event));
     else waitingLine.textContent = event.ahead === null ? "" : `In line: ${queuePlaceText(event)}`;
   } else if (event.state !== "queued" && event.state !== "retrying") {
     waitingLine.textContent = "";
   } else if (event.type === "snapshot") {
-    waitingLine.textContent = event.waiting ? `Waiting: ${event.waiting}` : "";
+    waitingLine.replaceChildren(...(event.waiting ? heldText(event) : []));
   }
   waitingLine.hidden = !waitingLine.textContent;
 }

@@ -22,6 +22,11 @@ export function showConnection(state) {
  * A timestamp as people read it (UTC), with the exact ISO time for machines; like the pages'.
  * `ago`: relative to now ("in 10 minutes"), the absolute time in the viewer's zone on hover.
  */
+/** Why a due job is held back and since when: "held: aggregate paused by ops, 4 min ago". */
+export function heldText(event) {
+  return [`held: ${event.waiting}`, ...(event.waiting_since ? [", ", timeElement(event.waiting_since, true)] : [])];
+}
+
 export function timeElement(iso, ago = false) {
   if (!iso) return document.createTextNode("—");
   const element = document.createElement("time");
@@ -106,12 +111,22 @@ export function applyToJob(root, event) {
     setData(root, "percent", percent);
     setText(root.querySelector(".job-percent, #percent"), `${Math.round(percent * 100) / 100}%`);
   }
-  // A job waiting for its time says when it runs (delayed, or backing off between attempts).
+  // A job waiting for its time says when it runs (delayed, or backing off between attempts); one
+  // held back, why and since when.
   const when = root.querySelector(".job-when");
   if (when) {
-    const at = ["queued", "retrying"].includes(event.state) ? event.next_attempt_at || event.run_at : null;
-    if (when.hidden !== !at) when.hidden = !at;
-    if ((when.querySelector("time")?.dateTime || null) !== (at || null)) {
+    const waits = ["queued", "retrying"].includes(event.state);
+    const held = waits && event.waiting ? event.waiting_since || "" : null;
+    const at = waits && held === null ? event.next_attempt_at || event.run_at : null;
+    const shown = held ?? at;
+    if (when.hidden !== (shown === null || shown === undefined)) when.hidden = shown === null || shown === undefined;
+    if (held !== null) {
+      if (when.dataset.held !== event.waiting) {
+        when.dataset.held = event.waiting;
+        when.replaceChildren(...heldText(event));
+      }
+    } else if ((when.querySelector("time")?.dateTime || null) !== (at || null) || when.dataset.held) {
+      delete when.dataset.held;
       when.replaceChildren(...(at ? ["runs ", timeElement(at, true)] : []));
     }
   }

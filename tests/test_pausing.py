@@ -4,8 +4,13 @@ finishes, and all of them run once it resumes."""
 
 from __future__ import annotations
 
-import aiohttp
+import re
 
+import aiohttp
+from playwright.async_api import expect
+
+from jobcast.store.jobs import JobStore
+from jobcast.store.pausing import pause
 from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
 from tests.test_security import ADMIN_KEY, SERVICE_KEY, bearer, owner_mode, status_of  # noqa: F401
 
@@ -39,6 +44,9 @@ async def test_a_paused_kind_waits_in_place_while_others_run_then_resumes(spawn)
         assert (await watch_to_end(session, other["id"]))[-1]["type"] == "succeeded"
         await wait_for(lambda: has_parked(session, "demo", 3), what="the demo jobs to be held back")
         assert await states(session, [j["id"] for j in held]) == ["queued"] * 3
+        # Each says why it waits, and since when: the pause's time.
+        snapshot = await get_json(session, f"/api/jobs/{held[0]['id']}")
+        assert (snapshot["waiting"], snapshot["waiting_since"]) == ("demo paused", answer["since"])
         stats = await get_json(session, "/api/stats")
         assert stats["paused"]["demo"]["since"] == answer["since"]
         # Waiting, counted per kind and priority (the running one is not).
@@ -74,6 +82,9 @@ async def test_only_admins_pause_kinds_and_see_workers_in_owner_mode(owner_mode)
         assert (
             await status_of(anyone, "POST", url + "/api/kinds/demo/pause", headers=bearer(ADMIN_KEY)) == 200
         )
+        # Who paused it, for the stats and the held jobs' reason.
+        async with anyone.get(url + "/api/stats", headers=bearer(ADMIN_KEY)) as answer:
+            assert (await answer.json())["paused"]["demo"]["by"] == "ops"
         assert (
             await status_of(anyone, "POST", url + "/api/kinds/demo/resume", headers=bearer(ADMIN_KEY)) == 200
         )
@@ -85,3 +96,47 @@ async def is_state(session: aiohttp.ClientSession, job_id: str, state: str) -> b
 
 async def has_parked(session: aiohttp.ClientSession, kind: str, n: int) -> bool:
     return await parked(session, kind) == n
+
+
+async def test_an_operator_sees_what_a_pause_holds_in_one_click(spawn, page) -> None:
+    web = spawn("web")
+    spawn("worker")
+    await web.wait_http()
+    async with aiohttp.ClientSession(web.url) as session:
+        answer = await post_json(session, "/api/kinds/demo/pause")
+        held = [await submit(session, body=demo(2, 10)) for _ in range(3)]
+        other = await submit(session, body=AGGREGATE)
+        await watch_to_end(session, other["id"])
+        await wait_for(lambda: has_parked(session, "demo", 3), what="the demo jobs to be held back")
+    await page.goto(web.url + "/")
+    intake = page.locator('#kind-intake [data-kind="demo"] .intake-state')
+    await expect(intake.locator("time")).to_have_attribute("datetime", answer["since"])
+    # 1: the paused kind's held jobs, each saying why and since when.
+    await intake.get_by_role("link", name="3 held back").click()
+    rows = page.locator("#jobs tr.job")
+    await expect(rows).to_have_count(3)
+    assert {await r.get_attribute("data-job-id") for r in await rows.all()} == {j["id"] for j in held}
+    await expect(rows.first.locator(".job-when")).to_have_text(
+        re.compile(r"^held: demo paused, (now|.+ ago)$")
+    )
+    # The same on the job's own page.
+    await rows.first.locator(".job-link").click()
+    await expect(page.locator("#waiting")).to_have_text(re.compile(r"^held: demo paused, (now|.+ ago)$"))
+
+
+async def test_a_held_jobs_reason_names_who_paused_its_kind(client, worker, redis, settings) -> None:
+    await pause(JobStore(redis, settings), "demo", "ops")
+    job = await submit(client, body=demo(2, 10))
+
+    async def held() -> dict | None:
+        snapshot = await get_json(client, f"/api/jobs/{job['id']}")
+        return snapshot if snapshot["waiting"] else None
+
+    snapshot = await wait_for(held, what="the demo job to be held back")
+    paused = (await get_json(client, "/api/stats"))["paused"]["demo"]
+    assert (snapshot["waiting"], snapshot["waiting_since"]) == ("demo paused by ops", paused["since"])
+    # Resumed: it runs, and says nothing of the hold any more.
+    await post_json(client, "/api/kinds/demo/resume")
+    assert (await watch_to_end(client, job["id"]))[-1]["type"] == "succeeded"
+    ended = await get_json(client, f"/api/jobs/{job['id']}")
+    assert ended["waiting"] is None and ended["waiting_since"] is None

@@ -68,8 +68,13 @@ class JobEvent:
 
     @property
     def waiting(self) -> str | None:
-        """Why the job, due, does not start yet (a `waiting` event or a snapshot)."""
+        """Why the job, due, does not start yet (a `queue` event or a snapshot)."""
         return self.data.get("waiting")
+
+    @property
+    def waiting_since(self) -> str | None:
+        """Since when `waiting` holds it (ISO 8601)."""
+        return self.data.get("waiting_since")
 
     @property
     def ahead(self) -> int | None:

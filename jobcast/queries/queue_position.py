@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from jobcast.protocol import WAITING_STATES, Priority, epoch_ms, utcnow
-from jobcast.store.jobs import JobStore
+from jobcast.store.jobs import JobStore, waiting_since
 
 # Owners of one priority read per pass at most: past them, a position counts fewer jobs ahead.
 MAX_OWNERS = 1000
@@ -31,6 +31,7 @@ class Place:
     ahead: int | None
     eta_s: float | None = None
     waiting: str | None = None
+    waiting_since: str | None = None
 
 
 class DispatchRate:
@@ -115,15 +116,17 @@ async def _waiting(
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.get(keys.claimed)
         for job_id in job_ids:
-            pipe.hmget(keys.job(job_id), ["state", "priority", "owner", "waiting"])
+            pipe.hmget(keys.job(job_id), ["state", "priority", "owner", "waiting", "waiting_since"])
         first = await pipe.execute()
     rate.sample(int(first[0] or 0))
     out: dict[str, Place | None] = dict.fromkeys(job_ids)
     waiting = []
-    for job_id, (state, priority, owner, reason) in zip(job_ids, first[1:], strict=True):
+    for job_id, (state, priority, owner, reason, since) in zip(job_ids, first[1:], strict=True):
         if state and state.decode() in WAITING_STATES and priority:
             waiting.append((job_id, priority.decode(), (owner or b"").decode()))
-            out[job_id] = Place(None, None, reason.decode() if reason else None)
+            held = reason.decode() if reason else None
+            began = waiting_since(since.decode() if since else None) if held else None
+            out[job_id] = Place(None, None, held, began)
     return out, waiting
 
 

@@ -42,6 +42,7 @@ from jobcast.protocol import (
     epoch_ms,
     event_head,
     event_template,
+    from_epoch_ms,
     isoformat,
     loads,
     now_iso,
@@ -85,7 +86,8 @@ _SNAPSHOT_FIELDS = frozenset(
         *_JSON_FIELDS,
         *("kind", "state", "priority", "attempt", "max_attempts", "created_at", "run_at", "started_at"),
         *("first_started_at", "next_attempt_at", "finished_at", "cancel_requested", "retry_of"),
-        *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "waiting", "seq"),
+        *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "waiting", "waiting_since"),
+        "seq",
         "timeout_s",
     }
 )
@@ -141,11 +143,17 @@ def snapshot_of(
         "schedule": get("schedule") or None,
         "scheduled_for": get("scheduled_for") or None,
         # Only while it waits: a job that ended while held back keeps the field, not the reason.
-        "waiting": (get("waiting") or None) if get("state") in WAITING_STATES else None,
+        "waiting": (waiting := (get("waiting") or None) if get("state") in WAITING_STATES else None),
+        "waiting_since": waiting_since(get("waiting_since")) if waiting else None,
         "last_event_id": int(get("seq") or 0),
         "links": made["links"],
         "stream_token": made["stream_token"],
     }
+
+
+def waiting_since(ms: str | None) -> str | None:
+    """When a hold began (ISO 8601), from the epoch ms the claim wrote."""
+    return isoformat(from_epoch_ms(int(ms))) if ms and ms.isdigit() else None
 
 
 @dataclass(slots=True)
@@ -395,7 +403,7 @@ class JobStore:
         if type_ in TERMINAL_TYPES:
             fields.update(finished_at=ts, result=dumps(result), error=dumps(error), next_attempt_at="")
         elif type_ is EventType.STARTED:
-            fields.update(started_at=ts, error=b"", next_attempt_at="", waiting="")
+            fields.update(started_at=ts, error=b"", next_attempt_at="", waiting="", waiting_since="")
         elif type_ is EventType.RETRYING:
             fields["error"] = dumps(error)
         for name, value in (extra or {}).items():

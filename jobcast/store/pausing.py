@@ -19,9 +19,12 @@ from jobcast.store.jobs import JobStore
 RESUME_BATCH = 1000  # parked jobs put back per script call, so Redis is never held for long
 
 
-async def pause(store: JobStore, kind: str) -> None:
-    # HSETNX: pausing again keeps when it was first paused.
-    await awaited(store.redis.hsetnx(store.keys.paused, kind, str(epoch_ms(utcnow()))))
+async def pause(store: JobStore, kind: str, by: str | None = None) -> None:
+    """Pause `kind`; `by`: who did (an admin's name), for the held jobs' reason. Pausing again
+    keeps when and by whom it was first paused (HSETNX)."""
+    # When, then who after a space (jobcast/store/lua/claim.lua reads both).
+    value = f"{epoch_ms(utcnow())} {by}" if by else str(epoch_ms(utcnow()))
+    await awaited(store.redis.hsetnx(store.keys.paused, kind, value))
 
 
 async def resume(store: JobStore, kind: str) -> int:
@@ -35,8 +38,8 @@ async def resume(store: JobStore, kind: str) -> int:
 
 
 async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None) -> dict[str, dict[str, Any]]:
-    """Each paused kind: since when (ISO 8601), and how many of its jobs are parked. `since`: the
-    paused hash, when the caller read it already (one round trip less)."""
+    """Each paused kind: since when (ISO 8601), by whom (None: not said), and how many of its jobs
+    are parked. `since`: the paused hash, when the caller read it already (one round trip less)."""
     if since is None:
         since = await awaited(store.redis.hgetall(store.keys.paused))
     if not since:
@@ -46,7 +49,8 @@ async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None)
         for kind in kinds:
             pipe.zcard(store.keys.parked(kind))
         parked = await pipe.execute()
-    return {
-        kind: {"since": isoformat(from_epoch_ms(int(since[kind.encode()]))), "parked": n}
-        for kind, n in zip(kinds, parked, strict=True)
-    }
+    out = {}
+    for kind, n in zip(kinds, parked, strict=True):
+        ms, _, by = since[kind.encode()].decode().partition(" ")
+        out[kind] = {"since": isoformat(from_epoch_ms(int(ms))), "by": by or None, "parked": n}
+    return out

@@ -10,7 +10,7 @@ from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import KindPause
 from jobcast.server.keys import KINDS, STORE
-from jobcast.server.security.auth import require_admin
+from jobcast.server.security.auth import principal, require_admin
 from jobcast.store.pausing import pause, paused_kinds, resume
 
 routes = web.RouteTableDef()
@@ -28,6 +28,7 @@ def known_kind(request: web.Request) -> str:
 async def answer(request: web.Request, kind: str, resumed: int | None = None) -> web.Response:
     state = (await paused_kinds(request.app[STORE])).get(kind)
     body = {"kind": kind, "paused": state is not None, "since": state and state["since"]}
+    body["by"] = state and state["by"]
     body["parked"] = state["parked"] if state else 0
     if resumed is not None:
         body["resumed"] = resumed
@@ -46,7 +47,7 @@ async def answer(request: web.Request, kind: str, resumed: int | None = None) ->
 async def pause_kind(request: web.Request) -> web.Response:
     require_admin(request)
     kind = known_kind(request)
-    await pause(request.app[STORE], kind)
+    await pause(request.app[STORE], kind, principal(request).owner)
     return await answer(request, kind)
 
 

@@ -37,6 +37,7 @@ def queue_event(job_id: str, place: Place | None) -> Event:
         "ahead": place.ahead if place else None,
         "eta_s": place.eta_s if place else None,
         "waiting": place.waiting if place else None,
+        "waiting_since": place.waiting_since if place else None,
     }
     return Event(job_id, 0, QUEUE, dumps(data), terminal=False)
 

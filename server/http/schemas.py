@@ -92,8 +92,14 @@ class JobSnapshot(Closed):
     )
     waiting: str | None = Field(
         default=None,
-        description="Why the job, due, does not start yet: its kind is paused, or a limit holds it back "
-        "(`report is at its limit (3 of 3 running)`); a `waiting` event says when this changes.",
+        description="Why the job, due, does not start yet: a limit holds it back "
+        "(`report is at its limit (3 of 3 running)`) or its kind is paused (`aggregate paused by ops`); "
+        "a `queue` event says when this changes.",
+    )
+    waiting_since: str | None = Field(
+        default=None,
+        description="Since when `waiting` holds it (ISO 8601): when its kind was paused, or when a limit "
+        "first held it back.",
     )
     stream_token: str | None = Field(
         description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "
@@ -186,6 +192,9 @@ class Serving(Closed):
 
 class PausedKind(Closed):
     since: str = Field(description="When the kind was paused (ISO 8601).")
+    by: str | None = Field(
+        default=None, description="Who paused it (an admin's name); null in single-user mode."
+    )
     parked: int = Field(description="Its due jobs held back meanwhile.")
 
 
@@ -193,6 +202,7 @@ class KindPause(Closed):
     kind: str
     paused: bool
     since: str | None = Field(description="When it was paused; null when it is not.")
+    by: str | None = Field(default=None, description="Who paused it; null when not said or not paused.")
     parked: int = Field(description="Its due jobs held back while it is paused.")
     resumed: int | None = Field(default=None, description="On resume: the jobs put back in their queues.")
 
@@ -354,7 +364,10 @@ class QueueEvent(BaseModel):
     )
     waiting: str | None = Field(
         description="Why the job, due, is not in line: a limit holds it back (`report is at its limit "
-        "(3 of 3 running)`) or its kind is paused; null: nothing holds it back."
+        "(3 of 3 running)`) or its kind is paused (`aggregate paused by ops`); null: nothing holds it back."
+    )
+    waiting_since: str | None = Field(
+        default=None, description="Since when `waiting` holds it (ISO 8601), as in the job's snapshot."
     )
     eta_s: float | None = Field(
         description="About how many seconds until it starts, from the deployment's recent dispatch rate; "

@@ -9,7 +9,7 @@ from aiohttp import web
 from jobcast.server.api.kind_pausing import KIND, known_kind
 from jobcast.server.http.openapi import Answer, Operation, operation
 from jobcast.server.keys import SETTINGS, STORE
-from jobcast.server.security.auth import require_admin
+from jobcast.server.security.auth import principal, require_admin
 from jobcast.store.pausing import pause, resume
 
 routes = web.RouteTableDef()
@@ -30,7 +30,7 @@ def back(request: web.Request) -> web.HTTPSeeOther:
 )
 async def pause_kind_form(request: web.Request) -> web.Response:
     require_admin(request)
-    await pause(request.app[STORE], known_kind(request))
+    await pause(request.app[STORE], known_kind(request), principal(request).owner)
     raise back(request)
 
 

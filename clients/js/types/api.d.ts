@@ -509,10 +509,16 @@ export interface components {
             timeout_s?: number | null;
             /**
              * Waiting
-             * @description Why the job, due, does not start yet: its kind is paused, or a limit holds it back (`report is at its limit (3 of 3 running)`); a `waiting` event says when this changes.
+             * @description Why the job, due, does not start yet: a limit holds it back (`report is at its limit (3 of 3 running)`) or its kind is paused (`aggregate paused by ops`); a `queue` event says when this changes.
              * @default null
              */
             waiting?: string | null;
+            /**
+             * Waiting Since
+             * @description Since when `waiting` holds it (ISO 8601): when its kind was paused, or when a limit first held it back.
+             * @default null
+             */
+            waiting_since?: string | null;
         };
         /** KindInfo */
         KindInfo: {
@@ -543,6 +549,12 @@ export interface components {
         };
         /** KindPause */
         KindPause: {
+            /**
+             * By
+             * @description Who paused it; null when not said or not paused.
+             * @default null
+             */
+            by?: string | null;
             /** Kind */
             kind: string;
             /**
@@ -663,6 +675,12 @@ export interface components {
         /** PausedKind */
         PausedKind: {
             /**
+             * By
+             * @description Who paused it (an admin's name); null in single-user mode.
+             * @default null
+             */
+            by?: string | null;
+            /**
              * Parked
              * @description Its due jobs held back meanwhile.
              */
@@ -750,9 +768,15 @@ export interface components {
             type: "queue";
             /**
              * Waiting
-             * @description Why the job, due, is not in line: a limit holds it back (`report is at its limit (3 of 3 running)`) or its kind is paused; null: nothing holds it back.
+             * @description Why the job, due, is not in line: a limit holds it back (`report is at its limit (3 of 3 running)`) or its kind is paused (`aggregate paused by ops`); null: nothing holds it back.
              */
             waiting: string | null;
+            /**
+             * Waiting Since
+             * @description Since when `waiting` holds it (ISO 8601), as in the job's snapshot.
+             * @default null
+             */
+            waiting_since?: string | null;
         };
         /** Renewal */
         Renewal: {

@@ -36,7 +36,7 @@ local function start(id, values)
     head = '{"job_id":' .. cjson.encode(id) .. ',"seq":',
     tail = ',"type":"started","state":"running","ts":"' .. C.start.ts .. '","attempt":' .. (attempt + 1)
       .. ',"progress":null,"result":null,"error":null,"worker":' .. C.start.worker .. '}',
-    fields = {'started_at', C.start.ts, 'error', '', 'next_attempt_at', '', 'waiting', ''},
+    fields = {'started_at', C.start.ts, 'error', '', 'next_attempt_at', '', 'waiting', '', 'waiting_since', ''},
   })
 end
 
@@ -210,7 +210,11 @@ end
 local PARK_MAX = 1000
 local paused = {}
 local flat = redis.call('HGETALL', L.paused)
-for i = 1, #flat, 2 do paused[flat[i]] = true end
+-- Each paused kind's value: when it was paused (epoch ms) and, after a space, by whom.
+for i = 1, #flat, 2 do
+  local ms, by = string.match(flat[i + 1], '^(%d+) ?(.*)$')
+  paused[flat[i]] = {ms = ms or '', by = by or ''}
+end
 local any_paused = #flat > 0
 local parked = 0
 local jobs = {}
@@ -227,10 +231,12 @@ local function take(id, p, score, values)
   values = values or ((C.fields or any_paused or LIM) and redis.call('HMGET', L.job_prefix .. id, unpack(read_fields)))
   local kind = values and field(values, 'kind')
   local owner = values and field(values, 'owner')
-  local held, reason
+  local held, reason, since
   if kind and paused[kind] then
     redis.call('ZADD', L.parked_prefix .. kind, score, id)
-    reason = kind .. ' is paused'
+    local pause = paused[kind]
+    reason = kind .. ' paused' .. (pause.by ~= '' and (' by ' .. pause.by) or '')
+    since = pause.ms
   elseif LIM then
     held = hold_for(kind, owner)
     if held then
@@ -239,9 +245,15 @@ local function take(id, p, score, values)
     end
   end
   if reason then
-    -- Why, for its snapshot and its watchers (server/fanout/queue_places.py tells them, only
-    -- while someone watches: an event in its history would cost every held job a publish).
-    redis.call('HSET', L.job_prefix .. id, 'waiting', reason)
+    -- Why, and since when, for its snapshot and its watchers (server/fanout/queue_places.py tells
+    -- them, only while someone watches: an event in its history would cost every held job a
+    -- publish). A limit holds a job from the first time it did, however often it is looked at.
+    local key = L.job_prefix .. id
+    if not since then
+      local first = redis.call('HGET', key, 'waiting_since')
+      since = (first and first ~= '') and first or NOW_MS
+    end
+    redis.call('HSET', key, 'waiting', reason, 'waiting_since', since)
     parked = parked + 1
     return
   end

@@ -12,7 +12,7 @@ for i = 1, #batch, 2 do
   local job = redis.call('HMGET', L.job_prefix .. id, 'state', 'priority', 'owner')
   if job[1] and not is_terminal(job[1]) then
     enqueue(job[2], batch[i + 1], id, job[3] or nil)
-    redis.call('HSET', L.job_prefix .. id, 'waiting', '')
+    redis.call('HSET', L.job_prefix .. id, 'waiting', '', 'waiting_since', '')
     moved = moved + 1
   end
 end
