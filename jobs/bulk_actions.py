@@ -3,52 +3,17 @@ jobcast/bulk.py, which the web server shares)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from jobcast.bulk import ACTS_ON, CHUNK, NAME, BulkFilter, BulkParams, matches_none
+from jobcast.bulk import ACTS_ON, NAME, BulkFilter, BulkParams, matches_none
 from jobcast.errors import QuotaExceeded, SubmitRefused
 from jobcast.files.storage import Storage
 from jobcast.jobs.upkeep.janitor import forget_finished
 from jobcast.kind import JobContext, Kind, PermanentError
-from jobcast.protocol import epoch_ms, new_job_id
-from jobcast.queries.listing import list_jobs
+from jobcast.protocol import new_job_id
+from jobcast.queries.bulk_selection import selected
 from jobcast.store.jobs import JobStore, Submission
-
-
-async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[str]]:
-    """The chosen jobs' ids, a chunk at a time, at most `params.limit` in all."""
-    if params.ids is not None:
-        ids = params.ids[: params.limit]
-        for start in range(0, len(ids), CHUNK):
-            yield ids[start : start + CHUNK]
-        return
-    wanted = params.filter or BulkFilter()
-    left = params.limit
-    states = [wanted.state] if wanted.state else list(ACTS_ON[params.action])
-    for state in states:
-        if state not in ACTS_ON[params.action]:
-            return
-        cursor: str | None = None
-        while left > 0:
-            page = await list_jobs(
-                store,
-                state=state.value,
-                kind=wanted.kind,
-                priority=wanted.priority.value if wanted.priority else None,
-                owner=wanted.owner,
-                limit=min(CHUNK, left),
-                cursor=cursor,
-                since_ms=epoch_ms(wanted.since) if wanted.since else None,
-                until_ms=epoch_ms(wanted.until) if wanted.until else None,
-                text=wanted.text,
-            )
-            if page.jobs:
-                left -= len(page.jobs)
-                yield [job["id"] for job in page.jobs]
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
 
 
 class BulkActions:

@@ -416,11 +416,23 @@ if (bulkForm) {
       Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner", "since", "until", "text"].includes(key)),
     );
     const among = ids.length ? `among the ${ids.length} selected` : `among every job the filter matches${Object.keys(filter).length ? ` (${Object.entries(filter).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`;
-    if (!window.confirm(`${LABELS[action]} ${among}?`)) return;
+    const body = ids.length ? { action, ids } : { action, filter };
     button.disabled = true;
-    bulkStatus.textContent = "Starting…";
     try {
-      const body = ids.length ? { action, ids } : { action, filter };
+      // How many it will go through, asked first: the confirmation says it.
+      bulkStatus.textContent = "Counting…";
+      const counted = await readJson(
+        await fetch(`${base}/api/bulk/count`, {
+          method: "POST",
+          body: JSON.stringify(body),
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+        }),
+      );
+      const many = counted.matches === 1 ? "1 job" : `${counted.matches} jobs`;
+      const capped = counted.matches >= counted.limit ? ` (at most ${counted.limit} in one action)` : "";
+      bulkStatus.textContent = "";
+      if (!window.confirm(`${LABELS[action]} ${among}? It will go through ${many}${capped}.`)) return;
+      bulkStatus.textContent = "Starting…";
       const response = await fetch(`${base}/api/bulk`, {
         method: "POST",
         body: JSON.stringify(body),

@@ -36,7 +36,12 @@ async def test_retry_by_filter_resubmits_each_failed_job_once(client, worker) ->
     assert {job["state"] for job in failed} == {"failed"}
     succeeded = await finished(client, demo(2, 1))
 
-    bulk, events = await run_bulk(client, {"action": "retry", "filter": {"state": "failed", "kind": "demo"}})
+    # Counted first, as the dashboard's confirmation asks: what the action would go through.
+    retry_failed = {"action": "retry", "filter": {"state": "failed", "kind": "demo"}}
+    assert await post_json(client, "/api/bulk/count", retry_failed) == {"matches": 3, "limit": 10_000}
+    everything = await post_json(client, "/api/bulk/count", {"action": "retry", "filter": {}})
+    assert everything["matches"] == 3  # retry goes through failed and cancelled jobs only
+    bulk, events = await run_bulk(client, retry_failed)
     assert bulk["state"] == "succeeded", bulk["error"]
     assert bulk["result"] == {"action": "retry", "matched": 3, "done": 3, "skipped": 0}
     progress = [e for e in events if e["type"] == "progress"]
@@ -115,12 +120,13 @@ async def test_bad_bulk_requests_get_a_problem_and_start_nothing(aiohttp_client,
         ({"action": "cancel", "filter": {"colour": "red"}}, 422, "filter.colour"),
         ({"action": "delete", "ids": [one, "b" * 32, "c" * 32]}, 413, None),
     ]:
-        async with client.post("/api/bulk", json=body) as response:
-            problem = await response.json()
-            assert response.status == status, (body, problem)
-            assert response.content_type == "application/problem+json"
-            if field is not None:
-                assert field in {e["field"] for e in problem.get("errors", [])}, problem
+        for path in ("/api/bulk", "/api/bulk/count"):
+            async with client.post(path, json=body) as response:
+                problem = await response.json()
+                assert response.status == status, (path, body, problem)
+                assert response.content_type == "application/problem+json"
+                if field is not None:
+                    assert field in {e["field"] for e in problem.get("errors", [])}, problem
     assert (await get_json(client, "/api/jobs"))["jobs"] == []
 
 
@@ -128,6 +134,7 @@ async def test_only_admins_start_bulk_actions(owner_mode) -> None:  # noqa: F811
     body = {"action": "delete", "filter": {"state": "succeeded"}}
     async with aiohttp.ClientSession(owner_mode.url) as session:
         assert await status_of(session, "POST", "/api/bulk", json=body) == 403
+        assert await status_of(session, "POST", "/api/bulk/count", json=body) == 403
         assert await status_of(session, "POST", "/api/bulk", json=body, headers=bearer(SERVICE_KEY)) == 403
         job = await post_json(session, "/api/bulk", body, status=202, headers=bearer(ADMIN_KEY))
         assert job["kind"] == "bulk"

@@ -51,6 +51,7 @@ LISTINGS = {
     ("get", "/find"),
     ("get", "/api/ws"),
     ("post", "/api/bulk"),
+    ("post", "/api/bulk/count"),
     ("post", "/scheduled/cancel"),
     ("post", "/api/kinds/{kind}/pause"),
     ("post", "/api/kinds/{kind}/resume"),
@@ -258,6 +259,7 @@ async def test_no_caller_reaches_a_job_that_is_not_theirs(
         bulk = {"action": "cancel", "ids": [j["id"] for j in jobs.values()]}
         for method, path, body in (
             ("POST", "/api/bulk", bulk),
+            ("POST", "/api/bulk/count", bulk),
             ("POST", "/api/kinds/demo/pause", None),
             ("POST", "/api/kinds/demo/resume", None),
         ):

@@ -1,6 +1,7 @@
 """`POST /api/bulk`: an operator retries, cancels or deletes many jobs at once, as a job of the
-built-in `bulk` kind (jobcast/bulk.py) that a worker runs and watchers follow like any job.
-Admins only in owner mode."""
+built-in `bulk` kind (jobcast/bulk.py) that a worker runs and watchers follow like any job;
+`POST /api/bulk/count`: how many jobs the same request would go through, for the confirmation
+asked first. Admins only in owner mode."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobcast import bulk
 from jobcast.protocol import Priority
+from jobcast.queries.bulk_selection import count_selected
 from jobcast.server.api.submit import parse_request, submit
-from jobcast.server.http.bodies import read_json
+from jobcast.server.http.bodies import json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem
-from jobcast.server.http.schemas import JobSnapshot
-from jobcast.server.keys import SETTINGS
+from jobcast.server.http.schemas import BulkCount, JobSnapshot
+from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.security.auth import require_admin
 from jobcast.store.jobs import Submission
 
@@ -47,17 +49,9 @@ class BulkRequest(BaseModel):
         return self
 
 
-@routes.post("/api/bulk")
-@operation(
-    Operation(
-        "Retry, cancel or delete many jobs, as a bulk job: follow it like any job",
-        {202: json("The bulk job; its result says what it did", JobSnapshot, headers=("Location",))},
-        body={JSON: BulkRequest},
-        problems=(400, 403, 413, 415, 422, 429, 503),
-        tags=("operations",),
-    )
-)
-async def start_bulk(request: web.Request) -> web.Response:
+async def bulk_params(request: web.Request) -> bulk.BulkParams:
+    """The request's action and selection, checked: 413 past JOBCAST_MAX_BULK_JOBS ids, 422 for
+    a filter whose state the action never applies to."""
     require_admin(request)
     wanted = parse_request(await read_json(request), BulkRequest)
     limit = request.app[SETTINGS].max_bulk_jobs
@@ -70,7 +64,38 @@ async def start_bulk(request: web.Request) -> web.Response:
             422, message, slug="validation",
             errors=[{"field": "filter.state", "message": message, "code": "never_applies"}],
         )  # fmt: skip
+    return params
+
+
+@routes.post("/api/bulk")
+@operation(
+    Operation(
+        "Retry, cancel or delete many jobs, as a bulk job: follow it like any job",
+        {202: json("The bulk job; its result says what it did", JobSnapshot, headers=("Location",))},
+        body={JSON: BulkRequest},
+        problems=(400, 403, 413, 415, 422, 429, 503),
+        tags=("operations",),
+    )
+)
+async def start_bulk(request: web.Request) -> web.Response:
+    params = await bulk_params(request)
     submission = Submission(
         bulk.NAME, params.model_dump(mode="json", exclude_none=True), priority=Priority.HIGH, max_attempts=3
     )
     return (await submit(request.app, submission)).response()
+
+
+@routes.post("/api/bulk/count")
+@operation(
+    Operation(
+        "How many jobs a bulk action would go through, without acting: what to confirm first",
+        {200: json("The count", BulkCount)},
+        body={JSON: BulkRequest},
+        problems=(400, 403, 413, 415, 422, 503),
+        tags=("operations",),
+    )
+)
+async def count_bulk(request: web.Request) -> web.Response:
+    params = await bulk_params(request)
+    count = await count_selected(request.app[STORE], params)
+    return json_response({"matches": count, "limit": params.limit})

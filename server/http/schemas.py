@@ -166,6 +166,14 @@ class WorkerInfo(Closed):
     )
 
 
+class BulkCount(Closed):
+    matches: int = Field(
+        description="The jobs the action would go through (those it does not apply to among chosen "
+        "ids included), at most `limit`."
+    )
+    limit: int = Field(description="JOBCAST_MAX_BULK_JOBS: the most one bulk action acts on.")
+
+
 class WorkerList(Closed):
     workers: list[WorkerInfo]
 

@@ -92,6 +92,19 @@ export interface components {
              */
             status: number;
         };
+        /** BulkCount */
+        BulkCount: {
+            /**
+             * Limit
+             * @description JOBCAST_MAX_BULK_JOBS: the most one bulk action acts on.
+             */
+            limit: number;
+            /**
+             * Matches
+             * @description The jobs the action would go through (those it does not apply to among chosen ids included), at most `limit`.
+             */
+            matches: number;
+        };
         /**
          * BulkFilter
          * @description Every job these match (all given ones), as `GET /api/jobs` filters them.
@@ -1108,6 +1121,7 @@ export type BatchAnswer = components['schemas']['BatchAnswer'];
 export type BatchItem = components['schemas']['BatchItem'];
 export type BatchRequest = components['schemas']['BatchRequest'];
 export type BatchResult = components['schemas']['BatchResult'];
+export type BulkCount = components['schemas']['BulkCount'];
 export type BulkFilter = components['schemas']['BulkFilter'];
 export type BulkRequest = components['schemas']['BulkRequest'];
 export type EndedJob = components['schemas']['EndedJob'];
