@@ -155,6 +155,37 @@ async def _page_frames(browser: Any, url: str, live: int, seconds: float, style:
     }
 
 
+# What a first visit costs, from the browser's own timing (Navigation and Paint Timing): when the
+# first row shows, and the bytes on the wire for the page and for everything it loads.
+FIRST_VISIT = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const paint = performance.getEntriesByName("first-contentful-paint")[0];
+  const files = performance.getEntriesByType("resource");
+  return {
+    response_end_ms: nav.responseEnd,
+    first_paint_ms: paint ? paint.startTime : null,
+    dom_content_loaded_ms: nav.domContentLoadedEventEnd,
+    html_bytes: nav.decodedBodySize,
+    html_transfer_bytes: nav.transferSize,
+    total_transfer_bytes: files.reduce((sum, f) => sum + f.transferSize, nav.transferSize),
+    rows: document.querySelectorAll("#jobs .job").length,
+  };
+}"""
+
+
+async def _first_visits(browser: Any, url: str, paths: dict[str, str]) -> dict[str, Any]:
+    """Each page loaded in a fresh context (nothing cached), as a first-time visitor loads it."""
+    out = {}
+    for name, path in paths.items():
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        await page.goto(url + path, wait_until="load")
+        visit = await page.evaluate(FIRST_VISIT)
+        out[name] = {key: round(v, 1) if isinstance(v, float) else v for key, v in visit.items()}
+        await context.close()
+    return out
+
+
 async def _measure(url: str, rows: int, live: int, hz: float, seconds: float) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
@@ -169,6 +200,9 @@ async def _measure(url: str, rows: int, live: int, hz: float, seconds: float) ->
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            # With every row retained: the default page of 50 rows, and one of them all.
+            paths = {"dashboard_50": "/", f"dashboard_{rows}": f"/?limit={rows}"}
+            results["first_visit"] = await _first_visits(browser, url, paths)
             for name, style in DESIGNS.items():
                 results[name] = await _page_frames(browser, f"{url}/?limit={rows}", live, seconds, style)
             await browser.close()

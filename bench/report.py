@@ -336,6 +336,12 @@ def frame_lines(results: dict[str, Any]) -> list[str]:
             f"{f['frame_max_ms']:>7} {f['late_frames']:>4}/{f['frames']:<4} {f['long_animation_frames']:>5} "
             f"{f['events_applied_per_s']:>9}  {profile}"
         )
+    for name, v in r.get("first_visit", {}).items():
+        lines.append(
+            f"first visit, {name}: {v['rows']} rows, first paint {v['first_paint_ms']} ms, "
+            f"page {v['html_transfer_bytes'] / 1000:.1f} KB on the wire ({v['html_bytes'] / 1000:.1f} KB), "
+            f"{v['total_transfer_bytes'] / 1000:.1f} KB with its files"
+        )
     return lines
 
 

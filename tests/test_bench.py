@@ -104,6 +104,8 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
         frames = results["frames"][design]
         assert frames["frames"] > 0 and frames["events_applied_per_s"] > 0, frames
         assert frames["main_thread_ms_per_s"], frames
+    for visit in results["frames"]["first_visit"].values():
+        assert visit["first_paint_ms"] > 0 and 0 < visit["html_transfer_bytes"] < visit["html_bytes"], visit
     assert written.with_suffix(".png").stat().st_size > 0
 
 
