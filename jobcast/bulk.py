@@ -52,6 +52,10 @@ class BulkFilter(BaseModel):
         max_length=200,
         description="Only jobs with this text in their id, kind, owner, params or error",
     )
+    delayed: bool = Field(default=False, description="Only jobs waiting for a time still ahead")
+    group: str | None = Field(
+        default=None, min_length=1, max_length=1000, description="Only failed jobs of this error group"
+    )
 
 
 class BulkParams(BaseModel):

@@ -45,7 +45,7 @@ class BulkActions:
         if params.ids is not None:
             return min(len(params.ids), params.limit)
         wanted = params.filter or BulkFilter()
-        if wanted.kind or wanted.priority or wanted.owner or wanted.text:
+        if wanted.kind or wanted.priority or wanted.owner or wanted.text or wanted.delayed or wanted.group:
             return None
         states = [wanted.state] if wanted.state else ACTS_ON[params.action]
         async with self.store.redis.pipeline(transaction=False) as pipe:

@@ -413,7 +413,7 @@ if (bulkForm) {
     const action = button.dataset.bulk;
     const ids = table.selected();
     const filter = Object.fromEntries(
-      Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner", "since", "until", "text"].includes(key)),
+      Object.entries(JSON.parse(bulkForm.dataset.filter)).filter(([key, value]) => value && ["state", "kind", "priority", "owner", "since", "until", "text", "delayed", "group"].includes(key)),
     );
     const among = ids.length ? `among the ${ids.length} selected` : `among every job the filter matches${Object.keys(filter).length ? ` (${Object.entries(filter).map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`;
     const body = ids.length ? { action, ids } : { action, filter };

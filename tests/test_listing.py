@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from jobcast.server.app import create_app
 from tests.helpers import demo, get_json, post_json, read_sse, submit, table_ids, watch_to_end
@@ -174,3 +175,37 @@ async def test_a_text_search_reads_a_bounded_number_of_jobs_a_page(aiohttp_clien
     )
     html = await (await client.get("/?text=needle")).text()
     assert 'id="search-bound"' in html and "reads\n    5 jobs a page" in html and 'rel="next"' in html
+
+
+async def test_jobs_are_filtered_by_delay_and_by_error_group(client, worker) -> None:
+    fails = [{"kind": "demo", "params": {"steps": 3, "step_ms": 1, "fail_at_step": n}} for n in (1, 2)]
+    step_failures = [await submit(client, body=body) for body in fails]
+    for job in step_failures:
+        await watch_to_end(client, job["id"])
+    done = await submit(client, body=demo(1, 1))
+    await watch_to_end(client, done["id"])
+    delayed = [await submit(client, body={**demo(2, 1), "delay_s": 600}) for _ in range(2)]
+
+    def ids(page: dict) -> list[str]:
+        return [j["id"] for j in page["jobs"]]
+
+    # Waiting for a time still ahead: the delayed jobs alone, newest first.
+    assert ids(await get_json(client, "/api/jobs?delayed=true")) == [delayed[1]["id"], delayed[0]["id"]]
+    html = await (await client.get("/?state=delayed")).text()
+    assert table_ids(html) == [delayed[1]["id"], delayed[0]["id"]]
+    assert "<option selected>delayed</option>" in html
+    # One error group, as the Failures page names it: both step failures, nothing else.
+    group = "DemoFailure: failed at step … as asked"
+    found = await get_json(client, f"/api/jobs?state=failed&group={quote(group)}")
+    assert ids(found) == [step_failures[1]["id"], step_failures[0]["id"]]
+    assert ids(await get_json(client, f"/api/jobs?group={quote('KeyError: …')}")) == []
+    html = await (await client.get(f"/?state=failed&group={quote(group)}")).text()
+    assert table_ids(html) == ids(found)
+    # A bulk action on either filter goes through those jobs alone.
+    for chosen, n in (({"delayed": True}, 2), ({"state": "failed", "group": group}, 2)):
+        counted = await post_json(
+            client,
+            "/api/bulk/count",
+            {"action": "cancel" if "delayed" in chosen else "retry", "filter": chosen},
+        )
+        assert counted["matches"] == n, chosen

@@ -38,6 +38,8 @@ async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[st
                 since_ms=epoch_ms(wanted.since) if wanted.since else None,
                 until_ms=epoch_ms(wanted.until) if wanted.until else None,
                 text=wanted.text,
+                delayed=wanted.delayed,
+                group=wanted.group,
             )
             if page.jobs:
                 left -= len(page.jobs)

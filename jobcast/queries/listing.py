@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
 from jobcast.errors import JobcastError
-from jobcast.protocol import Keys, epoch_ms, utcnow
+from jobcast.protocol import Keys, epoch_ms, loads, now_iso, utcnow
+from jobcast.queries.failures import signature
 from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import JobStore, Page, build_snapshot, is_record
 
@@ -98,17 +100,21 @@ async def list_jobs(
     since_ms: float | None = None,
     until_ms: float | None = None,
     text: str | None = None,
+    delayed: bool = False,
+    group: str | None = None,
 ) -> Page:
     """Jobs newest first: every job, one owner's, or those a service submitted; by any of
     state, kind and priority; within a time range (`since_ms` to `until_ms`, epoch ms): when they
     reached `state`, or without one, when they were submitted; with `text` in their id, kind,
-    owner, params or error.
+    owner, params or error; `delayed`: waiting for a time still ahead (a delayed job, or one
+    backing off between attempts); `group`: failed with an error of that group (see
+    jobcast/queries/failures.py).
 
-    Bounded: the filters above pick the index walked, and `text` is matched against each record
-    the walk reads, at most `JOBCAST_SEARCH_SCANNED` of them a call (else ten per row asked for).
-    A page that reaches that bound ends early, with a cursor that searches on from there."""
+    Bounded: the filters above pick the index walked, and the last three are matched against each
+    record the walk reads, at most `JOBCAST_SEARCH_SCANNED` of them a call (else ten per row asked
+    for). A page that reaches that bound ends early, with a cursor that searches on from there."""
     keys = store.keys
-    needle = text.casefold() if text else None
+    matches = record_filter(text, delayed, group)
     ranged = since_ms is not None or until_ms is not None
     index, wanted = _index(keys, state, kind, priority, owner, submitted_by, ranged)
     max_score: float | str = "+inf" if until_ms is None else until_ms
@@ -117,7 +123,7 @@ async def list_jobs(
     if cursor:
         max_score, after_id = decode_cursor(cursor)
     jobs: list[JobSnapshot] = []
-    budget = store.settings.search_scanned if needle else limit * SCAN_FACTOR
+    budget = store.settings.search_scanned if matches else limit * SCAN_FACTOR
     last: tuple[float, str] | None = None
     start = 0  # entries at max_score already passed over (ties)
     while len(jobs) < limit and budget > 0:
@@ -144,7 +150,7 @@ async def list_jobs(
             if not is_record(raw):
                 continue  # expired; the index forgets it at the next submission
             mismatch = any(raw.get(field) != value for field, value in wanted)
-            if mismatch or (needle and not contains(member, raw, needle)):
+            if mismatch or (matches and not matches(member, raw)):
                 continue
             jobs.append(build_snapshot(member.decode(), raw, store.links))
             if len(jobs) == limit:
@@ -157,6 +163,41 @@ async def list_jobs(
 
 
 SEARCHED = (b"kind", b"owner", b"params", b"error")
+
+
+Record = dict[bytes, bytes]
+
+
+def record_filter(
+    text: str | None, delayed: bool, group: str | None
+) -> Callable[[bytes, Record], bool] | None:
+    """What a record must hold beyond the indexed filters, as one check (None: nothing)."""
+    checks: list[Callable[[bytes, Record], bool]] = []
+    if text:
+        needle = text.casefold()
+        checks.append(lambda job_id, raw: contains(job_id, raw, needle))
+    if delayed:
+        now = now_iso().encode()
+        checks.append(lambda _, raw: waits_for_time(raw, now))
+    if group:
+        checks.append(lambda _, raw: in_group(raw, group))
+    if not checks:
+        return None
+    return lambda job_id, raw: all(check(job_id, raw) for check in checks)
+
+
+def waits_for_time(raw: Record, now: bytes) -> bool:
+    """Queued to run at a time still ahead, or backing off until one (ISO 8601 UTC, comparable)."""
+    field = {b"queued": b"run_at", b"retrying": b"next_attempt_at"}.get(raw.get(b"state", b""))
+    at = raw.get(field) if field else None
+    return at is not None and at > now
+
+
+def in_group(raw: Record, group: str) -> bool:
+    if raw.get(b"state") != b"failed" or not raw.get(b"error"):
+        return False
+    error = loads(raw[b"error"]) or {}
+    return signature(error.get("type", ""), error.get("message", "")) == group
 
 
 def contains(job_id: bytes, raw: dict[bytes, bytes], needle: str) -> bool:

@@ -40,6 +40,16 @@ class ListQuery(BaseModel):
     )
     until: AwareDatetime | None = Field(default=None, description="Only jobs up to this time (as `since`)")
     within: Window | None = Field(default=None, description="Only jobs of this recent window (as `since`)")
+    delayed: bool = Field(
+        default=False,
+        description="Only jobs waiting for a time still ahead: delayed, or backing off between attempts",
+    )
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Only failed jobs of this error group (a `signature` of `GET /api/failures`)",
+    )
     text: str | None = Field(
         default=None,
         min_length=1,
@@ -89,6 +99,8 @@ async def jobs(request: web.Request) -> web.Response:
             since_ms=since_ms,
             until_ms=until_ms,
             text=query.text,
+            delayed=query.delayed,
+            group=query.group,
         )
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"

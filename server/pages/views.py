@@ -71,6 +71,7 @@ from jobcast.store.jobs import build_snapshot, is_record
 ROOT = Path(__file__).resolve().parent.parent.parent
 routes = web.RouteTableDef()
 FAILED_JOBS = 10
+DELAYED = "delayed"
 
 
 def wants_json(request: web.Request) -> bool:
@@ -85,6 +86,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     query = parsed_query(request, DashboardQuery)
     # An unknown filter value shows every job, as a link that outlived a kind should.
     state = query.state if query.state in {s.value for s in State} else None
+    # "delayed" is a state to the people filtering: waiting for a time still ahead.
+    delayed = query.state == DELAYED
     kind = query.kind if query.kind in app[KINDS] else None
     priority = query.priority if query.priority in {p.value for p in Priority} else None
     page_sizes = sorted({50, 200, settings.dashboard_max_rows})
@@ -106,6 +109,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
             since_ms=since_ms,
             until_ms=until_ms,
             text=query.text.strip() or None if query.text else None,
+            delayed=delayed,
+            group=query.group or None,
         )
     except BadCursor:
         raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
@@ -124,7 +129,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     graph = per_bucket(await finished(store, "hour")) if who.sees_all else []
     kinds = list(app[KINDS].values())
     filters = {
-        "state": state,
+        "state": DELAYED if delayed else state,
         "kind": kind,
         "priority": priority,
         "owner": owner if who.sees_all else None,
@@ -134,9 +139,15 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "since": query.since if since_ms is not None and query.within not in WINDOWS_S else None,
         "until": query.until if until_ms is not None else None,
         "text": query.text.strip() or None if query.text else None,
+        "group": query.group or None,
     }
     # What a bulk action by filter acts on: the same jobs, the range fixed as the page shows it.
-    bulk_filter = {k: filters[k] for k in ("state", "kind", "priority", "owner", "text") if filters[k]}
+    bulk_filter = {
+        k: filters[k] for k in ("state", "kind", "priority", "owner", "text", "group") if filters[k]
+    }
+    if delayed:
+        del bulk_filter["state"]
+        bulk_filter["delayed"] = True
     if since_ms is not None:
         bulk_filter["since"] = isoformat(from_epoch_ms(int(since_ms)))
     if until_ms is not None:
@@ -153,7 +164,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "timeouts": {k.name: k.timeout_s for k in kinds},
         "fields": {k.name: form_fields(k) for k in kinds},
         "priorities": [p.value for p in Priority],
-        "states": [s.value for s in State],
+        "states": [State.QUEUED.value, DELAYED, *(s.value for s in State if s is not State.QUEUED)],
         "filters": filters,
         "page_sizes": page_sizes,
         "page_url": page_url,
@@ -199,6 +210,11 @@ class DashboardQuery(BaseModel):
         default=None,
         max_length=200,
         description="Only jobs with this text in their id, kind, owner, params or error",
+    )
+    group: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Only failed jobs of this error group (the Failures page's)",
     )
 
 

@@ -111,6 +111,18 @@ export interface components {
          */
         BulkFilter: {
             /**
+             * Delayed
+             * @description Only jobs waiting for a time still ahead
+             * @default false
+             */
+            delayed?: boolean;
+            /**
+             * Group
+             * @description Only failed jobs of this error group
+             * @default null
+             */
+            group?: string | null;
+            /**
              * Kind
              * @default null
              */
