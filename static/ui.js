@@ -22,6 +22,14 @@ export function showConnection(state) {
  * A timestamp as people read it (UTC), with the exact ISO time for machines; like the pages'.
  * `ago`: relative to now ("in 10 minutes"), the absolute time in the viewer's zone on hover.
  */
+/** A job waiting for its time (`at`), as the server's rows say it. */
+function waitsFor(event, at) {
+  if (event.state === "retrying") {
+    return ["retrying ", timeElement(at, true), ...(event.error ? [` after ${event.error.type}`] : [])];
+  }
+  return ["delayed, runs ", timeElement(at, true)];
+}
+
 /** Why a due job is held back and since when: "held: aggregate paused by ops, 4 min ago". */
 export function heldText(event) {
   return [`held: ${event.waiting}`, ...(event.waiting_since ? [", ", timeElement(event.waiting_since, true)] : [])];
@@ -127,7 +135,7 @@ export function applyToJob(root, event) {
       }
     } else if ((when.querySelector("time")?.dateTime || null) !== (at || null) || when.dataset.held) {
       delete when.dataset.held;
-      when.replaceChildren(...(at ? ["runs ", timeElement(at, true)] : []));
+      when.replaceChildren(...(at ? waitsFor(event, at) : []));
     }
   }
   const message = root.querySelector(".job-message, #message");

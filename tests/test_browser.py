@@ -352,7 +352,7 @@ async def test_the_scheduled_page_lists_delayed_jobs_and_runs_one_now(client, wo
     await page.goto(base(client) + "/")
     when = page.locator(f'.job[data-job-id="{soon["id"]}"] .job-when')
     await expect(when.locator("time")).to_have_attribute("datetime", soon["run_at"])
-    await expect(when).to_have_text(re.compile(r"^runs in [45] minutes$"))
+    await expect(when).to_have_text(re.compile(r"^delayed, runs in [45] minutes$"))
     await page.goto(base(client) + "/scheduled")
     await page.get_by_role("button", name=f"Run now demo {soon['id'][:8]}").click()
     await expect(rows).to_have_count(1)

@@ -8,6 +8,7 @@ import re
 import shutil
 
 import aiohttp
+from playwright.async_api import expect
 
 from jobcast.server.pages.views import static_version
 from tests.helpers import CHECKOUT, demo, get_json, submit, table_ids, watch_to_end
@@ -323,3 +324,21 @@ async def test_the_finished_jobs_graph_is_drawn_without_js(client, worker) -> No
     assert graph.count('<rect class="failed"') == 1 and graph.count('<rect class="succeeded"') >= 1
     rows = re.findall(r"<tr><td>(\d\d:\d\d)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>", page)
     assert [sum(int(r[i]) for r in rows) for i in (1, 2, 3)] == [1, 1, 0]
+
+
+async def test_a_row_says_when_its_job_retries_and_after_what(spawn, page) -> None:
+    backoff = {"JOBCAST_RETRY_BASE_S": "90", "JOBCAST_RETRY_MAX_S": "90"}
+    web = spawn("web", **backoff)
+    spawn("worker", **backoff)
+    await web.wait_http()
+    await page.goto(web.url + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    body = {"kind": "demo", "params": {"steps": 3, "step_ms": 1, "fail_at_step": 1, "fail_attempts": 1}}
+    async with aiohttp.ClientSession(web.url) as session:
+        job = await submit(session, "/api/jobs", body)
+    when = page.locator(f'.job[data-job-id="{job["id"]}"] .job-when')
+    said = re.compile(r"^retrying in (1 minute|\d\d seconds) after DemoFailure$")
+    # Live, as the page hears the job back off; then as the server writes the row.
+    await expect(when).to_have_text(said, timeout=20_000)
+    await page.reload()
+    await expect(when).to_have_text(said)
