@@ -968,7 +968,7 @@ async def test_an_end_user_sees_plain_progress_a_download_and_is_notified(spawn,
         await page.goto(web.url + "/")
         await page.select_option("#kind", "report")
         await page.fill("#report-user_id", "ada")
-        await page.fill("#report-days", "40")
+        await page.fill("#report-days", "60")
         await page.fill("#report-pace_ms", "100")
         await page.click("#submit-form button[type=submit]")
         await page.locator("#jobs .job").first.wait_for()
@@ -982,6 +982,13 @@ async def test_an_end_user_sees_plain_progress_a_download_and_is_notified(spawn,
         await expect(page.locator("#log")).to_be_hidden()
         await page.get_by_role("button", name="Notify me when it ends").click()
         await expect(page.locator("#notify")).to_have_text("You will be notified")
+        # The web restarts mid-job: the page says so, and picks up again by itself.
+        web.signal(signal.SIGTERM)
+        assert await web.wait_exit() == 0
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        restarted = spawn("web", port=web.port, **owners)
+        await restarted.wait_http()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", re.compile("live|ended"))
         await expect(page.locator("#plain-state")).to_have_text("Done", timeout=TIMEOUT_MS)
         download = page.get_by_role("link", name="Download report-activity-ada.csv").first
         await expect(download).to_be_visible()
