@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import CHECKOUT, JobcastProcess, checkout_copy, demo, submit, watch_to_end
+from tests.helpers import CHECKOUT, JobcastProcess, checkout_copy, demo, get_json, submit, watch_to_end
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> str:
@@ -98,9 +98,14 @@ async def test_the_package_descriptions_example_kind_runs_as_written(
         subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    # A snapshot first, then live events (progress coalesced) to the end.
+    # A snapshot first, then live events (progress coalesced) to the end; a job that ended
+    # before the watch began is its snapshot alone (500 rows take a few milliseconds).
     lines = done.stdout.split()
-    assert lines[1] == "snapshot" and lines[-1] == "succeeded", done.stdout
+    async with aiohttp.ClientSession() as session:
+        listed = await get_json(session, web.url + "/api/jobs?kind=count")
+    (job,) = listed["jobs"]
+    assert lines[1] == "snapshot" and job["state"] == "succeeded", done.stdout
+    assert int(lines[-2]) == job["last_event_id"] and lines[-1] in {"snapshot", "succeeded"}, done.stdout
 
 
 def python(venv: Path) -> str:
