@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,12 @@ class JobcastProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+async def clock_passes(moment: datetime) -> None:
+    """Until this machine's clock, which stamps the scripts' scores, is past `moment`: what a test
+    of time ranges waits for, rather than a guessed sleep."""
+    await wait_for(lambda: datetime.now(UTC) > moment, timeout=5, what=f"the clock to pass {moment}")
 
 
 async def watch_to_end(

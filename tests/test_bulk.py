@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +10,7 @@ import aiohttp
 
 from jobcast.files.local import FileStore
 from jobcast.server.app import create_app
-from tests.helpers import demo, get_json, post_json, submit, wait_for, watch_to_end
+from tests.helpers import clock_passes, demo, get_json, post_json, submit, wait_for, watch_to_end
 from tests.test_security import ADMIN_KEY, SERVICE_KEY, bearer, owner_mode, status_of  # noqa: F401
 
 FAILING = {"kind": "demo", "params": {"steps": 2, "step_ms": 1, "fail_at_step": 1}}
@@ -65,8 +64,9 @@ async def test_a_bulk_action_by_filter_keeps_to_its_time_range(client, worker) -
     made = datetime.fromisoformat(early[-1]["created_at"])
     # The range is on the indexes' scores (the script calls' clocks, a few ms after a job's
     # `created_at`): the cut leaves room for that, and the late jobs come well after it.
-    cut = (made + timedelta(milliseconds=50)).isoformat()
-    await asyncio.sleep(0.1)
+    cut_at = made + timedelta(milliseconds=50)
+    cut = cut_at.isoformat()
+    await clock_passes(cut_at + timedelta(milliseconds=20))
     late = [await submit(client, body=later) for _ in range(2)]
     bulk, _ = await run_bulk(client, {"action": "cancel", "filter": {"state": "queued", "since": cut}})
     assert bulk["result"] == {"action": "cancel", "matched": 2, "done": 2, "skipped": 0}
