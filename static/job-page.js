@@ -88,7 +88,8 @@ function plainState(event) {
       return "Something went wrong; trying again shortly";
     case "running": {
       const eta = document.getElementById("eta").textContent;
-      const left = eta && eta !== "—" ? (eta.startsWith("times out") ? `; ${eta}` : `, about ${eta} left`) : "";
+      let left = eta && eta !== "—" ? (eta.startsWith("times out") ? `; ${eta}` : `, about ${eta} left`) : "";
+      if (eta === "0s") left = ", almost done";
       return `Running: ${Math.round(percent * 100) / 100}% done${left}`;
     }
     case "succeeded":
