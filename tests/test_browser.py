@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from playwright.async_api import expect
 
-from tests.helpers import demo, get_json, submit, watch_to_end
+from tests.helpers import demo, get_json, post_json, submit, watch_to_end
 
 TIMEOUT_MS = 30_000
 STATIC = Path(__file__).parent.parent / "static"
@@ -386,6 +386,31 @@ async def test_an_operator_cancels_every_delayed_demo_job_in_five_clicks(client,
     await expect(page.locator(".empty")).to_have_text("Nothing is scheduled of kind demo.")
     states = {j["id"]: (await get_json(client, f"/api/jobs/{j['id']}"))["state"] for j in demos + reports}
     assert states == {**{j["id"]: "cancelled" for j in demos}, **{j["id"]: "queued" for j in reports}}
+
+
+async def test_the_scheduled_page_runs_chosen_jobs_now_and_keeps_its_list_current(
+    client, worker, page
+) -> None:
+    later = {"kind": "demo", "params": {"steps": 2, "step_ms": 1}, "delay_s": 600}
+    jobs = [await submit(client, "/api/jobs", later) for _ in range(4)]
+    await page.goto(base(client) + "/scheduled")
+    rows = page.locator("#scheduled tr")
+    await expect(rows).to_have_count(4)
+    # Started elsewhere (another operator, the API): its row goes without a reload.
+    await post_json(client, f"/api/jobs/{jobs[0]['id']}/run-now")
+    await expect(rows).to_have_count(3, timeout=TIMEOUT_MS)
+    # Two chosen, run now: asked first, then said.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: asked.append(dialog.message) or dialog.accept())
+    for job in jobs[1:3]:
+        await page.get_by_label(f"Select demo job {job['id'][:8]}").check()
+    await page.get_by_role("button", name="Run selected now").click()
+    await expect(page.locator(".notice")).to_have_text("2 jobs started early.")
+    assert asked == ["Run 2 scheduled jobs now?"]
+    for job in jobs[:3]:
+        assert (await watch_to_end(client, job["id"]))[-1]["type"] == "succeeded"
+    await expect(rows).to_have_count(1)
+    assert await rows.first.get_attribute("data-job-id") == jobs[3]["id"]
 
 
 async def test_on_a_phone_the_jobs_come_first_and_the_form_unfolds_on_a_tap(client, worker, page) -> None:

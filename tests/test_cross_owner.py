@@ -53,6 +53,7 @@ LISTINGS = {
     ("post", "/api/bulk"),
     ("post", "/api/bulk/count"),
     ("post", "/scheduled/cancel"),
+    ("post", "/scheduled/run-now"),
     ("post", "/api/kinds/{kind}/pause"),
     ("post", "/api/kinds/{kind}/resume"),
     ("post", "/kinds/{kind}/pause"),

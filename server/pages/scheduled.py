@@ -1,6 +1,7 @@
 """Scheduled work: `GET /api/scheduled` and the `/scheduled` page (operators only in owner mode),
 the jobs waiting for a time still ahead, soonest first; `POST /api/jobs/{id}/run-now` (and the
-page's form) runs one of them now (jobcast/queries/scheduled.py)."""
+page's forms) runs one of them now, and the page cancels or runs now the jobs chosen on it
+(jobcast/queries/scheduled.py)."""
 
 from __future__ import annotations
 
@@ -112,13 +113,13 @@ async def run_now_form(request: web.Request) -> web.Response:
 async def scheduled_page(request: web.Request) -> web.Response:
     jobs = await soonest(request)
     query = parsed_query(request, ScheduledQuery)
-    # How many the last cancel took, when it sent the browser back here.
-    cancelled = request.query.get("cancelled", "")
+    # How many the last action took, when it sent the browser back here.
+    done = {name: request.query.get(name, "") for name in ("cancelled", "ran")}
     context = {
         "jobs": jobs,
         "kinds": sorted(request.app[KINDS].keys()),
         "kind": query.kind or "",
-        "cancelled": int(cancelled) if cancelled.isdigit() and len(cancelled) < 9 else None,
+        **{name: int(n) if n.isdigit() and len(n) < 9 else None for name, n in done.items()},
     }
     return render_page("scheduled.html", request, context)
 
@@ -134,12 +135,7 @@ async def scheduled_page(request: web.Request) -> web.Response:
     )
 )
 async def cancel_chosen(request: web.Request) -> web.Response:
-    require_admin(request)
-    form = await read_url_encoded(request)
-    ids = [v for v in form.getall("job", []) if isinstance(v, str) and re.fullmatch(bulk.JOB_ID, v)]
-    limit = request.app[SETTINGS].max_bulk_jobs
-    if len(ids) > limit:
-        raise Problem(413, f"at most {limit} jobs at once (JOBCAST_MAX_BULK_JOBS)", slug="too-many")
+    ids, kind = await chosen(request)
     cancelled = 0
     for job_id in ids:
         try:
@@ -147,11 +143,43 @@ async def cancel_chosen(request: web.Request) -> web.Response:
             cancelled += 1
         except (JobNotFound, AlreadyEnded):
             continue  # ended or gone since the page showed it: nothing to cancel
-    back = URL(f"{request.app[SETTINGS].url_prefix}/scheduled").with_query(
-        {
-            k: v
-            for k, v in (("kind", form.get("kind")), ("cancelled", str(cancelled)))
-            if isinstance(v, str) and v
-        }
+    raise back_to_page(request, kind, cancelled=cancelled)
+
+
+@routes.post("/scheduled/run-now")
+@operation(
+    Operation(
+        "Run the jobs chosen on the scheduled page now (`job`, one field each), and back to it",
+        {303: Answer("Back to the scheduled page, with how many were started early", headers=("Location",))},
+        body={FORM: SCHEDULED_CHOICE},
+        problems=(400, 403, 413, 415, 503),
+        tags=("pages",),
     )
-    raise web.HTTPSeeOther(str(back))
+)
+async def run_chosen_now(request: web.Request) -> web.Response:
+    ids, kind = await chosen(request)
+    store = request.app[STORE]
+    ran = 0
+    for job_id in ids:
+        # Started, ended or gone since the page showed it: nothing to bring forward.
+        ran += await run_now(store, job_id) is Status.OK
+    raise back_to_page(request, kind, ran=ran)
+
+
+async def chosen(request: web.Request) -> tuple[list[str], str]:
+    """The ids the page's form chose (at most JOBCAST_MAX_BULK_JOBS) and its kind filter."""
+    require_admin(request)
+    form = await read_url_encoded(request)
+    ids = [v for v in form.getall("job", []) if isinstance(v, str) and re.fullmatch(bulk.JOB_ID, v)]
+    limit = request.app[SETTINGS].max_bulk_jobs
+    if len(ids) > limit:
+        raise Problem(413, f"at most {limit} jobs at once (JOBCAST_MAX_BULK_JOBS)", slug="too-many")
+    kind = form.get("kind")
+    return ids, kind if isinstance(kind, str) else ""
+
+
+def back_to_page(request: web.Request, kind: str, **done: int) -> web.HTTPSeeOther:
+    """Back to the page as it was filtered, saying how many jobs the action took."""
+    query = {"kind": kind} if kind else {}
+    query.update({name: str(n) for name, n in done.items()})
+    return web.HTTPSeeOther(str(URL(f"{request.app[SETTINGS].url_prefix}/scheduled").with_query(query)))
