@@ -88,8 +88,10 @@ async def test_an_operator_retries_a_group_from_the_dashboard_in_three_clicks(sp
         await group.get_by_role("link", name=re.compile(r"^List")).click()
         listed = page.locator(".group-jobs li")
         await expect(listed).to_have_count(4)  # the two retries failed over their limit too
-        for job_id in reports:
-            await expect(listed.filter(has_text=job_id[:8])).to_have_text(f"{job_id[:8]} (retried)")
+        for job_id, retry in zip(reports, retried, strict=True):
+            item = listed.filter(has_text=job_id[:8])
+            await expect(item).to_have_text(f"{job_id[:8]} (retried: {retry[:8]})")
+            await expect(item.get_by_role("link", name=retry[:8])).to_have_attribute("href", f"/jobs/{retry}")
         # The demo group was left alone.
         left = await get_json(session, web.url + "/api/failures")
         demo_group = next(g for g in left["groups"] if g["type"] == "DemoFailure")

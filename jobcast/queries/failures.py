@@ -40,6 +40,8 @@ class Group:
     ids: list[str] = field(default_factory=list)  # newest first
     # Those not retried yet (a retry makes a new job and links the two): what "retry" would touch.
     open_ids: list[str] = field(default_factory=list)
+    # The others, each with the job its retry made.
+    retries: dict[str, str] = field(default_factory=dict)
     # Failures per bucket of the window (`bucket_s`), oldest first: the page's sparkline.
     per_bucket: list[int] = field(default_factory=list)
 
@@ -54,6 +56,7 @@ class Group:
             "last_seen": self.last_seen,
             "ids": self.ids,
             "open_ids": self.open_ids,
+            "retries": self.retries,
             "per_bucket": self.per_bucket,
         }
 
@@ -95,7 +98,9 @@ async def failure_groups(store: JobStore, window_s: float, limit: int) -> dict[s
         group.kinds[kind] += 1
         group.first_seen = finished
         group.ids.append(job_id)
-        if not retried_by:
+        if retried_by:
+            group.retries[job_id] = retried_by.decode()
+        else:
             group.open_ids.append(job_id)
         age = int((now_ms - epoch_ms(datetime.fromisoformat(finished))) // (bucket_s * 1000))
         group.per_bucket[buckets - 1 - min(max(age, 0), buckets - 1)] += 1

@@ -263,6 +263,10 @@ class FailureGroup(Closed):
     last_seen: str
     ids: list[str] = Field(description="The group's failed jobs, newest first")
     open_ids: list[str] = Field(description="Those not retried yet: what retrying the group touches")
+    retries: dict[str, str] = Field(
+        default_factory=dict,
+        description="The others: each retried job's id, and the id of the job its retry made",
+    )
     per_bucket: list[int] = Field(description="Failures per `bucket_s` of the window, oldest first")
 
 

@@ -240,6 +240,13 @@ export interface components {
              */
             per_bucket: number[];
             /**
+             * Retries
+             * @description The others: each retried job's id, and the id of the job its retry made
+             */
+            retries?: {
+                [key: string]: string;
+            };
+            /**
              * Signature
              * @description The error's type and message with numbers, ids and quoted values taken out
              */
