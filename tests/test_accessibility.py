@@ -51,7 +51,7 @@ async def test_no_page_has_an_accessibility_violation(
     await watch_to_end(client, failed["id"])
     group = "/failures?group=DemoFailure%3A%20failed%20at%20step%20%E2%80%A6%20as%20asked"
     paths = ("/", f"/jobs/{done['id']}", f"/jobs/{written['id']}", "/workers", "/scheduled", "/?state=failed")
-    paths += ("/failures", group)
+    paths += ("/failures", group, "/schedules", "/?state=delayed")
     # A worker's own page, with the jobs that ended on it.
     name = (await get_json(client, "/api/workers"))["workers"][0]["name"]
     paths += (f"/workers/{quote(name)}",)
