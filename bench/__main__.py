@@ -24,6 +24,7 @@ from bench import (
     report,
     saturation,
     scenarios,
+    search,
     soak,
 )
 from bench.machine import describe
@@ -46,6 +47,7 @@ PARTS = (
     "footprint",
     "frames",
     "intake",
+    "search",
     "output",
     "soak",
 )
@@ -112,6 +114,8 @@ def later_parts(
     if "intake" in only:
         results["intake"] = intake.intake(redis, workload.intake_seconds)
         results["create_script"] = intake.create_script(redis, workload.create_batches)
+    if "search" in only:
+        results["search"] = search.text_search(redis, workload.search_retained)
     if "output" in only:
         results["output"] = output.one_job(
             redis, workload.output_rate, workload.output_watchers, workload.output_seconds, tmp

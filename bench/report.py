@@ -125,6 +125,7 @@ def table(results: dict[str, Any]) -> str:
         + frame_lines(results)
         + intake_lines(results)
         + saturation_lines(results)
+        + search_lines(results)
         + output_lines(results)
     )
     return "\n".join(lines)
@@ -341,6 +342,19 @@ def frame_lines(results: dict[str, Any]) -> list[str]:
             f"first visit, {name}: {v['rows']} rows, first paint {v['first_paint_ms']} ms, "
             f"page {v['html_transfer_bytes'] / 1000:.1f} KB on the wire ({v['html_bytes'] / 1000:.1f} KB), "
             f"{v['total_transfer_bytes'] / 1000:.1f} KB with its files"
+        )
+    return lines
+
+
+def search_lines(results: dict[str, Any]) -> list[str]:
+    if "search" not in results:
+        return []
+    lines = ["", "text search of the jobs table (GET /api/jobs?text=), one web process"]
+    for r in results["search"]:
+        lines.append(
+            f"{r['retained']:>7} retained: a page that matches nothing (reading up to "
+            f"{r['scanned_per_page']} records) {r['page_ms_median']} ms (max {r['page_ms_max']}); "
+            f"the oldest job found in {r['pages_to_the_oldest']} pages, {r['walk_to_the_oldest_ms']} ms"
         )
     return lines
 

@@ -91,6 +91,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
         assert len(row["rounds"]) == saturation["rounds"] == 1, row
     assert set(saturation["highest_sustained_rate"]) == {"ceiling", "jobcast"}
     assert "fan-out saturation:" in run.stdout
+    # Text search: pages read their bound and the oldest job was found, at both sizes retained.
+    assert [row["retained"] for row in results["search"]] == [200, 2_000]
+    for row in results["search"]:
+        assert row["page_ms_median"] > 0 and row["pages_to_the_oldest"] >= 1, row
     # HTTP intake: singles and a batch were taken, and Redis said where its time went.
     assert [row["mode"] for row in results["intake"]] == ["single", "batch of 1000"]
     for row in results["intake"]:
