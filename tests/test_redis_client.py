@@ -11,6 +11,7 @@ from redis.exceptions import DataError
 
 from jobcast.protocol import new_job_id, new_job_ids
 from jobcast.redis.client import HiredisPacking, create_redis
+from jobcast.redis.pubsub import connect_pubsub
 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
@@ -43,3 +44,16 @@ def test_job_ids_are_random_version_4_uuids() -> None:
     for job_id in ids:
         parsed = uuid.UUID(job_id)
         assert parsed.hex == job_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+async def test_a_pubsub_connection_counts_only_once_redis_answers_it(settings) -> None:
+    # A Redis that takes the connection but refuses its commands is no pub/sub: the relay must
+    # keep retrying (and /readyz say so), not report itself connected.
+    wrong = settings.redis_url.replace("redis://", "redis://:not-the-password@")
+    with pytest.raises(ConnectionError, match="AUTH"):
+        await connect_pubsub(wrong, lambda channel, data: None, lambda channel: None)
+    conn = await connect_pubsub(settings.redis_url, lambda channel, data: None, lambda channel: None)
+    try:
+        assert conn.error is None and not conn.closed.done()
+    finally:
+        conn.close()

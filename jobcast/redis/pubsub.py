@@ -126,7 +126,7 @@ async def connect_pubsub(
         if target.password:
             proto.send("AUTH", *credentials, target.password)
         proto.send("CLIENT", "SETNAME", name)
-        return proto
+        return await _answered(proto, connect_timeout_s)
 
     options = parse_url(url)
     async with asyncio.timeout(connect_timeout_s):
@@ -141,6 +141,22 @@ async def connect_pubsub(
         credentials = [options["username"]] if options.get("username") else []
         proto.send("AUTH", *credentials, options["password"])
     proto.send("CLIENT", "SETNAME", name)
+    return await _answered(proto, connect_timeout_s)
+
+
+async def _answered(proto: PubSubProtocol, within_s: float) -> PubSubProtocol:
+    """`proto` once Redis has answered a PING after the commands sent before it: a Redis that
+    accepts the connection but refuses its commands (a wrong password, protected mode) must not
+    count as connected. Raises ConnectionError with Redis's own words, or TimeoutError."""
+    try:
+        await proto.ping(within_s)
+    except ConnectionError:
+        raise ConnectionError(proto.error or "pub/sub connection closed before it answered") from None
+    except TimeoutError:
+        proto.close()
+        raise
+    if proto.error is not None:  # an error came before the PONG (the connection is closing)
+        raise ConnectionError(proto.error)
     return proto
 
 
