@@ -1,5 +1,6 @@
 """Take the README's screenshots: the dashboard, its graphs, a job page with two attempts, the
-workers, scheduled and failures pages, light and dark, and the dashboard on a phone.
+workers, a worker's own, scheduled and failures pages, an end user's job page (owner mode), light
+and dark, and the dashboard on a phone.
 
     .venv/bin/python scripts/screenshots.py        # writes docs/screenshots/*.png
 
@@ -62,11 +63,15 @@ async def make_jobs(url: str) -> dict[str, Any]:
             await submit("demo", {"steps": steps, "step_ms": 60})
         for delay in (600, 900, 1800):
             await submit("demo", {}, priority="low", delay_s=delay)
+        # A paused kind: its job waits, held, and says so.
+        async with session.post(url + "/api/kinds/aggregate/pause") as r:
+            assert r.status == 200
+        await submit("aggregate", {"rows": 1000})
         await asyncio.sleep(6)
         return retried
 
 
-async def photograph(url: str, job: dict[str, Any]) -> None:
+async def photograph(url: str, owners_url: str, job: dict[str, Any]) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for scheme in ("light", "dark"):
@@ -85,10 +90,25 @@ async def photograph(url: str, job: dict[str, Any]) -> None:
             await page.goto(url + "/workers")
             await asyncio.sleep(1)
             await page.screenshot(path=OUT / f"workers-{scheme}.png", full_page=True)
+            await page.locator(".worker h2 a").first.click()
+            await asyncio.sleep(1)
+            await page.screenshot(path=OUT / f"worker-{scheme}.png", full_page=True)
             await page.goto(url + "/scheduled")
             await page.screenshot(path=OUT / f"scheduled-{scheme}.png", full_page=True)
             await page.goto(url + "/failures")
             await page.screenshot(path=OUT / f"failures-{scheme}.png", full_page=True)
+            await context.close()
+            # Someone signed out, on the owner-mode server: the end user's own job page.
+            context = await browser.new_context(viewport=viewport, color_scheme=scheme)
+            page = await context.new_page()
+            await page.goto(owners_url + "/")
+            await page.select_option("#kind", "report")
+            await page.fill("#report-user_id", "ada")
+            await page.fill("#report-days", "20")
+            await page.click("#submit-form button[type=submit]")
+            await page.locator("#jobs .job .job-link").first.click()
+            await page.wait_for_selector("#plain-state:text-is('Done')", timeout=60_000)
+            await page.screenshot(path=OUT / f"end-user-{scheme}.png", full_page=True)
             await context.close()
         phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
         page = await phone.new_page()
@@ -105,16 +125,22 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisProcess(Path(tmp) / "redis")
         redis.start()
-        port = free_port()
+        port, owners_port = free_port(), free_port()
         env = {**os.environ, "REDIS_URL": redis.url, "JOBCAST_FILES_DIR": f"{tmp}/files"}
+        # A second web in owner mode, its own jobs apart (another key prefix), for the end user.
+        owners = {**env, "JOBCAST_SECRET": "screenshots-" + "s" * 24, "JOBCAST_KEY_PREFIX": "owners"}
         me = (sys.executable, "-m", "jobcast")
         procs = [
             await asyncio.create_subprocess_exec(*me, "worker", env={**env, "JOBCAST_WORKER_MAX_JOBS": "4"}),
             await asyncio.create_subprocess_exec(*me, "web", "--port", str(port), env=env),
+            await asyncio.create_subprocess_exec(*me, "worker", env=owners),
+            await asyncio.create_subprocess_exec(*me, "web", "--port", str(owners_port), env=owners),
         ]
         try:
-            url = f"http://127.0.0.1:{port}"
-            await photograph(url, await make_jobs(url))
+            url, owners_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{owners_port}"
+            async with aiohttp.ClientSession() as session:
+                await wait_healthy(session, owners_url)
+            await photograph(url, owners_url, await make_jobs(url))
         finally:
             for proc in procs:
                 proc.terminate()
