@@ -192,10 +192,7 @@ async def test_the_job_page_says_why_a_job_waits_and_its_place_in_line(spawn, pa
         held = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 2500}}, 3)
         await page.goto(f"{web.url}/jobs/{held[-1]}")
         waiting = page.locator("#waiting")
-        # Why, and since when (a limit holds it from the first time it did).
-        await expect(waiting).to_have_text(
-            re.compile(r"^held: limited is at its limit \(2 of 2 running\), (now|\d+ seconds? ago)$")
-        )
+        await expect(waiting).to_have_text("held: limited is at its limit (2 of 2 running)")
         # Two long demo jobs take the worker's other two slots; the next ones wait in line.
         await submit_many(session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 3000}}, 2)
         in_line = await submit_many(

@@ -98,8 +98,8 @@ class JobSnapshot(Closed):
     )
     waiting_since: str | None = Field(
         default=None,
-        description="Since when `waiting` holds it (ISO 8601): when its kind was paused, or when a limit "
-        "first held it back.",
+        description="Since when `waiting` holds it (ISO 8601): when its kind was paused; null for a limit's "
+        "hold.",
     )
     stream_token: str | None = Field(
         description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "

@@ -547,7 +547,7 @@ export interface components {
             waiting?: string | null;
             /**
              * Waiting Since
-             * @description Since when `waiting` holds it (ISO 8601): when its kind was paused, or when a limit first held it back.
+             * @description Since when `waiting` holds it (ISO 8601): when its kind was paused; null for a limit's hold.
              * @default null
              */
             waiting_since?: string | null;

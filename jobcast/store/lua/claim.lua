@@ -245,15 +245,11 @@ local function take(id, p, score, values)
     end
   end
   if reason then
-    -- Why, and since when, for its snapshot and its watchers (server/fanout/queue_places.py tells
-    -- them, only while someone watches: an event in its history would cost every held job a
-    -- publish). A limit holds a job from the first time it did, however often it is looked at.
-    local key = L.job_prefix .. id
-    if not since then
-      local first = redis.call('HGET', key, 'waiting_since')
-      since = (first and first ~= '') and first or NOW_MS
-    end
-    redis.call('HSET', key, 'waiting', reason, 'waiting_since', since)
+    -- Why, for its snapshot and its watchers (server/fanout/queue_places.py tells them, only
+    -- while someone watches: an event in its history would cost every held job a publish), and
+    -- for a pause since when. A limit's hold says no time: knowing when it first held the job
+    -- would cost a read per hold, on the path a binding limit takes for every job.
+    redis.call('HSET', L.job_prefix .. id, 'waiting', reason, 'waiting_since', since or '')
     parked = parked + 1
     return
   end
