@@ -42,6 +42,7 @@ PARTS = (
     "progress",
     "jobs",
     "jobs_limits",
+    "jobs_live",
     "queue_places",
     "limits",
     "footprint",
@@ -104,6 +105,8 @@ def later_parts(
     results: dict[str, Any] = {}
     if "jobs_limits" in only:
         results["jobs_limits"] = jobs.throughput_with_limits(redis, workload.drain_jobs, rounds)
+    if "jobs_live" in only:
+        results["jobs_live"] = jobs.throughput_live(redis, workload.drain_jobs, rounds)
     if "queue_places" in only:
         results["queue_places"] = queue_places.cost(
             redis, workload.places_jobs, workload.places_watchers, workload.places_seconds

@@ -81,9 +81,10 @@ def _workers(system: str, redis: RedisProcess) -> list[Any]:
     return [processes.start(command, i % 2, env) for i in range(WORKERS)]
 
 
-async def _enqueue_and_wait(system: str, url: str, n: int, function: str) -> float:
+async def _enqueue_and_wait(system: str, url: str, n: int, function: str, live: bool = False) -> float:
     """Enqueue n jobs of `function` (`noop`, `progress5`), wait for the last to complete; seconds
-    from the first enqueue."""
+    from the first enqueue. `live`: each job its own submission, all at once while the workers
+    drain (as saq's own enqueue always is here), rather than batches of 1,000."""
     if system.startswith("jobcast"):
         redis = create_redis(url)
         owners = system != "jobcast"
@@ -109,7 +110,10 @@ async def _enqueue_and_wait(system: str, url: str, n: int, function: str) -> flo
                 )
                 for i in range(start, start + count)
             ]
-            await store.create_many(calls)
+            if live:
+                await asyncio.gather(*(store.create_many([call]) for call in calls))
+            else:
+                await store.create_many(calls)
         done_key = store.keys.index_state("succeeded")
         await until(lambda: redis.zcard(done_key), n)
         elapsed = time.perf_counter() - began
@@ -150,7 +154,9 @@ async def _most_running(redis: Any, leases: str, stop: asyncio.Event) -> int:
     return most
 
 
-def drain(system: str, redis: RedisProcess, n: int, function: str = "noop") -> dict[str, Any]:
+def drain(
+    system: str, redis: RedisProcess, n: int, function: str = "noop", live: bool = False
+) -> dict[str, Any]:
     client_loop = asyncio.new_event_loop()
     try:
         client_loop.run_until_complete(_flush(redis.url))
@@ -162,7 +168,7 @@ def drain(system: str, redis: RedisProcess, n: int, function: str = "noop") -> d
         assert redis.process is not None
         pids = [w.pid for w in workers] + [redis.process.pid]
         before = [cpu_seconds(pid) for pid in pids]
-        elapsed = asyncio.run(_enqueue_and_wait(system, redis.url, n, function))
+        elapsed = asyncio.run(_enqueue_and_wait(system, redis.url, n, function, live))
         used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
         progress_events = (
             asyncio.run(_progress_events_per_job(redis.url))
@@ -209,6 +215,12 @@ def throughput_with_limits(redis: RedisProcess, n: int, rounds: int) -> list[dic
     """The drain with limits and fair turns, beside plain jobcast and saq, round by round."""
     systems = ("jobcast", *(f"jobcast {v}" for v in VARIANTS), "saq")
     return [drain(system, redis, n) for _ in range(rounds) for system in systems]
+
+
+def throughput_live(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:
+    """The drain as a live system runs it: every job its own submission, all sent while the
+    workers drain, jobcast beside saq round by round."""
+    return [drain(system, redis, n, live=True) for _ in range(rounds) for system in ("jobcast", "saq")]
 
 
 def throughput_with_progress(redis: RedisProcess, n: int, rounds: int) -> list[dict[str, Any]]:

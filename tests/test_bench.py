@@ -75,6 +75,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     (half,) = [row for row in limited if row["system"] == "jobcast limit-half"]
     assert 1 <= half["most_running"] <= 2 * jobs.LIMIT, half
     assert "with limits and fair turns:" in run.stdout
+    # The live drain, jobcast beside saq.
+    assert {row["system"] for row in results["jobs_live"]} == {"jobcast", "saq"}
+    assert all(row["jobs_per_s"] > 0 for row in results["jobs_live"])
+    assert "live drain:" in run.stdout
     # Each system's enqueue→start delays at a steady rate, from its own timestamps.
     assert {row["system"] for row in results["jobs_latency"]} == {"jobcast", "arq", "arq-tuned", "saq"}
     for row in results["jobs_latency"]:
