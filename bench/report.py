@@ -203,19 +203,29 @@ def jobs_live_lines(results: dict[str, Any]) -> list[str]:
     rows = results.get("jobs_live")
     if not rows:
         return []
-    medians = median_jobs(rows)
+    medians = median_rows(
+        rows,
+        (
+            "jobs_per_s",
+            "cpu_us_per_job",
+            "worker_cpu_us_per_job",
+            "redis_cpu_us_per_job",
+            "client_cpu_us_per_job",
+        ),
+    )
     saq = medians.get("saq", {}).get("jobs_per_s") or 0
     lines = [
         "",
         f"live drain: {rows[0]['jobs']:,} no-op jobs, each its own submission, all sent while 2 workers "
         "x 10 drain (median of rounds)",
-        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7} {'vs saq':>7}",
+        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7} {'client':>7} "
+        f"{'vs saq':>7}",
     ]
     for system, row in medians.items():
         lines.append(
             f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
             f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
-            f"{ratio(row['jobs_per_s'], saq):>7}"
+            f"{row['client_cpu_us_per_job']:>7,.0f} {ratio(row['jobs_per_s'], saq):>7}"
         )
     return lines
 
