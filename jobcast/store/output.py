@@ -9,7 +9,6 @@ before its seq: reading `[0, length)` afterwards gives that text, whatever was a
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from jobcast.protocol import OUTPUT_STREAM, Keys, output_template
 from jobcast.redis.client import awaited
 from jobcast.settings import Settings
 from jobcast.snapshot import JobSnapshot, OutputRef
+from jobcast.store.coalescing import Coalescer
 from jobcast.store.scripts import Answer, Scripts, Status
 
 # The arguments one call gives all its chunks.
@@ -57,13 +57,9 @@ class Outputs:
         self.max_bytes = settings.max_output_bytes
         self.max_streams = settings.max_output_streams
         self.inline_bytes = settings.output_inline_bytes
-        self.batch_chunks = settings.output_batch_chunks
-        # Appends waiting for the next call, with the futures their writers await.
-        self._queued: list[tuple[dict[str, str], dict[str, Any], asyncio.Future[Answer]]] = []
-        self._lock: asyncio.Lock | None = None
-        # Calls on their way: each carries other writers' chunks, so it ends even when the writer
-        # that sent it is cancelled; `aclose` waits for them.
-        self._sends: set[asyncio.Task[None]] = set()
+        self._calls: Coalescer[tuple[dict[str, str], dict[str, Any]], Answer] = Coalescer(
+            self._send, settings.output_batch_chunks, "output-batch"
+        )
 
     def call(
         self, job_id: str, attempt: int, stream: str, data: str
@@ -126,49 +122,21 @@ class Outputs:
 
     async def _batched(self, keys: dict[str, str], args: dict[str, Any]) -> Answer:
         """One chunk's answer, from the next call that carries it."""
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._queued.append((keys, args, future))
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        while not future.done():
-            async with self._lock:
-                if future.done():
-                    break
-                batch = self._queued[: self.batch_chunks]
-                del self._queued[: self.batch_chunks]
-                send = asyncio.create_task(self._send(batch), name="output-batch")
-                self._sends.add(send)
-                send.add_done_callback(self._sends.discard)
-                await asyncio.shield(send)
-        return future.result()
+        (answer,) = await self._calls.submit([(keys, args)])
+        return answer
 
-    async def _send(self, batch: list[tuple[dict[str, str], dict[str, Any], asyncio.Future[Answer]]]) -> None:
-        """One call for `batch`; each chunk's writer gets its answer, or the call's error."""
-        try:
-            if len(batch) == 1:
-                keys, args, _ = batch[0]
-                answers = [await self.scripts.call("output", keys, **args)]
-            else:
-                keys, args = self.batch_call([(keys, args) for keys, args, _ in batch])
-                answer = await self.scripts.call("output", keys, **args)
-                answers = [Answer(a) for a in answer["answers"]]
-        except Exception as e:  # each writer decides (a Redis error: it sends the chunk again)
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-            return
-        except BaseException:
-            for _, _, future in batch:
-                future.cancel()
-            raise
-        for (_, _, future), answer in zip(batch, answers, strict=True):
-            if not future.done():
-                future.set_result(answer)
+    async def _send(self, calls: list[tuple[dict[str, str], dict[str, Any]]]) -> list[Answer]:
+        """One call for many chunks, their answers in order."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self.scripts.call("output", keys, **args)]
+        keys, args = self.batch_call(calls)
+        answer = await self.scripts.call("output", keys, **args)
+        return [Answer(a) for a in answer["answers"]]
 
     async def aclose(self) -> None:
         """Wait for the calls on their way (the process is closing)."""
-        if self._sends:
-            await asyncio.wait(set(self._sends))
+        await self._calls.aclose()
 
     async def read(
         self, job_id: str, attempt: int, stream: str, start: int = 0, end: int | None = None
