@@ -365,7 +365,7 @@ class JobcastWorker(Worker):
         # arq's close would gather them and take their cancellation for its own.
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()))
-        await self.store.output.aclose()
+        await self.store.aclose()
         # Without Redis, the worker leaves the list once its heartbeat is stale.
         with contextlib.suppress(RedisError, KeyError):
             async with self.pool.pipeline(transaction=True) as pipe:

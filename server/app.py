@@ -73,6 +73,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix, app[TOKENS]))
     app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=settings.worker_ttl_s)
     yield
+    await app[STORE].aclose()
     await redis.aclose()
 
 

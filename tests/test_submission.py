@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from jobcast.errors import IdempotentReplay
+from jobcast.protocol import new_job_id, new_job_ids
 from jobcast.server.app import create_app
+from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import demo, get_json, post_json, queued_ids
 
 
@@ -63,3 +68,25 @@ async def test_without_redis_submission_is_503_with_retry_after(client, redis_se
     finally:
         redis_server.start()
     await post_json(client, "/api/jobs", demo(1, 1), status=202)
+
+
+async def test_concurrent_single_submissions_share_their_script_calls(redis, settings) -> None:
+    # 50 submissions at once, each its own call of `create`, as 50 requests to one web process make
+    # them: Redis runs the create script for a few calls, not 50, and each submitter gets its job.
+    store = JobStore(redis, settings)
+    before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    ids = new_job_ids(50)
+    made = await asyncio.gather(*(store.create(job_id, Submission("demo", {"steps": 1})) for job_id in ids))
+    after = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    assert [job["id"] for job in made] == ids and {job["state"] for job in made} == {"queued"}
+    assert 1 <= after - before <= 5, after - before
+    assert await queued_ids(redis, settings.key_prefix) == set(ids)
+    # One refused among them is refused alone: its key's earlier job comes back to it.
+    first = await store.create(new_job_id(), Submission("demo", {}), idempotency_key="k")
+    outcomes = await asyncio.gather(
+        store.create(new_job_id(), Submission("demo", {}), idempotency_key="k"),
+        store.create(new_job_id(), Submission("demo", {})),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], IdempotentReplay) and outcomes[0].job_id == first["id"]
+    assert not isinstance(outcomes[1], BaseException) and outcomes[1]["state"] == "queued"
