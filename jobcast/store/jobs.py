@@ -364,7 +364,7 @@ class JobStore:
         # process's concurrent single submissions cost Redis one script call per hundred, as a batch
         # does, rather than one each.
         self._creates: Coalescer[tuple[dict[str, str], dict[str, Any]], Answer] = Coalescer(
-            self._create_calls, settings.max_batch_jobs, "create-batch"
+            self._create_calls, settings.create_chunk_jobs, "create-batch"
         )
         # The create script's limits, the same for every job of a call (see create.lua).
         self._create_limits = {
@@ -500,7 +500,11 @@ class JobStore:
     async def create_many(self, calls: list[CreateCall]) -> list[JobSnapshot | SubmitRefused]:
         """Many submissions in one round trip, each atomic on its own: each one's snapshot, or the
         SubmitRefused that says why it made no job."""
-        answers = await self._creates.submit([(call.keys, call.args) for call in calls])
+        items = [(call.keys, call.args) for call in calls]
+        # A batch as large as a script call takes is one already: it goes at once, beside any
+        # call on its way, rather than waiting its turn behind it.
+        big = len(items) >= self.settings.create_chunk_jobs
+        answers = await (self._create_calls(items) if big else self._creates.submit(items))
         out: list[JobSnapshot | SubmitRefused] = []
         for call, answer in zip(calls, answers, strict=True):
             try:
