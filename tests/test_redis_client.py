@@ -3,6 +3,7 @@ redis-py would send, and its errors for values Redis takes no text for."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -57,3 +58,32 @@ async def test_a_pubsub_connection_counts_only_once_redis_answers_it(settings) -
         assert conn.error is None and not conn.closed.done()
     finally:
         conn.close()
+
+
+async def test_a_pubsub_connection_cancelled_before_redis_answers_is_closed() -> None:
+    # A process stopping while its relay waits for Redis's first answer: the half-made
+    # connection is closed then, not left to the garbage collector.
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(4096):
+            await heard.put(data)
+        await heard.put(b"")  # the client closed
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        connecting = asyncio.create_task(
+            connect_pubsub(f"redis://127.0.0.1:{port}/0", lambda channel, data: None, lambda channel: None)
+        )
+        sent = b""
+        while b"PING" not in sent:
+            sent += await asyncio.wait_for(heard.get(), 5)
+        connecting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await connecting
+        assert await asyncio.wait_for(heard.get(), 5) == b""
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -152,7 +152,7 @@ async def _answered(proto: PubSubProtocol, within_s: float) -> PubSubProtocol:
         await proto.ping(within_s)
     except ConnectionError:
         raise ConnectionError(proto.error or "pub/sub connection closed before it answered") from None
-    except TimeoutError:
+    except BaseException:  # timed out, or cancelled (the process stopping): nobody else will close it
         proto.close()
         raise
     if proto.error is not None:  # an error came before the PONG (the connection is closing)
