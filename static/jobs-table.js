@@ -71,6 +71,7 @@ export class JobsTable {
     const short = job.id.slice(0, 8);
     row.querySelector(".job-link").href = `${this.base}/jobs/${job.id}`;
     row.querySelector(".job-kind").textContent = job.kind;
+    row.querySelector(".job-kind").title = job.kind;
     row.querySelector(".job-id").textContent = short;
     const priority = row.querySelector(".job-priority");
     priority.textContent = priority.dataset.priority = job.priority;

@@ -1065,3 +1065,15 @@ async def test_a_shared_read_only_link_works_signed_out_until_sharing_stops(spaw
     finally:
         await mine.close()
         await theirs.close()
+
+
+async def test_a_row_of_a_long_kind_name_still_shows_its_whole_short_id(client, page) -> None:
+    job = await submit(client, "/api/jobs", {"kind": "aggregate", "params": {"rows": 10}, "delay_s": 600})
+    await page.goto(base(client) + "/")
+    row = page.locator(f'.job[data-job-id="{job["id"]}"]')
+    cell, short = await row.locator(".col-job").bounding_box(), await row.locator(".job-id").bounding_box()
+    assert cell is not None and short is not None
+    # The id is inside its cell, not cut off by it; the kind gives way (its name on hover).
+    assert short["x"] + short["width"] <= cell["x"] + cell["width"], (short, cell)
+    await expect(row.locator(".job-id")).to_have_text(job["id"][:8])
+    await expect(row.locator(".job-kind")).to_have_attribute("title", "aggregate")
