@@ -180,52 +180,44 @@ def limits_lines(results: dict[str, Any]) -> list[str]:
 
 
 def jobs_lines(results: dict[str, Any]) -> list[str]:
-    if "jobs" not in results:
+    rows = results.get("jobs")
+    if not rows:
         return []
-    medians = median_jobs(results["jobs"])
-    n = results["jobs"][0]["jobs"] if results["jobs"] else 0
-    lines = [
-        "",
-        f"job throughput: {n:,} no-op jobs drained by 2 workers x 10 at once (median of rounds)",
-        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7} {'vs saq':>7}",
-    ]
-    saq = medians.get("saq", {}).get("jobs_per_s") or 0
-    for system, row in medians.items():
-        lines.append(
-            f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
-            f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
-            f"{ratio(row['jobs_per_s'], saq):>7}"
-        )
-    return lines
+    title = f"job throughput: {rows[0]['jobs']:,} no-op jobs drained by 2 workers x 10 at once"
+    return drain_table(title, rows)
 
 
 def jobs_live_lines(results: dict[str, Any]) -> list[str]:
     rows = results.get("jobs_live")
     if not rows:
         return []
-    medians = median_rows(
-        rows,
-        (
-            "jobs_per_s",
-            "cpu_us_per_job",
-            "worker_cpu_us_per_job",
-            "redis_cpu_us_per_job",
-            "client_cpu_us_per_job",
-        ),
+    title = (
+        f"live drain: {rows[0]['jobs']:,} no-op jobs, each its own submission, all sent while 2 "
+        "workers x 10 drain"
     )
+    return drain_table(title, rows, (("client_cpu_us_per_job", "client"),))
+
+
+# A drain's CPU a job, by whose: (field, column heading).
+DRAIN_CPU = (("worker_cpu_us_per_job", "workers"), ("redis_cpu_us_per_job", "Redis"))
+
+
+def drain_table(title: str, rows: list[dict[str, Any]], more: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """Each system's median drain over the rounds, its CPU a job by whose, and its ratio to saq."""
+    columns = (*DRAIN_CPU, *more)
+    medians = median_rows(rows, ("jobs_per_s", "cpu_us_per_job", *(field for field, _ in columns)))
     saq = medians.get("saq", {}).get("jobs_per_s") or 0
+    headings = "".join(f" {heading:>8}" for _, heading in columns)
     lines = [
         "",
-        f"live drain: {rows[0]['jobs']:,} no-op jobs, each its own submission, all sent while 2 workers "
-        "x 10 drain (median of rounds)",
-        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11} {'workers':>8} {'Redis':>7} {'client':>7} "
-        f"{'vs saq':>7}",
+        f"{title} (median of rounds)",
+        f"{'system':<10} {'jobs/s':>8} {'CPU µs/job':>11}{headings} {'vs saq':>7}",
     ]
     for system, row in medians.items():
+        cells = "".join(f" {row[field]:>8,.0f}" for field, _ in columns)
         lines.append(
-            f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f} "
-            f"{row['worker_cpu_us_per_job']:>8,.0f} {row['redis_cpu_us_per_job']:>7,.0f} "
-            f"{row['client_cpu_us_per_job']:>7,.0f} {ratio(row['jobs_per_s'], saq):>7}"
+            f"{system:<10} {row['jobs_per_s']:>8,.0f} {row['cpu_us_per_job']:>11,.0f}{cells} "
+            f"{ratio(row['jobs_per_s'], saq):>7}"
         )
     return lines
 
