@@ -228,19 +228,16 @@ class JobcastProcess:
         return self.log_path.read_text(errors="replace")
 
     async def wait_http(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
-            while True:
-                assert self.process.poll() is None, f"{self.command} exited:\n{self.log()}"
-                try:
-                    async with session.get(self.url + "/readyz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{self.command} not healthy in time:\n{self.log()}")
-                await asyncio.sleep(0.05)
+
+            async def ready() -> bool:
+                assert self.process.poll() is None, f"{self.command} exited"
+                return await answers_ok(session, self.url + "/readyz")
+
+            try:
+                await wait_for(ready, timeout, f"{self.command} to be ready")
+            except AssertionError as e:
+                raise AssertionError(f"{e}:\n{self.log()}") from None
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
