@@ -10,5 +10,6 @@ protocol and the Redis store that live beside this file.
 
 from jobcast.kind import JobContext, Kind, PermanentError
 from jobcast.schedule import Missed, Schedule
+from jobcast.tree import Child, ChildOutcome
 
-__all__ = ["JobContext", "Kind", "Missed", "PermanentError", "Schedule"]
+__all__ = ["Child", "ChildOutcome", "JobContext", "Kind", "Missed", "PermanentError", "Schedule"]

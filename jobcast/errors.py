@@ -101,6 +101,20 @@ class AlreadyRetried(SubmitRefused):
         self.job_id = job_id
 
 
+class ParentEnded(SubmitRefused):
+    """A child was asked of a parent that has ended (or expired)."""
+
+    def __init__(self, parent: str) -> None:
+        super().__init__(f"job {parent} has ended: it can have no more children")
+        self.parent = parent
+
+
+class TooManyChildren(SubmitRefused):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a job may have at most {limit} children (JOBCAST_TREE_MAX_CHILDREN)")
+        self.limit = limit
+
+
 class ScheduleError(JobcastError, ValueError):
     """A schedule that cannot be: a bad cron expression, an unknown timezone, a bad id. `field`
     names what is wrong, for the 422 that answers it."""

@@ -15,6 +15,7 @@ from jobcast.errors import JobcastError, OutputLimitExceeded
 from jobcast.files.local import JobFiles
 from jobcast.limits import Rate
 from jobcast.schedule import Schedule
+from jobcast.tree import Child, ChildOutcome
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -59,6 +60,14 @@ class OutputWriter(Protocol):
         """Wait until everything written is sent."""
 
 
+class Children(Protocol):
+    """What `ctx.spawn` and `ctx.children` stand on (the worker's jobs/children.py)."""
+
+    async def spawn_many(self, children: Sequence[Child]) -> list[str]: ...
+
+    async def outcomes(self) -> list[ChildOutcome]: ...
+
+
 class PermanentError(JobcastError):
     """Raise from job code for an error that another attempt cannot fix: the job fails at once."""
 
@@ -77,6 +86,36 @@ class JobContext:
     outputs: Callable[[str], OutputWriter] | None = None
     # The job's log: records go to the worker's log and to the job's `log` output stream.
     log: logging.Logger = JOB_LOG
+    # Making children and reading how they ended; None outside a worker.
+    tree: Children | None = None
+
+    async def spawn(
+        self,
+        kind: str,
+        params: Mapping[str, Any] | BaseModel,
+        *,
+        priority: str | None = None,
+        fail_fast: bool = False,
+    ) -> str:
+        """Start a child job (docs/kinds.md#children); returns its id. Once `run` returns, the job
+        waits for its children without a worker slot, and the kind's `then` gets how each ended.
+        `fail_fast`: this child's failure (after its own retries) fails the job at once and
+        cancels its other children."""
+        (made,) = await self.spawn_many([Child(kind, params, priority=priority, fail_fast=fail_fast)])
+        return made
+
+    async def spawn_many(self, children: Sequence[Child]) -> list[str]:
+        """Start many children in one round trip; their ids, in order. Made once however often
+        this part of the job runs again (a retry makes the same children, not more)."""
+        if self.tree is None:
+            raise RuntimeError("children are made only while a worker runs the job")
+        return await self.tree.spawn_many(children)
+
+    async def children(self) -> list[ChildOutcome]:
+        """How each child ended (or stands), in the order they were made."""
+        if self.tree is None:
+            raise RuntimeError("children are read only while a worker runs the job")
+        return await self.tree.outcomes()
 
     def output(self, name: str = "output") -> OutputWriter:
         """A named output stream of this attempt (docs/output.md): text watchers get as it is
@@ -116,6 +155,10 @@ class Kind(Generic[P]):
     # Jobs of this kind started per interval, for a downstream API's limit: `Rate(5, 1.0)` is at
     # most 5 in any second (JOBCAST_KIND_RATE_LIMITS overrides it).
     rate_limit: Rate | None = None
+    # The continuation of a job whose `run` made children (`ctx.spawn`): called once they have all
+    # ended, on any worker, with how each ended; what it returns is the job's result. Without it,
+    # the job succeeds when every child did and fails otherwise.
+    then: Callable[[JobContext, P, list[ChildOutcome]], Awaitable[Any]] | None = None
 
     def __post_init__(self) -> None:
         # Kept as a tuple: a Kind is frozen, and hashable.

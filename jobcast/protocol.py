@@ -21,6 +21,9 @@ class State(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
+    # A parent whose children have not all ended: it holds no worker slot and is in no queue; the
+    # end of its last child puts it back in its queue (jobcast/store/lua/tree.lua).
+    WAITING_CHILDREN = "waiting_children"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -42,6 +45,7 @@ class EventType(StrEnum):
     STARTED = "started"
     PROGRESS = "progress"
     RETRYING = "retrying"
+    WAITING_CHILDREN = "waiting_children"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -60,6 +64,7 @@ STATE_AFTER: dict[EventType, State] = {
     EventType.PROGRESS: State.RUNNING,
     EventType.OUTPUT: State.RUNNING,
     EventType.RETRYING: State.RETRYING,
+    EventType.WAITING_CHILDREN: State.WAITING_CHILDREN,
     EventType.SUCCEEDED: State.SUCCEEDED,
     EventType.FAILED: State.FAILED,
     EventType.CANCELLED: State.CANCELLED,
@@ -153,6 +158,16 @@ class Keys:
     def reaper_lock(self) -> str:
         """Held by the process whose reaper pass runs now (jobcast/store/reaper.py)."""
         return f"{self.prefix}:reaper-lock"
+
+    def children(self, job_id: str) -> str:
+        """A parent's children's ids, in the order they were made (a list)."""
+        return f"{self.prefix}:children:{job_id}"
+
+    @property
+    def rollup_due(self) -> str:
+        """Parents whose rolled-up progress changed since they last published it, scored by when
+        the progress rate lets them publish again (ms)."""
+        return f"{self.prefix}:rollup-due"
 
     @property
     def compact_due(self) -> str:

@@ -496,7 +496,28 @@ class Settings(ProcessSettings):
         description="On SIGTERM, running jobs get this long to finish before they are re-queued.",
     )
     progress_rate_hz: float = Field(
-        default=10.0, gt=0, description="Most progress events per second per job."
+        default=10.0,
+        gt=0,
+        description="Most progress events per second per job; a parent's rolled-up bar too, however "
+        "many of its children change.",
+    )
+    tree_max_children: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most children one parent may have, made by its code (`ctx.spawn`) or submitted "
+        "with it; past it a spawn raises and a submission gets 422.",
+    )
+    tree_max_jobs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most jobs in one submitted tree, or one batch, counting its root (413 past it). "
+        "A tree is written in one script call: about 30 µs a job of Redis's time.",
+    )
+    tree_max_depth: int = Field(
+        default=5,
+        ge=1,
+        description="Most levels below a submitted tree's root (422 past it); a parent's end cancels "
+        "its unfinished children level by level within one script call.",
     )
     retry_base_s: float = Field(default=1.0, description="The first retry's backoff (doubling, with jitter).")
     retry_max_s: float = Field(default=60.0, description="The longest backoff between attempts.")

@@ -40,6 +40,17 @@ class SnapshotLinks(TypedDict):
     stream_token: str | None
 
 
+class ChildCounts(TypedDict):
+    """A parent's children by state; `waiting`: neither running nor ended."""
+
+    total: int
+    waiting: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
 class JobSnapshot(SnapshotLinks):
     id: str
     kind: str
@@ -70,6 +81,9 @@ class JobSnapshot(SnapshotLinks):
     # Why the job, due, does not start yet: its kind is paused, or a limit holds it back.
     waiting: str | None
     waiting_since: str | None
+    # The job whose child this is (jobcast/tree.py), and a parent's children by state.
+    parent: str | None
+    children: ChildCounts | None
     last_event_id: int
     # One job's snapshot (not a listing's): the text of each output stream of its attempt now.
     output: NotRequired[dict[str, str | OutputRef]]

@@ -31,6 +31,7 @@ from jobcast.errors import QuotaExceeded
 from jobcast.files.storage import Storage, create_storage
 from jobcast.jobs import bulk_actions
 from jobcast.jobs.arq_runtime import ArqRedis, JobcastWorker, Retry, current_claim
+from jobcast.jobs.children import BATCH, Spawner, all_succeeded, publish_rollups
 from jobcast.jobs.lease import hold_lease
 from jobcast.jobs.output import JobOutput, job_logger
 from jobcast.jobs.progress import Progress
@@ -50,6 +51,7 @@ from jobcast.store.jobs import JobRecord, JobStore, json_deserializer, json_seri
 from jobcast.store.reaper import Reaper, worker_lost
 from jobcast.store.schedules import ScheduleBook
 from jobcast.tasks import cancel_and_wait
+from jobcast.tree import BATCH_KIND
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(Janitor(store, storage).run(settings.janitor_interval_s)),
         asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),
         asyncio.create_task(Scheduler(ScheduleBook(store), ctx["kinds"], settings).run()),
+        asyncio.create_task(publish_rollups(store, settings)),
     ]
 
 
@@ -226,6 +229,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             ctx["cpu"],
             outputs=output.stream,
             log=job_logger(record.kind, job_id, output),
+            tree=Spawner(store, job_id, record, ctx["kinds"]),
         )
         span = tracing.attempt_span(job_id, record.kind, attempt, record.traceparent, record.due_at)
         try:
@@ -271,7 +275,7 @@ async def _admit(kinds: dict[str, Kind], record: JobRecord, attempt: int, progre
         error = {"type": "UnknownKind", "message": f"no worker knows kind {record.kind!r}"}
         await progress.state(EventType.FAILED, error=error, fence=previous)
         return None
-    if attempt > kind.max_attempts:
+    if attempt - record.attempts_before > kind.max_attempts:
         error = {"type": "AttemptsExhausted", "message": f"gave up after {kind.max_attempts} attempts"}
         await progress.state(EventType.FAILED, error=error, fence=previous)
         return None
@@ -306,7 +310,7 @@ async def _run_attempt(
             # Its input, local before it runs (a no-op for a shared directory); a failure to
             # fetch it is the attempt's, retried like any other.
             await storage.fetch_uploads(ctx.job_id)
-        result = await kind.run(ctx, kind.params.model_validate(record.params))
+        result = await _job_code(kind, record, ctx)
         # Everything it wrote is sent before it ends; output refused past a limit the job did not
         # hear of (its last writes were still being sent) fails it now, not silently.
         await output.drain()
@@ -339,7 +343,7 @@ async def _run_attempt(
         if isinstance(e, TimeoutError) and deadline.expired():
             e = TimeoutError(f"attempt took longer than {kind.timeout_s:g} s")
             metrics.timeouts.labels(kind.name).inc()
-        if not kind.should_retry(e, ctx.attempt):
+        if not kind.should_retry(e, ctx.attempt - record.attempts_before):
             await progress.state(EventType.FAILED, error=error_info(e, settings.max_message_chars))
             metrics.ended_as(kind.name, "failed", ctx.job_id)
             log.info("attempt %d failed for good: %s", ctx.attempt, type(e).__name__)
@@ -358,9 +362,31 @@ async def _run_attempt(
         log.info("attempt %d failed (%s); retrying in %.1f s", ctx.attempt, type(e).__name__, delay)
         raise Retry(defer=delay) from e
     else:
-        await progress.state(EventType.SUCCEEDED, result=result)
-        metrics.ended_as(kind.name, "succeeded", ctx.job_id)
-        log.info("attempt %d succeeded", ctx.attempt)
+        await _conclude(kind, ctx, progress, metrics, result)
+
+
+async def _job_code(kind: Kind, record: JobRecord, ctx: JobContext) -> Any:
+    """Run the kind's code this attempt is for: its `run`, or once the children its `run` made
+    have ended, its continuation."""
+    params = kind.params.model_validate(record.params)
+    if record.after_children == "then":
+        return await (kind.then or all_succeeded)(ctx, params, await ctx.children())
+    return await kind.run(ctx, params)
+
+
+async def _conclude(
+    kind: Kind, ctx: JobContext, progress: Progress, metrics: WorkerMetrics, result: Any
+) -> None:
+    """An attempt whose code returned: the job succeeds, or waits for the children it made."""
+    if cast(Spawner, ctx.tree).made:
+        # Its children run on: it waits for them without this slot, and its continuation runs
+        # once they have ended (jobcast/store/lua/tree.lua).
+        await progress.state(EventType.WAITING_CHILDREN, extra={"after_children": "then"})
+        log.info("attempt %d made children; waiting for them", ctx.attempt)
+        return
+    await progress.state(EventType.SUCCEEDED, result=result)
+    metrics.ended_as(kind.name, "succeeded", ctx.job_id)
+    log.info("attempt %d succeeded", ctx.attempt)
 
 
 async def keep_traceback(store: JobStore, ctx: JobContext, error: BaseException, max_chars: int) -> None:
@@ -380,8 +406,9 @@ async def keep_traceback(store: JobStore, ctx: JobContext, error: BaseException,
 def create_worker(settings: Settings) -> JobcastWorker:
     """The arq worker for these settings (run it with `worker.run()`)."""
     kinds = discover_kinds(settings.kinds)
-    if bulk.NAME in kinds:
-        raise KindsError(f"the kind name {bulk.NAME!r} is jobcast's own (bulk actions): rename yours")
+    for own in (bulk.NAME, BATCH_KIND):
+        if own in kinds:
+            raise KindsError(f"the kind name {own!r} is jobcast's own: rename yours")
     redis = create_redis(
         settings.redis_url,
         client_class=ArqRedis,
@@ -392,6 +419,7 @@ def create_worker(settings: Settings) -> JobcastWorker:
     storage = create_storage(settings)  # started with the worker (startup)
     # Every worker serves bulk actions, whichever kinds it runs: they act on any job's records.
     kinds[bulk.NAME] = bulk_actions.bulk_kind(bulk_actions.BulkActions(store, storage, kinds))
+    kinds[BATCH_KIND] = BATCH
     kinds = configure(kinds, settings)
     longest = max(kind.timeout_s for kind in kinds.values())
     name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

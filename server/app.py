@@ -16,8 +16,8 @@ from jobcast.kind import configure
 from jobcast.queries.worker_directory import WorkerDirectory
 from jobcast.redis.client import create_redis
 from jobcast.registry import discover_kinds
+from jobcast.server.api import batches, compat, control, queries, results, schedules, submit
 from jobcast.server.api import bulk_requests as bulk
-from jobcast.server.api import compat, control, queries, results, schedules, submit
 from jobcast.server.api import jobs as api
 from jobcast.server.api import kind_pausing as pausing
 from jobcast.server.api.links import job_links
@@ -192,6 +192,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     modules = (
         api,
         submit,
+        batches,
         control,
         pausing,
         schedules,

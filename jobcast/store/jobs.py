@@ -25,8 +25,10 @@ from jobcast.errors import (
     AlreadyRetried,
     IdempotentReplay,
     NotRetryable,
+    ParentEnded,
     RateLimited,
     SubmitRefused,
+    TooManyChildren,
     TooManyWaiting,
 )
 from jobcast.protocol import (
@@ -51,12 +53,13 @@ from jobcast.protocol import (
 )
 from jobcast.redis.client import awaited
 from jobcast.settings import Settings
-from jobcast.snapshot import JobSnapshot, ProgressSnapshot, SnapshotLinks
+from jobcast.snapshot import ChildCounts, JobSnapshot, ProgressSnapshot, SnapshotLinks
 from jobcast.store.coalescing import Coalescer
 from jobcast.store.output import Outputs
 from jobcast.store.quota import DiskQuota
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 from jobcast.store.scripts import Answer, Scripts, Status, as_text, text
+from jobcast.tree import ChildOutcome, TreePlace
 
 _JSON_FIELDS = ("params", "progress", "result", "error")
 _EMPTY_PROGRESS: ProgressSnapshot = {"current": 0, "total": None, "percent": None, "message": None}
@@ -90,6 +93,7 @@ _SNAPSHOT_FIELDS = frozenset(
         *("retried_by", "owner", "submitted_by", "schedule", "scheduled_for", "waiting", "waiting_since"),
         "seq",
         "timeout_s",
+        *("parent", "kids", "kids_running", "kids_succeeded", "kids_failed", "kids_cancelled"),
     }
 )
 
@@ -146,9 +150,30 @@ def snapshot_of(
         # Only while it waits: a job that ended while held back keeps the field, not the reason.
         "waiting": (waiting := (get("waiting") or None) if get("state") in WAITING_STATES else None),
         "waiting_since": waiting_since(get("waiting_since")) if waiting else None,
+        "parent": get("parent") or None,
+        "children": child_counts(text),
         "last_event_id": int(get("seq") or 0),
         "links": made["links"],
         "stream_token": made["stream_token"],
+    }
+
+
+def child_counts(text: dict[str, Any]) -> ChildCounts | None:
+    """A parent's children by state (as tree.lua's `child_counts`); None for a job without any."""
+    total = int(text.get("kids") or 0)
+    if not total:
+        return None
+    running, succeeded, failed, cancelled = (
+        int(text.get(f"kids_{name}") or 0) for name in ("running", "succeeded", "failed", "cancelled")
+    )
+    waiting = max(0, total - running - succeeded - failed - cancelled)
+    return {
+        "total": total,
+        "waiting": waiting,
+        "running": running,
+        "succeeded": succeeded,
+        "failed": failed,
+        "cancelled": cancelled,
     }
 
 
@@ -332,12 +357,20 @@ class CreateCall:
             raise AlreadyRetried(answer["id"])
         if status in (Status.ORIGINAL_GONE, Status.NOT_RETRYABLE):
             raise NotRetryable(answer.get("state"))
+        if status is Status.PARENT_ENDED:
+            raise ParentEnded(self.record.get("parent", ""))
+        if status is Status.TOO_MANY_CHILDREN:
+            raise TooManyChildren(int(answer["limit"]))
+        if status is Status.ALREADY_SPAWNED:
+            # An earlier attempt of its parent made it: the same child, not another.
+            return self.snapshot(0, links)
         return self.snapshot(int(answer["seq"]), links)
 
     def snapshot(self, seq: int, links: Links) -> JobSnapshot:
         """The new job's snapshot, as `build_snapshot` reads it back from Redis, built from what
         the call wrote (a batch answers a thousand of these: no round trip through bytes)."""
-        text = {**self.record, "state": State.QUEUED.value, "seq": seq}
+        state = State.WAITING_CHILDREN if self.args.get("awaits_children") else State.QUEUED
+        text = {**self.record, "state": state.value, "seq": seq}
         snapshot = snapshot_of(self.job_id, text, {"params": self.params}, links)
         snapshot["output"] = {}  # one job's snapshot, as GET /api/jobs/{id} answers it
         return snapshot
@@ -378,6 +411,7 @@ class JobStore:
             "client_limit": settings.max_waiting_per_owner * settings.anonymous_owners_per_address,
             "client_rate_limit": settings.max_submissions_per_minute * settings.anonymous_owners_per_address,
             "client_cost_budget": settings.cpu_budget_s_per_hour * settings.anonymous_owners_per_address,
+            "max_children": settings.tree_max_children,
         }
 
     def event_keys(self, job_id: str, owner: str | None = None) -> dict[str, str]:
@@ -437,6 +471,11 @@ class JobStore:
         keys = self.event_keys(job_id, owner)
         args = self.event(job_id, type_, **fields)
         script, claim = "publish", None
+        if type_ is EventType.WAITING_CHILDREN:
+            # The job's slot is free while it waits: its lease ends with this event.
+            script = "wait_children"
+            if release is not None:
+                args["release"] = {"owner": release.holder, "priority": release.priority}
         if release is not None and type_ in TERMINAL_TYPES:
             args["release"] = {"owner": release.holder, "priority": release.priority}
             if release.hand_off is not None and (claim := release.hand_off.claim_args()) is not None:
@@ -486,6 +525,9 @@ class JobStore:
         }
         if from_state is not None:  # absent, not null: Lua's cjson null is truthy
             event["from_state"] = from_state.value
+        if progress is not None and progress.get("total"):
+            # What a child's progress adds to its parent's rolled-up bar (tree.lua).
+            event["cur"], event["tot"] = progress.get("current") or 0, progress["total"]
         return event
 
     async def create(self, job_id: str, submission: Submission, **options: Any) -> JobSnapshot:
@@ -518,6 +560,52 @@ class JobStore:
             "create", calls, self.settings.create_chunk_jobs, self._create_limits
         )
 
+    async def create_tree(self, calls: list[CreateCall]) -> list[JobSnapshot | SubmitRefused]:
+        """A tree's jobs (its root first, each parent before its children) in one script call:
+        all of them are made, or, when the root is refused, none."""
+        answers = await self.scripts.call_batch(
+            "create", [(call.keys, call.args) for call in calls], len(calls), self._create_limits
+        )
+        out: list[JobSnapshot | SubmitRefused] = []
+        for call, answer in zip(calls, answers, strict=True):
+            try:
+                out.append(call.outcome(answer, self.links))
+            except SubmitRefused as refused:
+                out.append(refused)
+        return out
+
+    async def children(self, job_id: str, offset: int = 0, limit: int = -1) -> list[str]:
+        """A parent's children's ids in the order they were made, `limit` from `offset` (-1: all)."""
+        stop = -1 if limit < 0 else offset + limit - 1
+        ids = await awaited(self.redis.lrange(self.keys.children(job_id), offset, stop))
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def child_outcomes(self, job_id: str) -> list[ChildOutcome]:
+        """How each of a parent's children ended (or stands), in the order they were made."""
+        ids = await self.children(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for child in ids:
+                pipe.hmget(self.keys.job(child), ["kind", "state", "result", "error"])
+            rows = await pipe.execute()
+        out = []
+        for child, (kind, state, result, error) in zip(ids, rows, strict=True):
+            out.append(
+                ChildOutcome(
+                    id=child,
+                    kind=kind.decode() if kind else "",
+                    state=state.decode() if state else "expired",
+                    result=loads(result) if result else None,
+                    error=loads(error) if error else None,
+                )
+            )
+        return out
+
+    async def publish_due_rollups(self, most: int = 100) -> int:
+        """Publish the parents' rolled-up bars the progress rate put off; returns when the next is
+        due (epoch ms; -1: none)."""
+        answer = await self.scripts.call("rollup", {}, max=most)
+        return int(answer["next_ms"])
+
     async def aclose(self) -> None:
         """Wait for the submissions and output on their way (the process is closing)."""
         await self._creates.aclose()
@@ -537,11 +625,13 @@ class JobStore:
         created: datetime | None = None,
         schedule: str | None = None,
         scheduled_for: str | None = None,
+        tree: TreePlace | None = None,
     ) -> CreateCall:
         """The create script's keys and arguments for one submission, made at `created` (now by
         default; a batch's jobs share the moment they came). `client`: the anonymous client address
         the job also counts against (`@<address>`), for an anonymous owner. `schedule`: the
-        schedule whose tick (`scheduled_for`, ISO 8601) made it."""
+        schedule whose tick (`scheduled_for`, ISO 8601) made it. `tree`: its place in a tree of
+        jobs (jobcast/tree.py)."""
         queued = _queued(created or utcnow(), submission.delay_s)
         kind, priority = submission.kind, submission.priority.value
         # The record's fields but params, as field/value pairs of text (a batch builds a thousand).
@@ -560,6 +650,9 @@ class JobStore:
             ("scheduled_for", scheduled_for),
             # Where the submission's trace goes on: the worker's spans are its children.
             ("traceparent", tracing.traceparent()),
+            ("parent", tree.parent if tree else None),
+            ("ff", "1" if tree and tree.fail_fast else None),
+            ("after_children", "run" if tree and tree.awaits_children else None),
         )
         for name, value in optional:
             if value:
@@ -592,6 +685,12 @@ class JobStore:
             args["client"] = client
         if submission.cost_s:
             args["cost"] = submission.cost_s
+        if tree is not None:
+            args.update(tree.args())
+            if tree.awaits_children:
+                created_at = created or utcnow()
+                _, tail = event_template("", EventType.WAITING_CHILDREN, attempt=0, ts=isoformat(created_at))
+                args["tail"] = text(tail)
         record = dict(zip(fields[::2], fields[1::2], strict=True))
         return CreateCall(job_id, keys, args, record, submission.params, fingerprint)
 

@@ -25,12 +25,18 @@ class JobRecord:
     client: str | None = None
     # The submission's trace context (W3C `traceparent`; jobcast/tracing.py), when it was traced.
     traceparent: str | None = None
+    # A parent's continuation counts its attempts from here (its first part's attempts before it).
+    attempts_before: int = 0
+    # What runs once a parent's children have ended: `then` (the kind's continuation, after its
+    # code made them) or `run` (a parent submitted with its children runs after them).
+    after_children: str | None = None
+    parent: str | None = None
 
 
 # The fields a worker reads to run a job, in this order (store.load, and the claim in dispatch.lua).
 RECORD_FIELDS = [
     *("kind", "params", "state", "attempt", "cancel_requested", "request_id", "priority", "owner"),
-    *("run_at", "created_at", "client", "traceparent"),
+    *("run_at", "created_at", "client", "traceparent", "attempts_before", "after_children", "parent"),
 ]
 
 
@@ -51,4 +57,7 @@ def record_from(raw: list[Any]) -> JobRecord | None:
         due_at=values[8] or values[9],
         client=values[10],
         traceparent=values[11],
+        attempts_before=int(values[12] or 0),
+        after_children=values[13],
+        parent=values[14],
     )

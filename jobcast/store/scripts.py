@@ -32,6 +32,7 @@ from jobcast.settings import Settings
 SCRIPT_NAMES = (
     *("publish", "create", "cancel", "dispatch", "renew", "finish", "quota", "compact", "forget"),
     *("resume", "run_now", "history", "migrate_history", "output", "schedule_tick", "hand_off"),
+    *("wait_children", "rollup"),
 )
 
 
@@ -66,6 +67,10 @@ class Status(StrEnum):
     TOO_MANY_STREAMS = "too_many_streams"
     # compact, forget
     NOT_FINISHED = "not_finished"
+    # create, of a child
+    ALREADY_SPAWNED = "already_spawned"  # an earlier attempt of its parent made it
+    PARENT_ENDED = "parent_ended"
+    TOO_MANY_CHILDREN = "too_many_children"
 
 
 def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
@@ -105,6 +110,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "finished_minute": keys.finished("minute", ""),
         "finished_hour": keys.finished("hour", ""),
         "compact_due": keys.compact_due,
+        "children_prefix": keys.children(""),
+        "rollup_due": keys.rollup_due,
+        "rollup_ms": 1000 / settings.progress_rate_hz,
         "history_grace_ms": settings.history_grace_s * 1000,
         "disk_usage": keys.disk_usage,
         "disk_charges": keys.disk_charges,
@@ -133,7 +141,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
 
 
 # The scripts that write events, and so need jobcast/store/lua/events.lua.
-PUBLISHING = ("publish", "create", "cancel", "dispatch", "output", "hand_off")
+PUBLISHING = ("publish", "create", "cancel", "dispatch", "output", "hand_off", "wait_children", "rollup")
 
 
 # The scripts that claim jobs for a worker, and so need jobcast/store/lua/claim.lua.
@@ -148,7 +156,7 @@ def _source(name: str) -> str:
     lua = resources.files("jobcast.store") / "lua"
     parts = [
         "common",
-        *(["events"] if name in PUBLISHING else []),
+        *(["events", "tree"] if name in PUBLISHING else []),
         *(["disk"] if name in CHARGING else []),
         *(["claim"] if name in CLAIMING else []),
         name,

@@ -32,6 +32,7 @@ from jobcast.files.local import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
 from jobcast.server.api.jobs import load_snapshot
+from jobcast.server.api.trees import TreeNode, check_shape, plan_tree, unchain
 from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import (
     BINARY,
@@ -84,6 +85,17 @@ class SubmitRequest(BaseModel):
         description="Owner mode: the end user a service API key submits for, in the service's own "
         "namespace (`user-42` becomes `<service>/user-42`); an admin key names any owner. A browser's "
         "jobs are its own.",
+    )
+    children: list[TreeNode] = Field(
+        default_factory=list,
+        description="Jobs that run first: this one waits for them (`waiting_children`) and runs once "
+        "they have all ended, reading their outcomes; its progress is rolled up from theirs. The whole "
+        "tree is made at once, or refused.",
+    )
+    then: TreeNode | None = Field(
+        default=None,
+        description="A job that runs once this one has ended (a chain; it can have a `then` of its own). "
+        "The answer is the chain's last job, whose bar covers every link.",
     )
 
 
@@ -201,6 +213,7 @@ async def submit(
     key: str | None = None,
     retry_of: str | None = None,
     owner: Ownership = NO_OWNER,
+    tree: list[CreateCall] | None = None,
 ) -> Submitted:
     """Create the job (for `owner`: who owns it, the service that submitted it for them and the
     anonymous client address it counts against, in owner mode), or answer with the right problem
@@ -217,16 +230,19 @@ async def submit(
             size = await app[STORAGE].keep_uploads(job_id)
             await store.quota.charge(job_id, owner.owner, size, owner.client)
         with tracing.submit_span(submission.kind, **{"jobcast.job_id": job_id}):
-            created = await store.create(
-                job_id,
-                submission,
-                idempotency_key=key,
-                retry_of=retry_of,
-                request_id=current_request_id.get(),
-                owner=owner.owner,
-                submitted_by=owner.submitted_by,
-                client=owner.client,
-            )
+            if tree is not None:
+                created = await _create_tree(store, tree)
+            else:
+                created = await store.create(
+                    job_id,
+                    submission,
+                    idempotency_key=key,
+                    retry_of=retry_of,
+                    request_id=current_request_id.get(),
+                    owner=owner.owner,
+                    submitted_by=owner.submitted_by,
+                    client=owner.client,
+                )
         app[SUBMITTED_BY_KIND][submission.kind] += 1
         return Submitted(created)
     except IdempotentReplay as replay:
@@ -263,6 +279,14 @@ async def submit(
         raise Problem(
             409, f"only failed or cancelled jobs can be retried; this one is {e.state}", slug="conflict"
         ) from None
+
+
+async def _create_tree(store: JobStore, calls: list[CreateCall]) -> Snapshot:
+    """The tree's root, made with every job below it; raises the root's refusal (then none is made)."""
+    created = (await store.create_tree(calls))[0]
+    if isinstance(created, SubmitRefused):
+        raise created
+    return created
 
 
 def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:
@@ -433,6 +457,8 @@ def submission_body(app: web.Application) -> dict[str, Schema]:
                 "params": params_schema(kind.params),
                 "priority": fields["priority"],
                 "delay_s": delay,
+                "children": fields["children"],
+                "then": fields["then"],
             },
         }
         for name, kind in app[KINDS].items()
@@ -479,7 +505,12 @@ SUBMITTED = {
 async def submit_job(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     if request.content_type != "multipart/form-data":
-        body = parse_request(await read_json(request))
+        raw = await read_json(request)
+        if isinstance(raw, dict) and (raw.get("children") or raw.get("then") is not None):
+            settings = request.app[SETTINGS]
+            check_shape(raw, settings.tree_max_jobs, settings.tree_max_depth, settings.tree_max_children)
+            return (await submit_tree(request, parse_request(raw), key)).response()
+        body = parse_request(raw)
         refuse_server_params(request.app, body)
         submission = validate(request.app, body)
         require_upload(request.app, submission)
@@ -496,6 +527,49 @@ async def submit_job(request: web.Request) -> web.Response:
     if submitted.replayed:  # the job named by the key already has its upload
         await discard_files(request.app, job_id)
     return submitted.response()
+
+
+async def submit_tree(request: web.Request, body: SubmitRequest, key: str | None) -> Submitted:
+    """A submission with `children` or `then`: every job checked as a single submission is, then
+    the whole tree made in one script call, or refused with one problem document."""
+    app = request.app
+    refuse_server_params(app, body)
+    if body.delay_s or body.unique_key:
+        message = "a tree's jobs start as their children end: delay_s and unique_key are for single jobs"
+        errors = [{"field": "delay_s" if body.delay_s else "unique_key", "message": message, "code": "tree"}]
+        raise Problem(422, message, slug="validation", errors=errors)
+    root = unchain(TreeNode(kind=body.kind, params=body.params, children=body.children, then=body.then))
+    return await make_tree(request, root, body.priority, owner_for(request, body.owner), key)
+
+
+async def make_tree(
+    request: web.Request,
+    root: TreeNode,
+    priority: Priority,
+    owner: Ownership,
+    key: str | None,
+    root_submission: Submission | None = None,
+) -> Submitted:
+    """Check every job of an unchained tree as a single submission is checked, and make them all in
+    one script call (`root_submission`: the root's, when it is jobcast's own kind)."""
+    app = request.app
+    served: dict[str, dict[str, list[str]] | None] = {}
+
+    def check(node: TreeNode, priority: Priority) -> Submission:
+        submission = validate(app, SubmitRequest(kind=node.kind, params=node.params, priority=priority))
+        if app[KINDS][node.kind].takes_upload:
+            message = f"kind {node.kind!r} takes an upload: submit it on its own, as multipart/form-data"
+            errors = [{"field": "kind", "message": message, "code": "takes_upload"}]
+            raise Problem(422, message, slug="validation", errors=errors)
+        served.setdefault(node.kind, None)
+        return submission
+
+    root_submission = root_submission or check(root, root.priority or priority)
+    calls = plan_tree(app[STORE], root, root_submission, owner, key, check)
+    for kind in served:
+        if (workers := await app[WORKERS].unserved(kind)) is not None:
+            raise unserved_kind(kind, workers)
+    return await submit(app, root_submission, job_id=calls[0].job_id, key=key, owner=owner, tree=calls)
 
 
 async def discard_files(app: web.Application, job_id: str) -> None:
@@ -684,6 +758,10 @@ async def _batch_item(
 ) -> tuple[Ownership, BatchItem, Submission]:
     """One batch item checked as a single submission is (raises its Problem)."""
     item = parse_request(raw, BatchItem)
+    if item.children or item.then is not None:
+        message = "a tree is submitted on its own (POST /api/jobs), or as a batch (POST /api/batches)"
+        errors = [{"field": "children", "message": message, "code": "tree"}]
+        raise Problem(422, message, slug="validation", errors=errors)
     refuse_server_params(request.app, item)
     submission = validate(request.app, item)
     require_upload(request.app, submission)

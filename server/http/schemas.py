@@ -51,6 +51,17 @@ class OutputRef(Closed):
     href: str = Field(description="Reads exactly those bytes (`GET .../output/{stream}`).")
 
 
+class ChildCounts(Closed):
+    """A parent's children by state: `waiting` are neither running nor ended."""
+
+    total: int
+    waiting: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
 class JobSnapshot(Closed):
     """A job as it is now."""
 
@@ -105,6 +116,14 @@ class JobSnapshot(Closed):
         description="Owner mode: opens this job's stream (SSE `?token=`, WebSocket `token`) without a "
         "cookie, until it expires; `POST links.token` gives a fresh one."
     )
+    parent: str | None = Field(
+        default=None, description="The job whose child this is (`/api/jobs/{parent}`), if it is one."
+    )
+    children: ChildCounts | None = Field(
+        default=None,
+        description="A parent's children by state (`/api/jobs/{id}/children` lists them); null for a job "
+        "without children. Its progress is then rolled up from theirs.",
+    )
     last_event_id: int = Field(description="The seq of the job's last event.")
     links: JobLinks
     output: dict[str, str | OutputRef] | None = Field(
@@ -112,6 +131,42 @@ class JobSnapshot(Closed):
         description="One job's snapshot (not a listing's): each output stream of its attempt now, "
         "as its text up to the snapshot's moment, or as its length and where to read it.",
     )
+
+
+class ChildPage(Closed):
+    """A page of a parent's children, in the order they were made."""
+
+    children: list[JobSnapshot]
+    total: int = Field(description="The parent's children in all.")
+    offset: int
+    next: str | None = Field(default=None, description="The next page, while there is one.")
+
+
+class BatchLinks(Closed):
+    self: str
+    events: str = Field(
+        description="The batch's stream: its counts and rolled-up bar as they change, and its end."
+    )
+    job: str = Field(description="The batch's root job (the completion job, when it has one).")
+    items: str = Field(description="The items' snapshots, a page at a time.")
+    cancel: str = Field(description="Cancels the batch: every item not yet ended, and the completion.")
+
+
+class BatchSnapshot(Closed):
+    """A batch as it is now: its items' counts by state and its aggregate progress."""
+
+    id: str = Field(pattern="^[0-9a-f]{32}$")
+    state: State
+    counts: ChildCounts
+    progress: Progress
+    completion: str | None = Field(description="The completion job's kind, if the batch has one.")
+    result: Any = Field(description="The completion job's result (without one: the items' counts).")
+    error: ErrorInfo | None
+    created_at: str | None
+    finished_at: str | None
+    last_event_id: int
+    stream_token: str | None
+    links: BatchLinks
 
 
 class PageLinks(Closed):
@@ -338,6 +393,7 @@ class JobEvent(BaseModel):
         "progress",
         "output",
         "retrying",
+        "waiting_children",
         "succeeded",
         "failed",
         "cancelled",
@@ -359,6 +415,16 @@ class JobEvent(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     worker: str | None = Field(default=None, description="On `started`: the worker running the attempt.")
+    children: ChildCounts | None = Field(
+        default=None,
+        description="On a parent's `progress`: its children by state (the progress is rolled up from "
+        "theirs).",
+    )
+    after_children: str | None = Field(
+        default=None,
+        description="On `waiting_children`: what runs once they have ended (`then`: the kind's "
+        "continuation).",
+    )
     feed_seq: int | None = Field(default=None, description="On the feed only: the event's feed seq.")
     epoch: str | None = Field(default=None, description="On the feed only: the epoch its feed seq counts in.")
 

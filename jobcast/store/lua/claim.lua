@@ -18,15 +18,10 @@ local function start(id, values)
   if cancel_requested and cancel_requested ~= '' then return 0 end
   local max_attempts = C.start.kinds[kind]
   local attempt = tonumber(value(values, 'attempt') or '0')
-  if not max_attempts or attempt + 1 > max_attempts then return 0 end
-  local k = {job = L.job_prefix .. id, history = L.history_prefix .. id, channel = L.channel_prefix .. id}
-  local owner = value(values, 'owner')
-  if owner then
-    local base = L.owner_feed_prefix .. owner
-    k.owner_feed = base
-    k.owner_feed_history = base .. L.owner_feed_history_suffix
-    k.owner_feed_position = base .. L.owner_feed_position_suffix
-  end
+  -- A parent's continuation counts its attempts from where its first part stopped.
+  local before = tonumber(value(values, 'attempts_before') or '0')
+  if not max_attempts or attempt - before + 1 > max_attempts then return 0 end
+  local k = job_keys(id, value(values, 'owner'))
   -- The same event `Progress.state(STARTED)` publishes (jobcast.protocol.event_template).
   return publish(k, {
     id = id,

@@ -45,7 +45,21 @@ local function waiting(delayed)
   return waiting_counts[delayed]
 end
 
+local made
 local function create(K, J)
+  -- A child: made once however often its parent's first part runs (its id comes from the parent's
+  -- and its place among the children, jobcast/tree.py), never after its parent ended.
+  if J.parent then
+    if redis.call('EXISTS', K.job) == 1 then return {status = S.already_spawned} end
+    local parent = redis.call('HMGET', L.job_prefix .. J.parent, 'state', 'kids')
+    if not parent[1] or is_terminal(parent[1]) then return {status = S.parent_ended} end
+    if A.max_children > 0 and tonumber(parent[2] or '0') >= A.max_children then
+      return {status = S.too_many_children, limit = A.max_children}
+    end
+  end
+  -- A tree's jobs came in one request: its root answers for the limits of all of them (tree_size).
+  if J.in_tree then return made(K, J) end
+
   if K.idempotency then
     local ok, seen = pcall(cjson.decode, redis.call('GET', K.idempotency) or 'null')
     -- A key whose job has expired is free again (so is one in a format from before).
@@ -79,7 +93,8 @@ local function create(K, J)
   -- locks out work for now.
   local delayed = J.ready_ms > NOW_MS
   local limit = delayed and A.delayed_limit or A.limit
-  if limit > 0 and waiting(delayed) >= limit then
+  local extra = (J.tree_size or 1) - 1
+  if limit > 0 and waiting(delayed) + extra >= limit then
     return {status = S.too_many_waiting, waiting = waiting(delayed), delayed = delayed}
   end
 
@@ -97,7 +112,7 @@ local function create(K, J)
   for _, share in ipairs(shares) do
     if share.limit > 0 then
       local mine = tonumber(redis.call('HGET', L.owner_waiting, share.who) or '0')
-      if mine >= share.limit then
+      if mine + extra >= share.limit then
         return {status = S.too_many_waiting, waiting = mine, delayed = false, owner = true}
       end
     end
@@ -131,34 +146,55 @@ local function create(K, J)
     end
   end
 
+  return made(K, J)
+end
+
+-- The job, once it may be made: its record, indexes, place in its queue (or, for a parent submitted
+-- with its children, none until they end) and first event.
+made = function(K, J)
   local id, ready_ms = J.id, J.ready_ms
-  count_waiting({owner = J.owner, client = J.client, kind = J.kind, priority = J.priority}, 1)
+  local state = J.awaits_children and L.state.waiting_children or L.state.queued
+  if not J.awaits_children then
+    count_waiting({owner = J.owner, client = J.client, kind = J.kind, priority = J.priority}, 1)
+  end
   local score = index_score()
   zadd(L.index_all, score, id)
   zadd(L.index_ids, 0, id)
   zadd(K.kind_index, score, id)
   if K.owner_index then zadd(K.owner_index, score, id) end
   if K.via_index then zadd(K.via_index, score, id) end
-  zadd(L.state_index[L.state.queued], score, id)
-  -- Jobs submitted in the same millisecond leave in the order they came (see clock_score). Delayed
-  -- jobs, due at scattered times, take a plain counter as their fraction.
-  local queue_score
-  if ready_ms <= NOW_MS then
-    queue_score = clock_score(L.queue_clock, ready_ms)
-  else
-    queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
+  zadd(L.state_index[state], score, id)
+  if not J.awaits_children then
+    -- Jobs submitted in the same millisecond leave in the order they came (see clock_score).
+    -- Delayed jobs, due at scattered times, take a plain counter as their fraction.
+    local queue_score
+    if ready_ms <= NOW_MS then
+      queue_score = clock_score(L.queue_clock, ready_ms)
+    else
+      queue_score = string.format('%d.%03d', ready_ms, redis.call('INCR', L.queue_order) % 1000)
+    end
+    enqueue(J.priority, queue_score, id, J.owner, zadd)
   end
-  enqueue(J.priority, queue_score, id, J.owner, zadd)
+  if J.parent then
+    local parent = L.job_prefix .. J.parent
+    redis.call('HINCRBY', parent, 'kids', 1)
+    redis.call('HINCRBY', parent, 'kids_pending', 1)
+    local children = L.children_prefix .. J.parent
+    redis.call('RPUSH', children, id)
+    redis.call('EXPIRE', children, L.retention_s)
+  end
   -- The record is written by the event's own HSET (with the state and seq the event gives it),
   -- so publish has nothing to read first.
   local fields = {'attempt', 0, 'params', J.params}
   for _, v in ipairs(J.record) do fields[#fields + 1] = v end
+  local etype = J.awaits_children and L.event.waiting_children or L.event.queued
   local seq = publish(K, {
-    id = id, type = L.event.queued, state = L.state.queued, head = J.head, tail = J.tail, fence = -1,
+    id = id, type = etype, state = state, head = J.head, tail = J.tail, fence = -1,
     new_job = true, fields = fields,
-    known = {L.state.queued, '0', false, J.owner or false, J.kind, J.priority, '0', J.client or false},
+    known = {state, '0', false, J.owner or false, J.kind, J.priority, '0', J.client or false},
   })
-  if waiting_counts[delayed] then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
+  local delayed = ready_ms > NOW_MS
+  if waiting_counts[delayed] and not J.awaits_children then waiting_counts[delayed] = waiting_counts[delayed] + 1 end
   if K.original then
     redis.call('HSET', K.original, 'retried_by', id)
   end

@@ -180,6 +180,41 @@ local function flush_writes()
   DEFER = nil
 end
 
+-- A job's event keys (as JobStore.event_keys makes them), for a script that reaches a job it was not
+-- given by its id: with its owner's feed when it has an owner.
+local function job_keys(id, owner)
+  local k = {job = L.job_prefix .. id, history = L.history_prefix .. id, channel = L.channel_prefix .. id}
+  if owner and owner ~= '' then
+    local base = L.owner_feed_prefix .. owner
+    k.owner_feed = base
+    k.owner_feed_history = base .. L.owner_feed_history_suffix
+    k.owner_feed_position = base .. L.owner_feed_position_suffix
+  end
+  return k
+end
+
+-- `ms` since the epoch as jobcast.protocol.isoformat writes it (2026-12-07T10:05:37.123Z), for the
+-- events a script makes of its own (a parent's rolled-up progress, its children's cancels).
+local function iso_ms(ms)
+  local s = math.floor(ms / 1000)
+  local days, secs = math.floor(s / 86400), s % 86400
+  -- Howard Hinnant's civil_from_days.
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(secs / 3600),
+    math.floor(secs % 3600 / 60), secs % 60, ms % 1000)
+end
+
+-- What a job's event does to its parent and to its children (tree.lua, which defines it).
+local tree_event
+
 -- Publish one event of job `e.id` (keys `k.job`, `k.history`, `k.channel`, and in owner mode the
 -- owner's feed `k.owner_feed`, `k.owner_feed_history`, `k.owner_feed_position`): assign its seq,
 -- append it to history, update the record and the state indexes, PUBLISH it. `e.fence` guards
@@ -195,7 +230,7 @@ local function publish(k, e)
   -- Everything of the record this reads, in one command, and everything it writes in another.
   local f = e.known
     or redis.call('HMGET', k.job, 'state', 'attempt', 'first_started_at', 'owner', 'kind', 'priority', 'seq',
-      'client', 'outputs')
+      'client', 'outputs', 'parent', 'kids')
   local state = f[1]
   if not state then return -1 end
   if is_terminal(state) then return 0 end
@@ -256,6 +291,7 @@ local function publish(k, e)
   if e.type == L.event.progress then
     local live = '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json
     for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
+    if f[10] then tree_event(e, state, f) end
   else
     for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end
     -- Kept for the retention from the last state change. A start needs no refresh: the
@@ -272,6 +308,7 @@ local function publish(k, e)
       redis.call('ZADD', L.compact_due, NOW_MS + L.history_grace_ms, e.id)
       count_finished(job.kind, e.state)
     end
+    if f[10] or f[11] then tree_event(e, state, f) end
   end
   return seq
 end

@@ -1,0 +1,20 @@
+-- A parent's first part has ended having made children: the job waits for them without a worker
+-- slot. Publishes its `waiting_children` event (K and A as publish.lua; A.release: the worker's
+-- lease, which ends here) and, if every child has ended already, puts it back in its queue at
+-- once (tree.lua's continue_parent; otherwise the last child's end does).
+-- Answers published (seq, released), refused or not_found, as publish.lua.
+local seq = publish(K, A)
+if seq == 0 then return answer({status = S.refused}) end
+if seq < 0 then return answer({status = S.not_found}) end
+local released = false
+if A.release and redis.call('HGET', L.leases, A.id) == A.release.owner then
+  redis.call('HDEL', L.leases, A.id)
+  redis.call('ZREM', L.running[A.release.priority], A.id)
+  released = true
+end
+local p = read_parent(K.job)
+if p.kids_pending <= 0 then
+  publish_rollup(A.id, p)
+  continue_parent(A.id, p)
+end
+return answer({status = S.published, seq = seq, released = released})

@@ -1,0 +1,184 @@
+"""Trees of jobs against real `jobcast web` and `jobcast worker` processes: a parent's children,
+its continuation once they have ended (exactly once, without a worker slot while it waits), the
+failure policies, cancel through the tree, and the rolled-up bar."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import get_json, post_json, wait_for
+
+KINDS = {"JOBCAST_KINDS": "tests.kinds_tree", "JOBCAST_LEASE_S": "2"}
+
+
+async def ended(session: aiohttp.ClientSession, url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        job = await get_json(session, f"{url}/api/jobs/{job_id}")
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    return await wait_for(done, timeout=timeout, what=f"job {job_id} to end")
+
+
+async def test_a_parents_continuation_gets_every_childs_outcome(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        parent = await post_json(
+            session, f"{web.url}/api/jobs", {"kind": "fanout", "params": {"children": 5, "failing": [3]}}, 202
+        )
+        job = await ended(session, web.url, parent["id"])
+        assert job["state"] == "succeeded", job
+        assert job["result"] == {
+            "states": ["succeeded", "succeeded", "succeeded", "failed", "succeeded"],
+            "values": [0, 1, 2, None, 4],
+            "errors": [None, None, None, "leaf 3 fails", None],
+        }
+        assert job["children"] == {
+            "total": 5, "waiting": 0, "running": 0, "succeeded": 4, "failed": 1, "cancelled": 0,
+        }  # fmt: skip
+        assert job["progress"]["percent"] == 100
+
+
+async def children_of(session: aiohttp.ClientSession, url: str, job_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    page: str | None = f"/api/jobs/{job_id}/children?limit=500"
+    while page is not None:
+        answer = await get_json(session, url + page)
+        out.extend(answer["children"])
+        page = answer.get("next")
+    return out
+
+
+async def test_a_fail_fast_child_fails_its_parent_and_cancels_the_rest(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # Child 0 fails at once; the others run thirty seconds each.
+        params = {"children": 30, "steps": 600, "step_ms": 50, "failing": [0], "fail_fast": True}
+        body = {"kind": "fanout", "params": params}
+        parent = await post_json(session, f"{web.url}/api/jobs", body, 202)
+        job = await ended(session, web.url, parent["id"])
+        assert job["state"] == "failed", job
+        assert job["error"]["type"] == "ChildFailed" and "(leaf) failed" in job["error"]["message"]
+
+        async def all_children_ended() -> list[dict[str, Any]] | None:
+            kids = await children_of(session, web.url, parent["id"])
+            return kids if all(k["state"] in ("failed", "cancelled") for k in kids) else None
+
+        kids = await wait_for(all_children_ended, timeout=30, what="every child to end")
+    states = [k["state"] for k in kids]
+    assert states[0] == "failed" and states[1:] == ["cancelled"] * 29, states
+    # Some were running when the parent failed: their workers stopped them.
+    assert any(k["started_at"] for k in kids[1:]), kids
+    assert all(k["parent"] == parent["id"] for k in kids)
+
+
+async def test_cancelling_a_parent_cancels_its_running_and_waiting_children(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        body = {"kind": "fanout", "params": {"children": 50, "steps": 600, "step_ms": 50}}
+        parent = await post_json(session, f"{web.url}/api/jobs", body, 202)
+
+        async def some_running() -> dict[str, Any] | None:
+            job = await get_json(session, f"{web.url}/api/jobs/{parent['id']}")
+            counts = job["children"]
+            return job if job["state"] == "waiting_children" and counts and counts["running"] >= 5 else None
+
+        waiting = await wait_for(some_running, timeout=30, what="the parent to wait with children running")
+        assert waiting["children"]["total"] == 50 and waiting["children"]["waiting"] > 0, waiting
+        await post_json(session, f"{web.url}/api/jobs/{parent['id']}/cancel", None, 200)
+        job = await ended(session, web.url, parent["id"])
+        assert job["state"] == "cancelled"
+
+        async def all_cancelled() -> list[dict[str, Any]] | None:
+            kids = await children_of(session, web.url, parent["id"])
+            return kids if all(k["state"] == "cancelled" for k in kids) else None
+
+        kids = await wait_for(all_cancelled, timeout=30, what="all 50 children to be cancelled")
+    assert len(kids) == 50
+    assert sum(1 for k in kids if k["started_at"]) >= 5  # running ones were stopped by their worker
+    assert any(k["started_at"] is None for k in kids)  # waiting ones left their queue
+
+
+async def submit_parents(
+    session: aiohttp.ClientSession, url: str, n: int, params: dict[str, Any]
+) -> list[str]:
+    body = {"jobs": [{"kind": "fanout", "params": params}] * n}
+    answer = await post_json(session, f"{url}/api/jobs/batch", body)
+    assert answer["created"] == n, answer
+    return [item["job"]["id"] for item in answer["results"]]
+
+
+async def all_succeeded(session: aiohttp.ClientSession, url: str, ids: list[str], timeout: float) -> None:
+    async def done() -> bool:
+        stats = await get_json(session, f"{url}/api/stats")
+        return bool(stats["finished_last_hour"]["succeeded"] >= len(ids) * 6)
+
+    await wait_for(done, timeout=timeout, what=f"{len(ids)} trees to end")
+
+
+def continuations(runs: Path, ids: list[str]) -> dict[str, int]:
+    return {
+        job_id: len((runs / job_id).read_text().split()) if (runs / job_id).exists() else 0 for job_id in ids
+    }
+
+
+async def test_a_thousand_parents_of_five_never_deadlock_two_workers(spawn, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
+    web = spawn("web", **env)
+    spawn("worker", **env)
+    spawn("worker", **env)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        ids = await submit_parents(session, web.url, 1000, {"children": 5})
+        # Twenty slots, a thousand parents: a parent that held its slot while it waited would
+        # leave none for the children it waits for.
+        await all_succeeded(session, web.url, ids, timeout=240)
+        jobs = [await get_json(session, f"{web.url}/api/jobs/{job_id}") for job_id in ids]
+    assert all(j["state"] == "succeeded" and j["result"]["values"] == [0, 1, 2, 3, 4] for j in jobs)
+    # Each ran its first part once and its continuation once.
+    assert {j["attempt"] for j in jobs} == {2}
+    assert set(continuations(runs, ids).values()) == {1}
+
+
+async def test_trees_survive_a_killed_worker_and_a_redis_restart(spawn, tmp_path: Path, redis_server) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
+    web = spawn("web", **env)
+    doomed = spawn("worker", **env)
+    spawn("worker", **env)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # A fifth of a second a child: the whole lot takes some ten seconds on twenty slots.
+        ids = await submit_parents(session, web.url, 200, {"children": 5, "steps": 4, "step_ms": 50})
+
+        async def finished(n: int) -> bool:
+            stats = await get_json(session, f"{web.url}/api/stats")
+            return bool(stats["finished_last_hour"]["succeeded"] >= n)
+
+        await wait_for(lambda: finished(200), timeout=60, what="a sixth of the jobs to end")
+        doomed.signal(signal.SIGKILL)
+        await doomed.wait_exit()
+        spawn("worker", **env)
+        await wait_for(lambda: finished(500), timeout=60, what="half of the jobs to end")
+        redis_server.stop()
+        redis_server.start()
+        await all_succeeded(session, web.url, ids, timeout=180)
+        jobs = [await get_json(session, f"{web.url}/api/jobs/{job_id}") for job_id in ids]
+    assert all(j["state"] == "succeeded" and j["result"]["values"] == [0, 1, 2, 3, 4] for j in jobs)
+    assert all(j["children"]["succeeded"] == 5 for j in jobs)
+    # Every parent's continuation ran to its end; a second run only where a kill cut one short.
+    ran = continuations(runs, ids)
+    assert all(n >= 1 for n in ran.values())
+    assert sum(ran.values()) <= len(ids) + 10
