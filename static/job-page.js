@@ -92,6 +92,8 @@ function plainState(event) {
       if (eta === "0s") left = ", almost done";
       return `Running: ${Math.round(percent * 100) / 100}% done${left}`;
     }
+    case "waiting_children":
+      return `Running in parts: ${Math.round(percent * 100) / 100}% done`;
     case "succeeded":
       return "Done";
     case "failed":

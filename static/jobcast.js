@@ -11,7 +11,7 @@
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const EVENT_TYPES = [
-  "snapshot", "queued", "queue", "started", "progress", "output", "retrying", "succeeded", "failed", "cancelled",
+  "snapshot", "queued", "queue", "started", "progress", "output", "retrying", "waiting_children", "succeeded", "failed", "cancelled",
 ];
 
 // Connection states, as onState reports them.

@@ -2,7 +2,7 @@
 // frame, sorting by column, and the selection the bulk actions act on.
 import { applyToJob, updateTiming } from "./ui.js";
 
-const STATE_ORDER = ["running", "retrying", "queued", "failed", "cancelled", "succeeded"];
+const STATE_ORDER = ["running", "waiting_children", "retrying", "queued", "failed", "cancelled", "succeeded"];
 const PRIORITY_ORDER = ["high", "default", "low"];
 
 // Columns whose natural first click is ascending (A to Z, running first, high first); the others

@@ -74,7 +74,9 @@ async def gathered(ctx: JobContext, params: Any, children: list[ChildOutcome]) -
         await asyncio.to_thread(_note_run, os.path.join(runs, ctx.job_id), ctx.attempt)
     return {
         "states": [child.state for child in children],
-        "values": [child.result["value"] if child.result else None for child in children],
+        "values": [
+            child.result.get("value") if isinstance(child.result, dict) else None for child in children
+        ],
         "errors": [child.error["message"] if child.error else None for child in children],
     }
 
@@ -84,7 +86,11 @@ class GatherParams(BaseModel):
 
 
 async def gather(ctx: JobContext, params: GatherParams) -> dict[str, Any]:
-    return await gathered(ctx, params, await ctx.children())
+    children = await ctx.children()
+    counts: dict[str, int] = {}
+    for child in children:
+        counts[child.state] = counts.get(child.state, 0) + 1
+    return {**await gathered(ctx, params, children), "counts": counts}
 
 
 LEAF = Kind(name="leaf", title="Leaf", params=LeafParams, run=leaf)

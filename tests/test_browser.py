@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import re
 import signal
@@ -1077,3 +1078,44 @@ async def test_a_row_of_a_long_kind_name_still_shows_its_whole_short_id(client, 
     assert short["x"] + short["width"] <= cell["x"] + cell["width"], (short, cell)
     await expect(row.locator(".job-id")).to_have_text(job["id"][:8])
     await expect(row.locator(".job-kind")).to_have_attribute("title", "aggregate")
+
+
+async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_web_restart(
+    spawn, page
+) -> None:
+    kinds = {"JOBCAST_KINDS": "tests.kinds_tree"}
+    web = spawn("web", **kinds)
+    # Five slots: the later children start as the first ones end.
+    spawn("worker", JOBCAST_WORKER_MAX_JOBS="5", **kinds)
+    await web.wait_http()
+    port = web.port
+    # Eight children of uneven length (child i reports 4 x (i + 1) steps): the bar weighs each by
+    # the total it reports, and the largest totals are reported last, when the bar has moved.
+    params = {"children": 8, "steps": 4, "uneven": True, "step_ms": 150}
+    async with aiohttp.ClientSession() as session:
+        job = await post_json(session, web.url + "/api/jobs", {"kind": "fanout", "params": params}, 202)
+        await page.goto(web.url + job["links"]["page"])
+        await page.evaluate(
+            """() => { window.seen = [];
+                       const bar = document.getElementById('bar');
+                       const look = () => { const v = bar.value;
+                         if (window.seen.at(-1) !== v && window.seen.length < 5000) window.seen.push(v);
+                         if (document.getElementById('state').textContent !== 'succeeded') requestAnimationFrame(look); };
+                       look(); }"""
+        )
+        await expect(page.locator("#plain-state")).to_contain_text("Running in parts", timeout=TIMEOUT_MS)
+        await page.wait_for_function("() => document.getElementById('bar').value > 5", timeout=TIMEOUT_MS)
+        web.signal(signal.SIGTERM)
+        assert await web.wait_exit() == 0
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        restarted = spawn("web", port=port, **kinds)
+        await restarted.wait_http()
+        await expect(page.locator("#state")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+        final = await get_json(session, f"{restarted.url}/api/jobs/{job['id']}")
+    seen = await page.evaluate("() => window.seen")
+    assert seen[-1] == 100 and len(seen) > 10, seen
+    assert all(a <= b for a, b in itertools.pairwise(seen)), seen
+    # The bar moved while the children ran, not only at their ends: partial values are in it.
+    assert any(0 < v < 100 and v not in (12.5, 25, 37.5, 50, 62.5, 75, 87.5) for v in seen), seen
+    assert await log_seqs(page) == list(range(1, final["last_event_id"] + 1))
+    assert final["children"]["succeeded"] == 8

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import get_json, post_json, wait_for
+from tests.test_security import OTHER_SERVICE_KEY, SECRET, SERVICE_KEY, bearer, key_entry
 
 KINDS = {"JOBCAST_KINDS": "tests.kinds_tree", "JOBCAST_LEASE_S": "2"}
 
@@ -182,3 +183,159 @@ async def test_trees_survive_a_killed_worker_and_a_redis_restart(spawn, tmp_path
     ran = continuations(runs, ids)
     assert all(n >= 1 for n in ran.values())
     assert sum(ran.values()) <= len(ids) + 10
+
+
+async def test_a_batch_of_500_runs_its_completion_once_with_the_counts(spawn, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
+    web = spawn("web", **env)
+    spawn("worker", **env)
+    spawn("worker", **env)
+    await web.wait_http()
+    items = [{"kind": "leaf", "params": {"value": i, "fail": i % 50 == 7}} for i in range(500)]
+    body = {"items": items, "completion": {"kind": "gather"}}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{web.url}/api/batches", json=body) as response:
+            assert response.status == 202, await response.text()
+            made = await response.json()
+            assert response.headers["Location"] == f"/api/batches/{made['id']}"
+        assert made["state"] == "waiting_children"
+        batch = await get_json(session, f"{web.url}/api/batches/{made['id']}")
+        assert batch["counts"]["total"] == 500 and batch["links"]["events"] == made["links"]["events"]
+        job = await ended(session, web.url, made["id"])
+        batch = await get_json(session, f"{web.url}/api/batches/{made['id']}")
+    assert job["state"] == "succeeded", job
+    assert job["result"]["counts"] == {"succeeded": 490, "failed": 10}
+    assert job["result"]["values"][:3] == [0, 1, 2] and job["result"]["values"][7] is None
+    assert batch["state"] == "succeeded" and batch["completion"] == "gather"
+    assert batch["counts"] == {
+        "total": 500, "waiting": 0, "running": 0, "succeeded": 490, "failed": 10, "cancelled": 0,
+    }  # fmt: skip
+    assert batch["progress"]["percent"] == 100
+    assert (runs / made["id"]).read_text().split() == ["1"]  # the completion ran once
+
+
+async def test_a_batch_without_a_completion_ends_with_its_counts(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    items = [{"kind": "leaf", "params": {"value": i, "fail": i == 3}} for i in range(20)]
+    async with aiohttp.ClientSession() as session:
+        made = await post_json(session, f"{web.url}/api/batches", {"items": items}, 202)
+        job = await ended(session, web.url, made["id"])
+        batch = await get_json(session, f"{web.url}/api/batches/{made['id']}")
+    assert job["kind"] == "batch" and job["state"] == "succeeded"
+    assert batch["completion"] is None
+    assert batch["result"] == {"items": 20, "succeeded": 19, "failed": 1, "cancelled": 0}
+
+
+async def test_a_submitted_tree_runs_its_parent_after_its_children_and_a_chain_in_order(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        tree = {
+            "kind": "gather",
+            "children": [
+                {"kind": "leaf", "params": {"value": 1}},
+                {"kind": "gather", "children": [{"kind": "leaf", "params": {"value": 2}}]},
+            ],
+        }
+        root = await post_json(session, f"{web.url}/api/jobs", tree, 202)
+        assert root["state"] == "waiting_children"
+        done = await ended(session, web.url, root["id"])
+        assert done["state"] == "succeeded" and done["result"]["counts"] == {"succeeded": 2}
+        inner = (await children_of(session, web.url, root["id"]))[1]
+        assert inner["kind"] == "gather" and inner["result"]["values"] == [2]
+
+        # leaf 10, then leaf 11, then gather: the answer is the chain's last job.
+        chain = {
+            "kind": "leaf",
+            "params": {"value": 10},
+            "then": {"kind": "leaf", "params": {"value": 11}, "then": {"kind": "gather"}},
+        }
+        last = await post_json(session, f"{web.url}/api/jobs", chain, 202)
+        assert last["kind"] == "gather"
+        done = await ended(session, web.url, last["id"])
+        (middle,) = await children_of(session, web.url, last["id"])
+        (first,) = await children_of(session, web.url, middle["id"])
+        assert (first["params"]["value"], middle["params"]["value"]) == (10, 11)
+        # Each link started after the one before it ended.
+        assert first["finished_at"] <= middle["started_at"] and middle["finished_at"] <= done["started_at"]
+
+        # A chain stops at a failed link: what comes after it never runs.
+        broken = {"kind": "leaf", "params": {"fail": True}, "then": {"kind": "leaf", "params": {"value": 5}}}
+        last = await post_json(session, f"{web.url}/api/jobs", broken, 202)
+        done = await ended(session, web.url, last["id"])
+        assert done["state"] == "failed" and done["error"]["type"] == "ChildFailed"
+        assert done["started_at"] is None
+
+
+async def test_trees_past_their_limits_are_refused_whole(spawn) -> None:
+    limits = {"JOBCAST_TREE_MAX_JOBS": "20", "JOBCAST_TREE_MAX_DEPTH": "2", "JOBCAST_TREE_MAX_CHILDREN": "8"}
+    web = spawn("web", **KINDS, **limits)
+    spawn("worker", **KINDS, **limits)
+    await web.wait_http()
+    leaf = {"kind": "leaf"}
+    too_many = {"kind": "gather", "children": [{"kind": "gather", "children": [leaf] * 8}] * 3}
+    too_deep = {
+        "kind": "gather",
+        "children": [{"kind": "gather", "children": [{"kind": "gather", "children": [leaf]}]}],
+    }
+    too_wide = {"kind": "gather", "children": [leaf] * 9}
+    bad_child = {"kind": "gather", "children": [leaf, {"kind": "leaf", "params": {"value": "x"}}]}
+    async with aiohttp.ClientSession() as session:
+        for body, status, field in (
+            (too_many, 413, None),
+            (too_deep, 422, "children"),
+            (too_wide, 422, "children"),
+            (bad_child, 422, "params.value"),
+        ):
+            async with session.post(f"{web.url}/api/jobs", json=body) as response:
+                problem = await response.json()
+                assert response.status == status, problem
+                assert response.content_type == "application/problem+json"
+                if field:
+                    assert problem["errors"][0]["field"] == field, problem
+        async with session.post(f"{web.url}/api/batches", json={"items": [leaf] * 20}) as response:
+            assert response.status == 413
+        # Nothing of any refused tree was made.
+        assert (await get_json(session, f"{web.url}/api/jobs"))["jobs"] == []
+        # A job's code past the fan-out limit: its spawn raises, and the job fails saying why.
+        parent = await post_json(
+            session, f"{web.url}/api/jobs", {"kind": "fanout", "params": {"children": 9}}, 202
+        )
+        job = await ended(session, web.url, parent["id"])
+    assert job["state"] == "failed" and "at most 8 children" in job["error"]["message"], job
+
+
+async def test_a_trees_jobs_are_its_owners_and_nobody_elses(spawn) -> None:
+    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_SERVICE_KEY)]
+    owners = {**KINDS, "JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": ",".join(keys)}
+    web = spawn("web", **owners)
+    spawn("worker", **owners)
+    await web.wait_http()
+    async with (
+        aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as shop,
+        aiohttp.ClientSession(headers=bearer(OTHER_SERVICE_KEY)) as billing,
+    ):
+        # One tree submitted, one made by a job's code.
+        tree = {"kind": "gather", "owner": "user-7", "children": [{"kind": "leaf", "params": {"value": 1}}]}
+        root = await post_json(shop, f"{web.url}/api/jobs", tree, 202)
+        spawner = await post_json(
+            shop, f"{web.url}/api/jobs", {"kind": "fanout", "params": {"children": 2}}, 202
+        )
+        await ended(shop, web.url, root["id"])
+        await ended(shop, web.url, spawner["id"])
+        kids = [
+            *await children_of(shop, web.url, root["id"]),
+            *await children_of(shop, web.url, spawner["id"]),
+        ]
+        assert [k["owner"] for k in kids] == ["shop/user-7", "shop", "shop"]
+        for job_id in [root["id"], spawner["id"], *(k["id"] for k in kids)]:
+            for path in (f"/api/jobs/{job_id}", f"/api/jobs/{job_id}/children", f"/api/batches/{job_id}"):
+                async with billing.get(web.url + path) as response:
+                    assert response.status == 404, path
+        listed = await get_json(billing, f"{web.url}/api/jobs")
+        assert listed["jobs"] == []

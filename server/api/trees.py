@@ -74,12 +74,12 @@ def _shape_problem(message: str, code: str) -> Problem:
 def unchain(node: TreeNode) -> TreeNode:
     """The tree with every `then` turned around: `a then b` is `b` with child `a` (fail-fast), so
     that one rule, a parent runs after its children, runs both."""
-    children = [unchain(child) for child in node.children]
+    done = node.model_copy(update={"children": [unchain(child) for child in node.children], "then": None})
     if node.then is None:
-        return node.model_copy(update={"children": children})
-    first = node.model_copy(update={"children": children, "then": None, "fail_fast": True})
-    after = unchain(node.then)
-    return after.model_copy(update={"children": [*after.children, first]})
+        return done
+    after = node.then
+    first = done.model_copy(update={"fail_fast": True})
+    return unchain(after.model_copy(update={"children": [*after.children, first]}))
 
 
 def plan_tree(

@@ -15,6 +15,9 @@ def plain_state(job: JobSnapshot) -> str:
         return "Something went wrong; trying again shortly"
     if state == "running":
         return f"Running: {percent:g}% done"
+    if state == "waiting_children":
+        # Its parts run as jobs of their own; the bar is theirs, rolled up.
+        return f"Running in parts: {percent:g}% done"
     if state == "succeeded":
         return "Done"
     if state == "failed":

@@ -20,8 +20,24 @@ export interface components {
              */
             results: components["schemas"]["BatchResult"][];
         };
+        /** BatchEntry */
+        BatchEntry: {
+            /** Kind */
+            kind: string;
+            /** Params */
+            params?: {
+                [key: string]: unknown;
+            };
+            /** @default null */
+            priority?: components["schemas"]["Priority"] | null;
+        };
         /** BatchItem */
         BatchItem: {
+            /**
+             * Children
+             * @description Jobs that run first: this one waits for them (`waiting_children`) and runs once they have all ended, reading their outcomes; its progress is rolled up from theirs. The whole tree is made at once, or refused.
+             */
+            children?: components["schemas"]["TreeNode"][];
             /**
              * Delay S
              * @description Keep the job queued this long before it may start.
@@ -55,11 +71,41 @@ export interface components {
              */
             priority?: components["schemas"]["Priority"];
             /**
+             * @description A job that runs once this one has ended (a chain; it can have a `then` of its own). The answer is the chain's last job, whose bar covers every link.
+             * @default null
+             */
+            then?: components["schemas"]["TreeNode"] | null;
+            /**
              * Unique Key
              * @description Unique while active: while a job of this kind with this key (and owner) waits or runs, a submission with it gets that job (200, `Unique-Active: true`) instead of a new one. Kinds may derive it from params (`unique_by`).
              * @default null
              */
             unique_key?: string | null;
+        };
+        /** BatchLinks */
+        BatchLinks: {
+            /**
+             * Cancel
+             * @description Cancels the batch: every item not yet ended, and the completion.
+             */
+            cancel: string;
+            /**
+             * Events
+             * @description The batch's stream: its counts and rolled-up bar as they change, and its end.
+             */
+            events: string;
+            /**
+             * Items
+             * @description The items' snapshots, a page at a time.
+             */
+            items: string;
+            /**
+             * Job
+             * @description The batch's root job (the completion job, when it has one).
+             */
+            job: string;
+            /** Self */
+            self: string;
         };
         /** BatchRequest */
         BatchRequest: {
@@ -91,6 +137,59 @@ export interface components {
              * @description 202 created, 200 an earlier job with this idempotency_key, or a 4xx
              */
             status: number;
+        };
+        /**
+         * BatchSnapshot
+         * @description A batch as it is now: its items' counts by state and its aggregate progress.
+         */
+        BatchSnapshot: {
+            /**
+             * Completion
+             * @description The completion job's kind, if the batch has one.
+             */
+            completion: string | null;
+            counts: components["schemas"]["ChildCounts"];
+            /** Created At */
+            created_at: string | null;
+            error: components["schemas"]["ErrorInfo"] | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Last Event Id */
+            last_event_id: number;
+            links: components["schemas"]["BatchLinks"];
+            progress: components["schemas"]["Progress"];
+            /**
+             * Result
+             * @description The completion job's result (without one: the items' counts).
+             */
+            result: unknown;
+            state: components["schemas"]["State"];
+            /** Stream Token */
+            stream_token: string | null;
+        };
+        /**
+         * BatchSubmission
+         * @description Jobs that end together: a batch has its own id, counts and stream; its completion job, if
+         *     given, runs once every item has ended, and reads their outcomes (`ctx.children()`).
+         */
+        BatchSubmission: {
+            /**
+             * @description Runs once every item has ended, whatever their outcomes.
+             * @default null
+             */
+            completion?: components["schemas"]["BatchEntry"] | null;
+            /** Items */
+            items: components["schemas"]["BatchEntry"][];
+            /**
+             * Owner
+             * @description Owner mode: as on `POST /api/jobs`.
+             * @default null
+             */
+            owner?: string | null;
+            /** @default default */
+            priority?: components["schemas"]["Priority"];
         };
         /** BulkCount */
         BulkCount: {
@@ -174,6 +273,45 @@ export interface components {
              * @default null
              */
             ids?: string[] | null;
+        };
+        /**
+         * ChildCounts
+         * @description A parent's children by state: `waiting` are neither running nor ended.
+         */
+        ChildCounts: {
+            /** Cancelled */
+            cancelled: number;
+            /** Failed */
+            failed: number;
+            /** Running */
+            running: number;
+            /** Succeeded */
+            succeeded: number;
+            /** Total */
+            total: number;
+            /** Waiting */
+            waiting: number;
+        };
+        /**
+         * ChildPage
+         * @description A page of a parent's children, in the order they were made.
+         */
+        ChildPage: {
+            /** Children */
+            children: components["schemas"]["JobSnapshot"][];
+            /**
+             * Next
+             * @description The next page, while there is one.
+             * @default null
+             */
+            next?: string | null;
+            /** Offset */
+            offset: number;
+            /**
+             * Total
+             * @description The parent's children in all.
+             */
+            total: number;
         };
         /** EndedJob */
         EndedJob: {
@@ -346,8 +484,19 @@ export interface components {
          *     WebSocket message. A `snapshot` event is a `JobSnapshot` plus `type`, `job_id` and `seq`.
          */
         JobEvent: {
+            /**
+             * After Children
+             * @description On `waiting_children`: what runs once they have ended (`then`: the kind's continuation).
+             * @default null
+             */
+            after_children?: string | null;
             /** Attempt */
             attempt: number;
+            /**
+             * @description On a parent's `progress`: its children by state (the progress is rolled up from theirs).
+             * @default null
+             */
+            children?: components["schemas"]["ChildCounts"] | null;
             /**
              * Data
              * @description On `output`: the text written, the chunk after the stream's earlier ones.
@@ -404,7 +553,7 @@ export interface components {
              * Type
              * @enum {string}
              */
-            type: "queued" | "started" | "progress" | "output" | "retrying" | "succeeded" | "failed" | "cancelled" | "snapshot";
+            type: "queued" | "started" | "progress" | "output" | "retrying" | "waiting_children" | "succeeded" | "failed" | "cancelled" | "snapshot";
             /**
              * Worker
              * @description On `started`: the worker running the attempt.
@@ -450,6 +599,11 @@ export interface components {
             attempt: number;
             /** Cancel Requested */
             cancel_requested: boolean;
+            /**
+             * @description A parent's children by state (`/api/jobs/{id}/children` lists them); null for a job without children. Its progress is then rolled up from theirs.
+             * @default null
+             */
+            children?: components["schemas"]["ChildCounts"] | null;
             /** Created At */
             created_at: string | null;
             error: components["schemas"]["ErrorInfo"] | null;
@@ -492,6 +646,12 @@ export interface components {
             params: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * Parent
+             * @description The job whose child this is (`/api/jobs/{parent}`), if it is one.
+             * @default null
+             */
+            parent?: string | null;
             priority: components["schemas"]["Priority"];
             progress: components["schemas"]["Progress"];
             /**
@@ -944,7 +1104,7 @@ export interface components {
          * State
          * @enum {string}
          */
-        State: "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled";
+        State: "queued" | "running" | "retrying" | "waiting_children" | "succeeded" | "failed" | "cancelled";
         /** Stats */
         Stats: {
             /**
@@ -1004,6 +1164,40 @@ export interface components {
             expires_at: number;
             /** Stream Token */
             stream_token: string;
+        };
+        /**
+         * TreeNode
+         * @description A job of a submitted tree: its kind and params, and the jobs it waits for (`children`)
+         *     or that wait for it (`then`).
+         */
+        TreeNode: {
+            /**
+             * Children
+             * @description Jobs that run first; this one runs once they have all ended.
+             */
+            children?: components["schemas"]["TreeNode"][];
+            /**
+             * Fail Fast
+             * @description This job's failure (after its retries) fails its parent at once and cancels its siblings; otherwise the parent runs anyway and reads every outcome. A `then` link is always fail-fast: a chain stops at a failed link.
+             * @default false
+             */
+            fail_fast?: boolean;
+            /** Kind */
+            kind: string;
+            /** Params */
+            params?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description Default: its parent's (the root's: `default`).
+             * @default null
+             */
+            priority?: components["schemas"]["Priority"] | null;
+            /**
+             * @description A job that runs once this one has ended (a chain), with its outcome.
+             * @default null
+             */
+            then?: components["schemas"]["TreeNode"] | null;
         };
         /** WorkerDetail */
         WorkerDetail: {
@@ -1137,12 +1331,18 @@ export interface components {
     pathItems: never;
 }
 export type BatchAnswer = components['schemas']['BatchAnswer'];
+export type BatchEntry = components['schemas']['BatchEntry'];
 export type BatchItem = components['schemas']['BatchItem'];
+export type BatchLinks = components['schemas']['BatchLinks'];
 export type BatchRequest = components['schemas']['BatchRequest'];
 export type BatchResult = components['schemas']['BatchResult'];
+export type BatchSnapshot = components['schemas']['BatchSnapshot'];
+export type BatchSubmission = components['schemas']['BatchSubmission'];
 export type BulkCount = components['schemas']['BulkCount'];
 export type BulkFilter = components['schemas']['BulkFilter'];
 export type BulkRequest = components['schemas']['BulkRequest'];
+export type ChildCounts = components['schemas']['ChildCounts'];
+export type ChildPage = components['schemas']['ChildPage'];
 export type EndedJob = components['schemas']['EndedJob'];
 export type ErrorInfo = components['schemas']['ErrorInfo'];
 export type FailureGroup = components['schemas']['FailureGroup'];
@@ -1180,6 +1380,7 @@ export type Serving = components['schemas']['Serving'];
 export type State = components['schemas']['State'];
 export type Stats = components['schemas']['Stats'];
 export type StreamToken = components['schemas']['StreamToken'];
+export type TreeNode = components['schemas']['TreeNode'];
 export type WorkerDetail = components['schemas']['WorkerDetail'];
 export type WorkerInfo = components['schemas']['WorkerInfo'];
 export type WorkerJob = components['schemas']['WorkerJob'];
