@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from jobcast.client import ApiError, Client
 from tests.helpers import get_json, post_json, wait_for
 from tests.test_security import OTHER_SERVICE_KEY, SECRET, SERVICE_KEY, bearer, key_entry
 
@@ -339,3 +341,40 @@ async def test_a_trees_jobs_are_its_owners_and_nobody_elses(spawn) -> None:
                     assert response.status == 404, path
         listed = await get_json(billing, f"{web.url}/api/jobs")
         assert listed["jobs"] == []
+
+
+async def test_the_python_client_submits_trees_and_batches_and_watches_a_batch(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with Client(web.url) as client:
+        batch = await client.submit_batch(
+            [{"kind": "leaf", "params": {"value": i, "steps": 3, "step_ms": 30}} for i in range(6)],
+            completion={"kind": "gather"},
+        )
+        assert batch["counts"]["total"] == 6 and batch["links"]["self"] == f"/api/batches/{batch['id']}"
+        events = [event async for event in client.watch(batch["id"])]
+        counts = [e.children for e in events if e.type == "progress"]
+        assert counts[-1] == {
+            "total": 6,
+            "waiting": 0,
+            "running": 0,
+            "succeeded": 6,
+            "failed": 0,
+            "cancelled": 0,
+        }
+        assert [e.percent for e in events if e.type == "progress"][-1] == 100
+        assert events[-1].type == "succeeded" and events[-1].data["result"]["values"] == list(range(6))
+        done = await client.batch(batch["id"])
+        assert done["state"] == "succeeded" and done["result"]["counts"] == {"succeeded": 6}
+
+        chain = await client.submit_tree("leaf", {"value": 1}, then={"kind": "gather"})
+        tree = await client.submit_tree("gather", children=[{"kind": "leaf", "params": {"value": 2}}])
+        for root in (chain, tree):
+            async for _ in client.watch(root["id"]):
+                pass
+            kids = [child async for child in client.children(root["id"])]
+            assert [k["state"] for k in kids] == ["succeeded"]
+        with pytest.raises(ApiError) as refused:
+            await client.submit_tree("gather", children=[{"kind": "nope"}])
+        assert refused.value.status == 422

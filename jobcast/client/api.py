@@ -86,6 +86,12 @@ class JobEvent:
         """A `queue` event's estimate of the seconds until the job starts."""
         return self.data.get("eta_s")
 
+    @property
+    def children(self) -> dict[str, int] | None:
+        """A parent's (or a batch's) children by state, on its rolled-up `progress` events and its
+        snapshot: `total`, `waiting`, `running`, `succeeded`, `failed`, `cancelled`."""
+        return self.data.get("children")
+
 
 @dataclass(frozen=True, slots=True)
 class SseMessage:
@@ -206,6 +212,62 @@ class Client:
         `{"index", "status", "problem"}` (why that one made no job); one bad item sinks no other."""
         answer = await self._json("POST", "/api/jobs/batch", json={"jobs": jobs})
         return answer["results"]
+
+    async def submit_tree(
+        self,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        *,
+        children: list[dict[str, Any]] | None = None,
+        then: dict[str, Any] | None = None,
+        priority: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a tree: a job that runs once its `children` have ended (each `{"kind", "params",
+        "children", "then", "fail_fast"}`), or a chain (`then`: the job after this one; the
+        answer is the chain's last). All of it is made at once, or refused with one ApiError."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body: dict[str, Any] = {"kind": kind, "params": params or {}}
+        if children:
+            body["children"] = children
+        if then is not None:
+            body["then"] = then
+        if priority is not None:
+            body["priority"] = priority
+        return await self._json("POST", "/api/jobs", json=body, headers=headers)
+
+    async def submit_batch(
+        self,
+        items: list[dict[str, Any]],
+        *,
+        completion: dict[str, Any] | None = None,
+        priority: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a batch: its items (`{"kind", "params"}` each) and a `completion` job that runs
+        once they have all ended and reads their outcomes. Returns the batch (`batch`); `watch`
+        its `id` for its counts and bar as they change, and its end."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body: dict[str, Any] = {"items": items}
+        if completion is not None:
+            body["completion"] = completion
+        if priority is not None:
+            body["priority"] = priority
+        made = await self._json("POST", "/api/batches", json=body, headers=headers)
+        return await self.batch(made["id"])
+
+    async def batch(self, batch_id: str) -> dict[str, Any]:
+        """A batch as it is now: `state`, `counts` by state, `progress`, `result`."""
+        return await self._json("GET", f"/api/batches/{batch_id}")
+
+    async def children(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """A parent's (or a batch's) children's snapshots, in the order they were made."""
+        page: str | None = f"/api/jobs/{job_id}/children?limit=500"
+        while page is not None:
+            answer = await self._json("GET", page)
+            for child in answer["children"]:
+                yield child
+            page = answer.get("next")
 
     async def get(self, job_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/api/jobs/{job_id}")
@@ -390,6 +452,18 @@ class SyncClient:
 
     def submit_many(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._run(self._client.submit_many(jobs))
+
+    def submit_tree(self, kind: str, params: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        return self._run(self._client.submit_tree(kind, params, **options))
+
+    def submit_batch(self, items: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+        return self._run(self._client.submit_batch(items, **options))
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._run(self._client.batch(batch_id))
+
+    def children(self, job_id: str) -> Iterator[dict[str, Any]]:
+        return self._iterate(self._client.children(job_id))
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._run(self._client.get(job_id))
