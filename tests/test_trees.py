@@ -378,3 +378,23 @@ async def test_the_python_client_submits_trees_and_batches_and_watches_a_batch(s
         with pytest.raises(ApiError) as refused:
             await client.submit_tree("gather", children=[{"kind": "nope"}])
         assert refused.value.status == 422
+
+
+async def test_aggregate_in_shards_gives_what_one_job_gives(spawn) -> None:
+    web = spawn("web")
+    spawn("worker")
+    spawn("worker")
+    await web.wait_http()
+    params = {"rows": 400_000, "groups": 5, "chunk_rows": 50_000, "seed": 3}
+    async with aiohttp.ClientSession() as session:
+        one = await post_json(session, f"{web.url}/api/jobs", {"kind": "aggregate", "params": params}, 202)
+        split = {"kind": "aggregate", "params": {**params, "shards": 3}}
+        sharded = await post_json(session, f"{web.url}/api/jobs", split, 202)
+        one = await ended(session, web.url, one["id"])
+        sharded = await ended(session, web.url, sharded["id"])
+        shards = await children_of(session, web.url, sharded["id"])
+    assert sharded["state"] == "succeeded", sharded
+    assert sharded["result"]["groups"] == one["result"]["groups"]
+    assert sharded["result"]["rows"] == 400_000 and sharded["result"]["shards"] == 3
+    assert [s["params"]["rows"] for s in shards] == [150_000, 150_000, 100_000]
+    assert sharded["children"]["succeeded"] == 3 and sharded["progress"]["percent"] == 100

@@ -4,6 +4,10 @@ CPU-bound work must not run on the worker's event loop (it would stall every oth
 progress and the lease renewals). The rows are split into chunks that run in the worker's
 process pool, in parallel; progress counts the rows of finished chunks, and the partial
 statistics are merged as they arrive.
+
+With `shards`, the rows are split across child jobs instead (any worker runs each, each in its own
+process pool) and merged in the continuation: the same statistics as one job computes, with the
+load spread over every worker and one bar rolled up from the shards'.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.kind import JobContext, Kind
+from jobcast.kind import JobContext, Kind, PermanentError
+from jobcast.tree import Child, ChildOutcome
 
 # Partial statistics of one group: count, sum, sum of squares, min, max.
 Partial = list[float]
@@ -35,6 +40,19 @@ class AggregateParams(BaseModel):
     groups: int = Field(default=8, ge=1, le=1000, description="How many groups the rows fall into.")
     chunk_rows: int = Field(default=100_000, ge=1000, le=10_000_000, description="Rows per pool task.")
     seed: int = Field(default=1, description="The same seed gives the same rows.")
+    shards: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Split the rows across this many child jobs, merged once they have all ended "
+        "(0: one job).",
+    )
+    # A shard's: the index of its first chunk among the whole job's (the rows are the same as one
+    # job makes), and its answer as partial sums to merge rather than statistics.
+    first_chunk: int = Field(
+        default=0, ge=0, description="A shard's first chunk (set by the job that splits)."
+    )
+    partial: bool = Field(default=False, description="Answer with partial sums (a shard's).")
 
 
 def aggregate_chunk(seed: int, index: int, count: int, groups: int) -> dict[int, Partial]:
@@ -86,13 +104,44 @@ def summarize(total: dict[int, Partial]) -> dict[str, dict[str, float]]:
     return out
 
 
-async def run(ctx: JobContext, params: AggregateParams) -> dict[str, Any]:
+async def split(ctx: JobContext, params: AggregateParams) -> None:
+    """Spawn the shards, each whole chunks of the rows, in order."""
+    chunks = math.ceil(params.rows / params.chunk_rows)
+    per = math.ceil(chunks / params.shards)
+    shards = []
+    for first in range(0, chunks, per):
+        rows = min(per * params.chunk_rows, params.rows - first * params.chunk_rows)
+        shard = params.model_copy(update={"rows": rows, "shards": 0, "first_chunk": first, "partial": True})
+        shards.append(Child(KIND_NAME, shard.model_dump(), fail_fast=True))
+    await ctx.spawn_many(shards)
+    ctx.log.info("split %d rows into %d shards", params.rows, len(shards))
+
+
+async def merge_shards(
+    ctx: JobContext, params: AggregateParams, shards: list[ChildOutcome]
+) -> dict[str, Any]:
+    """The continuation: every shard's partial sums, merged (a failed shard failed the job)."""
+    total: dict[int, Partial] = {}
+    rows = 0
+    for shard in shards:
+        if not shard.succeeded:
+            raise PermanentError(f"shard {shard.id} {shard.state}")
+        merge(total, {int(group): part for group, part in shard.result["partials"].items()})
+        rows += shard.result["rows"]
+    ctx.log.info("merged %d shards: %d rows into %d groups", len(shards), rows, len(total))
+    return {"rows": rows, "groups": summarize(total), "shards": len(shards)}
+
+
+async def run(ctx: JobContext, params: AggregateParams) -> dict[str, Any] | None:
+    if params.shards > 1:
+        await split(ctx, params)
+        return None
     loop = asyncio.get_running_loop()
     sizes = [
         min(params.chunk_rows, params.rows - start) for start in range(0, params.rows, params.chunk_rows)
     ]
     futures = [
-        loop.run_in_executor(ctx.cpu, aggregate_chunk, params.seed, i, n, params.groups)
+        loop.run_in_executor(ctx.cpu, aggregate_chunk, params.seed, params.first_chunk + i, n, params.groups)
         for i, n in enumerate(sizes)
     ]
     ctx.log.info("split %d rows into %d chunks on the process pool", params.rows, len(sizes))
@@ -110,15 +159,19 @@ async def run(ctx: JobContext, params: AggregateParams) -> dict[str, Any]:
         for future in futures:
             future.cancel()
     ctx.log.info("aggregated %d rows into %d groups", done_rows, len(total))
+    if params.partial:
+        return {"rows": done_rows, "partials": {str(group): part for group, part in total.items()}}
     return {"rows": done_rows, "groups": summarize(total)}
 
 
+KIND_NAME = "aggregate"
 KIND = Kind(
-    name="aggregate",
+    name=KIND_NAME,
     title="Aggregate: statistics over millions of rows",
     description="CPU-bound statistics per group, computed in a process pool.",
     params=AggregateParams,
     run=run,
+    then=merge_shards,
     max_attempts=2,
     timeout_s=3600,
     cost=lambda params: params.rows * CPU_S_PER_ROW,
