@@ -26,6 +26,7 @@ from bench import (
     scenarios,
     search,
     soak,
+    trees,
 )
 from bench.machine import describe
 from bench.peers import nchan
@@ -50,6 +51,7 @@ PARTS = (
     "intake",
     "search",
     "output",
+    "trees",
     "soak",
 )
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
@@ -133,6 +135,8 @@ def later_parts(
         ]
         results["output_memory"] = output.redis_memory(redis, workload.output_memory_mb)
         results["output_page"] = output.large_page(redis, workload.output_page_mb, workload.output_seconds)
+    if "trees" in only:
+        results["trees"] = trees.trees(redis, workload.tree_children, rounds)
     if "frames" in only:
         results["frames"] = frames.dashboard_frames(
             redis, workload.frame_rows, workload.frame_live, seconds=workload.frame_seconds

@@ -127,6 +127,7 @@ def table(results: dict[str, Any]) -> str:
         + intake_lines(results)
         + saturation_lines(results)
         + search_lines(results)
+        + tree_lines(results)
         + output_lines(results)
     )
     return "\n".join(lines)
@@ -379,6 +380,25 @@ def search_lines(results: dict[str, Any]) -> list[str]:
             f"{r['retained']:>7} retained: a page that matches nothing (reading up to "
             f"{r['scanned_per_page']} records) {r['page_ms_median']} ms (max {r['page_ms_max']}); "
             f"the oldest job found in {r['pages_to_the_oldest']} pages, {r['walk_to_the_oldest_ms']} ms"
+        )
+    return lines
+
+
+def tree_lines(results: dict[str, Any]) -> list[str]:
+    if "trees" not in results:
+        return []
+    lines = [
+        "",
+        "trees: a parent with N no-op children (one create call) beside N jobs as a plain batch, "
+        "2 workers x 10",
+        f"{'shape':<6} {'jobs':>6} {'create s':>8} {'drain s':>8} {'jobs/s':>8} {'worker µs/job':>13} "
+        f"{'Redis µs/job':>12} {'Redis B/job':>11} {'parent events/s':>15}",
+    ]
+    for r in results["trees"]:
+        lines.append(
+            f"{r['shape']:<6} {r['jobs']:>6} {r['create_s']:>8} {r['seconds']:>8} {r['jobs_per_s']:>8} "
+            f"{r['worker_cpu_us_per_job']:>13} {r['redis_cpu_us_per_job']:>12} "
+            f"{r['redis_bytes_per_job']:>11} {r.get('parent_events_per_s', '-'):>15}"
         )
     return lines
 

@@ -55,6 +55,8 @@ class Workload:
     intake_seconds: float = 5.0
     # A text search of the jobs table, with this many jobs retained.
     search_retained: tuple[int, ...] = (2_000, 100_000)
+    # A parent's children (and the plain batch beside it) in the trees part.
+    tree_children: int = 10_000
     # The create script's own time: this many batches of 1,000, on an emptied Redis and accumulating.
     create_batches: int = 50
     # Fan-out saturation (bench/saturation.py): event rates stepped through, this long each.
@@ -100,6 +102,7 @@ QUICK = Workload(
     frame_seconds=1.0,
     intake_seconds=0.5,
     search_retained=(200, 2_000),
+    tree_children=300,
     create_batches=2,
     saturation_rates=(100.0, 200.0),
     saturation_seconds=0.5,

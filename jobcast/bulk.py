@@ -17,8 +17,11 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobcast.protocol import TERMINAL_STATES, Priority, State
+from jobcast.tree import BATCH_KIND
 
 NAME = "bulk"
+# The kinds every worker serves, which are jobcast's own: bulk actions, and batches' roots.
+OWN_KINDS = frozenset({NAME, BATCH_KIND})
 # Jobs acted on per round trip; also how often progress is reported.
 CHUNK = 100
 JOB_ID = r"^[0-9a-f]{32}$"
@@ -76,5 +79,6 @@ def matches_none(params: BulkParams) -> bool:
 
 
 def without_bulk(names: list[str]) -> list[str]:
-    """Kind names as people read them: every worker serves bulk actions, so saying so is noise."""
-    return [name for name in names if name != NAME]
+    """Kind names as people read them: every worker serves bulk actions and batches (jobcast's own
+    kinds), so saying so is noise."""
+    return [name for name in names if name not in OWN_KINDS]

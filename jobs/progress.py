@@ -60,6 +60,8 @@ class Progress:
         self.latest: dict[str, Any] | None = None
         # Progress events published (the attempt's trace counts them).
         self.published = 0
+        # The attempt runs after the job's children have ended (jobcast/tree.py).
+        self.children_done = False
 
     async def update(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress; cheap enough for a tight loop (publishing happens elsewhere)."""
@@ -105,6 +107,10 @@ class Progress:
         if self._pending is None:
             return
         current, total, message = self._pending
+        if self.children_done:
+            # A parent's bar is its children's, whole by now: its continuation's own reports
+            # carry their message and leave the bar full rather than sending it back.
+            current, total = 100, 100
         progress = progress_dict(current, total, message)
         await self._store.publish(
             self._job_id, EventType.PROGRESS, owner=self._owner, attempt=self._attempt, progress=progress

@@ -205,6 +205,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         max_message_chars=settings.max_message_chars,
         before_state=output.settle,
     )
+    progress_.children_done = record.after_children is not None
     metrics: WorkerMetrics = ctx["metrics"]
     async with output, progress_ as progress:
         if claim is not None and claim.started:

@@ -1,5 +1,6 @@
 // The job page: the job's own stream (resuming after the events the server rendered).
 import { TERMINAL, cancelJob, formatDuration, queuePlaceText, retryJob, watchJob } from "./jobcast.js";
+import { showCounts } from "./job-children.js";
 import { applyToJob, enableCopyButtons, heldText, showConnection, timeElement, updateTiming } from "./ui.js";
 
 const base = document.documentElement.dataset.base || "";
@@ -358,6 +359,7 @@ function apply(event) {
     showAttempt(event);
   }
   applyToJob(page, event);
+  showCounts(event.children);
   if (event.type !== "output") document.getElementById("plain-state").textContent = plainState(event);
   document.getElementById("state").textContent = event.state;
   const attempt = document.getElementById("attempt");

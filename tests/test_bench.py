@@ -114,6 +114,12 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
         assert frames["main_thread_ms_per_s"], frames
     for visit in results["frames"]["first_visit"].values():
         assert visit["first_paint_ms"] > 0 and 0 < visit["html_transfer_bytes"] < visit["html_bytes"], visit
+    # Trees: the parent and its children drained beside the plain batch, the bar within its rate.
+    assert [row["shape"] for row in results["trees"]] == ["tree", "batch"]
+    tree, batch = results["trees"]
+    assert tree["jobs"] == batch["jobs"] == 300 and tree["redis_bytes_per_job"] > 0
+    assert 1 <= tree["parent_progress_events"] <= 10 * tree["seconds"] + 3, tree
+    assert "trees:" in run.stdout
     assert written.with_suffix(".png").stat().st_size > 0
 
 

@@ -1112,6 +1112,12 @@ async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_we
         await restarted.wait_http()
         await expect(page.locator("#state")).to_have_text("succeeded", timeout=TIMEOUT_MS)
         final = await get_json(session, f"{restarted.url}/api/jobs/{job['id']}")
+        # Each part's own bar and state came live too (the page was served while they waited).
+        parts = page.locator("#children tr.job")
+        await expect(parts).to_have_count(8)
+        await expect(page.locator("#children tr.job[data-state=succeeded]")).to_have_count(8, timeout=TIMEOUT_MS)
+        assert await parts.locator("progress").evaluate_all("bars => bars.map(b => b.value)") == [100] * 8
+        await expect(page.locator("#children-counts")).to_contain_text("8 in all: 8 succeeded")
     seen = await page.evaluate("() => window.seen")
     assert seen[-1] == 100 and len(seen) > 10, seen
     assert all(a <= b for a, b in itertools.pairwise(seen)), seen

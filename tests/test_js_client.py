@@ -138,7 +138,8 @@ const types: string[] = await new Promise((resolve) => {
 const got = await client.GET("/api/jobs/{job_id}", { params: { path: { job_id: id } } });
 const page = await client.GET("/api/jobs", { params: { query: { kind: "demo" } } });
 // Narrowed without null checks: state and kind are never null.
-const state: "queued" | "running" | "retrying" | "succeeded" | "failed" | "cancelled" | undefined = got.data?.state;
+const state: "queued" | "running" | "retrying" | "waiting_children" | "succeeded" | "failed" | "cancelled" | undefined =
+  got.data?.state;
 const listed: string[] = (page.data?.jobs ?? []).map((job) => `${job.kind}:${job.id}`);
 console.log(JSON.stringify({ id, state, listed, types }));
 """

@@ -320,6 +320,10 @@ def _history(records: list[bytes]) -> list[dict[str, Any]]:
 LOG_PAGE_EVENTS = 100
 
 
+# A parent's children shown on its page at once (past them, links page on).
+CHILDREN_PAGE = 200
+
+
 class JobPageQuery(BaseModel):
     token: str | None = Field(
         default=None,
@@ -333,6 +337,13 @@ class JobPageQuery(BaseModel):
         le=2**53,
         description=f"Show the {LOG_PAGE_EVENTS} events before this seq in the event log (earlier "
         "pages); without it, the latest, live.",
+    )
+    parts_from: int = Field(
+        default=0,
+        ge=0,
+        le=10**9,
+        description=f"A parent's children from this place on ({CHILDREN_PAGE} a page, in the order they "
+        "were made)",
     )
 
 
@@ -382,9 +393,16 @@ async def job_page(request: web.Request) -> web.Response:
         kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
         for attempt in tried:
             attempt["traceback"] = kept.get(attempt["attempt"])
+    children, parts_from = [], min(query.parts_from, (job["children"] or {"total": 0})["total"])
+    if job["children"]:
+        children = await store.snapshots(await store.children(job["id"], parts_from, CHILDREN_PAGE))
     context = {
         "job": job,
         "seq": seq,
+        # A parent's children, a page of them: each with its live bar (static/job-children.js).
+        "children": children,
+        "parts_from": parts_from,
+        "parts_page": CHILDREN_PAGE,
         # The event log shows the job's life; its output has panels of its own.
         "events": window,
         "log_earlier": window[0]["seq"] if window and logged[0]["seq"] < window[0]["seq"] else None,

@@ -43,6 +43,26 @@ for (const transport of ["sse", "ws"]) {
   });
 }
 
+for (const transport of ["sse", "ws"]) {
+  test(`a parent's watcher gets its rolled-up bar and its children's counts, over ${transport}`, async () => {
+    const children = [1, 2, 3].map((i) => ({ kind: "demo", params: { steps: 2 * i, step_ms: 20 } }));
+    const answer = await fetch(`${BASE}/api/jobs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ kind: "demo", params: { steps: 1, step_ms: 0 }, children }),
+    });
+    assert.equal(answer.status, 202);
+    const parent = await answer.json();
+    assert.equal(parent.state, "waiting_children");
+    const { events } = await collect((options) => watchJob(parent.id, options), { transport });
+    assertWholeStream(events);
+    const bar = events.filter((event) => event.type === "progress" && event.children);
+    assert.ok(bar.length > 0);
+    assert.deepEqual(bar.at(-1).children, { total: 3, waiting: 0, running: 0, succeeded: 3, failed: 0, cancelled: 0 });
+    assert.equal(bar.at(-1).progress.percent, 100);
+  });
+}
+
 test("the feed carries a submitted job's state changes", async () => {
   // Every job's state changes, by job: the job's own may come before its submission answers.
   const seen = new Map();
