@@ -116,6 +116,17 @@ class Keys:
         return f"{self.prefix}:index:state:{state}"
 
     @property
+    def index_top(self) -> str:
+        """Jobs that are no other job's child (single jobs, trees' roots, batches), by creation
+        time: what the dashboard lists unless asked for every part."""
+        return f"{self.prefix}:index:top"
+
+    @property
+    def index_top_ready(self) -> str:
+        """Set once `index_top` holds every retained job from before it existed (jobs/upkeep/migrate.py)."""
+        return f"{self.prefix}:index:top:ready"
+
+    @property
     def index_ids(self) -> str:
         """Every retained job id, scored 0, so ids are found by a prefix (`ZRANGEBYLEX`)."""
         return f"{self.prefix}:index:ids"

@@ -37,7 +37,7 @@ from jobcast.jobs.output import JobOutput, job_logger
 from jobcast.jobs.progress import Progress
 from jobcast.jobs.signals import Attempt, RunningAttempts, listen_for_signals
 from jobcast.jobs.upkeep.janitor import Janitor
-from jobcast.jobs.upkeep.migrate import migrate, migrate_histories
+from jobcast.jobs.upkeep.migrate import migrate, migrate_histories, migrate_top_index
 from jobcast.jobs.upkeep.scheduler import Scheduler
 from jobcast.jobs.worker_metrics import WorkerMetrics
 from jobcast.jobs.worker_metrics import serve as serve_metrics
@@ -139,6 +139,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     store: JobStore = ctx["store"]
     await migrate(store.redis, store.keys, settings.queue_name)
     await migrate_histories(store)
+    await migrate_top_index(store)
     storage: Storage = ctx["storage"]
     await storage.start()
     ctx["files"] = storage.files

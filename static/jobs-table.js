@@ -41,8 +41,10 @@ export class JobsTable {
   }
 
   matches(job) {
-    const { filterState, filterKind, filterPriority, filterOwner } = this.table.dataset;
+    const { filterState, filterKind, filterPriority, filterOwner, filterParts } = this.table.dataset;
     return (
+      // Another job's parts show only when asked for (each parent's page lists its own).
+      (filterParts === "true" || !job.parent) &&
       (!filterState || job.state === filterState) &&
       (!filterKind || job.kind === filterKind) &&
       (!filterPriority || job.priority === filterPriority) &&

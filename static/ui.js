@@ -105,6 +105,12 @@ export function applyToJob(root, event) {
   if (event.finished_at || ["succeeded", "failed", "cancelled"].includes(event.type)) {
     setData(root, "finishedAt", event.finished_at || event.ts);
   }
+  // A parent's count of parts (its snapshot and its rolled-up progress carry it).
+  const parts = root.querySelector(".job-parts");
+  if (parts && event.children) {
+    parts.textContent = `${event.children.total} parts`;
+    parts.hidden = false;
+  }
   const badge = root.querySelector(".badge");
   if (badge && badge.dataset.state !== event.state) setBadge(badge, event.state);
   const progress = event.progress || {};

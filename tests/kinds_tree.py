@@ -43,9 +43,12 @@ class FanoutParams(BaseModel):
     # The children that fail, and whether the first failure fails the parent.
     failing: list[int] = []
     fail_fast: bool = False
+    # A pause before the children are made.
+    before_ms: int = 0
 
 
 async def fanout(ctx: JobContext, params: FanoutParams) -> None:
+    await asyncio.sleep(params.before_ms / 1000)
     await ctx.spawn_many(
         [
             Child(

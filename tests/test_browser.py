@@ -1091,7 +1091,8 @@ async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_we
     port = web.port
     # Eight children of uneven length (child i reports 4 x (i + 1) steps): the bar weighs each by
     # the total it reports, and the largest totals are reported last, when the bar has moved.
-    params = {"children": 8, "steps": 4, "uneven": True, "step_ms": 150}
+    # The page is served before they are made (a second in): their section comes to it then.
+    params = {"children": 8, "steps": 4, "uneven": True, "step_ms": 150, "before_ms": 1000}
     async with aiohttp.ClientSession() as session:
         job = await post_json(session, web.url + "/api/jobs", {"kind": "fanout", "params": params}, 202)
         await page.goto(web.url + job["links"]["page"])
@@ -1103,6 +1104,7 @@ async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_we
                          if (document.getElementById('state').textContent !== 'succeeded') requestAnimationFrame(look); };
                        look(); }"""
         )
+        assert await page.locator("#children").is_hidden()
         await expect(page.locator("#plain-state")).to_contain_text("Running in parts", timeout=TIMEOUT_MS)
         await page.wait_for_function("() => document.getElementById('bar').value > 5", timeout=TIMEOUT_MS)
         web.signal(signal.SIGTERM)
@@ -1115,7 +1117,9 @@ async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_we
         # Each part's own bar and state came live too (the page was served while they waited).
         parts = page.locator("#children tr.job")
         await expect(parts).to_have_count(8)
-        await expect(page.locator("#children tr.job[data-state=succeeded]")).to_have_count(8, timeout=TIMEOUT_MS)
+        await expect(page.locator("#children tr.job[data-state=succeeded]")).to_have_count(
+            8, timeout=TIMEOUT_MS
+        )
         assert await parts.locator("progress").evaluate_all("bars => bars.map(b => b.value)") == [100] * 8
         await expect(page.locator("#children-counts")).to_contain_text("8 in all: 8 succeeded")
     seen = await page.evaluate("() => window.seen")

@@ -398,3 +398,33 @@ async def test_aggregate_in_shards_gives_what_one_job_gives(spawn) -> None:
     assert sharded["result"]["rows"] == 400_000 and sharded["result"]["shards"] == 3
     assert [s["params"]["rows"] for s in shards] == [150_000, 150_000, 100_000]
     assert sharded["children"]["succeeded"] == 3 and sharded["progress"]["percent"] == 100
+
+
+async def test_the_dashboard_lists_parents_with_their_parts_counted_and_hides_the_parts(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        single = await post_json(session, f"{web.url}/api/jobs", {"kind": "leaf"}, 202)
+        parent = await post_json(
+            session, f"{web.url}/api/jobs", {"kind": "fanout", "params": {"children": 3}}, 202
+        )
+        await ended(session, web.url, parent["id"])
+        kids = await children_of(session, web.url, parent["id"])
+        every = {j["id"] for j in (await get_json(session, f"{web.url}/api/jobs"))["jobs"]}
+        top = {j["id"] for j in (await get_json(session, f"{web.url}/api/jobs?top_level=true"))["jobs"]}
+        found = await get_json(session, f"{web.url}/api/jobs?top_level=true&text=leaf")
+        # Another index walked (a state's): each record says whether it is a child.
+        ended_top = await get_json(session, f"{web.url}/api/jobs?top_level=true&state=succeeded")
+        async with session.get(f"{web.url}/") as page:
+            dashboard = await page.text()
+        async with session.get(f"{web.url}/?parts=1") as page:
+            with_parts = await page.text()
+    assert every == {single["id"], parent["id"], *(k["id"] for k in kids)}
+    assert top == {single["id"], parent["id"]}
+    assert {j["id"] for j in found["jobs"]} == {single["id"]}
+    assert {j["id"] for j in ended_top["jobs"]} == {single["id"], parent["id"]}
+    assert parent["id"] in dashboard and single["id"] in dashboard
+    assert not any(k["id"] in dashboard for k in kids)
+    assert "3 parts" in dashboard
+    assert all(k["id"] in with_parts for k in kids)

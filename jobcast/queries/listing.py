@@ -68,7 +68,7 @@ def _index(
     owner: str | None,
     submitted_by: str | None,
     ranged: bool = False,
-) -> tuple[str, list[tuple[bytes, bytes]]]:
+) -> tuple[str, list[tuple[bytes, bytes | None]]]:
     """The index to walk (the narrowest one there is), and the record fields each job found
     there must still match. `ranged` (a time range with a state): the state's index, whose scores
     say when each job reached it, whoever the jobs belong to."""
@@ -87,6 +87,20 @@ def _index(
     return index, [(f, v.encode()) for f, v in filters if v]
 
 
+async def _top_level(
+    store: JobStore, index: str, wanted: list[tuple[bytes, bytes | None]], top_level: bool
+) -> tuple[str, list[tuple[bytes, bytes | None]]]:
+    """With `top_level`, only jobs that are no job's child: their own index, where it would walk
+    every job and the index is whole (jobs/upkeep/migrate.py); else each record must have no
+    parent."""
+    keys = store.keys
+    if not top_level:
+        return index, wanted
+    if index == keys.index_all and await store.redis.exists(keys.index_top_ready):
+        return keys.index_top, wanted
+    return index, [*wanted, (b"parent", None)]
+
+
 async def list_jobs(
     store: JobStore,
     *,
@@ -102,13 +116,14 @@ async def list_jobs(
     text: str | None = None,
     delayed: bool = False,
     group: str | None = None,
+    top_level: bool = False,
 ) -> Page:
     """Jobs newest first: every job, one owner's, or those a service submitted; by any of
     state, kind and priority; within a time range (`since_ms` to `until_ms`, epoch ms): when they
     reached `state`, or without one, when they were submitted; with `text` in their id, kind,
     owner, params or error; `delayed`: waiting for a time still ahead (a delayed job, or one
     backing off between attempts); `group`: failed with an error of that group (see
-    jobcast/queries/failures.py).
+    jobcast/queries/failures.py); `top_level`: no other job's child (jobcast/tree.py).
 
     Bounded: the filters above pick the index walked, and the last three are matched against each
     record the walk reads, at most `JOBCAST_SEARCH_SCANNED` of them a call (else ten per row asked
@@ -117,6 +132,7 @@ async def list_jobs(
     matches = record_filter(text, delayed, group)
     ranged = since_ms is not None or until_ms is not None
     index, wanted = _index(keys, state, kind, priority, owner, submitted_by, ranged)
+    index, wanted = await _top_level(store, index, wanted, top_level)
     max_score: float | str = "+inf" if until_ms is None else until_ms
     min_score: float | str = "-inf" if since_ms is None else since_ms
     after_id: str | None = None
@@ -173,8 +189,8 @@ async def list_jobs(
 
 SEARCHED = (b"kind", b"owner", b"params", b"error")
 # What a search reads of each record to match it: the fields the filters compare and the checks
-# read, nine of a record's twenty-odd (redis-py parsing whole records was most of a search's time).
-MATCHED = (b"state", b"priority", b"submitted_by", b"run_at", b"next_attempt_at", *SEARCHED)
+# read, ten of a record's twenty-odd (redis-py parsing whole records was most of a search's time).
+MATCHED = (b"state", b"priority", b"submitted_by", b"run_at", b"next_attempt_at", b"parent", *SEARCHED)
 SEARCH_BATCH = 500
 
 

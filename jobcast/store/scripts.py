@@ -122,6 +122,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         "queue_order": keys.queue_order,
         "index_all": keys.index_all,
         "index_ids": keys.index_ids,
+        "index_top": keys.index_top,
         "index_clock": keys.index_clock,
         "state_index": {s.value: keys.index_state(s.value) for s in State},
         "feed": {

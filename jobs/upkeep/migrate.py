@@ -6,6 +6,9 @@
   (`{P}:feed:history`, `{P}:owner-feed:{owner}:history`); they are now lists (`{P}:log:{id}`,
   `...:log`), which cost about 1.05 times their records' bytes instead of 1.6.
 
+- Before trees of jobs, no index listed the jobs that are no other job's child
+  (`{P}:index:top`): it is filled from the index of every job once.
+
 Each worker runs this at startup; it is idempotent and cheap when there is nothing to move.
 """
 
@@ -64,3 +67,28 @@ async def migrate_histories(store: JobStore) -> int:
     if moved:
         log.info("moved %d history records from sorted sets to lists", moved)
     return moved
+
+
+async def migrate_top_index(store: JobStore, chunk: int = 1000) -> int:
+    """Fill the index of jobs that are no other job's child from the index of every job, once;
+    how many it added. Until it is done, listings that want it match each record instead."""
+    keys, redis = store.keys, store.redis
+    if await redis.exists(keys.index_top_ready):
+        return 0
+    added, start = 0, 0
+    while True:
+        entries = await redis.zrange(keys.index_all, start, start + chunk - 1, withscores=True)
+        if not entries:
+            break
+        async with redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hget(keys.job(member.decode()), "parent")
+            parents = await pipe.execute()
+        top = {member: score for (member, score), parent in zip(entries, parents, strict=True) if not parent}
+        if top:
+            added += await redis.zadd(keys.index_top, top)
+        start += chunk
+    await redis.set(keys.index_top_ready, "1")
+    if added:
+        log.info("listed %d jobs in the index of jobs that are no job's child", added)
+    return added

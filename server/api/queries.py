@@ -50,6 +50,11 @@ class ListQuery(BaseModel):
         max_length=1000,
         description="Only failed jobs of this error group (a `signature` of `GET /api/failures`)",
     )
+    top_level: bool = Field(
+        default=False,
+        description="Only jobs that are no other job's child: single jobs, trees' roots and batches "
+        "(a parent's children are at `/api/jobs/{id}/children`)",
+    )
     text: str | None = Field(
         default=None,
         min_length=1,
@@ -101,6 +106,7 @@ async def jobs(request: web.Request) -> web.Response:
             text=query.text,
             delayed=query.delayed,
             group=query.group,
+            top_level=query.top_level,
         )
     except BadCursor:
         message = "malformed cursor; use next_cursor from a previous page"

@@ -96,6 +96,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     if who.sees_all and query.owner:
         owner = query.owner
     since_ms, until_ms = dashboard_range(query)
+    parts = query.parts == "1"
     try:
         recent = await list_jobs(
             store,
@@ -111,6 +112,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
             text=query.text.strip() or None if query.text else None,
             delayed=delayed,
             group=query.group or None,
+            top_level=not parts,
         )
     except BadCursor:
         raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
@@ -140,6 +142,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         "until": query.until if until_ms is not None else None,
         "text": query.text.strip() or None if query.text else None,
         "group": query.group or None,
+        "parts": "1" if parts else None,
     }
     # What a bulk action by filter acts on: the same jobs, the range fixed as the page shows it.
     bulk_filter = {
@@ -215,6 +218,12 @@ class DashboardQuery(BaseModel):
         default=None,
         max_length=1000,
         description="Only failed jobs of this error group (the Failures page's)",
+    )
+    parts: str | None = Field(
+        default=None,
+        max_length=10,
+        description="`1`: also the jobs that are another job's children (by default each parent's page "
+        "lists its own)",
     )
 
 

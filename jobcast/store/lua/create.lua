@@ -159,6 +159,7 @@ made = function(K, J)
   end
   local score = index_score()
   zadd(L.index_all, score, id)
+  if not J.parent then zadd(L.index_top, score, id) end
   zadd(L.index_ids, 0, id)
   zadd(K.kind_index, score, id)
   if K.owner_index then zadd(K.owner_index, score, id) end
@@ -214,7 +215,7 @@ local answers, created = {}, 0
 local offset = 0
 -- The indexes this call's jobs went into, trimmed once at the end; an owner's (or a service's)
 -- also expire, so that an owner who never comes back (an anonymous browser's) leaves nothing.
-local trimmed = {[L.index_all] = true}
+local trimmed = {[L.index_all] = true, [L.index_top] = true}
 local owned = {}
 local PER_JOB_INDEXES = {'kind_index', 'owner_index', 'via_index'}
 -- An item's arguments that every item has alike are read from A.common.

@@ -10,6 +10,7 @@ for name in string.gmatch(redis.call('HGET', K.job, 'outputs') or '', '%S+') do
 end
 redis.call('DEL', K.job, K.history)
 redis.call('ZREM', L.index_all, A.id)
+redis.call('ZREM', L.index_top, A.id)
 redis.call('ZREM', L.index_ids, A.id)
 redis.call('ZREM', L.state_index[state], A.id)
 redis.call('ZREM', K.kind_index, A.id)
