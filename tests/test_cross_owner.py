@@ -24,6 +24,8 @@ JOB_ROUTES = {
     ("post", "/api/jobs/{job_id}/cancel"),
     ("post", "/api/jobs/{job_id}/retry"),
     ("get", "/api/jobs/{job_id}/children"),
+    ("post", "/api/jobs/{job_id}/children/retry"),
+    ("post", "/jobs/{job_id}/retry-parts"),
     ("get", "/api/batches/{job_id}"),
     ("post", "/api/jobs/{job_id}/run-now"),
     ("post", "/api/jobs/{job_id}/token"),

@@ -428,3 +428,24 @@ async def test_the_dashboard_lists_parents_with_their_parts_counted_and_hides_th
     assert not any(k["id"] in dashboard for k in kids)
     assert "3 parts" in dashboard
     assert all(k["id"] in with_parts for k in kids)
+
+
+async def test_a_parents_failed_parts_are_retried_once_each(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    items = [{"kind": "leaf", "params": {"value": i, "fail": i in (1, 3)}} for i in range(5)]
+    async with aiohttp.ClientSession() as session:
+        made = await post_json(session, f"{web.url}/api/batches", {"items": items}, 202)
+        await ended(session, web.url, made["id"])
+        async with session.get(f"{web.url}/jobs/{made['id']}") as page:
+            assert "Retry the 2 failed and cancelled parts" in await page.text()
+        url = f"{web.url}/api/jobs/{made['id']}/children/retry"
+        first = await post_json(session, url)
+        again = await post_json(session, url)
+        kids = await children_of(session, web.url, made["id"])
+        retries = [await get_json(session, f"{web.url}/api/jobs/{job_id}") for job_id in first["retried"]]
+    assert first["count"] == 2 and again["retried"] == first["retried"]
+    failed = [k["id"] for k in kids if k["state"] == "failed"]
+    assert [r["retry_of"] for r in retries] == failed
+    assert [r["params"]["value"] for r in retries] == [1, 3]

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobcast.protocol import Priority
 from jobcast.server.api.jobs import load_snapshot
-from jobcast.server.api.submit import SUBMITTED, idempotency_key, make_tree, parse_request
+from jobcast.server.api.submit import SUBMITTED, idempotency_key, make_tree, parse_request, retry
 from jobcast.server.api.trees import TreeNode
 from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem
-from jobcast.server.http.schemas import BatchSnapshot, ChildPage
+from jobcast.server.http.schemas import BatchSnapshot, ChildPage, RetriedChildren
 from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.security.auth import owner_for, require_submitter
 from jobcast.store.jobs import Submission
@@ -160,3 +160,30 @@ async def submit_batch_tree(request: web.Request) -> web.Response:
     answer = submitted.response()
     answer.headers["Location"] = f"/api/batches/{submitted.snapshot['id']}"
     return answer
+
+
+async def retry_failed_children(request: web.Request) -> list[str]:
+    """Retry every failed or cancelled child of the parent in the URL, each as `POST
+    /api/jobs/{id}/retry` would (a new job linked to it by `retry_of`); the new jobs' ids. A child
+    retried before answers with its retry, not another."""
+    parent = await load_snapshot(request)
+    store = request.app[STORE]
+    retried = []
+    for child in await store.snapshots(await store.children(parent["id"])):
+        if child["state"] in ("failed", "cancelled"):
+            retried.append((await retry(request.app, child)).snapshot["id"])
+    return retried
+
+
+@routes.post(f"/api/jobs/{JOB_ID}/children/retry")
+@operation(
+    Operation(
+        "Retry a parent's failed and cancelled children (each a new job, as a retry of one job is)",
+        {200: json("The new jobs' ids", RetriedChildren)},
+        problems=(404, 409, 429, 503),
+    )
+)
+async def retry_children(request: web.Request) -> web.Response:
+    require_submitter(request)
+    retried = await retry_failed_children(request)
+    return json_response({"retried": retried, "count": len(retried)})

@@ -142,6 +142,11 @@ class ChildPage(Closed):
     next: str | None = Field(default=None, description="The next page, while there is one.")
 
 
+class RetriedChildren(Closed):
+    retried: list[str] = Field(description="The new jobs' ids, one per failed or cancelled child.")
+    count: int
+
+
 class BatchLinks(Closed):
     self: str
     events: str = Field(

@@ -31,6 +31,7 @@ from jobcast.queries.finished import finished, per_bucket
 from jobcast.queries.listing import WINDOWS_S, BadCursor, ids_starting_with, list_jobs, time_range
 from jobcast.queries.stats import stats
 from jobcast.redis.client import awaited
+from jobcast.server.api.batches import retry_failed_children
 from jobcast.server.api.control import cancel_job
 from jobcast.server.api.jobs import load_snapshot, visible
 from jobcast.server.api.submit import (
@@ -488,6 +489,21 @@ async def cancel_form(request: web.Request) -> web.Response:
     await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
     prefix = request.app[SETTINGS].url_prefix
     raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}")
+
+
+@routes.post(f"/jobs/{JOB_ID}/retry-parts")
+@operation(
+    Operation(
+        "Retry a parent's failed and cancelled parts from its page",
+        {303: Answer("Back to the parent's page", headers=("Location",))},
+        problems=(404, 409, 429, 503),
+        tags=("pages",),
+    )
+)
+async def retry_parts_form(request: web.Request) -> web.Response:
+    await retry_failed_children(request)
+    prefix = request.app[SETTINGS].url_prefix
+    raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}#children")
 
 
 @routes.post(f"/jobs/{JOB_ID}/retry")

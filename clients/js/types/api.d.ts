@@ -1001,6 +1001,16 @@ export interface components {
             /** Userid */
             userId: string;
         };
+        /** RetriedChildren */
+        RetriedChildren: {
+            /** Count */
+            count: number;
+            /**
+             * Retried
+             * @description The new jobs' ids, one per failed or cancelled child.
+             */
+            retried: string[];
+        };
         /**
          * ScheduleChange
          * @description The fields to change; absent ones stay.
@@ -1373,6 +1383,7 @@ export type QueueEvent = components['schemas']['QueueEvent'];
 export type Renewal = components['schemas']['Renewal'];
 export type ReportAccepted = components['schemas']['ReportAccepted'];
 export type ReportRequest = components['schemas']['ReportRequest'];
+export type RetriedChildren = components['schemas']['RetriedChildren'];
 export type ScheduleChange = components['schemas']['ScheduleChange'];
 export type ScheduleList = components['schemas']['ScheduleList'];
 export type ScheduleView = components['schemas']['ScheduleView'];
