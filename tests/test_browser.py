@@ -596,6 +596,23 @@ async def test_the_job_progress_element_follows_a_job_on_a_plain_page(client, wo
     )
     await expect(page.locator("job-progress#ws")).to_have_attribute("state", "succeeded", timeout=TIMEOUT_MS)
     assert await page.locator("job-progress#ws progress").evaluate("p => p.value") == 100
+    # A parent's element shows the bar rolled up from its children, running in parts.
+    children = [demo(8 * i, 50) for i in (1, 2, 3)]
+    parent = await submit(client, body={**demo(1, 0), "children": children})
+    await page.evaluate(
+        """id => { const e = document.createElement('job-progress');
+                   e.id = 'parent'; e.setAttribute('job-id', id); document.body.append(e); }""",
+        parent["id"],
+    )
+    await page.wait_for_function(
+        """() => { const e = document.querySelector('job-progress#parent');
+                   const p = (e.shadowRoot || e).querySelector('progress'); return p && p.value > 0 && p.value < 100; }""",
+        timeout=TIMEOUT_MS,
+    )
+    await expect(page.locator("job-progress#parent")).to_have_attribute(
+        "state", "succeeded", timeout=TIMEOUT_MS
+    )
+    assert await page.locator("job-progress#parent progress").evaluate("p => p.value") == 100
     # An unknown job is said to be one over either transport, instead of "reconnecting" forever.
     for transport in ("sse", "ws"):
         await page.evaluate(

@@ -547,6 +547,9 @@ class JobStore:
         # call on its way, rather than waiting its turn behind it.
         big = len(items) >= self.settings.create_chunk_jobs
         answers = await (self._create_calls(items) if big else self._creates.submit(items))
+        return self._outcomes(calls, answers)
+
+    def _outcomes(self, calls: list[CreateCall], answers: list[Answer]) -> list[JobSnapshot | SubmitRefused]:
         out: list[JobSnapshot | SubmitRefused] = []
         for call, answer in zip(calls, answers, strict=True):
             try:
@@ -566,13 +569,7 @@ class JobStore:
         answers = await self.scripts.call_batch(
             "create", [(call.keys, call.args) for call in calls], len(calls), self._create_limits
         )
-        out: list[JobSnapshot | SubmitRefused] = []
-        for call, answer in zip(calls, answers, strict=True):
-            try:
-                out.append(call.outcome(answer, self.links))
-            except SubmitRefused as refused:
-                out.append(refused)
-        return out
+        return self._outcomes(calls, answers)
 
     async def children(self, job_id: str, offset: int = 0, limit: int = -1) -> list[str]:
         """A parent's children's ids in the order they were made, `limit` from `offset` (-1: all)."""

@@ -15,7 +15,7 @@ from jobcast.server.api.submit import SUBMITTED, idempotency_key, make_tree, par
 from jobcast.server.api.trees import TreeNode
 from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
-from jobcast.server.http.problems import Problem
+from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import BatchSnapshot, ChildPage, RetriedChildren
 from jobcast.server.keys import SETTINGS, STORE
 from jobcast.server.security.auth import owner_for, require_submitter
@@ -25,18 +25,26 @@ from jobcast.tree import BATCH_KIND
 routes = web.RouteTableDef()
 
 
+class ChildrenQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offset: int = Field(default=0, ge=0, le=10**9, description="The first child's place (0: the first made)")
+    limit: int = Field(default=100, ge=1, le=500)
+
+
 @routes.get(f"/api/jobs/{JOB_ID}/children")
 @operation(
     Operation(
         "A parent's children, in the order they were made, a page at a time",
         {200: json("The children's snapshots", ChildPage)},
-        problems=(404, 503),
+        query=ChildrenQuery,
+        problems=(404, 422, 503),
     )
 )
 async def list_children(request: web.Request) -> web.Response:
     parent = await load_snapshot(request)
-    offset = _int_query(request, "offset", 0, 0, 10**9)
-    limit = _int_query(request, "limit", 100, 1, 500)
+    query = parsed_query(request, ChildrenQuery)
+    offset, limit = query.offset, query.limit
     store = request.app[STORE]
     ids = await store.children(parent["id"], offset, limit)
     total = parent["children"]["total"] if parent["children"] else 0
@@ -45,16 +53,6 @@ async def list_children(request: web.Request) -> web.Response:
     if offset + len(ids) < total:
         page["next"] = f"/api/jobs/{parent['id']}/children?offset={offset + len(ids)}&limit={limit}"
     return json_response(page)
-
-
-def _int_query(request: web.Request, name: str, default: int, lowest: int, highest: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lowest <= int(raw) <= highest:
-        errors = [{"field": name, "message": f"a whole number from {lowest} to {highest}", "code": "range"}]
-        raise Problem(422, f"invalid {name}", slug="validation", errors=errors)
-    return int(raw)
 
 
 class BatchEntry(BaseModel):
@@ -107,7 +105,7 @@ def batch_view(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@routes.get(r"/api/batches/{job_id:[0-9a-f]{32}}")
+@routes.get(f"/api/batches/{JOB_ID}")
 @operation(
     Operation(
         "A batch: its counts by state and its aggregate progress",

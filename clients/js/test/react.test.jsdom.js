@@ -52,6 +52,29 @@ for (const transport of ["ws", "sse"]) {
   });
 }
 
+test("useJob on a parent shows its rolled-up bar and its children's counts", async () => {
+  const children = [1, 2, 3].map((i) => ({ kind: "demo", params: { steps: 2 * i, step_ms: 30 } }));
+  const answer = await fetch(`${BASE}/api/jobs`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ kind: "demo", params: { steps: 1, step_ms: 0 }, children }),
+  });
+  const parent = await answer.json();
+  function Parent({ id }) {
+    const { snapshot, events } = useJob(id, { transport: "sse", ...transports });
+    const counts = events.findLast((event) => event.children)?.children;
+    return h(
+      "div",
+      null,
+      h("p", { "data-testid": "bar" }, snapshot ? `${snapshot.state} ${snapshot.progress?.percent ?? 0}%` : "—"),
+      h("p", { "data-testid": "counts" }, counts ? `${counts.succeeded} of ${counts.total}` : ""),
+    );
+  }
+  render(h(Parent, { id: parent.id }));
+  await waitFor(() => expect(screen.getByTestId("bar").textContent).toBe("succeeded 100%"), { timeout: 20_000 });
+  expect(screen.getByTestId("counts").textContent).toBe("3 of 3");
+});
+
 // The open streams the server counts (SSE and WebSocket), from its /metrics.
 async function openStreams() {
   const text = await (await fetch(`${BASE}/metrics`)).text();

@@ -7,6 +7,9 @@ export type {
   BatchAnswer,
   BatchItem,
   BatchResult,
+  BatchSnapshot,
+  ChildCounts,
+  ChildPage,
   ErrorInfo,
   FieldError,
   JobEvent,
@@ -22,7 +25,7 @@ export type {
   StreamToken,
 } from "./api.js";
 
-/** A job's state: queued, running, retrying, succeeded, failed or cancelled. */
+/** A job's state: queued, running, retrying, waiting_children, succeeded, failed or cancelled. */
 export type { JobState };
 
 /** The states a job ends in. */
