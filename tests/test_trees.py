@@ -449,3 +449,27 @@ async def test_a_parents_failed_parts_are_retried_once_each(spawn) -> None:
     failed = [k["id"] for k in kids if k["state"] == "failed"]
     assert [r["retry_of"] for r in retries] == failed
     assert [r["params"]["value"] for r in retries] == [1, 3]
+
+
+async def test_a_cancelled_child_reaches_the_continuation_as_its_outcome(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # Both children run for a minute unless cancelled.
+        body = {"kind": "fanout", "params": {"children": 2, "steps": 600, "step_ms": 100, "uneven": False}}
+        parent = await post_json(session, f"{web.url}/api/jobs", body, 202)
+
+        async def both_running() -> list[dict[str, Any]] | None:
+            kids = await children_of(session, web.url, parent["id"])
+            return kids if len(kids) == 2 and all(k["state"] == "running" for k in kids) else None
+
+        first, second = await wait_for(both_running, timeout=30, what="both children to run")
+        for child in (first, second):
+            async with session.post(f"{web.url}/api/jobs/{child['id']}/cancel") as response:
+                assert response.status == 202
+        job = await ended(session, web.url, parent["id"])
+    # The parent was not cancelled with them: its continuation ran, and read how each ended.
+    assert job["state"] == "succeeded", job
+    assert job["result"]["states"] == ["cancelled", "cancelled"]
+    assert job["result"]["errors"] == ["cancelled on request", "cancelled on request"]
