@@ -59,6 +59,9 @@ class BulkFilter(BaseModel):
     group: str | None = Field(
         default=None, min_length=1, max_length=1000, description="Only failed jobs of this error group"
     )
+    top_level: bool = Field(
+        default=False, description="Only jobs that are no other job's child (as the dashboard lists them)"
+    )
 
 
 class BulkParams(BaseModel):

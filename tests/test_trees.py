@@ -473,3 +473,28 @@ async def test_a_cancelled_child_reaches_the_continuation_as_its_outcome(spawn) 
     assert job["state"] == "succeeded", job
     assert job["result"]["states"] == ["cancelled", "cancelled"]
     assert job["result"]["errors"] == ["cancelled on request", "cancelled on request"]
+
+
+async def test_a_bulk_action_by_the_dashboards_filter_leaves_the_parts_it_hides(spawn) -> None:
+    web = spawn("web", **KINDS)
+    spawn("worker", **KINDS)
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        single = await post_json(
+            session, f"{web.url}/api/jobs", {"kind": "leaf", "params": {"fail": True}}, 202
+        )
+        batch = await post_json(
+            session, f"{web.url}/api/batches", {"items": [{"kind": "leaf", "params": {"fail": True}}]}, 202
+        )
+        await ended(session, web.url, single["id"])
+        await ended(session, web.url, batch["id"])
+        async with session.get(f"{web.url}/?state=failed") as page:
+            assert "top_level" in await page.text()  # the bulk form's filter says so
+        body = {"action": "retry", "filter": {"state": "failed", "top_level": True}}
+        counted = await post_json(session, f"{web.url}/api/bulk/count", body)
+        bulk = await post_json(session, f"{web.url}/api/bulk", body, 202)
+        bulk = await ended(session, web.url, bulk["id"])
+        (part,) = await children_of(session, web.url, batch["id"])
+        single = await get_json(session, f"{web.url}/api/jobs/{single['id']}")
+    assert counted["matches"] == 1 and bulk["result"]["done"] == 1, (counted, bulk)
+    assert single["retried_by"] and not part["retried_by"]

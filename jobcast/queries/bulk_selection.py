@@ -40,6 +40,7 @@ async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[st
                 text=wanted.text,
                 delayed=wanted.delayed,
                 group=wanted.group,
+                top_level=wanted.top_level,
             )
             if page.jobs:
                 left -= len(page.jobs)

@@ -152,6 +152,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
     if delayed:
         del bulk_filter["state"]
         bulk_filter["delayed"] = True
+    if not parts:  # the jobs the table shows: no job's parts
+        bulk_filter["top_level"] = True
     if since_ms is not None:
         bulk_filter["since"] = isoformat(from_epoch_ms(int(since_ms)))
     if until_ms is not None:

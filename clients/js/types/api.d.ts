@@ -248,6 +248,12 @@ export interface components {
              */
             text?: string | null;
             /**
+             * Top Level
+             * @description Only jobs that are no other job's child (as the dashboard lists them)
+             * @default false
+             */
+            top_level?: boolean;
+            /**
              * Until
              * @description Only jobs up to then (as `since`)
              * @default null
