@@ -113,6 +113,8 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
+        # A tree too: its parent waits for children that run through the failover.
+        tree = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "children": [demo(60, 100)] * 4})
         partial: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 3)]
         watchers = [
             asyncio.create_task(watch(session, web.url, job["id"], partial[i * 3 + j]))
@@ -142,6 +144,15 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
             pytest.fail(f"{len(pending)} watchers never saw their job end\n{detail}")
         results = [task.result() for task in watchers]
         await web.wait_http()  # ready again, on the new primary
+
+        async def tree_ended() -> dict[str, Any] | None:
+            async with session.get(f"{web.url}/api/jobs/{tree['id']}") as answer:
+                parent = await answer.json() if answer.status == 200 else None
+            return parent if parent and parent["state"] in ("succeeded", "failed", "cancelled") else None
+
+        parent = await wait_for(tree_ended, timeout=60, what="the tree's parent to end")
+    # Its continuation ran once its four children had all ended, on the new primary.
+    assert parent["state"] == "succeeded" and parent["children"]["succeeded"] == 4, parent
     for seen in results:
         # Ends with the job's success, seen live or in a snapshot.
         kind, last = seen[-1]
