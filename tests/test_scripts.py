@@ -549,3 +549,21 @@ async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) ->
     assert await store.publish(second, EventType.FAILED, attempt=1, release=stale) > 0
     assert not stale.released and stale.hand_off.jobs == []
     assert await store.redis.hget(store.keys.leases, third) is None
+
+
+async def test_a_parent_asked_to_cancel_as_its_code_returns_ends_with_its_children(store: JobStore) -> None:
+    from jobcast.tree import TreePlace, child_id
+
+    parent = uuid.uuid4().hex
+    await store.create(parent, Submission("demo", {}))
+    # Its first part ran and made a child; the cancel request came before it said it waits.
+    await store.publish(parent, EventType.STARTED, attempt=1)
+    child = child_id(parent, 0)
+    await store.create_many([store.create_call(child, Submission("demo", {}), tree=TreePlace(parent=parent))])
+    assert (await store.cancel(parent)).requested
+    seq = await store.publish(parent, EventType.WAITING_CHILDREN, attempt=1)
+    assert seq > 0
+    job, kid = await store.snapshot(parent), await store.snapshot(child)
+    assert job is not None and kid is not None
+    assert job["state"] == "cancelled" and kid["state"] == "cancelled"
+    assert kid["error"] == {"type": "Cancelled", "message": "cancelled with its parent"}
