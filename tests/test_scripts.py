@@ -567,3 +567,25 @@ async def test_a_parent_asked_to_cancel_as_its_code_returns_ends_with_its_childr
     assert job is not None and kid is not None
     assert job["state"] == "cancelled" and kid["state"] == "cancelled"
     assert kid["error"] == {"type": "Cancelled", "message": "cancelled with its parent"}
+
+
+async def test_a_fail_fast_child_fails_a_parent_between_attempts_and_takes_it_out_of_line(
+    store: JobStore, redis
+) -> None:
+    from jobcast.tree import TreePlace, child_id
+
+    parent = uuid.uuid4().hex
+    await store.create(parent, Submission("demo", {}))
+    await store.publish(parent, EventType.STARTED, attempt=1)
+    child = child_id(parent, 0)
+    place = TreePlace(parent=parent, fail_fast=True)
+    await store.create_many([store.create_call(child, Submission("demo", {}), tree=place)])
+    # Its first part failed after making the child, and waits in line for its next attempt.
+    await store.publish(parent, EventType.RETRYING, attempt=1, error={"type": "E", "message": "m"})
+    queue = store.keys.queue(Priority.DEFAULT.value)
+    await redis.zadd(queue, {parent: time.time() * 1000 + 60_000})
+    await store.publish(child, EventType.STARTED, attempt=1)
+    await store.publish(child, EventType.FAILED, attempt=1, error={"type": "E", "message": "m"})
+    job = await store.snapshot(parent)
+    assert job is not None and job["state"] == "failed" and job["error"]["type"] == "ChildFailed"
+    assert await redis.zscore(queue, parent) is None

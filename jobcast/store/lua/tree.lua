@@ -151,7 +151,12 @@ end
 local function fail_parent(id, p, why)
   local error = cjson.encode({type = 'ChildFailed', message = why})
   publish(job_keys(id, p.owner), own_event(id, L.event.failed, L.state.failed, p.attempt, error))
-  if p.state == L.state.running then redis.call('PUBLISH', L.cancel_channel, id) end
+  if p.state == L.state.running then
+    redis.call('PUBLISH', L.cancel_channel, id)
+  elseif is_waiting(p.state) then
+    -- Between attempts of its first part: out of its queue, as a cancelled job leaves it.
+    dequeue(redis.call('HGET', L.job_prefix .. id, 'priority'), id, p.owner)
+  end
 end
 
 -- What child event `e` (the child's record fields `f`, read by publish) does to its parent.
