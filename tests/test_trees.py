@@ -272,6 +272,10 @@ async def test_a_submitted_tree_runs_its_parent_after_its_children_and_a_chain_i
         done = await ended(session, web.url, last["id"])
         assert done["state"] == "failed" and done["error"]["type"] == "ChildFailed"
         assert done["started_at"] is None
+        # Retried alone it would run without its links: its failed parts are what to retry.
+        async with session.post(f"{web.url}/api/jobs/{done['id']}/retry") as response:
+            problem = await response.json()
+            assert response.status == 409 and "children/retry" in problem["detail"], problem
 
 
 async def test_trees_past_their_limits_are_refused_whole(spawn) -> None:

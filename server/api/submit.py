@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -31,6 +31,7 @@ from jobcast.errors import (
 from jobcast.files.local import safe_name
 from jobcast.kind import Kind
 from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
+from jobcast.redis.client import awaited
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.trees import TreeNode, check_shape, plan_tree, unchain
 from jobcast.server.http.bodies import JOB_ID, json_response, read_json
@@ -594,6 +595,20 @@ async def discard_files_unless_created(app: web.Application, job_id: str) -> Asy
 
 async def retry(app: web.Application, old: Snapshot) -> Submitted:
     """Submit a new job like `old` (a failed or cancelled job), linked both ways."""
+    store = app[STORE]
+    # bytes: redis-py types replies as str, which they are only with decode_responses.
+    submitted_with_children = old["children"] and (
+        cast(bytes | None, await awaited(store.redis.hget(store.keys.job(old["id"]), "after_children")))
+        == b"run"
+    )
+    if submitted_with_children:
+        # Submitted with its children, it would run again without them: its parts are what to retry.
+        raise Problem(
+            409,
+            "a job submitted with children is not retried alone; retry its failed parts "
+            f"(POST /api/jobs/{old['id']}/children/retry)",
+            slug="conflict",
+        )
     kind = app[KINDS].get(old["kind"] or "")
     if kind is None:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
