@@ -134,14 +134,20 @@ def continuations(runs: Path, ids: list[str]) -> dict[str, int]:
     }
 
 
-async def test_a_thousand_parents_of_five_never_deadlock_two_workers(spawn, tmp_path: Path) -> None:
+async def counted(spawn, tmp_path: Path) -> tuple[Any, Path, dict[str, str], list[Any]]:
+    """A web and two workers whose continuations each leave a line in a file of the job's name
+    (the tree kinds' TREE_RUNS_DIR): the web, that folder, the environment, the workers."""
     runs = tmp_path / "runs"
     runs.mkdir()
     env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
     web = spawn("web", **env)
-    spawn("worker", **env)
-    spawn("worker", **env)
+    workers = [spawn("worker", **env), spawn("worker", **env)]
     await web.wait_http()
+    return web, runs, env, workers
+
+
+async def test_a_thousand_parents_of_five_never_deadlock_two_workers(spawn, tmp_path: Path) -> None:
+    web, runs, _, _ = await counted(spawn, tmp_path)
     async with aiohttp.ClientSession() as session:
         ids = await submit_parents(session, web.url, 1000, {"children": 5})
         # Twenty slots, a thousand parents: a parent that held its slot while it waited would
@@ -155,13 +161,7 @@ async def test_a_thousand_parents_of_five_never_deadlock_two_workers(spawn, tmp_
 
 
 async def test_trees_survive_a_killed_worker_and_a_redis_restart(spawn, tmp_path: Path, redis_server) -> None:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
-    web = spawn("web", **env)
-    doomed = spawn("worker", **env)
-    spawn("worker", **env)
-    await web.wait_http()
+    web, runs, env, (doomed, _) = await counted(spawn, tmp_path)
     async with aiohttp.ClientSession() as session:
         # A fifth of a second a child: the whole lot takes some ten seconds on twenty slots.
         ids = await submit_parents(session, web.url, 200, {"children": 5, "steps": 4, "step_ms": 50})
@@ -188,13 +188,7 @@ async def test_trees_survive_a_killed_worker_and_a_redis_restart(spawn, tmp_path
 
 
 async def test_a_batch_of_500_runs_its_completion_once_with_the_counts(spawn, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    env = {**KINDS, "TREE_RUNS_DIR": str(runs)}
-    web = spawn("web", **env)
-    spawn("worker", **env)
-    spawn("worker", **env)
-    await web.wait_http()
+    web, runs, _, _ = await counted(spawn, tmp_path)
     items = [{"kind": "leaf", "params": {"value": i, "fail": i % 50 == 7}} for i in range(500)]
     body = {"items": items, "completion": {"kind": "gather"}}
     async with aiohttp.ClientSession() as session:
