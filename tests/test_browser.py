@@ -290,7 +290,9 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
     worker_ = spawn("worker", JOBCAST_WORKER_MAX_JOBS="3", **beat)
     await web_.wait_http()
     async with aiohttp.ClientSession(web_.url) as session:
-        job = await submit(session, "/api/jobs", demo(40, 100))
+        # Both run longer than the page's refresh (3 s), the first until the page has shown the
+        # second, on a loaded machine too.
+        job = await submit(session, "/api/jobs", demo(120, 100))
         await page.goto(web_.url + "/workers")
         panel = page.locator(".worker").first
         await expect(panel.locator(".pid")).to_have_text(str(worker_.process.pid), timeout=TIMEOUT_MS)
@@ -303,13 +305,13 @@ async def test_the_workers_page_shows_each_worker_its_jobs_live_and_a_lost_one_a
         started = (await get_json(session, f"/api/jobs/{job['id']}"))["started_at"]
         since = panel.locator(f'[data-job-id="{job["id"]}"] .job-started time')
         await expect(since).to_have_attribute("datetime", started)
+        first = float(await bar.get_attribute("value") or 0)
         # A job that starts while the page is open comes from the page's refresh, said the same way.
-        later = await submit(session, "/api/jobs", demo(40, 100))
+        later = await submit(session, "/api/jobs", demo(60, 100))
         item = panel.locator(f'[data-job-id="{later["id"]}"]')
         await expect(item.locator(".job-started time")).to_have_attribute(
             "datetime", re.compile(r"^\d{4}-\d\d-\d\dT"), timeout=TIMEOUT_MS
         )
-        first = float(await bar.get_attribute("value") or 0)
         await page.wait_for_function(
             f"() => document.querySelector('[data-job-id=\"{job['id']}\"] progress').value > {first}",
             timeout=TIMEOUT_MS,
