@@ -58,12 +58,19 @@ TIMEOUT_RESPONSE = (
 )
 
 
+# How long a connection refused for slow headers is read (and what comes dropped) before it is
+# closed, so that its answer is not lost to a reset.
+LINGER_S = 2.0
+
+
 class Handler(RequestHandler):
     """aiohttp's request handler (one per connection), with the header-read timeout and the
     problem+json answer to unparseable requests."""
 
     header_timeout_s: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    # The request timed out: its answer is written, and the connection lingers until it closes.
+    _refused = False
     # Set by a stream for as long as it runs (server/transports/sse.py): a client that hangs up ends its
     # stream at once, rather than at the next heartbeat write, which is when aiohttp would notice.
     on_connection_lost: Callable[[], None] | None = None
@@ -73,6 +80,8 @@ class Handler(RequestHandler):
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # what a refused client still sends is read and dropped (see _headers_too_slow)
         waiting_for_request = self._waiter is not None and not self._waiter.done()
         super().data_received(data)
         if self._messages:  # a request's headers are in (or the parser gave up on them)
@@ -105,7 +114,14 @@ class Handler(RequestHandler):
         body = dumps(Problem(408, detail, slug="request-timeout").document())
         self.transport.write(TIMEOUT_RESPONSE % (len(body), body))
         log.info("closed a connection whose request headers were too slow")
-        self.force_close()
+        # A lingering close: closing a socket that has unread bytes, or that receives more, makes
+        # the kernel send a reset, which can destroy the answer before the client reads it (a
+        # trickling client sends a byte every moment). Half-close, keep reading and dropping what
+        # comes, then close.
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._loop.call_later(LINGER_S, self.force_close)
 
     def handle_error(
         self,
