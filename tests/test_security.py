@@ -103,7 +103,8 @@ async def test_an_owner_sees_and_touches_only_their_own_jobs_and_an_admin_all(ow
         assert (await ws.receive_json())["code"] == "not_found"
     # A can; so can an admin, who sees B's jobs as well.
     assert await status_of(a, "GET", f"{url}/api/jobs/{jid}/result") == 200
-    other = await submitted(b, url)
+    # Long enough to be there still to cancel (a 30 ms job may end before the admin asks).
+    other = await submitted(b, url, demo(100, 100))
     async with aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin:
         async with admin.get(url + "/api/jobs") as response:
             listed = {j["id"] for j in (await response.json())["jobs"]}
