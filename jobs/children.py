@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -37,7 +38,7 @@ class Spawner:
         self._index = 0
         self.made = 0
 
-    async def spawn_many(self, children: list[Child] | Any) -> list[str]:
+    async def spawn_many(self, children: Sequence[Child]) -> list[str]:
         if self._record.after_children is not None:
             raise RuntimeError("only a job's first part makes children; its continuation reads them")
         calls = []
