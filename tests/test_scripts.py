@@ -7,7 +7,10 @@ worker do, with named keys and arguments, and read Redis to see what each left b
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -253,6 +256,34 @@ async def test_the_layout_written_into_each_script_is_what_its_json_decodes_to(s
         assert orjson.loads(await built()) == value
     with pytest.raises(TypeError):
         lua_table({"unset": None})  # nil in Lua, where cjson.decode gives a truthy cjson.null
+
+
+def test_every_process_sends_redis_the_same_scripts(settings) -> None:
+    """Redis keeps every script it is sent until it restarts: were a script's source to differ
+    from one process to the next (its layout in a set's order, say, which string hashing changes
+    per process), every restarted web or worker process would add its scripts to Redis's memory."""
+    program = (
+        "import json, sys\n"
+        "from redis.asyncio import Redis\n"
+        "from jobcast.protocol import Keys\n"
+        "from jobcast.settings import Settings\n"
+        "from jobcast.store.scripts import Scripts\n"
+        "settings = Settings(redis_url='redis://unused', key_prefix=sys.argv[1])\n"
+        "scripts = Scripts(Redis(), Keys(settings.key_prefix), settings)\n"
+        "print(json.dumps({name: script.sha for name, script in scripts._scripts.items()}))\n"
+    )
+    shas = [
+        orjson.loads(
+            subprocess.run(
+                [sys.executable, "-c", program, settings.key_prefix],
+                env={**os.environ, "PYTHONHASHSEED": seed},
+                capture_output=True,
+                check=True,
+            ).stdout
+        )
+        for seed in ("1", "2", "3")
+    ]
+    assert shas[0] == shas[1] == shas[2]
 
 
 async def test_the_started_event_a_claim_publishes_is_the_one_a_worker_would(store) -> None:

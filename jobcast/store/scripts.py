@@ -194,7 +194,12 @@ def lua_table(value: Any) -> str:
     if isinstance(value, str):
         return '"' + "".join(_LUA_CHARS[byte] for byte in value.encode()) + '"'
     if isinstance(value, dict):
-        return "{" + ",".join(f"[{lua_table(str(k))}]={lua_table(v)}" for k, v in value.items()) + "}"
+        # Keys sorted: a dict built from a set (the terminal states, the names a script reads) is in
+        # an order each process's string hashing picks, and so would the source and its SHA be.
+        # Redis keeps every script it is sent until it restarts: each restarted process would add
+        # its scripts again.
+        items = sorted(((str(k), v) for k, v in value.items()), key=lambda item: item[0])
+        return "{" + ",".join(f"[{lua_table(k)}]={lua_table(v)}" for k, v in items) + "}"
     if isinstance(value, list | tuple):
         return "{" + ",".join(lua_table(item) for item in value) + "}"
     # None would be nil, where cjson.decode gives a (truthy) cjson.null: refuse it.
