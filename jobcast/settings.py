@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobcast.limits import Rate
+from jobcast.redis.keyslots import hash_tag, is_cluster_url
 
 # A path of one or more segments, without a trailing slash ("" for the root).
 # The shortest JOBCAST_SECRET accepted: 256 bits, as the hash that signs with it.
@@ -89,12 +90,16 @@ class Settings(ProcessSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "JOBCAST_REDIS_URL"),
         description="The Redis server: `redis://`, `rediss://` or `unix://`; or a primary found through "
-        "Sentinel: `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`.",
+        "Sentinel: `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`; or a Redis "
+        "Cluster: `redis+cluster://[[user]:password@]host:port[,host:port...]` (`rediss+cluster://` "
+        "for TLS), where every key goes to the slot of the key prefix's hash tag.",
     )
     # Pub/sub channels are global to a Redis server (not per database), hence a prefix for both.
     key_prefix: str = Field(
         default="jobcast",
-        description="Prefix of every Redis key and pub/sub channel: two deployments can share one Redis.",
+        description="Prefix of every Redis key and pub/sub channel: two deployments can share one Redis. "
+        "On a Redis Cluster it is a hash tag (`jobcast` is used as `{jobcast}`), so that the "
+        "deployment's keys share one slot.",
     )
     queue_name: str = Field(
         default="jobcast:queue",
@@ -634,6 +639,14 @@ class Settings(ProcessSettings):
         """How long a worker counts as alive after its last heartbeat: one late or lost heartbeat
         (a busy loop, a Redis blip) must not make it look gone."""
         return MISSED_HEARTBEATS * self.worker_heartbeat_s
+
+    @property
+    def redis_key_prefix(self) -> str:
+        """The prefix of every key and channel in Redis: `key_prefix`, and on a Redis Cluster with a
+        hash tag (`{jobcast}`) unless it has one, so that all of them map to one slot."""
+        if is_cluster_url(self.redis_url) and not hash_tag(self.key_prefix):
+            return "{" + self.key_prefix + "}"
+        return self.key_prefix
 
     @property
     def fair_turns(self) -> bool:

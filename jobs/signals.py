@@ -106,7 +106,7 @@ async def listen_for_signals(
 
     while True:
         try:
-            conn = await _subscribed(redis_url, on_message, (cancel_channel, wake_channel))
+            conn = await _subscribed(redis_url, keys.prefix, on_message, (cancel_channel, wake_channel))
         except (OSError, TimeoutError) as e:
             delay = backoff.next_s()
             log.warning("signal listener cannot reach Redis (%s); retrying in %.1fs", e, delay)
@@ -123,7 +123,7 @@ async def listen_for_signals(
 
 
 async def _subscribed(
-    redis_url: str, on_message: Callable[[bytes, bytes], None], channels: tuple[bytes, ...]
+    redis_url: str, key_prefix: str, on_message: Callable[[bytes, bytes], None], channels: tuple[bytes, ...]
 ) -> PubSubProtocol:
     """A pub/sub connection whose subscriptions Redis has confirmed (so no wakeup sent after this
     returns is missed); ConnectionError or TimeoutError otherwise."""
@@ -136,7 +136,9 @@ async def _subscribed(
         if confirmed.issuperset(channels) and not all_confirmed.done():
             all_confirmed.set_result(None)
 
-    conn = await connect_pubsub(redis_url, on_message, on_subscribed, name="jobcast-worker-signals")
+    conn = await connect_pubsub(
+        redis_url, on_message, on_subscribed, name="jobcast-worker-signals", key_prefix=key_prefix
+    )
     try:
         conn.subscribe(channels)
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):

@@ -416,6 +416,7 @@ def create_worker(settings: Settings) -> JobcastWorker:
         client_class=ArqRedis,
         retries=settings.worker_redis_retries,
         max_connections=settings.redis_max_connections,
+        key_prefix=settings.redis_key_prefix,
     )
     store = JobStore(redis, settings)
     storage = create_storage(settings)  # started with the worker (startup)

@@ -67,7 +67,10 @@ from jobcast.tasks import cancel_and_wait
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = create_redis(
-        settings.redis_url, retries=settings.redis_retries, max_connections=settings.redis_max_connections
+        settings.redis_url,
+        retries=settings.redis_retries,
+        max_connections=settings.redis_max_connections,
+        key_prefix=settings.redis_key_prefix,
     )
     app[REDIS] = redis
     app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix, app[TOKENS]))

@@ -201,7 +201,7 @@ async def check_workers(settings: Settings, timeout_s: float = 2.0) -> int:
     from jobcast.redis.client import create_redis
     from jobcast.store.jobs import JobStore
 
-    redis = create_redis(settings.redis_url, retries=0)
+    redis = create_redis(settings.redis_url, retries=0, key_prefix=settings.redis_key_prefix)
     try:
         async with asyncio.timeout(timeout_s):
             workers = await live_workers(JobStore(redis, settings), settings.worker_ttl_s)

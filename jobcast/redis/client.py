@@ -5,7 +5,9 @@ command.
 Redis Sentinel: `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`. The
 sentinels are asked for the service's primary whenever a connection is made, so the command
 clients, the web's pub/sub relay and the workers all follow a failover; a connection still open
-to a primary that was demoted (it answers READONLY) is dropped and made again.
+to a primary that was demoted (it answers READONLY) is dropped and made again. A Redis Cluster,
+`redis+cluster://host:port[,host:port...]`, is followed the same way: each connection goes to the
+primary serving the deployment's slot (jobcast/redis/cluster.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
+
+from jobcast.redis.cluster import (
+    ClusterTarget,
+    SlotConnection,
+    SlotSSLConnection,
+    cluster_target,
+    prefix_slot,
+)
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -114,7 +124,12 @@ def _pack_with_hiredis(pool: ConnectionPool) -> None:
 
 @overload
 def create_redis(
-    url: str, *, retries: int = ..., max_connections: int = ..., pool_timeout_s: float = ...
+    url: str,
+    *,
+    retries: int = ...,
+    max_connections: int = ...,
+    pool_timeout_s: float = ...,
+    key_prefix: str | None = ...,
 ) -> Redis: ...
 
 
@@ -126,6 +141,7 @@ def create_redis(
     retries: int = ...,
     max_connections: int = ...,
     pool_timeout_s: float = ...,
+    key_prefix: str | None = ...,
 ) -> R: ...
 
 
@@ -136,6 +152,7 @@ def create_redis(
     retries: int = 3,
     max_connections: int = 64,
     pool_timeout_s: float = 5.0,
+    key_prefix: str | None = None,
 ) -> Redis:
     """One client (and its pool) for commands, of `client_class`; in a worker, arq and the job store
     share it.
@@ -146,7 +163,10 @@ def create_redis(
 
     The pool holds at most `max_connections`: past that a command waits up to `pool_timeout_s`
     for one to come free (then fails like any Redis error), so a burst cannot open connections
-    without bound, and Redis's own client limit is left to other processes."""
+    without bound, and Redis's own client limit is left to other processes.
+
+    A `redis+cluster://` URL needs `key_prefix` (`Settings.redis_key_prefix`): its hash tag's slot
+    is where every connection goes (jobcast/redis/cluster.py)."""
     options: dict[str, Any] = {
         "max_connections": max_connections,
         "timeout": pool_timeout_s,
@@ -162,6 +182,10 @@ def create_redis(
         "socket_keepalive": True,
         "health_check_interval": 15,
     }
+    if (cluster := cluster_target(url)) is not None:
+        if key_prefix is None:
+            raise ValueError("a redis+cluster:// client needs the key prefix whose slot it serves")
+        return _slot_client(cluster, client_class, prefix_slot(key_prefix), options)
     target = sentinel_target(url)
     if target is None:
         pool = BlockingConnectionPool.from_url(url, **options)
@@ -179,3 +203,18 @@ def create_redis(
     )
     _pack_with_hiredis(client.connection_pool)
     return cast(Redis, client)
+
+
+def _slot_client(
+    cluster: ClusterTarget, client_class: type[Redis], slot: int, options: dict[str, Any]
+) -> Redis:
+    """A client whose connections go to the primary serving `slot`, found anew by each."""
+    pool = BlockingConnectionPool(
+        connection_class=_packing_with_hiredis(SlotSSLConnection if cluster.tls else SlotConnection),
+        cluster=cluster,
+        slot=slot,
+        username=cluster.username,
+        password=cluster.password,
+        **options,
+    )
+    return client_class.from_pool(pool)

