@@ -649,6 +649,11 @@ class Settings(ProcessSettings):
         return self.key_prefix
 
     @property
+    def sharded_pubsub(self) -> bool:
+        """Whether channels are sharded (`SPUBLISH`, `SSUBSCRIBE`): on a cluster."""
+        return is_cluster_url(self.redis_url)
+
+    @property
     def fair_turns(self) -> bool:
         """Whether owners take turns: only in owner mode, where jobs have owners."""
         return self.fair_owners and self.secret is not None

@@ -33,9 +33,16 @@ class PubSubProtocol(asyncio.Protocol):
         self,
         on_message: Callable[[bytes, bytes], None],
         on_subscribed: Callable[[bytes], None],
+        *,
+        sharded: bool = False,
     ) -> None:
         self._on_message = on_message
         self._on_subscribed = on_subscribed
+        # Sharded pub/sub (a cluster's SSUBSCRIBE): Redis itself unsubscribes the connection from
+        # a channel whose slot moves to another node; the channels this connection asked to leave
+        # are told apart from those.
+        self.sharded = sharded
+        self._leaving: set[bytes] = set()
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
         self._pong: asyncio.Future[None] | None = None
@@ -57,12 +64,17 @@ class PubSubProtocol(asyncio.Protocol):
         while (reply := self._reader.gets()) is not False:
             if type(reply) is list:
                 kind = reply[0]
-                if kind == b"message":
+                if kind == b"message" or kind == b"smessage":
                     self._on_message(reply[1], reply[2])
-                elif kind == b"subscribe":
+                elif kind == b"subscribe" or kind == b"ssubscribe":
                     self._on_subscribed(reply[1])
                 elif kind == b"pong":
                     self._got_pong()
+                elif kind == b"sunsubscribe" and not self._left(reply[1]):
+                    # The slot moved (a failover or a migration): the channel is served elsewhere
+                    # now. Closed, so that its owner connects anew and resumes from history.
+                    log.warning("pub/sub channel %r moved to another node; reconnecting", reply[1])
+                    self.close()
             elif isinstance(reply, hiredis.ReplyError):
                 # AUTH refused, or a command Redis rejects: this connection is of no use.
                 self.error = str(reply)
@@ -80,12 +92,23 @@ class PubSubProtocol(asyncio.Protocol):
             self._transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]  # hiredis's stub wants a 1-tuple
 
     def subscribe(self, channels: Iterable[bytes]) -> None:
-        self._in_chunks("SUBSCRIBE", list(channels))
+        self._in_chunks("SSUBSCRIBE" if self.sharded else "SUBSCRIBE", list(channels))
 
     def unsubscribe(self, channels: Iterable[bytes]) -> None:
-        self._in_chunks("UNSUBSCRIBE", list(channels))
+        channels = list(channels)
+        if self.sharded:
+            self._leaving.update(channels)
+        self._in_chunks("SUNSUBSCRIBE" if self.sharded else "UNSUBSCRIBE", channels)
+
+    def _left(self, channel: bytes) -> bool:
+        """Whether this connection asked to leave `channel` (and now has)."""
+        if channel in self._leaving:
+            self._leaving.discard(channel)
+            return True
+        return False
 
     def _in_chunks(self, command: str, channels: list[bytes]) -> None:
+        # A sharded command names channels of one slot at a time (here, always: the deployment's).
         for start in range(0, len(channels), _CHUNK):
             self.send(command, *channels[start : start + _CHUNK])
 
@@ -120,10 +143,14 @@ async def connect_pubsub(
         return PubSubProtocol(on_message, on_subscribed)
 
     if (cluster := cluster_target(url)) is not None:
+
+        def sharded() -> PubSubProtocol:
+            return PubSubProtocol(on_message, on_subscribed, sharded=True)
+
         if key_prefix is None:
             raise ValueError("a redis+cluster:// pub/sub connection needs the key prefix of its channels")
         try:
-            _, proto = await connect_to_slot(cluster, prefix_slot(key_prefix), factory, connect_timeout_s)
+            _, proto = await connect_to_slot(cluster, prefix_slot(key_prefix), sharded, connect_timeout_s)
         except RedisError as e:  # no node answers, or none names a primary yet: the caller retries
             raise ConnectionError(str(e)) from e
         credentials = [cluster.username] if cluster.username else []

@@ -130,6 +130,9 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
             "history": keys.feed().history,
             "position": keys.feed().position,
         },
+        # On a cluster, sharded pub/sub: a message goes to the nodes of its channel's slot (the
+        # deployment's), not over the cluster bus to every node.
+        "publish": "SPUBLISH" if settings.sharded_pubsub else "PUBLISH",
         "cancel_channel": keys.cancel_channel,
         "wake_channel": keys.wake_channel,
         "state": {s.value: s.value for s in State},

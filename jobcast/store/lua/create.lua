@@ -237,7 +237,7 @@ for i, item in ipairs(A.jobs) do
 end
 if created > 0 then
   -- Idle workers poll at once (a delayed job tells them when to poll next).
-  redis.call('PUBLISH', L.wake_channel, '')
+  redis.call(L.publish, L.wake_channel, '')
   -- Indexes forget jobs older than the retention (their records have expired by then).
   local horizon = '(' .. (NOW_MS - L.retention_s * 1000)
   local expired = redis.call('ZRANGEBYSCORE', L.index_all, '-inf', horizon)

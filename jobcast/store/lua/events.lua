@@ -157,7 +157,7 @@ local function feed_append(f, etype, id, json)
   else
     write_feed(f, {frecord})
   end
-  redis.call('PUBLISH', f.channel, frecord)
+  redis.call(L.publish, f.channel, frecord)
 end
 
 local function flush_writes()
@@ -275,7 +275,7 @@ local function publish(k, e)
   end
   -- Nobody can be subscribed to the channel of a job this call creates: its id is new, and nobody
   -- has it before the call answers.
-  if not e.new_job then redis.call('PUBLISH', k.channel, record) end
+  if not e.new_job then redis.call(L.publish, k.channel, record) end
   -- The dashboard feeds: every job's events (for admins), and the owner's jobs' (for the owner).
   -- State changes get a feed seq and a place in the feed's history (for resuming); progress is
   -- live only (it is superseded anyway).
@@ -290,7 +290,7 @@ local function publish(k, e)
   end
   if e.type == L.event.progress then
     local live = '0\n' .. e.type .. '\n' .. e.id .. '\n' .. json
-    for _, f in ipairs(feeds) do redis.call('PUBLISH', f.channel, live) end
+    for _, f in ipairs(feeds) do redis.call(L.publish, f.channel, live) end
     if f[10] then tree_event(e, state, f) end
   else
     for _, f in ipairs(feeds) do feed_append(f, e.type, e.id, json) end

@@ -16,5 +16,5 @@ for i = 1, #batch, 2 do
     moved = moved + 1
   end
 end
-if moved > 0 then redis.call('PUBLISH', L.wake_channel, '') end
+if moved > 0 then redis.call(L.publish, L.wake_channel, '') end
 return answer({status = S.ok, moved = moved, left = redis.call('ZCARD', parked_key)})

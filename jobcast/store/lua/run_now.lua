@@ -14,5 +14,5 @@ if L.fair then
   redis.call('ZADD', L.owner_queue_prefix[priority] .. owner, 'XX', now_score, A.id)
 end
 redis.call('HSET', K.job, 'run_at', A.now_iso, 'next_attempt_at', '')
-redis.call('PUBLISH', L.wake_channel, '')
+redis.call(L.publish, L.wake_channel, '')
 return answer({status = S.ok})

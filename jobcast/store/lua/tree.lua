@@ -103,7 +103,7 @@ local function cancel_job(k, id, e)
   if is_terminal(state) then return {status = S.ended, state = state} end
   redis.call('HSET', k.job, 'cancel_requested', NOW_MS)
   if state == L.state.running then
-    redis.call('PUBLISH', L.cancel_channel, id)
+    redis.call(L.publish, L.cancel_channel, id)
     return {status = S.cancel_requested}
   end
   e.type, e.state, e.fence = L.event.cancelled, L.state.cancelled, -1
@@ -143,7 +143,7 @@ local function continue_parent(id, p)
   e.fields = {'attempts_before', p.attempt}
   publish(job_keys(id, p.owner), e)
   enqueue(job[1], clock_score(L.queue_clock, NOW_MS), id, p.owner)
-  redis.call('PUBLISH', L.wake_channel, '')
+  redis.call(L.publish, L.wake_channel, '')
 end
 
 -- A child that fails with the fail-fast policy fails its parent at once (the parent's end then
@@ -152,7 +152,7 @@ local function fail_parent(id, p, why)
   local error = cjson.encode({type = 'ChildFailed', message = why})
   publish(job_keys(id, p.owner), own_event(id, L.event.failed, L.state.failed, p.attempt, error))
   if p.state == L.state.running then
-    redis.call('PUBLISH', L.cancel_channel, id)
+    redis.call(L.publish, L.cancel_channel, id)
   elseif is_waiting(p.state) then
     -- Between attempts of its first part: out of its queue, as a cancelled job leaves it.
     dequeue(redis.call('HGET', L.job_prefix .. id, 'priority'), id, p.owner)
