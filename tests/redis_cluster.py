@@ -120,6 +120,31 @@ class LocalCluster:
                     return next(n for n in self.nodes if n.port == int(primary[1]))
         raise LookupError(f"no primary serves slot {slot}")
 
+    async def migrate(self, key: str, to: ClusterNode) -> int:
+        """Move `key`'s slot, and every key in it, to primary `to` while clients keep using it
+        (as `valkey-cli --cluster reshard` moves each slot); how many keys moved."""
+        slot = key_slot(key.encode())
+        source = await self.primary_of(key)
+        ids = {}
+        for node in (source, to):
+            async with node.client() as client:
+                ids[node.port] = (await client.execute_command("CLUSTER MYID")).decode()
+        async with source.client() as src, to.client() as dst:
+            await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.port])
+            await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[to.port])
+            moved = 0
+            while keys := await src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                await src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+            await dst.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[to.port])
+            await src.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[to.port])
+        for node in self.nodes:
+            if node.process is not None and node not in (source, to):
+                async with node.client() as client:
+                    if (await client.info("replication"))["role"] == "master":
+                        await client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[to.port])
+        return moved
+
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()

@@ -10,9 +10,11 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from jobcast.protocol import new_job_id, new_job_ids
+from jobcast.protocol import Keys, new_job_id, new_job_ids
 from jobcast.redis.client import HiredisPacking, create_redis
+from jobcast.redis.cluster import ClusterTarget, cluster_target
 from jobcast.redis.pubsub import connect_pubsub
+from jobcast.settings import Settings
 
 
 def test_commands_are_packed_as_redis_py_packs_them() -> None:
@@ -87,3 +89,26 @@ async def test_a_pubsub_connection_cancelled_before_redis_answers_is_closed() ->
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
+    target = cluster_target("rediss+cluster://ops:p%40ss@10.0.0.1:7000,[::1]:7001,redis-2")
+    assert target == ClusterTarget(
+        (("10.0.0.1", 7000), ("::1", 7001), ("redis-2", 6379)), username="ops", password="p@ss", tls=True
+    )
+    assert cluster_target("redis+cluster://:secret@h:1").password == "secret"  # type: ignore[union-attr]
+    assert cluster_target("redis://h:1/0") is None
+    with pytest.raises(ValueError, match="only database 0"):
+        cluster_target("redis+cluster://h:1/2")
+
+
+def test_on_a_cluster_the_key_prefix_is_a_hash_tag() -> None:
+    """Every key and channel of a deployment on a cluster maps to one slot: its prefix's tag."""
+    on_cluster = Settings(redis_url="redis+cluster://h:7000", key_prefix="jobcast")
+    assert on_cluster.redis_key_prefix == "{jobcast}" and on_cluster.sharded_pubsub
+    # A prefix with a tag of its own keeps it (two deployments on one slot, or one chosen slot).
+    assert Settings(redis_url="redis+cluster://h:7000", key_prefix="app:{jc}").redis_key_prefix == "app:{jc}"
+    # Anywhere else, keys are named as they always were.
+    single = Settings(redis_url="redis://h:6379/0", key_prefix="jobcast")
+    assert single.redis_key_prefix == "jobcast" and not single.sharded_pubsub
+    assert Keys(on_cluster.redis_key_prefix).job("a1") == "{jobcast}:job:a1"

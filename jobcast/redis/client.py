@@ -28,6 +28,7 @@ from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, T
 from jobcast.redis.cluster import (
     ClusterTarget,
     SlotConnection,
+    SlotRoute,
     SlotSSLConnection,
     cluster_target,
     prefix_slot,
@@ -211,8 +212,7 @@ def _slot_client(
     """A client whose connections go to the primary serving `slot`, found anew by each."""
     pool = BlockingConnectionPool(
         connection_class=_packing_with_hiredis(SlotSSLConnection if cluster.tls else SlotConnection),
-        cluster=cluster,
-        slot=slot,
+        route=SlotRoute(cluster, slot),
         username=cluster.username,
         password=cluster.password,
         **options,

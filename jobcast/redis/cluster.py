@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, ConnectionError, RedisError, TryAgainError
+from redis.exceptions import ConnectionError, RedisError, ResponseError
 
 from jobcast.redis.keyslots import CLUSTER_SCHEMES
 
@@ -103,27 +103,50 @@ def prefix_slot(prefix: str) -> int:
     return key_slot(prefix.encode())
 
 
+@dataclass(slots=True)
+class SlotRoute:
+    """Where a pool's connections go: the primary serving `slot`, and the address the last `MOVED`
+    named, tried first (cluster nodes learn of a moved slot one by one; the node that says
+    MOVED already knows)."""
+
+    cluster: ClusterTarget
+    slot: int
+    moved_to: tuple[str, int] | None = None
+
+    async def primary(self) -> tuple[str, int]:
+        return self.moved_to or await self.cluster.primary_for(self.slot)
+
+
 class SlotConnection(Connection):
     """A connection to whichever primary serves the deployment's slot when it connects."""
 
-    def __init__(self, *, cluster: ClusterTarget, slot: int, **kwargs: Any) -> None:
-        self.cluster, self.slot = cluster, slot
+    def __init__(self, *, route: SlotRoute, **kwargs: Any) -> None:
+        self.route = route
         super().__init__(**kwargs)
 
     async def _connect(self) -> None:
-        self.host, self.port = await self.cluster.primary_for(self.slot)
-        await super()._connect()
+        self.host, self.port = await self.route.primary()
+        try:
+            await super()._connect()
+        except OSError:
+            self.route.moved_to = None  # gone since: ask the cluster
+            raise
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().read_response(*args, **kwargs)
-        except AskError as e:  # MOVED too: the slot is served elsewhere now (failover, migration)
-            # Dropped, so that the command's retry connects to the slot's primary now.
+        except ResponseError as e:
+            # redis-py's plain parser raises a cluster's redirections as bare ResponseErrors.
+            word, _, rest = str(e).partition(" ")
+            if word == "MOVED":  # the slot is served elsewhere now (a failover, a migration)
+                host, _, port = rest.rpartition(" ")[2].rpartition(":")
+                self.route.moved_to = (host or self.host, int(port))
+            elif word not in ("ASK", "TRYAGAIN", "CLUSTERDOWN"):
+                raise
+            # A migration under way (ASK, TRYAGAIN), or no primary for the slot yet: dropped, so
+            # that the command's retry connects anew, after a backoff that lets it settle.
             await self.disconnect()
-            raise ConnectionError(f"the deployment's slot moved: {e}") from e
-        except (ClusterDownError, TryAgainError) as e:  # no primary for the slot yet, a migration
-            await self.disconnect()
-            raise ConnectionError(str(e)) from e
+            raise ConnectionError(f"the deployment's slot is moving: {e}") from e
 
 
 class SlotSSLConnection(SlotConnection, SSLConnection):
