@@ -28,6 +28,7 @@ from tests.helpers import (
     watch_to_end,
 )
 from tests.redis_cluster import LocalCluster
+from tests.test_security import OTHER_SERVICE_KEY, SECRET, SERVICE_KEY, bearer, key_entry
 
 
 @pytest.fixture
@@ -131,6 +132,41 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
         if node is not home and (await node.info("replication"))["role"] == "master":
             async with node.client() as client:
                 assert await client.dbsize() == 0
+
+
+async def test_owners_trees_and_output_streams_on_a_redis_cluster(cluster: LocalCluster, spawn) -> None:
+    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_SERVICE_KEY)]
+    owners = {"REDIS_URL": cluster.url, "JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": ",".join(keys)}
+    web = spawn("web", **owners)
+    spawn("worker", **owners)
+    await web.wait_http()
+    async with (
+        aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as shop,
+        aiohttp.ClientSession(headers=bearer(OTHER_SERVICE_KEY)) as billing,
+    ):
+        # A tree: the parent runs once its two children have.
+        tree = {**demo(2, 10), "children": [demo(3, 10), demo(3, 10)]}
+        root = await post_json(shop, f"{web.url}/api/jobs", tree, 202)
+        # Output streamed token by token, read whole once the job ends.
+        summary = {"kind": "summarize", "params": {"paragraphs": 2, "max_words": 20, "tokens_per_s": 200}}
+        writer = await post_json(shop, f"{web.url}/api/jobs", summary, 202)
+        events = await watch_to_end(shop, writer["id"], web.url)
+        chunks = "".join(e["data"] for e in events if e["type"] == "output" and e["stream"] == "output")
+        async with shop.get(f"{web.url}/api/jobs/{writer['id']}/output/output") as response:
+            assert response.status == 200 and await response.text() == chunks != ""
+        parent = await wait_for(lambda: ended(shop, web.url, root["id"]), timeout=30)
+        assert parent["state"] == "succeeded" and parent["children"]["succeeded"] == 2
+        # Only the owner sees its jobs, in the listing and in its feed.
+        for job_id in (root["id"], writer["id"]):
+            async with billing.get(f"{web.url}/api/jobs/{job_id}") as response:
+                assert response.status == 404
+        assert (await get_json(billing, f"{web.url}/api/jobs"))["jobs"] == []
+        listed = await get_json(shop, f"{web.url}/api/jobs?top_level=true")
+        assert {job["id"] for job in listed["jobs"]} == {root["id"], writer["id"]}
+        (snapshot,) = await read_sse(shop, f"{web.url}/api/events", stop_after=1)
+        assert {job["id"] for job in snapshot.data["jobs"]} >= {root["id"], writer["id"]}
+        (nothing,) = await read_sse(billing, f"{web.url}/api/events", stop_after=1)
+        assert nothing.data["jobs"] == []
 
 
 def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
