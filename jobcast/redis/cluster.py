@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+import hiredis
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError, RedisError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
 from jobcast.redis.keyslots import CLUSTER_SCHEMES
 
@@ -42,40 +42,45 @@ class ClusterTarget:
         says. Raises ConnectionError when no node answers or none knows of a primary for it."""
         errors = []
         for host, port in self.nodes:
-            client = Redis(
-                host=host,
-                port=port,
-                username=self.username,
-                password=self.password,
-                ssl=self.tls,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-            )
             try:
-                ranges = await client.execute_command("CLUSTER SLOTS")
-            except (RedisError, OSError) as e:
-                errors.append(f"{host}:{port}: {e}")
+                async with asyncio.timeout(timeout_s):
+                    ranges = await self._ask(host, port, "CLUSTER", "SLOTS")
+            except (OSError, TimeoutError, ResponseError) as e:
+                errors.append(f"{host}:{port}: {e or type(e).__name__}")
                 continue
-            finally:
-                await client.aclose()
-            for start, end, primary, *_ in _slot_ranges(ranges):
+            for start, end, primary, *_ in ranges:
                 if start <= slot <= end:
                     # An empty host means "the address you reached me at".
-                    return (_text(primary[0]) or host, int(primary[1]))
+                    return (primary[0].decode() or host, int(primary[1]))
             errors.append(f"{host}:{port}: no primary serves slot {slot}")
         raise ConnectionError("no cluster node named a primary: " + "; ".join(errors))
 
-
-def _slot_ranges(reply: Any) -> list[list[Any]]:
-    # redis-py parses CLUSTER SLOTS into a dict for its own cluster client; the raw reply (a
-    # list of [start, end, primary, replicas...]) is what other clients of the command get.
-    if isinstance(reply, dict):
-        return [[start, end, value["primary"]] for (start, end), value in reply.items()]
-    return list(reply)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    async def _ask(self, host: str, port: int, *command: str) -> Any:
+        """One command's answer from one node, on a connection of its own: a plain stream, closed
+        in `finally` whatever happens (a client library's connection cancelled while it connects
+        can be left to the garbage collector, after its event loop has closed)."""
+        tls = ssl.create_default_context() if self.tls else None
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
+        try:
+            commands: list[tuple[str, ...]] = []
+            if self.password:
+                commands.append(("AUTH", *([self.username] if self.username else []), self.password))
+            commands.append(command)
+            writer.write(b"".join(hiredis.pack_command(c) for c in commands))  # type: ignore[arg-type]
+            parser = hiredis.Reader(replyError=ResponseError)
+            replies: list[Any] = []
+            while len(replies) < len(commands):
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionResetError("closed before it answered")
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    if isinstance(reply, ResponseError):
+                        raise reply
+                    replies.append(reply)
+            return replies[-1]
+        finally:
+            writer.close()
 
 
 def cluster_target(url: str) -> ClusterTarget | None:
