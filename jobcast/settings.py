@@ -649,8 +649,9 @@ class Settings(ProcessSettings):
         return self.key_prefix
 
     @property
-    def sharded_pubsub(self) -> bool:
-        """Whether channels are sharded (`SPUBLISH`, `SSUBSCRIBE`): on a cluster."""
+    def redis_cluster(self) -> bool:
+        """Whether Redis is a cluster: channels are sharded (`SPUBLISH`, `SSUBSCRIBE`), and every
+        script keeps to the deployment's slot."""
         return is_cluster_url(self.redis_url)
 
     @property

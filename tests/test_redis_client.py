@@ -105,10 +105,10 @@ def test_a_cluster_url_names_its_nodes_credentials_and_tls() -> None:
 def test_on_a_cluster_the_key_prefix_is_a_hash_tag() -> None:
     """Every key and channel of a deployment on a cluster maps to one slot: its prefix's tag."""
     on_cluster = Settings(redis_url="redis+cluster://h:7000", key_prefix="jobcast")
-    assert on_cluster.redis_key_prefix == "{jobcast}" and on_cluster.sharded_pubsub
+    assert on_cluster.redis_key_prefix == "{jobcast}" and on_cluster.redis_cluster
     # A prefix with a tag of its own keeps it (two deployments on one slot, or one chosen slot).
     assert Settings(redis_url="redis+cluster://h:7000", key_prefix="app:{jc}").redis_key_prefix == "app:{jc}"
     # Anywhere else, keys are named as they always were.
     single = Settings(redis_url="redis://h:6379/0", key_prefix="jobcast")
-    assert single.redis_key_prefix == "jobcast" and not single.sharded_pubsub
+    assert single.redis_key_prefix == "jobcast" and not single.redis_cluster
     assert Keys(on_cluster.redis_key_prefix).job("a1") == "{jobcast}:job:a1"

@@ -11,8 +11,10 @@ Python owns the Redis layout (`protocol.Keys`). A script never builds a key name
   the answer statuses (so a script's SHA depends on the deployment's key prefix and limits);
 - `ARGV[1]` is the call's named arguments, as JSON.
 
-Each script answers with a JSON object whose `status` is a `Status`. jobcast runs on one Redis
-server (or a primary with replicas), not a cluster: the dispatch script touches jobs it finds.
+Each script answers with a JSON object whose `status` is a `Status`. Scripts reach keys of many
+jobs (the dispatch script touches the jobs it finds), all under the deployment's prefix: on a
+Redis Cluster the prefix is a hash tag, so every key of every call is in one slot, and Redis
+enforces it (see `Scripts`).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def layout(keys: Keys, settings: Settings) -> dict[str, Any]:
         },
         # On a cluster, sharded pub/sub: a message goes to the nodes of its channel's slot (the
         # deployment's), not over the cluster bus to every node.
-        "publish": "SPUBLISH" if settings.sharded_pubsub else "PUBLISH",
+        "publish": "SPUBLISH" if settings.redis_cluster else "PUBLISH",
         "cancel_channel": keys.cancel_channel,
         "wake_channel": keys.wake_channel,
         "state": {s.value: s.value for s in State},
@@ -259,6 +261,11 @@ class Scripts:
         for name in SCRIPT_NAMES:
             source = _source(name)
             filled = source.replace("__LAYOUT__", lua_table(script_layout(full, source)), 1)
+            if settings.redis_cluster:
+                # A script that declares itself (Redis 7's shebang) may touch keys of one slot only:
+                # on a cluster, Redis then refuses any call that would reach a second slot, where it
+                # lets an undeclared script through as long as the keys are on the same node.
+                filled = "#!lua\n" + filled
             self._scripts[name] = redis.register_script(filled)
         self.redis = redis
 
