@@ -3,6 +3,7 @@ real app in-process, and real `jobcast worker` / `jobcast web` processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ from jobcast.server.http import server as http
 from jobcast.server.keys import SETTINGS
 from jobcast.settings import ProcessSettings, Settings
 from tests.helpers import JobcastProcess
+from tests.redis_cluster import LocalCluster
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +43,36 @@ def redis_up(redis_server: RedisProcess) -> RedisProcess:
     return redis_server
 
 
+# JOBCAST_TEST_REDIS=cluster: the tests' settings name a Redis Cluster the suite starts (three
+# primaries with a replica each) instead of its single server, and every test's prefix is a hash
+# tag. Scripts on a cluster declare themselves, so Redis refuses any call that would reach a key
+# outside the test's slot: the tests that run this way check every script they call for it.
+ON_CLUSTER = os.environ.get("JOBCAST_TEST_REDIS") == "cluster"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        asyncio.run(cluster.form())
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def settings(redis_up: RedisProcess, tmp_path: Path) -> Settings:
+def redis_url(request: pytest.FixtureRequest, redis_up: RedisProcess) -> str:
+    """The Redis the test's settings name: the suite's server, or its cluster."""
+    return request.getfixturevalue("redis_cluster").url if ON_CLUSTER else redis_up.url
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
     # A prefix of its own per test: tests never see each other's jobs or events.
     prefix = f"t{uuid.uuid4().hex[:8]}"
     return Settings(
-        redis_url=redis_up.url,
-        key_prefix=prefix,
+        redis_url=redis_url,
+        key_prefix="{" + prefix + "}" if ON_CLUSTER else prefix,
         heartbeat_s=1.0,
         shutdown_grace_s=5.0,
         retry_base_s=0.05,
@@ -162,7 +187,7 @@ async def client(aiohttp_client, settings: Settings) -> TestClient:  # type: ign
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[object]:
-    r = create_redis(settings.redis_url)
+    r = create_redis(settings.redis_url, key_prefix=settings.redis_key_prefix)
     yield r
     await r.aclose()
 

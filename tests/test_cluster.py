@@ -14,7 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
+from jobcast.protocol import new_job_id
+from jobcast.redis.client import create_redis
+from jobcast.settings import Settings
+from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import (
     demo,
     follow_sse,
@@ -39,6 +44,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
         yield formed
     finally:
         formed.stop()
+
+
+def cluster_prefix(cluster: LocalCluster, env: dict[str, str]) -> str:
+    """The prefix the processes given `env` use on `cluster` (a hash tag)."""
+    return Settings(redis_url=cluster.url, key_prefix=env["JOBCAST_KEY_PREFIX"]).redis_key_prefix
 
 
 async def ended(session: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any] | None:
@@ -102,6 +112,10 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
         done = await wait_for(lambda: ended(session, web.url, delayed["id"]))
         assert done["state"] == "succeeded"
         assert done["started_at"] >= done["run_at"], done
+        # Delayed an hour, then run now.
+        later = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "delay_s": 3600})
+        await post_json(session, f"{web.url}/api/jobs/{later['id']}/run-now", status=200)
+        assert (await wait_for(lambda: ended(session, web.url, later["id"])))["state"] == "succeeded"
         # Priorities: with the worker stopped, a high job submitted last starts first.
         worker.stop()
         low = await submit(session, f"{web.url}/api/jobs", {**demo(1, 0), "priority": "low"})
@@ -117,7 +131,7 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
         feed = await read_sse(session, f"{web.url}/api/events", headers=since, stop_after=4)
         assert [e.data["feed_seq"] for e in feed] == list(range(head - 3, head + 1))
     # Every key of the deployment is on the primary serving its prefix's slot, and only there.
-    prefix = "{" + env["JOBCAST_KEY_PREFIX"] + "}"
+    prefix = cluster_prefix(cluster, env)
     home = await cluster.primary_of(prefix)
     async with home.client() as client:
         keys = [key.decode() async for key in client.scan_iter(count=1000)]
@@ -169,6 +183,33 @@ async def test_owners_trees_and_output_streams_on_a_redis_cluster(cluster: Local
         assert nothing.data["jobs"] == []
 
 
+async def test_redis_refuses_a_jobcast_script_that_would_reach_a_second_slot(
+    cluster: LocalCluster, env
+) -> None:
+    settings = Settings(redis_url=cluster.url, key_prefix=env["JOBCAST_KEY_PREFIX"])
+    redis = create_redis(settings.redis_url, key_prefix=settings.redis_key_prefix)
+    try:
+        store = JobStore(redis, settings)
+        # Every script declares itself (`#!lua`): Redis then holds each call to one slot.
+        assert all(script.script.startswith("#!lua\n") for script in store.scripts._scripts.values())
+        home = await cluster.primary_of(settings.redis_key_prefix)
+        # A key of another slot that the same node serves: an undeclared script may reach it.
+        i = 0
+        while await cluster.primary_of(f"{{{i}}}") is not home:
+            i += 1
+        elsewhere = f"other{{{i}}}"
+        reach = "redis.call('GET', KEYS[1]) return redis.call('GET', ARGV[1])"
+        inside = f"{settings.redis_key_prefix}:x"
+        assert await redis.register_script(reach)(keys=[inside], args=[elsewhere]) is None
+        with pytest.raises(ResponseError, match="same slot"):
+            await redis.register_script("#!lua\n" + reach)(keys=[inside], args=[elsewhere])
+        # And a jobcast script works within it.
+        job_id = new_job_id()
+        assert (await store.create(job_id, Submission("demo", {})))["id"] == job_id
+    finally:
+        await redis.aclose()
+
+
 def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
     """An EventSource's view ends with the job's success, and between snapshots has no gap and
     no duplicate."""
@@ -186,7 +227,7 @@ def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
 async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(
     cluster: LocalCluster, spawn, env
 ) -> None:
-    prefix = "{" + env["JOBCAST_KEY_PREFIX"] + "}"
+    prefix = cluster_prefix(cluster, env)
     web = spawn("web", REDIS_URL=cluster.url)
     worker = spawn("worker", REDIS_URL=cluster.url)
     await web.wait_http()
@@ -227,7 +268,8 @@ async def test_web_and_workers_follow_a_cluster_failover(cluster: LocalCluster, 
     web = spawn("web", REDIS_URL=cluster.url)
     worker = spawn("worker", REDIS_URL=cluster.url, JOBCAST_LEASE_S="3")
     await web.wait_http()
-    home = await cluster.primary_of("{" + env["JOBCAST_KEY_PREFIX"] + "}")
+    prefix = cluster_prefix(cluster, env)
+    home = await cluster.primary_of(prefix)
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
         seen: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 3)]
@@ -244,7 +286,7 @@ async def test_web_and_workers_follow_a_cluster_failover(cluster: LocalCluster, 
         assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
             f"{proc.command}: {proc.log()[-2000:]}" for proc in (web, worker)
         )
-    assert (await cluster.primary_of("{" + env["JOBCAST_KEY_PREFIX"] + "}")) is not home
+    assert (await cluster.primary_of(prefix)) is not home
     for task in watchers:
         events, _ = task.result()
         assert_watched_to_the_end(events)

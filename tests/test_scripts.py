@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from jobcast.errors import IdempotentReplay, NotRetryable, TooManyWaiting
 from jobcast.jobs.arq_runtime import Claim, JobcastWorker
 from jobcast.protocol import EventType, Keys, Priority
+from jobcast.redis.pubsub import connect_pubsub
 from jobcast.store.jobs import JobStore, Submission
 from jobcast.store.records import RECORD_FIELDS, record_from
 from jobcast.store.scripts import Status, layout, lua_table
@@ -428,7 +429,7 @@ async def test_a_job_cancelled_while_its_attempt_ends_is_not_put_back(store) -> 
     assert await store.redis.zscore(store.keys.queue("default"), job_id) is None
 
 
-async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
+async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store, settings) -> None:
     waiting = await new_job(store)
     outcome = await store.cancel(waiting)
     assert outcome.cancelled
@@ -438,12 +439,22 @@ async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store) -> None:
     running = await new_job(store)
     await claim(store, "a")
     await store.publish(running, EventType.STARTED, attempt=1)
-    async with store.redis.pubsub() as pubsub:
-        await pubsub.subscribe(store.keys.cancel_channel)
-        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    # Heard as the workers hear it (sharded on a cluster).
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+    subscribed = asyncio.Event()
+    conn = await connect_pubsub(
+        settings.redis_url,
+        lambda _, data: heard.put_nowait(data),
+        lambda _: subscribed.set(),
+        key_prefix=store.keys.prefix,
+    )
+    try:
+        conn.subscribe([store.keys.cancel_channel.encode()])
+        await asyncio.wait_for(subscribed.wait(), 5)
         assert (await store.cancel(running)).requested
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-    assert message["data"] == running.encode()
+        assert await asyncio.wait_for(heard.get(), 5) == running.encode()
+    finally:
+        conn.close()
     assert await store.redis.hget(store.keys.job(running), "state") == b"running"
     assert not (await store.cancel(uuid.uuid4().hex)).found
 
