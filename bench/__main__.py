@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    cluster,
     footprint,
     frames,
     intake,
@@ -52,6 +53,7 @@ PARTS = (
     "search",
     "output",
     "trees",
+    "cluster",
     "soak",
 )
 # The soak runs 30 minutes: only when asked for by name (or as a short one with --quick).
@@ -135,6 +137,8 @@ def later_parts(
         ]
         results["output_memory"] = output.redis_memory(redis, workload.output_memory_mb)
         results["output_page"] = output.large_page(redis, workload.output_page_mb, workload.output_seconds)
+    if "cluster" in only:
+        results["cluster"] = cluster.drains(workload.drain_jobs, rounds)
     if "trees" in only:
         results["trees"] = trees.trees(redis, workload.tree_children, rounds)
     if "frames" in only:

@@ -86,7 +86,6 @@ async def _enqueue_and_wait(system: str, url: str, n: int, function: str, live: 
     from the first enqueue. `live`: each job its own submission, all at once while the workers
     drain (as saq's own enqueue always is here), rather than batches of 1,000."""
     if system.startswith("jobcast"):
-        redis = create_redis(url)
         owners = system != "jobcast"
         variant = VARIANTS.get(system.removeprefix("jobcast "), {})
         settings = Settings(
@@ -96,6 +95,7 @@ async def _enqueue_and_wait(system: str, url: str, n: int, function: str, live: 
             secret=SECRET if owners else None,
             fair_owners=variant.get("JOBCAST_FAIR_OWNERS", "true") == "true",
         )
+        redis = create_redis(url, key_prefix=settings.redis_key_prefix)
         store = JobStore(redis, settings)
         began = time.perf_counter()
         stop = asyncio.Event()

@@ -118,6 +118,7 @@ def table(results: dict[str, Any]) -> str:
         + progress_lines(results)
         + job_limits_lines(results)
         + jobs_live_lines(results)
+        + cluster_lines(results)
         + places_lines(results)
         + latency_lines(results)
         + limits_lines(results)
@@ -197,6 +198,40 @@ def jobs_live_lines(results: dict[str, Any]) -> list[str]:
         "workers x 10 drain"
     )
     return drain_table(title, rows, (("client_cpu_us_per_job", "client"),))
+
+
+def cluster_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("cluster")
+    if not rows:
+        return []
+    fields = ("jobs_per_s", "worker_cpu_us_per_job", "primary_cpu_us_per_job")
+    medians = median_rows(rows, fields)
+    replicas = median_rows([r for r in rows if "replica_cpu_us_per_job" in r], ("replica_cpu_us_per_job",))
+    cluster = median_rows(
+        [r for r in rows if r["system"] == "cluster"],
+        ("replica_cpu_us_per_job", "others_cpu_us_per_job", "other_primaries_commands"),
+    ).get("cluster", {})
+    single = medians.get("single server", {}).get("jobs_per_s") or 0
+    lines = [
+        "",
+        f"one Redis and a cluster: {rows[0]['jobs']:,} no-op jobs drained by 2 workers x 10, the "
+        "deployment on one slot (median of rounds; Redis CPU µs a job)",
+        f"{'system':<14} {'jobs/s':>8} {'workers':>8} {'primary':>8} {'replica':>8} {'vs single':>10}",
+    ]
+    for system, row in medians.items():
+        replica = replicas.get(system, {}).get("replica_cpu_us_per_job")
+        lines.append(
+            f"{system:<14} {row['jobs_per_s']:>8,.0f} {row['worker_cpu_us_per_job']:>8,.0f} "
+            f"{row['primary_cpu_us_per_job']:>8,.0f} {'' if replica is None else f'{replica:,.0f}':>8} "
+            f"{ratio(row['jobs_per_s'], single):>10}"
+        )
+    if cluster:
+        lines.append(
+            f"cluster: the other four nodes {cluster['others_cpu_us_per_job']:,.0f} µs a job; commands "
+            f"jobcast sent the other primaries: "
+            f"{cluster['other_primaries_commands']:,.0f} in the drain"
+        )
+    return lines
 
 
 # A drain's CPU a job, by whose: (field, column heading).

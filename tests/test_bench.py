@@ -58,6 +58,10 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert "413" in limits["body"] and "429" in limits["rate"] and "413" in limits["quota"]
     assert set(limits["bad"]) == {"400"} and "408" in limits["slow"]
     assert results["limits"]["healthz_ms"]["count"] > 0
+    # On a cluster, the drain ran on the slot's primary and sent the other primaries nothing.
+    cluster = [row for row in results["cluster"] if row["system"] == "cluster"]
+    assert cluster and all(row["jobs_per_s"] > 0 and row["other_primaries_commands"] == 0 for row in cluster)
+    assert {row["system"] for row in results["cluster"]} == {"single server", "with a replica", "cluster"}
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row

@@ -66,7 +66,8 @@ class ClusterTarget:
             if self.password:
                 commands.append(("AUTH", *([self.username] if self.username else []), self.password))
             commands.append(command)
-            writer.write(b"".join(hiredis.pack_command(c) for c in commands))  # type: ignore[arg-type]
+            packed = b"".join(hiredis.pack_command(c) for c in commands)  # type: ignore[arg-type]  # hiredis's stub wants a 1-tuple
+            writer.write(packed)
             parser = hiredis.Reader(replyError=ResponseError)
             replies: list[Any] = []
             while len(replies) < len(commands):
