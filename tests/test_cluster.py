@@ -138,10 +138,12 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
     assert keys and all(key.startswith(prefix) for key in keys), keys[:5]
     assert {key_slot(key.encode()) for key in keys} == {key_slot(prefix.encode())}
     # Events went out as sharded messages, which stay on the slot's nodes, not over the cluster
-    # bus to every node.
+    # bus to every node; the worker's signal listener hears them there.
     async with home.client() as client:
         commands = await client.info("commandstats")
+        listening = await client.execute_command("PUBSUB SHARDNUMSUB", f"{prefix}:wake")
     assert commands["cmdstat_spublish"]["calls"] > 0 and "cmdstat_publish" not in commands
+    assert dict(listening) == {f"{prefix}:wake".encode(): 1}
     for node in cluster.nodes:
         if node is not home and (await node.info("replication"))["role"] == "master":
             async with node.client() as client:
