@@ -6,6 +6,7 @@ one `JOBCAST_REDIS_SERVER` names, such as Debian's Redis 7.0), formed by its own
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from pathlib import Path
 
@@ -29,25 +30,38 @@ def cli_binary() -> str:
 
 
 def cluster_port() -> int:
-    """A free port whose cluster bus port (10,000 above it) is a port too."""
-    while (port := free_port()) > 55_000:
-        pass
-    return port
+    """A free port whose cluster bus port (10,000 above it) is free too."""
+    while True:
+        port = free_port()
+        if port > 55_000:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
 
 
 class ClusterNode:
     def __init__(self, tmp: Path, name: str) -> None:
-        self.port = cluster_port()
         self.dir = tmp / name
         self.dir.mkdir(parents=True)
         self.conf = self.dir / "node.conf"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.start_on_a_free_port()
+
+    def start_on_a_free_port(self) -> None:
+        """Start the node on ports free now (another process may take one before it binds it:
+        then `form` starts it again on others)."""
+        self.port = cluster_port()
         # A node is judged failed after a second: a failover takes a few seconds, not fifteen.
         self.conf.write_text(
             f'port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave ""\nappendonly no\n'
             "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 1000\n"
             "cluster-replica-validity-factor 0\nrepl-diskless-sync-delay 0\n"
         )
-        self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
@@ -84,7 +98,9 @@ class LocalCluster:
 
     async def form(self) -> None:
         for node in self.nodes:
-            await wait_for(lambda node=node: _answers(node), timeout=20, what=f"node {node.port} to start")
+            await wait_for(
+                lambda node=node: _started(node), timeout=20, what=f"node {node.dir.name} to start"
+            )
         create = await asyncio.create_subprocess_exec(
             *(cli_binary(), "--cluster", "create", *(n.address for n in self.nodes)),
             *("--cluster-replicas", "1", "--cluster-yes"),
@@ -155,6 +171,14 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+async def _started(node: ClusterNode) -> bool:
+    """The node answers; one that exited (a port taken meanwhile) starts again on others."""
+    if node.process is not None and node.process.poll() is not None:
+        node.start_on_a_free_port()
+        return False
+    return await _answers(node)
 
 
 async def _answers(node: ClusterNode) -> bool:

@@ -212,6 +212,33 @@ async def test_redis_refuses_a_jobcast_script_that_would_reach_a_second_slot(
         await redis.aclose()
 
 
+Seen = list[tuple[str, dict[str, Any]]]
+
+
+def watch_each(
+    session: aiohttp.ClientSession, url: str, jobs: list[dict[str, Any]], per_job: int
+) -> tuple[list[asyncio.Task[tuple[Seen, int]]], list[Seen]]:
+    """`per_job` EventSource clients of each job, reconnecting as browsers do until its end; and
+    what each has seen so far."""
+    seen: list[Seen] = [[] for _ in range(len(jobs) * per_job)]
+    tasks = [
+        asyncio.create_task(follow_sse(session, url, job["id"], retry_s=0.3, seen=seen[i * per_job + j]))
+        for i, job in enumerate(jobs)
+        for j in range(per_job)
+    ]
+    return tasks, seen
+
+
+async def all_ended(watchers: list[asyncio.Task[Any]], procs: list[Any], timeout: float) -> None:
+    """Every watcher saw its job end within `timeout`; else the processes' last words."""
+    _, pending = await asyncio.wait(watchers, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
+        f"{proc.command}: {proc.log()[-2000:]}" for proc in procs
+    )
+
+
 def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
     """An EventSource's view ends with the job's success, and between snapshots has no gap and
     no duplicate."""
@@ -235,12 +262,7 @@ async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(40, 50)) for _ in range(4)]
-        seen: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 2)]
-        watchers = [
-            asyncio.create_task(follow_sse(session, web.url, job["id"], retry_s=0.3, seen=seen[i * 2 + j]))
-            for i, job in enumerate(jobs)
-            for j in range(2)
-        ]
+        watchers, _ = watch_each(session, web.url, jobs, 2)
         await wait_for(lambda: progressed(session, web.url, jobs[0]["id"], 5), what="the jobs to run")
         home = await cluster.primary_of(prefix)
         primaries = [n for n in cluster.nodes if (await n.info("replication"))["role"] == "master"]
@@ -251,12 +273,7 @@ async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(
             later = await submit(session, f"{web.url}/api/jobs", demo(3, 10))
         except AssertionError:
             raise AssertionError(web.log()[-4000:]) from None
-        _, pending = await asyncio.wait(watchers, timeout=60)
-        for task in pending:
-            task.cancel()
-        assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
-            f"{proc.command}: {proc.log()[-2000:]}" for proc in (web, worker)
-        )
+        await all_ended(watchers, [web, worker], timeout=60)
         assert (await wait_for(lambda: ended(session, web.url, later["id"])))["state"] == "succeeded"
     assert moved > 0 and await cluster.primary_of(prefix) is target
     async with home.client() as client:
@@ -272,22 +289,14 @@ async def test_web_and_workers_follow_a_cluster_failover(cluster: LocalCluster, 
     await web.wait_http()
     prefix = cluster_prefix(cluster, env)
     home = await cluster.primary_of(prefix)
-    async with aiohttp.ClientSession() as session:
+    # 200 watchers, each on a connection of its own (aiohttp's default pool holds 100).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(60, 100)) for _ in range(4)]
-        seen: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(len(jobs) * 3)]
-        watchers = [
-            asyncio.create_task(follow_sse(session, web.url, job["id"], retry_s=0.3, seen=seen[i * 3 + j]))
-            for i, job in enumerate(jobs)
-            for j in range(3)
-        ]
+        watchers, seen = watch_each(session, web.url, jobs, 50)
         await wait_for(lambda: progressed(session, web.url, jobs[0]["id"], 10), what="the jobs to run")
+        await wait_for(lambda: all(seen), timeout=30, what="every watcher to be streaming")
         home.kill()  # its replica is promoted once the others judge it failed (1 s)
-        _, pending = await asyncio.wait(watchers, timeout=90)
-        for task in pending:
-            task.cancel()
-        assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
-            f"{proc.command}: {proc.log()[-2000:]}" for proc in (web, worker)
-        )
+        await all_ended(watchers, [web, worker], timeout=90)
     assert (await cluster.primary_of(prefix)) is not home
     for task in watchers:
         events, _ = task.result()
