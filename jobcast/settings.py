@@ -644,7 +644,7 @@ class Settings(ProcessSettings):
     def redis_key_prefix(self) -> str:
         """The prefix of every key and channel in Redis: `key_prefix`, and on a Redis Cluster with a
         hash tag (`{jobcast}`) unless it has one, so that all of them map to one slot."""
-        if is_cluster_url(self.redis_url) and not hash_tag(self.key_prefix):
+        if self.redis_cluster and not hash_tag(self.key_prefix):
             return "{" + self.key_prefix + "}"
         return self.key_prefix
 

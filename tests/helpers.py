@@ -154,6 +154,20 @@ def assert_contiguous(events: list[SseEvent] | list[dict[str, Any]], start: int)
         )
 
 
+def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """An EventSource's view ends with the job's success, and between snapshots has no gap and
+    no duplicate."""
+    kind, last = events[-1]
+    assert (last["state"] if kind == "snapshot" else kind) == "succeeded"
+    expected = None
+    for kind, data in events:
+        if kind == "snapshot":
+            expected = data["last_event_id"] + 1
+            continue
+        assert expected is None or data["seq"] == expected, (kind, data["seq"], expected)
+        expected = data["seq"] + 1
+
+
 async def answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
     """Whether GET `url` answers 200 now (False while nothing listens there yet)."""
     try:

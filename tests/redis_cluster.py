@@ -186,5 +186,4 @@ async def _answers(node: ClusterNode) -> bool:
         async with node.client() as client:
             return bool(await client.ping())
     except (aioredis.ConnectionError, OSError):
-        await asyncio.sleep(0)
         return False

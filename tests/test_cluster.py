@@ -21,6 +21,7 @@ from jobcast.redis.client import create_redis
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import (
+    assert_watched_to_the_end,
     demo,
     follow_sse,
     get_json,
@@ -33,7 +34,7 @@ from tests.helpers import (
     watch_to_end,
 )
 from tests.redis_cluster import LocalCluster
-from tests.test_security import OTHER_SERVICE_KEY, SECRET, SERVICE_KEY, bearer, key_entry
+from tests.test_security import OTHER_SERVICE_KEY, SERVICE_KEY, bearer, two_services
 
 
 @pytest.fixture
@@ -151,8 +152,7 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
 
 
 async def test_owners_trees_and_output_streams_on_a_redis_cluster(cluster: LocalCluster, spawn) -> None:
-    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_SERVICE_KEY)]
-    owners = {"REDIS_URL": cluster.url, "JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": ",".join(keys)}
+    owners = two_services(REDIS_URL=cluster.url)
     web = spawn("web", **owners)
     spawn("worker", **owners)
     await web.wait_http()
@@ -237,20 +237,6 @@ async def all_ended(watchers: list[asyncio.Task[Any]], procs: list[Any], timeout
     assert not pending, f"{len(pending)} watchers never saw their job end:\n" + "\n".join(
         f"{proc.command}: {proc.log()[-2000:]}" for proc in procs
     )
-
-
-def assert_watched_to_the_end(events: list[tuple[str, dict[str, Any]]]) -> None:
-    """An EventSource's view ends with the job's success, and between snapshots has no gap and
-    no duplicate."""
-    kind, last = events[-1]
-    assert (last["state"] if kind == "snapshot" else kind) == "succeeded"
-    expected = None
-    for kind, data in events:
-        if kind == "snapshot":
-            expected = data["last_event_id"] + 1
-            continue
-        assert expected is None or data["seq"] == expected, (kind, data["seq"], expected)
-        expected = data["seq"] + 1
 
 
 async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(

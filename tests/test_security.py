@@ -26,6 +26,12 @@ def key_entry(name: str, role: str, key: str) -> str:
     return f"{name}:{role}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
+def two_services(**env: str) -> dict[str, str]:
+    """The environment of an owner-mode deployment with two service keys, shop's and billing's."""
+    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_SERVICE_KEY)]
+    return {**env, "JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": ",".join(keys)}
+
+
 @pytest.fixture
 async def owner_mode(spawn) -> Any:
     web = spawn(

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobcast.redis.embedded import free_port, redis_server_binary
-from tests.helpers import demo, follow_sse, progressed, submit, wait_for
+from tests.helpers import assert_watched_to_the_end, demo, follow_sse, progressed, submit, wait_for
 
 SERVICE = "jobcast-primary"
 
@@ -154,17 +154,4 @@ async def test_web_and_workers_follow_a_sentinel_failover(sentinel_setup, spawn)
     # Its continuation ran once its four children had all ended, on the new primary.
     assert parent["state"] == "succeeded" and parent["children"]["succeeded"] == 4, parent
     for seen in results:
-        # Ends with the job's success, seen live or in a snapshot.
-        kind, last = seen[-1]
-        assert (kind, last["state"] if kind == "snapshot" else kind) in {
-            ("succeeded", "succeeded"),
-            ("snapshot", "succeeded"),
-        }
-        # Between snapshots, no gap and no duplicate.
-        expected = None
-        for kind, data in seen:
-            if kind == "snapshot":
-                expected = data["last_event_id"] + 1
-                continue
-            assert expected is None or data["seq"] == expected, (kind, data["seq"], expected)
-            expected = data["seq"] + 1
+        assert_watched_to_the_end(seen)

@@ -13,7 +13,7 @@ import pytest
 
 from jobcast.client import ApiError, Client
 from tests.helpers import get_json, post_json, wait_for
-from tests.test_security import OTHER_SERVICE_KEY, SECRET, SERVICE_KEY, bearer, key_entry
+from tests.test_security import OTHER_SERVICE_KEY, SERVICE_KEY, bearer, two_services
 
 KINDS = {"JOBCAST_KINDS": "tests.kinds_tree", "JOBCAST_LEASE_S": "2"}
 
@@ -311,8 +311,7 @@ async def test_trees_past_their_limits_are_refused_whole(spawn) -> None:
 
 
 async def test_a_trees_jobs_are_its_owners_and_nobody_elses(spawn) -> None:
-    keys = [key_entry("shop", "service", SERVICE_KEY), key_entry("billing", "service", OTHER_SERVICE_KEY)]
-    owners = {**KINDS, "JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": ",".join(keys)}
+    owners = two_services(**KINDS)
     web = spawn("web", **owners)
     spawn("worker", **owners)
     await web.wait_http()

@@ -138,26 +138,19 @@ async def connect_pubsub(
     serving the slot of `key_prefix`, whose channels it carries), named `name` in Redis's CLIENT
     LIST."""
     loop = asyncio.get_running_loop()
+    cluster = cluster_target(url)
 
     def factory() -> PubSubProtocol:
-        return PubSubProtocol(on_message, on_subscribed)
+        return PubSubProtocol(on_message, on_subscribed, sharded=cluster is not None)
 
-    if (cluster := cluster_target(url)) is not None:
-
-        def sharded() -> PubSubProtocol:
-            return PubSubProtocol(on_message, on_subscribed, sharded=True)
-
+    if cluster is not None:
         if key_prefix is None:
             raise ValueError("a redis+cluster:// pub/sub connection needs the key prefix of its channels")
         try:
-            _, proto = await connect_to_slot(cluster, prefix_slot(key_prefix), sharded, connect_timeout_s)
+            _, proto = await connect_to_slot(cluster, prefix_slot(key_prefix), factory, connect_timeout_s)
         except RedisError as e:  # no node answers, or none names a primary yet: the caller retries
             raise ConnectionError(str(e)) from e
-        credentials = [cluster.username] if cluster.username else []
-        if cluster.password:
-            proto.send("AUTH", *credentials, cluster.password)
-        proto.send("CLIENT", "SETNAME", name)
-        return await _answered(proto, connect_timeout_s)
+        return await _greeted(proto, cluster.username, cluster.password, name, connect_timeout_s)
 
     if (target := sentinel_target(url)) is not None:
         async with asyncio.timeout(connect_timeout_s):
@@ -166,11 +159,7 @@ async def connect_pubsub(
             except RedisError as e:  # no primary yet (a failover under way): the relay retries
                 raise ConnectionError(f"no primary for {target.service}: {e}") from e
             _, proto = await loop.create_connection(factory, host, port)
-        credentials = [target.username] if target.username else []
-        if target.password:
-            proto.send("AUTH", *credentials, target.password)
-        proto.send("CLIENT", "SETNAME", name)
-        return await _answered(proto, connect_timeout_s)
+        return await _greeted(proto, target.username, target.password, name, connect_timeout_s)
 
     options = parse_url(url)
     async with asyncio.timeout(connect_timeout_s):
@@ -181,11 +170,17 @@ async def connect_pubsub(
             _, proto = await loop.create_connection(
                 factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls
             )
-    if options.get("password"):
-        credentials = [options["username"]] if options.get("username") else []
-        proto.send("AUTH", *credentials, options["password"])
+    return await _greeted(proto, options.get("username"), options.get("password"), name, connect_timeout_s)
+
+
+async def _greeted(
+    proto: PubSubProtocol, username: str | None, password: str | None, name: str, within_s: float
+) -> PubSubProtocol:
+    """`proto` authenticated (when there is a password) and named, once Redis has answered."""
+    if password:
+        proto.send("AUTH", *([username] if username else []), password)
     proto.send("CLIENT", "SETNAME", name)
-    return await _answered(proto, connect_timeout_s)
+    return await _answered(proto, within_s)
 
 
 async def _answered(proto: PubSubProtocol, within_s: float) -> PubSubProtocol:
