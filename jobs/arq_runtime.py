@@ -109,13 +109,20 @@ current_claim: ContextVar[Claim | None] = ContextVar("jobcast_claim", default=No
 class SlotHandOff:
     """Claims for the slot a job's end frees, in the script that ends it, when a limit may hold
     others back for that job: its kind's concurrency limit, or its owner's. A job held back by a
-    limit then starts in the call that makes room for it, not in a claim of its own."""
+    limit then starts in the call that makes room for it, not in a claim of its own.
+
+    Only while the worker's last claim saw a limit holding jobs back (`held`): a limit that does
+    not bind would otherwise cost every job's end a claim's setup for nothing. A job held after
+    that look still starts at once, as the slot stays free and the worker claims for it
+    (dispatch.lua takes held jobs first). Without a claim, the job's end still takes it out of the
+    running sets its limits count (`leaving`)."""
 
     def __init__(self, worker: JobcastWorker, limits: dict[str, Any] | None) -> None:
         self._worker = worker
         limits = limits or {}
         self._kinds = {kind for kind, limit in limits.get("kinds", {}).items() if limit.get("max_running")}
         self._owner_limited = bool(limits.get("owner"))
+        self.held = True
 
     def frees_room(self, record: JobRecord) -> bool:
         """Whether the job's end may let a held job start."""
@@ -123,14 +130,26 @@ class SlotHandOff:
 
     def claim_args(self) -> dict[str, Any] | None:
         worker, ending = self._worker, current_claim.get()
-        if not worker.allow_pick_jobs or ending is None:
+        if not self.held or not worker.allow_pick_jobs or ending is None:
             return None
         args = worker.claim_args(1)
         # JSON null would reach Lua as a true value: an owner is there or not at all.
         args["ended"] = {"kind": ending.kind, **({"owner": ending.owner} if ending.owner else {})}
         return args
 
-    def claimed(self, holder: str, jobs: list[Any]) -> None:
+    def leaving(self) -> dict[str, str]:
+        ending = current_claim.get()
+        if ending is None:
+            return {}
+        leave = {"kind": ending.kind} if ending.kind is not None and ending.kind in self._kinds else {}
+        if self._owner_limited and ending.owner:
+            leave["owner"] = ending.owner
+        return leave
+
+    def claimed(self, holder: str, jobs: list[Any], held: bool) -> None:
+        self.held = held
+        if not jobs:
+            return
         if claim := current_claim.get():
             claim.handed_off = True
         self._worker.claimed(holder, jobs)
@@ -227,6 +246,7 @@ class JobcastWorker(Worker):
             args = self.claim_args(free)
             answer = await self.store.scripts.call("dispatch", **args)
             next_due_ms = int(answer["next_ms"])
+            self._hand_off.held = answer.get("held", True)
             self.claimed(args["owner"], answer["jobs"] or ())
         await self.heart_beat()
         return next_due_ms

@@ -548,6 +548,7 @@ class Recorder:
 
     def __init__(self, holder: str) -> None:
         self.holder, self.jobs = holder, []
+        self.held: bool | None = None
 
     def claim_args(self) -> dict[str, Any]:
         limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
@@ -560,16 +561,20 @@ class Recorder:
             "now_ms": int(time.time() * 1000),
         }
 
-    def claimed(self, holder: str, jobs: list[Any]) -> None:
+    def leaving(self) -> dict[str, str]:
+        raise AssertionError("a hand-off with a claim ends no lease without it")
+
+    def claimed(self, holder: str, jobs: list[Any], held: bool) -> None:
         assert holder == self.holder
         self.jobs.extend(jobs)
+        self.held = held
 
 
 async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) -> None:
     first, second, third = [await new_job(store) for _ in range(3)]
     limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
     claimed = await store.scripts.call("dispatch", owner="w#1", want=10, lease_ms=10_000, limits=limits)
-    assert [job[0] for job in claimed["jobs"]] == [first]
+    assert [job[0] for job in claimed["jobs"]] == [first] and claimed["held"] is True
     assert (
         await store.redis.hget(store.keys.job(second), "waiting") == b"demo is at its limit (1 of 1 running)"
     )
@@ -581,6 +586,7 @@ async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) ->
     assert [job[0] for job in lease.hand_off.jobs] == [second]
     assert await store.redis.hget(store.keys.leases, second) == b"w#2"
     assert await store.redis.hget(store.keys.leases, third) is None
+    assert lease.hand_off.held is True  # the third still waits
     # The limit still holds: nothing more starts while the handed job runs.
     again = await store.scripts.call("dispatch", owner="w#3", want=10, lease_ms=10_000, limits=limits)
     assert not again["jobs"]
@@ -591,6 +597,31 @@ async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) ->
     assert await store.publish(second, EventType.FAILED, attempt=1, release=stale) > 0
     assert not stale.released and stale.hand_off.jobs == []
     assert await store.redis.hget(store.keys.leases, third) is None
+
+
+async def test_claims_and_hand_offs_say_whether_a_limit_still_holds_a_job_back(store) -> None:
+    # A worker hands a slot on in the script that ends a job only while something is held.
+    first, second = [await new_job(store) for _ in range(2)]
+    limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
+    claimed = await store.scripts.call("dispatch", owner="w#1", want=10, lease_ms=10_000, limits=limits)
+    assert [job[0] for job in claimed["jobs"]] == [first] and claimed["held"] is True
+    assert await store.publish(first, EventType.STARTED, attempt=1) > 0
+    lease = Held("w#1")
+    lease.hand_off = Recorder("w#2")
+    assert await store.publish(first, EventType.SUCCEEDED, attempt=1, release=lease) > 0
+    assert [job[0] for job in lease.hand_off.jobs] == [second]
+    # The kind's held jobs are known gone once a claim with room finds none: the next end's.
+    assert lease.hand_off.held is True
+    assert await store.publish(second, EventType.STARTED, attempt=1) > 0
+    lease = Held("w#2")
+    lease.hand_off = Recorder("w#3")
+    assert await store.publish(second, EventType.SUCCEEDED, attempt=1, release=lease) > 0
+    assert lease.hand_off.jobs == [] and lease.hand_off.held is False
+    nothing = await store.scripts.call("dispatch", owner="w#3", want=10, lease_ms=10_000, limits=limits)
+    assert not nothing["jobs"] and nothing["held"] is False
+    # Without limits a claim holds nothing back and says nothing of it.
+    plain = await store.scripts.call("dispatch", owner="w#4", want=10, lease_ms=10_000)
+    assert plain["held"] is False
 
 
 async def test_a_parent_asked_to_cancel_as_its_code_returns_ends_with_its_children(store: JobStore) -> None:

@@ -243,11 +243,16 @@ class HistoryPage:
 
 class HandOff(Protocol):
     """What a worker does with the slot a job's end frees (JobStore.publish): the claim's arguments
-    (jobcast/store/lua/claim.lua; None: nothing to claim), and the jobs claimed with them."""
+    (jobcast/store/lua/claim.lua; None: nothing to claim), and the jobs claimed with them, with
+    whether any job is still held back by a limit (`held`)."""
 
     def claim_args(self) -> dict[str, Any] | None: ...
 
-    def claimed(self, holder: str, jobs: list[Any]) -> None: ...
+    def claimed(self, holder: str, jobs: list[Any], held: bool) -> None: ...
+
+    def leaving(self) -> dict[str, str]:
+        """The running sets the ending job leaves ({kind, owner}) when no claim comes with it."""
+        ...
 
 
 class Lease(Protocol):
@@ -482,13 +487,15 @@ class JobStore:
                 script, args["claim"] = "hand_off", claim
                 # The claim's clock is the instant its `started` events say (see dispatch).
                 args["now_ms"] = claim.pop("now_ms")
+            elif release.hand_off is not None:
+                args["release"]["leave"] = release.hand_off.leaving()
         answer = await self.scripts.call(script, keys, **args)
         if answer.status is not Status.PUBLISHED:
             return 0
         if release is not None and answer.get("released"):
             release.released = True
-            if claim is not None and release.hand_off is not None and answer.get("jobs"):
-                release.hand_off.claimed(claim["owner"], answer["jobs"])
+            if claim is not None and release.hand_off is not None:
+                release.hand_off.claimed(claim["owner"], answer.get("jobs") or [], answer.get("held", True))
         return int(answer["seq"])
 
     def event(

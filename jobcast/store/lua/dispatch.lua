@@ -11,8 +11,8 @@
 -- {max_running, rate, per_ms}}, owner: the running jobs one owner may have, 0: any}; see
 -- jobcast/limits.py). Within a priority, with L.fair, owners take turns (see `Keys.owner_queue`).
 -- Answers ok, with jobs ({id, priority, score, the values of A.fields, and the seq of its `started`
--- event or 0} each) and next_ms (when the next job not yet due becomes due or the next lease lapses;
--- -1: none). The record comes with the claim, so the worker needs no round trip of its own to read
+-- event or 0} each), next_ms (when the next job not yet due becomes due or the next lease lapses;
+-- -1: none) and held (whether a limit holds any job back). The record comes with the claim, so the worker needs no round trip of its own to read
 -- it. With A.start, a job that can simply start (waiting, not asked to cancel, of a kind the worker
 -- serves, with attempts left) starts here: its `started` event is published in the claim, as the
 -- worker would publish it, which saves the worker a round trip and a script call per job. A job
@@ -98,4 +98,7 @@ if #jobs < A.want then
   end
   if #jobs > 0 and next_ms < 0 then next_ms = lease_until end
 end
-return answer({status = S.ok, jobs = jobs, next_ms = next_ms})
+-- Whether a limit holds any job back now: a worker whose jobs end hands their slots on in the
+-- script that ends them only while one does (jobs/arq_runtime.py, SlotHandOff).
+local held = LIM ~= nil and redis.call('EXISTS', L.held) == 1
+return answer({status = S.ok, jobs = jobs, next_ms = next_ms, held = held})

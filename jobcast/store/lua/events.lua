@@ -316,10 +316,15 @@ end
 
 -- End the lease of the worker that publishes terminal event `e` (release: {owner, priority}) as
 -- finish.lua would, provided release.owner still holds it: whether it ended.
+-- release.leave names the running sets a limit counts the job in ({kind, owner}, claim.lua): the
+-- job leaves them too, so that they hold only running jobs (hand_off.lua does the same itself).
 local function end_lease(e, release)
   if not (release and is_terminal(e.state)) then return false end
   if redis.call('HGET', L.leases, e.id) ~= release.owner then return false end
   redis.call('HDEL', L.leases, e.id)
   redis.call('ZREM', L.running[release.priority], e.id)
+  local leave = release.leave
+  if leave and leave.kind then redis.call('SREM', L.kind_running_prefix .. leave.kind, e.id) end
+  if leave and leave.owner then redis.call('SREM', L.owner_running_prefix .. leave.owner, e.id) end
   return true
 end

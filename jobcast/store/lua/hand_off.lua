@@ -4,11 +4,12 @@
 -- is the one with room, and it would claim at once. K and A as publish.lua; A.claim: the claim's
 -- arguments (claim.lua; want is the slots to fill, usually 1), and ended: {kind, owner} of the
 -- job that ends.
--- Answers as publish.lua, and with jobs (as dispatch.lua's) when it released the lease.
+-- Answers as publish.lua, and with jobs and held (as dispatch.lua's) when it released the lease.
 local seq = publish(K, A)
 if seq == 0 then return answer({status = S.refused}) end
 if seq < 0 then return answer({status = S.not_found}) end
 local released = end_lease(A, A.release)
+local held
 if released and LIM and C.want > 0 then
   -- The job's kind and owner, as its worker read them at the claim (C.ended).
   local kind, owner = C.ended.kind, C.ended.owner
@@ -26,5 +27,6 @@ if released and LIM and C.want > 0 then
   end
   release_held(tokens)
   if #jobs > 0 then redis.call('INCRBY', L.claimed, #jobs) end
+  held = redis.call('EXISTS', L.held) == 1
 end
-return answer({status = S.published, seq = seq, released = released, jobs = jobs})
+return answer({status = S.published, seq = seq, released = released, jobs = jobs, held = held})
