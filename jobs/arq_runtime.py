@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from jobcast.backoff import Backoff, jittered_s
 from jobcast.limits import claim_limits
 from jobcast.protocol import epoch_ms, isoformat, utcnow
+from jobcast.queries.stats import live_workers
 from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 
 if TYPE_CHECKING:
@@ -115,14 +116,37 @@ class SlotHandOff:
     not bind would otherwise cost every job's end a claim's setup for nothing. A job held after
     that look still starts at once, as the slot stays free and the worker claims for it
     (dispatch.lua takes held jobs first). Without a claim, the job's end still takes it out of the
-    running sets its limits count (`leaving`)."""
+    running sets its limits count (`leaving`).
+
+    A worker takes held jobs of a kind only up to its share of the kind's limit: the limit over
+    the live workers that serve the kind, rounded up (`shares`). A worker that handed every slot
+    back to itself would keep all of a binding limit's jobs while the others idle; past its share
+    it declines, and the script that ends its job wakes the other workers to claim the slot."""
 
     def __init__(self, worker: JobcastWorker, limits: dict[str, Any] | None) -> None:
         self._worker = worker
         limits = limits or {}
-        self._kinds = {kind for kind, limit in limits.get("kinds", {}).items() if limit.get("max_running")}
+        self._max_running = {
+            kind: int(limit["max_running"])
+            for kind, limit in limits.get("kinds", {}).items()
+            if limit.get("max_running")
+        }
+        self._kinds = set(self._max_running)
         self._owner_limited = bool(limits.get("owner"))
         self.held = True
+        # The jobs of each limited kind this worker runs, and the live workers serving each (this
+        # one included), as the last heartbeat read them.
+        self.running: dict[str, int] = dict.fromkeys(self._kinds, 0)
+        self.serving: dict[str, int] = dict.fromkeys(self._kinds, 1)
+
+    def shares(self, ending: str | None = None) -> dict[str, int]:
+        """How many more held jobs of each limited kind this worker may take (the `ending` kind's
+        job is leaving its count)."""
+        shares = {}
+        for kind, limit in self._max_running.items():
+            mine = self.running[kind] - (kind == ending)
+            shares[kind] = max(0, -(-limit // max(1, self.serving[kind])) - mine)
+        return shares
 
     def frees_room(self, record: JobRecord) -> bool:
         """Whether the job's end may let a held job start."""
@@ -132,7 +156,7 @@ class SlotHandOff:
         worker, ending = self._worker, current_claim.get()
         if not self.held or not worker.allow_pick_jobs or ending is None:
             return None
-        args = worker.claim_args(1)
+        args = worker.claim_args(1, ending=ending.kind)
         # JSON null would reach Lua as a true value: an owner is there or not at all.
         args["ended"] = {"kind": ending.kind, **({"owner": ending.owner} if ending.owner else {})}
         return args
@@ -251,8 +275,9 @@ class JobcastWorker(Worker):
         await self.heart_beat()
         return next_due_ms
 
-    def claim_args(self, want: int) -> dict[str, Any]:
-        """A claim's arguments (jobcast/store/lua/claim.lua), for `want` slots, under a new holder."""
+    def claim_args(self, want: int, ending: str | None = None) -> dict[str, Any]:
+        """A claim's arguments (jobcast/store/lua/claim.lua), for `want` slots, under a new holder
+        (for the slot a job of kind `ending` frees, in the script that ends it)."""
         self._polls += 1
         # One instant for the claim's clock and its `started` events' time, so that the start
         # times watchers see keep the rate limits exactly.
@@ -265,6 +290,7 @@ class JobcastWorker(Worker):
             "start": {"worker": self._name_json, "ts": isoformat(now), "kinds": self._max_attempts},
             "now_ms": epoch_ms(now),
             **({"limits": self._limits} if self._limits else {}),
+            **({"shares": shares} if (shares := self._hand_off.shares(ending)) else {}),
         }
 
     def claimed(self, holder: str, jobs: Iterable[Any]) -> None:
@@ -274,6 +300,8 @@ class JobcastWorker(Worker):
             claim = Claim(priority, int(score), holder, record, started=int(started))
             if record is not None and self._hand_off.frees_room(record):
                 claim.hand_off, claim.kind, claim.owner = self._hand_off, record.kind, record.owner
+                if record.kind in self._hand_off.running:
+                    self._hand_off.running[record.kind] += 1
             self._start(job_id, claim)
 
     def _start(self, job_id: str, claim: Claim) -> None:
@@ -334,6 +362,8 @@ class JobcastWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[Any], claim: Claim) -> None:
         self.job_counter -= 1
+        if claim.kind in self._hand_off.running:
+            self._hand_off.running[claim.kind] -= 1
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
         if not task.cancelled() and (error := task.exception()) is not None:
@@ -379,6 +409,11 @@ class JobcastWorker(Worker):
                 pipe.hset(keys.worker_info, self.name, info)
                 await pipe.execute()
             self._last_beat = now
+            if self._hand_off.serving:
+                # How many share each limited kind's slots (SlotHandOff.shares).
+                workers = await live_workers(self.store, self.settings.worker_ttl_s)
+                for kind in self._hand_off.serving:
+                    self._hand_off.serving[kind] = max(1, sum(kind in kinds for kinds in workers.values()))
 
     async def close(self) -> None:
         # The attempts the shutdown cancelled are putting their jobs back: wait for them here, as

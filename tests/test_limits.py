@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from jobcast.limits import Rate
+from jobcast.protocol import Keys
 from tests.helpers import PLACES, get_json, post_json, read_sse, wait_for
 from tests.test_security import SECRET, SERVICE_KEY, bearer, key_entry
 
@@ -23,6 +24,10 @@ OTHER_KEY = "jc_limits-second-service-key-0123456789"
 
 def at(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
+
+
+async def two_workers(session: aiohttp.ClientSession, url: str) -> bool:
+    return len((await get_json(session, f"{url}/api/workers"))["workers"]) == 2
 
 
 def most_at_once(jobs: list[dict[str, Any]]) -> int:
@@ -53,22 +58,29 @@ async def all_ended(session: aiohttp.ClientSession, url: str, ids: list[str]) ->
     return await wait_for(ended, timeout=90, what="every job to succeed")
 
 
-async def test_a_kind_limited_to_two_runs_two_at_most_and_the_others_say_why(spawn) -> None:
+async def test_a_kind_limited_to_two_runs_two_at_most_and_the_others_say_why(spawn, redis, settings) -> None:
     web = spawn("web", **KINDS)
-    spawn("worker", **KINDS)
-    spawn("worker", **KINDS)
+    # Workers learn of each other from their heartbeats: a fast beat, so that each knows its share
+    # of the limit from the start.
+    beat = {"JOBCAST_WORKER_HEARTBEAT_S": "0.2"}
+    spawn("worker", **KINDS, **beat)
+    spawn("worker", **KINDS, **beat)
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
+        await wait_for(lambda: two_workers(session, web.url), what="both workers")
         ids = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 300}}, 20)
         # A watcher of the last job, from after its `queued` event: it waits behind eighteen others.
         after_queued = {"Last-Event-ID": "1"}
         watched = asyncio.create_task(
             read_sse(session, f"{web.url}/api/jobs/{ids[-1]}/events", headers=after_queued, timeout=60)
         )
-        sampled, snapshot_reasons = [], set()
+        sampled, snapshot_reasons, holders = [], set(), []
+        leases = Keys(settings.redis_key_prefix).leases
         while True:
             page = await get_json(session, f"{web.url}/api/jobs?kind=limited&state=running&limit=50")
             sampled.append(len(page["jobs"]))
+            # Which worker runs each (a lease's holder is its worker's name and the claim's number).
+            holders.append(sorted(h.decode().rsplit("#", 1)[0] for h in await redis.hvals(leases)))
             waiting = await get_json(session, f"{web.url}/api/jobs/{ids[-1]}")
             if waiting["state"] != "queued":
                 break
@@ -77,6 +89,11 @@ async def test_a_kind_limited_to_two_runs_two_at_most_and_the_others_say_why(spa
         jobs = await all_ended(session, web.url, ids)
     assert max(sampled) <= 2
     assert most_at_once(jobs) == 2
+    # Each worker takes its share of the limit (one of the two slots), not the first to claim
+    # both while the other idles: once both run, the two running are mostly on the two workers
+    # (the first claim takes both; the first end hands one over).
+    pairs = [names for names in holders if len(names) == 2]
+    assert pairs and sum(names[0] != names[1] for names in pairs) >= 0.6 * len(pairs), pairs
     reason = "limited is at its limit (2 of 2 running)"
     assert reason in snapshot_reasons
     # Its watcher was told why it waited (live, no id), and nothing of it once it started; its

@@ -546,8 +546,8 @@ async def test_a_stale_entry_in_an_owners_queue_is_never_claimed(redis, settings
 class Recorder:
     """A worker's hand-off, as JobStore.publish sees it: claims one slot, keeps what it got."""
 
-    def __init__(self, holder: str) -> None:
-        self.holder, self.jobs = holder, []
+    def __init__(self, holder: str, shares: dict[str, int] | None = None) -> None:
+        self.holder, self.jobs, self.shares = holder, [], shares
         self.held: bool | None = None
 
     def claim_args(self) -> dict[str, Any]:
@@ -559,6 +559,7 @@ class Recorder:
             "lease_ms": 10_000,
             "limits": limits,
             "now_ms": int(time.time() * 1000),
+            **({"shares": self.shares} if self.shares is not None else {}),
         }
 
     def leaving(self) -> dict[str, str]:
@@ -597,6 +598,44 @@ async def test_a_jobs_end_hands_its_slot_to_a_job_its_kinds_limit_held(store) ->
     assert await store.publish(second, EventType.FAILED, attempt=1, release=stale) > 0
     assert not stale.released and stale.hand_off.jobs == []
     assert await store.redis.hget(store.keys.leases, third) is None
+
+
+async def test_a_worker_past_its_share_of_a_limit_leaves_the_slot_to_the_other_workers(
+    store, settings
+) -> None:
+    first, second = [await new_job(store) for _ in range(2)]
+    limits = {"kinds": {"demo": {"max_running": 1}}, "owner": 0}
+    claimed = await store.scripts.call("dispatch", owner="a#1", want=10, lease_ms=10_000, limits=limits)
+    assert [job[0] for job in claimed["jobs"]] == [first]
+    assert await store.publish(first, EventType.STARTED, attempt=1) > 0
+    woken: asyncio.Queue[bytes] = asyncio.Queue()
+    subscribed = asyncio.Event()
+    conn = await connect_pubsub(
+        settings.redis_url,
+        lambda channel, _: woken.put_nowait(channel),
+        lambda _: subscribed.set(),
+        key_prefix=store.keys.prefix,
+    )
+    try:
+        conn.subscribe([store.keys.wake_channel.encode()])
+        await asyncio.wait_for(subscribed.wait(), 5)
+        # Its share spent, the worker whose job ends claims nothing and wakes the others.
+        lease = Held("a#1")
+        lease.hand_off = Recorder("a#2", shares={"demo": 0})
+        assert await store.publish(first, EventType.SUCCEEDED, attempt=1, release=lease) > 0
+        assert lease.released and lease.hand_off.jobs == []
+        assert await asyncio.wait_for(woken.get(), 5) == store.keys.wake_channel.encode()
+    finally:
+        conn.close()
+    # Its own claim takes none of the kind either; another worker's, within its share, does.
+    mine = await store.scripts.call(
+        "dispatch", owner="a#3", want=10, lease_ms=10_000, limits=limits, shares={"demo": 0}
+    )
+    assert not mine["jobs"]
+    theirs = await store.scripts.call(
+        "dispatch", owner="b#1", want=10, lease_ms=10_000, limits=limits, shares={"demo": 1}
+    )
+    assert [job[0] for job in theirs["jobs"]] == [second]
 
 
 async def test_claims_and_hand_offs_say_whether_a_limit_still_holds_a_job_back(store) -> None:

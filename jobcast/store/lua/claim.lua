@@ -70,12 +70,15 @@ local function started_in(kind, limit)
   return n
 end
 local function kind_limit(kind) return LIM and LIM.kinds[kind] or nil end
--- How many more jobs of a kind may start now (math.huge: no limit).
+-- How many more held jobs of a kind this claim may start now (math.huge: no limit): what its
+-- limits leave, and at most the claiming worker's share of the kind's concurrency limit
+-- (C.shares, jobs/arq_runtime.py: spread over the workers that serve the kind).
 local function kind_room(kind)
   local limit, room = kind_limit(kind), math.huge
   if not limit then return room end
   if limit.max_running then room = limit.max_running - running_in(L.kind_running_prefix .. kind, limit.max_running) end
   if limit.rate then room = math.min(room, limit.rate - started_in(kind, limit)) end
+  if C.shares and C.shares[kind] then room = math.min(room, C.shares[kind]) end
   return room
 end
 local function owner_room(owner)

@@ -27,6 +27,11 @@ if released and LIM and C.want > 0 then
   end
   release_held(tokens)
   if #jobs > 0 then redis.call('INCRBY', L.claimed, #jobs) end
+  -- Past its share of the kind's limit, the worker leaves the slot to the others: wake them.
+  if #jobs == 0 and limit and limit.max_running and tokens[1] == 'kind=' .. kind
+    and C.shares and C.shares[kind] and C.shares[kind] <= 0 then
+    redis.call(L.publish, L.wake_channel, '')
+  end
   held = redis.call('EXISTS', L.held) == 1
 end
 return answer({status = S.published, seq = seq, released = released, jobs = jobs, held = held})
