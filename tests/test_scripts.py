@@ -7,12 +7,14 @@ worker do, with named keys and arguments, and read Redis to see what each left b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,25 @@ async def everything(store: JobStore) -> dict[str, object]:
             }[kind]
             out[key.decode()] = await dump(key)
     return out
+
+
+@contextlib.asynccontextmanager
+async def listening(store: JobStore, settings: Any, channel: str) -> AsyncIterator[asyncio.Queue[bytes]]:
+    """The messages on `channel`, heard as the workers hear them (sharded on a cluster)."""
+    heard: asyncio.Queue[bytes] = asyncio.Queue()
+    subscribed = asyncio.Event()
+    conn = await connect_pubsub(
+        settings.redis_url,
+        lambda _, data: heard.put_nowait(data),
+        lambda _: subscribed.set(),
+        key_prefix=store.keys.prefix,
+    )
+    try:
+        conn.subscribe([channel.encode()])
+        await asyncio.wait_for(subscribed.wait(), 5)
+        yield heard
+    finally:
+        conn.close()
 
 
 async def new_job(store: JobStore, priority: Priority = Priority.DEFAULT, delay_s: float = 0.0) -> str:
@@ -440,21 +461,9 @@ async def test_cancel_ends_a_waiting_job_and_flags_a_running_one(store, settings
     await claim(store, "a")
     await store.publish(running, EventType.STARTED, attempt=1)
     # Heard as the workers hear it (sharded on a cluster).
-    heard: asyncio.Queue[bytes] = asyncio.Queue()
-    subscribed = asyncio.Event()
-    conn = await connect_pubsub(
-        settings.redis_url,
-        lambda _, data: heard.put_nowait(data),
-        lambda _: subscribed.set(),
-        key_prefix=store.keys.prefix,
-    )
-    try:
-        conn.subscribe([store.keys.cancel_channel.encode()])
-        await asyncio.wait_for(subscribed.wait(), 5)
+    async with listening(store, settings, store.keys.cancel_channel) as heard:
         assert (await store.cancel(running)).requested
         assert await asyncio.wait_for(heard.get(), 5) == running.encode()
-    finally:
-        conn.close()
     assert await store.redis.hget(store.keys.job(running), "state") == b"running"
     assert not (await store.cancel(uuid.uuid4().hex)).found
 
@@ -608,25 +617,13 @@ async def test_a_worker_past_its_share_of_a_limit_leaves_the_slot_to_the_other_w
     claimed = await store.scripts.call("dispatch", owner="a#1", want=10, lease_ms=10_000, limits=limits)
     assert [job[0] for job in claimed["jobs"]] == [first]
     assert await store.publish(first, EventType.STARTED, attempt=1) > 0
-    woken: asyncio.Queue[bytes] = asyncio.Queue()
-    subscribed = asyncio.Event()
-    conn = await connect_pubsub(
-        settings.redis_url,
-        lambda channel, _: woken.put_nowait(channel),
-        lambda _: subscribed.set(),
-        key_prefix=store.keys.prefix,
-    )
-    try:
-        conn.subscribe([store.keys.wake_channel.encode()])
-        await asyncio.wait_for(subscribed.wait(), 5)
+    async with listening(store, settings, store.keys.wake_channel) as woken:
         # Its share spent, the worker whose job ends claims nothing and wakes the others.
         lease = Held("a#1")
         lease.hand_off = Recorder("a#2", shares={"demo": 0})
         assert await store.publish(first, EventType.SUCCEEDED, attempt=1, release=lease) > 0
         assert lease.released and lease.hand_off.jobs == []
-        assert await asyncio.wait_for(woken.get(), 5) == store.keys.wake_channel.encode()
-    finally:
-        conn.close()
+        assert await asyncio.wait_for(woken.get(), 5) == b""
     # Its own claim takes none of the kind either; another worker's, within its share, does.
     mine = await store.scripts.call(
         "dispatch", owner="a#3", want=10, lease_ms=10_000, limits=limits, shares={"demo": 0}
