@@ -209,12 +209,14 @@ async def test_the_job_page_says_why_a_job_waits_and_its_place_in_line(spawn, pa
     spawn("worker", JOBCAST_WORKER_MAX_JOBS="4", **KINDS)
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
-        held = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 2500}}, 3)
+        # Long enough that the places below are seen however long the first page took to load:
+        # the next job in line waits until the second of these ends.
+        held = await submit_many(session, web.url, {"kind": "limited", "params": {"hold_ms": 5000}}, 3)
         await page.goto(f"{web.url}/jobs/{held[-1]}")
         waiting = page.locator("#waiting")
         await expect(waiting).to_have_text("held: limited is at its limit (2 of 2 running)")
         # Two long demo jobs take the worker's other two slots; the next ones wait in line.
-        await submit_many(session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 3000}}, 2)
+        await submit_many(session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 5000}}, 2)
         in_line = await submit_many(
             session, web.url, {"kind": "demo", "params": {"steps": 1, "step_ms": 0}}, 2
         )
