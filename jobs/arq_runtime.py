@@ -115,8 +115,8 @@ class SlotHandOff:
     Only while the worker's last claim saw a limit holding jobs back (`held`): a limit that does
     not bind would otherwise cost every job's end a claim's setup for nothing. A job held after
     that look still starts at once, as the slot stays free and the worker claims for it
-    (dispatch.lua takes held jobs first). Without a claim, the job's end still takes it out of the
-    running sets its limits count (`leaving`).
+    (dispatch.lua takes held jobs first). Either way the job's end takes it out of the running sets
+    its limits count (`leaving`).
 
     A worker takes held jobs of a kind only up to its share of the kind's limit: the limit over
     the live workers that serve the kind, rounded up (`shares`). A worker that handed every slot
@@ -131,13 +131,17 @@ class SlotHandOff:
             for kind, limit in limits.get("kinds", {}).items()
             if limit.get("max_running")
         }
-        self._kinds = set(self._max_running)
         self._owner_limited = bool(limits.get("owner"))
         self.held = True
         # The jobs of each limited kind this worker runs, and the live workers serving each (this
         # one included), as the last heartbeat read them.
-        self.running: dict[str, int] = dict.fromkeys(self._kinds, 0)
-        self.serving: dict[str, int] = dict.fromkeys(self._kinds, 1)
+        self.running: dict[str, int] = dict.fromkeys(self._max_running, 0)
+        self.serving: dict[str, int] = dict.fromkeys(self._max_running, 1)
+
+    def counts(self, kind: str | None, step: int) -> None:
+        """A job of `kind` starts (1) or ends (-1) on this worker."""
+        if kind in self.running:
+            self.running[kind] += step
 
     def shares(self, ending: str | None = None) -> dict[str, int]:
         """How many more held jobs of each limited kind this worker may take (the `ending` kind's
@@ -150,7 +154,7 @@ class SlotHandOff:
 
     def frees_room(self, record: JobRecord) -> bool:
         """Whether the job's end may let a held job start."""
-        return record.kind in self._kinds or (self._owner_limited and record.owner is not None)
+        return record.kind in self._max_running or (self._owner_limited and record.owner is not None)
 
     def claim_args(self) -> dict[str, Any] | None:
         worker, ending = self._worker, current_claim.get()
@@ -165,7 +169,7 @@ class SlotHandOff:
         ending = current_claim.get()
         if ending is None:
             return {}
-        leave = {"kind": ending.kind} if ending.kind is not None and ending.kind in self._kinds else {}
+        leave = {"kind": ending.kind} if ending.kind is not None and ending.kind in self._max_running else {}
         if self._owner_limited and ending.owner:
             leave["owner"] = ending.owner
         return leave
@@ -300,8 +304,7 @@ class JobcastWorker(Worker):
             claim = Claim(priority, int(score), holder, record, started=int(started))
             if record is not None and self._hand_off.frees_room(record):
                 claim.hand_off, claim.kind, claim.owner = self._hand_off, record.kind, record.owner
-                if record.kind in self._hand_off.running:
-                    self._hand_off.running[record.kind] += 1
+                self._hand_off.counts(record.kind, 1)
             self._start(job_id, claim)
 
     def _start(self, job_id: str, claim: Claim) -> None:
@@ -362,8 +365,7 @@ class JobcastWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[Any], claim: Claim) -> None:
         self.job_counter -= 1
-        if claim.kind in self._hand_off.running:
-            self._hand_off.running[claim.kind] -= 1
+        self._hand_off.counts(claim.kind, -1)
         if self.tasks.get(job_id) is task:
             del self.tasks[job_id]
         if not task.cancelled() and (error := task.exception()) is not None:

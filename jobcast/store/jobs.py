@@ -251,7 +251,7 @@ class HandOff(Protocol):
     def claimed(self, holder: str, jobs: list[Any], held: bool) -> None: ...
 
     def leaving(self) -> dict[str, str]:
-        """The running sets the ending job leaves ({kind, owner}) when no claim comes with it."""
+        """The running sets the ending job leaves ({kind, owner}), as its lease ends."""
         ...
 
 
@@ -483,12 +483,12 @@ class JobStore:
                 args["release"] = {"owner": release.holder, "priority": release.priority}
         if release is not None and type_ in TERMINAL_TYPES:
             args["release"] = {"owner": release.holder, "priority": release.priority}
-            if release.hand_off is not None and (claim := release.hand_off.claim_args()) is not None:
-                script, args["claim"] = "hand_off", claim
-                # The claim's clock is the instant its `started` events say (see dispatch).
-                args["now_ms"] = claim.pop("now_ms")
-            elif release.hand_off is not None:
+            if release.hand_off is not None:
                 args["release"]["leave"] = release.hand_off.leaving()
+                if (claim := release.hand_off.claim_args()) is not None:
+                    script, args["claim"] = "hand_off", claim
+                    # The claim's clock is the instant its `started` events say (see dispatch).
+                    args["now_ms"] = claim.pop("now_ms")
         answer = await self.scripts.call(script, keys, **args)
         if answer.status is not Status.PUBLISHED:
             return 0

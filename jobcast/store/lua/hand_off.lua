@@ -14,22 +14,18 @@ if released and LIM and C.want > 0 then
   -- The job's kind and owner, as its worker read them at the claim (C.ended).
   local kind, owner = C.ended.kind, C.ended.owner
   local tokens = {}
-  -- Out of the running sets the limits count (claim.lua), so that counting them needs no lookups;
-  -- and the held jobs its end may let start: its kind's, its owner's.
+  -- The held jobs its end may let start: its kind's, its owner's. (The job left the running sets
+  -- the limits count with its lease: A.release.leave, events.lua.)
   local limit = kind and kind_limit(kind)
-  if limit and limit.max_running then
-    redis.call('SREM', L.kind_running_prefix .. kind, A.id)
-    if redis.call('SISMEMBER', L.held, 'kind=' .. kind) == 1 then tokens[#tokens + 1] = 'kind=' .. kind end
-  end
-  if owner and LIM.owner > 0 then
-    redis.call('SREM', L.owner_running_prefix .. owner, A.id)
-    if redis.call('SISMEMBER', L.held, 'owner=' .. owner) == 1 then tokens[#tokens + 1] = 'owner=' .. owner end
+  local kind_held = limit and limit.max_running and redis.call('SISMEMBER', L.held, 'kind=' .. kind) == 1
+  if kind_held then tokens[#tokens + 1] = 'kind=' .. kind end
+  if owner and LIM.owner > 0 and redis.call('SISMEMBER', L.held, 'owner=' .. owner) == 1 then
+    tokens[#tokens + 1] = 'owner=' .. owner
   end
   release_held(tokens)
   if #jobs > 0 then redis.call('INCRBY', L.claimed, #jobs) end
   -- Past its share of the kind's limit, the worker leaves the slot to the others: wake them.
-  if #jobs == 0 and limit and limit.max_running and tokens[1] == 'kind=' .. kind
-    and C.shares and C.shares[kind] and C.shares[kind] <= 0 then
+  if #jobs == 0 and kind_held and C.shares and (C.shares[kind] or 1) <= 0 then
     redis.call(L.publish, L.wake_channel, '')
   end
   held = redis.call('EXISTS', L.held) == 1
