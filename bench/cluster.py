@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +141,7 @@ def _drain(
     }
     workers = [processes.start([sys.executable, "-m", "jobcast", "worker"], i % 2, env) for i in range(2)]
     try:
-        time.sleep(2.0)  # the workers connect and register (their start is not what is measured)
+        jobs.wait_ready("jobcast", url, workers, PREFIX)
         before = {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in groups.items()}
         workers_before = sum(cpu_seconds(w.pid) for w in workers)
         commands_before = asyncio.run(_commands(other_primaries))

@@ -31,6 +31,7 @@ from typing import Any
 from bench import processes
 from bench.machine import cpu_seconds
 from bench.peers import arq_worker, saq_worker
+from jobcast.protocol import Keys
 from jobcast.redis.client import create_redis
 from jobcast.redis.embedded import RedisProcess
 from jobcast.settings import Settings
@@ -168,7 +169,7 @@ def drain(
         client_loop.close()
     workers = _workers(system, redis)
     try:
-        time.sleep(2.0)  # the workers connect and register (their start is not what is measured)
+        wait_ready(system, redis.url, workers)
         assert redis.process is not None
         pids = [w.pid for w in workers] + [redis.process.pid]
         before = [cpu_seconds(pid) for pid in pids]
@@ -198,6 +199,35 @@ def drain(
         # The enqueuing client's (this process, on the load core with Redis), apart from the rest.
         "client_cpu_us_per_job": round(client_used * 1e6 / n),
     }
+
+
+# Where the peers' workers say they are ready (saq's `startup`, arq's `on_startup`); jobcast's
+# register in their deployment's worker set at start.
+READY_KEY = "bench:ready"
+
+
+def wait_ready(system: str, url: str, workers: list[Any], prefix: str = "jobcast") -> None:
+    """Until every worker has connected and registered, so that a drain measures the queue and
+    not the workers' start (the first run of a part also waits out its imports)."""
+    keyed = Settings(redis_url=url, key_prefix=prefix).redis_key_prefix
+    key = Keys(keyed).workers
+
+    async def ready() -> int:
+        for worker in workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"{worker.args} exited with {worker.returncode}")
+        if system.startswith("jobcast"):
+            return int(await redis.zcard(key))
+        return int(await redis.scard(READY_KEY))
+
+    async def wait() -> None:
+        try:
+            await until(ready, len(workers), within_s=60)
+        finally:
+            await redis.aclose()
+
+    redis = create_redis(url, key_prefix=keyed)
+    asyncio.run(wait())
 
 
 async def until(count: Callable[[], Awaitable[int]], target: int, within_s: float = 300) -> None:
@@ -244,7 +274,7 @@ def steady(system: str, redis: RedisProcess, rate: float, seconds: float) -> dic
     asyncio.run(_flush(redis.url))
     workers = _workers(system, redis)
     try:
-        time.sleep(2.0)  # the workers connect and register
+        wait_ready(system, redis.url, workers)
         delays_ms = asyncio.run(_steady(system, redis.url, rate, int(rate * seconds)))
     finally:
         for worker in workers:

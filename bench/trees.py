@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from bench import processes
-from bench.jobs import WORKERS, until
+from bench.jobs import WORKERS, until, wait_ready
 from bench.machine import cpu_seconds
 from jobcast.protocol import new_job_ids
 from jobcast.redis.client import create_redis
@@ -99,7 +99,7 @@ def drain(redis: RedisProcess, n: int, tree: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "jobcast", "worker"]
     workers = [processes.start(command, i % 2, env) for i in range(WORKERS)]
     try:
-        time.sleep(2.0)  # the workers connect and register (their start is not what is measured)
+        wait_ready("jobcast", redis.url, workers)
         assert redis.process is not None
         pids = [w.pid for w in workers] + [redis.process.pid]
         before = [cpu_seconds(pid) for pid in pids]

@@ -4,6 +4,7 @@ bench.peers.arq_worker REDIS_URL POLL_DELAY_S`, running a no-op function 10 at a
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,8 @@ from typing import Any
 
 from arq import create_pool, run_worker
 from arq.connections import RedisSettings
+
+READY_KEY = "bench:ready"  # bench/jobs.py reads it
 
 
 async def noop(ctx: dict[str, Any]) -> None:
@@ -46,6 +49,11 @@ async def steady(
     return [(r.start_time - r.enqueue_time).total_seconds() * 1000 for r in results if r is not None]
 
 
+async def ready(ctx: dict[str, Any]) -> None:
+    """Tell the bench this worker is connected (bench/jobs.py `wait_ready`)."""
+    await ctx["redis"].sadd(READY_KEY, os.getpid())
+
+
 def main() -> None:
     url, poll_delay = sys.argv[1], float(sys.argv[2])
 
@@ -55,6 +63,7 @@ def main() -> None:
         max_jobs = 10
         poll_delay = 0.5
         handle_signals = True
+        on_startup = ready
 
     WorkerSettings.poll_delay = poll_delay
     run_worker(WorkerSettings)  # type: ignore[arg-type]

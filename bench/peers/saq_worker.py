@@ -4,12 +4,15 @@ bench.peers.saq_worker REDIS_URL`, running a no-op function 10 at a time."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from saq import Queue, Worker
+
+READY_KEY = "bench:ready"  # bench/jobs.py reads it
 
 
 async def noop(ctx: dict[str, Any]) -> None:
@@ -61,9 +64,14 @@ async def steady(
     return [float(job.started - job.queued) for job in done if job is not None]
 
 
+async def ready(ctx: dict[str, Any]) -> None:
+    """Tell the bench this worker is connected (bench/jobs.py `wait_ready`)."""
+    await ctx["worker"].queue.redis.sadd(READY_KEY, os.getpid())
+
+
 async def main(url: str) -> None:
     queue = Queue.from_url(url)
-    worker = Worker(queue, functions=[noop, progress5], concurrency=10)
+    worker = Worker(queue, functions=[noop, progress5], concurrency=10, startup=ready)
     await worker.start()
 
 
