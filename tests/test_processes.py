@@ -174,7 +174,7 @@ async def test_jobcast_dev_restarts_a_killed_worker_whose_pool_dies_with_it(env,
         await dev.wait_http(timeout=60)
         async with aiohttp.ClientSession() as session:
             # Long enough to be running in the pool when the worker is killed.
-            body = {"kind": "aggregate", "params": {"rows": 40_000_000, "chunk_rows": 1_000_000}}
+            body = {"kind": "aggregate", "params": {"rows": 10_000_000, "chunk_rows": 500_000}}
             job = await submit(session, dev.url + "/api/jobs", body)
 
             def the_worker() -> int | None:
