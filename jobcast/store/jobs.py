@@ -47,11 +47,13 @@ from jobcast.protocol import (
     from_epoch_ms,
     isoformat,
     loads,
+    new_job_ids,
     now_iso,
     split_record,
     utcnow,
 )
 from jobcast.redis.client import awaited
+from jobcast.redis.shards import Shard, sharded_job_ids
 from jobcast.settings import Settings
 from jobcast.snapshot import ChildCounts, JobSnapshot, ProgressSnapshot, SnapshotLinks
 from jobcast.store.coalescing import Coalescer
@@ -390,11 +392,16 @@ class Page:
 class JobStore:
     """Reads and writes jobcast's Redis data; shared by the web server and the workers."""
 
-    def __init__(self, redis: Redis, settings: Settings, links: Links = no_links) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, links: Links = no_links, shard: Shard | None = None
+    ) -> None:
+        """`shard`: which shard of a sharded deployment this store reads and writes (its keys'
+        prefix, and the ids it gives new jobs); jobcast/store/shards.py makes them."""
         self.redis = redis
         self.settings = settings
         self.links = links
-        self.keys = Keys(settings.redis_key_prefix)
+        self.shard = shard
+        self.keys = Keys(settings.redis_key_prefix if shard is None else shard.prefix)
         self.scripts = Scripts(redis, self.keys, settings)
         self.output = Outputs(redis, self.scripts, self.keys, settings)
         self.quota = DiskQuota(self.scripts, settings.disk_quota_bytes, settings.anonymous_owners_per_address)
@@ -536,6 +543,10 @@ class JobStore:
             # What a child's progress adds to its parent's rolled-up bar (tree.lua).
             event["cur"], event["tot"] = progress.get("current") or 0, progress["total"]
         return event
+
+    def new_ids(self, count: int) -> list[str]:
+        """Ids for new jobs of this store: on a shard, ids that name it."""
+        return new_job_ids(count) if self.shard is None else sharded_job_ids(count, self.shard.number)
 
     async def create(self, job_id: str, submission: Submission, **options: Any) -> JobSnapshot:
         """Submit a job: the record, its `queued` event, its indexes and its place in the queue in

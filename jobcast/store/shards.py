@@ -1,0 +1,64 @@
+"""A sharded deployment's job stores, one a shard: which holds a job, and which takes a new one
+(jobcast/redis/shards.py has the layout)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+from redis.asyncio import Redis
+
+from jobcast.redis.shards import shard_of, shard_of_owner, shards_of
+from jobcast.settings import Settings
+from jobcast.store.jobs import JobStore, Links, no_links
+
+
+class Shards:
+    """The stores of every shard, shard 0 first. With one shard, its store is the deployment's
+    store as it always was: unsharded ids, the deployment's prefix."""
+
+    def __init__(self, stores: Sequence[JobStore]) -> None:
+        if not stores:
+            raise ValueError("a deployment has one shard at least")
+        self.stores = list(stores)
+        self._turns = itertools.cycle(self.stores)
+
+    @classmethod
+    def connect(
+        cls, settings: Settings, count: int, redis_for: Callable[[str], Redis], links: Links = no_links
+    ) -> Shards:
+        """`count` shards of the deployment, each store with its own client from `redis_for(prefix)`
+        (on a cluster, a client serves one slot: jobcast/redis/cluster.py)."""
+        if count == 1:
+            return cls([JobStore(redis_for(settings.redis_key_prefix), settings, links)])
+        return cls(
+            [
+                JobStore(redis_for(shard.prefix), settings, links, shard)
+                for shard in shards_of(settings.redis_key_prefix, count)
+            ]
+        )
+
+    @property
+    def home(self) -> JobStore:
+        """Shard 0: where a deployment that had one shard kept everything."""
+        return self.stores[0]
+
+    def of(self, job_id: str) -> JobStore | None:
+        """The store that holds `job_id`, or None when its id names a shard this deployment lacks."""
+        shard = shard_of(job_id, len(self.stores))
+        return None if shard is None else self.stores[shard]
+
+    def for_new(self, owner: str | None) -> JobStore:
+        """Where a new job goes: its owner's shard, so that what is counted per owner stays on one
+        shard; a job without an owner, to the shards in turn."""
+        if len(self.stores) == 1:
+            return self.stores[0]
+        if owner is not None:
+            return self.stores[shard_of_owner(owner, len(self.stores))]
+        return next(self._turns)
+
+    async def aclose(self) -> None:
+        """Close every store and the client each was connected with."""
+        for store in self.stores:
+            await store.aclose()
+            await store.redis.aclose()

@@ -1,0 +1,125 @@
+"""A deployment spread over shards (jobcast/redis/shards.py): each shard's tag on its own part of
+the slot ring, ids that name their shard, and on a real Redis Cluster (three primaries with a
+replica each) jobs spread so that no primary holds much more than its share of keys or messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from jobcast.errors import SubmitRefused
+from jobcast.protocol import new_job_ids
+from jobcast.redis.client import create_redis
+from jobcast.redis.keyslots import hash_tag
+from jobcast.redis.shards import shard_of, shard_prefixes, sharded_job_ids
+from jobcast.settings import Settings
+from jobcast.store.jobs import Submission
+from jobcast.store.shards import Shards
+from tests.redis_cluster import ClusterNode, LocalCluster
+
+
+def ring_offsets(prefixes: list[str]) -> list[int]:
+    """Each prefix's slot, counted around the ring from the first's."""
+    first = key_slot(hash_tag(prefixes[0]).encode())
+    return [(key_slot(hash_tag(p).encode()) - first) % REDIS_CLUSTER_HASH_SLOTS for p in prefixes]
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 16])
+def test_each_shards_slot_lies_on_its_own_part_of_the_ring(count: int) -> None:
+    prefixes = shard_prefixes("team:{jobcast}", count)
+    # Shard 0 is where an unsharded deployment kept its keys; the others keep the rest of the prefix.
+    assert prefixes[0] == "team:{jobcast}" and len(set(prefixes)) == count
+    assert all(p.startswith("team:{jobcast~") for p in prefixes[1:])
+    spacing = REDIS_CLUSTER_HASH_SLOTS / count
+    for k, offset in enumerate(ring_offsets(prefixes)):
+        assert abs(offset - k * spacing) <= spacing / 8, (k, offset, spacing)
+    # The same in every process: the layout is a function of the prefix and the count.
+    assert shard_prefixes("team:{jobcast}", count) == prefixes
+
+
+def test_one_shard_is_the_deployments_prefix_and_more_need_a_hash_tag() -> None:
+    assert shard_prefixes("jobcast", 1) == ["jobcast"]
+    with pytest.raises(ValueError, match="hash tag"):
+        shard_prefixes("jobcast", 3)
+    with pytest.raises(ValueError, match="1 to 256"):
+        shard_prefixes("{jobcast}", 257)
+
+
+def test_an_id_names_its_shard_and_stays_a_uuid_of_32_hex_digits() -> None:
+    for shard in (0, 1, 2, 255):
+        ids = sharded_job_ids(500, shard)
+        assert len(set(ids)) == 500
+        for job_id in ids:
+            assert len(job_id) == 32 and uuid.UUID(job_id).hex == job_id
+            assert uuid.UUID(job_id).version == 8 and uuid.UUID(job_id).variant == uuid.RFC_4122
+            assert shard_of(job_id, 256) == shard
+    # Ids from a deployment of one shard (version 4) are shard 0's, whatever their first byte.
+    assert {shard_of(job_id, 3) for job_id in new_job_ids(500)} == {0}
+    # An id of a shard the deployment lacks names no job of it.
+    assert shard_of(sharded_job_ids(1, 5)[0], 3) is None
+    # With one shard, every id is its.
+    assert shard_of(sharded_job_ids(1, 5)[0], 1) == 0
+
+
+async def test_ten_thousand_jobs_on_three_shards_spread_keys_and_messages_over_the_primaries(
+    redis_cluster: LocalCluster,
+) -> None:
+    settings = Settings(redis_url=redis_cluster.url, key_prefix="{" + f"s{uuid.uuid4().hex[:8]}" + "}")
+    shards = Shards.connect(settings, 3, lambda prefix: create_redis(redis_cluster.url, key_prefix=prefix))
+    primaries = {(await redis_cluster.primary_of(store.keys.prefix)).port for store in shards.stores}
+    assert len(primaries) == 3, "the three shards' tags are served by three primaries"
+    nodes = [node for node in redis_cluster.nodes if node.port in primaries]
+    published_before = {node.port: await published(node) for node in nodes}
+    try:
+        # Jobs without an owner go to the shards in turn; an owner's jobs go to the owner's shard.
+        calls: dict[int, list[Any]] = {}
+        for i in range(10_000):
+            owner = f"owner-{i % 500}" if i % 2 else None
+            store = shards.for_new(owner)
+            (job_id,) = store.new_ids(1)
+            assert shards.of(job_id) is store
+            calls.setdefault(shards.stores.index(store), []).append(
+                store.create_call(job_id, Submission("demo", {}), owner=owner)
+            )
+        created = 0
+        for number, shard_calls in calls.items():
+            store = shards.stores[number]
+            for at in range(0, len(shard_calls), 500):
+                answers = await store.create_many(shard_calls[at : at + 500])
+                assert not [a for a in answers if isinstance(a, SubmitRefused)], answers[:3]
+                created += len(answers)
+        assert created == 10_000
+        keys = {node.port: await keys_under(node, settings.key_prefix.strip("{}")) for node in nodes}
+        messages = {node.port: await published(node) - published_before[node.port] for node in nodes}
+        # Every job's `queued` event went out on its job's channel, on its shard's primary alone.
+        assert sum(messages.values()) >= 10_000, messages
+        for port in primaries:
+            assert keys[port] <= 0.45 * sum(keys.values()), keys
+            assert messages[port] <= 0.45 * sum(messages.values()), messages
+        # Each job's keys are on its own shard's primary: its record is where its id says.
+        for store in shards.stores:
+            home = await redis_cluster.primary_of(store.keys.prefix)
+            async with home.client() as client:
+                sample = await client.zrange(store.keys.index_all, 0, 99)
+                assert sample and all(shards.of(job_id.decode()) is store for job_id in sample)
+                assert all([await client.exists(store.keys.job(j.decode())) for j in sample])
+    finally:
+        await shards.aclose()
+
+
+async def published(node: ClusterNode) -> int:
+    """The messages a node has published with SPUBLISH (scripts' included) since it started."""
+    stats = await node.info("commandstats")
+    return int(stats.get("cmdstat_spublish", {"calls": 0})["calls"])  # type: ignore[index]
+
+
+async def keys_under(node: ClusterNode, tag: str) -> int:
+    """How many keys of the deployment tagged `tag` a node holds."""
+    count = 0
+    async with node.client() as client:
+        async for _ in client.scan_iter(match=f"*{{{tag}*", count=5_000):
+            count += 1
+    return count
