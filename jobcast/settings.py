@@ -101,6 +101,15 @@ class Settings(ProcessSettings):
         "On a Redis Cluster it is a hash tag (`jobcast` is used as `{jobcast}`), so that the "
         "deployment's keys share one slot.",
     )
+    redis_shards: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="How many shards the deployment's keys are spread over, each under a hash tag of its "
+        "own (`{jobcast}`, `{jobcast~1}`...), so each on its own primary of a Redis Cluster; a job's id "
+        "names its shard. Workers claim from every shard; the web process serves one shard so far, and "
+        "refuses more (docs/scaling.md#past-one-redis).",
+    )
     queue_name: str = Field(
         default="jobcast:queue",
         description="The arq queue where an earlier layout kept waiting jobs; workers move any found "
@@ -642,9 +651,10 @@ class Settings(ProcessSettings):
 
     @property
     def redis_key_prefix(self) -> str:
-        """The prefix of every key and channel in Redis: `key_prefix`, and on a Redis Cluster with a
-        hash tag (`{jobcast}`) unless it has one, so that all of them map to one slot."""
-        if self.redis_cluster and not hash_tag(self.key_prefix):
+        """The prefix of every key and channel in Redis (shard 0's, with shards): `key_prefix`, and on
+        a Redis Cluster or with shards with a hash tag (`{jobcast}`) unless it has one, so that all
+        of them map to one slot."""
+        if (self.redis_cluster or self.redis_shards > 1) and not hash_tag(self.key_prefix):
             return "{" + self.key_prefix + "}"
         return self.key_prefix
 

@@ -8,7 +8,7 @@ and arq's `run_job` reads a payload and counts runs in keys of its own, a round 
 what jobcast's claim already brings (the record) and counts (the attempts):
 
 - a waiting job lives in its priority's queue only (`protocol.Keys.queue`);
-- `_poll_iteration` claims due jobs for every free slot in one script (jobcast/store/lua/dispatch.lua),
+- `_poll_iteration` claims due jobs for every free slot, one script a shard (jobcast/store/lua/dispatch.lua),
   which also puts back jobs whose short lease lapsed and starts the jobs that can simply start,
   then runs each in a task of its own (`_run`): the attempt (jobs/worker.py), a `Retry` put back
   for its defer, a task cancelled by the shutdown put back to run again at once;
@@ -51,7 +51,8 @@ from jobcast.store.records import RECORD_FIELDS, JobRecord, record_from
 
 if TYPE_CHECKING:
     from jobcast.settings import Settings
-    from jobcast.store.jobs import HandOff, JobStore
+    from jobcast.store.jobs import HandOff
+    from jobcast.store.shards import Shards
 
 __all__ = ["ArqRedis", "JobcastWorker", "Retry"]
 
@@ -190,7 +191,7 @@ class JobcastWorker(Worker):
     def __init__(
         self,
         *,
-        store: JobStore,
+        shards: Shards,
         settings: Settings,
         name: str,
         run: Callable[[dict[str, Any], str], Awaitable[None]],
@@ -201,12 +202,15 @@ class JobcastWorker(Worker):
         super().__init__(
             functions=[func(run, name=RUN_JOB)],  # type: ignore[arg-type]  # arq never calls it (RUN_JOB)
             poll_delay=0,
-            queue_name=store.keys.arq_queue,
+            queue_name=shards.home.keys.arq_queue,
             **kwargs,
         )
         self._run_attempt = run  # not `self.run`: that is arq's Worker.run
         self.run_timeout_s = run_timeout_s
-        self.store = store
+        # Shard 0's store: heartbeats and the worker directory; jobs are claimed from every shard.
+        self.store = shards.home
+        self.shards = shards
+        self._next_shard = 0
         self.settings = settings
         self.name = name
         self.wakeup = self.ctx["wakeup"] = asyncio.Event()
@@ -271,11 +275,23 @@ class JobcastWorker(Worker):
         free = self.max_jobs - self.job_counter
         next_due_ms = -1
         if self.allow_pick_jobs and free > 0:
-            args = self.claim_args(free)
-            answer = await self.store.scripts.call("dispatch", **args)
-            next_due_ms = int(answer["next_ms"])
-            self._hand_off.held = answer.get("held", True)
-            self.claimed(args["owner"], answer["jobs"] or ())
+            # Every shard in turn, the first one a different one each poll, so that no shard's
+            # jobs wait while another's fill the free slots.
+            stores = self.shards.stores
+            first, held = self._next_shard, False
+            self._next_shard = (first + 1) % len(stores)
+            for store in stores[first:] + stores[:first]:
+                if free <= 0:
+                    break  # the slots are full: a slot that frees wakes the next poll
+                args = self.claim_args(free)
+                answer = await store.scripts.call("dispatch", **args)
+                if (due := int(answer["next_ms"])) >= 0:
+                    next_due_ms = due if next_due_ms < 0 else min(next_due_ms, due)
+                held = held or answer.get("held", True)
+                jobs = answer["jobs"] or ()
+                free -= len(jobs)
+                self.claimed(args["owner"], jobs)
+            self._hand_off.held = held
         await self.heart_beat()
         return next_due_ms
 
@@ -377,9 +393,10 @@ class JobcastWorker(Worker):
             self.wakeup.set()
 
     async def _finish(self, job_id: str, claim: Claim, finish: bool, ready_ms: int) -> None:
-        answer = await self.store.scripts.call(
+        store = self.shards.holding(job_id)
+        answer = await store.scripts.call(
             "finish",
-            {"job": self.store.keys.job(job_id)},
+            {"job": store.keys.job(job_id)},
             id=job_id,
             priority=claim.priority,
             owner=claim.holder,
@@ -422,7 +439,11 @@ class JobcastWorker(Worker):
         # arq's close would gather them and take their cancellation for its own.
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()))
-        await self.store.aclose()
+        for store in self.shards.stores:
+            await store.aclose()
+        # Shard 0's client is arq's pool, which arq closes; the others are this worker's.
+        for store in self.shards.stores[1:]:
+            await store.redis.aclose()
         # Without Redis, the worker leaves the list once its heartbeat is stale.
         with contextlib.suppress(RedisError, KeyError):
             async with self.pool.pipeline(transaction=True) as pipe:

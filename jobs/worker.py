@@ -50,6 +50,7 @@ from jobcast.settings import Settings
 from jobcast.store.jobs import JobRecord, JobStore, json_deserializer, json_serializer
 from jobcast.store.reaper import Reaper, worker_lost
 from jobcast.store.schedules import ScheduleBook
+from jobcast.store.shards import Shards
 from jobcast.tasks import cancel_and_wait
 from jobcast.tree import BATCH_KIND
 
@@ -90,7 +91,7 @@ def _after(delay_s: float) -> dict[str, str]:
     return {"next_attempt_at": isoformat(utcnow() + timedelta(seconds=delay_s))}
 
 
-async def _sweep_files(storage: Storage, store: JobStore, retention_s: float) -> None:
+async def _sweep_files(storage: Storage, shards: Shards, retention_s: float) -> None:
     while True:
         try:
             removed = await storage.sweep(retention_s)
@@ -100,7 +101,8 @@ async def _sweep_files(storage: Storage, store: JobStore, retention_s: float) ->
         if removed:
             log.info("swept %d expired job directories", len(removed))
             try:
-                await store.quota.refund(removed)
+                for store, ids in shards.group(removed).items():
+                    await store.quota.refund(ids)
             except RedisError as e:  # their owners' counts stay high: logged, not fatal
                 log.warning("could not refund the disk charges of %d swept jobs: %s", len(removed), e)
         await asyncio.sleep(SWEEP_INTERVAL_S)
@@ -137,9 +139,11 @@ def die_with_parent() -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     store: JobStore = ctx["store"]
-    await migrate(store.redis, store.keys, settings.queue_name)
-    await migrate_histories(store)
-    await migrate_top_index(store)
+    shards: Shards = ctx["shards"]
+    for shard in shards.stores:
+        await migrate(shard.redis, shard.keys, settings.queue_name)
+        await migrate_histories(shard)
+        await migrate_top_index(shard)
     storage: Storage = ctx["storage"]
     await storage.start()
     ctx["files"] = storage.files
@@ -156,13 +160,17 @@ async def startup(ctx: dict[str, Any]) -> None:
         initializer=die_with_parent,
     )
     ctx["services"] = [
-        asyncio.create_task(listen_for_signals(settings.redis_url, store.keys, running, ctx["wakeup"])),
-        asyncio.create_task(_sweep_files(storage, store, settings.retention_s)),
-        asyncio.create_task(Janitor(store, storage).run(settings.janitor_interval_s)),
-        asyncio.create_task(Reaper(store).run(settings.reaper_interval_s)),
+        asyncio.create_task(_sweep_files(storage, shards, settings.retention_s)),
         asyncio.create_task(Scheduler(ScheduleBook(store), ctx["kinds"], settings).run()),
-        asyncio.create_task(publish_rollups(store, settings)),
     ]
+    # Each shard has its own signals (a pub/sub connection to its primary), upkeep and rollups.
+    for shard in shards.stores:
+        ctx["services"] += [
+            asyncio.create_task(listen_for_signals(settings.redis_url, shard.keys, running, ctx["wakeup"])),
+            asyncio.create_task(Janitor(shard, storage).run(settings.janitor_interval_s)),
+            asyncio.create_task(Reaper(shard).run(settings.reaper_interval_s)),
+            asyncio.create_task(publish_rollups(shard, settings)),
+        ]
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -178,7 +186,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """One attempt of a job (JobcastWorker runs it for each claim)."""
-    store: JobStore = ctx["store"]
+    store = ctx["shards"].holding(job_id)
     settings: Settings = ctx["settings"]
     claim = current_claim.get()
     # The claim read the record, and most often started the job too; otherwise the `started`
@@ -411,14 +419,20 @@ def create_worker(settings: Settings) -> JobcastWorker:
     for own in (bulk.NAME, BATCH_KIND):
         if own in kinds:
             raise KindsError(f"the kind name {own!r} is jobcast's own: rename yours")
-    redis = create_redis(
-        settings.redis_url,
-        client_class=ArqRedis,
-        retries=settings.worker_redis_retries,
-        max_connections=settings.redis_max_connections,
-        key_prefix=settings.redis_key_prefix,
+    shards = Shards.connect(
+        settings,
+        settings.redis_shards,
+        lambda prefix: create_redis(
+            settings.redis_url,
+            client_class=ArqRedis,
+            retries=settings.worker_redis_retries,
+            max_connections=settings.redis_max_connections,
+            key_prefix=prefix,
+        ),
     )
-    store = JobStore(redis, settings)
+    # Shard 0's: arq's pool, the schedules, and everything of a deployment of one shard.
+    store = shards.home
+    redis = store.redis
     storage = create_storage(settings)  # started with the worker (startup)
     # Every worker serves bulk actions, whichever kinds it runs: they act on any job's records.
     kinds[bulk.NAME] = bulk_actions.bulk_kind(bulk_actions.BulkActions(store, storage, kinds))
@@ -427,14 +441,21 @@ def create_worker(settings: Settings) -> JobcastWorker:
     longest = max(kind.timeout_s for kind in kinds.values())
     name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     return JobcastWorker(
-        store=store,
+        shards=shards,
         settings=settings,
         name=name,
         run=run_job,
         run_timeout_s=longest + 60,
         redis_pool=redis,
         # The name the worker's leases carry (see jobs/lease.py).
-        ctx={"settings": settings, "kinds": kinds, "store": store, "storage": storage, "lease_owner": name},
+        ctx={
+            "settings": settings,
+            "kinds": kinds,
+            "store": store,
+            "shards": shards,
+            "storage": storage,
+            "lease_owner": name,
+        },
         on_startup=startup,
         on_shutdown=shutdown,
         handle_signals=True,

@@ -29,6 +29,7 @@ from jobcast.redis.pubsub import connect_pubsub
 from jobcast.store.jobs import JobStore, Submission
 from jobcast.store.records import RECORD_FIELDS, record_from
 from jobcast.store.scripts import Status, layout, lua_table
+from jobcast.store.shards import Shards
 
 LUA = Path(__file__).resolve().parent.parent / "jobcast" / "store" / "lua"
 
@@ -346,7 +347,7 @@ async def run_one_attempt(
     """A new job, claimed and run by a worker's own run loop (`JobcastWorker._run`) with `run`
     as its attempt: the worker, the job, and when the attempt started (ms)."""
     worker = JobcastWorker(
-        store=store,
+        shards=Shards([store]),
         settings=settings,
         name="w-1",
         run=run,

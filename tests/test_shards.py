@@ -4,20 +4,25 @@ replica each) jobs spread so that no primary holds much more than its share of k
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from jobcast.errors import SubmitRefused
-from jobcast.protocol import new_job_ids
+from jobcast.protocol import new_job_ids, split_record
 from jobcast.redis.client import create_redis
 from jobcast.redis.keyslots import hash_tag
 from jobcast.redis.shards import shard_of, shard_prefixes, sharded_job_ids
 from jobcast.settings import Settings
 from jobcast.store.jobs import Submission
 from jobcast.store.shards import Shards
+from tests.helpers import lifecycle, wait_for
 from tests.redis_cluster import ClusterNode, LocalCluster
 
 
@@ -123,3 +128,51 @@ async def keys_under(node: ClusterNode, tag: str) -> int:
         async for _ in client.scan_iter(match=f"*{{{tag}*", count=5_000):
             count += 1
     return count
+
+
+async def test_workers_run_every_shards_jobs_each_once_to_its_end(settings: Settings, spawn) -> None:
+    """Jobs created on three shards of one Redis (as a web process would: each job on its shard,
+    its id naming it) are run by two `jobcast worker` processes claiming from every shard; each job's
+    history on its shard says it started and succeeded once, in order."""
+    sharded = settings.model_copy(update={"redis_shards": 3})
+    shards = Shards.connect(sharded, 3, lambda prefix: create_redis(settings.redis_url, key_prefix=prefix))
+    workers = [spawn("worker", JOBCAST_REDIS_SHARDS="3") for _ in range(2)]
+    try:
+        ids: list[str] = []
+        for _ in range(60):
+            store = shards.for_new(None)
+            (job_id,) = store.new_ids(1)
+            await store.create(job_id, Submission("demo", {"steps": 2, "step_ms": 5}))
+            ids.append(job_id)
+        assert {shards.stores.index(shards.holding(job_id)) for job_id in ids} == {0, 1, 2}
+
+        async def ended() -> bool:
+            snapshots = [await shards.holding(job_id).snapshot(job_id) for job_id in ids]
+            return all(s is not None and s["state"] == "succeeded" for s in snapshots)
+
+        await wait_for(ended, timeout=60, what="every shard's jobs to succeed")
+        ran_on: set[str] = set()
+        for job_id in ids:
+            records, _ = await shards.holding(job_id).history_after(job_id, 0)
+            events = [orjson.loads(split_record(r)[2]) for r in records]
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), events
+            assert lifecycle(events) == [("queued", 0), ("started", 1), ("succeeded", 1)], events
+            ran_on.add(events[1]["worker"])
+        assert len(ran_on) == 2, "both workers took jobs"
+    finally:
+        await shards.aclose()
+        for worker in workers:
+            worker.stop()
+    assert all("Traceback" not in worker.log() for worker in workers)
+
+
+def test_the_web_process_refuses_more_than_one_shard(env: dict[str, str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "jobcast", "web"],
+        env={**os.environ, **env, "JOBCAST_REDIS_SHARDS": "3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "JOBCAST_REDIS_SHARDS must be 1" in run.stderr and "Traceback" not in run.stderr

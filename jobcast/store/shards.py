@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from redis.asyncio import Redis
 
@@ -47,6 +47,21 @@ class Shards:
         """The store that holds `job_id`, or None when its id names a shard this deployment lacks."""
         shard = shard_of(job_id, len(self.stores))
         return None if shard is None else self.stores[shard]
+
+    def holding(self, job_id: str) -> JobStore:
+        """The store of a job known to be here (claimed from a shard, listed by one)."""
+        store = self.of(job_id)
+        if store is None:
+            raise LookupError(f"job {job_id} names a shard this deployment lacks")
+        return store
+
+    def group(self, job_ids: Iterable[str]) -> dict[JobStore, list[str]]:
+        """The ids each store holds (ids of shards this deployment lacks left out)."""
+        groups: dict[JobStore, list[str]] = {}
+        for job_id in job_ids:
+            if (store := self.of(job_id)) is not None:
+                groups.setdefault(store, []).append(job_id)
+        return groups
 
     def for_new(self, owner: str | None) -> JobStore:
         """Where a new job goes: its owner's shard, so that what is counted per owner stays on one
