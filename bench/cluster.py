@@ -3,10 +3,13 @@
 The drain of bench/jobs.py (N no-op jobs enqueued at once through `JobStore.create_many`, drained
 by 2 workers of 10 slots), round by round on a single server, on a single server with a replica,
 and on a cluster of three primaries with a replica each (tests/redis_cluster.py), where the
-deployment is on the slot of `{jobcast}`.
+deployment is on the slot of `{jobcast}`; then on the same cluster with the deployment spread
+over three shards (`JOBCAST_REDIS_SHARDS=3`, jobcast/redis/shards.py), one a primary, the jobs
+created on the shards in turn.
 Every node runs on the load core, as the single server does. Per job: the Redis CPU of the primary
 serving the slot, of its replica (replication), and of the other nodes; and the commands the
 other primaries ran during the drain, which is what crossed to other shards (the goal is none).
+With three shards: each shard's primary's CPU, a job of the drain and a job of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +25,17 @@ import redis.asyncio as aioredis
 
 from bench import jobs, processes
 from bench.machine import cpu_seconds
+from jobcast.redis.client import create_redis
 from jobcast.redis.embedded import RedisProcess
+from jobcast.redis.shards import shard_prefixes
+from jobcast.settings import Settings
+from jobcast.store.jobs import JobStore, Submission
+from jobcast.store.shards import Shards
 from tests.helpers import wait_for
 from tests.redis_cluster import ClusterNode, LocalCluster
 
 PREFIX = "jobcast"  # on the cluster: {jobcast}
+SHARDS = 3
 
 
 def drains(n: int, rounds: int) -> list[dict[str, Any]]:
@@ -49,6 +59,7 @@ def drains(n: int, rounds: int) -> list[dict[str, Any]]:
                 results.append(_single("single server", single, None, n))
                 results.append(_single("with a replica", primary, replica, n))
                 results.append(_cluster(cluster, n))
+                results.append(_sharded(cluster, n))
         finally:
             cluster.stop()
             replica.stop()
@@ -75,14 +86,51 @@ def _single(system: str, redis: RedisProcess, replica: RedisProcess | None, n: i
     groups = {"primary": [redis.process.pid]}
     if replica is not None and replica.process is not None:
         groups["replica"] = [replica.process.pid]
-    return _drain(system, redis.url, groups, [], n)
+    return _drain(system, redis.url, groups, [], n, serving=[redis.url])
 
 
 def _cluster(cluster: LocalCluster, n: int) -> dict[str, Any]:
     home, replica, others, other_primaries = asyncio.run(_roles(cluster))
     asyncio.run(_flush([f"redis://{node.address}" for node in (home, *other_primaries)]))
     groups = {"primary": [_pid(home)], "replica": [_pid(replica)], "others": [_pid(node) for node in others]}
-    return _drain("cluster", cluster.url, groups, other_primaries, n)
+    return _drain("cluster", cluster.url, groups, other_primaries, n, serving=[f"redis://{home.address}"])
+
+
+def _sharded(cluster: LocalCluster, n: int) -> dict[str, Any]:
+    prefixes = shard_prefixes("{" + PREFIX + "}", SHARDS)
+    primaries = [asyncio.run(cluster.primary_of(prefix)) for prefix in prefixes]
+    asyncio.run(_flush([f"redis://{node.address}" for node in primaries]))
+    groups = {f"shard {k}": [_pid(node)] for k, node in enumerate(primaries)}
+    replicas = [asyncio.run(_replica_of(cluster, node)) for node in primaries]
+    groups |= {f"shard {k} replica": [_pid(node)] for k, node in enumerate(replicas)}
+    serving = [f"redis://{node.address}" for node in primaries]
+    row = _drain(f"{SHARDS} shards", cluster.url, groups, [], n, serving=serving, shards=SHARDS)
+    jobs_on = row.pop("shard_jobs")
+    per_shard = [
+        {
+            "jobs": jobs_on[k],
+            "primary_cpu_us_per_job": row.pop(f"shard {k}_cpu_us_per_job"),
+            "replica_cpu_us_per_job": row.pop(f"shard {k} replica_cpu_us_per_job"),
+        }
+        for k in range(SHARDS)
+    ]
+    for shard in per_shard:
+        # Each shard's primary, for each job it holds.
+        shard["primary_cpu_us_per_own_job"] = round(
+            shard["primary_cpu_us_per_job"] * n / max(1, shard["jobs"])
+        )
+    row["primary_cpu_us_per_job"] = sum(s["primary_cpu_us_per_job"] for s in per_shard)
+    row["replica_cpu_us_per_job"] = sum(s["replica_cpu_us_per_job"] for s in per_shard)
+    row["shards"] = per_shard
+    return row
+
+
+async def _replica_of(cluster: LocalCluster, primary: ClusterNode) -> ClusterNode:
+    for node in cluster.nodes:
+        info = await node.info("replication")
+        if info["role"] == "slave" and int(str(info["master_port"])) == primary.port:
+            return node
+    raise LookupError(f"no replica of {primary.address}")
 
 
 def _pid(node: ClusterNode) -> int:
@@ -120,6 +168,19 @@ async def _flush(urls: list[str]) -> None:
 UPKEEP = ("cmdstat_replconf", "cmdstat_ping", "cmdstat_info", "cmdstat_cluster|", "cmdstat_client|")
 
 
+async def _script_calls(urls: list[str]) -> int:
+    """The scripts (EVALSHA) the servers at `urls` ran so far."""
+    total = 0
+    for url in urls:
+        client = aioredis.Redis.from_url(url)
+        try:
+            stats = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        total += int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return total
+
+
 async def _commands(nodes: list[ClusterNode]) -> int:
     """The commands `nodes` ran so far, their own upkeep left out."""
     total = 0
@@ -130,9 +191,17 @@ async def _commands(nodes: list[ClusterNode]) -> int:
 
 
 def _drain(
-    system: str, url: str, groups: dict[str, list[int]], other_primaries: list[ClusterNode], n: int
+    system: str,
+    url: str,
+    groups: dict[str, list[int]],
+    other_primaries: list[ClusterNode],
+    n: int,
+    serving: list[str],
+    shards: int = 1,
 ) -> dict[str, Any]:
+    """`serving`: the primaries that serve the deployment, whose script calls are counted."""
     env = {
+        "JOBCAST_REDIS_SHARDS": str(shards),
         "REDIS_URL": url,
         "JOBCAST_KEY_PREFIX": PREFIX,
         "JOBCAST_LOG_LEVEL": "WARNING",
@@ -145,8 +214,13 @@ def _drain(
         before = {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in groups.items()}
         workers_before = sum(cpu_seconds(w.pid) for w in workers)
         commands_before = asyncio.run(_commands(other_primaries))
-        elapsed = asyncio.run(jobs._enqueue_and_wait("jobcast", url, n, "noop"))
+        scripts_before = asyncio.run(_script_calls(serving))
+        if shards == 1:
+            elapsed = asyncio.run(jobs._enqueue_and_wait("jobcast", url, n, "noop"))
+        else:
+            elapsed, shard_jobs = asyncio.run(_enqueue_on_shards(url, n, shards))
         crossed = asyncio.run(_commands(other_primaries)) - commands_before
+        script_calls = asyncio.run(_script_calls(serving)) - scripts_before
         used = {
             group: sum(cpu_seconds(pid) for pid in pids) - before[group] for group, pids in groups.items()
         }
@@ -164,4 +238,36 @@ def _drain(
         # Commands the primaries that do not serve the slot ran (not their own upkeep): what
         # crossed to other shards.
         "other_primaries_commands": crossed,
+        # The scripts the deployment's primaries ran a job (claims, events, ends; empty polls too).
+        "script_calls_per_job": round(script_calls / n, 2),
+        **({"shard_jobs": shard_jobs} if shards > 1 else {}),
     }
+
+
+async def _enqueue_on_shards(url: str, n: int, count: int) -> tuple[float, list[int]]:
+    """n no-op jobs created on `count` shards in turn, as a web process would (each shard's calls
+    in batches); seconds until the last succeeded, and how many each shard held."""
+    settings = Settings(redis_url=url, key_prefix=PREFIX, max_waiting_jobs=0, redis_shards=count)
+    shards = Shards.connect(settings, count, lambda prefix: create_redis(url, key_prefix=prefix))
+    try:
+        began = time.perf_counter()
+        calls: dict[JobStore, list[Any]] = {}
+        for _ in range(n):
+            store = shards.for_new(None)
+            (job_id,) = store.new_ids(1)
+            calls.setdefault(store, []).append(store.create_call(job_id, Submission("noop", {})))
+        await asyncio.gather(
+            *(
+                store.create_many(batch[at : at + jobs.BATCH])
+                for store, batch in calls.items()
+                for at in range(0, len(batch), jobs.BATCH)
+            )
+        )
+
+        async def succeeded() -> int:
+            return sum([await s.redis.zcard(s.keys.index_state("succeeded")) for s in shards.stores])
+
+        await jobs.until(succeeded, n)
+        return time.perf_counter() - began, [len(calls.get(store, ())) for store in shards.stores]
+    finally:
+        await shards.aclose()

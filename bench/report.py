@@ -215,7 +215,7 @@ def cluster_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"one Redis and a cluster: {rows[0]['jobs']:,} no-op jobs drained by 2 workers x 10, the "
-        "deployment on one slot (median of rounds; Redis CPU µs a job)",
+        "deployment on one slot or spread over shards (median of rounds; Redis CPU µs a job)",
         f"{'system':<14} {'jobs/s':>8} {'workers':>8} {'primary':>8} {'replica':>8} {'vs single':>10}",
     ]
     for system, row in medians.items():
@@ -230,6 +230,20 @@ def cluster_lines(results: dict[str, Any]) -> list[str]:
             f"cluster: the other four nodes {cluster['others_cpu_us_per_job']:,.0f} µs a job; commands "
             f"jobcast sent the other primaries: "
             f"{cluster['other_primaries_commands']:,.0f} in the drain"
+        )
+    sharded = [r for r in rows if "shards" in r]
+    if sharded:
+        parts = []
+        for k in range(len(sharded[0]["shards"])):
+            jobs = statistics.median(r["shards"][k]["jobs"] for r in sharded)
+            own = statistics.median(r["shards"][k]["primary_cpu_us_per_own_job"] for r in sharded)
+            parts.append(f"shard {k} {jobs:,.0f} jobs, {own:,.0f} µs")
+        lines.append(f"{sharded[0]['system']}: each shard's primary a job it held: " + "; ".join(parts))
+    calls = median_rows([r for r in rows if "script_calls_per_job" in r], ("script_calls_per_job",))
+    if calls:
+        lines.append(
+            "scripts the deployment's primaries ran a job: "
+            + "; ".join(f"{system} {row['script_calls_per_job']:.2f}" for system, row in calls.items())
         )
     return lines
 

@@ -61,7 +61,16 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     # On a cluster, the drain ran on the slot's primary and sent the other primaries nothing.
     cluster = [row for row in results["cluster"] if row["system"] == "cluster"]
     assert cluster and all(row["jobs_per_s"] > 0 and row["other_primaries_commands"] == 0 for row in cluster)
-    assert {row["system"] for row in results["cluster"]} == {"single server", "with a replica", "cluster"}
+    assert {row["system"] for row in results["cluster"]} == {
+        "single server",
+        "with a replica",
+        "cluster",
+        "3 shards",
+    }
+    # Spread over three shards, each shard's primary ran jobs and spent CPU on them.
+    (sharded,) = [row for row in results["cluster"] if row["system"] == "3 shards"]
+    assert sum(shard["jobs"] for shard in sharded["shards"]) == sharded["jobs"]
+    assert all(shard["jobs"] > 0 and shard["primary_cpu_us_per_own_job"] > 0 for shard in sharded["shards"])
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
