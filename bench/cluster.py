@@ -168,17 +168,17 @@ async def _flush(urls: list[str]) -> None:
 UPKEEP = ("cmdstat_replconf", "cmdstat_ping", "cmdstat_info", "cmdstat_cluster|", "cmdstat_client|")
 
 
-async def _script_calls(urls: list[str]) -> int:
-    """The scripts (EVALSHA) the servers at `urls` ran so far."""
-    total = 0
+async def _script_calls(urls: list[str]) -> tuple[int, int]:
+    """The scripts (EVALSHA) the servers at `urls` ran so far, and the µs they spent in them."""
+    calls = usec = 0
     for url in urls:
         client = aioredis.Redis.from_url(url)
         try:
-            stats = await client.info("commandstats")
+            stats = (await client.info("commandstats")).get("cmdstat_evalsha", {})
         finally:
             await client.aclose()
-        total += int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-    return total
+        calls, usec = calls + int(stats.get("calls", 0)), usec + int(stats.get("usec", 0))
+    return calls, usec
 
 
 async def _commands(nodes: list[ClusterNode]) -> int:
@@ -220,7 +220,10 @@ def _drain(
         else:
             elapsed, shard_jobs = asyncio.run(_enqueue_on_shards(url, n, shards))
         crossed = asyncio.run(_commands(other_primaries)) - commands_before
-        script_calls = asyncio.run(_script_calls(serving)) - scripts_before
+        script_calls, script_usec = (
+            after - before
+            for after, before in zip(asyncio.run(_script_calls(serving)), scripts_before, strict=True)
+        )
         used = {
             group: sum(cpu_seconds(pid) for pid in pids) - before[group] for group, pids in groups.items()
         }
@@ -240,6 +243,9 @@ def _drain(
         "other_primaries_commands": crossed,
         # The scripts the deployment's primaries ran a job (claims, events, ends; empty polls too).
         "script_calls_per_job": round(script_calls / n, 2),
+        # Their time inside the scripts (Redis's own count): the rest of the primaries' CPU is
+        # reading, writing and replicating.
+        "script_us_per_job": round(script_usec / n),
         **({"shard_jobs": shard_jobs} if shards > 1 else {}),
     }
 

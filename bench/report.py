@@ -245,6 +245,12 @@ def cluster_lines(results: dict[str, Any]) -> list[str]:
             "scripts the deployment's primaries ran a job: "
             + "; ".join(f"{system} {row['script_calls_per_job']:.2f}" for system, row in calls.items())
         )
+    inside = median_rows([r for r in rows if "script_us_per_job" in r], ("script_us_per_job",))
+    if inside:
+        lines.append(
+            "µs a job inside those scripts: "
+            + "; ".join(f"{system} {row['script_us_per_job']:,.0f}" for system, row in inside.items())
+        )
     return lines
 
 
