@@ -61,6 +61,7 @@ from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
 from jobcast.store.jobs import JobStore
 from jobcast.store.reaper import Reaper
+from jobcast.store.shards import Shards
 from jobcast.tasks import cancel_and_wait
 
 
@@ -84,7 +85,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # At most half an outbox, so a page of history never overflows the outbox it is queued in.
     page = max(1, min(settings.replay_page_events, settings.watcher_buffer // 2))
-    relay = Relay(RedisBroker(settings.redis_url, app[STORE]), page_size=page)
+    relay = Relay(RedisBroker(settings.redis_url, Shards([app[STORE]])), page_size=page)
     app[RELAY] = relay
     await relay.start()
     yield

@@ -4,6 +4,7 @@ replica each) jobs spread so that no primary holds much more than its share of k
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,10 +16,13 @@ import pytest
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from jobcast.errors import SubmitRefused
-from jobcast.protocol import new_job_ids, split_record
+from jobcast.protocol import EventType, new_job_ids, split_record
 from jobcast.redis.client import create_redis
 from jobcast.redis.keyslots import hash_tag
 from jobcast.redis.shards import shard_of, shard_prefixes, sharded_job_ids
+from jobcast.server.fanout.broker import RedisBroker
+from jobcast.server.fanout.hub import Outbox, Subscription
+from jobcast.server.fanout.relay import Relay
 from jobcast.settings import Settings
 from jobcast.store.jobs import Submission
 from jobcast.store.shards import Shards
@@ -176,3 +180,61 @@ def test_the_web_process_refuses_more_than_one_shard(env: dict[str, str]) -> Non
     )
     assert run.returncode != 0
     assert "JOBCAST_REDIS_SHARDS must be 1" in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_one_relay_streams_every_shards_jobs_over_one_connection_a_shard(
+    redis_cluster: LocalCluster,
+) -> None:
+    """A web process's relay on a deployment of three shards: one pub/sub connection to each
+    shard's primary (sharded pub/sub), each job's events from its shard, and when one shard's
+    connection is killed, every watcher still gets every event, in order, once."""
+    settings = Settings(redis_url=redis_cluster.url, key_prefix="{" + f"s{uuid.uuid4().hex[:8]}" + "}")
+    shards = Shards.connect(settings, 3, lambda prefix: create_redis(redis_cluster.url, key_prefix=prefix))
+    relay = Relay(RedisBroker(redis_cluster.url, shards), page_size=100, subscribe_timeout_s=10)
+    await relay.start()
+    try:
+        jobs = []
+        for store in shards.stores:
+            (job_id,) = store.new_ids(1)
+            await store.create(job_id, Submission("demo", {}))
+            jobs.append((store, job_id))
+        subs = []
+        for _, job_id in jobs:
+            sub = Subscription(relay.broker.job(job_id), Outbox(1000), 0)
+            assert await relay.join(sub, 0) is None
+            subs.append(sub)
+        relays_on = {}
+        for store in shards.stores:
+            primary = await redis_cluster.primary_of(store.keys.prefix)
+            async with primary.client() as client:
+                relays_on[primary.port] = [
+                    c for c in await client.client_list() if c["name"] == "jobcast-relay"
+                ]
+        # One connection a shard, each on its shard's primary, whatever the number of channels.
+        assert sorted(len(found) for found in relays_on.values()) == [1, 1, 1], relays_on
+
+        async def progress(times: int) -> None:
+            for store, job_id in jobs:
+                for i in range(times):
+                    await store.publish(job_id, EventType.PROGRESS, attempt=1, progress={"current": i})
+
+        for store, job_id in jobs:
+            await store.publish(job_id, EventType.STARTED, attempt=0)
+        await progress(3)
+        # Shard 1's connection is killed: the relay reconnects to every shard and repairs.
+        home = await redis_cluster.primary_of(shards.stores[1].keys.prefix)
+        async with home.client() as client:
+            await client.client_kill_filter(_type="pubsub")
+        await progress(3)
+        for store, job_id in jobs:
+            await store.publish(job_id, EventType.SUCCEEDED, attempt=1)
+        for sub in subs:
+            got: list[int] = []
+            async with asyncio.timeout(10):
+                while not got or got[-1] < 9:
+                    got += [event.seq for event in await sub.outbox.take()]
+            assert got == list(range(1, 10)), got
+        assert relay.reconnects >= 1
+    finally:
+        await relay.stop()
+        await shards.aclose()

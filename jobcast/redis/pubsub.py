@@ -199,6 +199,79 @@ async def _answered(proto: PubSubProtocol, within_s: float) -> PubSubProtocol:
     return proto
 
 
+class ShardedPubSub:
+    """One pub/sub connection a shard (jobcast/redis/shards.py), used as one: each channel goes to
+    the connection of the shard its prefix names. When any of them drops, all close, so that their
+    owner connects anew and repairs every channel from history, as after any drop: a shard's
+    failover costs the others a reconnect, never a missed event."""
+
+    def __init__(self, connections: list[tuple[bytes, PubSubProtocol]]) -> None:
+        # Longest prefix first, so that no shard's prefix is taken for another's.
+        self._connections = sorted(connections, key=lambda c: len(c[0]), reverse=True)
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for _, connection in connections:
+            connection.closed.add_done_callback(self._one_closed)
+
+    def _one_closed(self, _: asyncio.Future[None]) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.close()
+
+    def _by_connection(self, channels: Iterable[bytes]) -> dict[PubSubProtocol, list[bytes]]:
+        routed: dict[PubSubProtocol, list[bytes]] = {}
+        for channel in channels:
+            connection = next((c for prefix, c in self._connections if channel.startswith(prefix)), None)
+            if connection is None:
+                raise ValueError(f"channel {channel!r} is under no shard's prefix")
+            routed.setdefault(connection, []).append(channel)
+        return routed
+
+    def subscribe(self, channels: Iterable[bytes]) -> None:
+        for connection, some in self._by_connection(channels).items():
+            connection.subscribe(some)
+
+    def unsubscribe(self, channels: Iterable[bytes]) -> None:
+        for connection, some in self._by_connection(channels).items():
+            connection.unsubscribe(some)
+
+    async def ping(self, within_s: float) -> None:
+        await asyncio.gather(*(connection.ping(within_s) for _, connection in self._connections))
+
+    def close(self) -> None:
+        for _, connection in self._connections:
+            connection.close()
+
+
+async def connect_sharded_pubsub(
+    url: str,
+    prefixes: list[str],
+    on_message: Callable[[bytes, bytes], None],
+    on_subscribed: Callable[[bytes], None],
+    *,
+    connect_timeout_s: float = 5.0,
+    name: str = "jobcast-relay",
+) -> ShardedPubSub:
+    """A pub/sub connection to each shard whose key prefix is in `prefixes` (on a cluster, to the
+    primary serving its slot), used as one. Raises as `connect_pubsub` does, with none left open."""
+    connections: list[tuple[bytes, PubSubProtocol]] = []
+    try:
+        for prefix in prefixes:
+            connection = await connect_pubsub(
+                url,
+                on_message,
+                on_subscribed,
+                connect_timeout_s=connect_timeout_s,
+                name=name,
+                key_prefix=prefix,
+            )
+            connections.append((f"{prefix}:".encode(), connection))
+    except BaseException:
+        for _, connection in connections:
+            connection.close()
+        raise
+    return ShardedPubSub(connections)
+
+
 class Pingable(Protocol):
     closed: asyncio.Future[None]
 

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from jobcast.redis.pubsub import connect_pubsub
+from jobcast.redis.pubsub import connect_pubsub, connect_sharded_pubsub
 from jobcast.server.fanout.topics import FeedTopic, JobTopic, Topic
-from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards
 
 OnMessage = Callable[[bytes, bytes], None]
 OnSubscribed = Callable[[bytes], None]
@@ -47,16 +47,25 @@ class Broker(Protocol):
 
 
 class RedisBroker:
-    def __init__(self, redis_url: str, store: JobStore) -> None:
+    """Redis pub/sub: one connection, or with shards one a shard used as one (each channel on its
+    shard's); a job's topic is on the shard its id names. The feeds are shard 0's."""
+
+    def __init__(self, redis_url: str, shards: Shards) -> None:
         self._url = redis_url
-        self._store = store
-        self._feed = FeedTopic(store)
+        self._shards = shards
+        self._store = shards.home
+        self._feed = FeedTopic(self._store)
 
     async def connect(self, on_message: OnMessage, on_subscribed: OnSubscribed) -> Connection:
-        return await connect_pubsub(self._url, on_message, on_subscribed, key_prefix=self._store.keys.prefix)
+        if len(self._shards.stores) == 1:
+            prefix = self._store.keys.prefix
+            return await connect_pubsub(self._url, on_message, on_subscribed, key_prefix=prefix)
+        prefixes = [store.keys.prefix for store in self._shards.stores]
+        return await connect_sharded_pubsub(self._url, prefixes, on_message, on_subscribed)
 
     def job(self, job_id: str) -> Topic:
-        return JobTopic(self._store, job_id)
+        # An id of a shard this deployment lacks names no job: its topic on shard 0 stays empty.
+        return JobTopic(self._shards.of(job_id) or self._store, job_id)
 
     def feed(self, owner: str | None = None) -> Topic:
         return self._feed if owner is None else FeedTopic(self._store, owner)
