@@ -30,23 +30,23 @@ from tests.helpers import lifecycle, wait_for
 from tests.redis_cluster import ClusterNode, LocalCluster
 
 
-def ring_offsets(prefixes: list[str]) -> list[int]:
-    """Each prefix's slot, counted around the ring from the first's."""
-    first = key_slot(hash_tag(prefixes[0]).encode())
-    return [(key_slot(hash_tag(p).encode()) - first) % REDIS_CLUSTER_HASH_SLOTS for p in prefixes]
-
-
 @pytest.mark.parametrize("count", [2, 3, 5, 16])
-def test_each_shards_slot_lies_on_its_own_part_of_the_ring(count: int) -> None:
-    prefixes = shard_prefixes("team:{jobcast}", count)
+# edge6 hashes to slot 5401, at the end of the first third of the ring.
+@pytest.mark.parametrize("tag", ["jobcast", "team-a", "edge6", "x"])
+def test_each_shard_takes_its_own_part_of_the_slot_ring(count: int, tag: str) -> None:
+    prefixes = shard_prefixes(f"team:{{{tag}}}", count)
     # Shard 0 is where an unsharded deployment kept its keys; the others keep the rest of the prefix.
-    assert prefixes[0] == "team:{jobcast}" and len(set(prefixes)) == count
-    assert all(p.startswith("team:{jobcast~") for p in prefixes[1:])
+    assert prefixes[0] == f"team:{{{tag}}}" and len(set(prefixes)) == count
+    assert all(p.startswith(f"team:{{{tag}~") for p in prefixes[1:])
     spacing = REDIS_CLUSTER_HASH_SLOTS / count
-    for k, offset in enumerate(ring_offsets(prefixes)):
-        assert abs(offset - k * spacing) <= spacing / 8, (k, offset, spacing)
+    slots = [key_slot(hash_tag(p).encode()) for p in prefixes]
+    # One shard in each of the ring's equal parts (so on each primary of a cluster split evenly
+    # into `count`), the others away from their part's edges.
+    assert sorted(int(slot // spacing) for slot in slots) == list(range(count)), slots
+    for slot in slots[1:]:
+        assert abs(slot % spacing - spacing / 2) <= spacing / 8, (slot, spacing)
     # The same in every process: the layout is a function of the prefix and the count.
-    assert shard_prefixes("team:{jobcast}", count) == prefixes
+    assert shard_prefixes(f"team:{{{tag}}}", count) == prefixes
 
 
 def test_one_shard_is_the_deployments_prefix_and_more_need_a_hash_tag() -> None:

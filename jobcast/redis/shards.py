@@ -8,9 +8,9 @@ shards is routing, not Redis: a job's id says which shard holds it.
 
 - **Prefixes.** Shard 0 keeps the deployment's prefix (`{jobcast}`): a deployment that had one
   shard finds its jobs where they were. Shard k's tag is the deployment's tag with `~k` and, when
-  needed, a salt after it, chosen so that the shards' slots lie evenly spaced around the slot
-  ring from shard 0's: on a cluster whose primaries serve equal slot ranges, as many shards as
-  primaries land one on each.
+  needed, a salt after it, chosen so that each shard's slot is in its own of the ring's N equal
+  parts (shard 0's where its tag hashes, the others in the middle of theirs): on a cluster whose
+  primaries serve equal slot ranges, as many shards as primaries land one on each.
 - **Ids.** A job of a sharded deployment gets a version-8 UUID (RFC 9562: the layout is the
   vendor's) whose first byte is its shard; the rest is random (114 bits). Ids stay 32 hex digits,
   as the API promises. A version-4 id, as one-shard deployments make, is shard 0's.
@@ -55,11 +55,16 @@ def shard_prefixes(prefix: str, shards: int) -> list[str]:
     tag = hash_tag(prefix)
     if not tag:
         raise ValueError(f"a sharded key prefix needs a hash tag ({{{prefix}}}), not {prefix!r}")
-    start = key_slot(tag.encode())
     spacing = REDIS_CLUSTER_HASH_SLOTS / shards
+    # Shard 0's slot is wherever the deployment's tag hashes; it is in one of the ring's `shards`
+    # equal parts, and each other shard takes the middle of another part. A cluster whose
+    # primaries serve equal ranges (as `redis-cli --cluster create` splits them) then serves each
+    # shard from a primary of its own; spacing from shard 0's slot instead would not, when it
+    # lies near a range's edge.
+    first_part = int(key_slot(tag.encode()) // spacing)
     prefixes = [prefix]
     for k in range(1, shards):
-        aim = (start + k * spacing) % REDIS_CLUSTER_HASH_SLOTS
+        aim = (((first_part + k) % shards) + 0.5) * spacing
         for salt in itertools.count():
             candidate = f"{tag}~{k}" + (f"~{salt}" if salt else "")
             off = abs(key_slot(candidate.encode()) - aim)
