@@ -17,6 +17,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from jobcast.errors import SubmitRefused
 from jobcast.protocol import EventType, new_job_ids, split_record
+from jobcast.queries.stats import live_workers
 from jobcast.redis.client import create_redis
 from jobcast.redis.keyslots import hash_tag
 from jobcast.redis.shards import shard_of, shard_prefixes, sharded_job_ids
@@ -142,11 +143,17 @@ async def test_workers_run_every_shards_jobs_each_once_to_its_end(settings: Sett
     shards = Shards.connect(sharded, 3, lambda prefix: create_redis(settings.redis_url, key_prefix=prefix))
     workers = [spawn("worker", JOBCAST_REDIS_SHARDS="3") for _ in range(2)]
     try:
+        # Both registered (on shard 0) before the jobs come, and the jobs long enough (10 slots a
+        # worker for 60 jobs of 100 ms) that one worker cannot take them all.
+        async def both_registered() -> bool:
+            return len(await live_workers(shards.home, settings.worker_ttl_s)) == 2
+
+        await wait_for(both_registered, timeout=30, what="both workers to register")
         ids: list[str] = []
         for _ in range(60):
             store = shards.for_new(None)
             (job_id,) = store.new_ids(1)
-            await store.create(job_id, Submission("demo", {"steps": 2, "step_ms": 5}))
+            await store.create(job_id, Submission("demo", {"steps": 2, "step_ms": 50}))
             ids.append(job_id)
         assert {shards.stores.index(shards.holding(job_id)) for job_id in ids} == {0, 1, 2}
 
