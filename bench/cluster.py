@@ -144,14 +144,12 @@ async def _roles(
     """The primary serving the deployment's slot, its replica, the other nodes, and of them the
     primaries."""
     home = await cluster.primary_of("{" + PREFIX + "}")
-    replica, primaries = None, []
-    for node in cluster.nodes:
-        info = await node.info("replication")
-        if info["role"] == "slave" and int(str(info["master_port"])) == home.port:
-            replica = node
-        elif info["role"] == "master" and node is not home:
-            primaries.append(node)
-    assert replica is not None
+    replica = await _replica_of(cluster, home)
+    primaries = [
+        node
+        for node in cluster.nodes
+        if node is not home and (await node.info("replication"))["role"] == "master"
+    ]
     return home, replica, [node for node in cluster.nodes if node not in (home, replica)], primaries
 
 

@@ -53,19 +53,17 @@ class RedisBroker:
     def __init__(self, redis_url: str, shards: Shards) -> None:
         self._url = redis_url
         self._shards = shards
-        self._store = shards.home
-        self._feed = FeedTopic(self._store)
+        self._feed = FeedTopic(shards.home)
 
     async def connect(self, on_message: OnMessage, on_subscribed: OnSubscribed) -> Connection:
-        if len(self._shards.stores) == 1:
-            prefix = self._store.keys.prefix
-            return await connect_pubsub(self._url, on_message, on_subscribed, key_prefix=prefix)
         prefixes = [store.keys.prefix for store in self._shards.stores]
+        if len(prefixes) == 1:
+            return await connect_pubsub(self._url, on_message, on_subscribed, key_prefix=prefixes[0])
         return await connect_sharded_pubsub(self._url, prefixes, on_message, on_subscribed)
 
     def job(self, job_id: str) -> Topic:
         # An id of a shard this deployment lacks names no job: its topic on shard 0 stays empty.
-        return JobTopic(self._shards.of(job_id) or self._store, job_id)
+        return JobTopic(self._shards.of(job_id) or self._shards.home, job_id)
 
     def feed(self, owner: str | None = None) -> Topic:
-        return self._feed if owner is None else FeedTopic(self._store, owner)
+        return self._feed if owner is None else FeedTopic(self._shards.home, owner)
