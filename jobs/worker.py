@@ -161,7 +161,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["services"] = [
         asyncio.create_task(_sweep_files(storage, shards, settings.retention_s)),
-        asyncio.create_task(Scheduler(ScheduleBook(store), ctx["kinds"], settings).run()),
+        asyncio.create_task(Scheduler(ScheduleBook(store, shards), ctx["kinds"], settings).run()),
     ]
     # Each shard has its own signals (a pub/sub connection to its primary), upkeep and rollups.
     for shard in shards.stores:
@@ -435,7 +435,7 @@ def create_worker(settings: Settings) -> JobcastWorker:
     redis = store.redis
     storage = create_storage(settings)  # started with the worker (startup)
     # Every worker serves bulk actions, whichever kinds it runs: they act on any job's records.
-    kinds[bulk.NAME] = bulk_actions.bulk_kind(bulk_actions.BulkActions(store, storage, kinds))
+    kinds[bulk.NAME] = bulk_actions.bulk_kind(bulk_actions.BulkActions(shards, storage, kinds))
     kinds[BATCH_KIND] = BATCH
     kinds = configure(kinds, settings)
     longest = max(kind.timeout_s for kind in kinds.values())

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from aiohttp import web
+from redis.asyncio import Redis
 
 from jobcast.files.storage import create_storage
 from jobcast.kind import configure
@@ -34,6 +35,7 @@ from jobcast.server.keys import (
     REDIS,
     RELAY,
     SETTINGS,
+    SHARDS,
     STORAGE,
     STORE,
     STREAMS,
@@ -59,7 +61,6 @@ from jobcast.server.security.tokens import TOKENS, StreamTokens
 from jobcast.server.transports import output, sse, ws
 from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import URL_PREFIX, Settings
-from jobcast.store.jobs import JobStore
 from jobcast.store.reaper import Reaper
 from jobcast.store.shards import Shards
 from jobcast.tasks import cancel_and_wait
@@ -67,25 +68,30 @@ from jobcast.tasks import cancel_and_wait
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    redis = create_redis(
-        settings.redis_url,
-        retries=settings.redis_retries,
-        max_connections=settings.redis_max_connections,
-        key_prefix=settings.redis_key_prefix,
-    )
-    app[REDIS] = redis
-    app[STORE] = JobStore(redis, settings, links=partial(job_links, settings.url_prefix, app[TOKENS]))
+
+    def redis_for(prefix: str) -> Redis:
+        return create_redis(
+            settings.redis_url,
+            retries=settings.redis_retries,
+            max_connections=settings.redis_max_connections,
+            key_prefix=prefix,
+        )
+
+    links = partial(job_links, settings.url_prefix, app[TOKENS])
+    shards = Shards.connect(settings, settings.redis_shards, redis_for, links)
+    app[SHARDS] = shards
+    app[STORE] = shards.home
+    app[REDIS] = shards.home.redis
     app[WORKERS] = WorkerDirectory(app[STORE], worker_ttl_s=settings.worker_ttl_s)
     yield
-    await app[STORE].aclose()
-    await redis.aclose()
+    await shards.aclose()
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # At most half an outbox, so a page of history never overflows the outbox it is queued in.
     page = max(1, min(settings.replay_page_events, settings.watcher_buffer // 2))
-    relay = Relay(RedisBroker(settings.redis_url, Shards([app[STORE]])), page_size=page)
+    relay = Relay(RedisBroker(settings.redis_url, app[SHARDS]), page_size=page)
     app[RELAY] = relay
     await relay.start()
     yield
@@ -114,12 +120,16 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reaper_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Web processes look for jobs whose worker is gone too: with no worker alive, nobody else
-    would tell their watchers."""
-    reaper = Reaper(app[STORE])
-    task = asyncio.create_task(reaper.run(app[SETTINGS].reaper_interval_s), name="reaper")
+    """Web processes look for jobs whose worker is gone too, on every shard: with no worker alive,
+    nobody else would tell their watchers."""
+    interval_s = app[SETTINGS].reaper_interval_s
+    tasks = [
+        asyncio.create_task(Reaper(store).run(interval_s), name=f"reaper-{number}")
+        for number, store in enumerate(app[SHARDS].stores)
+    ]
     yield
-    await cancel_and_wait(task)
+    for task in tasks:
+        await cancel_and_wait(task)
 
 
 async def queue_places_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -128,7 +138,7 @@ async def queue_places_ctx(app: web.Application) -> AsyncIterator[None]:
     if not interval_s:
         yield
         return
-    queue_places = QueuePlaces(app[RELAY].hub, app[STORE])
+    queue_places = QueuePlaces(app[RELAY].hub, app[SHARDS])
     task = asyncio.create_task(queue_places.run(interval_s), name="queue-places")
     yield
     await cancel_and_wait(task)

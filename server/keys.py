@@ -17,10 +17,14 @@ from jobcast.server.fanout.relay import Relay
 from jobcast.server.transports.websocket.socket import WebSockets
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
+# Shard 0's store: what lives on one shard only (workers, schedules, API keys, revocations).
 STORE = web.AppKey("store", JobStore)
+# Every shard's store (one, unless JOBCAST_REDIS_SHARDS says more): jobs and what spans them.
+SHARDS = web.AppKey("shards", Shards)
 RELAY = web.AppKey("relay", Relay)
 FILES = web.AppKey("files", FileStore)
 STORAGE = web.AppKey("storage", Storage)

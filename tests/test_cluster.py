@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 
 from jobcast.protocol import new_job_id
 from jobcast.redis.client import create_redis
+from jobcast.redis.shards import shard_of, shard_of_owner, shards_of
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore, Submission
 from tests.helpers import (
@@ -183,6 +184,171 @@ async def test_owners_trees_and_output_streams_on_a_redis_cluster(cluster: Local
         assert {job["id"] for job in snapshot.data["jobs"]} >= {root["id"], writer["id"]}
         (nothing,) = await read_sse(billing, f"{web.url}/api/events", stop_after=1)
         assert nothing.data["jobs"] == []
+
+
+async def listed_ids(session: aiohttp.ClientSession, url: str, limit: int) -> list[str]:
+    """Every job `GET /api/jobs` lists, following its cursor a page of `limit` at a time."""
+    ids: list[str] = []
+    query = f"{url}/api/jobs?limit={limit}"
+    while True:
+        page = await get_json(session, query)
+        ids += [job["id"] for job in page["jobs"]]
+        if not page["next_cursor"]:
+            return ids
+        query = f"{url}/api/jobs?limit={limit}&cursor={page['next_cursor']}"
+
+
+def same_shard_keys(count: int, shards: int) -> list[str]:
+    """`count` idempotency keys that all pick one shard (jobs without an owner go by their key)."""
+    keys = (f"key-{n}" for n in range(10_000))
+    return [key for key in keys if shard_of_owner(key, shards) == 0][:count]
+
+
+async def test_a_deployment_of_three_shards_serves_every_job_as_one(
+    cluster: LocalCluster, spawn, env
+) -> None:
+    """Three shards on three primaries behind one `jobcast web`: jobs go to every shard, and
+    whatever lists, counts, finds or streams them sees them all, as one shard would."""
+    sharded = {"REDIS_URL": cluster.url, "JOBCAST_REDIS_SHARDS": "3"}
+    web = spawn("web", **sharded)
+    worker = spawn("worker", **sharded, JOBCAST_WORKER_MAX_JOBS="2")
+    await web.wait_http()
+    url = web.url
+    async with aiohttp.ClientSession() as session:
+        jobs = [await submit(session, f"{url}/api/jobs", demo(3, 10)) for _ in range(6)]
+        assert {shard_of(job["id"], 3) for job in jobs} == {0, 1, 2}
+        for job in jobs:
+            events = await watch_to_end(session, job["id"], url)
+            assert lifecycle(events) == [("queued", 0), ("started", 1), ("succeeded", 1)]
+        resumed = await read_sse(
+            session, f"{url}/api/jobs/{jobs[2]['id']}/events", headers={"Last-Event-ID": "2"}
+        )
+        assert resumed[0].data["seq"] == 3 and resumed[-1].data["type"] == "succeeded"
+        over_ws = await ws_to_end(session, url, jobs[1]["id"])
+        assert [e["seq"] for e in over_ws] == list(range(1, len(over_ws) + 1))
+        # A batch spreads too, and a repeat of an idempotency key or a unique key meets its first.
+        batch = await post_json(session, f"{url}/api/jobs/batch", {"jobs": [demo(1, 0)] * 6})
+        batch_ids = [r["job"]["id"] for r in batch["results"]]
+        assert {shard_of(job_id, 3) for job_id in batch_ids} == {0, 1, 2}
+        headers = {"Idempotency-Key": "once"}
+        first = await post_json(session, f"{url}/api/jobs", demo(1, 0), 202, headers=headers)
+        again = await post_json(session, f"{url}/api/jobs", demo(1, 0), 200, headers=headers)
+        unique = {**demo(1, 0), "delay_s": 60, "unique_key": "nightly"}
+        one = await post_json(session, f"{url}/api/jobs", unique, 202)
+        same = await post_json(session, f"{url}/api/jobs", unique, 200)
+        assert again["id"] == first["id"] and same["id"] == one["id"]
+        for job_id in [*batch_ids, first["id"]]:
+            await wait_for(lambda job_id=job_id: ended(session, url, job_id))
+        # Cancel, retry (on the failed job's shard) and run-now reach the job's shard.
+        long = await submit(session, f"{url}/api/jobs", demo(200, 50))
+        await wait_for(lambda: progressed(session, url, long["id"], 2), what="the long job to run")
+        await post_json(session, f"{url}/api/jobs/{long['id']}/cancel", status=202)
+        assert (await wait_for(lambda: ended(session, url, long["id"])))["state"] == "cancelled"
+        failing = {"kind": "demo", "params": {"steps": 2, "fail_at_step": 1}}
+        failed = [await submit(session, f"{url}/api/jobs", failing) for _ in range(3)]
+        for job in failed:
+            assert (await wait_for(lambda job=job: ended(session, url, job["id"]), timeout=30))[
+                "state"
+            ] == "failed"
+        retry = await post_json(session, f"{url}/api/jobs/{failed[1]['id']}/retry", status=202)
+        assert shard_of(retry["id"], 3) == shard_of(failed[1]["id"], 3)
+        assert (await wait_for(lambda: ended(session, url, retry["id"]), timeout=30))["state"] == "failed"
+        await post_json(session, f"{url}/api/jobs/{one['id']}/run-now", status=200)
+        assert (await wait_for(lambda: ended(session, url, one["id"])))["state"] == "succeeded"
+        # Priorities hold on a shard: with the worker stopped, a high job submitted last starts first.
+        worker.stop()
+        low_key, high_key = same_shard_keys(2, 3)
+        low = await post_json(
+            session,
+            f"{url}/api/jobs",
+            {**demo(1, 0), "priority": "low"},
+            202,
+            headers={"Idempotency-Key": low_key},
+        )
+        high = await post_json(
+            session,
+            f"{url}/api/jobs",
+            {**demo(1, 0), "priority": "high"},
+            202,
+            headers={"Idempotency-Key": high_key},
+        )
+        # Paused on every shard: a paused kind's jobs of each shard wait, and resuming frees them all.
+        await post_json(session, f"{url}/api/kinds/demo/pause", status=200)
+        spawn("worker", **sharded, JOBCAST_WORKER_MAX_JOBS="1")
+        held = [await submit(session, f"{url}/api/jobs", demo(1, 0)) for _ in range(3)]
+        assert {shard_of(job["id"], 3) for job in held} == {0, 1, 2}
+        await wait_for(lambda: _parked(session, url, 5), what="every shard's demo jobs to be parked")
+        resumed_kind = await post_json(session, f"{url}/api/kinds/demo/resume", status=200)
+        assert resumed_kind["resumed"] == 5
+        for job in [low, high, *held]:
+            await wait_for(lambda job=job: ended(session, url, job["id"]), timeout=30)
+        first_low = await get_json(session, f"{url}/api/jobs/{low['id']}")
+        first_high = await get_json(session, f"{url}/api/jobs/{high['id']}")
+        assert first_high["started_at"] < first_low["started_at"]
+        everyone = [
+            *jobs,
+            *({"id": i} for i in batch_ids),
+            first,
+            one,
+            long,
+            *failed,
+            retry,
+            low,
+            high,
+            *held,
+        ]
+        # The listing merges the shards newest first, a page at a time, each job once.
+        listed = await listed_ids(session, url, limit=4)
+        assert len(listed) == len(set(listed)) == len(everyone)
+        assert set(listed) == {job["id"] for job in everyone}
+        created = [(await get_json(session, f"{url}/api/jobs/{i}"))["created_at"] for i in listed]
+        assert created == sorted(created, reverse=True)
+        # Counts add every shard's up; failures group every shard's; a short id finds its shard.
+        stats = await get_json(session, f"{url}/api/stats")
+        assert stats["finished_last_hour"] == {"succeeded": len(everyone) - 5, "failed": 4, "cancelled": 1}
+        groups = await get_json(session, f"{url}/api/failures")
+        assert sum(group["count"] for group in groups["groups"]) == 4
+        other = next(job for job in jobs if shard_of(job["id"], 3) == 2)
+        async with session.get(f"{url}/find?id={other['id'][:10]}", allow_redirects=False) as found:
+            assert found.status == 302 and found.headers["Location"].endswith(other["id"])
+        count = await post_json(
+            session, f"{url}/api/bulk/count", {"action": "delete", "filter": {"state": "failed"}}
+        )
+        assert count["matches"] == 4
+        # The feed: one a shard, each with its own epoch; a watcher of every shard's has every job.
+        feeds = [
+            (await read_sse(session, f"{url}/api/events?shard={n}", stop_after=1))[0].data for n in range(3)
+        ]
+        assert [(feed["shard"], feed["shards"]) for feed in feeds] == [(0, 3), (1, 3), (2, 3)]
+        assert {job["id"] for feed in feeds for job in feed["jobs"]} == {job["id"] for job in everyone}
+        for n, feed in enumerate(feeds):
+            since = {"Last-Event-ID": f"{feed['epoch']}:{feed['feed_seq'] - 3}"}
+            events = await read_sse(session, f"{url}/api/events?shard={n}", headers=since, stop_after=3)
+            assert [e.data["feed_seq"] for e in events] == [
+                feed["feed_seq"] - 2,
+                feed["feed_seq"] - 1,
+                feed["feed_seq"],
+            ]
+            assert all(shard_of(e.data["job_id"], 3) == n for e in events)
+        async with session.get(f"{url}/api/events?shard=3") as beyond:
+            assert beyond.status == 400 and beyond.content_type == "application/problem+json"
+        # A job id naming a shard the deployment lacks is no job.
+        async with session.get(f"{url}/api/jobs/05{jobs[0]['id'][2:12]}8{jobs[0]['id'][13:]}") as missing:
+            assert missing.status == 404
+    # Each shard's keys are on its own primary, and only there; every event was a sharded message.
+    prefixes = [shard.prefix for shard in shards_of(cluster_prefix(cluster, env), 3)]
+    homes = [await cluster.primary_of(prefix) for prefix in prefixes]
+    assert len({id(home) for home in homes}) == 3
+    for prefix, home in zip(prefixes, homes, strict=True):
+        async with home.client() as client:
+            keys = [key.decode() async for key in client.scan_iter(count=1000)]
+            commands = await client.info("commandstats")
+        assert keys and all(key.startswith(prefix) for key in keys), keys[:5]
+        assert commands["cmdstat_spublish"]["calls"] > 0 and "cmdstat_publish" not in commands
+
+
+async def _parked(session: aiohttp.ClientSession, url: str, count: int) -> bool:
+    return (await get_json(session, f"{url}/api/stats"))["paused"].get("demo", {}).get("parked") == count
 
 
 async def test_redis_refuses_a_jobcast_script_that_would_reach_a_second_slot(

@@ -5,9 +5,6 @@ replica each) jobs spread so that no primary holds much more than its share of k
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -175,18 +172,6 @@ async def test_workers_run_every_shards_jobs_each_once_to_its_end(settings: Sett
         for worker in workers:
             worker.stop()
     assert all("Traceback" not in worker.log() for worker in workers)
-
-
-def test_the_web_process_refuses_more_than_one_shard(env: dict[str, str]) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "jobcast", "web"],
-        env={**os.environ, **env, "JOBCAST_REDIS_SHARDS": "3"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode != 0
-    assert "JOBCAST_REDIS_SHARDS must be 1" in run.stderr and "Traceback" not in run.stderr
 
 
 async def test_one_relay_streams_every_shards_jobs_over_one_connection_a_shard(

@@ -96,10 +96,6 @@ def run_web(args: argparse.Namespace) -> None:
     from jobcast.server.http.access_log import AccessLogger, access_logger
 
     settings = _settings(args)
-    if settings.redis_shards > 1:
-        # Its listings, feeds and counts read one shard's keys: jobs on the others would be
-        # missing from them (docs/scaling.md#past-one-redis).
-        sys.exit("jobcast web: JOBCAST_REDIS_SHARDS must be 1: the web process serves one shard so far")
     check_exposure(settings)
     _use_uvloop(settings)
     tracing.configure(settings, "jobcast-web")

@@ -10,17 +10,27 @@ from jobcast.bulk import ACTS_ON, CHUNK, BulkFilter, BulkParams
 from jobcast.protocol import epoch_ms
 from jobcast.queries.listing import list_jobs
 from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards
 
 
-async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[str]]:
-    """The chosen jobs' ids, a chunk at a time, at most `params.limit` in all."""
+async def selected(shards: Shards, params: BulkParams) -> AsyncIterator[tuple[JobStore, list[str]]]:
+    """The chosen jobs' ids, a chunk at a time with the store of the shard that holds them, at most
+    `params.limit` in all: chosen ids of a shard this deployment lacks name no job and are left out."""
     if params.ids is not None:
-        ids = params.ids[: params.limit]
-        for start in range(0, len(ids), CHUNK):
-            yield ids[start : start + CHUNK]
+        for store, ids in shards.group(params.ids[: params.limit]).items():
+            for start in range(0, len(ids), CHUNK):
+                yield store, ids[start : start + CHUNK]
         return
-    wanted = params.filter or BulkFilter()
     left = params.limit
+    for store in shards.stores:
+        async for chunk in _matching(store, params, left):
+            left -= len(chunk)
+            yield store, chunk
+
+
+async def _matching(store: JobStore, params: BulkParams, left: int) -> AsyncIterator[list[str]]:
+    """One shard's jobs that the filter matches, a chunk at a time, at most `left`."""
+    wanted = params.filter or BulkFilter()
     states = [wanted.state] if wanted.state else list(ACTS_ON[params.action])
     for state in states:
         if state not in ACTS_ON[params.action]:
@@ -50,9 +60,9 @@ async def selected(store: JobStore, params: BulkParams) -> AsyncIterator[list[st
             cursor = page.next_cursor
 
 
-async def count_selected(store: JobStore, params: BulkParams) -> int:
+async def count_selected(shards: Shards, params: BulkParams) -> int:
     """How many jobs the action would go through (at most `params.limit`): as many ids as given,
     or the filter's matches, walked as the action would walk them."""
     if params.ids is not None:
         return min(len(params.ids), params.limit)
-    return sum([len(chunk) async for chunk in selected(store, params)])
+    return sum([len(chunk) async for _, chunk in selected(shards, params)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from jobcast.protocol import State, epoch_ms, loads, utcnow
 from jobcast.redis.client import awaited
 from jobcast.store.jobs import JobStore
+from jobcast.store.shards import on_each
 
 # What varies between occurrences of one problem: ids, numbers, quoted values.
 VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\b[0-9a-f]{8,}\b|\d+(?:\.\d+)?")
@@ -61,13 +63,9 @@ class Group:
         }
 
 
-async def failure_groups(store: JobStore, window_s: float, limit: int) -> dict[str, Any]:
-    """The failures of the last `window_s` seconds (the newest `limit` of them), grouped, the
-    largest group first; `scanned` says how many were read and `complete` whether that was all."""
-    now_ms = epoch_ms(utcnow())
-    since_ms = now_ms - int(window_s * 1000)
-    bucket_s = HOUR_S * max(1, -(-int(window_s) // (HOUR_S * BARS)))
-    buckets = max(1, -(-int(window_s) // bucket_s))
+async def _newest_failures(store: JobStore, since_ms: int, limit: int) -> tuple[list[tuple[Any, ...]], bool]:
+    """One shard's newest `limit` failures since `since_ms`: (id, error, kind, finished_at,
+    retried_by) each, and whether that was all of them."""
     index = store.keys.index_state(State.FAILED.value)
     ids = [
         i.decode()
@@ -80,10 +78,24 @@ async def failure_groups(store: JobStore, window_s: float, limit: int) -> dict[s
             pipe.hmget(store.keys.job(job_id), ["error", "kind", "finished_at", "retried_by"])
         rows = await pipe.execute()
     # Expired since the index was read, or retried into another state.
-    found = [(job_id, *row) for job_id, row in zip(ids, rows, strict=True) if row[0] and row[2]]
+    return [(job_id, *row) for job_id, row in zip(ids, rows, strict=True) if row[0] and row[2]], complete
+
+
+async def failure_groups(stores: Sequence[JobStore], window_s: float, limit: int) -> dict[str, Any]:
+    """The failures of the last `window_s` seconds (the newest `limit` of them, of every shard),
+    grouped, the largest group first; `scanned` says how many were read and `complete` whether that
+    was all."""
+    now_ms = epoch_ms(utcnow())
+    since_ms = now_ms - int(window_s * 1000)
+    bucket_s = HOUR_S * max(1, -(-int(window_s) // (HOUR_S * BARS)))
+    buckets = max(1, -(-int(window_s) // bucket_s))
+    each = await on_each(stores, lambda store: _newest_failures(store, since_ms, limit))
+    found = [row for rows, _ in each for row in rows]
     # The index scores a job when its end is written, and a worker's jobs can be written in another
     # order than they ended: order by the end time the page shows (fixed-width ISO 8601, UTC).
     found.sort(key=lambda item: item[3], reverse=True)
+    complete = all(whole for _, whole in each) and len(found) <= limit
+    found = found[:limit]
     groups: dict[str, Group] = {}
     for job_id, raw_error, raw_kind, raw_finished, retried_by in found:
         error = loads(raw_error)
@@ -108,7 +120,7 @@ async def failure_groups(store: JobStore, window_s: float, limit: int) -> dict[s
     return {
         "window_s": window_s,
         "bucket_s": bucket_s,
-        "scanned": len(ids),
+        "scanned": len(found),
         "complete": complete,
         "groups": [g.describe() for g in ordered],
     }

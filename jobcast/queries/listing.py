@@ -139,6 +139,7 @@ async def list_jobs(
     if cursor:
         max_score, after_id = decode_cursor(cursor)
     jobs: list[JobSnapshot] = []
+    positions: list[tuple[float, str]] = []
     budget = store.settings.search_scanned if matches else limit * SCAN_FACTOR
     last: tuple[float, str] | None = None
     start = 0  # entries at max_score already passed over (ties)
@@ -155,11 +156,12 @@ async def list_jobs(
             entries = [(m, s) for m, s in fetched if s != max_score or m.decode() < after_id]
         if not entries:
             if len(fetched) < batch:
-                return Page(jobs, None)
+                return Page(jobs, None, positions)
             start += len(fetched)  # a run of ties longer than a batch
             continue
         records = await _read(store, [member for member, _ in entries], matches is not None)
         kept: list[bytes] = []
+        scores: dict[bytes, float] = {}
         for (member, score), raw in zip(entries, records, strict=True):
             last = (score, member.decode())
             if not is_record(raw):
@@ -168,6 +170,7 @@ async def list_jobs(
             if mismatch or (matches and not matches(member, raw)):
                 continue
             kept.append(member)
+            scores[member] = score
             if len(jobs) + len(kept) == limit:
                 break
         if matches:  # only the fields a search reads came: the whole records of those it keeps
@@ -175,16 +178,14 @@ async def list_jobs(
             kept_records = dict(zip(kept, whole, strict=True))
         else:
             kept_records = {member: raw for (member, _), raw in zip(entries, records, strict=True)}
-        jobs += [
-            build_snapshot(member.decode(), kept_records[member], store.links)
-            for member in kept
-            if is_record(kept_records[member])
-        ]
+        built = [member for member in kept if is_record(kept_records[member])]
+        jobs += [build_snapshot(member.decode(), kept_records[member], store.links) for member in built]
+        positions += [(scores[member], member.decode()) for member in built]
         assert last is not None
         max_score, after_id, start = last[0], last[1], 0
         if len(fetched) < batch and len(jobs) < limit:
-            return Page(jobs, None)
-    return Page(jobs, encode_cursor(*last) if last else None)
+            return Page(jobs, None, positions)
+    return Page(jobs, encode_cursor(*last) if last else None, positions)
 
 
 SEARCHED = (b"kind", b"owner", b"params", b"error")

@@ -9,18 +9,20 @@ from typing import Any
 from jobcast.bulk import without_bulk
 from jobcast.protocol import epoch_ms, loads, utcnow
 from jobcast.redis.client import awaited
-from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards, on_each
 
 
-async def workers(store: JobStore, worker_ttl_s: float, lost_shown_s: float) -> list[dict[str, Any]]:
+async def workers(shards: Shards, worker_ttl_s: float, lost_shown_s: float) -> list[dict[str, Any]]:
     """Every worker seen within `lost_shown_s`, live ones first: its info, its heartbeat's age,
-    whether it is gone (no heartbeat within `worker_ttl_s`), and the jobs it holds now."""
+    whether it is gone (no heartbeat within `worker_ttl_s`), and the jobs it holds now (on every
+    shard: each job's lease is on its own)."""
+    store = shards.home
     keys = store.keys
     now = epoch_ms(utcnow())
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.worker_info)
-        pipe.hgetall(keys.leases)
-        info, leases = await pipe.execute()
+    info = await awaited(store.redis.hgetall(keys.worker_info))
+    leases: dict[bytes, bytes] = {}
+    for each in await on_each(shards.stores, lambda shard: awaited(shard.redis.hgetall(shard.keys.leases))):
+        leases |= each
     running: dict[str, list[str]] = {}
     for job_id, holder in leases.items():
         # A lease names the claim (`<worker>#<poll>`, jobs/arq_runtime.py).
@@ -45,10 +47,7 @@ async def workers(store: JobStore, worker_ttl_s: float, lost_shown_s: float) -> 
     if forgotten:
         await awaited(store.redis.hdel(keys.worker_info, *forgotten))
     ids = [job_id for worker in out for job_id in worker["jobs"]]
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(keys.job(job_id), ["kind", "state", "progress", "started_at"])
-        fields = dict(zip(ids, await pipe.execute(), strict=True))
+    fields = await shards.job_fields(ids, ["kind", "state", "progress", "started_at"])
     for worker in out:
         worker["jobs"] = [job(job_id, *fields[job_id]) for job_id in worker["jobs"]]
     return sorted(out, key=lambda w: (w["gone"], w["heartbeat_age_s"], w["name"]))
@@ -66,14 +65,11 @@ def job(
     }
 
 
-async def recent_jobs(store: JobStore, ids: list[str]) -> list[dict[str, Any]]:
+async def recent_jobs(shards: Shards, ids: list[str]) -> list[dict[str, Any]]:
     """The jobs `ids` as they are now (newest end first): those no longer retained are left out."""
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(store.keys.job(job_id), ["kind", "state", "finished_at", "error"])
-        rows = await pipe.execute()
+    fields = await shards.job_fields(ids, ["kind", "state", "finished_at", "error"])
     out = []
-    for job_id, (kind, state, finished, error) in zip(ids, rows, strict=True):
+    for job_id, (kind, state, finished, error) in fields.items():
         if kind is None:
             continue
         problem = loads(error) if error else None

@@ -387,6 +387,8 @@ class CreateCall:
 class Page:
     jobs: list[JobSnapshot]
     next_cursor: str | None
+    # Each job's (score, id) in the index walked: where it stands among other shards' jobs.
+    positions: list[tuple[float, str]] = field(default_factory=list)
 
 
 class JobStore:

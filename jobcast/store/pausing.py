@@ -10,6 +10,7 @@ batches (jobcast/store/lua/resume.lua) and wakes the workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from jobcast.protocol import epoch_ms, from_epoch_ms, isoformat, utcnow
@@ -54,3 +55,14 @@ async def paused_kinds(store: JobStore, since: dict[bytes, bytes] | None = None)
         ms, _, by = since[kind.encode()].decode().partition(" ")
         out[kind] = {"since": isoformat(from_epoch_ms(int(ms))), "by": by or None, "parked": n}
     return out
+
+
+async def pause_everywhere(stores: Sequence[JobStore], kind: str, by: str | None = None) -> None:
+    """Pause `kind` on every shard: each shard's claims read their own shard's paused kinds."""
+    for store in stores:
+        await pause(store, kind, by)
+
+
+async def resume_everywhere(stores: Sequence[JobStore], kind: str) -> int:
+    """Resume `kind` on every shard; how many parked jobs went back to their queues in all."""
+    return sum([await resume(store, kind) for store in stores])

@@ -22,11 +22,12 @@ from pydantic import BaseModel, Field
 
 from jobcast.errors import IdempotentReplay
 from jobcast.kind import Kind
-from jobcast.protocol import Priority, epoch_ms, isoformat, new_job_id, utcnow
+from jobcast.protocol import Priority, epoch_ms, isoformat, utcnow
 from jobcast.redis.client import awaited
 from jobcast.schedule import Missed
 from jobcast.store.jobs import JobStore, Submission
 from jobcast.store.scripts import Status
+from jobcast.store.shards import Shards
 
 
 class StoredSchedule(BaseModel):
@@ -73,8 +74,11 @@ def tick_key(schedule_id: str, tick_ms: int) -> str:
 class ScheduleBook:
     """The deployment's schedules, on the job store's Redis."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, shards: Shards | None = None) -> None:
+        """`store`: shard 0's, which keeps the schedules; `shards`: where their jobs go (None: all
+        on `store`)."""
         self.store = store
+        self.shards = shards
         self.redis = store.redis
         self.keys = store.keys
 
@@ -181,9 +185,11 @@ class ScheduleBook:
             cost_s=kind.estimated_cost(model),
         )
         key = None if tick is None else tick_key(schedule.id, epoch_ms(tick))
-        job_id = new_job_id()
+        # A tick's repeats name one shard (its key), so a tick fired twice still makes one job.
+        target = self.store if self.shards is None else self.shards.for_new(schedule.owner, key)
+        job_id = target.new_ids(1)[0]
         try:
-            await self.store.create(
+            await target.create(
                 job_id,
                 submission,
                 idempotency_key=key,

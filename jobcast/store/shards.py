@@ -3,14 +3,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 from redis.asyncio import Redis
 
 from jobcast.redis.shards import shard_of, shard_of_owner, shards_of
 from jobcast.settings import Settings
+from jobcast.snapshot import JobSnapshot
 from jobcast.store.jobs import JobStore, Links, no_links
+
+T = TypeVar("T")
+
+
+async def on_each(stores: Sequence[JobStore], call: Callable[[JobStore], Awaitable[T]]) -> list[T]:
+    """`call` on every store at once, answers in the stores' order. One failing cancels the others
+    and raises its own error (a RedisError stays one, for the 503 it answers with)."""
+    if len(stores) == 1:
+        return [await call(stores[0])]
+
+    async def run(store: JobStore) -> T:
+        return await call(store)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run(store)) for store in stores]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 class Shards:
@@ -63,14 +85,35 @@ class Shards:
                 groups.setdefault(store, []).append(job_id)
         return groups
 
-    def for_new(self, owner: str | None) -> JobStore:
+    def for_new(self, owner: str | None, spread_by: str | None = None) -> JobStore:
         """Where a new job goes: its owner's shard, so that what is counted per owner stays on one
-        shard; a job without an owner, to the shards in turn."""
+        shard; without an owner, the shard `spread_by` names (an idempotency key, or what makes a
+        job unique while active: the same text always picks the same shard, so its repeats meet
+        there); else the shards in turn."""
         if len(self.stores) == 1:
             return self.stores[0]
-        if owner is not None:
-            return self.stores[shard_of_owner(owner, len(self.stores))]
+        named = owner if owner is not None else spread_by
+        if named is not None:
+            return self.stores[shard_of_owner(named, len(self.stores))]
         return next(self._turns)
+
+    async def snapshots(self, job_ids: list[str]) -> list[JobSnapshot]:
+        """The snapshots of these jobs, wherever each is, in the order asked (jobs that no longer
+        exist left out)."""
+        found: dict[str, JobSnapshot] = {}
+        for store, ids in self.group(job_ids).items():
+            found |= {job["id"]: job for job in await store.snapshots(ids)}
+        return [found[job_id] for job_id in job_ids if job_id in found]
+
+    async def job_fields(self, job_ids: list[str], fields: list[str]) -> dict[str, list[bytes | None]]:
+        """These fields of each job's record, in the order of `job_ids` (all None: no such job)."""
+        found: dict[str, list[bytes | None]] = {}
+        for store, ids in self.group(job_ids).items():
+            async with store.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hmget(store.keys.job(job_id), fields)
+                found |= dict(zip(ids, await pipe.execute(), strict=True))
+        return {job_id: found.get(job_id, [None] * len(fields)) for job_id in job_ids}
 
     async def aclose(self) -> None:
         """Close every store and the client each was connected with."""

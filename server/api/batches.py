@@ -17,8 +17,9 @@ from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import BatchSnapshot, ChildPage, RetriedChildren
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import SETTINGS
 from jobcast.server.security.auth import owner_for, require_submitter
+from jobcast.server.stores import job_store
 from jobcast.store.jobs import Submission
 from jobcast.tree import BATCH_KIND
 
@@ -45,7 +46,7 @@ async def list_children(request: web.Request) -> web.Response:
     parent = await load_snapshot(request)
     query = parsed_query(request, ChildrenQuery)
     offset, limit = query.offset, query.limit
-    store = request.app[STORE]
+    store = job_store(request.app, parent["id"])  # a tree is on one shard
     ids = await store.children(parent["id"], offset, limit)
     total = parent["children"]["total"] if parent["children"] else 0
     children = await store.snapshots(ids)
@@ -165,7 +166,7 @@ async def retry_failed_children(request: web.Request) -> list[str]:
     /api/jobs/{id}/retry` would (a new job linked to it by `retry_of`); the new jobs' ids. A child
     retried before answers with its retry, not another."""
     parent = await load_snapshot(request)
-    store = request.app[STORE]
+    store = job_store(request.app, parent["id"])  # a tree is on one shard
     retried = []
     for child in await store.snapshots(await store.children(parent["id"])):
         if child["state"] in ("failed", "cancelled"):

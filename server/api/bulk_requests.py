@@ -18,7 +18,7 @@ from jobcast.server.http.bodies import json_response, read_json
 from jobcast.server.http.openapi import JSON, Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import BulkCount, JobSnapshot
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import SETTINGS, SHARDS
 from jobcast.server.security.auth import require_admin
 from jobcast.store.jobs import Submission
 
@@ -97,5 +97,5 @@ async def start_bulk(request: web.Request) -> web.Response:
 )
 async def count_bulk(request: web.Request) -> web.Response:
     params = await bulk_params(request)
-    count = await count_selected(request.app[STORE], params)
+    count = await count_selected(request.app[SHARDS], params)
     return json_response({"matches": count, "limit": params.limit})

@@ -13,8 +13,8 @@ from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import STORE_UNAVAILABLE
 from jobcast.server.http.schemas import JobSnapshot
-from jobcast.server.keys import STORE
 from jobcast.server.security.auth import Principal, check_visible, principal
+from jobcast.server.stores import job_store
 from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.jobs import JobStore
 
@@ -59,5 +59,6 @@ async def cancel_job(store: JobStore, job_id: str, who: Principal) -> Cancelled:
     )
 )
 async def cancel(request: web.Request) -> web.Response:
-    done = await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
+    job_id = request.match_info["job_id"]
+    done = await cancel_job(job_store(request.app, job_id), job_id, principal(request))
     return json_response(done.snapshot, status=200 if done.status == "cancelled" else 202)

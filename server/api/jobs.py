@@ -11,8 +11,9 @@ from jobcast.errors import JobNotFound
 from jobcast.server.http.bodies import JOB_ID, json_response
 from jobcast.server.http.openapi import Operation, build_document, json, operation
 from jobcast.server.http.schemas import Health, JobSnapshot, KindList, Liveness
-from jobcast.server.keys import KINDS, REDIS, RELAY, STORE
+from jobcast.server.keys import KINDS, RELAY, SHARDS
 from jobcast.server.security.auth import principal
+from jobcast.server.stores import job_store
 from jobcast.snapshot import JobSnapshot as Snapshot
 
 routes = web.RouteTableDef()
@@ -24,7 +25,7 @@ async def load_snapshot(request: web.Request, job_id: str | None = None) -> Snap
     """The snapshot of the job named in the URL; raises JobNotFound (also for a job the asker may
     not see)."""
     job_id = job_id or request.match_info["job_id"]
-    return visible(request, job_id, await request.app[STORE].snapshot(job_id))
+    return visible(request, job_id, await job_store(request.app, job_id).snapshot(job_id))
 
 
 def visible(request: web.Request, job_id: str, snapshot: Snapshot | None) -> Snapshot:
@@ -86,7 +87,8 @@ async def ready(request: web.Request) -> web.Response:
     try:
         # A probe must answer quickly, even while the client would still be retrying.
         async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[REDIS].ping()
+            for store in request.app[SHARDS].stores:  # each shard's primary
+                await store.redis.ping()
         redis_ok = True
     except (RedisError, TimeoutError):
         redis_ok = False

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from jobcast.queries.across_shards import paused_across
 from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import KindPause
-from jobcast.server.keys import KINDS, STORE
+from jobcast.server.keys import KINDS, SHARDS
 from jobcast.server.security.auth import principal, require_admin
-from jobcast.store.pausing import pause, paused_kinds, resume
+from jobcast.store.pausing import pause_everywhere, resume_everywhere
 
 routes = web.RouteTableDef()
 
@@ -26,7 +27,7 @@ def known_kind(request: web.Request) -> str:
 
 
 async def answer(request: web.Request, kind: str, resumed: int | None = None) -> web.Response:
-    state = (await paused_kinds(request.app[STORE])).get(kind)
+    state = (await paused_across(request.app[SHARDS].stores)).get(kind)
     body = {"kind": kind, "paused": state is not None, "since": state and state["since"]}
     body["by"] = state and state["by"]
     body["parked"] = state["parked"] if state else 0
@@ -47,7 +48,7 @@ async def answer(request: web.Request, kind: str, resumed: int | None = None) ->
 async def pause_kind(request: web.Request) -> web.Response:
     require_admin(request)
     kind = known_kind(request)
-    await pause(request.app[STORE], kind, principal(request).owner)
+    await pause_everywhere(request.app[SHARDS].stores, kind, principal(request).owner)
     return await answer(request, kind)
 
 
@@ -63,5 +64,5 @@ async def pause_kind(request: web.Request) -> web.Response:
 async def resume_kind(request: web.Request) -> web.Response:
     require_admin(request)
     kind = known_kind(request)
-    moved = await resume(request.app[STORE], kind)
+    moved = await resume_everywhere(request.app[SHARDS].stores, kind)
     return await answer(request, kind, resumed=moved)

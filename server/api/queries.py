@@ -8,15 +8,15 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobcast.protocol import Priority, State
-from jobcast.queries.finished import finished
-from jobcast.queries.listing import BadCursor, Window, list_jobs, time_range
-from jobcast.queries.stats import stats
+from jobcast.queries.across_shards import finished_across, list_across, stats_across
+from jobcast.queries.listing import BadCursor, Window, time_range
 from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import FinishedHistory, JobPage, Stats
-from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, SHARDS
 from jobcast.server.security.auth import principal, require_admin
+from jobcast.server.stores import stores_of
 
 routes = web.RouteTableDef()
 
@@ -92,8 +92,8 @@ async def jobs(request: web.Request) -> web.Response:
             raise Problem(403, "only admins may list another owner's jobs", slug="forbidden")
         owner = query.owner
     try:
-        page = await list_jobs(
-            request.app[STORE],
+        page = await list_across(
+            stores_of(request.app, owner),
             state=query.state,
             kind=query.kind,
             priority=query.priority,
@@ -135,7 +135,7 @@ class FinishedQuery(BaseModel):
 async def get_finished(request: web.Request) -> web.Response:
     require_admin(request)
     query = parsed_query(request, FinishedQuery)
-    return json_response(await finished(request.app[STORE], query.span))
+    return json_response(await finished_across(request.app[SHARDS].stores, query.span))
 
 
 @routes.get("/api/stats")
@@ -147,5 +147,5 @@ async def get_finished(request: web.Request) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     require_admin(request)
     settings = request.app[SETTINGS]
-    body = await stats(request.app[STORE], worker_ttl_s=settings.worker_ttl_s)
+    body = await stats_across(request.app[SHARDS].stores, worker_ttl_s=settings.worker_ttl_s)
     return json_response(body)

@@ -23,7 +23,7 @@ from jobcast.server.http.bodies import json_response, read_json
 from jobcast.server.http.openapi import Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import JobSnapshot
-from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, SHARDS, STORE
 from jobcast.server.security.auth import Principal, Role, principal
 from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule
 
@@ -107,7 +107,7 @@ class ScheduleList(BaseModel):
 
 
 def book(request: web.Request) -> ScheduleBook:
-    return ScheduleBook(request.app[STORE])
+    return ScheduleBook(request.app[STORE], request.app[SHARDS])
 
 
 def manager(request: web.Request) -> Principal:
@@ -169,7 +169,7 @@ async def view(request: web.Request, schedules: list[StoredSchedule]) -> list[di
     states = await shelf.states([s.id for s in schedules])
     last_jobs = [states[s.id].last_job for s in schedules]
     known = [job for job in last_jobs if job]
-    snapshots = {snap["id"]: snap for snap in await request.app[STORE].snapshots(known)} if known else {}
+    snapshots = {snap["id"]: snap for snap in await request.app[SHARDS].snapshots(known)} if known else {}
     prefix = request.app[SETTINGS].url_prefix
     return [
         describe(schedule, states[schedule.id], snapshots.get(states[schedule.id].last_job or ""), prefix)

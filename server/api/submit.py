@@ -30,7 +30,7 @@ from jobcast.errors import (
 )
 from jobcast.files.local import safe_name
 from jobcast.kind import Kind
-from jobcast.protocol import Priority, dumps, loads, new_job_id, new_job_ids, utcnow
+from jobcast.protocol import Priority, dumps, loads, utcnow
 from jobcast.redis.client import awaited
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.api.trees import TreeNode, check_shape, plan_tree, unchain
@@ -49,8 +49,9 @@ from jobcast.server.http.openapi import (
 from jobcast.server.http.problems import REPORTED_ERRORS, Problem, field_errors, validation_problem
 from jobcast.server.http.request_ids import current_request_id
 from jobcast.server.http.schemas import BatchAnswer, JobSnapshot
-from jobcast.server.keys import FILES, KINDS, SETTINGS, STORAGE, STORE, SUBMITTED_BY_KIND, WORKERS
+from jobcast.server.keys import FILES, KINDS, SETTINGS, SHARDS, STORAGE, SUBMITTED_BY_KIND, WORKERS
 from jobcast.server.security.auth import NO_OWNER, OWNER, Ownership, owner_for, require_submitter
+from jobcast.server.stores import job_store
 from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.jobs import CreateCall, JobStore, Submission
 from jobcast.tasks import cancel_and_wait
@@ -218,9 +219,9 @@ async def submit(
 ) -> Submitted:
     """Create the job (for `owner`: who owns it, the service that submitted it for them and the
     anonymous client address it counts against, in owner mode), or answer with the right problem
-    (409, 422, 429, 503)."""
-    store = app[STORE]
-    job_id = job_id or new_job_id()
+    (409, 422, 429, 503). A `job_id` given names its shard (`intake_store` chose it); a retry is
+    made on the retried job's shard, whose record its script updates."""
+    store, job_id = _placed(app, submission, job_id, retry_of, owner, key)
     try:
         if (workers := await app[WORKERS].unserved(submission.kind)) is not None:
             raise unserved_kind(submission.kind, workers)
@@ -301,8 +302,33 @@ def unserved_kind(kind: str, workers: dict[str, list[str]]) -> Problem:
     )
 
 
+def _placed(
+    app: web.Application,
+    submission: Submission,
+    job_id: str | None,
+    retry_of: str | None,
+    owner: Ownership,
+    key: str | None,
+) -> tuple[JobStore, str]:
+    """The store a new job is made on, and its id."""
+    if job_id is not None:
+        return job_store(app, job_id), job_id
+    store = job_store(app, retry_of) if retry_of else intake_store(app, submission, owner.owner, key)
+    return store, store.new_ids(1)[0]
+
+
+def intake_store(
+    app: web.Application, submission: Submission | None, owner: str | None, key: str | None
+) -> JobStore:
+    """The shard a new job goes to (jobcast/store/shards.py): its owner's; without one, the shard
+    its unique key names, or its idempotency key, so that a repeat meets the first on one shard."""
+    unique = submission.unique_key if submission is not None else None
+    spread_by = f"unique\n{submission.kind}\n{unique}" if submission is not None and unique else key
+    return app[SHARDS].for_new(owner, spread_by)
+
+
 async def store_snapshot(app: web.Application, job_id: str) -> Snapshot:
-    snapshot = await app[STORE].snapshot(job_id)
+    snapshot = await job_store(app, job_id).snapshot(job_id)
     if snapshot is None:
         raise Problem(404, f"no job {job_id}", slug="not-found")
     return snapshot
@@ -518,12 +544,17 @@ async def submit_job(request: web.Request) -> web.Response:
         return (
             await submit(request.app, submission, key=key, owner=owner_for(request, body.owner))
         ).response()
-    job_id = new_job_id()
+    # The upload is stored under the job's id as it arrives, before the form says whose it is: the
+    # asker's shard, moved if the form names an owner or a unique key of another shard.
+    job_id = intake_store(request.app, None, owner_for(request, None).owner, key).new_ids(1)[0]
     async with discard_files_unless_created(request.app, job_id):
         body = await read_multipart(request, job_id)
         submission = validate(request.app, body)
         require_upload(request.app, submission)
         owner = owner_for(request, body.owner)
+        target = intake_store(request.app, submission, owner.owner, key)
+        if target is not job_store(request.app, job_id):
+            job_id = await move_upload(request.app, job_id, target)
         submitted = await submit(request.app, submission, job_id=job_id, key=key, owner=owner)
     if submitted.replayed:  # the job named by the key already has its upload
         await discard_files(request.app, job_id)
@@ -566,11 +597,21 @@ async def make_tree(
         return submission
 
     root_submission = root_submission or check(root, root.priority or priority)
-    calls = plan_tree(app[STORE], root, root_submission, owner, key, check)
+    store = intake_store(app, root_submission, owner.owner, key)
+    calls = plan_tree(store, root, root_submission, owner, key, check)
     for kind in served:
         if (workers := await app[WORKERS].unserved(kind)) is not None:
             raise unserved_kind(kind, workers)
     return await submit(app, root_submission, job_id=calls[0].job_id, key=key, owner=owner, tree=calls)
+
+
+async def move_upload(app: web.Application, job_id: str, target: JobStore) -> str:
+    """A new id on `target` for the job whose upload is stored under `job_id`, the upload moved."""
+    new_id = target.new_ids(1)[0]
+    async with discard_files_unless_created(app, new_id):
+        await app[STORAGE].copy_uploads(job_id, new_id)
+    await discard_files(app, job_id)
+    return new_id
 
 
 async def discard_files(app: web.Application, job_id: str) -> None:
@@ -578,7 +619,7 @@ async def discard_files(app: web.Application, job_id: str) -> None:
     shutil.rmtree(app[FILES].job(job_id).root, ignore_errors=True)
     try:
         await app[STORAGE].delete([job_id])
-        await app[STORE].quota.refund([job_id])
+        await job_store(app, job_id).quota.refund([job_id])
     except Exception as e:  # already answering with the job's own error: logged
         log.warning("could not delete job %s's files or refund their charge: %s", job_id, e)
 
@@ -594,8 +635,8 @@ async def discard_files_unless_created(app: web.Application, job_id: str) -> Asy
 
 
 async def retry(app: web.Application, old: Snapshot) -> Submitted:
-    """Submit a new job like `old` (a failed or cancelled job), linked both ways."""
-    store = app[STORE]
+    """Submit a new job like `old` (a failed or cancelled job), linked both ways, on its shard."""
+    store = job_store(app, old["id"])
     # bytes: redis-py types replies as str, which they are only with decode_responses.
     submitted_with_children = old["children"] and (
         cast(bytes | None, await awaited(store.redis.hget(store.keys.job(old["id"]), "after_children")))
@@ -614,7 +655,7 @@ async def retry(app: web.Application, old: Snapshot) -> Submitted:
         raise Problem(409, f"no worker knows kind {old['kind']!r} any more", slug="conflict")
     cost = cost_of(app, kind, kind.params.model_validate(old["params"]))
     submission = Submission.again(old, max_attempts=kind.max_attempts, cost_s=cost, timeout_s=kind.timeout_s)
-    job_id = new_job_id()
+    job_id = store.new_ids(1)[0]
     async with discard_files_unless_created(app, job_id):
         if kind.takes_upload:
             await app[STORAGE].copy_uploads(old["id"], job_id)
@@ -683,9 +724,8 @@ async def submit_batch(request: web.Request) -> web.Response:
     if len(items) > limit:
         raise Problem(413, f"at most {limit} jobs in one batch", slug="payload-too-large")
     results: list[dict[str, Any] | None] = [None] * len(items)
-    async with BatchWriter(request.app[STORE]) as writer:
+    async with BatchWriter(request.app[SETTINGS].create_chunk_jobs, len(items)) as writer:
         received = utcnow()
-        ids = new_job_ids(len(items))
         # Whether a worker serves each kind, asked once per kind for the whole batch.
         served: dict[str, dict[str, list[str]] | None] = {}
         for index, raw in enumerate(items):
@@ -698,8 +738,9 @@ async def submit_batch(request: web.Request) -> web.Response:
             except Problem as problem:
                 results[index] = {"index": index, "status": problem.status, "problem": problem.document()}
                 continue
-            call = writer.store.create_call(
-                ids[index],
+            store = intake_store(request.app, submission, owner.owner, item.idempotency_key)
+            call = store.create_call(
+                writer.new_id(store),
                 submission,
                 idempotency_key=item.idempotency_key,
                 request_id=current_request_id.get(),
@@ -708,7 +749,7 @@ async def submit_batch(request: web.Request) -> web.Response:
                 client=owner.client,
                 created=received,
             )
-            await writer.add(index, call)
+            await writer.add(store, index, call)
     for index, outcome in writer.outcomes:
         results[index] = await _batch_outcome(request.app, index, outcome)
     created = sum(1 for r in results if r is not None and r["status"] == 202)
@@ -716,33 +757,41 @@ async def submit_batch(request: web.Request) -> web.Response:
 
 
 class BatchWriter:
-    """Writes a batch's jobs to Redis a chunk (`create_chunk_jobs`) at a time, in order, while the
-    next chunk is checked: Redis works on one part of the batch while the web checks the next,
-    instead of each waiting for the other to finish the whole batch. `outcomes`: each item's
-    (index, snapshot or SubmitRefused), once the block is left."""
+    """Writes a batch's jobs to Redis a chunk (`create_chunk_jobs`) of one shard's at a time, in
+    order, while the next chunk is checked: Redis works on one part of the batch while the web
+    checks the next, instead of each waiting for the other to finish the whole batch. `outcomes`:
+    each item's (index, snapshot or SubmitRefused), once the block is left."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    def __init__(self, chunk: int, size: int) -> None:
         self.outcomes: list[tuple[int, Snapshot | SubmitRefused]] = []
-        self._chunk = store.settings.create_chunk_jobs
-        self._calls: list[CreateCall] = []
-        self._places: list[int] = []
-        # The chunk being written: at most one at a time, so the jobs are created in the
+        self._chunk = chunk
+        # Ids drawn for the whole batch (`size`) at once, per shard: one read of the random source.
+        self._size = size
+        self._ids: dict[JobStore, list[str]] = {}
+        # Each shard's calls not written yet, with their places in the batch.
+        self._pending: dict[JobStore, tuple[list[CreateCall], list[int]]] = {}
+        # The chunk being written: at most one at a time, so each shard's jobs are created in the
         # batch's order (their places in the queue, and the waiting limit's count, follow it).
         self._writing: asyncio.Task[None] | None = None
 
-    async def add(self, index: int, call: CreateCall) -> None:
-        self._calls.append(call)
-        self._places.append(index)
-        if len(self._calls) >= self._chunk:
-            await self._write()
+    def new_id(self, store: JobStore) -> str:
+        ids = self._ids.get(store)
+        if not ids:
+            ids = self._ids[store] = store.new_ids(self._size)
+        return ids.pop()
 
-    async def _write(self) -> None:
+    async def add(self, store: JobStore, index: int, call: CreateCall) -> None:
+        calls, places = self._pending.setdefault(store, ([], []))
+        calls.append(call)
+        places.append(index)
+        if len(calls) >= self._chunk:
+            await self._write(store)
+
+    async def _write(self, store: JobStore) -> None:
         await self._wait()
-        calls, places = self._calls, self._places
-        self._calls, self._places = [], []
+        calls, places = self._pending.pop(store, ([], []))
         if calls:
-            self._writing = asyncio.create_task(self._create(calls, places))
+            self._writing = asyncio.create_task(self._create(store, calls, places))
 
     async def _wait(self) -> None:
         writing, self._writing = self._writing, None
@@ -754,15 +803,16 @@ class BatchWriter:
             await cancel_and_wait(writing)  # the request was cancelled, and with it the write
             raise
 
-    async def _create(self, calls: list[CreateCall], places: list[int]) -> None:
-        self.outcomes.extend(zip(places, await self.store.create_many(calls), strict=True))
+    async def _create(self, store: JobStore, calls: list[CreateCall], places: list[int]) -> None:
+        self.outcomes.extend(zip(places, await store.create_many(calls), strict=True))
 
     async def __aenter__(self) -> BatchWriter:
         return self
 
     async def __aexit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if error_type is None:
-            await self._write()
+            for store in list(self._pending):
+                await self._write(store)
             await self._wait()
         elif self._writing is not None:  # the batch failed while a chunk was being written
             await cancel_and_wait(self._writing)

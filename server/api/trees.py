@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobcast.protocol import Priority, new_job_ids
+from jobcast.protocol import Priority
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.request_ids import current_request_id
 from jobcast.server.security.auth import Ownership
@@ -93,7 +93,7 @@ def plan_tree(
     """The create calls of an unchained tree (its root's first, each parent's before its
     children's), the root's submission made; `check(node, priority)` makes each other job's (the
     kind's validation, and its 422)."""
-    ids = new_job_ids(_count(root))
+    ids = store.new_ids(_count(root))
     calls: list[CreateCall] = []
     queue: list[tuple[TreeNode, str | None, Priority, bool]] = [(root, None, root_submission.priority, False)]
     while queue:

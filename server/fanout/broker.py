@@ -41,19 +41,25 @@ class Broker(Protocol):
 
     def job(self, job_id: str) -> Topic: ...
 
-    def feed(self, owner: str | None = None) -> Topic:
-        """Every job's feed (None), or one owner's."""
+    def feed(self, owner: str | None = None, shard: int = 0) -> Topic:
+        """Every job's feed (None), or one owner's; of a sharded deployment, every job's feed is
+        one a shard (`shard`), and an owner's is on the owner's shard."""
         ...
 
 
 class RedisBroker:
     """Redis pub/sub: one connection, or with shards one a shard used as one (each channel on its
-    shard's); a job's topic is on the shard its id names. The feeds are shard 0's."""
+    shard's); a job's topic is on the shard its id names, an owner's feed on the owner's shard, and
+    every job's feed is one a shard."""
 
     def __init__(self, redis_url: str, shards: Shards) -> None:
         self._url = redis_url
         self._shards = shards
-        self._feed = FeedTopic(shards.home)
+        count = len(shards.stores)
+        self._feeds = [
+            FeedTopic(store, shard=n if count > 1 else None, shards=count)
+            for n, store in enumerate(shards.stores)
+        ]
 
     async def connect(self, on_message: OnMessage, on_subscribed: OnSubscribed) -> Connection:
         prefixes = [store.keys.prefix for store in self._shards.stores]
@@ -65,5 +71,7 @@ class RedisBroker:
         # An id of a shard this deployment lacks names no job: its topic on shard 0 stays empty.
         return JobTopic(self._shards.of(job_id) or self._shards.home, job_id)
 
-    def feed(self, owner: str | None = None) -> Topic:
-        return self._feed if owner is None else FeedTopic(self._shards.home, owner)
+    def feed(self, owner: str | None = None, shard: int = 0) -> Topic:
+        if owner is None:
+            return self._feeds[shard]
+        return FeedTopic(self._shards.for_new(owner), owner)

@@ -23,7 +23,7 @@ from jobcast.queries.queue_position import DispatchRate, Place, places
 from jobcast.server.fanout.events import Event
 from jobcast.server.fanout.hub import Hub
 from jobcast.server.fanout.topics import JobTopic
-from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,12 @@ def queue_event(job_id: str, place: Place | None) -> Event:
 
 
 class QueuePlaces:
-    def __init__(self, hub: Hub, store: JobStore) -> None:
+    def __init__(self, hub: Hub, shards: Shards) -> None:
         self.hub = hub
-        self.store = store
-        self.rate = DispatchRate()
+        self.shards = shards
+        # Each shard's own: a job's place counts the jobs ahead of it on its shard, and its
+        # shard's dispatch rate tells when it starts (workers claim from every shard in turn).
+        self.rates = {store: DispatchRate() for store in shards.stores}
         # What each watched job's watchers were told last: its place, and how many watched then.
         self._told: dict[str, tuple[Place | None, int]] = {}
 
@@ -61,7 +63,9 @@ class QueuePlaces:
             del self._told[gone]
         if not watched:
             return 0
-        found = await places(self.store, list(watched), self.rate)
+        found: dict[str, Place | None] = {}
+        for store, ids in self.shards.group(watched).items():
+            found |= await places(store, ids, self.rates[store])
         told = 0
         for job_id, found_place in found.items():
             watchers = self.hub.topics.get(watched[job_id])

@@ -172,13 +172,19 @@ class FeedTopic(KeyedTopic):
     """Every job's state changes (or one owner's jobs'), numbered by feed seq within an epoch, and
     live progress."""
 
-    __slots__ = ("owner", "store")
-    names = {"feed": True}
+    __slots__ = ("names", "owner", "shard", "shards", "store")
 
-    def __init__(self, store: JobStore, owner: str | None = None) -> None:
+    def __init__(
+        self, store: JobStore, owner: str | None = None, *, shard: int | None = None, shards: int = 1
+    ) -> None:
+        """`shard`: which of a sharded deployment's `shards` feeds this is (None: the one feed of
+        every job, or an owner's, which is on the owner's shard)."""
         self.store = store
         self.owner = owner
+        self.shard = shard
+        self.shards = shards
         self.key = store.keys.feed(owner).channel.encode()
+        self.names: dict[str, Any] = {"feed": True} if shard is None else {"feed": True, "shard": shard}
 
     def event(self, payload: bytes) -> Event:
         return Event.feed(*split_feed_record(payload))
@@ -212,6 +218,10 @@ class FeedTopic(KeyedTopic):
 
     async def snapshot(self) -> Event:
         try:
-            return Event.feed_snapshot(await feed_snapshot(self.store, self.owner))
+            snapshot = await feed_snapshot(self.store, self.owner)
         except RedisError as e:
             raise TopicUnavailable(e) from e
+        if self.shard is not None:
+            # A client opens the other shards' feeds when it learns there are others.
+            snapshot |= {"shard": self.shard, "shards": self.shards}
+        return Event.feed_snapshot(snapshot)

@@ -24,10 +24,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobcast.queries.stats import stats
+from jobcast.queries.across_shards import stats_across
 from jobcast.server.fanout.hub import Outbox
 from jobcast.server.http.openapi import TEXT, Answer, Operation, operation
-from jobcast.server.keys import KINDS, RELAY, SETTINGS, STORE, STREAMS, SUBMITTED_BY_KIND
+from jobcast.server.keys import KINDS, RELAY, SETTINGS, SHARDS, STORE, STREAMS, SUBMITTED_BY_KIND
 from jobcast.server.security.auth import require_admin
 from jobcast.store.schedules import ScheduleBook, ScheduleState
 
@@ -161,7 +161,7 @@ def setup_metrics(app: web.Application) -> None:
 async def metrics(request: web.Request) -> web.Response:
     require_admin(request)
     app = request.app
-    figures = await stats(app[STORE], worker_ttl_s=app[SETTINGS].worker_ttl_s)
+    figures = await stats_across(app[SHARDS].stores, worker_ttl_s=app[SETTINGS].worker_ttl_s)
     book = ScheduleBook(app[STORE])
     ids = [s.id for s in await book.all()]
     app[QUEUE].update(figures, schedules=await book.states(ids) if ids else {})

@@ -16,7 +16,7 @@ from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.http.problems import parsed_query
 from jobcast.server.http.schemas import FailureGroups
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import SETTINGS, SHARDS
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import require_admin
 
@@ -33,7 +33,7 @@ class FailuresQuery(BaseModel):
 async def grouped(request: web.Request, query: FailuresQuery) -> dict[str, Any]:
     require_admin(request)
     limit = request.app[SETTINGS].failures_scanned
-    return await failure_groups(request.app[STORE], WINDOWS_S[query.since], limit)
+    return await failure_groups(request.app[SHARDS].stores, WINDOWS_S[query.since], limit)
 
 
 @routes.get("/api/failures")

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from jobcast.server.api.kind_pausing import KIND, known_kind
 from jobcast.server.http.openapi import Answer, Operation, operation
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import SETTINGS, SHARDS
 from jobcast.server.security.auth import principal, require_admin
-from jobcast.store.pausing import pause, resume
+from jobcast.store.pausing import pause_everywhere, resume_everywhere
 
 routes = web.RouteTableDef()
 
@@ -30,7 +30,7 @@ def back(request: web.Request) -> web.HTTPSeeOther:
 )
 async def pause_kind_form(request: web.Request) -> web.Response:
     require_admin(request)
-    await pause(request.app[STORE], known_kind(request), principal(request).owner)
+    await pause_everywhere(request.app[SHARDS].stores, known_kind(request), principal(request).owner)
     raise back(request)
 
 
@@ -45,5 +45,5 @@ async def pause_kind_form(request: web.Request) -> web.Response:
 )
 async def resume_kind_form(request: web.Request) -> web.Response:
     require_admin(request)
-    await resume(request.app[STORE], known_kind(request))
+    await resume_everywhere(request.app[SHARDS].stores, known_kind(request))
     raise back(request)

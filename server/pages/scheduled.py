@@ -14,16 +14,18 @@ from yarl import URL
 
 from jobcast import bulk
 from jobcast.errors import AlreadyEnded, JobNotFound
-from jobcast.queries.scheduled import run_now, scheduled
+from jobcast.queries.across_shards import scheduled_across
+from jobcast.queries.scheduled import run_now
 from jobcast.server.api.control import cancel_job
 from jobcast.server.api.jobs import load_snapshot
 from jobcast.server.http.bodies import JOB_ID, json_response, read_url_encoded
 from jobcast.server.http.openapi import FORM, HTML, PAGE, TEXT, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import JobPage, JobSnapshot
-from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, SHARDS
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import check_visible, principal, require_admin
+from jobcast.server.stores import job_store
 from jobcast.snapshot import JobSnapshot as Snapshot
 from jobcast.store.scripts import Status
 
@@ -46,7 +48,7 @@ class ScheduledQuery(BaseModel):
 async def soonest(request: web.Request) -> list[Snapshot]:
     require_admin(request)
     query = parsed_query(request, ScheduledQuery)
-    return await scheduled(request.app[STORE], query.limit, query.kind or None)
+    return await scheduled_across(request.app[SHARDS].stores, query.limit, query.kind or None)
 
 
 @routes.get("/api/scheduled")
@@ -65,7 +67,7 @@ async def list_scheduled(request: web.Request) -> web.Response:
 
 async def start_now(request: web.Request) -> str:
     job_id = request.match_info["job_id"]
-    store = request.app[STORE]
+    store = job_store(request.app, job_id)
     await check_visible(store, principal(request), job_id)
     status = await run_now(store, job_id)
     if status is Status.NOT_FOUND:
@@ -139,7 +141,7 @@ async def cancel_chosen(request: web.Request) -> web.Response:
     cancelled = 0
     for job_id in ids:
         try:
-            await cancel_job(request.app[STORE], job_id, principal(request))
+            await cancel_job(job_store(request.app, job_id), job_id, principal(request))
             cancelled += 1
         except (JobNotFound, AlreadyEnded):
             continue  # ended or gone since the page showed it: nothing to cancel
@@ -158,11 +160,12 @@ async def cancel_chosen(request: web.Request) -> web.Response:
 )
 async def run_chosen_now(request: web.Request) -> web.Response:
     ids, kind = await chosen(request)
-    store = request.app[STORE]
+    shards = request.app[SHARDS]
     ran = 0
     for job_id in ids:
-        # Started, ended or gone since the page showed it: nothing to bring forward.
-        ran += await run_now(store, job_id) is Status.OK
+        # Started, ended or gone since the page showed it (or never was): nothing to bring forward.
+        store = shards.of(job_id)
+        ran += store is not None and await run_now(store, job_id) is Status.OK
     raise back_to_page(request, kind, ran=ran)
 
 

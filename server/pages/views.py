@@ -27,9 +27,9 @@ from jobcast.protocol import (
     new_job_id,
     split_record,
 )
-from jobcast.queries.finished import finished, per_bucket
-from jobcast.queries.listing import WINDOWS_S, BadCursor, ids_starting_with, list_jobs, time_range
-from jobcast.queries.stats import stats
+from jobcast.queries.across_shards import finished_across, ids_across, list_across, stats_across
+from jobcast.queries.finished import per_bucket
+from jobcast.queries.listing import WINDOWS_S, BadCursor, time_range
 from jobcast.redis.client import awaited
 from jobcast.server.api.batches import retry_failed_children
 from jobcast.server.api.control import cancel_job
@@ -59,7 +59,7 @@ from jobcast.server.http.openapi import (
 from jobcast.server.http.problems import CONTENT_TYPE as PROBLEM
 from jobcast.server.http.problems import Problem, parsed_query, validation_problem
 from jobcast.server.http.schemas import JobSnapshot, ProblemDocument
-from jobcast.server.keys import KINDS, SETTINGS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, SHARDS
 from jobcast.server.pages.forms import form_fields, params_from_form
 from jobcast.server.pages.job_details import attempts, params_rows
 from jobcast.server.pages.job_output import page_context, page_outputs
@@ -67,6 +67,7 @@ from jobcast.server.pages.plain_state import plain_state
 from jobcast.server.pages.times import relative
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 from jobcast.server.security.tokens import opens_job
+from jobcast.server.stores import job_store, stores_of
 from jobcast.store.jobs import build_snapshot, is_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -82,7 +83,6 @@ def wants_json(request: web.Request) -> bool:
 async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any]:
     app = request.app
     settings = app[SETTINGS]
-    store = app[STORE]
     who = principal(request)
     query = parsed_query(request, DashboardQuery)
     # An unknown filter value shows every job, as a link that outlived a kind should.
@@ -98,9 +98,10 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         owner = query.owner
     since_ms, until_ms = dashboard_range(query)
     parts = query.parts == "1"
+    stores = stores_of(app, owner)
     try:
-        recent = await list_jobs(
-            store,
+        recent = await list_across(
+            stores,
             state=state,
             kind=kind,
             priority=priority,
@@ -117,8 +118,8 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         )
     except BadCursor:
         raise Problem(400, "malformed cursor; follow the page's own links", slug="bad-cursor") from None
-    failed = await list_jobs(
-        store,
+    failed = await list_across(
+        stores,
         state=State.FAILED,
         kind=None,
         owner=owner,
@@ -127,9 +128,9 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         cursor=None,
     )
     # The counters cover every job: an operator's (admin's) view only.
-    counters = await stats(store, worker_ttl_s=settings.worker_ttl_s) if who.sees_all else None
+    counters = await stats_across(stores, worker_ttl_s=settings.worker_ttl_s) if who.sees_all else None
     # The graph's last hour, drawn by the page before any JS runs (its script then keeps it live).
-    graph = per_bucket(await finished(store, "hour")) if who.sees_all else []
+    graph = per_bucket(await finished_across(stores, "hour")) if who.sees_all else []
     kinds = list(app[KINDS].values())
     filters = {
         "state": DELAYED if delayed else state,
@@ -377,8 +378,8 @@ async def job_page(request: web.Request) -> web.Response:
         raise web.HTTPFound(await full_job_page(request, request.match_info["job_id"]))
     query = parsed_query(request, JobPageQuery)
     before = query.log_before
-    store = request.app[STORE]
     job_id = request.match_info["job_id"]
+    store = job_store(request.app, job_id)
     # One read of the record: the job, the seq the page resumes after, and the lengths that say
     # how much of each output stream it shows (the live chunks then follow that text exactly).
     raw = await awaited(store.redis.hgetall(store.keys.job(job_id)))
@@ -402,7 +403,7 @@ async def job_page(request: web.Request) -> web.Response:
     logged = [e for e in events if e["type"] != "output"]
     window = [e for e in logged if before is None or e["seq"] < before][-LOG_PAGE_EVENTS:]
     if principal(request).sees_all:  # operators only: owners see the error, never the traceback
-        kept = await request.app[STORE].tracebacks(job["id"], job["attempt"])
+        kept = await store.tracebacks(job["id"], job["attempt"])
         for attempt in tried:
             attempt["traceback"] = kept.get(attempt["attempt"])
     children, parts_from = [], min(query.parts_from, (job["children"] or {"total": 0})["total"])
@@ -459,17 +460,11 @@ async def find_job(request: web.Request) -> web.Response:
 
 
 async def full_job_page(request: web.Request, short: str) -> str:
-    matches = await ids_starting_with(request.app[STORE], short)
+    shards = request.app[SHARDS]
+    matches = await ids_across(shards.stores, short)
     who = principal(request)
     if not who.sees_all:
-        store = request.app[STORE]
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for job_id in matches:
-                pipe.hget(store.keys.job(job_id), "owner")
-            owners = await pipe.execute()
-        matches = [
-            m for m, o in zip(matches, owners, strict=True) if o is not None and o.decode() == who.owner
-        ]
+        matches = [job["id"] for job in await shards.snapshots(matches) if job["owner"] == who.owner]
     if not matches:
         raise Problem(404, f"no job id starts with {short}", slug="not-found")
     if len(matches) > 1:
@@ -488,7 +483,8 @@ async def full_job_page(request: web.Request, short: str) -> str:
     )
 )
 async def cancel_form(request: web.Request) -> web.Response:
-    await cancel_job(request.app[STORE], request.match_info["job_id"], principal(request))
+    job_id = request.match_info["job_id"]
+    await cancel_job(job_store(request.app, job_id), job_id, principal(request))
     prefix = request.app[SETTINGS].url_prefix
     raise web.HTTPSeeOther(f"{prefix}/jobs/{request.match_info['job_id']}")
 

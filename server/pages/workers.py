@@ -12,7 +12,7 @@ from jobcast.server.http.bodies import json_response
 from jobcast.server.http.openapi import HTML, PAGE, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem
 from jobcast.server.http.schemas import WorkerDetail, WorkerList
-from jobcast.server.keys import SETTINGS, STORE
+from jobcast.server.keys import SETTINGS, SHARDS
 from jobcast.server.pages.views import render_page
 from jobcast.server.security.auth import require_admin
 
@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
 async def current(request: web.Request) -> list[dict]:
     require_admin(request)
     settings = request.app[SETTINGS]
-    return await workers(request.app[STORE], settings.worker_ttl_s, settings.lost_workers_shown_s)
+    return await workers(request.app[SHARDS], settings.worker_ttl_s, settings.lost_workers_shown_s)
 
 
 @routes.get("/api/workers")
@@ -54,7 +54,7 @@ async def one(request: web.Request) -> dict:
     found = next((w for w in await current(request) if w["name"] == name), None)
     if found is None:
         raise Problem(404, f"no worker {name!r} has been seen lately", slug="not-found")
-    return {**found, "recent": await recent_jobs(request.app[STORE], found.get("recent_jobs", []))}
+    return {**found, "recent": await recent_jobs(request.app[SHARDS], found.get("recent_jobs", []))}
 
 
 @routes.get("/api/workers/{name}")

@@ -28,8 +28,8 @@ from jobcast.server.http.bodies import JOB_ID, json_response, read_json
 from jobcast.server.http.openapi import JSON, Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import StreamToken
-from jobcast.server.keys import STORE
 from jobcast.server.security.auth import check_visible, principal
+from jobcast.server.stores import job_store
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore
 
@@ -128,7 +128,7 @@ async def opens_job(request: web.Request, token: str, job_id: str) -> Grant:
     """The grant of `token` for `job_id`'s stream; raises the 401 problem unless it opens it."""
     try:
         grant = request.app[TOKENS].check_job(token, job_id)
-        if await revoked(request.app[STORE], job_id, grant):
+        if await revoked(job_store(request.app, job_id), job_id, grant):
             raise TokenRefused("revoked")
     except TokenRefused as e:
         raise refused(e) from None
@@ -179,7 +179,7 @@ async def job_token(request: web.Request) -> web.Response:
 
 async def require_owner(request: web.Request, job_id: str) -> None:
     """The asker may see the job, which exists; JobNotFound otherwise."""
-    store = request.app[STORE]
+    store = job_store(request.app, job_id)
     await check_visible(store, principal(request), job_id)
     if not await awaited(store.redis.exists(store.keys.job(job_id))):
         raise JobNotFound(job_id)
@@ -197,7 +197,7 @@ async def revoke_job_tokens(request: web.Request) -> web.Response:
     owner_mode_tokens(request)
     job_id = request.match_info["job_id"]
     await require_owner(request, job_id)
-    store = request.app[STORE]
+    store = job_store(request.app, job_id)
     # A token made in this very second is revoked too (their times are whole seconds).
     await awaited(store.redis.hset(store.keys.job(job_id), TOKENS_REVOKED_FIELD, str(int(time.time()))))
     return web.Response(status=204)

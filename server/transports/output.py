@@ -23,9 +23,10 @@ from jobcast.server.fanout.hub import Outbox, OutboxClosed, Subscription
 from jobcast.server.http.bodies import JOB_ID
 from jobcast.server.http.openapi import TEXT, Answer, Operation, operation
 from jobcast.server.http.problems import Problem
-from jobcast.server.keys import RELAY, SETTINGS, STORE
+from jobcast.server.keys import RELAY, SETTINGS
 from jobcast.server.security.auth import STREAM_COUNTS, check_visible, principal
 from jobcast.server.security.tokens import TOKENS, opens_job
+from jobcast.server.stores import job_store
 
 routes = web.RouteTableDef()
 
@@ -73,10 +74,10 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     if query.token is not None and request.app[TOKENS].enabled:
         await opens_job(request, query.token, job_id)
     else:
-        await check_visible(request.app[STORE], principal(request), job_id)
+        await check_visible(job_store(request.app, job_id), principal(request), job_id)
     if query.follow:
         return await follow(request, job_id, stream, query)
-    store = request.app[STORE]
+    store = job_store(request.app, job_id)
     snapshot = await store.snapshot(job_id, output=False)
     if snapshot is None:
         raise Problem(404, f"no job {job_id}", slug="not-found")
@@ -121,7 +122,7 @@ class Follower:
     async def copy_until(self, length: int | None) -> None:
         """The stream's bytes from the offset to `length` (None: all there are), read from Redis
         a part at a time."""
-        text, store = self.text, self.request.app[STORE]
+        text, store = self.text, job_store(self.request.app, self.job_id)
         assert text.attempt is not None
         while length is None or text.offset < length:
             end = text.offset + READ_BYTES if length is None else min(length, text.offset + READ_BYTES)

@@ -19,12 +19,13 @@ from jobcast.server.fanout.topics import BadPosition, Topic
 from jobcast.server.fanout.wire import comment, direct_writer, sse_fast_path, sse_text
 from jobcast.server.http.bodies import JOB_ID
 from jobcast.server.http.openapi import SSE, TEXT, Answer, Operation, operation
-from jobcast.server.http.problems import Problem
+from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.server import Handler
 from jobcast.server.http.server import detach as detach_socket
-from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, STORE, STREAMS
+from jobcast.server.keys import OUTBOXES, RELAY, SETTINGS, SHARDS, STREAMS
 from jobcast.server.security.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.security.tokens import TOKENS, TokenRefused, opens_job, refused
+from jobcast.server.stores import job_store
 from jobcast.server.transports.detached import DetachedStream
 
 routes = web.RouteTableDef()
@@ -57,6 +58,16 @@ class ResumeQuery(BaseModel):
     last_event_id: str | None = Field(default=None, description="As the Last-Event-ID header")
     token: str | None = Field(
         default=None, description="Owner mode: a stream token, for a watcher without the owner's cookie"
+    )
+
+
+class FeedQuery(ResumeQuery):
+    shard: int = Field(
+        default=0,
+        ge=0,
+        le=255,
+        description="Of a sharded deployment (JOBCAST_REDIS_SHARDS): which shard's feed of every job. "
+        "Its snapshot says how many shards there are; an owner's feed is one stream whatever the shard.",
     )
 
 
@@ -93,7 +104,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     if token is not None and tokens.enabled:
         await opens_job(request, token, job_id)
     else:
-        await check_visible(request.app[STORE], principal(request), job_id)
+        await check_visible(job_store(request.app, job_id), principal(request), job_id)
     return await stream(request, request.app[RELAY].broker.job(job_id))
 
 
@@ -102,9 +113,9 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     Operation(
         "The dashboard feed: every job's state changes (resumable by feed id) and live progress",
         {200: stream_answer("Every job's events")},
-        query=ResumeQuery,
+        query=FeedQuery,
         headers=RESUME,
-        problems=(400, 401, 429, 503),
+        problems=(400, 401, 422, 429, 503),
         tags=("streams",),
     )
 )
@@ -120,7 +131,13 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
             owner = tokens.feed_owner(token)
         except TokenRefused as e:
             raise refused(e) from None
-    return await stream(request, request.app[RELAY].broker.feed(owner))
+    shard = parsed_query(request, FeedQuery).shard
+    if owner is None and shard >= len(request.app[SHARDS].stores):
+        count = len(request.app[SHARDS].stores)
+        raise Problem(
+            400, f"shard must be from 0 to {count - 1}: this deployment has {count}", slug="bad-shard"
+        )
+    return await stream(request, request.app[RELAY].broker.feed(owner, shard))
 
 
 async def stream(request: web.Request, topic: Topic) -> web.StreamResponse:

@@ -19,13 +19,14 @@ from jobcast.server.fanout.relay import Relay
 from jobcast.server.fanout.topics import Topic
 from jobcast.server.http.openapi import Answer, Operation, operation
 from jobcast.server.http.server import detach
-from jobcast.server.keys import RELAY, SETTINGS, STORE, STREAMS, WEBSOCKETS
+from jobcast.server.keys import RELAY, SETTINGS, SHARDS, STREAMS, WEBSOCKETS
 from jobcast.server.security.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.security.origins import check_websocket_origin
 from jobcast.server.security.tokens import TOKENS, StreamTokens, TokenRefused, revoked
 from jobcast.server.transports.websocket import handshake
 from jobcast.server.transports.websocket.socket import WebSocket
 from jobcast.store.jobs import JobStore
+from jobcast.store.shards import Shards
 
 routes = web.RouteTableDef()
 
@@ -45,12 +46,12 @@ class Connection:
     """One WebSocket client's subscriptions and outbox: jobcast's messages, on a socket held by
     server/transports/websocket/ (which hands it the client's messages one at a time, in order)."""
 
-    __slots__ = ("end", "max_subscriptions", "outbox", "relay", "store", "subs", "tokens", "who")
+    __slots__ = ("end", "max_subscriptions", "outbox", "relay", "shards", "subs", "tokens", "who")
 
     def __init__(
         self,
         relay: Relay,
-        store: JobStore,
+        shards: Shards,
         outbox: Outbox,
         who: Principal,
         tokens: StreamTokens,
@@ -60,7 +61,7 @@ class Connection:
         self.who = who
         self.tokens = tokens
         self.max_subscriptions = max_subscriptions
-        self.store = store
+        self.shards = shards
         self.relay = relay
         self.outbox = outbox
         self.subs: dict[Topic, Subscription] = {}
@@ -97,7 +98,7 @@ class Connection:
         job_id = message.get("job_id")
         broker = self.relay.broker
         if kind in ("subscribe_feed", "unsubscribe_feed"):
-            feed = self._feed(message.get("token"))
+            feed = self._feed(message.get("token"), message.get("shard", 0))
             if feed is None:
                 return
             if kind == "subscribe_feed":
@@ -116,8 +117,14 @@ class Connection:
         else:
             await self.cancel(job_id)
 
-    def _feed(self, token: Any) -> Topic | None:
-        """The feed this connection watches: the asker's, or the one a stream token opens."""
+    def _feed(self, token: Any, shard: Any) -> Topic | None:
+        """The feed this connection watches: the asker's, or the one a stream token opens; of every
+        job, one shard's (`shard`, of a sharded deployment)."""
+        shards = len(self.shards.stores)
+        if type(shard) is not int or not 0 <= shard < shards:
+            message = f"shard must be an integer from 0 to {shards - 1}"
+            self.outbox.put(error("bad_message", message))
+            return None
         owner = None if self.who.sees_all else self.who.owner
         if token is not None and self.tokens.enabled:
             try:
@@ -125,7 +132,7 @@ class Connection:
             except TokenRefused as e:
                 self._error("bad_token", str(e), self.relay.broker.feed())
                 return None
-        return self.relay.broker.feed(owner)
+        return self.relay.broker.feed(owner, shard)
 
     async def _may_watch(self, job_id: str, token: Any) -> bool:
         """The asker may see the job, or holds a stream token for it; else an error says why."""
@@ -133,18 +140,24 @@ class Connection:
         if token is not None and self.tokens.enabled:
             try:
                 grant = self.tokens.check_job(token if isinstance(token, str) else "", job_id)
-                if await revoked(self.store, job_id, grant):
+                if await revoked(self._store(job_id), job_id, grant):
                     raise TokenRefused("revoked")
             except TokenRefused as e:
                 self._error("bad_token", str(e), topic)
                 return False
             return True
         try:
-            await check_visible(self.store, self.who, job_id)
+            await check_visible(self._store(job_id), self.who, job_id)
         except JobNotFound as e:
             self._failed(e, topic)
             return False
         return True
+
+    def _store(self, job_id: str) -> JobStore:
+        store = self.shards.of(job_id)
+        if store is None:
+            raise JobNotFound(job_id)
+        return store
 
     def _failed(self, error: JobcastError, topic: Topic) -> None:
         """A domain error as an error message (the one place that maps them for WebSockets)."""
@@ -192,7 +205,7 @@ class Connection:
 
     async def cancel(self, job_id: str) -> None:
         try:
-            done = await cancel_job(self.store, job_id, self.who)
+            done = await cancel_job(self._store(job_id), job_id, self.who)
         except JobcastError as e:
             self._failed(e, self.relay.broker.job(job_id))
             return
@@ -238,7 +251,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     outbox = Outbox(settings.watcher_buffer, settings.watcher_buffer_bytes)
     conn = Connection(
         request.app[RELAY],
-        request.app[STORE],
+        request.app[SHARDS],
         outbox,
         who,
         request.app[TOKENS],
