@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import expect
 
+from jobcast.redis.shards import shard_of
 from tests.helpers import PLACES, demo, submit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,3 +289,24 @@ async def test_the_packed_package_in_a_vite_react_typescript_app_shows_a_live_jo
     await expect(page.get_by_test_id("job-state")).to_have_text("succeeded")
     await expect(page.get_by_test_id("connection")).to_have_text("ended")
     assert await page.get_by_role("progressbar", name="Job progress").get_attribute("value") == "100"
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+async def test_the_node_client_watches_every_shards_feed_and_resumes_each(spawn, transport: str) -> None:
+    """A deployment of three shards has one feed of every job a shard: the client opens the others
+    when the first snapshot says so, and resumes each from its own position."""
+    web_ = spawn("web", JOBCAST_REDIS_SHARDS="3")
+    spawn("worker", JOBCAST_REDIS_SHARDS="3")
+    await web_.wait_http()
+    script = [str(BIN / "node"), "test/feed-shards.mjs", "6", transport]
+    out = await asyncio.to_thread(run, script, PACKAGE, JOBCAST_URL=web_.url)
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert {shard_of(job_id, 3) for job_id in seen["first"] + seen["later"]} == {0, 1, 2}
+    opened = sorted((s["shard"], s["shards"]) for s in seen["watched"]["snapshots"])
+    assert opened == [(0, 3), (1, 3), (2, 3)]
+    positions = seen["lastEventId"].split(",")
+    assert len(positions) == 3 and all(re.fullmatch(r"[0-9A-Za-z]{1,16}:\d+", p) for p in positions)
+    # Each shard resumed where it was: no snapshot, and every later job's events once each.
+    assert seen["resumed"]["snapshots"] == []
+    got = sorted((e["job_id"], e["type"]) for e in seen["resumed"]["events"])
+    assert got == sorted((i, t) for i in seen["later"] for t in ("queued", "started", "succeeded"))

@@ -460,6 +460,9 @@ function parseFeedId(id) {
   return match ? { epoch: match[1], seq: Number(match[2]) } : { epoch: null, seq: null };
 }
 
+// The feed is as good as its worst shard's stream.
+const WORST_FIRST = [State.ERROR, State.OFFLINE, State.RECONNECTING, State.CONNECTING, State.LIVE, State.ENDED, State.STOPPED];
+
 /**
  * Watch every job at once: one connection whatever the number of jobs. `onSnapshot({feed_seq,
  * epoch, jobs})` gets the newest jobs when the stream starts (or could not resume); `onEvent(event)`
@@ -467,45 +470,79 @@ function parseFeedId(id) {
  * come in order; events a snapshot already covers are skipped. Feed seqs count within an epoch,
  * which changes when the server lost the feed's history; resuming from another epoch gives a
  * snapshot. `lastEventId` (and the watcher's `lastEventId`) is a feed id, `<epoch>:<feed seq>`.
+ *
+ * A sharded deployment (JOBCAST_REDIS_SHARDS) has one feed of every job a shard: the first
+ * snapshot says how many (`shards`), and the watcher opens the others then, one connection each.
+ * Its `lastEventId` lists each shard's feed id, comma-separated, in shard order.
  */
 export function watchFeed(options = {}) {
   const { onEvent = () => {}, onSnapshot = () => {}, onState, transport = defaultTransport(options), base = "", token } = options;
-  let { epoch, seq: feedSeq } = parseFeedId(options.lastEventId);
   const jobSeqs = new Map();
   const root = serverBase(base);
-  const feedId = () => (feedSeq === null ? null : `${epoch}:${feedSeq}`);
-  const stream = new Stream({
-    root,
-    token: token ? new StreamToken(token, `${root}/api/events/token`) : null,
-    sseUrl: `${root}/api/events`,
-    wsSubscribe: () => ({ type: "subscribe_feed", ...(feedSeq === null ? {} : { last_event_id: feedSeq, epoch }) }),
-    position: feedId,
-    accept: (event, type) => {
-      if (type === "snapshot") {
-        feedSeq = event.feed_seq;
-        epoch = event.epoch;
-        for (const job of event.jobs) jobSeqs.set(job.id, job.last_event_id);
-        onSnapshot(event);
-        return;
-      }
-      if (event.feed_seq !== undefined) {
-        if (feedSeq !== null && event.epoch === epoch && event.feed_seq <= feedSeq) return;
-        feedSeq = event.feed_seq;
-        epoch = event.epoch;
-      }
-      const seen = jobSeqs.get(event.job_id);
-      if (seen !== undefined && event.seq <= seen) return;
-      jobSeqs.set(event.job_id, event.seq);
-      if (jobSeqs.size > 5000) jobSeqs.delete(jobSeqs.keys().next().value); // bounded
-      onEvent(event);
+  const shards = [];
+  const states = [];
+  let reported = null;
+  const report = (index, state, detail) => {
+    states[index] = state;
+    const worst = WORST_FIRST.find((s) => states.includes(s)) ?? state;
+    if (worst === reported) return;
+    reported = worst;
+    onState?.(worst, detail);
+  };
+  const open = (index, position) => {
+    let { epoch, seq: feedSeq } = position;
+    const feedId = () => (feedSeq === null ? null : `${epoch}:${feedSeq}`);
+    const stream = new Stream({
+      root,
+      // Owner mode's feeds (a token's) are one stream: an owner's jobs are all on one shard.
+      token: index === 0 && token ? new StreamToken(token, `${root}/api/events/token`) : null,
+      sseUrl: `${root}/api/events${index ? `?shard=${index}` : ""}`,
+      wsSubscribe: () => ({
+        type: "subscribe_feed",
+        ...(index ? { shard: index } : {}),
+        ...(feedSeq === null ? {} : { last_event_id: feedSeq, epoch }),
+      }),
+      position: feedId,
+      accept: (event, type) => {
+        if (type === "snapshot") {
+          feedSeq = event.feed_seq;
+          epoch = event.epoch;
+          for (const job of event.jobs) jobSeqs.set(job.id, job.last_event_id);
+          for (let n = shards.length; n < (event.shards ?? 1); n++) open(n, { epoch: null, seq: null });
+          onSnapshot(event);
+          return;
+        }
+        if (event.feed_seq !== undefined) {
+          if (feedSeq !== null && event.epoch === epoch && event.feed_seq <= feedSeq) return;
+          feedSeq = event.feed_seq;
+          epoch = event.epoch;
+        }
+        const seen = jobSeqs.get(event.job_id);
+        if (seen !== undefined && event.seq <= seen) return;
+        jobSeqs.set(event.job_id, event.seq);
+        if (jobSeqs.size > 5000) jobSeqs.delete(jobSeqs.keys().next().value); // bounded
+        onEvent(event);
+      },
+      isDone: () => false,
+      transport,
+      impl: transportImpl(transport, options),
+      onState: (state, detail) => report(index, state, detail),
+      offlineAfter: options.offlineAfter,
+    });
+    shards.push({ stream, feedId });
+    stream.start();
+  };
+  (options.lastEventId ?? "").split(",").forEach((id, index) => open(index, parseFeedId(id)));
+  return {
+    stop: () => shards.forEach(({ stream }) => stream.stop()),
+    get lastEventId() {
+      const ids = shards.map(({ feedId }) => feedId());
+      return ids.length === 1 ? ids[0] : ids.map((id) => id ?? "").join(",");
     },
-    isDone: () => false,
-    transport,
-    impl: transportImpl(transport, options),
-    onState,
-    offlineAfter: options.offlineAfter,
-  });
-  return started(stream, feedId);
+    get state() {
+      return reported;
+    },
+  };
 }
 
 /** Start a stream and hand the caller its controls. */

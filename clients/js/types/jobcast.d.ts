@@ -106,13 +106,16 @@ export interface FeedSnapshot {
   feed_seq: number;
   epoch: string;
   jobs: JobSnapshot[];
+  /** A sharded deployment's (JOBCAST_REDIS_SHARDS): which shard's feed this is, of how many. */
+  shard?: number;
+  shards?: number;
 }
 
 export interface WatchFeedOptions extends StreamOptions {
   onSnapshot?: (snapshot: FeedSnapshot) => void;
   /** Every job's events after the snapshot: state changes once each (with `feed_seq`), progress live. */
   onEvent?: (event: LiveEvent) => void;
-  /** Resume after this feed id, `<epoch>:<feed seq>`. */
+  /** Resume after this feed id, `<epoch>:<feed seq>` (a sharded deployment's: one a shard, comma-separated). */
   lastEventId?: string | null;
 }
 
