@@ -152,8 +152,11 @@ async def test_jobs_run_stream_and_resume_on_a_redis_cluster(cluster: LocalClust
                 assert await client.dbsize() == 0
 
 
-async def test_owners_trees_and_output_streams_on_a_redis_cluster(cluster: LocalCluster, spawn) -> None:
-    owners = two_services(REDIS_URL=cluster.url)
+@pytest.mark.parametrize("shards", ["1", "3"])
+async def test_owners_trees_and_output_streams_on_a_redis_cluster(
+    cluster: LocalCluster, spawn, shards: str
+) -> None:
+    owners = two_services(REDIS_URL=cluster.url, JOBCAST_REDIS_SHARDS=shards)
     web = spawn("web", **owners)
     spawn("worker", **owners)
     await web.wait_http()
@@ -405,12 +408,15 @@ async def all_ended(watchers: list[asyncio.Task[Any]], procs: list[Any], timeout
     )
 
 
+@pytest.mark.parametrize("shards", ["1", "3"])
 async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(
-    cluster: LocalCluster, spawn, env
+    cluster: LocalCluster, spawn, env, shards: str
 ) -> None:
+    """Shard 0's slot moves to another primary mid-run (with three shards, onto one that already
+    serves a shard)."""
     prefix = cluster_prefix(cluster, env)
-    web = spawn("web", REDIS_URL=cluster.url)
-    worker = spawn("worker", REDIS_URL=cluster.url)
+    web = spawn("web", REDIS_URL=cluster.url, JOBCAST_REDIS_SHARDS=shards)
+    worker = spawn("worker", REDIS_URL=cluster.url, JOBCAST_REDIS_SHARDS=shards)
     await web.wait_http()
     async with aiohttp.ClientSession() as session:
         jobs = [await submit(session, f"{web.url}/api/jobs", demo(40, 50)) for _ in range(4)]
@@ -435,9 +441,14 @@ async def test_a_slot_migration_under_running_jobs_and_watchers_loses_nothing(
         assert_watched_to_the_end(events)
 
 
-async def test_web_and_workers_follow_a_cluster_failover(cluster: LocalCluster, spawn, env) -> None:
-    web = spawn("web", REDIS_URL=cluster.url)
-    worker = spawn("worker", REDIS_URL=cluster.url, JOBCAST_LEASE_S="3")
+@pytest.mark.parametrize("shards", ["1", "3"])
+async def test_web_and_workers_follow_a_cluster_failover(
+    cluster: LocalCluster, spawn, env, shards: str
+) -> None:
+    """Shard 0's primary dies with 200 watchers on (with three shards: two of the four jobs, the
+    workers' registry and the schedules)."""
+    web = spawn("web", REDIS_URL=cluster.url, JOBCAST_REDIS_SHARDS=shards)
+    worker = spawn("worker", REDIS_URL=cluster.url, JOBCAST_LEASE_S="3", JOBCAST_REDIS_SHARDS=shards)
     await web.wait_http()
     prefix = cluster_prefix(cluster, env)
     home = await cluster.primary_of(prefix)
