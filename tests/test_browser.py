@@ -10,11 +10,13 @@ import signal
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 from aiohttp import web
 from playwright.async_api import expect
 
+from jobcast.redis.shards import shard_of
 from tests.helpers import demo, get_json, post_json, submit, watch_to_end
 
 TIMEOUT_MS = 30_000
@@ -1148,3 +1150,39 @@ async def test_a_parents_rolled_up_bar_only_moves_forward_and_resumes_after_a_we
     assert any(0 < v < 100 and v not in (12.5, 25, 37.5, 50, 62.5, 75, 87.5) for v in seen), seen
     assert await log_seqs(page) == list(range(1, final["last_event_id"] + 1))
     assert final["children"]["succeeded"] == 8
+
+
+async def test_a_dashboard_on_three_shards_shows_every_shards_jobs_across_a_web_restart(spawn, page) -> None:
+    """Every job's feed is one a shard: the dashboard opens each, shows every shard's jobs live,
+    and after its server restarts resumes each shard from where it was."""
+    sharded = {"JOBCAST_REDIS_SHARDS": "3"}
+    dashboard, other = spawn("web", **sharded), spawn("web", **sharded)
+    spawn("worker", **sharded)
+    await asyncio.gather(dashboard.wait_http(), other.wait_http())
+    feeds: list[str] = []
+    page.on("request", lambda r: feeds.append(r.url) if "/api/events" in r.url else None)
+    await page.goto(dashboard.url + "/")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    ended_rows = """ids => { const rows = new Map([...document.querySelectorAll('.job')]
+                                                .map(r => [r.dataset.jobId, r.dataset.state]));
+                              return ids.every(id => rows.get(id) === 'succeeded'); }"""
+    async with aiohttp.ClientSession() as session:
+        first = [(await submit(session, other.url + "/api/jobs", demo(2, 20)))["id"] for _ in range(9)]
+        await page.wait_for_function(ended_rows, arg=first, timeout=15_000)
+        dashboard.signal(signal.SIGTERM)
+        assert await dashboard.wait_exit() == 0
+        opened = len(feeds)
+        later = [(await submit(session, other.url + "/api/jobs", demo(2, 20)))["id"] for _ in range(9)]
+        restarted = spawn("web", port=dashboard.port, **sharded)
+        await restarted.wait_http()
+        await page.wait_for_function(ended_rows, arg=later, timeout=15_000)
+    assert {shard_of(job_id, 3) for job_id in first + later} == {0, 1, 2}
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    # Each shard's feed was opened, and after the restart each resumed from its own position.
+    def shard(url: str) -> int:
+        return int(parse_qs(urlsplit(url).query).get("shard", ["0"])[0])
+
+    assert {shard(url) for url in feeds[:opened]} == {0, 1, 2}
+    resumed = [url for url in feeds[opened:] if "last_event_id=" in url]
+    assert {shard(url) for url in resumed} == {0, 1, 2}, feeds[opened:]
