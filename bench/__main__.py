@@ -139,6 +139,8 @@ def later_parts(
         results["output_page"] = output.large_page(redis, workload.output_page_mb, workload.output_seconds)
     if "cluster" in only:
         results["cluster"] = cluster.drains(workload.drain_jobs, rounds)
+        results["cluster_intake"] = cluster.intakes(workload.intake_seconds, rounds)
+        results["cluster_fanout"] = cluster.fanouts(workload, rounds, tmp)
     if "trees" in only:
         results["trees"] = trees.trees(redis, workload.tree_children, rounds)
     if "frames" in only:

@@ -10,6 +10,15 @@ Every node runs on the load core, as the single server does. Per job: the Redis 
 serving the slot, of its replica (replication), and of the other nodes; and the commands the
 other primaries ran during the drain, which is what crossed to other shards (the goal is none).
 With three shards: each shard's primary's CPU, a job of the drain and a job of its own.
+
+`intakes`: batches of 1,000 submitted through one `jobcast web` (8 connections, as bench/intake.py
+does, no worker), on the single server, on the cluster's one slot and on three shards: jobs/s,
+the web's CPU and each serving primary's CPU per job, and the jobs each shard took.
+
+`fanouts`: bench/scenarios.py's fan-out (SSE and WebSocket watchers of a few jobs, progress
+events published open loop) through one `jobcast web` on the single server and on three shards,
+the jobs on the shards in turn: deliveries/s, the web's CPU a delivery, and each Redis's CPU an
+event.
 """
 
 from __future__ import annotations
@@ -23,10 +32,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import jobs, processes
+from bench import intake, jobs, processes, scenarios
 from bench.machine import cpu_seconds
 from jobcast.redis.client import create_redis
-from jobcast.redis.embedded import RedisProcess
+from jobcast.redis.embedded import RedisProcess, free_port
 from jobcast.redis.shards import shard_prefixes
 from jobcast.settings import Settings
 from jobcast.store.jobs import JobStore, Submission
@@ -275,3 +284,151 @@ async def _enqueue_on_shards(url: str, n: int, count: int) -> tuple[float, list[
         return time.perf_counter() - began, [len(calls.get(store, ())) for store in shards.stores]
     finally:
         await shards.aclose()
+
+
+INTAKE_PREFIX = "bench-intake"  # on the cluster: {bench-intake}
+
+
+def intakes(seconds: float, rounds: int) -> list[dict[str, Any]]:
+    """Batch intake through one `jobcast web` on one server, on one slot of a cluster, and on three
+    shards of it, alternating round by round."""
+    results = []
+    with processes.redis_server() as single, tempfile.TemporaryDirectory(prefix="jobcast-cluster-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "cluster")
+        try:
+            asyncio.run(cluster.form())
+            for node in cluster.nodes:
+                processes.pin(_pid(node), processes.LOAD_CORE)
+            assert single.process is not None
+            for _ in range(rounds):
+                alone = {"primary": single.process.pid}
+                results.append(_intake("single server", single.url, alone, 1, seconds))
+                tagged = "{" + INTAKE_PREFIX + "}"
+                home = asyncio.run(cluster.primary_of(tagged))
+                results.append(_intake("cluster", cluster.url, {"primary": _pid(home)}, 1, seconds))
+                primaries = [asyncio.run(cluster.primary_of(p)) for p in shard_prefixes(tagged, SHARDS)]
+                serving = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
+                results.append(_intake(f"{SHARDS} shards", cluster.url, serving, SHARDS, seconds))
+        finally:
+            cluster.stop()
+    return results
+
+
+def _intake(system: str, url: str, serving: dict[str, int], shards: int, seconds: float) -> dict[str, Any]:
+    """`serving`: each serving primary's pid, by the name it is reported under."""
+    settings = Settings(redis_url=url, key_prefix=INTAKE_PREFIX, redis_shards=shards)
+    prefix = settings.redis_key_prefix
+    env = {
+        "REDIS_URL": url,
+        "JOBCAST_KEY_PREFIX": INTAKE_PREFIX,
+        "JOBCAST_REDIS_SHARDS": str(shards),
+        "JOBCAST_MAX_WAITING_JOBS": "0",
+        "JOBCAST_LOG_LEVEL": "WARNING",
+    }
+    port = free_port()
+    command = [sys.executable, "-m", "jobcast", "web", "--host", "127.0.0.1", "--port", str(port)]
+    web = processes.start(command, processes.SERVER_CORE, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_port(port, web)
+        asyncio.run(intake.load(base, url, 0.5, 8, 1000, prefix))  # warm-up: connections, scripts
+        before = {name: cpu_seconds(pid) for name, pid in serving.items()}
+        web_before = cpu_seconds(web.pid)
+        began = time.monotonic()
+        created, refused = asyncio.run(intake.load(base, url, seconds, 8, 1000, prefix))
+        elapsed = time.monotonic() - began
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in serving.items()}
+        web_used = cpu_seconds(web.pid) - web_before
+        held = asyncio.run(_jobs_held(settings, shards))
+    finally:
+        processes.stop(web)
+    asyncio.run(_flush_prefixes(settings, shards))
+    row: dict[str, Any] = {
+        "system": system,
+        "jobs": created,
+        "refused_requests": refused,
+        "jobs_per_s": round(created / elapsed),
+        "web_cpu_us_per_job": round(web_used * 1e6 / max(created, 1), 1),
+        "primary_cpu_us_per_job": round(sum(used.values()) * 1e6 / max(created, 1), 1),
+    }
+    if shards > 1:
+        # Each shard's primary, for each job it took; and how evenly the jobs spread.
+        row["shards"] = [
+            {
+                "jobs_share": round(held[k] / max(sum(held), 1), 3),
+                "primary_cpu_us_per_own_job": round(used[f"shard {k}"] * 1e6 / max(held[k], 1), 1),
+            }
+            for k in range(shards)
+        ]
+    return row
+
+
+async def _jobs_held(settings: Settings, count: int) -> list[int]:
+    """How many jobs each shard holds (its index of every job)."""
+    url = settings.redis_url
+    shards = Shards.connect(settings, count, lambda prefix: create_redis(url, key_prefix=prefix))
+    try:
+        return [int(await store.redis.zcard(store.keys.index_all)) for store in shards.stores]
+    finally:
+        await shards.aclose()
+
+
+async def _flush_prefixes(settings: Settings, count: int) -> None:
+    """Every key of the deployment's shards gone, for the next round (UNLINK, a batch at a time)."""
+    url = settings.redis_url
+    shards = Shards.connect(settings, count, lambda prefix: create_redis(url, key_prefix=prefix))
+    try:
+        for store in shards.stores:
+            batch = []
+            async for key in store.redis.scan_iter(match=f"{store.keys.prefix}*", count=5000):
+                batch.append(key)
+                if len(batch) == 5000:
+                    await store.redis.unlink(*batch)
+                    batch = []
+            if batch:
+                await store.redis.unlink(*batch)
+    finally:
+        await shards.aclose()
+
+
+def fanouts(w: scenarios.Workload, rounds: int, tmp: Path) -> list[dict[str, Any]]:
+    """jobcast's fan-out on one server and on three shards of a cluster, alternating round by round."""
+    results = []
+    with processes.redis_server() as single, tempfile.TemporaryDirectory(prefix="jobcast-cluster-") as where:
+        cluster = LocalCluster(Path(where) / "cluster")
+        try:
+            asyncio.run(cluster.form())
+            for node in cluster.nodes:
+                processes.pin(_pid(node), processes.LOAD_CORE)
+            for _ in range(rounds):
+                results.append({**scenarios.deliveries("jobcast", single, w, tmp), "system": "single server"})
+                backend = asyncio.run(_sharded_jobs(cluster, w.jobs))
+                row = scenarios.deliveries("jobcast", single, w, tmp, backend)
+                results.append({**row, "system": f"{SHARDS} shards"})
+        finally:
+            cluster.stop()
+    return results
+
+
+async def _sharded_jobs(cluster: LocalCluster, n: int) -> scenarios.Backend:
+    """`n` jobs on three shards of `cluster`, in turn, as `jobcast web` makes them."""
+    settings = Settings(redis_url=cluster.url, key_prefix=PREFIX, redis_shards=SHARDS)
+    primaries = [await cluster.primary_of(p) for p in shard_prefixes(settings.redis_key_prefix, SHARDS)]
+    await _flush([f"redis://{node.address}" for node in primaries])
+    shards = Shards.connect(settings, SHARDS, lambda prefix: create_redis(cluster.url, key_prefix=prefix))
+    try:
+        made: dict[JobStore, list[str]] = {store: [] for store in shards.stores}
+        for _ in range(n):
+            store = shards.for_new(None)
+            (job_id,) = store.new_ids(1)
+            await store.create(job_id, Submission("demo", {"steps": 1}))
+            made[store].append(job_id)
+    finally:
+        await shards.aclose()
+    targets = [
+        {"host": "127.0.0.1", "port": node.port, "prefix": store.keys.prefix, "jobs": made[store]}
+        for store, node in zip(shards.stores, primaries, strict=True)
+    ]
+    pids = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
+    env = {"JOBCAST_KEY_PREFIX": PREFIX, "JOBCAST_REDIS_SHARDS": str(SHARDS)}
+    return scenarios.Backend(cluster.url, pids, targets, env)

@@ -37,10 +37,11 @@ PREFIX = "bench-intake"
 Stats = dict[str, tuple[int, int]]
 
 
-async def _stand_in_worker(redis_url: str) -> None:
-    """A worker's heartbeat (the keys `jobcast worker` writes), saying it serves demo; no worker."""
-    client = create_redis(redis_url, retries=0)
-    keys = Keys(PREFIX)
+async def _stand_in_worker(redis_url: str, prefix: str = PREFIX) -> None:
+    """A worker's heartbeat (the keys `jobcast worker` writes, under shard 0's `prefix`), saying it
+    serves demo; no worker."""
+    client = create_redis(redis_url, retries=0, key_prefix=prefix)
+    keys = Keys(prefix)
     try:
         while True:
             await client.zadd(keys.workers, {"stand-in": int(time.time() * 1000)})
@@ -50,9 +51,11 @@ async def _stand_in_worker(redis_url: str) -> None:
         await client.aclose()
 
 
-async def _load(url: str, redis_url: str, seconds: float, connections: int, batch: int) -> tuple[int, int]:
+async def load(
+    url: str, redis_url: str, seconds: float, connections: int, batch: int, prefix: str = PREFIX
+) -> tuple[int, int]:
     """(jobs created, requests refused) over `seconds`, from `connections` concurrent clients."""
-    heartbeat = asyncio.create_task(_stand_in_worker(redis_url))
+    heartbeat = asyncio.create_task(_stand_in_worker(redis_url, prefix))
     try:
         return await _clients(url, seconds, connections, batch)
     finally:
@@ -132,11 +135,11 @@ def _measure(
     url: str, redis: RedisProcess, web_pid: int, seconds: float, connections: int, batch: int
 ) -> dict[str, Any]:
     redis_pid = redis.process.pid
-    asyncio.run(_load(url, redis.url, 0.5, connections, batch))  # warm-up: connections, script cache
+    asyncio.run(load(url, redis.url, 0.5, connections, batch))  # warm-up: connections, script cache
     commands = asyncio.run(_commandstats(redis.url))
     before = (cpu_seconds(web_pid), cpu_seconds(redis_pid), time.process_time())
     started = time.monotonic()
-    created, refused = asyncio.run(_load(url, redis.url, seconds, connections, batch))
+    created, refused = asyncio.run(load(url, redis.url, seconds, connections, batch))
     elapsed = time.monotonic() - started
     now = (cpu_seconds(web_pid), cpu_seconds(redis_pid), time.process_time())
     web_cpu, redis_cpu, load_cpu = (after - was for after, was in zip(now, before, strict=True))

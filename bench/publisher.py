@@ -75,31 +75,48 @@ async def open_loop(rate: float, seconds: float, send: Any) -> dict[str, Any]:
 
 async def jobcast_source(config: dict[str, Any]) -> dict[str, Any]:
     """Events through jobcast's publish script, written as raw pipelined EVALSHA commands, so the
-    publisher's own cost stays small next to what it measures."""
-    settings = Settings(redis_url=config["redis_url"], key_prefix=config["prefix"])
-    redis = create_redis(settings.redis_url, retries=0)
-    store = JobStore(redis, settings)
-    await store.scripts.load("publish")
-    await redis.aclose()
-    connection = await RawRedis.open(config["redis_host"], config["redis_port"])
-    events = RoundRobin(config["jobs"])
+    publisher's own cost stays small next to what it measures. `targets` (a sharded deployment):
+    each shard's primary, prefix and jobs, each job's events sent to its shard's primary."""
+    targets = config.get("targets") or [
+        {
+            "host": config["redis_host"],
+            "port": config["redis_port"],
+            "prefix": config["prefix"],
+            "jobs": config["jobs"],
+        }
+    ]
+    routes: dict[str, tuple[JobStore, RawRedis]] = {}
+    connections: list[RawRedis] = []
+    for target in targets:
+        settings = Settings(redis_url=config["redis_url"], key_prefix=target["prefix"])
+        redis = create_redis(settings.redis_url, retries=0, key_prefix=settings.redis_key_prefix)
+        store = JobStore(redis, settings)
+        await store.scripts.load("publish")
+        await redis.aclose()
+        connection = await RawRedis.open(target["host"], target["port"])
+        connections.append(connection)
+        routes |= {job_id: (store, connection) for job_id in target["jobs"]}
+    events = RoundRobin([job_id for target in targets for job_id in target["jobs"]])
 
     async def send(n: int, first_due: float, interval: float) -> None:
-        commands = []
+        commands: dict[RawRedis, list[bytes]] = {}
         for job_id, seq, due_us in events.batch(n, first_due, interval):
+            store, connection = routes[job_id]
             progress = progress_dict(seq, None, str(due_us))
             event = store.event(job_id, EventType.PROGRESS, attempt=0, fence=-1, progress=progress)
-            commands.append(
-                hiredis.pack_command(store.scripts.command("publish", store.event_keys(job_id), **event))
-            )
-        connection.write(b"".join(commands), n)
+            command = store.scripts.command("publish", store.event_keys(job_id), **event)
+            commands.setdefault(connection, []).append(hiredis.pack_command(command))
+        for connection, packed in commands.items():
+            connection.write(b"".join(packed), len(packed))
 
     try:
         result = await open_loop(config["rate"], config["seconds"], send)
-        await connection.drained()
-        return {**result, "errors": connection.errors}
+        for connection in connections:
+            await connection.drained()
+        return {**result, "errors": sum(connection.errors for connection in connections)}
     finally:
-        connection.close()
+        for connection in connections:
+            connection.close()
 
 
 class RawRedis(asyncio.Protocol):

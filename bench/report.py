@@ -119,6 +119,8 @@ def table(results: dict[str, Any]) -> str:
         + job_limits_lines(results)
         + jobs_live_lines(results)
         + cluster_lines(results)
+        + cluster_intake_lines(results)
+        + cluster_fanout_lines(results)
         + places_lines(results)
         + latency_lines(results)
         + limits_lines(results)
@@ -250,6 +252,58 @@ def cluster_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             "µs a job inside those scripts: "
             + "; ".join(f"{system} {row['script_us_per_job']:,.0f}" for system, row in inside.items())
+        )
+    return lines
+
+
+def cluster_intake_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("cluster_intake")
+    if not rows:
+        return []
+    medians = median_rows(rows, ("jobs_per_s", "web_cpu_us_per_job", "primary_cpu_us_per_job"))
+    single = medians.get("single server", {}).get("jobs_per_s") or 0
+    lines = [
+        "",
+        "intake on one Redis and a cluster: batches of 1,000 through one jobcast web, 8 connections, "
+        "no worker (median of rounds; CPU µs a job)",
+        f"{'system':<14} {'jobs/s':>8} {'web':>8} {'primaries':>10} {'vs single':>10}",
+    ]
+    for system, row in medians.items():
+        lines.append(
+            f"{system:<14} {row['jobs_per_s']:>8,.0f} {row['web_cpu_us_per_job']:>8,.1f} "
+            f"{row['primary_cpu_us_per_job']:>10,.1f} {ratio(row['jobs_per_s'], single):>10}"
+        )
+    sharded = [r for r in rows if "shards" in r]
+    if sharded:
+        parts = []
+        for k in range(len(sharded[0]["shards"])):
+            share = statistics.median(r["shards"][k]["jobs_share"] for r in sharded)
+            own = statistics.median(r["shards"][k]["primary_cpu_us_per_own_job"] for r in sharded)
+            parts.append(f"shard {k} {share:.1%} of the jobs, {own:,.1f} µs")
+        lines.append(f"{sharded[0]['system']}: each shard's primary a job it took: " + "; ".join(parts))
+    return lines
+
+
+def cluster_fanout_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("cluster_fanout")
+    if not rows:
+        return []
+    medians = median_rows(rows, ("deliveries_per_s", "server_cpu_us_per_delivery", "published_per_s"))
+    lines = [
+        "",
+        f"fan-out on one Redis and on shards: {rows[0]['watchers']:,} watchers of {rows[0]['jobs']} jobs "
+        "through one jobcast web (median of rounds; Redis CPU µs an event, each server)",
+        f"{'system':<14} {'events/s':>9} {'deliveries/s':>13} {'web µs':>8}  Redis",
+    ]
+    for system, row in medians.items():
+        mine = [r for r in rows if r["system"] == system]
+        redis = "; ".join(
+            f"{name} {statistics.median(r['redis_cpu_us_per_event'][name] for r in mine):,.1f}"
+            for name in mine[0]["redis_cpu_us_per_event"]
+        )
+        lines.append(
+            f"{system:<14} {row['published_per_s']:>9,.0f} {row['deliveries_per_s']:>13,.0f} "
+            f"{row['server_cpu_us_per_delivery']:>8,.2f}  {redis}"
         )
     return lines
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,22 +160,52 @@ def watcher_specs(
     return specs
 
 
-def deliveries(system: str, redis: RedisProcess, w: Workload, tmp: Path) -> dict[str, Any]:
-    """Fan-out: `w.watchers` watchers over `w.jobs` jobs, `w.rate` events/s, open loop."""
-    jobs = asyncio.run(create_jobs(redis, w.jobs))
+@dataclass(frozen=True)
+class Backend:
+    """Where a fan-out's jobs live: the Redis URL the server is given (with `env`), the Redis
+    processes metered, by name, and for each shard its primary, prefix and jobs, where the
+    publisher sends their events."""
+
+    url: str
+    pids: dict[str, int]
+    targets: list[dict[str, Any]]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def jobs(self) -> list[str]:
+        return [job_id for target in self.targets for job_id in target["jobs"]]
+
+
+def one_server(redis: RedisProcess, n: int) -> Backend:
+    """`n` jobs on the bench's Redis server."""
+    assert redis.process is not None
+    jobs = asyncio.run(create_jobs(redis, n))
+    target = {"host": "127.0.0.1", "port": redis.port, "prefix": "jobcast", "jobs": jobs}
+    return Backend(redis.url, {"redis": redis.process.pid}, [target])
+
+
+def deliveries(
+    system: str, redis: RedisProcess, w: Workload, tmp: Path, backend: Backend | None = None
+) -> dict[str, Any]:
+    """Fan-out: `w.watchers` watchers over `w.jobs` jobs, `w.rate` events/s, open loop; on the
+    bench's Redis server, or on `backend`."""
+    backend = backend or one_server(redis, w.jobs)
+    jobs = backend.jobs
     server_system = "jobcast" if system == "polling" else system
-    with processes.server(server_system, redis) as (proc, port):
+    with processes.server(server_system, redis, **{"REDIS_URL": backend.url, **backend.env}) as (proc, port):
         specs = watcher_specs(system, jobs, w.watchers, w.poll_interval_s)
         load = processes.LoadGen({"host": "127.0.0.1", "port": port, "watchers": specs}, tmp)
         try:
             connected = load.read()
+            first = backend.targets[0]
             source = {
                 "format": system if system in ("socketio", "nchan") else "jobcast",
                 "port": port,
-                "redis_url": redis.url,
-                "redis_host": "127.0.0.1",
-                "redis_port": redis.port,
-                "prefix": "jobcast",
+                "redis_url": backend.url,
+                "redis_host": first["host"],
+                "redis_port": first["port"],
+                "prefix": first["prefix"],
+                "targets": backend.targets,
                 "jobs": jobs,
                 "rate": w.rate,
                 "seconds": w.warmup_s + w.seconds + 0.5,
@@ -183,34 +213,38 @@ def deliveries(system: str, redis: RedisProcess, w: Workload, tmp: Path) -> dict
             pub = processes.publisher(source, tmp)
             time.sleep(w.warmup_s)
             meter = CpuMeter([proc.pid])
-            assert redis.process is not None
             load_meters = {
                 "loadgen": CpuMeter([load.proc.pid]),
                 "publisher": CpuMeter([pub.pid]),
-                "redis": CpuMeter([redis.process.pid]),
+                "redis": CpuMeter(list(backend.pids.values())),
             }
+            redis_meters = {name: CpuMeter([pid]) for name, pid in backend.pids.items()}
             load.send("measure")
             meter.start()
-            for m in load_meters.values():
+            for m in [*load_meters.values(), *redis_meters.values()]:
                 m.start()
             time.sleep(w.seconds)
             cpu_s = meter.stop()
             load_cpu = {name: m.stop() / w.seconds for name, m in load_meters.items()}
+            redis_cpu = {name: m.stop() for name, m in redis_meters.items()}
             result = load.send("stop")
             rss = rss_bytes(proc.pid)
             published = processes.publisher_result(pub)
         finally:
             load.close()
     n = max(result["deliveries"], 1)
+    events = max(published["rate"] * w.seconds, 1)  # published while measuring
     return {
         "system": system,
         "watchers": w.watchers,
         "connected": connected["connected"],
-        "jobs": w.jobs,
+        "jobs": len(jobs),
         "published_per_s": round(published["rate"], 1),
         "deliveries_per_s": round(result["deliveries"] / result["seconds"], 1),
         "server_cpu_share": round(cpu_s / result["seconds"], 3),
         "server_cpu_us_per_delivery": round(cpu_s / n * 1e6, 2),
+        # Each metered Redis process's CPU for each event published while measuring.
+        "redis_cpu_us_per_event": {name: round(used * 1e6 / events, 1) for name, used in redis_cpu.items()},
         # Load generator + publisher + Redis, on the other core: near 100% means the load side,
         # not the server, sets the latency.
         "load_side_cpu_share": round(sum(load_cpu.values()), 3),

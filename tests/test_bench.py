@@ -71,6 +71,21 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     (sharded,) = [row for row in results["cluster"] if row["system"] == "3 shards"]
     assert sum(shard["jobs"] for shard in sharded["shards"]) == sharded["jobs"]
     assert all(shard["jobs"] > 0 and shard["primary_cpu_us_per_own_job"] > 0 for shard in sharded["shards"])
+    # Intake and fan-out through jobcast web on one server and on three shards.
+    intake_rows = results["cluster_intake"]
+    assert {row["system"] for row in intake_rows} == {"single server", "cluster", "3 shards"}
+    assert all(row["jobs"] > 0 and row["refused_requests"] == 0 for row in intake_rows)
+    (spread,) = [row for row in intake_rows if row["system"] == "3 shards"]
+    assert all(0.2 < shard["jobs_share"] < 0.45 for shard in spread["shards"]), spread
+    fanout = results["cluster_fanout"]
+    assert {row["system"] for row in fanout} == {"single server", "3 shards"}
+    assert all(row["deliveries_per_s"] > 0 and row["connected"] == row["watchers"] for row in fanout)
+    (sharded_fanout,) = [row for row in fanout if row["system"] == "3 shards"]
+    assert set(sharded_fanout["redis_cpu_us_per_event"]) == {"shard 0", "shard 1", "shard 2"}
+    assert (
+        "intake on one Redis and a cluster" in run.stdout
+        and "fan-out on one Redis and on shards" in run.stdout
+    )
     # Compaction shrinks what Redis holds per finished job, with either encoding setting.
     for row in results["footprint"]["rows"]:
         assert 0 < row["bytes_per_job_compacted"] < row["bytes_per_job_whole"], row
