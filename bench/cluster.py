@@ -302,20 +302,24 @@ def intakes(seconds: float, rounds: int) -> list[dict[str, Any]]:
             assert single.process is not None
             for _ in range(rounds):
                 alone = {"primary": single.process.pid}
-                results.append(_intake("single server", single.url, alone, 1, seconds))
+                results.append(_intake("single server", single.url, alone, [single.process.pid], 1, seconds))
                 tagged = "{" + INTAKE_PREFIX + "}"
                 home = asyncio.run(cluster.primary_of(tagged))
-                results.append(_intake("cluster", cluster.url, {"primary": _pid(home)}, 1, seconds))
+                nodes = [_pid(node) for node in cluster.nodes]
+                results.append(_intake("cluster", cluster.url, {"primary": _pid(home)}, nodes, 1, seconds))
                 primaries = [asyncio.run(cluster.primary_of(p)) for p in shard_prefixes(tagged, SHARDS)]
                 serving = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
-                results.append(_intake(f"{SHARDS} shards", cluster.url, serving, SHARDS, seconds))
+                results.append(_intake(f"{SHARDS} shards", cluster.url, serving, nodes, SHARDS, seconds))
         finally:
             cluster.stop()
     return results
 
 
-def _intake(system: str, url: str, serving: dict[str, int], shards: int, seconds: float) -> dict[str, Any]:
-    """`serving`: each serving primary's pid, by the name it is reported under."""
+def _intake(
+    system: str, url: str, serving: dict[str, int], nodes: list[int], shards: int, seconds: float
+) -> dict[str, Any]:
+    """`serving`: each serving primary's pid, by the name it is reported under; `nodes`: every Redis
+    process on the load core (replicas and idle primaries too)."""
     settings = Settings(redis_url=url, key_prefix=INTAKE_PREFIX, redis_shards=shards)
     prefix = settings.redis_key_prefix
     env = {
@@ -334,11 +338,13 @@ def _intake(system: str, url: str, serving: dict[str, int], shards: int, seconds
         asyncio.run(intake.load(base, url, 0.5, 8, 1000, prefix))  # warm-up: connections, scripts
         before = {name: cpu_seconds(pid) for name, pid in serving.items()}
         web_before = cpu_seconds(web.pid)
+        load_before = sum(cpu_seconds(pid) for pid in nodes) + time.process_time()
         began = time.monotonic()
         created, refused = asyncio.run(intake.load(base, url, seconds, 8, 1000, prefix))
         elapsed = time.monotonic() - began
         used = {name: cpu_seconds(pid) - before[name] for name, pid in serving.items()}
         web_used = cpu_seconds(web.pid) - web_before
+        load_used = sum(cpu_seconds(pid) for pid in nodes) + time.process_time() - load_before
         held = asyncio.run(_jobs_held(settings, shards))
     finally:
         processes.stop(web)
@@ -350,6 +356,10 @@ def _intake(system: str, url: str, serving: dict[str, int], shards: int, seconds
         "jobs_per_s": round(created / elapsed),
         "web_cpu_us_per_job": round(web_used * 1e6 / max(created, 1), 1),
         "primary_cpu_us_per_job": round(sum(used.values()) * 1e6 / max(created, 1), 1),
+        # What limits the rate: the web's core, or the load core (every Redis node and the load
+        # generator, this process).
+        "web_core_share": round(web_used / elapsed, 2),
+        "load_core_share": round(load_used / elapsed, 2),
     }
     if shards > 1:
         # Each shard's primary, for each job it took; and how evenly the jobs spread.
@@ -429,6 +439,8 @@ async def _sharded_jobs(cluster: LocalCluster, n: int) -> scenarios.Backend:
         {"host": "127.0.0.1", "port": node.port, "prefix": store.keys.prefix, "jobs": made[store]}
         for store, node in zip(shards.stores, primaries, strict=True)
     ]
+    replicas = [await _replica_of(cluster, node) for node in primaries]
     pids = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
+    pids |= {f"shard {k} replica": _pid(node) for k, node in enumerate(replicas)}
     env = {"JOBCAST_KEY_PREFIX": PREFIX, "JOBCAST_REDIS_SHARDS": str(SHARDS)}
     return scenarios.Backend(cluster.url, pids, targets, env)

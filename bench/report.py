@@ -260,18 +260,27 @@ def cluster_intake_lines(results: dict[str, Any]) -> list[str]:
     rows = results.get("cluster_intake")
     if not rows:
         return []
-    medians = median_rows(rows, ("jobs_per_s", "web_cpu_us_per_job", "primary_cpu_us_per_job"))
+    fields = (
+        "jobs_per_s",
+        "web_cpu_us_per_job",
+        "primary_cpu_us_per_job",
+        "web_core_share",
+        "load_core_share",
+    )
+    medians = median_rows(rows, fields)
     single = medians.get("single server", {}).get("jobs_per_s") or 0
     lines = [
         "",
         "intake on one Redis and a cluster: batches of 1,000 through one jobcast web, 8 connections, "
-        "no worker (median of rounds; CPU µs a job)",
-        f"{'system':<14} {'jobs/s':>8} {'web':>8} {'primaries':>10} {'vs single':>10}",
+        "no worker (median of rounds; CPU µs a job; each core's busy share)",
+        f"{'system':<14} {'jobs/s':>8} {'web':>8} {'primaries':>10} {'web core':>9} {'load core':>10} "
+        f"{'vs single':>10}",
     ]
     for system, row in medians.items():
         lines.append(
             f"{system:<14} {row['jobs_per_s']:>8,.0f} {row['web_cpu_us_per_job']:>8,.1f} "
-            f"{row['primary_cpu_us_per_job']:>10,.1f} {ratio(row['jobs_per_s'], single):>10}"
+            f"{row['primary_cpu_us_per_job']:>10,.1f} {row['web_core_share']:>9.0%} "
+            f"{row['load_core_share']:>10.0%} {ratio(row['jobs_per_s'], single):>10}"
         )
     sharded = [r for r in rows if "shards" in r]
     if sharded:

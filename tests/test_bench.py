@@ -81,7 +81,9 @@ def test_the_benchmark_harness_runs_every_part_and_reports(tmp_path: Path) -> No
     assert {row["system"] for row in fanout} == {"single server", "3 shards"}
     assert all(row["deliveries_per_s"] > 0 and row["connected"] == row["watchers"] for row in fanout)
     (sharded_fanout,) = [row for row in fanout if row["system"] == "3 shards"]
-    assert set(sharded_fanout["redis_cpu_us_per_event"]) == {"shard 0", "shard 1", "shard 2"}
+    assert set(sharded_fanout["redis_cpu_us_per_event"]) == {
+        f"shard {k}{r}" for k in range(3) for r in ("", " replica")
+    }
     assert (
         "intake on one Redis and a cluster" in run.stdout
         and "fan-out on one Redis and on shards" in run.stdout
