@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import aiohttp
 import orjson
@@ -16,14 +17,14 @@ from jobcast.protocol import EventType, new_job_ids, split_record
 from jobcast.queries.stats import live_workers
 from jobcast.redis.client import create_redis
 from jobcast.redis.keyslots import hash_tag
-from jobcast.redis.shards import shard_of, shard_prefixes, sharded_job_ids
+from jobcast.redis.shards import shard_of, shard_of_owner, shard_prefixes, sharded_job_ids
 from jobcast.server.fanout.broker import RedisBroker
 from jobcast.server.fanout.hub import Outbox, Subscription
 from jobcast.server.fanout.relay import Relay
 from jobcast.settings import Settings
 from jobcast.store.jobs import Submission
 from jobcast.store.shards import Shards
-from tests.helpers import lifecycle, post_json, wait_for
+from tests.helpers import lifecycle, post_json, wait_for, watch_to_end
 from tests.redis_cluster import ClusterNode, LocalCluster
 
 
@@ -229,3 +230,40 @@ async def test_one_relay_streams_every_shards_jobs_over_one_connection_a_shard(
     finally:
         await relay.stop()
         await shards.aclose()
+
+
+async def test_uploads_go_to_every_shard_and_a_unique_keys_repeat_meets_its_first(spawn) -> None:
+    """An upload is stored under its job's id before the form is read; a form whose unique key
+    names another shard moves it there, and the job runs with it whole."""
+    web = spawn("web", JOBCAST_REDIS_SHARDS="3")
+    spawn("worker", JOBCAST_REDIS_SHARDS="3")
+    await web.wait_http()
+    content = b"id,name\n" + b"".join(b"%d,name %d\n" % (i, i) for i in range(500))
+    # A key whose shard is not the next in turn (shard 0, after three jobs in turn): its upload moves.
+    key = next(k for k in (f"rows-{n}" for n in range(100)) if shard_of_owner(f"unique\nconvert\n{k}", 3))
+    async with aiohttp.ClientSession(web.url) as session:
+        jobs = [await upload(session, content) for _ in range(3)]
+        first = await upload(session, content, unique_key=key, delay_s="60")
+        again = await upload(session, content, unique_key=key, delay_s="60", status=200)
+        assert again["id"] == first["id"]
+        await post_json(session, f"/api/jobs/{first['id']}/run-now")
+        for job in [*jobs, first]:
+            events = await watch_to_end(session, job["id"])
+            assert events[-1]["type"] == "succeeded", events[-1]
+            async with session.get(f"/api/jobs/{job['id']}/result") as response:
+                assert response.status == 200 and len((await response.text()).splitlines()) == 500
+    # Without an owner or a key, uploads take the shards in turn, each stored once where it stays.
+    assert [shard_of(job["id"], 3) for job in jobs] == [0, 1, 2]
+    assert shard_of(first["id"], 3) != 0
+
+
+async def upload(session: aiohttp.ClientSession, content: bytes, status: int = 202, **fields: str) -> Any:
+    form = aiohttp.FormData()
+    form.add_field("kind", "convert")
+    form.add_field("params", '{"to": "jsonl"}')
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field("file", content, filename="rows.csv", content_type="text/csv")
+    async with session.post("/api/jobs", data=form) as response:
+        assert response.status == status, await response.text()
+        return await response.json()

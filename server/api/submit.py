@@ -318,12 +318,19 @@ def _placed(
 
 
 def intake_store(
-    app: web.Application, submission: Submission | None, owner: str | None, key: str | None
+    app: web.Application,
+    submission: Submission | None,
+    owner: str | None,
+    key: str | None,
+    otherwise: JobStore | None = None,
 ) -> JobStore:
     """The shard a new job goes to (jobcast/store/shards.py): its owner's; without one, the shard
-    its unique key names, or its idempotency key, so that a repeat meets the first on one shard."""
+    its unique key names, or its idempotency key, so that a repeat meets the first on one shard;
+    with none of these, `otherwise` (None: the next shard in turn)."""
     unique = submission.unique_key if submission is not None else None
     spread_by = f"unique\n{submission.kind}\n{unique}" if submission is not None and unique else key
+    if owner is None and spread_by is None and otherwise is not None:
+        return otherwise
     return app[SHARDS].for_new(owner, spread_by)
 
 
@@ -552,8 +559,9 @@ async def submit_job(request: web.Request) -> web.Response:
         submission = validate(request.app, body)
         require_upload(request.app, submission)
         owner = owner_for(request, body.owner)
-        target = intake_store(request.app, submission, owner.owner, key)
-        if target is not job_store(request.app, job_id):
+        first = job_store(request.app, job_id)
+        target = intake_store(request.app, submission, owner.owner, key, otherwise=first)
+        if target is not first:
             job_id = await move_upload(request.app, job_id, target)
         submitted = await submit(request.app, submission, job_id=job_id, key=key, owner=owner)
     if submitted.replayed:  # the job named by the key already has its upload
