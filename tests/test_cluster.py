@@ -335,6 +335,13 @@ async def test_a_deployment_of_three_shards_serves_every_job_as_one(
             assert all(shard_of(e.data["job_id"], 3) == n for e in events)
         async with session.get(f"{url}/api/events?shard=3") as beyond:
             assert beyond.status == 400 and beyond.content_type == "application/problem+json"
+        # A bulk action walks every shard: the failed jobs of all three deleted by one bulk job.
+        action = {"action": "delete", "filter": {"state": "failed"}}
+        bulk = await post_json(session, f"{url}/api/bulk", action, 202)
+        assert (await wait_for(lambda: ended(session, url, bulk["id"]), timeout=30))["result"]["done"] == 4
+        for job in [*failed, retry]:
+            async with session.get(f"{url}/api/jobs/{job['id']}") as gone:
+                assert gone.status == 404
         # A job id naming a shard the deployment lacks is no job.
         async with session.get(f"{url}/api/jobs/05{jobs[0]['id'][2:12]}8{jobs[0]['id'][13:]}") as missing:
             assert missing.status == 404
