@@ -22,4 +22,4 @@ def job_store(app: web.Application, job_id: str) -> JobStore:
 def stores_of(app: web.Application, owner: str | None = None) -> list[JobStore]:
     """The stores a query reads: one owner's jobs are all on the owner's shard; else every shard."""
     shards = app[SHARDS]
-    return [shards.for_new(owner)] if owner is not None else shards.stores
+    return [shards.named(owner)] if owner is not None else shards.stores

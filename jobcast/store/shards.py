@@ -94,8 +94,13 @@ class Shards:
             return self.stores[0]
         named = owner if owner is not None else spread_by
         if named is not None:
-            return self.stores[shard_of_owner(named, len(self.stores))]
+            return self.named(named)
         return next(self._turns)
+
+    def named(self, name: str) -> JobStore:
+        """The shard a name picks, the same in every process: an owner's (where all its jobs are),
+        or a key's."""
+        return self.stores[shard_of_owner(name, len(self.stores))]
 
     async def snapshots(self, job_ids: list[str]) -> list[JobSnapshot]:
         """The snapshots of these jobs, wherever each is, in the order asked (jobs that no longer

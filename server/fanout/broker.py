@@ -74,4 +74,4 @@ class RedisBroker:
     def feed(self, owner: str | None = None, shard: int = 0) -> Topic:
         if owner is None:
             return self._feeds[shard]
-        return FeedTopic(self._shards.for_new(owner), owner)
+        return FeedTopic(self._shards.named(owner), owner)
