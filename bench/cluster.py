@@ -27,6 +27,8 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -293,26 +295,33 @@ def intakes(seconds: float, rounds: int) -> list[dict[str, Any]]:
     """Batch intake through one `jobcast web` on one server, on one slot of a cluster, and on three
     shards of it, alternating round by round."""
     results = []
-    with processes.redis_server() as single, tempfile.TemporaryDirectory(prefix="jobcast-cluster-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "cluster")
+    with processes.redis_server() as single, formed_cluster() as cluster:
+        assert single.process is not None
+        for _ in range(rounds):
+            alone = {"primary": single.process.pid}
+            results.append(_intake("single server", single.url, alone, [single.process.pid], 1, seconds))
+            tagged = "{" + INTAKE_PREFIX + "}"
+            home = asyncio.run(cluster.primary_of(tagged))
+            nodes = [_pid(node) for node in cluster.nodes]
+            results.append(_intake("cluster", cluster.url, {"primary": _pid(home)}, nodes, 1, seconds))
+            primaries = [asyncio.run(cluster.primary_of(p)) for p in shard_prefixes(tagged, SHARDS)]
+            serving = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
+            results.append(_intake(f"{SHARDS} shards", cluster.url, serving, nodes, SHARDS, seconds))
+    return results
+
+
+@contextmanager
+def formed_cluster() -> Iterator[LocalCluster]:
+    """A cluster of three primaries and three replicas, every node on the load core."""
+    with tempfile.TemporaryDirectory(prefix="jobcast-cluster-") as where:
+        cluster = LocalCluster(Path(where) / "cluster")
         try:
             asyncio.run(cluster.form())
             for node in cluster.nodes:
                 processes.pin(_pid(node), processes.LOAD_CORE)
-            assert single.process is not None
-            for _ in range(rounds):
-                alone = {"primary": single.process.pid}
-                results.append(_intake("single server", single.url, alone, [single.process.pid], 1, seconds))
-                tagged = "{" + INTAKE_PREFIX + "}"
-                home = asyncio.run(cluster.primary_of(tagged))
-                nodes = [_pid(node) for node in cluster.nodes]
-                results.append(_intake("cluster", cluster.url, {"primary": _pid(home)}, nodes, 1, seconds))
-                primaries = [asyncio.run(cluster.primary_of(p)) for p in shard_prefixes(tagged, SHARDS)]
-                serving = {f"shard {k}": _pid(node) for k, node in enumerate(primaries)}
-                results.append(_intake(f"{SHARDS} shards", cluster.url, serving, nodes, SHARDS, seconds))
+            yield cluster
         finally:
             cluster.stop()
-    return results
 
 
 def _intake(
@@ -404,19 +413,12 @@ async def _flush_prefixes(settings: Settings, count: int) -> None:
 def fanouts(w: scenarios.Workload, rounds: int, tmp: Path) -> list[dict[str, Any]]:
     """jobcast's fan-out on one server and on three shards of a cluster, alternating round by round."""
     results = []
-    with processes.redis_server() as single, tempfile.TemporaryDirectory(prefix="jobcast-cluster-") as where:
-        cluster = LocalCluster(Path(where) / "cluster")
-        try:
-            asyncio.run(cluster.form())
-            for node in cluster.nodes:
-                processes.pin(_pid(node), processes.LOAD_CORE)
-            for _ in range(rounds):
-                results.append({**scenarios.deliveries("jobcast", single, w, tmp), "system": "single server"})
-                backend = asyncio.run(_sharded_jobs(cluster, w.jobs))
-                row = scenarios.deliveries("jobcast", single, w, tmp, backend)
-                results.append({**row, "system": f"{SHARDS} shards"})
-        finally:
-            cluster.stop()
+    with processes.redis_server() as single, formed_cluster() as cluster:
+        for _ in range(rounds):
+            results.append({**scenarios.deliveries("jobcast", single, w, tmp), "system": "single server"})
+            backend = asyncio.run(_sharded_jobs(cluster, w.jobs))
+            row = scenarios.deliveries("jobcast", single, w, tmp, backend)
+            results.append({**row, "system": f"{SHARDS} shards"})
     return results
 
 

@@ -233,14 +233,7 @@ def cluster_lines(results: dict[str, Any]) -> list[str]:
             f"jobcast sent the other primaries: "
             f"{cluster['other_primaries_commands']:,.0f} in the drain"
         )
-    sharded = [r for r in rows if "shards" in r]
-    if sharded:
-        parts = []
-        for k in range(len(sharded[0]["shards"])):
-            jobs = statistics.median(r["shards"][k]["jobs"] for r in sharded)
-            own = statistics.median(r["shards"][k]["primary_cpu_us_per_own_job"] for r in sharded)
-            parts.append(f"shard {k} {jobs:,.0f} jobs, {own:,.0f} µs")
-        lines.append(f"{sharded[0]['system']}: each shard's primary a job it held: " + "; ".join(parts))
+    lines += per_shard_line(rows, "held", "jobs", "{:,.0f} jobs", "{:,.0f} µs")
     calls = median_rows([r for r in rows if "script_calls_per_job" in r], ("script_calls_per_job",))
     if calls:
         lines.append(
@@ -282,15 +275,20 @@ def cluster_intake_lines(results: dict[str, Any]) -> list[str]:
             f"{row['primary_cpu_us_per_job']:>10,.1f} {row['web_core_share']:>9.0%} "
             f"{row['load_core_share']:>10.0%} {ratio(row['jobs_per_s'], single):>10}"
         )
+    return lines + per_shard_line(rows, "took", "jobs_share", "{:.1%} of the jobs", "{:,.1f} µs")
+
+
+def per_shard_line(rows: list[dict[str, Any]], verb: str, field: str, share: str, cost: str) -> list[str]:
+    """The sharded rows' jobs (`field`) and primary CPU a job of each shard, medians of the rounds."""
     sharded = [r for r in rows if "shards" in r]
-    if sharded:
-        parts = []
-        for k in range(len(sharded[0]["shards"])):
-            share = statistics.median(r["shards"][k]["jobs_share"] for r in sharded)
-            own = statistics.median(r["shards"][k]["primary_cpu_us_per_own_job"] for r in sharded)
-            parts.append(f"shard {k} {share:.1%} of the jobs, {own:,.1f} µs")
-        lines.append(f"{sharded[0]['system']}: each shard's primary a job it took: " + "; ".join(parts))
-    return lines
+    if not sharded:
+        return []
+    parts = []
+    for k in range(len(sharded[0]["shards"])):
+        jobs = statistics.median(r["shards"][k][field] for r in sharded)
+        own = statistics.median(r["shards"][k]["primary_cpu_us_per_own_job"] for r in sharded)
+        parts.append(f"shard {k} {share.format(jobs)}, {cost.format(own)}")
+    return [f"{sharded[0]['system']}: each shard's primary a job it {verb}: " + "; ".join(parts)]
 
 
 def cluster_fanout_lines(results: dict[str, Any]) -> list[str]:

@@ -261,20 +261,12 @@ async def test_a_deployment_of_three_shards_serves_every_job_as_one(
         # Priorities hold on a shard: with the worker stopped, a high job submitted last starts first.
         worker.stop()
         low_key, high_key = same_shard_keys(2, 3)
-        low = await post_json(
-            session,
-            f"{url}/api/jobs",
-            {**demo(1, 0), "priority": "low"},
-            202,
-            headers={"Idempotency-Key": low_key},
-        )
-        high = await post_json(
-            session,
-            f"{url}/api/jobs",
-            {**demo(1, 0), "priority": "high"},
-            202,
-            headers={"Idempotency-Key": high_key},
-        )
+        low, high = [
+            await post_json(
+                session, f"{url}/api/jobs", {**demo(1, 0), "priority": p}, 202, headers={"Idempotency-Key": k}
+            )
+            for p, k in (("low", low_key), ("high", high_key))
+        ]
         # Paused on every shard: a paused kind's jobs of each shard wait, and resuming frees them all.
         await post_json(session, f"{url}/api/kinds/demo/pause", status=200)
         spawn("worker", **sharded, JOBCAST_WORKER_MAX_JOBS="1")
