@@ -107,8 +107,9 @@ class Settings(ProcessSettings):
         le=256,
         description="How many shards the deployment's keys are spread over, each under a hash tag of its "
         "own (`{jobcast}`, `{jobcast~1}`...), so each on its own primary of a Redis Cluster; a job's id "
-        "names its shard. Workers claim from every shard; the web process serves one shard so far, and "
-        "refuses more (docs/scaling.md#past-one-redis).",
+        "names its shard. Every process of a deployment gives the same count: workers claim from every "
+        "shard, and web processes serve them all, with one feed of every job a shard "
+        "(docs/scaling.md#past-one-redis).",
     )
     queue_name: str = Field(
         default="jobcast:queue",
