@@ -105,10 +105,11 @@ class Settings(ProcessSettings):
         default=1,
         ge=1,
         le=256,
-        description="How many shards the deployment's keys are spread over, each under a hash tag of its "
-        "own (`{jobcast}`, `{jobcast~1}`...), so each on its own primary of a Redis Cluster; a job's id "
-        "names its shard. Every process of a deployment gives the same count: workers claim from every "
-        "shard, and web processes serve them all, with one feed of every job a shard "
+        description="How many shards the deployment's keys are spread over, each under a prefix of its "
+        "own (`{jobcast}`, `{jobcast~1}`... on a cluster), so each on its own primary of a Redis "
+        "Cluster; a job's id names its shard. Every process of a deployment gives the same count: "
+        "workers claim from every shard, and web processes serve them all, with one feed of every job "
+        "a shard "
         "(docs/scaling.md#past-one-redis).",
     )
     queue_name: str = Field(
@@ -653,9 +654,10 @@ class Settings(ProcessSettings):
     @property
     def redis_key_prefix(self) -> str:
         """The prefix of every key and channel in Redis (shard 0's, with shards): `key_prefix`, and on
-        a Redis Cluster or with shards with a hash tag (`{jobcast}`) unless it has one, so that all
-        of them map to one slot."""
-        if (self.redis_cluster or self.redis_shards > 1) and not hash_tag(self.key_prefix):
+        a Redis Cluster with a hash tag (`{jobcast}`) unless it has one, so that all of them map to
+        one slot. With shards on one server it stays as it is, so that growing from one shard
+        leaves every key where it was."""
+        if self.redis_cluster and not hash_tag(self.key_prefix):
             return "{" + self.key_prefix + "}"
         return self.key_prefix
 

@@ -1,5 +1,5 @@
-"""Which shard's store serves a request: a job's own (its id names it), an owner's, or all of them
-(jobcast/store/shards.py has the layout)."""
+"""Which shard's store serves a request about one job: the one its id names (jobcast/store/shards.py
+has the layout). What spans jobs reads every shard (jobcast/queries/across_shards.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,3 @@ def job_store(app: web.Application, job_id: str) -> JobStore:
     if store is None:
         raise JobNotFound(job_id)
     return store
-
-
-def stores_of(app: web.Application, owner: str | None = None) -> list[JobStore]:
-    """The stores a query reads: one owner's jobs are all on the owner's shard; else every shard."""
-    shards = app[SHARDS]
-    return [shards.named(owner)] if owner is not None else shards.stores

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -24,8 +25,9 @@ from jobcast.server.fanout.relay import Relay
 from jobcast.settings import Settings
 from jobcast.store.jobs import Submission
 from jobcast.store.shards import Shards
-from tests.helpers import lifecycle, post_json, wait_for, watch_to_end
+from tests.helpers import demo, get_json, lifecycle, post_json, wait_for, watch_to_end
 from tests.redis_cluster import ClusterNode, LocalCluster
+from tests.test_security import ADMIN_KEY, SECRET, SERVICE_KEY, bearer, key_entry
 
 
 @pytest.mark.parametrize("count", [2, 3, 5, 16])
@@ -47,10 +49,15 @@ def test_each_shard_takes_its_own_part_of_the_slot_ring(count: int, tag: str) ->
     assert shard_prefixes(f"team:{{{tag}}}", count) == prefixes
 
 
-def test_one_shard_is_the_deployments_prefix_and_more_need_a_hash_tag() -> None:
+def test_shard_0_is_the_deployments_prefix_tagged_or_not() -> None:
     assert shard_prefixes("jobcast", 1) == ["jobcast"]
-    with pytest.raises(ValueError, match="hash tag"):
-        shard_prefixes("jobcast", 3)
+    # On one server a prefix need not be a tag: shard 0 keeps it, the others are tags made from it.
+    plain = shard_prefixes("jobcast", 3)
+    assert plain[0] == "jobcast" and all(
+        hash_tag(p).startswith(f"jobcast~{k}") for k, p in enumerate(plain) if k
+    )
+    tagged = shard_prefixes("app:{jc}", 3)
+    assert tagged[0] == "app:{jc}" and all(p.startswith("app:{jc~") for p in tagged[1:])
     with pytest.raises(ValueError, match="1 to 256"):
         shard_prefixes("{jobcast}", 257)
 
@@ -267,3 +274,32 @@ async def upload(session: aiohttp.ClientSession, content: bytes, status: int = 2
     async with session.post("/api/jobs", data=form) as response:
         assert response.status == status, await response.text()
         return await response.json()
+
+
+async def test_an_owners_jobs_from_before_the_shards_grew_stay_listed_and_reachable(spawn) -> None:
+    """Growing from one shard to three moves no job: an owner's earlier jobs stay on shard 0 while
+    its new ones go to its shard, and its listing and its jobs' routes find both."""
+    keys = ",".join([key_entry("ops", "admin", ADMIN_KEY), key_entry("shop", "service", SERVICE_KEY)])
+    mode = {"JOBCAST_SECRET": SECRET, "JOBCAST_API_KEYS": keys}
+    # A service's user is owned as `<service>/<user>`: one whose shard, of three, is not shard 0.
+    user = next(name for name in (f"customer-{n}" for n in range(100)) if shard_of_owner(f"shop/{name}", 3))
+    owner = f"shop/{user}"
+    web, worker = spawn("web", **mode), spawn("worker", **mode)
+    await web.wait_http()
+    async with (
+        aiohttp.ClientSession(headers=bearer(SERVICE_KEY)) as shop,
+        aiohttp.ClientSession(headers=bearer(ADMIN_KEY)) as admin,
+    ):
+        before = await post_json(shop, f"{web.url}/api/jobs", {**demo(1, 0), "owner": user}, 202)
+        await watch_to_end(shop, before["id"], web.url)
+        web.stop()
+        worker.stop()
+        grown = spawn("web", JOBCAST_REDIS_SHARDS="3", **mode)
+        spawn("worker", JOBCAST_REDIS_SHARDS="3", **mode)
+        await grown.wait_http()
+        after = await post_json(shop, f"{grown.url}/api/jobs", {**demo(1, 0), "owner": user}, 202)
+        await watch_to_end(shop, after["id"], grown.url)
+        assert (shard_of(before["id"], 3), shard_of(after["id"], 3)) == (0, shard_of_owner(owner, 3))
+        listed = await get_json(admin, f"{grown.url}/api/jobs?owner={quote(owner, safe='')}")
+        assert [job["id"] for job in listed["jobs"]] == [after["id"], before["id"]]
+        assert (await get_json(shop, f"{grown.url}/api/jobs/{before['id']}"))["state"] == "succeeded"

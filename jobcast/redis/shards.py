@@ -6,9 +6,10 @@ channel keys per job, and its own queues, indexes, feeds and counters), so every
 runs on one slot, and a job's events are still written and published by one script. What spans
 shards is routing, not Redis: a job's id says which shard holds it.
 
-- **Prefixes.** Shard 0 keeps the deployment's prefix (`{jobcast}`): a deployment that had one
-  shard finds its jobs where they were. Shard k's tag is the deployment's tag with `~k` and, when
-  needed, a salt after it, chosen so that each shard's slot is in its own of the ring's N equal
+- **Prefixes.** Shard 0 keeps the deployment's prefix (`{jobcast}` on a cluster, `jobcast` on one
+  server): a deployment that had one shard finds its jobs where they were. Shard k's tag is the
+  deployment's tag (or its whole prefix) with `~k` and, when needed, a salt after it, chosen so
+  that each shard's slot is in its own of the ring's N equal
   parts (shard 0's where its tag hashes, the others in the middle of theirs): on a cluster whose
   primaries serve equal slot ranges, as many shards as primaries land one on each.
 - **Ids.** A job of a sharded deployment gets a version-8 UUID (RFC 9562: the layout is the
@@ -46,15 +47,14 @@ class Shard:
 
 
 def shard_prefixes(prefix: str, shards: int) -> list[str]:
-    """Each shard's key prefix, shard 0's being `prefix` itself, which must carry a hash tag when
-    there is more than one shard."""
+    """Each shard's key prefix, shard 0's being `prefix` itself. On a cluster the prefix carries a
+    hash tag (`{jobcast}`); on one server it need not (`jobcast`: a deployment that grows from one
+    shard keeps its keys), and the other shards' tags are made from the whole prefix."""
     if not 1 <= shards <= MAX_SHARDS:
         raise ValueError(f"shards must be 1 to {MAX_SHARDS}, not {shards}")
     if shards == 1:
         return [prefix]
-    tag = hash_tag(prefix)
-    if not tag:
-        raise ValueError(f"a sharded key prefix needs a hash tag ({{{prefix}}}), not {prefix!r}")
+    tag = hash_tag(prefix) or prefix
     spacing = REDIS_CLUSTER_HASH_SLOTS / shards
     # Shard 0's slot is wherever the deployment's tag hashes; it is in one of the ring's `shards`
     # equal parts, and each other shard takes the middle of another part. A cluster whose
@@ -70,7 +70,8 @@ def shard_prefixes(prefix: str, shards: int) -> list[str]:
             off = abs(key_slot(candidate.encode()) - aim)
             if min(off, REDIS_CLUSTER_HASH_SLOTS - off) <= _SLACK * spacing:
                 break
-        prefixes.append(prefix.replace("{" + tag + "}", "{" + candidate + "}", 1))
+        tagged = "{" + candidate + "}"
+        prefixes.append(prefix.replace("{" + tag + "}", tagged, 1) if hash_tag(prefix) else tagged)
     return prefixes
 
 

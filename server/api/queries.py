@@ -16,7 +16,6 @@ from jobcast.server.http.problems import Problem, parsed_query
 from jobcast.server.http.schemas import FinishedHistory, JobPage, Stats
 from jobcast.server.keys import KINDS, SETTINGS, SHARDS
 from jobcast.server.security.auth import principal, require_admin
-from jobcast.server.stores import stores_of
 
 routes = web.RouteTableDef()
 
@@ -93,7 +92,9 @@ async def jobs(request: web.Request) -> web.Response:
         owner = query.owner
     try:
         page = await list_across(
-            stores_of(request.app, owner),
+            # Every shard, an owner's listing too: jobs made before the shard count changed stay
+            # where they were made, which need not be the owner's shard now.
+            request.app[SHARDS].stores,
             state=query.state,
             kind=query.kind,
             priority=query.priority,

@@ -67,7 +67,7 @@ from jobcast.server.pages.plain_state import plain_state
 from jobcast.server.pages.times import relative
 from jobcast.server.security.auth import csrf_token, may_submit, owner_for, principal
 from jobcast.server.security.tokens import opens_job
-from jobcast.server.stores import job_store, stores_of
+from jobcast.server.stores import job_store
 from jobcast.store.jobs import build_snapshot, is_record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -98,7 +98,7 @@ async def dashboard_context(request: web.Request, **extra: Any) -> dict[str, Any
         owner = query.owner
     since_ms, until_ms = dashboard_range(query)
     parts = query.parts == "1"
-    stores = stores_of(app, owner)
+    stores = app[SHARDS].stores  # an owner's jobs too (see server/api/queries.py)
     try:
         recent = await list_across(
             stores,
