@@ -109,8 +109,7 @@ class Settings(ProcessSettings):
         "own (`{jobcast}`, `{jobcast~1}`... on a cluster), so each on its own primary of a Redis "
         "Cluster; a job's id names its shard. Every process of a deployment gives the same count: "
         "workers claim from every shard, and web processes serve them all, with one feed of every job "
-        "a shard "
-        "(docs/scaling.md#past-one-redis).",
+        "a shard (docs/scaling.md#past-one-redis).",
     )
     queue_name: str = Field(
         default="jobcast:queue",

@@ -439,11 +439,8 @@ class JobcastWorker(Worker):
         # arq's close would gather them and take their cancellation for its own.
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()))
-        for store in self.shards.stores:
-            await store.aclose()
-        # Shard 0's client is arq's pool, which arq closes; the others are this worker's.
-        for store in self.shards.stores[1:]:
-            await store.redis.aclose()
+        # Shard 0's client is arq's pool, which arq closes.
+        await self.shards.aclose(home_client=False)
         # Without Redis, the worker leaves the list once its heartbeat is stale.
         with contextlib.suppress(RedisError, KeyError):
             async with self.pool.pipeline(transaction=True) as pipe:

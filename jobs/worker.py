@@ -138,7 +138,6 @@ def die_with_parent() -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    store: JobStore = ctx["store"]
     shards: Shards = ctx["shards"]
     for shard in shards.stores:
         await migrate(shard.redis, shard.keys, settings.queue_name)
@@ -161,7 +160,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["services"] = [
         asyncio.create_task(_sweep_files(storage, shards, settings.retention_s)),
-        asyncio.create_task(Scheduler(ScheduleBook(store, shards), ctx["kinds"], settings).run()),
+        asyncio.create_task(Scheduler(ScheduleBook(shards), ctx["kinds"], settings).run()),
     ]
     # Each shard has its own signals (a pub/sub connection to its primary), upkeep and rollups.
     for shard in shards.stores:

@@ -9,9 +9,9 @@ shards is routing, not Redis: a job's id says which shard holds it.
 - **Prefixes.** Shard 0 keeps the deployment's prefix (`{jobcast}` on a cluster, `jobcast` on one
   server): a deployment that had one shard finds its jobs where they were. Shard k's tag is the
   deployment's tag (or its whole prefix) with `~k` and, when needed, a salt after it, chosen so
-  that each shard's slot is in its own of the ring's N equal
-  parts (shard 0's where its tag hashes, the others in the middle of theirs): on a cluster whose
-  primaries serve equal slot ranges, as many shards as primaries land one on each.
+  that each shard's slot is in its own of the ring's N equal parts (shard 0's where its tag
+  hashes, the others in the middle of theirs): on a cluster whose primaries serve equal slot
+  ranges, as many shards as primaries land one on each.
 - **Ids.** A job of a sharded deployment gets a version-8 UUID (RFC 9562: the layout is the
   vendor's) whose first byte is its shard; the rest is random (114 bits). Ids stay 32 hex digits,
   as the API promises. A version-4 id, as one-shard deployments make, is shard 0's.

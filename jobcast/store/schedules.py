@@ -74,13 +74,13 @@ def tick_key(schedule_id: str, tick_ms: int) -> str:
 class ScheduleBook:
     """The deployment's schedules, on the job store's Redis."""
 
-    def __init__(self, store: JobStore, shards: Shards | None = None) -> None:
-        """`store`: shard 0's, which keeps the schedules; `shards`: where their jobs go (None: all
-        on `store`)."""
-        self.store = store
-        self.shards = shards
-        self.redis = store.redis
-        self.keys = store.keys
+    def __init__(self, where: JobStore | Shards) -> None:
+        """`where`: the deployment's shards (shard 0 keeps the schedules, their jobs go to any), or
+        one store for all of it."""
+        self.shards = where if isinstance(where, Shards) else Shards([where])
+        self.store = self.shards.home
+        self.redis = self.store.redis
+        self.keys = self.store.keys
 
     async def all(self) -> list[StoredSchedule]:
         raw = await awaited(self.redis.hgetall(self.keys.schedules))
@@ -186,7 +186,7 @@ class ScheduleBook:
         )
         key = None if tick is None else tick_key(schedule.id, epoch_ms(tick))
         # A tick's repeats name one shard (its key), so a tick fired twice still makes one job.
-        target = self.store if self.shards is None else self.shards.for_new(schedule.owner, key)
+        target = self.shards.for_new(schedule.owner, key)
         job_id = target.new_ids(1)[0]
         try:
             await target.create(

@@ -105,23 +105,28 @@ class Shards:
     async def snapshots(self, job_ids: list[str]) -> list[JobSnapshot]:
         """The snapshots of these jobs, wherever each is, in the order asked (jobs that no longer
         exist left out)."""
-        found: dict[str, JobSnapshot] = {}
-        for store, ids in self.group(job_ids).items():
-            found |= {job["id"]: job for job in await store.snapshots(ids)}
+        groups = self.group(job_ids)
+        each = await on_each(list(groups), lambda store: store.snapshots(groups[store]))
+        found = {job["id"]: job for jobs in each for job in jobs}
         return [found[job_id] for job_id in job_ids if job_id in found]
 
     async def job_fields(self, job_ids: list[str], fields: list[str]) -> dict[str, list[bytes | None]]:
         """These fields of each job's record, in the order of `job_ids` (all None: no such job)."""
-        found: dict[str, list[bytes | None]] = {}
-        for store, ids in self.group(job_ids).items():
+        groups = self.group(job_ids)
+
+        async def read(store: JobStore) -> dict[str, list[bytes | None]]:
             async with store.redis.pipeline(transaction=False) as pipe:
-                for job_id in ids:
+                for job_id in groups[store]:
                     pipe.hmget(store.keys.job(job_id), fields)
-                found |= dict(zip(ids, await pipe.execute(), strict=True))
+                return dict(zip(groups[store], await pipe.execute(), strict=True))
+
+        found = {job_id: row for rows in await on_each(list(groups), read) for job_id, row in rows.items()}
         return {job_id: found.get(job_id, [None] * len(fields)) for job_id in job_ids}
 
-    async def aclose(self) -> None:
-        """Close every store and the client each was connected with."""
+    async def aclose(self, *, home_client: bool = True) -> None:
+        """Close every store and the client each was connected with (`home_client` False: all but
+        shard 0's, which a worker shares with arq, and arq closes)."""
         for store in self.stores:
             await store.aclose()
-            await store.redis.aclose()
+            if home_client or store is not self.home:
+                await store.redis.aclose()

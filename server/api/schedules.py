@@ -23,7 +23,7 @@ from jobcast.server.http.bodies import json_response, read_json
 from jobcast.server.http.openapi import Answer, Operation, json, operation
 from jobcast.server.http.problems import Problem, validation_problem
 from jobcast.server.http.schemas import JobSnapshot
-from jobcast.server.keys import KINDS, SETTINGS, SHARDS, STORE
+from jobcast.server.keys import KINDS, SETTINGS, SHARDS
 from jobcast.server.security.auth import Principal, Role, principal
 from jobcast.store.schedules import ScheduleBook, ScheduleState, StoredSchedule
 
@@ -107,7 +107,7 @@ class ScheduleList(BaseModel):
 
 
 def book(request: web.Request) -> ScheduleBook:
-    return ScheduleBook(request.app[STORE], request.app[SHARDS])
+    return ScheduleBook(request.app[SHARDS])
 
 
 def manager(request: web.Request) -> Principal:

@@ -71,13 +71,13 @@ def query_of(request: web.Request) -> OutputQuery:
 async def job_output(request: web.Request) -> web.StreamResponse:
     job_id, stream = request.match_info["job_id"], request.match_info["stream"]
     query = query_of(request)
+    store = job_store(request.app, job_id)
     if query.token is not None and request.app[TOKENS].enabled:
         await opens_job(request, query.token, job_id)
     else:
-        await check_visible(job_store(request.app, job_id), principal(request), job_id)
+        await check_visible(store, principal(request), job_id)
     if query.follow:
         return await follow(request, job_id, stream, query)
-    store = job_store(request.app, job_id)
     snapshot = await store.snapshot(job_id, output=False)
     if snapshot is None:
         raise Problem(404, f"no job {job_id}", slug="not-found")

@@ -23,9 +23,9 @@ from jobcast.server.keys import RELAY, SETTINGS, SHARDS, STREAMS, WEBSOCKETS
 from jobcast.server.security.auth import STREAM_COUNTS, Principal, StreamCounts, check_visible, principal
 from jobcast.server.security.origins import check_websocket_origin
 from jobcast.server.security.tokens import TOKENS, StreamTokens, TokenRefused, revoked
+from jobcast.server.stores import store_of
 from jobcast.server.transports.websocket import handshake
 from jobcast.server.transports.websocket.socket import WebSocket
-from jobcast.store.jobs import JobStore
 from jobcast.store.shards import Shards
 
 routes = web.RouteTableDef()
@@ -140,24 +140,18 @@ class Connection:
         if token is not None and self.tokens.enabled:
             try:
                 grant = self.tokens.check_job(token if isinstance(token, str) else "", job_id)
-                if await revoked(self._store(job_id), job_id, grant):
+                if await revoked(store_of(self.shards, job_id), job_id, grant):
                     raise TokenRefused("revoked")
             except TokenRefused as e:
                 self._error("bad_token", str(e), topic)
                 return False
             return True
         try:
-            await check_visible(self._store(job_id), self.who, job_id)
+            await check_visible(store_of(self.shards, job_id), self.who, job_id)
         except JobNotFound as e:
             self._failed(e, topic)
             return False
         return True
-
-    def _store(self, job_id: str) -> JobStore:
-        store = self.shards.of(job_id)
-        if store is None:
-            raise JobNotFound(job_id)
-        return store
 
     def _failed(self, error: JobcastError, topic: Topic) -> None:
         """A domain error as an error message (the one place that maps them for WebSockets)."""
@@ -205,7 +199,7 @@ class Connection:
 
     async def cancel(self, job_id: str) -> None:
         try:
-            done = await cancel_job(self._store(job_id), job_id, self.who)
+            done = await cancel_job(store_of(self.shards, job_id), job_id, self.who)
         except JobcastError as e:
             self._failed(e, self.relay.broker.job(job_id))
             return

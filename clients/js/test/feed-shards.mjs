@@ -36,9 +36,10 @@ function watch(lastEventId, onLive) {
   return { watcher, seen };
 }
 
+// A state with no event to await (a watcher's set, a job's state): looked at every 20 ms.
 async function until(check, what) {
   const deadline = Date.now() + 30_000;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`no ${what} in 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -55,13 +56,7 @@ watcher.stop();
 const later = [];
 for (let i = 0; i < count; i++) later.push((await demo()).id);
 const ended = async (id) => (await (await fetch(`${BASE}/api/jobs/${id}`)).json()).state === "succeeded";
-for (const id of later) {
-  const deadline = Date.now() + 30_000;
-  while (!(await ended(id))) {
-    if (Date.now() > deadline) throw new Error(`job ${id} never ended`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+for (const id of later) await until(() => ended(id), `end of job ${id}`);
 const resumed = watch(lastEventId);
 await until(() => later.every((id) => resumed.seen.succeeded.has(id)), "end of the later jobs");
 resumed.watcher.stop();
